@@ -1,0 +1,267 @@
+import pg from 'pg';
+import { applyAcceptances } from './accept.js';
+import { introspect } from './catalog/introspect.js';
+import type { Catalog } from './catalog/types.js';
+import { AuditError, errorMessage } from './errors.js';
+import type { Finding } from './findings.js';
+import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
+import { roleAccess } from './probes/access.js';
+import { PROBES } from './probes/registry.js';
+import { reconcile } from './rules/reconcile.js';
+import { RULES } from './rules/registry.js';
+import type { ProbeContext, ProbeRecord } from './probes/types.js';
+import { REPORT_SCHEMA_VERSION, type RelationReport, type Report } from './report/model.js';
+import type { Scenario } from './scenario/schema.js';
+import { applySchemaFiles, readSchemaFiles } from './schema-files.js';
+import { seed, type SeedOutcome } from './seed/seed.js';
+import { AuditSession } from './session.js';
+import { relationIdent } from './sql.js';
+import { atLeast, SEVERITIES, severityRank, type Severity } from './severity.js';
+import { openTarget, type Target } from './target/index.js';
+import { VERSION } from './version.js';
+
+export interface AuditOptions {
+  /** Progress lines for a console; never receives a password. */
+  log?: (line: string) => void;
+  /** Use this target instead of opening the scenario's (tests, library users with their own cluster). */
+  target?: Target;
+}
+
+class Stopwatch {
+  private last = Date.now();
+  readonly started = Date.now();
+  lap(): number {
+    const now = Date.now();
+    const elapsed = now - this.last;
+    this.last = now;
+    return elapsed;
+  }
+}
+
+async function connectAdmin(connectionString: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString, application_name: 'rls-audit' });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new AuditError(`cannot connect to the database: ${errorMessage(error)}. Check the URL, that the server is running, and the credentials.`);
+  }
+  return client;
+}
+
+function relationReports(catalog: Catalog, plan: TenancyPlan, seeded: SeedOutcome | null): RelationReport[] {
+  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
+  return plan.relations.map((entry) => {
+    const relation = byName.get(entry.relation)!;
+    const seeding = seeded?.results.find((result) => result.relation === entry.relation);
+    return {
+      name: entry.relation,
+      kind: entry.kind,
+      tenancy: entry.tenancy,
+      tenantColumn: entry.tenantColumn,
+      path: entry.path ? entry.path.map((hop) => `${hop.from}(${hop.columns.join(', ')}) -> ${hop.references}`).join(', ') : null,
+      reason: entry.reason,
+      rlsEnabled: relation.rlsEnabled,
+      rlsForced: relation.rlsForced,
+      seeding: seeding ? { status: seeding.status, rows: seeding.rows, reason: seeding.reason, repairs: seeding.repairs } : null,
+    };
+  });
+}
+
+export function sortFindings(findings: Finding[]): Finding[] {
+  return [...findings].sort(
+    (a, b) => severityRank(b.severity) - severityRank(a.severity) || a.check.localeCompare(b.check) || a.table.localeCompare(b.table),
+  );
+}
+
+export function summarize(findings: Finding[], probes: ProbeRecord[], failOn: Severity, rowsSeeded: number, queries: number): Report['summary'] {
+  const counts = Object.fromEntries(SEVERITIES.map((severity) => [severity, 0])) as Record<Severity, number>;
+  for (const finding of findings) counts[finding.severity] += 1;
+  const outcomes: Report['summary']['probes'] = {};
+  for (const probe of probes) outcomes[probe.outcome] = (outcomes[probe.outcome] ?? 0) + 1;
+  const failing = findings.filter((finding) => atLeast(finding.severity, failOn) && (!finding.accepted || finding.accepted.expired)).length;
+  return {
+    verdict: failing ? 'fail' : 'pass',
+    failOn,
+    findings: counts,
+    failing,
+    accepted: findings.filter((finding) => finding.accepted && !finding.accepted.expired).length,
+    probes: outcomes,
+    rowsSeeded,
+    queries,
+  };
+}
+
+interface Prepared {
+  target: Target;
+  session: AuditSession;
+  catalog: Catalog;
+  plan: TenancyPlan;
+}
+
+/** Reach the database, apply the schema, open the audit transaction, introspect and plan. */
+async function prepare(scenario: Scenario, options: AuditOptions, timings: Report['timings'], clock: Stopwatch, readOnly: boolean): Promise<Prepared & { close(): Promise<void> }> {
+  const log = options.log ?? (() => undefined);
+  const schemaFiles = await readSchemaFiles(scenario.schema);
+  const target = options.target ?? (await openTarget(scenario));
+  let session: AuditSession | undefined;
+  const close = async () => {
+    await session?.end();
+    if (!options.target) await target.close();
+  };
+  try {
+    timings.start = clock.lap();
+    log(`target: ${target.description}`);
+    if (target.disposable && schemaFiles.length) {
+      const admin = await connectAdmin(target.connectionString);
+      try {
+        await applySchemaFiles(schemaFiles, (sql) => admin.query(sql));
+      } finally {
+        await admin.end();
+      }
+    }
+    try {
+      session = await AuditSession.open(target.connectionString, { readOnly: readOnly && !(schemaFiles.length && !target.disposable), ...(target.disposable ? {} : { lockTimeoutMs: 2_000 }) });
+    } catch (error) {
+      throw new AuditError(`cannot connect to the database: ${errorMessage(error)}. Check the URL, that the server is running, and the credentials.`);
+    }
+    const auditSession = session;
+    if (!target.disposable && schemaFiles.length) {
+      await applySchemaFiles(schemaFiles, (sql) => auditSession.savepoint(() => auditSession.query(sql), true));
+    }
+    timings.schema = clock.lap();
+    const catalog = await introspect(session.client, scenario.schemas);
+    const plan = planTenancy(catalog, scenario);
+    timings.introspection = clock.lap();
+    log(`tenancy: ${plan.relations.filter((entry) => entry.tenancy !== 'shared').length} tenant-owned relation(s), ${plan.relations.filter((entry) => entry.tenancy === 'shared').length} shared; setting ${plan.setting}`);
+    return { target, session, catalog, plan, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+function evaluateRules(catalog: Catalog, plan: TenancyPlan): Finding[] {
+  return RULES.flatMap((rule) => rule.evaluate({ catalog, plan }));
+}
+
+function buildReport(
+  command: Report['command'],
+  scenario: Scenario,
+  prepared: Prepared,
+  seeded: SeedOutcome | null,
+  seedNumber: number | null,
+  probes: ProbeRecord[],
+  findings: Finding[],
+  startedAt: string,
+  timings: Report['timings'],
+): Report {
+  const { plan, catalog, target, session } = prepared;
+  const notes = [...plan.notes];
+  for (const result of seeded?.results ?? []) {
+    if (result.status === 'failed' || result.status === 'partial') {
+      notes.push(`${result.relation} was ${result.status === 'failed' ? 'not seeded' : 'partly seeded'}: ${result.reason}. Its probe results are marked unreliable, not passed.`);
+    }
+  }
+  const accepted = sortFindings(applyAcceptances(findings, scenario.accept));
+  return {
+    schemaVersion: REPORT_SCHEMA_VERSION,
+    tool: { name: 'rls-audit', version: VERSION },
+    command,
+    startedAt,
+    scenario: {
+      name: scenario.name,
+      role: plan.role,
+      setting: plan.setting,
+      contextSql: plan.contextSql,
+      tenantKey: `${plan.tenantKey.relation ?? '(values)'}.${plan.tenantKey.column} ${plan.tenantKey.type}`,
+      tenantColumns: plan.tenantColumns,
+      rowsPerTenant: seeded ? scenario.rows : 0,
+      seed: seedNumber,
+      failOn: scenario.failOn,
+    },
+    target: { kind: target.kind, description: target.description, serverVersion: catalog.serverVersion, database: catalog.database },
+    tenants: (seeded?.tenants ?? []).map((tenant) => ({ ...tenant })),
+    relations: relationReports(catalog, plan, seeded),
+    notes,
+    probes,
+    findings: accepted,
+    summary: summarize(accepted, probes, scenario.failOn, seeded?.rowsInserted ?? 0, session.queries),
+    timings,
+  };
+}
+
+function newTimings(): Report['timings'] {
+  return { start: 0, schema: 0, introspection: 0, seeding: 0, probes: 0, report: 0, total: 0 };
+}
+
+/**
+ * The static audit alone: introspect and evaluate every rule, read-only (against a url target the
+ * transaction is READ ONLY), no seeding, no probes.
+ */
+export async function lint(scenario: Scenario, options: AuditOptions = {}): Promise<Report> {
+  const startedAt = new Date().toISOString();
+  const clock = new Stopwatch();
+  const timings = newTimings();
+  const prepared = await prepare(scenario, options, timings, clock, true);
+  try {
+    const findings = evaluateRules(prepared.catalog, prepared.plan);
+    timings.probes = clock.lap();
+    const report = buildReport('lint', scenario, prepared, null, null, [], findings, startedAt, timings);
+    timings.report = clock.lap();
+    timings.total = Date.now() - clock.started;
+    return report;
+  } finally {
+    await prepared.close();
+  }
+}
+
+/**
+ * Audit one scenario end to end: start or reach the database, apply the schema, introspect, plan,
+ * evaluate the rules, seed, probe as the application role, tie rule findings to probe evidence, and
+ * return the report. Everything after the schema happens in one transaction that is rolled back.
+ */
+export async function audit(scenario: Scenario, options: AuditOptions = {}): Promise<Report> {
+  const log = options.log ?? (() => undefined);
+  const startedAt = new Date().toISOString();
+  const clock = new Stopwatch();
+  const timings = newTimings();
+  const prepared = await prepare(scenario, options, timings, clock, false);
+  const { session, catalog, plan, target } = prepared;
+  try {
+    const ruleFindings = evaluateRules(catalog, plan);
+    const seedNumber = scenario.seed ?? Math.floor(Math.random() * 2 ** 31);
+    const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber });
+    if (target.disposable) {
+      // Materialized views were filled when the schema was applied, before any tenant existed.
+      for (const relation of catalog.relations.filter((candidate) => candidate.kind === 'materialized-view')) {
+        await session.savepoint(() => session.query(`refresh materialized view ${relationIdent(relation)}`), true);
+      }
+    }
+    timings.seeding = clock.lap();
+    log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);
+
+    const probes: ProbeRecord[] = [];
+    const context: ProbeContext = {
+      session,
+      catalog,
+      plan,
+      tenants: seeded.tenants,
+      ledger: seeded.ledger,
+      seedResults: seeded.results,
+      scenario,
+      access: await roleAccess(session, catalog, plan.role),
+      record: (probe) => probes.push(probe),
+    };
+    const probeFindings: Finding[] = [];
+    for (const probe of PROBES) probeFindings.push(...(await probe.run(context)));
+    timings.probes = clock.lap();
+    const findings = [...probeFindings, ...reconcile(ruleFindings, probeFindings, probes, RULES)];
+    const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings);
+    timings.report = clock.lap();
+    timings.total = Date.now() - clock.started;
+    return report;
+  } finally {
+    await prepared.close();
+  }
+}

@@ -1,0 +1,373 @@
+import type pg from 'pg';
+import type {
+  Catalog,
+  Column,
+  Constraint,
+  ForeignKey,
+  FunctionInfo,
+  Grant,
+  Index,
+  Policy,
+  PolicyCommand,
+  Relation,
+  RelationKind,
+  Role,
+  Trigger,
+} from './types.js';
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+const RELATION_KINDS: Record<string, RelationKind> = {
+  r: 'table',
+  p: 'partitioned-table',
+  v: 'view',
+  m: 'materialized-view',
+  f: 'foreign-table',
+};
+
+const POLICY_COMMANDS: Record<string, PolicyCommand> = { '*': 'ALL', r: 'SELECT', a: 'INSERT', w: 'UPDATE', d: 'DELETE' };
+
+/** The schemas to look at: those given, or every schema that is not a system schema or owned by an extension. */
+const SCHEMA_FILTER = `
+  n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'
+  and (cardinality($1::text[]) = 0 or n.nspname = any($1::text[]))`;
+
+const RELATIONS_SQL = `
+select c.oid::int as oid, n.nspname as schema, c.relname as name, c.relkind as kind,
+       pg_get_userbyid(c.relowner) as owner, c.relrowsecurity as rls_enabled, c.relforcerowsecurity as rls_forced,
+       c.relispartition as is_partition,
+       coalesce(array(select pn.nspname || '.' || pc.relname from pg_inherits i
+                      join pg_class pc on pc.oid = i.inhparent join pg_namespace pn on pn.oid = pc.relnamespace
+                      where i.inhrelid = c.oid order by i.inhseqno), '{}') as parents,
+       case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end as view_definition,
+       coalesce(c.reloptions, '{}') as options, greatest(c.reltuples, 0)::float8 as estimated_rows,
+       coalesce(array(select case when a.grantee = 0 then 'public' else pg_get_userbyid(a.grantee) end || ':' || a.privilege_type
+                      from aclexplode(c.relacl) a), '{}') as grants
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p', 'v', 'm', 'f') and ${SCHEMA_FILTER}
+  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+order by n.nspname, c.relname`;
+
+const COLUMNS_SQL = `
+with cols as (
+  select a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull, a.attidentity, a.attgenerated,
+         pg_get_expr(d.adbin, d.adrelid) as default_expr,
+         case when t.typtype = 'd' then t.typbasetype else a.atttypid end as base_oid,
+         case when t.typtype = 'd' then t.typtypmod else a.atttypmod end as base_typmod,
+         t.typtype = 'd' as is_domain
+  from pg_attribute a join pg_type t on t.oid = a.atttypid
+  left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+  where a.attrelid = any($1::oid[]) and a.attnum > 0 and not a.attisdropped
+)
+select c.attrelid::int as relid, c.attname as name, format_type(c.atttypid, c.atttypmod) as type, c.attnotnull as not_null,
+       c.default_expr, c.attidentity as identity, c.attgenerated as generated,
+       bt.typcategory = 'A' as is_array,
+       coalesce(et.typname, bt.typname) as base_type, coalesce(et.typcategory, bt.typcategory) as category,
+       c.base_typmod as typmod,
+       array(select e.enumlabel::text from pg_enum e where e.enumtypid = coalesce(et.oid, bt.oid) order by e.enumsortorder) as enum_values,
+       case when c.is_domain then array(select pg_get_constraintdef(k.oid) from pg_constraint k where k.contypid = c.atttypid and k.contype = 'c')
+            else '{}'::text[] end as domain_checks
+from cols c join pg_type bt on bt.oid = c.base_oid
+left join pg_type et on bt.typcategory = 'A' and et.oid = bt.typelem
+order by c.attrelid, c.attnum`;
+
+const CONSTRAINTS_SQL = `
+select k.conrelid::int as relid, k.conname as name, k.contype as kind, pg_get_constraintdef(k.oid) as definition,
+       array(select a.attname::text from unnest(k.conkey) with ordinality u(attnum, ord)
+             join pg_attribute a on a.attrelid = k.conrelid and a.attnum = u.attnum order by u.ord) as columns,
+       case when k.contype = 'f' then (select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = k.confrelid) end as references,
+       array(select a.attname::text from unnest(k.confkey) with ordinality u(attnum, ord)
+             join pg_attribute a on a.attrelid = k.confrelid and a.attnum = u.attnum order by u.ord) as referenced_columns
+from pg_constraint k
+where k.conrelid = any($1::oid[]) and k.contype in ('p', 'u', 'x', 'f', 'c') and k.conparentid = 0
+order by k.conrelid, k.conname`;
+
+const INDEXES_SQL = `
+select i.indrelid::int as relid, c.relname as name, i.indisunique as unique, i.indisprimary as primary,
+       i.indpred is not null as partial, pg_get_indexdef(i.indexrelid) as definition,
+       array(select case when u.attnum = 0 then null else a.attname::text end
+             from unnest(i.indkey[0:i.indnkeyatts - 1]) with ordinality u(attnum, ord)
+             left join pg_attribute a on a.attrelid = i.indrelid and a.attnum = u.attnum order by u.ord) as columns
+from pg_index i join pg_class c on c.oid = i.indexrelid
+where i.indrelid = any($1::oid[])
+order by i.indrelid, c.relname`;
+
+const POLICIES_SQL = `
+select p.polrelid::int as relid, p.polname as name, p.polcmd as command, p.polpermissive as permissive,
+       array(select case when r = 0 then 'public' else pg_get_userbyid(r)::text end from unnest(p.polroles) r)::text[] as roles,
+       pg_get_expr(p.polqual, p.polrelid) as using_expr, pg_get_expr(p.polwithcheck, p.polrelid) as check_expr
+from pg_policy p where p.polrelid = any($1::oid[])
+order by p.polrelid, p.polname`;
+
+const DEPENDENCIES_SQL = `
+select distinct r.ev_class::int as relid, n.nspname || '.' || c.relname as depends_on
+from pg_rewrite r
+join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid and d.refclassid = 'pg_class'::regclass
+join pg_class c on c.oid = d.refobjid join pg_namespace n on n.oid = c.relnamespace
+where r.ev_class = any($1::oid[]) and d.refobjid <> r.ev_class and c.relkind in ('r', 'p', 'v', 'm', 'f')`;
+
+const ROLES_SQL = `
+select r.rolname as name, r.rolsuper as superuser, r.rolbypassrls as bypass_rls, r.rolcanlogin as can_login, r.rolinherit as inherit,
+       array(select b.rolname::text from pg_auth_members m join pg_roles b on b.oid = m.roleid where m.member = r.oid order by 1)::text[] as member_of
+from pg_roles r where r.rolname !~ '^pg_' order by r.rolname`;
+
+const FUNCTIONS_SQL = `
+select p.oid::int as oid, n.nspname as schema, p.proname as name, p.oid::regprocedure::text as signature,
+       pg_get_userbyid(p.proowner) as owner, l.lanname as language, p.prosecdef as security_definer,
+       p.provolatile as volatility, p.proisstrict as strict, p.proretset as returns_set,
+       format_type(p.prorettype, null) as return_type, rt.typtype as return_typtype, rt.typname as return_typname,
+       coalesce('t' = any(p.proargmodes), false) as returns_table,
+       array(select format_type(t, null) from unnest(p.proargtypes) t) as argument_types,
+       coalesce(p.proargnames, '{}') as argument_names, coalesce(p.proargmodes::text[], '{}') as argument_modes,
+       p.pronargdefaults as default_arguments, coalesce(p.proconfig, '{}') as config,
+       case when l.lanname in ('sql', 'plpgsql') then p.prosrc else '' end as source,
+       case when p.proacl is null then array['public:EXECUTE', pg_get_userbyid(p.proowner) || ':EXECUTE']
+            else array(select case when a.grantee = 0 then 'public' else pg_get_userbyid(a.grantee) end || ':' || a.privilege_type from aclexplode(p.proacl) a) end as grants
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
+join pg_type rt on rt.oid = p.prorettype
+where p.prokind = 'f' and ${SCHEMA_FILTER}
+  and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+order by signature`;
+
+const TRIGGERS_SQL = `
+select t.tgname as name, n.nspname || '.' || c.relname as relation, t.tgfoid::regprocedure::text as function, t.tgfoid::int as function_oid,
+       pg_get_triggerdef(t.oid) as definition, t.tgenabled <> 'D' as enabled
+from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+where not t.tgisinternal and t.tgrelid = any($1::oid[])
+order by relation, t.tgname`;
+
+function parseGrants(entries: string[]): Grant[] {
+  return entries.map((entry) => {
+    const at = entry.lastIndexOf(':');
+    return { grantee: entry.slice(0, at), privilege: entry.slice(at + 1) };
+  });
+}
+
+function groupBy<T>(rows: T[], key: (row: T) => number): Map<number, T[]> {
+  const groups = new Map<number, T[]>();
+  for (const row of rows) {
+    const id = key(row);
+    const list = groups.get(id);
+    if (list) list.push(row);
+    else groups.set(id, [row]);
+  }
+  return groups;
+}
+
+interface ColumnRow {
+  relid: number;
+  name: string;
+  type: string;
+  not_null: boolean;
+  default_expr: string | null;
+  identity: string;
+  generated: string;
+  is_array: boolean;
+  base_type: string;
+  category: string;
+  typmod: number;
+  enum_values: string[];
+  domain_checks: string[];
+}
+
+function toColumn(row: ColumnRow): Column {
+  const lengthTypes = new Set(['varchar', 'bpchar', 'bit', 'varbit']);
+  const maxLength = lengthTypes.has(row.base_type) && row.typmod > 4 ? row.typmod - 4 : null;
+  const numeric = row.base_type === 'numeric' && row.typmod > 4;
+  const quotedName = /^[a-z_][a-z0-9_]*$/.test(row.name) ? row.name : `"${row.name.replace(/"/g, '""')}"`;
+  return {
+    name: row.name,
+    type: row.type,
+    baseType: row.base_type,
+    category: row.category,
+    isArray: row.is_array,
+    notNull: row.not_null,
+    default: row.default_expr,
+    identity: row.identity === 'a' ? 'always' : row.identity === 'd' ? 'by-default' : null,
+    generated: row.generated !== '' && row.generated !== null,
+    enumValues: row.enum_values.length ? row.enum_values : null,
+    maxLength,
+    numericPrecision: numeric ? ((row.typmod - 4) >> 16) & 0xffff : null,
+    numericScale: numeric ? (row.typmod - 4) & 0xffff : null,
+    domainChecks: row.domain_checks.map((check) => check.replace(/\bVALUE\b/g, quotedName)),
+  };
+}
+
+const CONSTRAINT_KINDS: Record<string, Constraint['kind']> = { p: 'primary-key', u: 'unique', x: 'exclusion', f: 'foreign-key', c: 'check' };
+
+/** One read-only pass over pg_catalog. Pure data: no judgement about tenancy or safety. */
+export async function introspect(client: Queryable, schemas: string[] = []): Promise<Catalog> {
+  const info = await client.query<{ version: string; num: string; database: string; user: string }>(
+    `select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`,
+  );
+  const relationRows = (await client.query(RELATIONS_SQL, [schemas])).rows as {
+    oid: number; schema: string; name: string; kind: string; owner: string; rls_enabled: boolean; rls_forced: boolean;
+    is_partition: boolean; parents: string[]; view_definition: string | null; options: string[]; estimated_rows: number; grants: string[];
+  }[];
+  const oids = relationRows.map((row) => row.oid);
+  // One connection answers one query at a time: ask in sequence.
+  const columns = await client.query(COLUMNS_SQL, [oids]);
+  const constraints = await client.query(CONSTRAINTS_SQL, [oids]);
+  const indexes = await client.query(INDEXES_SQL, [oids]);
+  const policies = await client.query(POLICIES_SQL, [oids]);
+  const dependencies = await client.query(DEPENDENCIES_SQL, [oids]);
+  const roles = await client.query(ROLES_SQL);
+  const functions = await client.query(FUNCTIONS_SQL, [schemas]);
+  const triggers = await client.query(TRIGGERS_SQL, [oids]);
+
+  const columnsByRelation = groupBy(columns.rows as ColumnRow[], (row) => row.relid);
+  const constraintsByRelation = groupBy(
+    constraints.rows as { relid: number; name: string; kind: string; definition: string; columns: string[]; references: string | null; referenced_columns: string[] }[],
+    (row) => row.relid,
+  );
+  const indexesByRelation = groupBy(
+    indexes.rows as { relid: number; name: string; unique: boolean; primary: boolean; partial: boolean; definition: string; columns: (string | null)[] }[],
+    (row) => row.relid,
+  );
+  const policiesByRelation = groupBy(
+    policies.rows as { relid: number; name: string; command: string; permissive: boolean; roles: string[]; using_expr: string | null; check_expr: string | null }[],
+    (row) => row.relid,
+  );
+  const dependenciesByRelation = groupBy(dependencies.rows as { relid: number; depends_on: string }[], (row) => row.relid);
+
+  const relations: Relation[] = relationRows.map((row) => {
+    const qualified = `${row.schema}.${row.name}`;
+    const relationConstraints = constraintsByRelation.get(row.oid) ?? [];
+    const options = new Map(row.options.map((option) => option.split('=') as [string, string]));
+    const primary = relationConstraints.find((constraint) => constraint.kind === 'p');
+    const foreignKeys: ForeignKey[] = relationConstraints
+      .filter((constraint) => constraint.kind === 'f' && constraint.references)
+      .map((constraint) => ({
+        name: constraint.name,
+        columns: constraint.columns,
+        references: constraint.references!,
+        referencedColumns: constraint.referenced_columns,
+        definition: constraint.definition,
+      }));
+    const relationPolicies: Policy[] = (policiesByRelation.get(row.oid) ?? []).map((policy) => ({
+      name: policy.name,
+      relation: qualified,
+      command: POLICY_COMMANDS[policy.command] ?? 'ALL',
+      permissive: policy.permissive,
+      roles: policy.roles,
+      using: policy.using_expr,
+      withCheck: policy.check_expr,
+    }));
+    const relationIndexes: Index[] = (indexesByRelation.get(row.oid) ?? []).map((index) => ({
+      name: index.name,
+      columns: index.columns,
+      unique: index.unique,
+      primary: index.primary,
+      partial: index.partial,
+      definition: index.definition,
+    }));
+    return {
+      oid: row.oid,
+      schema: row.schema,
+      name: row.name,
+      qualified,
+      kind: RELATION_KINDS[row.kind] ?? 'table',
+      owner: row.owner,
+      rlsEnabled: row.rls_enabled,
+      rlsForced: row.rls_forced,
+      partitionOf: row.is_partition ? row.parents[0] ?? null : null,
+      inheritsFrom: row.is_partition ? [] : row.parents,
+      columns: (columnsByRelation.get(row.oid) ?? []).map(toColumn),
+      primaryKey: primary ? primary.columns : null,
+      constraints: relationConstraints.map((constraint) => ({
+        name: constraint.name,
+        kind: CONSTRAINT_KINDS[constraint.kind]!,
+        columns: constraint.columns,
+        definition: constraint.definition,
+      })),
+      foreignKeys,
+      indexes: relationIndexes,
+      policies: relationPolicies,
+      grants: parseGrants(row.grants),
+      viewDefinition: row.view_definition,
+      securityInvoker: ['true', 'on', '1', 'yes'].includes((options.get('security_invoker') ?? '').toLowerCase()),
+      securityBarrier: ['true', 'on', '1', 'yes'].includes((options.get('security_barrier') ?? '').toLowerCase()),
+      dependsOn: (dependenciesByRelation.get(row.oid) ?? []).map((dependency) => dependency.depends_on).sort(),
+      estimatedRows: row.estimated_rows,
+    };
+  });
+
+  const roleList: Role[] = (roles.rows as { name: string; superuser: boolean; bypass_rls: boolean; can_login: boolean; inherit: boolean; member_of: string[] }[]).map(
+    (row) => ({ name: row.name, superuser: row.superuser, bypassRls: row.bypass_rls, canLogin: row.can_login, inherit: row.inherit, memberOf: row.member_of }),
+  );
+
+  const functionList: FunctionInfo[] = (
+    functions.rows as {
+      oid: number; schema: string; name: string; signature: string; owner: string; language: string; security_definer: boolean;
+      volatility: string; strict: boolean; returns_set: boolean; return_type: string; return_typtype: string; return_typname: string;
+      returns_table: boolean; argument_types: string[]; argument_names: string[]; argument_modes: string[]; default_arguments: number;
+      config: string[]; source: string; grants: string[];
+    }[]
+  ).map((row) => {
+    const inputNames = row.argument_modes.length
+      ? row.argument_names.filter((_, index) => ['i', 'b', 'v'].includes(row.argument_modes[index] ?? 'i'))
+      : row.argument_names;
+    let returnKind: FunctionInfo['returnKind'] = 'scalar';
+    if (row.return_typname === 'trigger' || row.return_typname === 'event_trigger') returnKind = 'trigger';
+    else if (row.return_typname === 'void') returnKind = 'void';
+    else if (row.returns_table || row.return_typtype === 'c') returnKind = 'composite';
+    else if (row.return_typname === 'record') returnKind = 'record';
+    return {
+      oid: row.oid,
+      schema: row.schema,
+      name: row.name,
+      signature: row.signature,
+      owner: row.owner,
+      language: row.language,
+      securityDefiner: row.security_definer,
+      volatility: row.volatility === 'i' ? 'immutable' : row.volatility === 's' ? 'stable' : 'volatile',
+      strict: row.strict,
+      returnsSet: row.returns_set,
+      returnType: row.return_type,
+      returnKind,
+      argumentTypes: row.argument_types,
+      argumentNames: inputNames,
+      defaultArguments: row.default_arguments,
+      config: row.config,
+      source: row.source,
+      grants: parseGrants(row.grants),
+    };
+  });
+
+  const triggerList: Trigger[] = (
+    triggers.rows as { name: string; relation: string; function: string; function_oid: number; definition: string; enabled: boolean }[]
+  ).map((row) => ({ name: row.name, relation: row.relation, function: row.function, functionOid: row.function_oid, definition: row.definition, enabled: row.enabled }));
+
+  const sequenceUsers = new Map<string, Set<string>>();
+  for (const relation of relations) {
+    if (relation.partitionOf || relation.inheritsFrom.length) continue;
+    for (const column of relation.columns) {
+      const match = column.default?.match(/nextval\('([^']+)'::regclass\)/);
+      if (!match) continue;
+      const users = sequenceUsers.get(match[1]!) ?? new Set<string>();
+      users.add(relation.qualified);
+      sequenceUsers.set(match[1]!, users);
+    }
+  }
+  return {
+    serverVersion: info.rows[0]!.version,
+    serverVersionNum: Number(info.rows[0]!.num),
+    database: info.rows[0]!.database,
+    currentUser: info.rows[0]!.user,
+    relations,
+    roles: roleList,
+    functions: functionList,
+    triggers: triggerList,
+    sharedSequences: [...sequenceUsers]
+      .filter(([, users]) => users.size > 1)
+      .map(([sequence, users]) => ({ sequence, relations: [...users].sort() })),
+  };
+}
+
+/** Look up a relation by qualified name, or by bare name when it is unambiguous. */
+export function findRelation(catalog: Catalog, name: string): Relation | undefined {
+  const exact = catalog.relations.find((relation) => relation.qualified === name);
+  if (exact) return exact;
+  const bare = catalog.relations.filter((relation) => relation.name === name);
+  return bare.length === 1 ? bare[0] : undefined;
+}

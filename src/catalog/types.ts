@@ -1,0 +1,157 @@
+export type RelationKind = 'table' | 'partitioned-table' | 'view' | 'materialized-view' | 'foreign-table';
+export type PolicyCommand = 'ALL' | 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
+
+export interface Column {
+  name: string;
+  /** format_type() text, e.g. `character varying(40)`, `integer[]`, `public.status`. */
+  type: string;
+  /** Base type name after resolving domains and arrays, e.g. `varchar`, `int4`, `uuid`, `status`. */
+  baseType: string;
+  /** pg_type.typcategory of the base type (N numeric, S string, D date/time, B boolean, U user, E enum, ...). */
+  category: string;
+  isArray: boolean;
+  notNull: boolean;
+  default: string | null;
+  identity: 'always' | 'by-default' | null;
+  generated: boolean;
+  /** Labels when the base type is an enum. */
+  enumValues: string[] | null;
+  /** Character length limit (varchar(n), char(n)). */
+  maxLength: number | null;
+  /** Numeric precision and scale for numeric(p, s). */
+  numericPrecision: number | null;
+  numericScale: number | null;
+  /** CHECK constraints of a domain type, as pg_get_constraintdef text with VALUE replaced by the column name. */
+  domainChecks: string[];
+}
+
+export interface Constraint {
+  name: string;
+  kind: 'primary-key' | 'unique' | 'exclusion' | 'foreign-key' | 'check';
+  columns: string[];
+  definition: string;
+}
+
+export interface ForeignKey {
+  name: string;
+  columns: string[];
+  /** Qualified name of the referenced relation. */
+  references: string;
+  referencedColumns: string[];
+  definition: string;
+}
+
+export interface Index {
+  name: string;
+  /** Key columns in order; null for an expression. */
+  columns: (string | null)[];
+  unique: boolean;
+  primary: boolean;
+  partial: boolean;
+  definition: string;
+}
+
+export interface Policy {
+  name: string;
+  /** Qualified name of the relation. */
+  relation: string;
+  command: PolicyCommand;
+  permissive: boolean;
+  /** Role names; `public` means every role. */
+  roles: string[];
+  using: string | null;
+  withCheck: string | null;
+}
+
+export interface Grant {
+  grantee: string;
+  privilege: string;
+}
+
+export interface Relation {
+  oid: number;
+  schema: string;
+  name: string;
+  /** schema.name, unquoted: how findings and reports name the relation. */
+  qualified: string;
+  kind: RelationKind;
+  owner: string;
+  rlsEnabled: boolean;
+  rlsForced: boolean;
+  /** Parent when this is a partition. */
+  partitionOf: string | null;
+  /** Parents by classic inheritance (not partitioning). */
+  inheritsFrom: string[];
+  columns: Column[];
+  primaryKey: string[] | null;
+  constraints: Constraint[];
+  foreignKeys: ForeignKey[];
+  indexes: Index[];
+  policies: Policy[];
+  grants: Grant[];
+  /** View or materialized view query. */
+  viewDefinition: string | null;
+  securityInvoker: boolean;
+  securityBarrier: boolean;
+  /** Relations a view or materialized view reads, directly. */
+  dependsOn: string[];
+  estimatedRows: number;
+}
+
+export interface Role {
+  name: string;
+  superuser: boolean;
+  bypassRls: boolean;
+  canLogin: boolean;
+  inherit: boolean;
+  /** Roles this role is a direct member of. */
+  memberOf: string[];
+}
+
+export interface FunctionInfo {
+  oid: number;
+  schema: string;
+  name: string;
+  /** regprocedure text, e.g. `public.list_messages(integer)`. */
+  signature: string;
+  owner: string;
+  language: string;
+  securityDefiner: boolean;
+  volatility: 'immutable' | 'stable' | 'volatile';
+  strict: boolean;
+  returnsSet: boolean;
+  /** format_type of the return type, e.g. `SETOF messages` is `messages` with returnsSet. */
+  returnType: string;
+  /** `composite` for a row type or TABLE(...), `trigger`, `void`, or `scalar`. */
+  returnKind: 'composite' | 'scalar' | 'trigger' | 'void' | 'record';
+  argumentTypes: string[];
+  argumentNames: string[];
+  /** Number of arguments that have defaults. */
+  defaultArguments: number;
+  /** proconfig, e.g. `search_path=pg_catalog, public`. */
+  config: string[];
+  source: string;
+  grants: Grant[];
+}
+
+export interface Trigger {
+  name: string;
+  relation: string;
+  function: string;
+  functionOid: number;
+  definition: string;
+  enabled: boolean;
+}
+
+export interface Catalog {
+  serverVersion: string;
+  serverVersionNum: number;
+  database: string;
+  currentUser: string;
+  relations: Relation[];
+  roles: Role[];
+  functions: FunctionInfo[];
+  triggers: Trigger[];
+  /** Sequences used by column defaults of more than one relation: `sequence -> relations`. */
+  sharedSequences: { sequence: string; relations: string[] }[];
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+import path from 'node:path';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { audit, lint } from './audit.js';
+import { allChecks, renderChecks } from './checks.js';
+import type { Report } from './report/model.js';
+import type { Scenario } from './scenario/schema.js';
+import { AuditError, errorMessage } from './errors.js';
+import { renderConsole } from './report/console.js';
+import { writeReports } from './report/write.js';
+import { loadScenario, type ScenarioOverrides } from './scenario/load.js';
+import { SEVERITIES, type Severity } from './severity.js';
+import { maskConnectionString } from './target/types.js';
+import { VERSION } from './version.js';
+
+export interface CliIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  cwd: string;
+}
+
+const defaultIo: CliIo = { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text), cwd: process.cwd() };
+
+function integer(name: string, min: number) {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return parsed;
+  };
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+interface RunFlags {
+  schema?: string[];
+  role?: string;
+  setting?: string;
+  contextSql?: string;
+  tenantColumn?: string[];
+  tenants?: number;
+  rows?: number;
+  databaseUrl?: string;
+  pgBin?: string;
+  out?: string;
+  failOn?: Severity;
+  seed?: number;
+  target?: 'embedded' | 'url' | 'container';
+  pgVersion?: string;
+  quiet?: boolean;
+}
+
+function overridesFrom(flags: RunFlags): ScenarioOverrides {
+  const { quiet: _quiet, ...overrides } = flags;
+  return overrides;
+}
+
+/**
+ * Run the command line and return the exit code: 0 no finding at or above --fail-on, 1 at least one,
+ * 2 the audit could not run. Never throws for a user error; prints the message without a stack.
+ */
+export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  let exitCode = 0;
+  const program = new Command('rls-audit')
+    .description('Prove or disprove tenant isolation in a PostgreSQL database that uses row-level security.')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  const targetOptions = (command: Command) =>
+    command
+      .argument('[scenario]', 'scenario file (YAML)')
+      .option('--schema <file>', 'SQL file applied as the superuser before the audit (repeatable, in order)', collect)
+      .option('--role <name>', "the application's role")
+      .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
+      .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
+      .option('--database-url <url>', 'audit an existing database; nothing is left behind (everything is rolled back)')
+      .option('--pg-bin <dir>', 'run the embedded target from local PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin')
+      .addOption(new Option('--target <kind>', 'where the database comes from').choices(['embedded', 'url', 'container']))
+      .option('--pg-version <n>', 'PostgreSQL major version for --target container')
+      .option('--out <dir>', 'where report.json and report.html go (default reports/<scenario name>/)')
+      .addOption(new Option('--fail-on <severity>', 'exit 1 when a finding is at or above this severity (default high)').choices([...SEVERITIES]))
+      .option('--quiet', 'print nothing but errors');
+
+  const finish = async (report: Report, scenario: Scenario, flags: RunFlags) => {
+    const outDir = scenario.out ?? path.resolve(io.cwd, 'reports', scenario.name);
+    const files = await writeReports(report, outDir);
+    if (!flags.quiet) io.out(renderConsole(report, files.map((entry) => path.relative(io.cwd, entry) || entry)));
+    exitCode = report.summary.verdict === 'fail' ? 1 : 0;
+  };
+
+  targetOptions(program.command('run').description('seed tenants, probe every relation as the application role, run the rules, and write report.json and report.html'))
+    .option('--context-sql <sql>', 'SQL the application runs to set the tenant, with $1 for the tenant id')
+    .option('--tenants <n>', 'number of tenants to seed (default 3)', integer('--tenants', 2))
+    .option('--rows <n>', 'rows per tenant-owned table per tenant (default 20)', integer('--rows', 1))
+    .option('--seed <n>', 'seed for the fake data and tenant ids (reproducible runs)', integer('--seed', 0))
+    .action(async (file: string | undefined, flags: RunFlags) => {
+      const scenario = await loadScenario(file, overridesFrom(flags), io.cwd);
+      const report = await audit(scenario, { log: flags.quiet ? undefined : (line) => io.err(`${line}\n`) });
+      await finish(report, scenario, flags);
+    });
+
+  targetOptions(program.command('lint').description('run the static rules alone, read-only: no seeding, no probes'))
+    .action(async (file: string | undefined, flags: RunFlags) => {
+      const scenario = await loadScenario(file, overridesFrom(flags), io.cwd, false);
+      const report = await lint(scenario, { log: flags.quiet ? undefined : (line) => io.err(`${line}\n`) });
+      await finish(report, scenario, flags);
+    });
+
+  program
+    .command('checks')
+    .description('list every check (probes and rules) with its id, severity and what it finds')
+    .option('--json', 'as JSON')
+    .action((flags: { json?: boolean }) => {
+      io.out(flags.json ? `${JSON.stringify(allChecks(), null, 2)}\n` : renderChecks(allChecks()));
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    const commanderError = error as { code?: string; exitCode?: number };
+    if (commanderError.code === 'commander.helpDisplayed' || commanderError.code === 'commander.version' || commanderError.code === 'commander.help') return 0;
+    if (commanderError.code?.startsWith('commander.')) return 2;
+    if (error instanceof AuditError) {
+      io.err(`rls-audit: ${maskConnectionString(error.message)}\n`);
+      return 2;
+    }
+    io.err(`rls-audit: unexpected error: ${errorMessage(error)}\n`);
+    return 2;
+  }
+}
+
+function isEntryPoint(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

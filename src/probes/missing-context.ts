@@ -1,0 +1,110 @@
+import type { Finding } from '../findings.js';
+import { attribute, contextLabel, describeContext, maskRow, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from './context.js';
+import { missingContextFix } from './diagnose.js';
+import { plural, readTargets, shownStatement } from './targets.js';
+import type { Probe } from './types.js';
+
+/**
+ * Runs first: the "never set" state needs a connection on which nothing has set the tenant yet, and the
+ * audit's one connection is such a connection until the first probe sets a tenant.
+ */
+export const missingContext: Probe = {
+  id: 'missing-context',
+  title: 'No tenant set, rows visible (fails open)',
+  severity: 'high',
+  kind: 'probe',
+  explanation:
+    'Reads every tenant-owned relation as the application role with no tenant, in the three ways that really happen: the setting was never set ' +
+    'on a fresh connection (current_setting(..., true) is NULL), it was set by an earlier transaction that ended (it then reads the empty ' +
+    "string '', not NULL), or it names a tenant that does not exist. Any visible tenant row means a request without a tenant sees data: the " +
+    "policy fails open (typically `current_setting(...) is null or ...`, `coalesce(...)`, or a `= ''` branch).",
+  related: [
+    {
+      id: 'missing-context-error',
+      title: 'No tenant set, queries error',
+      severity: 'low',
+      kind: 'probe',
+      explanation:
+        "With no tenant, the relation's policy raises an error instead of returning no rows: current_setting without missing_ok fails on a fresh " +
+        "connection, and ''::integer fails after a transaction-local setting ended (the empty-string trap). Nothing leaks, but requests fail in " +
+        "ways that differ by connection history. Read the setting as nullif(current_setting(name, true), '').",
+    },
+  ],
+  async run(context) {
+    const findings: Finding[] = [];
+    const states: ContextState[] = [
+      { kind: 'never-set' },
+      { kind: 'empty' },
+      { kind: 'unknown-tenant', id: unknownTenantId(context.plan.tenantKey.baseType, context.tenants) },
+    ];
+    const targets = readTargets(context, (relation) => sourcesOf(context, relation));
+    const results = new Map<string, { state: ContextState; rows: number; visible: number; samples: Record<string, string | null>[]; error?: string }[]>();
+    // State by state, so that "never set" runs for every relation before any tenant is ever set.
+    for (const state of states) {
+      for (const target of targets) {
+        const { relation, relationPlan, statement } = target;
+        const result = await runAs(context, state, statement);
+        const base = { check: this.id, relation: relation.qualified, context: contextLabel(state), tenant: null, sql: shownStatement(statement) };
+        const list = results.get(relation.qualified) ?? [];
+        results.set(relation.qualified, list);
+        if (result.error) {
+          context.record({ ...base, outcome: 'denied', rows: 0, foreignRows: 0, missingOwnRows: 0, error: result.error.message });
+          list.push({ state, rows: 0, visible: 0, samples: [], error: result.error.message });
+          continue;
+        }
+        const keep = new Set([...(relation.primaryKey ?? []), ...context.plan.tenantColumns]);
+        const visibleRows = result.rows.filter((row) => {
+          const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
+          return owner.kind !== 'shared';
+        });
+        context.record({ ...base, outcome: visibleRows.length ? 'leak' : 'pass', rows: result.rows.length, foreignRows: visibleRows.length, missingOwnRows: 0 });
+        list.push({ state, rows: result.rows.length, visible: visibleRows.length, samples: visibleRows.slice(0, 3).map((row) => maskRow(row, keep, context.tenants)) });
+      }
+    }
+    for (const target of targets) {
+      const { relation, relationPlan, statement } = target;
+      const list = results.get(relation.qualified) ?? [];
+      const open = list.filter((entry) => entry.visible > 0);
+      const errors = list.filter((entry) => entry.error);
+      const shown = shownStatement(statement);
+      if (open.length) {
+        const first = open[0]!;
+        findings.push({
+          check: this.id,
+          severity: 'high',
+          table: relation.qualified,
+          source: 'probe',
+          message: `With the tenant ${open.map((entry) => contextLabel(entry.state)).join(' / ')}, ${shown} returns ${plural(first.visible, 'tenant row')}: the policy fails open when no tenant is set.`,
+          evidence: {
+            sql: reproduction(context, first.state, shown),
+            context: describeContext(context, first.state),
+            rowCount: first.rows,
+            sampleRows: first.samples,
+            details: list.map((entry) => `${contextLabel(entry.state)}: ${entry.error ? `error ${entry.error}` : `${entry.visible} tenant rows`}`).join('; '),
+          },
+          fix: missingContextFix(context, relation, relationPlan),
+        });
+      } else if (errors.length) {
+        const first = errors[0]!;
+        const emptyTrap = errors.some((entry) => entry.state.kind === 'empty');
+        findings.push({
+          check: 'missing-context-error',
+          severity: 'low',
+          table: relation.qualified,
+          source: 'probe',
+          message:
+            `With the tenant ${errors.map((entry) => contextLabel(entry.state)).join(' / ')}, ${shown} raises "${first.error}" instead of returning no rows` +
+            (emptyTrap ? `: after a transaction that set ${context.plan.setting} ends, the setting reads '' (not NULL), and ''::${context.plan.tenantKey.type} is an error.` : '.'),
+          evidence: {
+            sql: reproduction(context, first.state, shown),
+            context: describeContext(context, first.state),
+            error: first.error,
+            details: list.map((entry) => `${contextLabel(entry.state)}: ${entry.error ? `error ${entry.error}` : `${entry.visible} tenant rows`}`).join('; '),
+          },
+          fix: missingContextFix(context, relation, relationPlan),
+        });
+      }
+    }
+    return findings;
+  },
+};

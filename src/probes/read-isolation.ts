@@ -1,0 +1,120 @@
+import type { Finding } from '../findings.js';
+import type { Tenant } from '../seed/ledger.js';
+import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
+import { diagnoseReadLeak } from './diagnose.js';
+import { isIndirect, plural, readTargets, shownStatement } from './targets.js';
+import type { Probe, ProbeContext } from './types.js';
+
+/** Expected own rows of a seeded base table (and its inheritance children) for one tenant. */
+function expectedOwnRows(context: ProbeContext, relationName: string, tenant: Tenant): number | null {
+  const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName)!;
+  if (relation.kind !== 'table' && relation.kind !== 'partitioned-table') return null;
+  if (relation.partitionOf) return null;
+  const names = [relationName, ...context.catalog.relations.filter((candidate) => candidate.inheritsFrom.includes(relationName)).map((candidate) => candidate.qualified)];
+  return names.reduce((sum, name) => sum + context.ledger.count(name, tenant.id), 0);
+}
+
+export const readIsolation: Probe = {
+  id: 'read-isolation',
+  title: 'Other tenants\' rows are visible',
+  severity: 'critical',
+  kind: 'probe',
+  explanation:
+    'For every tenant and every relation the application role can select from (tables, partitions, inheritance children, views, materialized views), ' +
+    'the probe sets the tenant context the way the application does, runs select * as the application role, and attributes every returned row ' +
+    'to its tenant through the tenant column, the seeded keys or the per-tenant canary in text values. Any row of another tenant is a leak: ' +
+    'critical on a table queried normally, high on a partition, child, view or materialized view queried directly.',
+  related: [
+    {
+      id: 'own-rows-hidden',
+      title: 'A tenant cannot read its own rows',
+      severity: 'low',
+      kind: 'probe',
+      explanation:
+        'Reported by the read-isolation probe when a tenant sees fewer of its own seeded rows than it owns, or its read fails: ' +
+        'a policy that hides a tenant\'s own data is a defect, not a leak.',
+    },
+  ],
+  async run(context) {
+    const findings: Finding[] = [];
+    for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
+      const { relation, relationPlan, statement } = target;
+      const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
+      const leaks: { tenant: Tenant; foreign: Map<string, number>; rows: number; samples: Record<string, string | null>[] }[] = [];
+      const hidden: { tenant: Tenant; expected: number; seen: number; error?: string }[] = [];
+      for (const tenant of context.tenants) {
+        const result = await runAs(context, { kind: 'tenant', tenant }, statement, [], { name: `rls_audit_read_${relation.oid}` });
+        const base = { check: this.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: shownStatement(statement) };
+        if (result.error) {
+          context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: result.error.message });
+          hidden.push({ tenant, expected: expectedOwnRows(context, relation.qualified, tenant) ?? 0, seen: 0, error: result.error.message });
+          continue;
+        }
+        const foreign = new Map<string, number>();
+        const samples: Record<string, string | null>[] = [];
+        let own = 0;
+        for (const row of result.rows) {
+          const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
+          if (owner.kind === 'tenant' && owner.tenant.id === tenant.id) own += 1;
+          if ((owner.kind === 'tenant' && owner.tenant.id !== tenant.id) || owner.kind === 'other-tenant') {
+            const label = owner.kind === 'tenant' ? owner.tenant.label : `tenant ${owner.value} (not seeded)`;
+            foreign.set(label, (foreign.get(label) ?? 0) + 1);
+            if (samples.length < 3) samples.push(maskRow(row, keep, context.tenants));
+          }
+        }
+        const foreignRows = [...foreign.values()].reduce((sum, count) => sum + count, 0);
+        const expected = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery ? expectedOwnRows(context, relation.qualified, tenant) : null;
+        const missing = expected === null ? 0 : Math.max(0, expected - own);
+        const outcome = foreignRows ? 'leak' : !target.reliable ? 'unreliable' : 'pass';
+        context.record({ ...base, outcome, rows: result.rows.length, foreignRows, missingOwnRows: missing });
+        if (foreignRows) leaks.push({ tenant, foreign, rows: result.rows.length, samples });
+        if (missing) hidden.push({ tenant, expected: expected!, seen: own });
+      }
+      if (leaks.length) {
+        const first = leaks[0]!;
+        const diagnosis = diagnoseReadLeak(context, relation, relationPlan);
+        const [foreignTenant, foreignCount] = [...first.foreign][0]!;
+        const perTenant = leaks.map((leak) => `${leak.tenant.label} sees ${[...leak.foreign].map(([label, count]) => `${count} of ${label}`).join(', ')}`);
+        findings.push({
+          check: this.id,
+          severity: isIndirect(relation) ? 'high' : 'critical',
+          table: relation.qualified,
+          tenant: first.tenant.id,
+          foreignTenant,
+          source: 'probe',
+          message: `As ${first.tenant.label}, ${shownStatement(statement)} returns ${plural(foreignCount, 'row')} of ${foreignTenant}${first.foreign.size > 1 ? ' and more' : ''}: ${diagnosis.cause}.`,
+          evidence: {
+            sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shownStatement(statement)),
+            context: describeContext(context, { kind: 'tenant', tenant: first.tenant }),
+            rowCount: first.rows,
+            sampleRows: first.samples,
+            details: `${perTenant.join('; ')} (${leaks.length} of ${context.tenants.length} tenants affected)`,
+          },
+          fix: diagnosis.fix,
+        });
+      }
+      const ownHidden = hidden.filter((entry) => entry.error || entry.seen < entry.expected);
+      if (ownHidden.length && !leaks.length) {
+        const first = ownHidden[0]!;
+        findings.push({
+          check: 'own-rows-hidden',
+          severity: 'low',
+          table: relation.qualified,
+          tenant: first.tenant.id,
+          source: 'probe',
+          message: first.error
+            ? `As ${first.tenant.label}, ${shownStatement(statement)} fails (${first.error}): the tenant cannot read its own rows.`
+            : `As ${first.tenant.label}, ${shownStatement(statement)} returns ${first.seen} of the tenant's ${first.expected} rows: a policy hides the tenant's own data.`,
+          evidence: {
+            sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shownStatement(statement)),
+            context: describeContext(context, { kind: 'tenant', tenant: first.tenant }),
+            error: first.error,
+            details: ownHidden.map((entry) => `${entry.tenant.label}: ${entry.error ? `error ${entry.error}` : `${entry.seen} of ${entry.expected} own rows`}`).join('; '),
+          },
+          fix: `-- check the USING clauses on ${relation.qualified}: a row of the current tenant must satisfy at least one permissive and every restrictive policy\n-- and the role needs EXECUTE on any function the policies call`,
+        });
+      }
+    }
+    return findings;
+  },
+};

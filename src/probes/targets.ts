@@ -1,0 +1,59 @@
+import type { Relation } from '../catalog/types.js';
+import type { RelationPlan } from '../plan/tenancy.js';
+import { ident, relationIdent } from '../sql.js';
+import type { RelationAccess } from './access.js';
+import type { ProbeContext } from './types.js';
+
+export interface ReadTarget {
+  relation: Relation;
+  relationPlan: RelationPlan;
+  access: RelationAccess;
+  /** `select ... from ... limit n` as the role may run it. */
+  statement: string;
+  /** Relations whose seeded keys attribute this relation's rows. */
+  sources: string[];
+  /** False when seeding this relation (or what it reads) failed: results cannot pass. */
+  reliable: boolean;
+  unreliableReason: string | null;
+}
+
+/** Every tenant-owned relation the application role can select from, with the statement to read it. */
+export function readTargets(context: ProbeContext, sourcesOf: (relation: Relation) => string[]): ReadTarget[] {
+  const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
+  const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
+  const targets: ReadTarget[] = [];
+  for (const relationPlan of context.plan.relations) {
+    if (relationPlan.tenancy === 'shared') continue;
+    const relation = byName.get(relationPlan.relation)!;
+    const access = context.access.get(relation.qualified);
+    if (!access || !access.selectColumns.length) continue;
+    const columns = access.select ? '*' : access.selectColumns.map(ident).join(', ');
+    const sources = sourcesOf(relation);
+    const failed = [relation.qualified, ...sources]
+      .map((name) => seeding.get(name))
+      .find((result) => result && (result.status === 'failed' || result.status === 'partial'));
+    targets.push({
+      relation,
+      relationPlan,
+      access,
+      statement: `select ${columns} from ${relationIdent(relation)} limit ${context.scenario.maxRowsPerQuery + 1}`,
+      sources,
+      reliable: !failed,
+      unreliableReason: failed ? `${failed.relation} was ${failed.status === 'failed' ? 'not seeded' : 'only partly seeded'}: ${failed.reason}` : null,
+    });
+  }
+  return targets;
+}
+
+/** Relations that are partitions, inheritance children or views: a leak there is a path around the main policy. */
+export function isIndirect(relation: Relation): boolean {
+  return Boolean(relation.partitionOf) || relation.inheritsFrom.length > 0 || relation.kind === 'view' || relation.kind === 'materialized-view';
+}
+
+export function shownStatement(statement: string): string {
+  return statement.replace(/ limit \d+$/, '');
+}
+
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}

@@ -1,0 +1,45 @@
+import type { Catalog } from '../catalog/types.js';
+import type { Check, Finding } from '../findings.js';
+import type { TenancyPlan } from '../plan/tenancy.js';
+import type { Scenario } from '../scenario/schema.js';
+import type { Ledger, Tenant } from '../seed/ledger.js';
+import type { SeedResult } from '../seed/seed.js';
+import type { AuditSession } from '../session.js';
+import type { RoleAccess } from './access.js';
+
+export type ProbeOutcome = 'pass' | 'leak' | 'error' | 'denied' | 'unreliable' | 'no-access' | 'skipped';
+
+/** One statement a probe executed, kept in the report whatever its outcome. */
+export interface ProbeRecord {
+  check: string;
+  relation: string;
+  /** Tenant label or the no-context state (`never set`, `empty string`, `unknown tenant`). */
+  context: string;
+  tenant: string | null;
+  sql: string;
+  outcome: ProbeOutcome;
+  rows: number;
+  foreignRows: number;
+  /** Own rows the tenant should see and did not (read isolation on seeded tables). */
+  missingOwnRows: number;
+  error?: string;
+}
+
+export interface ProbeContext {
+  session: AuditSession;
+  catalog: Catalog;
+  plan: TenancyPlan;
+  tenants: Tenant[];
+  ledger: Ledger;
+  seedResults: SeedResult[];
+  scenario: Scenario;
+  access: RoleAccess;
+  record(probe: ProbeRecord): void;
+}
+
+export interface Probe extends Check {
+  kind: 'probe';
+  /** Other check ids this probe reports (e.g. a lower-severity defect found along the way). */
+  related?: Check[];
+  run(context: ProbeContext): Promise<Finding[]>;
+}

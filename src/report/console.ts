@@ -1,0 +1,23 @@
+import { SEVERITIES } from '../severity.js';
+import type { Report } from './model.js';
+
+/** A short summary for a terminal: verdict, counts, and one line per finding at or above low. */
+export function renderConsole(report: Report, files: string[] = []): string {
+  const { summary } = report;
+  const lines: string[] = [];
+  const counts = [...SEVERITIES].reverse().map((severity) => `${summary.findings[severity]} ${severity}`).join(', ');
+  lines.push(`rls-audit ${report.tool.version}: ${report.scenario.name} on ${report.target.description}`);
+  if (report.command === 'lint') lines.push(`  static audit of ${report.relations.length} relations (${report.relations.filter((relation) => relation.tenancy !== 'shared').length} tenant-owned), read-only`);
+  else lines.push(`  ${report.tenants.length} tenants, ${report.relations.filter((relation) => relation.tenancy !== 'shared').length} tenant-owned relations, ${summary.rowsSeeded} rows seeded, ${Object.values(summary.probes).reduce((sum, count) => sum + (count ?? 0), 0)} probes, ${summary.queries} queries`);
+  lines.push(`  findings: ${counts}${summary.accepted ? ` (${summary.accepted} accepted)` : ''}`);
+  for (const finding of report.findings.filter((entry) => entry.severity !== 'info').slice(0, 25)) {
+    const accepted = finding.accepted ? (finding.accepted.expired ? ' [acceptance expired]' : ' [accepted]') : '';
+    lines.push(`  ${finding.severity.toUpperCase().padEnd(8)} ${finding.check.padEnd(24)} ${finding.table}${accepted}: ${finding.message}`);
+  }
+  const more = report.findings.filter((entry) => entry.severity !== 'info').length - 25;
+  if (more > 0) lines.push(`  ... and ${more} more`);
+  for (const note of report.notes.filter((entry) => /not seeded|partly seeded/.test(entry))) lines.push(`  note: ${note}`);
+  lines.push(`  verdict: ${summary.verdict.toUpperCase()} (fail on ${summary.failOn} and above: ${summary.failing} finding${summary.failing === 1 ? '' : 's'})`);
+  for (const file of files) lines.push(`  wrote ${file}`);
+  return `${lines.join('\n')}\n`;
+}

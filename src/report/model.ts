@@ -1,0 +1,58 @@
+import type { Finding } from '../findings.js';
+import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
+import type { SeedStatus } from '../seed/seed.js';
+import type { Severity } from '../severity.js';
+
+export const REPORT_SCHEMA_VERSION = 1;
+
+export interface RelationReport {
+  name: string;
+  kind: string;
+  tenancy: string;
+  tenantColumn: string | null;
+  /** Foreign-key path to the tenant, e.g. `public.attachments(message_id) -> public.messages`. */
+  path: string | null;
+  reason: string;
+  rlsEnabled: boolean;
+  rlsForced: boolean;
+  seeding: { status: SeedStatus; rows: number; reason: string | null; repairs: number } | null;
+}
+
+export interface Report {
+  schemaVersion: typeof REPORT_SCHEMA_VERSION;
+  tool: { name: 'rls-audit'; version: string };
+  command: 'run' | 'lint';
+  startedAt: string;
+  scenario: {
+    name: string;
+    role: string;
+    setting: string;
+    contextSql: string;
+    tenantKey: string;
+    tenantColumns: string[];
+    rowsPerTenant: number;
+    /** Seed of the fake data; null for lint, which seeds nothing. */
+    seed: number | null;
+    failOn: Severity;
+  };
+  target: { kind: string; description: string; serverVersion: string; database: string };
+  tenants: { id: string; label: string; canary: string }[];
+  relations: RelationReport[];
+  /** How tenancy was discovered; anything the reader should know about the run. */
+  notes: string[];
+  probes: ProbeRecord[];
+  findings: Finding[];
+  summary: {
+    verdict: 'pass' | 'fail';
+    failOn: Severity;
+    findings: Record<Severity, number>;
+    /** Findings at or above failOn that are not accepted (or whose acceptance expired). */
+    failing: number;
+    accepted: number;
+    probes: Partial<Record<ProbeOutcome, number>>;
+    rowsSeeded: number;
+    queries: number;
+  };
+  /** Milliseconds per phase. */
+  timings: { start: number; schema: number; introspection: number; seeding: number; probes: number; report: number; total: number };
+}

@@ -1,0 +1,27 @@
+import type { Finding } from '../findings.js';
+import type { ProbeRecord } from '../probes/types.js';
+import type { Rule } from './types.js';
+
+/**
+ * Tie static findings to dynamic evidence. A rule finding whose object a confirming probe flagged is
+ * confirmed (and links that evidence); one whose object the confirming probes exercised without finding
+ * anything is refuted and lowered to info, with the reason; otherwise it stands as it is.
+ */
+export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], probes: ProbeRecord[], rules: readonly Rule[]): Finding[] {
+  const byId = new Map(rules.map((rule) => [rule.id, rule]));
+  return ruleFindings.map((finding) => {
+    const confirmers = byId.get(finding.check)?.confirmedBy ?? [];
+    if (!confirmers.length) return finding;
+    const confirming = probeFindings.filter((probe) => confirmers.includes(probe.check) && probe.table === finding.table);
+    if (confirming.length) {
+      return { ...finding, confirmedBy: confirming.map((probe) => `${probe.check} on ${probe.table}: ${probe.message}`) };
+    }
+    const exercised = probes.filter((probe) => confirmers.includes(probe.check) && probe.relation === finding.table && probe.outcome !== 'unreliable' && probe.outcome !== 'skipped');
+    if (!exercised.length) return finding;
+    return {
+      ...finding,
+      severity: 'info',
+      refutedBy: `${[...new Set(exercised.map((probe) => probe.check))].join(', ')} ran ${exercised.length} statement${exercised.length === 1 ? '' : 's'} on ${finding.table} (${[...new Set(exercised.map((probe) => probe.context))].join(', ')}) and saw nothing cross a tenant boundary; lowered from ${finding.severity} to info`,
+    };
+  });
+}

@@ -1,0 +1,115 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { AuditError, errorMessage } from '../errors.js';
+import { scenarioSchema, type Scenario, type ScenarioInput } from './schema.js';
+
+/** Options from the command line; each overrides the scenario file. Paths are relative to the cwd. */
+export interface ScenarioOverrides {
+  schema?: string[];
+  role?: string;
+  setting?: string;
+  contextSql?: string;
+  tenantColumn?: string[];
+  tenants?: number;
+  rows?: number;
+  seed?: number;
+  databaseUrl?: string;
+  pgBin?: string;
+  target?: 'embedded' | 'url' | 'container';
+  pgVersion?: string;
+  out?: string;
+  failOn?: Scenario['failOn'];
+}
+
+export function formatZodError(error: z.ZodError, source: string): string {
+  const lines = error.issues.map((issue) => {
+    const field = issue.path.length ? issue.path.join('.') : '(top level)';
+    return `  ${field}: ${issue.message}`;
+  });
+  return `${source} is not a valid scenario:\n${lines.join('\n')}`;
+}
+
+async function readScenarioFile(file: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new AuditError(`cannot read scenario file ${file}: ${errorMessage(error)}`);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (error) {
+    const where = error instanceof YAMLParseError && error.linePos ? ` line ${error.linePos[0].line}` : '';
+    throw new AuditError(`${file}${where}: not valid YAML: ${errorMessage(error).split('\n')[0]}`);
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new AuditError(`${file}: a scenario is a YAML mapping (name:, schema:, role:, ...)`);
+  }
+  return data as Record<string, unknown>;
+}
+
+/**
+ * Build the validated scenario from an optional YAML file and command-line overrides.
+ * Schema paths in the file are relative to the file; paths given as flags are relative to the cwd.
+ */
+export async function loadScenario(file: string | undefined, overrides: ScenarioOverrides = {}, cwd = process.cwd(), requireRole = true): Promise<Scenario> {
+  const raw: Record<string, unknown> = file ? await readScenarioFile(path.resolve(cwd, file)) : {};
+  const baseDir = file ? path.dirname(path.resolve(cwd, file)) : cwd;
+  if (Array.isArray(raw.schema)) {
+    raw.schema = raw.schema.map((entry) => (typeof entry === 'string' ? path.resolve(baseDir, entry) : entry));
+  } else if (typeof raw.schema === 'string') {
+    raw.schema = [path.resolve(baseDir, raw.schema)];
+  }
+  if (typeof raw.tenantColumn === 'string') raw.tenantColumn = [raw.tenantColumn];
+  if (raw.target && typeof raw.target === 'object' && !Array.isArray(raw.target)) {
+    const target = raw.target as Record<string, unknown>;
+    if (typeof target.pgBin === 'string') target.pgBin = path.resolve(baseDir, target.pgBin);
+    if (typeof target.pgVersion === 'number') target.pgVersion = String(target.pgVersion);
+  }
+  if (typeof raw.out === 'string') raw.out = path.resolve(baseDir, raw.out);
+
+  const merged: ScenarioInput & Record<string, unknown> = { ...raw };
+  if (!file && overrides.schema?.length) {
+    const first = path.resolve(cwd, overrides.schema[0]!);
+    const base = path.basename(first).replace(/\.sql$/i, '');
+    // `fixtures/chat/schema.sql` names its report after the folder, not after "schema".
+    merged.name = (/^(schema|init|setup|dump)$/i.test(base) ? path.basename(path.dirname(first)) : base).replace(/[^A-Za-z0-9._-]/g, '_') || 'audit';
+  }
+  if (overrides.schema?.length) merged.schema = overrides.schema.map((entry) => path.resolve(cwd, entry));
+  if (overrides.role !== undefined) merged.role = overrides.role;
+  if (overrides.setting !== undefined) merged.setting = overrides.setting;
+  if (overrides.contextSql !== undefined) merged.contextSql = overrides.contextSql;
+  if (overrides.tenantColumn?.length) merged.tenantColumn = overrides.tenantColumn;
+  if (overrides.tenants !== undefined) merged.tenants = overrides.tenants;
+  if (overrides.rows !== undefined) merged.rows = overrides.rows;
+  if (overrides.seed !== undefined) merged.seed = overrides.seed;
+  if (overrides.out !== undefined) merged.out = path.resolve(cwd, overrides.out);
+  if (overrides.failOn !== undefined) merged.failOn = overrides.failOn;
+  const target: Record<string, unknown> = { ...((raw.target as Record<string, unknown> | undefined) ?? {}) };
+  if (overrides.databaseUrl !== undefined) {
+    target.kind = 'url';
+    target.url = overrides.databaseUrl;
+  }
+  if (overrides.pgBin !== undefined) target.pgBin = path.resolve(cwd, overrides.pgBin);
+  if (overrides.target !== undefined) target.kind = overrides.target;
+  if (overrides.pgVersion !== undefined) target.pgVersion = overrides.pgVersion;
+  if (Object.keys(target).length) merged.target = target as ScenarioInput['target'];
+
+  const result = scenarioSchema.safeParse(merged);
+  if (!result.success) throw new AuditError(formatZodError(result.error, file ?? 'the command line'));
+  const scenario = result.data;
+  if (scenario.target.kind === 'url' && !scenario.target.url) {
+    throw new AuditError(`${file ?? 'the command line'}: target.kind is url but no database URL was given (use --database-url)`);
+  }
+  if (scenario.target.kind !== 'url' && scenario.schema.length === 0) {
+    throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario) or an existing database (--database-url)');
+  }
+  if (requireRole && !scenario.role) {
+    throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario)');
+  }
+  return scenario;
+}

@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { SEVERITIES } from '../severity.js';
+
+const identifier = z.string().min(1).regex(/^[^\u0000]+$/, 'must not contain NUL');
+
+export const acceptanceSchema = z
+  .object({
+    check: identifier.describe('check id, e.g. existence-oracle'),
+    object: identifier.describe('relation, view, function or role the finding concerns, e.g. public.users'),
+    reason: z.string().min(3, 'say why this finding is accepted'),
+    expires: z
+      .string()
+      .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date as YYYY-MM-DD')
+      .optional(),
+  })
+  .strict();
+
+export const namedQuerySchema = z
+  .object({
+    name: identifier,
+    sql: z.string().min(1),
+    /** Parameters bound per tenant: the literal `$tenant` is replaced by the tenant id. */
+    params: z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])).default([]),
+  })
+  .strict();
+
+export const scenarioSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, dot, dash or underscore (it names the report folder)')
+      .default('audit'),
+    /** SQL files applied in order, as the bootstrap superuser. Relative to the scenario file. */
+    schema: z.array(z.string().min(1)).default([]),
+    /** The application's role. Probes run as this role. */
+    role: identifier.optional(),
+    /** The setting that carries the tenant; discovered from the policies when absent. */
+    setting: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$.]*$/, 'a custom setting looks like app.current_tenant')
+      .optional(),
+    /** The SQL the application runs to set the tenant: `$1` is the tenant id (as text). */
+    contextSql: z.string().includes('$1', { message: 'must use $1 for the tenant id' }).optional(),
+    /** The tenant table, e.g. public.tenants; discovered when absent. */
+    tenantTable: identifier.optional(),
+    /** Column name(s) that carry the tenant in tenant-owned tables; discovered when absent. */
+    tenantColumn: z.array(identifier).default([]),
+    tenants: z.number().int().min(2).max(1000).default(3),
+    rows: z.number().int().min(1).max(100_000).default(20),
+    seed: z.number().int().min(0).optional(),
+    /** Schemas to audit; by default every non-system schema. */
+    schemas: z.array(identifier).default([]),
+    target: z
+      .object({
+        kind: z.enum(['embedded', 'url', 'container']).default('embedded'),
+        url: z.string().min(1).optional(),
+        pgBin: z.string().min(1).optional(),
+        pgVersion: z.string().regex(/^\d+(\.\d+)?$/, 'a PostgreSQL version such as 16 or 15.8').default('17'),
+      })
+      .strict()
+      .default({ kind: 'embedded', pgVersion: '17' }),
+    out: z.string().min(1).optional(),
+    failOn: z.enum(SEVERITIES).default('high'),
+    /** Cap on rows fetched by one probe query (the count is always exact). */
+    maxRowsPerQuery: z.number().int().min(10).default(10_000),
+    queries: z.array(namedQuerySchema).default([]),
+    accept: z.array(acceptanceSchema).default([]),
+  })
+  .strict();
+
+export type Scenario = z.output<typeof scenarioSchema>;
+export type ScenarioInput = z.input<typeof scenarioSchema>;
+export type Acceptance = z.output<typeof acceptanceSchema>;
+export type NamedQuery = z.output<typeof namedQuerySchema>;

@@ -1,0 +1,35 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { AuditError, errorMessage } from './errors.js';
+
+export interface SchemaFile {
+  file: string;
+  sql: string;
+}
+
+export async function readSchemaFiles(files: string[]): Promise<SchemaFile[]> {
+  return Promise.all(
+    files.map(async (file) => {
+      try {
+        return { file, sql: await readFile(file, 'utf8') };
+      } catch (error) {
+        throw new AuditError(`cannot read schema file ${file}: ${errorMessage(error)}`);
+      }
+    }),
+  );
+}
+
+/** Run each schema file as one script; an error names the file and the line, as psql would. */
+export async function applySchemaFiles(files: SchemaFile[], execute: (sql: string) => Promise<unknown>, cwd = process.cwd()): Promise<void> {
+  for (const { file, sql } of files) {
+    try {
+      await execute(sql);
+    } catch (error) {
+      const failure = error as { message?: string; position?: string; internalPosition?: string; where?: string };
+      const offset = Number(failure.position ?? 0);
+      const line = offset > 0 ? sql.slice(0, offset - 1).split('\n').length : null;
+      const where = `${path.relative(cwd, file) || file}${line ? `:${line}` : ''}`;
+      throw new AuditError(`${where}: ${failure.message ?? errorMessage(error)}${failure.where ? ` (${failure.where.split('\n')[0]})` : ''}. Fix the schema file and run again.`);
+    }
+  }
+}

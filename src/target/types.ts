@@ -1,0 +1,27 @@
+export type TargetKind = 'embedded' | 'url' | 'container';
+
+/** A live database to audit: an admin connection string and a way to let it go. */
+export interface Target {
+  kind: TargetKind;
+  /** Connection string of a superuser (embedded, container) or of the given user (url). */
+  connectionString: string;
+  /** Where the database is, safe to print: passwords are masked. */
+  description: string;
+  /** True when the database belongs to this run and may be changed freely (schema applied and committed). */
+  disposable: boolean;
+  close(): Promise<void>;
+}
+
+/** Replace the password in a connection string, so it can be printed or stored in a report. */
+export function maskConnectionString(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '*****';
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (/pass/i.test(key)) parsed.searchParams.set(key, '*****');
+    }
+    return parsed.toString();
+  } catch {
+    return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1*****@').replace(/(password=)[^\s&]+/gi, '$1*****');
+  }
+}

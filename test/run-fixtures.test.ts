@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { atLeast, type Severity } from '../src/severity.js';
+import { auditFixture, findingsOf, runCli, TARGETS } from './helpers.js';
+
+interface Expectation {
+  fixture: string;
+  /** Findings that must be present (check id and relation). */
+  flags?: { check: string; table: string; severity?: Severity }[];
+}
+
+/** Vulnerable fixtures: exit 1 with a finding naming the right relation. */
+const VULNERABLE: Expectation[] = [
+  { fixture: 'rls-disabled', flags: [{ check: 'read-isolation', table: 'public.notes', severity: 'critical' }] },
+  { fixture: 'using-true', flags: [{ check: 'read-isolation', table: 'public.documents', severity: 'critical' }] },
+  { fixture: 'fail-open-null', flags: [{ check: 'missing-context', table: 'public.invoices', severity: 'high' }] },
+  {
+    fixture: 'owner-no-force',
+    flags: [
+      { check: 'role-owns-table', table: 'public.orders', severity: 'critical' },
+      { check: 'read-isolation', table: 'public.orders', severity: 'critical' },
+    ],
+  },
+  {
+    fixture: 'bypassrls',
+    flags: [
+      { check: 'role-bypasses-rls', table: 'app_user', severity: 'critical' },
+      { check: 'read-isolation', table: 'public.tickets', severity: 'critical' },
+    ],
+  },
+  { fixture: 'definer-view', flags: [{ check: 'read-isolation', table: 'public.recent_messages', severity: 'high' }] },
+  { fixture: 'matview', flags: [{ check: 'read-isolation', table: 'public.event_counts', severity: 'high' }] },
+  {
+    fixture: 'partition-direct',
+    flags: [
+      { check: 'read-isolation', table: 'public.measurements_p0', severity: 'high' },
+      { check: 'read-isolation', table: 'public.measurements_p1', severity: 'high' },
+    ],
+  },
+  { fixture: 'fk-path', flags: [{ check: 'read-isolation', table: 'public.attachments', severity: 'critical' }] },
+];
+
+/** Secure twins: exit 0, nothing above low. */
+const SECURE: Expectation[] = [
+  { fixture: 'uuid-tenants' },
+  { fixture: 'restrictive-fence' },
+  { fixture: 'invoker-view' },
+  { fixture: 'shared-lookup' },
+  {
+    fixture: 'seed-original',
+    flags: [
+      { check: 'missing-context-error', table: 'public.messages', severity: 'low' },
+      { check: 'own-rows-hidden', table: 'public.tenants', severity: 'low' },
+    ],
+  },
+];
+
+describe.each(TARGETS)('rls-audit run on $name', ({ args }) => {
+  it('passes the hardened chat scenario', async () => {
+    const run = await runCli(['run', 'scenarios/chat.yaml', '--quiet', ...args]);
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.report!.findings).toEqual([]);
+    expect(run.report!.summary.probes.pass).toBeGreaterThan(20);
+    expect(run.report!.relations.map((relation) => relation.seeding?.status)).toEqual(['seeded', 'seeded', 'seeded', 'seeded']);
+  });
+
+  it.each(VULNERABLE)('flags $fixture', async ({ fixture, flags }) => {
+    const run = await auditFixture(fixture, args);
+    expect(run.err).toBe('');
+    expect(run.code).toBe(1);
+    for (const flag of flags ?? []) {
+      expect(findingsOf(run)).toContainEqual(expect.objectContaining(flag));
+    }
+    for (const finding of run.report!.findings) {
+      expect(finding.evidence.sql).toMatch(/set local role "app_user"/);
+      expect(finding.fix.length).toBeGreaterThan(10);
+    }
+  });
+
+  it.each(SECURE)('does not flag $fixture', async ({ fixture, flags }) => {
+    const run = await auditFixture(fixture, args);
+    expect(run.err).toBe('');
+    expect(findingsOf(run).filter((finding) => atLeast(finding.severity as Severity, 'medium'))).toEqual([]);
+    expect(run.code).toBe(0);
+    for (const flag of flags ?? []) expect(findingsOf(run)).toContainEqual(expect.objectContaining(flag));
+    expect(run.report!.summary.probes.pass).toBeGreaterThan(0);
+  });
+});

@@ -231,7 +231,7 @@ export async function audit(scenario: Scenario, options: AuditOptions = {}): Pro
   try {
     const ruleFindings = evaluateRules(catalog, plan);
     const seedNumber = scenario.seed ?? Math.floor(Math.random() * 2 ** 31);
-    const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber });
+    const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable });
     if (target.disposable) {
       // Materialized views were filled when the schema was applied, before any tenant existed.
       for (const relation of catalog.relations.filter((candidate) => candidate.kind === 'materialized-view')) {

@@ -7,6 +7,8 @@ import { ident, qualifiedIdent, relationIdent } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
 export interface Diagnosis {
+  /** Which kind of cause the catalog shows; `policies` when the tenant policies themselves admit the rows. */
+  kind: 'role' | 'view' | 'materialized-view' | 'partition' | 'disabled' | 'owner' | 'no-policy' | 'loose-policy' | 'policies';
   /** Why rows crossed the boundary, in a clause ("RLS is disabled on public.notes"). */
   cause: string;
   fix: string;
@@ -19,12 +21,14 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
   const target = relationIdent(relation);
   if (role?.superuser || role?.bypassRls) {
     return {
+      kind: 'role',
       cause: `role ${plan.role} ${role.superuser ? 'is a superuser' : 'has BYPASSRLS'}, so no policy applies to it`,
       fix: `alter role ${ident(plan.role)} nosuperuser nobypassrls;`,
     };
   }
   if (relation.kind === 'view' && !relation.securityInvoker) {
     return {
+      kind: 'view',
       cause: `view ${relation.qualified} runs with the rights of its owner ${relation.owner}, who is exempt from the policies of the tables it reads`,
       fix:
         catalog.serverVersionNum >= 150000
@@ -34,6 +38,7 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
   }
   if (relation.kind === 'materialized-view') {
     return {
+      kind: 'materialized-view',
       cause: `materialized view ${relation.qualified} stores the rows of every tenant and row-level security does not apply to materialized views`,
       fix: `revoke select on ${target} from ${ident(plan.role)};\n-- expose it through a view that filters by tenant instead, e.g.\n-- create view ${relation.schema}.${relation.name}_for_tenant with (security_invoker = true) as select * from ${target} where ...;`,
     };
@@ -41,29 +46,33 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
   const parent = relation.partitionOf ?? relation.inheritsFrom[0];
   if (parent && !relation.rlsEnabled) {
     return {
+      kind: 'partition',
       cause: `${relation.partitionOf ? 'partition' : 'inheritance child'} ${relation.qualified} has no row-level security of its own; the policies of ${parent} apply only to queries through ${parent}`,
       fix: `${isolationPolicySql(plan, relation, relationPlan)}\n-- or stop direct access: revoke all on ${target} from ${ident(plan.role)};`,
     };
   }
   if (!relation.rlsEnabled) {
-    return { cause: `row-level security is disabled on ${relation.qualified}`, fix: isolationPolicySql(plan, relation, relationPlan) };
+    return { kind: 'disabled', cause: `row-level security is disabled on ${relation.qualified}`, fix: isolationPolicySql(plan, relation, relationPlan) };
   }
   if (actsAsOwner(catalog, relation, plan.role) && !relation.rlsForced) {
     return {
+      kind: 'owner',
       cause: `role ${plan.role} ${relation.owner === plan.role ? 'owns' : `inherits ownership (through ${relation.owner}) of`} ${relation.qualified}, and owners bypass RLS unless it is forced`,
       fix: `alter table ${target} force row level security;`,
     };
   }
   const applying = policiesFor(catalog, relation, plan.role, 'SELECT');
-  if (!applying.length) return { cause: `no policy applies to role ${plan.role}`, fix: isolationPolicySql(plan, relation, relationPlan) };
+  if (!applying.length) return { kind: 'no-policy', cause: `no policy applies to role ${plan.role}`, fix: isolationPolicySql(plan, relation, relationPlan) };
   const loose = applying.filter((policy) => policy.permissive && !settingsIn(policy.using).includes(plan.setting));
   if (loose.length) {
     return {
+      kind: 'loose-policy',
       cause: `permissive polic${loose.length > 1 ? 'ies' : 'y'} ${loose.map((policy) => `${policy.name} (using ${policy.using ?? 'true'})`).join(', ')} ${loose.length > 1 ? 'do' : 'does'} not restrict rows to the current tenant, and permissive policies are ORed together`,
       fix: `${loose.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')}\n-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:\n${restrictiveFenceSql(plan, relation, relationPlan)}`,
     };
   }
   return {
+    kind: 'policies',
     cause: `the policies on ${relation.qualified} (${applying.map((policy) => `${policy.name}: using ${policy.using ?? 'true'}`).join('; ')}) admit other tenants' rows`,
     fix: `${applying.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')}\n${isolationPolicySql(plan, relation, relationPlan)}`,
   };

@@ -1,6 +1,6 @@
 import type { Finding } from '../findings.js';
 import { attribute, contextLabel, describeContext, maskRow, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from './context.js';
-import { missingContextFix } from './diagnose.js';
+import { diagnoseReadLeak, missingContextFix } from './diagnose.js';
 import { plural, readTargets, shownStatement } from './targets.js';
 import type { Probe } from './types.js';
 
@@ -57,7 +57,7 @@ export const missingContext: Probe = {
           const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
           return owner.kind !== 'shared';
         });
-        context.record({ ...base, outcome: visibleRows.length ? 'leak' : 'pass', rows: result.rows.length, foreignRows: visibleRows.length, missingOwnRows: 0 });
+        context.record({ ...base, outcome: visibleRows.length ? 'leak' : target.reliable ? 'pass' : 'unreliable', rows: result.rows.length, foreignRows: visibleRows.length, missingOwnRows: 0 });
         list.push({ state, rows: result.rows.length, visible: visibleRows.length, samples: visibleRows.slice(0, 3).map((row) => maskRow(row, keep, context.tenants)) });
       }
     }
@@ -69,12 +69,16 @@ export const missingContext: Probe = {
       const shown = shownStatement(statement);
       if (open.length) {
         const first = open[0]!;
+        // When the catalog shows a cause that has nothing to do with the setting (RLS off, a loose policy,
+        // a definer view...), that cause is the finding's; otherwise the tenant policies fail open.
+        const diagnosis = diagnoseReadLeak(context, relation, relationPlan);
+        const failsOpen = diagnosis.kind === 'policies';
         findings.push({
           check: this.id,
           severity: 'high',
           table: relation.qualified,
           source: 'probe',
-          message: `With the tenant ${open.map((entry) => contextLabel(entry.state)).join(' / ')}, ${shown} returns ${plural(first.visible, 'tenant row')}: the policy fails open when no tenant is set.`,
+          message: `With no tenant (${open.map((entry) => contextLabel(entry.state)).join(', ')}), ${shown} returns ${plural(first.visible, 'tenant row')}: ${failsOpen ? 'the policy fails open when no tenant is set' : diagnosis.cause}.`,
           evidence: {
             sql: reproduction(context, first.state, shown),
             context: describeContext(context, first.state),
@@ -82,7 +86,7 @@ export const missingContext: Probe = {
             sampleRows: first.samples,
             details: list.map((entry) => `${contextLabel(entry.state)}: ${entry.error ? `error ${entry.error}` : `${entry.visible} tenant rows`}`).join('; '),
           },
-          fix: missingContextFix(context, relation, relationPlan),
+          fix: failsOpen ? missingContextFix(context, relation, relationPlan) : diagnosis.fix,
         });
       } else if (errors.length) {
         const first = errors[0]!;
@@ -93,7 +97,7 @@ export const missingContext: Probe = {
           table: relation.qualified,
           source: 'probe',
           message:
-            `With the tenant ${errors.map((entry) => contextLabel(entry.state)).join(' / ')}, ${shown} raises "${first.error}" instead of returning no rows` +
+            `With no tenant (${errors.map((entry) => contextLabel(entry.state)).join(', ')}), ${shown} raises "${first.error}" instead of returning no rows` +
             (emptyTrap ? `: after a transaction that set ${context.plan.setting} ends, the setting reads '' (not NULL), and ''::${context.plan.tenantKey.type} is an error.` : '.'),
           evidence: {
             sql: reproduction(context, first.state, shown),

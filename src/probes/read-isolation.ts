@@ -57,8 +57,8 @@ export const readIsolation: Probe = {
           const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
           if (owner.kind === 'tenant' && owner.tenant.id === tenant.id) own += 1;
           if ((owner.kind === 'tenant' && owner.tenant.id !== tenant.id) || owner.kind === 'other-tenant') {
-            const label = owner.kind === 'tenant' ? owner.tenant.label : `tenant ${owner.value} (not seeded)`;
-            foreign.set(label, (foreign.get(label) ?? 0) + 1);
+            const id = owner.kind === 'tenant' ? owner.tenant.id : owner.value;
+            foreign.set(id, (foreign.get(id) ?? 0) + 1);
             if (samples.length < 3) samples.push(maskRow(row, keep, context.tenants));
           }
         }
@@ -74,7 +74,8 @@ export const readIsolation: Probe = {
         const first = leaks[0]!;
         const diagnosis = diagnoseReadLeak(context, relation, relationPlan);
         const [foreignTenant, foreignCount] = [...first.foreign][0]!;
-        const perTenant = leaks.map((leak) => `${leak.tenant.label} sees ${[...leak.foreign].map(([label, count]) => `${count} of ${label}`).join(', ')}`);
+        const name = (id: string) => context.ledger.tenant(id)?.label ?? `tenant ${id} (not seeded)`;
+        const perTenant = leaks.map((leak) => `${leak.tenant.label} sees ${[...leak.foreign].map(([id, count]) => `${count} of ${name(id)}`).join(', ')}`);
         findings.push({
           check: this.id,
           severity: isIndirect(relation) ? 'high' : 'critical',
@@ -82,7 +83,7 @@ export const readIsolation: Probe = {
           tenant: first.tenant.id,
           foreignTenant,
           source: 'probe',
-          message: `As ${first.tenant.label}, ${shownStatement(statement)} returns ${plural(foreignCount, 'row')} of ${foreignTenant}${first.foreign.size > 1 ? ' and more' : ''}: ${diagnosis.cause}.`,
+          message: `As ${first.tenant.label}, ${shownStatement(statement)} returns ${plural(foreignCount, 'row')} of ${name(foreignTenant)}${first.foreign.size > 1 ? ` and ${[...first.foreign.values()].slice(1).reduce((sum, count) => sum + count, 0)} of other tenants` : ''}: ${diagnosis.cause}.`,
           evidence: {
             sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shownStatement(statement)),
             context: describeContext(context, { kind: 'tenant', tenant: first.tenant }),

@@ -63,6 +63,8 @@ function uniqueColumns(relation: Relation): Set<string> {
 
 class Seeder {
   private serial = 0;
+  private keysTaken = 0n;
+  private readonly learned = new Map<string, { unique: Set<string>; fill: Set<string> }>();
   statements = 0;
   readonly results: SeedResult[] = [];
   private readonly byName: Map<string, Relation>;
@@ -75,6 +77,7 @@ class Seeder {
     private readonly faker: Faker,
     readonly ledger: Ledger,
     private readonly rowsPerTenant: number,
+    private readonly explicitKeys: boolean,
   ) {
     this.byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
     this.plans = new Map(plan.relations.map((relationPlan) => [relationPlan.relation, relationPlan]));
@@ -150,8 +153,16 @@ class Seeder {
         forced.set(column, (rowIndex) => picks[rowIndex]!.values[referenced] ?? null);
       });
     }
-    const unique = uniqueColumns(relation);
-    const columns: ColumnSpec[] = columnsToFill(relation, new Set(forced.keys()), fillDefaults).map((column) => ({
+    if (this.explicitKeys) {
+      for (const column of relation.columns) {
+        if (forced.has(column.name) || column.generated || !(column.identity || /\bnextval\(/.test(column.default ?? ''))) continue;
+        const values = Array.from({ length: count }, () => this.highKey(column));
+        if (values.every((value) => value !== null)) forced.set(column.name, (rowIndex) => values[rowIndex]!);
+      }
+    }
+    const unique = new Set([...uniqueColumns(relation), ...(this.learned.get(relation.qualified)?.unique ?? [])]);
+    const mustFill = new Set([...forced.keys(), ...(this.learned.get(relation.qualified)?.fill ?? [])]);
+    const columns: ColumnSpec[] = columnsToFill(relation, mustFill, fillDefaults).map((column) => ({
       column,
       rules: columnRules(column, checksFor(relation, column)),
       unique: unique.has(column.name),
@@ -166,6 +177,34 @@ class Seeder {
       }),
     );
     return { columns, rows, problem };
+  }
+
+  /**
+   * A key from the top of the column type's range, counting down. Used instead of the column's sequence
+   * when the database is not ours: nextval() cannot be rolled back, so a sequence would remember the audit.
+   */
+  private highKey(column: Column): string | null {
+    const top: Record<string, bigint> = { int2: 32_767n, int4: 2_147_483_647n, int8: 9_223_372_036_854_775_807n };
+    const limit = top[column.baseType];
+    if (limit === undefined) return null;
+    this.keysTaken += 1n;
+    return String(limit - this.keysTaken);
+  }
+
+  /**
+   * Read a constraint error so the retry repairs it: a unique violation names its key columns (also for
+   * expression indexes such as lower(email), which the catalog does not tie to a column); a NOT NULL
+   * violation names a column whose default does not produce a value.
+   */
+  private learn(relation: Relation, error: unknown): void {
+    const failure = error as { code?: string; detail?: string; column?: string };
+    const learned = this.learned.get(relation.qualified) ?? { unique: new Set<string>(), fill: new Set<string>() };
+    this.learned.set(relation.qualified, learned);
+    if (failure.code === '23505' && failure.detail) {
+      const key = /Key \((.*)\)=\(/.exec(failure.detail)?.[1] ?? '';
+      for (const column of relation.columns) if (new RegExp(`(^|[^A-Za-z0-9_])"?${column.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?([^A-Za-z0-9_]|$)`).test(key)) learned.unique.add(column.name);
+    }
+    if (failure.code === '23502' && failure.column) learned.fill.add(failure.column);
   }
 
   private insertSql(relation: Relation, columns: ColumnSpec[]): string {
@@ -208,6 +247,7 @@ class Seeder {
         return null;
       } catch (error) {
         lastError = errorMessage(error);
+        this.learn(relation, error);
       }
     }
     // One row at a time: keep the rows that satisfy the constraints.
@@ -223,6 +263,7 @@ class Seeder {
           break;
         } catch (error) {
           lastError = errorMessage(error);
+          this.learn(relation, error);
         }
       }
     }
@@ -239,7 +280,12 @@ class Seeder {
  * Seed the tenants and their rows as the session's (superuser) role, which bypasses RLS. Every inserted
  * row goes into the ledger.
  */
-export async function seed(session: AuditSession, catalog: Catalog, plan: TenancyPlan, options: { tenants: number; rows: number; seed: number }): Promise<SeedOutcome> {
+export async function seed(
+  session: AuditSession,
+  catalog: Catalog,
+  plan: TenancyPlan,
+  options: { tenants: number; rows: number; seed: number; /** Give sequence-backed keys explicit values (the database is not ours). */ explicitKeys?: boolean },
+): Promise<SeedOutcome> {
   const faker = createFaker(options.seed);
   const keyColumn = plan.tenantKey.relation
     ? catalog.relations.find((relation) => relation.qualified === plan.tenantKey.relation)?.columns.find((column) => column.name === plan.tenantKey.column)
@@ -247,7 +293,7 @@ export async function seed(session: AuditSession, catalog: Catalog, plan: Tenanc
   const ids = tenantIds(faker, plan.tenantKey.baseType, options.tenants, keyColumn?.maxLength ?? null);
   const tenants: Tenant[] = ids.map((id, index) => ({ id, label: tenantLabel(index), canary: makeCanary(faker) }));
   const ledger = new Ledger(tenants);
-  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows);
+  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false);
   await seeder.run();
   return {
     tenants,

@@ -22,7 +22,8 @@ const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&
 /** Column reference as pg_get_constraintdef prints it: bare, quoted, or cast, e.g. `(status)::text`. */
 function columnRef(name: string): string {
   const quoted = /^[a-z_][a-z0-9_]*$/.test(name) ? `"?${escapeRegExp(name)}"?` : `"${escapeRegExp(name.replace(/"/g, '""'))}"`;
-  return `\\(*${quoted}\\)*(?:::[a-z ]+(?:\\(\\d+\\))?)?\\)*`;
+  // Not preceded by a name character: `id` must not match inside `paid` or `t.id`.
+  return `(?<![A-Za-z0-9_."])\\(*${quoted}\\)*(?:::[a-z ]+(?:\\(\\d+\\))?)?\\)*`;
 }
 
 function stringLiterals(text: string): string[] {
@@ -163,8 +164,42 @@ function numberValue(faker: Faker, column: Column, rules: ColumnRules, context: 
   return faker.number.float({ min, max, fractionDigits: Math.min(scale, 6) }).toFixed(Math.min(scale, 6));
 }
 
+/**
+ * A value matching a CHECK's regular expression (`col ~ '^[A-Z]{3}-\d{4}$'`): faker's generator after
+ * rewriting the classes it does not know, verified against the pattern; null when that fails.
+ */
+export function patternValue(faker: Faker, pattern: string): string | null {
+  const simplified = pattern
+    .replace(/^\^/, '')
+    .replace(/\$$/, '')
+    .replace(/\\d/g, '[0-9]')
+    .replace(/\\w/g, '[a-zA-Z0-9_]')
+    .replace(/\\s/g, ' ')
+    .replace(/\+/g, '{1,6}')
+    .replace(/\*/g, '{0,6}');
+  let check: RegExp;
+  try {
+    check = new RegExp(pattern);
+  } catch {
+    return null;
+  }
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    try {
+      const value = faker.helpers.fromRegExp(simplified);
+      if (check.test(value)) return value;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
 /** One value for a column, as PostgreSQL input text, or null. */
 export function scalarValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string | null {
+  if (rules.pattern && TEXT_TYPES.has(column.baseType)) {
+    const value = patternValue(faker, rules.pattern);
+    if (value !== null) return value;
+  }
   if (rules.allowed?.length) {
     return context.unique ? rules.allowed[context.serial % rules.allowed.length]! : faker.helpers.arrayElement(rules.allowed);
   }

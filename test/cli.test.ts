@@ -1,0 +1,97 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { auditFixture, FIXTURES, ROOT, runCli } from './helpers.js';
+
+async function tempSchema(sql: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-cli-'));
+  const file = path.join(dir, 'schema.sql');
+  await writeFile(file, sql);
+  return file;
+}
+
+describe('bad input exits 2 with a message that says what to do, and no stack', () => {
+  it('a missing schema file', async () => {
+    const run = await runCli(['run', '--schema', 'no/such/file.sql', '--role', 'app_user']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/cannot read schema file .*no\/such\/file\.sql/);
+    expect(run.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('a schema with a syntax error names the file and the line', async () => {
+    const file = await tempSchema('create role app_user;\ncreate table tenants (id int primary key);\n\ncreate tabel oops (id int);\n');
+    const run = await runCli(['run', '--schema', file, '--role', 'app_user', '--quiet']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/schema\.sql:4: syntax error at or near "tabel"/);
+  });
+
+  it('an unknown role', async () => {
+    const run = await auditFixture('rls-disabled', ['--role', 'ghost']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/role ghost does not exist/);
+  });
+
+  it('a scenario with a wrong field', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-cli-'));
+    const file = path.join(dir, 'bad.yaml');
+    await writeFile(file, `schema: [${path.join(FIXTURES, 'rls-disabled', 'schema.sql')}]\nrole: app_user\nrows: many\n`);
+    const run = await runCli(['run', file]);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/bad\.yaml is not a valid scenario:\n {2}rows:/);
+  });
+
+  it('an unreachable database, without printing its password', async () => {
+    const run = await runCli(['run', '--database-url', 'postgresql://auditor:s3cret-pw@127.0.0.1:1/nowhere', '--role', 'app_user']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/cannot connect to the database/);
+    expect(run.err + run.out).not.toContain('s3cret-pw');
+  });
+
+  it('a schema without any tenant-owned table', async () => {
+    const file = await tempSchema('create role app_user; create table settings (key text primary key, value text);');
+    const run = await runCli(['run', '--schema', file, '--role', 'app_user', '--quiet']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/no tenant-owned table found.*--tenant-column/);
+  });
+
+  it('the container target without a container runtime says so', async () => {
+    const run = await runCli(['run', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--target', 'container', '--quiet']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/container runtime|testcontainers/);
+  });
+});
+
+describe('the installed command', () => {
+  const cli = path.join(ROOT, 'dist', 'cli.js');
+
+  it.skipIf(!existsSync(cli))('runs from dist, writes both reports, and prints a summary', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-bin-'));
+    const child = spawn(process.execPath, [cli, 'run', 'scenarios/chat.yaml', '--out', out], { cwd: ROOT });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/verdict: PASS/);
+    expect(readdirSync(out).sort()).toEqual(['report.html', 'report.json']);
+  });
+
+  it.skipIf(!existsSync(cli))('stops and deletes the embedded cluster on Ctrl-C', async () => {
+    const before = new Set(readdirSync(os.tmpdir()).filter((name) => name.startsWith('rls-audit-pg-')));
+    const child = spawn(process.execPath, [cli, 'run', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--rows', '2000', '--tenants', '10'], { cwd: ROOT });
+    let stderr = '';
+    // Interrupt once the cluster is up (the target line is printed), while it seeds.
+    await new Promise<void>((resolve) => child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes('tenancy:')) resolve();
+    }));
+    const leftover = () => readdirSync(os.tmpdir()).filter((name) => name.startsWith('rls-audit-pg-') && !before.has(name));
+    expect(leftover().length).toBe(1);
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(130);
+    expect(leftover()).toEqual([]);
+  });
+});

@@ -1,0 +1,119 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { introspect } from '../src/catalog/introspect.js';
+import type { Catalog } from '../src/catalog/types.js';
+import { AuditError } from '../src/errors.js';
+import { planTenancy } from '../src/plan/tenancy.js';
+import { scenarioSchema } from '../src/scenario/schema.js';
+import { startEmbedded } from '../src/target/embedded.js';
+import type { Target } from '../src/target/types.js';
+import { FIXTURES, ROOT } from './helpers.js';
+
+let target: Target;
+let counter = 0;
+
+/** Each schema in its own database of one cluster; role names are suffixed so they do not collide. */
+async function catalogOf(sql: string): Promise<{ catalog: Catalog; role: string }> {
+  counter += 1;
+  const database = `fixture_${counter}`;
+  const role = `app_user_${counter}`;
+  const admin = new pg.Client({ connectionString: target.connectionString });
+  await admin.connect();
+  await admin.query(`create database ${database}`);
+  await admin.end();
+  const client = new pg.Client({ connectionString: target.connectionString.replace(/\/rls_audit$/, `/${database}`) });
+  await client.connect();
+  try {
+    await client.query(sql.replace(/\bapp_user\b/g, role));
+    return { catalog: await introspect(client), role };
+  } finally {
+    await client.end();
+  }
+}
+
+const fixture = (name: string) => readFile(path.join(FIXTURES, name, 'schema.sql'), 'utf8');
+const scenario = (role: string, extra: Record<string, unknown> = {}) => scenarioSchema.parse({ role, schema: ['x.sql'], ...extra });
+
+beforeAll(async () => {
+  target = await startEmbedded();
+});
+afterAll(async () => {
+  await target?.close();
+});
+
+describe('planTenancy', () => {
+  it('discovers the chat schema: tenant table, column, setting, type, FK order', async () => {
+    const { catalog, role } = await catalogOf(await readFile(path.join(ROOT, 'scenarios/chat/schema.sql'), 'utf8'));
+    const plan = planTenancy(catalog, scenario(role));
+    expect(plan.setting).toBe('app.current_tenant');
+    expect(plan.tenantKey).toEqual({ relation: 'public.tenants', column: 'id', type: 'integer', baseType: 'int4' });
+    expect(plan.tenantColumns).toEqual(['tenant_id']);
+    expect(Object.fromEntries(plan.relations.map((entry) => [entry.relation, entry.tenancy]))).toEqual({
+      'public.conversations': 'direct',
+      'public.messages': 'direct',
+      'public.tenants': 'tenant-table',
+      'public.users': 'direct',
+    });
+    expect(plan.seedOrder).toEqual(['public.tenants', 'public.users', 'public.conversations', 'public.messages']);
+    expect(plan.contextSql).toBe("select set_config('app.current_tenant', $1, true)");
+  });
+
+  it('follows a foreign-key path to a table with no tenant column', async () => {
+    const { catalog, role } = await catalogOf(await fixture('fk-path'));
+    const attachments = planTenancy(catalog, scenario(role)).relations.find((entry) => entry.relation === 'public.attachments')!;
+    expect(attachments.tenancy).toBe('fk-path');
+    expect(attachments.path).toEqual([
+      { from: 'public.attachments', foreignKey: 'attachments_message_id_fkey', columns: ['message_id'], references: 'public.messages', referencedColumns: ['id'] },
+    ]);
+  });
+
+  it('discovers uuid tenants under another name and setting', async () => {
+    const { catalog, role } = await catalogOf(await fixture('uuid-tenants'));
+    const plan = planTenancy(catalog, scenario(role));
+    expect(plan.setting).toBe('app.org_id');
+    expect(plan.tenantKey).toMatchObject({ relation: 'public.organizations', column: 'id', type: 'uuid' });
+    expect(plan.tenantColumns).toEqual(['org_id']);
+  });
+
+  it('reports a lookup table as shared and seeds it before its referrers', async () => {
+    const { catalog, role } = await catalogOf(await fixture('shared-lookup'));
+    const plan = planTenancy(catalog, scenario(role));
+    expect(plan.relations.find((entry) => entry.relation === 'public.countries')!.tenancy).toBe('shared');
+    expect(plan.seedOrder.indexOf('public.countries')).toBeLessThan(plan.seedOrder.indexOf('public.customers'));
+  });
+
+  it('seeds partitions through their parent, and attributes views through what they read', async () => {
+    const partitions = await catalogOf(await fixture('partition-direct'));
+    const plan = planTenancy(partitions.catalog, scenario(partitions.role));
+    expect(plan.seedOrder).toContain('public.measurements');
+    expect(plan.seedOrder).not.toContain('public.measurements_p0');
+    expect(plan.relations.find((entry) => entry.relation === 'public.measurements_p0')!.tenancy).toBe('direct');
+    const views = await catalogOf(await fixture('definer-view'));
+    expect(planTenancy(views.catalog, scenario(views.role)).relations.find((entry) => entry.relation === 'public.recent_messages')!.tenancy).toBe('derived');
+  });
+
+  it('works without a tenant table, from the tenant column alone', async () => {
+    const { catalog, role } = await catalogOf(`create role app_user; create table items (id serial primary key, workspace_id text not null, name text);
+      alter table items enable row level security; create policy p on items using (workspace_id = current_setting('app.workspace', true));`);
+    const plan = planTenancy(catalog, scenario(role));
+    expect(plan.tenantKey).toEqual({ relation: null, column: 'workspace_id', type: 'text', baseType: 'text' });
+    expect(plan.setting).toBe('app.workspace');
+  });
+
+  it('honours the scenario over discovery', async () => {
+    const { catalog, role } = await catalogOf(await fixture('rls-disabled'));
+    const plan = planTenancy(catalog, scenario(role, { setting: 'app.tenant', tenantColumn: ['tenant_id'], tenantTable: 'public.tenants', contextSql: 'select app.set_tenant($1)' }));
+    expect(plan.setting).toBe('app.tenant');
+    expect(plan.contextSql).toBe('select app.set_tenant($1)');
+  });
+
+  it('refuses an unknown role and a schema with no tenant-owned table', async () => {
+    const { catalog } = await catalogOf(await fixture('rls-disabled'));
+    expect(() => planTenancy(catalog, scenario('nobody_here'))).toThrow(AuditError);
+    expect(() => planTenancy(catalog, scenario('nobody_here'))).toThrow(/role nobody_here does not exist/);
+    const flat = await catalogOf('create role app_user; create table settings (key text primary key, value text);');
+    expect(() => planTenancy(flat.catalog, scenario(flat.role))).toThrow(/no tenant-owned table found/);
+  });
+});

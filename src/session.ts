@@ -11,11 +11,6 @@ export interface QueryOutcome {
   rowCount: number;
 }
 
-export interface TenantContext {
-  /** The tenant id as text; '' for "set then ended"; null for "never set". */
-  tenant: string | null;
-}
-
 /**
  * The audit's one connection and one transaction. Seeding and every probe happen inside it; probes each
  * run in a savepoint that is rolled back; the transaction itself is rolled back at the end, so a `url`
@@ -46,20 +41,32 @@ export class AuditSession {
     return { rows: result.rows as RawRow[], rowCount: result.rowCount ?? 0 };
   }
 
-  /** Run `work` in a savepoint. Keep its effects when `keep` is true and it succeeds; roll back otherwise. */
-  async savepoint<T>(work: () => Promise<T>, keep = false): Promise<T> {
+  /**
+   * Run `work` in a savepoint. Keep its effects when `keep` is true and it succeeds; roll back otherwise.
+   * `prelude` statements (no parameters) run right after the savepoint is taken, in the same round trip.
+   */
+  async savepoint<T>(work: () => Promise<T>, keep = false, prelude: string[] = []): Promise<T> {
     const name = `rls_audit_${++this.savepoints}`;
-    await this.client.query(`savepoint ${name}`);
+    const undo = `rollback to savepoint ${name}; release savepoint ${name}`;
     try {
-      const result = await work();
-      await this.client.query(keep ? `release savepoint ${name}` : `rollback to savepoint ${name}`);
-      if (!keep) await this.client.query(`release savepoint ${name}`);
-      return result;
+      await this.client.query([`savepoint ${name}`, ...prelude].join('; '));
     } catch (error) {
-      await this.client.query(`rollback to savepoint ${name}`);
-      await this.client.query(`release savepoint ${name}`);
+      await this.client.query(undo);
       throw error;
     }
+    try {
+      const result = await work();
+      await this.client.query(keep ? `release savepoint ${name}` : undo);
+      return result;
+    } catch (error) {
+      await this.client.query(undo);
+      throw error;
+    }
+  }
+
+  /** `set local role`, for a savepoint's prelude. */
+  roleStatement(role: string): string {
+    return `set local role ${ident(role)}`;
   }
 
   /** Become the application role for the rest of the current savepoint. */

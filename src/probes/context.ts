@@ -101,23 +101,27 @@ export async function runAs(
   options: { name?: string; before?: string[] } = {},
 ): Promise<RunResult> {
   const { session, plan } = context;
-  return session.savepoint(async () => {
-    await session.becomeRole(plan.role);
-    if (state.kind === 'tenant' || state.kind === 'unknown-tenant') {
-      await session.query(plan.contextSql, [state.kind === 'tenant' ? state.tenant.id : state.id]);
-    } else if (state.kind === 'empty') {
-      // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
-      await session.savepoint(() => session.query(plan.contextSql, [context.tenants[0]!.id]));
-    }
-    for (const sql of options.before ?? []) await session.query(sql);
-    try {
-      const result = await session.savepoint(() => session.query(statement, params, options.name));
-      return { rows: result.rows, rowCount: result.rowCount };
-    } catch (error) {
-      const failure = error as { message?: string; code?: string };
-      return { rows: [], rowCount: 0, error: { message: failure.message ?? String(error), code: failure.code } };
-    }
-  });
+  return session.savepoint(
+    async () => {
+      if (state.kind === 'tenant' || state.kind === 'unknown-tenant') {
+        await session.query(plan.contextSql, [state.kind === 'tenant' ? state.tenant.id : state.id]);
+      } else if (state.kind === 'empty') {
+        // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
+        await session.savepoint(() => session.query(plan.contextSql, [context.tenants[0]!.id]));
+      }
+      if (options.before?.length) await session.query(options.before.join('; '));
+      // No savepoint of its own: an error aborts only this savepoint, which is rolled back anyway.
+      try {
+        const result = await session.query(statement, params, options.name);
+        return { rows: result.rows, rowCount: result.rowCount };
+      } catch (error) {
+        const failure = error as { message?: string; code?: string };
+        return { rows: [], rowCount: 0, error: { message: failure.message ?? String(error), code: failure.code } };
+      }
+    },
+    false,
+    [session.roleStatement(plan.role)],
+  );
 }
 
 export type Attribution =

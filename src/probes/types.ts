@@ -7,7 +7,13 @@ import type { SeedResult } from '../seed/seed.js';
 import type { AuditSession } from '../session.js';
 import type { RoleAccess } from './access.js';
 
-export type ProbeOutcome = 'pass' | 'leak' | 'error' | 'denied' | 'unreliable' | 'no-access' | 'skipped';
+/**
+ * pass: ran and nothing crossed a boundary; leak: something did; error: the statement failed unexpectedly;
+ * denied: an error where an empty result was due; unreliable: the data it needed was not seeded;
+ * inconclusive: it ran but its result proves nothing either way (e.g. a function returned nothing that can
+ * be attributed); no-access / skipped: not run.
+ */
+export type ProbeOutcome = 'pass' | 'leak' | 'error' | 'denied' | 'unreliable' | 'inconclusive' | 'no-access' | 'skipped';
 
 /** One statement a probe executed, kept in the report whatever its outcome. */
 export interface ProbeRecord {
@@ -34,6 +40,16 @@ export interface ProbeContext {
   seedResults: SeedResult[];
   scenario: Scenario;
   access: RoleAccess;
+  /**
+   * The target's connection string, for probes that need a second, throwaway connection (a pooled
+   * connection's state across transactions). Never printed: it may hold a password.
+   */
+  connectionString: string;
+  /**
+   * True when the database belongs to this run (embedded, container). When false (a url target) probes
+   * must not run what cannot be rolled back, such as a function that advances a sequence.
+   */
+  disposable: boolean;
   record(probe: ProbeRecord): void;
 }
 

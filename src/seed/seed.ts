@@ -40,14 +40,18 @@ function tenantLabel(index: number): string {
   return `tenant ${index < 26 ? LABELS[index] : `#${index + 1}`}`;
 }
 
-/** Columns the seeder fills: everything except generated, always-identity and defaulted columns. */
-function columnsToFill(relation: Relation, forced: Set<string>, fillDefaults: boolean): Column[] {
+/**
+ * Columns the seeder fills: everything except generated columns and sequence-backed keys. Columns with
+ * other defaults are filled too, so that a policy reading them (`or published`, `status = 'public'`)
+ * meets both kinds of rows; `useDefaults` leaves them to their defaults, which a retry does when a
+ * generated value broke a constraint the seeder cannot read.
+ */
+function columnsToFill(relation: Relation, forced: Set<string>, useDefaults: boolean): Column[] {
   return relation.columns.filter((column) => {
     if (column.generated) return false;
     if (forced.has(column.name)) return true;
-    if (column.identity === 'always') return false;
-    if (column.identity === 'by-default') return false;
-    if (column.default !== null && !fillDefaults) return false;
+    if (column.identity) return false;
+    if (column.default !== null && (useDefaults || /\bnextval\(/.test(column.default))) return false;
     return true;
   });
 }
@@ -133,7 +137,7 @@ class Seeder {
     return this.ledger.rows(foreignKey.references, tenant.id);
   }
 
-  private buildRows(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, fillDefaults: boolean): { columns: ColumnSpec[]; rows: (string | null)[][]; problem: string | null } {
+  private buildRows(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, useDefaults: boolean): { columns: ColumnSpec[]; rows: (string | null)[][]; problem: string | null } {
     const forced = new Map<string, (rowIndex: number) => string | null>();
     let problem: string | null = null;
     if (tenant && relationPlan.tenantColumn) forced.set(relationPlan.tenantColumn, () => tenant.id);
@@ -162,7 +166,7 @@ class Seeder {
     }
     const unique = new Set([...uniqueColumns(relation), ...(this.learned.get(relation.qualified)?.unique ?? [])]);
     const mustFill = new Set([...forced.keys(), ...(this.learned.get(relation.qualified)?.fill ?? [])]);
-    const columns: ColumnSpec[] = columnsToFill(relation, mustFill, fillDefaults).map((column) => ({
+    const columns: ColumnSpec[] = columnsToFill(relation, mustFill, useDefaults).map((column) => ({
       column,
       rules: columnRules(column, checksFor(relation, column)),
       unique: unique.has(column.name),

@@ -1,0 +1,129 @@
+import type { Finding } from '../findings.js';
+import type { NamedQuery } from '../scenario/schema.js';
+import type { Tenant } from '../seed/ledger.js';
+import { inlineParameters } from '../sql.js';
+import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
+import { diagnoseReadLeak } from './diagnose.js';
+import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
+import { readTargets } from './targets.js';
+import type { Probe, ProbeContext } from './types.js';
+
+type Parameter = string | number | boolean | null;
+
+/** The query's parameters for one tenant: the literal `$tenant` becomes the tenant id. */
+function bind(query: NamedQuery, tenant: Tenant): Parameter[] {
+  return query.params.map((param) => (param === '$tenant' ? tenant.id : param));
+}
+
+interface PlanNode {
+  'Relation Name'?: string;
+  Schema?: string;
+  'Function Name'?: string;
+  Plans?: PlanNode[];
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** True when `name` occurs in `sql` as an identifier (bare or quoted, not part of a longer name). */
+function mentions(sql: string, name: string): boolean {
+  return new RegExp(`(^|[^A-Za-z0-9_$"])"?${escapeRegExp(name)}"?($|[^A-Za-z0-9_$"])`, 'i').test(sql);
+}
+
+/**
+ * What the query reads: the relations and functions its text names (views included, which a plan no
+ * longer shows) and those its plan scans (as the application role, under the tenant).
+ */
+async function readsOf(context: ProbeContext, query: NamedQuery, tenant: Tenant): Promise<{ relations: string[]; functions: string[] }> {
+  const relations = new Set(context.catalog.relations.filter((relation) => mentions(query.sql, relation.name)).map((relation) => relation.qualified));
+  const functions = new Set(context.catalog.functions.filter((fn) => mentions(query.sql, fn.name)).map((fn) => `${fn.schema}.${fn.name}`));
+  const result = await runAs(context, { kind: 'tenant', tenant }, `explain (verbose, format json) ${query.sql}`, bind(query, tenant));
+  const walk = (node: PlanNode) => {
+    if (node['Relation Name']) relations.add(`${node.Schema ?? 'public'}.${node['Relation Name']}`);
+    if (node['Function Name']) functions.add(`${node.Schema ?? 'public'}.${node['Function Name']}`);
+    for (const child of node.Plans ?? []) walk(child);
+  };
+  const text = result.rows[0] ? Object.values(result.rows[0])[0] : null;
+  if (text) for (const entry of JSON.parse(text) as { Plan: PlanNode }[]) walk(entry.Plan);
+  return { relations: [...relations], functions: [...functions] };
+}
+
+/**
+ * The cause and fix, from what the query reads: every tenant-owned relation it reads that itself shows
+ * the tenant other tenants' rows (read the same way the read-isolation probe reads it), explained from
+ * the catalog, and every SECURITY DEFINER function it calls. The query is the symptom; those are the defect.
+ */
+async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant): Promise<{ cause: string; fix: string }> {
+  const reads = await readsOf(context, query, tenant);
+  const targets = readTargets(context, (relation) => sourcesOf(context, relation)).filter((target) => reads.relations.includes(target.relation.qualified));
+  const parts: { cause: string; fix: string }[] = [];
+  for (const target of targets) {
+    const result = await runAs(context, { kind: 'tenant', tenant }, target.statement);
+    const { relation, relationPlan, sources } = target;
+    if (!result.error && tallyRows(context, tenant, result.rows, { relation: { relation, relationPlan, sources } }).foreignRows) {
+      parts.push(diagnoseReadLeak(context, relation, relationPlan));
+    }
+  }
+  for (const name of reads.functions) {
+    const fn = context.catalog.functions.find((candidate) => `${candidate.schema}.${candidate.name}` === name);
+    if (fn?.securityDefiner) parts.push({ cause: `${fn.signature} is SECURITY DEFINER and runs with the rights of ${fn.owner}`, fix: `alter function ${fn.signature} security invoker;` });
+  }
+  if (!parts.length) {
+    return {
+      cause: "none of the relations it reads shows other tenants' rows on its own, so the query's own joins or functions let them through",
+      fix: `-- check how the query reaches rows of other tenants (${[...reads.relations, ...reads.functions].join(', ') || 'see its plan'})`,
+    };
+  }
+  return { cause: parts.map((part) => part.cause).join('; '), fix: parts.map((part) => `-- ${part.cause}\n${part.fix}`).join('\n') };
+}
+
+export const applicationQuery: Probe = {
+  id: 'application-query',
+  title: "An application query returns other tenants' rows",
+  severity: 'critical',
+  kind: 'probe',
+  explanation:
+    "Runs the scenario's own named queries (queries: name, sql, params, where the parameter `$tenant` is bound to the tenant id) as the " +
+    'application role, once for every tenant with its context set the way the application sets it, and attributes every returned row ' +
+    "through the tenant column and the canaries. A row of another tenant means a query the application really runs leaks: the fix is in " +
+    'the policies (or views and functions) of what the query reads, which the finding names from the query\'s plan.',
+  async run(context) {
+    const findings: Finding[] = [];
+    for (const query of context.scenario.queries) {
+      const leaks: { tenant: Tenant; params: Parameter[]; tally: RowTally }[] = [];
+      for (const tenant of context.tenants) {
+        const params = bind(query, tenant);
+        const result = await runAs(context, { kind: 'tenant', tenant }, query.sql, params);
+        const base = { check: this.id, relation: query.name, context: tenant.label, tenant: tenant.id, sql: inlineParameters(query.sql, params), missingOwnRows: 0 };
+        if (result.error) {
+          context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, error: result.error.message });
+          continue;
+        }
+        const tally = tallyRows(context, tenant, result.rows);
+        context.record({ ...base, outcome: tally.foreignRows ? 'leak' : 'pass', rows: tally.rows, foreignRows: tally.foreignRows });
+        if (tally.foreignRows) leaks.push({ tenant, params, tally });
+      }
+      if (!leaks.length) continue;
+      const first = leaks[0]!;
+      const state = { kind: 'tenant' as const, tenant: first.tenant };
+      const diagnosis = await diagnose(context, query, first.tenant);
+      findings.push({
+        check: this.id,
+        severity: 'critical',
+        table: query.name,
+        tenant: first.tenant.id,
+        foreignTenant: [...first.tally.foreign.keys()][0],
+        source: 'probe',
+        message: `As ${first.tenant.label}, the application's query ${query.name} returns ${describeForeign(first.tally.foreign)}: ${diagnosis.cause}.`,
+        evidence: {
+          sql: reproduction(context, state, query.sql, first.params),
+          context: describeContext(context, state),
+          rowCount: first.tally.rows,
+          sampleRows: first.tally.samples,
+          details: `${leaks.length} of ${context.tenants.length} tenants see other tenants' rows: ${leaks.map((leak) => `${leak.tenant.label}: ${describeForeign(leak.tally.foreign)}`).join('; ')}`,
+        },
+        fix: diagnosis.fix,
+      });
+    }
+    return findings;
+  },
+};

@@ -1,0 +1,54 @@
+import type { Finding } from '../findings.js';
+import { relationIdent } from '../sql.js';
+import type { Probe } from './types.js';
+import { baselineCounts, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+
+export const blindDelete: Probe = {
+  id: 'blind-delete',
+  title: "A DELETE without WHERE removes other tenants' rows",
+  severity: 'high',
+  kind: 'probe',
+  explanation:
+    'As each tenant, runs `delete from t` with no WHERE clause on every tenant-owned table the role may delete from. Such a statement reads no ' +
+    'column, so PostgreSQL applies only the DELETE policies, not the SELECT ones: a `for delete using (true)` policy next to a correct SELECT ' +
+    "policy is invisible to reads and to targeted deletes, yet this statement wipes every tenant's rows. The administrator counts each tenant's " +
+    'rows before and after; any other tenant losing rows is a finding (high). Fix: DELETE policies whose USING confines rows to the current tenant.',
+  async run(context) {
+    const findings: Finding[] = [];
+    for (const target of writeTargets(context, 'delete', { tenantTable: true })) {
+      const { relation, relationPlan } = target;
+      const statement = `delete from ${relationIdent(relation)}`;
+      for (const actor of context.tenants) {
+        const run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target), { baseline: await baselineCounts(context, target) });
+        const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && context.ledger.tenant(tenant) !== undefined && change < 0));
+        const foreignRows = [...lost.values()].reduce((sum, change) => sum - change, 0);
+        if (run.error || !foreignRows) {
+          recordWrite(context, this.id, target, actor, statement, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+          continue;
+        }
+        recordWrite(context, this.id, target, actor, statement, 'leak', run.rowCount, foreignRows);
+        const own = run.before.total.get(actor.id) ?? 0;
+        const diagnosis = diagnoseWrite(context, relation, relationPlan, 'DELETE', 'using');
+        findings.push({
+          check: this.id,
+          severity: 'high',
+          table: relation.qualified,
+          tenant: actor.id,
+          foreignTenant: [...lost.keys()][0]!,
+          source: 'probe',
+          message: `As ${actor.label}, ${statement} (no WHERE) deletes ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
+          evidence: {
+            ...writeEvidence(context, actor, statement, [], { replica: run.replica }),
+            rowCount: run.rowCount,
+            details:
+              `Deleted: ${describeTenants(context, lost)}. PostgreSQL applies SELECT policies to a DELETE only when it reads columns (WHERE, RETURNING), so a targeted delete does not show this.` +
+              (run.replica ? ' Rows of other tables reference these rows, so PostgreSQL rejects the delete at the foreign key; the policy allowed it (repeated with foreign-key triggers off).' : ''),
+          },
+          fix: diagnosis.fix,
+        });
+        break;
+      }
+    }
+    return findings;
+  },
+};

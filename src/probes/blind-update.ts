@@ -1,0 +1,69 @@
+import type { Finding } from '../findings.js';
+import { ident, inlineParameters, relationIdent } from '../sql.js';
+import { OwnRowBuilder } from './own-row.js';
+import type { Probe } from './types.js';
+import { ATTEMPTS, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+
+export const blindUpdate: Probe = {
+  id: 'blind-update',
+  title: "An UPDATE without WHERE changes other tenants' rows",
+  severity: 'high',
+  kind: 'probe',
+  explanation:
+    'As each tenant, runs `update t set c = <constant>` with no WHERE clause and no column read (`set c = c` would read c and bring in the SELECT ' +
+    'policies) on every tenant-owned table the role may update, c being a plain column (not a key, foreign key or the tenant column) and the ' +
+    "constant a valid value of the tenant's own. Only the UPDATE policies apply to such a statement, so a `for update using (true)` policy next to " +
+    "a correct SELECT policy changes every tenant's rows while reads and targeted updates look fine. The administrator counts, per tenant, the rows " +
+    'holding the constant before and after; any other tenant gaining some is a finding (high). Fix: UPDATE policies whose USING confines rows to ' +
+    'the current tenant.',
+  async run(context) {
+    const findings: Finding[] = [];
+    const builder = new OwnRowBuilder(context);
+    for (const target of writeTargets(context, 'update', { tenantTable: true })) {
+      const { relation, relationPlan } = target;
+      const columns = plainColumns(relation, relationPlan).slice(0, ATTEMPTS);
+      if (!columns.length) {
+        recordWrite(context, this.id, target, context.tenants[0]!, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column');
+        continue;
+      }
+      actors: for (const actor of context.tenants) {
+        for (const column of columns) {
+          const generated = relationPlan.tenancy === 'tenant-table' ? undefined : builder.ownRow(relation, relationPlan, actor)?.values[column.name];
+          const value = generated ?? ownValue(context, relation, actor, column.name);
+          if (value === undefined || value === null) continue;
+          const statement = `update ${relationIdent(relation)} set ${ident(column.name)} = $1::${column.type}`;
+          const marker = { columns: [column.name], values: [value] };
+          const run = await runWrite(context, target, actor, statement, [value], () => tenantCounts(context, target, marker));
+          const sql = inlineParameters(statement, [value]);
+          const changed = new Map([...changes(run.before.marked, run.after.marked)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && context.ledger.tenant(tenant) !== undefined && change > 0));
+          const foreignRows = [...changed.values()].reduce((sum, change) => sum + change, 0);
+          if (run.error || !foreignRows) {
+            recordWrite(context, this.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+            if (retryable(run.error)) continue;
+            continue actors;
+          }
+          recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, foreignRows);
+          const own = run.before.total.get(actor.id) ?? 0;
+          const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'using');
+          findings.push({
+            check: this.id,
+            severity: 'high',
+            table: relation.qualified,
+            tenant: actor.id,
+            foreignTenant: [...changed.keys()][0]!,
+            source: 'probe',
+            message: `As ${actor.label}, ${statement.replace(/\$1::.*$/, '<constant>')} (no WHERE) updates ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
+            evidence: {
+              ...writeEvidence(context, actor, statement, [value], { replica: run.replica }),
+              rowCount: run.rowCount,
+              details: `Changed: ${describeTenants(context, changed)}. PostgreSQL applies SELECT policies to an UPDATE only when it reads columns (WHERE, RETURNING, or a SET expression such as c = c), so a targeted update does not show this.`,
+            },
+            fix: diagnosis.fix,
+          });
+          break actors;
+        }
+      }
+    }
+    return findings;
+  },
+};

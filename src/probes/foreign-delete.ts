@@ -1,0 +1,61 @@
+import type { Finding } from '../findings.js';
+import { inlineParameters, relationIdent } from '../sql.js';
+import type { Probe } from './types.js';
+import { baselineCounts, diagnoseWrite, directSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets } from './writes.js';
+
+export const foreignDelete: Probe = {
+  id: 'foreign-delete',
+  title: "A tenant can delete another tenant's rows",
+  severity: 'critical',
+  kind: 'probe',
+  explanation:
+    "As each tenant, runs a targeted `delete from t where <key> = <the next tenant's key>` on every tenant-owned table the role may delete from, " +
+    'and counts the other tenant\'s rows before and after as the administrator. A deleted row is another tenant\'s data destroyed through an ' +
+    'ordinary query: critical (high through a partition or child). When only a foreign key of another table stops the delete, it is repeated ' +
+    'with foreign-key triggers off, since the policy let it through. The WHERE clause makes the SELECT policies apply as well; a loose DELETE ' +
+    'policy hidden by them is reported by blind-delete. Fix: DELETE policies whose USING confines rows to the current tenant.',
+  async run(context) {
+    const findings: Finding[] = [];
+    for (const target of writeTargets(context, 'delete', { tenantTable: true })) {
+      const { relation, relationPlan } = target;
+      const key = rowKey(relation);
+      const statement = `delete from ${relationIdent(relation)} where ${keyCondition(relation, key)}`;
+      for (const { actor, victim } of tenantPairs(context.tenants)) {
+        const row = await rowOf(context, target, victim, key);
+        if (!row) {
+          recordWrite(context, this.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);
+          continue;
+        }
+        const params = key.map((name) => row[name] ?? null);
+        const run = await runWrite(context, target, actor, statement, params, () => tenantCounts(context, target), { baseline: await baselineCounts(context, target) });
+        const sql = inlineParameters(statement, params);
+        const lost = (run.before.total.get(victim.id) ?? 0) - (run.after.total.get(victim.id) ?? 0);
+        if (run.error || lost <= 0) {
+          recordWrite(context, this.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+          continue;
+        }
+        recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, lost);
+        const diagnosis = diagnoseWrite(context, relation, relationPlan, 'DELETE', 'using');
+        findings.push({
+          check: this.id,
+          severity: directSeverity(relation),
+          table: relation.qualified,
+          tenant: actor.id,
+          foreignTenant: victim.id,
+          source: 'probe',
+          message: `As ${actor.label}, deleting ${victim.label}'s row of ${relation.qualified} by its key succeeds: ${diagnosis.cause}.`,
+          evidence: {
+            ...writeEvidence(context, actor, statement, params, { replica: run.replica }),
+            rowCount: run.rowCount,
+            details:
+              `${victim.label} had ${run.before.total.get(victim.id) ?? 0} rows in ${relation.qualified} before the delete and ${run.after.total.get(victim.id) ?? 0} after it.` +
+              (run.replica ? ' Rows of other tables reference it, so PostgreSQL rejects the delete at the foreign key; the policy allowed it (repeated with foreign-key triggers off).' : ''),
+          },
+          fix: diagnosis.fix,
+        });
+        break;
+      }
+    }
+    return findings;
+  },
+};

@@ -1,0 +1,102 @@
+import type { Faker } from '@faker-js/faker';
+import type { Column, Relation } from '../catalog/types.js';
+import type { RelationPlan } from '../plan/tenancy.js';
+import type { Tenant } from '../seed/ledger.js';
+import { checksFor, columnRules, columnValue, createFaker } from '../seed/values.js';
+import { ident, relationIdent } from '../sql.js';
+import type { ProbeContext } from './types.js';
+
+/** An INSERT of one row, ready to execute (`params`) and to show (`values`). */
+export interface RowInsert {
+  sql: string;
+  params: (string | null)[];
+  /** The values given, by column, as text. */
+  values: Record<string, string | null>;
+}
+
+const KEY_TOPS: Record<string, bigint> = { int2: 32_767n, int4: 2_147_483_647n, int8: 9_223_372_036_854_775_807n };
+
+/** Keys a sequence or identity would fill: the probe gives them explicitly (nextval cannot be rolled back). */
+function sequenceFilled(column: Column): boolean {
+  return Boolean(column.identity) || /\bnextval\(/.test(column.default ?? '');
+}
+
+/**
+ * Builds valid rows of a tenant, as the application would insert them: the tenant column set to the
+ * tenant, every foreign key pointing at that tenant's seeded parents (or shared rows), other values from
+ * the seeder's generators with the tenant's canary. Sequence-backed keys get explicit values far from the
+ * seeded ones, so that probing never advances a sequence.
+ */
+export class OwnRowBuilder {
+  private readonly faker: Faker;
+  private serial = 5_000_000;
+  private keysTaken = 0n;
+  private readonly plans: Map<string, RelationPlan>;
+
+  constructor(private readonly context: ProbeContext) {
+    this.faker = createFaker((context.scenario.seed ?? 0) + 7919);
+    this.plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
+  }
+
+  private key(column: Column): string | null {
+    const top = KEY_TOPS[column.baseType];
+    if (top === undefined) return null;
+    this.keysTaken += 1n;
+    // Below the range the seeder takes from the top of the type when the database is not ours.
+    return String(top - (top > 100_000n ? 1_000_000n : 2_000n) - this.keysTaken);
+  }
+
+  /** The parent row a foreign key of the tenant's new row points at, or null when there is none. */
+  private parent(references: string, tenant: Tenant): Record<string, string | null> | null {
+    const parentPlan = this.plans.get(references);
+    const rows = parentPlan && parentPlan.tenancy !== 'shared' ? this.context.ledger.rows(references, tenant.id) : this.context.ledger.rows(references);
+    return rows[0]?.values ?? null;
+  }
+
+  /**
+   * One row of `tenant` for `relation`, with `overrides` (column -> text value) applied last; null when a
+   * required parent has no seeded row to point at.
+   */
+  ownRow(relation: Relation, relationPlan: RelationPlan, tenant: Tenant, overrides: Record<string, string | null> = {}): RowInsert | null {
+    const values = new Map<string, string | null>();
+    if (relationPlan.tenantColumn && relationPlan.tenancy !== 'tenant-table') values.set(relationPlan.tenantColumn, tenant.id);
+    for (const foreignKey of relation.foreignKeys) {
+      const nullable = foreignKey.columns.every((name) => !relation.columns.find((column) => column.name === name)?.notNull);
+      const parent = foreignKey.references === relation.qualified && nullable ? null : this.parent(foreignKey.references, tenant);
+      if (!parent) {
+        if (!nullable) return null;
+        for (const name of foreignKey.columns) if (!values.has(name)) values.set(name, null);
+        continue;
+      }
+      foreignKey.columns.forEach((name, position) => {
+        if (!values.has(name)) values.set(name, parent[foreignKey.referencedColumns[position]!] ?? null);
+      });
+    }
+    const unique = new Set<string>();
+    for (const constraint of relation.constraints) if (['primary-key', 'unique', 'exclusion'].includes(constraint.kind)) constraint.columns.forEach((name) => unique.add(name));
+    for (const index of relation.indexes) if (index.unique) index.columns.forEach((name) => name && unique.add(name));
+    for (const column of relation.columns) {
+      if (column.generated || values.has(column.name) || column.name in overrides) continue;
+      if (sequenceFilled(column)) {
+        const key = this.key(column);
+        if (key !== null) values.set(column.name, key);
+        continue;
+      }
+      if (column.default !== null) continue;
+      this.serial += 1;
+      const value = columnValue(this.faker, column, columnRules(column, checksFor(relation, column)), { serial: this.serial, canary: tenant.canary, unique: unique.has(column.name) });
+      values.set(column.name, value === null && !column.notNull ? null : value);
+    }
+    for (const [name, value] of Object.entries(overrides)) values.set(name, value);
+    const columns = relation.columns.filter((column) => values.has(column.name));
+    const overriding = columns.some((column) => column.identity === 'always') ? ' overriding system value' : '';
+    return {
+      sql: `insert into ${relationIdent(relation)} (${columns.map((column) => ident(column.name)).join(', ')})${overriding} values (${columns.map((column, index) => `$${index + 1}::${column.type}`).join(', ')})`,
+      params: columns.map((column) => values.get(column.name) ?? null),
+      values: Object.fromEntries(columns.map((column) => [column.name, values.get(column.name) ?? null])),
+    };
+  }
+}
+
+/** The unique-violation and exclusion-violation SQLSTATEs. */
+export const CONFLICT_CODES = new Set(['23505', '23P01']);

@@ -1,0 +1,129 @@
+import { policiesFor } from '../catalog/roles.js';
+import type { Policy } from '../catalog/types.js';
+import { restrictiveFenceSql } from '../fixes.js';
+import type { Finding } from '../findings.js';
+import { settingsIn } from '../plan/tenancy.js';
+import type { Tenant } from '../seed/ledger.js';
+import { ident, literal, relationIdent } from '../sql.js';
+import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
+import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
+import { readTargets, shownStatement, type ReadTarget } from './targets.js';
+import type { Probe, ProbeContext } from './types.js';
+
+/** Values an escape hatch is typically switched on with. */
+const TRUTHY = ['on', 'true', '1', 'yes', 't'];
+
+/** Settings a policy reads, directly or through a SQL/PL/pgSQL function it calls, other than the tenant setting. */
+function otherSettings(context: ProbeContext, policy: Policy): string[] {
+  const found = new Set(settingsIn(policy.using));
+  for (const fn of context.catalog.functions) {
+    if (policy.using && new RegExp(`(^|[^A-Za-z0-9_])${fn.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\(`).test(policy.using)) {
+      for (const setting of settingsIn(fn.source.replace(/current_setting\(\s*'/g, "current_setting('"))) found.add(setting);
+    }
+  }
+  found.delete(context.plan.setting);
+  return [...found];
+}
+
+/** Values to try: the usual switches, and the string literals the policy compares with (`= 'admin'`), setting names aside. */
+function candidateValues(policy: Policy): string[] {
+  const names = new Set(settingsIn(policy.using));
+  const literals = [...(policy.using ?? '').matchAll(/'((?:[^']|'')*)'/g)].map((match) => match[1]!.replace(/''/g, "'"));
+  return [...new Set([...TRUTHY, ...literals.filter((value) => value !== '' && !names.has(value))])].slice(0, 12);
+}
+
+function setterFor(setting: string, value: string): string {
+  return `select set_config(${literal(setting)}, ${literal(value)}, true)`;
+}
+
+interface Spoof {
+  tenant: Tenant;
+  setting: string;
+  value: string;
+  tally: RowTally;
+  baseline: number;
+}
+
+export const spoofableSetting: Probe = {
+  id: 'spoofable-setting',
+  title: 'A setting any session can set widens what a tenant sees',
+  severity: 'medium',
+  kind: 'probe',
+  explanation:
+    'Finds policies that read settings other than the tenant setting (an app.bypass_rls or app.is_admin escape hatch, also when read ' +
+    "through a function the policy calls), sets each of them, as the application role with a tenant context, to 'on', 'true', '1', 'yes', " +
+    "'t' and to the values the policy compares it with, and reports other tenants' rows that become visible. Any session may set any " +
+    'custom setting, so such a policy is only as strong as every piece of SQL the application runs. The severity is medium, as for any ' +
+    'setting any session can spoof: the tenant setting itself is just as settable by the same sessions, so the hatch gives an attacker no ' +
+    'step the tenant setting does not; what it adds is a switch that opens every tenant at once and that an application or pool may leave ' +
+    'on. Give administrative access its own role instead (a policy TO that role), or fence the hatch with a restrictive tenant policy.',
+  async run(context) {
+    const findings: Finding[] = [];
+    const targets: { target: ReadTarget; policy: Policy; settings: string[] }[] = [];
+    for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
+      for (const policy of policiesFor(context.catalog, target.relation, context.plan.role, 'SELECT')) {
+        const settings = otherSettings(context, policy);
+        if (settings.length) targets.push({ target, policy, settings });
+      }
+    }
+    const reported = new Set<string>();
+    for (const { target, policy, settings } of targets) {
+      const { relation, relationPlan, statement, sources } = target;
+      if (reported.has(relation.qualified)) continue;
+      let spoof: Spoof | null = null;
+      for (const tenant of context.tenants) {
+        if (spoof) break;
+        const state = { kind: 'tenant' as const, tenant };
+        const plain = await runAs(context, state, statement);
+        const baseline = plain.error ? 0 : tallyRows(context, tenant, plain.rows, { relation: { relation, relationPlan, sources } }).foreignRows;
+        for (const setting of settings) {
+          if (spoof) break;
+          for (const value of candidateValues(policy)) {
+            const result = await runAs(context, state, statement, [], { before: [setterFor(setting, value)] });
+            const base = { check: this.id, relation: relation.qualified, context: `${tenant.label}, ${setting} = '${value}'`, tenant: tenant.id, sql: `${setterFor(setting, value)}; ${shownStatement(statement)}`, missingOwnRows: 0 };
+            if (result.error) {
+              context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, error: result.error.message });
+              continue;
+            }
+            const tally = tallyRows(context, tenant, result.rows, { relation: { relation, relationPlan, sources } });
+            const gained = tally.foreignRows > baseline;
+            context.record({ ...base, outcome: gained ? 'leak' : target.reliable ? 'pass' : 'unreliable', rows: tally.rows, foreignRows: Math.max(0, tally.foreignRows - baseline) });
+            if (gained) {
+              spoof = { tenant, setting, value, tally, baseline };
+              break;
+            }
+          }
+        }
+      }
+      if (!spoof) continue;
+      reported.add(relation.qualified);
+      const state = { kind: 'tenant' as const, tenant: spoof.tenant };
+      const shown = shownStatement(statement);
+      findings.push({
+        check: this.id,
+        severity: 'medium',
+        table: relation.qualified,
+        tenant: spoof.tenant.id,
+        foreignTenant: [...spoof.tally.foreign.keys()][0],
+        source: 'probe',
+        message:
+          `As ${spoof.tenant.label}, after ${setterFor(spoof.setting, spoof.value)} (which any session may run), ${shown} returns ${describeForeign(spoof.tally.foreign)}: ` +
+          `policy ${policy.name} reads ${spoof.setting}.`,
+        evidence: {
+          sql: reproduction(context, state, `${setterFor(spoof.setting, spoof.value)};\n${shown}`),
+          context: `${describeContext(context, state)}, and ${spoof.setting} = '${spoof.value}'`,
+          rowCount: spoof.tally.rows,
+          sampleRows: spoof.tally.samples,
+          details: `policy ${policy.name} (${policy.permissive ? 'permissive' : 'restrictive'}, using ${policy.using ?? 'true'}); other tenants' rows without the setting: ${spoof.baseline}, with it: ${spoof.tally.foreignRows}`,
+        },
+        fix: [
+          `-- do not let a setting decide who sees every tenant: give administrators a role of their own and a policy TO that role`,
+          `drop policy ${ident(policy.name)} on ${relationIdent(relation)};`,
+          `-- or keep it, fenced: a restrictive tenant policy is ANDed with every permissive one`,
+          restrictiveFenceSql(context.plan, relation, relationPlan),
+        ].join('\n'),
+      });
+    }
+    return findings;
+  },
+};

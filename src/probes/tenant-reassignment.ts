@@ -1,0 +1,94 @@
+import type { Finding } from '../findings.js';
+import type { Tenant } from '../seed/ledger.js';
+import { ident, inlineParameters, relationIdent } from '../sql.js';
+import type { Probe, ProbeContext } from './types.js';
+import { baselineCounts, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
+
+/**
+ * The columns that say whose a row is, with the values that make it `victim`'s: the tenant column, and
+ * every foreign key to a tenant-owned table (or the tenant table) pointed at the victim's seeded parent.
+ */
+function moveTo(context: ProbeContext, target: WriteTarget, victim: Tenant): Map<string, string | null> {
+  const { relation, relationPlan } = target;
+  const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
+  const values = new Map<string, string | null>();
+  if (relationPlan.tenantColumn) values.set(relationPlan.tenantColumn, victim.id);
+  for (const foreignKey of relation.foreignKeys) {
+    const parentPlan = plans.get(foreignKey.references);
+    if (!parentPlan || parentPlan.tenancy === 'shared' || foreignKey.references === relation.qualified) continue;
+    const parent = context.ledger.rows(foreignKey.references, victim.id)[0];
+    if (!parent) continue;
+    foreignKey.columns.forEach((column, position) => {
+      if (!values.has(column)) values.set(column, parent.values[foreignKey.referencedColumns[position]!] ?? null);
+    });
+  }
+  return values;
+}
+
+export const tenantReassignment: Probe = {
+  id: 'tenant-reassignment',
+  title: 'A tenant can move its rows to another tenant',
+  severity: 'high',
+  kind: 'probe',
+  explanation:
+    "As each tenant, rewrites one of its own rows so that it belongs to the next tenant: the tenant column set to that tenant and the tenant-scoped " +
+    "foreign keys pointed at that tenant's parents, once by key (`update ... where <key> = ...`) and once with no WHERE. The administrator " +
+    "counts the other tenant's rows before and after. A row that arrives is data planted in another tenant (high): an UPDATE policy whose " +
+    'WITH CHECK does not name the tenant (PostgreSQL checks new rows of an UPDATE only against WITH CHECK, or USING when there is none). ' +
+    'Fix: a WITH CHECK that confines updated rows to the current tenant.',
+  async run(context) {
+    const findings: Finding[] = [];
+    for (const target of writeTargets(context, 'update', { tenantTable: false })) {
+      const { relation, relationPlan } = target;
+      const key = rowKey(relation);
+      for (const { actor, victim } of tenantPairs(context.tenants)) {
+        const moves = moveTo(context, target, victim);
+        if (!moves.size) break;
+        const assignments = [...moves.keys()].map((column, index) => `${ident(column)} = $${index + 1}::${columnOf(relation, column).type}`).join(', ');
+        const values = [...moves.values()];
+        const own = await rowOf(context, target, actor, key);
+        const forms = [
+          ...(own ? [{ form: 'by key', statement: `update ${relationIdent(relation)} set ${assignments} where ${keyCondition(relation, key, values.length)}`, params: [...values, ...key.map((name) => own[name] ?? null)] }] : []),
+          { form: 'without WHERE', statement: `update ${relationIdent(relation)} set ${assignments}`, params: values },
+        ];
+        const outcomes: string[] = [];
+        let proof: { statement: string; params: (string | null)[]; rowCount: number; moved: number; from: Map<string | null, number>; replica: boolean; form: string } | null = null;
+        for (const { form, statement, params } of forms) {
+          const run = await runWrite(context, target, actor, statement, params, () => tenantCounts(context, target), { baseline: await baselineCounts(context, target) });
+          const moved = (run.after.total.get(victim.id) ?? 0) - (run.before.total.get(victim.id) ?? 0);
+          const sql = inlineParameters(statement, params);
+          if (!run.error && moved > 0) {
+            recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, moved);
+            outcomes.push(`${form}: ${moved} row${moved === 1 ? '' : 's'} moved to ${victim.label}`);
+            const from = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== victim.id && change < 0));
+            proof ??= { statement, params, rowCount: run.rowCount, moved, from, replica: run.replica, form };
+          } else {
+            recordWrite(context, this.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+            outcomes.push(`${form}: ${run.error ? `rejected (${run.error.message})` : 'no row moved'}`);
+          }
+        }
+        if (!proof) continue;
+        const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'check');
+        findings.push({
+          check: this.id,
+          severity: 'high',
+          table: relation.qualified,
+          tenant: actor.id,
+          foreignTenant: victim.id,
+          source: 'probe',
+          message: `As ${actor.label}, an UPDATE ${proof.form} moves ${proof.moved} row${proof.moved === 1 ? '' : 's'} of ${relation.qualified} to ${victim.label} (${describeTenants(context, proof.from)}; ${[...moves.keys()].join(', ')} rewritten): ${diagnosis.cause}.`,
+          evidence: {
+            ...writeEvidence(context, actor, proof.statement, proof.params, { replica: proof.replica }),
+            rowCount: proof.rowCount,
+            details:
+              `${outcomes.join('; ')}.` +
+              (proof.replica ? ' Rows of other tables reference the moved rows, so PostgreSQL rejects the update at their foreign keys; the policy allowed it (repeated with foreign-key triggers off).' : ''),
+          },
+          fix: diagnosis.fix,
+        });
+        break;
+      }
+    }
+    return findings;
+  },
+};

@@ -1,0 +1,77 @@
+import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
+import type { Relation } from '../catalog/types.js';
+import type { Finding } from '../findings.js';
+import { ident, literal, relationIdent } from '../sql.js';
+import type { Probe, ProbeContext } from './types.js';
+import { baselineCounts, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+
+const LOCK_TIMEOUT = `select set_config('lock_timeout', '2s', true)`;
+
+/** Why the role may truncate, and the statements that take the privilege away. */
+function truncateFix(context: ProbeContext, relation: Relation): { cause: string; fix: string } {
+  const { catalog, plan } = context;
+  const role = roleInfo(catalog, plan.role);
+  if (role?.superuser) return { cause: `role ${plan.role} is a superuser`, fix: `alter role ${ident(plan.role)} nosuperuser;` };
+  const held = inheritedRoles(catalog, plan.role);
+  const grants = relation.grants.filter((grant) => grant.privilege === 'TRUNCATE' && (grant.grantee === 'public' || held.has(grant.grantee)));
+  const lines = grants.map((grant) => `revoke truncate on ${relationIdent(relation)} from ${grant.grantee === 'public' ? 'public' : ident(grant.grantee)};`);
+  const via = grants.map((grant) => (grant.grantee === plan.role ? `granted to ${plan.role}` : grant.grantee === 'public' ? 'granted to PUBLIC' : `granted to ${grant.grantee}, whose rights ${plan.role} inherits`));
+  if (actsAsOwner(catalog, relation, plan.role)) {
+    via.push(relation.owner === plan.role ? `${plan.role} owns the table` : `${plan.role} inherits the rights of its owner ${relation.owner}`);
+    lines.push(`-- owners may always TRUNCATE: give the table to a role the application does not use, e.g.\n-- alter table ${relationIdent(relation)} owner to schema_owner;`);
+  }
+  return { cause: via.join(' and ') || `${plan.role} holds TRUNCATE on it`, fix: lines.join('\n') || `revoke truncate on ${relationIdent(relation)} from ${ident(plan.role)};` };
+}
+
+export const truncate: Probe = {
+  id: 'truncate',
+  title: 'The application role can TRUNCATE a tenant table',
+  severity: 'high',
+  kind: 'probe',
+  explanation:
+    'Row-level security does not apply to TRUNCATE: a role holding the privilege empties the table for every tenant in one statement. For every ' +
+    'tenant-owned table on which has_table_privilege(role, table, \'TRUNCATE\') is true, the probe proves it by running TRUNCATE as the ' +
+    'application role (CASCADE when foreign keys require it) in a rolled-back savepoint with a 2 s lock timeout, and counts what every tenant ' +
+    'lost. High. Fix: revoke TRUNCATE (and do not let the application own its tables).',
+  async run(context) {
+    const findings: Finding[] = [];
+    const actor = context.tenants[0];
+    if (!actor) return findings;
+    for (const target of writeTargets(context, 'truncate', { tenantTable: true })) {
+      const { relation } = target;
+      const privilegeSql = `select has_table_privilege(current_user, ${literal(relationIdent(relation))}, 'TRUNCATE')`;
+      let run = null;
+      let statement = '';
+      for (const candidate of [`truncate table ${relationIdent(relation)}`, `truncate table ${relationIdent(relation)} cascade`]) {
+        statement = candidate;
+        run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target), { before: [LOCK_TIMEOUT], baseline: await baselineCounts(context, target) });
+        // 0A000: the table is referenced by a foreign key, so it can only be truncated together with the referencing tables.
+        if (run.error?.code !== '0A000') break;
+      }
+      if (!run) continue;
+      if (run.error) {
+        recordWrite(context, this.id, target, actor, statement, quietOutcome(target, run.error), 0, 0, run.error);
+        continue;
+      }
+      const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && change < 0));
+      const foreignRows = [...lost].filter(([tenant]) => tenant !== actor.id).reduce((sum, [, change]) => sum - change, 0);
+      recordWrite(context, this.id, target, actor, statement, 'leak', 0, foreignRows);
+      const { cause, fix } = truncateFix(context, relation);
+      findings.push({
+        check: this.id,
+        severity: 'high',
+        table: relation.qualified,
+        tenant: actor.id,
+        source: 'probe',
+        message: `As ${actor.label}, ${statement} succeeds and empties ${relation.qualified} for every tenant (row-level security does not apply to TRUNCATE): ${cause}.`,
+        evidence: {
+          ...writeEvidence(context, actor, statement, [], { before: [privilegeSql, LOCK_TIMEOUT] }),
+          rowCount: [...lost.values()].reduce((sum, change) => sum - change, 0),
+          details: lost.size ? `Removed: ${describeTenants(context, lost)}.` : `The table held no seeded rows; the privilege alone empties it for every tenant.`,
+        },
+        fix,
+      });
+    }
+    return findings;
+  },
+};

@@ -1,0 +1,456 @@
+import { policiesFor } from '../catalog/roles.js';
+import type { Column, Policy, PolicyCommand, Relation } from '../catalog/types.js';
+import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
+import { settingsIn, type RelationPlan } from '../plan/tenancy.js';
+import type { Tenant } from '../seed/ledger.js';
+import type { RawRow } from '../session.js';
+import type { Severity } from '../severity.js';
+import { ident, qualifiedIdent, relationIdent } from '../sql.js';
+import type { RelationAccess } from './access.js';
+import { describeContext, reproduction } from './context.js';
+import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
+import { isIndirect } from './targets.js';
+import type { ProbeContext, ProbeOutcome } from './types.js';
+
+/**
+ * Shared machinery of the write-isolation probes (foreign-insert, foreign-update, foreign-delete,
+ * blind-update, blind-delete, tenant-reassignment, truncate, upsert-conflict, cross-tenant-reference):
+ * which tables to write, how to tell whose rows a write touched, and how to run a write as the
+ * application role so that it is measured and then rolled back.
+ */
+
+export type Privilege = 'insert' | 'update' | 'delete' | 'truncate';
+
+export interface WriteTarget {
+  relation: Relation;
+  /** How the relation belongs to a tenant; for a partition or inheritance child, its parent's tenancy. */
+  relationPlan: RelationPlan;
+  access: RelationAccess;
+  /** How an administrator query finds the tenant of every row (joins along a foreign-key path if needed). */
+  scope: TenantScope;
+  /** False when seeding this table failed or was partial: a probe that finds nothing proves nothing. */
+  reliable: boolean;
+}
+
+export interface TenantScope {
+  /** `from` clause whose base relation is aliased `r`. */
+  from: string;
+  /** Expression giving the tenant id of row `r`. */
+  tenant: string;
+}
+
+/** A pair of tenants: `actor` writes, `victim` is the tenant whose rows it must not reach. */
+export interface TenantPair {
+  actor: Tenant;
+  victim: Tenant;
+}
+
+/** Every tenant acts once, against the next tenant in a ring (A -> B, B -> C, C -> A). */
+export function tenantPairs(tenants: Tenant[]): TenantPair[] {
+  if (tenants.length < 2) return [];
+  return tenants.map((actor, index) => ({ actor, victim: tenants[(index + 1) % tenants.length]! }));
+}
+
+function isBaseTable(relation: Relation): boolean {
+  return relation.kind === 'table' || relation.kind === 'partitioned-table';
+}
+
+/** The tenancy of a base table: its own plan, or, for a partition or inheritance child, its parent's. */
+export function ownership(context: ProbeContext, relation: Relation): RelationPlan | null {
+  const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
+  const byName = new Map(context.catalog.relations.map((candidate) => [candidate.qualified, candidate]));
+  let current: Relation | undefined = relation;
+  for (let depth = 0; current && depth < 16; depth += 1) {
+    const entry = plans.get(current.qualified);
+    if (!entry || entry.tenancy === 'shared') return null;
+    if (entry.tenancy !== 'derived') return { ...entry, relation: relation.qualified, kind: relation.kind };
+    const parent: string | undefined = current.partitionOf ?? current.inheritsFrom[0];
+    current = parent ? byName.get(parent) : undefined;
+  }
+  return null;
+}
+
+function tenantScope(context: ProbeContext, relation: Relation, relationPlan: RelationPlan): TenantScope | null {
+  const base = `${relationIdent(relation)} as r`;
+  if (relationPlan.tenantColumn) return { from: base, tenant: `r.${ident(relationPlan.tenantColumn)}` };
+  if (!relationPlan.path?.length) return null;
+  const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
+  let from = base;
+  let alias = 'r';
+  relationPlan.path.forEach((hop, index) => {
+    const next = `p${index + 1}`;
+    const on = hop.columns.map((column, position) => `${next}.${ident(hop.referencedColumns[position]!)} = ${alias}.${ident(column)}`).join(' and ');
+    from += ` left join ${qualifiedIdent(hop.references)} as ${next} on ${on}`;
+    alias = next;
+  });
+  const last = plans.get(relationPlan.path[relationPlan.path.length - 1]!.references);
+  return last?.tenantColumn ? { from, tenant: `${alias}.${ident(last.tenantColumn)}` } : null;
+}
+
+/**
+ * Tenant-owned base tables (and partitions and inheritance children, which the role may write directly
+ * when granted) on which the application role holds `privilege`.
+ */
+export function writeTargets(context: ProbeContext, privilege: Privilege, options: { tenantTable: boolean }): WriteTarget[] {
+  const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
+  const targets: WriteTarget[] = [];
+  for (const relation of context.catalog.relations) {
+    if (!isBaseTable(relation)) continue;
+    const access = context.access.get(relation.qualified);
+    if (!access?.[privilege]) continue;
+    const relationPlan = ownership(context, relation);
+    if (!relationPlan || (relationPlan.tenancy === 'tenant-table' && !options.tenantTable)) continue;
+    const scope = tenantScope(context, relation, relationPlan);
+    if (!scope) continue;
+    const seeded = seeding.get(relation.qualified) ?? seeding.get(relation.partitionOf ?? relation.inheritsFrom[0] ?? '');
+    targets.push({ relation, relationPlan, access, scope, reliable: !seeded || seeded.status === 'seeded' || seeded.status === 'existing' });
+  }
+  return targets;
+}
+
+/** Severity of a write that reaches another tenant: through a partition or child it is a path (high). */
+export function directSeverity(relation: Relation): Severity {
+  return isIndirect(relation) ? 'high' : 'critical';
+}
+
+export function columnOf(relation: Relation, name: string): Column {
+  const column = relation.columns.find((candidate) => candidate.name === name);
+  if (!column) throw new Error(`${relation.qualified} has no column ${name}`);
+  return column;
+}
+
+/** Columns whose values must be unique (primary key, unique constraints and unique indexes). */
+export function uniqueKeys(relation: Relation): string[][] {
+  const keys: string[][] = [];
+  const seen = new Set<string>();
+  const add = (columns: string[]) => {
+    const id = columns.join('\u0000');
+    if (columns.length && !seen.has(id)) {
+      seen.add(id);
+      keys.push(columns);
+    }
+  };
+  if (relation.primaryKey) add(relation.primaryKey);
+  for (const constraint of relation.constraints) if (constraint.kind === 'primary-key' || constraint.kind === 'unique') add(constraint.columns);
+  for (const index of relation.indexes) {
+    if (index.unique && !index.partial && index.columns.every((column): column is string => column !== null)) add(index.columns as string[]);
+  }
+  return keys;
+}
+
+/** The columns that identify one row: the primary key, else a unique key of NOT NULL columns, else ctid. */
+export function rowKey(relation: Relation): string[] {
+  const notNull = (name: string) => relation.columns.find((column) => column.name === name)?.notNull ?? false;
+  return uniqueKeys(relation).find((key) => key.every(notNull)) ?? ['ctid'];
+}
+
+function keyType(relation: Relation, name: string): string {
+  return name === 'ctid' ? 'tid' : columnOf(relation, name).type;
+}
+
+/** `"a" = $1::integer and "b" = $2::text` for the key columns, numbered from `offset + 1`. */
+export function keyCondition(relation: Relation, key: string[], offset = 0, alias = ''): string {
+  return key.map((name, index) => `${alias}${name === 'ctid' ? 'ctid' : ident(name)} = $${offset + index + 1}::${keyType(relation, name)}`).join(' and ');
+}
+
+/**
+ * Columns a probe may overwrite with a constant without changing which row it is or whose: not part of a
+ * key or a foreign key, not the tenant column, not generated, identity or sequence-filled. Text columns
+ * first (their values carry the tenant's canary, so a changed row is recognisable).
+ */
+export function plainColumns(relation: Relation, relationPlan: RelationPlan): Column[] {
+  const excluded = new Set<string>([...uniqueKeys(relation).flat(), ...relation.foreignKeys.flatMap((foreignKey) => foreignKey.columns)]);
+  if (relationPlan.tenantColumn) excluded.add(relationPlan.tenantColumn);
+  for (const index of relation.indexes) if (index.unique) index.columns.forEach((column) => column && excluded.add(column));
+  const candidates = relation.columns.filter(
+    (column) => !excluded.has(column.name) && !column.generated && !column.identity && !/\bnextval\(/.test(column.default ?? ''),
+  );
+  const textual = (column: Column) => (column.category === 'S' && !column.enumValues && !column.isArray ? 0 : 1);
+  return [...candidates].sort((a, b) => textual(a) - textual(b));
+}
+
+/** A value of `column` as `tenant` would write it: from the tenant's own seeded rows. */
+export function ownValue(context: ProbeContext, relation: Relation, tenant: Tenant, column: string): string | null | undefined {
+  const ledgerName = relation.partitionOf ?? relation.qualified;
+  const row = context.ledger.rows(ledgerName, tenant.id).find((candidate) => candidate.values[column] !== null && candidate.values[column] !== undefined);
+  return row?.values[column];
+}
+
+export interface Marker {
+  columns: string[];
+  values: (string | null)[];
+}
+
+export interface TenantCounts {
+  /** Rows per tenant id (`null` for rows whose tenant cannot be read, e.g. a NULL foreign key). */
+  total: Map<string | null, number>;
+  /** Rows per tenant that match the marker (a value written, a foreign key pointed). */
+  marked: Map<string | null, number>;
+}
+
+/** As the administrator (no policy applies): how many rows each tenant has, and how many match `marker`. */
+export async function tenantCounts(context: ProbeContext, target: WriteTarget, marker?: Marker): Promise<TenantCounts> {
+  const params = marker?.values ?? [];
+  const matches = marker
+    ? marker.columns.map((name, index) => `r.${ident(name)} is not distinct from $${index + 1}::${columnOf(target.relation, name).type}`).join(' and ')
+    : 'false';
+  const { rows } = await context.session.query(
+    `select (${target.scope.tenant})::text as tenant, count(*)::text as total, count(*) filter (where ${matches})::text as marked from ${target.scope.from} group by 1`,
+    params,
+  );
+  const counts: TenantCounts = { total: new Map(), marked: new Map() };
+  for (const row of rows) {
+    counts.total.set(row.tenant ?? null, Number(row.total));
+    counts.marked.set(row.tenant ?? null, Number(row.marked));
+  }
+  return counts;
+}
+
+const baselines = new WeakMap<ProbeContext, Map<string, TenantCounts>>();
+
+/** Rows per tenant in the seeded state, counted once per relation and audit (writes are rolled back). */
+export async function baselineCounts(context: ProbeContext, target: WriteTarget): Promise<TenantCounts> {
+  const cache = baselines.get(context) ?? new Map<string, TenantCounts>();
+  baselines.set(context, cache);
+  const cached = cache.get(target.relation.qualified);
+  if (cached) return cached;
+  const counts = await tenantCounts(context, target);
+  cache.set(target.relation.qualified, counts);
+  return counts;
+}
+
+/** Per tenant, how far `measure` moved between before and after (only tenants that changed). */
+export function changes(before: Map<string | null, number>, after: Map<string | null, number>): Map<string | null, number> {
+  const delta = new Map<string | null, number>();
+  for (const tenant of new Set([...before.keys(), ...after.keys()])) {
+    const change = (after.get(tenant) ?? 0) - (before.get(tenant) ?? 0);
+    if (change !== 0) delta.set(tenant, change);
+  }
+  return delta;
+}
+
+/** `20 rows of tenant B, 20 of tenant C`: tenants named by label when seeded. */
+export function describeTenants(context: ProbeContext, counts: Map<string | null, number>, noun = 'row'): string {
+  return [...counts]
+    .sort(([a], [b]) => tenantName(context, a).localeCompare(tenantName(context, b)))
+    .map(([id, count], index) => `${Math.abs(count)} ${index === 0 ? `${noun}${Math.abs(count) === 1 ? '' : 's'} ` : ''}of ${tenantName(context, id)}`)
+    .join(', ');
+}
+
+function tenantName(context: ProbeContext, id: string | null): string {
+  if (id === null) return 'no tenant';
+  return context.ledger.tenant(id)?.label ?? `tenant ${id} (not seeded)`;
+}
+
+/** As the administrator: the given columns of one row of `tenant` (key columns non-null), or null. */
+export async function rowOf(context: ProbeContext, target: WriteTarget, tenant: Tenant, columns: string[]): Promise<RawRow | null> {
+  const select = columns.map((name) => (name === 'ctid' ? `r.ctid::text as ctid` : `r.${ident(name)}::text as ${ident(name)}`)).join(', ');
+  const present = columns.map((name) => (name === 'ctid' ? 'true' : `r.${ident(name)} is not null`)).join(' and ');
+  const order = columns.filter((name) => name !== 'ctid').map((name) => `r.${ident(name)}`).join(', ');
+  const { rows } = await context.session.query(
+    `select ${select} from ${target.scope.from} where (${target.scope.tenant})::text = $1 and ${present}${order ? ` order by ${order}` : ''} limit 1`,
+    [tenant.id],
+  );
+  return rows[0] ?? null;
+}
+
+export interface WriteError {
+  message: string;
+  code?: string;
+  /** The constraint the error names, e.g. the foreign key that rejected a row. */
+  constraint?: string;
+}
+
+export interface WriteRun<T> {
+  rowCount: number;
+  error?: WriteError;
+  before: T;
+  after: T;
+  /**
+   * True when the statement was repeated with foreign-key triggers off, because the only thing that
+   * rejected it was a foreign key of ANOTHER table referencing the rows written (the policy allowed it).
+   */
+  replica: boolean;
+}
+
+/** Rejected by row-level security or by a missing privilege on the table: the isolation held. */
+function isDenied(error: WriteError): boolean {
+  return error.code === '42501' && /row-level security|permission denied for (table|relation)/i.test(error.message);
+}
+
+function toWriteError(error: unknown): WriteError {
+  const failure = error as { message?: string; code?: string; constraint?: string };
+  return { message: failure.message ?? String(error), code: failure.code, constraint: failure.constraint };
+}
+
+/** A foreign-key error that comes from a table referencing `relation` (not from `relation`'s own keys). */
+function referencedElsewhere(context: ProbeContext, relation: Relation, error: WriteError): boolean {
+  if (error.code !== '23503' || !error.constraint) return false;
+  if (relation.foreignKeys.some((foreignKey) => foreignKey.name === error.constraint)) return false;
+  // User triggers do not fire with foreign-key triggers off: only repeat when the table has none.
+  return !context.catalog.triggers.some((trigger) => trigger.relation === relation.qualified && trigger.enabled);
+}
+
+/**
+ * Run one write as the application role with `actor`'s tenant context, inside a savepoint that is rolled
+ * back. `measure` runs as the administrator just before and just after the write (in the same savepoint;
+ * after only when the write succeeded), so a probe sees exactly which tenants' rows the write touched;
+ * `baseline` stands in for the measure before when the probe already has it (every write is rolled back,
+ * so the seeded state is the same).
+ * When an UPDATE or DELETE is rejected only because other tables reference the rows, it is repeated with
+ * `session_replication_role = replica` (foreign-key triggers off): the policy let it through, which is
+ * what is being tested.
+ */
+export async function runWrite<T>(
+  context: ProbeContext,
+  target: WriteTarget,
+  actor: Tenant,
+  statement: string,
+  params: (string | null)[],
+  measure: (phase: 'before' | 'after') => Promise<T>,
+  options: { before?: string[]; baseline?: T } = {},
+): Promise<WriteRun<T>> {
+  const { session, plan } = context;
+  const attempt = (replica: boolean) =>
+    session.savepoint(async () => {
+      if (replica) await session.query('set local session_replication_role = replica');
+      const before = options.baseline ?? (await measure('before'));
+      await session.becomeRole(plan.role);
+      await session.query(plan.contextSql, [actor.id]);
+      for (const sql of options.before ?? []) await session.query(sql);
+      let rowCount = 0;
+      let error: WriteError | undefined;
+      try {
+        rowCount = (await session.savepoint(() => session.query(statement, params), true)).rowCount;
+      } catch (failure) {
+        error = toWriteError(failure);
+      }
+      await session.query('reset role');
+      // A failed statement was rolled back with its own savepoint: nothing changed.
+      const after = error ? before : await measure('after');
+      return { rowCount, before, after, replica, ...(error ? { error } : {}) };
+    });
+  const first = await attempt(false);
+  if (first.error && referencedElsewhere(context, target.relation, first.error)) {
+    const again = await attempt(true);
+    if (!again.error) return again;
+  }
+  return first;
+}
+
+/** psql-ready evidence for a write: the context it ran under, the statement, rolled back. */
+export function writeEvidence(context: ProbeContext, actor: Tenant, statement: string, params: (string | null)[], options: { replica?: boolean; before?: string[] } = {}): { sql: string; context: string } {
+  const state = { kind: 'tenant' as const, tenant: actor };
+  let sql = reproduction(context, state, [...(options.before ?? []), statement].join(';\n'), params);
+  if (options.replica) {
+    sql = sql.replace(
+      /^begin;\n/,
+      'begin;\nset local session_replication_role = replica;  -- as the superuser, before SET ROLE: only the foreign keys of tables referencing these rows rejected the statement\n',
+    );
+  }
+  return { sql, context: describeContext(context, state) };
+}
+
+/** Record one executed write statement in the report. */
+export function recordWrite(
+  context: ProbeContext,
+  check: string,
+  target: WriteTarget,
+  actor: Tenant,
+  sql: string,
+  outcome: ProbeOutcome,
+  rows: number,
+  foreignRows: number,
+  error?: WriteError | string,
+): void {
+  context.record({
+    check,
+    relation: target.relation.qualified,
+    context: actor.label,
+    tenant: actor.id,
+    sql,
+    outcome,
+    rows,
+    foreignRows,
+    missingOwnRows: 0,
+    ...(error ? { error: typeof error === 'string' ? error : error.message } : {}),
+  });
+}
+
+/**
+ * The outcome of a statement that did not reach another tenant: `pass` when it ran, or when row-level
+ * security (or a missing privilege) rejected it, which is isolation holding; `inconclusive` when it failed
+ * for another reason (a constraint the generated values missed); `unreliable` when it ran on a table
+ * whose seeding failed, so that nothing it did not touch was there to touch.
+ */
+export function quietOutcome(target: WriteTarget, error: WriteError | undefined): ProbeOutcome {
+  if (error) return isDenied(error) ? 'pass' : 'inconclusive';
+  return target.reliable ? 'pass' : 'unreliable';
+}
+
+const WRITE_CLAUSE = { using: 'USING', check: 'WITH CHECK' } as const;
+
+/** The expression a policy applies for `clause`: WITH CHECK falls back to USING, as PostgreSQL does. */
+function policyExpression(policy: Policy, clause: 'using' | 'check'): string | null {
+  if (clause === 'using') return policy.using;
+  return policy.withCheck ?? (policy.command === 'INSERT' ? null : policy.using);
+}
+
+/** `using (true)`, `with check (...)`, or `using (true) and no WITH CHECK, so USING is the check`. */
+function describeClause(policy: Policy, clause: 'using' | 'check'): string {
+  const expression = policyExpression(policy, clause);
+  if (!expression) return `without ${WRITE_CLAUSE[clause]}`;
+  if (clause === 'using') return `using (${expression})`;
+  return policy.withCheck ? `with check (${expression})` : `using (${expression}) and no WITH CHECK, so USING is the check`;
+}
+
+/** Whether a policy expression confines rows to the current tenant (reads the setting, or the tenant-owned parent). */
+function confinesToTenant(context: ProbeContext, relationPlan: RelationPlan, expression: string | null): boolean {
+  if (!expression) return false;
+  if (settingsIn(expression).includes(context.plan.setting)) return true;
+  const parent = relationPlan.path?.[0]?.references;
+  return Boolean(parent && expression.includes(parent.slice(parent.indexOf('.') + 1)));
+}
+
+/**
+ * Read the catalog to explain a write a probe proved, and give the fix: the role, RLS or ownership cause
+ * when there is one (as for reads), else the permissive policies for `command` whose `clause` does not
+ * confine rows to the current tenant.
+ */
+export function diagnoseWrite(context: ProbeContext, relation: Relation, relationPlan: RelationPlan, command: Exclude<PolicyCommand, 'ALL' | 'SELECT'>, clause: 'using' | 'check'): Diagnosis {
+  const general = diagnoseReadLeak(context, relation, relationPlan);
+  if (general.kind !== 'loose-policy' && general.kind !== 'policies' && general.kind !== 'no-policy') return general;
+  const { plan, catalog } = context;
+  const target = relationIdent(relation);
+  const applying = policiesFor(catalog, relation, plan.role, command);
+  const fenced = applying.some((policy) => !policy.permissive && confinesToTenant(context, relationPlan, policyExpression(policy, clause)));
+  const loose = fenced ? [] : applying.filter((policy) => policy.permissive && !confinesToTenant(context, relationPlan, policyExpression(policy, clause)));
+  const rows = clause === 'using' ? 'the rows it may change' : 'the rows it may write';
+  const predicate = tenantPredicate(plan, relationPlan);
+  if (loose.length) {
+    const described = loose.map((policy) => `${policy.name} (for ${policy.command.toLowerCase()} ${describeClause(policy, clause)})`);
+    return {
+      kind: 'loose-policy',
+      cause: `permissive polic${loose.length > 1 ? 'ies' : 'y'} ${described.join(', ')} ${loose.length > 1 ? 'do' : 'does'} not confine ${rows} to the current tenant`,
+      fix: [
+        `-- give every ${command} policy a ${WRITE_CLAUSE[clause]} that confines ${rows} to the current tenant:`,
+        ...loose.map((policy) => `alter policy ${ident(policy.name)} on ${target} ${clause === 'using' ? 'using' : 'with check'} (${predicate});`),
+        `-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:`,
+        restrictiveFenceSql(plan, relation, relationPlan),
+      ].join('\n'),
+    };
+  }
+  return {
+    kind: 'policies',
+    cause: `the ${command} policies on ${relation.qualified} (${applying.map((policy) => `${policy.name}: ${WRITE_CLAUSE[clause].toLowerCase()} ${policyExpression(policy, clause) ?? 'none'}`).join('; ') || 'none'}) admit other tenants' rows`,
+    fix: `${applying.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')}${applying.length ? '\n' : ''}${isolationPolicySql(plan, relation, relationPlan)}`,
+  };
+}
+
+/** Errors that new generated values may avoid: a unique value taken, a CHECK or type rule the generator missed. */
+export function retryable(error: WriteError | undefined): boolean {
+  return Boolean(error?.code && !isDenied(error) && /^(23505|23514|23502|23P01|22)/.test(error.code));
+}
+
+/** How many times a probe builds new values for a statement that failed on a retryable error. */
+export const ATTEMPTS = 3;

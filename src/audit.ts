@@ -192,7 +192,7 @@ function buildReport(
 }
 
 function newTimings(): Report['timings'] {
-  return { start: 0, schema: 0, introspection: 0, seeding: 0, probes: 0, report: 0, total: 0 };
+  return { start: 0, schema: 0, introspection: 0, seeding: 0, probes: 0, report: 0, total: 0, perProbe: {} };
 }
 
 /**
@@ -251,10 +251,16 @@ export async function audit(scenario: Scenario, options: AuditOptions = {}): Pro
       seedResults: seeded.results,
       scenario,
       access: await roleAccess(session, catalog, plan.role),
+      connectionString: target.connectionString,
+      disposable: target.disposable,
       record: (probe) => probes.push(probe),
     };
     const probeFindings: Finding[] = [];
-    for (const probe of PROBES) probeFindings.push(...(await probe.run(context)));
+    for (const probe of PROBES) {
+      const started = Date.now();
+      probeFindings.push(...(await probe.run(context)));
+      timings.perProbe[probe.id] = Date.now() - started;
+    }
     timings.probes = clock.lap();
     const findings = [...probeFindings, ...reconcile(ruleFindings, probeFindings, probes, RULES)];
     const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings);

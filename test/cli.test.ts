@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -79,19 +79,27 @@ describe('the installed command', () => {
   });
 
   it.skipIf(!existsSync(cli))('stops and deletes the embedded cluster on Ctrl-C', async () => {
-    const before = new Set(readdirSync(os.tmpdir()).filter((name) => name.startsWith('rls-audit-pg-')));
-    const child = spawn(process.execPath, [cli, 'run', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--rows', '2000', '--tenants', '10'], { cwd: ROOT });
+    // A private TMPDIR: other tests start clusters of their own at the same time.
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-sigint-'));
+    await chmod(tmp, 0o755); // PostgreSQL runs as an unprivileged user when the tests run as root
+    const child = spawn(process.execPath, [cli, 'run', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--rows', '2000', '--tenants', '10'], {
+      cwd: ROOT,
+      env: { ...process.env, TMPDIR: tmp },
+    });
     let stderr = '';
-    // Interrupt once the cluster is up (the target line is printed), while it seeds.
-    await new Promise<void>((resolve) => child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (stderr.includes('tenancy:')) resolve();
-    }));
-    const leftover = () => readdirSync(os.tmpdir()).filter((name) => name.startsWith('rls-audit-pg-') && !before.has(name));
-    expect(leftover().length).toBe(1);
+    // Interrupt once the cluster is up and the audit is under way.
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if (stderr.includes('tenancy:')) resolve();
+      });
+      child.on('close', () => reject(new Error(`the audit ended before it could be interrupted: ${stderr}`)));
+    });
+    const clusters = () => readdirSync(tmp).filter((name) => name.startsWith('rls-audit-pg-'));
+    expect(clusters().length).toBe(1);
     child.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code).toBe(130);
-    expect(leftover()).toEqual([]);
+    expect(clusters()).toEqual([]);
   });
 });

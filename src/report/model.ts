@@ -54,5 +54,5 @@ export interface Report {
     queries: number;
   };
   /** Milliseconds per phase. */
-  timings: { start: number; schema: number; introspection: number; seeding: number; probes: number; report: number; total: number };
+  timings: { start: number; schema: number; introspection: number; seeding: number; probes: number; report: number; total: number; /** Milliseconds per probe. */ perProbe: Record<string, number> };
 }

@@ -16,8 +16,14 @@ export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], pro
     if (confirming.length) {
       return { ...finding, confirmedBy: confirming.map((probe) => `${probe.check} on ${probe.table}: ${probe.message}`) };
     }
-    const exercised = probes.filter((probe) => confirmers.includes(probe.check) && probe.relation === finding.table && probe.outcome !== 'unreliable' && probe.outcome !== 'skipped');
-    if (!exercised.length) return finding;
+    const exercised = probes.filter((probe) => confirmers.includes(probe.check) && probe.relation === finding.table && probe.outcome === 'pass');
+    // Refute only on conclusive evidence: every statement that exercised the object passed (none was
+    // unreliable or inconclusive), and there is something left to lower.
+    const doubtful = probes.some((probe) => confirmers.includes(probe.check) && probe.relation === finding.table && probe.outcome !== 'pass');
+    // And data was there to exercise: some statement on the object returned rows (an empty partition, or a
+    // relation whose seeded rows were all filtered away, proves nothing).
+    const sawData = probes.some((probe) => probe.relation === finding.table && probe.rows > 0);
+    if (!exercised.length || doubtful || !sawData || finding.severity === 'info') return finding;
     return {
       ...finding,
       severity: 'info',

@@ -1,0 +1,23 @@
+/**
+ * rls-audit as a library: `audit(scenario)` runs the whole audit and returns the report; `lint(scenario)`
+ * runs the static rules alone. Every renderer is a pure function of the report.
+ */
+export { audit, lint, type AuditOptions } from './audit.js';
+export { allChecks, renderChecks } from './checks.js';
+export { AuditError } from './errors.js';
+export type { Check, Evidence, Finding, SampleRow } from './findings.js';
+export type { Catalog, Relation, Policy, Role, FunctionInfo } from './catalog/types.js';
+export type { TenancyPlan, RelationPlan, Tenancy } from './plan/tenancy.js';
+export type { ProbeOutcome, ProbeRecord } from './probes/types.js';
+export { PROBES } from './probes/registry.js';
+export { RULES } from './rules/registry.js';
+export { renderConsole } from './report/console.js';
+export { renderHtml } from './report/html.js';
+export { renderJson } from './report/json.js';
+export { REPORT_SCHEMA_VERSION, type Report, type RelationReport } from './report/model.js';
+export { writeReports } from './report/write.js';
+export { loadScenario, type ScenarioOverrides } from './scenario/load.js';
+export { scenarioSchema, type Acceptance, type NamedQuery, type Scenario, type ScenarioInput } from './scenario/schema.js';
+export { SEVERITIES, type Severity } from './severity.js';
+export { startEmbedded } from './target/embedded.js';
+export type { Target, TargetKind } from './target/types.js';

@@ -1,0 +1,65 @@
+import { ident, relationIdent } from '../sql.js';
+import { applyingPolicies, clauseText, rlsApplies, type Command } from './policy-analysis.js';
+import { ruleFinding } from './privilege-helpers.js';
+import { isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+const CONSEQUENCE: Record<Command, string> = {
+  SELECT: 'reads return no rows',
+  INSERT: 'inserts fail with "new row violates row-level security policy"',
+  UPDATE: 'updates change no rows',
+  DELETE: 'deletes remove no rows',
+};
+
+export const commandCoverageGap: Rule = {
+  id: 'command-coverage-gap',
+  title: 'A granted command has no policy for the application role',
+  severity: 'info',
+  kind: 'rule',
+  explanation:
+    'Policies are per command (FOR SELECT, INSERT, UPDATE, DELETE or ALL). For a command the application role is granted but ' +
+    'no permissive policy covers, row-level security denies every row: SELECT returns nothing, INSERT raises an error, UPDATE ' +
+    'and DELETE silently touch nothing. Restrictive policies alone never grant access. This is a gap in what the application ' +
+    'can do, not a leak (hence info), and often the sign of a policy written FOR SELECT where FOR ALL was meant. Reported ' +
+    'for tenant-owned relations that have at least one policy for the role (none at all is rls-no-policy). Fix: add a tenant ' +
+    'policy for the command, or revoke the privilege.',
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => rlsApplies(scope, relation) && isTenantOwned(scope, relation))
+      .flatMap((relation) => {
+        const commands = rowCommandsOf(scope, relation);
+        if (!commands.some((command) => applyingPolicies(scope, relation, command).length)) return [];
+        const gaps = commands
+          .map((command) => {
+            const applying = applyingPolicies(scope, relation, command);
+            const clause = command === 'INSERT' ? 'check' : 'using';
+            const permissive = applying.filter((policy) => policy.permissive && clauseText(policy, clause) !== null);
+            return { command, restrictiveOnly: applying.some((policy) => !policy.permissive), covered: permissive.length > 0 };
+          })
+          .filter((gap) => !gap.covered);
+        if (!gaps.length) return [];
+        const target = relationIdent(relation);
+        const predicate = tenantPredicateFor(scope, relation) ?? '<tenant predicate>';
+        const restrictiveOnly = gaps.filter((gap) => gap.restrictiveOnly).map((gap) => gap.command);
+        const policySql = gaps.map(({ command }) => {
+          const name = ident(`tenant_${command.toLowerCase()}`);
+          const clauses = command === 'INSERT' ? `with check (${predicate})` : command === 'UPDATE' ? `using (${predicate}) with check (${predicate})` : `using (${predicate})`;
+          return `create policy ${name} on ${target} for ${command.toLowerCase()} to ${ident(plan.role)} ${clauses};`;
+        });
+        return [
+          ruleFinding({
+            check: 'command-coverage-gap',
+            severity: 'info',
+            table: relation.qualified,
+            message:
+              `${plan.role} is granted ${listWords(gaps.map((gap) => gap.command))} on ${relation.qualified} but no permissive policy covers ${gaps.length === 1 ? 'it' : 'them'} for ${plan.role}` +
+              `${restrictiveOnly.length ? ` (only restrictive policies apply to ${listWords(restrictiveOnly)}, and they never grant access alone)` : ''}: ${listWords(gaps.map((gap) => CONSEQUENCE[gap.command]))}.`,
+            sql: policiesSql(relation),
+            details: policiesDetails(relation.policies),
+            fix: `${policySql.join('\n')}\n-- or, if ${plan.role} does not need ${gaps.length === 1 ? 'it' : 'them'}: revoke ${gaps.map((gap) => gap.command.toLowerCase()).join(', ')} on ${target} from ${ident(plan.role)};`,
+          }),
+        ];
+      });
+  },
+};

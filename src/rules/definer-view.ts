@@ -1,0 +1,135 @@
+import type { Catalog, Relation } from '../catalog/types.js';
+import type { Finding } from '../findings.js';
+import type { TenancyPlan } from '../plan/tenancy.js';
+import { ident, literal, relationIdent } from '../sql.js';
+import {
+  canRead,
+  filtersByCallerTenant,
+  isBaseTable,
+  referencedRelations,
+  regclassLiteral,
+  relationNamed,
+  relationPlanOf,
+  rlsBypassReason,
+  roleNamed,
+  ruleFinding,
+} from './privilege-helpers.js';
+import type { Rule } from './types.js';
+
+interface Leak {
+  /** The tenant table read without its policies. */
+  table: Relation;
+  /** The role the table is read as. */
+  readAs: string;
+  reason: string;
+  /** The view's direct dependency the table is reached through. */
+  via: Relation;
+}
+
+/**
+ * Tenant tables a view reads with the rights of a role that bypasses their policies. A view without
+ * security_invoker reads as its owner; a nested view without it switches to its own owner; a
+ * security_invoker view keeps whoever reads it.
+ */
+function leaksOf(catalog: Catalog, plan: TenancyPlan, view: Relation): Leak[] {
+  const leaks: Leak[] = [];
+  const seen = new Set<string>();
+  const walk = (relation: Relation, readAs: string, via: Relation | null) => {
+    for (const name of relation.dependsOn) {
+      const dependency = relationNamed(catalog, name);
+      if (!dependency) continue;
+      const key = `${name}:${readAs}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const top = via ?? dependency;
+      if (dependency.kind === 'view') {
+        walk(dependency, dependency.securityInvoker ? readAs : dependency.owner, top);
+        continue;
+      }
+      // Tables without row-level security are rls-disabled findings: a view adds no policy to bypass.
+      if (!isBaseTable(dependency) || !dependency.rlsEnabled) continue;
+      const dependencyPlan = relationPlanOf(plan, dependency.qualified);
+      if (!dependencyPlan || dependencyPlan.tenancy === 'shared') continue;
+      const reason = rlsBypassReason(catalog, readAs, dependency);
+      if (reason) leaks.push({ table: dependency, readAs, reason, via: top });
+    }
+  };
+  walk(view, view.owner, null);
+  return leaks;
+}
+
+export const definerView: Rule = {
+  id: 'definer-view',
+  title: 'A view reads tenant tables with the rights of an owner who bypasses row-level security',
+  severity: 'high',
+  kind: 'rule',
+  explanation:
+    'A view normally reads its tables with the rights of the view\'s owner, not of the caller (a "security definer" view). When the ' +
+    'owner is a superuser, has BYPASSRLS, or owns a tenant table that does not force row-level security (the usual case: the ' +
+    'migration role created both), the policies of that table do not apply through the view, and every role that may select from ' +
+    'the view sees every tenant. PostgreSQL 15 added the security_invoker option, which makes the view read as the caller; on ' +
+    'older versions, give the view to a role that does not bypass RLS and force RLS on the tables it reads. A view that filters by ' +
+    'the caller\'s tenant itself is reported as info.',
+  confirmedBy: ['read-isolation'],
+  evaluate({ catalog, plan }) {
+    const findings: Finding[] = [];
+    for (const view of catalog.relations) {
+      if (view.kind !== 'view' || view.securityInvoker || !canRead(catalog, plan.role, view)) continue;
+      const leaks = leaksOf(catalog, plan, view);
+      if (!leaks.length) continue;
+      const definition = view.viewDefinition ?? '';
+      const viaNames = new Set(leaks.map((leak) => leak.via.qualified));
+      const references = referencedRelations(catalog, definition, [view.schema, 'public']).filter((reference) => viaNames.has(reference.relation.qualified));
+      const filtered = filtersByCallerTenant(catalog, plan, definition, references);
+      const tables = [...new Set(leaks.map((leak) => leak.table.qualified))];
+      const reasons = [...new Set(leaks.map((leak) => leak.reason))];
+      findings.push(
+        ruleFinding({
+          check: 'definer-view',
+          severity: filtered ? 'info' : 'high',
+          table: view.qualified,
+          message: filtered
+            ? `The view ${view.qualified} reads ${tables.join(', ')} without their policies (${reasons.join('; ')}), but its definition filters by the caller's tenant setting; keep every query in it that way, or make it security_invoker.`
+            : `The view ${view.qualified} reads ${tables.join(', ')} with the rights of ${view.owner}, bypassing their policies (${reasons.join('; ')}), and ${plan.role} may select from it: it returns every tenant's rows.`,
+          sql:
+            `select c.oid::regclass as view, pg_get_userbyid(c.relowner) as owner, c.reloptions, r.rolsuper, r.rolbypassrls, ` +
+            `has_table_privilege(${literal(plan.role)}, c.oid, 'SELECT') as app_role_can_select ` +
+            `from pg_class c join pg_roles r on r.oid = c.relowner where c.oid = ${regclassLiteral(view.qualified)};`,
+          details: `view owner: ${view.owner}; security_invoker: off\n${leaks.map((leak) => `${leak.table.qualified} read as ${leak.readAs}: ${leak.reason}`).join('\n')}\ndefinition:\n${definition.trim()}`,
+          fix: viewFix(catalog, plan, view, leaks),
+        }),
+      );
+    }
+    return findings;
+  },
+};
+
+function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Leak[]): string {
+  const target = relationIdent(view);
+  const tables = [...new Map(leaks.map((leak) => [leak.table.qualified, leak.table])).values()];
+  if (catalog.serverVersionNum >= 150000) {
+    // With security_invoker the caller needs SELECT on what the view reads (through invoker views too), and the
+    // tables' policies then apply.
+    const needed = new Map<string, Relation>();
+    const collect = (relation: Relation) => {
+      for (const name of relation.dependsOn) {
+        const dependency = relationNamed(catalog, name);
+        if (!dependency || needed.has(name)) continue;
+        if (!canRead(catalog, plan.role, dependency)) needed.set(name, dependency);
+        if (dependency.kind === 'view' && dependency.securityInvoker) collect(dependency);
+      }
+    };
+    collect(view);
+    const grants = [...needed.values()].map((relation) => `grant select on ${relationIdent(relation)} to ${ident(plan.role)};`);
+    return [`alter view ${target} set (security_invoker = true);`, ...grants].join('\n');
+  }
+  const lines = [
+    `-- PostgreSQL ${catalog.serverVersion} has no security_invoker (added in 15): the view always reads as its owner.`,
+    '-- Make its owner a role that does not bypass row-level security, and force RLS on the tables it reads:',
+    ...tables.filter((table) => table.rlsEnabled && !table.rlsForced).map((table) => `alter table ${relationIdent(table)} force row level security;`),
+  ];
+  if (leaks.some((leak) => roleNamed(catalog, leak.readAs)?.superuser || roleNamed(catalog, leak.readAs)?.bypassRls)) {
+    lines.push(`alter view ${target} owner to <a role without SUPERUSER or BYPASSRLS that holds SELECT on ${tables.map((table) => table.qualified).join(', ')}>;`);
+  }
+  return lines.join('\n');
+}

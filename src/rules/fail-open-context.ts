@@ -1,0 +1,69 @@
+import { analyzeExpression, ALL_CLAUSES, clauseText, openPolicies } from './policy-analysis.js';
+import { ruleFinding } from './privilege-helpers.js';
+import { fragment, isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf, tenantPolicyRewrite } from './relation-facts.js';
+import type { Policy } from '../catalog/types.js';
+import type { Rule } from './types.js';
+
+export const failOpenContext: Rule = {
+  id: 'fail-open-context',
+  title: 'Policy that lets rows through when the tenant is not set',
+  severity: 'high',
+  kind: 'rule',
+  explanation:
+    'A policy branch that is true when the tenant setting is missing turns "no tenant" into "every tenant": ' +
+    '`current_setting(...) is null or ...` (a fresh connection), `= \'\'` or `coalesce(current_setting(...), \'\') = \'\'` ' +
+    '(a pooled connection after the transaction that set it ended: the setting then reads the empty string), ' +
+    '`tenant_id = coalesce(<setting>, tenant_id)` (compares the column with itself). Any request that reaches the database ' +
+    'without a tenant (a background job, a code path that forgot to set it, a pool) reads or writes every tenant\'s rows. ' +
+    'Not reported when a restrictive tenant policy without such a branch applies. Fix: compare with ' +
+    "`(select nullif(current_setting(name, true), '')::type)`, which is NULL, and so matches nothing, when the tenant is missing.",
+  confirmedBy: ['missing-context'],
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
+      .flatMap((relation) => {
+        const open = openPolicies(scope, relation, ALL_CLAUSES, ['fail-open'], rowCommandsOf(scope, relation));
+        if (!open.length) return [];
+        // The fail-open fragment sits in the permissive policy, or in a restrictive one that narrowed an open permissive policy.
+        const culprits = new Map<string, { policy: Policy; fragments: Set<string> }>();
+        const blame = (policy: Policy, fragment: string) => {
+          const entry = culprits.get(policy.name) ?? { policy, fragments: new Set<string>() };
+          entry.fragments.add(fragment);
+          culprits.set(policy.name, entry);
+        };
+        for (const entry of open) {
+          for (const { branch } of entry.branches) {
+            if (branch.kind === 'fail-open') {
+              blame(entry.policy, branch.reason);
+              continue;
+            }
+            for (const restrictive of entry.restrictive) {
+              for (const use of entry.uses) {
+                const text = clauseText(restrictive, use.clause);
+                if (!text) continue;
+                for (const fenceBranch of analyzeExpression(scope, relation, text, use.clause).open) {
+                  if (fenceBranch.kind === 'fail-open') blame(restrictive, fenceBranch.reason);
+                }
+              }
+            }
+          }
+        }
+        const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command.toLowerCase())))];
+        const list = [...culprits.values()];
+        return [
+          ruleFinding({
+            check: 'fail-open-context',
+            severity: 'high',
+            table: relation.qualified,
+            message:
+              `On ${relation.qualified}, ${list.map((entry) => `policy ${entry.policy.name} is true whenever ${plan.setting} is not set ${[...entry.fragments].map(fragment).join(', ')}`).join('; ')}, ` +
+              `so a request without a tenant can ${listWords(commands)} every tenant's rows.`,
+            sql: policiesSql(relation),
+            details: policiesDetails(relation.policies),
+            fix: list.map((entry) => tenantPolicyRewrite(scope, relation, entry.policy)).join('\n'),
+          }),
+        ];
+      });
+  },
+};

@@ -1,0 +1,102 @@
+import { policiesFor } from '../catalog/roles.js';
+import type { Catalog, ForeignKey, Relation } from '../catalog/types.js';
+import type { Finding } from '../findings.js';
+import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { referencedRelations, regclassLiteral, relationNamed, relationPlanOf, roleHolds, ruleFinding, tenantTables } from './privilege-helpers.js';
+import type { Rule } from './types.js';
+
+function sameColumns(a: readonly (string | null)[], b: readonly string[]): boolean {
+  return a.length === b.length && b.every((column) => a.includes(column));
+}
+
+/** True when the parent has a primary key, unique constraint or full unique index on exactly these columns. */
+function hasKeyOn(parent: Relation, columns: string[]): boolean {
+  return (
+    parent.constraints.some((constraint) => (constraint.kind === 'primary-key' || constraint.kind === 'unique') && sameColumns(constraint.columns, columns)) ||
+    parent.indexes.some((index) => index.unique && !index.partial && sameColumns(index.columns, columns))
+  );
+}
+
+/**
+ * A write policy that itself requires the referenced parent row to be visible (e.g. `with check (exists (select 1 from
+ * parent p where p.id = parent_id))`) keeps references inside the tenant: the sub-select is filtered by the parent's
+ * policies. The references are safe when, for every write command the role holds, a restrictive policy does that or
+ * every permissive policy does.
+ */
+function policiesCheckParent(catalog: Catalog, relation: Relation, role: string, foreignKey: ForeignKey): boolean {
+  const commands = (['INSERT', 'UPDATE'] as const).filter((command) => roleHolds(catalog, role, relation.owner, relation.grants, command));
+  const checksParent = (expression: string | null) =>
+    expression !== null &&
+    referencedRelations(catalog, expression, [relation.schema, 'public']).some((reference) => reference.relation.qualified === foreignKey.references) &&
+    foreignKey.columns.every((column) => expression.includes(column));
+  return commands.every((command) => {
+    const policies = policiesFor(catalog, relation, role, command);
+    const check = (policy: (typeof policies)[number]) => checksParent(policy.withCheck ?? (policy.command === 'INSERT' ? null : policy.using));
+    const permissive = policies.filter((policy) => policy.permissive);
+    return policies.some((policy) => !policy.permissive && check(policy)) || (permissive.length > 0 && permissive.every(check));
+  });
+}
+
+export const foreignKeyWithoutTenant: Rule = {
+  id: 'foreign-key-without-tenant',
+  title: 'A foreign key between tenant tables does not include the tenant column',
+  severity: 'medium',
+  kind: 'rule',
+  explanation:
+    'Foreign-key checks ignore row-level security: PostgreSQL looks the referenced row up with the rights of the table owner. A ' +
+    'foreign key from one tenant table to another on the id alone (conversation_id -> conversations.id) therefore accepts an id ' +
+    "that belongs to another tenant: a tenant's message can point into another tenant's conversation, and the error for an id that " +
+    'does not exist anywhere tells the two cases apart. Make the key composite, (tenant_id, conversation_id) -> conversations ' +
+    "(tenant_id, id), so the reference must stay within the tenant (the parent needs a unique key on (tenant_id, id)). A write " +
+    'policy that itself requires the parent row to be visible also prevents it and is recognised. Only tables the application role ' +
+    'may insert into or update are checked.',
+  confirmedBy: ['cross-tenant-reference'],
+  evaluate({ catalog, plan }) {
+    const findings: Finding[] = [];
+    for (const { relation, relationPlan } of tenantTables(catalog, plan)) {
+      const tenantColumn = relationPlan.tenantColumn;
+      if (relationPlan.tenancy !== 'direct' || !tenantColumn || relation.partitionOf) continue;
+      if (!['INSERT', 'UPDATE'].some((privilege) => roleHolds(catalog, plan.role, relation.owner, relation.grants, privilege))) continue;
+      for (const foreignKey of relation.foreignKeys) {
+        const parent = relationNamed(catalog, foreignKey.references);
+        const parentPlan = relationPlanOf(plan, foreignKey.references);
+        if (!parent || parentPlan?.tenancy !== 'direct' || !parentPlan.tenantColumn) continue;
+        const parentTenant = parentPlan.tenantColumn;
+        const scoped = foreignKey.columns.some((column, index) => column === tenantColumn && foreignKey.referencedColumns[index] === parentTenant);
+        if (scoped || policiesCheckParent(catalog, relation, plan.role, foreignKey)) continue;
+        findings.push(
+          ruleFinding({
+            check: 'foreign-key-without-tenant',
+            severity: 'medium',
+            table: relation.qualified,
+            message: `The foreign key ${foreignKey.name} on ${relation.qualified} (${foreignKey.columns.join(', ')}) -> ${parent.qualified} (${foreignKey.referencedColumns.join(', ')}) does not include ${tenantColumn}: a row of one tenant can reference another tenant's ${parent.qualified} row, because the check ignores policies.`,
+            sql: `select conname, pg_get_constraintdef(oid) as definition from pg_constraint where conrelid = ${regclassLiteral(relation.qualified)} and conname = ${literal(foreignKey.name)};`,
+            details: `${foreignKey.definition}\n${relation.qualified}.${tenantColumn} and ${parent.qualified}.${parentTenant} carry the tenant`,
+            fix: foreignKeyFix(catalog, relation, parent, foreignKey, tenantColumn, parentTenant),
+          }),
+        );
+      }
+    }
+    return findings;
+  },
+};
+
+function foreignKeyFix(catalog: Catalog, relation: Relation, parent: Relation, foreignKey: ForeignKey, tenantColumn: string, parentTenant: string): string {
+  const lines: string[] = [];
+  const pairs = foreignKey.columns
+    .map((column, index) => [column, foreignKey.referencedColumns[index]!] as const)
+    .filter(([column, referenced]) => column !== tenantColumn && referenced !== parentTenant);
+  const columns = [tenantColumn, ...pairs.map(([column]) => column)];
+  const parentKey = [parentTenant, ...pairs.map(([, referenced]) => referenced)];
+  if (!hasKeyOn(parent, parentKey)) lines.push(`alter table ${relationIdent(parent)} add unique (${parentKey.map(ident).join(', ')});`);
+  let actions = /\bREFERENCES\s+(?:"[^"]*"|[^\s(])+\s*\([^)]*\)(.*)$/is.exec(foreignKey.definition)?.[1]?.trim() ?? '';
+  // ON DELETE SET NULL / SET DEFAULT would also clear the tenant column: limit it to the reference's own columns (PG 15+).
+  if (catalog.serverVersionNum >= 150000) {
+    actions = actions.replace(/\bON DELETE SET (NULL|DEFAULT)\b(?!\s*\()/i, `ON DELETE SET $1 (${pairs.map(([column]) => ident(column)).join(', ')})`);
+  }
+  lines.push(
+    `alter table ${relationIdent(relation)} drop constraint ${ident(foreignKey.name)},\n` +
+      `  add constraint ${ident(foreignKey.name)} foreign key (${columns.map(ident).join(', ')}) references ${qualifiedIdent(parent.qualified)} (${parentKey.map(ident).join(', ')})${actions ? ` ${actions}` : ''};`,
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,42 @@
+import { ident, relationIdent } from '../sql.js';
+import { ruleFinding } from './privilege-helpers.js';
+import { isTenantOwned, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+export const materializedViewExposed: Rule = {
+  id: 'materialized-view-exposed',
+  title: 'Materialized view over tenant data readable by the application role',
+  severity: 'high',
+  kind: 'rule',
+  explanation:
+    'A materialized view stores the result of its query, computed with the rights of whoever refreshed it, and row-level ' +
+    'security cannot be enabled on it: whoever may select from it reads every tenant\'s rows it holds, whatever the policies of ' +
+    'the tables it was built from. Reported for materialized views that read tenant-owned relations (directly or through views) ' +
+    'and that the application role may select. Fix: revoke SELECT and expose it through a view that filters by the current ' +
+    'tenant (owned by a role that may read the materialized view), or replace it with a table that has row-level security.',
+  confirmedBy: ['read-isolation'],
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => relation.kind === 'materialized-view' && isTenantOwned(scope, relation) && rowCommandsOf(scope, relation).includes('SELECT'))
+      .map((relation) => {
+        const target = relationIdent(relation);
+        const column = tenantFilterOf(scope, relation);
+        const view = `${ident(relation.schema)}.${ident(`${relation.name}_for_tenant`)}`;
+        const filtered = column
+          ? `-- a view owned by a role that may read the materialized view, filtering by the current tenant:\n` +
+            `create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};\n` +
+            `grant select on ${view} to ${ident(plan.role)};`
+          : `-- ${relation.qualified} has no tenant column: add one to its query, then expose it through a view that filters on it`;
+        return ruleFinding({
+          check: 'materialized-view-exposed',
+          severity: 'high',
+          table: relation.qualified,
+          message: `${plan.role} may select from ${relation.qualified}, a materialized view over ${relation.dependsOn.join(', ')}: row-level security does not apply to materialized views, so it reads every tenant's rows stored in it.`,
+          sql: relationStateSql(scope, relation),
+          details: `materialized view reading ${relation.dependsOn.join(', ')}\n${relation.viewDefinition?.trim() ?? ''}`,
+          fix: `revoke select on ${target} from ${ident(plan.role)};\n${filtered}`,
+        });
+      });
+  },
+};

@@ -1,0 +1,52 @@
+import { ident, relationIdent } from '../sql.js';
+import { ALL_CLAUSES, openPolicies, type OpenPolicy } from './policy-analysis.js';
+import { ruleFinding } from './privilege-helpers.js';
+import { fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+function settingsOf(entry: OpenPolicy): string[] {
+  return [...new Set(entry.branches.flatMap((branch) => branch.branch.settings))];
+}
+
+export const nonTenantSetting: Rule = {
+  id: 'non-tenant-setting',
+  title: 'Policy that widens access on a setting other than the tenant',
+  severity: 'medium',
+  kind: 'rule',
+  explanation:
+    'Custom settings (`app.is_admin`, `app.role`) can be set by any session with set_config or SET: PostgreSQL does not know ' +
+    'who set them. A permissive branch that admits rows of every tenant when such a setting has some value ' +
+    "(`current_setting('app.is_admin', true) = 'on' or ...`) is a master key: any code that can run SQL as the application " +
+    'role reads across all tenants at once, without knowing any tenant id. (A setting compared with a column, such as ' +
+    '`owner_id = current_setting(\'app.user_id\')::int`, scopes rows to a session identity like the tenant setting does and is ' +
+    'not reported.) Not reported when a restrictive tenant policy applies. Fix: keep the tenant predicate in every branch (or ' +
+    'fence with a restrictive tenant policy); give cross-tenant access to a separate role, not a setting.',
+  confirmedBy: ['spoofable-setting'],
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
+      .flatMap((relation) => {
+        const open = openPolicies(scope, relation, ALL_CLAUSES, ['other-setting'], rowCommandsOf(scope, relation));
+        if (!open.length) return [];
+        const settings = [...new Set(open.flatMap(settingsOf))];
+        const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command.toLowerCase())))];
+        const fence = fenceSql(scope, relation);
+        return [
+          ruleFinding({
+            check: 'non-tenant-setting',
+            severity: 'medium',
+            table: relation.qualified,
+            message:
+              `On ${relation.qualified}, ${open.map((entry) => `policy ${entry.policy.name} admits rows without the tenant when ${entry.branches.map((branch) => fragment(branch.branch.reason)).join(' or ')}`).join('; ')}: ` +
+              `any session can set ${listWords(settings)} (set_config) and ${listWords(commands)} other tenants' rows.`,
+            sql: policiesSql(relation),
+            details: policiesDetails(relation.policies),
+            fix:
+              `${open.map((entry) => repairPolicySql(scope, relation, entry.policy, entry.uses)).join('\n')}${fence ? `\n-- or fence every permissive policy with a restrictive one:\n${fence}` : ''}\n` +
+              `-- cross-tenant access belongs to a separate role, e.g. create policy admin_all on ${relationIdent(relation)} to ${ident('<admin role>')} using (true);`,
+          }),
+        ];
+      });
+  },
+};

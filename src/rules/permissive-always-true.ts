@@ -1,0 +1,53 @@
+import type { Severity } from '../severity.js';
+import { openPolicies, READ_CLAUSES, type OpenPolicy } from './policy-analysis.js';
+import { ruleFinding } from './privilege-helpers.js';
+import { commandVerb, fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+function describeOpen(entry: OpenPolicy): string {
+  const always = entry.branches.find((branch) => branch.kind === 'always-true');
+  const how = always
+    ? `is always true ${fragment(always.branch.reason)}`
+    : `admits any row where ${entry.branches.map((branch) => fragment(branch.branch.reason)).join(' or ')}, whatever its tenant`;
+  return `permissive policy ${entry.policy.name} (for ${entry.policy.command.toLowerCase()}) ${how}`;
+}
+
+export const permissiveAlwaysTrue: Rule = {
+  id: 'permissive-always-true',
+  title: 'Permissive policy that lets other tenants\' rows through',
+  severity: 'critical',
+  kind: 'rule',
+  explanation:
+    'Permissive policies are ORed: one that is always true (`using (true)`, `1 = 1`, `... or true`) or that admits rows by a ' +
+    'condition unrelated to the tenant (`or is_public`, `or size_bytes > 0`, a foreign-key sub-select over a table without ' +
+    'row-level security) opens the table to every tenant, whatever the tenant policy next to it says. Not reported when a ' +
+    'restrictive tenant policy applies to the same commands (restrictive policies are ANDed, so the permissive one cannot ' +
+    'widen access). Critical when it opens reads, high when it opens only UPDATE or DELETE (blind writes). Fix: drop or ' +
+    'rewrite the policy, or fence it with a restrictive tenant policy.',
+  confirmedBy: ['read-isolation', 'blind-update', 'blind-delete', 'foreign-update', 'foreign-delete'],
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
+      .flatMap((relation) => {
+        const open = openPolicies(scope, relation, READ_CLAUSES, ['always-true', 'row-predicate'], rowCommandsOf(scope, relation));
+        if (!open.length) return [];
+        const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command)))];
+        const severity: Severity = commands.includes('SELECT') ? 'critical' : 'high';
+        const fence = fenceSql(scope, relation);
+        return [
+          ruleFinding({
+            check: 'permissive-always-true',
+            severity,
+            table: relation.qualified,
+            message:
+              `On ${relation.qualified}, ${open.map(describeOpen).join('; ')}: permissive policies are ORed, so ${plan.role} ` +
+              `${listWords(commands.map(commandVerb))} every tenant's rows.`,
+            sql: policiesSql(relation),
+            details: policiesDetails(relation.policies),
+            fix: `${open.map((entry) => repairPolicySql(scope, relation, entry.policy, entry.uses)).join('\n')}${fence ? `\n-- or keep ${open.length === 1 ? 'it' : 'them'} and fence every permissive policy with a restrictive one:\n${fence}` : ''}`,
+          }),
+        ];
+      });
+  },
+};

@@ -1,0 +1,63 @@
+import type { Catalog, FunctionInfo } from '../catalog/types.js';
+import type { Finding } from '../findings.js';
+import { alterPolicySql, describePolicy, functionCalls, functionsNamed, policyEvidenceSql, ruleFinding, wrapCallsInSubselect, type FunctionCall } from './privilege-helpers.js';
+import type { Rule } from './types.js';
+
+/** Built-in functions marked VOLATILE that show up in policies (now() and current_setting() are STABLE). */
+const VOLATILE_BUILTINS = new Set([
+  'random', 'random_normal', 'setseed', 'clock_timestamp', 'timeofday', 'nextval', 'currval', 'lastval', 'setval',
+  'gen_random_uuid', 'uuidv4', 'uuidv7', 'txid_current', 'pg_current_xact_id', 'set_config', 'pg_sleep',
+]);
+
+/** The catalog's functions by that name when every overload is volatile, [] when none or not all are. */
+function volatileUserFunctions(catalog: Catalog, call: FunctionCall): FunctionInfo[] {
+  const candidates = functionsNamed(catalog, call.name);
+  return candidates.length && candidates.every((fn) => fn.volatility === 'volatile') ? candidates : [];
+}
+
+function isVolatile(catalog: Catalog, call: FunctionCall): boolean {
+  if (functionsNamed(catalog, call.name).length) return volatileUserFunctions(catalog, call).length > 0;
+  return VOLATILE_BUILTINS.has(call.name.replace(/^pg_catalog\./, ''));
+}
+
+export const policyVolatileFunction: Rule = {
+  id: 'policy-volatile-function',
+  title: 'A policy calls a VOLATILE function for every row',
+  severity: 'info',
+  kind: 'rule',
+  explanation:
+    'PostgreSQL must call a VOLATILE function again for every row, cannot use its result as an index condition, and cannot move ' +
+    'the predicate around: a policy that calls one (often a `current_tenant_id()` helper created without STABLE) turns every ' +
+    'query on the table into a full scan with a function call per row. Declare helpers that only read settings or tables STABLE, ' +
+    'or call them in a sub-select, `(select current_tenant_id())`, which runs once per statement. Calls already inside a ' +
+    'sub-select are not reported.',
+  evaluate({ catalog }) {
+    const findings: Finding[] = [];
+    for (const relation of catalog.relations) {
+      for (const policy of relation.policies) {
+        const perRowVolatile = (expression: string) => functionCalls(expression).filter((call) => !call.inSubselect && isVolatile(catalog, call));
+        const calls = [policy.using, policy.withCheck].flatMap((expression) => (expression === null ? [] : perRowVolatile(expression)));
+        if (!calls.length) continue;
+        const names = [...new Set(calls.map((call) => call.name))];
+        const userFunctions = [...new Map(calls.flatMap((call) => volatileUserFunctions(catalog, call)).map((fn) => [fn.signature, fn])).values()];
+        const fix = [
+          ...userFunctions.map((fn) => `alter function ${fn.signature} stable; -- only if it does not modify the database`),
+          ...(userFunctions.length ? ['-- or evaluate it once per statement:'] : []),
+          alterPolicySql(policy, (expression) => wrapCallsInSubselect(expression, perRowVolatile(expression))),
+        ];
+        findings.push(
+          ruleFinding({
+            check: 'policy-volatile-function',
+            severity: 'info',
+            table: relation.qualified,
+            message: `The policy ${policy.name} on ${relation.qualified} calls the VOLATILE function${names.length > 1 ? 's' : ''} ${names.join(', ')} for every row, which rules out index scans on that predicate.`,
+            sql: `${policyEvidenceSql(policy)}\nselect p.oid::regprocedure, p.provolatile from pg_proc p where p.proname in (${names.map((name) => `'${name.replace(/^.*\./, '').replace(/'/g, "''")}'`).join(', ')});`,
+            details: describePolicy(policy),
+            fix: fix.join('\n'),
+          }),
+        );
+      }
+    }
+    return findings;
+  },
+};

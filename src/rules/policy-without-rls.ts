@@ -1,0 +1,48 @@
+import { relationIdent } from '../sql.js';
+import type { Severity } from '../severity.js';
+import { regclassLiteral, ruleFinding } from './privilege-helpers.js';
+import { isChild, isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+export const policyWithoutRls: Rule = {
+  id: 'policy-without-rls',
+  title: 'Policies defined while row-level security is disabled',
+  severity: 'critical',
+  kind: 'rule',
+  explanation:
+    'CREATE POLICY does not enable row-level security: until ALTER TABLE ... ENABLE ROW LEVEL SECURITY runs, PostgreSQL ignores ' +
+    'the policies entirely, and the table reads like one without any. The policies make the table look protected in a review. ' +
+    'On a tenant-owned table the role may use this is the same exposure as rls-disabled: critical when it may select, update or ' +
+    'delete, high when it may only insert; info when it holds no privilege or the table is shared. Fix: enable and force ' +
+    'row-level security (the policies then apply as written; the policy-logic rules check them).',
+  confirmedBy: ['read-isolation', 'missing-context'],
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => (relation.kind === 'table' || relation.kind === 'partitioned-table') && !isChild(relation) && !relation.rlsEnabled && relation.policies.length)
+      .map((relation) => {
+        const tenantOwned = isTenantOwned(scope, relation);
+        const commands = rowCommandsOf(scope, relation);
+        const severity: Severity = !tenantOwned || !commands.length ? 'info' : commands.some((command) => command !== 'INSERT') ? 'critical' : 'high';
+        const names = relation.policies.map((policy) => policy.name);
+        const policies = `${names.length === 1 ? 'policy' : 'policies'} ${listWords(names)}`;
+        const consequence =
+          severity === 'critical'
+            ? `${plan.role} may ${listWords(commands.map((command) => command.toLowerCase()))} every tenant's rows.`
+            : severity === 'high'
+              ? `${plan.role} may insert rows for any tenant.`
+              : tenantOwned
+                ? `${plan.role} holds no privilege on it today.`
+                : 'the table is shared, but the policies show an intent that is not in effect.';
+        return ruleFinding({
+          check: 'policy-without-rls',
+          severity,
+          table: relation.qualified,
+          message: `${relation.qualified} has ${policies}, but row-level security is disabled on it, so PostgreSQL ignores ${names.length === 1 ? 'it' : 'them'}: ${consequence}`,
+          sql: `select relrowsecurity, relforcerowsecurity from pg_class where oid = ${regclassLiteral(relation.qualified)};\n${policiesSql(relation)}`,
+          details: policiesDetails(relation.policies),
+          fix: `alter table ${relationIdent(relation)} enable row level security;\nalter table ${relationIdent(relation)} force row level security;`,
+        });
+      });
+  },
+};

@@ -1,0 +1,39 @@
+import type { Finding } from '../findings.js';
+import { ident, relationIdent } from '../sql.js';
+import { regclassLiteral, relationPlanOf, ruleFinding } from './privilege-helpers.js';
+import type { Rule } from './types.js';
+
+export const publicGrant: Rule = {
+  id: 'public-grant',
+  title: 'Privileges on tenant data are granted to PUBLIC',
+  severity: 'medium',
+  kind: 'rule',
+  explanation:
+    'A privilege granted to PUBLIC belongs to every role in the cluster, present and future: reporting users, extension roles, a ' +
+    'role created for a one-off script. Whether they see other tenants then depends only on every policy being written for every ' +
+    "role, and on none of them owning the table or bypassing RLS. Tenant data should be granted to the application's roles by name. " +
+    'This rule reads the ACL of every tenant-owned table, view, materialized view and foreign table. Fix: REVOKE ... FROM PUBLIC and ' +
+    'GRANT to the roles that need it.',
+  evaluate({ catalog, plan }) {
+    const findings: Finding[] = [];
+    for (const relation of catalog.relations) {
+      const relationPlan = relationPlanOf(plan, relation.qualified);
+      if (!relationPlan || relationPlan.tenancy === 'shared') continue;
+      const privileges = [...new Set(relation.grants.filter((grant) => grant.grantee === 'public').map((grant) => grant.privilege))];
+      if (!privileges.length) continue;
+      const list = privileges.map((privilege) => privilege.toLowerCase()).join(', ');
+      findings.push(
+        ruleFinding({
+          check: 'public-grant',
+          severity: 'medium',
+          table: relation.qualified,
+          message: `PUBLIC, that is every role in the cluster, holds ${privileges.join(', ')} on the tenant-owned ${relation.kind.replace('-', ' ')} ${relation.qualified}.`,
+          sql: `select a.privilege_type from pg_class c, aclexplode(c.relacl) a where c.oid = ${regclassLiteral(relation.qualified)} and a.grantee = 0;`,
+          details: `granted to PUBLIC: ${privileges.join(', ')}`,
+          fix: `revoke ${list} on ${relationIdent(relation)} from public;\ngrant ${list} on ${relationIdent(relation)} to ${ident(plan.role)};`,
+        }),
+      );
+    }
+    return findings;
+  },
+};

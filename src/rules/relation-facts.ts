@@ -1,0 +1,161 @@
+import type { Policy, Relation } from '../catalog/types.js';
+import { currentTenantExpression, isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
+import type { RelationPlan } from '../plan/tenancy.js';
+import { ident, literal, relationIdent } from '../sql.js';
+import { analyzeExpression, applyingPolicies, clauseText, tenantColumnsOf, type AnalysisScope, type Command, type CommandClause } from './policy-analysis.js';
+import { describePolicy, inheritedBy, regclassLiteral, relationNamed, relationPlanOf } from './privilege-helpers.js';
+
+/** Facts about relations shared by the coverage and policy-logic rules: tenancy, privileges, evidence SQL, fixes. */
+
+export const ROW_COMMANDS: readonly Command[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
+
+export function isTenantOwned(scope: AnalysisScope, relation: Relation): boolean {
+  const entry = relationPlanOf(scope.plan, relation.qualified);
+  return entry !== undefined && entry.tenancy !== 'shared';
+}
+
+/** A partition or an inheritance child. */
+export function isChild(relation: Relation): boolean {
+  return relation.partitionOf !== null || relation.inheritsFrom.length > 0;
+}
+
+/**
+ * Table privileges the application role uses without SET ROLE: its own, PUBLIC's and those of roles it inherits
+ * from; every privilege when it owns the relation (or inherits the owner's rights). What has_table_privilege answers.
+ */
+function privilegesOf(scope: AnalysisScope, relation: Relation): Set<string> {
+  const roles = inheritedBy(scope.catalog, scope.plan.role);
+  if (roles.has(relation.owner)) return new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']);
+  return new Set(relation.grants.filter((grant) => grant.grantee === 'public' || roles.has(grant.grantee)).map((grant) => grant.privilege));
+}
+
+/** The row commands (SELECT, INSERT, UPDATE, DELETE) the role may run on the relation. */
+export function rowCommandsOf(scope: AnalysisScope, relation: Relation): Command[] {
+  const privileges = privilegesOf(scope, relation);
+  return ROW_COMMANDS.filter((command) => privileges.has(command));
+}
+
+/** pg_get_expr text on one line, for messages. */
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').replace(/\( /g, '(').trim();
+}
+
+export function listWords(words: string[]): string {
+  if (words.length <= 1) return words.join('');
+  return `${words.slice(0, -1).join(', ')} and ${words[words.length - 1]}`;
+}
+
+/** Catalog query showing a relation's row-level security state and what the role may do with it. */
+export function relationStateSql(scope: AnalysisScope, relation: Relation): string {
+  const role = literal(scope.plan.role);
+  return [
+    `select c.oid::regclass as relation, c.relkind, c.relrowsecurity, c.relforcerowsecurity,`,
+    `       (select count(*) from pg_policy p where p.polrelid = c.oid) as policies,`,
+    ...ROW_COMMANDS.map((command, index) => `       has_table_privilege(${role}, c.oid, '${command}') as can_${command.toLowerCase()}${index < ROW_COMMANDS.length - 1 ? ',' : ''}`),
+    `from pg_class c where c.oid = ${regclassLiteral(relation.qualified)};`,
+  ].join('\n');
+}
+
+/** Catalog query listing a relation's policies as PostgreSQL stores them. */
+export function policiesSql(relation: Relation): string {
+  return (
+    `select polname, polcmd, polpermissive, polroles::regrole[] as roles, pg_get_expr(polqual, polrelid) as using_expression, ` +
+    `pg_get_expr(polwithcheck, polrelid) as check_expression from pg_policy where polrelid = ${regclassLiteral(relation.qualified)} order by polname;`
+  );
+}
+
+export function policiesDetails(policies: Policy[]): string {
+  return policies.map(describePolicy).join('\n');
+}
+
+/** The relation's plan, completed with a tenant column or foreign-key path for partitions and children, for fix SQL. */
+function fixPlanFor(scope: AnalysisScope, relation: Relation, depth = 0): RelationPlan {
+  const own: RelationPlan = relationPlanOf(scope.plan, relation.qualified) ?? {
+    relation: relation.qualified, kind: relation.kind, tenancy: 'shared', tenantColumn: null, path: null, reason: '',
+  };
+  if (own.tenantColumn || own.path?.length) return own;
+  const [column] = tenantColumnsOf(scope, relation);
+  if (column) return { ...own, tenantColumn: column };
+  const parentName = relation.partitionOf ?? relation.inheritsFrom[0];
+  const parent = parentName ? relationNamed(scope.catalog, parentName) : undefined;
+  if (parent && depth < 8) {
+    const inherited = fixPlanFor(scope, parent, depth + 1);
+    return { ...own, tenantColumn: inherited.tenantColumn, path: inherited.path };
+  }
+  return own;
+}
+
+/** The tenant predicate for the relation, or null when the relation has no known way to its tenant. */
+export function tenantPredicateFor(scope: AnalysisScope, relation: Relation): string | null {
+  const entry = fixPlanFor(scope, relation);
+  return entry.tenantColumn || entry.path?.length ? tenantPredicate(scope.plan, entry) : null;
+}
+
+/** `alter policy` that replaces a policy's expressions with the tenant predicate (only the clauses its command has). */
+export function tenantPolicyRewrite(scope: AnalysisScope, relation: Relation, policy: Policy): string {
+  const predicate = tenantPredicateFor(scope, relation) ?? `<tenant column> = ${currentTenantExpression(scope.plan)}`;
+  const clauses: string[] = [];
+  if (policy.command !== 'INSERT') clauses.push(`  using (${predicate})`);
+  if (policy.command === 'ALL' || policy.command === 'INSERT' || policy.command === 'UPDATE') clauses.push(`  with check (${predicate})`);
+  return `alter policy ${ident(policy.name)} on ${relationIdent(relation)}\n${clauses.join('\n')};`;
+}
+
+/** A restrictive tenant policy (ANDed with every permissive one), or null when the relation has no way to its tenant. */
+export function fenceSql(scope: AnalysisScope, relation: Relation): string | null {
+  return tenantPredicateFor(scope, relation) ? restrictiveFenceSql(scope.plan, relation, fixPlanFor(scope, relation)) : null;
+}
+
+/** Enable and force RLS with a tenant policy for every command (isolationPolicySql with a completed plan). */
+export function isolationSql(scope: AnalysisScope, relation: Relation): string {
+  return isolationPolicySql(scope.plan, relation, fixPlanFor(scope, relation));
+}
+
+/** The tenant column a view, materialized view or foreign table exposes, with the current-tenant expression to compare it to. */
+export function tenantFilterOf(scope: AnalysisScope, relation: Relation): { column: string; current: string } | null {
+  const [column] = tenantColumnsOf(scope, relation);
+  return column ? { column, current: currentTenantExpression(scope.plan) } : null;
+}
+
+/**
+ * The fix for a permissive policy that lets rows through without the tenant: drop it when other permissive
+ * policies already give the role tenant access for every command it is used for, otherwise rewrite it to the
+ * tenant predicate.
+ */
+export function repairPolicySql(scope: AnalysisScope, relation: Relation, policy: Policy, uses: readonly CommandClause[]): string {
+  const covered = uses.every(({ command, clause }) =>
+    applyingPolicies(scope, relation, command).some((other) => {
+      if (other === policy || !other.permissive) return false;
+      const text = clauseText(other, clause);
+      return text !== null && analyzeExpression(scope, relation, text, clause).branches.some((branch) => branch.kind === 'tenant');
+    }),
+  );
+  return covered ? `drop policy ${ident(policy.name)} on ${relationIdent(relation)};` : tenantPolicyRewrite(scope, relation, policy);
+}
+
+/** What a command does to other tenants' rows through an open USING clause, as a verb. */
+export function commandVerb(command: Command): string {
+  return { SELECT: 'reads', INSERT: 'inserts', UPDATE: 'updates', DELETE: 'deletes' }[command];
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * Rewrite the current_setting calls of one setting in pg_get_expr text to `nullif(current_setting(name, true), '')`:
+ * `strict` calls (no missing_ok) or `unguarded` ones (missing_ok, not already inside nullif).
+ */
+export function guardSettingCalls(expression: string, setting: string, which: 'strict' | 'unguarded'): string {
+  const name = escapeRegExp(setting.replace(/'/g, "''"));
+  const guarded = (quoted: string) => `nullif(current_setting(${quoted}, true), '')`;
+  if (which === 'strict') {
+    return expression.replace(new RegExp(`current_setting\\(('${name}'(?:::text)?)(?:,\\s*false)?\\)`, 'gi'), (_match, quoted: string) => guarded(quoted));
+  }
+  return expression.replace(new RegExp(`(?<!nullif\\()current_setting\\(('${name}'(?:::text)?),\\s*true\\)`, 'gi'), (_match, quoted: string) => guarded(quoted));
+}
+
+/** A rendered condition, parenthesised once, for messages. */
+export function fragment(text: string): string {
+  const line = oneLine(text);
+  return line.startsWith('(') && line.endsWith(')') ? line : `(${line})`;
+}

@@ -1,0 +1,52 @@
+import type { Severity } from '../severity.js';
+import { ruleFinding } from './privilege-helpers.js';
+import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+export const rlsDisabled: Rule = {
+  id: 'rls-disabled',
+  title: 'Tenant-owned table without row-level security',
+  severity: 'critical',
+  kind: 'rule',
+  explanation:
+    'A tenant-owned table (it has a tenant column, is reached from one through a foreign key, or is the tenant table itself) on which ' +
+    'row-level security was never enabled: every query the application role runs on it sees and changes every tenant\'s rows. ' +
+    'Critical when the role may select, update or delete; high when it may only insert (rows can be written for any tenant); ' +
+    'info when it holds no privilege yet (the next GRANT exposes every tenant). Tables that have policies but RLS disabled are ' +
+    'policy-without-rls findings, partitions and inheritance children partition-without-rls findings. Fix: enable and force ' +
+    'row-level security and add a tenant policy.',
+  confirmedBy: ['read-isolation', 'missing-context'],
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter(
+        (relation) =>
+          (relation.kind === 'table' || relation.kind === 'partitioned-table') &&
+          !isChild(relation) &&
+          !relation.rlsEnabled &&
+          !relation.policies.length &&
+          isTenantOwned(scope, relation),
+      )
+      .map((relation) => {
+        const commands = rowCommandsOf(scope, relation);
+        const severity: Severity = commands.some((command) => command !== 'INSERT') ? 'critical' : commands.length ? 'high' : 'info';
+        const tenantTable = plan.tenantKey.relation === relation.qualified;
+        const what = tenantTable ? 'the tenant table' : 'a tenant-owned table';
+        const message =
+          severity === 'critical'
+            ? `Row-level security is disabled on ${relation.qualified}, ${what} ${plan.role} may ${listWords(commands.map((command) => command.toLowerCase()))}: every query sees every tenant's rows.`
+            : severity === 'high'
+              ? `Row-level security is disabled on ${relation.qualified}, ${what} ${plan.role} may insert into: it can write rows for any tenant.`
+              : `Row-level security is disabled on ${relation.qualified}, ${what}; ${plan.role} holds no privilege on it today, but the first GRANT would expose every tenant's rows.`;
+        return ruleFinding({
+          check: 'rls-disabled',
+          severity,
+          table: relation.qualified,
+          message,
+          sql: relationStateSql(scope, relation),
+          details: `relrowsecurity = false, no policies; ${plan.role} may ${commands.length ? listWords(commands) : 'nothing'}`,
+          fix: isolationSql(scope, relation),
+        });
+      });
+  },
+};

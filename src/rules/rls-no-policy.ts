@@ -1,0 +1,45 @@
+import { currentTenantExpression } from '../fixes.js';
+import { ident, relationIdent } from '../sql.js';
+import { applyingPolicies, rlsApplies } from './policy-analysis.js';
+import { ruleFinding } from './privilege-helpers.js';
+import { isTenantOwned, listWords, relationStateSql, ROW_COMMANDS, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+export const rlsNoPolicy: Rule = {
+  id: 'rls-no-policy',
+  title: 'Row-level security enabled without a policy for the application role',
+  severity: 'info',
+  kind: 'rule',
+  explanation:
+    'With row-level security enabled and no policy that applies to a role, PostgreSQL denies that role every row (default deny): ' +
+    'reads return nothing and writes are rejected. Nothing leaks, but the application cannot use a table it was granted, which ' +
+    'usually means a policy was forgotten (or was written for another role). Reported only when the role holds a privilege on ' +
+    'the relation and row-level security applies to it. Fix: add the policy the application needs, or revoke the grant.',
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length && !ROW_COMMANDS.some((command) => applyingPolicies(scope, relation, command).length))
+      .map((relation) => {
+        const commands = rowCommandsOf(scope, relation);
+        const others = relation.policies.length;
+        const target = relationIdent(relation);
+        const role = ident(plan.role);
+        const tenantOwned = isTenantOwned(scope, relation);
+        const predicate = tenantOwned ? (tenantPredicateFor(scope, relation) ?? `<tenant column> = ${currentTenantExpression(plan)}`) : null;
+        const policy = predicate
+          ? `create policy tenant_isolation on ${target} for all to ${role}\n  using (${predicate})\n  with check (${predicate});`
+          : `create policy shared_read on ${target} for select to ${role} using (true);  -- a shared table every tenant may read`;
+        return ruleFinding({
+          check: 'rls-no-policy',
+          severity: 'info',
+          table: relation.qualified,
+          message:
+            `${relation.qualified} has row-level security enabled and ${others ? `${others} ${others === 1 ? 'policy' : 'policies'}, none for ${plan.role}` : 'no policy'}: ` +
+            `${plan.role} is granted ${listWords(commands)} but every read, update and delete sees no rows and every insert is rejected (default deny).`,
+          sql: relationStateSql(scope, relation),
+          details: `policies: ${relation.policies.map((entry) => `${entry.name} (to ${entry.roles.join(', ')})`).join(', ') || 'none'}`,
+          fix: `${policy}\n-- or, if ${plan.role} should not use it: revoke all on ${target} from ${role};`,
+        });
+      });
+  },
+};

@@ -1,0 +1,44 @@
+import { policySettingUses, rlsApplies } from './policy-analysis.js';
+import { alterPolicySql, ruleFinding } from './privilege-helpers.js';
+import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+export const settingWithoutMissingOk: Rule = {
+  id: 'setting-without-missing-ok',
+  title: 'current_setting without missing_ok in a policy',
+  severity: 'low',
+  kind: 'rule',
+  explanation:
+    'current_setting(name) without its second argument raises "unrecognized configuration parameter" when the setting was ' +
+    'never set on the connection: every query on the table then fails on a fresh connection (a new pool member, a job, psql), ' +
+    'and works on a connection that set it once. Nothing leaks, but behaviour depends on connection history. Fix: ' +
+    "current_setting(name, true), which returns NULL, with nullif(..., '') for the empty string a reset setting reads as.",
+  confirmedBy: ['missing-context-error', 'missing-context'],
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length)
+      .flatMap((relation) => {
+        const offending = policySettingUses(scope, relation)
+          .map(({ policy, uses }) => ({ policy, settings: [...new Set(uses.filter((use) => !use.missingOk).map((use) => use.setting))] }))
+          .filter((entry) => entry.settings.length);
+        if (!offending.length) return [];
+        const settings = [...new Set(offending.flatMap((entry) => entry.settings))];
+        return [
+          ruleFinding({
+            check: 'setting-without-missing-ok',
+            severity: 'low',
+            table: relation.qualified,
+            message:
+              `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} reads ${listWords(entry.settings.map((setting) => `current_setting('${setting}')`))} without missing_ok`).join('; ')}: ` +
+              `on a connection where ${listWords(settings)} was never set, every query on ${relation.qualified} fails with "unrecognized configuration parameter".`,
+            sql: policiesSql(relation),
+            details: policiesDetails(offending.map((entry) => entry.policy)),
+            fix: offending
+              .map((entry) => alterPolicySql(entry.policy, (expression) => entry.settings.reduce((text, setting) => guardSettingCalls(text, setting, 'strict'), expression)))
+              .join('\n'),
+          }),
+        ];
+      });
+  },
+};

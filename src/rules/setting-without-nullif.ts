@@ -1,0 +1,47 @@
+import { policySettingUses, rlsApplies } from './policy-analysis.js';
+import { alterPolicySql, ruleFinding } from './privilege-helpers.js';
+import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
+import type { Rule } from './types.js';
+
+export const settingWithoutNullif: Rule = {
+  id: 'setting-without-nullif',
+  title: "current_setting(name, true) cast without nullif(..., '')",
+  severity: 'low',
+  kind: 'rule',
+  explanation:
+    'A setting set with set_config(name, value, true) (SET LOCAL) does not go back to NULL when its transaction ends: it reads ' +
+    "as the empty string for the rest of the connection. current_setting(name, true)::integer (or ::uuid, ::bigint) then " +
+    "raises invalid input syntax for '' on every query of a pooled connection that once served a tenant, while a fresh " +
+    'connection gets NULL and an empty result. Nothing leaks. Checked for the tenant setting (the one the missing-context probe ' +
+    "resets). Fix: nullif(current_setting(name, true), '')::type, best inside (select ...) so it is evaluated once per statement.",
+  confirmedBy: ['missing-context-error', 'missing-context'],
+  evaluate({ catalog, plan }) {
+    const scope = { catalog, plan };
+    return catalog.relations
+      .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length)
+      .flatMap((relation) => {
+        const offending = policySettingUses(scope, relation)
+          .map(({ policy, uses }) => ({ policy, uses: uses.filter((use) => use.setting === plan.setting && use.missingOk && !use.nullif && use.castTo !== null) }))
+          .filter((entry) => entry.uses.length);
+        if (!offending.length) return [];
+        const casts = [...new Set(offending.flatMap((entry) => entry.uses.map((use) => `''::${use.castTo}`)))];
+        return [
+          ruleFinding({
+            check: 'setting-without-nullif',
+            severity: 'low',
+            table: relation.qualified,
+            message:
+              `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} casts ${listWords([...new Set(entry.uses.map((use) => `current_setting('${use.setting}', true)`))])} to ${listWords([...new Set(entry.uses.map((use) => use.castTo!))])} without nullif(..., '')`).join('; ')}: ` +
+              `after a transaction that set it ends the setting reads '', and ${listWords(casts)} makes every query on ${relation.qualified} fail.`,
+            sql: policiesSql(relation),
+            details: policiesDetails(offending.map((entry) => entry.policy)),
+            fix: offending
+              .map((entry) =>
+                alterPolicySql(entry.policy, (expression) => [...new Set(entry.uses.map((use) => use.setting))].reduce((text, setting) => guardSettingCalls(text, setting, 'unguarded'), expression)),
+              )
+              .join('\n'),
+          }),
+        ];
+      });
+  },
+};

@@ -1,0 +1,54 @@
+import type { Finding } from '../findings.js';
+import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { relationNamed, relationPlanOf, ruleFinding } from './privilege-helpers.js';
+import type { Rule } from './types.js';
+
+export const sharedSequence: Rule = {
+  id: 'shared-sequence',
+  title: 'One sequence numbers the rows of several tables, including tenant tables',
+  severity: 'info',
+  kind: 'rule',
+  explanation:
+    'A sequence is not tenant-scoped: every insert by every tenant advances it, and the gaps between the ids a tenant receives ' +
+    'show how much everyone else writes. When one sequence feeds several tables, that volume signal spans all of them, and the ' +
+    'tables are coupled (resetting or exhausting one affects the others). It is hygiene, not a leak of rows: give each table its ' +
+    'own identity column or sequence, or use random UUIDs where the volume matters.',
+  evaluate({ catalog, plan }) {
+    const findings: Finding[] = [];
+    for (const { sequence, relations } of catalog.sharedSequences) {
+      const tenantOwned = relations.filter((name) => {
+        const tenancy = relationPlanOf(plan, name)?.tenancy;
+        return tenancy !== undefined && tenancy !== 'shared';
+      });
+      if (!tenantOwned.length) continue;
+      const users: { relation: string; column: string }[] = [];
+      for (const name of relations) {
+        const relation = relationNamed(catalog, name);
+        for (const column of relation?.columns ?? []) {
+          if (column.default?.includes(`nextval('${sequence}'`)) users.push({ relation: name, column: column.name });
+        }
+      }
+      const fix = users.slice(1).flatMap(({ relation: name, column }) => {
+        const relation = relationNamed(catalog, name)!;
+        const own = qualifiedIdent(`${relation.schema}.${`${relation.name}_${column}_seq`.slice(0, 63)}`);
+        return [
+          `create sequence ${own} owned by ${relationIdent(relation)}.${ident(column)};`,
+          `select setval(${literal(own)}, coalesce((select max(${ident(column)}) from ${relationIdent(relation)}), 0) + 1, false);`,
+          `alter table ${relationIdent(relation)} alter column ${ident(column)} set default nextval(${literal(own)});`,
+        ];
+      });
+      findings.push(
+        ruleFinding({
+          check: 'shared-sequence',
+          severity: 'info',
+          table: sequence,
+          message: `The sequence ${sequence} numbers ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}: every tenant's inserts into any of them advance it, so ids reveal the others' write volume.`,
+          sql: `select c.oid::regclass as relation, a.attname, pg_get_expr(d.adbin, d.adrelid) as default from pg_attrdef d join pg_class c on c.oid = d.adrelid join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum where pg_get_expr(d.adbin, d.adrelid) like ${literal(`%nextval('${sequence}'%`)};`,
+          details: `${sequence} is the default of ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}; tenant-owned: ${tenantOwned.join(', ')}`,
+          fix: fix.length ? fix.join('\n') : `-- give each table its own sequence or identity column instead of ${sequence}`,
+        }),
+      );
+    }
+    return findings;
+  },
+};

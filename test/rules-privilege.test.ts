@@ -1,0 +1,185 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { lint } from '../src/audit.js';
+import { introspect } from '../src/catalog/introspect.js';
+import { planTenancy } from '../src/plan/tenancy.js';
+import { definerView } from '../src/rules/definer-view.js';
+import type { Finding } from '../src/findings.js';
+import { scenarioSchema } from '../src/scenario/schema.js';
+import { atLeast, type Severity } from '../src/severity.js';
+import { startEmbedded } from '../src/target/embedded.js';
+import { FIXTURES, runCli, TARGETS } from './helpers.js';
+
+/**
+ * The privilege, integrity and performance rules: for each, the vulnerable fixture is flagged (right object, right
+ * severity), the fix the finding proposes really removes the finding, and the secure twin is not flagged.
+ */
+interface Case {
+  rule: string;
+  /** Findings the vulnerable fixture must yield for this rule (and no others for it). */
+  flags: { table: string; severity: Severity }[];
+}
+
+const CASES: Case[] = [
+  { rule: 'superuser-role', flags: [{ table: 'ops_admin', severity: 'critical' }] },
+  { rule: 'bypassrls-role', flags: [{ table: 'app_user', severity: 'critical' }] },
+  { rule: 'owner-without-force', flags: [{ table: 'public.projects', severity: 'critical' }] },
+  {
+    rule: 'dangerous-grant',
+    flags: [
+      { table: 'public.projects', severity: 'high' },
+      { table: 'public.labels', severity: 'low' },
+    ],
+  },
+  { rule: 'public-grant', flags: [{ table: 'public.projects', severity: 'medium' }] },
+  {
+    rule: 'definer-view',
+    flags: [
+      { table: 'public.project_names', severity: 'high' },
+      { table: 'public.project_list', severity: 'high' },
+    ],
+  },
+  {
+    rule: 'definer-function',
+    flags: [
+      { table: 'search_projects(text)', severity: 'high' },
+      { table: 'projects_of(integer)', severity: 'high' },
+      { table: 'project_stats()', severity: 'high' },
+    ],
+  },
+  { rule: 'definer-function-search-path', flags: [{ table: 'touch_project()', severity: 'medium' }] },
+  { rule: 'unique-without-tenant', flags: [{ table: 'public.users', severity: 'low' }] },
+  { rule: 'foreign-key-without-tenant', flags: [{ table: 'public.messages', severity: 'medium' }] },
+  { rule: 'shared-sequence', flags: [{ table: 'document_number_seq', severity: 'info' }] },
+  { rule: 'missing-tenant-index', flags: [{ table: 'public.events', severity: 'info' }] },
+  { rule: 'policy-volatile-function', flags: [{ table: 'public.documents', severity: 'info' }] },
+  { rule: 'policy-per-row-setting', flags: [{ table: 'public.notes', severity: 'info' }] },
+];
+
+const fixture = (rule: string, name: string) => path.join(FIXTURES, rule, `${name}.sql`);
+
+/** `rls-audit lint` through the CLI, with the report written to (and read back from) a temporary folder. */
+async function lintCli(file: string, args: string[]) {
+  const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-lint-'));
+  try {
+    return await runCli(['lint', '--schema', file, '--role', 'app_user', '--quiet', '--out', out, ...args]);
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+}
+
+const summary = (findings: Finding[]) => findings.map((finding) => ({ check: finding.check, table: finding.table, severity: finding.severity }));
+
+/** Run a finding's SQL statement by statement (CREATE INDEX CONCURRENTLY cannot run inside a multi-statement query). */
+async function execute(client: pg.Client, sql: string): Promise<void> {
+  const statements = sql
+    .split('\n')
+    .filter((line) => !line.trimStart().startsWith('--'))
+    .join('\n')
+    .split(/;\s*(?:\n|$)/)
+    .map((statement) => statement.trim())
+    .filter(Boolean);
+  for (const statement of statements) await client.query(statement);
+}
+
+describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({ args }) => {
+  const pgBin = args.includes('--pg-bin') ? args[args.indexOf('--pg-bin') + 1] : undefined;
+
+  it.each(CASES)('$rule: flags the vulnerable fixture, and its fix clears the finding', async ({ rule, flags }) => {
+    const target = await startEmbedded(pgBin ? { pgBin } : {});
+    const client = new pg.Client({ connectionString: target.connectionString });
+    await client.connect();
+    try {
+      await client.query(await readFile(fixture(rule, 'vulnerable'), 'utf8'));
+      const scenario = scenarioSchema.parse({ role: 'app_user' });
+      const before = (await lint(scenario, { target })).findings.filter((finding) => finding.check === rule);
+      expect(summary(before)).toEqual(expect.arrayContaining(flags.map((flag) => ({ check: rule, ...flag }))));
+      expect(before).toHaveLength(flags.length);
+      for (const finding of before) {
+        expect(finding.source).toBe('rule');
+        expect(finding.evidence.context).toBe('static: catalog');
+        expect(finding.message).toMatch(/\.$/);
+        // The evidence is a catalog query that runs as it is printed.
+        const evidence = await client.query(finding.evidence.sql);
+        expect(([] as pg.QueryResult[]).concat(evidence).some((result) => result.rowCount! > 0)).toBe(true);
+      }
+      for (const finding of before) await execute(client, finding.fix);
+      const after = (await lint(scenario, { target })).findings.filter((finding) => finding.check === rule);
+      expect(summary(after)).toEqual([]);
+    } finally {
+      await client.end();
+      await target.close();
+    }
+  });
+
+  it('definer-view: on PostgreSQL before 15 the fix says security_invoker is missing and fences the owner instead', async () => {
+    const target = await startEmbedded(pgBin ? { pgBin } : {});
+    const client = new pg.Client({ connectionString: target.connectionString });
+    await client.connect();
+    try {
+      await client.query(await readFile(fixture('definer-view', 'vulnerable'), 'utf8'));
+      const catalog = { ...(await introspect(client)), serverVersion: '14.12', serverVersionNum: 140012 };
+      const plan = planTenancy(catalog, scenarioSchema.parse({ role: 'app_user' }));
+      const finding = definerView.evaluate({ catalog, plan }).find((candidate) => candidate.table === 'public.project_names')!;
+      expect(finding.severity).toBe('high');
+      expect(finding.fix).toMatch(/^-- PostgreSQL 14\.12 has no security_invoker \(added in 15\)/);
+      expect(finding.fix).not.toMatch(/^alter view .* set \(security_invoker/m);
+      expect(finding.fix).toMatch(/^alter view "public"\."project_names" owner to </m);
+    } finally {
+      await client.end();
+      await target.close();
+    }
+  });
+
+  it.each(CASES)('$rule: does not flag the secure twin', async ({ rule }) => {
+    const run = await lintCli(fixture(rule, 'secure'), args);
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    expect(summary(run.report!.findings).filter((finding) => finding.check === rule)).toEqual([]);
+    expect(summary(run.report!.findings).filter((finding) => atLeast(finding.severity, 'medium'))).toEqual([]);
+  });
+
+  it.each([
+    { rule: 'definer-view', table: 'public.my_projects' },
+    { rule: 'definer-function', table: 'my_projects(text)' },
+    { rule: 'definer-function', table: 'count_my_projects()' },
+  ])('$rule: $table filters by the caller tenant, so it is info, not high', async ({ rule, table }) => {
+    const run = await lintCli(fixture(rule, 'filtered'), args);
+    expect(run.code).toBe(0);
+    expect(summary(run.report!.findings)).toContainEqual({ check: rule, table, severity: 'info' });
+    expect(summary(run.report!.findings).filter((finding) => atLeast(finding.severity, 'low'))).toEqual([]);
+  });
+
+  it('lint finds nothing at all in the hardened chat scenario', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-lint-'));
+    try {
+      const run = await runCli(['lint', 'scenarios/chat.yaml', '--quiet', '--out', out, ...args]);
+      expect(run.err).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.report!.findings).toEqual([]);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
+  it('run confirms owner-without-force with the role-owns-table and read-isolation probes', async () => {
+    const run = await runCli(['run', '--schema', fixture('owner-without-force', 'vulnerable'), '--role', 'app_user', '--seed', '7', '--quiet', ...args]);
+    expect(run.code).toBe(1);
+    const finding = run.report!.findings.find((candidate) => candidate.check === 'owner-without-force');
+    expect(finding).toMatchObject({ table: 'public.projects', severity: 'critical', source: 'rule' });
+    expect(finding!.confirmedBy!.join('\n')).toMatch(/^role-owns-table on public\.projects/m);
+    expect(finding!.confirmedBy!.join('\n')).toMatch(/^read-isolation on public\.projects/m);
+  });
+
+  it('run confirms bypassrls-role with the role-bypasses-rls probe', async () => {
+    const run = await runCli(['run', '--schema', fixture('bypassrls-role', 'vulnerable'), '--role', 'app_user', '--seed', '7', '--quiet', ...args]);
+    expect(run.code).toBe(1);
+    const finding = run.report!.findings.find((candidate) => candidate.check === 'bypassrls-role');
+    expect(finding).toMatchObject({ table: 'app_user', severity: 'critical', source: 'rule' });
+    expect(finding!.confirmedBy).toEqual([expect.stringMatching(/^role-bypasses-rls on app_user/)]);
+  });
+});
+

@@ -120,7 +120,7 @@ select p.oid::int as oid, n.nspname as schema, p.proname as name, p.oid::regproc
        array(select format_type(t, null) from unnest(p.proargtypes) t) as argument_types,
        coalesce(p.proargnames, '{}') as argument_names, coalesce(p.proargmodes::text[], '{}') as argument_modes,
        p.pronargdefaults as default_arguments, coalesce(p.proconfig, '{}') as config,
-       case when l.lanname in ('sql', 'plpgsql') then p.prosrc else '' end as source,
+       case when l.lanname in ('sql', 'plpgsql') then /*SQL_BODY*/ p.prosrc else '' end as source,
        case when p.proacl is null then array['public:EXECUTE', pg_get_userbyid(p.proowner) || ':EXECUTE']
             else array(select case when a.grantee = 0 then 'public' else pg_get_userbyid(a.grantee) end || ':' || a.privilege_type from aclexplode(p.proacl) a) end as grants
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
@@ -212,7 +212,9 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
   const policies = await client.query(POLICIES_SQL, [oids]);
   const dependencies = await client.query(DEPENDENCIES_SQL, [oids]);
   const roles = await client.query(ROLES_SQL);
-  const functions = await client.query(FUNCTIONS_SQL, [schemas]);
+  // SQL-standard bodies (BEGIN ATOMIC, PostgreSQL 14+) leave prosrc empty; their text is in prosqlbody.
+  const sqlBody = Number(info.rows[0]!.num) >= 140000 ? 'coalesce(pg_get_function_sqlbody(p.oid), p.prosrc)' : 'p.prosrc';
+  const functions = await client.query(FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]);
   const triggers = await client.query(TRIGGERS_SQL, [oids]);
 
   const columnsByRelation = groupBy(columns.rows as ColumnRow[], (row) => row.relid);

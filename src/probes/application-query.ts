@@ -113,13 +113,13 @@ export const applicationQuery: Probe = {
         tenant: first.tenant.id,
         foreignTenant: [...first.tally.foreign.keys()][0],
         source: 'probe',
-        message: `As ${first.tenant.label}, the application's query ${query.name} returns ${describeForeign(first.tally.foreign)}: ${diagnosis.cause}.`,
+        message: `As ${first.tenant.label}, the application's query ${query.name} returns ${describeForeign(context, first.tally.foreign)}: ${diagnosis.cause}.`,
         evidence: {
           sql: reproduction(context, state, query.sql, first.params),
           context: describeContext(context, state),
           rowCount: first.tally.rows,
           sampleRows: first.tally.samples,
-          details: `${leaks.length} of ${context.tenants.length} tenants see other tenants' rows: ${leaks.map((leak) => `${leak.tenant.label}: ${describeForeign(leak.tally.foreign)}`).join('; ')}`,
+          details: `${leaks.length} of ${context.tenants.length} tenants see other tenants' rows: ${leaks.map((leak) => `${leak.tenant.label}: ${describeForeign(context, leak.tally.foreign)}`).join('; ')}`,
         },
         fix: diagnosis.fix,
       });

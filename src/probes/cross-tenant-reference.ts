@@ -105,7 +105,7 @@ export const crossTenantReference: Probe = {
               continue pairs;
             }
             recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, referencing);
-            const keep = new Set([...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...foreignKey.columns]);
+            const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...foreignKey.columns]);
             const evidence = writeEvidence(context, actor, row.sql, row.params);
             const fix = compositeKeyFix(context, relation, relationPlan, foreignKey);
             const pointed = columns.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ');

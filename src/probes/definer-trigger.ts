@@ -31,6 +31,8 @@ interface Change {
   /** `changed` (same key, new values), `deleted`, `written` (a new row), `copied` (another tenant's values in a row the write produced). */
   effect: 'changed' | 'deleted' | 'written' | 'copied';
   owner: string;
+  /** Tenant id of that owner (the first one, for values copied from several). */
+  ownerId: string;
   row: SampleRow;
 }
 
@@ -108,12 +110,12 @@ function changesBetween(context: ProbeContext, tables: Tracked[], before: Map<st
       const owner = ownerOf(row);
       if ((owner.kind === 'tenant' && owner.tenant.id !== tenant.id) || owner.kind === 'other-tenant') {
         const label = owner.kind === 'tenant' ? owner.tenant.label : `tenant ${owner.value} (not seeded)`;
-        changes.push({ relation: table.relation.qualified, effect, owner: label, row: maskRow(row, keep, context.tenants) });
+        changes.push({ relation: table.relation.qualified, effect, owner: label, ownerId: owner.kind === 'tenant' ? owner.tenant.id : owner.value, row: maskRow(row, keep, context.tenants) });
         continue;
       }
       if (effect === 'deleted') continue;
       const copied = context.ledger.tenantsByCanary(row).filter((other) => other.id !== tenant.id);
-      if (copied.length) changes.push({ relation: table.relation.qualified, effect: 'copied', owner: copied.map((other) => other.label).join(', '), row: maskRow(row, keep, context.tenants) });
+      if (copied.length) changes.push({ relation: table.relation.qualified, effect: 'copied', owner: copied.map((other) => other.label).join(', '), ownerId: copied[0]!.id, row: maskRow(row, keep, context.tenants) });
     }
   }
   return changes;
@@ -245,7 +247,7 @@ export const definerTrigger: Probe = {
             severity: 'high',
             table: relationName,
             tenant: tenant.id,
-            foreignTenant: first!.owner,
+            foreignTenant: first!.ownerId,
             source: 'probe',
             message: `As ${tenant.label}, an ordinary ${write.kind} of its own row in ${relationName} fires ${shown}, which ${describeChanges(changes)}.`,
             evidence: {

@@ -83,7 +83,7 @@ export const errorEcho: Probe = {
         severity: 'medium',
         table: relation.qualified,
         tenant: echo.tenant.id,
-        foreignTenant: echo.foreign[0]!.label,
+        foreignTenant: echo.foreign[0]!.id,
         source: 'probe',
         message:
           `As ${echo.tenant.label}, ${echo.statement} fails with an error that quotes a value of ${echo.foreign.map((other) => other.label).join(', ')} (${masked}): ` +

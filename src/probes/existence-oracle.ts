@@ -130,7 +130,7 @@ export const existenceOracle: Probe = {
           severity: 'low',
           table: relation.qualified,
           tenant: tenant.id,
-          foreignTenant: other.label,
+          foreignTenant: other.id,
           source: 'probe',
           message:
             `As ${tenant.label}, inserting a row whose ${shownColumns} equals ${other.label}'s fails with "${probeError}", while a fresh value succeeds: ` +

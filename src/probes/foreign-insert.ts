@@ -47,7 +47,7 @@ export const foreignInsert: Probe = {
           if (!run.error && gained > 0) {
             recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, gained);
             const diagnosis = diagnoseWrite(context, relation, relationPlan, 'INSERT', 'check');
-            const keep = new Set([...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...relation.foreignKeys.flatMap((foreignKey) => foreignKey.columns)]);
+            const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...relation.foreignKeys.flatMap((foreignKey) => foreignKey.columns)]);
             findings.push({
               check: this.id,
               severity: directSeverity(relation),

@@ -10,7 +10,7 @@ import type { ProbeContext } from './types.js';
 export interface RowTally {
   rows: number;
   own: number;
-  /** Rows of other tenants, by tenant label (or `tenant <id> (not seeded)`). */
+  /** Rows of other tenants, by tenant id (or the tenant value found, for a tenant that was not seeded). */
   foreign: Map<string, number>;
   foreignRows: number;
   samples: SampleRow[];
@@ -57,8 +57,9 @@ export function tallyRows(context: ProbeContext, tenant: Tenant, rows: RawRow[],
       tally.own += 1;
       continue;
     }
-    const label = 'tenant' in owner ? owner.tenant.label : `tenant ${owner.other} (not seeded)`;
-    tally.foreign.set(label, (tally.foreign.get(label) ?? 0) + 1);
+    // Keyed by tenant id (or the value found, for a tenant that was not seeded): what findings carry.
+    const id = 'tenant' in owner ? owner.tenant.id : owner.other;
+    tally.foreign.set(id, (tally.foreign.get(id) ?? 0) + 1);
     tally.foreignRows += 1;
     if (tally.samples.length < 3) tally.samples.push(maskRow(row, keep, context.tenants));
   }
@@ -66,6 +67,7 @@ export function tallyRows(context: ProbeContext, tenant: Tenant, rows: RawRow[],
 }
 
 /** `3 rows of tenant B, 2 rows of tenant C`. */
-export function describeForeign(foreign: Map<string, number>): string {
-  return [...foreign].map(([label, count]) => `${count} row${count === 1 ? '' : 's'} of ${label}`).join(', ');
+export function describeForeign(context: ProbeContext, foreign: Map<string, number>): string {
+  const name = (id: string) => context.ledger.tenant(id)?.label ?? `tenant ${id} (not seeded)`;
+  return [...foreign].map(([id, count]) => `${count} row${count === 1 ? '' : 's'} of ${name(id)}`).join(', ');
 }

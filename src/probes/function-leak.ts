@@ -231,7 +231,7 @@ export const functionLeak: Probe = {
         tenant: first.tenant.id,
         foreignTenant,
         source: 'probe',
-        message: `As ${first.tenant.label}, ${shown} returns ${describeForeign(first.tally.foreign)}: ${how}.`,
+        message: `As ${first.tenant.label}, ${shown} returns ${describeForeign(context, first.tally.foreign)}: ${how}.`,
         evidence: {
           sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shown),
           context: describeContext(context, { kind: 'tenant', tenant: first.tenant }),
@@ -239,7 +239,7 @@ export const functionLeak: Probe = {
           sampleRows: first.tally.samples,
           details: `${plural(leaks.length, 'call')} returned other tenants' rows: ${leaks
             .slice(0, 6)
-            .map((leak) => `${leak.tenant.label}, ${leak.call.variant} arguments: ${describeForeign(leak.tally.foreign)}`)
+            .map((leak) => `${leak.tenant.label}, ${leak.call.variant} arguments: ${describeForeign(context, leak.tally.foreign)}`)
             .join('; ')}${fn.securityDefiner ? `; ${fn.signature} is SECURITY DEFINER, owned by ${fn.owner}` : ''}`,
         },
         fix: fixFor(context, fn, first.call.variant),

@@ -65,7 +65,7 @@ export const readIsolation: Probe = {
         const foreignRows = [...foreign.values()].reduce((sum, count) => sum + count, 0);
         const expected = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery ? expectedOwnRows(context, relation.qualified, tenant) : null;
         const missing = expected === null ? 0 : Math.max(0, expected - own);
-        const outcome = foreignRows ? 'leak' : !target.reliable ? 'unreliable' : 'pass';
+        const outcome = foreignRows ? 'leak' : !target.reliable ? 'unreliable' : missing ? 'hidden' : 'pass';
         context.record({ ...base, outcome, rows: result.rows.length, foreignRows, missingOwnRows: missing });
         if (foreignRows) leaks.push({ tenant, foreign, rows: result.rows.length, samples });
         if (missing) hidden.push({ tenant, expected: expected!, seen: own });

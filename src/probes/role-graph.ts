@@ -124,7 +124,7 @@ export const roleGraph: Probe = {
         source: 'probe',
         message:
           `The application role ${context.plan.role} can SET ROLE ${role.name}${role.inherited ? ' (and inherits its privileges)' : ''}; as ${first.tenant.label} after that, ` +
-          `${first.statement} returns ${describeForeign(first.tally.foreign)}${why.length ? `: ${why[0]}` : ''}.`,
+          `${first.statement} returns ${describeForeign(context, first.tally.foreign)}${why.length ? `: ${why[0]}` : ''}.`,
         evidence: {
           sql: reproduction(context, state, `set local role ${ident(role.name)};\n${first.statement}`),
           context: `${describeContext(context, state)}, then set role ${role.name}`,

@@ -107,7 +107,7 @@ export const spoofableSetting: Probe = {
         foreignTenant: [...spoof.tally.foreign.keys()][0],
         source: 'probe',
         message:
-          `As ${spoof.tenant.label}, after ${setterFor(spoof.setting, spoof.value)} (which any session may run), ${shown} returns ${describeForeign(spoof.tally.foreign)}: ` +
+          `As ${spoof.tenant.label}, after ${setterFor(spoof.setting, spoof.value)} (which any session may run), ${shown} returns ${describeForeign(context, spoof.tally.foreign)}: ` +
           `policy ${policy.name} reads ${spoof.setting}.`,
         evidence: {
           sql: reproduction(context, state, `${setterFor(spoof.setting, spoof.value)};\n${shown}`),

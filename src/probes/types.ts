@@ -8,12 +8,13 @@ import type { AuditSession } from '../session.js';
 import type { RoleAccess } from './access.js';
 
 /**
- * pass: ran and nothing crossed a boundary; leak: something did; error: the statement failed unexpectedly;
+ * pass: ran and nothing crossed a boundary; leak: something did; hidden: nothing leaked but the tenant saw
+ * fewer of its own rows than it owns; error: the statement failed unexpectedly;
  * denied: an error where an empty result was due; unreliable: the data it needed was not seeded;
  * inconclusive: it ran but its result proves nothing either way (e.g. a function returned nothing that can
  * be attributed); no-access / skipped: not run.
  */
-export type ProbeOutcome = 'pass' | 'leak' | 'error' | 'denied' | 'unreliable' | 'inconclusive' | 'no-access' | 'skipped';
+export type ProbeOutcome = 'pass' | 'leak' | 'hidden' | 'error' | 'denied' | 'unreliable' | 'inconclusive' | 'no-access' | 'skipped';
 
 /** One statement a probe executed, kept in the report whatever its outcome. */
 export interface ProbeRecord {

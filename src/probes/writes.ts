@@ -318,17 +318,15 @@ export async function runWrite<T>(
       await session.becomeRole(plan.role);
       await session.query(plan.contextSql, [actor.id]);
       for (const sql of options.before ?? []) await session.query(sql);
-      let rowCount = 0;
-      let error: WriteError | undefined;
+      let rowCount: number;
       try {
-        rowCount = (await session.savepoint(() => session.query(statement, params), true)).rowCount;
+        rowCount = (await session.query(statement, params)).rowCount;
       } catch (failure) {
-        error = toWriteError(failure);
+        // The statement failed: nothing changed, and the enclosing savepoint is rolled back anyway.
+        return { rowCount: 0, before, after: before, replica, error: toWriteError(failure) };
       }
       await session.query('reset role');
-      // A failed statement was rolled back with its own savepoint: nothing changed.
-      const after = error ? before : await measure('after');
-      return { rowCount, before, after, replica, ...(error ? { error } : {}) };
+      return { rowCount, before, after: await measure('after'), replica };
     });
   const first = await attempt(false);
   if (first.error && referencedElsewhere(context, target.relation, first.error)) {

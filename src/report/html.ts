@@ -41,13 +41,14 @@ function html(strings: TemplateStringsArray, ...values: Fragment[]): SafeHtml {
 const SEVERITY_ORDER: Severity[] = ['critical', 'high', 'medium', 'low', 'info'];
 const NO_CONTEXT_STATES = ['never set', 'empty string', 'unknown tenant'] as const;
 /** Worst first: the outcome a cell shows when several statements probed it. */
-const OUTCOME_ORDER: ProbeOutcome[] = ['leak', 'error', 'denied', 'unreliable', 'inconclusive', 'pass', 'no-access', 'skipped'];
+const OUTCOME_ORDER: ProbeOutcome[] = ['leak', 'error', 'hidden', 'denied', 'unreliable', 'inconclusive', 'pass', 'no-access', 'skipped'];
 const OUTCOME_TEXT: Record<ProbeOutcome, string> = {
-  leak: 'leak', error: 'error', denied: 'denied', unreliable: 'unreliable', inconclusive: 'inconclusive', pass: 'pass', 'no-access': 'no access', skipped: 'skipped',
+  leak: 'leak', hidden: 'own rows hidden', error: 'error', denied: 'denied', unreliable: 'unreliable', inconclusive: 'inconclusive', pass: 'pass', 'no-access': 'no access', skipped: 'skipped',
 };
 const LEGEND: [string, string, string][] = [
   ['leak', 'leak', 'rows of another tenant were visible'],
   ['error', 'error', 'the statement failed unexpectedly'],
+  ['hidden', 'own rows hidden', 'nothing leaked, but the tenant saw fewer of its own rows than it owns'],
   ['denied', 'denied', 'an error instead of an empty result'],
   ['unreliable', 'unreliable', 'the data it needed could not be seeded'],
   ['inconclusive', 'inconclusive', 'it ran, but its result proves nothing either way'],
@@ -83,6 +84,7 @@ thead th{background:var(--panel)}
 td.cell{text-align:center;min-width:5.5rem;font-weight:600;-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .cell.leak{background:#c62828;color:#fff}.cell.error{background:#ef6c00;color:#000}.cell.denied{background:#ffd54f;color:#000}
 .cell.unreliable{background:repeating-linear-gradient(45deg,#cfd3d7 0 5px,#eef0f2 5px 10px);color:#000}
+.cell.hidden{background:#b39ddb;color:#000}
 .cell.inconclusive{background:#e3e7ec;color:#000;font-weight:400}
 .cell.pass{background:#a5d6a7;color:#0d3b12}.cell.no-access,.cell.skipped{background:#f5f7f9;color:var(--muted);font-weight:400}
 .cell.none{background:#fff}

@@ -141,6 +141,17 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
   }
 }
 
+/** The application's context setter must work as the application role before any probe relies on it. */
+async function checkContextSql(session: AuditSession, plan: TenancyPlan, tenantId: string): Promise<void> {
+  try {
+    await session.savepoint(() => session.query(plan.contextSql, [tenantId]), false, [session.roleStatement(plan.role)]);
+  } catch (error) {
+    throw new AuditError(
+      `the context SQL failed as role ${plan.role} (${plan.contextSql}): ${errorMessage(error)}. Give the SQL the application runs to set the tenant with --context-sql, using $1 for the tenant id.`,
+    );
+  }
+}
+
 function evaluateRules(catalog: Catalog, plan: TenancyPlan): Finding[] {
   return RULES.flatMap((rule) => rule.evaluate({ catalog, plan }));
 }
@@ -255,6 +266,7 @@ export async function audit(scenario: Scenario, options: AuditOptions = {}): Pro
       disposable: target.disposable,
       record: (probe) => probes.push(probe),
     };
+    await checkContextSql(session, plan, seeded.tenants[0]!.id);
     const probeFindings: Finding[] = [];
     for (const probe of PROBES) {
       const started = Date.now();

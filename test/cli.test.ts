@@ -57,6 +57,12 @@ describe('bad input exits 2 with a message that says what to do, and no stack', 
     expect(run.err).toMatch(/no tenant-owned table found.*--tenant-column/);
   });
 
+  it('a context SQL that fails as the application role', async () => {
+    const run = await auditFixture('rls-disabled', ['--context-sql', 'select app.set_tenant($1)']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/the context SQL failed as role app_user \(select app\.set_tenant\(\$1::text\)\): schema "app" does not exist\. Give the SQL/);
+  });
+
   it('the container target without a container runtime says so', async () => {
     const run = await runCli(['run', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--target', 'container', '--quiet']);
     expect(run.code).toBe(2);

@@ -1,6 +1,7 @@
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { atLeast, type Severity } from '../src/severity.js';
-import { auditFixture, findingsOf, runCli, TARGETS } from './helpers.js';
+import { auditFixture, FIXTURES, findingsOf, runCli, TARGETS } from './helpers.js';
 
 interface Expectation {
   fixture: string;
@@ -91,10 +92,30 @@ describe.each(TARGETS)('rls-audit run on $name', ({ args }) => {
     expect(run.report!.summary.probes.pass).toBeGreaterThan(0);
   });
 
+  it('follows a context set through a JSON setting read by a function (Supabase style), and finds nothing to report', async () => {
+    const run = await runCli([
+      'run', '--schema', path.join(FIXTURES, 'jwt-claims', 'schema.sql'), '--role', 'authenticated', '--seed', '7', '--quiet', ...args,
+      '--setting', 'request.jwt.claims', '--context-sql', "select set_config('request.jwt.claims', json_build_object('tenant_id', $1)::text, true)",
+    ]);
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    expect(findingsOf(run).filter((finding) => atLeast(finding.severity as Severity, 'low'))).toEqual([]);
+    expect(run.report!.relations.find((relation) => relation.name === 'public.tasks')!.tenancy).toBe('fk-path');
+    expect(run.report!.scenario.contextSql).toBe("select set_config('request.jwt.claims', json_build_object('tenant_id', $1::text)::text, true)");
+    // Every tenant read its 20 tasks two foreign-key hops from the tenant, and nothing else.
+    const tasks = run.report!.probes.filter((probe) => probe.check === 'read-isolation' && probe.relation === 'public.tasks');
+    expect(tasks.map((probe) => [probe.outcome, probe.rows])).toEqual([['pass', 20], ['pass', 20], ['pass', 20]]);
+  });
+
   it("reports the seed document's own schema without failing it at the default threshold", async () => {
     const run = await auditFixture('seed-original', args);
     expect(run.code).toBe(0);
     expect(findingsOf(run).filter((finding) => atLeast(finding.severity as Severity, 'high'))).toEqual([]);
     for (const flag of SEED_ORIGINAL) expect(findingsOf(run)).toContainEqual(expect.objectContaining(flag));
+    // The same findings fail the run once the threshold comes down to them.
+    const strict = await auditFixture('seed-original', [...args, '--fail-on', 'medium']);
+    expect(strict.code).toBe(1);
+    expect(strict.report!.summary).toMatchObject({ verdict: 'fail', failOn: 'medium' });
+    expect(strict.report!.summary.failing).toBe(findingsOf(strict).filter((finding) => atLeast(finding.severity as Severity, 'medium')).length);
   });
 });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { introspect } from '../src/catalog/introspect.js';
 import type { Catalog } from '../src/catalog/types.js';
 import { AuditError } from '../src/errors.js';
-import { planTenancy } from '../src/plan/tenancy.js';
+import { planTenancy, typedParameter } from '../src/plan/tenancy.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
@@ -57,7 +57,7 @@ describe('planTenancy', () => {
       'public.users': 'direct',
     });
     expect(plan.seedOrder).toEqual(['public.tenants', 'public.users', 'public.conversations', 'public.messages']);
-    expect(plan.contextSql).toBe("select set_config('app.current_tenant', $1, true)");
+    expect(plan.contextSql).toBe("select set_config('app.current_tenant', $1::text, true)");
   });
 
   it('follows a foreign-key path to a table with no tenant column', async () => {
@@ -106,7 +106,7 @@ describe('planTenancy', () => {
     const { catalog, role } = await catalogOf(await fixture('rls-disabled'));
     const plan = planTenancy(catalog, scenario(role, { setting: 'app.tenant', tenantColumn: ['tenant_id'], tenantTable: 'public.tenants', contextSql: 'select app.set_tenant($1)' }));
     expect(plan.setting).toBe('app.tenant');
-    expect(plan.contextSql).toBe('select app.set_tenant($1)');
+    expect(plan.contextSql).toBe('select app.set_tenant($1::text)');
   });
 
   it('refuses an unknown role and a schema with no tenant-owned table', async () => {
@@ -115,5 +115,13 @@ describe('planTenancy', () => {
     expect(() => planTenancy(catalog, scenario('nobody_here'))).toThrow(/role nobody_here does not exist/);
     const flat = await catalogOf('create role app_user; create table settings (key text primary key, value text);');
     expect(() => planTenancy(flat.catalog, scenario(flat.role))).toThrow(/no tenant-owned table found/);
+  });
+});
+
+describe('typedParameter', () => {
+  it('binds the tenant id as text unless the SQL casts it', () => {
+    expect(typedParameter("select set_config('app.tenant', $1, true)")).toBe("select set_config('app.tenant', $1::text, true)");
+    expect(typedParameter('select app.set_tenant($1::uuid)')).toBe('select app.set_tenant($1::uuid)');
+    expect(typedParameter("select set_config('a', $1 , true), '$1', $10")).toBe("select set_config('a', $1::text , true), '$1', $10");
   });
 });

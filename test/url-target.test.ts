@@ -59,9 +59,13 @@ describe.each(TARGETS)('--database-url on $name', ({ args }) => {
 
   it('audits an existing database and leaves it exactly as it was', async () => {
     const before = await fingerprint(target.connectionString);
-    const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '3', '--quiet']);
+    // Trust authentication ignores the password; it is there to prove that no output repeats it.
+    const withPassword = target.connectionString.replace('postgresql://postgres@', 'postgresql://postgres:s3cret-pw@');
+    const run = await runCli(['run', '--database-url', withPassword, '--role', 'app_user', '--seed', '3', '--quiet']);
     expect(run.err).toBe('');
     expect(run.code).toBe(0);
+    expect(JSON.stringify(run.report)).not.toContain('s3cret-pw');
+    expect(run.report!.target.description).toContain('*****');
     expect(run.report!.summary.rowsSeeded).toBeGreaterThan(100);
     expect(run.report!.target.kind).toBe('url');
     expect(await fingerprint(target.connectionString)).toEqual(before);

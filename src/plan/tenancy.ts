@@ -168,6 +168,30 @@ function discoverTenantColumns(catalog: Catalog, scenario: Scenario, tenantTable
   return columns;
 }
 
+/**
+ * The tenant id is bound as text: `$1` without a cast becomes `$1::text`, so that SQL such as
+ * `json_build_object('tenant_id', $1)` has a parameter type PostgreSQL can determine.
+ */
+export function typedParameter(sql: string): string {
+  let out = '';
+  for (let index = 0; index < sql.length; ) {
+    const char = sql[index]!;
+    if (char === "'") {
+      const end = sql.indexOf("'", index + 1);
+      const stop = end < 0 ? sql.length : end + 1;
+      out += sql.slice(index, stop);
+      index = stop;
+    } else if (sql.startsWith('$1', index) && !/[0-9]/.test(sql[index + 2] ?? '')) {
+      out += /^\s*::/.test(sql.slice(index + 2)) ? '$1' : '$1::text';
+      index += 2;
+    } else {
+      out += char;
+      index += 1;
+    }
+  }
+  return out;
+}
+
 /** The application role when none is given: the one role, other than owners, granted access to tenant data. */
 function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: string[]): string {
   const owners = new Set(catalog.relations.map((relation) => relation.owner));
@@ -316,7 +340,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario): TenancyPlan {
   return {
     role,
     setting,
-    contextSql: scenario.contextSql ?? `select set_config('${setting.replace(/'/g, "''")}', $1, true)`,
+    contextSql: typedParameter(scenario.contextSql ?? `select set_config('${setting.replace(/'/g, "''")}', $1, true)`),
     tenantKey,
     tenantColumns,
     relations,

@@ -12,7 +12,8 @@ import { RULES } from './rules/registry.js';
 import type { ProbeContext, ProbeRecord } from './probes/types.js';
 import { REPORT_SCHEMA_VERSION, type RelationReport, type Report } from './report/model.js';
 import type { Scenario } from './scenario/schema.js';
-import { applySchemaFiles, readSchemaFiles } from './schema-files.js';
+import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-files.js';
+import { locateObjects } from './report/locate.js';
 import { seed, type SeedOutcome } from './seed/seed.js';
 import { AuditSession } from './session.js';
 import { relationIdent } from './sql.js';
@@ -93,6 +94,7 @@ export function summarize(findings: Finding[], probes: ProbeRecord[], failOn: Se
 }
 
 interface Prepared {
+  schemaFiles: SchemaFile[];
   target: Target;
   session: AuditSession;
   catalog: Catalog;
@@ -134,17 +136,28 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
     const plan = planTenancy(catalog, scenario);
     timings.introspection = clock.lap();
     log(`tenancy: ${plan.relations.filter((entry) => entry.tenancy !== 'shared').length} tenant-owned relation(s), ${plan.relations.filter((entry) => entry.tenancy === 'shared').length} shared; setting ${plan.setting}`);
-    return { target, session, catalog, plan, close };
+    return { schemaFiles, target, session, catalog, plan, close };
   } catch (error) {
     await close();
     throw error;
   }
 }
 
-/** The application's context setter must work as the application role before any probe relies on it. */
-async function checkContextSql(session: AuditSession, plan: TenancyPlan, tenantId: string): Promise<void> {
+/**
+ * The application's context setter must parse as the application role before any probe relies on it.
+ * PREPARE analyses it (names, types) without running it: running it would define the setting on this
+ * connection, and the "never set" probes need a connection on which nothing has set it yet.
+ */
+async function checkContextSql(session: AuditSession, plan: TenancyPlan): Promise<void> {
   try {
-    await session.savepoint(() => session.query(plan.contextSql, [tenantId]), false, [session.roleStatement(plan.role)]);
+    await session.savepoint(
+      async () => {
+        await session.query(`prepare rls_audit_context(text) as ${plan.contextSql.replace(/;\s*$/, '')}`);
+        await session.query('deallocate rls_audit_context');
+      },
+      false,
+      [session.roleStatement(plan.role)],
+    );
   } catch (error) {
     throw new AuditError(
       `the context SQL failed as role ${plan.role} (${plan.contextSql}): ${errorMessage(error)}. Give the SQL the application runs to set the tenant with --context-sql, using $1 for the tenant id.`,
@@ -194,6 +207,7 @@ function buildReport(
     target: { kind: target.kind, description: target.description, serverVersion: catalog.serverVersion, database: catalog.database },
     tenants: (seeded?.tenants ?? []).map((tenant) => ({ ...tenant })),
     relations: relationReports(catalog, plan, seeded),
+    locations: locateObjects(prepared.schemaFiles, accepted.map((finding) => finding.table)),
     notes,
     probes,
     findings: accepted,
@@ -266,7 +280,7 @@ export async function audit(scenario: Scenario, options: AuditOptions = {}): Pro
       disposable: target.disposable,
       record: (probe) => probes.push(probe),
     };
-    await checkContextSql(session, plan, seeded.tenants[0]!.id);
+    await checkContextSql(session, plan);
     const probeFindings: Finding[] = [];
     for (const probe of PROBES) {
       const started = Date.now();

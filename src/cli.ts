@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +10,8 @@ import type { Report } from './report/model.js';
 import type { Scenario } from './scenario/schema.js';
 import { AuditError, errorMessage } from './errors.js';
 import { renderConsole } from './report/console.js';
-import { writeReports } from './report/write.js';
+import { renderMarkdown } from './report/markdown.js';
+import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
 import { loadScenario, type ScenarioOverrides } from './scenario/load.js';
 import { SEVERITIES, type Severity } from './severity.js';
 import { maskConnectionString } from './target/types.js';
@@ -33,6 +35,16 @@ function integer(name: string, min: number) {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+/** `--format sarif,junit --format markdown`: comma-separated, repeatable, each value checked. */
+function collectFormats(value: string, previous: ReportFormat[] = []): ReportFormat[] {
+  const formats = [...previous];
+  for (const entry of value.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean)) {
+    if (!(REPORT_FORMATS as readonly string[]).includes(entry)) throw new InvalidArgumentError(`unknown format ${entry}: use ${REPORT_FORMATS.join(', ')}`);
+    if (!formats.includes(entry as ReportFormat)) formats.push(entry as ReportFormat);
+  }
+  return formats;
+}
+
 interface RunFlags {
   schema?: string[];
   role?: string;
@@ -49,10 +61,11 @@ interface RunFlags {
   target?: 'embedded' | 'url' | 'container';
   pgVersion?: string;
   quiet?: boolean;
+  format?: ReportFormat[];
 }
 
 function overridesFrom(flags: RunFlags): ScenarioOverrides {
-  const { quiet: _quiet, ...overrides } = flags;
+  const { quiet: _quiet, format: _format, ...overrides } = flags;
   return overrides;
 }
 
@@ -79,13 +92,20 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       .option('--pg-bin <dir>', 'run the embedded target from local PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin')
       .addOption(new Option('--target <kind>', 'where the database comes from').choices(['embedded', 'url', 'container']))
       .option('--pg-version <n>', 'PostgreSQL major version for --target container')
-      .option('--out <dir>', 'where report.json and report.html go (default reports/<scenario name>/)')
+      .option('--out <dir>', 'where the reports go (default reports/<scenario name>/)')
+      .option('--format <list>', `report formats, comma-separated or repeated: ${REPORT_FORMATS.join(', ')} (default json,html; json is always written)`, collectFormats)
       .addOption(new Option('--fail-on <severity>', 'exit 1 when a finding is at or above this severity (default high)').choices([...SEVERITIES]))
       .option('--quiet', 'print nothing but errors');
 
   const finish = async (report: Report, scenario: Scenario, flags: RunFlags) => {
     const outDir = scenario.out ?? path.resolve(io.cwd, 'reports', scenario.name);
-    const files = await writeReports(report, outDir);
+    const formats = flags.format ?? DEFAULT_REPORT_FORMATS;
+    const files = await writeReports(report, outDir, formats);
+    const stepSummary = process.env.GITHUB_STEP_SUMMARY;
+    if (stepSummary && formats.includes('markdown')) {
+      // GitHub Actions shows this file on the run's summary page; a failure to append must not hide the verdict.
+      await appendFile(stepSummary, `${renderMarkdown(report)}\n`).catch((error: unknown) => io.err(`rls-audit: could not append to GITHUB_STEP_SUMMARY (${stepSummary}): ${errorMessage(error)}\n`));
+    }
     if (!flags.quiet) io.out(renderConsole(report, files.map((entry) => path.relative(io.cwd, entry) || entry)));
     exitCode = report.summary.verdict === 'fail' ? 1 : 0;
   };

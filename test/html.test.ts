@@ -79,6 +79,7 @@ const report: Report = {
       rlsEnabled: false, rlsForced: false, seeding: { status: 'existing', rows: 5, reason: null, repairs: 0 },
     },
   ],
+  locations: { "public.notes": { file: "schema.sql", line: 3 } },
   notes: [`Tenancy read from policies ${XSS}`, 'Second note.'],
   probes: [
     probe({ check: 'read-isolation', relation: 'public.notes', context: 'acme', tenant: 'acme', outcome: 'leak', rows: 5, foreignRows: 2 }),

@@ -75,7 +75,7 @@ describe.each(TARGETS)('write isolation probes on $name', ({ args }) => {
       const found = findings(run, check);
       expect(found.map(({ table: name, severity: level }) => ({ table: name, severity: level }))).toEqual([{ table, severity }]);
       const [finding] = found;
-      expect(finding!.evidence.sql).toMatch(/^begin;\nset local role "app_user";\nselect set_config\('app.current_tenant', '\d+', true\);  -- tenant [A-C]\n/);
+      expect(finding!.evidence.sql).toMatch(/^begin;\nset local role "app_user";\nselect set_config\('app.current_tenant', '\d+'::text, true\);  -- tenant [A-C]\n/);
       expect(finding!.evidence.sql).toMatch(statement);
       expect(finding!.evidence.sql).toMatch(/\nrollback;$/);
       expect(finding!.evidence.context).toMatch(/^role app_user, app.current_tenant = '\d+' \(tenant [A-C]\)$/);

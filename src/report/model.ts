@@ -2,6 +2,7 @@ import type { Finding } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import type { SeedStatus } from '../seed/seed.js';
 import type { Severity } from '../severity.js';
+import type { SourceLocation } from './locate.js';
 
 export const REPORT_SCHEMA_VERSION = 1;
 
@@ -38,6 +39,8 @@ export interface Report {
   target: { kind: string; description: string; serverVersion: string; database: string };
   tenants: { id: string; label: string; canary: string }[];
   relations: RelationReport[];
+  /** Where each object a finding names is created in the schema files (empty for a url target without them). */
+  locations: Record<string, SourceLocation>;
   /** How tenancy was discovered; anything the reader should know about the run. */
   notes: string[];
   probes: ProbeRecord[];

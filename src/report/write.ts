@@ -2,14 +2,35 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { renderHtml } from './html.js';
 import { renderJson } from './json.js';
+import { renderJunit } from './junit.js';
+import { renderMarkdown } from './markdown.js';
 import type { Report } from './model.js';
+import { renderSarif } from './sarif.js';
 
-/** Write report.json and report.html into `outDir`; returns the paths written. */
-export async function writeReports(report: Report, outDir: string): Promise<string[]> {
+/** Every report format, in the order they are written; json is canonical and always written. */
+export const REPORT_FORMATS = ['json', 'html', 'sarif', 'junit', 'markdown'] as const;
+export type ReportFormat = (typeof REPORT_FORMATS)[number];
+export const DEFAULT_REPORT_FORMATS: readonly ReportFormat[] = ['json', 'html'];
+
+const OUTPUTS: Record<ReportFormat, { file: string; render: (report: Report) => string }> = {
+  json: { file: 'report.json', render: renderJson },
+  html: { file: 'report.html', render: renderHtml },
+  sarif: { file: 'report.sarif', render: renderSarif },
+  junit: { file: 'report.junit.xml', render: renderJunit },
+  markdown: { file: 'report.md', render: renderMarkdown },
+};
+
+/**
+ * Write the report in each requested format into `outDir` (report.json, report.html, report.sarif,
+ * report.junit.xml, report.md); report.json is written whatever `formats` says. Returns the paths written.
+ */
+export async function writeReports(report: Report, outDir: string, formats: readonly ReportFormat[] = DEFAULT_REPORT_FORMATS): Promise<string[]> {
   await mkdir(outDir, { recursive: true });
-  const json = path.join(outDir, 'report.json');
-  const html = path.join(outDir, 'report.html');
-  await writeFile(json, renderJson(report));
-  await writeFile(html, renderHtml(report));
-  return [json, html];
+  const files: string[] = [];
+  for (const format of REPORT_FORMATS.filter((entry) => entry === 'json' || formats.includes(entry))) {
+    const file = path.join(outDir, OUTPUTS[format].file);
+    await writeFile(file, OUTPUTS[format].render(report));
+    files.push(file);
+  }
+  return files;
 }

@@ -1,0 +1,186 @@
+import { createHash } from 'node:crypto';
+import { allChecks } from '../checks.js';
+import type { Check, Finding } from '../findings.js';
+import { severityRank, type Severity } from '../severity.js';
+import type { Report } from './model.js';
+
+/**
+ * SARIF 2.1.0 for code-scanning dashboards: a pure function of the JSON report. One run; one rule
+ * (reportingDescriptor) per check id that has a finding; one result per finding. Findings concern database
+ * objects, not lines of a file, so each result has a logical location (the table, function or role).
+ */
+
+export const SARIF_SCHEMA = 'https://json.schemastore.org/sarif-2.1.0.json';
+
+type SarifLevel = 'error' | 'warning' | 'note';
+
+/** What a finding's object is, as its SARIF logical location kind and the JUnit test case's object. */
+export type ObjectKind = 'table' | 'function' | 'role' | 'setting' | 'query' | 'sequence';
+
+interface SarifLogicalLocation {
+  fullyQualifiedName: string;
+  kind: ObjectKind;
+}
+
+interface SarifRule {
+  id: string;
+  name: string;
+  shortDescription: { text: string };
+  fullDescription?: { text: string };
+  defaultConfiguration: { level: SarifLevel };
+  properties: { 'security-severity': string; severity: Severity; tags: string[] };
+}
+
+interface SarifPhysicalLocation {
+  artifactLocation: { uri: string };
+  region: { startLine: number };
+}
+
+interface SarifResult {
+  ruleId: string;
+  ruleIndex: number;
+  level: SarifLevel;
+  message: { text: string };
+  locations: { physicalLocation?: SarifPhysicalLocation; logicalLocations: SarifLogicalLocation[] }[];
+  partialFingerprints: { 'rlsAudit/v1': string };
+  suppressions?: { kind: 'external'; justification: string }[];
+  properties: {
+    severity: Severity;
+    source: Finding['source'];
+    evidenceSql: string;
+    fix: string;
+    confirmedBy?: string[];
+    refutedBy?: string;
+    acceptance?: NonNullable<Finding['accepted']>;
+  };
+}
+
+export interface SarifLog {
+  $schema: typeof SARIF_SCHEMA;
+  version: '2.1.0';
+  runs: {
+    tool: { driver: { name: 'rls-audit'; version: string; rules: SarifRule[] } };
+    automationDetails: { id: string };
+    invocations: { executionSuccessful: true; startTimeUtc: string; properties: { command: Report['command']; verdict: Report['summary']['verdict']; failOn: Severity } }[];
+    results: SarifResult[];
+  }[];
+}
+
+/** `security-severity` as GitHub code scanning reads it (a number in a string, 0.0-10.0). */
+const SECURITY_SEVERITY: Record<Severity, string> = { critical: '9.5', high: '8.0', medium: '5.5', low: '3.0', info: '0.0' };
+
+function sarifLevel(severity: Severity): SarifLevel {
+  if (severity === 'critical' || severity === 'high') return 'error';
+  return severity === 'medium' ? 'warning' : 'note';
+}
+
+/** Checks whose findings name a role rather than a relation. */
+const ROLE_CHECKS = new Set(['role-bypasses-rls', 'role-graph', 'superuser-role', 'bypassrls-role']);
+
+/** The kind of object a finding or a probe statement concerns, from the check and the object's name. */
+export function objectKind(report: Report, check: string, object: string): ObjectKind {
+  if (report.relations.some((relation) => relation.name === object)) return 'table';
+  if (check === 'application-query') return 'query';
+  if (check === 'context-persistence' || object === report.scenario.setting) return 'setting';
+  if (check === 'shared-sequence') return 'sequence';
+  if (/\(.*\)$/s.test(object)) return 'function';
+  if (ROLE_CHECKS.has(check) || object === report.scenario.role) return 'role';
+  return 'table';
+}
+
+/**
+ * A fingerprint that identifies the same problem across runs: the check and the object, never a tenant id,
+ * a seeded value or a message (they change with the seed). When one check reports the same object several
+ * times, the n-th of them gets the ordinal n (findings are sorted the same way in every run).
+ */
+function findingFingerprints(findings: readonly Finding[]): string[] {
+  const seen = new Map<string, number>();
+  return findings.map((finding) => {
+    const key = `${finding.check}\u0000${finding.table}`;
+    const ordinal = seen.get(key) ?? 0;
+    seen.set(key, ordinal + 1);
+    return createHash('sha256').update(`rls-audit/v1\u0000${key}\u0000${ordinal}`).digest('hex').slice(0, 32);
+  });
+}
+
+function worst(severities: Severity[]): Severity {
+  return severities.reduce((max, severity) => (severityRank(severity) > severityRank(max) ? severity : max), 'info');
+}
+
+function ruleOf(id: string, check: Check | undefined, findings: Finding[]): SarifRule {
+  // The rule's severity is that of its worst finding in this report: a rule finding refuted by the probes
+  // (lowered to info) or a check's milder variant must not show up in a dashboard at the check's maximum.
+  const severity = worst(findings.map((finding) => finding.severity));
+  return {
+    id,
+    name: id,
+    shortDescription: { text: check?.title ?? id },
+    ...(check ? { fullDescription: { text: check.explanation } } : {}),
+    defaultConfiguration: { level: sarifLevel(severity) },
+    properties: { 'security-severity': SECURITY_SEVERITY[severity], severity, tags: ['security', 'rls'] },
+  };
+}
+
+function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerprint: string): SarifResult {
+  const accepted = finding.accepted;
+  return {
+    ruleId: finding.check,
+    ruleIndex,
+    level: sarifLevel(finding.severity),
+    message: { text: finding.message },
+    locations: [
+      {
+        // The schema file line that creates the object, when the audit applied schema files: code scanning
+        // (GitHub's upload) needs a file location on every result.
+        ...(report.locations[finding.table]
+          ? { physicalLocation: { artifactLocation: { uri: report.locations[finding.table]!.file }, region: { startLine: report.locations[finding.table]!.line } } }
+          : {}),
+        logicalLocations: [{ fullyQualifiedName: finding.table, kind: objectKind(report, finding.check, finding.table) }],
+      },
+    ],
+    partialFingerprints: { 'rlsAudit/v1': fingerprint },
+    ...(accepted && !accepted.expired ? { suppressions: [{ kind: 'external' as const, justification: accepted.reason }] } : {}),
+    properties: {
+      severity: finding.severity,
+      source: finding.source,
+      evidenceSql: finding.evidence.sql,
+      fix: finding.fix,
+      ...(finding.confirmedBy?.length ? { confirmedBy: finding.confirmedBy } : {}),
+      ...(finding.refutedBy ? { refutedBy: finding.refutedBy } : {}),
+      // An expired acceptance is no suppression: the finding is open again. Say why it is not suppressed.
+      ...(accepted?.expired ? { acceptance: accepted } : {}),
+    },
+  };
+}
+
+export function toSarif(report: Report): SarifLog {
+  const checks = allChecks();
+  const known = new Map(checks.map((check) => [check.id, check]));
+  const reported = new Set(report.findings.map((finding) => finding.check));
+  // Rules in the order `rls-audit checks` lists them; a check id this version does not know goes last.
+  const ruleIds = [...checks.map((check) => check.id).filter((id) => reported.has(id)), ...[...reported].filter((id) => !known.has(id)).sort()];
+  const rules = ruleIds.map((id) => ruleOf(id, known.get(id), report.findings.filter((finding) => finding.check === id)));
+  const fingerprints = findingFingerprints(report.findings);
+  return {
+    $schema: SARIF_SCHEMA,
+    version: '2.1.0',
+    runs: [
+      {
+        tool: { driver: { name: 'rls-audit', version: report.tool.version, rules } },
+        automationDetails: { id: `rls-audit/${report.scenario.name}/` },
+        invocations: [
+          {
+            executionSuccessful: true,
+            startTimeUtc: report.startedAt,
+            properties: { command: report.command, verdict: report.summary.verdict, failOn: report.summary.failOn },
+          },
+        ],
+        results: report.findings.map((finding, index) => resultOf(report, finding, ruleIds.indexOf(finding.check), fingerprints[index]!)),
+      },
+    ],
+  };
+}
+
+export function renderSarif(report: Report): string {
+  return `${JSON.stringify(toSarif(report), null, 2)}\n`;
+}

@@ -1,0 +1,528 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyAcceptances } from '../src/accept.js';
+import { summarize } from '../src/audit.js';
+import type { Finding } from '../src/findings.js';
+import { allChecks, renderJunit, renderMarkdown, renderSarif, RULES, writeReports, type Report, type SarifLog } from '../src/index.js';
+import type { Severity } from '../src/severity.js';
+import { FIXTURES, runCli, type CliRun } from './helpers.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// A small, strict XML 1.0 reader: enough to prove the JUnit output is well-formed and to count its elements.
+// It rejects anything a real parser would: unbalanced or mismatched tags, unquoted or duplicate attributes,
+// `<` in attribute values, bare `&` or unknown entities, characters XML 1.0 forbids, text outside the root.
+
+interface XmlElement {
+  name: string;
+  attributes: Record<string, string>;
+  children: XmlElement[];
+  text: string;
+}
+
+const NAME_START = /[A-Za-z_:]/;
+const NAME_CHAR = /[A-Za-z0-9_:.-]/;
+
+function decodeEntities(raw: string, where: string): string {
+  let out = '';
+  for (let index = 0; index < raw.length; index++) {
+    const character = raw[index]!;
+    if (character !== '&') {
+      out += character;
+      continue;
+    }
+    const end = raw.indexOf(';', index);
+    if (end < 0) throw new Error(`bare & in ${where}`);
+    const entity = raw.slice(index + 1, end);
+    const named: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+    if (entity in named) out += named[entity];
+    else if (/^#[0-9]+$/.test(entity)) out += String.fromCodePoint(Number(entity.slice(1)));
+    else if (/^#x[0-9a-fA-F]+$/.test(entity)) out += String.fromCodePoint(parseInt(entity.slice(2), 16));
+    else throw new Error(`unknown entity &${entity}; in ${where}`);
+    index = end;
+  }
+  return out;
+}
+
+function parseXml(xml: string): XmlElement {
+  for (const character of xml) {
+    const code = character.codePointAt(0)!;
+    const legal = code === 0x9 || code === 0xa || code === 0xd || (code >= 0x20 && code <= 0xd7ff) || (code >= 0xe000 && code <= 0xfffd) || code >= 0x10000;
+    if (!legal) throw new Error(`character U+${code.toString(16)} is not allowed in XML 1.0`);
+  }
+  let position = 0;
+  if (xml.startsWith('<?xml')) {
+    position = xml.indexOf('?>') + 2;
+    if (position < 2) throw new Error('unterminated XML declaration');
+  }
+  const stack: XmlElement[] = [];
+  let root: XmlElement | null = null;
+  const readName = () => {
+    const start = position;
+    if (!NAME_START.test(xml[position] ?? '')) throw new Error(`bad name at ${position}`);
+    while (NAME_CHAR.test(xml[position] ?? '')) position++;
+    return xml.slice(start, position);
+  };
+  const skipSpace = () => {
+    while (/\s/.test(xml[position] ?? '')) position++;
+  };
+  while (position < xml.length) {
+    if (xml[position] !== '<') {
+      const next = xml.indexOf('<', position);
+      const raw = xml.slice(position, next < 0 ? xml.length : next);
+      if (!stack.length) {
+        if (raw.trim()) throw new Error(`text outside the root element: ${raw.trim().slice(0, 40)}`);
+      } else {
+        stack[stack.length - 1]!.text += decodeEntities(raw, `<${stack[stack.length - 1]!.name}>`);
+      }
+      position = next < 0 ? xml.length : next;
+      continue;
+    }
+    if (xml.startsWith('</', position)) {
+      position += 2;
+      const name = readName();
+      skipSpace();
+      if (xml[position] !== '>') throw new Error(`bad closing tag </${name}`);
+      position++;
+      const open = stack.pop();
+      if (!open || open.name !== name) throw new Error(`</${name}> closes <${open?.name ?? 'nothing'}>`);
+      continue;
+    }
+    if (xml.startsWith('<!', position) || xml.startsWith('<?', position)) throw new Error(`unexpected markup at ${position}`);
+    position++;
+    const element: XmlElement = { name: readName(), attributes: {}, children: [], text: '' };
+    for (;;) {
+      const before = position;
+      skipSpace();
+      if (xml.startsWith('/>', position) || xml[position] === '>') break;
+      if (position === before) throw new Error(`attributes of <${element.name}> need whitespace between them`);
+      const attribute = readName();
+      if (xml[position] !== '=') throw new Error(`attribute ${attribute} of <${element.name}> has no value`);
+      const quote = xml[position + 1];
+      if (quote !== '"' && quote !== "'") throw new Error(`attribute ${attribute} of <${element.name}> is not quoted`);
+      const end = xml.indexOf(quote, position + 2);
+      if (end < 0) throw new Error(`unterminated attribute ${attribute}`);
+      const raw = xml.slice(position + 2, end);
+      if (raw.includes('<')) throw new Error(`< in attribute ${attribute} of <${element.name}>`);
+      if (attribute in element.attributes) throw new Error(`duplicate attribute ${attribute} on <${element.name}>`);
+      element.attributes[attribute] = decodeEntities(raw, `${element.name}@${attribute}`);
+      position = end + 1;
+    }
+    const parent = stack[stack.length - 1];
+    if (parent) parent.children.push(element);
+    else if (root) throw new Error('a second root element');
+    else root = element;
+    if (xml.startsWith('/>', position)) position += 2;
+    else {
+      position++;
+      stack.push(element);
+    }
+  }
+  if (stack.length) throw new Error(`<${stack[stack.length - 1]!.name}> is never closed`);
+  if (!root) throw new Error('no root element');
+  return root;
+}
+
+const childrenNamed = (element: XmlElement, name: string) => element.children.filter((child) => child.name === name);
+
+/** Parses the JUnit document and checks that every count attribute matches the elements it counts. */
+function checkJunit(xml: string): XmlElement {
+  const root = parseXml(xml);
+  expect(root.name).toBe('testsuites');
+  let tests = 0;
+  let failures = 0;
+  let skipped = 0;
+  for (const suite of root.children) {
+    expect(suite.name).toBe('testsuite');
+    const cases = childrenNamed(suite, 'testcase');
+    expect(cases.length).toBe(suite.children.length);
+    const suiteFailures = cases.filter((testCase) => childrenNamed(testCase, 'failure').length).length;
+    const suiteSkipped = cases.filter((testCase) => childrenNamed(testCase, 'skipped').length).length;
+    for (const testCase of cases) {
+      expect(childrenNamed(testCase, 'failure').length + childrenNamed(testCase, 'skipped').length).toBeLessThanOrEqual(1);
+      expect(testCase.attributes.classname).toBe(`rls-audit.${suite.attributes.name}`);
+    }
+    expect(suite.attributes).toMatchObject({ tests: String(cases.length), failures: String(suiteFailures), skipped: String(suiteSkipped), errors: '0' });
+    tests += cases.length;
+    failures += suiteFailures;
+    skipped += suiteSkipped;
+  }
+  expect(root.attributes).toMatchObject({ tests: String(tests), failures: String(failures), skipped: String(skipped), errors: '0' });
+  return root;
+}
+
+function testCase(root: XmlElement, check: string, object: string): XmlElement | undefined {
+  const suite = root.children.find((entry) => entry.attributes.name === check);
+  return suite?.children.find((entry) => entry.attributes.name === object);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SARIF 2.1.0: the properties the schema requires, the enumerations it restricts, and what GitHub reads.
+
+const LEVELS = ['none', 'note', 'warning', 'error'];
+
+function checkSarif(text: string): SarifLog {
+  const log = JSON.parse(text) as SarifLog;
+  expect(log.$schema).toBe('https://json.schemastore.org/sarif-2.1.0.json');
+  expect(log.version).toBe('2.1.0');
+  expect(Array.isArray(log.runs)).toBe(true);
+  expect(log.runs).toHaveLength(1);
+  const run = log.runs[0]!;
+  expect(run.tool.driver.name).toBe('rls-audit');
+  expect(typeof run.tool.driver.version).toBe('string');
+  const ids = run.tool.driver.rules.map((rule) => rule.id);
+  expect(new Set(ids).size).toBe(ids.length);
+  for (const rule of run.tool.driver.rules) {
+    expect(typeof rule.id).toBe('string');
+    expect(rule.shortDescription.text.length).toBeGreaterThan(0);
+    expect(LEVELS).toContain(rule.defaultConfiguration.level);
+    const securitySeverity = rule.properties['security-severity'];
+    expect(typeof securitySeverity).toBe('string');
+    expect(Number(securitySeverity)).toBeGreaterThanOrEqual(0);
+    expect(Number(securitySeverity)).toBeLessThanOrEqual(10);
+    expect(rule.properties.tags).toEqual(['security', 'rls']);
+  }
+  for (const result of run.results) {
+    expect(typeof result.message.text).toBe('string');
+    expect(result.message.text.length).toBeGreaterThan(0);
+    expect(LEVELS).toContain(result.level);
+    expect(run.tool.driver.rules[result.ruleIndex]!.id).toBe(result.ruleId);
+    expect(result.locations.length).toBeGreaterThan(0);
+    for (const location of result.locations) {
+      for (const logical of location.logicalLocations) {
+        expect(typeof logical.fullyQualifiedName).toBe('string');
+        expect(['table', 'function', 'role', 'setting', 'query', 'sequence']).toContain(logical.kind);
+      }
+    }
+    for (const value of Object.values(result.partialFingerprints)) expect(value).toMatch(/^[0-9a-f]{32}$/);
+    for (const suppression of result.suppressions ?? []) {
+      expect(['inSource', 'external']).toContain(suppression.kind);
+      expect(typeof suppression.justification).toBe('string');
+    }
+  }
+  return log;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const SUMMARY_START = 'previous step summary\n';
+let outDir: string;
+let summaryFile: string;
+let vulnerable: CliRun;
+let original: Report;
+let originalAgain: Report;
+let otherSeed: Report;
+let linted: Report;
+const savedSummary = process.env.GITHUB_STEP_SUMMARY;
+
+function auditOriginal(seed: string, out: string): Promise<CliRun> {
+  return runCli(['run', '--schema', path.join(FIXTURES, 'seed-original', 'schema.sql'), '--role', 'app_user', '--seed', seed, '--quiet', '--out', out]);
+}
+
+beforeAll(async () => {
+  outDir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-ci-'));
+  summaryFile = path.join(outDir, 'step-summary.md');
+  await writeFile(summaryFile, SUMMARY_START);
+  // Every run below sees GITHUB_STEP_SUMMARY; only the one that asks for markdown may append to it.
+  process.env.GITHUB_STEP_SUMMARY = summaryFile;
+  vulnerable = await runCli([
+    'run', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--seed', '7', '--quiet',
+    '--out', path.join(outDir, 'vulnerable'), '--format', 'sarif,junit', '--format', 'markdown',
+  ]);
+  original = (await auditOriginal('7', path.join(outDir, 'original'))).report!;
+  originalAgain = (await auditOriginal('7', path.join(outDir, 'original-again'))).report!;
+  otherSeed = (await auditOriginal('8', path.join(outDir, 'other-seed'))).report!;
+  linted = (await runCli(['lint', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--quiet', '--out', path.join(outDir, 'lint'), '--format', 'junit'])).report!;
+});
+
+afterAll(async () => {
+  if (savedSummary === undefined) delete process.env.GITHUB_STEP_SUMMARY;
+  else process.env.GITHUB_STEP_SUMMARY = savedSummary;
+  await rm(outDir, { recursive: true, force: true });
+});
+
+/** The report with findings accepted (as the scenario's `accept:` would) and the summary recomputed. */
+function accepting(report: Report, acceptances: { check: string; object: string; reason: string; expires?: string }[], failOn: Severity = report.scenario.failOn): Report {
+  const findings = applyAcceptances(report.findings, acceptances, '2026-06-01');
+  const summary = summarize(findings, report.probes, failOn, report.summary.rowsSeeded, report.summary.queries);
+  return { ...report, findings, summary, scenario: { ...report.scenario, failOn } };
+}
+
+describe('the CLI writes the CI formats', () => {
+  it('--format sarif,junit --format markdown writes them beside report.json, and the run still fails on the findings', async () => {
+    expect(vulnerable.err).toBe('');
+    expect(vulnerable.code).toBe(1);
+    expect(readdirSync(path.join(outDir, 'vulnerable')).sort()).toEqual(['report.json', 'report.junit.xml', 'report.md', 'report.sarif']);
+    const report = vulnerable.report!;
+    expect(await readFile(path.join(outDir, 'vulnerable', 'report.sarif'), 'utf8')).toBe(renderSarif(report));
+    expect(await readFile(path.join(outDir, 'vulnerable', 'report.junit.xml'), 'utf8')).toBe(renderJunit(report));
+    expect(await readFile(path.join(outDir, 'vulnerable', 'report.md'), 'utf8')).toBe(renderMarkdown(report));
+  });
+
+  it('without --format, report.json and report.html as before', () => {
+    expect(readdirSync(path.join(outDir, 'original')).sort()).toEqual(['report.html', 'report.json']);
+  });
+
+  it('appends the markdown to GITHUB_STEP_SUMMARY once, for the run that asked for markdown', async () => {
+    const markdown = await readFile(path.join(outDir, 'vulnerable', 'report.md'), 'utf8');
+    expect(await readFile(summaryFile, 'utf8')).toBe(`${SUMMARY_START}${markdown}\n`);
+  });
+
+  it('rejects an unknown format with exit code 2 before auditing anything', async () => {
+    const run = await runCli(['run', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--format', 'json,xml']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/unknown format xml: use json, html, sarif, junit, markdown/);
+    expect(run.report).toBeNull();
+  });
+
+  it('writeReports writes report.json whatever the formats, in a fixed order', async () => {
+    const dir = path.join(outDir, 'direct');
+    const files = await writeReports(original, dir, ['markdown', 'sarif']);
+    expect(files.map((file) => path.basename(file))).toEqual(['report.json', 'report.sarif', 'report.md']);
+    expect(files.every((file) => existsSync(file))).toBe(true);
+  });
+});
+
+describe('SARIF', () => {
+  it('has the required SARIF 2.1.0 structure: one rule per reported check, one result per finding', () => {
+    const report = vulnerable.report!;
+    const log = checkSarif(renderSarif(report));
+    const run = log.runs[0]!;
+    expect(run.results).toHaveLength(report.findings.length);
+    expect(run.tool.driver.rules.map((rule) => rule.id).sort()).toEqual([...new Set(report.findings.map((finding) => finding.check))].sort());
+    const catalog = new Map(allChecks().map((check) => [check.id, check]));
+    for (const rule of run.tool.driver.rules) {
+      expect(rule.shortDescription.text).toBe(catalog.get(rule.id)!.title);
+      expect(rule.fullDescription!.text).toBe(catalog.get(rule.id)!.explanation);
+    }
+    const rlsDisabled = run.results.find((result) => result.ruleId === 'rls-disabled')!;
+    expect(rlsDisabled).toMatchObject({
+      level: 'error',
+      message: { text: report.findings.find((finding) => finding.check === 'rls-disabled')!.message },
+      locations: [
+        {
+          // The line of the fixture that creates public.notes: code scanning needs a file location.
+          physicalLocation: { artifactLocation: { uri: 'test/fixtures/rls-disabled/schema.sql' }, region: { startLine: 4 } },
+          logicalLocations: [{ fullyQualifiedName: 'public.notes', kind: 'table' }],
+        },
+      ],
+      properties: { severity: 'critical', source: 'rule' },
+    });
+    // Every result points at a file and line, so GitHub's upload accepts the log.
+    for (const result of run.results) expect(result.locations[0]!.physicalLocation!.region.startLine).toBeGreaterThan(0);
+    expect(rlsDisabled.properties.confirmedBy!.length).toBeGreaterThan(0);
+    expect(rlsDisabled.properties.fix).toMatch(/enable row level security/);
+    expect(run.tool.driver.rules.find((rule) => rule.id === 'rls-disabled')!.properties['security-severity']).toBe('9.5');
+  });
+
+  it('maps severities to levels and security-severity', () => {
+    const log = checkSarif(renderSarif(original));
+    const results = log.runs[0]!.results;
+    const levelOf: Record<Severity, string> = { critical: 'error', high: 'error', medium: 'warning', low: 'note', info: 'note' };
+    for (const result of results) expect(result.level).toBe(levelOf[result.properties.severity]);
+    const rules = new Map(log.runs[0]!.tool.driver.rules.map((rule) => [rule.id, rule]));
+    // upsert-conflict is a critical check; here it only found the low DO NOTHING oracle: the rule says low.
+    expect(rules.get('upsert-conflict')!.properties).toMatchObject({ severity: 'low', 'security-severity': '3.0' });
+    expect(rules.get('cross-tenant-reference')!.properties['security-severity']).toBe('5.5');
+    expect(rules.get('missing-tenant-index')!.properties['security-severity']).toBe('0.0');
+    expect(rules.get('missing-tenant-index')!.defaultConfiguration.level).toBe('note');
+    expect(results.find((result) => result.ruleId === 'cross-tenant-reference')!.level).toBe('warning');
+  });
+
+  it('accepted findings are suppressed; an expired acceptance is not', () => {
+    const report = accepting(vulnerable.report!, [
+      { check: 'rls-disabled', object: 'public.notes', reason: 'legacy | table <b>', expires: '2030-01-01' },
+      { check: 'read-isolation', object: 'public.notes', reason: 'was temporary', expires: '2026-01-01' },
+    ]);
+    const results = checkSarif(renderSarif(report)).runs[0]!.results;
+    const suppressed = results.filter((result) => result.suppressions);
+    expect(suppressed.map((result) => result.ruleId)).toEqual(['rls-disabled']);
+    expect(suppressed[0]!.suppressions).toEqual([{ kind: 'external', justification: 'legacy | table <b>' }]);
+    const lapsed = results.find((result) => result.ruleId === 'read-isolation')!;
+    expect(lapsed.suppressions).toBeUndefined();
+    expect(lapsed.properties.acceptance).toEqual({ reason: 'was temporary', expires: '2026-01-01', expired: true });
+  });
+
+  it('fingerprints are the same across runs, whatever the tenant ids, and distinct within a run', () => {
+    expect(otherSeed.tenants.map((tenant) => tenant.id)).not.toEqual(original.tenants.map((tenant) => tenant.id));
+    const fingerprints = (report: Report) =>
+      new Map(checkSarif(renderSarif(report)).runs[0]!.results.map((result) => [`${result.ruleId} ${result.locations[0]!.logicalLocations[0]!.fullyQualifiedName}`, result.partialFingerprints['rlsAudit/v1']]));
+    const first = fingerprints(original);
+    expect(first.size).toBe(original.findings.length);
+    expect(new Set(first.values()).size).toBe(first.size);
+    expect(fingerprints(originalAgain)).toEqual(first);
+    expect(fingerprints(otherSeed)).toEqual(first);
+    // Tenant ids appear in the findings of both runs, so the fingerprints above really ignore them.
+    expect(original.findings.some((finding) => finding.tenant && original.tenants.some((tenant) => tenant.id === finding.tenant))).toBe(true);
+  });
+
+  it('two findings of one check on one object get distinct, stable fingerprints; the object kind follows the finding', () => {
+    const base = vulnerable.report!.findings.find((finding) => finding.check === 'read-isolation')!;
+    const findings: Finding[] = [
+      { ...base, message: 'first' },
+      { ...base, message: 'second', tenant: 'x' },
+      { ...base, check: 'definer-function', table: 'public.search(text)', source: 'rule' },
+      { ...base, check: 'bypassrls-role', table: 'auditor', source: 'rule' },
+    ];
+    const log = checkSarif(renderSarif({ ...vulnerable.report!, findings }));
+    const [first, second, fn, role] = log.runs[0]!.results;
+    expect(first!.partialFingerprints['rlsAudit/v1']).not.toBe(second!.partialFingerprints['rlsAudit/v1']);
+    const again = checkSarif(renderSarif({ ...vulnerable.report!, findings: findings.map((finding) => ({ ...finding, tenant: 'another' })) })).runs[0]!.results;
+    expect(again.map((result) => result.partialFingerprints)).toEqual([first, second, fn, role].map((result) => result!.partialFingerprints));
+    expect(fn!.locations[0]!.logicalLocations[0]).toEqual({ fullyQualifiedName: 'public.search(text)', kind: 'function' });
+    expect(role!.locations[0]!.logicalLocations[0]).toEqual({ fullyQualifiedName: 'auditor', kind: 'role' });
+  });
+});
+
+describe('JUnit', () => {
+  it('is well-formed, with a suite per check that ran and counts that match, failing exactly the failing findings', () => {
+    const report = vulnerable.report!;
+    const root = checkJunit(renderJunit(report));
+    const suites = root.children.map((suite) => suite.attributes.name);
+    for (const rule of RULES) expect(suites).toContain(rule.id);
+    for (const check of ['read-isolation', 'missing-context', 'own-rows-hidden', 'role-owns-table', 'foreign-insert']) expect(suites).toContain(check);
+    // Every finding of this fixture at or above high fails; they concern public.notes only.
+    const failing = report.findings.filter((finding) => ['critical', 'high'].includes(finding.severity));
+    expect(report.summary.failing).toBe(failing.length);
+    expect(root.attributes.failures).toBe(String(new Set(failing.map((finding) => `${finding.check} ${finding.table}`)).size));
+    const failure = childrenNamed(testCase(root, 'read-isolation', 'public.notes')!, 'failure')[0]!;
+    const finding = failing.find((entry) => entry.check === 'read-isolation')!;
+    expect(failure.attributes).toMatchObject({ message: finding.message, type: 'critical' });
+    expect(failure.text).toContain(finding.evidence.sql);
+    expect(failure.text).toContain(finding.fix);
+    // The secure tables pass; info findings are notes that do not fail.
+    expect(testCase(root, 'read-isolation', 'public.projects')!.children).toEqual([]);
+    const index = testCase(root, 'missing-tenant-index', 'public.projects')!;
+    expect(childrenNamed(index, 'failure')).toEqual([]);
+    expect(childrenNamed(index, 'system-out')[0]!.text).toMatch(/below the fail-on threshold, does not fail the run/);
+    // Rules cover every relation; role rules the application role.
+    expect(childrenNamed(root.children.find((suite) => suite.attributes.name === 'rls-disabled')!, 'testcase').map((entry) => entry.attributes.name).sort()).toEqual(report.relations.map((relation) => relation.name).sort());
+    expect(testCase(root, 'bypassrls-role', 'app_user')).toBeDefined();
+  });
+
+  it('fails on what the scenario fails on: below failOn and accepted findings are notes, expired acceptances fail', () => {
+    const critical = accepting(vulnerable.report!, [], 'critical');
+    const root = checkJunit(renderJunit(critical));
+    const criticalObjects = new Set(critical.findings.filter((finding) => finding.severity === 'critical').map((finding) => `${finding.check} ${finding.table}`));
+    expect(root.attributes.failures).toBe(String(criticalObjects.size));
+    const blind = testCase(root, 'blind-delete', 'public.notes')!;
+    expect(childrenNamed(blind, 'failure')).toEqual([]);
+    expect(childrenNamed(blind, 'system-out')[0]!.text).toMatch(/^note \(below the fail-on threshold/);
+
+    const accepted = accepting(vulnerable.report!, [
+      { check: 'rls-disabled', object: 'public.notes', reason: 'legacy table', expires: '2030-01-01' },
+      { check: 'read-isolation', object: 'public.notes', reason: 'was temporary', expires: '2026-01-01' },
+    ]);
+    const acceptedRoot = checkJunit(renderJunit(accepted));
+    const rlsDisabled = testCase(acceptedRoot, 'rls-disabled', 'public.notes')!;
+    expect(childrenNamed(rlsDisabled, 'failure')).toEqual([]);
+    expect(childrenNamed(rlsDisabled, 'system-out')[0]!.text).toMatch(/^note \(accepted, does not fail the run\)[\s\S]*accepted until 2030-01-01: legacy table/);
+    const readIsolation = testCase(acceptedRoot, 'read-isolation', 'public.notes')!;
+    expect(childrenNamed(readIsolation, 'failure')[0]!.text).toMatch(/acceptance expired until 2026-01-01: was temporary/);
+    // Ten failing findings, one per check, all on public.notes; one of them is now accepted.
+    expect(accepted.summary.failing).toBe(9);
+    expect(acceptedRoot.attributes.failures).toBe('9');
+
+    // seed-original at failOn low: its low findings fail, its info findings do not.
+    const low = accepting(original, [], 'low');
+    const lowRoot = checkJunit(renderJunit(low));
+    const lowObjects = new Set(low.findings.filter((finding) => finding.severity !== 'info').map((finding) => `${finding.check} ${finding.table}`));
+    expect(lowRoot.attributes.failures).toBe(String(lowObjects.size));
+    expect(checkJunit(renderJunit(original)).attributes.failures).toBe('0');
+  });
+
+  it('skips test cases whose probes could not verify the object', () => {
+    const report = vulnerable.report!;
+    const probes = report.probes.map((record) =>
+      record.check === 'read-isolation' && record.relation === 'public.projects' ? { ...record, outcome: 'unreliable' as const } : record,
+    );
+    const root = checkJunit(renderJunit({ ...report, probes }));
+    const skipped = childrenNamed(testCase(root, 'read-isolation', 'public.projects')!, 'skipped')[0]!;
+    expect(skipped.attributes.message).toMatch(/^not verified \(3 unreliable\)/);
+    expect(root.children.find((suite) => suite.attributes.name === 'read-isolation')!.attributes.skipped).toBe('1');
+    expect(root.attributes.skipped).toBe('2'); // own-rows-hidden is judged on the same statements
+  });
+
+  it('escapes markup and strips characters XML 1.0 forbids', () => {
+    const base = vulnerable.report!.findings.find((finding) => finding.check === 'read-isolation')!;
+    const hostile: Finding = {
+      ...base,
+      table: 'public."we<ird>&\'name"',
+      message: 'rows ]]> <script>alert(1)</script> & "quotes"\u0000\u0007\u001b\ufffe end\nsecond line',
+      fix: 'select 1; -- \u0001 </failure></testcase>',
+      evidence: { ...base.evidence, sql: 'select \'\ud800\' -- lone surrogate' },
+    };
+    const xml = renderJunit({ ...vulnerable.report!, findings: [hostile] });
+    const root = checkJunit(xml);
+    const failure = childrenNamed(testCase(root, 'read-isolation', 'public."we<ird>&\'name"')!, 'failure')[0]!;
+    expect(failure.attributes.message).toBe('rows ]]> <script>alert(1)</script> & "quotes" end\nsecond line');
+    expect(failure.text).toContain('select 1; --  </failure></testcase>');
+    expect(xml).not.toMatch(/[\u0000\u0001\u0007\u001b\ufffe\ud800]/);
+  });
+
+  it('lint: the rules alone', () => {
+    const root = checkJunit(renderJunit(linted));
+    expect(root.children.map((suite) => suite.attributes.name)).toEqual(RULES.map((rule) => rule.id));
+    expect(childrenNamed(testCase(root, 'rls-disabled', 'public.notes')!, 'failure')).toHaveLength(1);
+    expect(readdirSync(path.join(outDir, 'lint')).sort()).toEqual(['report.json', 'report.junit.xml']);
+  });
+});
+
+/** Cells of a Markdown table row, split at pipes that are not backslash-escaped. */
+function cells(row: string): string[] {
+  return row.replace(/^\|/, '').replace(/\|$/, '').split(/(?<!\\)\|/).map((cell) => cell.trim());
+}
+
+/** The rows of the findings tables: four cells, the first a severity. */
+function findingRows(markdown: string): string[][] {
+  return markdown
+    .split('\n')
+    .filter((line) => line.startsWith('| '))
+    .map(cells)
+    .filter((row) => row.length === 4 && /^(critical|high|medium|low|info)\b/.test(row[0]!));
+}
+
+describe('Markdown', () => {
+  it('summarises the verdict, counts, findings with fixes, info collapsed, and the isolation matrix', () => {
+    const markdown = renderMarkdown(vulnerable.report!);
+    expect(markdown).toMatch(/^## rls-audit: FAIL\n/);
+    expect(markdown).toContain('**FAIL**: 10 findings at or above high fail the run.');
+    expect(markdown).toContain('| critical | high | medium | low | info |\n|---:|---:|---:|---:|---:|\n| 6 | 4 | 0 | 0 | 4 |');
+    expect(findingRows(markdown).map((row) => `${row[1]} ${row[2]}`)).toEqual(vulnerable.report!.findings.map((finding) => `${finding.check} ${finding.table}`));
+    // info findings are inside a collapsed block, after the others
+    const details = markdown.indexOf('<details><summary>4 info findings');
+    expect(details).toBeGreaterThan(markdown.indexOf('| high | tenant-reassignment'));
+    expect(markdown.indexOf('| info | missing-tenant-index')).toBeGreaterThan(details);
+    expect(markdown).toContain('<details><summary>Fix: missing-tenant-index on public.notes</summary>\n\n```sql\ncreate index concurrently');
+    expect(markdown).toContain('| public.notes | **leak (40)** | **leak (40)** | **leak (40)** | **leak (60)** | **leak (60)** | **leak (60)** |');
+    expect(markdown).toMatch(/3 tenant-owned relations x 6 contexts \(3 tenants, 3 no-tenant states\): 6 leak, 12 pass\./);
+
+    const passing = renderMarkdown(original);
+    expect(passing).toMatch(/^## rls-audit: PASS\n\n\*\*PASS\*\*: no finding at or above high fails the run\./);
+    expect(renderMarkdown(linted)).not.toContain('Tenant x relation');
+  });
+
+  it('escapes table metacharacters and HTML in values, and fences fixes that contain backticks', () => {
+    const base = vulnerable.report!.findings.find((finding) => finding.check === 'read-isolation')!;
+    const hostile: Finding = {
+      ...base,
+      table: 'public.a|b',
+      message: 'leaks <script>alert(1)</script> | and\nmore *bold* [link](http://x) & `code`',
+      fix: 'select 1; -- ```\n</details><script>x</script>',
+    };
+    const markdown = renderMarkdown({ ...vulnerable.report!, findings: [hostile] });
+    const outsideCode = markdown.replace(/^(`{3,})sql\n[\s\S]*?\n\1$/gm, '');
+    expect(outsideCode).not.toMatch(/<script|<\/details><script/);
+    expect(findingRows(markdown)).toEqual([[
+      'critical',
+      'read-isolation',
+      'public.a\\|b',
+      'leaks &lt;script&gt;alert(1)&lt;/script&gt; \\| and more \\*bold\\* \\[link\\](http://x) &amp; \\`code\\`',
+    ]]);
+    // The fix is verbatim inside a fence longer than its own backtick run, so it cannot end the block (or the
+    // <details>) early; in a code block HTML is text.
+    expect(markdown).toContain('<summary>Fix: read-isolation on public.a|b</summary>\n\n````sql\nselect 1; -- ```\n</details><script>x</script>\n````\n\n</details>');
+  });
+});

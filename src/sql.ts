@@ -23,8 +23,11 @@ export function literal(value: string | number | boolean | null): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
-/** Replace `$1`, `$2`, ... in SQL with literals, for evidence. Does not touch `$n` inside quotes or dollar quotes. */
-export function inlineParameters(sql: string, params: readonly (string | number | boolean | null)[]): string {
+/**
+ * Rewrite the `$n` placeholders of SQL, leaving string literals alone: `replace` gets the parameter
+ * number and the text that follows the placeholder, and returns what stands in its place.
+ */
+export function replacePlaceholders(sql: string, replace: (position: number, rest: string) => string): string {
   let out = '';
   let index = 0;
   while (index < sql.length) {
@@ -36,15 +39,19 @@ export function inlineParameters(sql: string, params: readonly (string | number 
       index = stop;
       continue;
     }
-    const placeholder = /^\$(\d+)/.exec(sql.slice(index));
-    if (char === '$' && placeholder) {
-      const position = Number(placeholder[1]) - 1;
-      out += position < params.length ? literal(params[position]!) : placeholder[0];
+    const placeholder = char === '$' ? /^\$(\d+)/.exec(sql.slice(index)) : null;
+    if (placeholder) {
       index += placeholder[0].length;
+      out += replace(Number(placeholder[1]), sql.slice(index));
       continue;
     }
     out += char;
     index += 1;
   }
   return out;
+}
+
+/** Replace `$1`, `$2`, ... in SQL with literals, for evidence that can be pasted into psql. */
+export function inlineParameters(sql: string, params: readonly (string | number | boolean | null)[]): string {
+  return replacePlaceholders(sql, (position) => (position <= params.length ? literal(params[position - 1]!) : `$${position}`));
 }

@@ -2,6 +2,7 @@ import type { Catalog, Column, Relation, RelationKind } from '../catalog/types.j
 import { findRelation } from '../catalog/introspect.js';
 import { AuditError } from '../errors.js';
 import type { Scenario } from '../scenario/schema.js';
+import { replacePlaceholders } from '../sql.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
@@ -173,23 +174,7 @@ function discoverTenantColumns(catalog: Catalog, scenario: Scenario, tenantTable
  * `json_build_object('tenant_id', $1)` has a parameter type PostgreSQL can determine.
  */
 export function typedParameter(sql: string): string {
-  let out = '';
-  for (let index = 0; index < sql.length; ) {
-    const char = sql[index]!;
-    if (char === "'") {
-      const end = sql.indexOf("'", index + 1);
-      const stop = end < 0 ? sql.length : end + 1;
-      out += sql.slice(index, stop);
-      index = stop;
-    } else if (sql.startsWith('$1', index) && !/[0-9]/.test(sql[index + 2] ?? '')) {
-      out += /^\s*::/.test(sql.slice(index + 2)) ? '$1' : '$1::text';
-      index += 2;
-    } else {
-      out += char;
-      index += 1;
-    }
-  }
-  return out;
+  return replacePlaceholders(sql, (position, rest) => (position === 1 && !/^\s*::/.test(rest) ? '$1::text' : `$${position}`));
 }
 
 /** The application role when none is given: the one role, other than owners, granted access to tenant data. */

@@ -166,6 +166,10 @@ describe.each(TARGETS)('write isolation probes on $name', ({ args }) => {
       const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '3', '--quiet']);
       expect(run.err).toBe('');
       for (const check of ['blind-update', 'tenant-reassignment', 'truncate']) expect(findings(run, check).map((finding) => finding.table)).toEqual(['public.tasks']);
+      // Not the audit's database: TRUNCATE is proved by the privilege, never run (it would lock out the application).
+      const truncated = run.report!.findings.find((finding) => finding.check === 'truncate')!;
+      expect(truncated.evidence.details).toMatch(/TRUNCATE itself was not run/);
+      expect(run.report!.probes.filter((probe) => probe.check === 'truncate').every((probe) => !/^truncate/.test(probe.sql))).toBe(true);
       expect(await fingerprint(target.connectionString)).toEqual(before);
     } finally {
       await target.close();

@@ -3,6 +3,7 @@ import type { Relation } from '../catalog/types.js';
 import type { Finding } from '../findings.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import type { Probe, ProbeContext } from './types.js';
+import { runAs } from './context.js';
 import { baselineCounts, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
 const LOCK_TIMEOUT = `select set_config('lock_timeout', '2s', true)`;
@@ -32,7 +33,8 @@ export const truncate: Probe = {
     'Row-level security does not apply to TRUNCATE: a role holding the privilege empties the table for every tenant in one statement. For every ' +
     'tenant-owned table on which has_table_privilege(role, table, \'TRUNCATE\') is true, the probe proves it by running TRUNCATE as the ' +
     'application role (CASCADE when foreign keys require it) in a rolled-back savepoint with a 2 s lock timeout, and counts what every tenant ' +
-    'lost. High. Fix: revoke TRUNCATE (and do not let the application own its tables).',
+    'lost; against a database that is not the audit\'s own it asks the privilege as the role instead, because TRUNCATE would lock the table ' +
+    'against the application. High. Fix: revoke TRUNCATE (and do not let the application own its tables).',
   async run(context) {
     const findings: Finding[] = [];
     const actor = context.tenants[0];
@@ -40,6 +42,30 @@ export const truncate: Probe = {
     for (const target of writeTargets(context, 'truncate', { tenantTable: true })) {
       const { relation } = target;
       const privilegeSql = `select has_table_privilege(current_user, ${literal(relationIdent(relation))}, 'TRUNCATE')`;
+      if (!context.disposable) {
+        // Not the audit's own database: TRUNCATE would take an ACCESS EXCLUSIVE lock and stall the
+        // application's queries on the table while it waits. The privilege, asked as the role, is the proof.
+        const asked = await runAs(context, { kind: 'tenant', tenant: actor }, privilegeSql);
+        const holds = asked.rows[0]?.has_table_privilege === 't';
+        recordWrite(context, this.id, target, actor, privilegeSql, holds ? 'leak' : 'pass', asked.rowCount, 0, asked.error?.message);
+        if (!holds) continue;
+        const { cause, fix } = truncateFix(context, relation);
+        findings.push({
+          check: this.id,
+          severity: 'high',
+          table: relation.qualified,
+          tenant: actor.id,
+          source: 'probe',
+          message: `As ${actor.label}, the application role may TRUNCATE ${relation.qualified}, which empties it for every tenant (row-level security does not apply to TRUNCATE): ${cause}.`,
+          evidence: {
+            ...writeEvidence(context, actor, privilegeSql, []),
+            rowCount: 1,
+            details: 'TRUNCATE itself was not run: the database is not the audit\'s own, and TRUNCATE locks the table against every other query.',
+          },
+          fix,
+        });
+        continue;
+      }
       let run = null;
       let statement = '';
       for (const candidate of [`truncate table ${relationIdent(relation)}`, `truncate table ${relationIdent(relation)} cascade`]) {

@@ -1,6 +1,6 @@
 import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
 import type { Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import type { Evidence, Finding } from '../findings.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import type { Probe, ProbeContext } from './types.js';
 import { runAs } from './context.js';
@@ -39,6 +39,19 @@ export const truncate: Probe = {
     const findings: Finding[] = [];
     const actor = context.tenants[0];
     if (!actor) return findings;
+    const report = (relation: Relation, what: string, evidence: Evidence) => {
+      const { cause, fix } = truncateFix(context, relation);
+      findings.push({
+        check: this.id,
+        severity: 'high',
+        table: relation.qualified,
+        tenant: actor.id,
+        source: 'probe',
+        message: `As ${actor.label}, ${what} for every tenant (row-level security does not apply to TRUNCATE): ${cause}.`,
+        evidence,
+        fix,
+      });
+    };
     for (const target of writeTargets(context, 'truncate', { tenantTable: true })) {
       const { relation } = target;
       const privilegeSql = `select has_table_privilege(current_user, ${literal(relationIdent(relation))}, 'TRUNCATE')`;
@@ -49,20 +62,10 @@ export const truncate: Probe = {
         const holds = asked.rows[0]?.has_table_privilege === 't';
         recordWrite(context, this.id, target, actor, privilegeSql, holds ? 'leak' : 'pass', asked.rowCount, 0, asked.error?.message);
         if (!holds) continue;
-        const { cause, fix } = truncateFix(context, relation);
-        findings.push({
-          check: this.id,
-          severity: 'high',
-          table: relation.qualified,
-          tenant: actor.id,
-          source: 'probe',
-          message: `As ${actor.label}, the application role may TRUNCATE ${relation.qualified}, which empties it for every tenant (row-level security does not apply to TRUNCATE): ${cause}.`,
-          evidence: {
-            ...writeEvidence(context, actor, privilegeSql, []),
-            rowCount: 1,
-            details: 'TRUNCATE itself was not run: the database is not the audit\'s own, and TRUNCATE locks the table against every other query.',
-          },
-          fix,
+        report(relation, `the application role may TRUNCATE ${relation.qualified}, which empties it`, {
+          ...writeEvidence(context, actor, privilegeSql, []),
+          rowCount: 1,
+          details: 'TRUNCATE itself was not run: the database is not the audit\'s own, and TRUNCATE locks the table against every other query.',
         });
         continue;
       }
@@ -82,20 +85,10 @@ export const truncate: Probe = {
       const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && change < 0));
       const foreignRows = [...lost].filter(([tenant]) => tenant !== actor.id).reduce((sum, [, change]) => sum - change, 0);
       recordWrite(context, this.id, target, actor, statement, 'leak', 0, foreignRows);
-      const { cause, fix } = truncateFix(context, relation);
-      findings.push({
-        check: this.id,
-        severity: 'high',
-        table: relation.qualified,
-        tenant: actor.id,
-        source: 'probe',
-        message: `As ${actor.label}, ${statement} succeeds and empties ${relation.qualified} for every tenant (row-level security does not apply to TRUNCATE): ${cause}.`,
-        evidence: {
-          ...writeEvidence(context, actor, statement, [], { before: [privilegeSql, LOCK_TIMEOUT] }),
-          rowCount: [...lost.values()].reduce((sum, change) => sum - change, 0),
-          details: lost.size ? `Removed: ${describeTenants(context, lost)}.` : `The table held no seeded rows; the privilege alone empties it for every tenant.`,
-        },
-        fix,
+      report(relation, `${statement} succeeds and empties ${relation.qualified}`, {
+        ...writeEvidence(context, actor, statement, [], { before: [privilegeSql, LOCK_TIMEOUT] }),
+        rowCount: [...lost.values()].reduce((sum, change) => sum - change, 0),
+        details: lost.size ? `Removed: ${describeTenants(context, lost)}.` : `The table held no seeded rows; the privilege alone empties it for every tenant.`,
       });
     }
     return findings;

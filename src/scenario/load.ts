@@ -1,3 +1,4 @@
+import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
@@ -52,11 +53,47 @@ async function readScenarioFile(file: string): Promise<Record<string, unknown>> 
   return data as Record<string, unknown>;
 }
 
+/** The names a scenario found without being named on the command line may have. */
+export const CONFIG_FILE_NAMES = ['rls-audit.yaml', 'rls-audit.yml'] as const;
+
+/** `rls-audit.yaml` (or `.yml`) in `cwd` or the nearest of its parents that has one. */
+export function findConfigFile(cwd = process.cwd()): string | undefined {
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    for (const name of CONFIG_FILE_NAMES) {
+      const candidate = path.join(dir, name);
+      if (existsSync(candidate) && statSync(candidate).isFile()) return candidate;
+    }
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
+
 /**
- * Build the validated scenario from an optional YAML file and command-line overrides.
+ * Validate a scenario given as a value (the library's `audit()` takes a partial one): the schema's
+ * defaults fill what is missing; a bad field fails with its path.
+ */
+export function parseScenario(input: ScenarioInput, source = 'the scenario', options: { requireRole?: boolean; requireSchema?: boolean } = {}): Scenario {
+  const result = scenarioSchema.safeParse(input);
+  if (!result.success) throw new AuditError(formatZodError(result.error, source));
+  const scenario = result.data;
+  if (scenario.target.kind === 'url' && !scenario.target.url) {
+    throw new AuditError(`${source}: target.kind is url but no database URL was given (use --database-url)`);
+  }
+  if ((options.requireSchema ?? true) && scenario.target.kind !== 'url' && scenario.schema.length === 0) {
+    throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario) or an existing database (--database-url)');
+  }
+  if (options.requireRole && !scenario.role) {
+    throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario)');
+  }
+  return scenario;
+}
+
+/**
+ * Build the validated scenario from a YAML file and command-line overrides. Without a file, the nearest
+ * `rls-audit.yaml` in `cwd` or its parents is the file, when there is one.
  * Schema paths in the file are relative to the file; paths given as flags are relative to the cwd.
  */
 export async function loadScenario(file: string | undefined, overrides: ScenarioOverrides = {}, cwd = process.cwd(), requireRole = true): Promise<Scenario> {
+  file ??= findConfigFile(cwd);
   const raw: Record<string, unknown> = file ? await readScenarioFile(path.resolve(cwd, file)) : {};
   const baseDir = file ? path.dirname(path.resolve(cwd, file)) : cwd;
   if (Array.isArray(raw.schema)) {
@@ -99,17 +136,5 @@ export async function loadScenario(file: string | undefined, overrides: Scenario
   if (overrides.pgVersion !== undefined) target.pgVersion = overrides.pgVersion;
   if (Object.keys(target).length) merged.target = target as ScenarioInput['target'];
 
-  const result = scenarioSchema.safeParse(merged);
-  if (!result.success) throw new AuditError(formatZodError(result.error, file ?? 'the command line'));
-  const scenario = result.data;
-  if (scenario.target.kind === 'url' && !scenario.target.url) {
-    throw new AuditError(`${file ?? 'the command line'}: target.kind is url but no database URL was given (use --database-url)`);
-  }
-  if (scenario.target.kind !== 'url' && scenario.schema.length === 0) {
-    throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario) or an existing database (--database-url)');
-  }
-  if (requireRole && !scenario.role) {
-    throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario)');
-  }
-  return scenario;
+  return parseScenario(merged, file ?? 'the command line', { requireRole });
 }

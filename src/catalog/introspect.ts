@@ -121,6 +121,7 @@ select p.oid::int as oid, n.nspname as schema, p.proname as name, p.oid::regproc
        coalesce(p.proargnames, '{}') as argument_names, coalesce(p.proargmodes::text[], '{}') as argument_modes,
        p.pronargdefaults as default_arguments, coalesce(p.proconfig, '{}') as config,
        case when l.lanname in ('sql', 'plpgsql') then /*SQL_BODY*/ p.prosrc else '' end as source,
+       case when l.lanname = 'plpgsql' then pg_get_functiondef(p.oid) else '' end as definition,
        case when p.proacl is null then array['public:EXECUTE', pg_get_userbyid(p.proowner) || ':EXECUTE']
             else array(select case when a.grantee = 0 then 'public' else pg_get_userbyid(a.grantee) end || ':' || a.privilege_type from aclexplode(p.proacl) a) end as grants
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
@@ -303,7 +304,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       oid: number; schema: string; name: string; signature: string; owner: string; language: string; security_definer: boolean;
       volatility: string; strict: boolean; returns_set: boolean; return_type: string; return_typtype: string; return_typname: string;
       returns_table: boolean; argument_types: string[]; argument_names: string[]; argument_modes: string[]; default_arguments: number;
-      config: string[]; source: string; grants: string[];
+      config: string[]; source: string; definition: string; grants: string[];
     }[]
   ).map((row) => {
     const inputNames = row.argument_modes.length
@@ -332,6 +333,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       defaultArguments: row.default_arguments,
       config: row.config,
       source: row.source,
+      definition: row.definition,
       grants: parseGrants(row.grants),
     };
   });

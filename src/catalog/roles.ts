@@ -35,9 +35,12 @@ export function roleInfo(catalog: Catalog, role: string): Role | undefined {
   return catalog.roles.find((candidate) => candidate.name === role);
 }
 
-/** Policies that apply to the role for a command: its own, PUBLIC's and those of roles it belongs to. */
+/**
+ * Policies that apply to the role for a command: PUBLIC's, its own and those of roles whose privileges it
+ * inherits (check_role_for_policy uses has_privs_of_role: membership through NOINHERIT roles does not count).
+ */
 export function policiesFor(catalog: Catalog, relation: Relation, role: string, command: 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE'): Policy[] {
-  const roles = memberships(catalog, role);
+  const roles = inheritedRoles(catalog, role);
   return relation.policies.filter(
     (policy) => (policy.command === 'ALL' || policy.command === command) && policy.roles.some((name) => name === 'public' || roles.has(name)),
   );

@@ -131,6 +131,8 @@ export interface FunctionInfo {
   /** proconfig, e.g. `search_path=pg_catalog, public`. */
   config: string[];
   source: string;
+  /** pg_get_functiondef for PL/pgSQL functions (what the PL/pgSQL parser reads); '' for other languages. */
+  definition: string;
   grants: Grant[];
 }
 

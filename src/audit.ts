@@ -1,4 +1,3 @@
-import pg from 'pg';
 import { applyAcceptances } from './accept.js';
 import { introspect } from './catalog/introspect.js';
 import type { Catalog } from './catalog/types.js';
@@ -20,6 +19,9 @@ import { AuditSession } from './session.js';
 import { relationIdent } from './sql.js';
 import { atLeast, SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
+import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
+import { loadParser } from './analysis/parse.js';
+import { userSqlProblem } from './analysis/statements.js';
 import { VERSION } from './version.js';
 
 export interface AuditOptions {
@@ -58,17 +60,6 @@ class Stopwatch {
     this.last = now;
     return elapsed;
   }
-}
-
-async function connectAdmin(connectionString: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString, application_name: 'rls-audit' });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch (error) {
-    throw new AuditError(`cannot connect to the database: ${errorMessage(error)}. Check the URL, that the server is running, and the credentials.`);
-  }
-  return client;
 }
 
 function relationReports(catalog: Catalog, plan: TenancyPlan, seeded: SeedOutcome | null): RelationReport[] {
@@ -143,21 +134,24 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
     progress({ phase: 'target', completed: 1, total: 1, step: target.description });
     log(`target: ${target.description}`);
     progress({ phase: 'schema', completed: 0, total: toApply.length });
+    if (!target.disposable && toApply.length) {
+      throw new AuditError(
+        'schema files cannot be applied to a database the audit does not own (--database-url): applied inside the audit\'s transaction, a migration would hold its locks on the live tables for the whole audit. ' +
+          'Audit a copy instead: --schema-from URL --schema FILE copies the live schema, roles and grants into a throwaway cluster, applies the files there, and audits that.',
+      );
+    }
     if (commitSchema && toApply.length) {
-      const admin = await connectAdmin(target.connectionString);
+      const admin = await connect(target.connectionString, DEFAULT_BOUNDS);
       try {
         await applySchemaFiles(toApply, (sql) => admin.query(sql));
       } finally {
         await admin.end();
       }
     }
-    try {
-      session = await AuditSession.open(target.connectionString, { readOnly: readOnly && !(toApply.length && !commitSchema), ...(target.disposable ? {} : { lockTimeoutMs: 2_000 }) });
-    } catch (error) {
-      throw new AuditError(`cannot connect to the database: ${errorMessage(error)}. Check the URL, that the server is running, and the credentials.`);
-    }
+    session = await AuditSession.open(target.connectionString, { readOnly: readOnly && !(toApply.length && !commitSchema), bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS });
     const auditSession = session;
     if (!commitSchema && toApply.length) {
+      // A cluster the caller owns and reuses (library): the schema is applied inside the audit's transaction and rolled back with it.
       await applySchemaFiles(toApply, (sql) => auditSession.savepoint(() => auditSession.query(sql), true));
     }
     timings.schema = clock.lap();
@@ -194,6 +188,22 @@ async function checkContextSql(session: AuditSession, plan: TenancyPlan): Promis
     throw new AuditError(
       `the context SQL failed as role ${plan.role} (${plan.contextSql}): ${errorMessage(error)}. Give the SQL the application runs to set the tenant with --context-sql, using $1 for the tenant id.`,
     );
+  }
+}
+
+/**
+ * User SQL runs inside the audit's transaction: the context setter and each named query must be exactly
+ * one statement of a kind that cannot end or reconfigure that transaction. Checked before anything runs.
+ */
+async function checkUserSql(scenario: Scenario, plan: TenancyPlan): Promise<void> {
+  await loadParser();
+  const contextProblem = userSqlProblem(plan.contextSql, 'context');
+  if (contextProblem) {
+    throw new AuditError(`the context SQL (${plan.contextSql}) cannot run inside the audit's transaction: ${contextProblem}. Give one statement that sets the tenant, e.g. select set_config('app.current_tenant', $1, true).`);
+  }
+  for (const query of scenario.queries) {
+    const problem = userSqlProblem(query.sql, 'query');
+    if (problem) throw new AuditError(`the query ${query.name} (${query.sql}) cannot run inside the audit's transaction: ${problem}. Give one SELECT, INSERT, UPDATE, DELETE or MERGE.`);
   }
 }
 
@@ -289,6 +299,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   const prepared = await prepare(scenario, options, timings, clock, false);
   const { session, catalog, plan, target } = prepared;
   try {
+    await checkUserSql(scenario, plan);
     const ruleFindings = evaluateRules(catalog, plan);
     const seedNumber = scenario.seed ?? Math.floor(Math.random() * 2 ** 31);
     progress({ phase: 'seeding', completed: 0, total: 1 });

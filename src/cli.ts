@@ -14,6 +14,7 @@ import { renderMarkdown } from './report/markdown.js';
 import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
 import { loadScenario, type ScenarioOverrides } from './scenario/load.js';
 import { SEVERITIES, type Severity } from './severity.js';
+import { isConnectionLost } from './target/connect.js';
 import { maskConnectionString } from './target/types.js';
 import { VERSION } from './version.js';
 
@@ -145,6 +146,10 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     if (commanderError.code?.startsWith('commander.')) return 2;
     if (error instanceof AuditError) {
       io.err(`rls-audit: ${maskConnectionString(error.message)}\n`);
+      return 2;
+    }
+    if (isConnectionLost(error)) {
+      io.err(`rls-audit: the connection to the database was lost (${errorMessage(error)}): the server closed it, restarted, or a function the audit called ended the session. Nothing the audit did was committed; run it again.\n`);
       return 2;
     }
     io.err(`rls-audit: unexpected error: ${errorMessage(error)}\n`);

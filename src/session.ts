@@ -1,4 +1,6 @@
 import pg from 'pg';
+import { AuditError, errorMessage } from './errors.js';
+import { connect, DEFAULT_BOUNDS, type Bounds } from './target/connect.js';
 import { ident } from './sql.js';
 
 /** Values as PostgreSQL prints them: attribution and masking work on the exact text. */
@@ -22,22 +24,54 @@ export class AuditSession {
 
   constructor(readonly client: pg.Client) {}
 
-  static async open(connectionString: string, options: { lockTimeoutMs?: number; statementTimeoutMs?: number; readOnly?: boolean } = {}): Promise<AuditSession> {
-    const client = new pg.Client({ connectionString, application_name: 'rls-audit' });
-    client.on('error', () => undefined);
-    await client.connect();
+  /** What user SQL must leave as it found: the transaction, the identity and the audit's settings. */
+  private static readonly STATE_SQL = `select now()::text as started, pg_current_xact_id_if_assigned()::text as xid, session_user::text as session_user,
+    current_user::text as current_user, current_setting('row_security') as row_security, current_setting('lock_timeout') as lock_timeout,
+    current_setting('statement_timeout') as statement_timeout, current_setting('idle_in_transaction_session_timeout') as idle_in_transaction_session_timeout,
+    current_setting('transaction_read_only') as transaction_read_only, current_setting('session_replication_role') as session_replication_role`;
+
+  static async open(connection: string, options: { bounds?: Bounds; readOnly?: boolean } = {}): Promise<AuditSession> {
+    const client = await connect(connection, options.bounds ?? DEFAULT_BOUNDS);
     const session = new AuditSession(client);
     await client.query(options.readOnly ? 'begin read only' : 'begin');
-    await client.query(`select set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`, [
-      String(options.statementTimeoutMs ?? 60_000),
-      String(options.lockTimeoutMs ?? 5_000),
-    ]);
     return session;
   }
 
   async query(text: string, values: unknown[] = [], name?: string): Promise<QueryOutcome> {
     this.queries += 1;
     const result = await this.client.query({ text, values, types: RAW_TYPES, ...(name ? { name } : {}) });
+    return { rows: result.rows as RawRow[], rowCount: result.rowCount ?? 0 };
+  }
+
+  private async state(): Promise<Record<string, string | null>> {
+    return (await this.client.query({ text: AuditSession.STATE_SQL, types: RAW_TYPES })).rows[0] as Record<string, string | null>;
+  }
+
+  /**
+   * Run SQL the audit did not write (the application's context setter, a named query) as one statement
+   * over the extended protocol, which runs exactly one statement. The caller has classified it
+   * (analysis/statements.ts). Afterwards the transaction must be the same one, and the identity and the
+   * audit's settings what they were; otherwise the audit stops (AuditError), since nothing it measured
+   * after that point could be trusted.
+   */
+  async userQuery(text: string, values: unknown[] = [], what = 'user SQL'): Promise<QueryOutcome> {
+    const before = await this.state();
+    this.queries += 1;
+    const result = await this.client.query({ text, values, types: RAW_TYPES, queryMode: 'extended' } as pg.QueryConfig);
+    let after: Record<string, string | null>;
+    try {
+      after = await this.state();
+    } catch (error) {
+      throw new AuditError(`${what} (${text}) left the audit's transaction unusable: ${errorMessage(error)}. The audit stopped; nothing it did is kept.`);
+    }
+    const changed = Object.keys(before).filter((key) => key !== 'xid' && before[key] !== after[key]);
+    if (before.xid !== null && before.xid !== after.xid) changed.push('xid');
+    if (changed.length) {
+      const detail = changed.map((key) => (key === 'started' || key === 'xid' ? 'the transaction (it ended and another began)' : `${key} (${before[key]} -> ${after[key]})`));
+      throw new AuditError(
+        `${what} (${text}) changed ${detail.join(', ')}. User SQL may not end the audit's transaction or change its settings; the audit stopped. Give SQL that only sets the application's context.`,
+      );
+    }
     return { rows: result.rows as RawRow[], rowCount: result.rowCount ?? 0 };
   }
 

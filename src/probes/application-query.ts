@@ -92,7 +92,7 @@ export const applicationQuery: Probe = {
       const leaks: { tenant: Tenant; params: Parameter[]; tally: RowTally }[] = [];
       for (const tenant of context.tenants) {
         const params = bind(query, tenant);
-        const result = await runAs(context, { kind: 'tenant', tenant }, query.sql, params);
+        const result = await runAs(context, { kind: 'tenant', tenant }, query.sql, params, { userSql: `the query ${query.name}` });
         const base = { check: this.id, relation: query.name, context: tenant.label, tenant: tenant.id, sql: inlineParameters(query.sql, params), missingOwnRows: 0 };
         if (result.error) {
           context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, error: result.error.message });

@@ -1,5 +1,5 @@
-import pg from 'pg';
 import { errorMessage } from '../errors.js';
+import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from '../target/connect.js';
 import type { Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, literal } from '../sql.js';
@@ -25,9 +25,8 @@ interface SideObservation {
  * read-only transaction and the probe reports that it could not run rather than committing anything.
  */
 async function observe(context: ProbeContext, tenant: Tenant): Promise<SideObservation> {
-  const client = new pg.Client({ connectionString: context.connectionString, application_name: 'rls-audit' });
-  client.on('error', () => undefined);
-  await client.connect();
+  // Bounded like the audit's own connection: connect, statement, lock and idle-in-transaction timeouts.
+  const client = await connect(context.connectionString, context.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS);
   try {
     // A throwaway connection: the role is set for the session, as an application that logs in as its role.
     await client.query(`set role ${ident(context.plan.role)}`);

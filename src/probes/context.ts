@@ -1,4 +1,5 @@
 import type { Relation } from '../catalog/types.js';
+import { AuditError } from '../errors.js';
 import type { SampleRow } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
@@ -98,23 +99,24 @@ export async function runAs(
   state: ContextState,
   statement: string,
   params: unknown[] = [],
-  options: { name?: string; before?: string[] } = {},
+  options: { name?: string; before?: string[]; userSql?: string } = {},
 ): Promise<RunResult> {
   const { session, plan } = context;
   return session.savepoint(
     async () => {
       if (state.kind === 'tenant' || state.kind === 'unknown-tenant') {
-        await session.query(plan.contextSql, [state.kind === 'tenant' ? state.tenant.id : state.id]);
+        await session.userQuery(plan.contextSql, [state.kind === 'tenant' ? state.tenant.id : state.id], 'the context SQL');
       } else if (state.kind === 'empty') {
         // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
-        await session.savepoint(() => session.query(plan.contextSql, [context.tenants[0]!.id]));
+        await session.savepoint(() => session.userQuery(plan.contextSql, [context.tenants[0]!.id], 'the context SQL'));
       }
       if (options.before?.length) await session.query(options.before.join('; '));
       // No savepoint of its own: an error aborts only this savepoint, which is rolled back anyway.
       try {
-        const result = await session.query(statement, params, options.name);
+        const result = options.userSql ? await session.userQuery(statement, params, options.userSql) : await session.query(statement, params, options.name);
         return { rows: result.rows, rowCount: result.rowCount };
       } catch (error) {
+        if (error instanceof AuditError) throw error;
         const failure = error as { message?: string; code?: string };
         return { rows: [], rowCount: 0, error: { message: failure.message ?? String(error), code: failure.code } };
       }

@@ -211,7 +211,7 @@ export const definerTrigger: Probe = {
           const outcome = await context.session.savepoint(async () => {
             const before = await snapshot(context, tables, skipped);
             await context.session.becomeRole(context.plan.role);
-            await context.session.query(context.plan.contextSql, [tenant.id]);
+            await context.session.userQuery(context.plan.contextSql, [tenant.id], 'the context SQL');
             try {
               await context.session.savepoint(() => context.session.query(write.sql, write.params), true);
             } catch (error) {

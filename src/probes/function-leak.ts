@@ -1,3 +1,5 @@
+import { functionEffects, OPERATORS_SQL, routineIndex, routinesSql, VIEWS_SQL, type EffectVerdict } from '../analysis/effects.js';
+import { loadParser } from '../analysis/parse.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import { currentTenantExpression } from '../fixes.js';
 import type { Finding } from '../findings.js';
@@ -145,6 +147,21 @@ function fixFor(context: ProbeContext, fn: FunctionInfo, variant: Variant): stri
   return lines.join('\n');
 }
 
+/** Why a function was not called; the terminal lists these. */
+export const NOT_CALLED = 'not called on a live database (it may act outside the transaction)';
+
+/**
+ * On a database the audit does not own: which functions are provably free of effects outside the
+ * transaction (analysis/effects.ts reads their bodies and everything they call).
+ */
+async function liveEffects(context: ProbeContext, functions: FunctionInfo[]): Promise<Map<number, EffectVerdict>> {
+  await loadParser();
+  const routines = await context.session.query(routinesSql(context.catalog.serverVersionNum));
+  const operators = await context.session.query(OPERATORS_SQL);
+  const views = await context.session.query(VIEWS_SQL);
+  return functionEffects(routineIndex(routines.rows, operators.rows, views.rows), functions);
+}
+
 export const functionLeak: Probe = {
   id: 'function-leak',
   title: "A function returns other tenants' rows",
@@ -156,8 +173,10 @@ export const functionLeak: Probe = {
     "and with another tenant's ids in its tenant and id arguments. Every returned row or value is attributed through the tenant column, the " +
     "seeded keys and the canaries. A SECURITY DEFINER function runs with its owner's rights, so policies that do not apply to the owner do not " +
     'protect its result: a definer function must filter by the tenant of the transaction itself, or be SECURITY INVOKER. Each call runs in a ' +
-    'savepoint that is rolled back, with a short statement timeout; against a database that is not the run\'s own (a url target) the ' +
-    'call is read-only, so that a function that writes cannot advance a sequence (such functions are reported as skipped).',
+    'savepoint that is rolled back, with a short statement timeout. Against a database that is not the run\'s own (a url target) a function ' +
+    'is called only when its parsed body (and everything it calls) provably has no effect outside the transaction: no dynamic SQL, COPY, ' +
+    'writes, sequences, advisory locks, notifications, signals to other sessions, dblink or untrusted languages; the rest are reported as ' +
+    '"not called on a live database" (audit a copy with --schema-from to call them), and the calls that are made are read-only.',
   async run(context) {
     const findings: Finding[] = [];
     const candidates = context.catalog.functions.filter((fn) => fn.returnKind !== 'void' && fn.returnKind !== 'trigger');
@@ -168,7 +187,17 @@ export const functionLeak: Probe = {
       [context.plan.role, candidates.map((fn) => fn.oid)],
     );
     const executable = new Set(rows.map((row) => Number(row.oid)));
-    for (const fn of candidates.filter((candidate) => executable.has(candidate.oid))) {
+    const callable = candidates.filter((candidate) => executable.has(candidate.oid));
+    const effects = context.disposable ? null : await liveEffects(context, callable);
+    for (const fn of callable) {
+      const effect = effects?.get(fn.oid);
+      if (effect && !effect.free) {
+        context.record({
+          check: this.id, relation: fn.signature, context: 'all tenants', tenant: null, sql: fn.signature, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0,
+          error: `${NOT_CALLED}: ${effect.reason}`,
+        });
+        continue;
+      }
       const returned = returnedRelation(context, fn);
       const leaks: { tenant: Tenant; call: Call; tally: RowTally }[] = [];
       for (const [index, tenant] of context.tenants.entries()) {

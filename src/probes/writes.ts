@@ -316,7 +316,7 @@ export async function runWrite<T>(
       if (replica) await session.query('set local session_replication_role = replica');
       const before = options.baseline ?? (await measure('before'));
       await session.becomeRole(plan.role);
-      await session.query(plan.contextSql, [actor.id]);
+      await session.userQuery(plan.contextSql, [actor.id], 'the context SQL');
       for (const sql of options.before ?? []) await session.query(sql);
       let rowCount: number;
       try {

@@ -1,3 +1,5 @@
+import { passwordsIn, redact } from './connect.js';
+
 export type TargetKind = 'embedded' | 'url' | 'container';
 
 /** A live database to audit: an admin connection string and a way to let it go. */
@@ -12,16 +14,10 @@ export interface Target {
   close(): Promise<void>;
 }
 
-/** Replace the password in a connection string, so it can be printed or stored in a report. */
-export function maskConnectionString(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '*****';
-    for (const key of [...parsed.searchParams.keys()]) {
-      if (/pass/i.test(key)) parsed.searchParams.set(key, '*****');
-    }
-    return parsed.toString();
-  } catch {
-    return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1*****@').replace(/(password=)[^\s&]+/gi, '$1*****');
-  }
+/**
+ * Replace the password in a connection string, so it can be printed or stored in a report: URLs (also
+ * those that do not parse, e.g. an unencoded @ in the password), key=value strings, `?password=`.
+ */
+export function maskConnectionString(connection: string): string {
+  return redact(connection, passwordsIn(connection));
 }

@@ -1,0 +1,188 @@
+import { existsSync, rmSync } from 'node:fs';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmbedded } from '../src/target/embedded.js';
+import type { Target } from '../src/target/types.js';
+import { literal } from '../src/sql.js';
+import { PG15_BIN, runCli } from './helpers.js';
+
+/** A libpq connection string dblink can use to reach the same database. */
+function dblinkTarget(target: Target): string {
+  const url = new URL(target.connectionString);
+  const host = url.searchParams.get('host') ?? url.hostname;
+  return `host=${host} port=${url.port || 5432} dbname=${url.pathname.slice(1)} user=${decodeURIComponent(url.username)}`;
+}
+
+/**
+ * A "live" database (a PostgreSQL 15 cluster of its own, audited with --database-url) and a second
+ * connection that plays the application. Every test proves the audit left it as it was.
+ */
+const LIVE_SCHEMA = `
+create role app_user nologin;
+create table tenants (id integer primary key, name text not null);
+create table notes (
+  tenant_id integer not null references tenants (id),
+  id bigint generated always as identity,
+  body text not null,
+  primary key (tenant_id, id)
+);
+create table audit_log (id bigserial primary key, entry text not null);
+alter table tenants enable row level security;
+alter table notes enable row level security;
+create policy tenant_self on tenants using (id = nullif(current_setting('app.current_tenant', true), '')::integer);
+create policy notes_isolation on notes using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+grant select on tenants to app_user;
+grant select, insert, update, delete on notes to app_user;
+grant select on audit_log to app_user;
+-- A context setter that also switches row security off for the session: the audit must notice and stop.
+create function sneaky_setter(tenant text) returns void language plpgsql as $$
+begin
+  perform set_config('app.current_tenant', tenant, true);
+  perform set_config('lock_timeout', '0', false);
+end $$;
+grant execute on function sneaky_setter(text) to app_user;
+-- function-leak candidates: one that only reads (called), and four with effects outside the transaction (never called live).
+create function my_notes() returns setof notes language sql stable as $$ select * from notes $$;
+grant execute on function my_notes() to app_user;
+create function next_invoice() returns text language sql as $$ select 'INV-' || nextval('audit_log_id_seq') $$;
+create function lock_tenant() returns setof notes language sql as $$ select pg_advisory_lock(42); select * from notes $$;
+create function kill_app() returns integer language sql security definer as $$
+  select count(*)::int from (select pid from pg_stat_activity where application_name = 'the-app' offset 0) as app where pg_terminate_backend(pid) $$;
+create function dynamic_notes(tenant_id integer) returns setof notes language plpgsql as $$
+begin return query execute format('select * from notes where tenant_id = %s', tenant_id); end $$;
+grant execute on all functions in schema public to app_user;
+insert into tenants values (1, 'Acme'), (2, 'Globex');
+insert into notes (tenant_id, body) values (1, 'acme note'), (2, 'globex note');
+insert into audit_log (entry) values ('existing');
+`;
+
+async function withClient<T>(connectionString: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Rows, tables and sequences of the live database: what an audit must not change. */
+function fingerprint(connectionString: string): Promise<unknown> {
+  return withClient(connectionString, async (client) => ({
+    tables: (await client.query(`select relname from pg_class where relnamespace = 'public'::regnamespace and relkind = 'r' order by 1`)).rows,
+    notes: (await client.query(`select * from notes order by 1, 2`)).rows,
+    log: (await client.query(`select * from audit_log order by 1`)).rows,
+    sequences: (await client.query(`select sequencename, last_value from pg_sequences order by 1`)).rows,
+    tenants: (await client.query(`select * from tenants order by 1`)).rows,
+  }));
+}
+
+/** A function that runs a program on the server; MARKER says whether it ran. */
+const copyFunction = (marker: string) => `
+create function export_notes() returns setof notes language plpgsql security definer as $fn$
+begin
+  copy (select 1) to program 'touch ${marker}';
+  return query select * from notes;
+end $fn$;
+grant execute on function export_notes() to app_user;`;
+
+describe('a live database (--database-url): user SQL is contained', () => {
+  let live: Target;
+  let before: unknown;
+  const marker = path.join(os.tmpdir(), `rls-audit-copy-${process.pid}-${Date.now()}`);
+
+  beforeAll(async () => {
+    live = await startEmbedded({ pgBin: PG15_BIN });
+    await withClient(live.connectionString, async (client) => {
+      await client.query(LIVE_SCHEMA);
+      await client.query(copyFunction(marker));
+      await client.query('create extension dblink');
+      // Commits a row on a connection of its own: a rollback of the audit's transaction cannot undo it.
+      await client.query(`create function log_remote() returns setof notes language sql as $fn$
+        select dblink_exec(${literal(dblinkTarget(live))}, 'insert into audit_log (entry) values (''from dblink'')'); select * from notes $fn$;
+        grant execute on function log_remote() to app_user`);
+    });
+    before = await fingerprint(live.connectionString);
+  });
+  afterAll(async () => {
+    await live?.close();
+  });
+
+  const audit = (...extra: string[]) => runCli(['run', '--database-url', live.connectionString, '--role', 'app_user', '--seed', '5', '--tenants', '2', '--rows', '3', '--quiet', ...extra]);
+
+  it('refuses context SQL that would commit and drop a table (issue 10, problem 1)', async () => {
+    const run = await audit('--context-sql', "select set_config('app.current_tenant', $1, true); commit; drop table audit_log; --");
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/context SQL .* cannot run inside the audit's transaction: it holds 3 statements/);
+    expect(await fingerprint(live.connectionString)).toEqual(before);
+  });
+
+  it('refuses context SQL that sets an audit setting, and named queries that are not one plain statement', async () => {
+    const setting = await audit('--context-sql', "select set_config('app.current_tenant', $1, true), set_config('row_security', 'off', false)");
+    expect(setting.code).toBe(2);
+    expect(setting.err).toMatch(/set_config\('row_security'.*audit's own setting/);
+
+    const dir = await import('node:fs/promises').then((fs) => fs.mkdtemp('/tmp/rls-audit-scenario-'));
+    const file = `${dir}/scenario.yaml`;
+    await import('node:fs/promises').then((fs) => fs.writeFile(file, 'queries:\n  - name: sneaky\n    sql: "commit"\n'));
+    const query = await runCli(['run', file, '--database-url', live.connectionString, '--role', 'app_user', '--quiet']);
+    expect(query.code).toBe(2);
+    expect(query.err).toMatch(/query sneaky \(commit\) cannot run inside the audit's transaction: it is transaction control/);
+    expect(await fingerprint(live.connectionString)).toEqual(before);
+  });
+
+  it('stops with exit 2 when the context SQL changes a setting of the audit at run time', async () => {
+    const run = await audit('--context-sql', 'select sneaky_setter($1)');
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/the context SQL \(select sneaky_setter\(\$1(::text)?\)\) changed lock_timeout \(100ms -> 0\).*audit stopped/);
+    expect(await fingerprint(live.connectionString)).toEqual(before);
+  });
+
+  it('refuses schema files on a live database and points to --schema-from (problem 3)', async () => {
+    const run = await audit('--schema', 'scenarios/chat/schema.sql');
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/schema files cannot be applied to a database the audit does not own.*--schema-from URL --schema FILE/);
+  });
+
+  it('calls on a live database only functions whose bodies provably have no effect outside the transaction (problem 2)', async () => {
+    const app = new pg.Client({ connectionString: live.connectionString, application_name: 'the-app' });
+    await app.connect();
+    try {
+      const run = await audit();
+      expect(run.code).not.toBe(2);
+      const calls = run.report!.probes.filter((probe) => probe.check === 'function-leak');
+      const skipped = (name: string) => calls.filter((probe) => probe.relation.startsWith(`${name}(`) && probe.outcome === 'skipped').map((probe) => probe.error);
+      expect(skipped('export_notes')[0]).toMatch(/not called on a live database.*COPY/);
+      expect(skipped('kill_app')[0]).toMatch(/pg_terminate_backend/);
+      expect(skipped('lock_tenant')[0]).toMatch(/pg_advisory_lock/);
+      expect(skipped('next_invoice')[0]).toMatch(/nextval/);
+      expect(skipped('dynamic_notes')[0]).toMatch(/dynamic SQL/);
+      expect(skipped('log_remote')[0]).toMatch(/dblink_exec/);
+      expect(calls.filter((probe) => probe.relation === 'my_notes()' && probe.outcome !== 'skipped').length).toBeGreaterThan(0);
+      expect(existsSync(marker)).toBe(false);
+      expect((await app.query('select 1 as alive')).rows).toEqual([{ alive: 1 }]);
+      expect(await fingerprint(live.connectionString)).toEqual(before);
+    } finally {
+      await app.end().catch(() => undefined);
+    }
+  });
+
+  it('still calls every function on a cluster of its own (the same COPY TO PROGRAM runs there)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-copy-'));
+    const file = path.join(dir, 'schema.sql');
+    const ownMarker = path.join(dir, 'ran');
+    await chmod(dir, 0o777); // the server may run as another OS user
+    await writeFile(file, `${LIVE_SCHEMA}\n${copyFunction(ownMarker)}`);
+    try {
+      const run = await runCli(['run', '--schema', file, '--role', 'app_user', '--seed', '5', '--tenants', '2', '--rows', '3', '--quiet', '--pg-bin', PG15_BIN]);
+      expect(run.err).toBe('');
+      expect(run.report!.probes.some((probe) => probe.relation === 'export_notes()' && probe.outcome !== 'skipped')).toBe(true);
+      expect(existsSync(ownMarker)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

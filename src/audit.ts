@@ -131,7 +131,7 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
   const commitSchema = target.disposable && !options.target;
   try {
     timings.start = clock.lap();
-    progress({ phase: 'target', completed: 1, total: 1, step: target.description });
+    progress({ phase: 'target', completed: 1, total: 1 });
     log(`target: ${target.description}`);
     progress({ phase: 'schema', completed: 0, total: toApply.length });
     if (!target.disposable && toApply.length) {

@@ -12,19 +12,30 @@ import { AuditError, errorMessage } from './errors.js';
 import { renderConsole } from './report/console.js';
 import { renderMarkdown } from './report/markdown.js';
 import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
-import { loadScenario, type ScenarioOverrides } from './scenario/load.js';
+import { findConfigFile, loadScenario, type ScenarioOverrides } from './scenario/load.js';
 import { SEVERITIES, type Severity } from './severity.js';
 import { isConnectionLost } from './target/connect.js';
 import { maskConnectionString } from './target/types.js';
+import { colourEnabled, colourSummary, consoleProgress, palette, renderNotes } from './terminal.js';
 import { VERSION } from './version.js';
 
 export interface CliIo {
   out: (text: string) => void;
   err: (text: string) => void;
   cwd: string;
+  /** The terminal progress bars draw on, when it is one (see terminal.ts); absent: plain progress lines. */
+  progressStream?: NodeJS.WritableStream & { isTTY?: boolean };
+  /** Colour the summary (decided from stdout, NO_COLOR and FORCE_COLOR). */
+  colour?: boolean;
 }
 
-const defaultIo: CliIo = { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text), cwd: process.cwd() };
+const defaultIo: CliIo = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  cwd: process.cwd(),
+  progressStream: process.stderr,
+  colour: colourEnabled(process.stdout),
+};
 
 function integer(name: string, min: number) {
   return (value: string) => {
@@ -98,6 +109,14 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       .addOption(new Option('--fail-on <severity>', 'exit 1 when a finding is at or above this severity (default high)').choices([...SEVERITIES]))
       .option('--quiet', 'print nothing but errors');
 
+  /** Progress for the terminal; says which rls-audit.yaml is used when none was named. */
+  const startConsole = (file: string | undefined, flags: RunFlags) => {
+    const terminal = consoleProgress({ quiet: flags.quiet, err: io.err, stream: io.progressStream });
+    const config = file ? undefined : findConfigFile(io.cwd);
+    if (config) terminal.log(`config: ${path.relative(io.cwd, config) || config}`);
+    return terminal;
+  };
+
   const finish = async (report: Report, scenario: Scenario, flags: RunFlags) => {
     const outDir = scenario.out ?? path.resolve(io.cwd, 'reports', scenario.name);
     const formats = flags.format ?? DEFAULT_REPORT_FORMATS;
@@ -107,7 +126,10 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       // GitHub Actions shows this file on the run's summary page; a failure to append must not hide the verdict.
       await appendFile(stepSummary, `${renderMarkdown(report)}\n`).catch((error: unknown) => io.err(`rls-audit: could not append to GITHUB_STEP_SUMMARY (${stepSummary}): ${errorMessage(error)}\n`));
     }
-    if (!flags.quiet) io.out(renderConsole(report, files.map((entry) => path.relative(io.cwd, entry) || entry)));
+    if (!flags.quiet) {
+      for (const line of renderNotes(report)) io.err(`${line}\n`);
+      io.out(colourSummary(renderConsole(report, files.map((entry) => path.relative(io.cwd, entry) || entry)), palette(io.colour ?? false)));
+    }
     exitCode = report.summary.verdict === 'fail' ? 1 : 0;
   };
 
@@ -117,16 +139,28 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     .option('--rows <n>', 'rows per tenant-owned table per tenant (default 20)', integer('--rows', 1))
     .option('--seed <n>', 'seed for the fake data and tenant ids (reproducible runs)', integer('--seed', 0))
     .action(async (file: string | undefined, flags: RunFlags) => {
-      const scenario = await loadScenario(file, overridesFrom(flags), io.cwd);
-      const report = await audit(scenario, { log: flags.quiet ? undefined : (line) => io.err(`${line}\n`) });
-      await finish(report, scenario, flags);
+      const terminal = startConsole(file, flags);
+      try {
+        const scenario = await loadScenario(file, overridesFrom(flags), io.cwd);
+        const report = await audit(scenario, { log: terminal.log, progress: terminal.progress });
+        terminal.stop();
+        await finish(report, scenario, flags);
+      } finally {
+        terminal.stop();
+      }
     });
 
   targetOptions(program.command('lint').description('run the static rules alone, read-only: no seeding, no probes'))
     .action(async (file: string | undefined, flags: RunFlags) => {
-      const scenario = await loadScenario(file, overridesFrom(flags), io.cwd, false);
-      const report = await lint(scenario, { log: flags.quiet ? undefined : (line) => io.err(`${line}\n`) });
-      await finish(report, scenario, flags);
+      const terminal = startConsole(file, flags);
+      try {
+        const scenario = await loadScenario(file, overridesFrom(flags), io.cwd, false);
+        const report = await lint(scenario, { log: terminal.log, progress: terminal.progress });
+        terminal.stop();
+        await finish(report, scenario, flags);
+      } finally {
+        terminal.stop();
+      }
     });
 
   program

@@ -75,12 +75,18 @@ describe('the installed command', () => {
 
   it.skipIf(!existsSync(cli))('runs from dist, writes both reports, and prints a summary', async () => {
     const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-bin-'));
-    const child = spawn(process.execPath, [cli, 'run', 'scenarios/chat.yaml', '--out', out], { cwd: ROOT });
+    const { FORCE_COLOR: _force, ...env } = process.env;
+    const child = spawn(process.execPath, [cli, 'run', 'scenarios/chat.yaml', '--out', out], { cwd: ROOT, env });
     let stdout = '';
+    let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code).toBe(0);
     expect(stdout).toMatch(/verdict: PASS/);
+    // Piped: plain lines, no progress bar, no colour.
+    expect(stderr).toMatch(/^target: .*\ntenancy: /m);
+    expect(stdout + stderr).not.toMatch(/\u001b\[|\u2588/);
     expect(readdirSync(out).sort()).toEqual(['report.html', 'report.json']);
   });
 

@@ -63,7 +63,7 @@ describe('createAuditDatabase and the matchers', () => {
 
     const none = await db.asTenant('C', (app) => app.query('select * from messages where false'));
     expect(() => expect(none).toBelongTo('C')).toThrow(/expected rows of C, but the query returned none/);
-    await expect(db.asTenant('A', (app) => app.query('commit'))).rejects.toThrow(/asTenant cannot run "commit": it is a Transaction statement/);
+    await expect(db.asTenant('A', (app) => app.query('commit'))).rejects.toThrow(/asTenant cannot run "commit": it is transaction control/);
     await expect(db.asTenant('Z', (app) => app.query('select 1'))).rejects.toThrow(/no seeded tenant Z: the tenants are tenant A \(\d+\), tenant B/);
   });
 });

@@ -2,8 +2,9 @@ import pg from 'pg';
 import { audit, lint, type AuditOptions } from '../audit.js';
 import { introspect } from '../catalog/introspect.js';
 import type { Catalog } from '../catalog/types.js';
-import { loadParser, parseStatements } from '../analysis/parse.js';
-import { AuditError, errorMessage } from '../errors.js';
+import { loadParser } from '../analysis/parse.js';
+import { userSqlProblem } from '../analysis/statements.js';
+import { AuditError } from '../errors.js';
 import { planTenancy, type TenancyPlan } from '../plan/tenancy.js';
 import type { Report } from '../report/model.js';
 import { applySchemaFiles, readSchemaFiles } from '../schema-files.js';
@@ -18,21 +19,6 @@ import { attributeRow, tenantMatches, type AttributedRow, type SeededTenant } fr
 export interface TenantConnection {
   /** Run a query as the application would (parameters `$1`, `$2`, ...); values come back typed as `pg` types them. */
   query<Row extends object = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: Row[]; rowCount: number }>;
-}
-
-const QUERY_STATEMENTS = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
-
-/** Why the application's SQL may not run inside the seeded transaction: one SELECT, INSERT, UPDATE, DELETE or MERGE, nothing else. */
-function applicationQueryProblem(sql: string): string | null {
-  let statements;
-  try {
-    statements = parseStatements(sql);
-  } catch (error) {
-    return `it does not parse (${errorMessage(error)})`;
-  }
-  if (statements.length !== 1) return `it holds ${statements.length} statements; give one per query() call`;
-  const kind = Object.keys(statements[0]!.stmt ?? {})[0] ?? 'nothing';
-  return QUERY_STATEMENTS.has(kind) ? null : `it is a ${kind.replace(/Stmt$/, '')} statement; only SELECT, INSERT, UPDATE, DELETE and MERGE run as the application (the seeded rows live in a transaction that must stay open)`;
 }
 
 export type TenantQueryResult<Row extends object> = readonly Row[] | { rows: readonly Row[] };
@@ -108,11 +94,11 @@ export async function createAuditDatabase(input: ScenarioInput): Promise<AuditDa
         if (!tenant) throw new AuditError(`no seeded tenant ${name}: the tenants are ${seeded.tenants.map((entry) => `${entry.label} (${entry.id})`).join(', ')}`);
         const rows = await session.savepoint(
           async () => {
-            await session.query(plan.contextSql, [tenant.id]);
+            await session.userQuery(plan.contextSql, [tenant.id], 'the context SQL');
             const transaction = await session.query('select txid_current() as id');
             const connection: TenantConnection = {
               query: async <Row extends object>(text: string, values: unknown[] = []) => {
-                const problem = applicationQueryProblem(text);
+                const problem = userSqlProblem(text, 'query');
                 if (problem) throw new AuditError(`asTenant cannot run ${JSON.stringify(text)}: ${problem}`);
                 // The extended protocol runs exactly one statement.
                 const result = await session.client.query({ text, values, queryMode: 'extended' } as pg.QueryConfig);

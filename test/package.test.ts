@@ -1,0 +1,65 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ROOT } from './helpers.js';
+
+const run = promisify(execFile);
+const npm = (args: string[], cwd: string) => run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, maxBuffer: 32 * 1024 * 1024 });
+const made: string[] = [];
+
+/** A directory PostgreSQL (run as an unprivileged user when the tests run as root) can read. */
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  await chmod(dir, 0o755);
+  made.push(dir);
+  return dir;
+}
+
+afterAll(async () => {
+  for (const dir of made) await rm(dir, { recursive: true, force: true });
+});
+
+describe('the published package', () => {
+  it.skipIf(!existsSync(path.join(ROOT, 'dist', 'cli.js')))('installs from its tarball into an empty directory and runs there with npx', async () => {
+    // `npm test` has just built dist/ (what `prepare` does on `npm pack`); rebuilding it here would race the
+    // other test files that run dist/cli.js. prepack and postpack are run as `npm pack` runs them.
+    const packed = await tempDir('rls-audit-pack-');
+    await npm(['run', 'prepack'], ROOT);
+    let listing: { filename: string; files: { path: string }[] }[];
+    try {
+      listing = JSON.parse((await npm(['pack', '--ignore-scripts', '--json', '--pack-destination', packed], ROOT)).stdout);
+    } finally {
+      await npm(['run', 'postpack'], ROOT);
+    }
+    const files = listing[0]!.files.map((file) => file.path);
+    expect(files).toEqual(expect.arrayContaining(['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', 'dist/library/vitest.js', 'dist/library/vitest.d.ts', 'npm-shrinkwrap.json', 'scenarios/demo.yaml', 'package.json', 'README.md']));
+    expect(files.filter((file) => /^(src|test|bench|reports)\/|\.map$|^package-lock\.json$/.test(file))).toEqual([]);
+
+    // An empty project. The tarball's shrinkwrap pins the lockfile's versions, whose tarballs `npm ci` left in
+    // npm's cache: --prefer-offline takes them from there instead of downloading them again.
+    const project = await tempDir('rls-audit-consumer-');
+    await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    await npm(['install', path.join(packed, listing[0]!.filename), '--prefer-offline'], project);
+    const installed = JSON.parse(await readFile(path.join(project, 'node_modules', 'rls-audit', 'package.json'), 'utf8')) as { version: string };
+    const { stdout: version } = await run('npx', ['rls-audit', '--version'], { cwd: project });
+    expect(version.trim()).toBe(installed.version);
+
+    // The user's own scenario: the demo, with its planted leak, copied next to nothing else.
+    for (const entry of ['demo.yaml', 'demo', 'chat']) await cp(path.join(ROOT, 'scenarios', entry), path.join(project, entry), { recursive: true });
+    const audit = await run('npx', ['rls-audit', 'run', 'demo.yaml', '--format', 'sarif'], { cwd: project }).then(
+      () => ({ code: 0, stdout: '' }),
+      (error: { code: number; stdout: string }) => error,
+    );
+    expect(audit.code).toBe(1);
+    expect(audit.stdout).toMatch(/read-isolation +public\.recent_messages/);
+    expect(existsSync(path.join(project, 'reports', 'demo', 'report.sarif'))).toBe(true);
+
+    // The library entry point loads from the installed package (the vitest one needs vitest, an optional peer).
+    const { stdout: exported } = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('rls-audit'); console.log(typeof m.audit, typeof m.createAuditDatabase, typeof m.renderSarif)"], { cwd: project });
+    expect(exported.trim()).toBe('function function function');
+  });
+});

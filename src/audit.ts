@@ -37,6 +37,8 @@ export interface AuditOptions {
   schemaApplied?: boolean;
   /** Called as each phase advances: what a progress bar shows. */
   progress?: (event: AuditProgress) => void;
+  /** Called once the tenancy is planned (`rls-audit init` writes a scenario from it). */
+  onPlan?: (plan: TenancyPlan, catalog: Catalog) => void;
 }
 
 /** The phases of an audit, in order; `lint` has no seeding and no probes. */
@@ -161,6 +163,7 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
     const plan = planTenancy(catalog, scenario);
     timings.introspection = clock.lap();
     progress({ phase: 'catalog', completed: 1, total: 1, step: `${catalog.relations.length} relations` });
+    options.onPlan?.(plan, catalog);
     log(`tenancy: ${plan.relations.filter((entry) => entry.tenancy !== 'shared').length} tenant-owned relation(s), ${plan.relations.filter((entry) => entry.tenancy === 'shared').length} shared; setting ${plan.setting}`);
     return { schemaFiles, target, session, catalog, plan, close };
   } catch (error) {

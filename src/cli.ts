@@ -12,6 +12,7 @@ import { AuditError, errorMessage } from './errors.js';
 import { renderConsole } from './report/console.js';
 import { renderMarkdown } from './report/markdown.js';
 import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
+import { initScenario } from './scenario/init.js';
 import { findConfigFile, loadScenario, type ScenarioOverrides } from './scenario/load.js';
 import { SEVERITIES, type Severity } from './severity.js';
 import { isConnectionLost } from './target/connect.js';
@@ -161,6 +162,29 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       } finally {
         terminal.stop();
       }
+    });
+
+  program
+    .command('init')
+    .description('discover the tenancy of a schema or database and write a commented scenario (rls-audit.yaml) to confirm')
+    .option('--schema <file>', 'SQL file of the schema (repeatable, in order)', collect)
+    .option('--database-url <url>', 'read an existing database instead (read-only; the URL is not written)')
+    .option('--role <name>', "the application's role (discovered from the grants when absent)")
+    .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
+    .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
+    .option('--pg-bin <dir>', 'run the embedded PostgreSQL from local binaries')
+    .option('--file <path>', 'where to write the scenario', 'rls-audit.yaml')
+    .option('--force', 'replace the file if it exists')
+    .action(async (flags: RunFlags & { file: string; force?: boolean }) => {
+      const { file, force, ...rest } = flags;
+      const scenario = await loadScenario(null, overridesFrom(rest), io.cwd, false);
+      const written = await initScenario(scenario, {
+        file: path.resolve(io.cwd, file),
+        force,
+        source: flags.databaseUrl ? 'an existing database' : scenario.schema.map((entry) => path.relative(io.cwd, entry) || entry).join(', '),
+      });
+      io.out(written.text);
+      io.err(`wrote ${path.relative(io.cwd, written.file) || written.file}: check it, then run \`npx rls-audit run\`\n`);
     });
 
   program

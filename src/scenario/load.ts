@@ -88,12 +88,12 @@ export function parseScenario(input: ScenarioInput, source = 'the scenario', opt
 }
 
 /**
- * Build the validated scenario from a YAML file and command-line overrides. Without a file, the nearest
- * `rls-audit.yaml` in `cwd` or its parents is the file, when there is one.
+ * Build the validated scenario from a YAML file and command-line overrides. Without a file (undefined),
+ * the nearest `rls-audit.yaml` in `cwd` or its parents is the file, when there is one; null: flags only.
  * Schema paths in the file are relative to the file; paths given as flags are relative to the cwd.
  */
-export async function loadScenario(file: string | undefined, overrides: ScenarioOverrides = {}, cwd = process.cwd(), requireRole = true): Promise<Scenario> {
-  file ??= findConfigFile(cwd);
+export async function loadScenario(given: string | null | undefined, overrides: ScenarioOverrides = {}, cwd = process.cwd(), requireRole = true): Promise<Scenario> {
+  const file = given === null ? undefined : (given ?? findConfigFile(cwd));
   const raw: Record<string, unknown> = file ? await readScenarioFile(path.resolve(cwd, file)) : {};
   const baseDir = file ? path.dirname(path.resolve(cwd, file)) : cwd;
   if (Array.isArray(raw.schema)) {

@@ -15,6 +15,7 @@ import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat
 import { initScenario } from './scenario/init.js';
 import { findConfigFile, loadScenario, type ScenarioOverrides } from './scenario/load.js';
 import { SEVERITIES, type Severity } from './severity.js';
+import { Secrets, terminalLine, terminalSafe } from './output.js';
 import { isConnectionLost } from './target/connect.js';
 import { maskConnectionString } from './target/types.js';
 import { colourEnabled, colourSummary, consoleProgress, palette, renderNotes } from './terminal.js';
@@ -66,7 +67,7 @@ interface RunFlags {
   tenantColumn?: string[];
   tenants?: number;
   rows?: number;
-  databaseUrl?: string;
+  databaseUrl?: string | true;
   pgBin?: string;
   out?: string;
   failOn?: Severity;
@@ -78,16 +79,21 @@ interface RunFlags {
 }
 
 function overridesFrom(flags: RunFlags): ScenarioOverrides {
-  const { quiet: _quiet, format: _format, ...overrides } = flags;
-  return overrides;
+  const { quiet: _quiet, format: _format, databaseUrl, ...overrides } = flags;
+  // `--database-url` without a value: the URL comes from the environment (DATABASE_URL, else PG*).
+  if (databaseUrl === true) return { ...overrides, target: 'url' };
+  return databaseUrl === undefined ? overrides : { ...overrides, databaseUrl };
 }
 
 /**
  * Run the command line and return the exit code: 0 no finding at or above --fail-on, 1 at least one,
  * 2 the audit could not run. Never throws for a user error; prints the message without a stack.
  */
-export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+export async function main(argv: string[], given: CliIo = defaultIo): Promise<number> {
   let exitCode = 0;
+  // Every line printed passes through here: no password this run knows of gets out.
+  const secrets = new Secrets();
+  const io: CliIo = { ...given, out: (text) => given.out(secrets.redact(text)), err: (text) => given.err(secrets.redact(text)) };
   const program = new Command('rls-audit')
     .description('Prove or disprove tenant isolation in a PostgreSQL database that uses row-level security.')
     .version(VERSION)
@@ -101,7 +107,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       .option('--role <name>', "the application's role")
       .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
       .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
-      .option('--database-url <url>', 'audit an existing database; nothing is left behind (everything is rolled back)')
+      .option('--database-url [url]', 'audit an existing database; nothing is left behind (everything is rolled back). Without a value: DATABASE_URL, else the PG* variables (keeps the password out of ps)')
       .option('--pg-bin <dir>', 'run the embedded target from local PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin')
       .addOption(new Option('--target <kind>', 'where the database comes from').choices(['embedded', 'url', 'container']))
       .option('--pg-version <n>', 'PostgreSQL major version for --target container')
@@ -115,10 +121,12 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     const terminal = consoleProgress({ quiet: flags.quiet, err: io.err, stream: io.progressStream });
     const config = file ? undefined : findConfigFile(io.cwd);
     if (config) terminal.log(`config: ${path.relative(io.cwd, config) || config}`);
-    return terminal;
+    // Lines may carry names from the database: printed as escapes, so that none can forge a line.
+    return { ...terminal, log: (line: string) => terminal.log(terminalLine(line)) };
   };
 
-  const finish = async (report: Report, scenario: Scenario, flags: RunFlags) => {
+  const finish = async (unsafeReport: Report, scenario: Scenario, flags: RunFlags) => {
+    const report = secrets.redactValue(unsafeReport);
     const outDir = scenario.out ?? path.resolve(io.cwd, 'reports', scenario.name);
     const formats = flags.format ?? DEFAULT_REPORT_FORMATS;
     const files = await writeReports(report, outDir, formats);
@@ -128,8 +136,10 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       await appendFile(stepSummary, `${renderMarkdown(report)}\n`).catch((error: unknown) => io.err(`rls-audit: could not append to GITHUB_STEP_SUMMARY (${stepSummary}): ${errorMessage(error)}\n`));
     }
     if (!flags.quiet) {
-      for (const line of renderNotes(report)) io.err(`${line}\n`);
-      io.out(colourSummary(renderConsole(report, files.map((entry) => path.relative(io.cwd, entry) || entry)), palette(io.colour ?? false)));
+      // Names come from the database: printed as escapes, so that none can forge a line of the summary.
+      const printable = terminalSafe(report);
+      for (const line of renderNotes(printable)) io.err(`${line}\n`);
+      io.out(colourSummary(renderConsole(printable, files.map((entry) => terminalLine(path.relative(io.cwd, entry) || entry))), palette(io.colour ?? false)));
     }
     exitCode = report.summary.verdict === 'fail' ? 1 : 0;
   };
@@ -143,6 +153,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       const terminal = startConsole(file, flags);
       try {
         const scenario = await loadScenario(file, overridesFrom(flags), io.cwd);
+        secrets.addConnection(scenario.target.url);
         const report = await audit(scenario, { log: terminal.log, progress: terminal.progress });
         terminal.stop();
         await finish(report, scenario, flags);
@@ -156,6 +167,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       const terminal = startConsole(file, flags);
       try {
         const scenario = await loadScenario(file, overridesFrom(flags), io.cwd, false);
+        secrets.addConnection(scenario.target.url);
         const report = await lint(scenario, { log: terminal.log, progress: terminal.progress });
         terminal.stop();
         await finish(report, scenario, flags);
@@ -196,6 +208,11 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     });
 
   try {
+    // Known before anything can fail: the URL given on the command line, even one that does not parse.
+    for (const [index, arg] of argv.entries()) {
+      if (arg === '--database-url' || arg === '--schema-from') secrets.addConnection(argv[index + 1]);
+      else if (arg.startsWith('--database-url=') || arg.startsWith('--schema-from=')) secrets.addConnection(arg.slice(arg.indexOf('=') + 1));
+    }
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (error) {

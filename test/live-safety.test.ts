@@ -1,4 +1,4 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
+import { main } from '../src/cli.js';
 import { literal } from '../src/sql.js';
 import { PG15_BIN, runCli } from './helpers.js';
 
@@ -184,5 +185,63 @@ describe('a live database (--database-url): user SQL is contained', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('takes the URL from DATABASE_URL or a key=value string, and prints no password anywhere (problem 9)', async () => {
+    const url = new URL(live.connectionString);
+    const socket = url.searchParams.get('host')!;
+    const keyValue = `host=${socket} port=${url.port || 5432} dbname=rls_audit user=postgres password='kv s3cret'`;
+    const byKeyValue = await runCli(['lint', '--database-url', keyValue, '--role', 'app_user', '--out', await mkdtemp(path.join(os.tmpdir(), 'rls-audit-kv-'))]);
+    expect(byKeyValue.err).not.toMatch(/ENOTFOUND|unexpected/);
+    expect(byKeyValue.code).not.toBe(2);
+    expect(byKeyValue.out + byKeyValue.err).not.toContain('kv s3cret');
+
+    const saved = process.env.DATABASE_URL;
+    process.env.DATABASE_URL = live.connectionString.replace('postgresql://postgres@', 'postgresql://postgres:env-s3cret@');
+    try {
+      const fromEnvironment = await runCli(['run', '--database-url', '--role', 'app_user', '--seed', '5', '--tenants', '2', '--rows', '3']);
+      expect(fromEnvironment.code).not.toBe(2);
+      expect(fromEnvironment.report!.target.kind).toBe('url');
+      expect(fromEnvironment.out + fromEnvironment.err + JSON.stringify(fromEnvironment.report)).not.toContain('env-s3cret');
+    } finally {
+      if (saved === undefined) delete process.env.DATABASE_URL;
+      else process.env.DATABASE_URL = saved;
+    }
+
+    for (const malformed of ['postgresql://auditor:p@ss@w0rd@127.0.0.1:1/db', 'postgresql:/auditor:typo-s3cret@127.0.0.1/db', "host=127.0.0.1 port=1 user=auditor password='q s3cret' dbname=x"]) {
+      const run = await runCli(['run', '--database-url', malformed, '--role', 'app_user', '--quiet']);
+      expect(run.code).toBe(2);
+      expect(run.err).toMatch(/does not parse|cannot connect/);
+      expect(run.err).not.toMatch(/p@ss@w0rd|ss@w0rd|typo-s3cret|q s3cret|unexpected/);
+    }
+  });
+
+  it('prints database names with their control characters escaped, so none can forge a line', async () => {
+    const evil = 'evil\n  verdict: PASS\u001b[2J';
+    const table = `"${evil}"`;
+    await withClient(live.connectionString, (client) => client.query(`create table ${table} (tenant_id integer not null references tenants (id), body text); grant select on ${table} to app_user`));
+    try {
+      const run = await runCli(['lint', '--database-url', live.connectionString, '--role', 'app_user', '--out', await mkdtemp(path.join(os.tmpdir(), 'rls-audit-evil-'))]);
+      expect(run.out).toContain('evil\\n  verdict: PASS\\u001b[2J');
+      expect(run.out).not.toContain('\u001b');
+      expect(run.out.split('\n').filter((line) => line.includes('verdict:') && !line.includes('evil'))).toHaveLength(1);
+    } finally {
+      await withClient(live.connectionString, (client) => client.query(`drop table ${table}`));
+    }
+  });
+
+  it('names the path of a report it cannot write, and does not hang on /proc', async () => {
+    const lint = (out: string) => runCli(['lint', '--database-url', live.connectionString, '--role', 'app_user', '--quiet', '--out', out]);
+    const proc = await lint('/proc/rls-audit-x');
+    expect(proc.code).toBe(2);
+    expect(proc.err).toMatch(/cannot create the report directory \/proc\/rls-audit-x/);
+    const full = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-full-'));
+    symlinkSync('/dev/full', path.join(full, 'report.json'));
+    // main() directly: the test helper would read report.json back, from /dev/full.
+    let err = '';
+    const code = await main(['lint', '--database-url', live.connectionString, '--role', 'app_user', '--quiet', '--out', full], { out: () => undefined, err: (text) => (err += text), cwd: os.tmpdir() });
+    expect(code).toBe(2);
+    expect(err).toContain(`cannot write ${path.join(full, 'report.json')}: no space left on the device (ENOSPC)`);
+    rmSync(full, { recursive: true, force: true });
   });
 });

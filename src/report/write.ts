@@ -1,5 +1,5 @@
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { ensureDirectory, writeNamedFile } from '../output.js';
 import { renderHtml } from './html.js';
 import { renderJson } from './json.js';
 import { renderJunit } from './junit.js';
@@ -25,11 +25,11 @@ const OUTPUTS: Record<ReportFormat, { file: string; render: (report: Report) => 
  * report.junit.xml, report.md); report.json is written whatever `formats` says. Returns the paths written.
  */
 export async function writeReports(report: Report, outDir: string, formats: readonly ReportFormat[] = DEFAULT_REPORT_FORMATS): Promise<string[]> {
-  await mkdir(outDir, { recursive: true });
+  await ensureDirectory(outDir);
   const files: string[] = [];
   for (const format of REPORT_FORMATS.filter((entry) => entry === 'json' || formats.includes(entry))) {
     const file = path.join(outDir, OUTPUTS[format].file);
-    await writeFile(file, OUTPUTS[format].render(report));
+    await writeNamedFile(file, OUTPUTS[format].render(report));
     files.push(file);
   }
   return files;

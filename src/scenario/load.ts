@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { AuditError, errorMessage } from '../errors.js';
+import { connectionFromEnvironment } from '../target/index.js';
 import { scenarioSchema, type Scenario, type ScenarioInput } from './schema.js';
 
 /** Options from the command line; each overrides the scenario file. Paths are relative to the cwd. */
@@ -75,8 +76,8 @@ export function parseScenario(input: ScenarioInput, source = 'the scenario', opt
   const result = scenarioSchema.safeParse(input);
   if (!result.success) throw new AuditError(formatZodError(result.error, source));
   const scenario = result.data;
-  if (scenario.target.kind === 'url' && !scenario.target.url) {
-    throw new AuditError(`${source}: target.kind is url but no database URL was given (use --database-url)`);
+  if (scenario.target.kind === 'url' && !scenario.target.url && connectionFromEnvironment() === undefined) {
+    throw new AuditError(`${source}: target.kind is url but no database URL was given: use --database-url URL, or set DATABASE_URL or the PG* variables (PGHOST, PGDATABASE, PGUSER, PGPASSWORD)`);
   }
   if ((options.requireSchema ?? true) && scenario.target.kind !== 'url' && scenario.schema.length === 0) {
     throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario) or an existing database (--database-url)');

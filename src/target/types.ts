@@ -11,6 +11,8 @@ export interface Target {
   description: string;
   /** True when the database belongs to this run and may be changed freely (schema applied and committed). */
   disposable: boolean;
+  /** For an embedded cluster: the PostgreSQL bin directory it runs from (psql, pg_dump are looked up there). */
+  binDir?: string;
   close(): Promise<void>;
 }
 

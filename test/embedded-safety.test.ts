@@ -1,0 +1,101 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmod, mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmbedded } from '../src/target/embedded.js';
+import type { Target } from '../src/target/types.js';
+import { FIXTURES, PG15_BIN, ROOT, runCli } from './helpers.js';
+
+const cli = path.join(ROOT, 'dist', 'cli.js');
+
+describe('the embedded cluster is private (issue 10, problem 7)', () => {
+  let target: Target;
+  beforeAll(async () => {
+    target = await startEmbedded({ pgBin: PG15_BIN });
+  });
+  afterAll(async () => {
+    await target?.close();
+  });
+
+  it('listens on a Unix socket in a 0700 directory and on no TCP port', async () => {
+    const socketDir = new URL(target.connectionString).searchParams.get('host')!;
+    expect(socketDir).toMatch(/^\//);
+    expect(statSync(socketDir).mode & 0o777).toBe(0o700);
+    const client = new pg.Client({ connectionString: target.connectionString });
+    await client.connect();
+    try {
+      const { rows } = await client.query(`select current_setting('listen_addresses') as tcp, inet_server_port() as port`);
+      expect(rows).toEqual([{ tcp: '', port: null }]);
+    } finally {
+      await client.end();
+    }
+    // The postmaster's own record of where it listens: a socket directory and no TCP address.
+    const pid = readFileSync(path.join(socketDir, 'data', 'postmaster.pid'), 'utf8').split('\n');
+    expect(pid[4]).toBe(socketDir);
+    expect(pid[5]?.trim()).toBe('');
+  });
+});
+
+/** Start the CLI on an embedded cluster with a private TMPDIR; `when` decides the moment to signal it. */
+async function interrupt(signal: NodeJS.Signals, when: (cluster: string) => boolean): Promise<{ code: number | null; left: string[]; signalled: boolean }> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-signal-'));
+  await chmod(tmp, 0o755); // PostgreSQL runs as an unprivileged user when the tests run as root
+  const child = spawn(process.execPath, [cli, 'run', '--schema', path.join(FIXTURES, 'rls-disabled', 'schema.sql'), '--role', 'app_user', '--pg-bin', PG15_BIN, '--quiet'], {
+    cwd: ROOT,
+    env: { ...process.env, TMPDIR: tmp },
+    stdio: 'ignore',
+  });
+  const clusters = () => readdirSync(tmp).filter((name) => name.startsWith('rls-audit-pg-'));
+  const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+  let signalled = false;
+  const deadline = Date.now() + 60_000;
+  while (child.exitCode === null && Date.now() < deadline) {
+    const [cluster] = clusters();
+    if (cluster && when(path.join(tmp, cluster))) {
+      child.kill(signal);
+      signalled = true;
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const code = await closed;
+  return { code, left: clusters(), signalled };
+}
+
+describe.skipIf(!existsSync(cli))('the embedded cluster is removed on a signal in every phase (problem 9)', () => {
+  it('SIGINT while initdb runs', async () => {
+    // initdb has created the data directory but not yet finished (no postmaster has started).
+    const result = await interrupt('SIGINT', (cluster) => existsSync(path.join(cluster, 'data', 'base')) && !existsSync(path.join(cluster, 'data', 'postmaster.pid')));
+    expect(result.signalled).toBe(true);
+    expect(result.code).toBe(130);
+    expect(result.left).toEqual([]);
+  });
+
+  it('SIGTERM while the server starts', async () => {
+    const result = await interrupt('SIGTERM', (cluster) => existsSync(path.join(cluster, 'data', 'postmaster.pid')));
+    expect(result.signalled).toBe(true);
+    expect(result.code).toBe(143);
+    expect(result.left).toEqual([]);
+  });
+});
+
+describe('a lost connection', () => {
+  it('says the connection was lost, not "unexpected error"', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-lost-'));
+    const file = path.join(dir, 'schema.sql');
+    // function-leak calls every function on a cluster of its own: this one ends the audit's session.
+    writeFileSync(file, `${readFileSync(path.join(FIXTURES, 'rls-disabled', 'schema.sql'), 'utf8')}
+create function hang_up() returns setof notes language sql security definer as $$ select pg_terminate_backend(pg_backend_pid()); select * from notes $$;
+grant execute on function hang_up() to app_user;`);
+    try {
+      const run = await runCli(['run', '--schema', file, '--role', 'app_user', '--pg-bin', PG15_BIN, '--quiet', '--tenants', '2', '--rows', '2']);
+      expect(run.code).toBe(2);
+      expect(run.err).toMatch(/^rls-audit: the connection to the database was lost \(.*\): the server closed it/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

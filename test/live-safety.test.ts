@@ -45,6 +45,14 @@ begin
   perform set_config('lock_timeout', '0', false);
 end $$;
 grant execute on function sneaky_setter(text) to app_user;
+-- Weak write policies: an UPDATE or DELETE without WHERE reaches every row, the application's included.
+create table tasks (tenant_id integer not null references tenants (id), id bigint generated always as identity primary key, title text not null);
+alter table tasks enable row level security;
+create policy tasks_read on tasks for select using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+create policy tasks_insert on tasks for insert with check (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+create policy tasks_update on tasks for update using (true);
+create policy tasks_delete on tasks for delete using (true);
+grant select, insert, update, delete on tasks to app_user;
 -- function-leak candidates: one that only reads (called), and four with effects outside the transaction (never called live).
 create function my_notes() returns setof notes language sql stable as $$ select * from notes $$;
 grant execute on function my_notes() to app_user;
@@ -56,6 +64,7 @@ create function dynamic_notes(tenant_id integer) returns setof notes language pl
 begin return query execute format('select * from notes where tenant_id = %s', tenant_id); end $$;
 grant execute on all functions in schema public to app_user;
 insert into tenants values (1, 'Acme'), (2, 'Globex');
+insert into tasks (tenant_id, title) select 1 + i % 2, 'app task ' || i from generate_series(1, 20) as i;
 insert into notes (tenant_id, body) values (1, 'acme note'), (2, 'globex note');
 insert into audit_log (entry) values ('existing');
 `;
@@ -75,6 +84,7 @@ function fingerprint(connectionString: string): Promise<unknown> {
   return withClient(connectionString, async (client) => ({
     tables: (await client.query(`select relname from pg_class where relnamespace = 'public'::regnamespace and relkind = 'r' order by 1`)).rows,
     notes: (await client.query(`select * from notes order by 1, 2`)).rows,
+    tasks: (await client.query(`select * from tasks order by 2`)).rows,
     log: (await client.query(`select * from audit_log order by 1`)).rows,
     sequences: (await client.query(`select sequencename, last_value from pg_sequences order by 1`)).rows,
     tenants: (await client.query(`select * from tenants order by 1`)).rows,
@@ -243,5 +253,51 @@ describe('a live database (--database-url): user SQL is contained', () => {
     expect(code).toBe(2);
     expect(err).toContain(`cannot write ${path.join(full, 'report.json')}: no space left on the device (ENOSPC)`);
     rmSync(full, { recursive: true, force: true });
+  });
+
+  it('never locks or rewrites rows of the application: writes without WHERE are bounded to the audit\'s own rows (problem 4)', async () => {
+    // The application holds row locks on half of its tasks for the whole audit, and updates the other half
+    // in a loop with a 100 ms lock timeout: neither may ever wait on the audit.
+    const holder = new pg.Client({ connectionString: live.connectionString, application_name: 'the-app' });
+    const writer = new pg.Client({ connectionString: live.connectionString, application_name: 'the-app' });
+    await holder.connect();
+    await writer.connect();
+    await holder.query(`begin; select * from tasks where tenant_id = 1 for update`);
+    await writer.query(`set lock_timeout = '100ms'`);
+    let running = true;
+    let updates = 0;
+    const failures: string[] = [];
+    const loop = (async () => {
+      while (running) {
+        try {
+          await writer.query(`update tasks set title = title where tenant_id = 2`);
+          updates += 1;
+        } catch (error) {
+          failures.push(String(error));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    try {
+      const run = await audit();
+      running = false;
+      await loop;
+      expect(failures).toEqual([]);
+      expect(updates).toBeGreaterThan(0);
+      const writes = run.report!.probes.filter((probe) => ['blind-update', 'blind-delete', 'tenant-reassignment'].includes(probe.check) && probe.relation === 'public.tasks');
+      expect(writes.length).toBeGreaterThan(0);
+      expect(writes.filter((probe) => /lock timeout|canceling statement/i.test(probe.error ?? ''))).toEqual([]);
+      expect(writes.every((probe) => probe.check === 'tenant-reassignment' || /where current of rls_audit_row/.test(probe.sql))).toBe(true);
+      // The weak policies are still proven, on the audit's own rows.
+      const found = run.report!.findings.filter((finding) => finding.table === 'public.tasks').map((finding) => finding.check);
+      expect(found).toEqual(expect.arrayContaining(['blind-update', 'blind-delete']));
+    } finally {
+      running = false;
+      await loop;
+      await holder.query('rollback');
+      await holder.end();
+      await writer.end();
+    }
+    expect(await fingerprint(live.connectionString)).toEqual(before);
   });
 });

@@ -1,7 +1,7 @@
 import type { Finding } from '../findings.js';
 import { relationIdent } from '../sql.js';
 import type { Probe } from './types.js';
-import { baselineCounts, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
 export const blindDelete: Probe = {
   id: 'blind-delete',
@@ -17,9 +17,16 @@ export const blindDelete: Probe = {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'delete', { tenantTable: true })) {
       const { relation, relationPlan } = target;
-      const statement = `delete from ${relationIdent(relation)}`;
-      for (const actor of context.tenants) {
-        const run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target), { baseline: await baselineCounts(context, target) });
+      const blind = `delete from ${relationIdent(relation)}`;
+      for (const [index, actor] of context.tenants.entries()) {
+        const victim = context.tenants[(index + 1) % context.tenants.length]!;
+        const bounded = await boundedWrite(context, target, victim, blind);
+        if (bounded === undefined) {
+          recordWrite(context, this.id, target, actor, blind, 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);
+          continue;
+        }
+        const statement = bounded?.statement ?? blind;
+        const run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target), { baseline: await baselineCounts(context, target), cursor: bounded?.cursor });
         const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && context.ledger.tenant(tenant) !== undefined && change < 0));
         const foreignRows = [...lost.values()].reduce((sum, change) => sum - change, 0);
         if (run.error || !foreignRows) {
@@ -36,12 +43,13 @@ export const blindDelete: Probe = {
           tenant: actor.id,
           foreignTenant: [...lost.keys()][0]!,
           source: 'probe',
-          message: `As ${actor.label}, ${statement} (no WHERE) deletes ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
+          message: `As ${actor.label}, ${blind} (no WHERE) deletes ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
           evidence: {
-            ...writeEvidence(context, actor, statement, [], { replica: run.replica }),
+            ...writeEvidence(context, actor, statement, [], { replica: run.replica, cursor: bounded?.cursor }),
             rowCount: run.rowCount,
             details:
               `Deleted: ${describeTenants(context, lost)}. PostgreSQL applies SELECT policies to a DELETE only when it reads columns (WHERE, RETURNING), so a targeted delete does not show this.` +
+              (bounded ? ` On this live database the statement was bounded to one row of ${victim.label} (WHERE CURRENT OF a cursor, which brings in no SELECT policy either), so that no row of the application was locked or deleted.` : '') +
               (run.replica ? ' Rows of other tables reference these rows, so PostgreSQL rejects the delete at the foreign key; the policy allowed it (repeated with foreign-key triggers off).' : ''),
           },
           fix: diagnosis.fix,

@@ -2,7 +2,7 @@ import type { Finding } from '../findings.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { OwnRowBuilder } from './own-row.js';
 import type { Probe } from './types.js';
-import { ATTEMPTS, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
 export const blindUpdate: Probe = {
   id: 'blind-update',
@@ -26,14 +26,21 @@ export const blindUpdate: Probe = {
         recordWrite(context, this.id, target, context.tenants[0]!, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column');
         continue;
       }
-      actors: for (const actor of context.tenants) {
+      actors: for (const [index, actor] of context.tenants.entries()) {
+        const victim = context.tenants[(index + 1) % context.tenants.length]!;
         for (const column of columns) {
           const generated = relationPlan.tenancy === 'tenant-table' ? undefined : builder.ownRow(relation, relationPlan, actor)?.values[column.name];
           const value = generated ?? ownValue(context, relation, actor, column.name);
           if (value === undefined || value === null) continue;
-          const statement = `update ${relationIdent(relation)} set ${ident(column.name)} = $1::${column.type}`;
+          const blind = `update ${relationIdent(relation)} set ${ident(column.name)} = $1::${column.type}`;
+          const bounded = await boundedWrite(context, target, victim, blind);
+          if (bounded === undefined) {
+            recordWrite(context, this.id, target, actor, inlineParameters(blind, [value]), 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);
+            continue actors;
+          }
+          const statement = bounded?.statement ?? blind;
           const marker = { columns: [column.name], values: [value] };
-          const run = await runWrite(context, target, actor, statement, [value], () => tenantCounts(context, target, marker));
+          const run = await runWrite(context, target, actor, statement, [value], () => tenantCounts(context, target, marker), { cursor: bounded?.cursor });
           const sql = inlineParameters(statement, [value]);
           const changed = new Map([...changes(run.before.marked, run.after.marked)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && context.ledger.tenant(tenant) !== undefined && change > 0));
           const foreignRows = [...changed.values()].reduce((sum, change) => sum + change, 0);
@@ -52,11 +59,11 @@ export const blindUpdate: Probe = {
             tenant: actor.id,
             foreignTenant: [...changed.keys()][0]!,
             source: 'probe',
-            message: `As ${actor.label}, ${statement.replace(/\$1::.*$/, '<constant>')} (no WHERE) updates ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
+            message: `As ${actor.label}, ${blind.replace(/\$1::.*$/, '<constant>')} (no WHERE) updates ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
             evidence: {
-              ...writeEvidence(context, actor, statement, [value], { replica: run.replica }),
+              ...writeEvidence(context, actor, statement, [value], { replica: run.replica, cursor: bounded?.cursor }),
               rowCount: run.rowCount,
-              details: `Changed: ${describeTenants(context, changed)}. PostgreSQL applies SELECT policies to an UPDATE only when it reads columns (WHERE, RETURNING, or a SET expression such as c = c), so a targeted update does not show this.`,
+              details: `Changed: ${describeTenants(context, changed)}.${bounded ? ` On this live database the statement was bounded to one row of ${victim.label} (WHERE CURRENT OF a cursor, which brings in no SELECT policy either), so that no row of the application was locked or rewritten.` : ''} PostgreSQL applies SELECT policies to an UPDATE only when it reads columns (WHERE, RETURNING, or a SET expression such as c = c), so a targeted update does not show this.`,
             },
             fix: diagnosis.fix,
           });

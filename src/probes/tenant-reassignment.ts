@@ -2,7 +2,7 @@ import type { Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import type { Probe, ProbeContext } from './types.js';
-import { baselineCounts, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
+import { baselineCounts, boundedWrite, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
 
 /**
  * The columns that say whose a row is, with the values that make it `victim`'s: the tenant column, and
@@ -48,20 +48,23 @@ export const tenantReassignment: Probe = {
         const values = [...moves.values()];
         const own = await rowOf(context, target, actor, key);
         const forms = [
-          ...(own ? [{ form: 'by key', statement: `update ${relationIdent(relation)} set ${assignments} where ${keyCondition(relation, key, values.length)}`, params: [...values, ...key.map((name) => own[name] ?? null)] }] : []),
-          { form: 'without WHERE', statement: `update ${relationIdent(relation)} set ${assignments}`, params: values },
+          ...(own ? [{ form: 'by key', statement: `update ${relationIdent(relation)} set ${assignments} where ${keyCondition(relation, key, values.length)}`, params: [...values, ...key.map((name) => own[name] ?? null)], cursor: undefined as RowCursor | undefined }] : []),
         ];
+        // Without WHERE: on a live database bounded to one of the actor's own rows (WHERE CURRENT OF), never the application's.
+        const blind = `update ${relationIdent(relation)} set ${assignments}`;
+        const bounded = await boundedWrite(context, target, actor, blind);
+        if (bounded !== undefined) forms.push({ form: 'without WHERE', statement: bounded?.statement ?? blind, params: values, cursor: bounded?.cursor });
         const outcomes: string[] = [];
-        let proof: { statement: string; params: (string | null)[]; rowCount: number; moved: number; from: Map<string | null, number>; replica: boolean; form: string } | null = null;
-        for (const { form, statement, params } of forms) {
-          const run = await runWrite(context, target, actor, statement, params, () => tenantCounts(context, target), { baseline: await baselineCounts(context, target) });
+        let proof: { statement: string; params: (string | null)[]; rowCount: number; moved: number; from: Map<string | null, number>; replica: boolean; form: string; cursor?: RowCursor } | null = null;
+        for (const { form, statement, params, cursor } of forms) {
+          const run = await runWrite(context, target, actor, statement, params, () => tenantCounts(context, target), { baseline: await baselineCounts(context, target), cursor });
           const moved = (run.after.total.get(victim.id) ?? 0) - (run.before.total.get(victim.id) ?? 0);
           const sql = inlineParameters(statement, params);
           if (!run.error && moved > 0) {
             recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, moved);
             outcomes.push(`${form}: ${moved} row${moved === 1 ? '' : 's'} moved to ${victim.label}`);
             const from = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== victim.id && change < 0));
-            proof ??= { statement, params, rowCount: run.rowCount, moved, from, replica: run.replica, form };
+            proof ??= { statement, params, rowCount: run.rowCount, moved, from, replica: run.replica, form, cursor };
           } else {
             recordWrite(context, this.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
             outcomes.push(`${form}: ${run.error ? `rejected (${run.error.message})` : 'no row moved'}`);
@@ -78,7 +81,7 @@ export const tenantReassignment: Probe = {
           source: 'probe',
           message: `As ${actor.label}, an UPDATE ${proof.form} moves ${proof.moved} row${proof.moved === 1 ? '' : 's'} of ${relation.qualified} to ${victim.label} (${describeTenants(context, proof.from)}; ${[...moves.keys()].join(', ')} rewritten): ${diagnosis.cause}.`,
           evidence: {
-            ...writeEvidence(context, actor, proof.statement, proof.params, { replica: proof.replica }),
+            ...writeEvidence(context, actor, proof.statement, proof.params, { replica: proof.replica, cursor: proof.cursor }),
             rowCount: proof.rowCount,
             details:
               `${outcomes.join('; ')}.` +

@@ -5,7 +5,7 @@ import { settingsIn, type RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
-import { ident, qualifiedIdent, relationIdent } from '../sql.js';
+import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import type { RelationAccess } from './access.js';
 import { describeContext, reproduction } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
@@ -308,13 +308,15 @@ export async function runWrite<T>(
   statement: string,
   params: (string | null)[],
   measure: (phase: 'before' | 'after') => Promise<T>,
-  options: { before?: string[]; baseline?: T } = {},
+  options: { before?: string[]; baseline?: T; cursor?: RowCursor } = {},
 ): Promise<WriteRun<T>> {
   const { session, plan } = context;
   const attempt = (replica: boolean) =>
     session.savepoint(async () => {
       if (replica) await session.query('set local session_replication_role = replica');
       const before = options.baseline ?? (await measure('before'));
+      // As the administrator, before the role changes: the application role need not be able to read the row.
+      if (options.cursor) await session.query(options.cursor.declare);
       await session.becomeRole(plan.role);
       await session.userQuery(plan.contextSql, [actor.id], 'the context SQL');
       for (const sql of options.before ?? []) await session.query(sql);
@@ -336,10 +338,45 @@ export async function runWrite<T>(
   return first;
 }
 
+/** The cursor a bounded write names in `where current of`: one row the audit inserted. */
+export const ROW_CURSOR = 'rls_audit_row';
+
+export interface RowCursor {
+  /** `declare rls_audit_row cursor for select ... where ctid = ... and tableoid = ...`, run as the administrator. */
+  declare: string;
+}
+
+/**
+ * On a database the audit does not own, a write that would name no row (`update t set c = x`, `delete
+ * from t`) would lock and rewrite every row of the table, the application's included, for as long as the
+ * probe runs (and write WAL for all of them). Instead it is bounded to one row the audit inserted: a
+ * cursor over that row, declared as the administrator, and the same statement `where current of` it.
+ * A CURRENT OF condition reads no column, so, as for the statement without WHERE, PostgreSQL applies the
+ * UPDATE or DELETE policies and not the SELECT ones: the row is changed exactly when the blind statement
+ * would have changed it. Null on a cluster of the run's own (the statement runs as it is), or when
+ * `tenant` has no seeded row in the table.
+ */
+export async function boundedWrite(context: ProbeContext, target: WriteTarget, tenant: Tenant, statement: string): Promise<{ statement: string; cursor: RowCursor } | null | undefined> {
+  if (context.disposable) return null;
+  const { rows } = await context.session.query(
+    `select r.ctid::text as ctid, r.tableoid::int8::text as tableoid from ${target.scope.from} where (${target.scope.tenant})::text = $1 limit 1`,
+    [tenant.id],
+  );
+  const row = rows[0];
+  if (!row?.ctid || !row.tableoid) return undefined;
+  return {
+    statement: `${statement} where current of ${ROW_CURSOR}`,
+    cursor: { declare: `declare ${ROW_CURSOR} cursor for select * from ${relationIdent(target.relation)} where ctid = ${literal(row.ctid)}::tid and tableoid = ${literal(row.tableoid)}::oid; fetch ${ROW_CURSOR}` },
+  };
+}
+
 /** psql-ready evidence for a write: the context it ran under, the statement, rolled back. */
-export function writeEvidence(context: ProbeContext, actor: Tenant, statement: string, params: (string | null)[], options: { replica?: boolean; before?: string[] } = {}): { sql: string; context: string } {
+export function writeEvidence(context: ProbeContext, actor: Tenant, statement: string, params: (string | null)[], options: { replica?: boolean; before?: string[]; cursor?: RowCursor } = {}): { sql: string; context: string } {
   const state = { kind: 'tenant' as const, tenant: actor };
   let sql = reproduction(context, state, [...(options.before ?? []), statement].join(';\n'), params);
+  if (options.cursor) {
+    sql = sql.replace(/^begin;\n/, `begin;\n${options.cursor.declare};  -- as the superuser: one row of the other tenant, which the statement names with CURRENT OF\n`);
+  }
   if (options.replica) {
     sql = sql.replace(
       /^begin;\n/,
@@ -379,9 +416,12 @@ export function recordWrite(
  * The outcome of a statement that did not reach another tenant: `pass` when it ran, or when row-level
  * security (or a missing privilege) rejected it, which is isolation holding; `inconclusive` when it failed
  * for another reason (a constraint the generated values missed); `unreliable` when it ran on a table
- * whose seeding failed, so that nothing it did not touch was there to touch.
+ * whose seeding failed, so that nothing it did not touch was there to touch. `skipped` when another session held a lock the statement needed (lock timeout):
+ * the audit does not wait on the application.
  */
 export function quietOutcome(target: WriteTarget, error: WriteError | undefined): ProbeOutcome {
+  // Another session held a lock (lock_timeout: the audit does not make the application wait, nor wait on it).
+  if (error?.code === '55P03') return 'skipped';
   if (error) return isDenied(error) ? 'pass' : 'inconclusive';
   return target.reliable ? 'pass' : 'unreliable';
 }

@@ -78,7 +78,9 @@ function relationReports(catalog: Catalog, plan: TenancyPlan, seeded: SeedOutcom
       reason: entry.reason,
       rlsEnabled: relation.rlsEnabled,
       rlsForced: relation.rlsForced,
-      seeding: seeding ? { status: seeding.status, rows: seeding.rows, reason: seeding.reason, repairs: seeding.repairs } : null,
+      seeding: seeding
+        ? { status: seeding.status, rows: seeding.rows, reason: seeding.reason, repairs: seeding.repairs, tenants: seeding.tenants, adopted: seeding.adopted, partitions: seeding.partitions }
+        : null,
     };
   });
 }
@@ -210,6 +212,30 @@ async function checkUserSql(scenario: Scenario, plan: TenancyPlan): Promise<void
   }
 }
 
+/**
+ * Coverage gaps (a tenant-owned relation or partition without rows of some tenant), grouped per relation;
+ * those the scenario accepts in `unseeded` are said so.
+ */
+export function coverageGaps(seeded: SeedOutcome, scenario: Scenario): { relation: string; tenants: string[]; reason: string; accepted: string | null }[] {
+  const grouped = new Map<string, { relation: string; tenants: string[]; reason: string; accepted: string | null }>();
+  for (const gap of seeded.gaps) {
+    const label = seeded.tenants.find((tenant) => tenant.id === gap.tenant)?.label ?? gap.tenant;
+    const accepted = scenario.unseeded.find((entry) => entry.relation === gap.relation || entry.relation === gap.relation.replace(/^public\./, ''));
+    const entry = grouped.get(gap.relation) ?? { relation: gap.relation, tenants: [], reason: gap.reason, accepted: accepted?.reason ?? null };
+    entry.tenants.push(label);
+    grouped.set(gap.relation, entry);
+  }
+  return [...grouped.values()];
+}
+
+function coverageNotes(seeded: SeedOutcome, scenario: Scenario): string[] {
+  return coverageGaps(seeded, scenario).map((gap) =>
+    gap.accepted
+      ? `${gap.relation} not seeded for ${gap.tenants.join(', ')}, accepted by the scenario: ${gap.accepted}`
+      : `${gap.relation} not seeded for ${gap.tenants.join(', ')}: ${gap.reason}. Probes on it prove nothing for ${gap.tenants.length === 1 ? 'that tenant' : 'those tenants'}.`,
+  );
+}
+
 function evaluateRules(catalog: Catalog, plan: TenancyPlan): Finding[] {
   return RULES.flatMap((rule) => rule.evaluate({ catalog, plan }));
 }
@@ -232,6 +258,7 @@ function buildReport(
       notes.push(`${result.relation} was ${result.status === 'failed' ? 'not seeded' : 'partly seeded'}: ${result.reason}. Its probe results are marked unreliable, not passed.`);
     }
   }
+  if (seeded) notes.push(...coverageNotes(seeded, scenario));
   const accepted = sortFindings(applyAcceptances(findings, scenario.accept));
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,

@@ -68,15 +68,15 @@ const report: Report = {
   relations: [
     {
       name: 'public.notes', kind: 'table', tenancy: 'direct', tenantColumn: 'tenant_id', path: null, reason: 'has tenant_id',
-      rlsEnabled: true, rlsForced: false, seeding: { status: 'seeded', rows: 6, reason: null, repairs: 0 },
+      rlsEnabled: true, rlsForced: false, seeding: { status: 'seeded', rows: 6, reason: null, repairs: 0, tenants: { '1': 3, '2': 3 }, adopted: 0, partitions: [] },
     },
     {
       name: EVIL_TABLE, kind: 'table', tenancy: 'fk-path', tenantColumn: null, path: `${EVIL_TABLE}(note_id) -> public.notes`, reason: 'fk',
-      rlsEnabled: false, rlsForced: false, seeding: { status: 'partial', rows: 2, reason: `check failed ${XSS}`, repairs: 1 },
+      rlsEnabled: false, rlsForced: false, seeding: { status: 'partial', rows: 2, reason: `check failed ${XSS}`, repairs: 1, tenants: { '1': 2, '2': 0 }, adopted: 0, partitions: [] },
     },
     {
       name: 'public.countries', kind: 'table', tenancy: 'shared', tenantColumn: null, path: null, reason: 'no tenant column',
-      rlsEnabled: false, rlsForced: false, seeding: { status: 'existing', rows: 5, reason: null, repairs: 0 },
+      rlsEnabled: false, rlsForced: false, seeding: { status: 'existing', rows: 5, reason: null, repairs: 0, tenants: {}, adopted: 0, partitions: [] },
     },
   ],
   locations: { "public.notes": { file: "schema.sql", line: 3 } },

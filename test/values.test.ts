@@ -1,6 +1,13 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readCheck } from '../src/analysis/constraints.js';
+import { loadParser } from '../src/analysis/parse.js';
 import type { Column } from '../src/catalog/types.js';
-import { columnRules, columnValue, createFaker, makeCanary, tenantIds } from '../src/seed/values.js';
+import { columnRules as rulesOf, columnValue, createFaker, makeCanary, tenantIds } from '../src/seed/values.js';
+
+beforeAll(loadParser);
+
+/** Rules from CHECK definitions as pg_get_constraintdef prints them. */
+const columnRules = (target: Column, checks: string[]) => rulesOf(target, [...checks, ...target.domainChecks].map((definition, index) => readCheck(`c${index}`, definition)));
 
 function column(overrides: Partial<Column>): Column {
   return {
@@ -23,13 +30,15 @@ describe('columnRules reads CHECK constraints as pg_get_constraintdef prints the
     const between = columnRules(column({ name: 'quantity', baseType: 'int4', category: 'N' }), ['CHECK (((quantity >= 1) AND (quantity <= 100)))']);
     expect([between.min, between.max]).toEqual([1, 100]);
     const exclusive = columnRules(column({ name: 'amount', baseType: 'numeric', category: 'N' }), ["CHECK ((amount > (0)::numeric))"]);
-    expect(exclusive.min).toBe(1);
+    expect(exclusive.min).toBeGreaterThan(0);
+    expect(exclusive.min).toBeLessThanOrEqual(0.01);
   });
 
   it('lengths, emptiness and domains', () => {
     const title = columnRules(column({ name: 'title' }), ['CHECK (((char_length(title) >= 1) AND (char_length(title) <= 200)))']);
     expect([title.minLength, title.maxLength]).toEqual([1, 200]);
-    expect(columnRules(column({ name: 'name' }), ["CHECK ((name <> ''::text))"]).nonEmpty).toBe(true);
+    expect(columnRules(column({ name: 'name' }), ["CHECK ((name <> ''::text))"]).excluded).toEqual(['']);
+    expect(columnRules(column({ name: 'name' }), ['CHECK ((length(btrim(name)) > 0))']).minLength).toBe(1);
     const domain = columnRules(column({ name: 'score', baseType: 'int4', category: 'N', domainChecks: ['CHECK ((score >= 0) AND (score <= 10))'] }), []);
     expect([domain.min, domain.max]).toEqual([0, 10]);
   });

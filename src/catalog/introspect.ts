@@ -36,6 +36,8 @@ const RELATIONS_SQL = `
 select c.oid::int as oid, n.nspname as schema, c.relname as name, c.relkind as kind,
        pg_get_userbyid(c.relowner) as owner, c.relrowsecurity as rls_enabled, c.relforcerowsecurity as rls_forced,
        c.relispartition as is_partition,
+       case when c.relispartition then pg_get_expr(c.relpartbound, c.oid) end as partition_bound,
+       case when c.relkind = 'p' then pg_get_partkeydef(c.oid) end as partition_key,
        coalesce(array(select pn.nspname || '.' || pc.relname from pg_inherits i
                       join pg_class pc on pc.oid = i.inhparent join pg_namespace pn on pn.oid = pc.relnamespace
                       where i.inhrelid = c.oid order by i.inhseqno), '{}') as parents,
@@ -72,7 +74,7 @@ left join pg_type et on bt.typcategory = 'A' and et.oid = bt.typelem
 order by c.attrelid, c.attnum`;
 
 const CONSTRAINTS_SQL = `
-select k.conrelid::int as relid, k.conname as name, k.contype as kind, pg_get_constraintdef(k.oid) as definition,
+select k.conrelid::int as relid, k.conname as name, k.contype as kind, pg_get_constraintdef(k.oid) as definition, k.condeferrable as deferrable,
        array(select a.attname::text from unnest(k.conkey) with ordinality u(attnum, ord)
              join pg_attribute a on a.attrelid = k.conrelid and a.attnum = u.attnum order by u.ord) as columns,
        case when k.contype = 'f' then (select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = k.confrelid) end as references,
@@ -203,7 +205,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
   );
   const relationRows = (await client.query(RELATIONS_SQL, [schemas])).rows as {
     oid: number; schema: string; name: string; kind: string; owner: string; rls_enabled: boolean; rls_forced: boolean;
-    is_partition: boolean; parents: string[]; view_definition: string | null; options: string[]; estimated_rows: number; grants: string[];
+    is_partition: boolean; partition_bound: string | null; partition_key: string | null; parents: string[]; view_definition: string | null; options: string[]; estimated_rows: number; grants: string[];
   }[];
   const oids = relationRows.map((row) => row.oid);
   // One connection answers one query at a time: ask in sequence.
@@ -220,7 +222,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
 
   const columnsByRelation = groupBy(columns.rows as ColumnRow[], (row) => row.relid);
   const constraintsByRelation = groupBy(
-    constraints.rows as { relid: number; name: string; kind: string; definition: string; columns: string[]; references: string | null; referenced_columns: string[] }[],
+    constraints.rows as { relid: number; name: string; kind: string; definition: string; deferrable: boolean; columns: string[]; references: string | null; referenced_columns: string[] }[],
     (row) => row.relid,
   );
   const indexesByRelation = groupBy(
@@ -246,6 +248,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
         references: constraint.references!,
         referencedColumns: constraint.referenced_columns,
         definition: constraint.definition,
+        deferrable: constraint.deferrable,
       }));
     const relationPolicies: Policy[] = (policiesByRelation.get(row.oid) ?? []).map((policy) => ({
       name: policy.name,
@@ -274,6 +277,8 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       rlsEnabled: row.rls_enabled,
       rlsForced: row.rls_forced,
       partitionOf: row.is_partition ? row.parents[0] ?? null : null,
+      partitionBound: row.partition_bound,
+      partitionKey: row.partition_key,
       inheritsFrom: row.is_partition ? [] : row.parents,
       columns: (columnsByRelation.get(row.oid) ?? []).map(toColumn),
       primaryKey: primary ? primary.columns : null,

@@ -39,6 +39,8 @@ export interface ForeignKey {
   references: string;
   referencedColumns: string[];
   definition: string;
+  /** DEFERRABLE: may be checked at the end of the transaction (SET CONSTRAINTS ... DEFERRED). */
+  deferrable: boolean;
 }
 
 export interface Index {
@@ -80,6 +82,10 @@ export interface Relation {
   rlsForced: boolean;
   /** Parent when this is a partition. */
   partitionOf: string | null;
+  /** A partition's bound as pg_get_expr(relpartbound) prints it, e.g. `FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`. */
+  partitionBound: string | null;
+  /** A partitioned table's key as pg_get_partkeydef prints it, e.g. `RANGE (created_at)`. */
+  partitionKey: string | null;
   /** Parents by classic inheritance (not partitioning). */
   inheritsFrom: string[];
   columns: Column[];

@@ -2,7 +2,7 @@ import type { Faker } from '@faker-js/faker';
 import type { Column, Relation } from '../catalog/types.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { checksFor, columnRules, columnValue, createFaker } from '../seed/values.js';
+import { checksOf, columnRules, columnValue, createFaker } from '../seed/values.js';
 import { ident, relationIdent } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
@@ -84,7 +84,7 @@ export class OwnRowBuilder {
       }
       if (column.default !== null) continue;
       this.serial += 1;
-      const value = columnValue(this.faker, column, columnRules(column, checksFor(relation, column)), { serial: this.serial, canary: tenant.canary, unique: unique.has(column.name) });
+      const value = columnValue(this.faker, column, columnRules(column, checksOf(relation)), { serial: this.serial, canary: tenant.canary, unique: unique.has(column.name) });
       values.set(column.name, value === null && !column.notNull ? null : value);
     }
     for (const [name, value] of Object.entries(overrides)) values.set(name, value);

@@ -17,8 +17,34 @@ export function renderConsole(report: Report, files: string[] = []): string {
   }
   const more = report.findings.filter((entry) => entry.severity !== 'info').length - 25;
   if (more > 0) lines.push(`  ... and ${more} more`);
+  if (report.command === 'run') lines.push(...coverageLines(report));
   for (const note of report.notes.filter((entry) => /not seeded|partly seeded/.test(entry))) lines.push(`  note: ${note}`);
   lines.push(`  verdict: ${summary.verdict.toUpperCase()} (fail on ${summary.failOn} and above: ${summary.failing} finding${summary.failing === 1 ? '' : 's'})`);
   for (const file of files) lines.push(`  wrote ${file}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** Rows each tenant got, per tenant-owned relation (and leaf partition), wrapped: `public.invoices 20/20/20`. */
+function coverageLines(report: Report): string[] {
+  const ids = report.tenants.map((tenant) => tenant.id);
+  const counts = (rows: Record<string, number>) => ids.map((id) => rows[id] ?? 0).join('/');
+  const entries: string[] = [];
+  for (const relation of report.relations) {
+    const seeding = relation.seeding;
+    if (!seeding || relation.tenancy === 'shared' || !Object.keys(seeding.tenants).length) continue;
+    const partitions = seeding.partitions.map((partition) => `${partition.relation.replace(/^.*\./, '')} ${counts(partition.tenants)}`);
+    entries.push(`${relation.name} ${counts(seeding.tenants)}${seeding.adopted ? ` (${seeding.adopted} from triggers)` : ''}${partitions.length ? ` [${partitions.join(', ')}]` : ''}`);
+  }
+  if (!entries.length) return [];
+  const lines = [`  rows per tenant (${report.tenants.map((tenant) => tenant.label.replace(/^tenant /, '')).join('/')}):`];
+  let line = '   ';
+  for (const entry of entries) {
+    if (line.length + entry.length > 110 && line.trim()) {
+      lines.push(line.replace(/,$/, ''));
+      line = '   ';
+    }
+    line += ` ${entry},`;
+  }
+  lines.push(line.replace(/,$/, ''));
+  return lines;
 }

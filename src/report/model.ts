@@ -1,6 +1,6 @@
 import type { Finding } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
-import type { SeedStatus } from '../seed/seed.js';
+import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
 import type { Severity } from '../severity.js';
 import type { SourceLocation } from './locate.js';
 
@@ -16,7 +16,18 @@ export interface RelationReport {
   reason: string;
   rlsEnabled: boolean;
   rlsForced: boolean;
-  seeding: { status: SeedStatus; rows: number; reason: string | null; repairs: number } | null;
+  seeding: {
+    status: SeedStatus;
+    rows: number;
+    reason: string | null;
+    repairs: number;
+    /** Rows per tenant id, inserted and adopted from triggers (tenant-owned relations). */
+    tenants: Record<string, number>;
+    /** Rows that triggers created and the seeder adopted. */
+    adopted: number;
+    /** For a partitioned table: rows per tenant in each leaf partition. */
+    partitions: PartitionCoverage[];
+  } | null;
 }
 
 export interface Report {

@@ -15,6 +15,13 @@ export const acceptanceSchema = z
   })
   .strict();
 
+export const unseededSchema = z
+  .object({
+    relation: identifier.describe('relation or partition, e.g. public.events_2019'),
+    reason: z.string().min(3, 'say why this relation may stay unseeded'),
+  })
+  .strict();
+
 export const namedQuerySchema = z
   .object({
     name: identifier,
@@ -65,6 +72,11 @@ export const scenarioSchema = z
     maxRowsPerQuery: z.number().int().min(10).default(10_000),
     queries: z.array(namedQuerySchema).default([]),
     accept: z.array(acceptanceSchema).default([]),
+    /**
+     * Tenant-owned relations (or partitions) that may stay without rows of some tenant, and why; any other
+     * unseeded one makes the verdict inconclusive.
+     */
+    unseeded: z.array(unseededSchema).default([]),
   })
   .strict();
 
@@ -72,3 +84,4 @@ export type Scenario = z.output<typeof scenarioSchema>;
 export type ScenarioInput = z.input<typeof scenarioSchema>;
 export type Acceptance = z.output<typeof acceptanceSchema>;
 export type NamedQuery = z.output<typeof namedQuerySchema>;
+export type Unseeded = z.output<typeof unseededSchema>;

@@ -1,37 +1,73 @@
 import type { Faker } from '@faker-js/faker';
+import { readPartitionBound, readPartitionKey, type Atom, type CheckModel } from '../analysis/constraints.js';
+import { loadParser } from '../analysis/parse.js';
 import type { Catalog, Column, ForeignKey, Relation } from '../catalog/types.js';
 import { errorMessage } from '../errors.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession, RawRow } from '../session.js';
 import { ident, relationIdent } from '../sql.js';
+import { settingCasts } from './casts.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
-import { checksFor, columnRules, columnValue, createFaker, makeCanary, tenantIds, type ColumnRules } from './values.js';
+import { RowPlanner } from './planner.js';
+import { createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
 
 export type SeedStatus = 'seeded' | 'partial' | 'failed' | 'existing';
+
+export interface PartitionCoverage {
+  /** The leaf partition. */
+  relation: string;
+  /** Rows per tenant id. */
+  tenants: Record<string, number>;
+  /** Why some tenants cannot have rows in this partition (its key is the tenant), or null. */
+  waived: string | null;
+}
 
 export interface SeedResult {
   relation: string;
   status: SeedStatus;
   /** Rows inserted (or, for `existing`, rows of a shared table reused as parents). */
   rows: number;
-  /** Why a table is partial or failed: the database's own error, or the missing parent. */
+  /** Why a table is partial or failed: the database's own error, the constraint that could not be met, or the missing parent. */
   reason: string | null;
   /** Retries that repaired a constraint error (new values, other parents). */
   repairs: number;
+  /** Rows per tenant id, inserted and adopted (tenant-owned relations; empty for shared ones). */
+  tenants: Record<string, number>;
+  /** Rows that triggers created and the seeder adopted into the ledger instead of inserting its own. */
+  adopted: number;
+  /** For a partitioned table: every leaf partition and the rows each tenant has in it. */
+  partitions: PartitionCoverage[];
+}
+
+/** A tenant-owned relation (or partition) in which a tenant has no row: probes on it prove nothing for that tenant. */
+export interface CoverageGap {
+  relation: string;
+  tenant: string;
+  reason: string;
 }
 
 export interface SeedOutcome {
   tenants: Tenant[];
   ledger: Ledger;
   results: SeedResult[];
+  /** Tenant-owned relations and partitions left without rows of some tenant. */
+  gaps: CoverageGap[];
   rowsInserted: number;
   statements: number;
 }
 
 interface ColumnSpec {
   column: Column;
-  rules: ColumnRules;
   unique: boolean;
+}
+
+interface Leaf {
+  relation: Relation;
+  /** Conditions the partition's bounds put on the key columns. */
+  atoms: Atom[];
+  /** Bounds that could be read (range, list, default); hash partitions are reached by routing. */
+  bounded: boolean;
+  keyColumns: string[];
 }
 
 const LABELS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
@@ -39,6 +75,8 @@ const LABELS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 function tenantLabel(index: number): string {
   return `tenant ${index < 26 ? LABELS[index] : `#${index + 1}`}`;
 }
+
+const isSequenceBacked = (column: Column) => column.identity !== null || /\bnextval\(/.test(column.default ?? '');
 
 /**
  * Columns the seeder fills: everything except generated columns and sequence-backed keys. Columns with
@@ -56,6 +94,15 @@ function columnsToFill(relation: Relation, forced: Set<string>, useDefaults: boo
   });
 }
 
+function uniqueKeys(relation: Relation): string[][] {
+  const keys: string[][] = [];
+  for (const constraint of relation.constraints) {
+    if (constraint.kind === 'unique' || constraint.kind === 'primary-key') keys.push(constraint.columns);
+  }
+  for (const index of relation.indexes) if (index.unique && !index.partial && index.columns.every((column) => column !== null)) keys.push(index.columns as string[]);
+  return keys;
+}
+
 function uniqueColumns(relation: Relation): Set<string> {
   const unique = new Set<string>();
   for (const constraint of relation.constraints) {
@@ -65,18 +112,90 @@ function uniqueColumns(relation: Relation): Set<string> {
   return unique;
 }
 
+const nullableKey = (relation: Relation, foreignKey: ForeignKey) =>
+  foreignKey.columns.some((column) => !relation.columns.find((candidate) => candidate.name === column)?.notNull);
+
+/** The type a column's value is cast to when PostgreSQL evaluates a check on candidate rows (domains by their base type). */
+function evaluationType(column: Column): string {
+  if (!column.domainChecks.length) return column.type;
+  return `${column.baseType}${column.isArray ? '[]' : ''}`;
+}
+
+/** Conditions a partition bound puts on the key columns of its parent. */
+function boundAtoms(parent: Relation, leaf: Relation, siblings: Relation[]): { atoms: Atom[]; bounded: boolean; keyColumns: string[] } {
+  const key = parent.partitionKey ? readPartitionKey(parent.partitionKey) : null;
+  const bound = leaf.partitionBound ? readPartitionBound(leaf.partitionBound) : null;
+  if (!key || !bound) return { atoms: [], bounded: false, keyColumns: [] };
+  const keyColumns = key.columns.filter((column): column is string => column !== null);
+  const atoms: Atom[] = [];
+  if (bound.kind === 'range') {
+    for (let index = 0; index < key.columns.length; index += 1) {
+      const column = key.columns[index];
+      const from = bound.from[index];
+      const to = bound.to[index];
+      if (!column || !from || !to) break;
+      const low = 'value' in from && from.value !== null ? from.value : null;
+      const high = 'value' in to && to.value !== null ? to.value : null;
+      if (low !== null && high !== null && low === high) {
+        atoms.push({ kind: 'compare', column, op: '=', value: low });
+        continue;
+      }
+      if (low !== null) atoms.push({ kind: 'compare', column, op: '>=', value: low });
+      if (high !== null) atoms.push({ kind: 'compare', column, op: '<', value: high });
+      break;
+    }
+    return { atoms, bounded: true, keyColumns };
+  }
+  if (bound.kind === 'list') {
+    const column = key.columns[0];
+    if (!column) return { atoms, bounded: false, keyColumns };
+    const values = bound.values.filter((value): value is string => value !== null);
+    atoms.push(values.length ? { kind: 'in', column, values, negated: false } : { kind: 'null', column, isNull: true });
+    return { atoms, bounded: true, keyColumns };
+  }
+  if (bound.kind === 'default') {
+    const others = siblings.filter((sibling) => sibling !== leaf).map((sibling) => (sibling.partitionBound ? readPartitionBound(sibling.partitionBound) : null));
+    const column = key.columns[0];
+    if (!column) return { atoms, bounded: false, keyColumns };
+    if (key.strategy === 'list') {
+      atoms.push({ kind: 'in', column, values: others.flatMap((other) => (other?.kind === 'list' ? other.values.filter((value): value is string => value !== null) : [])), negated: true });
+      return { atoms, bounded: true, keyColumns };
+    }
+    if (key.strategy === 'range') {
+      const uppers = others.map((other) => (other?.kind === 'range' ? other.to[0] : undefined));
+      if (uppers.every((upper) => upper && 'value' in upper && upper.value !== null)) {
+        const values = uppers.map((upper) => (upper as { value: string }).value);
+        // Past the highest upper bound: compared as numbers or dates by the planner.
+        for (const value of values) atoms.push({ kind: 'compare', column, op: '>=', value });
+        return { atoms, bounded: true, keyColumns };
+      }
+    }
+    return { atoms, bounded: false, keyColumns };
+  }
+  return { atoms, bounded: false, keyColumns };
+}
+
 class Seeder {
   private serial = 0;
   private keysTaken = 0n;
-  private readonly learned = new Map<string, { unique: Set<string>; fill: Set<string> }>();
+  private readonly learned = new Map<string, { unique: Set<string>; fill: Set<string>; verify: Set<string> }>();
+  private readonly planners = new Map<string, RowPlanner>();
   statements = 0;
   readonly results: SeedResult[] = [];
+  readonly gaps: CoverageGap[] = [];
   private readonly byName: Map<string, Relation>;
+  private readonly byOid: Map<number, Relation>;
   private readonly plans: Map<string, RelationPlan>;
+  /** Rows per leaf partition and tenant id. */
+  private readonly leafCounts = new Map<string, Map<string, number>>();
+  /** Foreign keys left NULL (or deferred) while seeding a cycle, set once their parents exist. */
+  private readonly pending: { relation: Relation; foreignKey: ForeignKey; deferred: boolean }[] = [];
+  private readonly withTriggers: boolean;
+  private readonly nextSerial = () => ++this.serial;
 
   constructor(
     private readonly session: AuditSession,
-    catalog: Catalog,
+    private readonly catalog: Catalog,
     private readonly plan: TenancyPlan,
     private readonly faker: Faker,
     readonly ledger: Ledger,
@@ -84,30 +203,170 @@ class Seeder {
     private readonly explicitKeys: boolean,
   ) {
     this.byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
+    this.byOid = new Map(catalog.relations.map((relation) => [relation.oid, relation]));
     this.plans = new Map(plan.relations.map((relationPlan) => [relationPlan.relation, relationPlan]));
+    const seeded = new Set(plan.seedOrder.flatMap((name) => [name, ...this.leavesOf(name).map((leaf) => leaf.qualified)]));
+    this.withTriggers = catalog.triggers.some((trigger) => trigger.enabled && seeded.has(trigger.relation));
   }
 
   async run(): Promise<void> {
     for (const name of this.plan.seedOrder) {
       const relation = this.byName.get(name)!;
       const relationPlan = this.plans.get(name)!;
-      const result: SeedResult = { relation: name, status: 'seeded', rows: 0, reason: null, repairs: 0 };
+      const result: SeedResult = { relation: name, status: 'seeded', rows: 0, reason: null, repairs: 0, tenants: {}, adopted: 0, partitions: [] };
       this.results.push(result);
       if (relationPlan.tenancy === 'shared') {
         await this.seedShared(relation, result);
         continue;
       }
+      await this.adopt(relation, relationPlan, result);
       const problems: string[] = [];
+      const leaves = this.leaves(relation);
       for (const tenant of this.ledger.tenants) {
-        const count = relationPlan.tenancy === 'tenant-table' ? 1 : this.rowsPerTenant;
-        const problem = await this.seedRows(relation, relationPlan, tenant, count, result);
-        if (problem) problems.push(`${tenant.label}: ${problem}`);
+        const count = (relationPlan.tenancy === 'tenant-table' ? 1 : this.capacity(relation, relationPlan, tenant)) - this.ledger.count(name, tenant.id);
+        if (count > 0) {
+          const problem = await this.seedTenant(relation, relationPlan, tenant, count, result, leaves);
+          if (problem) problems.push(`${tenant.label}: ${problem}`);
+        }
+        if (leaves.length) {
+          const problem = await this.fillLeaves(relation, relationPlan, tenant, leaves, result);
+          if (problem) problems.push(`${tenant.label}: ${problem}`);
+        }
       }
       if (problems.length) {
-        result.status = result.rows === 0 ? 'failed' : 'partial';
+        result.status = result.rows + result.adopted === 0 ? 'failed' : 'partial';
         result.reason = problems[0]!;
       }
     }
+    await this.settlePending();
+    if (this.withTriggers) {
+      for (const result of this.results) {
+        const relationPlan = this.plans.get(result.relation)!;
+        if (relationPlan.tenancy !== 'shared') await this.adopt(this.byName.get(result.relation)!, relationPlan, result);
+      }
+    }
+    this.coverage();
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Partitions
+
+  private leavesOf(name: string): Relation[] {
+    const children = this.catalog.relations.filter((relation) => relation.partitionOf === name);
+    return children.flatMap((child) => (child.kind === 'partitioned-table' ? this.leavesOf(child.qualified) : [child]));
+  }
+
+  private readonly leafCache = new Map<string, Leaf[]>();
+
+  /** The leaf partitions of a partitioned table, with the conditions their bounds (at every level) put on a row. */
+  private leaves(relation: Relation): Leaf[] {
+    if (relation.kind !== 'partitioned-table') return [];
+    const cached = this.leafCache.get(relation.qualified);
+    if (cached) return cached;
+    const walk = (parent: Relation, inherited: Atom[], bounded: boolean, keys: string[]): Leaf[] => {
+      const children = this.catalog.relations.filter((candidate) => candidate.partitionOf === parent.qualified);
+      return children.flatMap((child) => {
+        const bound = boundAtoms(parent, child, children);
+        const atoms = [...inherited, ...bound.atoms];
+        const keyColumns = [...keys, ...bound.keyColumns];
+        return child.kind === 'partitioned-table' ? walk(child, atoms, bounded && bound.bounded, keyColumns) : [{ relation: child, atoms, bounded: bounded && bound.bounded, keyColumns }];
+      });
+    };
+    const leaves = walk(relation, [], true, []);
+    this.leafCache.set(relation.qualified, leaves);
+    return leaves;
+  }
+
+  /** Why a tenant can have no row in a leaf: its key is the tenant column and the tenant falls elsewhere. */
+  private leafRefuses(leaf: Leaf, relationPlan: RelationPlan, tenant: Tenant): string | null {
+    const tenantColumn = relationPlan.tenantColumn;
+    if (!tenantColumn || !leaf.keyColumns.includes(tenantColumn)) return null;
+    if (leaf.keyColumns.every((column) => column === tenantColumn) && !leaf.bounded) return `partitioned by the tenant column ${tenantColumn} (hash): each tenant's rows belong to one partition`;
+    for (const atom of leaf.atoms) {
+      if (atom.kind === 'in' && atom.column === tenantColumn && atom.values.includes(tenant.id) === atom.negated) return `partitioned by the tenant column ${tenantColumn}: ${tenant.label} belongs to another partition`;
+      if (atom.kind === 'compare' && atom.column === tenantColumn) {
+        const id = Number(tenant.id);
+        const bound = Number(atom.value);
+        if (Number.isFinite(id) && Number.isFinite(bound) && !{ '=': id === bound, '<>': id !== bound, '<': id < bound, '<=': id <= bound, '>': id > bound, '>=': id >= bound }[atom.op]) {
+          return `partitioned by the tenant column ${tenantColumn}: ${tenant.label} belongs to another partition`;
+        }
+      }
+    }
+    return null;
+  }
+
+  /** Put rows of the tenant into every leaf that has none yet: inside its bounds, or (hash) by routing more rows. */
+  private async fillLeaves(relation: Relation, relationPlan: RelationPlan, tenant: Tenant, leaves: Leaf[], result: SeedResult): Promise<string | null> {
+    let lastProblem: string | null = null;
+    for (let round = 0; round < 3; round += 1) {
+      const missing = leaves.filter((leaf) => !this.leafCounts.get(leaf.relation.qualified)?.get(tenant.id) && !this.leafRefuses(leaf, relationPlan, tenant));
+      if (!missing.length) return null;
+      const bounded = missing.filter((leaf) => leaf.bounded);
+      const targets = bounded.length ? bounded : [null];
+      for (const leaf of targets) {
+        const problem = await this.seedRows(relation, relationPlan, tenant, leaf ? 2 : Math.max(2, this.rowsPerTenant), result, { leaf });
+        if (problem) lastProblem = problem;
+      }
+    }
+    const still = leaves.filter((leaf) => !this.leafCounts.get(leaf.relation.qualified)?.get(tenant.id) && !this.leafRefuses(leaf, relationPlan, tenant));
+    return still.length ? `no row could be put into ${still.map((leaf) => leaf.relation.qualified).join(', ')}${lastProblem ? `: ${lastProblem}` : ''}` : null;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Shapes of relations
+
+  /**
+   * How many rows one tenant can have: one when a unique key is the tenant column alone; the number of
+   * distinct parent combinations when a unique key consists of the tenant column and foreign keys.
+   */
+  private capacity(relation: Relation, relationPlan: RelationPlan, tenant: Tenant): number {
+    let capacity = this.rowsPerTenant;
+    const tenantColumn = relationPlan.tenancy === 'tenant-table' ? null : relationPlan.tenantColumn;
+    for (const key of uniqueKeys(relation)) {
+      if (tenantColumn && key.length && key.every((column) => column === tenantColumn)) return 1;
+    }
+    for (const key of this.comboKeys(relation, tenantColumn)) {
+      capacity = Math.min(capacity, key.foreignKeys.reduce((product, foreignKey) => product * Math.max(1, this.parentRows(foreignKey, tenant).length), 1));
+    }
+    return Math.max(1, capacity);
+  }
+
+  /** Unique keys made of the tenant column and whole foreign keys (a join table's pair, a one-to-one link). */
+  private comboKeys(relation: Relation, tenantColumn: string | null): { columns: string[]; foreignKeys: ForeignKey[] }[] {
+    const keys: { columns: string[]; foreignKeys: ForeignKey[] }[] = [];
+    for (const key of uniqueKeys(relation)) {
+      const rest = key.filter((column) => column !== tenantColumn);
+      if (!rest.length) continue;
+      const foreignKeys = relation.foreignKeys.filter((foreignKey) => foreignKey.references !== relation.qualified && foreignKey.columns.some((column) => rest.includes(column)));
+      const covered = new Set(foreignKeys.flatMap((foreignKey) => foreignKey.columns));
+      if (foreignKeys.length && rest.every((column) => covered.has(column))) keys.push({ columns: key, foreignKeys });
+    }
+    return keys;
+  }
+
+  private selfReferences(relation: Relation): ForeignKey[] {
+    return relation.foreignKeys.filter((foreignKey) => foreignKey.references === relation.qualified);
+  }
+
+  private isDeferred(relation: Relation, foreignKey: ForeignKey): boolean {
+    return this.plan.deferredReferences.some((edge) => edge.from === relation.qualified && edge.to === foreignKey.references);
+  }
+
+  /** Seed one tenant's rows: self-referencing tables get roots first, then children pointing at same-tenant parents. */
+  private async seedTenant(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, result: SeedResult, leaves: Leaf[] = []): Promise<string | null> {
+    const bounded = leaves.filter((leaf) => leaf.bounded);
+    if (!this.selfReferences(relation).length) {
+      if (!bounded.length) return this.seedRows(relation, relationPlan, tenant, count, result, {});
+      // Spread the rows over the partitions with readable bounds: every one gets some.
+      const share = Math.max(1, Math.floor(count / bounded.length));
+      let problem: string | null = null;
+      for (const leaf of bounded) problem = (await this.seedRows(relation, relationPlan, tenant, share, result, { leaf })) ?? problem;
+      return problem;
+    }
+    const roots = Math.max(1, Math.ceil(count / 2));
+    const rootProblem = await this.seedRows(relation, relationPlan, tenant, roots, result, { roots: true });
+    if (count - roots <= 0) return rootProblem;
+    return (await this.seedRows(relation, relationPlan, tenant, count - roots, result, {})) ?? rootProblem;
   }
 
   /** Reuse the rows a shared table already has; insert shared rows only when it is empty. */
@@ -123,7 +382,7 @@ class Seeder {
     } catch {
       // unreadable: try to insert instead
     }
-    const problem = await this.seedRows(relation, this.plans.get(relation.qualified)!, null, this.rowsPerTenant, result);
+    const problem = await this.seedTenant(relation, this.plans.get(relation.qualified)!, null, this.rowsPerTenant, result);
     if (problem) {
       result.status = result.rows ? 'partial' : 'failed';
       result.reason = problem;
@@ -137,55 +396,115 @@ class Seeder {
     return this.ledger.rows(foreignKey.references, tenant.id);
   }
 
-  private buildRows(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, useDefaults: boolean): { columns: ColumnSpec[]; rows: (string | null)[][]; problem: string | null } {
+  private plannerFor(relation: Relation, columns: ColumnSpec[], leaf: Leaf | null): RowPlanner {
+    const key = `${relation.qualified}\u0000${leaf?.relation.qualified ?? ''}\u0000${columns.map(({ column, unique }) => `${column.name}${unique ? '!' : ''}`).join(',')}`;
+    let planner = this.planners.get(key);
+    if (!planner) {
+      const pinned = new Set(this.leaves(relation).flatMap((candidate) => candidate.keyColumns));
+      planner = new RowPlanner(relation, columns.map(({ column }) => column), new Set(columns.filter(({ unique }) => unique).map(({ column }) => column.name)), pinned, leaf?.atoms ?? []);
+      this.planners.set(key, planner);
+    }
+    return planner;
+  }
+
+  private buildRows(
+    relation: Relation,
+    relationPlan: RelationPlan,
+    tenant: Tenant | null,
+    count: number,
+    useDefaults: boolean,
+    options: { roots?: boolean; leaf?: Leaf | null },
+  ): { columns: ColumnSpec[]; rows: (string | null)[][]; problem: string | null; planner: RowPlanner } {
     const forced = new Map<string, (rowIndex: number) => string | null>();
+    /** Columns of nullable foreign keys: a check may want them NULL (`num_nonnulls(a_id, b_id) = 1`). */
+    const nullable = new Set<string>();
     let problem: string | null = null;
     if (tenant && relationPlan.tenantColumn) forced.set(relationPlan.tenantColumn, () => tenant.id);
+    const tenantColumn = tenant ? relationPlan.tenantColumn : null;
+    // Distinct parent combinations for unique keys made of foreign keys (join tables, one-to-one links).
+    const combos = new Map<ForeignKey, LedgerRow[]>();
+    for (const key of this.comboKeys(relation, relationPlan.tenancy === 'tenant-table' ? null : relationPlan.tenantColumn)) {
+      const lists = key.foreignKeys.map((foreignKey) => this.parentRows(foreignKey, tenant));
+      if (lists.some((list) => !list.length)) continue;
+      const total = lists.reduce((product, list) => product * list.length, 1);
+      const start = this.faker.number.int({ min: 0, max: Math.max(0, total - 1) });
+      const used = this.ledger.count(relation.qualified, tenant?.id ?? null);
+      key.foreignKeys.forEach((foreignKey, position) => {
+        const picks: LedgerRow[] = [];
+        for (let rowIndex = 0; rowIndex < count; rowIndex += 1) {
+          let index = (start + used + rowIndex) % total;
+          for (let inner = lists.length - 1; inner > position; inner -= 1) index = Math.floor(index / lists[inner]!.length);
+          picks.push(lists[position]![index % lists[position]!.length]!);
+        }
+        if (!combos.has(foreignKey)) combos.set(foreignKey, picks);
+      });
+    }
     for (const foreignKey of relation.foreignKeys) {
-      if (foreignKey.references === relation.qualified) continue;
-      if (this.plan.deferredReferences.some((edge) => edge.from === relation.qualified && edge.to === foreignKey.references)) continue;
-      const parents = this.parentRows(foreignKey, tenant);
-      const nullable = foreignKey.columns.every((column) => !relation.columns.find((candidate) => candidate.name === column)?.notNull);
-      if (!parents.length) {
-        if (!nullable) problem = `no seeded row in ${foreignKey.references} to reference through ${foreignKey.name}`;
+      const self = foreignKey.references === relation.qualified;
+      const nonTenantColumns = foreignKey.columns.filter((column) => column !== tenantColumn);
+      if (self && options.roots) {
+        if (nullableKey(relation, foreignKey)) {
+          for (const column of nonTenantColumns) if (!forced.has(column)) forced.set(column, () => null);
+        }
         continue;
       }
-      const picks = Array.from({ length: count }, () => this.faker.helpers.arrayElement(parents));
+      if (!self && this.isDeferred(relation, foreignKey)) {
+        if (!this.pending.some((entry) => entry.relation === relation && entry.foreignKey === foreignKey)) {
+          this.pending.push({ relation, foreignKey, deferred: !nullableKey(relation, foreignKey) });
+        }
+        if (nullableKey(relation, foreignKey)) for (const column of nonTenantColumns) if (!forced.has(column)) forced.set(column, () => null);
+        continue;
+      }
+      const parents = this.parentRows(foreignKey, tenant);
+      if (!parents.length) {
+        if (!nullableKey(relation, foreignKey)) problem = `no seeded row in ${foreignKey.references} to reference through ${foreignKey.name}`;
+        else for (const column of nonTenantColumns) if (!forced.has(column)) forced.set(column, () => null);
+        continue;
+      }
+      const picks = combos.get(foreignKey) ?? Array.from({ length: count }, () => this.faker.helpers.arrayElement(parents));
       foreignKey.columns.forEach((column, position) => {
-        if (column === relationPlan.tenantColumn && tenant) return;
+        if (column === tenantColumn) return;
+        if (!relation.columns.find((candidate) => candidate.name === column)?.notNull) nullable.add(column);
         const referenced = foreignKey.referencedColumns[position]!;
         forced.set(column, (rowIndex) => picks[rowIndex]!.values[referenced] ?? null);
       });
     }
-    if (this.explicitKeys) {
+    const needsKeys = this.explicitKeys || (options.roots && this.selfReferences(relation).some((foreignKey) => !nullableKey(relation, foreignKey)));
+    if (needsKeys) {
       for (const column of relation.columns) {
-        if (forced.has(column.name) || column.generated || !(column.identity || /\bnextval\(/.test(column.default ?? ''))) continue;
+        if (forced.has(column.name) || column.generated || !isSequenceBacked(column)) continue;
         const values = Array.from({ length: count }, () => this.highKey(column));
         if (values.every((value) => value !== null)) forced.set(column.name, (rowIndex) => values[rowIndex]!);
       }
     }
-    const unique = new Set([...uniqueColumns(relation), ...(this.learned.get(relation.qualified)?.unique ?? [])]);
-    const mustFill = new Set([...forced.keys(), ...(this.learned.get(relation.qualified)?.fill ?? [])]);
-    const columns: ColumnSpec[] = columnsToFill(relation, mustFill, useDefaults).map((column) => ({
-      column,
-      rules: columnRules(column, checksFor(relation, column)),
-      unique: unique.has(column.name),
-    }));
-    const rows = Array.from({ length: count }, (_, rowIndex) =>
-      columns.map(({ column, rules, unique: isUnique }) => {
-        const forcedValue = forced.get(column.name);
-        if (forcedValue) return forcedValue(rowIndex);
-        this.serial += 1;
-        const value = columnValue(this.faker, column, rules, { serial: this.serial, canary: tenant?.canary ?? null, unique: isUnique });
-        return value === null && !column.notNull ? null : value;
-      }),
-    );
-    return { columns, rows, problem };
+    const learned = this.learned.get(relation.qualified);
+    const unique = new Set([...uniqueColumns(relation), ...(learned?.unique ?? [])]);
+    const mustFill = new Set([...forced.keys(), ...(learned?.fill ?? [])]);
+    // A NOT NULL self reference of a root points at the row itself.
+    const selfLinks = options.roots ? this.selfReferences(relation).filter((foreignKey) => !nullableKey(relation, foreignKey)) : [];
+    for (const foreignKey of selfLinks) for (const column of [...foreignKey.columns, ...foreignKey.referencedColumns]) mustFill.add(column);
+    const columns: ColumnSpec[] = columnsToFill(relation, mustFill, useDefaults).map((column) => ({ column, unique: unique.has(column.name) }));
+    const planner = this.plannerFor(relation, columns, options.leaf ?? null);
+    const rows = Array.from({ length: count }, (_, rowIndex) => {
+      const fixed = new Map<string, string | null>();
+      for (const [name, value] of forced) fixed.set(name, value(rowIndex));
+      const row = planner.row(this.faker, { fixed, nullable, serial: this.nextSerial, canary: tenant?.canary ?? null });
+      for (const foreignKey of selfLinks) {
+        foreignKey.columns.forEach((column, position) => {
+          const from = columns.findIndex((spec) => spec.column.name === foreignKey.referencedColumns[position]);
+          const to = columns.findIndex((spec) => spec.column.name === column);
+          if (from >= 0 && to >= 0 && column !== tenantColumn) row[to] = row[from]!;
+        });
+      }
+      return row;
+    });
+    return { columns, rows, problem, planner };
   }
 
   /**
    * A key from the top of the column type's range, counting down. Used instead of the column's sequence
-   * when the database is not ours: nextval() cannot be rolled back, so a sequence would remember the audit.
+   * when the database is not ours (nextval() cannot be rolled back, so a sequence would remember the
+   * audit), and for rows that must reference themselves.
    */
   private highKey(column: Column): string | null {
     const top: Record<string, bigint> = { int2: 32_767n, int4: 2_147_483_647n, int8: 9_223_372_036_854_775_807n };
@@ -198,57 +517,119 @@ class Seeder {
   /**
    * Read a constraint error so the retry repairs it: a unique violation names its key columns (also for
    * expression indexes such as lower(email), which the catalog does not tie to a column); a NOT NULL
-   * violation names a column whose default does not produce a value.
+   * violation names a column whose default does not produce a value; a check violation names a check
+   * whose candidates PostgreSQL must judge from now on.
    */
   private learn(relation: Relation, error: unknown): void {
-    const failure = error as { code?: string; detail?: string; column?: string };
-    const learned = this.learned.get(relation.qualified) ?? { unique: new Set<string>(), fill: new Set<string>() };
-    this.learned.set(relation.qualified, learned);
+    const failure = error as { code?: string; detail?: string; column?: string; constraint?: string };
+    const learned = this.learnedFor(relation);
     if (failure.code === '23505' && failure.detail) {
       const key = /Key \((.*)\)=\(/.exec(failure.detail)?.[1] ?? '';
       for (const column of relation.columns) if (new RegExp(`(^|[^A-Za-z0-9_])"?${column.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?([^A-Za-z0-9_]|$)`).test(key)) learned.unique.add(column.name);
     }
     if (failure.code === '23502' && failure.column) learned.fill.add(failure.column);
+    if ((failure.code === '23514' || failure.code === '23P01') && failure.constraint) learned.verify.add(failure.constraint);
   }
 
-  private insertSql(relation: Relation, columns: ColumnSpec[]): string {
+  private learnedFor(relation: Relation) {
+    let learned = this.learned.get(relation.qualified);
+    if (!learned) {
+      learned = { unique: new Set<string>(), fill: new Set<string>(), verify: new Set<string>() };
+      this.learned.set(relation.qualified, learned);
+    }
+    return learned;
+  }
+
+  private insertSql(relation: Relation, columns: ColumnSpec[], withTableoid: boolean): string {
     const overriding = columns.some(({ column }) => column.identity === 'always') ? ' overriding system value' : '';
     const aliases = columns.map((_, index) => `c${index + 1}`);
     return (
       `insert into ${relationIdent(relation)} (${columns.map(({ column }) => ident(column.name)).join(', ')})${overriding} ` +
       `select ${columns.map(({ column }, index) => `u.${aliases[index]}::${column.type}`).join(', ')} ` +
       `from unnest(${columns.map((_, index) => `$${index + 1}::text[]`).join(', ')}) as u(${aliases.join(', ')}) ` +
-      `returning ${relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ')}`
+      `returning ${relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ')}${withTableoid ? ', tableoid::int as "rls audit tableoid"' : ''}`
     );
   }
 
   private async insert(relation: Relation, columns: ColumnSpec[], rows: (string | null)[][]): Promise<RawRow[]> {
     this.statements += 1;
-    const sql = this.insertSql(relation, columns);
+    const sql = this.insertSql(relation, columns, relation.kind === 'partitioned-table');
     const params = columns.map((_, index) => rows.map((row) => row[index] ?? null));
     const result = await this.session.savepoint(() => this.session.query(sql, params), true);
     return result.rows;
   }
 
   /**
-   * Insert `count` rows of one tenant in one statement. On a constraint error, retry with new values and
-   * other parents; then fall back to one row at a time so that what can be seeded is. Returns a problem
-   * when fewer rows than asked went in.
+   * Ask PostgreSQL which candidate rows meet the checks the planner cannot read (or that failed before):
+   * evaluates each check's condition over the candidates, inserting nothing. Returns, per row, the name of
+   * the first check it fails, or null.
    */
-  private async seedRows(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, result: SeedResult): Promise<string | null> {
+  private async judge(relation: Relation, columns: ColumnSpec[], rows: (string | null)[][], checks: CheckModel[]): Promise<(string | null)[]> {
+    const readable = checks.filter((check) => check.expression !== null);
+    if (!readable.length || !rows.length) return rows.map(() => null);
+    const filled = new Set(columns.map(({ column }) => column.name));
+    const others = relation.columns.filter((column) => !filled.has(column.name));
+    const sql =
+      `select ${readable.map((check, index) => `((${check.expression}) is not false) as ok${index}`).join(', ')} from (` +
+      `select u.ord as "rls audit ord", ${columns.map(({ column }, index) => `u.c${index + 1}::${evaluationType(column)} as ${ident(column.name)}`).join(', ')}` +
+      `${others.map((column) => `, null::${evaluationType(column)} as ${ident(column.name)}`).join('')} ` +
+      `from unnest($1::int[], ${columns.map((_, index) => `$${index + 2}::text[]`).join(', ')}) as u(ord, ${columns.map((_, index) => `c${index + 1}`).join(', ')})) as candidate order by "rls audit ord"`;
+    try {
+      this.statements += 1;
+      const result = await this.session.savepoint(() => this.session.query(sql, [rows.map((_, index) => index), ...columns.map((_, index) => rows.map((row) => row[index] ?? null))]));
+      return result.rows.map((row) => {
+        const failed = readable.findIndex((_, index) => row[`ok${index}`] !== 't' && row[`ok${index}`] !== 'true');
+        return failed < 0 ? null : readable[failed]!.name;
+      });
+    } catch {
+      // A candidate that does not even cast: let the insert report it.
+      return rows.map(() => null);
+    }
+  }
+
+  /** Checks whose candidates PostgreSQL judges before the insert. */
+  private checksToJudge(relation: Relation, planner: RowPlanner): CheckModel[] {
+    const verify = this.learned.get(relation.qualified)?.verify;
+    return planner.checks.filter((check) => planner.needsDatabase.includes(check) || verify?.has(check.name));
+  }
+
+  /**
+   * Insert `count` rows of one tenant in one statement, from rows planned to meet the constraints; checks
+   * the planner cannot read are judged by PostgreSQL on candidates first (bounded). On a constraint error,
+   * learn from it and retry; then fall back to one row at a time so that what can be seeded is. Returns a
+   * problem when fewer rows than asked went in, naming the constraint that could not be met.
+   */
+  private async seedRows(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, result: SeedResult, options: { roots?: boolean; leaf?: Leaf | null }): Promise<string | null> {
     let lastError = '';
     for (let attempt = 0; attempt < 4; attempt += 1) {
-      const { columns, rows, problem } = this.buildRows(relation, relationPlan, tenant, count, attempt >= 2);
+      let { columns, rows, problem, planner } = this.buildRows(relation, relationPlan, tenant, count, attempt >= 2, options);
       if (problem) return problem;
-      if (relationPlan.tenancy === 'tenant-table' && tenant) {
-        const key = columns.findIndex(({ column }) => column.name === this.plan.tenantKey.column);
-        rows.forEach((row) => (row[key] = tenant.id));
+      this.pinTenantKey(relationPlan, tenant, columns, rows);
+      const judged = this.checksToJudge(relation, planner);
+      if (judged.length) {
+        const kept: (string | null)[][] = [];
+        const failures = new Map<string, number>();
+        for (let round = 0; round < 4 && kept.length < count; round += 1) {
+          const candidates = round === 0 ? rows : this.buildRows(relation, relationPlan, tenant, count, attempt >= 2, options).rows;
+          this.pinTenantKey(relationPlan, tenant, columns, candidates);
+          const verdicts = await this.judge(relation, columns, candidates, judged);
+          verdicts.forEach((failed, index) => {
+            if (failed === null) kept.push(candidates[index]!);
+            else failures.set(failed, (failures.get(failed) ?? 0) + 1);
+          });
+        }
+        if (!kept.length) {
+          const [name] = [...failures].sort((a, b) => b[1] - a[1])[0] ?? ['?'];
+          const check = judged.find((candidate) => candidate.name === name);
+          return `constraint ${name} could not be met by ${count * 4} candidate rows${check ? `: ${check.definition}` : ''}`;
+        }
+        rows = kept.slice(0, count);
       }
       try {
         const inserted = await this.insert(relation, columns, rows);
         this.record(relation, tenant, inserted, result);
         if (attempt > 0) result.repairs += attempt;
-        return null;
+        return rows.length < count ? `${count - rows.length} of ${count} rows could not meet the checks` : null;
       } catch (error) {
         lastError = errorMessage(error);
         this.learn(relation, error);
@@ -258,8 +639,8 @@ class Seeder {
     let inserted = 0;
     for (let rowIndex = 0; rowIndex < count; rowIndex += 1) {
       for (let attempt = 0; attempt < 3; attempt += 1) {
-        const { columns, rows } = this.buildRows(relation, relationPlan, tenant, 1, true);
-        if (relationPlan.tenancy === 'tenant-table' && tenant) rows[0]![columns.findIndex(({ column }) => column.name === this.plan.tenantKey.column)] = tenant.id;
+        const { columns, rows } = this.buildRows(relation, relationPlan, tenant, 1, true, options);
+        this.pinTenantKey(relationPlan, tenant, columns, rows);
         try {
           this.record(relation, tenant, await this.insert(relation, columns, rows), result);
           inserted += 1;
@@ -274,15 +655,176 @@ class Seeder {
     return inserted === count ? null : `${count - inserted} of ${count} rows could not be inserted: ${lastError}`;
   }
 
+  /** The tenant table's key is the tenant id itself. */
+  private pinTenantKey(relationPlan: RelationPlan, tenant: Tenant | null, columns: ColumnSpec[], rows: (string | null)[][]): void {
+    if (relationPlan.tenancy !== 'tenant-table' || !tenant) return;
+    const key = columns.findIndex(({ column }) => column.name === this.plan.tenantKey.column);
+    if (key >= 0) for (const row of rows) row[key] = tenant.id;
+  }
+
   private record(relation: Relation, tenant: Tenant | null, inserted: RawRow[], result: SeedResult): void {
-    this.ledger.add(relation.qualified, relation.primaryKey, inserted.map((values) => ({ tenant: tenant?.id ?? null, values })));
-    result.rows += inserted.length;
+    const rows = inserted.map((values) => {
+      const tableoid = values['rls audit tableoid'];
+      if (tableoid !== undefined) {
+        delete values['rls audit tableoid'];
+        const leaf = this.byOid.get(Number(tableoid));
+        if (leaf && tenant) {
+          const counts = this.leafCounts.get(leaf.qualified) ?? new Map<string, number>();
+          counts.set(tenant.id, (counts.get(tenant.id) ?? 0) + 1);
+          this.leafCounts.set(leaf.qualified, counts);
+        }
+      }
+      return { tenant: tenant?.id ?? null, values };
+    });
+    this.ledger.add(relation.qualified, relation.primaryKey, rows);
+    result.rows += rows.length;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Cycles
+
+  /**
+   * Point the foreign keys left NULL (or deferred) while seeding a cycle at same-tenant parents, now that
+   * they exist; a deferred constraint is then checked at once.
+   */
+  private async settlePending(): Promise<void> {
+    for (const { relation, foreignKey, deferred } of this.pending) {
+      const result = this.results.find((candidate) => candidate.relation === relation.qualified);
+      const key = relation.primaryKey;
+      const relationPlan = this.plans.get(relation.qualified)!;
+      if (!key?.length) continue;
+      const assignments: { key: string[]; values: string[] }[] = [];
+      const tenants: (Tenant | null)[] = relationPlan.tenancy === 'shared' ? [null] : this.ledger.tenants;
+      const columns = foreignKey.columns.filter((column) => column !== relationPlan.tenantColumn || relationPlan.tenancy === 'shared');
+      for (const tenant of tenants) {
+        const parents = this.parentRows(foreignKey, tenant);
+        if (!parents.length) continue;
+        for (const row of this.ledger.rows(relation.qualified, tenant?.id ?? null)) {
+          const parent = this.faker.helpers.arrayElement(parents);
+          const values = columns.map((column) => parent.values[foreignKey.referencedColumns[foreignKey.columns.indexOf(column)]!] ?? '');
+          assignments.push({ key: key.map((column) => row.values[column] ?? ''), values });
+          columns.forEach((column, index) => (row.values[column] = values[index]!));
+        }
+      }
+      if (!assignments.length) continue;
+      const byName = new Map(relation.columns.map((column) => [column.name, column]));
+      const sql =
+        `update ${relationIdent(relation)} as t set ${columns.map((column, index) => `${ident(column)} = v.s${index}::${byName.get(column)!.type}`).join(', ')} ` +
+        `from unnest(${[...key, ...columns].map((_, index) => `$${index + 1}::text[]`).join(', ')}) as v(${[...key.map((_, index) => `k${index}`), ...columns.map((_, index) => `s${index}`)].join(', ')}) ` +
+        `where ${key.map((column, index) => `t.${ident(column)} = v.k${index}::${byName.get(column)!.type}`).join(' and ')}`;
+      const params = [...key.map((_, index) => assignments.map((entry) => entry.key[index]!)), ...columns.map((_, index) => assignments.map((entry) => entry.values[index]!))];
+      try {
+        this.statements += 1;
+        await this.session.savepoint(async () => {
+          await this.session.query(sql, params);
+          if (deferred) await this.session.query(`set constraints ${ident(relation.schema)}.${ident(foreignKey.name)} immediate`);
+        }, true);
+      } catch (error) {
+        if (result) {
+          result.status = 'partial';
+          result.reason ??= `the cycle through ${foreignKey.name} could not be closed: ${errorMessage(error)}`;
+        }
+      }
+    }
+  }
+
+  /**
+   * A cycle whose deferred edge is NOT NULL is seeded with that constraint deferred (when it is DEFERRABLE):
+   * rows go in pointing nowhere yet, and settlePending points them at parents and checks them at once.
+   */
+  async deferConstraints(): Promise<void> {
+    for (const edge of this.plan.deferredReferences) {
+      const relation = this.byName.get(edge.from);
+      if (!relation) continue;
+      for (const foreignKey of relation.foreignKeys) {
+        if (foreignKey.references !== edge.to || nullableKey(relation, foreignKey)) continue;
+        if (foreignKey.deferrable) await this.session.query(`set constraints ${ident(relation.schema)}.${ident(foreignKey.name)} deferred`);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Rows made by triggers
+
+  /**
+   * Rows of a tenant-owned relation that the seeder did not insert but that belong to its tenants (a trigger
+   * made them while other rows went in): added to the ledger, attributed by the tenant column or by the
+   * first foreign key of the relation's path. Only our tenants' rows can match: their ids are new.
+   */
+  private async adopt(relation: Relation, relationPlan: RelationPlan, result: SeedResult): Promise<void> {
+    if (!this.withTriggers) return;
+    const select = relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ');
+    let sql: string;
+    let params: unknown[];
+    let attribute: (row: RawRow) => string | null;
+    if (relationPlan.tenantColumn && relationPlan.tenancy !== 'shared') {
+      const column = relationPlan.tenantColumn;
+      sql = `select ${select} from ${relationIdent(relation)} where ${ident(column)}::text = any($1::text[]) limit 10000`;
+      params = [this.ledger.tenants.map((tenant) => tenant.id)];
+      attribute = (row) => row[column] ?? null;
+    } else if (relationPlan.path?.length) {
+      const hop = relationPlan.path[0]!;
+      const parents = this.ledger.rows(hop.references);
+      if (!parents.length) return;
+      const owner = new Map(parents.map((parent) => [hop.referencedColumns.map((column) => parent.values[column] ?? '').join('\u0001'), parent.tenant]));
+      sql = `select ${select} from ${relationIdent(relation)} where (${hop.columns.map((column) => `${ident(column)}::text`).join(', ')}) in (select * from unnest(${hop.columns.map((_, index) => `$${index + 1}::text[]`).join(', ')})) limit 10000`;
+      params = hop.referencedColumns.map((column) => parents.map((parent) => parent.values[column] ?? null));
+      attribute = (row) => owner.get(hop.columns.map((column) => row[column] ?? '').join('\u0001')) ?? null;
+    } else return;
+    let rows: RawRow[];
+    try {
+      this.statements += 1;
+      rows = (await this.session.savepoint(() => this.session.query(sql, params), true)).rows;
+    } catch {
+      return;
+    }
+    const known = relation.primaryKey?.length ? null : new Set(this.ledger.rows(relation.qualified).map((row) => JSON.stringify(row.values)));
+    const adopted: LedgerRow[] = [];
+    for (const row of rows) {
+      if (known ? known.has(JSON.stringify(row)) : this.ledger.findByKey(relation.qualified, row)) continue;
+      const tenant = attribute(row);
+      if (tenant === null) continue;
+      adopted.push({ tenant, values: row });
+    }
+    if (!adopted.length) return;
+    this.ledger.add(relation.qualified, relation.primaryKey, adopted);
+    result.adopted += adopted.length;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Coverage
+
+  private coverage(): void {
+    for (const result of this.results) {
+      const relationPlan = this.plans.get(result.relation)!;
+      if (relationPlan.tenancy === 'shared') continue;
+      for (const tenant of this.ledger.tenants) {
+        const rows = this.ledger.count(result.relation, tenant.id);
+        result.tenants[tenant.id] = rows;
+        if (!rows) this.gaps.push({ relation: result.relation, tenant: tenant.id, reason: result.reason ?? 'no row of this tenant could be inserted' });
+      }
+      const relation = this.byName.get(result.relation)!;
+      for (const leaf of this.leaves(relation)) {
+        const counts = this.leafCounts.get(leaf.relation.qualified);
+        const coverage: PartitionCoverage = { relation: leaf.relation.qualified, tenants: {}, waived: null };
+        for (const tenant of this.ledger.tenants) {
+          const rows = counts?.get(tenant.id) ?? 0;
+          coverage.tenants[tenant.id] = rows;
+          if (rows) continue;
+          const refused = this.leafRefuses(leaf, relationPlan, tenant);
+          if (refused) coverage.waived = refused;
+          else if (result.tenants[tenant.id]) this.gaps.push({ relation: leaf.relation.qualified, tenant: tenant.id, reason: `partition of ${result.relation} holds no row of this tenant${result.reason ? `: ${result.reason}` : ''}` });
+        }
+        result.partitions.push(coverage);
+      }
+    }
   }
 }
 
 /**
  * Seed the tenants and their rows as the session's (superuser) role, which bypasses RLS. Every inserted
- * row goes into the ledger.
+ * row, and every row a trigger made for a tenant, goes into the ledger; what could not be seeded for a
+ * tenant is a coverage gap.
  */
 export async function seed(
   session: AuditSession,
@@ -290,19 +832,23 @@ export async function seed(
   plan: TenancyPlan,
   options: { tenants: number; rows: number; seed: number; /** Give sequence-backed keys explicit values (the database is not ours). */ explicitKeys?: boolean },
 ): Promise<SeedOutcome> {
+  await loadParser();
   const faker = createFaker(options.seed);
   const keyColumn = plan.tenantKey.relation
     ? catalog.relations.find((relation) => relation.qualified === plan.tenantKey.relation)?.columns.find((column) => column.name === plan.tenantKey.column)
     : undefined;
-  const ids = tenantIds(faker, plan.tenantKey.baseType, options.tenants, keyColumn?.maxLength ?? null);
+  const idType = tenantIdType(plan.tenantKey.baseType, settingCasts(catalog, plan.setting));
+  const ids = tenantIds(faker, idType, options.tenants, keyColumn?.maxLength ?? null);
   const tenants: Tenant[] = ids.map((id, index) => ({ id, label: tenantLabel(index), canary: makeCanary(faker) }));
   const ledger = new Ledger(tenants);
   const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false);
+  await seeder.deferConstraints();
   await seeder.run();
   return {
     tenants,
     ledger,
     results: seeder.results,
+    gaps: seeder.gaps,
     rowsInserted: seeder.results.filter((result) => result.status !== 'existing').reduce((sum, result) => sum + result.rows, 0),
     statements: seeder.statements,
   };

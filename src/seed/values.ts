@@ -1,79 +1,265 @@
 import { Faker, en } from '@faker-js/faker';
+import randexpModule from 'randexp';
+import { readCheck, type Atom, type CheckModel, type Comparison } from '../analysis/constraints.js';
 import type { Column, Relation } from '../catalog/types.js';
 
-/** What the CHECK constraints of a relation (and the column's domain) say about one column. */
+/** An end of a range of values, as PostgreSQL input text, compared in the column's type. */
+export interface RangeEnd {
+  value: string;
+  inclusive: boolean;
+}
+
+/** A pattern a text value must (or must not) match, as a JavaScript regular expression. */
+export interface TextPattern {
+  source: string;
+  flags: string;
+  negated: boolean;
+  /** The constraint's own text, for messages. */
+  original: string;
+}
+
+/** What the CHECK constraints of a relation, the column's domain and a partition's bounds say about one column. */
 export interface ColumnRules {
-  /** Allowed values from `col IN (...)` / `col = ANY (ARRAY[...])`. */
+  /** Allowed values (`col IN (...)`, `col = 'x'`, a list partition), when restricted. */
   allowed: string[] | null;
+  /** Values that are not allowed (`col <> 'x'`, `col NOT IN (...)`). */
+  excluded: string[];
+  /** Numeric bounds, inclusive (exclusive ones are tightened to the next value). */
   min: number | null;
   max: number | null;
-  /** Exclusive bounds become inclusive ones on integers; on other numbers they are nudged. */
+  /** Bounds of other ordered types (dates, times): compared in the type. */
+  low: RangeEnd | null;
+  high: RangeEnd | null;
   minLength: number | null;
   maxLength: number | null;
   /** Must not be empty / blank (e.g. `title <> ''`, `length(trim(x)) > 0`). */
   nonEmpty: boolean;
   lowercase: boolean;
-  /** A regular expression the value must match (`col ~ '...'`), when one is given. */
-  pattern: string | null;
+  uppercase: boolean;
+  patterns: TextPattern[];
+  /** `col IS NULL` (one alternative of a check may demand it). */
+  mustBeNull: boolean;
+  /** `col IS NOT NULL`. */
+  mustBeSet: boolean;
+  /** A boolean column that must be true or false. */
+  boolean: boolean | null;
 }
 
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** Column reference as pg_get_constraintdef prints it: bare, quoted, or cast, e.g. `(status)::text`. */
-function columnRef(name: string): string {
-  const quoted = /^[a-z_][a-z0-9_]*$/.test(name) ? `"?${escapeRegExp(name)}"?` : `"${escapeRegExp(name.replace(/"/g, '""'))}"`;
-  // Not preceded by a name character: `id` must not match inside `paid` or `t.id`.
-  return `(?<![A-Za-z0-9_."])\\(*${quoted}\\)*(?:::[a-z ]+(?:\\(\\d+\\))?)?\\)*`;
+export function emptyRules(column: Column): ColumnRules {
+  return {
+    allowed: column.enumValues ? [...column.enumValues] : null, excluded: [], min: null, max: null, low: null, high: null,
+    minLength: null, maxLength: column.maxLength, nonEmpty: false, lowercase: false, uppercase: false, patterns: [],
+    mustBeNull: false, mustBeSet: false, boolean: null,
+  };
 }
 
-function stringLiterals(text: string): string[] {
-  return [...text.matchAll(/'((?:[^']|'')*)'/g)].map((match) => match[1]!.replace(/''/g, "'"));
+export function copyRules(rules: ColumnRules): ColumnRules {
+  return { ...rules, allowed: rules.allowed ? [...rules.allowed] : null, excluded: [...rules.excluded], patterns: [...rules.patterns] };
 }
 
-/** Read the simple forms of CHECK constraints: IN-lists, comparisons with numbers, lengths, emptiness. */
-export function columnRules(column: Column, checks: string[]): ColumnRules {
-  const rules: ColumnRules = { allowed: null, min: null, max: null, minLength: null, maxLength: column.maxLength, nonEmpty: false, lowercase: false, pattern: null };
-  const ref = columnRef(column.name);
-  for (const check of [...checks, ...column.domainChecks]) {
-    const anyList = new RegExp(`${ref}\\s*=\\s*ANY\\s*\\(+(?:ARRAY\\[([^\\]]*)\\])`, 'i').exec(check);
-    if (anyList) {
-      const values = stringLiterals(anyList[1]!);
-      const numbers = values.length ? values : anyList[1]!.split(',').map((value) => value.trim().replace(/^\(|\)$/g, '').replace(/::.*$/, ''));
-      rules.allowed = rules.allowed ? rules.allowed.filter((value) => numbers.includes(value)) : numbers;
-    }
-    const equals = new RegExp(`^CHECK \\(+${ref}\\s*=\\s*'((?:[^']|'')*)'`, 'i').exec(check);
-    if (equals) rules.allowed = [equals[1]!.replace(/''/g, "'")];
-    for (const match of check.matchAll(new RegExp(`${ref}\\s*(>=|>|<=|<)\\s*\\(?'?(-?\\d+(?:\\.\\d+)?)`, 'gi'))) {
-      const value = Number(match[2]);
-      if (match[1] === '>=') rules.min = Math.max(rules.min ?? -Infinity, value);
-      if (match[1] === '>') rules.min = Math.max(rules.min ?? -Infinity, value + (Number.isInteger(value) ? 1 : 0.001));
-      if (match[1] === '<=') rules.max = Math.min(rules.max ?? Infinity, value);
-      if (match[1] === '<') rules.max = Math.min(rules.max ?? Infinity, value - (Number.isInteger(value) ? 1 : 0.001));
-    }
-    for (const match of check.matchAll(new RegExp(`(?:char_length|length|octet_length)\\((?:(?:btrim|trim)\\()?${ref}\\)*\\s*(>=|>|<=|<|=)\\s*(\\d+)`, 'gi'))) {
-      const value = Number(match[2]);
-      if (match[1] === '>=') rules.minLength = Math.max(rules.minLength ?? 0, value);
-      if (match[1] === '>') rules.minLength = Math.max(rules.minLength ?? 0, value + 1);
-      if (match[1] === '<=') rules.maxLength = Math.min(rules.maxLength ?? Infinity, value);
-      if (match[1] === '<') rules.maxLength = Math.min(rules.maxLength ?? Infinity, value - 1);
-      if (match[1] === '=') {
-        rules.minLength = value;
-        rules.maxLength = value;
+/** randexp is CommonJS whose module.exports is the class; its typings describe an ES default export. */
+type RandExpClass = typeof randexpModule.default;
+const RandExp: RandExpClass = (randexpModule as unknown as { default?: RandExpClass }).default ?? (randexpModule as unknown as RandExpClass);
+
+const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'citext', 'name']);
+const INTEGER_RANGES: Record<string, [number, number]> = { int2: [1, 32_000], int4: [1, 2_000_000_000], int8: [1, 9_000_000_000_000] };
+const NUMERIC_TYPES = new Set([...Object.keys(INTEGER_RANGES), 'numeric', 'float4', 'float8', 'money']);
+const TEMPORAL_TYPES = new Set(['date', 'timestamp', 'timestamptz']);
+
+export function isNumeric(column: Column): boolean {
+  return NUMERIC_TYPES.has(column.baseType);
+}
+
+export function isTemporal(column: Column): boolean {
+  return TEMPORAL_TYPES.has(column.baseType);
+}
+
+export function isText(column: Column): boolean {
+  return TEXT_TYPES.has(column.baseType) || (column.category === 'S' && !column.enumValues);
+}
+
+/** Milliseconds since the epoch of a date or timestamp as PostgreSQL prints it; NaN when unreadable. */
+export function epochOf(text: string): number {
+  if (text === 'infinity' || text === '-infinity') return NaN;
+  let iso = text.trim().replace(' ', 'T');
+  if (/T[\d:.]+[+-]\d\d$/.test(iso)) iso += ':00';
+  else if (/T\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(iso)) iso += 'Z';
+  return Date.parse(iso);
+}
+
+/** A string LIKE or SIMILAR TO pattern as a JavaScript regular expression source. */
+function likeToRegExp(pattern: string, syntax: 'like' | 'similar'): string {
+  let source = '';
+  for (let index = 0; index < pattern.length; index += 1) {
+    const char = pattern[index]!;
+    if (char === '\\' && index + 1 < pattern.length) {
+      source += pattern[index + 1]!.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+      index += 1;
+    } else if (char === '%') source += '[\\s\\S]*';
+    else if (char === '_') source += '[\\s\\S]';
+    else if (syntax === 'similar' && '|*+?{}()[]'.includes(char)) source += char;
+    else source += char.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+  }
+  return `^(?:${source})$`;
+}
+
+const POSIX_CLASSES: Record<string, string> = {
+  alpha: 'a-zA-Z', digit: '0-9', alnum: 'a-zA-Z0-9', upper: 'A-Z', lower: 'a-z', space: ' \\t\\n\\r\\f\\v', xdigit: '0-9a-fA-F',
+  punct: '!-\\/:-@\\[-`{-~', word: '\\w', blank: ' \\t', cntrl: '\\x00-\\x1f', print: ' -~', graph: '!-~',
+};
+
+/**
+ * A PostgreSQL (ARE) regular expression as a JavaScript one: POSIX classes inside brackets, the word-boundary
+ * escapes \m \M \y, \A and \Z, and embedded options `(?i)`. Returns null when JavaScript cannot compile it.
+ */
+export function regexFromPostgres(pattern: string, caseInsensitive: boolean): { source: string; flags: string } | null {
+  let source = pattern;
+  let flags = caseInsensitive ? 'i' : '';
+  const options = /^\(\?([a-z]+)\)/.exec(source);
+  if (options) {
+    if (options[1]!.includes('i')) flags = 'i';
+    source = source.slice(options[0].length);
+  }
+  source = source
+    .replace(/\[:([a-z]+):\]/g, (whole, name: string) => POSIX_CLASSES[name] ?? whole)
+    .replace(/\\[mMy]/g, '\\b')
+    .replace(/\\A/g, '^')
+    .replace(/\\Z/g, '$');
+  try {
+    new RegExp(source, flags);
+    return { source, flags };
+  } catch {
+    return null;
+  }
+}
+
+/** Apply one atom about a single column to its rules; false when it plainly contradicts them. */
+export function applyAtom(rules: ColumnRules, column: Column, atom: Atom): boolean {
+  switch (atom.kind) {
+    case 'compare': {
+      if (atom.op === '=') return restrictAllowed(rules, [atom.value]);
+      if (atom.op === '<>') {
+        rules.excluded.push(atom.value);
+        return !rules.allowed || rules.allowed.some((value) => value !== atom.value);
       }
+      if (isNumeric(column)) {
+        const value = Number(atom.value);
+        if (!Number.isFinite(value)) return true;
+        const integer = column.baseType in INTEGER_RANGES;
+        const step = integer ? 1 : Number.isInteger(value) ? 0.01 : 10 ** -Math.min(6, (atom.value.split('.')[1] ?? '').length + 1);
+        if (atom.op === '>=' || atom.op === '>') rules.min = Math.max(rules.min ?? -Infinity, atom.op === '>' ? value + step : value);
+        else rules.max = Math.min(rules.max ?? Infinity, atom.op === '<' ? value - step : value);
+        if (integer) {
+          if (rules.min !== null) rules.min = Math.ceil(rules.min);
+          if (rules.max !== null) rules.max = Math.floor(rules.max);
+        }
+        return rules.min === null || rules.max === null || rules.min <= rules.max;
+      }
+      const end = { value: atom.value, inclusive: atom.op === '>=' || atom.op === '<=' };
+      if (atom.op === '>=' || atom.op === '>') {
+        if (!rules.low || compareValues(column, atom.value, rules.low.value) > 0) rules.low = end;
+      } else if (!rules.high || compareValues(column, atom.value, rules.high.value) < 0) rules.high = end;
+      return true;
     }
-    if (new RegExp(`${ref}\\s*<>\\s*''`, 'i').test(check)) rules.nonEmpty = true;
-    if (new RegExp(`${ref}\\s*=\\s*lower\\(`, 'i').test(check)) rules.lowercase = true;
-    const pattern = new RegExp(`${ref}\\s*~\\*?\\s*'((?:[^']|'')*)'`, 'i').exec(check);
-    if (pattern) rules.pattern = pattern[1]!.replace(/''/g, "'");
+    case 'in':
+      if (atom.negated) {
+        rules.excluded.push(...atom.values);
+        return !rules.allowed || rules.allowed.some((value) => !atom.values.includes(value));
+      }
+      return restrictAllowed(rules, atom.values);
+    case 'length': {
+      const value = atom.value;
+      if (atom.op === '>=') rules.minLength = Math.max(rules.minLength ?? 0, value);
+      if (atom.op === '>') rules.minLength = Math.max(rules.minLength ?? 0, value + 1);
+      if (atom.op === '<=') rules.maxLength = Math.min(rules.maxLength ?? Infinity, value);
+      if (atom.op === '<') rules.maxLength = Math.min(rules.maxLength ?? Infinity, value - 1);
+      if (atom.op === '=') {
+        rules.minLength = Math.max(rules.minLength ?? 0, value);
+        rules.maxLength = Math.min(rules.maxLength ?? Infinity, value);
+      }
+      if (atom.op === '<>' && value === 0) rules.nonEmpty = true;
+      return (rules.minLength ?? 0) <= (rules.maxLength ?? Infinity);
+    }
+    case 'match': {
+      const converted = atom.syntax === 'regex' ? regexFromPostgres(atom.pattern, atom.caseInsensitive) : { source: likeToRegExp(atom.pattern, atom.syntax), flags: atom.caseInsensitive ? 'i' : '' };
+      if (!converted) return true; // JavaScript cannot read it: PostgreSQL judges the generated value
+      rules.patterns.push({ ...converted, negated: atom.negated, original: atom.pattern });
+      return true;
+    }
+    case 'null':
+      if (atom.isNull) {
+        if (column.notNull || rules.mustBeSet) return false;
+        rules.mustBeNull = true;
+      } else {
+        if (rules.mustBeNull) return false;
+        rules.mustBeSet = true;
+      }
+      return true;
+    case 'case':
+      if (atom.form === 'lower') rules.lowercase = true;
+      if (atom.form === 'upper') rules.uppercase = true;
+      return !(rules.lowercase && rules.uppercase);
+    case 'boolean':
+      if (rules.boolean !== null && rules.boolean !== atom.value) return false;
+      rules.boolean = atom.value;
+      return true;
+    default:
+      return true;
+  }
+}
+
+function restrictAllowed(rules: ColumnRules, values: string[]): boolean {
+  rules.allowed = rules.allowed ? rules.allowed.filter((value) => values.includes(value)) : [...values];
+  return rules.allowed.length > 0;
+}
+
+/** Order two values of a column's type: numbers numerically, dates by time, the rest as strings. */
+export function compareValues(column: Column, left: string, right: string): number {
+  if (isNumeric(column)) return Number(left) - Number(right);
+  if (isTemporal(column)) return epochOf(left) - epochOf(right);
+  return left < right ? -1 : left > right ? 1 : 0;
+}
+
+/** Whether `left op right` holds in the column's type (numbers, dates, text, booleans). */
+export function holds(column: Column, left: string, op: Comparison, right: string): boolean {
+  const order = column.baseType === 'bool' ? Number(left.startsWith('t')) - Number(right.startsWith('t')) : compareValues(column, left, right);
+  if (Number.isNaN(order)) return true;
+  switch (op) {
+    case '=': return order === 0;
+    case '<>': return order !== 0;
+    case '<': return order < 0;
+    case '<=': return order <= 0;
+    case '>': return order > 0;
+    case '>=': return order >= 0;
+  }
+}
+
+const checkCache = new WeakMap<Relation, CheckModel[]>();
+
+/** The relation's CHECK constraints and its columns' domain checks, read from the parse tree (once per relation). */
+export function checksOf(relation: Relation): CheckModel[] {
+  let checks = checkCache.get(relation);
+  if (!checks) {
+    checks = [
+      ...relation.constraints.filter((constraint) => constraint.kind === 'check').map((constraint) => readCheck(constraint.name, constraint.definition)),
+      ...relation.columns.flatMap((column) => column.domainChecks.map((definition, index) => readCheck(`${column.name} domain check${column.domainChecks.length > 1 ? ` ${index + 1}` : ''}`, definition))),
+    ];
+    checkCache.set(relation, checks);
+  }
+  return checks;
+}
+
+/**
+ * What the checks say about one column alone, taking the first alternative of each check that mentions
+ * nothing but this column (enough for a probe's single row; the seeder plans whole rows).
+ */
+export function columnRules(column: Column, checks: CheckModel[]): ColumnRules {
+  const rules = emptyRules(column);
+  for (const check of checks) {
+    const alternative = check.alternatives.find((atoms) => atoms.every((atom) => atom.kind !== 'opaque' && atom.kind !== 'columns' && atom.kind !== 'nonnulls'));
+    for (const atom of alternative ?? []) if ('column' in atom && atom.column === column.name) applyAtom(rules, column, atom);
   }
   return rules;
-}
-
-/** The CHECK constraint definitions of a relation that mention the column. */
-export function checksFor(relation: Relation, column: Column): string[] {
-  return relation.constraints
-    .filter((constraint) => constraint.kind === 'check' && (constraint.columns.includes(column.name) || constraint.columns.length === 0))
-    .map((constraint) => constraint.definition);
 }
 
 export function createFaker(seed: number): Faker {
@@ -88,9 +274,6 @@ export function makeCanary(faker: Faker): string {
   return `zq${faker.string.alphanumeric({ length: 6, casing: 'lower' })}`;
 }
 
-const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'citext', 'name']);
-const INTEGER_RANGES: Record<string, [number, number]> = { int2: [1, 32_000], int4: [1, 2_000_000_000], int8: [1, 9_000_000_000_000] };
-
 export interface ValueContext {
   /** Row number within the whole seed run: unique across tables and tenants. */
   serial: number;
@@ -103,9 +286,50 @@ export interface ValueContext {
 function fit(text: string, rules: ColumnRules): string {
   let value = text;
   if (rules.lowercase) value = value.toLowerCase();
+  if (rules.uppercase) value = value.toUpperCase();
   if (rules.maxLength !== null && rules.maxLength !== undefined && value.length > rules.maxLength) value = value.slice(0, rules.maxLength);
-  if (rules.minLength !== null && value.length < rules.minLength) value = value.padEnd(rules.minLength, 'x');
+  const minLength = Math.max(rules.minLength ?? 0, rules.nonEmpty ? 1 : 0);
+  if (value.length < minLength) value = value.padEnd(minLength, rules.uppercase ? 'X' : 'x');
   return value;
+}
+
+function fitsText(value: string, rules: ColumnRules): boolean {
+  const minLength = Math.max(rules.minLength ?? 0, rules.nonEmpty ? 1 : 0);
+  if (value.length < minLength || value.length > (rules.maxLength ?? Infinity)) return false;
+  if (rules.lowercase && value !== value.toLowerCase()) return false;
+  if (rules.uppercase && value !== value.toUpperCase()) return false;
+  if (rules.excluded.includes(value)) return false;
+  return rules.patterns.every((pattern) => new RegExp(pattern.source, pattern.flags).test(value) !== pattern.negated);
+}
+
+/**
+ * A text value meeting the patterns of the rules: the natural value when it already matches, else strings
+ * generated from the pattern (randexp), with the canary kept where the pattern allows it. Null when no
+ * candidate meets every rule.
+ */
+export function patternValue(faker: Faker, rules: ColumnRules, natural: string, context: ValueContext): string | null {
+  if (fitsText(natural, rules)) return natural;
+  const positive = rules.patterns.filter((pattern) => !pattern.negated);
+  const source = positive[0];
+  const tag = [context.canary, context.unique ? String(context.serial) : null].filter(Boolean).join('');
+  for (let attempt = 0; attempt < 24; attempt += 1) {
+    let generated = natural;
+    if (source) {
+      const generator = new RandExp(source.source, source.flags);
+      generator.max = Math.max(4, Math.min(12, rules.maxLength ?? 12));
+      generator.randInt = (low: number, high: number) => faker.number.int({ min: low, max: high });
+      generated = generator.gen();
+    } else {
+      generated = faker.string.alpha({ length: 8, casing: 'lower' });
+    }
+    const candidates = attempt < 12 && tag ? [`${generated}${tag}`, `${tag}${generated}`, generated] : [generated];
+    for (const candidate of candidates) {
+      if (fitsText(candidate, rules)) return candidate;
+      const fitted = fit(candidate, rules);
+      if (fitsText(fitted, rules)) return fitted;
+    }
+  }
+  return null;
 }
 
 /** A text value shaped by the column's name, with the canary and, for unique columns, a serial. */
@@ -148,81 +372,74 @@ function numberValue(faker: Faker, column: Column, rules: ColumnRules, context: 
   const integer = column.baseType in INTEGER_RANGES;
   const [typeMin, typeMax] = INTEGER_RANGES[column.baseType] ?? [0, 1_000_000];
   let min = rules.min ?? (/(count|qty|quantity|age|position|rank|priority|score|amount|price|total)/i.test(column.name) ? 1 : typeMin);
-  let max = rules.max ?? (/(priority|rating|stars)/i.test(column.name) ? 5 : min === 1 && rules.min === null ? 1000 : typeMax);
+  let max = rules.max ?? (/(priority|rating|stars)/i.test(column.name) && min <= 5 ? 5 : rules.min === null && min === 1 ? 1000 : typeMax);
+  if (rules.max !== null && rules.min === null && min > max) min = max - 1000;
   if (column.numericPrecision !== null) {
     const limit = 10 ** (column.numericPrecision - (column.numericScale ?? 0)) - 1;
     max = Math.min(max, limit);
     min = Math.max(min, -limit);
   }
   if (min > max) max = min;
-  if (context.unique) {
-    const span = Math.max(1, Math.floor(max) - Math.ceil(min) + 1);
-    return String(Math.ceil(min) + ((context.serial * 7919) % span));
+  const scale = Math.min(column.numericScale ?? 2, 6);
+  for (let attempt = 0; attempt < 8; attempt += 1) {
+    let value: string;
+    if (context.unique && integer) {
+      const span = Math.max(1, Math.floor(max) - Math.ceil(min) + 1);
+      value = String(Math.ceil(min) + ((context.serial * 7919 + attempt) % span));
+    } else if (integer) value = String(faker.number.int({ min: Math.ceil(min), max: Math.floor(max) }));
+    else if (context.unique) value = (min + (((context.serial * 7919 + attempt) % 1_000_000) / 1_000_000) * (max - min)).toFixed(scale);
+    else value = faker.number.float({ min, max, fractionDigits: scale }).toFixed(scale);
+    if (!integer && (Number(value) < min || Number(value) > max)) value = min.toFixed(scale);
+    if (!rules.excluded.some((excluded) => Number(excluded) === Number(value))) return value;
   }
-  if (integer) return String(faker.number.int({ min: Math.ceil(min), max: Math.floor(max) }));
-  const scale = column.numericScale ?? 2;
-  return faker.number.float({ min, max, fractionDigits: Math.min(scale, 6) }).toFixed(Math.min(scale, 6));
+  return String(integer ? Math.ceil(min) : min);
 }
 
-/**
- * A value matching a CHECK's regular expression (`col ~ '^[A-Z]{3}-\d{4}$'`): faker's generator after
- * rewriting the classes it does not know, verified against the pattern; null when that fails.
- */
-export function patternValue(faker: Faker, pattern: string): string | null {
-  const simplified = pattern
-    .replace(/^\^/, '')
-    .replace(/\$$/, '')
-    .replace(/\\d/g, '[0-9]')
-    .replace(/\\w/g, '[a-zA-Z0-9_]')
-    .replace(/\\s/g, ' ')
-    .replace(/\+/g, '{1,6}')
-    .replace(/\*/g, '{0,6}');
-  let check: RegExp;
-  try {
-    check = new RegExp(pattern);
-  } catch {
-    return null;
-  }
-  for (let attempt = 0; attempt < 20; attempt += 1) {
-    try {
-      const value = faker.helpers.fromRegExp(simplified);
-      if (check.test(value)) return value;
-    } catch {
-      return null;
-    }
-  }
-  return null;
+const DAY = 86_400_000;
+const TWO_YEARS = 730 * DAY;
+const REFERENCE = Date.UTC(2026, 0, 1);
+
+/** A date or timestamp inside the rules' bounds (a CHECK, a range partition). */
+function temporalValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string {
+  const unit = column.baseType === 'date' ? DAY : 1000;
+  const low = rules.low ? epochOf(rules.low.value) : NaN;
+  const high = rules.high ? epochOf(rules.high.value) : NaN;
+  let start = Number.isFinite(low) ? low : Number.isFinite(high) ? high - TWO_YEARS : REFERENCE - TWO_YEARS;
+  let end = Number.isFinite(high) ? high : Number.isFinite(low) ? low + TWO_YEARS : REFERENCE;
+  // In whole units, honouring exclusive ends.
+  let first = Math.ceil(start / unit);
+  if (rules.low && !rules.low.inclusive && first * unit === low) first += 1;
+  let last = Math.floor(end / unit);
+  if ((!rules.high || !rules.high.inclusive) && last * unit === end && Number.isFinite(high)) last -= 1;
+  if (last < first) last = first;
+  start = first;
+  end = last;
+  const span = end - start + 1;
+  const offset = context.unique ? (context.serial * 7919) % span : faker.number.int({ min: 0, max: span - 1 });
+  const iso = new Date((start + offset) * unit).toISOString();
+  return column.baseType === 'date' ? iso.slice(0, 10) : iso;
 }
 
 /** One value for a column, as PostgreSQL input text, or null. */
 export function scalarValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string | null {
-  if (rules.pattern && TEXT_TYPES.has(column.baseType)) {
-    const value = patternValue(faker, rules.pattern);
-    if (value !== null) return value;
-  }
-  if (rules.allowed?.length) {
-    return context.unique ? rules.allowed[context.serial % rules.allowed.length]! : faker.helpers.arrayElement(rules.allowed);
-  }
-  if (column.enumValues?.length) {
-    return context.unique ? column.enumValues[context.serial % column.enumValues.length]! : faker.helpers.arrayElement(column.enumValues);
+  if (rules.mustBeNull) return null;
+  if (rules.allowed || column.enumValues) {
+    const allowed = (rules.allowed ?? column.enumValues!).filter((value) => !rules.excluded.includes(value));
+    if (!allowed.length) return null;
+    return context.unique ? allowed[context.serial % allowed.length]! : faker.helpers.arrayElement(allowed);
   }
   const base = column.baseType;
-  if (TEXT_TYPES.has(base)) return textValue(faker, column, rules, context);
-  if (base in INTEGER_RANGES || base === 'numeric' || base === 'float4' || base === 'float8' || base === 'money') {
-    return numberValue(faker, column, rules, context);
+  if (isText(column) && TEXT_TYPES.has(base)) {
+    const natural = fit(textValue(faker, column, rules, context), rules);
+    return rules.patterns.length || rules.excluded.length ? patternValue(faker, rules, natural, context) : natural;
   }
+  if (NUMERIC_TYPES.has(base)) return numberValue(faker, column, rules, context);
+  if (TEMPORAL_TYPES.has(base)) return temporalValue(faker, column, rules, context);
   switch (base) {
     case 'bool':
-      return faker.datatype.boolean() ? 'true' : 'false';
+      return rules.boolean !== null ? String(rules.boolean) : faker.datatype.boolean() ? 'true' : 'false';
     case 'uuid':
       return faker.string.uuid();
-    case 'date':
-      return faker.date.past({ years: 2 }).toISOString().slice(0, 10);
-    case 'timestamp':
-    case 'timestamptz': {
-      const date = context.unique ? new Date(Date.UTC(2025, 0, 1) + context.serial * 1000) : faker.date.past({ years: 2 });
-      return date.toISOString();
-    }
     case 'time':
     case 'timetz':
       return faker.date.past().toISOString().slice(11, 19);
@@ -254,8 +471,11 @@ export function scalarValue(faker: Faker, column: Column, rules: ColumnRules, co
     case 'int4range':
     case 'int8range':
       return `[${context.serial * 10},${context.serial * 10 + 5})`;
-    default:
-      return column.category === 'S' ? textValue(faker, column, rules, context) : null;
+    default: {
+      if (column.category !== 'S') return null;
+      const natural = fit(textValue(faker, column, rules, context), rules);
+      return rules.patterns.length ? patternValue(faker, rules, natural, context) : natural;
+    }
   }
 }
 
@@ -265,13 +485,33 @@ function arrayLiteral(items: (string | null)[]): string {
 
 /** A value for a column of any supported type, arrays included. */
 export function columnValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string | null {
-  if (!column.isArray) return scalarValue(faker, column, rules, context);
+  if (!column.isArray || rules.mustBeNull) return scalarValue(faker, column, rules, context);
   const element: Column = { ...column, isArray: false, maxLength: null };
   const count = faker.number.int({ min: 1, max: 3 });
-  return arrayLiteral(Array.from({ length: count }, (_, index) => scalarValue(faker, element, { ...rules, allowed: null }, { ...context, serial: context.serial * 4 + index })));
+  return arrayLiteral(Array.from({ length: count }, (_, index) => scalarValue(faker, element, { ...emptyRules(element), allowed: element.enumValues }, { ...context, serial: context.serial * 4 + index })));
 }
 
-/** Non-sequential, distinct tenant ids of the key's type. */
+/** The integer range a cast of the tenant id accepts, by type name. */
+const CAST_INTEGER: Record<string, string> = { int2: 'int2', smallint: 'int2', int4: 'int4', integer: 'int4', int: 'int4', int8: 'int8', bigint: 'int8' };
+
+/**
+ * The type tenant ids are generated as: the key's type, narrowed by the casts policies apply to the tenant
+ * setting (a bigint key read as `::int` gets ids within int4; a text key read as `::uuid` gets uuids).
+ */
+export function tenantIdType(keyType: string, casts: string[]): string {
+  const order = ['int2', 'int4', 'int8'];
+  let type = keyType;
+  for (const cast of casts.map((name) => name.toLowerCase())) {
+    const integer = CAST_INTEGER[cast];
+    if (integer) {
+      if (order.includes(type)) type = order[Math.min(order.indexOf(type), order.indexOf(integer))]!;
+      else if (type === 'numeric' || TEXT_TYPES.has(type)) type = integer;
+    } else if (cast === 'uuid' && TEXT_TYPES.has(type)) type = 'uuid';
+  }
+  return type;
+}
+
+/** Non-sequential, distinct tenant ids of the key's type (see tenantIdType for casts). */
 export function tenantIds(faker: Faker, baseType: string, count: number, maxLength: number | null = null): string[] {
   const ids = new Set<string>();
   while (ids.size < count) {

@@ -1,0 +1,405 @@
+/**
+ * What CHECK constraints, domain checks and partition bounds say about the values a row may hold, read from
+ * PostgreSQL's parse tree. The seeder plans values from this model; the parts it cannot read are `opaque`
+ * atoms, which the seeder leaves to PostgreSQL to judge.
+ */
+import { parseStatements, ParseError, scanTokens } from './parse.js';
+
+export type Comparison = '=' | '<>' | '<' | '<=' | '>' | '>=';
+
+/** One condition on a row. Values are PostgreSQL input text. */
+export type Atom =
+  /** `column op literal`, e.g. `quantity >= 1`, `due_on < '2030-01-01'`. */
+  | { kind: 'compare'; column: string; op: Comparison; value: string }
+  /** `left op right [+|- offset]`, e.g. `due_on >= issued_on`, `ends_at > starts_at + '1 hour'::interval`. */
+  | { kind: 'columns'; left: string; op: Comparison; right: string; offset: { sign: 1 | -1; value: string } | null }
+  /** `column in (...)` / `= any (array[...])`, or its negation. A null element is dropped. */
+  | { kind: 'in'; column: string; values: string[]; negated: boolean }
+  /** `char_length(column) op n` (also length, octet_length, and of a trimmed column). */
+  | { kind: 'length'; column: string; op: Comparison; value: number }
+  /** `column ~ pattern` and its variants: regular expression (`~`, `~*`), LIKE (`~~`), SIMILAR TO; negated for `!~`. */
+  | { kind: 'match'; column: string; syntax: 'regex' | 'like' | 'similar'; pattern: string; caseInsensitive: boolean; negated: boolean }
+  | { kind: 'null'; column: string; isNull: boolean }
+  /** `num_nonnulls(a, b, c) op n` (`num_nulls` is rewritten to this form). */
+  | { kind: 'nonnulls'; columns: string[]; op: Comparison; count: number }
+  /** `column = lower(column)` / `upper`, `column = btrim(column)`. */
+  | { kind: 'case'; column: string; form: 'lower' | 'upper' | 'trimmed' }
+  /** A boolean column, or `column is true / false`. */
+  | { kind: 'boolean'; column: string; value: boolean }
+  /** A part the planner does not read: PostgreSQL decides. */
+  | { kind: 'opaque'; reason: string };
+
+export interface CheckModel {
+  name: string;
+  /** As pg_get_constraintdef prints it, e.g. `CHECK ((due_on >= issued_on))`. */
+  definition: string;
+  /** The condition alone, as SQL text PostgreSQL can evaluate for candidate rows (null when unreadable). */
+  expression: string | null;
+  /**
+   * The condition in disjunctive normal form: the check holds when every atom of one alternative holds.
+   * `[[]]` always holds; `[]` never does.
+   */
+  alternatives: Atom[][];
+}
+
+const NEGATE: Record<Comparison, Comparison> = { '=': '<>', '<>': '=', '<': '>=', '<=': '>', '>': '<=', '>=': '<' };
+const FLIP: Record<Comparison, Comparison> = { '=': '=', '<>': '<>', '<': '>', '<=': '>=', '>': '<', '>=': '<=' };
+const COMPARISONS = new Set<string>(['=', '<>', '!=', '<', '<=', '>', '>=']);
+/** Cap on alternatives, so a wide boolean does not explode; one satisfiable alternative is enough. */
+const MAX_ALTERNATIVES = 32;
+
+type Obj = Record<string, unknown>;
+
+function nodeKind(node: unknown): [string, Obj] | null {
+  if (!node || typeof node !== 'object') return null;
+  const [key] = Object.keys(node);
+  return key ? [key, (node as Obj)[key] as Obj] : null;
+}
+
+function stringsOf(list: unknown): string[] {
+  return Array.isArray(list) ? list.map((item) => ((item as { String?: { sval?: string } }).String?.sval ?? '')) : [];
+}
+
+/** Strip type casts: `(status)::text` is the column status, `'open'::text` the literal 'open'. */
+function uncast(node: unknown): unknown {
+  let current = node;
+  for (let kind = nodeKind(current); kind?.[0] === 'TypeCast'; kind = nodeKind(current)) current = kind[1].arg;
+  return current;
+}
+
+/** The type a cast names, without its schema: `int4`, `uuid`, `interval`. */
+export function castTypeName(node: unknown): string | null {
+  const kind = nodeKind(node);
+  if (kind?.[0] !== 'TypeCast') return null;
+  const names = stringsOf((kind[1].typeName as Obj | undefined)?.names);
+  return names[names.length - 1] ?? null;
+}
+
+function columnName(node: unknown): string | null {
+  const kind = nodeKind(uncast(node));
+  if (kind?.[0] !== 'ColumnRef') return null;
+  const fields = stringsOf(kind[1].fields);
+  return fields.length ? fields[fields.length - 1]! : null;
+}
+
+/** A constant as PostgreSQL input text; `null` for SQL NULL; undefined when the node is not a constant. */
+export function constantText(node: unknown): string | null | undefined {
+  const kind = nodeKind(uncast(node));
+  if (!kind) return undefined;
+  if (kind[0] === 'A_Const') {
+    const value = kind[1];
+    if (value.isnull) return null;
+    if ('ival' in value) return String((value.ival as { ival?: number }).ival ?? 0);
+    if ('fval' in value) return String((value.fval as { fval?: string }).fval ?? '0');
+    if ('sval' in value) return String((value.sval as { sval?: string }).sval ?? '');
+    if ('boolval' in value) return (value.boolval as { boolval?: boolean }).boolval ? 'true' : 'false';
+    return undefined;
+  }
+  // -x on a constant the parser did not fold, e.g. -(5)::numeric
+  if (kind[0] === 'A_Expr' && kind[1].kind === 'AEXPR_OP' && !kind[1].lexpr && stringsOf(kind[1].name)[0] === '-') {
+    const inner = constantText(kind[1].rexpr);
+    return typeof inner === 'string' ? (inner.startsWith('-') ? inner.slice(1) : `-${inner}`) : undefined;
+  }
+  return undefined;
+}
+
+function functionCall(node: unknown): { name: string; args: unknown[] } | null {
+  const kind = nodeKind(uncast(node));
+  if (kind?.[0] !== 'FuncCall') return null;
+  const names = stringsOf(kind[1].funcname);
+  return { name: names[names.length - 1]!.toLowerCase(), args: (kind[1].args as unknown[] | undefined) ?? [] };
+}
+
+/** Elements of `ARRAY[...]`, `(...)` lists: constants only; undefined when one is not a constant. */
+function constantList(node: unknown): (string | null)[] | undefined {
+  const inner = uncast(node);
+  const kind = nodeKind(inner);
+  const items = kind?.[0] === 'A_ArrayExpr' ? (kind[1].elements as unknown[] | undefined) ?? [] : kind?.[0] === 'List' ? (kind[1].items as unknown[] | undefined) ?? [] : Array.isArray(inner) ? inner : null;
+  if (!items) return undefined;
+  const values = items.map(constantText);
+  return values.some((value) => value === undefined) ? undefined : (values as (string | null)[]);
+}
+
+const opaque = (reason: string): Atom[][] => [[{ kind: 'opaque', reason }]];
+const single = (atom: Atom): Atom[][] => [[atom]];
+
+function and(parts: Atom[][][]): Atom[][] {
+  let result: Atom[][] = [[]];
+  for (const part of parts) {
+    const next: Atom[][] = [];
+    for (const left of result) for (const right of part) if (next.length < MAX_ALTERNATIVES) next.push([...left, ...right]);
+    result = next;
+  }
+  return result;
+}
+
+function or(parts: Atom[][][]): Atom[][] {
+  return parts.flat().slice(0, MAX_ALTERNATIVES);
+}
+
+/** `length(col)`, `char_length(btrim(col))`: the column whose length is measured. */
+function lengthOf(node: unknown): string | null {
+  const call = functionCall(node);
+  if (!call || !['length', 'char_length', 'character_length', 'octet_length'].includes(call.name) || call.args.length !== 1) return null;
+  const inner = functionCall(call.args[0]);
+  if (inner && ['btrim', 'trim', 'ltrim', 'rtrim'].includes(inner.name) && inner.args.length === 1) return columnName(inner.args[0]);
+  return columnName(call.args[0]);
+}
+
+function comparison(op: Comparison, left: unknown, right: unknown, negated: boolean): Atom[][] {
+  const effective = negated ? NEGATE[op] : op;
+  // Put the column (or the function of a column) on the left.
+  const leftColumn = columnName(left);
+  const rightColumn = columnName(right);
+  const rightConstant = constantText(right);
+  const leftConstant = constantText(left);
+  if (leftColumn === null && rightColumn !== null && leftConstant !== undefined) return comparison(FLIP[op], right, left, negated);
+  if (leftColumn !== null) {
+    if (rightConstant !== undefined) {
+      if (rightConstant === null) return [];
+      return single({ kind: 'compare', column: leftColumn, op: effective, value: rightConstant });
+    }
+    if (rightColumn !== null) return single({ kind: 'columns', left: leftColumn, op: effective, right: rightColumn, offset: null });
+    // col op other_col +/- constant
+    const rightKind = nodeKind(uncast(right));
+    if (rightKind?.[0] === 'A_Expr' && rightKind[1].kind === 'AEXPR_OP') {
+      const operator = stringsOf(rightKind[1].name)[0];
+      const base = columnName(rightKind[1].lexpr);
+      const offset = constantText(rightKind[1].rexpr);
+      if ((operator === '+' || operator === '-') && base !== null && typeof offset === 'string') {
+        return single({ kind: 'columns', left: leftColumn, op: effective, right: base, offset: { sign: operator === '+' ? 1 : -1, value: offset } });
+      }
+    }
+    // col = lower(col), col = btrim(col)
+    const call = functionCall(right);
+    if (call && call.args.length === 1 && columnName(call.args[0]) === leftColumn && effective === '=') {
+      const form = call.name === 'lower' ? 'lower' : call.name === 'upper' ? 'upper' : ['btrim', 'trim'].includes(call.name) ? 'trimmed' : null;
+      if (form) return single({ kind: 'case', column: leftColumn, form });
+    }
+  }
+  // lower(col) = col
+  const leftCall = functionCall(left);
+  if (leftCall && rightColumn !== null && leftCall.args.length === 1 && columnName(leftCall.args[0]) === rightColumn) return comparison(FLIP[op], right, left, negated);
+  // length(col) op n
+  const measured = lengthOf(left);
+  if (measured !== null && typeof rightConstant === 'string' && /^\d+$/.test(rightConstant)) {
+    return single({ kind: 'length', column: measured, op: effective, value: Number(rightConstant) });
+  }
+  if (lengthOf(right) !== null && typeof leftConstant === 'string') return comparison(FLIP[op], right, left, negated);
+  // num_nonnulls(a, b) op n, num_nulls(a, b) op n
+  if (leftCall && (leftCall.name === 'num_nonnulls' || leftCall.name === 'num_nulls') && typeof rightConstant === 'string' && /^\d+$/.test(rightConstant)) {
+    const columns = leftCall.args.map(columnName);
+    if (columns.every((column): column is string => column !== null)) {
+      const count = Number(rightConstant);
+      if (leftCall.name === 'num_nonnulls') return single({ kind: 'nonnulls', columns, op: effective, count });
+      // nulls op n  <=>  nonnulls FLIP(op) total - n
+      return single({ kind: 'nonnulls', columns, op: FLIP[effective], count: columns.length - count });
+    }
+  }
+  if (functionCall(right) && (functionCall(right)!.name === 'num_nonnulls' || functionCall(right)!.name === 'num_nulls')) return comparison(FLIP[op], right, left, negated);
+  return opaque('a comparison the planner does not read');
+}
+
+const MATCH_OPERATORS: Record<string, { syntax: 'regex' | 'like'; caseInsensitive: boolean; negated: boolean }> = {
+  '~': { syntax: 'regex', caseInsensitive: false, negated: false },
+  '~*': { syntax: 'regex', caseInsensitive: true, negated: false },
+  '!~': { syntax: 'regex', caseInsensitive: false, negated: true },
+  '!~*': { syntax: 'regex', caseInsensitive: true, negated: true },
+  '~~': { syntax: 'like', caseInsensitive: false, negated: false },
+  '~~*': { syntax: 'like', caseInsensitive: true, negated: false },
+  '!~~': { syntax: 'like', caseInsensitive: false, negated: true },
+  '!~~*': { syntax: 'like', caseInsensitive: true, negated: true },
+};
+
+function expression(node: unknown, negated: boolean): Atom[][] {
+  const kind = nodeKind(node);
+  if (!kind) return opaque('empty expression');
+  const [type, value] = kind;
+  if (type === 'BoolExpr') {
+    const args = (value.args as unknown[] | undefined) ?? [];
+    if (value.boolop === 'NOT_EXPR') return expression(args[0], !negated);
+    const isAnd = (value.boolop === 'AND_EXPR') !== negated;
+    const parts = args.map((arg) => expression(arg, negated));
+    return isAnd ? and(parts) : or(parts);
+  }
+  if (type === 'NullTest') {
+    const column = columnName(value.arg);
+    if (column === null) {
+      const call = functionCall(value.arg);
+      return call ? opaque(`a null test on ${call.name}()`) : opaque('a null test on an expression');
+    }
+    const isNull = (value.nulltesttype === 'IS_NULL') !== negated;
+    return single({ kind: 'null', column, isNull });
+  }
+  if (type === 'BooleanTest') {
+    const column = columnName(value.arg);
+    const test = String(value.booltesttype);
+    if (column === null || !['IS_TRUE', 'IS_FALSE'].includes(test)) return opaque('a boolean test');
+    return single({ kind: 'boolean', column, value: (test === 'IS_TRUE') !== negated });
+  }
+  if (type === 'ColumnRef' || type === 'TypeCast') {
+    const column = columnName(node);
+    if (column !== null) return single({ kind: 'boolean', column, value: !negated });
+    const constant = constantText(node);
+    if (constant === 'true' || constant === 'false') return (constant === 'true') !== negated ? [[]] : [];
+    if (constant === null) return [[]]; // CHECK (NULL) holds
+    return opaque('an expression');
+  }
+  if (type === 'A_Const') {
+    const constant = constantText(node);
+    if (constant === null) return [[]];
+    return (constant === 'true') !== negated ? [[]] : [];
+  }
+  if (type === 'A_Expr') {
+    const exprKind = String(value.kind);
+    const operator = stringsOf(value.name)[0] ?? '';
+    if (exprKind === 'AEXPR_OP' && COMPARISONS.has(operator)) {
+      return comparison((operator === '!=' ? '<>' : operator) as Comparison, value.lexpr, value.rexpr, negated);
+    }
+    if (exprKind === 'AEXPR_OP' && operator in MATCH_OPERATORS) {
+      const column = columnName(value.lexpr);
+      const pattern = constantText(value.rexpr);
+      if (column === null || typeof pattern !== 'string') return opaque(`a pattern match (${operator}) on an expression`);
+      const spec = MATCH_OPERATORS[operator]!;
+      return single({ kind: 'match', column, syntax: spec.syntax, pattern, caseInsensitive: spec.caseInsensitive, negated: spec.negated !== negated });
+    }
+    if (exprKind === 'AEXPR_SIMILAR') {
+      const column = columnName(value.lexpr);
+      const call = functionCall(value.rexpr);
+      const pattern = call?.name === 'similar_to_escape' && call.args.length === 1 ? constantText(call.args[0]) : constantText(value.rexpr);
+      if (column === null || typeof pattern !== 'string') return opaque('a SIMILAR TO on an expression');
+      return single({ kind: 'match', column, syntax: 'similar', pattern, caseInsensitive: false, negated: (operator === '!~') !== negated });
+    }
+    if (exprKind === 'AEXPR_OP_ANY' || exprKind === 'AEXPR_OP_ALL' || exprKind === 'AEXPR_IN') {
+      const column = columnName(value.lexpr);
+      const list = constantList(value.rexpr);
+      if (column === null || !list) return opaque('a list comparison the planner does not read');
+      const values = list.filter((item): item is string => item !== null);
+      if ((exprKind === 'AEXPR_OP_ANY' || exprKind === 'AEXPR_IN') && operator === '=') return single({ kind: 'in', column, values, negated });
+      if ((exprKind === 'AEXPR_OP_ALL' && operator === '<>') || (exprKind === 'AEXPR_IN' && operator === '<>')) return single({ kind: 'in', column, values, negated: !negated });
+      return opaque(`${operator} ${exprKind === 'AEXPR_OP_ALL' ? 'ALL' : 'ANY'} (...)`);
+    }
+    if (exprKind === 'AEXPR_BETWEEN' || exprKind === 'AEXPR_NOT_BETWEEN') {
+      const bounds = (nodeKind(value.rexpr)?.[1].items as unknown[] | undefined) ?? [];
+      if (bounds.length !== 2) return opaque('BETWEEN');
+      const inside = exprKind === 'AEXPR_BETWEEN' ? !negated : negated;
+      const low = comparison('>=', value.lexpr, bounds[0], !inside);
+      const high = comparison('<=', value.lexpr, bounds[1], !inside);
+      return inside ? and([low, high]) : or([low, high]);
+    }
+  }
+  if (type === 'FuncCall') {
+    const call = functionCall(node)!;
+    return opaque(`${call.name}(...)`);
+  }
+  return opaque(type);
+}
+
+/** The expression of a `CHECK (...)` definition as pg_get_constraintdef prints it. Throws ParseError. */
+function checkExpression(definition: string): unknown {
+  const statement = parseStatements(`ALTER TABLE rls_audit_check ADD ${definition}`)[0]?.stmt as Obj | undefined;
+  const command = ((statement?.AlterTableStmt as Obj | undefined)?.cmds as Obj[] | undefined)?.[0]?.AlterTableCmd as Obj | undefined;
+  const constraint = (command?.def as Obj | undefined)?.Constraint as Obj | undefined;
+  if (!constraint || constraint.contype !== 'CONSTR_CHECK') throw new ParseError(`not a CHECK constraint: ${definition}`, null);
+  return constraint.raw_expr;
+}
+
+/** The text inside the parentheses of `CHECK (...)`, found with the lexer (quotes and nesting respected). */
+function conditionText(definition: string): string | null {
+  const tokens = scanTokens(definition);
+  const open = tokens.findIndex((token) => token.text === '(');
+  if (open < 0) return null;
+  let depth = 0;
+  for (let index = open; index < tokens.length; index += 1) {
+    if (tokens[index]!.text === '(') depth += 1;
+    if (tokens[index]!.text === ')') depth -= 1;
+    if (depth === 0) return definition.slice(tokens[open]!.end, tokens[index]!.start);
+  }
+  return null;
+}
+
+/** Read a CHECK constraint (relation or domain). Never throws: what cannot be parsed is one opaque atom. */
+export function readCheck(name: string, definition: string): CheckModel {
+  let text: string | null = null;
+  try {
+    text = conditionText(definition);
+    return { name, definition, expression: text, alternatives: expression(checkExpression(definition), false) };
+  } catch (error) {
+    return { name, definition, expression: text, alternatives: opaque(error instanceof Error ? error.message : String(error)) };
+  }
+}
+
+/** Columns an atom constrains. */
+export function atomColumns(atom: Atom): string[] {
+  switch (atom.kind) {
+    case 'columns':
+      return [atom.left, atom.right];
+    case 'nonnulls':
+      return atom.columns;
+    case 'opaque':
+      return [];
+    default:
+      return [atom.column];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Partitions
+
+export type BoundValue = { value: string | null } | { infinite: 'min' | 'max' };
+
+export type PartitionBound =
+  | { kind: 'range'; from: BoundValue[]; to: BoundValue[] }
+  | { kind: 'list'; values: (string | null)[] }
+  | { kind: 'hash'; modulus: number; remainder: number }
+  | { kind: 'default' };
+
+export interface PartitionKey {
+  strategy: 'range' | 'list' | 'hash';
+  /** Key columns in order; null where the key is an expression. */
+  columns: (string | null)[];
+}
+
+function boundValues(list: unknown): BoundValue[] {
+  return ((list as unknown[] | undefined) ?? []).map((item) => {
+    const column = columnName(item);
+    if (column === 'minvalue' || column === 'maxvalue') return { infinite: column === 'minvalue' ? 'min' : 'max' };
+    const constant = constantText(item);
+    if (constant === undefined) throw new ParseError('a partition bound that is not a constant', null);
+    return { value: constant };
+  });
+}
+
+/** Read `pg_get_expr(relpartbound)`, e.g. `FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`. Null when unreadable. */
+export function readPartitionBound(bound: string): PartitionBound | null {
+  try {
+    const statement = parseStatements(`CREATE TABLE rls_audit_partition PARTITION OF rls_audit_parent ${bound}`)[0]?.stmt as Obj | undefined;
+    const spec = (statement?.CreateStmt as Obj | undefined)?.partbound as Obj | undefined;
+    if (!spec) return null;
+    if (spec.is_default) return { kind: 'default' };
+    if (spec.strategy === 'r') return { kind: 'range', from: boundValues(spec.lowerdatums), to: boundValues(spec.upperdatums) };
+    if (spec.strategy === 'l') return { kind: 'list', values: ((spec.listdatums as unknown[] | undefined) ?? []).map((item) => constantText(item) ?? null) };
+    if (spec.strategy === 'h') return { kind: 'hash', modulus: Number(spec.modulus ?? 1), remainder: Number(spec.remainder ?? 0) };
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+/** Read `pg_get_partkeydef`, e.g. `RANGE (created_at)`. Null when unreadable. */
+export function readPartitionKey(definition: string): PartitionKey | null {
+  try {
+    const statement = parseStatements(`CREATE TABLE rls_audit_parent () PARTITION BY ${definition}`)[0]?.stmt as Obj | undefined;
+    const spec = (statement?.CreateStmt as Obj | undefined)?.partspec as Obj | undefined;
+    if (!spec) return null;
+    const strategy = String(spec.strategy).replace('PARTITION_STRATEGY_', '').toLowerCase();
+    if (strategy !== 'range' && strategy !== 'list' && strategy !== 'hash') return null;
+    const columns = ((spec.partParams as Obj[] | undefined) ?? []).map((param) => {
+      const element = param.PartitionElem as Obj | undefined;
+      return typeof element?.name === 'string' ? element.name : null;
+    });
+    return { strategy, columns };
+  } catch {
+    return null;
+  }
+}

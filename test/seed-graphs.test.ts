@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { audit } from '../src/audit.js';
 import { introspect } from '../src/catalog/introspect.js';
@@ -15,7 +17,8 @@ import { FIXTURES } from './helpers.js';
  * One cluster: the whole audit of the seed-graphs fixture (coverage, findings, verdict), then the seeder
  * alone on the same database, whose rows are inspected before the transaction is rolled back.
  */
-const scenario = scenarioSchema.parse({ schema: [path.join(FIXTURES, 'seed-graphs', 'schema.sql')], role: 'app_user', seed: 7 });
+const schemaFile = path.join(FIXTURES, 'seed-graphs', 'schema.sql');
+const scenario = scenarioSchema.parse({ schema: [schemaFile], role: 'app_user', seed: 7 });
 let target: Target;
 let report: Report;
 let session: AuditSession;
@@ -23,7 +26,11 @@ let seeded: SeedOutcome;
 
 beforeAll(async () => {
   target = await startEmbedded();
-  report = await audit(scenario, { target });
+  const admin = new pg.Client({ connectionString: target.connectionString });
+  await admin.connect();
+  await admin.query(await readFile(schemaFile, 'utf8'));
+  await admin.end();
+  report = await audit(scenario, { target, schemaApplied: true });
   session = await AuditSession.open(target.connectionString);
   const catalog = await introspect(session.client);
   seeded = await seed(session, catalog, planTenancy(catalog, scenario), { tenants: 3, rows: 20, seed: 7 });
@@ -43,7 +50,7 @@ describe('seeding real schemas (seed-graphs fixture)', () => {
     const ids = report.tenants.map((tenant) => tenant.id);
     const owned = report.relations.filter((relation) => relation.tenancy !== 'shared' && relation.seeding);
     expect(owned.map((relation) => relation.name).sort()).toEqual(
-      ['archived_notes', 'attachments', 'categories', 'departments', 'employees', 'events', 'folders', 'invoices', 'metrics', 'notes', 'project_members', 'projects', 'readings', 'tenant_settings', 'tenants', 'users'].map((name) => `public.${name}`),
+      ['archived_notes', 'attachments', 'categories', 'departments', 'employees', 'events', 'folders', 'invoices', 'metrics', 'notes', 'players', 'project_members', 'projects', 'readings', 'squads', 'tenant_profiles', 'tenant_settings', 'tenants', 'users'].map((name) => `public.${name}`),
     );
     for (const relation of owned) {
       expect({ relation: relation.name, status: relation.seeding!.status, reason: relation.seeding!.reason }).toEqual({ relation: relation.name, status: 'seeded', reason: null });
@@ -66,9 +73,10 @@ describe('seeding real schemas (seed-graphs fixture)', () => {
     expect(own.map((probe) => [probe.outcome, probe.missingOwnRows])).toEqual([['pass', 0], ['pass', 0], ['pass', 0]]);
   });
 
-  it('adopts the rows a trigger creates instead of fighting it', () => {
-    const settings = report.relations.find((relation) => relation.name === 'public.tenant_settings')!.seeding!;
-    expect([settings.rows, settings.adopted]).toEqual([0, 3]);
+  it('adopts the rows a trigger creates instead of fighting it, and seeds one row per tenant where the tenant is unique', () => {
+    const seeding = (name: string) => report.relations.find((relation) => relation.name === name)!.seeding!;
+    expect([seeding('public.tenant_settings').rows, seeding('public.tenant_settings').adopted]).toEqual([0, 3]);
+    expect(Object.values(seeding('public.tenant_profiles').tenants)).toEqual([1, 1, 1]);
   });
 
   it('finds the time partition granted directly without RLS, and not its twin reached through the parent', () => {
@@ -78,8 +86,6 @@ describe('seeding real schemas (seed-graphs fixture)', () => {
   });
 
   it('links self references, cycles and join tables within one tenant', async () => {
-    const tenantOf = `tenant_id::text`;
-    void tenantOf;
     const categories = await rows(`select count(*) filter (where c.parent_id is not null)::text as children, count(*) filter (where p.tenant_id <> c.tenant_id)::text as crossed
       from categories c left join categories p on p.id = c.parent_id`);
     expect(Number(categories[0]!.children)).toBeGreaterThan(0);
@@ -89,6 +95,11 @@ describe('seeding real schemas (seed-graphs fixture)', () => {
     const departments = await rows(`select count(*) filter (where d.manager_id is null)::text as unmanaged, count(*) filter (where e.tenant_id <> d.tenant_id)::text as crossed
       from departments d left join employees e on e.id = d.manager_id`);
     expect(departments[0]).toEqual({ unmanaged: '0', crossed: '0' });
+    const squads = await rows(`select count(*) filter (where c.tenant_id <> s.tenant_id)::text as captains_crossed,
+      (select count(*) from players p join squads q on q.id = p.squad_id where q.tenant_id <> p.tenant_id)::text as players_crossed,
+      (select count(*) from players p left join squads q on q.id = p.squad_id where q.id is null)::text as dangling
+      from squads s join players c on c.id = s.captain_id`);
+    expect(squads[0]).toEqual({ captains_crossed: '0', players_crossed: '0', dangling: '0' });
     const members = await rows(`select count(*)::text as pairs, count(distinct (project_id, user_id))::text as distinct_pairs from project_members`);
     expect(Number(members[0]!.pairs)).toBe(60);
     expect(members[0]!.pairs).toBe(members[0]!.distinct_pairs);

@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -65,5 +65,10 @@ describe('createAuditDatabase and the matchers', () => {
     expect(() => expect(none).toBelongTo('C')).toThrow(/expected rows of C, but the query returned none/);
     await expect(db.asTenant('A', (app) => app.query('commit'))).rejects.toThrow(/asTenant cannot run "commit": it is transaction control/);
     await expect(db.asTenant('Z', (app) => app.query('select 1'))).rejects.toThrow(/no seeded tenant Z: the tenants are tenant A \(\d+\), tenant B/);
+  });
+
+  it("README's vitest example is test/vitest-example.test.ts, word for word", async () => {
+    const example = (await readFile(path.join(ROOT, 'test/vitest-example.test.ts'), 'utf8')).split('\n').slice(1).join('\n');
+    expect(await readFile(path.join(ROOT, 'README.md'), 'utf8')).toContain(`\`\`\`ts\n${example}\`\`\``);
   });
 });

@@ -53,9 +53,11 @@ const PHASE_LABELS: Record<AuditPhase, string> = {
 export class ProgressBars {
   private current: { phase: AuditPhase; bar: cliProgress.SingleBar } | undefined;
 
+  /** `write` prints log lines (through the command line's redaction); the bars draw on `stream`. */
   constructor(
     private readonly stream: NodeJS.WritableStream,
     private readonly colours: Palette,
+    private readonly write: (text: string) => void = (text) => stream.write(text),
   ) {}
 
   update(event: AuditProgress): void {
@@ -89,7 +91,7 @@ export class ProgressBars {
 
   log(line: string): void {
     this.end();
-    this.stream.write(`${line}\n`);
+    this.write(`${line}\n`);
   }
 
   stop(): void {
@@ -142,6 +144,6 @@ export function consoleProgress(options: { quiet?: boolean; err: (text: string) 
   if (options.quiet) return { log: () => undefined, stop: () => undefined };
   const env = options.env ?? process.env;
   if (!options.stream || !progressEnabled(options.stream, env)) return { log: (line) => options.err(`${line}\n`), stop: () => undefined };
-  const bars = new ProgressBars(options.stream, palette(colourEnabled(options.stream, env)));
+  const bars = new ProgressBars(options.stream, palette(colourEnabled(options.stream, env)), options.err);
   return { log: (line) => bars.log(line), progress: (event) => bars.update(event), stop: () => bars.stop() };
 }

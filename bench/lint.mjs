@@ -6,6 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { analyze, loadParser } from '../dist/analysis/index.js';
 import { lint } from '../dist/audit.js';
 import { introspect } from '../dist/catalog/introspect.js';
 import { planTenancy } from '../dist/plan/tenancy.js';
@@ -36,7 +37,8 @@ try {
   console.log(`schema: ${tables} tenant tables applied in ${ms(performance.now() - started)}`);
 
   const scenario = scenarioSchema.parse({ role: 'app_user' });
-  const phases = { introspection: [], planning: [], rules: [] };
+  const phases = { introspection: [], analysis: [], planning: [], rules: [] };
+  await loadParser();
   const perRule = new Map(RULES.map((rule) => [rule.id, []]));
   let findings = [];
   for (let round = 0; round < rounds; round += 1) {
@@ -47,14 +49,18 @@ try {
     await client.query('rollback');
 
     started = performance.now();
-    const plan = planTenancy(catalog, scenario);
+    const analysis = analyze(catalog, scenario.role);
+    phases.analysis.push(performance.now() - started);
+
+    started = performance.now();
+    const plan = planTenancy(catalog, scenario, analysis);
     phases.planning.push(performance.now() - started);
 
     const rulesStarted = performance.now();
     findings = [];
     for (const rule of RULES) {
       const ruleStarted = performance.now();
-      findings.push(...rule.evaluate({ catalog, plan }));
+      findings.push(...rule.evaluate({ catalog, plan, analysis }));
       perRule.get(rule.id).push(performance.now() - ruleStarted);
     }
     phases.rules.push(performance.now() - rulesStarted);
@@ -70,9 +76,9 @@ try {
 
   console.log(`\nmedian of ${rounds} rounds:`);
   for (const [phase, values] of Object.entries(phases)) console.log(`  ${phase.padEnd(28)} ${ms(median(values))}`);
-  const total = median(phases.introspection) + median(phases.planning) + median(phases.rules);
-  console.log(`  ${'introspection+plan+rules'.padEnd(28)} ${ms(total)}`);
-  console.log(`  ${'lint() end to end'.padEnd(28)} ${ms(median(whole))}  (session, introspection, plan, rules, report)`);
+  const total = median(phases.introspection) + median(phases.analysis) + median(phases.planning) + median(phases.rules);
+  console.log(`  ${'introspection+analysis+plan+rules'.padEnd(28)} ${ms(total)}`);
+  console.log(`  ${'lint() end to end'.padEnd(28)} ${ms(median(whole))}  (session, introspection, analysis, plan, rules, report)`);
   console.log('\nper rule (median):');
   for (const [id, values] of [...perRule].sort((a, b) => median(b[1]) - median(a[1]))) console.log(`  ${id.padEnd(28)} ${ms(median(values))}`);
   const bySeverity = {};

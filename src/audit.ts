@@ -1,3 +1,4 @@
+import { analyze, loadParser, type Analysis } from './analysis/index.js';
 import { applyAcceptances } from './accept.js';
 import { introspect } from './catalog/introspect.js';
 import type { Catalog } from './catalog/types.js';
@@ -20,7 +21,6 @@ import { relationIdent } from './sql.js';
 import { atLeast, SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
-import { loadParser } from './analysis/parse.js';
 import { userSqlProblem } from './analysis/statements.js';
 import { VERSION } from './version.js';
 
@@ -114,6 +114,7 @@ interface Prepared {
   target: Target;
   session: AuditSession;
   catalog: Catalog;
+  analysis: Analysis;
   plan: TenancyPlan;
 }
 
@@ -162,12 +163,16 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
     progress({ phase: 'schema', completed: toApply.length, total: toApply.length });
     progress({ phase: 'catalog', completed: 0, total: 1 });
     const catalog = await introspect(session.client, scenario.schemas);
-    const plan = planTenancy(catalog, scenario);
+    await loadParser();
+    // The analysis is for the application role; when it is discovered by the plan, the policy scope is computed again for it.
+    const early = analyze(catalog, scenario.role ?? null);
+    const plan = planTenancy(catalog, scenario, early);
+    const analysis = early.role === plan.role ? early : analyze(catalog, plan.role);
     timings.introspection = clock.lap();
     progress({ phase: 'catalog', completed: 1, total: 1, step: `${catalog.relations.length} relations` });
     options.onPlan?.(plan, catalog);
     log(`tenancy: ${plan.relations.filter((entry) => entry.tenancy !== 'shared').length} tenant-owned relation(s), ${plan.relations.filter((entry) => entry.tenancy === 'shared').length} shared; setting ${plan.setting}`);
-    return { schemaFiles, target, session, catalog, plan, close };
+    return { schemaFiles, target, session, catalog, analysis, plan, close };
   } catch (error) {
     await close();
     throw error;

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadParser } from '../src/analysis/parse.js';
 import { introspect } from '../src/catalog/introspect.js';
 import type { Catalog, Relation } from '../src/catalog/types.js';
 import { planTenancy, type TenancyPlan } from '../src/plan/tenancy.js';
@@ -95,6 +96,7 @@ function kinds(form: string, clause: 'using' | 'check' = 'using'): string[] {
 }
 
 beforeAll(async () => {
+  await loadParser();
   target = await startEmbedded();
   const client = new pg.Client({ connectionString: target.connectionString });
   await client.connect();

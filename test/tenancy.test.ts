@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadParser } from '../src/analysis/parse.js';
 import { introspect } from '../src/catalog/introspect.js';
 import type { Catalog } from '../src/catalog/types.js';
 import { AuditError } from '../src/errors.js';
@@ -37,6 +38,7 @@ const fixture = (name: string) => readFile(path.join(FIXTURES, name, 'schema.sql
 const scenario = (role: string, extra: Record<string, unknown> = {}) => scenarioSchema.parse({ role, schema: ['x.sql'], ...extra });
 
 beforeAll(async () => {
+  await loadParser();
   target = await startEmbedded();
 });
 afterAll(async () => {

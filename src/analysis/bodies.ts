@@ -5,7 +5,7 @@
  */
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import { analyzeExpr, type Env, type Scope } from './classify.js';
-import { nodeBody, nodeList, nodeType, render, toExpr, toSelect, walk, type Expr, type Select } from './expression.js';
+import { nodeBody, nodeList, nodeType, render, someNode, toExpr, toSelect, visitNodes, type Expr, type Select } from './expression.js';
 import type { BodyAccess, BodyAnalysis, Command } from './model.js';
 import { parseExpression, parsePlpgsql, parseStatements, scanTokens, type Node } from './parse.js';
 
@@ -347,8 +347,7 @@ function parsePlpgsqlBody(fn: FunctionInfo): ParsedBody {
 }
 
 function walkHasSelect(expr: Expr): boolean {
-  for (const { node } of walk(expr)) if (node.kind === 'select' && node.from.length) return true;
-  return false;
+  return someNode(expr, (node) => node.kind === 'select' && node.from.length > 0);
 }
 
 /** Parse a function's body once. */
@@ -448,11 +447,13 @@ function selectAccesses(collector: Collector, raw: Select, variables: Map<string
 
 /** Sub-selects and calls inside an expression. */
 function expressionAccesses(collector: Collector, expr: Expr, variables: Map<string, Expr>, enclosing: string | null | undefined): void {
-  for (const { node, ancestors } of walk(expr)) {
+  const outermost: Select[] = [];
+  visitNodes(expr, (node, ancestors) => {
     if (node.kind === 'call') collector.calls.add(node.name);
     // Only the outermost sub-selects: selectAccesses handles what is nested in them.
-    if (node.kind === 'select' && !ancestors.some((ancestor) => ancestor.kind === 'select')) selectAccesses(collector, node, variables, 'SELECT', enclosing === null ? null : undefined);
-  }
+    if (node.kind === 'select' && !ancestors.some((ancestor) => ancestor.kind === 'select')) outermost.push(node);
+  });
+  for (const select of outermost) selectAccesses(collector, select, variables, 'SELECT', enclosing === null ? null : undefined);
 }
 
 function statementAccesses(collector: Collector, statement: Statement): void {

@@ -7,7 +7,7 @@
  * definitions and function bodies (rows of the relations in FROM).
  */
 import type { Catalog, FunctionInfo, Relation } from '../catalog/types.js';
-import { childrenOf, render, walk, type Expr, type Select } from './expression.js';
+import { childrenOf, render, someNode, visitNodes, type Expr, type Select } from './expression.js';
 import type { Branch, BranchKind, Clause, ContextReference, ContextSource, ContextUse, Membership, OpenKind } from './model.js';
 
 /** What the classifier needs from the rest of the analysis (kept as an interface so there is no import cycle). */
@@ -168,16 +168,20 @@ interface Sources {
 /** What an arbitrary expression reads: row columns, context references, the role, parameters. */
 function sourcesOf(env: Env, root: Expr | Select): Sources {
   const sources: Sources = { row: false, context: [], role: [], param: false, unknownCall: false };
-  for (const { node, ancestors } of walk(root)) {
-    if (node.kind === 'select') continue;
-    const inSubselect = ancestors.some((ancestor) => ancestor.kind === 'select');
-    if (node.kind === 'column' && (!inSubselect ? isRowColumn(env, node) : node.qualifier !== null && env.rowNames.has(node.qualifier))) sources.row = true;
+  visitNodes(root, (node, ancestors) => {
+    if (node.kind === 'select') return;
+    if (node.kind === 'column') {
+      const inSubselect = ancestors.some((ancestor) => ancestor.kind === 'select');
+      if (!inSubselect ? isRowColumn(env, node) : node.qualifier !== null && env.rowNames.has(node.qualifier)) sources.row = true;
+      return;
+    }
     if (node.kind === 'param') sources.param = true;
+    if (node.kind !== 'call' && node.kind !== 'keyword') return;
     const source = referenceSource(env.scope, node, env.schemas);
     if (source?.kind === 'role') sources.role.push(node);
     else if (source) sources.context.push(node);
     if (node.kind === 'call' && !source && env.scope.functionNamed(node.name, node.args.length, env.schemas)) sources.unknownCall = true;
-  }
+  });
   return sources;
 }
 
@@ -446,13 +450,11 @@ function subselectRestricted(env: Env, raw: Select, membership: Membership | nul
 /** Does the sub-select refer to the outer row? (pg_get_expr qualifies outer columns with the relation name.) */
 function correlated(env: Env, select: Select): boolean {
   const aliases = new Set(select.from.map((item) => item.alias));
-  for (const { node } of walk(select)) {
-    if (node.kind === 'column' && node.qualifier !== null) {
-      const qualifier = node.qualifier.split('.').pop()!;
-      if (env.rowNames.has(qualifier) && !aliases.has(qualifier)) return true;
-    }
-  }
-  return false;
+  return someNode(select, (node) => {
+    if (node.kind !== 'column' || node.qualifier === null) return false;
+    const qualifier = node.qualifier.split('.').pop()!;
+    return env.rowNames.has(qualifier) && !aliases.has(qualifier);
+  });
 }
 
 /** A bare current_setting(name) (through casts and the initplan wrapper) without missing_ok: never NULL. */
@@ -707,7 +709,7 @@ interface SettingShape {
 }
 
 /** missing_ok, the nullif(…, '') guard and the non-text cast of a setting reference, from its ancestors. */
-function settingShape(node: Expr, ancestors: (Expr | Select)[]): SettingShape {
+export function settingShape(node: Expr, ancestors: (Expr | Select)[]): SettingShape {
   const call = settingCall(node);
   let nullif = false;
   let castTo: string | null = null;

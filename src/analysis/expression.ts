@@ -340,12 +340,7 @@ export const emptySelect = EMPTY_SELECT;
 // ------------------------------------------------------------------------------------------------------------
 // Walking and rendering
 
-export interface Visit {
-  node: Expr | Select;
-  /** Outermost first. */
-  ancestors: (Expr | Select)[];
-}
-
+/** The direct children of a node (an inlined helper's child is its body). */
 export function childrenOf(node: Expr | Select): (Expr | Select)[] {
   switch (node.kind) {
     case 'select':
@@ -395,11 +390,25 @@ export function childrenOf(node: Expr | Select): (Expr | Select)[] {
   }
 }
 
-/** Every node under `root` (itself included), depth first, with its ancestors. */
-export function* walk(root: Expr | Select, ancestors: (Expr | Select)[] = []): Generator<Visit> {
-  yield { node: root, ancestors };
-  const next = [...ancestors, root];
-  for (const child of childrenOf(root)) yield* walk(child, next);
+/**
+ * Call `visit` for every node under `root` (itself included), depth first. `ancestors` (outermost first) is the
+ * walker's own stack: copy it to keep it.
+ */
+export function visitNodes(root: Expr | Select, visit: (node: Expr | Select, ancestors: readonly (Expr | Select)[]) => void): void {
+  const stack: (Expr | Select)[] = [];
+  const step = (node: Expr | Select) => {
+    visit(node, stack);
+    stack.push(node);
+    for (const child of childrenOf(node)) step(child);
+    stack.pop();
+  };
+  step(root);
+}
+
+/** True when some node under `root` (itself included) satisfies `test`. */
+export function someNode(root: Expr | Select, test: (node: Expr | Select) => boolean): boolean {
+  if (test(root)) return true;
+  return childrenOf(root).some((child) => someNode(child, test));
 }
 
 function quoteLiteral(value: string): string {

@@ -5,8 +5,8 @@
 import type { Catalog, FunctionInfo, Policy, Relation } from '../catalog/types.js';
 import { inheritedRoles } from '../catalog/roles.js';
 import { mapChildren, parseFunctionBody, parseViewDefinition, bodyAnalysis, type ParsedBody } from './bodies.js';
-import { analyzeExpr, collectReferences, isOpenKind, OPEN_WIDTH, referenceSource, type Env, type Scope } from './classify.js';
-import { nodeType, nodeBody, toExpr, walk, type Expr } from './expression.js';
+import { analyzeExpr, collectReferences, isOpenKind, OPEN_WIDTH, referenceSource, settingCall, settingShape, type Env, type Scope } from './classify.js';
+import { nodeType, nodeBody, someNode, toExpr, visitNodes, type Expr } from './expression.js';
 import type {
   Analysis,
   BodyAnalysis,
@@ -70,10 +70,17 @@ function byteToChar(text: string): (byte: number) => number {
 /** The function calls written in an expression, with their spans in the text. */
 function callSites(text: string, root: Expr): CallSite[] {
   const prefix = 'SELECT ('.length;
-  const calls: { name: string; at: number; inSubselect: boolean }[] = [];
-  for (const { node, ancestors } of walk(root)) {
-    if (node.kind === 'call' && node.at !== null) calls.push({ name: node.name, at: node.at - prefix, inSubselect: ancestors.some((ancestor) => ancestor.kind === 'select') });
-  }
+  const calls: { name: string; at: number; inSubselect: boolean; setting: CallSite['setting'] }[] = [];
+  visitNodes(root, (node, ancestors) => {
+    if (node.kind !== 'call' || node.at === null) return;
+    const setting = settingCall(node);
+    calls.push({
+      name: node.name,
+      at: node.at - prefix,
+      inSubselect: ancestors.some((ancestor) => ancestor.kind === 'select'),
+      setting: setting ? { name: setting.setting, missingOk: setting.missingOk, nullif: settingShape(node, [...ancestors]).nullif } : null,
+    });
+  });
   if (!calls.length) return [];
   const tokens = scanTokens(text);
   const toChar = byteToChar(text);
@@ -96,7 +103,7 @@ function callSites(text: string, root: Expr): CallSite[] {
       }
     }
     if (close < 0) continue;
-    sites.push({ name: call.name, start: toChar(call.at), end: toChar(tokens[close]!.end), inSubselect: call.inSubselect });
+    sites.push({ name: call.name, start: toChar(call.at), end: toChar(tokens[close]!.end), inSubselect: call.inSubselect, setting: call.setting });
   }
   return sites;
 }
@@ -172,7 +179,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
         Object.values(type ? nodeBody(value) : (value as object)).forEach(visit);
       };
       for (const statement of body.statements) visit(statement.node);
-      if (!reads && body.inline) for (const { node } of walk(body.inline)) if (node.kind !== 'select' && referenceSource(scope, node, searchSchemas(fn))) reads = true;
+      if (!reads && body.inline) reads = someNode(body.inline, (node) => node.kind !== 'select' && referenceSource(scope, node, searchSchemas(fn)) !== null);
       sessionReaders.set(fn.oid, reads);
       return reads;
     },
@@ -200,31 +207,50 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
     return visit(root, false);
   };
 
-  const parseCache = new Map<string, { node: Expr | null; error: string | null; calls: CallSite[] }>();
-  const parsed = (text: string): { node: Expr | null; error: string | null; calls: CallSite[] } => {
+  interface Parsed {
+    node: Expr | null;
+    error: string | null;
+    calls: CallSite[];
+    /** Has `column IS NULL`, whose meaning depends on the relation's key columns. */
+    nullTest: boolean;
+  }
+  const parseCache = new Map<string, Parsed>();
+  const parsed = (text: string): Parsed => {
     let entry = parseCache.get(text);
     if (!entry) {
       try {
         const node = toExpr(parseExpression(text));
-        entry = { node, error: null, calls: callSites(text, node) };
+        entry = { node, error: null, calls: callSites(text, node), nullTest: someNode(node, (candidate) => candidate.kind === 'null-test' && candidate.arg.kind === 'column') };
       } catch (error) {
-        entry = { node: null, error: (error as Error).message, calls: [] };
+        entry = { node: null, error: (error as Error).message, calls: [], nullTest: false };
       }
       parseCache.set(text, entry);
     }
     return entry;
   };
 
+  const relationsRead = (root: Expr, schemas: string[]): string[] => {
+    const found = new Set<string>();
+    visitNodes(root, (node) => {
+      if (node.kind !== 'select') return;
+      for (const item of node.from) {
+        const relation = item.relation ? relationNamed(item.relation, schemas) : undefined;
+        if (relation) found.add(relation.qualified);
+      }
+    });
+    return [...found];
+  };
+
   const keyColumnsByRelation = new Map<string, Set<string>>();
   const expressionCache = new Map<string, ExpressionAnalysis>();
 
   const analyzeText = (relation: Relation, policy: Policy, text: string, clause: Clause, visiting: Set<string>, keyColumns: Set<string>): ExpressionAnalysis => {
-    const cacheKey = `${relation.qualified}\u0000${clause}\u0000${text}\u0000${[...keyColumns].join(',')}`;
+    const cacheKey = `${relation.qualified}\u0000${policy.name}\u0000${clause}\u0000${text}\u0000${[...keyColumns].join(',')}`;
     const cached = visiting.size <= 1 ? expressionCache.get(cacheKey) : undefined;
     if (cached) return cached;
     const entry = parsed(text);
     if (!entry.node) {
-      return { text, verdict: 'unknown', branches: [], open: [], references: [], calls: [], parseError: entry.error };
+      return { text, verdict: 'unknown', branches: [], open: [], references: [], calls: [], relations: [], parseError: entry.error };
     }
     const schemas = [relation.schema, 'public'];
     const root = expand(entry.node, relation.name, schemas);
@@ -251,12 +277,14 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
       open,
       references,
       calls: entry.calls,
+      relations: relationsRead(root, schemas),
       parseError: null,
     };
     if (visiting.size <= 1) expressionCache.set(cacheKey, result);
     return result;
   };
 
+  const noKeys = new Set<string>();
   const keyColumnsOf = (relation: Relation): Set<string> => {
     let columns = keyColumnsByRelation.get(relation.qualified);
     if (columns) return columns;
@@ -265,7 +293,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
     for (const policy of relation.policies) {
       for (const [text, clause] of [[policy.using, 'using'], [policy.withCheck, 'check']] as const) {
         if (!text) continue;
-        const analysis = analyzeText(relation, policy, text, clause, new Set(), new Set());
+        const analysis = analyzeText(relation, policy, text, clause, new Set(), noKeys);
         for (const reference of analysis.references) {
           if (reference.use.kind === 'equality' && reference.use.relation === relation.qualified && !reference.use.membership) columns.add(reference.use.column);
         }
@@ -275,7 +303,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
   };
 
   const expression = (relation: Relation, policy: Policy, text: string, clause: Clause, visiting: Set<string> = new Set()) =>
-    analyzeText(relation, policy, text, clause, visiting, keyColumnsOf(relation));
+    analyzeText(relation, policy, text, clause, visiting, parsed(text).nullTest ? keyColumnsOf(relation) : noKeys);
 
   const applies = (policy: Policy): boolean => inherited !== null && policy.roles.some((name) => name === 'public' || inherited.has(name));
 

@@ -51,6 +51,8 @@ export interface ExpressionAnalysis {
   references: ContextReference[];
   /** Function calls in the expression, with where they are in `text` (for per-row / volatile-function rules). */
   calls: CallSite[];
+  /** Relations its sub-selects read (qualified), e.g. the parent of a foreign-key path or a membership table. */
+  relations: string[];
   /** Set when the text did not parse (the verdict is then `unknown`). */
   parseError: string | null;
 }
@@ -128,6 +130,8 @@ export interface CallSite {
   end: number;
   /** Inside a sub-select (`(select f())`): evaluated once per statement as an initplan, not per row. */
   inSubselect: boolean;
+  /** For `current_setting('name' [, missing_ok])`: the setting, missing_ok, and whether it sits in nullif(…, ''). */
+  setting: { name: string; missingOk: boolean; nullif: boolean } | null;
 }
 
 export interface PolicyAnalysis {

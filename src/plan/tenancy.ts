@@ -1,3 +1,5 @@
+import { analyze } from '../analysis/index.js';
+import type { Analysis, ContextReference } from '../analysis/model.js';
 import type { Catalog, Column, Relation, RelationKind } from '../catalog/types.js';
 import { findRelation } from '../catalog/introspect.js';
 import { AuditError } from '../errors.js';
@@ -71,43 +73,48 @@ function isBaseTable(relation: Relation): boolean {
   return relation.kind === 'table' || relation.kind === 'partitioned-table';
 }
 
-function discoverSetting(catalog: Catalog, scenario: Scenario, notes: string[]): string {
+/** The setting a context reference reads (a custom setting, or the setting JWT claims come from), or null. */
+function settingOf(reference: ContextReference): string | null {
+  if (reference.source.kind === 'setting') return reference.source.setting;
+  if (reference.source.kind === 'jwt-claim') return reference.source.setting;
+  return null;
+}
+
+function discoverSetting(analysis: Analysis, scenario: Scenario, notes: string[]): string {
   if (scenario.setting) return scenario.setting;
-  const counts = new Map<string, number>();
-  for (const relation of catalog.relations) {
-    for (const policy of relation.policies) {
-      for (const setting of new Set([...settingsIn(policy.using), ...settingsIn(policy.withCheck)])) {
-        counts.set(setting, (counts.get(setting) ?? 0) + 1);
-      }
-    }
+  // Policies per setting; a setting only ever compared with a constant (an escape hatch such as app.bypass_rls = 'on')
+  // is never the tenant setting.
+  const policies = new Map<string, Set<string>>();
+  for (const reference of analysis.contextReferences) {
+    const setting = settingOf(reference);
+    if (setting === null || reference.use.kind === 'escape') continue;
+    const seen = policies.get(setting) ?? new Set<string>();
+    seen.add(`${reference.relation}\u0000${reference.policy}`);
+    policies.set(setting, seen);
   }
-  const ranked = [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const ranked = [...policies].map(([name, seen]) => [name, seen.size] as const).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (!ranked.length) {
     notes.push('no policy reads a setting; assuming the tenant setting is app.current_tenant (set it with --setting)');
     return 'app.current_tenant';
   }
-  const preferred = ranked.find(([name]) => /tenant|org|account|workspace/i.test(name)) ?? ranked[0]!;
+  const preferred = ranked.find(([name]) => TENANT_SETTING_WORDS.some((word) => name.toLowerCase().includes(word))) ?? ranked[0]!;
   notes.push(`tenant setting ${preferred[0]} read by ${preferred[1]} polic${preferred[1] === 1 ? 'y' : 'ies'} (discovered)`);
   return preferred[0];
 }
 
-/** Columns a policy compares with the tenant setting, e.g. `tenant_id` in `tenant_id = current_setting(...)::int`. */
-function policyTenantColumns(relation: Relation, setting: string): string[] {
+const TENANT_SETTING_WORDS = ['tenant', 'org', 'account', 'workspace'];
+
+/** Columns a policy compares by equality with the tenant setting, e.g. `tenant_id` in `tenant_id = current_setting(...)::int`. */
+function policyTenantColumns(analysis: Analysis, relation: Relation, setting: string): string[] {
   const found = new Set<string>();
-  for (const policy of relation.policies) {
-    for (const expression of [policy.using, policy.withCheck]) {
-      if (!expression || !settingsIn(expression).includes(setting)) continue;
-      for (const column of relation.columns) {
-        const pattern = new RegExp(`(^|[^A-Za-z0-9_."])"?${column.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?\\s*=`, 'i');
-        const reverse = new RegExp(`=\\s*\\(*"?${column.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?([^A-Za-z0-9_]|$)`, 'i');
-        if (pattern.test(expression) || reverse.test(expression)) found.add(column.name);
-      }
-    }
+  for (const reference of analysis.contextReferences) {
+    if (reference.relation !== relation.qualified || settingOf(reference) !== setting) continue;
+    if (reference.use.kind === 'equality' && reference.use.relation === relation.qualified) found.add(reference.use.column);
   }
   return [...found];
 }
 
-function chooseTenantTable(catalog: Catalog, scenario: Scenario, setting: string, notes: string[]): Relation | null {
+function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scenario, setting: string, notes: string[]): Relation | null {
   if (scenario.tenantTable) {
     const relation = findRelation(catalog, scenario.tenantTable);
     if (!relation) throw new AuditError(`tenant table ${scenario.tenantTable} does not exist in the audited schemas: check tenantTable / the schema files`);
@@ -117,7 +124,7 @@ function chooseTenantTable(catalog: Catalog, scenario: Scenario, setting: string
   // Count single-column foreign keys into each table from columns that look like, or are declared as, tenant columns.
   const votes = new Map<string, number>();
   for (const relation of tables) {
-    const policyColumns = policyTenantColumns(relation, setting);
+    const policyColumns = policyTenantColumns(analysis, relation, setting);
     for (const foreignKey of relation.foreignKeys) {
       const tenantish = foreignKey.columns.some(
         (column) => scenario.tenantColumn.includes(column) || (scenario.tenantColumn.length === 0 && (TENANT_NAME.test(column) || policyColumns.includes(column))),
@@ -146,7 +153,7 @@ function keyColumnOf(relation: Relation): Column {
   return column;
 }
 
-function discoverTenantColumns(catalog: Catalog, scenario: Scenario, tenantTable: Relation | null, setting: string, notes: string[]): string[] {
+function discoverTenantColumns(catalog: Catalog, analysis: Analysis, scenario: Scenario, tenantTable: Relation | null, setting: string, notes: string[]): string[] {
   if (scenario.tenantColumn.length) return scenario.tenantColumn;
   const names = new Map<string, number>();
   const vote = (name: string) => names.set(name, (names.get(name) ?? 0) + 1);
@@ -155,7 +162,7 @@ function discoverTenantColumns(catalog: Catalog, scenario: Scenario, tenantTable
     for (const foreignKey of relation.foreignKeys) {
       if (tenantTable && foreignKey.references === tenantTable.qualified && foreignKey.columns.length === 1) vote(foreignKey.columns[0]!);
     }
-    for (const column of policyTenantColumns(relation, setting)) {
+    for (const column of policyTenantColumns(analysis, relation, setting)) {
       if (TENANT_NAME.test(column) || names.has(column)) vote(column);
     }
   }
@@ -198,12 +205,16 @@ function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: string
   );
 }
 
-/** Decide, for every relation, whether and how it belongs to a tenant, and the order to seed it in. */
-export function planTenancy(catalog: Catalog, scenario: Scenario): TenancyPlan {
+/**
+ * Decide, for every relation, whether and how it belongs to a tenant, and the order to seed it in. The setting and
+ * the tenant columns the policies use come from the analysis' context references (computed here when not given;
+ * the parser must be loaded).
+ */
+export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Analysis = analyze(catalog, scenario.role ?? null)): TenancyPlan {
   const notes: string[] = [];
-  const setting = discoverSetting(catalog, scenario, notes);
-  const tenantTable = chooseTenantTable(catalog, scenario, setting, notes);
-  const tenantColumns = discoverTenantColumns(catalog, scenario, tenantTable, setting, notes);
+  const setting = discoverSetting(analysis, scenario, notes);
+  const tenantTable = chooseTenantTable(catalog, analysis, scenario, setting, notes);
+  const tenantColumns = discoverTenantColumns(catalog, analysis, scenario, tenantTable, setting, notes);
   const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
 
   let tenantKey: TenantKey;

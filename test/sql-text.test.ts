@@ -1,0 +1,39 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { foreignKeyClauses, keyColumnsMentioned, oneLine, prefixKeyList, relationsNamed, triggerEvents } from '../src/analysis/sql-text.js';
+import { loadParser } from '../src/analysis/parse.js';
+
+beforeAll(async () => {
+  await loadParser();
+});
+
+describe('SQL text through the parser and lexer', () => {
+  it('puts pg_get_expr text on one line', () => {
+    expect(oneLine(`( SELECT 1\n   FROM t\n  WHERE (a = ';'))`)).toBe(`(SELECT 1 FROM t WHERE (a = ';'))`);
+  });
+
+  it('reads the events of a trigger', () => {
+    expect(triggerEvents('CREATE TRIGGER t AFTER INSERT OR UPDATE OF status ON public.x FOR EACH ROW EXECUTE FUNCTION f()')).toEqual(['INSERT', 'UPDATE']);
+    expect(triggerEvents('CREATE TRIGGER t BEFORE DELETE ON public.x FOR EACH ROW EXECUTE FUNCTION "insert"()')).toEqual(['DELETE']);
+  });
+
+  it('finds the columns a key mentions, in expressions too', () => {
+    expect([...keyColumnsMentioned('CREATE UNIQUE INDEX k ON public.users USING btree (lower(email), tenant_id)', 'index')].sort()).toEqual(['email', 'tenant_id']);
+    expect([...keyColumnsMentioned('EXCLUDE USING gist (room WITH =, during WITH &&)', 'constraint')].sort()).toEqual(['during', 'room']);
+    expect([...keyColumnsMentioned('UNIQUE (email)', 'constraint')]).toEqual(['email']);
+  });
+
+  it('adds a leading key column after the opening parenthesis of the key list', () => {
+    expect(prefixKeyList('CREATE UNIQUE INDEX k ON public."using" USING btree (lower(email))', '"tenant_id"')).toBe('CREATE UNIQUE INDEX k ON public."using" USING btree ("tenant_id", lower(email))');
+    expect(prefixKeyList('EXCLUDE USING gist (room WITH =)', '"tenant_id" WITH =')).toBe('EXCLUDE USING gist ("tenant_id" WITH =, room WITH =)');
+  });
+
+  it('rebuilds the clauses of a foreign key from its parse tree', () => {
+    expect(foreignKeyClauses('FOREIGN KEY (a) REFERENCES p(id) ON UPDATE CASCADE ON DELETE SET NULL', ['a'])).toBe('ON UPDATE CASCADE ON DELETE SET NULL ("a")');
+    expect(foreignKeyClauses('FOREIGN KEY (a) REFERENCES p(id) MATCH FULL ON DELETE CASCADE DEFERRABLE', null)).toBe('MATCH FULL ON DELETE CASCADE DEFERRABLE');
+    expect(foreignKeyClauses('FOREIGN KEY (a) REFERENCES p(id)', null)).toBe('');
+  });
+
+  it('lists the relations SQL names, not words in its strings', () => {
+    expect(relationsNamed(`select * from messages m join public.users u on u.id = m.user_id where body <> 'from projects'`)).toEqual(['messages', 'public.users']);
+  });
+});

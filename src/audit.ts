@@ -124,7 +124,7 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
   const progress = options.progress ?? (() => undefined);
   const schemaFiles = await readSchemaFiles(scenario.schema);
   progress({ phase: 'target', completed: 0, total: 1 });
-  const target = options.target ?? (await openTarget(scenario));
+  const target = options.target ?? (await openTarget(scenario, log));
   let session: AuditSession | undefined;
   const close = async () => {
     await session?.end();
@@ -257,7 +257,7 @@ function buildReport(
   timings: Report['timings'],
 ): Report {
   const { plan, catalog, target, session } = prepared;
-  const notes = [...plan.notes];
+  const notes = [...(target.notes ?? []), ...plan.notes];
   for (const result of seeded?.results ?? []) {
     if (result.status === 'failed' || result.status === 'partial') {
       notes.push(`${result.relation} was ${result.status === 'failed' ? 'not seeded' : 'partly seeded'}: ${result.reason}. Its probe results are marked unreliable, not passed.`);

@@ -68,6 +68,7 @@ interface RunFlags {
   tenants?: number;
   rows?: number;
   databaseUrl?: string | true;
+  schemaFrom?: string | true;
   pgBin?: string;
   out?: string;
   failOn?: Severity;
@@ -79,7 +80,9 @@ interface RunFlags {
 }
 
 function overridesFrom(flags: RunFlags): ScenarioOverrides {
-  const { quiet: _quiet, format: _format, databaseUrl, ...overrides } = flags;
+  const { quiet: _quiet, format: _format, databaseUrl, schemaFrom, ...rest } = flags;
+  // `--schema-from` without a value: '' stands for the environment (DATABASE_URL, else PG*).
+  const overrides: ScenarioOverrides = { ...rest, ...(schemaFrom === undefined ? {} : { schemaFrom: schemaFrom === true ? '' : schemaFrom }) };
   // `--database-url` without a value: the URL comes from the environment (DATABASE_URL, else PG*).
   if (databaseUrl === true) return { ...overrides, target: 'url' };
   return databaseUrl === undefined ? overrides : { ...overrides, databaseUrl };
@@ -108,6 +111,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
       .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
       .option('--database-url [url]', 'audit an existing database; nothing is left behind (everything is rolled back). Without a value: DATABASE_URL, else the PG* variables (keeps the password out of ps)')
+      .option('--schema-from [url]', 'copy the schema, roles and grants of a live database (pg_dump, read-only) into the embedded cluster and audit the copy: the safe way to audit staging or production. Without a value: DATABASE_URL, else the PG* variables')
       .option('--pg-bin <dir>', 'run the embedded target from local PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin')
       .addOption(new Option('--target <kind>', 'where the database comes from').choices(['embedded', 'url', 'container']))
       .option('--pg-version <n>', 'PostgreSQL major version for --target container')

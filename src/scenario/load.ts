@@ -18,6 +18,8 @@ export interface ScenarioOverrides {
   rows?: number;
   seed?: number;
   databaseUrl?: string;
+  /** Copy this live database's schema into the embedded cluster ('' = from the environment). */
+  schemaFrom?: string;
   pgBin?: string;
   target?: 'embedded' | 'url' | 'container';
   pgVersion?: string;
@@ -79,8 +81,11 @@ export function parseScenario(input: ScenarioInput, source = 'the scenario', opt
   if (scenario.target.kind === 'url' && !scenario.target.url && connectionFromEnvironment() === undefined) {
     throw new AuditError(`${source}: target.kind is url but no database URL was given: use --database-url URL, or set DATABASE_URL or the PG* variables (PGHOST, PGDATABASE, PGUSER, PGPASSWORD)`);
   }
-  if ((options.requireSchema ?? true) && scenario.target.kind !== 'url' && scenario.schema.length === 0) {
-    throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario) or an existing database (--database-url)');
+  if (scenario.target.schemaFrom === '' && connectionFromEnvironment() === undefined) {
+    throw new AuditError(`${source}: --schema-from needs a database URL: give it, or set DATABASE_URL or the PG* variables`);
+  }
+  if ((options.requireSchema ?? true) && scenario.target.kind !== 'url' && scenario.target.schemaFrom === undefined && scenario.schema.length === 0) {
+    throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario), a database to copy (--schema-from URL) or an existing database (--database-url)');
   }
   if (options.requireRole && !scenario.role) {
     throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario)');
@@ -131,6 +136,10 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.databaseUrl !== undefined) {
     target.kind = 'url';
     target.url = overrides.databaseUrl;
+  }
+  if (overrides.schemaFrom !== undefined) {
+    target.kind = 'embedded';
+    target.schemaFrom = overrides.schemaFrom;
   }
   if (overrides.pgBin !== undefined) target.pgBin = path.resolve(cwd, overrides.pgBin);
   if (overrides.target !== undefined) target.kind = overrides.target;

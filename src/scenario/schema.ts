@@ -62,6 +62,8 @@ export const scenarioSchema = z
         kind: z.enum(['embedded', 'url', 'container']).default('embedded'),
         url: z.string().min(1).optional(),
         pgBin: z.string().min(1).optional(),
+        /** Embedded target: copy the schema, roles and grants of this live database first ('' = DATABASE_URL or PG* variables). */
+        schemaFrom: z.string().optional(),
         pgVersion: z.string().regex(/^\d+(\.\d+)?$/, 'a PostgreSQL version such as 16 or 15.8').default('17'),
       })
       .strict()

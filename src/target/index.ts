@@ -1,6 +1,7 @@
 import type { Scenario } from '../scenario/schema.js';
 import { startContainer } from './container.js';
 import { startEmbedded } from './embedded.js';
+import { copySchema } from './schema-from.js';
 import { clientConfig } from './connect.js';
 import { maskConnectionString, type Target } from './types.js';
 
@@ -24,7 +25,7 @@ export function describeConnection(connection: string, env: NodeJS.ProcessEnv = 
   return maskConnectionString(connection);
 }
 
-export async function openTarget(scenario: Scenario): Promise<Target> {
+export async function openTarget(scenario: Scenario, log?: (line: string) => void): Promise<Target> {
   const { target } = scenario;
   switch (target.kind) {
     case 'url': {
@@ -34,7 +35,17 @@ export async function openTarget(scenario: Scenario): Promise<Target> {
     }
     case 'container':
       return startContainer(target.pgVersion);
-    case 'embedded':
-      return startEmbedded({ pgBin: target.pgBin });
+    case 'embedded': {
+      const embedded = await startEmbedded({ pgBin: target.pgBin });
+      if (target.schemaFrom === undefined) return embedded;
+      const source = target.schemaFrom || connectionFromEnvironment() || '';
+      try {
+        const notes = await copySchema(source, embedded.connectionString, { pgBin: target.pgBin, log });
+        return { ...embedded, description: `${embedded.description}, holding a copy of the schema, roles and grants of ${describeConnection(source)}`, notes };
+      } catch (error) {
+        await embedded.close();
+        throw error;
+      }
+    }
   }
 }

@@ -13,6 +13,8 @@ export interface Target {
   disposable: boolean;
   /** For an embedded cluster: the PostgreSQL bin directory it runs from (psql, pg_dump are looked up there). */
   binDir?: string;
+  /** What the report should say about how the database was made (e.g. objects --schema-from could not copy). */
+  notes?: string[];
   close(): Promise<void>;
 }
 

@@ -2,7 +2,9 @@ import type { Faker } from '@faker-js/faker';
 import type { Column, Relation } from '../catalog/types.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { checksOf, columnRules, columnValue, createFaker } from '../seed/values.js';
+import { RowPlanner } from '../seed/planner.js';
+import { partitionBounds } from '../seed/seed.js';
+import { createFaker } from '../seed/values.js';
 import { ident, relationIdent } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
@@ -46,6 +48,22 @@ export class OwnRowBuilder {
     return String(top - (top > 100_000n ? 1_000_000n : 2_000n) - this.keysTaken);
   }
 
+  private readonly planners = new Map<string, RowPlanner>();
+
+  private planner(relation: Relation, fill: Column[]): RowPlanner {
+    const key = `${relation.qualified}\u0000${fill.map((column) => column.name).join(',')}`;
+    let planner = this.planners.get(key);
+    if (!planner) {
+      const unique = new Set<string>();
+      for (const constraint of relation.constraints) if (['primary-key', 'unique', 'exclusion'].includes(constraint.kind)) constraint.columns.forEach((name) => unique.add(name));
+      for (const index of relation.indexes) if (index.unique) index.columns.forEach((name) => name && unique.add(name));
+      const bounds = partitionBounds(this.context.catalog, relation).find((leaf) => leaf.bounded);
+      planner = new RowPlanner(relation, fill, unique, new Set(bounds?.keyColumns ?? []), bounds?.atoms ?? []);
+      this.planners.set(key, planner);
+    }
+    return planner;
+  }
+
   /** The parent row a foreign key of the tenant's new row points at, or null when there is none. */
   private parent(references: string, tenant: Tenant): Record<string, string | null> | null {
     const parentPlan = this.plans.get(references);
@@ -72,22 +90,17 @@ export class OwnRowBuilder {
         if (!values.has(name)) values.set(name, parent[foreignKey.referencedColumns[position]!] ?? null);
       });
     }
-    const unique = new Set<string>();
-    for (const constraint of relation.constraints) if (['primary-key', 'unique', 'exclusion'].includes(constraint.kind)) constraint.columns.forEach((name) => unique.add(name));
-    for (const index of relation.indexes) if (index.unique) index.columns.forEach((name) => name && unique.add(name));
     for (const column of relation.columns) {
-      if (column.generated || values.has(column.name) || column.name in overrides) continue;
-      if (sequenceFilled(column)) {
-        const key = this.key(column);
-        if (key !== null) values.set(column.name, key);
-        continue;
-      }
-      if (column.default !== null) continue;
-      this.serial += 1;
-      const value = columnValue(this.faker, column, columnRules(column, checksOf(relation)), { serial: this.serial, canary: tenant.canary, unique: unique.has(column.name) });
-      values.set(column.name, value === null && !column.notNull ? null : value);
+      if (column.generated || values.has(column.name) || column.name in overrides || !sequenceFilled(column)) continue;
+      const key = this.key(column);
+      if (key !== null) values.set(column.name, key);
     }
     for (const [name, value] of Object.entries(overrides)) values.set(name, value);
+    // The other columns come from the seeder's planner, which meets the CHECK constraints (also between
+    // columns) and keeps a partitioned table's row inside a partition.
+    const fill = relation.columns.filter((column) => !column.generated && (values.has(column.name) || (column.default === null && !sequenceFilled(column))));
+    const planned = this.planner(relation, fill).row(this.faker, { fixed: values, serial: () => ++this.serial, canary: tenant.canary });
+    fill.forEach((column, index) => values.set(column.name, planned[index] ?? null));
     const columns = relation.columns.filter((column) => values.has(column.name));
     const overriding = columns.some((column) => column.identity === 'always') ? ' overriding system value' : '';
     return {

@@ -61,7 +61,7 @@ interface ColumnSpec {
   unique: boolean;
 }
 
-interface Leaf {
+export interface Leaf {
   relation: Relation;
   /** Conditions the partition's bounds put on the key columns. */
   atoms: Atom[];
@@ -175,6 +175,21 @@ function boundAtoms(parent: Relation, leaf: Relation, siblings: Relation[]): { a
   return { atoms, bounded: false, keyColumns };
 }
 
+/** The leaf partitions of a partitioned table, with the conditions their bounds (at every level) put on a row. */
+export function partitionBounds(catalog: Catalog, relation: Relation): Leaf[] {
+  if (relation.kind !== 'partitioned-table') return [];
+  const walk = (parent: Relation, inherited: Atom[], bounded: boolean, keys: string[]): Leaf[] => {
+    const children = catalog.relations.filter((candidate) => candidate.partitionOf === parent.qualified);
+    return children.flatMap((child) => {
+      const bound = boundAtoms(parent, child, children);
+      const atoms = [...inherited, ...bound.atoms];
+      const keyColumns = [...keys, ...bound.keyColumns];
+      return child.kind === 'partitioned-table' ? walk(child, atoms, bounded && bound.bounded, keyColumns) : [{ relation: child, atoms, bounded: bounded && bound.bounded, keyColumns }];
+    });
+  };
+  return walk(relation, [], true, []);
+}
+
 class Seeder {
   private serial = 0;
   private keysTaken = 0n;
@@ -263,16 +278,7 @@ class Seeder {
     if (relation.kind !== 'partitioned-table') return [];
     const cached = this.leafCache.get(relation.qualified);
     if (cached) return cached;
-    const walk = (parent: Relation, inherited: Atom[], bounded: boolean, keys: string[]): Leaf[] => {
-      const children = this.catalog.relations.filter((candidate) => candidate.partitionOf === parent.qualified);
-      return children.flatMap((child) => {
-        const bound = boundAtoms(parent, child, children);
-        const atoms = [...inherited, ...bound.atoms];
-        const keyColumns = [...keys, ...bound.keyColumns];
-        return child.kind === 'partitioned-table' ? walk(child, atoms, bounded && bound.bounded, keyColumns) : [{ relation: child, atoms, bounded: bounded && bound.bounded, keyColumns }];
-      });
-    };
-    const leaves = walk(relation, [], true, []);
+    const leaves = partitionBounds(this.catalog, relation);
     this.leafCache.set(relation.qualified, leaves);
     return leaves;
   }

@@ -3,7 +3,8 @@ import { applyAcceptances } from './accept.js';
 import { introspect } from './catalog/introspect.js';
 import type { Catalog } from './catalog/types.js';
 import { AuditError, errorMessage } from './errors.js';
-import type { Finding } from './findings.js';
+import { objectLabel, objectSubject, type Finding } from './findings.js';
+import { allChecks, ruleChecks } from './checks.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
 import { roleAccess } from './probes/access.js';
 import { PROBES } from './probes/registry.js';
@@ -87,7 +88,7 @@ function relationReports(catalog: Catalog, plan: TenancyPlan, seeded: SeedOutcom
 
 export function sortFindings(findings: Finding[]): Finding[] {
   return [...findings].sort(
-    (a, b) => severityRank(b.severity) - severityRank(a.severity) || a.check.localeCompare(b.check) || a.table.localeCompare(b.table),
+    (a, b) => severityRank(b.severity) - severityRank(a.severity) || a.check.localeCompare(b.check) || objectLabel(a.object).localeCompare(objectLabel(b.object)),
   );
 }
 
@@ -284,8 +285,9 @@ function buildReport(
     target: { kind: target.kind, description: target.description, serverVersion: catalog.serverVersion, database: catalog.database },
     tenants: (seeded?.tenants ?? []).map((tenant) => ({ ...tenant })),
     relations: relationReports(catalog, plan, seeded),
-    locations: locateObjects(prepared.schemaFiles, accepted.map((finding) => finding.table)),
+    locations: locateObjects(prepared.schemaFiles, accepted.map((finding) => objectSubject(finding.object))),
     notes,
+    checks: command === 'lint' ? ruleChecks() : allChecks(),
     probes,
     findings: accepted,
     summary: summarize(accepted, probes, scenario.failOn, seeded?.rowsInserted ?? 0, session.queries),
@@ -369,8 +371,8 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     for (const [index, probe] of PROBES.entries()) {
       const started = Date.now();
       probeFindings.push(...(await probe.run(context)));
-      timings.perProbe[probe.id] = Date.now() - started;
-      progress({ phase: 'probes', completed: index + 1, total: PROBES.length, step: probe.id });
+      timings.perProbe[probe.meta.id] = Date.now() - started;
+      progress({ phase: 'probes', completed: index + 1, total: PROBES.length, step: probe.meta.id });
     }
     timings.probes = clock.lap();
     const findings = [...probeFindings, ...reconcile(ruleFindings, probeFindings, probes, RULES)];

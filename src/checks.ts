@@ -1,19 +1,51 @@
-import type { Check } from './findings.js';
+import type { CheckMeta } from './findings.js';
 import { PROBES } from './probes/registry.js';
 import { RULES } from './rules/registry.js';
 
-/** Every check id the tool can report: probes, what they report along the way, and rules. */
-export function allChecks(): Check[] {
-  const checks: Check[] = [];
-  for (const probe of PROBES) {
-    checks.push({ id: probe.id, title: probe.title, severity: probe.severity, kind: 'probe', explanation: probe.explanation });
-    for (const related of probe.related ?? []) checks.push(related);
-  }
-  for (const rule of RULES) checks.push({ id: rule.id, title: rule.title, severity: rule.severity, kind: 'rule', explanation: rule.explanation });
-  return checks;
+/** The metadata of every probe and of the checks each reports along the way, in the order they run. */
+export function probeChecks(): CheckMeta[] {
+  return PROBES.flatMap((probe) => [probe.meta, ...probe.related]);
 }
 
-export function renderChecks(checks: Check[]): string {
+/** The metadata of every rule, in the order they are evaluated. */
+export function ruleChecks(): CheckMeta[] {
+  return RULES.map((rule) => rule.meta);
+}
+
+/** Every check id the tool can report: probes, what they report along the way, and rules. */
+export function allChecks(): CheckMeta[] {
+  return [...probeChecks(), ...ruleChecks()];
+}
+
+export function renderChecks(checks: CheckMeta[]): string {
   const width = Math.max(...checks.map((check) => check.id.length));
-  return `${checks.map((check) => `${check.id.padEnd(width)}  ${check.kind.padEnd(5)}  ${check.severity.padEnd(8)}  ${check.title}`).join('\n')}\n`;
+  return `${checks.map((check) => `${check.id.padEnd(width)}  ${check.source.padEnd(5)}  ${check.severity.padEnd(8)}  ${check.title}`).join('\n')}\n`;
+}
+
+export const README_CHECKS_START = '<!-- checks:start: generated from the checks\' metadata by `npm run readme:checks`; edit the checks, not this table -->';
+export const README_CHECKS_END = '<!-- checks:end -->';
+
+function cell(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
+}
+
+function checkTable(checks: CheckMeta[]): string[] {
+  return [
+    '| id | about | max severity | what it finds | example finding |',
+    '|---|---|---|---|---|',
+    ...checks.map((check) => `| \`${check.id}\` | ${check.objectKind} | ${check.severity} | ${cell(check.summary)} | ${cell(check.example)} |`),
+  ];
+}
+
+/** The README's check tables (probes, then rules), between their markers. */
+export function renderCheckTables(probes: CheckMeta[] = probeChecks(), rules: CheckMeta[] = ruleChecks()): string {
+  return [README_CHECKS_START, '### Probes (`run`)', '', ...checkTable(probes), '', '### Rules (`lint` and `run`)', '', ...checkTable(rules), README_CHECKS_END].join('\n');
+}
+
+/** README text with its check tables replaced by `tables`; throws when the markers are missing. */
+export function replaceCheckTables(readme: string, tables: string = renderCheckTables()): string {
+  const start = readme.indexOf(README_CHECKS_START);
+  const end = readme.indexOf(README_CHECKS_END);
+  if (start < 0 || end < start) throw new Error(`README.md has no ${README_CHECKS_START} ... ${README_CHECKS_END} section`);
+  return `${readme.slice(0, start)}${tables}${readme.slice(end + README_CHECKS_END.length)}`;
 }

@@ -17,12 +17,40 @@ export interface Evidence {
   details?: string;
 }
 
+/** What a finding can be about. A sequence is named on its own: it is neither a table nor a view. */
+export const OBJECT_KINDS = ['table', 'view', 'function', 'role', 'policy', 'setting', 'query', 'constraint', 'sequence'] as const;
+export type ObjectKind = (typeof OBJECT_KINDS)[number];
+
+/** The database object a finding concerns. */
+export interface FindingObject {
+  kind: ObjectKind;
+  /**
+   * Qualified relation (`public.notes`), function signature, role, setting, query name; for a policy or a
+   * constraint its own name (the table it belongs to is `relation`).
+   */
+  name: string;
+  /** The table a policy or constraint belongs to. */
+  relation?: string;
+  /** The columns the defect is about (a foreign key's or unique key's columns), when it is about some columns only. */
+  columns?: string[];
+}
+
+/** How a report names an object in one line: `public.notes`, `notes_tenant_fkey on public.notes`. */
+export function objectLabel(object: FindingObject): string {
+  return object.relation ? `${object.name} on ${object.relation}` : object.name;
+}
+
+/** The relation (or other top-level object) a finding is about: a policy's or constraint's table, else the object itself. */
+export function objectSubject(object: FindingObject): string {
+  return object.relation ?? object.name;
+}
+
 export interface Finding {
   /** Stable check id (kebab-case): what users accept and dashboards key on. */
   check: string;
   severity: Severity;
-  /** Qualified relation, or the view, function or role the finding concerns. */
-  table: string;
+  /** What the finding concerns; its kind is the one the check declares unless the object is of another kind (a view read by a table check). */
+  object: FindingObject;
   /** The tenant whose context the statement ran under. */
   tenant?: string;
   /** The tenant whose rows crossed the boundary. */
@@ -42,12 +70,57 @@ export interface Finding {
   accepted?: { reason: string; expires?: string; expired: boolean };
 }
 
-export interface Check {
+/** What a check is, as the report carries it: everything a renderer needs without the check's code. */
+export interface CheckMeta {
+  /** Stable, kebab-case. */
   id: string;
   title: string;
   /** The most severe level this check reports; individual findings may be lower. */
   severity: Severity;
-  kind: 'probe' | 'rule';
+  /** `probe`: proved on seeded data; `rule`: read from the catalog. */
+  source: 'probe' | 'rule';
+  /** What its findings are about. */
+  objectKind: ObjectKind;
+  /** One line: what it finds. */
+  summary: string;
+  /** A finding as it reads in a report, for the README and `rls-audit checks`. */
+  example: string;
   /** One paragraph: what is checked, why it matters, how it is fixed. */
   explanation: string;
+  /** Rules: probe check ids that prove (or refute) its findings on data. */
+  confirmedBy?: string[];
+  /** Checks reported along the way by a probe: the id of that probe. */
+  reportedBy?: string;
+}
+
+/** What a check's definition declares; `source` and `reportedBy` are filled by defineRule / defineProbe. */
+export type CheckMetaInput = Omit<CheckMeta, 'source' | 'reportedBy'>;
+
+/** A finding as a check reports it: id, source and the object's kind are filled in from the check's metadata. */
+export type FindingInput = Omit<Finding, 'check' | 'source' | 'object'> & {
+  /** Another check id this check declares (a related check of a probe); defaults to the check's own id. */
+  check?: string;
+  /** The object's name (of the declared kind), or the object itself. */
+  object: string | FindingObject;
+};
+
+/** Builds findings for checks whose metadata it holds; throws on an id the check did not declare. */
+export function findingBuilder(metas: readonly CheckMeta[]): (input: FindingInput) => Finding {
+  const byId = new Map(metas.map((meta) => [meta.id, meta]));
+  const own = metas[0]!;
+  return ({ check = own.id, object, ...rest }) => {
+    const meta = byId.get(check);
+    if (!meta) throw new Error(`check ${own.id} reported ${check}, which it does not declare`);
+    return { check, ...rest, object: typeof object === 'string' ? { kind: meta.objectKind, name: object } : object, source: meta.source };
+  };
+}
+
+/** A relation as a finding's object: views and materialized views are views, everything else with rows a table. */
+export function relationObject(relation: { qualified: string; kind: string }): FindingObject {
+  return { kind: relation.kind === 'view' || relation.kind === 'materialized-view' ? 'view' : 'table', name: relation.qualified };
+}
+
+/** A constraint (or unique index) of a table as a finding's object. */
+export function constraintObject(relation: string, name: string, columns: readonly (string | null)[]): FindingObject {
+  return { kind: 'constraint', name, relation, columns: columns.filter((column): column is string => column !== null) };
 }

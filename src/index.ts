@@ -7,7 +7,7 @@
 export { AUDIT_PHASES, audit, lint, type AuditOptions, type AuditPhase, type AuditProgress } from './audit.js';
 export { allChecks, renderChecks } from './checks.js';
 export { AuditError } from './errors.js';
-export type { Check, Evidence, Finding, SampleRow } from './findings.js';
+export type { CheckMeta, Evidence, Finding, FindingObject, ObjectKind, SampleRow } from './findings.js';
 export { createAuditDatabase, type AuditDatabase, type TenantConnection, type TenantQueryResult } from './library/database.js';
 export { attributeRow, type AttributedRow, type RowOwner, type SeededTenant } from './library/attribution.js';
 export { toBelongTo, toIsolateTenants, type MatcherResult } from './library/matchers.js';
@@ -15,6 +15,8 @@ export type { Catalog, Relation, Policy, Role, FunctionInfo } from './catalog/ty
 export type { TenancyPlan, RelationPlan, Tenancy } from './plan/tenancy.js';
 export type { ProbeOutcome, ProbeRecord } from './probes/types.js';
 export { PROBES } from './probes/registry.js';
+export { defineProbe, type Probe, type ProbeContext, type ProbeDefinition, type ProbeReport } from './probes/types.js';
+export { defineRule, type Rule, type RuleContext, type RuleDefinition, type RuleReport } from './rules/types.js';
 export { RULES } from './rules/registry.js';
 export { renderConsole } from './report/console.js';
 export { renderHtml } from './report/html.js';

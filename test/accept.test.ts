@@ -3,11 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyAcceptances } from '../src/accept.js';
-import type { Finding } from '../src/findings.js';
+import { objectSubject, type Finding } from '../src/findings.js';
 import { FIXTURES, runCli } from './helpers.js';
 
 const finding = (check: string, table: string): Finding => ({
-  check, table, severity: 'high', source: 'probe', message: 'm', fix: 'f', evidence: { sql: 'select 1', context: 'c' },
+  check, object: { kind: 'table', name: table }, severity: 'high', source: 'probe', message: 'm', fix: 'f', evidence: { sql: 'select 1', context: 'c' },
 });
 
 describe('applyAcceptances', () => {
@@ -47,7 +47,7 @@ describe('accepting findings in the scenario', () => {
   it('keeps accepted findings in the report without failing the run; an expired acceptance fails it again', async () => {
     const accepted = await runCli(['run', await scenarioAccepting('2999-12-31'), '--quiet']);
     expect(accepted.err).toBe('');
-    const truncate = accepted.report!.findings.find((entry) => entry.check === 'truncate' && entry.table === 'public.tasks')!;
+    const truncate = accepted.report!.findings.find((entry) => entry.check === 'truncate' && objectSubject(entry.object) === 'public.tasks')!;
     expect(truncate.accepted).toEqual({ reason: 'the nightly reset job truncates it', expires: '2999-12-31', expired: false });
     // The fixture's only findings at or above high are these two: accepted, they no longer fail the run.
     expect(accepted.report!.summary).toMatchObject({ accepted: 2, failing: 0, verdict: 'pass' });

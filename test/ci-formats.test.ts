@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyAcceptances } from '../src/accept.js';
 import { summarize } from '../src/audit.js';
-import type { Finding } from '../src/findings.js';
+import { OBJECT_KINDS, objectLabel, objectSubject, type Finding } from '../src/findings.js';
 import { allChecks, renderJunit, renderMarkdown, renderSarif, RULES, writeReports, type Report, type SarifLog } from '../src/index.js';
 import type { Severity } from '../src/severity.js';
 import { FIXTURES, runCli, type CliRun } from './helpers.js';
@@ -193,7 +193,7 @@ function checkSarif(text: string): SarifLog {
     for (const location of result.locations) {
       for (const logical of location.logicalLocations) {
         expect(typeof logical.fullyQualifiedName).toBe('string');
-        expect(['table', 'function', 'role', 'setting', 'query', 'sequence']).toContain(logical.kind);
+        expect(OBJECT_KINDS).toContain(logical.kind);
       }
     }
     for (const value of Object.values(result.partialFingerprints)) expect(value).toMatch(/^[0-9a-f]{32}$/);
@@ -363,8 +363,8 @@ describe('SARIF', () => {
     const findings: Finding[] = [
       { ...base, message: 'first' },
       { ...base, message: 'second', tenant: 'x' },
-      { ...base, check: 'definer-function', table: 'public.search(text)', source: 'rule' },
-      { ...base, check: 'bypassrls-role', table: 'auditor', source: 'rule' },
+      { ...base, check: 'definer-function', object: { kind: 'function', name: 'public.search(text)' }, source: 'rule' },
+      { ...base, check: 'bypassrls-role', object: { kind: 'role', name: 'auditor' }, source: 'rule' },
     ];
     const log = checkSarif(renderSarif({ ...vulnerable.report!, findings }));
     const [first, second, fn, role] = log.runs[0]!.results;
@@ -381,12 +381,12 @@ describe('JUnit', () => {
     const report = vulnerable.report!;
     const root = checkJunit(renderJunit(report));
     const suites = root.children.map((suite) => suite.attributes.name);
-    for (const rule of RULES) expect(suites).toContain(rule.id);
+    for (const rule of RULES) expect(suites).toContain(rule.meta.id);
     for (const check of ['read-isolation', 'missing-context', 'own-rows-hidden', 'role-owns-table', 'foreign-insert']) expect(suites).toContain(check);
     // Every finding of this fixture at or above high fails; they concern public.notes only.
     const failing = report.findings.filter((finding) => ['critical', 'high'].includes(finding.severity));
     expect(report.summary.failing).toBe(failing.length);
-    expect(root.attributes.failures).toBe(String(new Set(failing.map((finding) => `${finding.check} ${finding.table}`)).size));
+    expect(root.attributes.failures).toBe(String(new Set(failing.map((finding) => `${finding.check} ${objectSubject(finding.object)}`)).size));
     const failure = childrenNamed(testCase(root, 'read-isolation', 'public.notes')!, 'failure')[0]!;
     const finding = failing.find((entry) => entry.check === 'read-isolation')!;
     expect(failure.attributes).toMatchObject({ message: finding.message, type: 'critical' });
@@ -405,7 +405,7 @@ describe('JUnit', () => {
   it('fails on what the scenario fails on: below failOn and accepted findings are notes, expired acceptances fail', () => {
     const critical = accepting(vulnerable.report!, [], 'critical');
     const root = checkJunit(renderJunit(critical));
-    const criticalObjects = new Set(critical.findings.filter((finding) => finding.severity === 'critical').map((finding) => `${finding.check} ${finding.table}`));
+    const criticalObjects = new Set(critical.findings.filter((finding) => finding.severity === 'critical').map((finding) => `${finding.check} ${objectLabel(finding.object)}`));
     expect(root.attributes.failures).toBe(String(criticalObjects.size));
     const blind = testCase(root, 'blind-delete', 'public.notes')!;
     expect(childrenNamed(blind, 'failure')).toEqual([]);
@@ -428,7 +428,7 @@ describe('JUnit', () => {
     // seed-original at failOn low: its low findings fail, its info findings do not.
     const low = accepting(original, [], 'low');
     const lowRoot = checkJunit(renderJunit(low));
-    const lowObjects = new Set(low.findings.filter((finding) => finding.severity !== 'info').map((finding) => `${finding.check} ${finding.table}`));
+    const lowObjects = new Set(low.findings.filter((finding) => finding.severity !== 'info').map((finding) => `${finding.check} ${objectLabel(finding.object)}`));
     expect(lowRoot.attributes.failures).toBe(String(lowObjects.size));
     expect(checkJunit(renderJunit(original)).attributes.failures).toBe('0');
   });
@@ -449,7 +449,7 @@ describe('JUnit', () => {
     const base = vulnerable.report!.findings.find((finding) => finding.check === 'read-isolation')!;
     const hostile: Finding = {
       ...base,
-      table: 'public."we<ird>&\'name"',
+      object: { kind: 'table', name: 'public."we<ird>&\'name"' },
       message: 'rows ]]> <script>alert(1)</script> & "quotes"\u0000\u0007\u001b\ufffe end\nsecond line',
       fix: 'select 1; -- \u0001 </failure></testcase>',
       evidence: { ...base.evidence, sql: 'select \'\ud800\' -- lone surrogate' },
@@ -464,7 +464,7 @@ describe('JUnit', () => {
 
   it('lint: the rules alone', () => {
     const root = checkJunit(renderJunit(linted));
-    expect(root.children.map((suite) => suite.attributes.name)).toEqual(RULES.map((rule) => rule.id));
+    expect(root.children.map((suite) => suite.attributes.name)).toEqual(RULES.map((rule) => rule.meta.id));
     expect(childrenNamed(testCase(root, 'rls-disabled', 'public.notes')!, 'failure')).toHaveLength(1);
     expect(readdirSync(path.join(outDir, 'lint')).sort()).toEqual(['report.json', 'report.junit.xml']);
   });
@@ -490,7 +490,7 @@ describe('Markdown', () => {
     expect(markdown).toMatch(/^## rls-audit: FAIL\n/);
     expect(markdown).toContain('**FAIL**: 10 findings at or above high fail the run.');
     expect(markdown).toContain('| critical | high | medium | low | info |\n|---:|---:|---:|---:|---:|\n| 6 | 4 | 0 | 0 | 4 |');
-    expect(findingRows(markdown).map((row) => `${row[1]} ${row[2]}`)).toEqual(vulnerable.report!.findings.map((finding) => `${finding.check} ${finding.table}`));
+    expect(findingRows(markdown).map((row) => `${row[1]} ${row[2]}`)).toEqual(vulnerable.report!.findings.map((finding) => `${finding.check} ${objectLabel(finding.object)}`));
     // info findings are inside a collapsed block, after the others
     const details = markdown.indexOf('<details><summary>4 info findings');
     expect(details).toBeGreaterThan(markdown.indexOf('| high | tenant-reassignment'));
@@ -508,7 +508,7 @@ describe('Markdown', () => {
     const base = vulnerable.report!.findings.find((finding) => finding.check === 'read-isolation')!;
     const hostile: Finding = {
       ...base,
-      table: 'public.a|b',
+      object: { kind: 'table', name: 'public.a|b' },
       message: 'leaks <script>alert(1)</script> | and\nmore *bold* [link](http://x) & `code`',
       fix: 'select 1; -- ```\n</details><script>x</script>',
     };

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { main } from '../src/cli.js';
 import type { Report } from '../src/report/model.js';
+import { objectSubject, type Finding } from '../src/findings.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
@@ -44,6 +45,13 @@ export function auditFixture(name: string, extra: string[] = []): Promise<CliRun
   return runCli(['run', '--schema', path.join(FIXTURES, name, 'schema.sql'), '--role', 'app_user', '--seed', '7', '--quiet', ...extra]);
 }
 
-export function findingsOf(run: CliRun, check?: string): { check: string; severity: string; table: string }[] {
-  return (run.report?.findings ?? []).filter((finding) => !check || finding.check === check);
+/** A finding with `table`: the relation (or role, function, setting) it concerns, for comparing with expectations. */
+export type FlatFinding = Finding & { table: string };
+
+export function flatFinding(finding: Finding): FlatFinding {
+  return { ...finding, table: objectSubject(finding.object) };
+}
+
+export function findingsOf(run: CliRun, check?: string): FlatFinding[] {
+  return (run.report?.findings ?? []).filter((finding) => !check || finding.check === check).map(flatFinding);
 }

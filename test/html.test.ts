@@ -21,12 +21,12 @@ function probe(overrides: Partial<ProbeRecord> & Pick<ProbeRecord, 'check' | 're
 
 const findings: Finding[] = [
   {
-    check: 'timing-oracle', severity: 'low', table: 'public.notes', source: 'rule',
+    check: 'timing-oracle', severity: 'low', object: { kind: 'table', name: 'public.notes' }, source: 'rule',
     evidence: { sql: 'select 1', context: 'As app_user.' },
     message: 'Low-severity side channel.', fix: '-- nothing',
   },
   {
-    check: 'read-isolation', severity: 'critical', table: EVIL_TABLE, tenant: 'acme', foreignTenant: `globex ${XSS}`, source: 'probe',
+    check: 'read-isolation', severity: 'critical', object: { kind: 'table', name: EVIL_TABLE }, tenant: 'acme', foreignTenant: `globex ${XSS}`, source: 'probe',
     evidence: {
       sql: `select * from ${EVIL_TABLE} where body = '${XSS}' and note = ${QUOTES};`,
       context: `As app_user with app.tenant = 'acme' ${XSS}.`,
@@ -39,20 +39,20 @@ const findings: Finding[] = [
     fix: `alter table ${EVIL_TABLE} force row level security; -- ${QUOTES}`,
   },
   {
-    check: 'definer-view', severity: 'info', table: 'public.report_view', source: 'rule', refutedBy: 'read-isolation',
+    check: 'definer-view', severity: 'info', object: { kind: 'table', name: 'public.report_view' }, source: 'rule', refutedBy: 'read-isolation',
     evidence: { sql: 'select * from public.report_view', context: 'Catalog.' },
     message: 'A definer view was exercised and did not leak.', fix: 'alter view public.report_view set (security_invoker = true);',
     accepted: { reason: `legacy ${XSS}`, expires: '2020-01-01', expired: true },
   },
   {
-    check: 'missing-context', severity: 'high', table: 'public.notes', source: 'rule', confirmedBy: ['read-isolation'],
+    check: 'missing-context', severity: 'high', object: { kind: 'table', name: 'public.notes' }, source: 'rule', confirmedBy: ['read-isolation'],
     evidence: { sql: 'select * from public.notes', context: 'As app_user with no tenant set.', rowCount: 4 },
     message: 'With no tenant set, public.notes returns every tenant\'s rows.', fix: "alter policy p on public.notes using (tenant_id = current_setting('app.tenant', true));",
   },
 ];
 
 const report: Report = {
-  schemaVersion: 1,
+  schemaVersion: 2,
   tool: { name: 'rls-audit', version: '0.1.0' },
   command: 'run',
   startedAt: '2025-01-02T03:04:05.000Z',
@@ -81,6 +81,7 @@ const report: Report = {
   ],
   locations: { "public.notes": { file: "schema.sql", line: 3 } },
   notes: [`Tenancy read from policies ${XSS}`, 'Second note.'],
+  checks: [],
   probes: [
     probe({ check: 'read-isolation', relation: 'public.notes', context: 'acme', tenant: 'acme', outcome: 'leak', rows: 5, foreignRows: 2 }),
     probe({ check: 'read-isolation', relation: 'public.notes', context: `globex ${XSS}`, tenant: EVIL_TENANT_ID, outcome: 'pass', rows: 3 }),

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { objectSubject } from '../src/findings.js';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { atLeast, type Severity } from '../src/severity.js';
@@ -97,8 +98,8 @@ describe.each(TARGETS)('privileged paths, context handling and side channels on 
     expect(run.err).toBe('');
     const found = run.report!.findings.filter((finding) => finding.check === check);
     for (const flag of flags) {
-      const finding = found.find((candidate) => candidate.table === flag.table);
-      expect(finding, `${check} on ${flag.table}; found ${JSON.stringify(found.map((candidate) => [candidate.table, candidate.message]))}`).toBeDefined();
+      const finding = found.find((candidate) => objectSubject(candidate.object) === flag.table);
+      expect(finding, `${check} on ${flag.table}; found ${JSON.stringify(found.map((candidate) => [objectSubject(candidate.object), candidate.message]))}`).toBeDefined();
       expect(finding!.severity).toBe(flag.severity);
       expect(finding!.source).toBe('probe');
       if (flag.message) expect(finding!.message).toMatch(flag.message);
@@ -107,7 +108,7 @@ describe.each(TARGETS)('privileged paths, context handling and side channels on 
       expect(finding!.evidence.sql).toMatch(/rollback;/);
       expect(finding!.fix.length).toBeGreaterThan(20);
     }
-    for (const spared of spares ?? []) expect(found.map((finding) => finding.table)).not.toContain(spared);
+    for (const spared of spares ?? []) expect(found.map((finding) => objectSubject(finding.object))).not.toContain(spared);
     expect(found).toHaveLength(flags.length);
     if (flags.some((flag) => atLeast(flag.severity, 'high'))) expect(run.code).toBe(1);
     // The rows are attributed to tenants, not guessed: every leaked sample row is masked but names its tenant.
@@ -132,7 +133,7 @@ describe.each(TARGETS)('definer-trigger on $name', ({ args }) => {
     const found = run.report!.findings.filter((candidate) => candidate.check === 'definer-trigger');
     expect(found).toHaveLength(1);
     const [finding] = found;
-    expect(finding).toMatchObject({ table: 'public.messages', severity: 'high' });
+    expect(finding).toMatchObject({ object: { kind: 'table', name: 'public.messages' }, severity: 'high' });
     expect(finding!.message).toMatch(/messages_sign \(sign_message\(\).*copied values of tenant [B-C].* into 1 row of public\.messages/);
     expect(finding!.evidence.sampleRows![0]).toMatchObject({ effect: 'copied', tenant_id: finding!.tenant });
   });
@@ -212,9 +213,9 @@ describe.each(TARGETS)('privileged and context probes against an existing databa
         '--context-sql', "select set_config('app.current_tenant', $1, false)",
       ]);
       expect(run.err).toBe('');
-      expect(findingsOf(run, 'context-persistence').map((finding) => finding.table)).toEqual(['app.current_tenant']);
-      expect(findingsOf(run, 'spoofable-setting').map((finding) => finding.table)).toEqual(['public.jobs']);
-      expect(findingsOf(run, 'existence-oracle').map((finding) => finding.table)).toEqual(['public.contacts']);
+      expect(findingsOf(run, 'context-persistence').map((finding) => objectSubject(finding.object))).toEqual(['app.current_tenant']);
+      expect(findingsOf(run, 'spoofable-setting').map((finding) => objectSubject(finding.object))).toEqual(['public.jobs']);
+      expect(findingsOf(run, 'existence-oracle').map((finding) => objectSubject(finding.object))).toEqual(['public.contacts']);
       const calls = run.report!.probes.filter((probe) => probe.check === 'function-leak');
       expect(calls.length).toBeGreaterThan(0);
       expect(calls.every((probe) => probe.outcome === 'skipped' && /not disposable/.test(probe.error ?? ''))).toBe(true);

@@ -46,6 +46,6 @@ describe('rls-audit init', () => {
     expect(run.err).toMatch(/^config: \.\.\/\.\.\/rls-audit\.yaml\n/);
     expect(run.code).toBe(1);
     const report = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')) as Report;
-    expect(report.findings.filter((finding) => finding.check === 'read-isolation').map((finding) => finding.table)).toEqual(['public.recent_messages']);
+    expect(report.findings.filter((finding) => finding.check === 'read-isolation').map((finding) => finding.object.name)).toEqual(['public.recent_messages']);
   });
 });

@@ -24,8 +24,8 @@ describe('the library API', () => {
   it('lists every check once, probes and rules', () => {
     const ids = allChecks().map((check) => check.id);
     expect(new Set(ids).size).toBe(ids.length);
-    for (const probe of PROBES) expect(ids).toContain(probe.id);
-    for (const rule of RULES) expect(ids).toContain(rule.id);
+    for (const probe of PROBES) expect(ids).toContain(probe.meta.id);
+    for (const rule of RULES) expect(ids).toContain(rule.meta.id);
     for (const id of ids) expect(id).toMatch(/^[a-z]+(-[a-z]+)*$/);
   });
 });

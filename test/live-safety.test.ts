@@ -289,7 +289,7 @@ describe('a live database (--database-url): user SQL is contained', () => {
       expect(writes.filter((probe) => /lock timeout|canceling statement/i.test(probe.error ?? ''))).toEqual([]);
       expect(writes.every((probe) => probe.check === 'tenant-reassignment' || /where current of rls_audit_row/.test(probe.sql))).toBe(true);
       // The weak policies are still proven, on the audit's own rows.
-      const found = run.report!.findings.filter((finding) => finding.table === 'public.tasks').map((finding) => finding.check);
+      const found = run.report!.findings.filter((finding) => finding.object.name === 'public.tasks').map((finding) => finding.check);
       expect(found).toEqual(expect.arrayContaining(['blind-update', 'blind-delete']));
     } finally {
       running = false;

@@ -2,9 +2,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Finding } from '../src/findings.js';
+import { objectSubject, type Finding } from '../src/findings.js';
 import { atLeast, type Severity } from '../src/severity.js';
-import { FIXTURES, runCli, TARGETS, type CliRun } from './helpers.js';
+import { FIXTURES, flatFinding, runCli, TARGETS, type CliRun, type FlatFinding } from './helpers.js';
 
 /** The coverage and policy-logic rules: each vulnerable fixture must be flagged, each secure twin must not. */
 interface Case {
@@ -86,7 +86,7 @@ async function audit(command: 'lint' | 'run', schemas: string[], args: string[])
 }
 
 const fixture = (check: string, variant: 'vulnerable' | 'secure') => path.join(FIXTURES, check, `${variant}.sql`);
-const ofCheck = (run: CliRun, check: string): Finding[] => run.report!.findings.filter((finding) => finding.check === check);
+const ofCheck = (run: CliRun, check: string): FlatFinding[] => run.report!.findings.filter((finding) => finding.check === check).map(flatFinding);
 const ours = (run: CliRun): Finding[] => run.report!.findings.filter((finding) => RULE_IDS.includes(finding.check));
 
 describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) => {
@@ -108,7 +108,7 @@ describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) =>
       expect(finding.evidence.sql).toMatch(/^select /);
       expect(finding.evidence.sql).toContain('::regclass');
       expect(finding.evidence.details?.length).toBeGreaterThan(0);
-      expect(finding.message).toContain(finding.table);
+      expect(finding.message).toContain(objectSubject(finding.object));
       // Placeholders only ever appear in comments (alternatives); the SQL itself names the objects at hand.
       expect(finding.fix.replace(/--.*$/gm, '')).not.toMatch(/<[a-z_ ]+>/);
     }
@@ -134,7 +134,7 @@ describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) =>
 
   it('run confirms static findings with the probes that prove them', async () => {
     const run = await audit('run', [fixture('permissive-always-true', 'vulnerable')], args);
-    const byTable = new Map(ofCheck(run, 'permissive-always-true').map((finding) => [finding.table, finding]));
+    const byTable = new Map(ofCheck(run, 'permissive-always-true').map((finding) => [objectSubject(finding.object), finding]));
     expect(byTable.get('public.documents')).toMatchObject({ severity: 'critical', confirmedBy: [expect.stringMatching(/^read-isolation on public\.documents: /)] });
     expect(byTable.get('public.tasks')?.confirmedBy).toContainEqual(expect.stringMatching(/^blind-delete on public\.tasks: /));
     expect(byTable.get('public.tasks')?.severity).toBe('high');
@@ -157,7 +157,7 @@ describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) =>
     const file = path.join(scratch, `unpublished-${outputs}.sql`);
     await writeFile(file, schema);
     const run = await audit('run', [file], args);
-    const posts = ofCheck(run, 'permissive-always-true').find((finding) => finding.table === 'public.posts');
+    const posts = ofCheck(run, 'permissive-always-true').find((finding) => objectSubject(finding.object) === 'public.posts');
     expect(posts).toMatchObject({ severity: 'critical', confirmedBy: expect.arrayContaining([expect.stringMatching(/^read-isolation on public\.posts/)]) });
   });
 
@@ -170,7 +170,7 @@ describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) =>
     const file = path.join(scratch, `archived-${outputs}.sql`);
     await writeFile(file, schema);
     const run = await audit('run', [file], args);
-    const posts = ofCheck(run, 'permissive-always-true').find((finding) => finding.table === 'public.posts');
+    const posts = ofCheck(run, 'permissive-always-true').find((finding) => objectSubject(finding.object) === 'public.posts');
     expect(posts).toMatchObject({ severity: 'info', refutedBy: expect.stringMatching(/read-isolation.* ran \d+ statements on public\.posts .*lowered from critical to info/) });
     expect(posts?.confirmedBy).toBeUndefined();
   });

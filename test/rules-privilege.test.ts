@@ -7,7 +7,7 @@ import { lint } from '../src/audit.js';
 import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
 import { definerView } from '../src/rules/definer-view.js';
-import type { Finding } from '../src/findings.js';
+import { objectSubject, type Finding } from '../src/findings.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
 import { atLeast, type Severity } from '../src/severity.js';
 import { startEmbedded } from '../src/target/embedded.js';
@@ -71,7 +71,7 @@ async function lintCli(file: string, args: string[]) {
   }
 }
 
-const summary = (findings: Finding[]) => findings.map((finding) => ({ check: finding.check, table: finding.table, severity: finding.severity }));
+const summary = (findings: Finding[]) => findings.map((finding) => ({ check: finding.check, table: objectSubject(finding.object), severity: finding.severity }));
 
 /** Run a finding's SQL statement by statement (CREATE INDEX CONCURRENTLY cannot run inside a multi-statement query). */
 async function execute(client: pg.Client, sql: string): Promise<void> {
@@ -123,7 +123,7 @@ describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({
       await client.query(await readFile(fixture('definer-view', 'vulnerable'), 'utf8'));
       const catalog = { ...(await introspect(client)), serverVersion: '14.12', serverVersionNum: 140012 };
       const plan = planTenancy(catalog, scenarioSchema.parse({ role: 'app_user' }));
-      const finding = definerView.evaluate({ catalog, plan }).find((candidate) => candidate.table === 'public.project_names')!;
+      const finding = definerView.evaluate({ catalog, plan }).find((candidate) => objectSubject(candidate.object) === 'public.project_names')!;
       expect(finding.severity).toBe('high');
       expect(finding.fix).toMatch(/^-- PostgreSQL 14\.12 has no security_invoker \(added in 15\)/);
       expect(finding.fix).not.toMatch(/^alter view .* set \(security_invoker/m);
@@ -169,7 +169,7 @@ describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({
     const run = await runCli(['run', '--schema', fixture('owner-without-force', 'vulnerable'), '--role', 'app_user', '--seed', '7', '--quiet', ...args]);
     expect(run.code).toBe(1);
     const finding = run.report!.findings.find((candidate) => candidate.check === 'owner-without-force');
-    expect(finding).toMatchObject({ table: 'public.projects', severity: 'critical', source: 'rule' });
+    expect(finding).toMatchObject({ object: { kind: 'table', name: 'public.projects' }, severity: 'critical', source: 'rule' });
     expect(finding!.confirmedBy!.join('\n')).toMatch(/^role-owns-table on public\.projects/m);
     expect(finding!.confirmedBy!.join('\n')).toMatch(/^read-isolation on public\.projects/m);
   });
@@ -178,7 +178,7 @@ describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({
     const run = await runCli(['run', '--schema', fixture('bypassrls-role', 'vulnerable'), '--role', 'app_user', '--seed', '7', '--quiet', ...args]);
     expect(run.code).toBe(1);
     const finding = run.report!.findings.find((candidate) => candidate.check === 'bypassrls-role');
-    expect(finding).toMatchObject({ table: 'app_user', severity: 'critical', source: 'rule' });
+    expect(finding).toMatchObject({ object: { kind: 'role', name: 'app_user' }, severity: 'critical', source: 'rule' });
     expect(finding!.confirmedBy).toEqual([expect.stringMatching(/^role-bypasses-rls on app_user/)]);
   });
 });

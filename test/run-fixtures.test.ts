@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { objectSubject } from '../src/findings.js';
 import { describe, expect, it } from 'vitest';
 import { atLeast, type Severity } from '../src/severity.js';
 import { auditFixture, FIXTURES, findingsOf, runCli, TARGETS } from './helpers.js';
@@ -77,7 +78,7 @@ describe.each(TARGETS)('rls-audit run on $name', ({ args }) => {
       expect(findingsOf(run)).toContainEqual(expect.objectContaining(flag));
     }
     for (const finding of run.report!.findings) {
-      if (finding.source === 'probe' && finding.table !== 'app_user') expect(finding.evidence.sql).toMatch(/set local role "app_user"/);
+      if (finding.source === 'probe' && objectSubject(finding.object) !== 'app_user') expect(finding.evidence.sql).toMatch(/set local role "app_user"/);
       expect(finding.evidence.sql.length).toBeGreaterThan(10);
       expect(finding.fix.length).toBeGreaterThan(10);
     }

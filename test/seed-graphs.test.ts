@@ -81,7 +81,7 @@ describe('seeding real schemas (seed-graphs fixture)', () => {
 
   it('finds the time partition granted directly without RLS, and not its twin reached through the parent', () => {
     const findings = report.findings.filter((finding) => finding.check === 'partition-without-rls');
-    expect(findings.map((finding) => [finding.table, finding.severity])).toEqual([['public.events_2024', 'high']]);
+    expect(findings.map((finding) => [finding.object.name, finding.severity])).toEqual([['public.events_2024', 'high']]);
     expect(report.summary.verdict).toBe('fail');
   });
 

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { objectSubject } from '../src/findings.js';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,9 +80,9 @@ describe.each(TARGETS)('--database-url on $name', ({ args }) => {
     const before = await fingerprint(target.connectionString);
     const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '3', '--quiet']);
     expect(run.code).toBe(1);
-    const leak = run.report!.findings.find((finding) => finding.check === 'read-isolation' && finding.table === 'public.messages')!;
+    const leak = run.report!.findings.find((finding) => finding.check === 'read-isolation' && objectSubject(finding.object) === 'public.messages')!;
     expect(leak.evidence.details).toMatch(/tenant 1 \(not seeded\)|tenant 2 \(not seeded\)/);
-    expect(findingsOf(run, 'read-isolation').map((finding) => finding.table)).toEqual(['public.messages']);
+    expect(findingsOf(run, 'read-isolation').map((finding) => objectSubject(finding.object))).toEqual(['public.messages']);
     expect(await fingerprint(target.connectionString)).toEqual(before);
   });
 });

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import type { Finding } from '../src/findings.js';
+import { objectSubject, type Finding } from '../src/findings.js';
 import { atLeast, type Severity } from '../src/severity.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import { FIXTURES, runCli, TARGETS, type CliRun } from './helpers.js';
@@ -73,7 +73,7 @@ describe.each(TARGETS)('write isolation probes on $name', ({ args }) => {
       const run = await audit(fixture(check, 'vulnerable'), args);
       expect(run.err).toBe('');
       const found = findings(run, check);
-      expect(found.map(({ table: name, severity: level }) => ({ table: name, severity: level }))).toEqual([{ table, severity }]);
+      expect(found.map(({ object, severity: level }) => ({ table: objectSubject(object), severity: level }))).toEqual([{ table, severity }]);
       const [finding] = found;
       expect(finding!.evidence.sql).toMatch(/^begin;\nset local role "app_user";\nselect set_config\('app.current_tenant', '\d+'::text, true\);  -- tenant [A-C]\n/);
       expect(finding!.evidence.sql).toMatch(statement);
@@ -126,7 +126,7 @@ describe.each(TARGETS)('write isolation probes on $name', ({ args }) => {
 
   it('upsert-conflict reports a DO NOTHING existence side channel as low when DO UPDATE is refused', async () => {
     const run = await audit(fixture('upsert-conflict', 'oracle'), args);
-    expect(findings(run, 'upsert-conflict').map(({ table, severity }) => ({ table, severity }))).toEqual([{ table: 'public.products', severity: 'low' }]);
+    expect(findings(run, 'upsert-conflict').map(({ object, severity }) => ({ table: objectSubject(object), severity }))).toEqual([{ table: 'public.products', severity: 'low' }]);
     expect(findings(run, 'upsert-conflict')[0]!.evidence.sql).toMatch(/on conflict \("sku"\) do nothing;/);
     expect(run.report!.findings.filter((finding) => atLeast(finding.severity, 'medium'))).toEqual([]);
   });
@@ -165,7 +165,7 @@ describe.each(TARGETS)('write isolation probes on $name', ({ args }) => {
       const before = await fingerprint(target.connectionString);
       const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '3', '--quiet']);
       expect(run.err).toBe('');
-      for (const check of ['blind-update', 'tenant-reassignment', 'truncate']) expect(findings(run, check).map((finding) => finding.table)).toEqual(['public.tasks']);
+      for (const check of ['blind-update', 'tenant-reassignment', 'truncate']) expect(findings(run, check).map((finding) => objectSubject(finding.object))).toEqual(['public.tasks']);
       // Not the audit's database: TRUNCATE is proved by the privilege, never run (it would lock out the application).
       const truncated = run.report!.findings.find((finding) => finding.check === 'truncate')!;
       expect(truncated.evidence.details).toMatch(/TRUNCATE itself was not run/);

@@ -1,4 +1,4 @@
-import type { Finding } from '../findings.js';
+import { objectLabel, type Finding } from '../findings.js';
 import type { Report } from '../report/model.js';
 import { atLeast } from '../severity.js';
 import { describeOwner, tenantMatches, type AttributedRow } from './attribution.js';
@@ -21,7 +21,7 @@ function failing(report: Report): Finding[] {
 
 function describeFinding(finding: Finding): string {
   const fix = finding.fix.split('\n').filter((line) => line.trim()).map((line) => `      ${line}`).join('\n');
-  return `  ${finding.severity.toUpperCase()} ${finding.check} on ${finding.table}: ${finding.message}\n    fix:\n${fix}`;
+  return `  ${finding.severity.toUpperCase()} ${finding.check} on ${objectLabel(finding.object)}: ${finding.message}\n    fix:\n${fix}`;
 }
 
 /** `expect(report).toIsolateTenants()`: the audit's verdict is pass. */

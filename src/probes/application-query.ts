@@ -6,7 +6,7 @@ import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { readTargets } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 type Parameter = string | number | boolean | null;
 
@@ -76,24 +76,28 @@ async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant
   return { cause: parts.map((part) => part.cause).join('; '), fix: parts.map((part) => `-- ${part.cause}\n${part.fix}`).join('\n') };
 }
 
-export const applicationQuery: Probe = {
-  id: 'application-query',
-  title: "An application query returns other tenants' rows",
-  severity: 'critical',
-  kind: 'probe',
-  explanation:
-    "Runs the scenario's own named queries (queries: name, sql, params, where the parameter `$tenant` is bound to the tenant id) as the " +
-    'application role, once for every tenant with its context set the way the application sets it, and attributes every returned row ' +
-    "through the tenant column and the canaries. A row of another tenant means a query the application really runs leaks: the fix is in " +
-    'the policies (or views and functions) of what the query reads, which the finding names from the query\'s plan.',
-  async run(context) {
+export const applicationQuery = defineProbe({
+  meta: {
+    id: 'application-query',
+    title: "An application query returns other tenants' rows",
+    severity: 'critical',
+    objectKind: 'query',
+    summary: "An application query, run as a tenant, returns other tenants' rows.",
+    example: "As tenant A, the application's query overdue_invoices returns 10 rows of tenant B (queries come from `queries:` in the scenario, `$tenant` bound per tenant).",
+    explanation:
+      "Runs the scenario's own named queries (queries: name, sql, params, where the parameter `$tenant` is bound to the tenant id) as the " +
+      'application role, once for every tenant with its context set the way the application sets it, and attributes every returned row ' +
+      "through the tenant column and the canaries. A row of another tenant means a query the application really runs leaks: the fix is in " +
+      'the policies (or views and functions) of what the query reads, which the finding names from the query\'s plan.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     for (const query of context.scenario.queries) {
       const leaks: { tenant: Tenant; params: Parameter[]; tally: RowTally }[] = [];
       for (const tenant of context.tenants) {
         const params = bind(query, tenant);
         const result = await runAs(context, { kind: 'tenant', tenant }, query.sql, params, { userSql: `the query ${query.name}` });
-        const base = { check: this.id, relation: query.name, context: tenant.label, tenant: tenant.id, sql: inlineParameters(query.sql, params), missingOwnRows: 0 };
+        const base = { check: this.meta.id, relation: query.name, context: tenant.label, tenant: tenant.id, sql: inlineParameters(query.sql, params), missingOwnRows: 0 };
         if (result.error) {
           context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, error: result.error.message });
           continue;
@@ -106,13 +110,11 @@ export const applicationQuery: Probe = {
       const first = leaks[0]!;
       const state = { kind: 'tenant' as const, tenant: first.tenant };
       const diagnosis = await diagnose(context, query, first.tenant);
-      findings.push({
-        check: this.id,
+      findings.push(report({
         severity: 'critical',
-        table: query.name,
+        object: query.name,
         tenant: first.tenant.id,
         foreignTenant: [...first.tally.foreign.keys()][0],
-        source: 'probe',
         message: `As ${first.tenant.label}, the application's query ${query.name} returns ${describeForeign(context, first.tally.foreign)}: ${diagnosis.cause}.`,
         evidence: {
           sql: reproduction(context, state, query.sql, first.params),
@@ -122,8 +124,8 @@ export const applicationQuery: Probe = {
           details: `${leaks.length} of ${context.tenants.length} tenants see other tenants' rows: ${leaks.map((leak) => `${leak.tenant.label}: ${describeForeign(context, leak.tally.foreign)}`).join('; ')}`,
         },
         fix: diagnosis.fix,
-      });
+      }));
     }
     return findings;
   },
-};
+});

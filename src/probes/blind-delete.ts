@@ -1,19 +1,23 @@
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import { relationIdent } from '../sql.js';
-import type { Probe } from './types.js';
+import { defineProbe } from './types.js';
 import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
-export const blindDelete: Probe = {
-  id: 'blind-delete',
-  title: "A DELETE without WHERE removes other tenants' rows",
-  severity: 'high',
-  kind: 'probe',
-  explanation:
-    'As each tenant, runs `delete from t` with no WHERE clause on every tenant-owned table the role may delete from. Such a statement reads no ' +
-    'column, so PostgreSQL applies only the DELETE policies, not the SELECT ones: a `for delete using (true)` policy next to a correct SELECT ' +
-    "policy is invisible to reads and to targeted deletes, yet this statement wipes every tenant's rows. The administrator counts each tenant's " +
-    'rows before and after; any other tenant losing rows is a finding (high). Fix: DELETE policies whose USING confines rows to the current tenant.',
-  async run(context) {
+export const blindDelete = defineProbe({
+  meta: {
+    id: 'blind-delete',
+    title: "A DELETE without WHERE removes other tenants' rows",
+    severity: 'high',
+    objectKind: 'table',
+    summary: "A DELETE without WHERE, run as a tenant, removes other tenants' rows.",
+    example: `As tenant A, \`delete from "public"."tasks"\` (no WHERE) deletes 60 rows, 40 of them other tenants': a \`for delete using (true)\` policy beside a tenant SELECT policy, invisible to a targeted delete.`,
+    explanation:
+      'As each tenant, runs `delete from t` with no WHERE clause on every tenant-owned table the role may delete from. Such a statement reads no ' +
+      'column, so PostgreSQL applies only the DELETE policies, not the SELECT ones: a `for delete using (true)` policy next to a correct SELECT ' +
+      "policy is invisible to reads and to targeted deletes, yet this statement wipes every tenant's rows. The administrator counts each tenant's " +
+      'rows before and after; any other tenant losing rows is a finding (high). Fix: DELETE policies whose USING confines rows to the current tenant.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'delete', { tenantTable: true })) {
       const { relation, relationPlan } = target;
@@ -22,7 +26,7 @@ export const blindDelete: Probe = {
         const victim = context.tenants[(index + 1) % context.tenants.length]!;
         const bounded = await boundedWrite(context, target, victim, blind);
         if (bounded === undefined) {
-          recordWrite(context, this.id, target, actor, blind, 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);
+          recordWrite(context, this.meta.id, target, actor, blind, 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);
           continue;
         }
         const statement = bounded?.statement ?? blind;
@@ -30,19 +34,17 @@ export const blindDelete: Probe = {
         const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && context.ledger.tenant(tenant) !== undefined && change < 0));
         const foreignRows = [...lost.values()].reduce((sum, change) => sum - change, 0);
         if (run.error || !foreignRows) {
-          recordWrite(context, this.id, target, actor, statement, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+          recordWrite(context, this.meta.id, target, actor, statement, quietOutcome(target, run.error), run.rowCount, 0, run.error);
           continue;
         }
-        recordWrite(context, this.id, target, actor, statement, 'leak', run.rowCount, foreignRows);
+        recordWrite(context, this.meta.id, target, actor, statement, 'leak', run.rowCount, foreignRows);
         const own = run.before.total.get(actor.id) ?? 0;
         const diagnosis = diagnoseWrite(context, relation, relationPlan, 'DELETE', 'using');
-        findings.push({
-          check: this.id,
+        findings.push(report({
           severity: 'high',
-          table: relation.qualified,
+          object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: [...lost.keys()][0]!,
-          source: 'probe',
           message: `As ${actor.label}, ${blind} (no WHERE) deletes ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
           evidence: {
             ...writeEvidence(context, actor, statement, [], { replica: run.replica, cursor: bounded?.cursor }),
@@ -53,10 +55,10 @@ export const blindDelete: Probe = {
               (run.replica ? ' Rows of other tables reference these rows, so PostgreSQL rejects the delete at the foreign key; the policy allowed it (repeated with foreign-key triggers off).' : ''),
           },
           fix: diagnosis.fix,
-        });
+        }));
         break;
       }
     }
     return findings;
   },
-};
+});

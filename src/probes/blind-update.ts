@@ -1,29 +1,33 @@
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { OwnRowBuilder } from './own-row.js';
-import type { Probe } from './types.js';
+import { defineProbe } from './types.js';
 import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
-export const blindUpdate: Probe = {
-  id: 'blind-update',
-  title: "An UPDATE without WHERE changes other tenants' rows",
-  severity: 'high',
-  kind: 'probe',
-  explanation:
-    'As each tenant, runs `update t set c = <constant>` with no WHERE clause and no column read (`set c = c` would read c and bring in the SELECT ' +
-    'policies) on every tenant-owned table the role may update, c being a plain column (not a key, foreign key or the tenant column) and the ' +
-    "constant a valid value of the tenant's own. Only the UPDATE policies apply to such a statement, so a `for update using (true)` policy next to " +
-    "a correct SELECT policy changes every tenant's rows while reads and targeted updates look fine. The administrator counts, per tenant, the rows " +
-    'holding the constant before and after; any other tenant gaining some is a finding (high). Fix: UPDATE policies whose USING confines rows to ' +
-    'the current tenant.',
-  async run(context) {
+export const blindUpdate = defineProbe({
+  meta: {
+    id: 'blind-update',
+    title: "An UPDATE without WHERE changes other tenants' rows",
+    severity: 'high',
+    objectKind: 'table',
+    summary: "An UPDATE without WHERE, run as a tenant, changes other tenants' rows.",
+    example: `As tenant A, \`update "public"."tasks" set "title" = <constant>\` (no WHERE) updates 60 rows, 40 of them other tenants'.`,
+    explanation:
+      'As each tenant, runs `update t set c = <constant>` with no WHERE clause and no column read (`set c = c` would read c and bring in the SELECT ' +
+      'policies) on every tenant-owned table the role may update, c being a plain column (not a key, foreign key or the tenant column) and the ' +
+      "constant a valid value of the tenant's own. Only the UPDATE policies apply to such a statement, so a `for update using (true)` policy next to " +
+      "a correct SELECT policy changes every tenant's rows while reads and targeted updates look fine. The administrator counts, per tenant, the rows " +
+      'holding the constant before and after; any other tenant gaining some is a finding (high). Fix: UPDATE policies whose USING confines rows to ' +
+      'the current tenant.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
     for (const target of writeTargets(context, 'update', { tenantTable: true })) {
       const { relation, relationPlan } = target;
       const columns = plainColumns(relation, relationPlan).slice(0, ATTEMPTS);
       if (!columns.length) {
-        recordWrite(context, this.id, target, context.tenants[0]!, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column');
+        recordWrite(context, this.meta.id, target, context.tenants[0]!, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column');
         continue;
       }
       actors: for (const [index, actor] of context.tenants.entries()) {
@@ -35,7 +39,7 @@ export const blindUpdate: Probe = {
           const blind = `update ${relationIdent(relation)} set ${ident(column.name)} = $1::${column.type}`;
           const bounded = await boundedWrite(context, target, victim, blind);
           if (bounded === undefined) {
-            recordWrite(context, this.id, target, actor, inlineParameters(blind, [value]), 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);
+            recordWrite(context, this.meta.id, target, actor, inlineParameters(blind, [value]), 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);
             continue actors;
           }
           const statement = bounded?.statement ?? blind;
@@ -45,20 +49,18 @@ export const blindUpdate: Probe = {
           const changed = new Map([...changes(run.before.marked, run.after.marked)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && context.ledger.tenant(tenant) !== undefined && change > 0));
           const foreignRows = [...changed.values()].reduce((sum, change) => sum + change, 0);
           if (run.error || !foreignRows) {
-            recordWrite(context, this.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+            recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
             if (retryable(run.error)) continue;
             continue actors;
           }
-          recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, foreignRows);
+          recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, foreignRows);
           const own = run.before.total.get(actor.id) ?? 0;
           const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'using');
-          findings.push({
-            check: this.id,
+          findings.push(report({
             severity: 'high',
-            table: relation.qualified,
+            object: relationObject(relation),
             tenant: actor.id,
             foreignTenant: [...changed.keys()][0]!,
-            source: 'probe',
             message: `As ${actor.label}, ${blind.replace(/\$1::.*$/, '<constant>')} (no WHERE) updates ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
             evidence: {
               ...writeEvidence(context, actor, statement, [value], { replica: run.replica, cursor: bounded?.cursor }),
@@ -66,11 +68,11 @@ export const blindUpdate: Probe = {
               details: `Changed: ${describeTenants(context, changed)}.${bounded ? ` On this live database the statement was bounded to one row of ${victim.label} (WHERE CURRENT OF a cursor, which brings in no SELECT policy either), so that no row of the application was locked or rewritten.` : ''} PostgreSQL applies SELECT policies to an UPDATE only when it reads columns (WHERE, RETURNING, or a SET expression such as c = c), so a targeted update does not show this.`,
             },
             fix: diagnosis.fix,
-          });
+          }));
           break actors;
         }
       }
     }
     return findings;
   },
-};
+});

@@ -5,7 +5,7 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, literal } from '../sql.js';
 import { attribute, describeContext, runAs, sourcesOf } from './context.js';
 import { plural, readTargets, shownStatement } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 interface SideObservation {
   /** current_setting(setting, true) after a transaction that set the tenant and rolled back. */
@@ -76,19 +76,23 @@ function setterSql(context: ProbeContext, tenant: Tenant): string {
   return `${inlineParameters(context.plan.contextSql, [tenant.id]).replace(/;\s*$/, '')};  -- ${tenant.label}`;
 }
 
-export const contextPersistence: Probe = {
-  id: 'context-persistence',
-  title: 'The tenant context outlives its transaction',
-  severity: 'high',
-  kind: 'probe',
-  explanation:
-    "On a connection of its own, as the application role, the probe runs the application's context setter in a transaction and commits, " +
-    'then reads the setting in a new transaction that sets nothing. A connection pool hands that connection to the next request: if the ' +
-    "setting still holds the previous tenant (set_config(..., false), or SET without LOCAL), a request that sets no tenant (a background " +
-    "job, an error path, a forgotten middleware) runs as the previous tenant and sees its rows. It also checks that a rolled-back transaction " +
-    "leaves the setting empty (''), the state the missing-context probe reads every relation in. Set the tenant with set_config(name, value, " +
-    'true) or SET LOCAL, so it ends with the transaction.',
-  async run(context) {
+export const contextPersistence = defineProbe({
+  meta: {
+    id: 'context-persistence',
+    title: 'The tenant context outlives its transaction',
+    severity: 'high',
+    objectKind: 'setting',
+    summary: 'The tenant setting survives the end of its transaction on a pooled connection.',
+    example: 'After a transaction that sets tenant A with `set_config(..., false)` commits, the next transaction on the same pooled connection still reads tenant A: the context outlives its transaction.',
+    explanation:
+      "On a connection of its own, as the application role, the probe runs the application's context setter in a transaction and commits, " +
+      'then reads the setting in a new transaction that sets nothing. A connection pool hands that connection to the next request: if the ' +
+      "setting still holds the previous tenant (set_config(..., false), or SET without LOCAL), a request that sets no tenant (a background " +
+      "job, an error path, a forgotten middleware) runs as the previous tenant and sees its rows. It also checks that a rolled-back transaction " +
+      "leaves the setting empty (''), the state the missing-context probe reads every relation in. Set the tenant with set_config(name, value, " +
+      'true) or SET LOCAL, so it ends with the transaction.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const tenant = context.tenants[0]!;
     const { setting, role } = context.plan;
@@ -97,23 +101,21 @@ export const contextPersistence: Probe = {
     try {
       observed = await observe(context, tenant);
     } catch (error) {
-      context.record({ check: this.id, relation: setting, context: tenant.label, tenant: tenant.id, sql: shown, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, error: `could not run the context setter on a second connection in a read-only transaction: ${errorMessage(error)}` });
+      context.record({ check: this.meta.id, relation: setting, context: tenant.label, tenant: tenant.id, sql: shown, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, error: `could not run the context setter on a second connection in a read-only transaction: ${errorMessage(error)}` });
       return findings;
     }
     const leftAfterRollback = observed.afterRollback === tenant.id;
     const leftAfterCommit = observed.afterCommit === tenant.id;
-    context.record({ check: this.id, relation: setting, context: `${tenant.label}, after rollback`, tenant: tenant.id, sql: shown.replace('commit; begin; select', 'rollback; begin; select'), outcome: leftAfterRollback ? 'leak' : 'pass', rows: 1, foreignRows: leftAfterRollback ? 1 : 0, missingOwnRows: 0 });
-    context.record({ check: this.id, relation: setting, context: `${tenant.label}, after commit`, tenant: tenant.id, sql: shown, outcome: leftAfterCommit ? 'leak' : 'pass', rows: 1, foreignRows: leftAfterCommit ? 1 : 0, missingOwnRows: 0 });
+    context.record({ check: this.meta.id, relation: setting, context: `${tenant.label}, after rollback`, tenant: tenant.id, sql: shown.replace('commit; begin; select', 'rollback; begin; select'), outcome: leftAfterRollback ? 'leak' : 'pass', rows: 1, foreignRows: leftAfterRollback ? 1 : 0, missingOwnRows: 0 });
+    context.record({ check: this.meta.id, relation: setting, context: `${tenant.label}, after commit`, tenant: tenant.id, sql: shown, outcome: leftAfterCommit ? 'leak' : 'pass', rows: 1, foreignRows: leftAfterCommit ? 1 : 0, missingOwnRows: 0 });
     if (!leftAfterCommit && !leftAfterRollback) return findings;
     const visible = await visibleRows(context, tenant);
     const ending = leftAfterCommit ? 'commit' : 'rollback';
     const roleLine = `set local role ${ident(role)};`;
-    findings.push({
-      check: this.id,
+    findings.push(report({
       severity: 'high',
-      table: setting,
+      object: setting,
       tenant: tenant.id,
-      source: 'probe',
       message:
         `After a transaction that sets ${tenant.label} with ${context.plan.contextSql} ends with ${ending.toUpperCase()}, the next transaction on the same connection ` +
         `still reads ${setting} = '${tenant.id}'${visible.total ? ` and sees ${plural(visible.total, 'row')} of ${tenant.label} without setting any tenant` : ''}: the tenant context outlives its transaction.`,
@@ -140,7 +142,7 @@ export const contextPersistence: Probe = {
         `-- or, with a literal: SET LOCAL ${setting} = '...';`,
         ...(/set_config/i.test(context.plan.contextSql) ? [] : [`-- (${context.plan.contextSql} keeps the tenant after the transaction: change what it runs)`]),
       ].join('\n'),
-    });
+    }));
     return findings;
   },
-};
+});

@@ -1,11 +1,11 @@
 import type { ForeignKey, Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import { constraintObject, type Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 import { ATTEMPTS, columnOf, keyCondition, quietOutcome, recordWrite, retryable, rowKey, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
 
 /** Foreign keys from `target` to tenant-owned rows that do not decide the row's own tenant. */
@@ -54,29 +54,35 @@ function compositeKeyFix(context: ProbeContext, relation: Relation, relationPlan
   ].join('\n');
 }
 
-export const crossTenantReference: Probe = {
-  id: 'cross-tenant-reference',
-  title: "A tenant's row can reference another tenant's row",
-  severity: 'medium',
-  kind: 'probe',
-  explanation:
-    "For every foreign key from a tenant-owned table to another tenant-owned table, inserts a row of the acting tenant whose foreign key points at " +
-    "the next tenant's parent row. Foreign-key checks ignore row-level security, so a key on (parent_id) alone accepts any tenant's parent: the " +
-    "row then joins to, counts against, or cascades with another tenant's data. Success is a finding (medium). Fix: reference the parent by " +
-    '(tenant_id, parent_id), a composite key that only matches a parent of the same tenant.',
+export const crossTenantReference = defineProbe({
+  meta: {
+    id: 'cross-tenant-reference',
+    title: "A tenant's row can reference another tenant's row",
+    severity: 'medium',
+    objectKind: 'constraint',
+    summary: "A tenant can insert a row that references another tenant's row.",
+    example: "As tenant A, a row of public.tasks can reference tenant B's row of public.projects: the foreign key (project_id) does not include the tenant, and foreign-key checks ignore RLS.",
+    explanation:
+      "For every foreign key from a tenant-owned table to another tenant-owned table, inserts a row of the acting tenant whose foreign key points at " +
+      "the next tenant's parent row. Foreign-key checks ignore row-level security, so a key on (parent_id) alone accepts any tenant's parent: the " +
+      "row then joins to, counts against, or cascades with another tenant's data. Success is a finding (medium). Fix: reference the parent by " +
+      '(tenant_id, parent_id), a composite key that only matches a parent of the same tenant.',
+  },
   related: [
     {
       id: 'copied-values',
       title: "A write copies another tenant's values into the tenant's row",
       severity: 'medium',
-      kind: 'probe',
+      objectKind: 'constraint',
+      summary: "A write that references another tenant's row copies that tenant's values into the new row.",
+      example: "Inserting a row that references tenant B's project stores tenant B's values in tenant A's row (trigger tasks_copy_project_name).",
       explanation:
         "Reported by cross-tenant-reference when the row written with a reference to another tenant's parent comes back carrying that tenant's " +
         "values (its canary), typically copied by a trigger (a SECURITY DEFINER one reads past the parent's policies). The acting tenant can then " +
         "read data of another tenant in its own row. Fix: the composite foreign key, and triggers that only read parents of the row's own tenant.",
     },
   ],
-  async run(context) {
+  async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
     for (const target of writeTargets(context, 'insert', { tenantTable: false })) {
@@ -100,26 +106,24 @@ export const crossTenantReference: Probe = {
             if (run.error || referencing <= 0) {
               // 23503 from this foreign key: it only accepts parents of the same tenant.
               const held = run.error?.code === '23503' && run.error.constraint === foreignKey.name;
-              recordWrite(context, this.id, target, actor, sql, held ? 'pass' : quietOutcome(target, run.error), run.rowCount, 0, run.error);
+              recordWrite(context, this.meta.id, target, actor, sql, held ? 'pass' : quietOutcome(target, run.error), run.rowCount, 0, run.error);
               if (retryable(run.error)) continue;
               continue pairs;
             }
-            recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, referencing);
+            recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, referencing);
             const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...foreignKey.columns]);
             const evidence = writeEvidence(context, actor, row.sql, row.params);
             const fix = compositeKeyFix(context, relation, relationPlan, foreignKey);
             const pointed = columns.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ');
-            findings.push({
-              check: this.id,
+            findings.push(report({
               severity: 'medium',
-              table: relation.qualified,
+              object: constraintObject(relation.qualified, foreignKey.name, foreignKey.columns),
               tenant: actor.id,
               foreignTenant: victim.id,
-              source: 'probe',
               message: `As ${actor.label}, a row of ${relation.qualified} can reference ${victim.label}'s row of ${foreignKey.references} (${pointed}): the foreign key ${foreignKey.name} (${foreignKey.columns.join(', ')}) does not include the tenant, and foreign-key checks ignore row-level security.`,
               evidence: { ...evidence, rowCount: run.rowCount, sampleRows: [maskRow(row.values, keep, context.tenants)], details: `The referenced row ${pointed} of ${foreignKey.references} belongs to ${victim.label} (seeded).` },
               fix,
-            });
+            }));
             const copied = run.after.copied;
             if (copied.length) {
               const triggers = context.catalog.triggers.filter((trigger) => trigger.relation === relation.qualified && trigger.enabled);
@@ -129,13 +133,12 @@ export const crossTenantReference: Probe = {
                 ? [`select * from ${relationIdent(relation)} where ${keyCondition(relation, key, row.params.length)}`]
                 : [];
               const copiedEvidence = readBack.length ? writeEvidence(context, actor, [row.sql, ...readBack].join(';\n'), [...row.params, ...key.map((column) => row.values[column] ?? null)]) : evidence;
-              findings.push({
+              findings.push(report({
                 check: 'copied-values',
                 severity: 'medium',
-                table: relation.qualified,
+                object: constraintObject(relation.qualified, foreignKey.name, foreignKey.columns),
                 tenant: actor.id,
                 foreignTenant: victim.id,
-                source: 'probe',
                 message: `As ${actor.label}, inserting a row of ${relation.qualified} that references ${victim.label}'s row of ${foreignKey.references} stores ${victim.label}'s values in ${actor.label}'s row${triggers.length ? ` (trigger${triggers.length > 1 ? 's' : ''} ${triggers.map((trigger) => trigger.name).join(', ')})` : ''}: ${actor.label} can read them back.`,
                 evidence: {
                   ...copiedEvidence,
@@ -144,7 +147,7 @@ export const crossTenantReference: Probe = {
                   details: `Read back as the administrator, the new row of ${actor.label} carries the canary of ${victim.label} outside its foreign-key columns.${triggers.length ? ` Triggers on ${relation.qualified}: ${triggers.map((trigger) => trigger.definition).join('; ')}.` : ''}`,
                 },
                 fix: `${fix}\n-- and make ${triggers.length ? `the trigger function${triggers.length > 1 ? 's' : ''} ${triggers.map((trigger) => trigger.function).join(', ')}` : 'whatever fills these columns'} read the parent only within the row's own tenant (e.g. where parent.tenant_id = new.tenant_id), without SECURITY DEFINER`,
-              });
+              }));
             }
             break pairs;
           }
@@ -153,7 +156,7 @@ export const crossTenantReference: Probe = {
     }
     return findings;
   },
-};
+});
 
 /**
  * As the administrator: rows of `actor` pointing at the given parent values whose other columns carry

@@ -8,7 +8,7 @@ import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { attribute, describeContext, maskRow, sourcesOf } from './context.js';
 import { OwnRowBuilder, CONFLICT_CODES } from './own-row.js';
 import { plural } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 /** Above this many rows a table is not compared row by row (it is named in the details instead). */
 const SNAPSHOT_LIMIT = 20_000;
@@ -145,18 +145,22 @@ function describeChanges(changes: Change[]): string {
   return [...groups.values()].map((entry) => entry.describe(entry.count)).join('; ');
 }
 
-export const definerTrigger: Probe = {
-  id: 'definer-trigger',
-  title: "A SECURITY DEFINER trigger touches other tenants' rows",
-  severity: 'high',
-  kind: 'probe',
-  explanation:
-    'For every tenant table with a trigger whose function is SECURITY DEFINER, the probe performs the ordinary writes the trigger fires on ' +
-    "(insert a valid row of the tenant, update and delete one of the tenant's own rows) as the application role with the tenant set, then, in " +
-    "the same rolled-back savepoint, compares every tenant table with its state before the write. The trigger runs with its owner's rights, " +
-    "so the policies do not stop it: rows of other tenants it changes, deletes or writes, and other tenants' values it copies into the " +
-    "tenant's rows, are reported. Fix the function to touch only rows of the row's own tenant (NEW.tenant_id), or make it SECURITY INVOKER.",
-  async run(context) {
+export const definerTrigger = defineProbe({
+  meta: {
+    id: 'definer-trigger',
+    title: "A SECURITY DEFINER trigger touches other tenants' rows",
+    severity: 'high',
+    objectKind: 'table',
+    summary: "A SECURITY DEFINER trigger fired by a tenant's write touches other tenants' rows.",
+    example: "An ordinary INSERT of tenant A's own row fires a SECURITY DEFINER trigger that changed 11 rows of tenant B in public.counters.",
+    explanation:
+      'For every tenant table with a trigger whose function is SECURITY DEFINER, the probe performs the ordinary writes the trigger fires on ' +
+      "(insert a valid row of the tenant, update and delete one of the tenant's own rows) as the application role with the tenant set, then, in " +
+      "the same rolled-back savepoint, compares every tenant table with its state before the write. The trigger runs with its owner's rights, " +
+      "so the policies do not stop it: rows of other tenants it changes, deletes or writes, and other tenants' values it copies into the " +
+      "tenant's rows, are reported. Fix the function to touch only rows of the row's own tenant (NEW.tenant_id), or make it SECURITY INVOKER.",
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const functions = new Map<number, FunctionInfo>(context.catalog.functions.map((fn) => [fn.oid, fn]));
     const byRelation = new Map<string, { trigger: Trigger; fn: FunctionInfo }[]>();
@@ -224,7 +228,7 @@ export const definerTrigger: Probe = {
             return { changes: changesBetween(context, tables, before, after, tenant) };
           });
           const sql = inlineParameters(write.sql, write.params);
-          const base = { check: this.id, relation: relationName, context: tenant.label, tenant: tenant.id, sql, missingOwnRows: 0 };
+          const base = { check: this.meta.id, relation: relationName, context: tenant.label, tenant: tenant.id, sql, missingOwnRows: 0 };
           if ('error' in outcome) {
             // A fresh row may collide with a seeded one, a delete may be blocked by a child row: try the next.
             context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, error: outcome.error });
@@ -242,13 +246,11 @@ export const definerTrigger: Probe = {
           const compare = touched.map((name) => `select * from ${relationIdent(context.catalog.relations.find((candidate) => candidate.qualified === name)!)} order by 1;`);
           const setter = `${inlineParameters(context.plan.contextSql, [tenant.id]).replace(/;\s*$/, '')};  -- ${tenant.label}`;
           const [first] = changes;
-          findings.push({
-            check: this.id,
+          findings.push(report({
             severity: 'high',
-            table: relationName,
+            object: relationName,
             tenant: tenant.id,
             foreignTenant: first!.ownerId,
-            source: 'probe',
             message: `As ${tenant.label}, an ordinary ${write.kind} of its own row in ${relationName} fires ${shown}, which ${describeChanges(changes)}.`,
             evidence: {
               sql: [
@@ -274,10 +276,10 @@ export const definerTrigger: Probe = {
               `-- or keep it SECURITY DEFINER and restrict every statement in it to the row's tenant, e.g. ... where tenant_id = new.tenant_id`,
               `-- (or = ${currentTenantExpression(context.plan)}), and never copy values from rows of another tenant`,
             ].join('\n'),
-          });
+          }));
         }
       }
     }
     return findings;
   },
-};
+});

@@ -1,10 +1,10 @@
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { tallyRows } from './foreign-rows.js';
 import { readTargets } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 /** Conditions whose failure message quotes the value it failed on; the cheaper first (the planner runs cheap quals first). */
 const CASTS = [(column: string) => `(${column})::integer is null`, (column: string) => `(${column})::integer = 0`];
@@ -28,20 +28,24 @@ function foreignInError(context: ProbeContext, message: string, tenant: Tenant):
   return context.ledger.tenantsByCanary({ message }).filter((other) => other.id !== tenant.id);
 }
 
-export const errorEcho: Probe = {
-  id: 'error-echo',
-  title: "An error message carries another tenant's values",
-  severity: 'medium',
-  kind: 'probe',
-  explanation:
-    'A view that filters rows itself (where tenant_id = current_setting(...)) but is not a security barrier lets the planner evaluate a ' +
-    "caller's condition before the view's own filter. A condition that fails, such as a cast of a text column to integer, then fails on " +
-    "another tenant's row and the error quotes its value: invalid input syntax for type integer: \"<another tenant's text>\". For every " +
-    'tenant-owned view the application role reads that is not a security barrier and shows no other tenant\'s rows to a plain read, the ' +
-    "probe runs such casts on its text columns as each tenant and reports errors that carry another tenant's canary (medium: values " +
-    'leak). Tables under row-level security are not affected: policies are always evaluated first. Make the view a security barrier, or ' +
-    'better, filter with row-level security on the table and make the view security_invoker.',
-  async run(context) {
+export const errorEcho = defineProbe({
+  meta: {
+    id: 'error-echo',
+    title: "An error message carries another tenant's values",
+    severity: 'medium',
+    objectKind: 'table',
+    summary: "An error message returned to a tenant carries another tenant's values.",
+    example: `\`select 1 from "public"."my_documents" where ("title")::integer is null\` fails with an error quoting tenant B's value: the view is not a security barrier.`,
+    explanation:
+      'A view that filters rows itself (where tenant_id = current_setting(...)) but is not a security barrier lets the planner evaluate a ' +
+      "caller's condition before the view's own filter. A condition that fails, such as a cast of a text column to integer, then fails on " +
+      "another tenant's row and the error quotes its value: invalid input syntax for type integer: \"<another tenant's text>\". For every " +
+      'tenant-owned view the application role reads that is not a security barrier and shows no other tenant\'s rows to a plain read, the ' +
+      "probe runs such casts on its text columns as each tenant and reports errors that carry another tenant's canary (medium: values " +
+      'leak). Tables under row-level security are not affected: policies are always evaluated first. Make the view a security barrier, or ' +
+      'better, filter with row-level security on the table and make the view security_invoker.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const targets = readTargets(context, (relation) => sourcesOf(context, relation)).filter(
       (target) => target.relation.kind === 'view' && !target.relation.securityBarrier,
@@ -64,7 +68,7 @@ export const errorEcho: Probe = {
             const result = await runAs(context, state, statement);
             const foreign = result.error ? foreignInError(context, result.error.message, tenant) : [];
             context.record({
-              check: this.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: statement,
+              check: this.meta.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: statement,
               outcome: foreign.length ? 'leak' : 'pass', rows: result.rowCount, foreignRows: foreign.length, missingOwnRows: 0,
               ...(result.error ? { error: maskQuoted(result.error.message, context.tenants) } : {}),
             });
@@ -78,13 +82,11 @@ export const errorEcho: Probe = {
       if (!echo) continue;
       const state = { kind: 'tenant' as const, tenant: echo.tenant };
       const masked = maskQuoted(echo.message, context.tenants);
-      findings.push({
-        check: this.id,
+      findings.push(report({
         severity: 'medium',
-        table: relation.qualified,
+        object: relationObject(relation),
         tenant: echo.tenant.id,
         foreignTenant: echo.foreign[0]!.id,
-        source: 'probe',
         message:
           `As ${echo.tenant.label}, ${echo.statement} fails with an error that quotes a value of ${echo.foreign.map((other) => other.label).join(', ')} (${masked}): ` +
           `${relation.qualified} is not a security barrier, so the caller's condition runs before the view's own tenant filter.`,
@@ -99,8 +101,8 @@ export const errorEcho: Probe = {
           `alter view ${relationIdent(relation)} set (security_barrier = true);`,
           `-- better: enable row-level security on the tables it reads and let the policies filter (security_invoker views, PostgreSQL 15+)`,
         ].join('\n'),
-      });
+      }));
     }
     return findings;
   },
-};
+});

@@ -1,11 +1,11 @@
 import type { Column, Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import { constraintObject, type Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs } from './context.js';
 import { CONFLICT_CODES, OwnRowBuilder, type RowInsert } from './own-row.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 interface UniqueKey {
   name: string;
@@ -73,18 +73,22 @@ function fixFor(relation: Relation, relationPlan: RelationPlan, key: UniqueKey):
   }
 }
 
-export const existenceOracle: Probe = {
-  id: 'existence-oracle',
-  title: "A unique key reveals whether another tenant holds a value",
-  severity: 'low',
-  kind: 'probe',
-  explanation:
-    'For every unique or exclusion constraint and unique index of a tenant table that does not include the tenant column (or a foreign ' +
-    "key to a tenant's row), the probe inserts, as one tenant, a valid row whose key equals a value another tenant holds, and then the " +
-    'same row with a fresh value. When the first fails with a unique or exclusion violation and the second succeeds, any tenant can test ' +
-    "whether a value (an email, a slug, a booking slot) exists in another tenant, without seeing the row. Keys the database fills itself " +
-    '(identity, sequences, generated uuids) are not reported: a tenant does not choose them. Include the tenant column in the key.',
-  async run(context) {
+export const existenceOracle = defineProbe({
+  meta: {
+    id: 'existence-oracle',
+    title: "A unique key reveals whether another tenant holds a value",
+    severity: 'low',
+    objectKind: 'constraint',
+    summary: 'A unique key lets a tenant test whether another tenant holds a value.',
+    example: 'Inserting an email that tenant B holds fails with a unique violation while a fresh one succeeds: contacts_email_key spans tenants.',
+    explanation:
+      'For every unique or exclusion constraint and unique index of a tenant table that does not include the tenant column (or a foreign ' +
+      "key to a tenant's row), the probe inserts, as one tenant, a valid row whose key equals a value another tenant holds, and then the " +
+      'same row with a fresh value. When the first fails with a unique or exclusion violation and the second succeeds, any tenant can test ' +
+      "whether a value (an email, a slug, a booking slot) exists in another tenant, without seeing the row. Keys the database fills itself " +
+      '(identity, sequences, generated uuids) are not reported: a tenant does not choose them. Include the tenant column in the key.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     if (context.tenants.length < 2) return findings;
     const builder = new OwnRowBuilder(context);
@@ -98,7 +102,7 @@ export const existenceOracle: Probe = {
         const held = context.ledger.rows(relation.qualified, other.id).find((row) => key.columns.every((column) => row.values[column] !== null && row.values[column] !== undefined));
         if (!held) continue;
         const overrides = Object.fromEntries(key.columns.map((column) => [column, held.values[column]!]));
-        const base = { check: this.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, missingOwnRows: 0 };
+        const base = { check: this.meta.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, missingOwnRows: 0 };
         let probe: RowInsert | null = null;
         let probeError: string | undefined;
         let control: RowInsert | null = null;
@@ -125,13 +129,11 @@ export const existenceOracle: Probe = {
         });
         if (!oracle) continue;
         const shownColumns = key.columns.join(', ');
-        findings.push({
-          check: this.id,
+        findings.push(report({
           severity: 'low',
-          table: relation.qualified,
+          object: constraintObject(relation.qualified, key.name, key.columns),
           tenant: tenant.id,
           foreignTenant: other.id,
-          source: 'probe',
           message:
             `As ${tenant.label}, inserting a row whose ${shownColumns} equals ${other.label}'s fails with "${probeError}", while a fresh value succeeds: ` +
             `${key.name} (${shownColumns}) spans tenants, so any tenant can test whether a value exists in another tenant.`,
@@ -153,9 +155,9 @@ export const existenceOracle: Probe = {
             details: `${key.kind === 'unique-index' ? 'unique index' : key.kind} ${key.name}: ${key.definition}`,
           },
           fix: fixFor(relation, relationPlan, key),
-        });
+        }));
       }
     }
     return findings;
   },
-};
+});

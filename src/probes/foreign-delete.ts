@@ -1,20 +1,24 @@
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import { inlineParameters, relationIdent } from '../sql.js';
-import type { Probe } from './types.js';
+import { defineProbe } from './types.js';
 import { baselineCounts, diagnoseWrite, directSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets } from './writes.js';
 
-export const foreignDelete: Probe = {
-  id: 'foreign-delete',
-  title: "A tenant can delete another tenant's rows",
-  severity: 'critical',
-  kind: 'probe',
-  explanation:
-    "As each tenant, runs a targeted `delete from t where <key> = <the next tenant's key>` on every tenant-owned table the role may delete from, " +
-    'and counts the other tenant\'s rows before and after as the administrator. A deleted row is another tenant\'s data destroyed through an ' +
-    'ordinary query: critical (high through a partition or child). When only a foreign key of another table stops the delete, it is repeated ' +
-    'with foreign-key triggers off, since the policy let it through. The WHERE clause makes the SELECT policies apply as well; a loose DELETE ' +
-    'policy hidden by them is reported by blind-delete. Fix: DELETE policies whose USING confines rows to the current tenant.',
-  async run(context) {
+export const foreignDelete = defineProbe({
+  meta: {
+    id: 'foreign-delete',
+    title: "A tenant can delete another tenant's rows",
+    severity: 'critical',
+    objectKind: 'table',
+    summary: "A tenant can delete another tenant's rows by key.",
+    example: "As tenant A, deleting tenant B's row of public.tasks by its key succeeds.",
+    explanation:
+      "As each tenant, runs a targeted `delete from t where <key> = <the next tenant's key>` on every tenant-owned table the role may delete from, " +
+      'and counts the other tenant\'s rows before and after as the administrator. A deleted row is another tenant\'s data destroyed through an ' +
+      'ordinary query: critical (high through a partition or child). When only a foreign key of another table stops the delete, it is repeated ' +
+      'with foreign-key triggers off, since the policy let it through. The WHERE clause makes the SELECT policies apply as well; a loose DELETE ' +
+      'policy hidden by them is reported by blind-delete. Fix: DELETE policies whose USING confines rows to the current tenant.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'delete', { tenantTable: true })) {
       const { relation, relationPlan } = target;
@@ -23,7 +27,7 @@ export const foreignDelete: Probe = {
       for (const { actor, victim } of tenantPairs(context.tenants)) {
         const row = await rowOf(context, target, victim, key);
         if (!row) {
-          recordWrite(context, this.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);
+          recordWrite(context, this.meta.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);
           continue;
         }
         const params = key.map((name) => row[name] ?? null);
@@ -31,18 +35,16 @@ export const foreignDelete: Probe = {
         const sql = inlineParameters(statement, params);
         const lost = (run.before.total.get(victim.id) ?? 0) - (run.after.total.get(victim.id) ?? 0);
         if (run.error || lost <= 0) {
-          recordWrite(context, this.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+          recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
           continue;
         }
-        recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, lost);
+        recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, lost);
         const diagnosis = diagnoseWrite(context, relation, relationPlan, 'DELETE', 'using');
-        findings.push({
-          check: this.id,
+        findings.push(report({
           severity: directSeverity(relation),
-          table: relation.qualified,
+          object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,
-          source: 'probe',
           message: `As ${actor.label}, deleting ${victim.label}'s row of ${relation.qualified} by its key succeeds: ${diagnosis.cause}.`,
           evidence: {
             ...writeEvidence(context, actor, statement, params, { replica: run.replica }),
@@ -52,10 +54,10 @@ export const foreignDelete: Probe = {
               (run.replica ? ' Rows of other tables reference it, so PostgreSQL rejects the delete at the foreign key; the policy allowed it (repeated with foreign-key triggers off).' : ''),
           },
           fix: diagnosis.fix,
-        });
+        }));
         break;
       }
     }
     return findings;
   },
-};
+});

@@ -1,19 +1,23 @@
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import { ident, inlineParameters, literal, relationIdent } from '../sql.js';
-import type { Probe } from './types.js';
+import { defineProbe } from './types.js';
 import { diagnoseWrite, directSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantPairs, writeEvidence, writeTargets } from './writes.js';
 
-export const foreignUpdate: Probe = {
-  id: 'foreign-update',
-  title: "A tenant can update another tenant's rows",
-  severity: 'critical',
-  kind: 'probe',
-  explanation:
-    "As each tenant, runs a targeted `update t set c = c where <key> = <the next tenant's key>` on every tenant-owned table the role may update. " +
-    "Any affected row is another tenant's row changed through an ordinary query: critical (high through a partition or child). A WHERE clause " +
-    'reads columns, so PostgreSQL applies the SELECT policies too; a loose UPDATE policy that only the blind form reaches is reported by ' +
-    'blind-update. Fix: UPDATE policies whose USING (and WITH CHECK) confine rows to the current tenant.',
-  async run(context) {
+export const foreignUpdate = defineProbe({
+  meta: {
+    id: 'foreign-update',
+    title: "A tenant can update another tenant's rows",
+    severity: 'critical',
+    objectKind: 'table',
+    summary: "A tenant can update another tenant's rows by key.",
+    example: "As tenant A, updating tenant B's row of public.tasks by its key affects 1 row: permissive policy edit_any (for update using (true)) does not confine the rows it may change.",
+    explanation:
+      "As each tenant, runs a targeted `update t set c = c where <key> = <the next tenant's key>` on every tenant-owned table the role may update. " +
+      "Any affected row is another tenant's row changed through an ordinary query: critical (high through a partition or child). A WHERE clause " +
+      'reads columns, so PostgreSQL applies the SELECT policies too; a loose UPDATE policy that only the blind form reaches is reported by ' +
+      'blind-update. Fix: UPDATE policies whose USING (and WITH CHECK) confine rows to the current tenant.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'update', { tenantTable: true })) {
       const { relation, relationPlan } = target;
@@ -24,25 +28,23 @@ export const foreignUpdate: Probe = {
       for (const { actor, victim } of tenantPairs(context.tenants)) {
         const row = await rowOf(context, target, victim, key);
         if (!row) {
-          recordWrite(context, this.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);
+          recordWrite(context, this.meta.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);
           continue;
         }
         const params = key.map((name) => row[name] ?? null);
         const run = await runWrite(context, target, actor, statement, params, async () => null);
         const sql = inlineParameters(statement, params);
         if (run.error || run.rowCount === 0) {
-          recordWrite(context, this.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+          recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
           continue;
         }
-        recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, run.rowCount);
+        recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, run.rowCount);
         const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'using');
-        findings.push({
-          check: this.id,
+        findings.push(report({
           severity: directSeverity(relation),
-          table: relation.qualified,
+          object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,
-          source: 'probe',
           message: `As ${actor.label}, updating ${victim.label}'s row of ${relation.qualified} by its key affects ${run.rowCount} row${run.rowCount === 1 ? '' : 's'}: ${diagnosis.cause}.`,
           evidence: {
             ...writeEvidence(context, actor, statement, params, { replica: run.replica }),
@@ -50,10 +52,10 @@ export const foreignUpdate: Probe = {
             details: `The key ${key.map((name, index) => `${name} = ${literal(params[index] ?? null)}`).join(', ')} is ${victim.label}'s row (read as the administrator).`,
           },
           fix: diagnosis.fix,
-        });
+        }));
         break;
       }
     }
     return findings;
   },
-};
+});

@@ -9,7 +9,7 @@ import { ident, inlineParameters } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { plural } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 const TENANT_ARGUMENT = /(^|_)(tenant|org|organi[sz]ation|account|workspace|team|company|customer|client)(_?id)?$/i;
 const TEXT_TYPES = new Set(['text', 'character varying', 'character', 'name', 'citext']);
@@ -162,22 +162,26 @@ async function liveEffects(context: ProbeContext, functions: FunctionInfo[]): Pr
   return functionEffects(routineIndex(routines.rows, operators.rows, views.rows), functions);
 }
 
-export const functionLeak: Probe = {
-  id: 'function-leak',
-  title: "A function returns other tenants' rows",
-  severity: 'high',
-  kind: 'probe',
-  explanation:
-    'Calls every function the application role may execute that returns something (rows, a composite, a set or a value) as each tenant, ' +
-    "with neutral arguments (empty text, zero, the tenant's own ids, defaults where the function has them), with NULLs where it is not strict, " +
-    "and with another tenant's ids in its tenant and id arguments. Every returned row or value is attributed through the tenant column, the " +
-    "seeded keys and the canaries. A SECURITY DEFINER function runs with its owner's rights, so policies that do not apply to the owner do not " +
-    'protect its result: a definer function must filter by the tenant of the transaction itself, or be SECURITY INVOKER. Each call runs in a ' +
-    'savepoint that is rolled back, with a short statement timeout. Against a database that is not the run\'s own (a url target) a function ' +
-    'is called only when its parsed body (and everything it calls) provably has no effect outside the transaction: no dynamic SQL, COPY, ' +
-    'writes, sequences, advisory locks, notifications, signals to other sessions, dblink or untrusted languages; the rest are reported as ' +
-    '"not called on a live database" (audit a copy with --schema-from to call them), and the calls that are made are read-only.',
-  async run(context) {
+export const functionLeak = defineProbe({
+  meta: {
+    id: 'function-leak',
+    title: "A function returns other tenants' rows",
+    severity: 'high',
+    objectKind: 'function',
+    summary: "A function the application role may call returns other tenants' rows.",
+    example: `As tenant A, \`select * from "public"."search_messages"(''::text)\` returns 20 rows of tenant B: it is SECURITY DEFINER and runs with the rights of its owner.`,
+    explanation:
+      'Calls every function the application role may execute that returns something (rows, a composite, a set or a value) as each tenant, ' +
+      "with neutral arguments (empty text, zero, the tenant's own ids, defaults where the function has them), with NULLs where it is not strict, " +
+      "and with another tenant's ids in its tenant and id arguments. Every returned row or value is attributed through the tenant column, the " +
+      "seeded keys and the canaries. A SECURITY DEFINER function runs with its owner's rights, so policies that do not apply to the owner do not " +
+      'protect its result: a definer function must filter by the tenant of the transaction itself, or be SECURITY INVOKER. Each call runs in a ' +
+      'savepoint that is rolled back, with a short statement timeout. Against a database that is not the run\'s own (a url target) a function ' +
+      'is called only when its parsed body (and everything it calls) provably has no effect outside the transaction: no dynamic SQL, COPY, ' +
+      'writes, sequences, advisory locks, notifications, signals to other sessions, dblink or untrusted languages; the rest are reported as ' +
+      '"not called on a live database" (audit a copy with --schema-from to call them), and the calls that are made are read-only.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const candidates = context.catalog.functions.filter((fn) => fn.returnKind !== 'void' && fn.returnKind !== 'trigger');
     if (!candidates.length) return findings;
@@ -193,7 +197,7 @@ export const functionLeak: Probe = {
       const effect = effects?.get(fn.oid);
       if (effect && !effect.free) {
         context.record({
-          check: this.id, relation: fn.signature, context: 'all tenants', tenant: null, sql: fn.signature, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0,
+          check: this.meta.id, relation: fn.signature, context: 'all tenants', tenant: null, sql: fn.signature, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0,
           error: `${NOT_CALLED}: ${effect.reason}`,
         });
         continue;
@@ -211,7 +215,7 @@ export const functionLeak: Probe = {
           calls.push({ variant, statement: callStatement(context, fn, args.values.length), params: args.values, argumentTenant });
         }
         if (!calls.length) {
-          context.record({ check: this.id, relation: fn.signature, context: tenant.label, tenant: tenant.id, sql: fn.signature, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, error: 'no neutral value fits its arguments' });
+          context.record({ check: this.meta.id, relation: fn.signature, context: tenant.label, tenant: tenant.id, sql: fn.signature, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, error: 'no neutral value fits its arguments' });
           continue;
         }
         for (const call of calls) {
@@ -227,7 +231,7 @@ export const functionLeak: Probe = {
           if (result.error) {
             const readOnly = result.error.code === '25006';
             context.record({
-              check: this.id, relation: fn.signature, context: tenant.label, tenant: tenant.id, sql, outcome: readOnly ? 'skipped' : 'error', rows: 0, foreignRows: 0, missingOwnRows: 0,
+              check: this.meta.id, relation: fn.signature, context: tenant.label, tenant: tenant.id, sql, outcome: readOnly ? 'skipped' : 'error', rows: 0, foreignRows: 0, missingOwnRows: 0,
               error: readOnly ? `the function writes, and the target is not disposable: not called read-write (${result.error.message})` : result.error.message,
             });
             continue;
@@ -236,7 +240,7 @@ export const functionLeak: Probe = {
           // Only rows that all trace back to the caller prove the function safe; nothing returned, or rows
           // that cannot be attributed (counts, aggregates), prove nothing either way.
           const outcome = tally.foreignRows ? 'leak' : tally.rows > 0 && tally.own === tally.rows ? 'pass' : 'inconclusive';
-          context.record({ check: this.id, relation: fn.signature, context: tenant.label, tenant: tenant.id, sql, outcome, rows: tally.rows, foreignRows: tally.foreignRows, missingOwnRows: 0 });
+          context.record({ check: this.meta.id, relation: fn.signature, context: tenant.label, tenant: tenant.id, sql, outcome, rows: tally.rows, foreignRows: tally.foreignRows, missingOwnRows: 0 });
           if (tally.foreignRows) leaks.push({ tenant, call, tally });
         }
       }
@@ -253,13 +257,11 @@ export const functionLeak: Probe = {
           : fn.securityDefiner
             ? `it is SECURITY DEFINER and runs with the rights of its owner ${fn.owner}, to whom the tenant policies do not apply`
             : 'it runs with the caller\'s rights, so the relations it reads let other tenants\' rows through';
-      findings.push({
-        check: this.id,
+      findings.push(report({
         severity: 'high',
-        table: fn.signature,
+        object: fn.signature,
         tenant: first.tenant.id,
         foreignTenant,
-        source: 'probe',
         message: `As ${first.tenant.label}, ${shown} returns ${describeForeign(context, first.tally.foreign)}: ${how}.`,
         evidence: {
           sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shown),
@@ -272,8 +274,8 @@ export const functionLeak: Probe = {
             .join('; ')}${fn.securityDefiner ? `; ${fn.signature} is SECURITY DEFINER, owned by ${fn.owner}` : ''}`,
         },
         fix: fixFor(context, fn, first.call.variant),
-      });
+      }));
     }
     return findings;
   },
-};
+});

@@ -1,36 +1,42 @@
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import { attribute, contextLabel, describeContext, maskRow, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from './context.js';
 import { diagnoseReadLeak, missingContextFix } from './diagnose.js';
 import { plural, readTargets, shownStatement } from './targets.js';
-import type { Probe } from './types.js';
+import { defineProbe } from './types.js';
 
 /**
  * Runs first: the "never set" state needs a connection on which nothing has set the tenant yet, and the
  * audit's one connection is such a connection until the first probe sets a tenant.
  */
-export const missingContext: Probe = {
-  id: 'missing-context',
-  title: 'No tenant set, rows visible (fails open)',
-  severity: 'high',
-  kind: 'probe',
-  explanation:
-    'Reads every tenant-owned relation as the application role with no tenant, in the three ways that really happen: the setting was never set ' +
-    'on a fresh connection (current_setting(..., true) is NULL), it was set by an earlier transaction that ended (it then reads the empty ' +
-    "string '', not NULL), or it names a tenant that does not exist. Any visible tenant row means a request without a tenant sees data: the " +
-    "policy fails open (typically `current_setting(...) is null or ...`, `coalesce(...)`, or a `= ''` branch).",
+export const missingContext = defineProbe({
+  meta: {
+    id: 'missing-context',
+    title: 'No tenant set, rows visible (fails open)',
+    severity: 'high',
+    objectKind: 'table',
+    summary: 'With no tenant set, the application role sees tenant rows.',
+    example: 'With no tenant (never set), `select * from "public"."invoices"` returns 60 tenant rows: the policy fails open when no tenant is set.',
+    explanation:
+      'Reads every tenant-owned relation as the application role with no tenant, in the three ways that really happen: the setting was never set ' +
+      'on a fresh connection (current_setting(..., true) is NULL), it was set by an earlier transaction that ended (it then reads the empty ' +
+      "string '', not NULL), or it names a tenant that does not exist. Any visible tenant row means a request without a tenant sees data: the " +
+      "policy fails open (typically `current_setting(...) is null or ...`, `coalesce(...)`, or a `= ''` branch).",
+  },
   related: [
     {
       id: 'missing-context-error',
       title: 'No tenant set, queries error',
       severity: 'low',
-      kind: 'probe',
+      objectKind: 'table',
+      summary: 'With no tenant set, queries raise errors instead of returning nothing.',
+      example: `With no tenant (empty string), \`select * from "public"."messages"\` raises "invalid input syntax for type integer" instead of returning no rows: after a transaction that set app.current_tenant ends, the setting reads '' (not NULL).`,
       explanation:
         "With no tenant, the relation's policy raises an error instead of returning no rows: current_setting without missing_ok fails on a fresh " +
         "connection, and ''::integer fails after a transaction-local setting ended (the empty-string trap). Nothing leaks, but requests fail in " +
         "ways that differ by connection history. Read the setting as nullif(current_setting(name, true), '').",
     },
   ],
-  async run(context) {
+  async run(context, report) {
     const findings: Finding[] = [];
     const states: ContextState[] = [
       { kind: 'never-set' },
@@ -44,7 +50,7 @@ export const missingContext: Probe = {
       for (const target of targets) {
         const { relation, relationPlan, statement } = target;
         const result = await runAs(context, state, statement);
-        const base = { check: this.id, relation: relation.qualified, context: contextLabel(state), tenant: null, sql: shownStatement(statement) };
+        const base = { check: this.meta.id, relation: relation.qualified, context: contextLabel(state), tenant: null, sql: shownStatement(statement) };
         const list = results.get(relation.qualified) ?? [];
         results.set(relation.qualified, list);
         if (result.error) {
@@ -73,11 +79,9 @@ export const missingContext: Probe = {
         // a definer view...), that cause is the finding's; otherwise the tenant policies fail open.
         const diagnosis = diagnoseReadLeak(context, relation, relationPlan);
         const failsOpen = diagnosis.kind === 'policies';
-        findings.push({
-          check: this.id,
+        findings.push(report({
           severity: 'high',
-          table: relation.qualified,
-          source: 'probe',
+          object: relationObject(relation),
           message: `With no tenant (${open.map((entry) => contextLabel(entry.state)).join(', ')}), ${shown} returns ${plural(first.visible, 'tenant row')}: ${failsOpen ? 'the policy fails open when no tenant is set' : diagnosis.cause}.`,
           evidence: {
             sql: reproduction(context, first.state, shown),
@@ -87,15 +91,14 @@ export const missingContext: Probe = {
             details: list.map((entry) => `${contextLabel(entry.state)}: ${entry.error ? `error ${entry.error}` : `${entry.visible} tenant rows`}`).join('; '),
           },
           fix: failsOpen ? missingContextFix(context, relation, relationPlan) : diagnosis.fix,
-        });
+        }));
       } else if (errors.length) {
         const first = errors[0]!;
         const emptyTrap = errors.some((entry) => entry.state.kind === 'empty');
-        findings.push({
+        findings.push(report({
           check: 'missing-context-error',
           severity: 'low',
-          table: relation.qualified,
-          source: 'probe',
+          object: relationObject(relation),
           message:
             `With no tenant (${errors.map((entry) => contextLabel(entry.state)).join(', ')}), ${shown} raises "${first.error}" instead of returning no rows` +
             (emptyTrap ? `: after a transaction that set ${context.plan.setting} ends, the setting reads '' (not NULL), and ''::${context.plan.tenantKey.type} is an error.` : '.'),
@@ -106,9 +109,9 @@ export const missingContext: Probe = {
             details: list.map((entry) => `${contextLabel(entry.state)}: ${entry.error ? `error ${entry.error}` : `${entry.visible} tenant rows`}`).join('; '),
           },
           fix: missingContextFix(context, relation, relationPlan),
-        });
+        }));
       }
     }
     return findings;
   },
-};
+});

@@ -1,9 +1,9 @@
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { isIndirect, plural, readTargets, shownStatement } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 /** Expected own rows of a seeded base table (and its inheritance children) for one tenant. */
 function expectedOwnRows(context: ProbeContext, relationName: string, tenant: Tenant): number | null {
@@ -14,28 +14,34 @@ function expectedOwnRows(context: ProbeContext, relationName: string, tenant: Te
   return names.reduce((sum, name) => sum + context.ledger.count(name, tenant.id), 0);
 }
 
-export const readIsolation: Probe = {
-  id: 'read-isolation',
-  title: 'Other tenants\' rows are visible',
-  severity: 'critical',
-  kind: 'probe',
-  explanation:
-    'For every tenant and every relation the application role can select from (tables, partitions, inheritance children, views, materialized views), ' +
-    'the probe sets the tenant context the way the application does, runs select * as the application role, and attributes every returned row ' +
-    'to its tenant through the tenant column, the seeded keys or the per-tenant canary in text values. Any row of another tenant is a leak: ' +
-    'critical on a table queried normally, high on a partition, child, view or materialized view queried directly.',
+export const readIsolation = defineProbe({
+  meta: {
+    id: 'read-isolation',
+    title: 'Other tenants\' rows are visible',
+    severity: 'critical',
+    objectKind: 'table',
+    summary: "As a tenant, the application role reads other tenants' rows.",
+    example: 'As tenant A, `select * from "public"."documents"` returns 20 rows of tenant B and 20 of other tenants: permissive policy support_can_read (using true) does not restrict rows to the current tenant, and permissive policies are ORed together.',
+    explanation:
+      'For every tenant and every relation the application role can select from (tables, partitions, inheritance children, views, materialized views), ' +
+      'the probe sets the tenant context the way the application does, runs select * as the application role, and attributes every returned row ' +
+      'to its tenant through the tenant column, the seeded keys or the per-tenant canary in text values. Any row of another tenant is a leak: ' +
+      'critical on a table queried normally, high on a partition, child, view or materialized view queried directly.',
+  },
   related: [
     {
       id: 'own-rows-hidden',
       title: 'A tenant cannot read its own rows',
       severity: 'low',
-      kind: 'probe',
+      objectKind: 'table',
+      summary: 'A tenant sees fewer of its own rows than it owns, or its read fails.',
+      example: `As tenant A, \`select * from "public"."tenants"\` returns 0 of the tenant's 1 rows: a policy hides the tenant's own data.`,
       explanation:
         'Reported by the read-isolation probe when a tenant sees fewer of its own seeded rows than it owns, or its read fails: ' +
         'a policy that hides a tenant\'s own data is a defect, not a leak.',
     },
   ],
-  async run(context) {
+  async run(context, report) {
     const findings: Finding[] = [];
     for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
       const { relation, relationPlan, statement } = target;
@@ -44,7 +50,7 @@ export const readIsolation: Probe = {
       const hidden: { tenant: Tenant; expected: number; seen: number; error?: string }[] = [];
       for (const tenant of context.tenants) {
         const result = await runAs(context, { kind: 'tenant', tenant }, statement, [], { name: `rls_audit_read_${relation.oid}` });
-        const base = { check: this.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: shownStatement(statement) };
+        const base = { check: this.meta.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: shownStatement(statement) };
         if (result.error) {
           context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: result.error.message });
           hidden.push({ tenant, expected: expectedOwnRows(context, relation.qualified, tenant) ?? 0, seen: 0, error: result.error.message });
@@ -76,13 +82,11 @@ export const readIsolation: Probe = {
         const [foreignTenant, foreignCount] = [...first.foreign][0]!;
         const name = (id: string) => context.ledger.tenant(id)?.label ?? `tenant ${id} (not seeded)`;
         const perTenant = leaks.map((leak) => `${leak.tenant.label} sees ${[...leak.foreign].map(([id, count]) => `${count} of ${name(id)}`).join(', ')}`);
-        findings.push({
-          check: this.id,
+        findings.push(report({
           severity: isIndirect(relation) ? 'high' : 'critical',
-          table: relation.qualified,
+          object: relationObject(relation),
           tenant: first.tenant.id,
           foreignTenant,
-          source: 'probe',
           message: `As ${first.tenant.label}, ${shownStatement(statement)} returns ${plural(foreignCount, 'row')} of ${name(foreignTenant)}${first.foreign.size > 1 ? ` and ${[...first.foreign.values()].slice(1).reduce((sum, count) => sum + count, 0)} of other tenants` : ''}: ${diagnosis.cause}.`,
           evidence: {
             sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shownStatement(statement)),
@@ -92,17 +96,16 @@ export const readIsolation: Probe = {
             details: `${perTenant.join('; ')} (${leaks.length} of ${context.tenants.length} tenants affected)`,
           },
           fix: diagnosis.fix,
-        });
+        }));
       }
       const ownHidden = hidden.filter((entry) => entry.error || entry.seen < entry.expected);
       if (ownHidden.length && !leaks.length) {
         const first = ownHidden[0]!;
-        findings.push({
+        findings.push(report({
           check: 'own-rows-hidden',
           severity: 'low',
-          table: relation.qualified,
+          object: relationObject(relation),
           tenant: first.tenant.id,
-          source: 'probe',
           message: first.error
             ? `As ${first.tenant.label}, ${shownStatement(statement)} fails (${first.error}): the tenant cannot read its own rows.`
             : `As ${first.tenant.label}, ${shownStatement(statement)} returns ${first.seen} of the tenant's ${first.expected} rows: a policy hides the tenant's own data.`,
@@ -113,9 +116,9 @@ export const readIsolation: Probe = {
             details: ownHidden.map((entry) => `${entry.tenant.label}: ${entry.error ? `error ${entry.error}` : `${entry.seen} of ${entry.expected} own rows`}`).join('; '),
           },
           fix: `-- check the USING clauses on ${relation.qualified}: a row of the current tenant must satisfy at least one permissive and every restrictive policy\n-- and the role needs EXECUTE on any function the policies call`,
-        });
+        }));
       }
     }
     return findings;
   },
-};
+});

@@ -6,7 +6,7 @@ import { roleAccess } from './access.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { readTargets, shownStatement } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 const isTrue = (value: string | null | undefined) => value === 't' || value === 'true';
 
@@ -68,18 +68,22 @@ function fixFor(context: ProbeContext, role: ReachableRole, relations: string[])
   return lines.join('\n');
 }
 
-export const roleGraph: Probe = {
-  id: 'role-graph',
-  title: "A role the application can switch to sees other tenants' rows",
-  severity: 'critical',
-  kind: 'probe',
-  explanation:
-    'Finds every role the application role is a member of and may SET ROLE to (the SET option of the membership on PostgreSQL 16+, any ' +
-    'membership before), and reads every tenant-owned relation as each tenant after `set role` to that role, comparing with what the ' +
-    'application role itself sees. A role that is a superuser or has BYPASSRLS (critical: one statement sheds every policy), owns tables ' +
-    'that do not force row-level security, or has policies of its own that admit more rows (high) is a way around tenant isolation that ' +
-    'any SQL the application runs can take. Revoke the membership, or its SET option.',
-  async run(context) {
+export const roleGraph = defineProbe({
+  meta: {
+    id: 'role-graph',
+    title: "A role the application can switch to sees other tenants' rows",
+    severity: 'critical',
+    objectKind: 'role',
+    summary: "A role the application role can switch to sees other tenants' rows.",
+    example: 'app_user can SET ROLE auditor; as tenant A after that, `select * from "public"."documents"` returns 40 rows of other tenants: auditor has BYPASSRLS.',
+    explanation:
+      'Finds every role the application role is a member of and may SET ROLE to (the SET option of the membership on PostgreSQL 16+, any ' +
+      'membership before), and reads every tenant-owned relation as each tenant after `set role` to that role, comparing with what the ' +
+      'application role itself sees. A role that is a superuser or has BYPASSRLS (critical: one statement sheds every policy), owns tables ' +
+      'that do not force row-level security, or has policies of its own that admit more rows (high) is a way around tenant isolation that ' +
+      'any SQL the application runs can take. Revoke the membership, or its SET option.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const roles = await reachableRoles(context);
     const ownTargets = new Map(readTargets(context, (relation) => sourcesOf(context, relation)).map((target) => [target.relation.qualified, target]));
@@ -92,7 +96,7 @@ export const roleGraph: Probe = {
         for (const tenant of context.tenants) {
           const state = { kind: 'tenant' as const, tenant };
           const asRole = await runAs(context, state, statement, [], { before: [`set local role ${ident(role.name)}`] });
-          const base = { check: this.id, relation: relation.qualified, context: `${tenant.label} as ${role.name}`, tenant: tenant.id, sql: `set local role ${ident(role.name)}; ${shownStatement(statement)}`, missingOwnRows: 0 };
+          const base = { check: this.meta.id, relation: relation.qualified, context: `${tenant.label} as ${role.name}`, tenant: tenant.id, sql: `set local role ${ident(role.name)}; ${shownStatement(statement)}`, missingOwnRows: 0 };
           if (asRole.error) {
             context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, error: asRole.error.message });
             continue;
@@ -115,13 +119,11 @@ export const roleGraph: Probe = {
       const relations = [...new Set(leaks.map((leak) => leak.relation))];
       const why = causes(context, role, relations);
       const state = { kind: 'tenant' as const, tenant: first.tenant };
-      findings.push({
-        check: this.id,
+      findings.push(report({
         severity: role.superuser || role.bypassRls ? 'critical' : 'high',
-        table: role.name,
+        object: role.name,
         tenant: first.tenant.id,
         foreignTenant: [...first.tally.foreign.keys()][0],
-        source: 'probe',
         message:
           `The application role ${context.plan.role} can SET ROLE ${role.name}${role.inherited ? ' (and inherits its privileges)' : ''}; as ${first.tenant.label} after that, ` +
           `${first.statement} returns ${describeForeign(context, first.tally.foreign)}${why.length ? `: ${why[0]}` : ''}.`,
@@ -133,8 +135,8 @@ export const roleGraph: Probe = {
           details: [`relations that show other tenants' rows as ${role.name}: ${relations.join(', ')}`, ...why].join('; '),
         },
         fix: fixFor(context, role, relations),
-      });
+      }));
     }
     return findings;
   },
-};
+});

@@ -1,10 +1,10 @@
 import { policiesFor } from '../catalog/roles.js';
 import { currentTenantExpression } from '../fixes.js';
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { readTargets, shownStatement } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe } from './types.js';
 
 /** Below this many (estimated) rows a sequential scan is as good as any index. */
 const ROW_THRESHOLD = 1000;
@@ -31,18 +31,22 @@ function firstValue(row: Record<string, string | null> | undefined): string | nu
   return row ? Object.values(row)[0] ?? null : null;
 }
 
-export const seqScan: Probe = {
-  id: 'seq-scan',
-  title: "A tenant's read scans every tenant's rows",
-  severity: 'info',
-  kind: 'probe',
-  explanation:
-    `EXPLAINs the read probe's query (select * from the table, as the application role with a tenant set) on every table with a tenant ` +
-    `column and more than ${ROW_THRESHOLD} estimated rows. When the planner scans the whole table, and still does with sequential scans ` +
-    'disabled, no index can serve the policy\'s tenant predicate: every query of every tenant reads every tenant\'s rows, and gets slower as ' +
-    'other tenants grow. Index the tenant column (first in the index), and compare it with the setting read once per statement, ' +
-    `(select nullif(current_setting(...), '')::type), which the planner can use as an index condition. The plan is in the finding.`,
-  async run(context: ProbeContext) {
+export const seqScan = defineProbe({
+  meta: {
+    id: 'seq-scan',
+    title: "A tenant's read scans every tenant's rows",
+    severity: 'info',
+    objectKind: 'table',
+    summary: "A tenant's read plans a sequential scan over every tenant's rows.",
+    example: `As tenant A, \`select * from "public"."events"\` reads all rows (Seq Scan) to find the tenant's own: no index starts with tenant_id (the plan is in the evidence).`,
+    explanation:
+      `EXPLAINs the read probe's query (select * from the table, as the application role with a tenant set) on every table with a tenant ` +
+      `column and more than ${ROW_THRESHOLD} estimated rows. When the planner scans the whole table, and still does with sequential scans ` +
+      'disabled, no index can serve the policy\'s tenant predicate: every query of every tenant reads every tenant\'s rows, and gets slower as ' +
+      'other tenants grow. Index the tenant column (first in the index), and compare it with the setting read once per statement, ' +
+      `(select nullif(current_setting(...), '')::type), which the planner can use as an index condition. The plan is in the finding.`,
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const tenant = context.tenants[0]!;
     const state = { kind: 'tenant' as const, tenant };
@@ -67,19 +71,17 @@ export const seqScan: Probe = {
       const chosen = await scans([]);
       const forced = chosen.length ? await scans(['set local enable_seqscan = off']) : [];
       const outcome = chosen.length && forced.length ? 'leak' : 'pass';
-      context.record({ check: this.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: `explain ${statement}`, outcome, rows: estimated, foreignRows: 0, missingOwnRows: 0 });
+      context.record({ check: this.meta.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: `explain ${statement}`, outcome, rows: estimated, foreignRows: 0, missingOwnRows: 0 });
       if (outcome !== 'leak') continue;
       const text = await runAs(context, state, `explain ${statement}`);
       const plan = text.rows.map((row) => firstValue(row)).join('\n');
       const column = relationPlan.tenantColumn;
       const indexed = relation.indexes.some((index) => index.columns[0] === column && !index.partial);
       const predicates = policiesFor(context.catalog, relation, context.plan.role, 'SELECT').map((policy) => `${policy.name}: ${policy.using ?? 'true'}`);
-      findings.push({
-        check: this.id,
+      findings.push(report({
         severity: 'info',
-        table: relation.qualified,
+        object: relationObject(relation),
         tenant: tenant.id,
-        source: 'probe',
         message: indexed
           ? `As ${tenant.label}, ${shownStatement(statement)} reads all ${shownSize} rows (Seq Scan) even with sequential scans disabled: the policy's tenant predicate cannot use the index on ${column}.`
           : `As ${tenant.label}, ${shownStatement(statement)} reads all ${shownSize} rows (Seq Scan) to find the tenant's own: no index starts with ${column}.`,
@@ -92,8 +94,8 @@ export const seqScan: Probe = {
         fix: indexed
           ? `-- compare the tenant column itself with the setting, read once per statement, so the index applies:\n-- using (${ident(column)} = ${currentTenantExpression(context.plan)})`
           : `create index ${ident(`${relation.name}_${column}_idx`)} on ${relationIdent(relation)} (${ident(column)});`,
-      });
+      }));
     }
     return findings;
   },
-};
+});

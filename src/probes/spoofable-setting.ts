@@ -1,14 +1,14 @@
 import { policiesFor } from '../catalog/roles.js';
 import type { Policy } from '../catalog/types.js';
 import { restrictiveFenceSql } from '../fixes.js';
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import { settingsIn } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { readTargets, shownStatement, type ReadTarget } from './targets.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 
 /** Values an escape hatch is typically switched on with. */
 const TRUTHY = ['on', 'true', '1', 'yes', 't'];
@@ -44,20 +44,24 @@ interface Spoof {
   baseline: number;
 }
 
-export const spoofableSetting: Probe = {
-  id: 'spoofable-setting',
-  title: 'A setting any session can set widens what a tenant sees',
-  severity: 'medium',
-  kind: 'probe',
-  explanation:
-    'Finds policies that read settings other than the tenant setting (an app.bypass_rls or app.is_admin escape hatch, also when read ' +
-    "through a function the policy calls), sets each of them, as the application role with a tenant context, to 'on', 'true', '1', 'yes', " +
-    "'t' and to the values the policy compares it with, and reports other tenants' rows that become visible. Any session may set any " +
-    'custom setting, so such a policy is only as strong as every piece of SQL the application runs. The severity is medium, as for any ' +
-    'setting any session can spoof: the tenant setting itself is just as settable by the same sessions, so the hatch gives an attacker no ' +
-    'step the tenant setting does not; what it adds is a switch that opens every tenant at once and that an application or pool may leave ' +
-    'on. Give administrative access its own role instead (a policy TO that role), or fence the hatch with a restrictive tenant policy.',
-  async run(context) {
+export const spoofableSetting = defineProbe({
+  meta: {
+    id: 'spoofable-setting',
+    title: 'A setting any session can set widens what a tenant sees',
+    severity: 'medium',
+    objectKind: 'table',
+    summary: 'A setting any session can set widens what a tenant sees, proven on data.',
+    example: `As tenant A, after \`select set_config('app.bypass_rls', 'on', true)\` (which any session may run), \`select * from "public"."tickets"\` returns rows of tenant B.`,
+    explanation:
+      'Finds policies that read settings other than the tenant setting (an app.bypass_rls or app.is_admin escape hatch, also when read ' +
+      "through a function the policy calls), sets each of them, as the application role with a tenant context, to 'on', 'true', '1', 'yes', " +
+      "'t' and to the values the policy compares it with, and reports other tenants' rows that become visible. Any session may set any " +
+      'custom setting, so such a policy is only as strong as every piece of SQL the application runs. The severity is medium, as for any ' +
+      'setting any session can spoof: the tenant setting itself is just as settable by the same sessions, so the hatch gives an attacker no ' +
+      'step the tenant setting does not; what it adds is a switch that opens every tenant at once and that an application or pool may leave ' +
+      'on. Give administrative access its own role instead (a policy TO that role), or fence the hatch with a restrictive tenant policy.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const targets: { target: ReadTarget; policy: Policy; settings: string[] }[] = [];
     for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
@@ -80,7 +84,7 @@ export const spoofableSetting: Probe = {
           if (spoof) break;
           for (const value of candidateValues(policy)) {
             const result = await runAs(context, state, statement, [], { before: [setterFor(setting, value)] });
-            const base = { check: this.id, relation: relation.qualified, context: `${tenant.label}, ${setting} = '${value}'`, tenant: tenant.id, sql: `${setterFor(setting, value)}; ${shownStatement(statement)}`, missingOwnRows: 0 };
+            const base = { check: this.meta.id, relation: relation.qualified, context: `${tenant.label}, ${setting} = '${value}'`, tenant: tenant.id, sql: `${setterFor(setting, value)}; ${shownStatement(statement)}`, missingOwnRows: 0 };
             if (result.error) {
               context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, error: result.error.message });
               continue;
@@ -99,13 +103,11 @@ export const spoofableSetting: Probe = {
       reported.add(relation.qualified);
       const state = { kind: 'tenant' as const, tenant: spoof.tenant };
       const shown = shownStatement(statement);
-      findings.push({
-        check: this.id,
+      findings.push(report({
         severity: 'medium',
-        table: relation.qualified,
+        object: relationObject(relation),
         tenant: spoof.tenant.id,
         foreignTenant: [...spoof.tally.foreign.keys()][0],
-        source: 'probe',
         message:
           `As ${spoof.tenant.label}, after ${setterFor(spoof.setting, spoof.value)} (which any session may run), ${shown} returns ${describeForeign(context, spoof.tally.foreign)}: ` +
           `policy ${policy.name} reads ${spoof.setting}.`,
@@ -122,8 +124,8 @@ export const spoofableSetting: Probe = {
           `-- or keep it, fenced: a restrictive tenant policy is ANDed with every permissive one`,
           restrictiveFenceSql(context.plan, relation, relationPlan),
         ].join('\n'),
-      });
+      }));
     }
     return findings;
   },
-};
+});

@@ -1,7 +1,7 @@
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 import { baselineCounts, boundedWrite, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
 
 /**
@@ -25,18 +25,22 @@ function moveTo(context: ProbeContext, target: WriteTarget, victim: Tenant): Map
   return values;
 }
 
-export const tenantReassignment: Probe = {
-  id: 'tenant-reassignment',
-  title: 'A tenant can move its rows to another tenant',
-  severity: 'high',
-  kind: 'probe',
-  explanation:
-    "As each tenant, rewrites one of its own rows so that it belongs to the next tenant: the tenant column set to that tenant and the tenant-scoped " +
-    "foreign keys pointed at that tenant's parents, once by key (`update ... where <key> = ...`) and once with no WHERE. The administrator " +
-    "counts the other tenant's rows before and after. A row that arrives is data planted in another tenant (high): an UPDATE policy whose " +
-    'WITH CHECK does not name the tenant (PostgreSQL checks new rows of an UPDATE only against WITH CHECK, or USING when there is none). ' +
-    'Fix: a WITH CHECK that confines updated rows to the current tenant.',
-  async run(context) {
+export const tenantReassignment = defineProbe({
+  meta: {
+    id: 'tenant-reassignment',
+    title: 'A tenant can move its rows to another tenant',
+    severity: 'high',
+    objectKind: 'table',
+    summary: 'A tenant can move its rows to another tenant with UPDATE.',
+    example: 'As tenant A, an UPDATE without WHERE moves 20 rows of public.tasks to tenant B (tenant_id, project_id rewritten).',
+    explanation:
+      "As each tenant, rewrites one of its own rows so that it belongs to the next tenant: the tenant column set to that tenant and the tenant-scoped " +
+      "foreign keys pointed at that tenant's parents, once by key (`update ... where <key> = ...`) and once with no WHERE. The administrator " +
+      "counts the other tenant's rows before and after. A row that arrives is data planted in another tenant (high): an UPDATE policy whose " +
+      'WITH CHECK does not name the tenant (PostgreSQL checks new rows of an UPDATE only against WITH CHECK, or USING when there is none). ' +
+      'Fix: a WITH CHECK that confines updated rows to the current tenant.',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'update', { tenantTable: false })) {
       const { relation, relationPlan } = target;
@@ -61,24 +65,22 @@ export const tenantReassignment: Probe = {
           const moved = (run.after.total.get(victim.id) ?? 0) - (run.before.total.get(victim.id) ?? 0);
           const sql = inlineParameters(statement, params);
           if (!run.error && moved > 0) {
-            recordWrite(context, this.id, target, actor, sql, 'leak', run.rowCount, moved);
+            recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, moved);
             outcomes.push(`${form}: ${moved} row${moved === 1 ? '' : 's'} moved to ${victim.label}`);
             const from = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== victim.id && change < 0));
             proof ??= { statement, params, rowCount: run.rowCount, moved, from, replica: run.replica, form, cursor };
           } else {
-            recordWrite(context, this.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+            recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
             outcomes.push(`${form}: ${run.error ? `rejected (${run.error.message})` : 'no row moved'}`);
           }
         }
         if (!proof) continue;
         const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'check');
-        findings.push({
-          check: this.id,
+        findings.push(report({
           severity: 'high',
-          table: relation.qualified,
+          object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,
-          source: 'probe',
           message: `As ${actor.label}, an UPDATE ${proof.form} moves ${proof.moved} row${proof.moved === 1 ? '' : 's'} of ${relation.qualified} to ${victim.label} (${describeTenants(context, proof.from)}; ${[...moves.keys()].join(', ')} rewritten): ${diagnosis.cause}.`,
           evidence: {
             ...writeEvidence(context, actor, proof.statement, proof.params, { replica: proof.replica, cursor: proof.cursor }),
@@ -88,10 +90,10 @@ export const tenantReassignment: Probe = {
               (proof.replica ? ' Rows of other tables reference the moved rows, so PostgreSQL rejects the update at their foreign keys; the policy allowed it (repeated with foreign-key triggers off).' : ''),
           },
           fix: diagnosis.fix,
-        });
+        }));
         break;
       }
     }
     return findings;
   },
-};
+});

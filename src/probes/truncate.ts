@@ -1,8 +1,8 @@
 import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
 import type { Relation } from '../catalog/types.js';
-import type { Evidence, Finding } from '../findings.js';
+import { relationObject, type Evidence, type Finding } from '../findings.js';
 import { ident, literal, relationIdent } from '../sql.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 import { runAs } from './context.js';
 import { baselineCounts, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
@@ -24,33 +24,35 @@ function truncateFix(context: ProbeContext, relation: Relation): { cause: string
   return { cause: via.join(' and ') || `${plan.role} holds TRUNCATE on it`, fix: lines.join('\n') || `revoke truncate on ${relationIdent(relation)} from ${ident(plan.role)};` };
 }
 
-export const truncate: Probe = {
-  id: 'truncate',
-  title: 'The application role can TRUNCATE a tenant table',
-  severity: 'high',
-  kind: 'probe',
-  explanation:
-    'Row-level security does not apply to TRUNCATE: a role holding the privilege empties the table for every tenant in one statement. For every ' +
-    'tenant-owned table on which has_table_privilege(role, table, \'TRUNCATE\') is true, the probe proves it by running TRUNCATE as the ' +
-    'application role (CASCADE when foreign keys require it) in a rolled-back savepoint with a 2 s lock timeout, and counts what every tenant ' +
-    'lost; against a database that is not the audit\'s own it asks the privilege as the role instead, because TRUNCATE would lock the table ' +
-    'against the application. High. Fix: revoke TRUNCATE (and do not let the application own its tables).',
-  async run(context) {
+export const truncate = defineProbe({
+  meta: {
+    id: 'truncate',
+    title: 'The application role can TRUNCATE a tenant table',
+    severity: 'high',
+    objectKind: 'table',
+    summary: "The application role can TRUNCATE a tenant table, emptying every tenant's rows.",
+    example: 'As tenant A, `truncate table "public"."tasks"` succeeds and empties it for every tenant (RLS does not apply to TRUNCATE).',
+    explanation:
+      'Row-level security does not apply to TRUNCATE: a role holding the privilege empties the table for every tenant in one statement. For every ' +
+      'tenant-owned table on which has_table_privilege(role, table, \'TRUNCATE\') is true, the probe proves it by running TRUNCATE as the ' +
+      'application role (CASCADE when foreign keys require it) in a rolled-back savepoint with a 2 s lock timeout, and counts what every tenant ' +
+      'lost; against a database that is not the audit\'s own it asks the privilege as the role instead, because TRUNCATE would lock the table ' +
+      'against the application. High. Fix: revoke TRUNCATE (and do not let the application own its tables).',
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const actor = context.tenants[0];
     if (!actor) return findings;
-    const report = (relation: Relation, what: string, evidence: Evidence) => {
+    const reportTruncate = (relation: Relation, what: string, evidence: Evidence) => {
       const { cause, fix } = truncateFix(context, relation);
-      findings.push({
-        check: this.id,
+      findings.push(report({
         severity: 'high',
-        table: relation.qualified,
+        object: relationObject(relation),
         tenant: actor.id,
-        source: 'probe',
         message: `As ${actor.label}, ${what} for every tenant (row-level security does not apply to TRUNCATE): ${cause}.`,
         evidence,
         fix,
-      });
+      }));
     };
     for (const target of writeTargets(context, 'truncate', { tenantTable: true })) {
       const { relation } = target;
@@ -60,9 +62,9 @@ export const truncate: Probe = {
         // application's queries on the table while it waits. The privilege, asked as the role, is the proof.
         const asked = await runAs(context, { kind: 'tenant', tenant: actor }, privilegeSql);
         const holds = asked.rows[0]?.has_table_privilege === 't';
-        recordWrite(context, this.id, target, actor, privilegeSql, holds ? 'leak' : 'pass', asked.rowCount, 0, asked.error?.message);
+        recordWrite(context, this.meta.id, target, actor, privilegeSql, holds ? 'leak' : 'pass', asked.rowCount, 0, asked.error?.message);
         if (!holds) continue;
-        report(relation, `the application role may TRUNCATE ${relation.qualified}, which empties it`, {
+        reportTruncate(relation, `the application role may TRUNCATE ${relation.qualified}, which empties it`, {
           ...writeEvidence(context, actor, privilegeSql, []),
           rowCount: 1,
           details: 'TRUNCATE itself was not run: the database is not the audit\'s own, and TRUNCATE locks the table against every other query.',
@@ -79,13 +81,13 @@ export const truncate: Probe = {
       }
       if (!run) continue;
       if (run.error) {
-        recordWrite(context, this.id, target, actor, statement, quietOutcome(target, run.error), 0, 0, run.error);
+        recordWrite(context, this.meta.id, target, actor, statement, quietOutcome(target, run.error), 0, 0, run.error);
         continue;
       }
       const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && change < 0));
       const foreignRows = [...lost].filter(([tenant]) => tenant !== actor.id).reduce((sum, [, change]) => sum - change, 0);
-      recordWrite(context, this.id, target, actor, statement, 'leak', 0, foreignRows);
-      report(relation, `${statement} succeeds and empties ${relation.qualified}`, {
+      recordWrite(context, this.meta.id, target, actor, statement, 'leak', 0, foreignRows);
+      reportTruncate(relation, `${statement} succeeds and empties ${relation.qualified}`, {
         ...writeEvidence(context, actor, statement, [], { before: [privilegeSql, LOCK_TIMEOUT] }),
         rowCount: [...lost.values()].reduce((sum, change) => sum - change, 0),
         details: lost.size ? `Removed: ${describeTenants(context, lost)}.` : `The table held no seeded rows; the privilege alone empties it for every tenant.`,
@@ -93,4 +95,4 @@ export const truncate: Probe = {
     }
     return findings;
   },
-};
+});

@@ -1,5 +1,5 @@
 import type { Catalog } from '../catalog/types.js';
-import type { Check, Finding } from '../findings.js';
+import { findingBuilder, type CheckMeta, type CheckMetaInput, type Finding, type FindingInput } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Scenario } from '../scenario/schema.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
@@ -54,9 +54,31 @@ export interface ProbeContext {
   record(probe: ProbeRecord): void;
 }
 
-export interface Probe extends Check {
-  kind: 'probe';
-  /** Other check ids this probe reports (e.g. a lower-severity defect found along the way). */
-  related?: Check[];
+/** Fills a probe finding's id, source and object kind (of the probe or of one of its related checks). */
+export type ProbeReport = (input: FindingInput) => Finding;
+
+export interface ProbeMeta extends CheckMeta {
+  source: 'probe';
+}
+
+export interface Probe {
+  meta: ProbeMeta;
+  /** Other checks this probe reports (e.g. a lower-severity defect found along the way). */
+  related: ProbeMeta[];
   run(context: ProbeContext): Promise<Finding[]>;
+}
+
+export interface ProbeDefinition {
+  meta: CheckMetaInput;
+  related?: CheckMetaInput[];
+  run(this: Probe, context: ProbeContext, report: ProbeReport): Promise<Finding[]>;
+}
+
+/** Declare a probe, ESLint style: its metadata (and that of the checks it reports along the way), and a run() that reports through report(). */
+export function defineProbe(definition: ProbeDefinition): Probe {
+  const meta: ProbeMeta = { ...definition.meta, source: 'probe' };
+  const related: ProbeMeta[] = (definition.related ?? []).map((entry) => ({ ...entry, source: 'probe', reportedBy: meta.id }));
+  const report = findingBuilder([meta, ...related]);
+  const probe: Probe = { meta, related, run: (context) => definition.run.call(probe, context, report) };
+  return probe;
 }

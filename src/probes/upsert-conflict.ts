@@ -1,10 +1,10 @@
 import type { Column, Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { OwnRowBuilder, type RowInsert } from './own-row.js';
-import type { Probe, ProbeContext } from './types.js';
+import { defineProbe, type ProbeContext } from './types.js';
 import {
   ATTEMPTS,
   columnOf,
@@ -93,18 +93,22 @@ async function upsert(context: ProbeContext, builder: OwnRowBuilder, check: stri
   return null;
 }
 
-export const upsertConflict: Probe = {
-  id: 'upsert-conflict',
-  title: "INSERT ... ON CONFLICT reaches another tenant's row",
-  severity: 'critical',
-  kind: 'probe',
-  explanation:
-    "For every unique key of a tenant-owned table that does not include the tenant column, inserts a row of the acting tenant carrying a key value " +
-    "the next tenant holds, with `on conflict (key) do update` and `on conflict (key) do nothing`. DO UPDATE that changes the other tenant's row is " +
-    "critical (high through a partition or child): the UPDATE (and SELECT) policies admit that row. DO NOTHING that silently inserts nothing, where " +
-    "a fresh key inserts a row, tells the tenant that the value exists in another tenant: an existence side channel, low. Fix: make unique keys " +
-    "per tenant (include the tenant column) and confine UPDATE policies to the current tenant.",
-  async run(context) {
+export const upsertConflict = defineProbe({
+  meta: {
+    id: 'upsert-conflict',
+    title: "INSERT ... ON CONFLICT reaches another tenant's row",
+    severity: 'critical',
+    objectKind: 'table',
+    summary: "INSERT ... ON CONFLICT reaches another tenant's row.",
+    example: `As tenant A, \`insert ... on conflict ("sku") do update\` with tenant B's key changes tenant B's row.`,
+    explanation:
+      "For every unique key of a tenant-owned table that does not include the tenant column, inserts a row of the acting tenant carrying a key value " +
+      "the next tenant holds, with `on conflict (key) do update` and `on conflict (key) do nothing`. DO UPDATE that changes the other tenant's row is " +
+      "critical (high through a partition or child): the UPDATE (and SELECT) policies admit that row. DO NOTHING that silently inserts nothing, where " +
+      "a fresh key inserts a row, tells the tenant that the value exists in another tenant: an existence side channel, low. Fix: make unique keys " +
+      "per tenant (include the tenant column) and confine UPDATE policies to the current tenant.",
+  },
+  async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
     for (const target of writeTargets(context, 'insert', { tenantTable: false })) {
@@ -129,22 +133,20 @@ export const upsertConflict: Probe = {
           if (!held) continue;
           const overrides = Object.fromEntries(key.map((column) => [column, held[column] ?? null]));
           if (target.access.update) {
-            const attempt = await upsert(context, builder, this.id, target, actor, overrides, doUpdate);
+            const attempt = await upsert(context, builder, this.meta.id, target, actor, overrides, doUpdate);
             if (attempt) {
               const { run, row, statement, marker } = attempt;
               const inserted = (run.after.total.get(actor.id) ?? 0) - (run.before.total.get(actor.id) ?? 0);
               const changed = marker ? (run.after.marked.get(victim.id) ?? 0) - (run.before.marked.get(victim.id) ?? 0) : run.rowCount;
               const updated = !run.error && run.rowCount > 0 && inserted === 0 && changed > 0;
-              recordWrite(context, this.id, target, actor, inlineParameters(statement, row.params), updated ? 'leak' : quietOutcome(target, run.error), run.rowCount, updated ? run.rowCount : 0, run.error);
+              recordWrite(context, this.meta.id, target, actor, inlineParameters(statement, row.params), updated ? 'leak' : quietOutcome(target, run.error), run.rowCount, updated ? run.rowCount : 0, run.error);
               if (updated) {
                 const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'using');
-                findings.push({
-                  check: this.id,
+                findings.push(report({
                   severity: directSeverity(relation),
-                  table: relation.qualified,
+                  object: relationObject(relation),
                   tenant: actor.id,
                   foreignTenant: victim.id,
-                  source: 'probe',
                   message: `As ${actor.label}, insert ... ${conflictTarget} do update on ${relation.qualified} with ${victim.label}'s key (${key.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ')}) changes ${victim.label}'s row: the key is unique across tenants and ${diagnosis.cause}.`,
                   evidence: {
                     ...writeEvidence(context, actor, statement, row.params, { replica: run.replica }),
@@ -152,7 +154,7 @@ export const upsertConflict: Probe = {
                     details: `The key belongs to ${victim.label}'s row (read as the administrator); the statement inserted no row of ${actor.label} and updated 1 row.`,
                   },
                   fix: `${diagnosis.fix}\n-- and make the key per tenant:\n${tenantKeyFix(relation, relationPlan, key)}`,
-                });
+                }));
                 critical = true;
                 break keys;
               }
@@ -161,25 +163,23 @@ export const upsertConflict: Probe = {
           // The side channel is only worth a finding on values a tenant chooses, in keys not scoped by a tenant-owned parent.
           if (oracleTested || oracle || key.some((column) => scope.has(column)) || key.every((column) => surrogate(columnOf(relation, column)))) continue;
           oracleTested = true;
-          const taken = await upsert(context, builder, this.id, target, actor, overrides, doNothing);
+          const taken = await upsert(context, builder, this.meta.id, target, actor, overrides, doNothing);
           if (!taken) continue;
           const takenSql = inlineParameters(taken.statement, taken.row.params);
           if (taken.run.error || taken.run.rowCount !== 0) {
-            recordWrite(context, this.id, target, actor, takenSql, quietOutcome(target, taken.run.error), taken.run.rowCount, 0, taken.run.error);
+            recordWrite(context, this.meta.id, target, actor, takenSql, quietOutcome(target, taken.run.error), taken.run.rowCount, 0, taken.run.error);
             continue;
           }
-          const fresh = await upsert(context, builder, this.id, target, actor, {}, doNothing);
+          const fresh = await upsert(context, builder, this.meta.id, target, actor, {}, doNothing);
           const freshInserted = fresh && !fresh.run.error && fresh.run.rowCount === 1 && (fresh.run.after.total.get(actor.id) ?? 0) > (fresh.run.before.total.get(actor.id) ?? 0);
-          recordWrite(context, this.id, target, actor, takenSql, freshInserted ? 'leak' : quietOutcome(target, undefined), 0, 0);
-          if (fresh) recordWrite(context, this.id, target, actor, inlineParameters(fresh.statement, fresh.row.params), quietOutcome(target, fresh.run.error), fresh.run.rowCount, 0, fresh.run.error);
+          recordWrite(context, this.meta.id, target, actor, takenSql, freshInserted ? 'leak' : quietOutcome(target, undefined), 0, 0);
+          if (fresh) recordWrite(context, this.meta.id, target, actor, inlineParameters(fresh.statement, fresh.row.params), quietOutcome(target, fresh.run.error), fresh.run.rowCount, 0, fresh.run.error);
           if (!freshInserted) continue;
-          oracle = {
-            check: this.id,
+          oracle = report({
             severity: 'low',
-            table: relation.qualified,
+            object: relationObject(relation),
             tenant: actor.id,
             foreignTenant: victim.id,
-            source: 'probe',
             message: `As ${actor.label}, insert ... ${conflictTarget} do nothing on ${relation.qualified} silently inserts nothing for a key ${victim.label} holds, and inserts a row for a fresh key: the unique key spans tenants, so any tenant can test which values other tenants hold.`,
             evidence: {
               ...writeEvidence(context, actor, taken.statement, taken.row.params),
@@ -187,11 +187,11 @@ export const upsertConflict: Probe = {
               details: `With ${victim.label}'s key (${key.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ')}): 0 rows inserted, no error. With a fresh key: 1 row inserted.${target.access.update ? ` DO UPDATE with the same key did not change ${victim.label}'s row.` : ''}`,
             },
             fix: tenantKeyFix(relation, relationPlan, key),
-          };
+          });
         }
       }
       if (!critical && oracle) findings.push(oracle);
     }
     return findings;
   },
-};
+});

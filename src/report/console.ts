@@ -1,3 +1,4 @@
+import { objectLabel } from '../findings.js';
 import { SEVERITIES } from '../severity.js';
 import type { Report } from './model.js';
 
@@ -13,7 +14,7 @@ export function renderConsole(report: Report, files: string[] = []): string {
   for (const finding of report.findings.filter((entry) => entry.severity !== 'info').slice(0, 25)) {
     const accepted = finding.accepted ? (finding.accepted.expired ? ' [acceptance expired]' : ' [accepted]') : '';
     const proof = finding.confirmedBy?.length ? ` [confirmed by ${finding.confirmedBy.length} probe finding${finding.confirmedBy.length === 1 ? '' : 's'}]` : finding.refutedBy ? ' [refuted by probes]' : '';
-    lines.push(`  ${finding.severity.toUpperCase().padEnd(8)} ${finding.check.padEnd(24)} ${finding.table}${accepted}${proof}: ${finding.message}`);
+    lines.push(`  ${finding.severity.toUpperCase().padEnd(8)} ${finding.check.padEnd(24)} ${objectLabel(finding.object)}${accepted}${proof}: ${finding.message}`);
   }
   const more = report.findings.filter((entry) => entry.severity !== 'info').length - 25;
   if (more > 0) lines.push(`  ... and ${more} more`);

@@ -1,4 +1,4 @@
-import type { Finding, SampleRow } from '../findings.js';
+import { objectLabel, type Finding, type SampleRow } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import type { Severity } from '../severity.js';
 import type { RelationReport, Report } from './model.js';
@@ -239,7 +239,7 @@ ${finding.refutedBy ? html`<span class="badge">refuted by ${finding.refutedBy}</
 function renderFinding(finding: Finding, id: string): SafeHtml {
   const { evidence } = finding;
   return html`<article class="finding ${finding.severity}" id="${id}" aria-labelledby="${id}-heading">
-<h4 id="${id}-heading"><code>${finding.check}</code> on <code>${finding.table}</code></h4>
+<h4 id="${id}-heading"><code>${finding.check}</code> on <code>${objectLabel(finding.object)}</code></h4>
 ${renderBadges(finding)}
 <p>${finding.message}</p>
 ${finding.tenant || finding.foreignTenant

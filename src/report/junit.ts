@@ -1,10 +1,7 @@
-import type { Finding } from '../findings.js';
-import { PROBES } from '../probes/registry.js';
+import { objectLabel, type Finding } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
-import { RULES } from '../rules/registry.js';
 import { atLeast } from '../severity.js';
 import type { Report } from './model.js';
-import { objectKind, type ObjectKind } from './sarif.js';
 
 /**
  * JUnit XML for CI test dashboards (GitLab, Jenkins, GitHub test reporters): a pure function of the JSON
@@ -13,15 +10,6 @@ import { objectKind, type ObjectKind } from './sarif.js';
  * or accepted with an expired acceptance); milder and accepted findings are notes in <system-out>. A test case
  * whose probe statements all proved nothing (unreliable, inconclusive, skipped, errors) is <skipped>.
  */
-
-/** Rules whose findings name something other than a relation; every other rule covers the report's relations. */
-const RULE_SCOPE: Record<string, ObjectKind> = {
-  'superuser-role': 'role',
-  'bypassrls-role': 'role',
-  'definer-function': 'function',
-  'definer-function-search-path': 'function',
-  'shared-sequence': 'sequence',
-};
 
 /** Outcomes that verify an object one way or the other; a test case with none of them verified nothing. */
 const CONCLUSIVE: ReadonlySet<ProbeOutcome> = new Set(['pass', 'leak', 'hidden', 'denied', 'no-access']);
@@ -56,47 +44,51 @@ function isFailing(finding: Finding, report: Report): boolean {
   return atLeast(finding.severity, report.scenario.failOn) && (!finding.accepted || finding.accepted.expired);
 }
 
-/** The probe that reports a check id: itself, or the probe that lists it as related. */
-function probeGroup(check: string): string[] | undefined {
-  const probe = PROBES.find((entry) => entry.id === check || entry.related?.some((related) => related.id === check));
-  return probe ? [probe.id, ...(probe.related ?? []).map((related) => related.id)] : undefined;
+/** The probe that reports a check id and every check that probe reports: itself and its related checks. */
+function probeGroup(report: Report, check: string): string[] | undefined {
+  const meta = report.checks.find((entry) => entry.id === check);
+  if (!meta || meta.source !== 'probe') return undefined;
+  const probe = meta.reportedBy ?? meta.id;
+  return report.checks.filter((entry) => entry.id === probe || entry.reportedBy === probe).map((entry) => entry.id);
 }
 
 function unique(values: string[]): string[] {
   return [...new Set(values)];
 }
 
-/** Check ids that ran, in the order they ran: probes (run only), then rules, then any id the registries lack. */
+/** Check ids that ran, in the order they ran (the report's checks), then any id the report's checks lack. */
 function checksThatRan(report: Report): string[] {
-  const ids: string[] = [];
-  if (report.command === 'run') for (const probe of PROBES) ids.push(probe.id, ...(probe.related ?? []).map((related) => related.id));
-  ids.push(...RULES.map((rule) => rule.id));
-  ids.push(...report.probes.map((record) => record.check), ...report.findings.map((finding) => finding.check));
-  return unique(ids);
+  return unique([...report.checks.map((check) => check.id), ...report.probes.map((record) => record.check), ...report.findings.map((finding) => finding.check)]);
 }
 
 function suiteOf(report: Report, check: string): TestSuite {
   const own = report.probes.filter((record) => record.check === check);
   // A check reported along the way by another probe (own-rows-hidden by read-isolation) was evaluated on
   // that probe's statements: it covered the same objects.
-  const group = probeGroup(check);
+  const group = probeGroup(report, check);
   const records = own.length || !group ? own : report.probes.filter((record) => group.includes(record.check));
   const findings = report.findings.filter((finding) => finding.check === check);
-  const isRule = RULES.some((rule) => rule.id === check);
+  const meta = report.checks.find((entry) => entry.id === check);
   let covered: string[] = records.map((record) => record.relation);
-  if (isRule) {
-    const scope = RULE_SCOPE[check] ?? 'table';
-    if (scope === 'table') covered = report.relations.map((relation) => relation.name);
+  if (meta?.source === 'rule') {
+    const scope = meta.objectKind;
+    if (scope === 'table' || scope === 'view' || scope === 'constraint' || scope === 'policy') covered = report.relations.map((relation) => relation.name);
     else if (scope === 'role') covered = [report.scenario.role];
     else {
-      // Functions and sequences are known only where the report names them: probe statements and findings.
-      const named = [...report.probes.map((record) => [record.check, record.relation] as const), ...report.findings.map((finding) => [finding.check, finding.table] as const)];
-      covered = named.filter(([source, object]) => objectKind(report, source, object) === scope).map(([, object]) => object);
+      // Functions and sequences are known only where the report names them: probe statements (of checks about
+      // that kind of object) and findings.
+      const kindOf = new Map(report.checks.map((entry) => [entry.id, entry.objectKind]));
+      covered = [
+        ...report.probes.filter((record) => kindOf.get(record.check) === scope).map((record) => record.relation),
+        ...report.findings.filter((finding) => finding.object.kind === scope).map((finding) => objectLabel(finding.object)),
+      ];
     }
   }
-  const objects = unique([...covered, ...findings.map((finding) => finding.table)]);
+  // A finding about a constraint or policy is a case of its table.
+  const caseOf = (finding: Finding) => (finding.object.kind === 'constraint' || finding.object.kind === 'policy' ? finding.object.relation ?? finding.object.name : objectLabel(finding.object));
+  const objects = unique([...covered, ...findings.map(caseOf)]);
   const cases = objects.map((object) => {
-    const mine = findings.filter((finding) => finding.table === object);
+    const mine = findings.filter((finding) => caseOf(finding) === object);
     return {
       object,
       records: records.filter((record) => record.relation === object),
@@ -121,7 +113,7 @@ function skipMessage(testCase: TestCase): string {
 }
 
 function findingText(finding: Finding): string {
-  const lines = [`[${finding.severity}] ${finding.check} on ${finding.table} (${finding.source}): ${finding.message}`];
+  const lines = [`[${finding.severity}] ${finding.check} on ${objectLabel(finding.object)} (${finding.source}): ${finding.message}`];
   if (finding.accepted) {
     const until = finding.accepted.expires ? ` until ${finding.accepted.expires}` : '';
     lines.push(finding.accepted.expired ? `acceptance expired${until}: ${finding.accepted.reason}` : `accepted${until}: ${finding.accepted.reason}`);

@@ -1,4 +1,4 @@
-import type { Finding } from '../findings.js';
+import { objectLabel, type Finding } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import { SEVERITIES, type Severity } from '../severity.js';
 import type { Report } from './model.js';
@@ -53,7 +53,7 @@ function findingsTable(findings: Finding[]): string[] {
   return [
     '| Severity | Check | Object | Finding |',
     '|---|---|---|---|',
-    ...findings.map((finding) => `| ${finding.severity}${status(finding)} | ${escapeMarkdown(finding.check)} | ${escapeMarkdown(finding.table)} | ${escapeMarkdown(finding.message)} |`),
+    ...findings.map((finding) => `| ${finding.severity}${status(finding)} | ${escapeMarkdown(finding.check)} | ${escapeMarkdown(objectLabel(finding.object))} | ${escapeMarkdown(finding.message)} |`),
   ];
 }
 
@@ -62,7 +62,7 @@ function fixes(findings: Finding[]): string[] {
   const byFix = new Map<string, Finding[]>();
   for (const finding of findings) byFix.set(finding.fix, [...(byFix.get(finding.fix) ?? []), finding]);
   return [...byFix].flatMap(([fix, sharing]) => {
-    const objects = [...new Set(sharing.map((finding) => finding.table))];
+    const objects = [...new Set(sharing.map((finding) => objectLabel(finding.object)))];
     const checks = [...new Set(sharing.map((finding) => finding.check))];
     return [`<details><summary>Fix: ${escapeHtmlText(`${checks.join(', ')} on ${objects.join(', ')}`)}</summary>`, '', fenced(fix, 'sql'), '', '</details>', ''];
   });

@@ -1,10 +1,10 @@
-import type { Finding } from '../findings.js';
+import type { CheckMeta, Finding } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
 import type { Severity } from '../severity.js';
 import type { SourceLocation } from './locate.js';
 
-export const REPORT_SCHEMA_VERSION = 1;
+export const REPORT_SCHEMA_VERSION = 2;
 
 export interface RelationReport {
   name: string;
@@ -54,6 +54,8 @@ export interface Report {
   locations: Record<string, SourceLocation>;
   /** How tenancy was discovered; anything the reader should know about the run. */
   notes: string[];
+  /** The checks this run evaluated (rules; for `run` also probes), with everything a renderer needs to describe them. */
+  checks: CheckMeta[];
   probes: ProbeRecord[];
   findings: Finding[];
   summary: {

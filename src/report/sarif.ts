@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { allChecks } from '../checks.js';
-import type { Check, Finding } from '../findings.js';
+import { objectLabel, objectSubject, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
 import { severityRank, type Severity } from '../severity.js';
 import type { Report } from './model.js';
 
@@ -13,9 +12,6 @@ import type { Report } from './model.js';
 export const SARIF_SCHEMA = 'https://json.schemastore.org/sarif-2.1.0.json';
 
 type SarifLevel = 'error' | 'warning' | 'note';
-
-/** What a finding's object is, as its SARIF logical location kind and the JUnit test case's object. */
-export type ObjectKind = 'table' | 'function' | 'role' | 'setting' | 'query' | 'sequence';
 
 interface SarifLogicalLocation {
   fullyQualifiedName: string;
@@ -74,20 +70,6 @@ function sarifLevel(severity: Severity): SarifLevel {
   return severity === 'medium' ? 'warning' : 'note';
 }
 
-/** Checks whose findings name a role rather than a relation. */
-const ROLE_CHECKS = new Set(['role-bypasses-rls', 'role-graph', 'superuser-role', 'bypassrls-role']);
-
-/** The kind of object a finding or a probe statement concerns, from the check and the object's name. */
-export function objectKind(report: Report, check: string, object: string): ObjectKind {
-  if (report.relations.some((relation) => relation.name === object)) return 'table';
-  if (check === 'application-query') return 'query';
-  if (check === 'context-persistence' || object === report.scenario.setting) return 'setting';
-  if (check === 'shared-sequence') return 'sequence';
-  if (/\(.*\)$/s.test(object)) return 'function';
-  if (ROLE_CHECKS.has(check) || object === report.scenario.role) return 'role';
-  return 'table';
-}
-
 /**
  * A fingerprint that identifies the same problem across runs: the check and the object, never a tenant id,
  * a seeded value or a message (they change with the seed). When one check reports the same object several
@@ -96,7 +78,7 @@ export function objectKind(report: Report, check: string, object: string): Objec
 function findingFingerprints(findings: readonly Finding[]): string[] {
   const seen = new Map<string, number>();
   return findings.map((finding) => {
-    const key = `${finding.check}\u0000${finding.table}`;
+    const key = `${finding.check}\u0000${finding.object.kind}\u0000${objectLabel(finding.object)}\u0000${(finding.object.columns ?? []).join(',')}`;
     const ordinal = seen.get(key) ?? 0;
     seen.set(key, ordinal + 1);
     return createHash('sha256').update(`rls-audit/v1\u0000${key}\u0000${ordinal}`).digest('hex').slice(0, 32);
@@ -107,7 +89,7 @@ function worst(severities: Severity[]): Severity {
   return severities.reduce((max, severity) => (severityRank(severity) > severityRank(max) ? severity : max), 'info');
 }
 
-function ruleOf(id: string, check: Check | undefined, findings: Finding[]): SarifRule {
+function ruleOf(id: string, check: CheckMeta | undefined, findings: Finding[]): SarifRule {
   // The rule's severity is that of its worst finding in this report: a rule finding refuted by the probes
   // (lowered to info) or a check's milder variant must not show up in a dashboard at the check's maximum.
   const severity = worst(findings.map((finding) => finding.severity));
@@ -123,6 +105,7 @@ function ruleOf(id: string, check: Check | undefined, findings: Finding[]): Sari
 
 function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerprint: string): SarifResult {
   const accepted = finding.accepted;
+  const location = report.locations[objectSubject(finding.object)];
   return {
     ruleId: finding.check,
     ruleIndex,
@@ -132,10 +115,8 @@ function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerpri
       {
         // The schema file line that creates the object, when the audit applied schema files: code scanning
         // (GitHub's upload) needs a file location on every result.
-        ...(report.locations[finding.table]
-          ? { physicalLocation: { artifactLocation: { uri: report.locations[finding.table]!.file }, region: { startLine: report.locations[finding.table]!.line } } }
-          : {}),
-        logicalLocations: [{ fullyQualifiedName: finding.table, kind: objectKind(report, finding.check, finding.table) }],
+        ...(location ? { physicalLocation: { artifactLocation: { uri: location.file }, region: { startLine: location.line } } } : {}),
+        logicalLocations: [{ fullyQualifiedName: objectLabel(finding.object), kind: finding.object.kind }],
       },
     ],
     partialFingerprints: { 'rlsAudit/v1': fingerprint },
@@ -154,7 +135,7 @@ function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerpri
 }
 
 export function toSarif(report: Report): SarifLog {
-  const checks = allChecks();
+  const checks = report.checks;
   const known = new Map(checks.map((check) => [check.id, check]));
   const reported = new Set(report.findings.map((finding) => finding.check));
   // Rules in the order `rls-audit checks` lists them; a check id this version does not know goes last.

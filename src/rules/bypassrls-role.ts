@@ -1,16 +1,20 @@
 import { elevatedRoleFindings } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const bypassrlsRole: Rule = {
-  id: 'bypassrls-role',
-  title: 'The application role has, or can SET ROLE to a role with, BYPASSRLS',
-  severity: 'critical',
-  kind: 'rule',
-  explanation:
-    'A role with the BYPASSRLS attribute skips every row-level security policy, even on tables that FORCE it, so every tenant sees ' +
-    'every row. The attribute is not inherited through membership, but a member can SET ROLE to the role whenever it likes. This rule ' +
-    'flags the application role itself and every BYPASSRLS role it belongs to (superusers are reported by superuser-role). Fix with ' +
-    'ALTER ROLE ... NOBYPASSRLS, or revoke the membership.',
-  confirmedBy: ['role-bypasses-rls', 'role-graph'],
-  evaluate: ({ catalog, plan }) => elevatedRoleFindings(catalog, plan, 'bypassrls-role', 'bypassRls'),
-};
+export const bypassrlsRole = defineRule({
+  meta: {
+    id: 'bypassrls-role',
+    title: 'The application role has, or can SET ROLE to a role with, BYPASSRLS',
+    severity: 'critical',
+    objectKind: 'role',
+    summary: 'The application role has BYPASSRLS, or can SET ROLE to a role that has it.',
+    example: 'The application role app_user has BYPASSRLS.',
+    explanation:
+      'A role with the BYPASSRLS attribute skips every row-level security policy, even on tables that FORCE it, so every tenant sees ' +
+      'every row. The attribute is not inherited through membership, but a member can SET ROLE to the role whenever it likes. This rule ' +
+      'flags the application role itself and every BYPASSRLS role it belongs to (superusers are reported by superuser-role). Fix with ' +
+      'ALTER ROLE ... NOBYPASSRLS, or revoke the membership.',
+    confirmedBy: ['role-bypasses-rls', 'role-graph'],
+  },
+  evaluate: ({ catalog, plan }, report) => elevatedRoleFindings(catalog, plan, report, 'bypassRls'),
+});

@@ -1,8 +1,8 @@
+import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
 import { applyingPolicies, clauseText, rlsApplies, type Command } from './policy-analysis.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
 const CONSEQUENCE: Record<Command, string> = {
   SELECT: 'reads return no rows',
@@ -11,19 +11,23 @@ const CONSEQUENCE: Record<Command, string> = {
   DELETE: 'deletes remove no rows',
 };
 
-export const commandCoverageGap: Rule = {
-  id: 'command-coverage-gap',
-  title: 'A granted command has no policy for the application role',
-  severity: 'info',
-  kind: 'rule',
-  explanation:
-    'Policies are per command (FOR SELECT, INSERT, UPDATE, DELETE or ALL). For a command the application role is granted but ' +
-    'no permissive policy covers, row-level security denies every row: SELECT returns nothing, INSERT raises an error, UPDATE ' +
-    'and DELETE silently touch nothing. Restrictive policies alone never grant access. This is a gap in what the application ' +
-    'can do, not a leak (hence info), and often the sign of a policy written FOR SELECT where FOR ALL was meant. Reported ' +
-    'for tenant-owned relations that have at least one policy for the role (none at all is rls-no-policy). Fix: add a tenant ' +
-    'policy for the command, or revoke the privilege.',
-  evaluate({ catalog, plan }) {
+export const commandCoverageGap = defineRule({
+  meta: {
+    id: 'command-coverage-gap',
+    title: 'A granted command has no policy for the application role',
+    severity: 'info',
+    objectKind: 'table',
+    summary: 'The application role holds a privilege for a command that no policy covers.',
+    example: 'app_user is granted INSERT, UPDATE and DELETE on public.orders but no policy covers them: those commands silently do nothing or fail.',
+    explanation:
+      'Policies are per command (FOR SELECT, INSERT, UPDATE, DELETE or ALL). For a command the application role is granted but ' +
+      'no permissive policy covers, row-level security denies every row: SELECT returns nothing, INSERT raises an error, UPDATE ' +
+      'and DELETE silently touch nothing. Restrictive policies alone never grant access. This is a gap in what the application ' +
+      'can do, not a leak (hence info), and often the sign of a policy written FOR SELECT where FOR ALL was meant. Reported ' +
+      'for tenant-owned relations that have at least one policy for the role (none at all is rls-no-policy). Fix: add a tenant ' +
+      'policy for the command, or revoke the privilege.',
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => rlsApplies(scope, relation) && isTenantOwned(scope, relation))
@@ -48,10 +52,9 @@ export const commandCoverageGap: Rule = {
           return `create policy ${name} on ${target} for ${command.toLowerCase()} to ${ident(plan.role)} ${clauses};`;
         });
         return [
-          ruleFinding({
-            check: 'command-coverage-gap',
+          report({
             severity: 'info',
-            table: relation.qualified,
+            object: relationObject(relation),
             message:
               `${plan.role} is granted ${listWords(gaps.map((gap) => gap.command))} on ${relation.qualified} but no permissive policy covers ${gaps.length === 1 ? 'it' : 'them'} for ${plan.role}` +
               `${restrictiveOnly.length ? ` (only restrictive policies apply to ${listWords(restrictiveOnly)}, and they never grant access alone)` : ''}: ${listWords(gaps.map((gap) => CONSEQUENCE[gap.command]))}.`,
@@ -62,4 +65,4 @@ export const commandCoverageGap: Rule = {
         ];
       });
   },
-};
+});

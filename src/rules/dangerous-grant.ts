@@ -1,9 +1,9 @@
 import type { Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import { atLeast, type Severity } from '../severity.js';
-import { inheritedBy, reachableBy, regclassLiteral, ruleFinding, tenantTables } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { inheritedBy, reachableBy, regclassLiteral, tenantTables } from './privilege-helpers.js';
+import { defineRule } from './types.js';
 
 /**
  * Privileges that reach around row-level security, and how bad each is by the severity rubric:
@@ -27,20 +27,24 @@ interface Holding {
   via: string;
 }
 
-export const dangerousGrant: Rule = {
-  id: 'dangerous-grant',
-  title: 'TRUNCATE, TRIGGER or REFERENCES on a tenant table is granted to the application role',
-  severity: 'high',
-  kind: 'rule',
-  explanation:
-    'Row-level security filters SELECT, INSERT, UPDATE and DELETE only. TRUNCATE empties the table for every tenant (high). TRIGGER ' +
-    "lets the role create a trigger that runs on every tenant's writes and can copy their rows elsewhere (high). REFERENCES lets it " +
-    'create a foreign key from a table of its own to the tenant table; the referential check ignores policies, so the role learns ' +
-    "which keys exist in other tenants (low: an existence oracle, and it also needs CREATE on a schema). This rule reads each tenant " +
-    'table\'s ACL for grants to the application role, to PUBLIC and to roles it belongs to; the privileges a table owner holds ' +
-    'implicitly are reported here for tables that force RLS (otherwise owner-without-force covers them). Fix: REVOKE the privilege.',
-  confirmedBy: ['truncate'],
-  evaluate({ catalog, plan }) {
+export const dangerousGrant = defineRule({
+  meta: {
+    id: 'dangerous-grant',
+    title: 'TRUNCATE, TRIGGER or REFERENCES on a tenant table is granted to the application role',
+    severity: 'high',
+    objectKind: 'table',
+    summary: 'TRUNCATE, TRIGGER or REFERENCES on a tenant table is granted to the application role.',
+    example: 'app_user holds TRUNCATE, TRIGGER on public.projects.',
+    explanation:
+      'Row-level security filters SELECT, INSERT, UPDATE and DELETE only. TRUNCATE empties the table for every tenant (high). TRIGGER ' +
+      "lets the role create a trigger that runs on every tenant's writes and can copy their rows elsewhere (high). REFERENCES lets it " +
+      'create a foreign key from a table of its own to the tenant table; the referential check ignores policies, so the role learns ' +
+      "which keys exist in other tenants (low: an existence oracle, and it also needs CREATE on a schema). This rule reads each tenant " +
+      'table\'s ACL for grants to the application role, to PUBLIC and to roles it belongs to; the privileges a table owner holds ' +
+      'implicitly are reported here for tables that force RLS (otherwise owner-without-force covers them). Fix: REVOKE the privilege.',
+    confirmedBy: ['truncate'],
+  },
+  evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];
     const reachable = reachableBy(catalog, plan.role);
     const inherited = inheritedBy(catalog, plan.role);
@@ -55,10 +59,9 @@ export const dangerousGrant: Rule = {
         .map((holding) => `revoke ${holding.privilege.toLowerCase()} on ${relationIdent(relation)} from ${holding.via === 'public' ? 'public' : ident(holding.via)};`);
       const owned = holdings.some((holding) => holding.via === relation.owner);
       findings.push(
-        ruleFinding({
-          check: 'dangerous-grant',
+        report({
           severity,
-          table: relation.qualified,
+          object: relationObject(relation),
           message: `The application role ${plan.role} holds ${privileges.join(', ')} on ${relation.qualified} (${grantees
             .map((grantee) => (grantee === plan.role ? 'granted to it' : grantee === 'public' ? 'granted to PUBLIC' : grantee === relation.owner ? `as owner ${grantee}` : `through ${grantee}`))
             .join(', ')}): ${privileges.map((privilege) => DANGEROUS[privilege]!.why).join('; ')}${
@@ -78,7 +81,7 @@ export const dangerousGrant: Rule = {
     }
     return findings;
   },
-};
+});
 
 function heldPrivileges(relation: Relation, reachable: Set<string>, actsAsOwner: boolean): Holding[] {
   const holdings: Holding[] = [];

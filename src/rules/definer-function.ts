@@ -9,26 +9,29 @@ import {
   referencedRelations,
   relationPlanOf,
   rlsBypassReason,
-  ruleFinding,
   type TableReference,
 } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const definerFunction: Rule = {
-  id: 'definer-function',
-  title: 'A SECURITY DEFINER function reads tenant tables without their policies',
-  severity: 'high',
-  kind: 'rule',
-  explanation:
-    'A SECURITY DEFINER function runs with the rights of its owner. When the owner is a superuser, has BYPASSRLS, or owns a tenant ' +
-    'table that does not force row-level security, the queries inside the function see every tenant, and any role that may EXECUTE ' +
-    'it (by default: PUBLIC) gets those rows. This rule finds the tenant tables a function names in its body and checks its owner ' +
-    'and the EXECUTE privilege of the application role. A function whose every query compares the tenant column with the tenant ' +
-    'setting (directly, through a variable, or a helper that reads it) filters by the caller\'s tenant and is reported as info; the ' +
-    'function-leak probe calls it to confirm either way. Fix: make it SECURITY INVOKER, or filter by the caller\'s tenant, and ' +
-    'revoke EXECUTE from PUBLIC. Bodies built with EXECUTE of dynamic SQL are not read.',
-  confirmedBy: ['function-leak'],
-  evaluate({ catalog, plan }) {
+export const definerFunction = defineRule({
+  meta: {
+    id: 'definer-function',
+    title: 'A SECURITY DEFINER function reads tenant tables without their policies',
+    severity: 'high',
+    objectKind: 'function',
+    summary: 'A SECURITY DEFINER function reads tenant tables past their policies and the application role may call it.',
+    example: "SECURITY DEFINER function projects_of(integer) reads public.projects with its owner's rights.",
+    explanation:
+      'A SECURITY DEFINER function runs with the rights of its owner. When the owner is a superuser, has BYPASSRLS, or owns a tenant ' +
+      'table that does not force row-level security, the queries inside the function see every tenant, and any role that may EXECUTE ' +
+      'it (by default: PUBLIC) gets those rows. This rule finds the tenant tables a function names in its body and checks its owner ' +
+      'and the EXECUTE privilege of the application role. A function whose every query compares the tenant column with the tenant ' +
+      'setting (directly, through a variable, or a helper that reads it) filters by the caller\'s tenant and is reported as info; the ' +
+      'function-leak probe calls it to confirm either way. Fix: make it SECURITY INVOKER, or filter by the caller\'s tenant, and ' +
+      'revoke EXECUTE from PUBLIC. Bodies built with EXECUTE of dynamic SQL are not read.',
+    confirmedBy: ['function-leak'],
+  },
+  evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];
     for (const fn of catalog.functions) {
       if (!fn.securityDefiner || fn.returnKind === 'trigger' || !fn.source || !canExecute(catalog, plan.role, fn)) continue;
@@ -52,10 +55,9 @@ export const definerFunction: Rule = {
       const why = [...new Set(bypassed.map(({ reason }) => reason))].join('; ');
       const filtered = filtersByCallerTenant(catalog, plan, fn.source, bypassed.map(({ reference }) => reference));
       findings.push(
-        ruleFinding({
-          check: 'definer-function',
+        report({
           severity: filtered ? 'info' : 'high',
-          table: fn.signature,
+          object: fn.signature,
           message: filtered
             ? `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} without their policies (${why}), but every query on them compares the tenant column with the caller's tenant setting.`
             : `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} with the rights of ${fn.owner}, bypassing their policies (${why}), and ${plan.role} may execute it: it can return or change every tenant's rows.`,
@@ -70,7 +72,7 @@ export const definerFunction: Rule = {
     }
     return findings;
   },
-};
+});
 
 /** Where the body's unqualified table names resolve: the function's pinned search_path, else its schema and public. */
 function searchSchemas(fn: FunctionInfo): string[] {

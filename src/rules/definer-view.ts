@@ -1,5 +1,5 @@
 import type { Catalog, Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import {
@@ -12,9 +12,8 @@ import {
   relationPlanOf,
   rlsBypassReason,
   roleNamed,
-  ruleFinding,
-} from './privilege-helpers.js';
-import type { Rule } from './types.js';
+  } from './privilege-helpers.js';
+import { defineRule } from './types.js';
 
 interface Leak {
   /** The tenant table read without its policies. */
@@ -58,20 +57,24 @@ function leaksOf(catalog: Catalog, plan: TenancyPlan, view: Relation): Leak[] {
   return leaks;
 }
 
-export const definerView: Rule = {
-  id: 'definer-view',
-  title: 'A view reads tenant tables with the rights of an owner who bypasses row-level security',
-  severity: 'high',
-  kind: 'rule',
-  explanation:
-    'A view normally reads its tables with the rights of the view\'s owner, not of the caller (a "security definer" view). When the ' +
-    'owner is a superuser, has BYPASSRLS, or owns a tenant table that does not force row-level security (the usual case: the ' +
-    'migration role created both), the policies of that table do not apply through the view, and every role that may select from ' +
-    'the view sees every tenant. PostgreSQL 15 added the security_invoker option, which makes the view read as the caller; on ' +
-    'older versions, give the view to a role that does not bypass RLS and force RLS on the tables it reads. A view that filters by ' +
-    'the caller\'s tenant itself is reported as info.',
-  confirmedBy: ['read-isolation'],
-  evaluate({ catalog, plan }) {
+export const definerView = defineRule({
+  meta: {
+    id: 'definer-view',
+    title: 'A view reads tenant tables with the rights of an owner who bypasses row-level security',
+    severity: 'high',
+    objectKind: 'view',
+    summary: 'A view reads tenant tables as an owner whom row-level security does not restrict.',
+    example: 'View public.project_names reads public.projects with the rights of postgres (a superuser); use `security_invoker` (PG 15+).',
+    explanation:
+      'A view normally reads its tables with the rights of the view\'s owner, not of the caller (a "security definer" view). When the ' +
+      'owner is a superuser, has BYPASSRLS, or owns a tenant table that does not force row-level security (the usual case: the ' +
+      'migration role created both), the policies of that table do not apply through the view, and every role that may select from ' +
+      'the view sees every tenant. PostgreSQL 15 added the security_invoker option, which makes the view read as the caller; on ' +
+      'older versions, give the view to a role that does not bypass RLS and force RLS on the tables it reads. A view that filters by ' +
+      'the caller\'s tenant itself is reported as info.',
+    confirmedBy: ['read-isolation'],
+  },
+  evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];
     for (const view of catalog.relations) {
       if (view.kind !== 'view' || view.securityInvoker || !canRead(catalog, plan.role, view)) continue;
@@ -84,10 +87,9 @@ export const definerView: Rule = {
       const tables = [...new Set(leaks.map((leak) => leak.table.qualified))];
       const reasons = [...new Set(leaks.map((leak) => leak.reason))];
       findings.push(
-        ruleFinding({
-          check: 'definer-view',
+        report({
           severity: filtered ? 'info' : 'high',
-          table: view.qualified,
+          object: relationObject(view),
           message: filtered
             ? `The view ${view.qualified} reads ${tables.join(', ')} without their policies (${reasons.join('; ')}), but its definition filters by the caller's tenant setting; keep every query in it that way, or make it security_invoker.`
             : `The view ${view.qualified} reads ${tables.join(', ')} with the rights of ${view.owner}, bypassing their policies (${reasons.join('; ')}), and ${plan.role} may select from it: it returns every tenant's rows.`,
@@ -102,7 +104,7 @@ export const definerView: Rule = {
     }
     return findings;
   },
-};
+});
 
 function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Leak[]): string {
   const target = relationIdent(view);

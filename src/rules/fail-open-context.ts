@@ -1,24 +1,28 @@
+import { relationObject } from '../findings.js';
 import { analyzeExpression, ALL_CLAUSES, clauseText, openPolicies } from './policy-analysis.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { fragment, isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf, tenantPolicyRewrite } from './relation-facts.js';
 import type { Policy } from '../catalog/types.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const failOpenContext: Rule = {
-  id: 'fail-open-context',
-  title: 'Policy that lets rows through when the tenant is not set',
-  severity: 'high',
-  kind: 'rule',
-  explanation:
-    'A policy branch that is true when the tenant setting is missing turns "no tenant" into "every tenant": ' +
-    '`current_setting(...) is null or ...` (a fresh connection), `= \'\'` or `coalesce(current_setting(...), \'\') = \'\'` ' +
-    '(a pooled connection after the transaction that set it ended: the setting then reads the empty string), ' +
-    '`tenant_id = coalesce(<setting>, tenant_id)` (compares the column with itself). Any request that reaches the database ' +
-    'without a tenant (a background job, a code path that forgot to set it, a pool) reads or writes every tenant\'s rows. ' +
-    'Not reported when a restrictive tenant policy without such a branch applies. Fix: compare with ' +
-    "`(select nullif(current_setting(name, true), '')::type)`, which is NULL, and so matches nothing, when the tenant is missing.",
-  confirmedBy: ['missing-context'],
-  evaluate({ catalog, plan }) {
+export const failOpenContext = defineRule({
+  meta: {
+    id: 'fail-open-context',
+    title: 'Policy that lets rows through when the tenant is not set',
+    severity: 'high',
+    objectKind: 'table',
+    summary: 'A policy lets rows through when the tenant setting is not set.',
+    example: 'On public.invoices, policy tenant_isolation is true whenever app.current_tenant is not set (`current_setting(...) IS NULL`).',
+    explanation:
+      'A policy branch that is true when the tenant setting is missing turns "no tenant" into "every tenant": ' +
+      '`current_setting(...) is null or ...` (a fresh connection), `= \'\'` or `coalesce(current_setting(...), \'\') = \'\'` ' +
+      '(a pooled connection after the transaction that set it ended: the setting then reads the empty string), ' +
+      '`tenant_id = coalesce(<setting>, tenant_id)` (compares the column with itself). Any request that reaches the database ' +
+      'without a tenant (a background job, a code path that forgot to set it, a pool) reads or writes every tenant\'s rows. ' +
+      'Not reported when a restrictive tenant policy without such a branch applies. Fix: compare with ' +
+      "`(select nullif(current_setting(name, true), '')::type)`, which is NULL, and so matches nothing, when the tenant is missing.",
+    confirmedBy: ['missing-context'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
@@ -52,10 +56,9 @@ export const failOpenContext: Rule = {
         const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command.toLowerCase())))];
         const list = [...culprits.values()];
         return [
-          ruleFinding({
-            check: 'fail-open-context',
+          report({
             severity: 'high',
-            table: relation.qualified,
+            object: relationObject(relation),
             message:
               `On ${relation.qualified}, ${list.map((entry) => `policy ${entry.policy.name} is true whenever ${plan.setting} is not set ${[...entry.fragments].map(fragment).join(', ')}`).join('; ')}, ` +
               `so a request without a tenant can ${listWords(commands)} every tenant's rows.`,
@@ -66,4 +69,4 @@ export const failOpenContext: Rule = {
         ];
       });
   },
-};
+});

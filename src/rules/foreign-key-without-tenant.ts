@@ -1,9 +1,9 @@
 import { policiesFor } from '../catalog/roles.js';
 import type { Catalog, ForeignKey, Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import { constraintObject, type Finding } from '../findings.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
-import { referencedRelations, regclassLiteral, relationNamed, relationPlanOf, roleHolds, ruleFinding, tenantTables } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { referencedRelations, regclassLiteral, relationNamed, relationPlanOf, roleHolds, tenantTables } from './privilege-helpers.js';
+import { defineRule } from './types.js';
 
 function sameColumns(a: readonly (string | null)[], b: readonly string[]): boolean {
   return a.length === b.length && b.every((column) => a.includes(column));
@@ -37,21 +37,25 @@ function policiesCheckParent(catalog: Catalog, relation: Relation, role: string,
   });
 }
 
-export const foreignKeyWithoutTenant: Rule = {
-  id: 'foreign-key-without-tenant',
-  title: 'A foreign key between tenant tables does not include the tenant column',
-  severity: 'medium',
-  kind: 'rule',
-  explanation:
-    'Foreign-key checks ignore row-level security: PostgreSQL looks the referenced row up with the rights of the table owner. A ' +
-    'foreign key from one tenant table to another on the id alone (conversation_id -> conversations.id) therefore accepts an id ' +
-    "that belongs to another tenant: a tenant's message can point into another tenant's conversation, and the error for an id that " +
-    'does not exist anywhere tells the two cases apart. Make the key composite, (tenant_id, conversation_id) -> conversations ' +
-    "(tenant_id, id), so the reference must stay within the tenant (the parent needs a unique key on (tenant_id, id)). A write " +
-    'policy that itself requires the parent row to be visible also prevents it and is recognised. Only tables the application role ' +
-    'may insert into or update are checked.',
-  confirmedBy: ['cross-tenant-reference'],
-  evaluate({ catalog, plan }) {
+export const foreignKeyWithoutTenant = defineRule({
+  meta: {
+    id: 'foreign-key-without-tenant',
+    title: 'A foreign key between tenant tables does not include the tenant column',
+    severity: 'medium',
+    objectKind: 'constraint',
+    summary: 'A foreign key between tenant tables accepts a parent row of another tenant.',
+    example: 'messages_conversation_id_fkey (conversation_id) -> public.conversations (id) does not include tenant_id.',
+    explanation:
+      'Foreign-key checks ignore row-level security: PostgreSQL looks the referenced row up with the rights of the table owner. A ' +
+      'foreign key from one tenant table to another on the id alone (conversation_id -> conversations.id) therefore accepts an id ' +
+      "that belongs to another tenant: a tenant's message can point into another tenant's conversation, and the error for an id that " +
+      'does not exist anywhere tells the two cases apart. Make the key composite, (tenant_id, conversation_id) -> conversations ' +
+      "(tenant_id, id), so the reference must stay within the tenant (the parent needs a unique key on (tenant_id, id)). A write " +
+      'policy that itself requires the parent row to be visible also prevents it and is recognised. Only tables the application role ' +
+      'may insert into or update are checked.',
+    confirmedBy: ['cross-tenant-reference'],
+  },
+  evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];
     for (const { relation, relationPlan } of tenantTables(catalog, plan)) {
       const tenantColumn = relationPlan.tenantColumn;
@@ -65,10 +69,9 @@ export const foreignKeyWithoutTenant: Rule = {
         const scoped = foreignKey.columns.some((column, index) => column === tenantColumn && foreignKey.referencedColumns[index] === parentTenant);
         if (scoped || policiesCheckParent(catalog, relation, plan.role, foreignKey)) continue;
         findings.push(
-          ruleFinding({
-            check: 'foreign-key-without-tenant',
+          report({
             severity: 'medium',
-            table: relation.qualified,
+            object: constraintObject(relation.qualified, foreignKey.name, foreignKey.columns),
             message: `The foreign key ${foreignKey.name} on ${relation.qualified} (${foreignKey.columns.join(', ')}) -> ${parent.qualified} (${foreignKey.referencedColumns.join(', ')}) does not include ${tenantColumn}: a row of one tenant can reference another tenant's ${parent.qualified} row, because the check ignores policies.`,
             sql: `select conname, pg_get_constraintdef(oid) as definition from pg_constraint where conrelid = ${regclassLiteral(relation.qualified)} and conname = ${literal(foreignKey.name)};`,
             details: `${foreignKey.definition}\n${relation.qualified}.${tenantColumn} and ${parent.qualified}.${parentTenant} carry the tenant`,
@@ -79,7 +82,7 @@ export const foreignKeyWithoutTenant: Rule = {
     }
     return findings;
   },
-};
+});
 
 function foreignKeyFix(catalog: Catalog, relation: Relation, parent: Relation, foreignKey: ForeignKey, tenantColumn: string, parentTenant: string): string {
   const lines: string[] = [];

@@ -1,20 +1,24 @@
+import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { isTenantOwned, listWords, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const foreignTableExposed: Rule = {
-  id: 'foreign-table-exposed',
-  title: 'Foreign table over tenant data usable by the application role',
-  severity: 'high',
-  kind: 'rule',
-  explanation:
-    'Row-level security cannot be enabled on a foreign table: PostgreSQL applies no policy to it, and the remote side sees ' +
-    'the user mapping\'s credentials, not the tenant. A foreign table with tenant data that the application role may read ' +
-    '(or write) exposes every tenant\'s rows. Reported for tenant-owned foreign tables (they have a tenant column) the role may ' +
-    'use. Fix: revoke the privileges and expose a security-barrier view that filters by the current tenant.',
-  confirmedBy: ['read-isolation'],
-  evaluate({ catalog, plan }) {
+export const foreignTableExposed = defineRule({
+  meta: {
+    id: 'foreign-table-exposed',
+    title: 'Foreign table over tenant data usable by the application role',
+    severity: 'high',
+    objectKind: 'table',
+    summary: 'A foreign table over tenant data is usable by the application role; no policy applies to it.',
+    example: 'app_user may select public.shipments, a foreign table with tenant data.',
+    explanation:
+      'Row-level security cannot be enabled on a foreign table: PostgreSQL applies no policy to it, and the remote side sees ' +
+      'the user mapping\'s credentials, not the tenant. A foreign table with tenant data that the application role may read ' +
+      '(or write) exposes every tenant\'s rows. Reported for tenant-owned foreign tables (they have a tenant column) the role may ' +
+      'use. Fix: revoke the privileges and expose a security-barrier view that filters by the current tenant.',
+    confirmedBy: ['read-isolation'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => relation.kind === 'foreign-table' && isTenantOwned(scope, relation) && rowCommandsOf(scope, relation).length)
@@ -26,10 +30,9 @@ export const foreignTableExposed: Rule = {
         const filtered = column
           ? `create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};\ngrant select on ${view} to ${ident(plan.role)};`
           : '';
-        return ruleFinding({
-          check: 'foreign-table-exposed',
+        return report({
           severity: 'high',
-          table: relation.qualified,
+          object: relationObject(relation),
           message: `${plan.role} may ${listWords(commands.map((command) => command.toLowerCase()))} ${relation.qualified}, a foreign table with tenant data: row-level security cannot apply to foreign tables, so it reaches every tenant's rows.`,
           sql: relationStateSql(scope, relation),
           details: `foreign table; ${plan.role} may ${listWords(commands)}`,
@@ -37,4 +40,4 @@ export const foreignTableExposed: Rule = {
         });
       });
   },
-};
+});

@@ -1,22 +1,27 @@
+import { relationObject } from '../findings.js';
 import { currentTenantExpression } from '../fixes.js';
 import { ident, literal, relationIdent } from '../sql.js';
-import { regclassLiteral, ruleFinding } from './privilege-helpers.js';
+import { regclassLiteral } from './privilege-helpers.js';
 import { isTenantOwned, listWords, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const futurePartitions: Rule = {
-  id: 'future-partitions',
-  title: 'Partitions created later start without row-level security',
-  severity: 'info',
-  kind: 'rule',
-  explanation:
-    'Row-level security is enabled, forced and given policies per relation; CREATE TABLE ... PARTITION OF (or INHERITS) copies ' +
-    'none of it. As long as the application reaches partitions only through their parent this does not matter. When it is ' +
-    'granted privileges on the partitions themselves (typically by GRANT ... ON ALL TABLES or default privileges), every ' +
-    'partition created later is one more relation to protect, and starts unprotected. Reported once per tenant-owned parent ' +
-    'whose existing partitions show that pattern. Fix: stop granting partitions directly; otherwise give every new partition ' +
-    'RLS, FORCE and the tenant policy in the same migration that creates it.',
-  evaluate({ catalog, plan }) {
+export const futurePartitions = defineRule({
+  meta: {
+    id: 'future-partitions',
+    title: 'Partitions created later start without row-level security',
+    severity: 'info',
+    objectKind: 'table',
+    summary: 'Partitions created later on a partitioned tenant table start without row-level security.',
+    example: 'app_user is granted privileges on the partitions of public.readings directly: each partition created later starts unprotected.',
+    explanation:
+      'Row-level security is enabled, forced and given policies per relation; CREATE TABLE ... PARTITION OF (or INHERITS) copies ' +
+      'none of it. As long as the application reaches partitions only through their parent this does not matter. When it is ' +
+      'granted privileges on the partitions themselves (typically by GRANT ... ON ALL TABLES or default privileges), every ' +
+      'partition created later is one more relation to protect, and starts unprotected. Reported once per tenant-owned parent ' +
+      'whose existing partitions show that pattern. Fix: stop granting partitions directly; otherwise give every new partition ' +
+      'RLS, FORCE and the tenant policy in the same migration that creates it.',
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => (relation.kind === 'partitioned-table' || relation.kind === 'table') && isTenantOwned(scope, relation))
@@ -34,10 +39,9 @@ export const futurePartitions: Rule = {
           `-- alter table ${parent.schema}.<new_partition> force row level security;\n` +
           `-- create policy tenant_isolation on ${parent.schema}.<new_partition> for all to ${ident(plan.role)} using (${predicate}) with check (${predicate});`;
         return [
-          ruleFinding({
-            check: 'future-partitions',
+          report({
             severity: 'info',
-            table: parent.qualified,
+            object: relationObject(parent),
             message:
               `${plan.role} is granted privileges on ${granted.length} of the ${children.length} ${kind} of ${parent.qualified} directly ` +
               `(${granted.map((child) => child.name).join(', ')}${unprotected.length ? `; ${unprotected.length} without row-level security` : ''}): row-level security is per relation, so each one created later starts unprotected and needs its own RLS, FORCE and tenant policy.`,
@@ -50,4 +54,4 @@ export const futurePartitions: Rule = {
         ];
       });
   },
-};
+});

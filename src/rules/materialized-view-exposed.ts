@@ -1,21 +1,25 @@
+import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { isTenantOwned, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const materializedViewExposed: Rule = {
-  id: 'materialized-view-exposed',
-  title: 'Materialized view over tenant data readable by the application role',
-  severity: 'high',
-  kind: 'rule',
-  explanation:
-    'A materialized view stores the result of its query, computed with the rights of whoever refreshed it, and row-level ' +
-    'security cannot be enabled on it: whoever may select from it reads every tenant\'s rows it holds, whatever the policies of ' +
-    'the tables it was built from. Reported for materialized views that read tenant-owned relations (directly or through views) ' +
-    'and that the application role may select. Fix: revoke SELECT and expose it through a view that filters by the current ' +
-    'tenant (owned by a role that may read the materialized view), or replace it with a table that has row-level security.',
-  confirmedBy: ['read-isolation'],
-  evaluate({ catalog, plan }) {
+export const materializedViewExposed = defineRule({
+  meta: {
+    id: 'materialized-view-exposed',
+    title: 'Materialized view over tenant data readable by the application role',
+    severity: 'high',
+    objectKind: 'view',
+    summary: 'A materialized view over tenant data is readable by the application role; no policy applies to it.',
+    example: 'app_user may select from public.order_totals, a materialized view over public.orders: RLS does not apply to it.',
+    explanation:
+      'A materialized view stores the result of its query, computed with the rights of whoever refreshed it, and row-level ' +
+      'security cannot be enabled on it: whoever may select from it reads every tenant\'s rows it holds, whatever the policies of ' +
+      'the tables it was built from. Reported for materialized views that read tenant-owned relations (directly or through views) ' +
+      'and that the application role may select. Fix: revoke SELECT and expose it through a view that filters by the current ' +
+      'tenant (owned by a role that may read the materialized view), or replace it with a table that has row-level security.',
+    confirmedBy: ['read-isolation'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => relation.kind === 'materialized-view' && isTenantOwned(scope, relation) && rowCommandsOf(scope, relation).includes('SELECT'))
@@ -28,10 +32,9 @@ export const materializedViewExposed: Rule = {
             `create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};\n` +
             `grant select on ${view} to ${ident(plan.role)};`
           : `-- ${relation.qualified} has no tenant column: add one to its query, then expose it through a view that filters on it`;
-        return ruleFinding({
-          check: 'materialized-view-exposed',
+        return report({
           severity: 'high',
-          table: relation.qualified,
+          object: relationObject(relation),
           message: `${plan.role} may select from ${relation.qualified}, a materialized view over ${relation.dependsOn.join(', ')}: row-level security does not apply to materialized views, so it reads every tenant's rows stored in it.`,
           sql: relationStateSql(scope, relation),
           details: `materialized view reading ${relation.dependsOn.join(', ')}\n${relation.viewDefinition?.trim() ?? ''}`,
@@ -39,4 +42,4 @@ export const materializedViewExposed: Rule = {
         });
       });
   },
-};
+});

@@ -1,28 +1,32 @@
+import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
 import { ALL_CLAUSES, openPolicies, type OpenPolicy } from './policy-analysis.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
 function settingsOf(entry: OpenPolicy): string[] {
   return [...new Set(entry.branches.flatMap((branch) => branch.branch.settings))];
 }
 
-export const nonTenantSetting: Rule = {
-  id: 'non-tenant-setting',
-  title: 'Policy that widens access on a setting other than the tenant',
-  severity: 'medium',
-  kind: 'rule',
-  explanation:
-    'Custom settings (`app.is_admin`, `app.role`) can be set by any session with set_config or SET: PostgreSQL does not know ' +
-    'who set them. A permissive branch that admits rows of every tenant when such a setting has some value ' +
-    "(`current_setting('app.is_admin', true) = 'on' or ...`) is a master key: any code that can run SQL as the application " +
-    'role reads across all tenants at once, without knowing any tenant id. (A setting compared with a column, such as ' +
-    '`owner_id = current_setting(\'app.user_id\')::int`, scopes rows to a session identity like the tenant setting does and is ' +
-    'not reported.) Not reported when a restrictive tenant policy applies. Fix: keep the tenant predicate in every branch (or ' +
-    'fence with a restrictive tenant policy); give cross-tenant access to a separate role, not a setting.',
-  confirmedBy: ['spoofable-setting'],
-  evaluate({ catalog, plan }) {
+export const nonTenantSetting = defineRule({
+  meta: {
+    id: 'non-tenant-setting',
+    title: 'Policy that widens access on a setting other than the tenant',
+    severity: 'medium',
+    objectKind: 'table',
+    summary: "A policy widens access on a setting other than the tenant's (an escape hatch).",
+    example: "On public.tickets, policy tenant_or_admin admits rows when `current_setting('app.is_admin', true) = 'on'`.",
+    explanation:
+      'Custom settings (`app.is_admin`, `app.role`) can be set by any session with set_config or SET: PostgreSQL does not know ' +
+      'who set them. A permissive branch that admits rows of every tenant when such a setting has some value ' +
+      "(`current_setting('app.is_admin', true) = 'on' or ...`) is a master key: any code that can run SQL as the application " +
+      'role reads across all tenants at once, without knowing any tenant id. (A setting compared with a column, such as ' +
+      '`owner_id = current_setting(\'app.user_id\')::int`, scopes rows to a session identity like the tenant setting does and is ' +
+      'not reported.) Not reported when a restrictive tenant policy applies. Fix: keep the tenant predicate in every branch (or ' +
+      'fence with a restrictive tenant policy); give cross-tenant access to a separate role, not a setting.',
+    confirmedBy: ['spoofable-setting'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
@@ -33,10 +37,9 @@ export const nonTenantSetting: Rule = {
         const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command.toLowerCase())))];
         const fence = fenceSql(scope, relation);
         return [
-          ruleFinding({
-            check: 'non-tenant-setting',
+          report({
             severity: 'medium',
-            table: relation.qualified,
+            object: relationObject(relation),
             message:
               `On ${relation.qualified}, ${open.map((entry) => `policy ${entry.policy.name} admits rows without the tenant when ${entry.branches.map((branch) => fragment(branch.branch.reason)).join(' or ')}`).join('; ')}: ` +
               `any session can set ${listWords(settings)} (set_config) and ${listWords(commands)} other tenants' rows.`,
@@ -49,4 +52,4 @@ export const nonTenantSetting: Rule = {
         ];
       });
   },
-};
+});

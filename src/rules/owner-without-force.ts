@@ -1,29 +1,33 @@
+import { relationObject } from '../findings.js';
 import { literal, relationIdent } from '../sql.js';
-import { inheritedBy, regclassLiteral, ruleFinding, tenantTables } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { inheritedBy, regclassLiteral, tenantTables } from './privilege-helpers.js';
+import { defineRule } from './types.js';
 
-export const ownerWithoutForce: Rule = {
-  id: 'owner-without-force',
-  title: 'The application role owns a tenant table that does not force row-level security',
-  severity: 'critical',
-  kind: 'rule',
-  explanation:
-    "A table's owner, and every role that inherits the owner's rights, is exempt from the table's policies unless the table has FORCE " +
-    'ROW LEVEL SECURITY. An application that connects as the role that ran the migrations therefore sees every tenant. This rule ' +
-    'flags tenant-owned tables with row-level security enabled but not forced whose owner is the application role or a role it ' +
-    'inherits from (tables without row-level security at all are rls-disabled findings). Fix: FORCE row-level security, and better, ' +
-    'give the tables to a role the application does not use.',
-  confirmedBy: ['role-owns-table', 'read-isolation'],
-  evaluate({ catalog, plan }) {
+export const ownerWithoutForce = defineRule({
+  meta: {
+    id: 'owner-without-force',
+    title: 'The application role owns a tenant table that does not force row-level security',
+    severity: 'critical',
+    objectKind: 'table',
+    summary: 'The application role owns a tenant table that does not force row-level security.',
+    example: 'app_user inherits the rights of app_owner, owner of public.projects, which does not force RLS.',
+    explanation:
+      "A table's owner, and every role that inherits the owner's rights, is exempt from the table's policies unless the table has FORCE " +
+      'ROW LEVEL SECURITY. An application that connects as the role that ran the migrations therefore sees every tenant. This rule ' +
+      'flags tenant-owned tables with row-level security enabled but not forced whose owner is the application role or a role it ' +
+      'inherits from (tables without row-level security at all are rls-disabled findings). Fix: FORCE row-level security, and better, ' +
+      'give the tables to a role the application does not use.',
+    confirmedBy: ['role-owns-table', 'read-isolation'],
+  },
+  evaluate({ catalog, plan }, report) {
     const roles = inheritedBy(catalog, plan.role);
     return tenantTables(catalog, plan)
       .filter(({ relation }) => relation.rlsEnabled && !relation.rlsForced && roles.has(relation.owner))
       .map(({ relation }) => {
         const direct = relation.owner === plan.role;
-        return ruleFinding({
-          check: 'owner-without-force',
+        return report({
           severity: 'critical',
-          table: relation.qualified,
+          object: relationObject(relation),
           message: direct
             ? `The application role ${plan.role} owns ${relation.qualified}, which does not force row-level security: its policies do not apply to the application.`
             : `The application role ${plan.role} inherits the rights of ${relation.owner}, owner of ${relation.qualified}, which does not force row-level security: its policies do not apply to the application.`,
@@ -37,4 +41,4 @@ export const ownerWithoutForce: Rule = {
         });
       });
   },
-};
+});

@@ -1,22 +1,26 @@
+import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const partitionWithoutRls: Rule = {
-  id: 'partition-without-rls',
-  title: 'Partition or inheritance child without row-level security, reachable directly',
-  severity: 'high',
-  kind: 'rule',
-  explanation:
-    'Row-level security and policies belong to each relation. A query on a partitioned (or inheritance parent) table applies the ' +
-    "parent's policies to the rows of every partition, but a query that names a partition or child directly applies that " +
-    "relation's own, and a partition is created with row-level security disabled. When the application role holds privileges " +
-    "on such a partition, `select * from measurements_p0` reads every tenant's rows in it. Reported only when the role may " +
-    'use the partition directly (access through the parent alone is safe). Fix: revoke the direct grants (the parent is enough), ' +
-    'or enable row-level security on the partition with a tenant policy.',
-  confirmedBy: ['read-isolation'],
-  evaluate({ catalog, plan }) {
+export const partitionWithoutRls = defineRule({
+  meta: {
+    id: 'partition-without-rls',
+    title: 'Partition or inheritance child without row-level security, reachable directly',
+    severity: 'high',
+    objectKind: 'table',
+    summary: 'A partition or inheritance child without row-level security can be queried directly.',
+    example: 'public.measurements_a is a partition without RLS of its own, and app_user may query it directly.',
+    explanation:
+      'Row-level security and policies belong to each relation. A query on a partitioned (or inheritance parent) table applies the ' +
+      "parent's policies to the rows of every partition, but a query that names a partition or child directly applies that " +
+      "relation's own, and a partition is created with row-level security disabled. When the application role holds privileges " +
+      "on such a partition, `select * from measurements_p0` reads every tenant's rows in it. Reported only when the role may " +
+      'use the partition directly (access through the parent alone is safe). Fix: revoke the direct grants (the parent is enough), ' +
+      'or enable row-level security on the partition with a tenant policy.',
+    confirmedBy: ['read-isolation'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => isChild(relation) && !relation.rlsEnabled && isTenantOwned(scope, relation))
@@ -27,10 +31,9 @@ export const partitionWithoutRls: Rule = {
         const kind = relation.partitionOf ? 'partition' : 'inheritance child';
         const target = relationIdent(relation);
         return [
-          ruleFinding({
-            check: 'partition-without-rls',
+          report({
             severity: 'high',
-            table: relation.qualified,
+            object: relationObject(relation),
             message:
               `${relation.qualified} is ${relation.partitionOf ? 'a' : 'an'} ${kind} of ${parent} without row-level security of its own, and ${plan.role} may ` +
               `${listWords(commands.map((command) => command.toLowerCase()))} it directly: the policies of ${parent} do not apply there, so every tenant's rows in it are exposed.`,
@@ -41,4 +44,4 @@ export const partitionWithoutRls: Rule = {
         ];
       });
   },
-};
+});

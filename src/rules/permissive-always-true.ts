@@ -1,8 +1,8 @@
+import { relationObject } from '../findings.js';
 import type { Severity } from '../severity.js';
 import { openPolicies, READ_CLAUSES, type OpenPolicy } from './policy-analysis.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { commandVerb, fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
 function describeOpen(entry: OpenPolicy): string {
   const always = entry.branches.find((branch) => branch.kind === 'always-true');
@@ -12,20 +12,24 @@ function describeOpen(entry: OpenPolicy): string {
   return `permissive policy ${entry.policy.name} (for ${entry.policy.command.toLowerCase()}) ${how}`;
 }
 
-export const permissiveAlwaysTrue: Rule = {
-  id: 'permissive-always-true',
-  title: 'Permissive policy that lets other tenants\' rows through',
-  severity: 'critical',
-  kind: 'rule',
-  explanation:
-    'Permissive policies are ORed: one that is always true (`using (true)`, `1 = 1`, `... or true`) or that admits rows by a ' +
-    'condition unrelated to the tenant (`or is_public`, `or size_bytes > 0`, a foreign-key sub-select over a table without ' +
-    'row-level security) opens the table to every tenant, whatever the tenant policy next to it says. Not reported when a ' +
-    'restrictive tenant policy applies to the same commands (restrictive policies are ANDed, so the permissive one cannot ' +
-    'widen access). Critical when it opens reads, high when it opens only UPDATE or DELETE (blind writes). Fix: drop or ' +
-    'rewrite the policy, or fence it with a restrictive tenant policy.',
-  confirmedBy: ['read-isolation', 'blind-update', 'blind-delete', 'foreign-update', 'foreign-delete'],
-  evaluate({ catalog, plan }) {
+export const permissiveAlwaysTrue = defineRule({
+  meta: {
+    id: 'permissive-always-true',
+    title: 'Permissive policy that lets other tenants\' rows through',
+    severity: 'critical',
+    objectKind: 'table',
+    summary: 'A permissive policy has a branch that does not confine rows to the current tenant.',
+    example: 'On public.documents, permissive policy support_can_read (for select) is always true; not reported when a restrictive tenant policy fences it.',
+    explanation:
+      'Permissive policies are ORed: one that is always true (`using (true)`, `1 = 1`, `... or true`) or that admits rows by a ' +
+      'condition unrelated to the tenant (`or is_public`, `or size_bytes > 0`, a foreign-key sub-select over a table without ' +
+      'row-level security) opens the table to every tenant, whatever the tenant policy next to it says. Not reported when a ' +
+      'restrictive tenant policy applies to the same commands (restrictive policies are ANDed, so the permissive one cannot ' +
+      'widen access). Critical when it opens reads, high when it opens only UPDATE or DELETE (blind writes). Fix: drop or ' +
+      'rewrite the policy, or fence it with a restrictive tenant policy.',
+    confirmedBy: ['read-isolation', 'blind-update', 'blind-delete', 'foreign-update', 'foreign-delete'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
@@ -36,10 +40,9 @@ export const permissiveAlwaysTrue: Rule = {
         const severity: Severity = commands.includes('SELECT') ? 'critical' : 'high';
         const fence = fenceSql(scope, relation);
         return [
-          ruleFinding({
-            check: 'permissive-always-true',
+          report({
             severity,
-            table: relation.qualified,
+            object: relationObject(relation),
             message:
               `On ${relation.qualified}, ${open.map(describeOpen).join('; ')}: permissive policies are ORed, so ${plan.role} ` +
               `${listWords(commands.map(commandVerb))} every tenant's rows.`,
@@ -50,4 +53,4 @@ export const permissiveAlwaysTrue: Rule = {
         ];
       });
   },
-};
+});

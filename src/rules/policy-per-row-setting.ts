@@ -1,20 +1,24 @@
-import type { Finding } from '../findings.js';
-import { alterPolicySql, describePolicy, functionCalls, policyEvidenceSql, ruleFinding, wrapCallsInSubselect } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { relationObject, type Finding } from '../findings.js';
+import { alterPolicySql, describePolicy, functionCalls, policyEvidenceSql, wrapCallsInSubselect } from './privilege-helpers.js';
+import { defineRule } from './types.js';
 
 const SETTING_FUNCTIONS = new Set(['current_setting', 'pg_catalog.current_setting']);
 
-export const policyPerRowSetting: Rule = {
-  id: 'policy-per-row-setting',
-  title: 'A policy evaluates current_setting once per row instead of once per statement',
-  severity: 'info',
-  kind: 'rule',
-  explanation:
-    'A policy predicate such as `tenant_id = current_setting(\'app.current_tenant\')::int` calls current_setting, and casts its ' +
-    'result, for every row the query looks at when PostgreSQL cannot turn it into an index condition. Written as a sub-select, ' +
-    '`tenant_id = (select current_setting(\'app.current_tenant\')::int)`, it becomes an initplan: evaluated once per statement, ' +
-    'and its value usable for an index scan. The result is the same; only the cost differs, and it grows with table size.',
-  evaluate({ catalog }) {
+export const policyPerRowSetting = defineRule({
+  meta: {
+    id: 'policy-per-row-setting',
+    title: 'A policy evaluates current_setting once per row instead of once per statement',
+    severity: 'info',
+    objectKind: 'table',
+    summary: 'A policy evaluates current_setting once per row instead of once per statement.',
+    example: 'Policy tenant_isolation on public.notes calls current_setting outside a sub-select: evaluated per row, not once (use the `(select ...)` form).',
+    explanation:
+      'A policy predicate such as `tenant_id = current_setting(\'app.current_tenant\')::int` calls current_setting, and casts its ' +
+      'result, for every row the query looks at when PostgreSQL cannot turn it into an index condition. Written as a sub-select, ' +
+      '`tenant_id = (select current_setting(\'app.current_tenant\')::int)`, it becomes an initplan: evaluated once per statement, ' +
+      'and its value usable for an index scan. The result is the same; only the cost differs, and it grows with table size.',
+  },
+  evaluate({ catalog }, report) {
     const findings: Finding[] = [];
     for (const relation of catalog.relations) {
       for (const policy of relation.policies) {
@@ -22,10 +26,9 @@ export const policyPerRowSetting: Rule = {
         const perRow = expressions.flatMap((expression) => functionCalls(expression).filter((call) => SETTING_FUNCTIONS.has(call.name) && !call.inSubselect));
         if (!perRow.length) continue;
         findings.push(
-          ruleFinding({
-            check: 'policy-per-row-setting',
+          report({
             severity: 'info',
-            table: relation.qualified,
+            object: relationObject(relation),
             message: `The policy ${policy.name} on ${relation.qualified} calls current_setting outside a sub-select, so it is evaluated for each row rather than once per statement.`,
             sql: policyEvidenceSql(policy),
             details: describePolicy(policy),
@@ -38,4 +41,4 @@ export const policyPerRowSetting: Rule = {
     }
     return findings;
   },
-};
+});

@@ -1,24 +1,29 @@
+import { relationObject } from '../findings.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import { ALL_CLAUSES, analyzeExpression, clauseText, openPolicies } from './policy-analysis.js';
-import { inheritedBy, membershipPath, regclassLiteral, ruleFinding } from './privilege-helpers.js';
+import { inheritedBy, membershipPath, regclassLiteral } from './privilege-helpers.js';
 import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const policyRoleScope: Rule = {
-  id: 'policy-role-scope',
-  title: 'Widening policy that reaches the application role through PUBLIC or a role membership',
-  severity: 'medium',
-  kind: 'rule',
-  explanation:
-    'A policy applies to the roles in its TO clause (PUBLIC, the default when TO is omitted, means every role) and to every ' +
-    'role that inherits from them. A policy meant for support staff or an administrator (`to support using (true)`) also ' +
-    'applies to the application role when it is a member of that role; one whose TO was forgotten applies to everyone. ' +
-    'Reported for permissive policies on tenant-owned tables that never tie rows to the tenant (no branch compares the tenant) ' +
-    'and let rows through for a command the application role may run, when they reach it through a role membership, or through ' +
-    "PUBLIC on a table whose other policies name roles (so PUBLIC looks like a forgotten TO). A tenant policy scoped to PUBLIC " +
-    'is fine, and a tenant policy with a flawed branch is a policy-logic finding, not this one. Fix: revoke the membership or ' +
-    'scope the policy to the role it is meant for, and/or fence with a restrictive tenant policy.',
-  evaluate({ catalog, plan }) {
+export const policyRoleScope = defineRule({
+  meta: {
+    id: 'policy-role-scope',
+    title: 'Widening policy that reaches the application role through PUBLIC or a role membership',
+    severity: 'medium',
+    objectKind: 'table',
+    summary: 'A widening policy reaches the application role through PUBLIC or a role membership.',
+    example: 'Policy support_reads is for support and reaches app_user through its membership, and admits rows without the tenant.',
+    explanation:
+      'A policy applies to the roles in its TO clause (PUBLIC, the default when TO is omitted, means every role) and to every ' +
+      'role that inherits from them. A policy meant for support staff or an administrator (`to support using (true)`) also ' +
+      'applies to the application role when it is a member of that role; one whose TO was forgotten applies to everyone. ' +
+      'Reported for permissive policies on tenant-owned tables that never tie rows to the tenant (no branch compares the tenant) ' +
+      'and let rows through for a command the application role may run, when they reach it through a role membership, or through ' +
+      "PUBLIC on a table whose other policies name roles (so PUBLIC looks like a forgotten TO). A tenant policy scoped to PUBLIC " +
+      'is fine, and a tenant policy with a flawed branch is a policy-logic finding, not this one. Fix: revoke the membership or ' +
+      'scope the policy to the role it is meant for, and/or fence with a restrictive tenant policy.',
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     const inherited = inheritedBy(catalog, plan.role);
     return catalog.relations
@@ -61,10 +66,9 @@ export const policyRoleScope: Rule = {
             : `-- scope it to the role it is meant for: alter policy ${ident(entry.policy.name)} on ${target} to <that role>;`;
         });
         return [
-          ruleFinding({
-            check: 'policy-role-scope',
+          report({
             severity: 'medium',
-            table: relation.qualified,
+            object: relationObject(relation),
             message: `On ${relation.qualified}, ${describe.join('; ')}.`,
             sql:
               `${policiesSql(relation)}\nselect r.rolname, pg_has_role(${literal(plan.role)}, r.oid, 'USAGE') as app_role_inherits from pg_roles r ` +
@@ -75,4 +79,4 @@ export const policyRoleScope: Rule = {
         ];
       });
   },
-};
+});

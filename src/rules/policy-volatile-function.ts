@@ -1,7 +1,7 @@
 import type { Catalog, FunctionInfo } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
-import { alterPolicySql, describePolicy, functionCalls, functionsNamed, policyEvidenceSql, ruleFinding, wrapCallsInSubselect, type FunctionCall } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { relationObject, type Finding } from '../findings.js';
+import { alterPolicySql, describePolicy, functionCalls, functionsNamed, policyEvidenceSql, wrapCallsInSubselect, type FunctionCall } from './privilege-helpers.js';
+import { defineRule } from './types.js';
 
 /** Built-in functions marked VOLATILE that show up in policies (now() and current_setting() are STABLE). */
 const VOLATILE_BUILTINS = new Set([
@@ -20,18 +20,22 @@ function isVolatile(catalog: Catalog, call: FunctionCall): boolean {
   return VOLATILE_BUILTINS.has(call.name.replace(/^pg_catalog\./, ''));
 }
 
-export const policyVolatileFunction: Rule = {
-  id: 'policy-volatile-function',
-  title: 'A policy calls a VOLATILE function for every row',
-  severity: 'info',
-  kind: 'rule',
-  explanation:
-    'PostgreSQL must call a VOLATILE function again for every row, cannot use its result as an index condition, and cannot move ' +
-    'the predicate around: a policy that calls one (often a `current_tenant_id()` helper created without STABLE) turns every ' +
-    'query on the table into a full scan with a function call per row. Declare helpers that only read settings or tables STABLE, ' +
-    'or call them in a sub-select, `(select current_tenant_id())`, which runs once per statement. Calls already inside a ' +
-    'sub-select are not reported.',
-  evaluate({ catalog }) {
+export const policyVolatileFunction = defineRule({
+  meta: {
+    id: 'policy-volatile-function',
+    title: 'A policy calls a VOLATILE function for every row',
+    severity: 'info',
+    objectKind: 'table',
+    summary: 'A policy calls a VOLATILE function for every row.',
+    example: 'Policy tenant_isolation on public.documents calls the VOLATILE function is_visible for every row.',
+    explanation:
+      'PostgreSQL must call a VOLATILE function again for every row, cannot use its result as an index condition, and cannot move ' +
+      'the predicate around: a policy that calls one (often a `current_tenant_id()` helper created without STABLE) turns every ' +
+      'query on the table into a full scan with a function call per row. Declare helpers that only read settings or tables STABLE, ' +
+      'or call them in a sub-select, `(select current_tenant_id())`, which runs once per statement. Calls already inside a ' +
+      'sub-select are not reported.',
+  },
+  evaluate({ catalog }, report) {
     const findings: Finding[] = [];
     for (const relation of catalog.relations) {
       for (const policy of relation.policies) {
@@ -46,10 +50,9 @@ export const policyVolatileFunction: Rule = {
           alterPolicySql(policy, (expression) => wrapCallsInSubselect(expression, perRowVolatile(expression))),
         ];
         findings.push(
-          ruleFinding({
-            check: 'policy-volatile-function',
+          report({
             severity: 'info',
-            table: relation.qualified,
+            object: relationObject(relation),
             message: `The policy ${policy.name} on ${relation.qualified} calls the VOLATILE function${names.length > 1 ? 's' : ''} ${names.join(', ')} for every row, which rules out index scans on that predicate.`,
             sql: `${policyEvidenceSql(policy)}\nselect p.oid::regprocedure, p.provolatile from pg_proc p where p.proname in (${names.map((name) => `'${name.replace(/^.*\./, '').replace(/'/g, "''")}'`).join(', ')});`,
             details: describePolicy(policy),
@@ -60,4 +63,4 @@ export const policyVolatileFunction: Rule = {
     }
     return findings;
   },
-};
+});

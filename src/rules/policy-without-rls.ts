@@ -1,22 +1,27 @@
+import { relationObject } from '../findings.js';
 import { relationIdent } from '../sql.js';
 import type { Severity } from '../severity.js';
-import { regclassLiteral, ruleFinding } from './privilege-helpers.js';
+import { regclassLiteral } from './privilege-helpers.js';
 import { isChild, isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const policyWithoutRls: Rule = {
-  id: 'policy-without-rls',
-  title: 'Policies defined while row-level security is disabled',
-  severity: 'critical',
-  kind: 'rule',
-  explanation:
-    'CREATE POLICY does not enable row-level security: until ALTER TABLE ... ENABLE ROW LEVEL SECURITY runs, PostgreSQL ignores ' +
-    'the policies entirely, and the table reads like one without any. The policies make the table look protected in a review. ' +
-    'On a tenant-owned table the role may use this is the same exposure as rls-disabled: critical when it may select, update or ' +
-    'delete, high when it may only insert; info when it holds no privilege or the table is shared. Fix: enable and force ' +
-    'row-level security (the policies then apply as written; the policy-logic rules check them).',
-  confirmedBy: ['read-isolation', 'missing-context'],
-  evaluate({ catalog, plan }) {
+export const policyWithoutRls = defineRule({
+  meta: {
+    id: 'policy-without-rls',
+    title: 'Policies defined while row-level security is disabled',
+    severity: 'critical',
+    objectKind: 'table',
+    summary: 'A table has policies but row-level security is disabled, so none of them applies.',
+    example: 'public.invoices has policy tenant_isolation, but RLS is disabled on it, so PostgreSQL ignores it.',
+    explanation:
+      'CREATE POLICY does not enable row-level security: until ALTER TABLE ... ENABLE ROW LEVEL SECURITY runs, PostgreSQL ignores ' +
+      'the policies entirely, and the table reads like one without any. The policies make the table look protected in a review. ' +
+      'On a tenant-owned table the role may use this is the same exposure as rls-disabled: critical when it may select, update or ' +
+      'delete, high when it may only insert; info when it holds no privilege or the table is shared. Fix: enable and force ' +
+      'row-level security (the policies then apply as written; the policy-logic rules check them).',
+    confirmedBy: ['read-isolation', 'missing-context'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => (relation.kind === 'table' || relation.kind === 'partitioned-table') && !isChild(relation) && !relation.rlsEnabled && relation.policies.length)
@@ -34,10 +39,9 @@ export const policyWithoutRls: Rule = {
               : tenantOwned
                 ? `${plan.role} holds no privilege on it today.`
                 : 'the table is shared, but the policies show an intent that is not in effect.';
-        return ruleFinding({
-          check: 'policy-without-rls',
+        return report({
           severity,
-          table: relation.qualified,
+          object: relationObject(relation),
           message: `${relation.qualified} has ${policies}, but row-level security is disabled on it, so PostgreSQL ignores ${names.length === 1 ? 'it' : 'them'}: ${consequence}`,
           sql: `select relrowsecurity, relforcerowsecurity from pg_class where oid = ${regclassLiteral(relation.qualified)};\n${policiesSql(relation)}`,
           details: policiesDetails(relation.policies),
@@ -45,4 +49,4 @@ export const policyWithoutRls: Rule = {
         });
       });
   },
-};
+});

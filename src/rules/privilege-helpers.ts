@@ -3,14 +3,13 @@ import type { Catalog, Column, FunctionInfo, Grant, Policy, Relation, Role } fro
 import type { Finding } from '../findings.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, qualifiedIdent } from '../sql.js';
-import type { Severity } from '../severity.js';
+import type { RuleReport } from './types.js';
 
 /**
  * Shared lookups for the privilege, integrity and performance rules. Every index is built once per catalog
  * (or plan) and cached, so a rule never scans all relations for each relation, policy or function it looks at.
  */
 
-const STATIC_CONTEXT = 'static: catalog';
 
 interface CatalogIndex {
   relations: Map<string, Relation>;
@@ -153,28 +152,6 @@ export function tenantTables(catalog: Catalog, plan: TenancyPlan): { relation: R
 
 export function columnOf(relation: Relation, name: string): Column | undefined {
   return relation.columns.find((column) => column.name === name);
-}
-
-export interface RuleFindingInput {
-  check: string;
-  severity: Severity;
-  table: string;
-  message: string;
-  sql: string;
-  details?: string;
-  fix: string;
-}
-
-export function ruleFinding(input: RuleFindingInput): Finding {
-  return {
-    check: input.check,
-    severity: input.severity,
-    table: input.table,
-    source: 'rule',
-    message: input.message,
-    evidence: { sql: input.sql, context: STATIC_CONTEXT, ...(input.details ? { details: input.details } : {}) },
-    fix: input.fix,
-  };
 }
 
 /** `schema` and `name` literals for a qualified name, for catalog queries in evidence. */
@@ -498,7 +475,7 @@ export function membershipPath(catalog: Catalog, from: string, to: string): stri
 export function elevatedRoleFindings(
   catalog: Catalog,
   plan: TenancyPlan,
-  check: string,
+  report: RuleReport,
   attribute: 'superuser' | 'bypassRls',
 ): Finding[] {
   const findings: Finding[] = [];
@@ -514,10 +491,9 @@ export function elevatedRoleFindings(
     const sql = `select rolname, rolsuper, rolbypassrls, rolinherit, pg_has_role(${literal(appRole)}, oid, 'MEMBER') as app_role_can_set_role from pg_roles where rolname = ${literal(name)};`;
     if (name === appRole) {
       findings.push(
-        ruleFinding({
-          check,
+        report({
           severity: 'critical',
-          table: appRole,
+          object: appRole,
           message: `The application role ${appRole} is ${label}: no row-level security policy applies to it, on any table.`,
           sql,
           details: `pg_roles: ${appRole} rolsuper=${role.superuser} rolbypassrls=${role.bypassRls}`,
@@ -528,10 +504,9 @@ export function elevatedRoleFindings(
     }
     const path = membershipPath(catalog, appRole, name) ?? [appRole, name];
     findings.push(
-      ruleFinding({
-        check,
+      report({
         severity: 'critical',
-        table: name,
+        object: name,
         message: `The application role ${appRole} can SET ROLE to ${name}, ${label} (membership ${path.join(' -> ')}): one statement and no policy applies to it, on any table.`,
         sql,
         details: `membership chain: ${path.join(' is a member of ')}; ${name}: rolsuper=${role.superuser} rolbypassrls=${role.bypassRls}`,

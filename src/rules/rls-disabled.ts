@@ -1,22 +1,26 @@
+import { relationObject } from '../findings.js';
 import type { Severity } from '../severity.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const rlsDisabled: Rule = {
-  id: 'rls-disabled',
-  title: 'Tenant-owned table without row-level security',
-  severity: 'critical',
-  kind: 'rule',
-  explanation:
-    'A tenant-owned table (it has a tenant column, is reached from one through a foreign key, or is the tenant table itself) on which ' +
-    'row-level security was never enabled: every query the application role runs on it sees and changes every tenant\'s rows. ' +
-    'Critical when the role may select, update or delete; high when it may only insert (rows can be written for any tenant); ' +
-    'info when it holds no privilege yet (the next GRANT exposes every tenant). Tables that have policies but RLS disabled are ' +
-    'policy-without-rls findings, partitions and inheritance children partition-without-rls findings. Fix: enable and force ' +
-    'row-level security and add a tenant policy.',
-  confirmedBy: ['read-isolation', 'missing-context'],
-  evaluate({ catalog, plan }) {
+export const rlsDisabled = defineRule({
+  meta: {
+    id: 'rls-disabled',
+    title: 'Tenant-owned table without row-level security',
+    severity: 'critical',
+    objectKind: 'table',
+    summary: 'A tenant-owned table has row-level security disabled.',
+    example: 'Row-level security is disabled on public.notes, a tenant-owned table app_user may select, insert, update and delete.',
+    explanation:
+      'A tenant-owned table (it has a tenant column, is reached from one through a foreign key, or is the tenant table itself) on which ' +
+      'row-level security was never enabled: every query the application role runs on it sees and changes every tenant\'s rows. ' +
+      'Critical when the role may select, update or delete; high when it may only insert (rows can be written for any tenant); ' +
+      'info when it holds no privilege yet (the next GRANT exposes every tenant). Tables that have policies but RLS disabled are ' +
+      'policy-without-rls findings, partitions and inheritance children partition-without-rls findings. Fix: enable and force ' +
+      'row-level security and add a tenant policy.',
+    confirmedBy: ['read-isolation', 'missing-context'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter(
@@ -38,10 +42,9 @@ export const rlsDisabled: Rule = {
             : severity === 'high'
               ? `Row-level security is disabled on ${relation.qualified}, ${what} ${plan.role} may insert into: it can write rows for any tenant.`
               : `Row-level security is disabled on ${relation.qualified}, ${what}; ${plan.role} holds no privilege on it today, but the first GRANT would expose every tenant's rows.`;
-        return ruleFinding({
-          check: 'rls-disabled',
+        return report({
           severity,
-          table: relation.qualified,
+          object: relationObject(relation),
           message,
           sql: relationStateSql(scope, relation),
           details: `relrowsecurity = false, no policies; ${plan.role} may ${commands.length ? listWords(commands) : 'nothing'}`,
@@ -49,4 +52,4 @@ export const rlsDisabled: Rule = {
         });
       });
   },
-};
+});

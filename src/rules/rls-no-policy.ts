@@ -1,21 +1,25 @@
+import { relationObject } from '../findings.js';
 import { currentTenantExpression } from '../fixes.js';
 import { ident, relationIdent } from '../sql.js';
 import { applyingPolicies, rlsApplies } from './policy-analysis.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { isTenantOwned, listWords, relationStateSql, ROW_COMMANDS, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const rlsNoPolicy: Rule = {
-  id: 'rls-no-policy',
-  title: 'Row-level security enabled without a policy for the application role',
-  severity: 'info',
-  kind: 'rule',
-  explanation:
-    'With row-level security enabled and no policy that applies to a role, PostgreSQL denies that role every row (default deny): ' +
-    'reads return nothing and writes are rejected. Nothing leaks, but the application cannot use a table it was granted, which ' +
-    'usually means a policy was forgotten (or was written for another role). Reported only when the role holds a privilege on ' +
-    'the relation and row-level security applies to it. Fix: add the policy the application needs, or revoke the grant.',
-  evaluate({ catalog, plan }) {
+export const rlsNoPolicy = defineRule({
+  meta: {
+    id: 'rls-no-policy',
+    title: 'Row-level security enabled without a policy for the application role',
+    severity: 'info',
+    objectKind: 'table',
+    summary: 'Row-level security is enabled but no policy applies to the application role.',
+    example: 'public.audit_events has RLS enabled and no policy: default deny, the application cannot use it.',
+    explanation:
+      'With row-level security enabled and no policy that applies to a role, PostgreSQL denies that role every row (default deny): ' +
+      'reads return nothing and writes are rejected. Nothing leaks, but the application cannot use a table it was granted, which ' +
+      'usually means a policy was forgotten (or was written for another role). Reported only when the role holds a privilege on ' +
+      'the relation and row-level security applies to it. Fix: add the policy the application needs, or revoke the grant.',
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length && !ROW_COMMANDS.some((command) => applyingPolicies(scope, relation, command).length))
@@ -29,10 +33,9 @@ export const rlsNoPolicy: Rule = {
         const policy = predicate
           ? `create policy tenant_isolation on ${target} for all to ${role}\n  using (${predicate})\n  with check (${predicate});`
           : `create policy shared_read on ${target} for select to ${role} using (true);  -- a shared table every tenant may read`;
-        return ruleFinding({
-          check: 'rls-no-policy',
+        return report({
           severity: 'info',
-          table: relation.qualified,
+          object: relationObject(relation),
           message:
             `${relation.qualified} has row-level security enabled and ${others ? `${others} ${others === 1 ? 'policy' : 'policies'}, none for ${plan.role}` : 'no policy'}: ` +
             `${plan.role} is granted ${listWords(commands)} but every read, update and delete sees no rows and every insert is rejected (default deny).`,
@@ -42,4 +45,4 @@ export const rlsNoPolicy: Rule = {
         });
       });
   },
-};
+});

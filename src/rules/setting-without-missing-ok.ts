@@ -1,20 +1,25 @@
+import { relationObject } from '../findings.js';
 import { policySettingUses, rlsApplies } from './policy-analysis.js';
-import { alterPolicySql, ruleFinding } from './privilege-helpers.js';
+import { alterPolicySql } from './privilege-helpers.js';
 import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const settingWithoutMissingOk: Rule = {
-  id: 'setting-without-missing-ok',
-  title: 'current_setting without missing_ok in a policy',
-  severity: 'low',
-  kind: 'rule',
-  explanation:
-    'current_setting(name) without its second argument raises "unrecognized configuration parameter" when the setting was ' +
-    'never set on the connection: every query on the table then fails on a fresh connection (a new pool member, a job, psql), ' +
-    'and works on a connection that set it once. Nothing leaks, but behaviour depends on connection history. Fix: ' +
-    "current_setting(name, true), which returns NULL, with nullif(..., '') for the empty string a reset setting reads as.",
-  confirmedBy: ['missing-context-error', 'missing-context'],
-  evaluate({ catalog, plan }) {
+export const settingWithoutMissingOk = defineRule({
+  meta: {
+    id: 'setting-without-missing-ok',
+    title: 'current_setting without missing_ok in a policy',
+    severity: 'low',
+    objectKind: 'table',
+    summary: 'A policy reads the tenant with current_setting(name) without missing_ok, which errors when unset.',
+    example: "Policy reads `current_setting('app.current_tenant')` without missing_ok: a fresh connection errors.",
+    explanation:
+      'current_setting(name) without its second argument raises "unrecognized configuration parameter" when the setting was ' +
+      'never set on the connection: every query on the table then fails on a fresh connection (a new pool member, a job, psql), ' +
+      'and works on a connection that set it once. Nothing leaks, but behaviour depends on connection history. Fix: ' +
+      "current_setting(name, true), which returns NULL, with nullif(..., '') for the empty string a reset setting reads as.",
+    confirmedBy: ['missing-context-error', 'missing-context'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length)
@@ -25,10 +30,9 @@ export const settingWithoutMissingOk: Rule = {
         if (!offending.length) return [];
         const settings = [...new Set(offending.flatMap((entry) => entry.settings))];
         return [
-          ruleFinding({
-            check: 'setting-without-missing-ok',
+          report({
             severity: 'low',
-            table: relation.qualified,
+            object: relationObject(relation),
             message:
               `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} reads ${listWords(entry.settings.map((setting) => `current_setting('${setting}')`))} without missing_ok`).join('; ')}: ` +
               `on a connection where ${listWords(settings)} was never set, every query on ${relation.qualified} fails with "unrecognized configuration parameter".`,
@@ -41,4 +45,4 @@ export const settingWithoutMissingOk: Rule = {
         ];
       });
   },
-};
+});

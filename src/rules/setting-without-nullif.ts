@@ -1,21 +1,26 @@
+import { relationObject } from '../findings.js';
 import { policySettingUses, rlsApplies } from './policy-analysis.js';
-import { alterPolicySql, ruleFinding } from './privilege-helpers.js';
+import { alterPolicySql } from './privilege-helpers.js';
 import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
-export const settingWithoutNullif: Rule = {
-  id: 'setting-without-nullif',
-  title: "current_setting(name, true) cast without nullif(..., '')",
-  severity: 'low',
-  kind: 'rule',
-  explanation:
-    'A setting set with set_config(name, value, true) (SET LOCAL) does not go back to NULL when its transaction ends: it reads ' +
-    "as the empty string for the rest of the connection. current_setting(name, true)::integer (or ::uuid, ::bigint) then " +
-    "raises invalid input syntax for '' on every query of a pooled connection that once served a tenant, while a fresh " +
-    'connection gets NULL and an empty result. Nothing leaks. Checked for the tenant setting (the one the missing-context probe ' +
-    "resets). Fix: nullif(current_setting(name, true), '')::type, best inside (select ...) so it is evaluated once per statement.",
-  confirmedBy: ['missing-context-error', 'missing-context'],
-  evaluate({ catalog, plan }) {
+export const settingWithoutNullif = defineRule({
+  meta: {
+    id: 'setting-without-nullif',
+    title: "current_setting(name, true) cast without nullif(..., '')",
+    severity: 'low',
+    objectKind: 'table',
+    summary: "A policy casts current_setting(name, true) without nullif(..., ''), which errors on an ended context.",
+    example: "Policy casts `current_setting('app.current_tenant', true)` to integer without `nullif(..., '')`: errors after a reset.",
+    explanation:
+      'A setting set with set_config(name, value, true) (SET LOCAL) does not go back to NULL when its transaction ends: it reads ' +
+      "as the empty string for the rest of the connection. current_setting(name, true)::integer (or ::uuid, ::bigint) then " +
+      "raises invalid input syntax for '' on every query of a pooled connection that once served a tenant, while a fresh " +
+      'connection gets NULL and an empty result. Nothing leaks. Checked for the tenant setting (the one the missing-context probe ' +
+      "resets). Fix: nullif(current_setting(name, true), '')::type, best inside (select ...) so it is evaluated once per statement.",
+    confirmedBy: ['missing-context-error', 'missing-context'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length)
@@ -26,10 +31,9 @@ export const settingWithoutNullif: Rule = {
         if (!offending.length) return [];
         const casts = [...new Set(offending.flatMap((entry) => entry.uses.map((use) => `''::${use.castTo}`)))];
         return [
-          ruleFinding({
-            check: 'setting-without-nullif',
+          report({
             severity: 'low',
-            table: relation.qualified,
+            object: relationObject(relation),
             message:
               `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} casts ${listWords([...new Set(entry.uses.map((use) => `current_setting('${use.setting}', true)`))])} to ${listWords([...new Set(entry.uses.map((use) => use.castTo!))])} without nullif(..., '')`).join('; ')}: ` +
               `after a transaction that set it ends the setting reads '', and ${listWords(casts)} makes every query on ${relation.qualified} fail.`,
@@ -44,4 +48,4 @@ export const settingWithoutNullif: Rule = {
         ];
       });
   },
-};
+});

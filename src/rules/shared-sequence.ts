@@ -1,19 +1,23 @@
 import type { Finding } from '../findings.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
-import { relationNamed, relationPlanOf, ruleFinding } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { relationNamed, relationPlanOf } from './privilege-helpers.js';
+import { defineRule } from './types.js';
 
-export const sharedSequence: Rule = {
-  id: 'shared-sequence',
-  title: 'One sequence numbers the rows of several tables, including tenant tables',
-  severity: 'info',
-  kind: 'rule',
-  explanation:
-    'A sequence is not tenant-scoped: every insert by every tenant advances it, and the gaps between the ids a tenant receives ' +
-    'show how much everyone else writes. When one sequence feeds several tables, that volume signal spans all of them, and the ' +
-    'tables are coupled (resetting or exhausting one affects the others). It is hygiene, not a leak of rows: give each table its ' +
-    'own identity column or sequence, or use random UUIDs where the volume matters.',
-  evaluate({ catalog, plan }) {
+export const sharedSequence = defineRule({
+  meta: {
+    id: 'shared-sequence',
+    title: 'One sequence numbers the rows of several tables, including tenant tables',
+    severity: 'info',
+    objectKind: 'sequence',
+    summary: "One sequence numbers rows of several tables including tenant tables, so ids reveal other tenants' activity.",
+    example: "Sequence document_number_seq numbers public.credit_notes and public.invoices: ids reveal other tenants' write volume.",
+    explanation:
+      'A sequence is not tenant-scoped: every insert by every tenant advances it, and the gaps between the ids a tenant receives ' +
+      'show how much everyone else writes. When one sequence feeds several tables, that volume signal spans all of them, and the ' +
+      'tables are coupled (resetting or exhausting one affects the others). It is hygiene, not a leak of rows: give each table its ' +
+      'own identity column or sequence, or use random UUIDs where the volume matters.',
+  },
+  evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];
     for (const { sequence, relations } of catalog.sharedSequences) {
       const tenantOwned = relations.filter((name) => {
@@ -38,10 +42,9 @@ export const sharedSequence: Rule = {
         ];
       });
       findings.push(
-        ruleFinding({
-          check: 'shared-sequence',
+        report({
           severity: 'info',
-          table: sequence,
+          object: sequence,
           message: `The sequence ${sequence} numbers ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}: every tenant's inserts into any of them advance it, so ids reveal the others' write volume.`,
           sql: `select c.oid::regclass as relation, a.attname, pg_get_expr(d.adbin, d.adrelid) as default from pg_attrdef d join pg_class c on c.oid = d.adrelid join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum where pg_get_expr(d.adbin, d.adrelid) like ${literal(`%nextval('${sequence}'%`)};`,
           details: `${sequence} is the default of ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}; tenant-owned: ${tenantOwned.join(', ')}`,
@@ -51,4 +54,4 @@ export const sharedSequence: Rule = {
     }
     return findings;
   },
-};
+});

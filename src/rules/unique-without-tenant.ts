@@ -1,8 +1,8 @@
 import type { Column, Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import { constraintObject, type Finding } from '../findings.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
-import { canWrite, columnOf, regclassLiteral, ruleFinding, tenantTables } from './privilege-helpers.js';
-import type { Rule } from './types.js';
+import { canWrite, columnOf, regclassLiteral, tenantTables } from './privilege-helpers.js';
+import { defineRule } from './types.js';
 
 /** A value the database generates and nobody chooses. */
 const RANDOM_UUID_DEFAULT = /\b(gen_random_uuid|uuid_generate_v4|uuidv4|uuidv7|uuid_generate_v1mc|uuid_generate_v1)\s*\(/i;
@@ -38,21 +38,25 @@ function keysOf(relation: Relation): Key[] {
   return keys;
 }
 
-export const uniqueWithoutTenant: Rule = {
-  id: 'unique-without-tenant',
-  title: 'A unique or exclusion constraint on a tenant table does not include the tenant column',
-  severity: 'low',
-  kind: 'rule',
-  explanation:
-    'Uniqueness is checked against every row of the table, whatever the policies hide. When a unique key, unique index or ' +
-    'exclusion constraint on a tenant table does not include the tenant column, an insert or update with a value another ' +
-    'tenant already uses fails with a unique violation: the error tells the caller that the value (an email, an invoice number, a ' +
-    'booked time slot) exists in some other tenant, and blocks it from using it. Include the tenant column in the key. Keys whose ' +
-    'values the database generates (identity columns, sequences, random UUID defaults) are not reported: a sequential id reveals ' +
-    'nothing a caller could not count anyway (see shared-sequence) and a random UUID cannot be guessed, so the violation carries no ' +
-    "information about another tenant's data. Only tables the application role may insert into or update are checked.",
-  confirmedBy: ['existence-oracle'],
-  evaluate({ catalog, plan }) {
+export const uniqueWithoutTenant = defineRule({
+  meta: {
+    id: 'unique-without-tenant',
+    title: 'A unique or exclusion constraint on a tenant table does not include the tenant column',
+    severity: 'low',
+    objectKind: 'constraint',
+    summary: "A unique key on a tenant table spans tenants, so a failed write reveals another tenant's value.",
+    example: 'users_email_key on public.users (email) does not include tenant_id: an existence oracle (surrogate keys are not reported).',
+    explanation:
+      'Uniqueness is checked against every row of the table, whatever the policies hide. When a unique key, unique index or ' +
+      'exclusion constraint on a tenant table does not include the tenant column, an insert or update with a value another ' +
+      'tenant already uses fails with a unique violation: the error tells the caller that the value (an email, an invoice number, a ' +
+      'booked time slot) exists in some other tenant, and blocks it from using it. Include the tenant column in the key. Keys whose ' +
+      'values the database generates (identity columns, sequences, random UUID defaults) are not reported: a sequential id reveals ' +
+      'nothing a caller could not count anyway (see shared-sequence) and a random UUID cannot be guessed, so the violation carries no ' +
+      "information about another tenant's data. Only tables the application role may insert into or update are checked.",
+    confirmedBy: ['existence-oracle'],
+  },
+  evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];
     for (const { relation, relationPlan } of tenantTables(catalog, plan)) {
       // The tenant table's keys are global by nature (one row per tenant); partitions repeat their parent's keys.
@@ -68,10 +72,9 @@ export const uniqueWithoutTenant: Rule = {
         if (columns.some(isRandomKey) || (columns.length === key.columns.length && columns.every(isSequenceKey))) continue;
         const shown = key.columns.map((column) => column ?? '(expression)').join(', ');
         findings.push(
-          ruleFinding({
-            check: 'unique-without-tenant',
+          report({
             severity: 'low',
-            table: relation.qualified,
+            object: constraintObject(relation.qualified, key.name, key.columns),
             message: `The ${key.kind} ${key.name} on ${relation.qualified} (${shown}) does not include ${scope.join(', ')}: writing a value another tenant already uses fails, which tells ${plan.role} that it exists there.`,
             sql:
               key.kind === 'unique index'
@@ -85,7 +88,7 @@ export const uniqueWithoutTenant: Rule = {
     }
     return findings;
   },
-};
+});
 
 function keyFix(relation: Relation, key: Key, scope: string[]): string {
   const target = relationIdent(relation);

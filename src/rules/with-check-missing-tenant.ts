@@ -1,8 +1,8 @@
+import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
 import { openPolicies, WRITE_CLAUSES, type OpenPolicy } from './policy-analysis.js';
-import { ruleFinding } from './privilege-helpers.js';
 import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
-import type { Rule } from './types.js';
+import { defineRule } from './types.js';
 
 function describeCheck(entry: OpenPolicy): string {
   const check = entry.policy.withCheck === null ? `has no WITH CHECK, so its USING ${fragment(entry.policy.using ?? '')} is the check, and it` : `checks ${fragment(entry.policy.withCheck)}, which`;
@@ -10,19 +10,23 @@ function describeCheck(entry: OpenPolicy): string {
   return `policy ${entry.policy.name} ${check} ${always ? 'is always true' : 'does not constrain the tenant'}`;
 }
 
-export const withCheckMissingTenant: Rule = {
-  id: 'with-check-missing-tenant',
-  title: 'INSERT or UPDATE allowed with a check that does not constrain the tenant',
-  severity: 'high',
-  kind: 'rule',
-  explanation:
-    'The WITH CHECK expression of INSERT, UPDATE and ALL policies decides which rows a statement may write (a policy without ' +
-    'WITH CHECK uses its USING expression). When the check that applies to the application role does not compare the tenant ' +
-    'column with the current tenant, the role can insert rows into another tenant, or UPDATE one of its rows to another ' +
-    "tenant's id, moving it out of reach (and into the other tenant's view). Not reported when a restrictive tenant policy " +
-    'applies. Fix: a WITH CHECK that repeats the tenant predicate.',
-  confirmedBy: ['foreign-insert', 'tenant-reassignment'],
-  evaluate({ catalog, plan }) {
+export const withCheckMissingTenant = defineRule({
+  meta: {
+    id: 'with-check-missing-tenant',
+    title: 'INSERT or UPDATE allowed with a check that does not constrain the tenant',
+    severity: 'high',
+    objectKind: 'table',
+    summary: 'An INSERT or UPDATE check does not confine written rows to the current tenant.',
+    example: 'On public.tasks, policy tenant_isolation checks (char_length(title) > 0), which does not constrain the tenant.',
+    explanation:
+      'The WITH CHECK expression of INSERT, UPDATE and ALL policies decides which rows a statement may write (a policy without ' +
+      'WITH CHECK uses its USING expression). When the check that applies to the application role does not compare the tenant ' +
+      'column with the current tenant, the role can insert rows into another tenant, or UPDATE one of its rows to another ' +
+      "tenant's id, moving it out of reach (and into the other tenant's view). Not reported when a restrictive tenant policy " +
+      'applies. Fix: a WITH CHECK that repeats the tenant predicate.',
+    confirmedBy: ['foreign-insert', 'tenant-reassignment'],
+  },
+  evaluate({ catalog, plan }, report) {
     const scope = { catalog, plan };
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
@@ -40,10 +44,9 @@ export const withCheckMissingTenant: Rule = {
           predicate ? `alter policy ${ident(entry.policy.name)} on ${relationIdent(relation)}\n  with check (${predicate});` : `-- give policy ${entry.policy.name} a WITH CHECK that compares the tenant column with the current tenant`,
         );
         return [
-          ruleFinding({
-            check: 'with-check-missing-tenant',
+          report({
             severity: 'high',
-            table: relation.qualified,
+            object: relationObject(relation),
             message: `On ${relation.qualified}, ${open.map(describeCheck).join('; ')}: ${plan.role} can ${effects.join(' and ')}.`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
@@ -52,4 +55,4 @@ export const withCheckMissingTenant: Rule = {
         ];
       });
   },
-};
+});

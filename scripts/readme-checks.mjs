@@ -1,0 +1,9 @@
+// Regenerate README.md's check tables from the checks' metadata (run `npm run readme:checks`, which builds first).
+import { readFile, writeFile } from 'node:fs/promises';
+import { replaceCheckTables } from '../dist/checks.js';
+
+const file = new URL('../README.md', import.meta.url);
+const before = await readFile(file, 'utf8');
+const after = replaceCheckTables(before);
+if (after !== before) await writeFile(file, after);
+console.log(after === before ? 'README.md check tables are up to date' : 'README.md check tables regenerated');

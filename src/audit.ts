@@ -18,6 +18,7 @@ import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-fil
 import { locateObjects } from './report/locate.js';
 import { seed, type SeedOutcome } from './seed/seed.js';
 import { AuditSession } from './session.js';
+import { movedSequences, readSequences, sequenceRisks } from './sequences.js';
 import { relationIdent } from './sql.js';
 import { atLeast, SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
@@ -338,6 +339,17 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   try {
     await checkUserSql(scenario, plan);
     const ruleFindings = evaluateRules(catalog, plan);
+    // A live database: no sequence may move that a rollback cannot put back (see sequences.ts).
+    const sequencesBefore = target.disposable ? null : await readSequences(session);
+    if (!target.disposable && !scenario.allowSequenceGaps) {
+      const risks = await sequenceRisks(session, catalog, plan);
+      if (risks.length) {
+        throw new AuditError(
+          `on this live database the audit's writes would advance sequences, which no rollback undoes (gaps in the application's numbering):\n  ${risks.join('\n  ')}\n` +
+            'Audit a copy instead (--schema-from URL), or accept the gaps with --allow-sequence-gaps.',
+        );
+      }
+    }
     const seedNumber = scenario.seed ?? Math.floor(Math.random() * 2 ** 31);
     progress({ phase: 'seeding', completed: 0, total: 1 });
     const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable });
@@ -377,6 +389,10 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     timings.probes = clock.lap();
     const findings = [...probeFindings, ...reconcile(ruleFindings, probeFindings, probes, RULES)];
     const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings);
+    if (sequencesBefore) {
+      const moved = movedSequences(sequencesBefore, await readSequences(session));
+      if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
+    }
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;
     return report;

@@ -69,6 +69,7 @@ interface RunFlags {
   rows?: number;
   databaseUrl?: string | true;
   schemaFrom?: string | true;
+  allowSequenceGaps?: boolean;
   pgBin?: string;
   out?: string;
   failOn?: Severity;
@@ -153,6 +154,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--tenants <n>', 'number of tenants to seed (default 3)', integer('--tenants', 2))
     .option('--rows <n>', 'rows per tenant-owned table per tenant (default 20)', integer('--rows', 1))
     .option('--seed <n>', 'seed for the fake data and tenant ids (reproducible runs)', integer('--seed', 0))
+    .option('--allow-sequence-gaps', "on a live database, let the audit's writes advance sequences through triggers or defaults that call nextval (a rollback does not undo nextval)")
     .action(async (file: string | undefined, flags: RunFlags) => {
       const terminal = startConsole(file, flags);
       try {

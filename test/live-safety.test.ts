@@ -300,4 +300,33 @@ describe('a live database (--database-url): user SQL is contained', () => {
     }
     expect(await fingerprint(live.connectionString)).toEqual(before);
   });
+
+  it('stops before a trigger would advance a sequence, and lists moved sequences when gaps are allowed (problem 5)', async () => {
+    const invoices = `
+      create sequence invoice_numbers;
+      create table invoices (tenant_id integer not null references tenants (id), id bigint generated always as identity primary key, number text);
+      create function number_invoice() returns trigger language plpgsql as $fn$ begin new.number := 'INV-' || nextval('invoice_numbers'); return new; end $fn$;
+      create trigger number_invoice before insert on invoices for each row execute function number_invoice();
+      alter table invoices enable row level security;
+      create policy invoices_isolation on invoices using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+      grant select, insert on invoices to app_user;
+      insert into invoices (tenant_id) values (1);`;
+    await withClient(live.connectionString, (client) => client.query(invoices));
+    const numbered = () => withClient(live.connectionString, async (client) => (await client.query(`select last_value::text as value from invoice_numbers`)).rows[0]!.value as string);
+    try {
+      const start = await numbered();
+      const refused = await audit();
+      expect(refused.code).toBe(2);
+      expect(refused.err).toMatch(/would advance sequences.*\n {2}public\.invoices: trigger number_invoice \(.*\): it calls nextval\n.*--schema-from URL.*--allow-sequence-gaps/s);
+      expect(await numbered()).toBe(start);
+
+      const allowed = await audit('--allow-sequence-gaps');
+      expect(allowed.code).not.toBe(2);
+      const moved = await numbered();
+      expect(Number(moved)).toBeGreaterThan(Number(start));
+      expect(allowed.report!.notes.join('\n')).toContain(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): public.invoice_numbers ${start} -> ${moved}`);
+    } finally {
+      await withClient(live.connectionString, (client) => client.query('drop table invoices; drop function number_invoice(); drop sequence invoice_numbers'));
+    }
+  });
 });

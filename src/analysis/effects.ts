@@ -98,12 +98,23 @@ const PURE_VOLATILE_BUILTINS = new Set([
   'uuid_generate_v4', 'now', 'age', 'row_to_json', 'to_json', 'to_jsonb', 'json_build_object', 'jsonb_build_object', 'json_agg', 'jsonb_agg',
 ]);
 
+/** Built-ins that advance or set a sequence. */
+const SEQUENCE_BUILTINS = new Set(['nextval', 'setval']);
+
 /** Statement kinds a function body may hold (besides PL/pgSQL control flow): reading only. */
 const READING = new Set(['SelectStmt']);
 
 export type EffectVerdict = { free: true } | { free: false; reason: string };
 
+/**
+ * effects: anything outside the transaction (function-leak on a live database). sequences: only what
+ * advances a sequence (nextval, setval, an INSERT whose defaults may call nextval, or a body that cannot be
+ * read); writes are allowed, since a rollback undoes them.
+ */
+type Mode = 'effects' | 'sequences';
+
 interface Walker {
+  mode: Mode;
   index: RoutineIndex;
   /** Routines under analysis (recursion is judged by the rest of the body). */
   active: Set<number>;
@@ -151,7 +162,8 @@ function checkStatements(walker: Walker, statements: RawStmt[]): EffectVerdict {
       if (!verdict.free) return verdict;
       continue;
     }
-    if (!READING.has(kind)) return deny(`it runs ${kind.replace(/Stmt$/, '').toUpperCase()}`);
+    const allowed = walker.mode === 'sequences' ? kind === 'SelectStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' : READING.has(kind);
+    if (!allowed) return deny(kind === 'InsertStmt' || kind === 'MergeStmt' ? `it inserts rows (${kind.replace(/Stmt$/, '').toUpperCase()}), whose defaults may call nextval` : `it runs ${kind.replace(/Stmt$/, '').toUpperCase()}`);
     const verdict = checkTree(walker, statement.stmt);
     if (!verdict.free) return verdict;
   }
@@ -160,10 +172,10 @@ function checkStatements(walker: Walker, statements: RawStmt[]): EffectVerdict {
 
 function checkTree(walker: Walker, tree: unknown): EffectVerdict {
   for (const node of nodes(tree)) {
-    for (const kind of ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']) {
-      if (node[kind]) return deny(`it writes (${kind.replace(/Stmt$/, '').toUpperCase()})`);
+    for (const kind of walker.mode === 'sequences' ? ['InsertStmt', 'MergeStmt'] : ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']) {
+      if (node[kind]) return deny(walker.mode === 'sequences' ? `it inserts rows (${kind.replace(/Stmt$/, '').toUpperCase()}), whose defaults may call nextval` : `it writes (${kind.replace(/Stmt$/, '').toUpperCase()})`);
     }
-    if (Array.isArray(node.lockingClause) && node.lockingClause.length) return deny('it locks rows (SELECT ... FOR UPDATE/SHARE)');
+    if (walker.mode === 'effects' && Array.isArray(node.lockingClause) && node.lockingClause.length) return deny('it locks rows (SELECT ... FOR UPDATE/SHARE)');
     const call = node.FuncCall as { funcname?: unknown } | undefined;
     if (call) {
       const verdict = checkCall(walker, names(call.funcname));
@@ -298,7 +310,9 @@ function routineVerdict(walker: Walker, routine: RoutineFacts): EffectVerdict {
   if (walker.active.has(routine.oid)) return { free: true };
   walker.active.add(routine.oid);
   let verdict: EffectVerdict;
-  if (routine.schema === 'pg_catalog') {
+  if (routine.schema === 'pg_catalog' && walker.mode === 'sequences') {
+    verdict = SEQUENCE_BUILTINS.has(routine.name) ? deny(`it calls ${routine.name}`) : { free: true };
+  } else if (routine.schema === 'pg_catalog') {
     verdict =
       routine.volatility !== 'volatile' || PURE_VOLATILE_BUILTINS.has(routine.name)
         ? { free: true }
@@ -324,7 +338,7 @@ function routineVerdict(walker: Walker, routine: RoutineFacts): EffectVerdict {
  * verdicts of shared helpers are computed once.
  */
 export function functionEffects(index: RoutineIndex, functions: FunctionInfo[]): Map<number, EffectVerdict> {
-  const walker: Walker = { index, active: new Set(), verdicts: new Map(), viewsSeen: new Set() };
+  const walker: Walker = { mode: 'effects', index, active: new Set(), verdicts: new Map(), viewsSeen: new Set() };
   const byOid = new Map<number, RoutineFacts>();
   for (const list of index.byName.values()) for (const routine of list) byOid.set(routine.oid, routine);
   const result = new Map<number, EffectVerdict>();
@@ -333,4 +347,41 @@ export function functionEffects(index: RoutineIndex, functions: FunctionInfo[]):
     result.set(fn.oid, routine ? routineVerdict(walker, routine) : deny('it is not in pg_proc'));
   }
   return result;
+}
+
+/**
+ * Judges what may advance a sequence, for one audit: a routine (a trigger function) or an expression (a
+ * column default). `free: false` carries how: nextval or setval (directly or through what it calls), an
+ * INSERT (whose defaults may call nextval), or a body that cannot be read.
+ */
+export class SequenceUse {
+  private readonly walker: Walker;
+  private readonly byOid = new Map<number, RoutineFacts>();
+
+  constructor(index: RoutineIndex) {
+    this.walker = { mode: 'sequences', index, active: new Set(), verdicts: new Map(), viewsSeen: new Set() };
+    for (const list of index.byName.values()) for (const routine of list) this.byOid.set(routine.oid, routine);
+  }
+
+  routine(oid: number): EffectVerdict {
+    const routine = this.byOid.get(oid);
+    return routine ? routineVerdict(this.walker, routine) : deny('its function is not in pg_proc');
+  }
+
+  /** A column default the audit does not fill itself: every function it calls counts. */
+  expression(expression: string): EffectVerdict {
+    let statements: RawStmt[];
+    try {
+      statements = parseStatements(`SELECT ${expression}`);
+    } catch (error) {
+      return deny(`its default does not parse (${error instanceof Error ? error.message : String(error)})`);
+    }
+    for (const node of nodes(statements)) {
+      const call = node.FuncCall as { funcname?: unknown } | undefined;
+      if (!call) continue;
+      const verdict = checkCall(this.walker, names(call.funcname));
+      if (!verdict.free) return verdict;
+    }
+    return { free: true };
+  }
 }

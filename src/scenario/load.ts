@@ -18,6 +18,8 @@ export interface ScenarioOverrides {
   rows?: number;
   seed?: number;
   databaseUrl?: string;
+  allowSequenceGaps?: boolean;
+  timeoutSeconds?: number;
   /** Copy this live database's schema into the embedded cluster ('' = from the environment). */
   schemaFrom?: string;
   pgBin?: string;
@@ -132,6 +134,8 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.seed !== undefined) merged.seed = overrides.seed;
   if (overrides.out !== undefined) merged.out = path.resolve(cwd, overrides.out);
   if (overrides.failOn !== undefined) merged.failOn = overrides.failOn;
+  if (overrides.allowSequenceGaps !== undefined) merged.allowSequenceGaps = overrides.allowSequenceGaps;
+  if (overrides.timeoutSeconds !== undefined) merged.timeoutSeconds = overrides.timeoutSeconds;
   const target: Record<string, unknown> = { ...((raw.target as Record<string, unknown> | undefined) ?? {}) };
   if (overrides.databaseUrl !== undefined) {
     target.kind = 'url';

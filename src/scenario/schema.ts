@@ -68,6 +68,10 @@ export const scenarioSchema = z
       })
       .strict()
       .default({ kind: 'embedded', pgVersion: '17' }),
+    /** On a live database (url target), let the audit advance sequences through triggers or defaults that call nextval. */
+    allowSequenceGaps: z.boolean().default(false),
+    /** The whole run's time limit in seconds; reached, the audit stops, writes what it has, and exits 2. */
+    timeoutSeconds: z.number().int().min(1).default(1800),
     out: z.string().min(1).optional(),
     failOn: z.enum(SEVERITIES).default('high'),
     /** Cap on rows fetched by one probe query (the count is always exact). */

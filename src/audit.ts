@@ -2,7 +2,7 @@ import { analyze, loadParser, type Analysis } from './analysis/index.js';
 import { applyAcceptances } from './accept.js';
 import { introspect } from './catalog/introspect.js';
 import type { Catalog } from './catalog/types.js';
-import { AuditError, errorMessage } from './errors.js';
+import { AuditError, AuditTimeout, errorMessage } from './errors.js';
 import { objectLabel, objectSubject, type Finding } from './findings.js';
 import { allChecks, ruleChecks } from './checks.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
@@ -336,9 +336,21 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   const timings = newTimings();
   const prepared = await prepare(scenario, options, timings, clock, false);
   const { session, catalog, plan, target } = prepared;
+  // --timeout: when the run's time is up, the statement running is cancelled and every later query
+  // fails; the audit then reports what it did so far (exit 2).
+  const limit = scenario.timeoutSeconds;
+  const timer = setTimeout(() => {
+    void session.expire(`the audit stopped at its time limit (--timeout ${limit}s)`, target.connectionString, target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS);
+  }, Math.max(0, limit * 1000 - (Date.now() - clock.started)));
+  timer.unref();
+  let ruleFindings: Finding[] = [];
+  let seeded: SeedOutcome | null = null;
+  let seedNumber: number | null = null;
+  const probes: ProbeRecord[] = [];
+  const probeFindings: Finding[] = [];
   try {
     await checkUserSql(scenario, plan);
-    const ruleFindings = evaluateRules(catalog, plan);
+    ruleFindings = evaluateRules(catalog, plan);
     // A live database: no sequence may move that a rollback cannot put back (see sequences.ts).
     const sequencesBefore = target.disposable ? null : await readSequences(session);
     if (!target.disposable && !scenario.allowSequenceGaps) {
@@ -350,9 +362,9 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
         );
       }
     }
-    const seedNumber = scenario.seed ?? Math.floor(Math.random() * 2 ** 31);
+    seedNumber = scenario.seed ?? Math.floor(Math.random() * 2 ** 31);
     progress({ phase: 'seeding', completed: 0, total: 1 });
-    const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable });
+    seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable });
     if (target.disposable) {
       // Materialized views were filled when the schema was applied, before any tenant existed.
       for (const relation of catalog.relations.filter((candidate) => candidate.kind === 'materialized-view')) {
@@ -363,7 +375,6 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });
     log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);
 
-    const probes: ProbeRecord[] = [];
     const context: ProbeContext = {
       session,
       catalog,
@@ -378,7 +389,6 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       record: (probe) => probes.push(probe),
     };
     await checkContextSql(session, plan);
-    const probeFindings: Finding[] = [];
     progress({ phase: 'probes', completed: 0, total: PROBES.length });
     for (const [index, probe] of PROBES.entries()) {
       const started = Date.now();
@@ -396,7 +406,20 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;
     return report;
+  } catch (failure) {
+    // The statement that was running when time ran out fails with "canceling statement": that is the timeout too.
+    const error = failure instanceof AuditTimeout ? failure : session.expiredReason ? new AuditTimeout(session.expiredReason) : null;
+    if (!error) throw failure;
+    // What was done so far: rule findings as they stand (nothing refuted them), the probes that ran.
+    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, probes, [...probeFindings, ...ruleFindings], startedAt, timings);
+    const ran = new Set(probes.map((probe) => probe.check)).size;
+    partial.notes.push(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`);
+    timings.total = Date.now() - clock.started;
+    error.message = `${error.message}: the report holds what was done so far (${probes.length} probe statements); nothing was committed.`;
+    error.report = partial;
+    throw error;
   } finally {
+    clearTimeout(timer);
     await prepared.close();
   }
 }

@@ -8,7 +8,7 @@ import { audit, lint } from './audit.js';
 import { allChecks, renderChecks } from './checks.js';
 import type { Report } from './report/model.js';
 import type { Scenario } from './scenario/schema.js';
-import { AuditError, errorMessage } from './errors.js';
+import { AuditError, AuditTimeout, errorMessage } from './errors.js';
 import { renderConsole } from './report/console.js';
 import { renderMarkdown } from './report/markdown.js';
 import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
@@ -47,6 +47,13 @@ function integer(name: string, min: number) {
   };
 }
 
+/** `90`, `90s`, `30m`, `2h` as seconds. */
+function duration(value: string): number {
+  const match = /^(\d+)\s*(s|m|h)?$/i.exec(value.trim());
+  if (!match || Number(match[1]) < 1) throw new InvalidArgumentError('a duration such as 90s, 30m or 2h');
+  return Number(match[1]) * ({ s: 1, m: 60, h: 3600 }[(match[2] ?? 's').toLowerCase() as 's' | 'm' | 'h']);
+}
+
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** `--format sarif,junit --format markdown`: comma-separated, repeatable, each value checked. */
@@ -70,6 +77,7 @@ interface RunFlags {
   databaseUrl?: string | true;
   schemaFrom?: string | true;
   allowSequenceGaps?: boolean;
+  timeout?: number;
   pgBin?: string;
   out?: string;
   failOn?: Severity;
@@ -81,9 +89,13 @@ interface RunFlags {
 }
 
 function overridesFrom(flags: RunFlags): ScenarioOverrides {
-  const { quiet: _quiet, format: _format, databaseUrl, schemaFrom, ...rest } = flags;
+  const { quiet: _quiet, format: _format, databaseUrl, schemaFrom, timeout, ...rest } = flags;
   // `--schema-from` without a value: '' stands for the environment (DATABASE_URL, else PG*).
-  const overrides: ScenarioOverrides = { ...rest, ...(schemaFrom === undefined ? {} : { schemaFrom: schemaFrom === true ? '' : schemaFrom }) };
+  const overrides: ScenarioOverrides = {
+    ...rest,
+    ...(schemaFrom === undefined ? {} : { schemaFrom: schemaFrom === true ? '' : schemaFrom }),
+    ...(timeout === undefined ? {} : { timeoutSeconds: timeout }),
+  };
   // `--database-url` without a value: the URL comes from the environment (DATABASE_URL, else PG*).
   if (databaseUrl === true) return { ...overrides, target: 'url' };
   return databaseUrl === undefined ? overrides : { ...overrides, databaseUrl };
@@ -154,13 +166,24 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--tenants <n>', 'number of tenants to seed (default 3)', integer('--tenants', 2))
     .option('--rows <n>', 'rows per tenant-owned table per tenant (default 20)', integer('--rows', 1))
     .option('--seed <n>', 'seed for the fake data and tenant ids (reproducible runs)', integer('--seed', 0))
+    .option('--timeout <duration>', 'time limit for the whole run, e.g. 90s, 30m, 2h (default 30m); reached, the audit stops, writes what it did so far and exits 2', duration)
     .option('--allow-sequence-gaps', "on a live database, let the audit's writes advance sequences through triggers or defaults that call nextval (a rollback does not undo nextval)")
     .action(async (file: string | undefined, flags: RunFlags) => {
       const terminal = startConsole(file, flags);
       try {
         const scenario = await loadScenario(file, overridesFrom(flags), io.cwd);
         secrets.addConnection(scenario.target.url);
-        const report = await audit(scenario, { log: terminal.log, progress: terminal.progress });
+        let report: Report;
+        try {
+          report = await audit(scenario, { log: terminal.log, progress: terminal.progress });
+        } catch (error) {
+          // The time limit: write what was done so far, then exit 2 with the reason.
+          if (error instanceof AuditTimeout && error.report) {
+            terminal.stop();
+            await finish(error.report as Report, scenario, flags);
+          }
+          throw error;
+        }
         terminal.stop();
         await finish(report, scenario, flags);
       } finally {

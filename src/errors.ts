@@ -9,6 +9,14 @@ export class AuditError extends Error {
   }
 }
 
+/**
+ * The run's time limit (--timeout) was reached. Carries the report of what was done so far, when there is
+ * one, so that the CLI writes it before it exits 2.
+ */
+export class AuditTimeout extends AuditError {
+  report?: unknown;
+}
+
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AuditError, errorMessage } from './errors.js';
+import { AuditError, AuditTimeout, errorMessage } from './errors.js';
 import { connect, DEFAULT_BOUNDS, type Bounds } from './target/connect.js';
 import { ident } from './sql.js';
 
@@ -22,7 +22,38 @@ export class AuditSession {
   private savepoints = 0;
   queries = 0;
 
+  /** Set when the run's time limit is reached: every later query fails at once (see expire). */
+  private expired: string | null = null;
+  /** The server process of this connection, to cancel its statement. */
+  private pid = 0;
+
   constructor(readonly client: pg.Client) {}
+
+  /**
+   * Stop the audit: the statement running now is cancelled (from a connection of its own, as psql's
+   * Ctrl-C does) and every later query throws AuditTimeout, so that the audit unwinds to its report.
+   */
+  async expire(reason: string, connection: string, bounds: Bounds): Promise<void> {
+    this.expired = reason;
+    const canceller = await connect(connection, bounds, 'rls-audit cancel').catch(() => null);
+    if (!canceller) return;
+    try {
+      await canceller.query('select pg_cancel_backend($1)', [this.pid]);
+    } catch {
+      // the statement ended meanwhile
+    } finally {
+      await canceller.end().catch(() => undefined);
+    }
+  }
+
+  /** Why the audit was stopped (its time limit), or null. */
+  get expiredReason(): string | null {
+    return this.expired;
+  }
+
+  private checkExpired(): void {
+    if (this.expired) throw new AuditTimeout(this.expired);
+  }
 
   /** What user SQL must leave as it found: the transaction, the identity and the audit's settings. */
   private static readonly STATE_SQL = `select now()::text as started, pg_current_xact_id_if_assigned()::text as xid, session_user::text as session_user,
@@ -33,11 +64,13 @@ export class AuditSession {
   static async open(connection: string, options: { bounds?: Bounds; readOnly?: boolean } = {}): Promise<AuditSession> {
     const client = await connect(connection, options.bounds ?? DEFAULT_BOUNDS);
     const session = new AuditSession(client);
+    session.pid = Number((await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid);
     await client.query(options.readOnly ? 'begin read only' : 'begin');
     return session;
   }
 
   async query(text: string, values: unknown[] = [], name?: string): Promise<QueryOutcome> {
+    this.checkExpired();
     this.queries += 1;
     const result = await this.client.query({ text, values, types: RAW_TYPES, ...(name ? { name } : {}) });
     return { rows: result.rows as RawRow[], rowCount: result.rowCount ?? 0 };
@@ -55,6 +88,7 @@ export class AuditSession {
    * after that point could be trusted.
    */
   async userQuery(text: string, values: unknown[] = [], what = 'user SQL'): Promise<QueryOutcome> {
+    this.checkExpired();
     const before = await this.state();
     this.queries += 1;
     const result = await this.client.query({ text, values, types: RAW_TYPES, queryMode: 'extended' } as pg.QueryConfig);
@@ -80,6 +114,7 @@ export class AuditSession {
    * `prelude` statements (no parameters) run right after the savepoint is taken, in the same round trip.
    */
   async savepoint<T>(work: () => Promise<T>, keep = false, prelude: string[] = []): Promise<T> {
+    this.checkExpired();
     const name = `rls_audit_${++this.savepoints}`;
     const undo = `rollback to savepoint ${name}; release savepoint ${name}`;
     try {

@@ -2,11 +2,13 @@ import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
 import { main } from '../src/cli.js';
+import { connect, LIVE_BOUNDS } from '../src/target/connect.js';
 import { literal } from '../src/sql.js';
 import { PG15_BIN, runCli } from './helpers.js';
 
@@ -328,5 +330,38 @@ describe('a live database (--database-url): user SQL is contained', () => {
     } finally {
       await withClient(live.connectionString, (client) => client.query('drop table invoices; drop function number_invoice(); drop sequence invoice_numbers'));
     }
+  });
+
+  it('bounds every wait: connect, statement, lock and idle-in-transaction timeouts on every connection (problem 6)', async () => {
+    const client = await connect(live.connectionString, LIVE_BOUNDS);
+    try {
+      const { rows } = await client.query(
+        `select current_setting('statement_timeout') as statement, current_setting('lock_timeout') as lock, current_setting('idle_in_transaction_session_timeout') as idle`,
+      );
+      expect(rows).toEqual([{ statement: '30s', lock: '100ms', idle: '30s' }]);
+    } finally {
+      await client.end();
+    }
+    // A port that accepts TCP and never answers.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      await expect(connect(`postgresql://u@127.0.0.1:${port}/db`, { ...LIVE_BOUNDS, connectTimeoutMs: 300 })).rejects.toThrow(/did not answer within the connect timeout/);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('stops at --timeout with exit 2 and writes what it did so far', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-timeout-'));
+    const run = await audit('--timeout', '3s', '--out', out, '--context-sql', "select set_config('app.current_tenant', $1, true), pg_sleep(0.2)");
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/the audit stopped at its time limit \(--timeout 3s\): the report holds what was done so far/);
+    expect(run.report!.notes.join('\n')).toMatch(/time limit .* this report is partial/);
+    expect(run.report!.probes.length).toBeGreaterThan(0);
+    expect(await fingerprint(live.connectionString)).toEqual(before);
+    const sessions = await withClient(live.connectionString, async (client) => (await client.query(`select count(*)::int as n from pg_stat_activity where application_name like 'rls-audit%'`)).rows[0]!.n);
+    expect(sessions).toBe(0);
   });
 });

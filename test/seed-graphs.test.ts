@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { audit } from '../src/audit.js';
 import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
+import { renderConsole } from '../src/report/console.js';
 import type { Report } from '../src/report/model.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
 import { seed, type SeedOutcome } from '../src/seed/seed.js';
@@ -77,6 +78,11 @@ describe('seeding real schemas (seed-graphs fixture)', () => {
     const seeding = (name: string) => report.relations.find((relation) => relation.name === name)!.seeding!;
     expect([seeding('public.tenant_settings').rows, seeding('public.tenant_settings').adopted]).toEqual([0, 3]);
     expect(Object.values(seeding('public.tenant_profiles').tenants)).toEqual([1, 1, 1]);
+    const terminal = renderConsole(report);
+    expect(terminal).toMatch(/rows per tenant \(A\/B\/C\):/);
+    expect(terminal).toMatch(/public\.tenant_profiles 1\/1\/1,/);
+    expect(terminal).toMatch(/public\.tenant_settings 1\/1\/1 \(3 from triggers\)/);
+    expect(terminal).toMatch(/public\.events \d+\/\d+\/\d+ \[events_2023 \d+\/\d+\/\d+, events_2024/);
   });
 
   it('finds the time partition granted directly without RLS, and not its twin reached through the parent', () => {

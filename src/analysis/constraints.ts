@@ -3,7 +3,7 @@
  * PostgreSQL's parse tree. The seeder plans values from this model; the parts it cannot read are `opaque`
  * atoms, which the seeder leaves to PostgreSQL to judge.
  */
-import { parseStatements, ParseError, scanTokens } from './parse.js';
+import { parseExpression, parseStatements, ParseError, scanTokens } from './parse.js';
 
 export type Comparison = '=' | '<>' | '<' | '<=' | '>' | '>=';
 
@@ -402,4 +402,32 @@ export function readPartitionKey(definition: string): PartitionKey | null {
   } catch {
     return null;
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Column defaults
+
+const sequenceDefaults = new Map<string, boolean>();
+
+function callsNextval(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(callsNextval);
+  if (!node || typeof node !== 'object') return false;
+  const call = functionCall(node);
+  if (call?.name === 'nextval') return true;
+  return Object.values(node as Obj).some((child) => child !== null && typeof child === 'object' && callsNextval(child));
+}
+
+/** Whether a column default (as pg_get_expr prints it) draws from a sequence: `nextval('x_id_seq'::regclass)`. */
+export function isSequenceDefault(expression: string | null): boolean {
+  if (!expression) return false;
+  let result = sequenceDefaults.get(expression);
+  if (result === undefined) {
+    try {
+      result = callsNextval(parseExpression(expression));
+    } catch {
+      result = false;
+    }
+    sequenceDefaults.set(expression, result);
+  }
+  return result;
 }

@@ -1,4 +1,5 @@
 import type { Faker } from '@faker-js/faker';
+import { isSequenceDefault } from '../analysis/constraints.js';
 import type { Column, Relation } from '../catalog/types.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
@@ -20,7 +21,7 @@ const KEY_TOPS: Record<string, bigint> = { int2: 32_767n, int4: 2_147_483_647n, 
 
 /** Keys a sequence or identity would fill: the probe gives them explicitly (nextval cannot be rolled back). */
 function sequenceFilled(column: Column): boolean {
-  return Boolean(column.identity) || /\bnextval\(/.test(column.default ?? '');
+  return Boolean(column.identity) || isSequenceDefault(column.default);
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Faker } from '@faker-js/faker';
-import { readPartitionBound, readPartitionKey, type Atom, type CheckModel } from '../analysis/constraints.js';
+import { isSequenceDefault, readPartitionBound, readPartitionKey, type Atom, type CheckModel } from '../analysis/constraints.js';
 import { loadParser } from '../analysis/parse.js';
 import type { Catalog, Column, ForeignKey, Relation } from '../catalog/types.js';
 import { errorMessage } from '../errors.js';
@@ -76,7 +76,7 @@ function tenantLabel(index: number): string {
   return `tenant ${index < 26 ? LABELS[index] : `#${index + 1}`}`;
 }
 
-const isSequenceBacked = (column: Column) => column.identity !== null || /\bnextval\(/.test(column.default ?? '');
+const isSequenceBacked = (column: Column) => column.identity !== null || isSequenceDefault(column.default);
 
 /**
  * Columns the seeder fills: everything except generated columns and sequence-backed keys. Columns with
@@ -89,7 +89,7 @@ function columnsToFill(relation: Relation, forced: Set<string>, useDefaults: boo
     if (column.generated) return false;
     if (forced.has(column.name)) return true;
     if (column.identity) return false;
-    if (column.default !== null && (useDefaults || /\bnextval\(/.test(column.default))) return false;
+    if (column.default !== null && (useDefaults || isSequenceDefault(column.default))) return false;
     return true;
   });
 }

@@ -63,7 +63,8 @@ const CASES: Case[] = [
     check: 'spoofable-setting',
     vulnerable: { schema: 'vulnerable.sql' },
     secure: { schema: 'secure.sql' },
-    flags: [{ table: 'public.tickets', severity: 'medium', message: /set_config\('app\.bypass_rls', 'on', true\).*support_bypass reads app\.bypass_rls/ }],
+    // Proven on data, an escape hatch any session can switch on is high: the default gate fails (exit 1).
+    flags: [{ table: 'public.tickets', severity: 'high', message: /set_config\('app\.bypass_rls', 'on', true\).*support_bypass reads app\.bypass_rls/ }],
   },
   {
     check: 'existence-oracle',

@@ -48,7 +48,7 @@ export const spoofableSetting = defineProbe({
   meta: {
     id: 'spoofable-setting',
     title: 'A setting any session can set widens what a tenant sees',
-    severity: 'medium',
+    severity: 'high',
     objectKind: 'table',
     summary: 'A setting any session can set widens what a tenant sees, proven on data.',
     example: `As tenant A, after \`select set_config('app.bypass_rls', 'on', true)\` (which any session may run), \`select * from "public"."tickets"\` returns rows of tenant B.`,
@@ -56,10 +56,11 @@ export const spoofableSetting = defineProbe({
       'Finds policies that read settings other than the tenant setting (an app.bypass_rls or app.is_admin escape hatch, also when read ' +
       "through a function the policy calls), sets each of them, as the application role with a tenant context, to 'on', 'true', '1', 'yes', " +
       "'t' and to the values the policy compares it with, and reports other tenants' rows that become visible. Any session may set any " +
-      'custom setting, so such a policy is only as strong as every piece of SQL the application runs. The severity is medium, as for any ' +
-      'setting any session can spoof: the tenant setting itself is just as settable by the same sessions, so the hatch gives an attacker no ' +
-      'step the tenant setting does not; what it adds is a switch that opens every tenant at once and that an application or pool may leave ' +
-      'on. Give administrative access its own role instead (a policy TO that role), or fence the hatch with a restrictive tenant policy.',
+      'custom setting, so such a policy is only as strong as every piece of SQL the application runs. Proven on data this is high: ' +
+      "a path the application role can take (one set_config, from any query the application lets through, a pooled connection that " +
+      "kept it, or a function that sets it) opens every other tenant's rows at once, and nothing about the tenant context has to be " +
+      'forged. Seen only in the policy text, without data to prove it, the rule non-tenant-setting reports it as medium. Give ' +
+      'administrative access its own role instead (a policy TO that role), or fence the hatch with a restrictive tenant policy.',
   },
   async run(context, report) {
     const findings: Finding[] = [];
@@ -104,7 +105,7 @@ export const spoofableSetting = defineProbe({
       const state = { kind: 'tenant' as const, tenant: spoof.tenant };
       const shown = shownStatement(statement);
       findings.push(report({
-        severity: 'medium',
+        severity: 'high',
         object: relationObject(relation),
         tenant: spoof.tenant.id,
         foreignTenant: [...spoof.tally.foreign.keys()][0],

@@ -56,10 +56,16 @@ describe('the published package', () => {
     );
     expect(audit.code).toBe(1);
     expect(audit.stdout).toMatch(/read-isolation +public\.recent_messages/);
+    // README shows this run's output: its findings and verdict are what the installed package prints.
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const shown = readme.slice(readme.indexOf('scenarios/demo.yaml` prints')).split('```')[1]!.split('\n');
+    const findingLines = shown.filter((line) => /^ {2}(CRITICAL|HIGH|MEDIUM|LOW) |^ {2}(findings|verdict): /.test(line));
+    expect(findingLines.length).toBeGreaterThan(2);
+    for (const line of findingLines) expect(audit.stdout.split('\n')).toContain(line);
     expect(existsSync(path.join(project, 'reports', 'demo', 'report.sarif'))).toBe(true);
 
     // The library entry point loads from the installed package (the vitest one needs vitest, an optional peer).
     const { stdout: exported } = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('rls-audit'); console.log(typeof m.audit, typeof m.createAuditDatabase, typeof m.renderSarif)"], { cwd: project });
     expect(exported.trim()).toBe('function function function');
-  });
+  }, 300_000);
 });

@@ -55,5 +55,5 @@ describe('colour and progress are for people at a terminal', () => {
     expect(plain).not.toContain('\u2588');
     expect(plain).not.toMatch(/\u001b\[3\dm/);
     expect(plain).toMatch(/verdict: PASS/);
-  });
+  }, 240_000);
 });

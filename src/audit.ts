@@ -10,7 +10,7 @@ import { roleAccess } from './probes/access.js';
 import { PROBES } from './probes/registry.js';
 import { reconcile } from './rules/reconcile.js';
 import { RULES } from './rules/registry.js';
-import type { ProbeContext, ProbeRecord } from './probes/types.js';
+import type { Probe, ProbeContext, ProbeRecord } from './probes/types.js';
 import { REPORT_SCHEMA_VERSION, type RelationReport, type Report } from './report/model.js';
 import { parseScenario } from './scenario/load.js';
 import type { Scenario, ScenarioInput } from './scenario/schema.js';
@@ -25,6 +25,10 @@ import { openTarget, type Target } from './target/index.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { userSqlProblem } from './analysis/statements.js';
 import { VERSION } from './version.js';
+import { Inconclusive, seedingReasons, verdictOf, type InconclusiveReason } from './verdict.js';
+import { ownRowsPrecheck } from './probes/precheck.js';
+import { snapshotNeverSet, sourcesOf } from './probes/context.js';
+import { readTargets } from './probes/targets.js';
 
 export interface AuditOptions {
   /** Progress lines for a console; never receives a password. */
@@ -93,14 +97,22 @@ export function sortFindings(findings: Finding[]): Finding[] {
   );
 }
 
-export function summarize(findings: Finding[], probes: ProbeRecord[], failOn: Severity, rowsSeeded: number, queries: number): Report['summary'] {
+export function summarize(
+  findings: Finding[],
+  probes: ProbeRecord[],
+  failOn: Severity,
+  rowsSeeded: number,
+  queries: number,
+  inconclusive: readonly InconclusiveReason[] = [],
+): Report['summary'] {
   const counts = Object.fromEntries(SEVERITIES.map((severity) => [severity, 0])) as Record<Severity, number>;
   for (const finding of findings) counts[finding.severity] += 1;
   const outcomes: Report['summary']['probes'] = {};
   for (const probe of probes) outcomes[probe.outcome] = (outcomes[probe.outcome] ?? 0) + 1;
   const failing = findings.filter((finding) => atLeast(finding.severity, failOn) && (!finding.accepted || finding.accepted.expired)).length;
   return {
-    verdict: failing ? 'fail' : 'pass',
+    verdict: verdictOf(failing, inconclusive),
+    inconclusive: [...inconclusive],
     failOn,
     findings: counts,
     failing,
@@ -243,6 +255,28 @@ function coverageNotes(seeded: SeedOutcome, scenario: Scenario): string[] {
   );
 }
 
+/**
+ * A probe that throws does not end the audit: it becomes an `error` record with the statement that failed
+ * and the message, and the checks it would have made are inconclusive. Each probe runs in a savepoint, so
+ * that a failure leaves the audit's transaction usable.
+ */
+async function runProbe(probe: Probe, context: ProbeContext): Promise<Finding[]> {
+  const { session } = context;
+  try {
+    return await session.savepoint(() => probe.run(context), true);
+  } catch (error) {
+    // User SQL that broke out of the audit's transaction stops the audit: nothing after it can be trusted.
+    if (error instanceof AuditError) throw error;
+    const statement = session.lastStatement ?? '';
+    context.record({ check: probe.meta.id, relation: '(probe)', context: '-', tenant: null, sql: statement, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: errorMessage(error) });
+    context.inconclusive({
+      reason: `the ${probe.meta.id} probe stopped with an error: ${errorMessage(error)}${statement ? ` (while running: ${statement.slice(0, 200)})` : ''}; what it checks was not proven`,
+      hint: 'see the error record in report.json; if the schema is unusual, report it with the SQL shown',
+    });
+    return [];
+  }
+}
+
 function evaluateRules(catalog: Catalog, plan: TenancyPlan): Finding[] {
   return RULES.flatMap((rule) => rule.evaluate({ catalog, plan }));
 }
@@ -257,6 +291,7 @@ function buildReport(
   findings: Finding[],
   startedAt: string,
   timings: Report['timings'],
+  inconclusive: Inconclusive = new Inconclusive(),
 ): Report {
   const { plan, catalog, target, session } = prepared;
   const notes = [...(target.notes ?? []), ...plan.notes];
@@ -291,7 +326,7 @@ function buildReport(
     checks: command === 'lint' ? ruleChecks() : allChecks(),
     probes,
     findings: accepted,
-    summary: summarize(accepted, probes, scenario.failOn, seeded?.rowsInserted ?? 0, session.queries),
+    summary: summarize(accepted, probes, scenario.failOn, seeded?.rowsInserted ?? 0, session.queries, inconclusive.reasons),
     timings,
   };
 }
@@ -348,6 +383,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   let seedNumber: number | null = null;
   const probes: ProbeRecord[] = [];
   const probeFindings: Finding[] = [];
+  const inconclusive = new Inconclusive();
   try {
     await checkUserSql(scenario, plan);
     ruleFindings = evaluateRules(catalog, plan);
@@ -375,6 +411,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });
     log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);
 
+    for (const reason of seedingReasons(plan, seeded.results)) inconclusive.add(reason);
     const context: ProbeContext = {
       session,
       catalog,
@@ -387,18 +424,21 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       connectionString: target.connectionString,
       disposable: target.disposable,
       record: (probe) => probes.push(probe),
+      inconclusive: (reason) => inconclusive.add(reason),
     };
+    context.neverSet = await snapshotNeverSet(context, readTargets(context, (relation) => sourcesOf(context, relation)).map((target) => target.statement));
     await checkContextSql(session, plan);
+    for (const reason of await ownRowsPrecheck(context)) inconclusive.add(reason);
     progress({ phase: 'probes', completed: 0, total: PROBES.length });
     for (const [index, probe] of PROBES.entries()) {
       const started = Date.now();
-      probeFindings.push(...(await probe.run(context)));
+      probeFindings.push(...(await runProbe(probe, context)));
       timings.perProbe[probe.meta.id] = Date.now() - started;
       progress({ phase: 'probes', completed: index + 1, total: PROBES.length, step: probe.meta.id });
     }
     timings.probes = clock.lap();
     const findings = [...probeFindings, ...reconcile(ruleFindings, probeFindings, probes, RULES)];
-    const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings);
+    const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings, inconclusive);
     if (sequencesBefore) {
       const moved = movedSequences(sequencesBefore, await readSequences(session));
       if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
@@ -411,7 +451,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const error = failure instanceof AuditTimeout ? failure : session.expiredReason ? new AuditTimeout(session.expiredReason) : null;
     if (!error) throw failure;
     // What was done so far: rule findings as they stand (nothing refuted them), the probes that ran.
-    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, probes, [...probeFindings, ...ruleFindings], startedAt, timings);
+    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, probes, [...probeFindings, ...ruleFindings], startedAt, timings, inconclusive);
     const ran = new Set(probes.map((probe) => probe.check)).size;
     partial.notes.push(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`);
     timings.total = Date.now() - clock.started;

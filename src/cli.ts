@@ -157,8 +157,11 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       const printable = terminalSafe(report);
       for (const line of renderNotes(printable)) io.err(`${line}\n`);
       io.out(colourSummary(renderConsole(printable, files.map((entry) => terminalLine(path.relative(io.cwd, entry) || entry))), palette(io.colour ?? false)));
+    } else if (report.summary.verdict === 'inconclusive') {
+      // Exit 2 is never silent: --quiet still says why the run proved nothing.
+      for (const entry of terminalSafe(report).summary.inconclusive) io.err(`rls-audit: inconclusive: ${entry.reason}\n  try: ${entry.hint}\n`);
     }
-    exitCode = report.summary.verdict === 'fail' ? 1 : 0;
+    exitCode = report.summary.verdict === 'fail' ? 1 : report.summary.verdict === 'inconclusive' ? 2 : 0;
   };
 
   targetOptions(program.command('run').description('seed tenants, probe every relation as the application role, run the rules, and write report.json and report.html'))

@@ -21,6 +21,8 @@ export interface QueryOutcome {
 export class AuditSession {
   private savepoints = 0;
   queries = 0;
+  /** The last statement sent through `query`: what an unexpected failure is reported with. */
+  lastStatement: string | null = null;
 
   /** Set when the run's time limit is reached: every later query fails at once (see expire). */
   private expired: string | null = null;
@@ -72,6 +74,7 @@ export class AuditSession {
   async query(text: string, values: unknown[] = [], name?: string): Promise<QueryOutcome> {
     this.checkExpired();
     this.queries += 1;
+    this.lastStatement = text;
     const result = await this.client.query({ text, values, types: RAW_TYPES, ...(name ? { name } : {}) });
     return { rows: result.rows as RawRow[], rowCount: result.rowCount ?? 0 };
   }

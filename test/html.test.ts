@@ -94,7 +94,7 @@ const report: Report = {
   ],
   findings,
   summary: {
-    verdict: 'fail', failOn: 'high', findings: { critical: 1, high: 1, medium: 0, low: 1, info: 1 }, failing: 2, accepted: 1,
+    verdict: 'fail', inconclusive: [], failOn: 'high', findings: { critical: 1, high: 1, medium: 0, low: 1, info: 1 }, failing: 2, accepted: 1,
     probes: { leak: 2, pass: 2, denied: 1, unreliable: 1, error: 1 }, rowsSeeded: 13, queries: 42,
   },
   timings: { start: 900, schema: 12, introspection: 40, seeding: 1500, probes: 2300, report: 3, total: 4755, perProbe: { 'read-isolation': 2000 } },

@@ -88,6 +88,8 @@ export interface RunResult {
   rows: RawRow[];
   rowCount: number;
   error?: { message: string; code?: string };
+  /** The context SQL itself failed: the statement never ran. */
+  contextFailed?: boolean;
 }
 
 /**
@@ -102,13 +104,24 @@ export async function runAs(
   options: { name?: string; before?: string[]; userSql?: string } = {},
 ): Promise<RunResult> {
   const { session, plan } = context;
+  if (state.kind === 'never-set' && !params.length && !options.before?.length) {
+    const snapshot = context.neverSet?.get(statement);
+    if (snapshot) return snapshot;
+  }
   return session.savepoint(
     async () => {
-      if (state.kind === 'tenant' || state.kind === 'unknown-tenant') {
-        await session.userQuery(plan.contextSql, [state.kind === 'tenant' ? state.tenant.id : state.id], 'the context SQL');
-      } else if (state.kind === 'empty') {
-        // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
-        await session.savepoint(() => session.userQuery(plan.contextSql, [context.tenants[0]!.id], 'the context SQL'));
+      try {
+        if (state.kind === 'tenant' || state.kind === 'unknown-tenant') {
+          await session.userQuery(plan.contextSql, [state.kind === 'tenant' ? state.tenant.id : state.id], 'the context SQL');
+        } else if (state.kind === 'empty') {
+          // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
+          await session.savepoint(() => session.userQuery(plan.contextSql, [context.tenants[0]!.id], 'the context SQL'));
+        }
+      } catch (error) {
+        // The context SQL broke out of the audit's transaction: the audit stops (see AuditSession.userQuery).
+        if (error instanceof AuditError) throw error;
+        const failure = error as { message?: string; code?: string };
+        return { rows: [], rowCount: 0, error: { message: `the context SQL failed: ${failure.message ?? String(error)}`, code: failure.code }, contextFailed: true };
       }
       if (options.before?.length) await session.query(options.before.join('; '));
       // No savepoint of its own: an error aborts only this savepoint, which is rolled back anyway.
@@ -124,6 +137,18 @@ export async function runAs(
     false,
     [session.roleStatement(plan.role)],
   );
+}
+
+/**
+ * Read every relation the role may select from before anything sets a context on the audit's connection:
+ * once a transaction has set a setting, the session reads '' for it, never NULL again, and the context
+ * precheck and discovery set candidate contexts before the probes run. `runAs` answers the "never set"
+ * state from this snapshot.
+ */
+export async function snapshotNeverSet(context: ProbeContext, statements: string[]): Promise<Map<string, RunResult>> {
+  const snapshot = new Map<string, RunResult>();
+  for (const statement of new Set(statements)) snapshot.set(statement, await runAs(context, { kind: 'never-set' }, statement));
+  return snapshot;
 }
 
 export type Attribution =

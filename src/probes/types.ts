@@ -5,7 +5,9 @@ import type { Scenario } from '../scenario/schema.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
 import type { SeedResult } from '../seed/seed.js';
 import type { AuditSession } from '../session.js';
+import type { InconclusiveReason } from '../verdict.js';
 import type { RoleAccess } from './access.js';
+import type { RunResult } from './context.js';
 
 /**
  * pass: ran and nothing crossed a boundary; leak: something did; hidden: nothing leaked but the tenant saw
@@ -51,7 +53,11 @@ export interface ProbeContext {
    * must not run what cannot be rolled back, such as a function that advances a sequence.
    */
   disposable: boolean;
+  /** Results of reads in the "never set" state, taken before any context was set on the connection. */
+  neverSet?: Map<string, RunResult>;
   record(probe: ProbeRecord): void;
+  /** This run proved nothing about something: the verdict becomes inconclusive, with this reason printed. */
+  inconclusive(reason: InconclusiveReason): void;
 }
 
 /** Fills a probe finding's id, source and object kind (of the probe or of one of its related checks). */

@@ -20,6 +20,13 @@ export function renderConsole(report: Report, files: string[] = []): string {
   if (more > 0) lines.push(`  ... and ${more} more`);
   if (report.command === 'run') lines.push(...coverageLines(report));
   for (const note of report.notes.filter((entry) => /not seeded|partly seeded/.test(entry))) lines.push(`  note: ${note}`);
+  for (const entry of summary.inconclusive ?? []) {
+    lines.push(`  inconclusive: ${entry.reason}`);
+    lines.push(`    try: ${entry.hint}`);
+  }
+  if (summary.verdict === 'inconclusive') {
+    for (const note of report.notes.filter((entry) => !/not seeded|partly seeded/.test(entry))) lines.push(`  assumed: ${note}`);
+  }
   lines.push(`  verdict: ${summary.verdict.toUpperCase()} (fail on ${summary.failOn} and above: ${summary.failing} finding${summary.failing === 1 ? '' : 's'})`);
   for (const file of files) lines.push(`  wrote ${file}`);
   return `${lines.join('\n')}\n`;

@@ -70,7 +70,7 @@ pre{background:var(--panel);border:1px solid var(--line);border-radius:4px;paddi
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.75rem 0}
 dl.facts dt{font-weight:600;color:var(--muted)}dl.facts dd{margin:0}
 .verdict{display:inline-block;font-weight:700;padding:.2rem .7rem;border-radius:4px;color:#fff}
-.verdict.pass{background:#1e6e32}.verdict.fail{background:#b3261e}
+.verdict.pass{background:#1e6e32}.verdict.fail{background:#b3261e}.verdict.inconclusive{background:#8a5a00}
 .counts{display:flex;flex-wrap:wrap;gap:.5rem;list-style:none;padding:0;margin:.5rem 0}
 .badge{display:inline-block;font-size:.78rem;font-weight:600;padding:.05rem .5rem;border-radius:999px;border:1px solid var(--line);background:var(--panel);margin-right:.3rem}
 .sev-critical{background:#7f0000;color:#fff;border-color:#7f0000}.sev-high{background:#c62828;color:#fff;border-color:#c62828}
@@ -108,7 +108,7 @@ function title(text: string): string {
 
 function renderHeader(report: Report): SafeHtml {
   const { summary, scenario, target, timings } = report;
-  const verdict = summary.verdict === 'pass' ? 'PASS' : 'FAIL';
+  const verdict = summary.verdict.toUpperCase();
   const phases: [string, number][] = [
     ['start', timings.start], ['schema', timings.schema], ['introspection', timings.introspection],
     ['seeding', timings.seeding], ['probes', timings.probes], ['report', timings.report], ['total', timings.total],
@@ -117,6 +117,7 @@ function renderHeader(report: Report): SafeHtml {
 <h1>${report.tool.name} <span class="muted">${report.tool.version}</span></h1>
 <p><span class="verdict ${summary.verdict}">${verdict}</span>
  <span class="muted">fail on ${summary.failOn} and above: ${summary.failing} failing, ${summary.accepted} accepted</span></p>
+${(summary.inconclusive ?? []).length ? html`<ul class="inconclusive" aria-label="Why the run is inconclusive">${(summary.inconclusive ?? []).map((entry) => html`<li>${entry.reason} <span class="muted">Try: ${entry.hint}</span></li>`)}</ul>` : ''}
 <ul class="counts" aria-label="Findings per severity">${SEVERITY_ORDER.map(
     (severity) => html`<li><a class="badge sev-${severity}" href="#severity-${severity}">${title(severity)}: ${summary.findings[severity] ?? 0}</a></li>`,
   )}</ul>

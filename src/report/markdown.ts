@@ -114,7 +114,7 @@ function matrix(report: Report): string[] {
 
 export function renderMarkdown(report: Report): string {
   const { summary, scenario } = report;
-  const verdict = summary.verdict === 'pass' ? 'PASS' : 'FAIL';
+  const verdict = summary.verdict.toUpperCase();
   const lines: string[] = [
     `## rls-audit: ${verdict}`,
     '',
@@ -127,6 +127,9 @@ export function renderMarkdown(report: Report): string {
     `| ${WORST_FIRST.map((severity) => summary.findings[severity] ?? 0).join(' | ')} |`,
     '',
   ];
+  if ((summary.inconclusive ?? []).length) {
+    lines.push('### Inconclusive', '', ...(summary.inconclusive ?? []).map((entry) => `- ${escapeMarkdown(entry.reason)} Try: ${escapeMarkdown(entry.hint)}`), '');
+  }
   const shown = report.findings.filter((finding) => finding.severity !== 'info');
   const info = report.findings.filter((finding) => finding.severity === 'info');
   if (shown.length) lines.push('### Findings', '', ...findingsTable(shown), '', ...fixes(shown));

@@ -2,6 +2,7 @@ import type { CheckMeta, Finding } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
 import type { Severity } from '../severity.js';
+import type { InconclusiveReason, Verdict } from '../verdict.js';
 import type { SourceLocation } from './locate.js';
 
 export const REPORT_SCHEMA_VERSION = 2;
@@ -59,7 +60,9 @@ export interface Report {
   probes: ProbeRecord[];
   findings: Finding[];
   summary: {
-    verdict: 'pass' | 'fail';
+    /** `inconclusive` (exit 2): part of the run proved nothing; `inconclusive` says what and what to try. */
+    verdict: Verdict;
+    inconclusive: InconclusiveReason[];
     failOn: Severity;
     findings: Record<Severity, number>;
     /** Findings at or above failOn that are not accepted (or whose acceptance expired). */

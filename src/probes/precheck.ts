@@ -1,0 +1,105 @@
+import type { Relation } from '../catalog/types.js';
+import { inheritedBy } from '../rules/privilege-helpers.js';
+import type { Tenant } from '../seed/ledger.js';
+import type { InconclusiveReason } from '../verdict.js';
+import { attribute, runAs, sourcesOf } from './context.js';
+import { OwnRowBuilder } from './own-row.js';
+import { readTargets, shownStatement } from './targets.js';
+import type { ProbeContext } from './types.js';
+
+/**
+ * True when no policy for `command` applies to the role on a table with row-level security: PostgreSQL
+ * then shows (or accepts) no row under any context, so an empty result says nothing about the context.
+ */
+function deniesEveryRow(context: ProbeContext, relation: Relation, command: 'SELECT' | 'INSERT'): boolean {
+  if (!relation.rlsEnabled) return false;
+  const roles = inheritedBy(context.catalog, context.plan.role);
+  return !relation.policies.some(
+    (policy) => policy.permissive && (policy.command === 'ALL' || policy.command === command) && policy.roles.some((name) => name === 'public' || roles.has(name)),
+  );
+}
+
+function ownRowsOf(context: ProbeContext, relation: Relation, tenant: Tenant): number {
+  const names = [relation.qualified, ...context.catalog.relations.filter((candidate) => candidate.inheritsFrom.includes(relation.qualified)).map((candidate) => candidate.qualified)];
+  return names.reduce((sum, name) => sum + context.ledger.count(name, tenant.id), 0);
+}
+
+/**
+ * Before any probe: every tenant must see its own seeded rows on every tenant-owned table it may SELECT,
+ * and must be able to insert its own row where it may INSERT. Where it cannot, the context proves nothing
+ * there (a context that sets the wrong thing hides every row, which looks exactly like isolation), and the
+ * run is inconclusive for that relation.
+ */
+export async function ownRowsPrecheck(context: ProbeContext): Promise<InconclusiveReason[]> {
+  const failures: { relation: string; statement: string; detail: string }[] = [];
+  let checked = 0;
+  for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
+    const { relation, relationPlan, statement } = target;
+    if (!target.reliable || relation.partitionOf || (relation.kind !== 'table' && relation.kind !== 'partitioned-table')) continue;
+    if (deniesEveryRow(context, relation, 'SELECT')) continue;
+    checked += 1;
+    const blind: string[] = [];
+    for (const tenant of context.tenants) {
+      const expected = ownRowsOf(context, relation, tenant);
+      if (!expected) continue;
+      const result = await runAs(context, { kind: 'tenant', tenant }, statement);
+      if (result.error) {
+        blind.push(`${tenant.label}: error ${result.error.message}`);
+        continue;
+      }
+      const own = result.rows.filter((row) => {
+        const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
+        return owner.kind === 'tenant' && owner.tenant.id === tenant.id;
+      }).length;
+      if (!own) blind.push(`${tenant.label} sees 0 of its ${expected} rows`);
+    }
+    if (blind.length) failures.push({ relation: relation.qualified, statement: shownStatement(statement), detail: blind.join('; ') });
+  }
+  if (checked > 1 && failures.length === checked) {
+    // The context itself is wrong: one reason, not one per table.
+    const first = failures[0]!;
+    return [
+      {
+        reason:
+          `no tenant sees its own rows on any of the ${checked} tenant-owned tables (${failures.map((failure) => failure.relation).join(', ')}) as ${context.plan.role} ` +
+          `after \`${context.plan.contextSql}\`; e.g. ${first.statement}: ${first.detail}. Every probe proved nothing`,
+        hint: 'the context SQL does not set what the policies read: give the setting with --setting, the SQL the application runs with --context-sql (with $tenant, $user, $role), or --preset supabase / --preset postgrest',
+      },
+    ];
+  }
+  const reasons: InconclusiveReason[] = failures.map((failure) => ({
+    relation: failure.relation,
+    reason: `${failure.statement} as ${context.plan.role} after \`${context.plan.contextSql}\`: ${failure.detail}; the probes on ${failure.relation} proved nothing`,
+    hint: `check the policies on ${failure.relation} for the current tenant, or give the tenant column with --tenant-column if ${failure.relation} is planned wrong`,
+  }));
+  reasons.push(...(await ownInsertCheck(context)));
+  return reasons;
+}
+
+/** Where the role may INSERT, each tenant must be able to insert a row of its own (rolled back). */
+async function ownInsertCheck(context: ProbeContext): Promise<InconclusiveReason[]> {
+  const builder = new OwnRowBuilder(context);
+  const reasons: InconclusiveReason[] = [];
+  const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
+  const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
+  for (const relationPlan of context.plan.relations) {
+    if (relationPlan.tenancy !== 'direct' && relationPlan.tenancy !== 'fk-path') continue;
+    const relation = byName.get(relationPlan.relation)!;
+    if (relation.kind !== 'table' || relation.partitionOf || !context.access.get(relation.qualified)?.insert) continue;
+    if (seeding.get(relation.qualified)?.status !== 'seeded' || deniesEveryRow(context, relation, 'INSERT')) continue;
+    const tenant = context.tenants[0]!;
+    const row = builder.ownRow(relation, relationPlan, tenant);
+    if (!row) continue;
+    const result = await runAs(context, { kind: 'tenant', tenant }, row.sql, row.params);
+    // Only row-level security refusing a tenant's own row says the context is wrong; other errors (a
+    // constraint the builder could not satisfy) are about the row, not the context.
+    if (result.error?.code === '42501' && /row-level security/.test(result.error.message)) {
+      reasons.push({
+        relation: relation.qualified,
+        reason: `as ${tenant.label}, inserting a row of its own into ${relation.qualified} after \`${context.plan.contextSql}\` fails: ${result.error.message}; the write probes on ${relation.qualified} proved nothing`,
+        hint: `check the WITH CHECK of the INSERT policies on ${relation.qualified}, or the context (--setting, --context-sql, --preset)`,
+      });
+    }
+  }
+  return reasons;
+}

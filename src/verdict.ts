@@ -1,0 +1,48 @@
+import type { TenancyPlan } from './plan/tenancy.js';
+import type { SeedResult } from './seed/seed.js';
+
+/**
+ * Why a run proved nothing about part of the database: the verdict is then `inconclusive` (exit 2), never
+ * `pass`. Every stage adds its reasons through `Inconclusive.add`; the CLI prints them.
+ */
+export interface InconclusiveReason {
+  /** The relation (or other object) the reason is about, when it is about one. */
+  relation?: string;
+  /** What failed, in a sentence: which relation, which context SQL, what was seen. */
+  reason: string;
+  /** What to try next: the flag or scenario key that most likely fixes it. */
+  hint: string;
+}
+
+export type Verdict = 'pass' | 'fail' | 'inconclusive';
+
+/** The reasons collected during one run; one entry per distinct (relation, reason). */
+export class Inconclusive {
+  readonly reasons: InconclusiveReason[] = [];
+
+  add(reason: InconclusiveReason): void {
+    if (this.reasons.some((entry) => entry.relation === reason.relation && entry.reason === reason.reason)) return;
+    this.reasons.push(reason);
+  }
+}
+
+/**
+ * A proven leak fails the run even when another part of it was inconclusive; otherwise any reason makes it
+ * inconclusive; only a run with neither passes.
+ */
+export function verdictOf(failing: number, reasons: readonly InconclusiveReason[]): Verdict {
+  if (failing) return 'fail';
+  return reasons.length ? 'inconclusive' : 'pass';
+}
+
+/** A tenant-owned table that could not be seeded has nothing its probes could see. */
+export function seedingReasons(plan: TenancyPlan, results: readonly SeedResult[]): InconclusiveReason[] {
+  const owned = new Map(plan.relations.map((entry) => [entry.relation, entry.tenancy]));
+  return results
+    .filter((result) => result.status === 'failed' && owned.get(result.relation) !== undefined && owned.get(result.relation) !== 'shared')
+    .map((result) => ({
+      relation: result.relation,
+      reason: `tenant-owned table ${result.relation} could not be seeded: ${result.reason}`,
+      hint: 'check the table\'s constraints and triggers; give the tenant column with --tenant-column or the tenant table with --tenant-table if the plan is wrong',
+    }));
+}

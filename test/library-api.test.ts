@@ -28,6 +28,16 @@ describe('createAuditDatabase and the matchers', () => {
     );
   });
 
+  it('toIsolateTenants says why a run proved nothing: an inconclusive verdict is not a pass', async () => {
+    const report = await db.lint();
+    const inconclusive = {
+      ...report,
+      findings: [],
+      summary: { ...report.summary, verdict: 'inconclusive' as const, failing: 0, inconclusive: [{ relation: 'public.messages', reason: 'tenant A saw none of its 5 rows', hint: 'check --context-sql' }] },
+    };
+    expect(() => expect(inconclusive).toIsolateTenants()).toThrow(/verdict is INCONCLUSIVE .*\n {2}INCONCLUSIVE public\.messages: tenant A saw none of its 5 rows\n {4}try: check --context-sql$/);
+  });
+
   it('audit() takes a partial scenario; on a borrowed target its schema files are applied in the audit and rolled back', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-library-'));
     const fix = path.join(dir, 'fix.sql');

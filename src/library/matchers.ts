@@ -44,7 +44,8 @@ export function toIsolateTenants(received: unknown): MatcherResult {
       const lines = [`expected ${what} to prove tenant isolation, but its verdict is ${summary.verdict.toUpperCase()} (fail on ${summary.failOn} and above: ${summary.failing} finding${summary.failing === 1 ? '' : 's'})`];
       lines.push(...findings.slice(0, LISTED).map(describeFinding));
       if (findings.length > LISTED) lines.push(`  ... and ${findings.length - LISTED} more (see the report's findings)`);
-      if (!findings.length) lines.push(...report.notes.map((note) => `  note: ${note}`));
+      // A leak fails the run even when another part of it proved nothing: both are worth reading.
+      for (const entry of summary.inconclusive ?? []) lines.push(`  INCONCLUSIVE${entry.relation ? ` ${entry.relation}` : ''}: ${entry.reason}\n    try: ${entry.hint}`);
       return lines.join('\n');
     },
   };

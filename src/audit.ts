@@ -7,6 +7,7 @@ import { objectLabel, objectSubject, type Finding } from './findings.js';
 import { allChecks, ruleChecks } from './checks.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
 import { roleAccess } from './probes/access.js';
+import { familyCoverage } from './probes/coverage.js';
 import { PROBES } from './probes/registry.js';
 import { reconcile } from './rules/reconcile.js';
 import { RULES } from './rules/registry.js';
@@ -443,6 +444,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       const moved = movedSequences(sequencesBefore, await readSequences(session));
       if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
     }
+    report.coverage = familyCoverage(context);
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;
     return report;

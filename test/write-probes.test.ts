@@ -103,7 +103,8 @@ describe.each(TARGETS)('write isolation probes on $name', ({ args }) => {
     expect(findings(run, 'foreign-delete')).toEqual([]);
     expect(findings(run, 'read-isolation')).toEqual([]);
     const targeted = run.report!.probes.filter((probe) => probe.check === 'foreign-delete' && probe.relation === 'public.tasks');
-    expect(targeted).toHaveLength(3);
+    // The policies are tenant-symmetric: the lowest- and highest-id tenants, each on the other, cover them (coverage.ts).
+    expect(targeted).toHaveLength(2);
     expect(targeted.every((probe) => probe.outcome === 'pass' && probe.rows === 0)).toBe(true);
     const blind = findings(run, 'blind-delete')[0]!;
     expect(blind.message).toMatch(/deletes 60 rows, 40 of them other tenants' \(tenant [A-C] owns 20\)/);

@@ -1,5 +1,6 @@
 import { relationObject, type Finding } from '../findings.js';
 import { relationIdent } from '../sql.js';
+import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
 import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
@@ -22,8 +23,8 @@ export const blindDelete = defineProbe({
     for (const target of writeTargets(context, 'delete', { tenantTable: true })) {
       const { relation, relationPlan } = target;
       const blind = `delete from ${relationIdent(relation)}`;
-      for (const [index, actor] of context.tenants.entries()) {
-        const victim = context.tenants[(index + 1) % context.tenants.length]!;
+      for (const actor of writeActors(context, this.meta.id, relation)) {
+        const victim = context.tenants[(context.tenants.indexOf(actor) + 1) % context.tenants.length]!;
         const bounded = await boundedWrite(context, target, victim, blind);
         if (bounded === undefined) {
           recordWrite(context, this.meta.id, target, actor, blind, 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);

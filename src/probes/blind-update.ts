@@ -1,6 +1,7 @@
 import { relationObject, type Finding } from '../findings.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { OwnRowBuilder } from './own-row.js';
+import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
 import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
@@ -30,8 +31,8 @@ export const blindUpdate = defineProbe({
         recordWrite(context, this.meta.id, target, context.tenants[0]!, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column');
         continue;
       }
-      actors: for (const [index, actor] of context.tenants.entries()) {
-        const victim = context.tenants[(index + 1) % context.tenants.length]!;
+      actors: for (const actor of writeActors(context, this.meta.id, relation)) {
+        const victim = context.tenants[(context.tenants.indexOf(actor) + 1) % context.tenants.length]!;
         for (const column of columns) {
           const generated = relationPlan.tenancy === 'tenant-table' ? undefined : builder.ownRow(relation, relationPlan, actor)?.values[column.name];
           const value = generated ?? ownValue(context, relation, actor, column.name);

@@ -5,8 +5,9 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
+import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { ATTEMPTS, columnOf, keyCondition, quietOutcome, recordWrite, retryable, rowKey, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
+import { ATTEMPTS, columnOf, keyCondition, quietOutcome, recordWrite, retryable, rowKey, runWrite, tenantCounts, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
 
 /** Foreign keys from `target` to tenant-owned rows that do not decide the row's own tenant. */
 function crossableKeys(context: ProbeContext, target: WriteTarget): ForeignKey[] {
@@ -89,7 +90,7 @@ export const crossTenantReference = defineProbe({
       const { relation, relationPlan } = target;
       for (const foreignKey of crossableKeys(context, target)) {
         const columns = foreignKey.columns.filter((column) => column !== relationPlan.tenantColumn);
-        pairs: for (const { actor, victim } of tenantPairs(context.tenants)) {
+        pairs: for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
           const parent = context.ledger.rows(foreignKey.references, victim.id)[0];
           if (!parent) continue;
           const overrides = Object.fromEntries(columns.map((column) => [column, parent.values[foreignKey.referencedColumns[foreignKey.columns.indexOf(column)]!] ?? null]));

@@ -1,7 +1,8 @@
 import { relationObject, type Finding } from '../findings.js';
 import { inlineParameters, relationIdent } from '../sql.js';
+import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import { baselineCounts, diagnoseWrite, directSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets } from './writes.js';
+import { baselineCounts, diagnoseWrite, directSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
 
 export const foreignDelete = defineProbe({
   meta: {
@@ -24,7 +25,7 @@ export const foreignDelete = defineProbe({
       const { relation, relationPlan } = target;
       const key = rowKey(relation);
       const statement = `delete from ${relationIdent(relation)} where ${keyCondition(relation, key)}`;
-      for (const { actor, victim } of tenantPairs(context.tenants)) {
+      for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
         const row = await rowOf(context, target, victim, key);
         if (!row) {
           recordWrite(context, this.meta.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);

@@ -2,6 +2,7 @@ import { relationObject, type Finding } from '../findings.js';
 import { inlineParameters } from '../sql.js';
 import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
+import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
 import {
   ATTEMPTS,
@@ -13,7 +14,6 @@ import {
   retryable,
   runWrite,
   tenantCounts,
-  tenantPairs,
   writeEvidence,
   writeTargets,
 } from './writes.js';
@@ -38,7 +38,7 @@ export const foreignInsert = defineProbe({
     const builder = new OwnRowBuilder(context);
     for (const target of writeTargets(context, 'insert', { tenantTable: false })) {
       const { relation, relationPlan } = target;
-      pairs: for (const { actor, victim } of tenantPairs(context.tenants)) {
+      pairs: for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
         for (let attempt = 0; attempt < ATTEMPTS; attempt += 1) {
           const row = builder.ownRow(relation, relationPlan, victim);
           if (!row) {

@@ -1,7 +1,8 @@
 import { relationObject, type Finding } from '../findings.js';
 import { ident, inlineParameters, literal, relationIdent } from '../sql.js';
+import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import { diagnoseWrite, directSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantPairs, writeEvidence, writeTargets } from './writes.js';
+import { diagnoseWrite, directSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, writeEvidence, writeTargets } from './writes.js';
 
 export const foreignUpdate = defineProbe({
   meta: {
@@ -25,7 +26,7 @@ export const foreignUpdate = defineProbe({
       const column = plainColumns(relation, relationPlan)[0] ?? relation.columns.find((candidate) => !candidate.generated && candidate.identity !== 'always');
       if (!column) continue;
       const statement = `update ${relationIdent(relation)} set ${ident(column.name)} = ${ident(column.name)} where ${keyCondition(relation, key)}`;
-      for (const { actor, victim } of tenantPairs(context.tenants)) {
+      for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
         const row = await rowOf(context, target, victim, key);
         if (!row) {
           recordWrite(context, this.meta.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);

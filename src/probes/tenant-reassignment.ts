@@ -1,8 +1,9 @@
 import { relationObject, type Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
+import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { baselineCounts, boundedWrite, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, tenantPairs, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { baselineCounts, boundedWrite, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
 
 /**
  * The columns that say whose a row is, with the values that make it `victim`'s: the tenant column, and
@@ -45,7 +46,7 @@ export const tenantReassignment = defineProbe({
     for (const target of writeTargets(context, 'update', { tenantTable: false })) {
       const { relation, relationPlan } = target;
       const key = rowKey(relation);
-      for (const { actor, victim } of tenantPairs(context.tenants)) {
+      for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
         const moves = moveTo(context, target, victim);
         if (!moves.size) break;
         const assignments = [...moves.keys()].map((column, index) => `${ident(column)} = $${index + 1}::${columnOf(relation, column).type}`).join(', ');

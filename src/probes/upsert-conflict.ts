@@ -4,6 +4,7 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { OwnRowBuilder, type RowInsert } from './own-row.js';
+import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import {
   ATTEMPTS,
@@ -17,7 +18,6 @@ import {
   rowOf,
   runWrite,
   tenantCounts,
-  tenantPairs,
   uniqueKeys,
   writeEvidence,
   writeTargets,
@@ -128,7 +128,7 @@ export const upsertConflict = defineProbe({
         };
         const doNothing: Clause = () => ({ conflict: `${conflictTarget} do nothing` });
         let oracleTested = false;
-        for (const { actor, victim } of tenantPairs(context.tenants)) {
+        for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
           const held = await rowOf(context, target, victim, key);
           if (!held) continue;
           const overrides = Object.fromEntries(key.map((column) => [column, held[column] ?? null]));

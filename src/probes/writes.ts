@@ -39,18 +39,6 @@ export interface TenantScope {
   tenant: string;
 }
 
-/** A pair of tenants: `actor` writes, `victim` is the tenant whose rows it must not reach. */
-export interface TenantPair {
-  actor: Tenant;
-  victim: Tenant;
-}
-
-/** Every tenant acts once, against the next tenant in a ring (A -> B, B -> C, C -> A). */
-export function tenantPairs(tenants: Tenant[]): TenantPair[] {
-  if (tenants.length < 2) return [];
-  return tenants.map((actor, index) => ({ actor, victim: tenants[(index + 1) % tenants.length]! }));
-}
-
 function isBaseTable(relation: Relation): boolean {
   return relation.kind === 'table' || relation.kind === 'partitioned-table';
 }

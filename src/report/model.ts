@@ -1,4 +1,5 @@
 import type { CheckMeta, Finding } from '../findings.js';
+import type { FamilyCoverage } from '../probes/coverage.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
 import type { Severity } from '../severity.js';
@@ -58,6 +59,8 @@ export interface Report {
   /** The checks this run evaluated (rules; for `run` also probes), with everything a renderer needs to describe them. */
   checks: CheckMeta[];
   probes: ProbeRecord[];
+  /** Which tenants each write family acted as, and why that covers every policy path (run only). */
+  coverage?: FamilyCoverage[];
   findings: Finding[];
   summary: {
     /** `inconclusive` (exit 2): part of the run proved nothing; `inconclusive` says what and what to try. */

@@ -77,6 +77,8 @@ export const scenarioSchema = z
     /** Cap on rows fetched by one probe query (the count is always exact). */
     maxRowsPerQuery: z.number().int().min(10).default(10_000),
     queries: z.array(namedQuerySchema).default([]),
+    /** Run the write families as every tenant, not only the few tenants that cover every policy path. */
+    exhaustive: z.boolean().default(false),
     accept: z.array(acceptanceSchema).default([]),
     /**
      * Tenant-owned relations (or partitions) that may stay without rows of some tenant, and why; any other

@@ -8,6 +8,7 @@ import { allChecks, ruleChecks } from './checks.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
 import { roleAccess } from './probes/access.js';
 import { familyCoverage } from './probes/coverage.js';
+import { parseShard, planUnits, runPlan, type ProbeRun } from './probes/schedule.js';
 import { PROBES } from './probes/registry.js';
 import { reconcile } from './rules/reconcile.js';
 import { RULES } from './rules/registry.js';
@@ -399,7 +400,8 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
         );
       }
     }
-    seedNumber = scenario.seed ?? Math.floor(Math.random() * 2 ** 31);
+    // The parts of a sharded run must seed the same tenants and rows: without a seed they share a fixed one.
+    seedNumber = scenario.seed ?? (scenario.shard ? 1 : Math.floor(Math.random() * 2 ** 31));
     progress({ phase: 'seeding', completed: 0, total: 1 });
     seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable });
     if (target.disposable) {
@@ -430,13 +432,28 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     context.neverSet = await snapshotNeverSet(context, readTargets(context, (relation) => sourcesOf(context, relation)).map((target) => target.statement));
     await checkContextSql(session, plan);
     for (const reason of await ownRowsPrecheck(context)) inconclusive.add(reason);
-    progress({ phase: 'probes', completed: 0, total: PROBES.length });
-    for (const [index, probe] of PROBES.entries()) {
-      const started = Date.now();
-      probeFindings.push(...(await runProbe(probe, context)));
-      timings.perProbe[probe.meta.id] = Date.now() - started;
-      progress({ phase: 'probes', completed: index + 1, total: PROBES.length, step: probe.meta.id });
+    // On a cluster that belongs to this run, the seed is committed and the probes run over `jobs` connections,
+    // each probe in its own rolled-back savepoint; anywhere else, on the audit's one rolled-back transaction.
+    const ownCluster = target.disposable && !options.target;
+    const jobs = ownCluster ? scenario.jobs : 1;
+    if (ownCluster) await session.commit();
+    const shard = scenario.shard ? parseShard(scenario.shard) : null;
+    const units = planUnits(PROBES, shard, jobs);
+    const workers: AuditSession[] = [];
+    let run: ProbeRun;
+    try {
+      for (let job = 1; job < jobs; job += 1) workers.push(await AuditSession.open(target.connectionString, { bounds: DEFAULT_BOUNDS }));
+      progress({ phase: 'probes', completed: 0, total: units.length });
+      run = await runPlan(context, units, [session, ...workers], runProbe, (completed, total, probe) => progress({ phase: 'probes', completed, total, step: probe }));
+    } finally {
+      for (const worker of workers) {
+        session.queries += worker.queries;
+        await worker.end();
+      }
     }
+    probeFindings.push(...run.findings);
+    probes.push(...run.records);
+    Object.assign(timings.perProbe, run.perProbe);
     timings.probes = clock.lap();
     const findings = [...probeFindings, ...reconcile(ruleFindings, probeFindings, probes, RULES)];
     const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings, inconclusive);
@@ -445,6 +462,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
     }
     report.coverage = familyCoverage(context);
+    if (shard) report.shard = { index: shard.index + 1, count: shard.count, ruleFindings, probeFindings, accept: scenario.accept };
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;
     return report;

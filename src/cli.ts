@@ -9,6 +9,7 @@ import { allChecks, renderChecks } from './checks.js';
 import type { Report } from './report/model.js';
 import type { Scenario } from './scenario/schema.js';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
+import { mergeReportFiles } from './merge.js';
 import { renderConsole } from './report/console.js';
 import { renderMarkdown } from './report/markdown.js';
 import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
@@ -86,6 +87,9 @@ interface RunFlags {
   pgVersion?: string;
   quiet?: boolean;
   format?: ReportFormat[];
+  exhaustive?: boolean;
+  jobs?: number;
+  shard?: string;
 }
 
 function overridesFrom(flags: RunFlags): ScenarioOverrides {
@@ -161,7 +165,8 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       // Exit 2 is never silent: --quiet still says why the run proved nothing.
       for (const entry of terminalSafe(report).summary.inconclusive) io.err(`rls-audit: inconclusive: ${entry.reason}\n  try: ${entry.hint}\n`);
     }
-    exitCode = report.summary.verdict === 'fail' ? 1 : report.summary.verdict === 'inconclusive' ? 2 : 0;
+    // A shard's verdict covers only its part: the merge of all parts decides (rls-audit merge). Inconclusive still says the part proved nothing.
+    exitCode = report.summary.verdict === 'fail' ? (report.shard ? 0 : 1) : report.summary.verdict === 'inconclusive' ? 2 : 0;
   };
 
   targetOptions(program.command('run').description('seed tenants, probe every relation as the application role, run the rules, and write report.json and report.html'))
@@ -171,6 +176,9 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--seed <n>', 'seed for the fake data and tenant ids (reproducible runs)', integer('--seed', 0))
     .option('--timeout <duration>', 'time limit for the whole run, e.g. 90s, 30m, 2h (default 30m); reached, the audit stops, writes what it did so far and exits 2', duration)
     .option('--allow-sequence-gaps', "on a live database, let the audit's writes advance sequences through triggers or defaults that call nextval (a rollback does not undo nextval)")
+    .option('--exhaustive', 'run the write probes as every tenant, not only the tenants that cover every policy path')
+    .option('--jobs <n>', 'connections that probe in parallel on the embedded target (default: the number of cores)', integer('--jobs', 1))
+    .option('--shard <i/n>', 'run part i of n of the probe plan and write a partial report; join the parts with rls-audit merge')
     .action(async (file: string | undefined, flags: RunFlags) => {
       const terminal = startConsole(file, flags);
       try {
@@ -229,6 +237,21 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       });
       io.out(written.text);
       io.err(`wrote ${path.relative(io.cwd, written.file) || written.file}: check it, then run \`npx rls-audit run\`\n`);
+    });
+
+  program
+    .command('merge')
+    .description('join the report.json of every shard of a run (rls-audit run --shard i/n) into one report and one verdict')
+    .argument('<reports...>', 'report.json files, one per shard')
+    .option('--out <dir>', 'where the merged reports go (default reports/<scenario name>/)')
+    .option('--format <list>', `report formats, comma-separated or repeated: ${REPORT_FORMATS.join(', ')} (default json,html; json is always written)`, collectFormats)
+    .option('--quiet', 'print nothing but errors')
+    .action(async (files: string[], flags: { out?: string; format?: ReportFormat[]; quiet?: boolean }) => {
+      const report = await mergeReportFiles(files.map((file) => path.resolve(io.cwd, file)));
+      const outDir = flags.out ? path.resolve(io.cwd, flags.out) : path.resolve(io.cwd, 'reports', report.scenario.name);
+      const written = await writeReports(report, outDir, flags.format ?? DEFAULT_REPORT_FORMATS);
+      if (!flags.quiet) io.out(colourSummary(renderConsole(report, written.map((entry) => path.relative(io.cwd, entry) || entry)), palette(io.colour ?? false)));
+      exitCode = report.summary.verdict === 'fail' ? 1 : report.summary.verdict === 'inconclusive' ? 2 : 0;
     });
 
   program

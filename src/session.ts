@@ -71,6 +71,21 @@ export class AuditSession {
     return session;
   }
 
+  /**
+   * Commit what the transaction did so far and go on in a new one. Only on a cluster that belongs to the run:
+   * the seed becomes visible to the other connections that probe in parallel.
+   */
+  async commit(): Promise<void> {
+    await this.client.query('commit');
+    await this.client.query('begin');
+  }
+
+  /** Roll the transaction back and begin another: releases every lock it held. */
+  async restart(): Promise<void> {
+    await this.client.query('rollback');
+    await this.client.query('begin');
+  }
+
   async query(text: string, values: unknown[] = [], name?: string): Promise<QueryOutcome> {
     this.checkExpired();
     this.queries += 1;

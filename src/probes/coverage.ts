@@ -44,13 +44,14 @@ interface RelationCoverage {
   why: string;
 }
 
-const cache = new WeakMap<ProbeContext, { relations: Map<string, RelationCoverage>; families: Map<string, { tenants: Set<string>; paired: Set<string>; everyTenant: Map<string, string> }> }>();
+// Keyed by the audit's ledger: one per audit, shared by the contexts of every unit of work (schedule.ts).
+const cache = new WeakMap<object, { relations: Map<string, RelationCoverage>; families: Map<string, { tenants: Set<string>; paired: Set<string>; everyTenant: Map<string, string> }> }>();
 
 function state(context: ProbeContext) {
-  let entry = cache.get(context);
+  let entry = cache.get(context.ledger);
   if (!entry) {
     entry = { relations: new Map(), families: new Map() };
-    cache.set(context, entry);
+    cache.set(context.ledger, entry);
   }
   return entry;
 }
@@ -114,12 +115,12 @@ export function constantsIn(expression: string): string[] {
 }
 
 /** The analysis model, computed once per audit (the probes' context does not carry it yet). */
-const analyses = new WeakMap<ProbeContext, Analysis>();
+const analyses = new WeakMap<object, Analysis>();
 function analysisOf(context: ProbeContext): Analysis {
-  let analysis = analyses.get(context);
+  let analysis = analyses.get(context.ledger);
   if (!analysis) {
     analysis = analyze(context.catalog, context.plan.role);
-    analyses.set(context, analysis);
+    analyses.set(context.ledger, analysis);
   }
   return analysis;
 }

@@ -2,6 +2,7 @@ import type { Relation } from '../catalog/types.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import { ident, relationIdent } from '../sql.js';
 import type { RelationAccess } from './access.js';
+import { inPart } from './schedule.js';
 import type { ProbeContext } from './types.js';
 
 export interface ReadTarget {
@@ -25,6 +26,7 @@ export function readTargets(context: ProbeContext, sourcesOf: (relation: Relatio
   for (const relationPlan of context.plan.relations) {
     if (relationPlan.tenancy === 'shared') continue;
     const relation = byName.get(relationPlan.relation)!;
+    if (!inPart(context, relation.qualified)) continue;
     const access = context.access.get(relation.qualified);
     if (!access || !access.selectColumns.length) continue;
     const columns = access.select ? '*' : access.selectColumns.map(ident).join(', ');

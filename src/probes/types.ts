@@ -8,6 +8,7 @@ import type { AuditSession } from '../session.js';
 import type { InconclusiveReason } from '../verdict.js';
 import type { RoleAccess } from './access.js';
 import type { RunResult } from './context.js';
+import type { PlanPart } from './schedule.js';
 
 /**
  * pass: ran and nothing crossed a boundary; leak: something did; hidden: nothing leaked but the tenant saw
@@ -58,6 +59,8 @@ export interface ProbeContext {
   record(probe: ProbeRecord): void;
   /** This run proved nothing about something: the verdict becomes inconclusive, with this reason printed. */
   inconclusive(reason: InconclusiveReason): void;
+  /** The relations this run of a probe covers when the plan is split (--jobs, --shard): see schedule.ts. */
+  part?: PlanPart;
 }
 
 /** Fills a probe finding's id, source and object kind (of the probe or of one of its related checks). */

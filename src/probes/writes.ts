@@ -10,6 +10,7 @@ import type { RelationAccess } from './access.js';
 import { describeContext, reproduction } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
+import { inPart } from './schedule.js';
 import type { ProbeContext, ProbeOutcome } from './types.js';
 
 /**
@@ -83,7 +84,7 @@ export function writeTargets(context: ProbeContext, privilege: Privilege, option
   const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
   const targets: WriteTarget[] = [];
   for (const relation of context.catalog.relations) {
-    if (!isBaseTable(relation)) continue;
+    if (!isBaseTable(relation) || !inPart(context, relation.qualified)) continue;
     const access = context.access.get(relation.qualified);
     if (!access?.[privilege]) continue;
     const relationPlan = ownership(context, relation);

@@ -1,4 +1,5 @@
 import type { CheckMeta, Finding } from '../findings.js';
+import type { Acceptance } from '../scenario/schema.js';
 import type { FamilyCoverage } from '../probes/coverage.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
@@ -61,6 +62,11 @@ export interface Report {
   probes: ProbeRecord[];
   /** Which tenants each write family acted as, and why that covers every policy path (run only). */
   coverage?: FamilyCoverage[];
+  /**
+   * Set on the report of one part of a sharded run (`--shard i/n`): what `rls-audit merge` needs to decide
+   * over all parts (the rule findings before probe evidence, the probe findings, the acceptances).
+   */
+  shard?: { index: number; count: number; ruleFindings: Finding[]; probeFindings: Finding[]; accept: Acceptance[] };
   findings: Finding[];
   summary: {
     /** `inconclusive` (exit 2): part of the run proved nothing; `inconclusive` says what and what to try. */

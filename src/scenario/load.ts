@@ -27,6 +27,9 @@ export interface ScenarioOverrides {
   pgVersion?: string;
   out?: string;
   failOn?: Scenario['failOn'];
+  exhaustive?: boolean;
+  jobs?: number;
+  shard?: string;
 }
 
 export function formatZodError(error: z.ZodError, source: string): string {
@@ -136,6 +139,9 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.failOn !== undefined) merged.failOn = overrides.failOn;
   if (overrides.allowSequenceGaps !== undefined) merged.allowSequenceGaps = overrides.allowSequenceGaps;
   if (overrides.timeoutSeconds !== undefined) merged.timeoutSeconds = overrides.timeoutSeconds;
+  if (overrides.exhaustive !== undefined) merged.exhaustive = overrides.exhaustive;
+  if (overrides.jobs !== undefined) merged.jobs = overrides.jobs;
+  if (overrides.shard !== undefined) merged.shard = overrides.shard;
   const target: Record<string, unknown> = { ...((raw.target as Record<string, unknown> | undefined) ?? {}) };
   if (overrides.databaseUrl !== undefined) {
     target.kind = 'url';

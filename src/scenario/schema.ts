@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { z } from 'zod';
 import { SEVERITIES } from '../severity.js';
 
@@ -79,6 +80,22 @@ export const scenarioSchema = z
     queries: z.array(namedQuerySchema).default([]),
     /** Run the write families as every tenant, not only the few tenants that cover every policy path. */
     exhaustive: z.boolean().default(false),
+    /** Connections that probe in parallel on a cluster that belongs to the run (a url target always uses one). */
+    jobs: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .default(() => os.availableParallelism()),
+    /** Run one part of the probe plan, e.g. `2/3`; `rls-audit merge` joins the parts' reports into one. */
+    shard: z
+      .string()
+      .regex(/^\d+\/\d+$/, 'a shard looks like 2/3 (this job, of how many)')
+      .refine((text) => {
+        const [index, count] = text.split('/').map(Number);
+        return index! >= 1 && index! <= count!;
+      }, 'the shard number must be between 1 and the number of shards')
+      .optional(),
     accept: z.array(acceptanceSchema).default([]),
     /**
      * Tenant-owned relations (or partitions) that may stay without rows of some tenant, and why; any other

@@ -1,0 +1,100 @@
+import { readFile } from 'node:fs/promises';
+import { applyAcceptances } from './accept.js';
+import { sortFindings, summarize } from './audit.js';
+import { AuditError, errorMessage } from './errors.js';
+import type { Finding } from './findings.js';
+import type { FamilyCoverage } from './probes/coverage.js';
+import { reconcile } from './rules/reconcile.js';
+import { RULES } from './rules/registry.js';
+import type { Report } from './report/model.js';
+
+/**
+ * One report and one verdict from the reports of a sharded run (`rls-audit run --shard i/n`, one CI job each).
+ * Every part seeded the same tenants and rows and evaluated every rule; each ran its own share of the probes.
+ * The merge joins the probe evidence and ties the rule findings to all of it, as a single run would.
+ */
+export function mergeReports(reports: Report[]): Report {
+  if (!reports.length) throw new AuditError('nothing to merge: give the report.json of every shard');
+  const parts = reports.map((report, position) => {
+    if (!report.shard) throw new AuditError(`report ${position + 1} is not part of a sharded run (it has no shard section): merge the reports of rls-audit run --shard i/n`);
+    return { report, shard: report.shard };
+  });
+  const count = parts[0]!.shard.count;
+  const seen = new Set<number>();
+  for (const { report, shard } of parts) {
+    if (shard.count !== count) throw new AuditError(`the reports come from different splits (${shard.count} and ${count} shards): merge the reports of one run`);
+    if (seen.has(shard.index)) throw new AuditError(`shard ${shard.index}/${count} is given twice`);
+    seen.add(shard.index);
+    const first = parts[0]!.report;
+    if (report.scenario.seed !== first.scenario.seed || report.tenants.map((tenant) => tenant.id).join() !== first.tenants.map((tenant) => tenant.id).join()) {
+      throw new AuditError(`shard ${shard.index}/${count} seeded other tenants than shard ${parts[0]!.shard.index}/${count}: run every shard with the same scenario and --seed`);
+    }
+  }
+  const missing = Array.from({ length: count }, (_, index) => index + 1).filter((index) => !seen.has(index));
+  if (missing.length) throw new AuditError(`shard${missing.length > 1 ? 's' : ''} ${missing.map((index) => `${index}/${count}`).join(', ')} missing: a merge of some shards would pass what the others never probed`);
+  parts.sort((a, b) => a.shard.index - b.shard.index);
+
+  const base = parts[0]!.report;
+  const probeFindings = parts.flatMap(({ shard }) => shard.probeFindings);
+  const records = parts.flatMap(({ report }) => report.probes);
+  const ruleFindings: Finding[] = base.shard!.ruleFindings;
+  const findings = sortFindings(applyAcceptances([...probeFindings, ...reconcile(ruleFindings, probeFindings, records, RULES)], base.shard!.accept));
+  const queries = parts.reduce((sum, { report }) => sum + report.summary.queries, 0);
+  const timings = { ...base.timings, perProbe: {} as Record<string, number> };
+  for (const { report } of parts) {
+    for (const phase of ['start', 'schema', 'introspection', 'seeding', 'probes', 'report', 'total'] as const) timings[phase] = Math.max(timings[phase], report.timings[phase]);
+    for (const [probe, ms] of Object.entries(report.timings.perProbe)) timings.perProbe[probe] = (timings.perProbe[probe] ?? 0) + ms;
+  }
+  const { shard: _shard, ...rest } = base;
+  return {
+    ...rest,
+    notes: [...new Set(parts.flatMap(({ report }) => report.notes)), `merged from ${count} shards`],
+    locations: Object.assign({}, ...parts.map(({ report }) => report.locations)) as Report['locations'],
+    probes: records,
+    coverage: mergeCoverage(parts.map(({ report }) => report.coverage ?? [])),
+    findings,
+    summary: summarize(findings, records, base.summary.failOn, base.summary.rowsSeeded, queries, inconclusiveOf(parts.map(({ report }) => report))),
+    timings,
+  };
+}
+
+/** Every part's reasons for an inconclusive verdict, each once. */
+function inconclusiveOf(reports: Report[]): Report['summary']['inconclusive'] {
+  const seen = new Set<string>();
+  return reports.flatMap((report) => report.summary.inconclusive ?? []).filter((reason) => {
+    const key = JSON.stringify(reason);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+function mergeCoverage(lists: FamilyCoverage[][]): FamilyCoverage[] {
+  const byCheck = new Map<string, FamilyCoverage>();
+  for (const entry of lists.flat()) {
+    const merged = byCheck.get(entry.check);
+    if (!merged) {
+      byCheck.set(entry.check, { ...entry, tenants: [...entry.tenants] });
+      continue;
+    }
+    merged.tenants = [...new Set([...merged.tenants, ...entry.tenants])];
+    merged.paired += entry.paired;
+    merged.everyTenant += entry.everyTenant;
+    if (!merged.reason.includes(entry.reason)) merged.reason = `${merged.reason}; ${entry.reason}`;
+  }
+  return [...byCheck.values()];
+}
+
+/** Read and merge report.json files. */
+export async function mergeReportFiles(files: string[]): Promise<Report> {
+  const reports = await Promise.all(
+    files.map(async (file) => {
+      try {
+        return JSON.parse(await readFile(file, 'utf8')) as Report;
+      } catch (error) {
+        throw new AuditError(`cannot read report ${file}: ${errorMessage(error)}`);
+      }
+    }),
+  );
+  return mergeReports(reports);
+}

@@ -1,0 +1,151 @@
+import type { Finding } from '../findings.js';
+import type { AuditSession } from '../session.js';
+import type { Probe, ProbeContext, ProbeRecord } from './types.js';
+
+/**
+ * The probe plan, split: across the connections of one run (`--jobs`) and across CI jobs (`--shard i/n`).
+ *
+ * The families that probe relation by relation (reads, missing context, writes) are split by relation: a
+ * relation's bucket is a hash of its name, so every split is deterministic and a relation's probes of one
+ * family always run together. Every other probe runs whole, in one place: in one shard (by its position in
+ * the registry) and on one connection.
+ */
+
+/** One slice of a split: `index` is 0-based, of `count`. */
+export interface Slice {
+  index: number;
+  count: number;
+}
+
+/** Which relations a unit of work covers: the shard's and, within it, one connection's share. */
+export interface PlanPart {
+  shard: Slice | null;
+  job: Slice | null;
+}
+
+/** Families whose work is one independent piece per relation (they iterate readTargets / writeTargets). */
+export const SPLIT_BY_RELATION: ReadonlySet<string> = new Set([
+  'missing-context',
+  'read-isolation',
+  'foreign-insert',
+  'foreign-update',
+  'foreign-delete',
+  'blind-update',
+  'blind-delete',
+  'tenant-reassignment',
+  'truncate',
+  'upsert-conflict',
+  'cross-tenant-reference',
+]);
+
+/**
+ * Families that take an ACCESS EXCLUSIVE lock (TRUNCATE): they run after every other unit, on one connection,
+ * once the other connections have ended their transactions (a read there holds its table's ACCESS SHARE lock
+ * until the transaction ends, and TRUNCATE would wait for it and time out).
+ */
+export const EXCLUSIVE: ReadonlySet<string> = new Set(['truncate']);
+
+/** FNV-1a: a stable 32-bit hash of a name. */
+export function bucketOf(name: string): number {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < name.length; index += 1) {
+    hash ^= name.charCodeAt(index);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
+}
+
+/** Whether `name` (a relation, or any object a finding names) falls in the shard. */
+export function inShard(shard: Slice | null, name: string): boolean {
+  return !shard || bucketOf(name) % shard.count === shard.index;
+}
+
+/** Whether a relation is part of the unit of work the context is running (always, when the plan is not split). */
+export function inPart(context: Pick<ProbeContext, 'part'>, relation: string): boolean {
+  const part = context.part;
+  if (!part) return true;
+  const bucket = bucketOf(relation);
+  if (part.shard && bucket % part.shard.count !== part.shard.index) return false;
+  if (part.job && Math.floor(bucket / (part.shard?.count ?? 1)) % part.job.count !== part.job.index) return false;
+  return true;
+}
+
+/** `2/3` -> { index: 1, count: 3 }. */
+export function parseShard(text: string): Slice | null {
+  const match = /^(\d+)\/(\d+)$/.exec(text.trim());
+  if (!match) return null;
+  const [index, count] = [Number(match[1]), Number(match[2])];
+  return index >= 1 && count >= 1 && index <= count ? { index: index - 1, count } : null;
+}
+
+interface Unit {
+  probe: Probe;
+  part: PlanPart | null;
+}
+
+/** The units of work of one run, in registry order: split families once per connection, the others whole. */
+export function planUnits(probes: readonly Probe[], shard: Slice | null, jobs: number): Unit[] {
+  const units: Unit[] = [];
+  probes.forEach((probe, position) => {
+    if (SPLIT_BY_RELATION.has(probe.meta.id) && EXCLUSIVE.has(probe.meta.id)) {
+      units.push({ probe, part: { shard, job: null } });
+    } else if (SPLIT_BY_RELATION.has(probe.meta.id)) {
+      for (let job = 0; job < jobs; job += 1) units.push({ probe, part: { shard, job: jobs > 1 ? { index: job, count: jobs } : null } });
+    } else if (!shard || position % shard.count === shard.index) {
+      units.push({ probe, part: null });
+    }
+  });
+  return units;
+}
+
+export interface ProbeRun {
+  findings: Finding[];
+  records: ProbeRecord[];
+  /** Milliseconds per probe, summed over its units. */
+  perProbe: Record<string, number>;
+}
+
+/**
+ * Run the units over the sessions, one unit per session at a time, taking them in order (missing-context
+ * comes first, so its "never set" state meets connections on which nothing has set a tenant); the EXCLUSIVE
+ * families last, on the first session, after the others restarted their transactions. Findings and records
+ * come back in unit order, whatever order the units finished in.
+ */
+export async function runPlan(
+  context: ProbeContext,
+  units: Unit[],
+  sessions: AuditSession[],
+  runProbe: (probe: Probe, context: ProbeContext) => Promise<Finding[]>,
+  onDone: (completed: number, total: number, probe: string) => void = () => undefined,
+): Promise<ProbeRun> {
+  const findings: Finding[][] = units.map(() => []);
+  const records: ProbeRecord[][] = units.map(() => []);
+  const perProbe: Record<string, number> = {};
+  const shared = units.map((_, index) => index).filter((index) => !EXCLUSIVE.has(units[index]!.probe.meta.id));
+  const exclusive = units.map((_, index) => index).filter((index) => EXCLUSIVE.has(units[index]!.probe.meta.id));
+  let completed = 0;
+  let failed = false;
+  const worker = async (session: AuditSession, queue: number[]) => {
+    while (!failed && queue.length) {
+      const index = queue.shift()!;
+      const { probe, part } = units[index]!;
+      const started = Date.now();
+      const unitContext: ProbeContext = { ...context, session, ...(part ? { part } : {}), record: (record) => records[index]!.push(record) };
+      try {
+        findings[index] = await runProbe(probe, unitContext);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+      perProbe[probe.meta.id] = (perProbe[probe.meta.id] ?? 0) + Date.now() - started;
+      completed += 1;
+      onDone(completed, units.length, probe.meta.id);
+    }
+  };
+  await Promise.all(sessions.map((session) => worker(session, shared)));
+  if (exclusive.length) {
+    for (const session of sessions.slice(1)) await session.restart();
+    await worker(sessions[0]!, exclusive);
+  }
+  return { findings: findings.flat(), records: records.flat(), perProbe };
+}

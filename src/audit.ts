@@ -426,6 +426,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       access: await roleAccess(session, catalog, plan.role),
       connectionString: target.connectionString,
       disposable: target.disposable,
+      analysis: prepared.analysis,
       record: (probe) => probes.push(probe),
       inconclusive: (reason) => inconclusive.add(reason),
     };

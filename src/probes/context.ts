@@ -3,7 +3,7 @@ import { AuditError } from '../errors.js';
 import type { SampleRow } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
-import type { RawRow } from '../session.js';
+import type { AuditSession, QueryOutcome, RawRow } from '../session.js';
 import { ident, inlineParameters, literal } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
@@ -93,6 +93,16 @@ export interface RunResult {
 }
 
 /**
+ * Set the tenant as the application does. The audit's own setter (set_config of the discovered setting, or a
+ * preset's) is a prepared statement reused on the connection; the application's SQL (`contextSql` in the
+ * scenario) goes through userQuery, which proves after every run that it left the transaction alone.
+ */
+export function setContext(context: ProbeContext, session: AuditSession, tenantId: string): Promise<QueryOutcome> {
+  if (context.scenario.contextSql !== undefined) return session.userQuery(context.plan.contextSql, [tenantId], 'the context SQL');
+  return session.query(context.plan.contextSql, [tenantId], 'rls_audit_set_context');
+}
+
+/**
  * Run `statement` as the application role under `state`, inside a savepoint that is rolled back.
  * Errors are returned, not thrown: an error is often the finding.
  */
@@ -112,10 +122,10 @@ export async function runAs(
     async () => {
       try {
         if (state.kind === 'tenant' || state.kind === 'unknown-tenant') {
-          await session.userQuery(plan.contextSql, [state.kind === 'tenant' ? state.tenant.id : state.id], 'the context SQL');
+          await setContext(context, session, state.kind === 'tenant' ? state.tenant.id : state.id);
         } else if (state.kind === 'empty') {
           // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
-          await session.savepoint(() => session.userQuery(plan.contextSql, [context.tenants[0]!.id], 'the context SQL'));
+          await session.savepoint(() => setContext(context, session, context.tenants[0]!.id));
         }
       } catch (error) {
         // The context SQL broke out of the audit's transaction: the audit stops (see AuditSession.userQuery).

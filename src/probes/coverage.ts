@@ -114,10 +114,10 @@ export function constantsIn(expression: string): string[] {
   return constants;
 }
 
-/** The analysis model, computed once per audit (the probes' context does not carry it yet). */
+/** The audit's analysis model; computed once here when the context does not carry it (a library caller's context). */
 const analyses = new WeakMap<object, Analysis>();
 function analysisOf(context: ProbeContext): Analysis {
-  let analysis = analyses.get(context.ledger);
+  let analysis = context.analysis ?? analyses.get(context.ledger);
   if (!analysis) {
     analysis = analyze(context.catalog, context.plan.role);
     analyses.set(context.ledger, analysis);

@@ -1,3 +1,4 @@
+import type { Analysis } from '../analysis/index.js';
 import type { Catalog } from '../catalog/types.js';
 import { findingBuilder, type CheckMeta, type CheckMetaInput, type Finding, type FindingInput } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
@@ -59,6 +60,8 @@ export interface ProbeContext {
   record(probe: ProbeRecord): void;
   /** This run proved nothing about something: the verdict becomes inconclusive, with this reason printed. */
   inconclusive(reason: InconclusiveReason): void;
+  /** The analysis model of the audit (analyze(catalog, role)), when the caller computed it. */
+  analysis?: Analysis;
   /** The relations this run of a probe covers when the plan is split (--jobs, --shard): see schedule.ts. */
   part?: PlanPart;
 }

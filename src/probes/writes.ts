@@ -7,7 +7,7 @@ import type { RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import type { RelationAccess } from './access.js';
-import { describeContext, reproduction } from './context.js';
+import { describeContext, reproduction, setContext } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
 import { inPart } from './schedule.js';
@@ -307,7 +307,7 @@ export async function runWrite<T>(
       // As the administrator, before the role changes: the application role need not be able to read the row.
       if (options.cursor) await session.query(options.cursor.declare);
       await session.becomeRole(plan.role);
-      await session.userQuery(plan.contextSql, [actor.id], 'the context SQL');
+      await setContext(context, session, actor.id);
       for (const sql of options.before ?? []) await session.query(sql);
       let rowCount: number;
       try {

@@ -16,6 +16,9 @@ export interface LedgerRow {
 
 const KEY_SEPARATOR = '\u0001';
 
+/** Rows per relation and tenant whose every value the ledger keeps (see `add`). */
+export const FULL_ROWS_PER_TENANT = 20;
+
 /**
  * Every row the seeder inserted, by relation: how any row that comes back from any query is attributed
  * to its tenant, by key or by canary.
@@ -27,9 +30,26 @@ export class Ledger {
 
   constructor(readonly tenants: Tenant[]) {}
 
-  add(relation: string, keyColumns: string[] | null, rows: LedgerRow[]): void {
+  /**
+   * Record inserted rows. With `retained`, memory stays bounded: the first rows of each tenant keep every
+   * value (what probes build statements from), the others only the retained columns (keys, the tenant
+   * column, columns other tables reference): enough to attribute any returned row and to pick parents.
+   */
+  add(relation: string, keyColumns: string[] | null, rows: LedgerRow[], retained?: ReadonlySet<string>): void {
     const list = this.rowsByRelation.get(relation) ?? [];
-    list.push(...rows);
+    if (retained) {
+      const kept = new Map<string | null, number>();
+      for (const row of list) kept.set(row.tenant, (kept.get(row.tenant) ?? 0) + 1);
+      rows = rows.map((row) => {
+        const count = kept.get(row.tenant) ?? 0;
+        kept.set(row.tenant, count + 1);
+        if (count < FULL_ROWS_PER_TENANT) return row;
+        const values: Record<string, string | null> = {};
+        for (const column of retained) if (column in row.values) values[column] = row.values[column]!;
+        return { tenant: row.tenant, values };
+      });
+    }
+    for (const row of rows) list.push(row);
     this.rowsByRelation.set(relation, list);
     if (!keyColumns?.length) return;
     this.keyColumns.set(relation, keyColumns);

@@ -195,6 +195,7 @@ class Seeder {
   private keysTaken = 0n;
   private readonly learned = new Map<string, { unique: Set<string>; fill: Set<string>; verify: Set<string> }>();
   private readonly planners = new Map<string, RowPlanner>();
+  private readonly retained = new Map<string, Set<string>>();
   statements = 0;
   readonly results: SeedResult[] = [];
   readonly gaps: CoverageGap[] = [];
@@ -682,8 +683,24 @@ class Seeder {
       }
       return { tenant: tenant?.id ?? null, values };
     });
-    this.ledger.add(relation.qualified, relation.primaryKey, rows);
+    // Rows of a table without a primary key are told apart by all their values (adopt): keep them whole.
+    this.ledger.add(relation.qualified, relation.primaryKey, rows, relation.primaryKey?.length ? this.retainedColumns(relation) : undefined);
     result.rows += rows.length;
+  }
+
+  /** Columns the ledger keeps for every row: keys, unique columns, tenant columns, columns other tables reference. */
+  private retainedColumns(relation: Relation): Set<string> {
+    let retained = this.retained.get(relation.qualified);
+    if (!retained) {
+      retained = new Set([...(relation.primaryKey ?? []), ...uniqueColumns(relation), ...this.plan.tenantColumns]);
+      const tenantColumn = this.plans.get(relation.qualified)?.tenantColumn;
+      if (tenantColumn) retained.add(tenantColumn);
+      for (const other of this.byName.values()) {
+        for (const foreignKey of other.foreignKeys) if (foreignKey.references === relation.qualified) foreignKey.referencedColumns.forEach((column) => retained!.add(column));
+      }
+      this.retained.set(relation.qualified, retained);
+    }
+    return retained;
   }
 
   // -------------------------------------------------------------------------------------------------

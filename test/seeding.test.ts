@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { auditFixture, TARGETS } from './helpers.js';
+import path from 'node:path';
+import { auditFixture, FIXTURES, runCli, TARGETS } from './helpers.js';
 
 describe.each(TARGETS)('seeding on $name', ({ args }) => {
   it('satisfies types, domains, enums, regex and length checks, FK paths; reports what it cannot seed as unreliable', async () => {
@@ -29,5 +30,14 @@ describe.each(TARGETS)('seeding on $name', ({ args }) => {
   it('is reproducible from --seed', async () => {
     const [first, second] = await Promise.all([auditFixture('seeding', args), auditFixture('seeding', args)]);
     expect(first.report!.tenants).toEqual(second.report!.tenants);
+  });
+});
+
+describe('a relation the scenario accepts as unseeded', () => {
+  it('is reported as accepted, with its reason, and does not make the run inconclusive', async () => {
+    const run = await runCli(['run', path.join(FIXTURES, 'seeding', 'accepted.yaml'), '--quiet']);
+    expect(run.code).toBe(0);
+    expect(run.report!.notes).toContain('public.impossible not seeded for tenant A, tenant B, tenant C, accepted by the scenario: its CHECK contradicts itself, so no row can exist and there is nothing to audit');
+    expect(run.report!.summary.verdict).toBe('pass');
   });
 });

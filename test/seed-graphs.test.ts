@@ -79,6 +79,10 @@ describe('seeding real schemas (seed-graphs fixture)', () => {
     expect(ids.every((id) => id > 0n && id < 2n ** 31n)).toBe(true);
     const own = report.probes.filter((probe) => probe.check === 'read-isolation' && probe.relation === 'public.invoices');
     expect(own.map((probe) => [probe.outcome, probe.missingOwnRows])).toEqual([['pass', 0], ['pass', 0], ['pass', 0]]);
+    // The tenant that does not exist is one the cast accepts too: the probe runs, it is not denied by an out-of-range error.
+    const unknown = report.probes.filter((probe) => probe.check === 'missing-context' && probe.relation === 'public.invoices' && probe.context === 'unknown tenant');
+    expect(unknown.length).toBeGreaterThan(0);
+    expect(unknown.map((probe) => [probe.outcome, probe.error ?? null])).toEqual(unknown.map(() => ['pass', null]));
   });
 
   it('adopts the rows a trigger creates instead of fighting it, and seeds one row per tenant where the tenant is unique', () => {

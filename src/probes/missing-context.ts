@@ -3,6 +3,8 @@ import { attribute, contextLabel, describeContext, maskRow, reproduction, runAs,
 import { diagnoseReadLeak, missingContextFix } from './diagnose.js';
 import { plural, readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';
+import { settingCasts } from '../seed/casts.js';
+import { tenantIdType } from '../seed/values.js';
 
 /**
  * Runs first: the "never set" state needs a connection on which nothing has set the tenant yet, and the
@@ -41,7 +43,8 @@ export const missingContext = defineProbe({
     const states: ContextState[] = [
       { kind: 'never-set' },
       { kind: 'empty' },
-      { kind: 'unknown-tenant', id: unknownTenantId(context.plan.tenantKey.baseType, context.tenants) },
+      // Of the type the seeded ids have: one that fits the policies' cast of the setting (a bigint key read as ::int).
+      { kind: 'unknown-tenant', id: unknownTenantId(tenantIdType(context.plan.tenantKey.baseType, settingCasts(context.catalog, context.plan.setting)), context.tenants) },
     ];
     const targets = readTargets(context, (relation) => sourcesOf(context, relation));
     const results = new Map<string, { state: ContextState; rows: number; visible: number; samples: Record<string, string | null>[]; error?: string }[]>();

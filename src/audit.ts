@@ -27,7 +27,7 @@ import { openTarget, type Target } from './target/index.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { userSqlProblem } from './analysis/statements.js';
 import { VERSION } from './version.js';
-import { Inconclusive, seedingReasons, verdictOf, type InconclusiveReason } from './verdict.js';
+import { Inconclusive, verdictOf, type InconclusiveReason } from './verdict.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
 import { readTargets } from './probes/targets.js';
@@ -279,6 +279,20 @@ async function runProbe(probe: Probe, context: ProbeContext): Promise<Finding[]>
   }
 }
 
+/**
+ * A tenant-owned relation (or partition) left without rows of some tenant proved nothing about that tenant
+ * there: the run is inconclusive, unless the scenario accepts it in `unseeded`.
+ */
+export function coverageReasons(seeded: SeedOutcome, scenario: Scenario): InconclusiveReason[] {
+  return coverageGaps(seeded, scenario)
+    .filter((gap) => !gap.accepted)
+    .map((gap) => ({
+      relation: gap.relation,
+      reason: `tenant-owned ${gap.relation} has no seeded row of ${gap.tenants.join(', ')}: ${gap.reason}`,
+      hint: `fix what stops the rows (the constraint or trigger named), or, if that is intended, accept it in the scenario: unseeded: [{ relation: ${gap.relation}, reason: ... }]`,
+    }));
+}
+
 function evaluateRules(catalog: Catalog, plan: TenancyPlan): Finding[] {
   return RULES.flatMap((rule) => rule.evaluate({ catalog, plan }));
 }
@@ -414,7 +428,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });
     log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);
 
-    for (const reason of seedingReasons(plan, seeded.results)) inconclusive.add(reason);
+    for (const reason of coverageReasons(seeded, scenario)) inconclusive.add(reason);
     const context: ProbeContext = {
       session,
       catalog,

@@ -1,6 +1,3 @@
-import type { TenancyPlan } from './plan/tenancy.js';
-import type { SeedResult } from './seed/seed.js';
-
 /**
  * Why a run proved nothing about part of the database: the verdict is then `inconclusive` (exit 2), never
  * `pass`. Every stage adds its reasons through `Inconclusive.add`; the CLI prints them.
@@ -33,16 +30,4 @@ export class Inconclusive {
 export function verdictOf(failing: number, reasons: readonly InconclusiveReason[]): Verdict {
   if (failing) return 'fail';
   return reasons.length ? 'inconclusive' : 'pass';
-}
-
-/** A tenant-owned table that could not be seeded has nothing its probes could see. */
-export function seedingReasons(plan: TenancyPlan, results: readonly SeedResult[]): InconclusiveReason[] {
-  const owned = new Map(plan.relations.map((entry) => [entry.relation, entry.tenancy]));
-  return results
-    .filter((result) => result.status === 'failed' && owned.get(result.relation) !== undefined && owned.get(result.relation) !== 'shared')
-    .map((result) => ({
-      relation: result.relation,
-      reason: `tenant-owned table ${result.relation} could not be seeded: ${result.reason}`,
-      hint: 'check the table\'s constraints and triggers; give the tenant column with --tenant-column or the tenant table with --tenant-table if the plan is wrong',
-    }));
 }

@@ -293,8 +293,8 @@ export function coverageReasons(seeded: SeedOutcome, scenario: Scenario): Inconc
     }));
 }
 
-function evaluateRules(catalog: Catalog, plan: TenancyPlan): Finding[] {
-  return RULES.flatMap((rule) => rule.evaluate({ catalog, plan }));
+function evaluateRules(catalog: Catalog, plan: TenancyPlan, analysis: Analysis): Finding[] {
+  return RULES.flatMap((rule) => rule.evaluate({ catalog, plan, analysis }));
 }
 
 function buildReport(
@@ -362,7 +362,7 @@ export async function lint(input: ScenarioInput, options: AuditOptions = {}): Pr
   const timings = newTimings();
   const prepared = await prepare(scenario, options, timings, clock, true);
   try {
-    const findings = evaluateRules(prepared.catalog, prepared.plan);
+    const findings = evaluateRules(prepared.catalog, prepared.plan, prepared.analysis);
     timings.probes = clock.lap();
     const report = buildReport('lint', scenario, prepared, null, null, [], findings, startedAt, timings);
     timings.report = clock.lap();
@@ -386,7 +386,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   const clock = new Stopwatch();
   const timings = newTimings();
   const prepared = await prepare(scenario, options, timings, clock, false);
-  const { session, catalog, plan, target } = prepared;
+  const { session, catalog, analysis, plan, target } = prepared;
   // --timeout: when the run's time is up, the statement running is cancelled and every later query
   // fails; the audit then reports what it did so far (exit 2).
   const limit = scenario.timeoutSeconds;
@@ -402,7 +402,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   const inconclusive = new Inconclusive();
   try {
     await checkUserSql(scenario, plan);
-    ruleFindings = evaluateRules(catalog, plan);
+    ruleFindings = evaluateRules(catalog, plan, analysis);
     // A live database: no sequence may move that a rollback cannot put back (see sequences.ts).
     const sequencesBefore = target.disposable ? null : await readSequences(session);
     if (!target.disposable && !scenario.allowSequenceGaps) {
@@ -432,6 +432,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const context: ProbeContext = {
       session,
       catalog,
+      analysis,
       plan,
       tenants: seeded.tenants,
       ledger: seeded.ledger,
@@ -440,7 +441,6 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       access: await roleAccess(session, catalog, plan.role),
       connectionString: target.connectionString,
       disposable: target.disposable,
-      analysis: prepared.analysis,
       record: (probe) => probes.push(probe),
       inconclusive: (reason) => inconclusive.add(reason),
     };

@@ -165,6 +165,30 @@ beforeAll(async () => {
       create policy tenant_isolation on support_only using (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::integer));
       create policy supporters on support_only to support using (true);
       create policy auditors on support_only to auditor using (true);
+      alter table users enable row level security;
+      create policy tenant_isolation on users using (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::integer));
+      create table open_parent (id bigserial primary key, tenant_id integer not null references tenants (id));
+      create table notes (id bigserial primary key, user_id bigint not null references users (id), body text);
+      alter table notes enable row level security;
+      create policy via_user on notes using (exists (select 1 from users where users.id = notes.user_id));
+      create table notes_in (id bigserial primary key, user_id bigint not null references users (id), body text);
+      alter table notes_in enable row level security;
+      create policy via_user on notes_in using (user_id in (select users.id from users));
+      create table notes_open (id bigserial primary key, parent_id bigint not null references open_parent (id), body text);
+      alter table notes_open enable row level security;
+      create policy via_parent on notes_open using (exists (select 1 from open_parent p where p.id = notes_open.parent_id));
+      create table notes_uncorrelated (id bigserial primary key, user_id bigint not null references users (id), body text);
+      alter table notes_uncorrelated enable row level security;
+      create policy any_user on notes_uncorrelated using (exists (select 1 from users));
+      create table fenced (id bigserial primary key, tenant_id integer not null references tenants (id));
+      alter table fenced enable row level security;
+      create policy everyone on fenced using (true) with check (true);
+      create policy fence on fenced as restrictive using (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::integer));
+      create table fenced_open (id bigserial primary key, tenant_id integer not null references tenants (id));
+      alter table fenced_open enable row level security;
+      create policy everyone on fenced_open using (true);
+      create policy fence on fenced_open as restrictive using (current_setting('app.current_tenant', true) is null or tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+      grant select on notes, notes_in, notes_open, notes_uncorrelated, fenced, fenced_open, support_only, users to app_user;
     `;
     await client.query(sql);
     catalog = await introspect(client);
@@ -282,6 +306,31 @@ describe('context references', () => {
   it('marks non-equality and null-test uses', () => {
     expect(references('greater_equal')[0]?.use).toEqual({ kind: 'non-equality', relation: 'public.t_greater_equal', column: 'tenant_id', operator: '>=' });
     expect(references('is_null_or').map((reference) => reference.use.kind)).toEqual(['fail-open', 'equality']);
+  });
+});
+
+describe('policies across relations and commands', () => {
+  const first = (table: string) => clauseAnalysis(analysis, relation(table).policies[0]!, 'using')!.branches.map((branch) => branch.kind);
+
+  it('follows foreign-key paths through sub-selects over tables whose policies confine reads', () => {
+    expect(first('notes')).toEqual(['confined']);
+    expect(first('notes_in')).toEqual(['confined']);
+    // The parent has no row-level security: the sub-select sees every tenant's parents.
+    expect(first('notes_open')).toEqual(['row-predicate']);
+    // Not correlated with the row: true for every row once the tenant has any user.
+    expect(first('notes_uncorrelated')).toEqual(['row-predicate']);
+  });
+
+  it('lets a restrictive policy that confines rows fence a permissive using (true)', () => {
+    const fenced = commandAnalysis(analysis, 'public.fenced', 'SELECT', 'using')!;
+    expect(fenced.fence?.name).toBe('fence');
+    expect(fenced.open).toEqual([]);
+    expect(fenced.verdict).toBe('confined');
+    expect(commandAnalysis(analysis, 'public.fenced', 'INSERT', 'check')!.fence?.name).toBe('fence');
+    // A fail-open fence narrows an always-true permissive policy to a missing-context leak.
+    const open = commandAnalysis(analysis, 'public.fenced_open', 'SELECT', 'using')!;
+    expect(open.fence).toBeNull();
+    expect(open.open.map((path) => [path.policy.name, path.branch.kind, path.kind])).toEqual([['everyone', 'always-true', 'fail-open']]);
   });
 });
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { lint } from '../src/audit.js';
+import { analyze } from '../src/analysis/index.js';
 import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
 import { definerView } from '../src/rules/definer-view.js';
@@ -122,8 +123,9 @@ describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({
     try {
       await client.query(await readFile(fixture('definer-view', 'vulnerable'), 'utf8'));
       const catalog = { ...(await introspect(client)), serverVersion: '14.12', serverVersionNum: 140012 };
-      const plan = planTenancy(catalog, scenarioSchema.parse({ role: 'app_user' }));
-      const finding = definerView.evaluate({ catalog, plan }).find((candidate) => objectSubject(candidate.object) === 'public.project_names')!;
+      const analysis = analyze(catalog, 'app_user');
+      const plan = planTenancy(catalog, scenarioSchema.parse({ role: 'app_user' }), analysis);
+      const finding = definerView.evaluate({ catalog, plan, analysis }).find((candidate) => objectSubject(candidate.object) === 'public.project_names')!;
       expect(finding.severity).toBe('high');
       expect(finding.fix).toMatch(/^-- PostgreSQL 14\.12 has no security_invoker \(added in 15\)/);
       expect(finding.fix).not.toMatch(/^alter view .* set \(security_invoker/m);

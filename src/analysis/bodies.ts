@@ -4,7 +4,7 @@
  * tenant/actor rows, and, for helpers called from policies, the body as one expression of the parameters.
  */
 import type { FunctionInfo, Relation } from '../catalog/types.js';
-import { analyzeExpr, type Env, type Scope } from './classify.js';
+import { analyzeExpr, settingCall, type Env, type Scope } from './classify.js';
 import { nodeBody, nodeList, nodeType, render, someNode, toExpr, toSelect, visitNodes, type Expr, type Select } from './expression.js';
 import type { BodyAccess, BodyAnalysis, Command } from './model.js';
 import { parseExpression, parsePlpgsql, parseStatements, scanTokens, type Node } from './parse.js';
@@ -512,6 +512,34 @@ function statementAccesses(collector: Collector, statement: Statement): void {
   }
 }
 
+/** Settings a parsed body reads with current_setting('constant name'). */
+function settingsIn(parsed: ParsedBody): string[] {
+  const found = new Set<string>();
+  const visit = (value: unknown): void => {
+    if (!value || typeof value !== 'object') return;
+    if (Array.isArray(value)) return value.forEach(visit);
+    const type = nodeType(value);
+    if (type === 'FuncCall') {
+      const call = settingCall(toExpr(value));
+      if (call) found.add(call.setting);
+    }
+    Object.values(type ? nodeBody(value) : (value as object)).forEach(visit);
+  };
+  const visitExpr = (expr: Expr) =>
+    visitNodes(expr, (node) => {
+      const call = node.kind === 'call' ? settingCall(node) : null;
+      if (call) found.add(call.setting);
+    });
+  for (const statement of parsed.statements) {
+    visit(statement.node);
+    if (statement.expression) visitExpr(statement.expression);
+    // PL/pgSQL variables (declared defaults, assignments) the statement sees.
+    for (const value of statement.variables.values()) visitExpr(value);
+  }
+  if (parsed.inline) visitExpr(parsed.inline);
+  return [...found];
+}
+
 /** Analyse a parsed body: accesses, verdict, reason. */
 export function bodyAnalysis(scope: Scope, name: string, kind: 'view' | 'function', parsed: ParsedBody, schemas: string[]): BodyAnalysis {
   const collector: Collector = { scope, schemas, accesses: [], calls: new Set() };
@@ -534,6 +562,7 @@ export function bodyAnalysis(scope: Scope, name: string, kind: 'view' | 'functio
     kind,
     verdict,
     reason,
+    settings: settingsIn(parsed),
     accesses: collector.accesses,
     relations: [...new Set(collector.accesses.map((access) => access.relation))],
     dynamicSql: parsed.dynamic,

@@ -241,6 +241,17 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
     return [...found];
   };
 
+  /** The row's columns an expression reads: unqualified outside sub-selects, or qualified with the relation's name. */
+  const rowColumnsRead = (root: Expr, relation: Relation): string[] => {
+    const found = new Set<string>();
+    visitNodes(root, (node, ancestors) => {
+      if (node.kind !== 'column') return;
+      const inSubselect = ancestors.some((ancestor) => ancestor.kind === 'select');
+      if (node.qualifier === null ? !inSubselect : node.qualifier.split('.').pop() === relation.name) found.add(node.name);
+    });
+    return [...found];
+  };
+
   const keyColumnsByRelation = new Map<string, Set<string>>();
   const expressionCache = new Map<string, ExpressionAnalysis>();
 
@@ -250,7 +261,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
     if (cached) return cached;
     const entry = parsed(text);
     if (!entry.node) {
-      return { text, verdict: 'unknown', branches: [], open: [], references: [], calls: [], relations: [], parseError: entry.error };
+      return { text, verdict: 'unknown', branches: [], open: [], references: [], calls: [], relations: [], rowColumns: [], parseError: entry.error };
     }
     const schemas = [relation.schema, 'public'];
     const root = expand(entry.node, relation.name, schemas);
@@ -278,6 +289,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
       references,
       calls: entry.calls,
       relations: relationsRead(root, schemas),
+      rowColumns: rowColumnsRead(entry.node, relation),
       parseError: null,
     };
     if (visiting.size <= 1) expressionCache.set(cacheKey, result);

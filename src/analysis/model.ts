@@ -53,6 +53,8 @@ export interface ExpressionAnalysis {
   calls: CallSite[];
   /** Relations its sub-selects read (qualified), e.g. the parent of a foreign-key path or a membership table. */
   relations: string[];
+  /** Columns of the policy's own row it reads (also as outer references inside sub-selects). */
+  rowColumns: string[];
   /** Set when the text did not parse (the verdict is then `unknown`). */
   parseError: string | null;
 }
@@ -208,6 +210,8 @@ export interface BodyAnalysis {
   dynamicSql: string[];
   /** Functions it calls (lower-cased names as written). */
   calls: string[];
+  /** Settings it reads with current_setting('name'), anywhere in the body. */
+  settings: string[];
 }
 
 export interface Analysis {

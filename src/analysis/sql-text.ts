@@ -3,8 +3,8 @@
  * fixes are composed around the original text at positions the lexer reports, or rebuilt from parse-tree data.
  */
 import type { CallSite } from './model.js';
-import { nodeBody, nodeList, nodeStrings, nodeType } from './expression.js';
-import { parseStatements, scanTokens, type ScanToken } from './parse.js';
+import { nodeBody, nodeList, nodeStrings, nodeType, someNode, toExpr } from './expression.js';
+import { parseExpression, parseStatements, scanTokens, type ScanToken } from './parse.js';
 
 /** Text on one line: runs of whitespace become one space, and `( ` becomes `(` (pg_get_expr / pg_get_viewdef layout). */
 export function oneLine(text: string): string {
@@ -61,15 +61,16 @@ export function wrapCallsInSubselect(text: string, sites: CallSite[]): string {
 }
 
 /**
- * Rewrite the current_setting calls of one setting to `nullif(current_setting(name, true), '')`: the `strict` ones
+ * Rewrite the current_setting calls of some settings to `nullif(current_setting(name, true), '')`: the `strict` ones
  * (no missing_ok) or the `unguarded` ones (missing_ok, not already inside nullif(…, '')).
  */
-export function guardSettingCalls(text: string, sites: CallSite[], setting: string, which: 'strict' | 'unguarded'): string {
-  const chosen = sites.filter((site) => site.setting?.name === setting && (which === 'strict' ? !site.setting.missingOk : site.setting.missingOk && !site.setting.nullif));
-  const quoted = `'${setting.split("'").join("''")}'`;
+export function guardSettingCalls(text: string, sites: CallSite[], settings: readonly string[], which: 'strict' | 'unguarded'): string {
+  const chosen = sites.filter(
+    (site) => site.setting !== null && settings.includes(site.setting.name) && (which === 'strict' ? !site.setting.missingOk : site.setting.missingOk && !site.setting.nullif),
+  );
   return replaceSpans(
     text,
-    chosen.map((site) => ({ start: site.start, end: site.end, replacement: `nullif(current_setting(${quoted}, true), '')` })),
+    chosen.map((site) => ({ start: site.start, end: site.end, replacement: `nullif(current_setting('${site.setting!.name.split("'").join("''")}', true), '')` })),
   );
 }
 
@@ -174,6 +175,44 @@ export function relationsNamed(sql: string): string[] {
     }
     Object.values(type ? nodeBody(value) : (value as object)).forEach(visit);
   };
-  visit(parseStatements(sql).map((raw) => raw.stmt));
+  try {
+    visit(parseStatements(sql).map((raw) => raw.stmt));
+  } catch {
+    // SQL the parser rejects names nothing it can vouch for (user SQL is checked, with its error, before it runs).
+  }
   return [...new Set(found)];
+}
+
+const UUID_GENERATORS = new Set(['gen_random_uuid', 'uuid_generate_v1', 'uuid_generate_v1mc', 'uuid_generate_v4', 'uuidv4', 'uuidv7', 'uuid_generate_v7']);
+
+/** What a column default generates: values from a sequence (`nextval(...)`), random UUIDs, or neither (null). */
+export function defaultGenerator(expression: string | null): 'sequence' | 'uuid' | null {
+  if (!expression) return null;
+  let root;
+  try {
+    root = toExpr(parseExpression(expression));
+  } catch {
+    return null;
+  }
+  if (someNode(root, (node) => node.kind === 'call' && node.name === 'nextval')) return 'sequence';
+  if (someNode(root, (node) => node.kind === 'call' && UUID_GENERATORS.has(node.name.split('.').pop()!))) return 'uuid';
+  return null;
+}
+
+/** The functions SQL (one or more statements) calls: names as written, lower-cased (`set_config`, `app.set_tenant`). */
+export function functionsCalled(sql: string): string[] {
+  const found = new Set<string>();
+  const visit = (value: unknown): void => {
+    if (!value || typeof value !== 'object') return;
+    if (Array.isArray(value)) return value.forEach(visit);
+    const type = nodeType(value);
+    if (type === 'FuncCall') found.add(nodeStrings(nodeBody(value).funcname).filter((part) => part !== 'pg_catalog').join('.').toLowerCase());
+    Object.values(type ? nodeBody(value) : (value as object)).forEach(visit);
+  };
+  try {
+    visit(parseStatements(sql).map((raw) => raw.stmt));
+  } catch {
+    // As relationsNamed: unparsable SQL calls nothing we can vouch for.
+  }
+  return [...found];
 }

@@ -58,12 +58,6 @@ export interface TenancyPlan {
 
 const TENANT_NAME = /(^|_)(tenant|org|organi[sz]ation|account|workspace|team|company|customer|client)(_?id)?$/i;
 const TENANT_TABLE_NAME = /^(tenants?|organi[sz]ations?|orgs?|accounts?|workspaces?|companies|company|teams?|customers?|clients?)$/i;
-const SETTING_CALL = /current_setting\('([^']+)'/g;
-
-export function settingsIn(expression: string | null): string[] {
-  if (!expression) return [];
-  return [...expression.matchAll(SETTING_CALL)].map((match) => match[1]!);
-}
 
 export function isTenantOwned(plan: RelationPlan): boolean {
   return plan.tenancy !== 'shared';

@@ -1,4 +1,5 @@
 import type { Finding } from '../findings.js';
+import { functionsCalled, relationsNamed } from '../analysis/sql-text.js';
 import type { NamedQuery } from '../scenario/schema.js';
 import type { Tenant } from '../seed/ledger.js';
 import { inlineParameters } from '../sql.js';
@@ -22,11 +23,9 @@ interface PlanNode {
   Plans?: PlanNode[];
 }
 
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** True when `name` occurs in `sql` as an identifier (bare or quoted, not part of a longer name). */
-function mentions(sql: string, name: string): boolean {
-  return new RegExp(`(^|[^A-Za-z0-9_$"])"?${escapeRegExp(name)}"?($|[^A-Za-z0-9_$"])`, 'i').test(sql);
+/** True when a name as the parser read it (`name` or `schema.name`) names this schema object. */
+function names(written: string, schema: string, name: string): boolean {
+  return written === name || written === `${schema}.${name}`;
 }
 
 /**
@@ -34,8 +33,10 @@ function mentions(sql: string, name: string): boolean {
  * longer shows) and those its plan scans (as the application role, under the tenant).
  */
 async function readsOf(context: ProbeContext, query: NamedQuery, tenant: Tenant): Promise<{ relations: string[]; functions: string[] }> {
-  const relations = new Set(context.catalog.relations.filter((relation) => mentions(query.sql, relation.name)).map((relation) => relation.qualified));
-  const functions = new Set(context.catalog.functions.filter((fn) => mentions(query.sql, fn.name)).map((fn) => `${fn.schema}.${fn.name}`));
+  const named = relationsNamed(query.sql);
+  const called = functionsCalled(query.sql);
+  const relations = new Set(context.catalog.relations.filter((relation) => named.some((written) => names(written, relation.schema, relation.name))).map((relation) => relation.qualified));
+  const functions = new Set(context.catalog.functions.filter((fn) => called.some((written) => names(written, fn.schema, fn.name.toLowerCase()))).map((fn) => `${fn.schema}.${fn.name}`));
   const result = await runAs(context, { kind: 'tenant', tenant }, `explain (verbose, format json) ${query.sql}`, bind(query, tenant));
   const walk = (node: PlanNode) => {
     if (node['Relation Name']) relations.add(`${node.Schema ?? 'public'}.${node['Relation Name']}`);

@@ -1,4 +1,5 @@
 import { errorMessage } from '../errors.js';
+import { functionsCalled } from '../analysis/sql-text.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from '../target/connect.js';
 import type { Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
@@ -140,7 +141,7 @@ export const contextPersistence = defineProbe({
         `-- set the tenant for the transaction only (is_local = true): it then ends with the transaction, and reads '' afterwards`,
         `select set_config(${literal(setting)}, $1, true);`,
         `-- or, with a literal: SET LOCAL ${setting} = '...';`,
-        ...(/set_config/i.test(context.plan.contextSql) ? [] : [`-- (${context.plan.contextSql} keeps the tenant after the transaction: change what it runs)`]),
+        ...(functionsCalled(context.plan.contextSql).includes('set_config') ? [] : [`-- (${context.plan.contextSql} keeps the tenant after the transaction: change what it runs)`]),
       ].join('\n'),
     }));
     return findings;

@@ -1,4 +1,5 @@
 import type { FunctionInfo, Relation, Trigger } from '../catalog/types.js';
+import { triggerEvents } from '../analysis/sql-text.js';
 import { currentTenantExpression } from '../fixes.js';
 import type { Finding, SampleRow } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
@@ -121,10 +122,9 @@ function changesBetween(context: ProbeContext, tables: Tracked[], before: Map<st
   return changes;
 }
 
-/** The events a trigger fires on, from its definition (`AFTER INSERT OR UPDATE OF status ON ...`). */
+/** The row events a trigger fires on, from its parsed definition (`AFTER INSERT OR UPDATE OF status ON ...`). */
 function events(trigger: Trigger): WriteKind[] {
-  const head = /\s(?:BEFORE|AFTER|INSTEAD OF)\s+(.*?)\s+ON\s/.exec(trigger.definition)?.[1] ?? '';
-  return (['INSERT', 'UPDATE', 'DELETE'] as const).filter((kind) => new RegExp(`\\b${kind}\\b`, 'i').test(head));
+  return triggerEvents(trigger.definition).filter((kind): kind is WriteKind => kind !== 'TRUNCATE');
 }
 
 function describeChanges(changes: Change[]): string {

@@ -1,8 +1,8 @@
-import { actsAsOwner, policiesFor, roleInfo } from '../catalog/roles.js';
+import { applyingPolicies, policyClause, settingsRead } from '../analysis/queries.js';
+import { actsAsOwner, roleInfo } from '../catalog/roles.js';
 import type { Relation } from '../catalog/types.js';
 import { isolationPolicySql, restrictiveFenceSql } from '../fixes.js';
 import type { RelationPlan } from '../plan/tenancy.js';
-import { settingsIn } from '../plan/tenancy.js';
 import { ident, qualifiedIdent, relationIdent } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
@@ -61,9 +61,14 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
       fix: `alter table ${target} force row level security;`,
     };
   }
-  const applying = policiesFor(catalog, relation, plan.role, 'SELECT');
+  const applying = applyingPolicies(context.analysis, relation, 'SELECT');
   if (!applying.length) return { kind: 'no-policy', cause: `no policy applies to role ${plan.role}`, fix: isolationPolicySql(plan, relation, relationPlan) };
-  const loose = applying.filter((policy) => policy.permissive && !settingsIn(policy.using).includes(plan.setting));
+  // Permissive policies that admit rows without the tenant while it is set (a fail-open branch only matters without it).
+  const loose = applying.filter((policy) => {
+    if (!policy.permissive) return false;
+    const using = policyClause(context.analysis, policy, 'using');
+    return !using || using.verdict === 'unknown' || using.open.some((branch) => branch.kind !== 'fail-open');
+  });
   if (loose.length) {
     return {
       kind: 'loose-policy',
@@ -81,7 +86,7 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
 /** The fix for a policy that lets rows through, or errors, when the tenant setting is missing or empty. */
 export function missingContextFix(context: ProbeContext, relation: Relation, relationPlan: RelationPlan): string {
   const { plan } = context;
-  const policies = relation.policies.filter((policy) => settingsIn(policy.using).includes(plan.setting) || settingsIn(policy.withCheck).includes(plan.setting));
+  const policies = relation.policies.filter((policy) => settingsRead(context.analysis, policy).includes(plan.setting));
   const drops = policies.map((policy) => `drop policy ${ident(policy.name)} on ${qualifiedIdent(relation.qualified)};`).join('\n');
   return `-- read the setting with missing_ok = true, turn '' into NULL, and compare: NULL matches no row\n${drops ? `${drops}\n` : ''}${isolationPolicySql(plan, relation, relationPlan)}`;
 }

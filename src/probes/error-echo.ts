@@ -1,4 +1,5 @@
 import { relationObject, type Finding } from '../findings.js';
+import { oneLine } from '../analysis/sql-text.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
@@ -94,7 +95,7 @@ export const errorEcho = defineProbe({
           sql: reproduction(context, state, echo.statement),
           context: describeContext(context, state),
           error: masked,
-          details: `view definition: ${relation.viewDefinition?.replace(/\s+/g, ' ').trim() ?? '(unknown)'}`,
+          details: `view definition: ${relation.viewDefinition ? oneLine(relation.viewDefinition) : '(unknown)'}`,
         },
         fix: [
           `-- make the view's own conditions run before any condition of the caller:`,

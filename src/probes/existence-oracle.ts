@@ -1,4 +1,5 @@
 import type { Column, Relation } from '../catalog/types.js';
+import { defaultGenerator } from '../analysis/sql-text.js';
 import { constraintObject, type Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
@@ -21,7 +22,7 @@ interface UniqueKey {
  * data: flagging every `id bigserial primary key` would bury the real oracles (emails, slugs, names).
  */
 function surrogate(column: Column): boolean {
-  return Boolean(column.identity) || column.generated || /\b(nextval|gen_random_uuid|uuid_generate_v[1-7]\w*|uuidv[47])\(/i.test(column.default ?? '');
+  return Boolean(column.identity) || column.generated || defaultGenerator(column.default) !== null;
 }
 
 /** Columns that scope a key to one tenant: the tenant column, and foreign keys to tenant-owned rows (a key under a tenant's parent). */

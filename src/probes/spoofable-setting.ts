@@ -1,8 +1,9 @@
-import { policiesFor } from '../catalog/roles.js';
+import { functionAnalysis } from '../analysis/index.js';
+import { applyingPolicies, policyClause } from '../analysis/queries.js';
 import type { Policy } from '../catalog/types.js';
 import { restrictiveFenceSql } from '../fixes.js';
 import { relationObject, type Finding } from '../findings.js';
-import { settingsIn } from '../plan/tenancy.js';
+import { functionsNamed } from '../rules/privilege-helpers.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
@@ -13,23 +14,30 @@ import { defineProbe, type ProbeContext } from './types.js';
 /** Values an escape hatch is typically switched on with. */
 const TRUTHY = ['on', 'true', '1', 'yes', 't'];
 
-/** Settings a policy reads, directly or through a SQL/PL/pgSQL function it calls, other than the tenant setting. */
+/**
+ * Settings a policy's USING reads, directly, through a helper function the analysis inlined, or in the body of a
+ * session function it calls, other than the tenant setting.
+ */
 function otherSettings(context: ProbeContext, policy: Policy): string[] {
-  const found = new Set(settingsIn(policy.using));
-  for (const fn of context.catalog.functions) {
-    if (policy.using && new RegExp(`(^|[^A-Za-z0-9_])${fn.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\(`).test(policy.using)) {
-      for (const setting of settingsIn(fn.source.replace(/current_setting\(\s*'/g, "current_setting('"))) found.add(setting);
+  const found = new Set<string>();
+  for (const reference of policyClause(context.analysis, policy, 'using')?.references ?? []) {
+    const source = reference.source;
+    if (source.kind === 'setting') found.add(source.setting);
+    else if (source.kind === 'jwt-claim' && source.setting) found.add(source.setting);
+    else if (source.kind === 'function') {
+      for (const fn of functionsNamed(context.catalog, source.function)) for (const setting of functionAnalysis(context.analysis, fn.signature)?.settings ?? []) found.add(setting);
     }
   }
   found.delete(context.plan.setting);
   return [...found];
 }
 
-/** Values to try: the usual switches, and the string literals the policy compares with (`= 'admin'`), setting names aside. */
-function candidateValues(policy: Policy): string[] {
-  const names = new Set(settingsIn(policy.using));
-  const literals = [...(policy.using ?? '').matchAll(/'((?:[^']|'')*)'/g)].map((match) => match[1]!.replace(/''/g, "'"));
-  return [...new Set([...TRUTHY, ...literals.filter((value) => value !== '' && !names.has(value))])].slice(0, 12);
+/** Values to try: the usual switches, and the constants the policy compares a setting with (`= 'admin'`). */
+function candidateValues(context: ProbeContext, policy: Policy): string[] {
+  const constants = (policyClause(context.analysis, policy, 'using')?.references ?? []).flatMap((reference) =>
+    reference.use.kind === 'escape' && reference.use.constant !== null && reference.use.constant !== '' ? [reference.use.constant] : [],
+  );
+  return [...new Set([...TRUTHY, ...constants])].slice(0, 12);
 }
 
 function setterFor(setting: string, value: string): string {
@@ -66,7 +74,7 @@ export const spoofableSetting = defineProbe({
     const findings: Finding[] = [];
     const targets: { target: ReadTarget; policy: Policy; settings: string[] }[] = [];
     for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
-      for (const policy of policiesFor(context.catalog, target.relation, context.plan.role, 'SELECT')) {
+      for (const policy of applyingPolicies(context.analysis, target.relation, 'SELECT')) {
         const settings = otherSettings(context, policy);
         if (settings.length) targets.push({ target, policy, settings });
       }
@@ -83,7 +91,7 @@ export const spoofableSetting = defineProbe({
         const baseline = plain.error ? 0 : tallyRows(context, tenant, plain.rows, { relation: { relation, relationPlan, sources } }).foreignRows;
         for (const setting of settings) {
           if (spoof) break;
-          for (const value of candidateValues(policy)) {
+          for (const value of candidateValues(context, policy)) {
             const result = await runAs(context, state, statement, [], { before: [setterFor(setting, value)] });
             const base = { check: this.meta.id, relation: relation.qualified, context: `${tenant.label}, ${setting} = '${value}'`, tenant: tenant.id, sql: `${setterFor(setting, value)}; ${shownStatement(statement)}`, missingOwnRows: 0 };
             if (result.error) {

@@ -39,6 +39,8 @@ export interface ProbeRecord {
 export interface ProbeContext {
   session: AuditSession;
   catalog: Catalog;
+  /** What the policies, views and functions mean for the application role (src/analysis). */
+  analysis: Analysis;
   plan: TenancyPlan;
   tenants: Tenant[];
   ledger: Ledger;
@@ -60,8 +62,6 @@ export interface ProbeContext {
   record(probe: ProbeRecord): void;
   /** This run proved nothing about something: the verdict becomes inconclusive, with this reason printed. */
   inconclusive(reason: InconclusiveReason): void;
-  /** The analysis model of the audit (analyze(catalog, role)), when the caller computed it. */
-  analysis?: Analysis;
   /** The relations this run of a probe covers when the plan is split (--jobs, --shard): see schedule.ts. */
   part?: PlanPart;
 }

@@ -1,4 +1,5 @@
 import type { Column, Relation } from '../catalog/types.js';
+import { defaultGenerator } from '../analysis/sql-text.js';
 import { relationObject, type Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
@@ -53,7 +54,7 @@ function tenantKeyFix(relation: Relation, relationPlan: RelationPlan, key: strin
  * value short of guessing it, and the value says nothing about the other tenant's data.
  */
 function surrogate(column: Column): boolean {
-  return Boolean(column.identity) || column.generated || /\b(nextval|gen_random_uuid|uuid_generate_v[1-7]\w*|uuidv[47])\(/i.test(column.default ?? '');
+  return Boolean(column.identity) || column.generated || defaultGenerator(column.default) !== null;
 }
 
 /** Foreign-key columns to tenant-owned rows: a key that includes one is unique only under a tenant's parent. */

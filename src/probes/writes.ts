@@ -1,7 +1,8 @@
-import { policiesFor } from '../catalog/roles.js';
+import { applyingPolicies, clauseConfines } from '../analysis/queries.js';
+import { defaultGenerator } from '../analysis/sql-text.js';
 import type { Column, Policy, PolicyCommand, Relation } from '../catalog/types.js';
 import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
-import { settingsIn, type RelationPlan } from '../plan/tenancy.js';
+import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
@@ -152,7 +153,7 @@ export function plainColumns(relation: Relation, relationPlan: RelationPlan): Co
   if (relationPlan.tenantColumn) excluded.add(relationPlan.tenantColumn);
   for (const index of relation.indexes) if (index.unique) index.columns.forEach((column) => column && excluded.add(column));
   const candidates = relation.columns.filter(
-    (column) => !excluded.has(column.name) && !column.generated && !column.identity && !/\bnextval\(/.test(column.default ?? ''),
+    (column) => !excluded.has(column.name) && !column.generated && !column.identity && defaultGenerator(column.default) !== 'sequence',
   );
   const textual = (column: Column) => (column.category === 'S' && !column.enumValues && !column.isArray ? 0 : 1);
   return [...candidates].sort((a, b) => textual(a) - textual(b));
@@ -431,12 +432,9 @@ function describeClause(policy: Policy, clause: 'using' | 'check'): string {
   return policy.withCheck ? `with check (${expression})` : `using (${expression}) and no WITH CHECK, so USING is the check`;
 }
 
-/** Whether a policy expression confines rows to the current tenant (reads the setting, or the tenant-owned parent). */
-function confinesToTenant(context: ProbeContext, relationPlan: RelationPlan, expression: string | null): boolean {
-  if (!expression) return false;
-  if (settingsIn(expression).includes(context.plan.setting)) return true;
-  const parent = relationPlan.path?.[0]?.references;
-  return Boolean(parent && expression.includes(parent.slice(parent.indexOf('.') + 1)));
+/** Whether a policy's clause confines rows to the current tenant or actor (every branch ties the row to the context). */
+function confinesToTenant(context: ProbeContext, policy: Policy, clause: 'using' | 'check'): boolean {
+  return clauseConfines(context.analysis, policy, clause);
 }
 
 /**
@@ -447,11 +445,11 @@ function confinesToTenant(context: ProbeContext, relationPlan: RelationPlan, exp
 export function diagnoseWrite(context: ProbeContext, relation: Relation, relationPlan: RelationPlan, command: Exclude<PolicyCommand, 'ALL' | 'SELECT'>, clause: 'using' | 'check'): Diagnosis {
   const general = diagnoseReadLeak(context, relation, relationPlan);
   if (general.kind !== 'loose-policy' && general.kind !== 'policies' && general.kind !== 'no-policy') return general;
-  const { plan, catalog } = context;
+  const { plan } = context;
   const target = relationIdent(relation);
-  const applying = policiesFor(catalog, relation, plan.role, command);
-  const fenced = applying.some((policy) => !policy.permissive && confinesToTenant(context, relationPlan, policyExpression(policy, clause)));
-  const loose = fenced ? [] : applying.filter((policy) => policy.permissive && !confinesToTenant(context, relationPlan, policyExpression(policy, clause)));
+  const applying = applyingPolicies(context.analysis, relation, command);
+  const fenced = applying.some((policy) => !policy.permissive && confinesToTenant(context, policy, clause));
+  const loose = fenced ? [] : applying.filter((policy) => policy.permissive && !confinesToTenant(context, policy, clause));
   const rows = clause === 'using' ? 'the rows it may change' : 'the rows it may write';
   const predicate = tenantPredicate(plan, relationPlan);
   if (loose.length) {

@@ -1,6 +1,8 @@
 import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
-import { applyingPolicies, clauseText, rlsApplies, type Command } from './policy-analysis.js';
+import { clauseText } from '../analysis/index.js';
+import type { Command } from '../analysis/model.js';
+import { applyingPolicies, rlsApplies } from '../analysis/queries.js';
 import { isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -27,16 +29,16 @@ export const commandCoverageGap = defineRule({
       'for tenant-owned relations that have at least one policy for the role (none at all is rls-no-policy). Fix: add a tenant ' +
       'policy for the command, or revoke the privilege.',
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
-      .filter((relation) => rlsApplies(scope, relation) && isTenantOwned(scope, relation))
+      .filter((relation) => rlsApplies(analysis, relation) && isTenantOwned(scope, relation))
       .flatMap((relation) => {
         const commands = rowCommandsOf(scope, relation);
-        if (!commands.some((command) => applyingPolicies(scope, relation, command).length)) return [];
+        if (!commands.some((command) => applyingPolicies(analysis, relation, command).length)) return [];
         const gaps = commands
           .map((command) => {
-            const applying = applyingPolicies(scope, relation, command);
+            const applying = applyingPolicies(analysis, relation, command);
             const clause = command === 'INSERT' ? 'check' : 'using';
             const permissive = applying.filter((policy) => policy.permissive && clauseText(policy, clause) !== null);
             return { command, restrictiveOnly: applying.some((policy) => !policy.permissive), covered: permissive.length > 0 };

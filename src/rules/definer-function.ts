@@ -1,16 +1,9 @@
+import { functionAnalysis } from '../analysis/index.js';
+import type { BodyAnalysis } from '../analysis/model.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import type { Finding } from '../findings.js';
 import { ident, literal } from '../sql.js';
-import {
-  canExecute,
-  filtersByCallerTenant,
-  fixedSearchPath,
-  isBaseTable,
-  referencedRelations,
-  relationPlanOf,
-  rlsBypassReason,
-  type TableReference,
-} from './privilege-helpers.js';
+import { canExecute, isBaseTable, relationNamed, relationPlanOf, rlsBypassReason } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 
 export const definerFunction = defineRule({
@@ -24,48 +17,50 @@ export const definerFunction = defineRule({
     explanation:
       'A SECURITY DEFINER function runs with the rights of its owner. When the owner is a superuser, has BYPASSRLS, or owns a tenant ' +
       'table that does not force row-level security, the queries inside the function see every tenant, and any role that may EXECUTE ' +
-      'it (by default: PUBLIC) gets those rows. This rule finds the tenant tables a function names in its body and checks its owner ' +
-      'and the EXECUTE privilege of the application role. A function whose every query compares the tenant column with the tenant ' +
-      'setting (directly, through a variable, or a helper that reads it) filters by the caller\'s tenant and is reported as info; the ' +
+      'it (by default: PUBLIC) gets those rows. This rule parses the body (SQL, or PL/pgSQL with the constant strings it gives to ' +
+      'EXECUTE), finds the tenant tables its statements read or write, and checks its owner ' +
+      'and the EXECUTE privilege of the application role. A function whose every statement on them ties rows to the caller\'s ' +
+      'tenant by equality (directly, through a variable, or a helper that does) filters by the caller\'s tenant and is reported as ' +
+      'info; `or true`, a UNION arm or NOT that widens a statement does not. SQL built at run time (EXECUTE of a non-constant ' +
+      'string) is not analysed: such a function is reported high when its owner bypasses the policies of any tenant table. The ' +
       'function-leak probe calls it to confirm either way. Fix: make it SECURITY INVOKER, or filter by the caller\'s tenant, and ' +
-      'revoke EXECUTE from PUBLIC. Bodies built with EXECUTE of dynamic SQL are not read.',
+      'revoke EXECUTE from PUBLIC.',
     confirmedBy: ['function-leak'],
   },
-  evaluate({ catalog, plan }, report) {
+  evaluate({ catalog, plan, analysis }, report) {
     const findings: Finding[] = [];
+    const tenantTables = catalog.relations.filter((relation) => {
+      const relationPlan = relationPlanOf(plan, relation.qualified);
+      return isBaseTable(relation) && relation.rlsEnabled && relationPlan !== undefined && relationPlan.tenancy !== 'shared';
+    });
     for (const fn of catalog.functions) {
-      if (!fn.securityDefiner || fn.returnKind === 'trigger' || !fn.source || !canExecute(catalog, plan.role, fn)) continue;
-      const references = referencedRelations(catalog, fn.source, searchSchemas(fn));
-      const bypassed: { reference: TableReference; reason: string }[] = [];
-      const reasons = new Map<string, string>();
-      for (const reference of references) {
-        const table = reference.relation;
-        if (!isBaseTable(table) || !table.rlsEnabled) continue;
-        const tablePlan = relationPlanOf(plan, table.qualified);
-        if (!tablePlan || tablePlan.tenancy === 'shared') continue;
-        let reason = reasons.get(table.qualified);
-        if (reason === undefined) {
-          reason = rlsBypassReason(catalog, fn.owner, table) ?? '';
-          reasons.set(table.qualified, reason);
-        }
-        if (reason) bypassed.push({ reference, reason });
-      }
+      if (!fn.securityDefiner || fn.returnKind === 'trigger' || !canExecute(catalog, plan.role, fn)) continue;
+      const body = functionAnalysis(analysis, fn.signature);
+      if (!body) continue;
+      const dynamic = body.verdict === 'unknown' && body.dynamicSql.length > 0;
+      // Dynamic SQL may reach any tenant table the owner bypasses; otherwise the tables the parsed statements touch.
+      const candidates = dynamic
+        ? tenantTables
+        : body.relations.map((name) => relationNamed(catalog, name)).filter((relation): relation is Relation => relation !== undefined && tenantTables.includes(relation));
+      const bypassed = candidates.map((table) => ({ table, reason: rlsBypassReason(catalog, fn.owner, table) ?? '' })).filter((entry) => entry.reason);
       if (!bypassed.length) continue;
-      const tables = [...new Map(bypassed.map(({ reference }) => [reference.relation.qualified, reference.relation])).values()];
+      const tables = bypassed.map(({ table }) => table);
       const why = [...new Set(bypassed.map(({ reason }) => reason))].join('; ');
-      const filtered = filtersByCallerTenant(catalog, plan, fn.source, bypassed.map(({ reference }) => reference));
+      const filtered = !dynamic && filtersByCaller(body, new Set(tables.map((table) => table.qualified)));
       findings.push(
         report({
           severity: filtered ? 'info' : 'high',
           object: fn.signature,
           message: filtered
-            ? `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} without their policies (${why}), but every query on them compares the tenant column with the caller's tenant setting.`
-            : `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} with the rights of ${fn.owner}, bypassing their policies (${why}), and ${plan.role} may execute it: it can return or change every tenant's rows.`,
+            ? `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} without their policies (${why}), but every statement on them keeps only the caller's rows.`
+            : dynamic
+              ? `The SECURITY DEFINER function ${fn.signature} runs dynamic SQL, which is not analysed (${body.dynamicSql[0]}), with the rights of ${fn.owner}, who bypasses the policies of ${tables.map((table) => table.qualified).join(', ')} (${why}), and ${plan.role} may execute it: it may return or change every tenant's rows.`
+              : `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} with the rights of ${fn.owner}, bypassing their policies (${why}), and ${plan.role} may execute it: it can return or change every tenant's rows.`,
           sql:
             `select p.oid::regprocedure as function, pg_get_userbyid(p.proowner) as owner, p.prosecdef, r.rolsuper, r.rolbypassrls, ` +
             `has_function_privilege(${literal(plan.role)}, p.oid, 'EXECUTE') as app_role_can_execute, p.prosrc ` +
             `from pg_proc p join pg_roles r on r.oid = p.proowner where p.oid = ${literal(fn.signature)}::regprocedure;`,
-          details: `owner ${fn.owner}; reads ${tables.map((table) => table.qualified).join(', ')}\n${why}\nbody:\n${fn.source.trim()}`,
+          details: `owner ${fn.owner}; ${dynamic ? 'runs dynamic SQL' : `reads ${tables.map((table) => table.qualified).join(', ')}`}\n${why}${body.reason ? `\n${body.reason}` : ''}\nbody:\n${fn.source.trim()}`,
           fix: functionFix(fn, plan.role, tables, filtered),
         }),
       );
@@ -74,14 +69,11 @@ export const definerFunction = defineRule({
   },
 });
 
-/** Where the body's unqualified table names resolve: the function's pinned search_path, else its schema and public. */
-function searchSchemas(fn: FunctionInfo): string[] {
-  const pinned = fixedSearchPath(fn);
-  if (pinned === null) return [fn.schema, 'public'];
-  return pinned
-    .split(',')
-    .map((entry) => entry.trim().replace(/^"(.*)"$/, '$1'))
-    .filter((entry) => entry && entry !== '$user' && entry !== 'pg_temp' && entry !== 'pg_catalog');
+/** Every statement of the parsed body that touches the tables keeps only the caller's tenant/actor rows. */
+function filtersByCaller(body: BodyAnalysis, tables: Set<string>): boolean {
+  if (body.verdict === 'unknown') return false;
+  const touching = body.accesses.filter((access) => tables.has(access.relation));
+  return touching.length > 0 && touching.every((access) => access.confined);
 }
 
 function functionFix(fn: FunctionInfo, role: string, tables: Relation[], filtered: boolean): string {

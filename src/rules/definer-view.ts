@@ -1,12 +1,12 @@
+import { viewAnalysis } from '../analysis/index.js';
+import type { Analysis } from '../analysis/model.js';
 import type { Catalog, Relation } from '../catalog/types.js';
 import { relationObject, type Finding } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import {
   canRead,
-  filtersByCallerTenant,
   isBaseTable,
-  referencedRelations,
   regclassLiteral,
   relationNamed,
   relationPlanOf,
@@ -74,16 +74,14 @@ export const definerView = defineRule({
       'the caller\'s tenant itself is reported as info.',
     confirmedBy: ['read-isolation'],
   },
-  evaluate({ catalog, plan }, report) {
+  evaluate({ catalog, plan, analysis }, report) {
     const findings: Finding[] = [];
     for (const view of catalog.relations) {
       if (view.kind !== 'view' || view.securityInvoker || !canRead(catalog, plan.role, view)) continue;
       const leaks = leaksOf(catalog, plan, view);
       if (!leaks.length) continue;
       const definition = view.viewDefinition ?? '';
-      const viaNames = new Set(leaks.map((leak) => leak.via.qualified));
-      const references = referencedRelations(catalog, definition, [view.schema, 'public']).filter((reference) => viaNames.has(reference.relation.qualified));
-      const filtered = filtersByCallerTenant(catalog, plan, definition, references);
+      const filtered = filtersByCaller(analysis, view, new Set(leaks.map((leak) => leak.via.qualified)));
       const tables = [...new Set(leaks.map((leak) => leak.table.qualified))];
       const reasons = [...new Set(leaks.map((leak) => leak.reason))];
       findings.push(
@@ -91,7 +89,7 @@ export const definerView = defineRule({
           severity: filtered ? 'info' : 'high',
           object: relationObject(view),
           message: filtered
-            ? `The view ${view.qualified} reads ${tables.join(', ')} without their policies (${reasons.join('; ')}), but its definition filters by the caller's tenant setting; keep every query in it that way, or make it security_invoker.`
+            ? `The view ${view.qualified} reads ${tables.join(', ')} without their policies (${reasons.join('; ')}), but every query in its definition keeps only the caller's rows; keep it that way, or make it security_invoker.`
             : `The view ${view.qualified} reads ${tables.join(', ')} with the rights of ${view.owner}, bypassing their policies (${reasons.join('; ')}), and ${plan.role} may select from it: it returns every tenant's rows.`,
           sql:
             `select c.oid::regclass as view, pg_get_userbyid(c.relowner) as owner, c.reloptions, r.rolsuper, r.rolbypassrls, ` +
@@ -105,6 +103,18 @@ export const definerView = defineRule({
     return findings;
   },
 });
+
+/**
+ * The view's definition, as parsed, keeps only the caller's tenant/actor rows of every relation it reaches the leaking
+ * tables through (each statement that reads them ties rows to the context by equality, with no `or true`, UNION arm or
+ * NOT that widens it).
+ */
+function filtersByCaller(analysis: Analysis, view: Relation, via: Set<string>): boolean {
+  const body = viewAnalysis(analysis, view.qualified);
+  if (!body || body.verdict === 'unknown') return false;
+  const reads = body.accesses.filter((access) => via.has(access.relation));
+  return reads.length > 0 && reads.every((access) => access.confined);
+}
 
 function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Leak[]): string {
   const target = relationIdent(view);

@@ -1,5 +1,5 @@
 import { relationObject } from '../findings.js';
-import { analyzeExpression, ALL_CLAUSES, clauseText, openPolicies } from './policy-analysis.js';
+import { ALL_CLAUSES, openPolicies, policyClause } from '../analysis/queries.js';
 import { fragment, isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf, tenantPolicyRewrite } from './relation-facts.js';
 import type { Policy } from '../catalog/types.js';
 import { defineRule } from './types.js';
@@ -22,12 +22,12 @@ export const failOpenContext = defineRule({
       "`(select nullif(current_setting(name, true), '')::type)`, which is NULL, and so matches nothing, when the tenant is missing.",
     confirmedBy: ['missing-context'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
       .flatMap((relation) => {
-        const open = openPolicies(scope, relation, ALL_CLAUSES, ['fail-open'], rowCommandsOf(scope, relation));
+        const open = openPolicies(analysis, relation, ALL_CLAUSES, ['fail-open'], rowCommandsOf(scope, relation));
         if (!open.length) return [];
         // The fail-open fragment sits in the permissive policy, or in a restrictive one that narrowed an open permissive policy.
         const culprits = new Map<string, { policy: Policy; fragments: Set<string> }>();
@@ -44,9 +44,7 @@ export const failOpenContext = defineRule({
             }
             for (const restrictive of entry.restrictive) {
               for (const use of entry.uses) {
-                const text = clauseText(restrictive, use.clause);
-                if (!text) continue;
-                for (const fenceBranch of analyzeExpression(scope, relation, text, use.clause).open) {
+                for (const fenceBranch of policyClause(analysis, restrictive, use.clause)?.open ?? []) {
                   if (fenceBranch.kind === 'fail-open') blame(restrictive, fenceBranch.reason);
                 }
               }

@@ -1,8 +1,10 @@
-import { policiesFor } from '../catalog/roles.js';
+import type { Analysis } from '../analysis/model.js';
+import { applyingPolicies, policyClause } from '../analysis/queries.js';
+import { foreignKeyClauses } from '../analysis/sql-text.js';
 import type { Catalog, ForeignKey, Relation } from '../catalog/types.js';
 import { constraintObject, type Finding } from '../findings.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
-import { referencedRelations, regclassLiteral, relationNamed, relationPlanOf, roleHolds, tenantTables } from './privilege-helpers.js';
+import { regclassLiteral, relationNamed, relationPlanOf, roleHolds, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 
 function sameColumns(a: readonly (string | null)[], b: readonly string[]): boolean {
@@ -23,15 +25,15 @@ function hasKeyOn(parent: Relation, columns: string[]): boolean {
  * policies. The references are safe when, for every write command the role holds, a restrictive policy does that or
  * every permissive policy does.
  */
-function policiesCheckParent(catalog: Catalog, relation: Relation, role: string, foreignKey: ForeignKey): boolean {
+function policiesCheckParent(catalog: Catalog, analysis: Analysis, relation: Relation, role: string, foreignKey: ForeignKey): boolean {
   const commands = (['INSERT', 'UPDATE'] as const).filter((command) => roleHolds(catalog, role, relation.owner, relation.grants, command));
-  const checksParent = (expression: string | null) =>
-    expression !== null &&
-    referencedRelations(catalog, expression, [relation.schema, 'public']).some((reference) => reference.relation.qualified === foreignKey.references) &&
-    foreignKey.columns.every((column) => expression.includes(column));
   return commands.every((command) => {
-    const policies = policiesFor(catalog, relation, role, command);
-    const check = (policy: (typeof policies)[number]) => checksParent(policy.withCheck ?? (policy.command === 'INSERT' ? null : policy.using));
+    const policies = applyingPolicies(analysis, relation, command);
+    // The check's sub-selects read the parent, and it reads the foreign key's columns of the row.
+    const check = (policy: (typeof policies)[number]) => {
+      const expression = policyClause(analysis, policy, 'check');
+      return expression !== null && expression.relations.includes(foreignKey.references) && foreignKey.columns.every((column) => expression.rowColumns.includes(column));
+    };
     const permissive = policies.filter((policy) => policy.permissive);
     return policies.some((policy) => !policy.permissive && check(policy)) || (permissive.length > 0 && permissive.every(check));
   });
@@ -55,7 +57,7 @@ export const foreignKeyWithoutTenant = defineRule({
       'may insert into or update are checked.',
     confirmedBy: ['cross-tenant-reference'],
   },
-  evaluate({ catalog, plan }, report) {
+  evaluate({ catalog, plan, analysis }, report) {
     const findings: Finding[] = [];
     for (const { relation, relationPlan } of tenantTables(catalog, plan)) {
       const tenantColumn = relationPlan.tenantColumn;
@@ -67,7 +69,7 @@ export const foreignKeyWithoutTenant = defineRule({
         if (!parent || parentPlan?.tenancy !== 'direct' || !parentPlan.tenantColumn) continue;
         const parentTenant = parentPlan.tenantColumn;
         const scoped = foreignKey.columns.some((column, index) => column === tenantColumn && foreignKey.referencedColumns[index] === parentTenant);
-        if (scoped || policiesCheckParent(catalog, relation, plan.role, foreignKey)) continue;
+        if (scoped || policiesCheckParent(catalog, analysis, relation, plan.role, foreignKey)) continue;
         findings.push(
           report({
             severity: 'medium',
@@ -92,11 +94,8 @@ function foreignKeyFix(catalog: Catalog, relation: Relation, parent: Relation, f
   const columns = [tenantColumn, ...pairs.map(([column]) => column)];
   const parentKey = [parentTenant, ...pairs.map(([, referenced]) => referenced)];
   if (!hasKeyOn(parent, parentKey)) lines.push(`alter table ${relationIdent(parent)} add unique (${parentKey.map(ident).join(', ')});`);
-  let actions = /\bREFERENCES\s+(?:"[^"]*"|[^\s(])+\s*\([^)]*\)(.*)$/is.exec(foreignKey.definition)?.[1]?.trim() ?? '';
   // ON DELETE SET NULL / SET DEFAULT would also clear the tenant column: limit it to the reference's own columns (PG 15+).
-  if (catalog.serverVersionNum >= 150000) {
-    actions = actions.replace(/\bON DELETE SET (NULL|DEFAULT)\b(?!\s*\()/i, `ON DELETE SET $1 (${pairs.map(([column]) => ident(column)).join(', ')})`);
-  }
+  const actions = foreignKeyClauses(foreignKey.definition, catalog.serverVersionNum >= 150000 ? pairs.map(([column]) => column) : null);
   lines.push(
     `alter table ${relationIdent(relation)} drop constraint ${ident(foreignKey.name)},\n` +
       `  add constraint ${ident(foreignKey.name)} foreign key (${columns.map(ident).join(', ')}) references ${qualifiedIdent(parent.qualified)} (${parentKey.map(ident).join(', ')})${actions ? ` ${actions}` : ''};`,

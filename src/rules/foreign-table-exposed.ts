@@ -18,8 +18,8 @@ export const foreignTableExposed = defineRule({
       'use. Fix: revoke the privileges and expose a security-barrier view that filters by the current tenant.',
     confirmedBy: ['read-isolation'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => relation.kind === 'foreign-table' && isTenantOwned(scope, relation) && rowCommandsOf(scope, relation).length)
       .map((relation) => {

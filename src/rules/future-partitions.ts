@@ -21,8 +21,8 @@ export const futurePartitions = defineRule({
       'whose existing partitions show that pattern. Fix: stop granting partitions directly; otherwise give every new partition ' +
       'RLS, FORCE and the tenant policy in the same migration that creates it.',
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => (relation.kind === 'partitioned-table' || relation.kind === 'table') && isTenantOwned(scope, relation))
       .flatMap((parent) => {

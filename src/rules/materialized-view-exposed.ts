@@ -19,8 +19,8 @@ export const materializedViewExposed = defineRule({
       'tenant (owned by a role that may read the materialized view), or replace it with a table that has row-level security.',
     confirmedBy: ['read-isolation'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => relation.kind === 'materialized-view' && isTenantOwned(scope, relation) && rowCommandsOf(scope, relation).includes('SELECT'))
       .map((relation) => {

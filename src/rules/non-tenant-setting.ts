@@ -1,6 +1,6 @@
 import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
-import { ALL_CLAUSES, openPolicies, type OpenPolicy } from './policy-analysis.js';
+import { ALL_CLAUSES, openPolicies, type OpenPolicy } from '../analysis/queries.js';
 import { fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -26,12 +26,12 @@ export const nonTenantSetting = defineRule({
       'fence with a restrictive tenant policy); give cross-tenant access to a separate role, not a setting.',
     confirmedBy: ['spoofable-setting'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
       .flatMap((relation) => {
-        const open = openPolicies(scope, relation, ALL_CLAUSES, ['other-setting'], rowCommandsOf(scope, relation));
+        const open = openPolicies(analysis, relation, ALL_CLAUSES, ['escape-setting'], rowCommandsOf(scope, relation));
         if (!open.length) return [];
         const settings = [...new Set(open.flatMap(settingsOf))];
         const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command.toLowerCase())))];

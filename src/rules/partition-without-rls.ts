@@ -20,8 +20,8 @@ export const partitionWithoutRls = defineRule({
       'or enable row-level security on the partition with a tenant policy.',
     confirmedBy: ['read-isolation'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => isChild(relation) && !relation.rlsEnabled && isTenantOwned(scope, relation))
       .flatMap((relation) => {

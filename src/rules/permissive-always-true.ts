@@ -1,6 +1,6 @@
 import { relationObject } from '../findings.js';
 import type { Severity } from '../severity.js';
-import { openPolicies, READ_CLAUSES, type OpenPolicy } from './policy-analysis.js';
+import { openPolicies, READ_CLAUSES, type OpenPolicy } from '../analysis/queries.js';
 import { commandVerb, fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -21,20 +21,22 @@ export const permissiveAlwaysTrue = defineRule({
     summary: 'A permissive policy has a branch that does not confine rows to the current tenant.',
     example: 'On public.documents, permissive policy support_can_read (for select) is always true; not reported when a restrictive tenant policy fences it.',
     explanation:
-      'Permissive policies are ORed: one that is always true (`using (true)`, `1 = 1`, `... or true`) or that admits rows by a ' +
-      'condition unrelated to the tenant (`or is_public`, `or size_bytes > 0`, a foreign-key sub-select over a table without ' +
-      'row-level security) opens the table to every tenant, whatever the tenant policy next to it says. Not reported when a ' +
+      'Permissive policies are ORed: one that is always true (`using (true)`, `1 = 1`, `... or true`, ' +
+      '`length(current_setting(...)) > 0`, which only checks that a tenant is set), that admits rows by a condition unrelated ' +
+      'to the tenant (`or is_public`, `or size_bytes > 0`, a foreign-key sub-select over a table without row-level security), ' +
+      'or that compares the row with the tenant by anything but equality (`tenant_id >= <tenant>`) opens the table to other ' +
+      'tenants, whatever the tenant policy next to it says. Not reported when a ' +
       'restrictive tenant policy applies to the same commands (restrictive policies are ANDed, so the permissive one cannot ' +
       'widen access). Critical when it opens reads, high when it opens only UPDATE or DELETE (blind writes). Fix: drop or ' +
       'rewrite the policy, or fence it with a restrictive tenant policy.',
     confirmedBy: ['read-isolation', 'blind-update', 'blind-delete', 'foreign-update', 'foreign-delete'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
       .flatMap((relation) => {
-        const open = openPolicies(scope, relation, READ_CLAUSES, ['always-true', 'row-predicate'], rowCommandsOf(scope, relation));
+        const open = openPolicies(analysis, relation, READ_CLAUSES, ['always-true', 'row-predicate', 'non-equality'], rowCommandsOf(scope, relation));
         if (!open.length) return [];
         const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command)))];
         const severity: Severity = commands.includes('SELECT') ? 'critical' : 'high';

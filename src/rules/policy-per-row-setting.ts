@@ -1,8 +1,10 @@
 import { relationObject, type Finding } from '../findings.js';
-import { alterPolicySql, describePolicy, functionCalls, policyEvidenceSql, wrapCallsInSubselect } from './privilege-helpers.js';
+import { wrapCallsInSubselect } from '../analysis/sql-text.js';
+import { alterPolicySql, describePolicy, policyEvidenceSql } from './privilege-helpers.js';
+import { expressionCalls } from './relation-facts.js';
 import { defineRule } from './types.js';
 
-const SETTING_FUNCTIONS = new Set(['current_setting', 'pg_catalog.current_setting']);
+const SETTING_FUNCTIONS = new Set(['current_setting']);
 
 export const policyPerRowSetting = defineRule({
   meta: {
@@ -18,12 +20,14 @@ export const policyPerRowSetting = defineRule({
       '`tenant_id = (select current_setting(\'app.current_tenant\')::int)`, it becomes an initplan: evaluated once per statement, ' +
       'and its value usable for an index scan. The result is the same; only the cost differs, and it grows with table size.',
   },
-  evaluate({ catalog }, report) {
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     const findings: Finding[] = [];
     for (const relation of catalog.relations) {
       for (const policy of relation.policies) {
         const expressions = [policy.using, policy.withCheck].filter((expression): expression is string => expression !== null);
-        const perRow = expressions.flatMap((expression) => functionCalls(expression).filter((call) => SETTING_FUNCTIONS.has(call.name) && !call.inSubselect));
+        const perRowCalls = (expression: string) => expressionCalls(scope, policy, expression).filter((call) => SETTING_FUNCTIONS.has(call.name) && !call.inSubselect);
+        const perRow = expressions.flatMap(perRowCalls);
         if (!perRow.length) continue;
         findings.push(
           report({
@@ -32,9 +36,7 @@ export const policyPerRowSetting = defineRule({
             message: `The policy ${policy.name} on ${relation.qualified} calls current_setting outside a sub-select, so it is evaluated for each row rather than once per statement.`,
             sql: policyEvidenceSql(policy),
             details: describePolicy(policy),
-            fix: alterPolicySql(policy, (expression) =>
-              wrapCallsInSubselect(expression, functionCalls(expression).filter((call) => SETTING_FUNCTIONS.has(call.name) && !call.inSubselect)),
-            ),
+            fix: alterPolicySql(policy, (expression) => wrapCallsInSubselect(expression, perRowCalls(expression))),
           }),
         );
       }

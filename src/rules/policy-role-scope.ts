@@ -1,6 +1,6 @@
 import { relationObject } from '../findings.js';
 import { ident, literal, relationIdent } from '../sql.js';
-import { ALL_CLAUSES, analyzeExpression, clauseText, openPolicies } from './policy-analysis.js';
+import { ALL_CLAUSES, openPolicies, policyClause } from '../analysis/queries.js';
 import { inheritedBy, membershipPath, regclassLiteral } from './privilege-helpers.js';
 import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -23,8 +23,8 @@ export const policyRoleScope = defineRule({
       'is fine, and a tenant policy with a flawed branch is a policy-logic finding, not this one. Fix: revoke the membership or ' +
       'scope the policy to the role it is meant for, and/or fence with a restrictive tenant policy.',
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     const inherited = inheritedBy(catalog, plan.role);
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
@@ -34,14 +34,11 @@ export const policyRoleScope = defineRule({
         // A PUBLIC policy is "for someone else" when the table's other policies name roles: its TO was forgotten. On a
         // table whose policies are all PUBLIC, scope says nothing the policy-logic findings do not.
         const namesRoles = relation.policies.some((policy) => policy.roles.some((role) => role !== 'public'));
-        const open = openPolicies(scope, relation, ALL_CLAUSES, ['always-true', 'row-predicate', 'other-setting'], rowCommandsOf(scope, relation)).filter(
+        const open = openPolicies(analysis, relation, ALL_CLAUSES, ['always-true', 'row-predicate', 'escape-setting', 'non-equality'], rowCommandsOf(scope, relation)).filter(
           (entry) =>
             !entry.policy.roles.includes(plan.role) &&
             (namesRoles || !entry.policy.roles.includes('public')) &&
-            !(['using', 'check'] as const).some((clause) => {
-              const text = clauseText(entry.policy, clause);
-              return text !== null && analyzeExpression(scope, relation, text, clause).branches.some((branch) => branch.kind === 'tenant');
-            }),
+            !(['using', 'check'] as const).some((clause) => policyClause(analysis, entry.policy, clause)?.branches.some((branch) => branch.kind === 'confined')),
         );
         if (!open.length) return [];
         const fence = fenceSql(scope, relation);

@@ -1,6 +1,10 @@
+import type { CallSite } from '../analysis/model.js';
+import { wrapCallsInSubselect } from '../analysis/sql-text.js';
 import type { Catalog, FunctionInfo } from '../catalog/types.js';
 import { relationObject, type Finding } from '../findings.js';
-import { alterPolicySql, describePolicy, functionCalls, functionsNamed, policyEvidenceSql, wrapCallsInSubselect, type FunctionCall } from './privilege-helpers.js';
+import { literal } from '../sql.js';
+import { alterPolicySql, describePolicy, functionsNamed, policyEvidenceSql } from './privilege-helpers.js';
+import { expressionCalls } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 /** Built-in functions marked VOLATILE that show up in policies (now() and current_setting() are STABLE). */
@@ -10,14 +14,14 @@ const VOLATILE_BUILTINS = new Set([
 ]);
 
 /** The catalog's functions by that name when every overload is volatile, [] when none or not all are. */
-function volatileUserFunctions(catalog: Catalog, call: FunctionCall): FunctionInfo[] {
+function volatileUserFunctions(catalog: Catalog, call: CallSite): FunctionInfo[] {
   const candidates = functionsNamed(catalog, call.name);
   return candidates.length && candidates.every((fn) => fn.volatility === 'volatile') ? candidates : [];
 }
 
-function isVolatile(catalog: Catalog, call: FunctionCall): boolean {
+function isVolatile(catalog: Catalog, call: CallSite): boolean {
   if (functionsNamed(catalog, call.name).length) return volatileUserFunctions(catalog, call).length > 0;
-  return VOLATILE_BUILTINS.has(call.name.replace(/^pg_catalog\./, ''));
+  return VOLATILE_BUILTINS.has(call.name);
 }
 
 export const policyVolatileFunction = defineRule({
@@ -35,11 +39,12 @@ export const policyVolatileFunction = defineRule({
       'or call them in a sub-select, `(select current_tenant_id())`, which runs once per statement. Calls already inside a ' +
       'sub-select are not reported.',
   },
-  evaluate({ catalog }, report) {
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     const findings: Finding[] = [];
     for (const relation of catalog.relations) {
       for (const policy of relation.policies) {
-        const perRowVolatile = (expression: string) => functionCalls(expression).filter((call) => !call.inSubselect && isVolatile(catalog, call));
+        const perRowVolatile = (expression: string) => expressionCalls(scope, policy, expression).filter((call) => !call.inSubselect && isVolatile(catalog, call));
         const calls = [policy.using, policy.withCheck].flatMap((expression) => (expression === null ? [] : perRowVolatile(expression)));
         if (!calls.length) continue;
         const names = [...new Set(calls.map((call) => call.name))];
@@ -54,7 +59,7 @@ export const policyVolatileFunction = defineRule({
             severity: 'info',
             object: relationObject(relation),
             message: `The policy ${policy.name} on ${relation.qualified} calls the VOLATILE function${names.length > 1 ? 's' : ''} ${names.join(', ')} for every row, which rules out index scans on that predicate.`,
-            sql: `${policyEvidenceSql(policy)}\nselect p.oid::regprocedure, p.provolatile from pg_proc p where p.proname in (${names.map((name) => `'${name.replace(/^.*\./, '').replace(/'/g, "''")}'`).join(', ')});`,
+            sql: `${policyEvidenceSql(policy)}\nselect p.oid::regprocedure, p.provolatile from pg_proc p where p.proname in (${names.map((name) => literal(name.split('.').pop()!)).join(', ')});`,
             details: describePolicy(policy),
             fix: fix.join('\n'),
           }),

@@ -21,8 +21,8 @@ export const policyWithoutRls = defineRule({
       'row-level security (the policies then apply as written; the policy-logic rules check them).',
     confirmedBy: ['read-isolation', 'missing-context'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => (relation.kind === 'table' || relation.kind === 'partitioned-table') && !isChild(relation) && !relation.rlsEnabled && relation.policies.length)
       .map((relation) => {

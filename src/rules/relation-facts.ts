@@ -1,11 +1,29 @@
-import type { Policy, Relation } from '../catalog/types.js';
+import type { Analysis, CallSite, Command, ContextReference } from '../analysis/model.js';
+import { applyingPolicies, policyClause, type CommandClause } from '../analysis/queries.js';
+import { guardSettingCalls as guardCalls, oneLine } from '../analysis/sql-text.js';
+import type { Catalog, Policy, Relation } from '../catalog/types.js';
 import { currentTenantExpression, isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
-import type { RelationPlan } from '../plan/tenancy.js';
+import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, relationIdent } from '../sql.js';
-import { analyzeExpression, applyingPolicies, clauseText, tenantColumnsOf, type AnalysisScope, type Command, type CommandClause } from './policy-analysis.js';
 import { describePolicy, inheritedBy, regclassLiteral, relationNamed, relationPlanOf } from './privilege-helpers.js';
 
 /** Facts about relations shared by the coverage and policy-logic rules: tenancy, privileges, evidence SQL, fixes. */
+
+/** What the rules read: the catalog, the analysis of its policies for the role, and the tenancy plan. */
+export interface AnalysisScope {
+  catalog: Catalog;
+  plan: TenancyPlan;
+  analysis: Analysis;
+}
+
+/** Columns that hold the relation's tenant: its planned tenant column and the plan's tenant columns it has. */
+export function tenantColumnsOf(scope: AnalysisScope, relation: Relation): Set<string> {
+  const columns = new Set<string>();
+  const relationPlan = relationPlanOf(scope.plan, relation.qualified);
+  if (relationPlan?.tenantColumn) columns.add(relationPlan.tenantColumn);
+  for (const column of relation.columns) if (scope.plan.tenantColumns.includes(column.name)) columns.add(column.name);
+  return columns;
+}
 
 export const ROW_COMMANDS: readonly Command[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
 
@@ -33,11 +51,6 @@ function privilegesOf(scope: AnalysisScope, relation: Relation): Set<string> {
 export function rowCommandsOf(scope: AnalysisScope, relation: Relation): Command[] {
   const privileges = privilegesOf(scope, relation);
   return ROW_COMMANDS.filter((command) => privileges.has(command));
-}
-
-/** pg_get_expr text on one line, for messages. */
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').replace(/\( /g, '(').trim();
 }
 
 export function listWords(words: string[]): string {
@@ -123,10 +136,9 @@ export function tenantFilterOf(scope: AnalysisScope, relation: Relation): { colu
  */
 export function repairPolicySql(scope: AnalysisScope, relation: Relation, policy: Policy, uses: readonly CommandClause[]): string {
   const covered = uses.every(({ command, clause }) =>
-    applyingPolicies(scope, relation, command).some((other) => {
+    applyingPolicies(scope.analysis, relation, command).some((other) => {
       if (other === policy || !other.permissive) return false;
-      const text = clauseText(other, clause);
-      return text !== null && analyzeExpression(scope, relation, text, clause).branches.some((branch) => branch.kind === 'tenant');
+      return policyClause(scope.analysis, other, clause)?.branches.some((branch) => branch.kind === 'confined') ?? false;
     }),
   );
   return covered ? `drop policy ${ident(policy.name)} on ${relationIdent(relation)};` : tenantPolicyRewrite(scope, relation, policy);
@@ -137,21 +149,26 @@ export function commandVerb(command: Command): string {
   return { SELECT: 'reads', INSERT: 'inserts', UPDATE: 'updates', DELETE: 'deletes' }[command];
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** The setting a reference reads (a custom setting, or the setting JWT claims come from), or null. */
+export function settingOf(reference: ContextReference): string | null {
+  if (reference.source.kind === 'setting') return reference.source.setting;
+  if (reference.source.kind === 'jwt-claim') return reference.source.setting;
+  return null;
 }
 
 /**
- * Rewrite the current_setting calls of one setting in pg_get_expr text to `nullif(current_setting(name, true), '')`:
- * `strict` calls (no missing_ok) or `unguarded` ones (missing_ok, not already inside nullif).
+ * Rewrite the current_setting calls of one setting in a policy expression to `nullif(current_setting(name, true), '')`:
+ * `strict` calls (no missing_ok) or `unguarded` ones (missing_ok, not already inside nullif). The calls are found by
+ * the parser; the rest of the text is kept as PostgreSQL printed it.
  */
-export function guardSettingCalls(expression: string, setting: string, which: 'strict' | 'unguarded'): string {
-  const name = escapeRegExp(setting.replace(/'/g, "''"));
-  const guarded = (quoted: string) => `nullif(current_setting(${quoted}, true), '')`;
-  if (which === 'strict') {
-    return expression.replace(new RegExp(`current_setting\\(('${name}'(?:::text)?)(?:,\\s*false)?\\)`, 'gi'), (_match, quoted: string) => guarded(quoted));
-  }
-  return expression.replace(new RegExp(`(?<!nullif\\()current_setting\\(('${name}'(?:::text)?),\\s*true\\)`, 'gi'), (_match, quoted: string) => guarded(quoted));
+export function guardSettingCalls(scope: AnalysisScope, policy: Policy, expression: string, settings: readonly string[], which: 'strict' | 'unguarded'): string {
+  return guardCalls(expression, expressionCalls(scope, policy, expression), settings, which);
+}
+
+/** The function calls the parser found in one of a policy's expressions (its USING or its WITH CHECK text). */
+export function expressionCalls(scope: AnalysisScope, policy: Policy, expression: string): CallSite[] {
+  const analysis = [policyClause(scope.analysis, policy, 'using'), policyClause(scope.analysis, policy, 'check')].find((entry) => entry?.text === expression);
+  return analysis?.calls ?? [];
 }
 
 /** A rendered condition, parenthesised once, for messages. */

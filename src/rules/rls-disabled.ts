@@ -20,8 +20,8 @@ export const rlsDisabled = defineRule({
       'row-level security and add a tenant policy.',
     confirmedBy: ['read-isolation', 'missing-context'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter(
         (relation) =>

@@ -1,7 +1,7 @@
 import { relationObject } from '../findings.js';
 import { currentTenantExpression } from '../fixes.js';
 import { ident, relationIdent } from '../sql.js';
-import { applyingPolicies, rlsApplies } from './policy-analysis.js';
+import { applyingPolicies, rlsApplies } from '../analysis/queries.js';
 import { isTenantOwned, listWords, relationStateSql, ROW_COMMANDS, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -19,10 +19,10 @@ export const rlsNoPolicy = defineRule({
       'usually means a policy was forgotten (or was written for another role). Reported only when the role holds a privilege on ' +
       'the relation and row-level security applies to it. Fix: add the policy the application needs, or revoke the grant.',
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
-      .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length && !ROW_COMMANDS.some((command) => applyingPolicies(scope, relation, command).length))
+      .filter((relation) => rlsApplies(analysis, relation) && rowCommandsOf(scope, relation).length && !ROW_COMMANDS.some((command) => applyingPolicies(analysis, relation, command).length))
       .map((relation) => {
         const commands = rowCommandsOf(scope, relation);
         const others = relation.policies.length;

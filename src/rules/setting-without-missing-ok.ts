@@ -1,7 +1,7 @@
 import { relationObject } from '../findings.js';
-import { policySettingUses, rlsApplies } from './policy-analysis.js';
+import { policySettingUses, rlsApplies } from '../analysis/queries.js';
 import { alterPolicySql } from './privilege-helpers.js';
-import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
+import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf, settingOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 export const settingWithoutMissingOk = defineRule({
@@ -19,13 +19,13 @@ export const settingWithoutMissingOk = defineRule({
       "current_setting(name, true), which returns NULL, with nullif(..., '') for the empty string a reset setting reads as.",
     confirmedBy: ['missing-context-error', 'missing-context'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
-      .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length)
+      .filter((relation) => rlsApplies(analysis, relation) && rowCommandsOf(scope, relation).length)
       .flatMap((relation) => {
-        const offending = policySettingUses(scope, relation)
-          .map(({ policy, uses }) => ({ policy, settings: [...new Set(uses.filter((use) => !use.missingOk).map((use) => use.setting))] }))
+        const offending = policySettingUses(analysis, relation)
+          .map(({ policy, uses }) => ({ policy, settings: [...new Set(uses.filter((use) => !use.missingOk).map(settingOf).filter((setting): setting is string => setting !== null))] }))
           .filter((entry) => entry.settings.length);
         if (!offending.length) return [];
         const settings = [...new Set(offending.flatMap((entry) => entry.settings))];
@@ -39,7 +39,7 @@ export const settingWithoutMissingOk = defineRule({
             sql: policiesSql(relation),
             details: policiesDetails(offending.map((entry) => entry.policy)),
             fix: offending
-              .map((entry) => alterPolicySql(entry.policy, (expression) => entry.settings.reduce((text, setting) => guardSettingCalls(text, setting, 'strict'), expression)))
+              .map((entry) => alterPolicySql(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, entry.settings, 'strict')))
               .join('\n'),
           }),
         ];

@@ -1,7 +1,7 @@
 import { relationObject } from '../findings.js';
-import { policySettingUses, rlsApplies } from './policy-analysis.js';
+import { policySettingUses, rlsApplies } from '../analysis/queries.js';
 import { alterPolicySql } from './privilege-helpers.js';
-import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
+import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf, settingOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 export const settingWithoutNullif = defineRule({
@@ -20,13 +20,13 @@ export const settingWithoutNullif = defineRule({
       "resets). Fix: nullif(current_setting(name, true), '')::type, best inside (select ...) so it is evaluated once per statement.",
     confirmedBy: ['missing-context-error', 'missing-context'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
-      .filter((relation) => rlsApplies(scope, relation) && rowCommandsOf(scope, relation).length)
+      .filter((relation) => rlsApplies(analysis, relation) && rowCommandsOf(scope, relation).length)
       .flatMap((relation) => {
-        const offending = policySettingUses(scope, relation)
-          .map(({ policy, uses }) => ({ policy, uses: uses.filter((use) => use.setting === plan.setting && use.missingOk && !use.nullif && use.castTo !== null) }))
+        const offending = policySettingUses(analysis, relation)
+          .map(({ policy, uses }) => ({ policy, uses: uses.filter((use) => settingOf(use) === plan.setting && use.missingOk && !use.nullif && use.castTo !== null) }))
           .filter((entry) => entry.uses.length);
         if (!offending.length) return [];
         const casts = [...new Set(offending.flatMap((entry) => entry.uses.map((use) => `''::${use.castTo}`)))];
@@ -35,13 +35,13 @@ export const settingWithoutNullif = defineRule({
             severity: 'low',
             object: relationObject(relation),
             message:
-              `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} casts ${listWords([...new Set(entry.uses.map((use) => `current_setting('${use.setting}', true)`))])} to ${listWords([...new Set(entry.uses.map((use) => use.castTo!))])} without nullif(..., '')`).join('; ')}: ` +
+              `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} casts ${listWords([...new Set(entry.uses.map((use) => `current_setting('${settingOf(use)}', true)`))])} to ${listWords([...new Set(entry.uses.map((use) => use.castTo!))])} without nullif(..., '')`).join('; ')}: ` +
               `after a transaction that set it ends the setting reads '', and ${listWords(casts)} makes every query on ${relation.qualified} fail.`,
             sql: policiesSql(relation),
             details: policiesDetails(offending.map((entry) => entry.policy)),
             fix: offending
               .map((entry) =>
-                alterPolicySql(entry.policy, (expression) => [...new Set(entry.uses.map((use) => use.setting))].reduce((text, setting) => guardSettingCalls(text, setting, 'unguarded'), expression)),
+                alterPolicySql(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, [plan.setting], 'unguarded')),
               )
               .join('\n'),
           }),

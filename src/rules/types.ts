@@ -1,9 +1,12 @@
+import type { Analysis } from '../analysis/model.js';
 import type { Catalog } from '../catalog/types.js';
 import { findingBuilder, type CheckMeta, type CheckMetaInput, type Finding, type FindingInput } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 
 export interface RuleContext {
   catalog: Catalog;
+  /** What the policies, views and functions mean for the application role (src/analysis). */
+  analysis: Analysis;
   plan: TenancyPlan;
 }
 

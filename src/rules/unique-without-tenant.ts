@@ -1,18 +1,17 @@
+import { defaultGenerator, keyColumnsMentioned, prefixKeyList } from '../analysis/sql-text.js';
 import type { Column, Relation } from '../catalog/types.js';
 import { constraintObject, type Finding } from '../findings.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { canWrite, columnOf, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 
-/** A value the database generates and nobody chooses. */
-const RANDOM_UUID_DEFAULT = /\b(gen_random_uuid|uuid_generate_v4|uuidv4|uuidv7|uuid_generate_v1mc|uuid_generate_v1)\s*\(/i;
-
 function isSequenceKey(column: Column): boolean {
-  return column.identity !== null || /\bnextval\s*\(/i.test(column.default ?? '');
+  return column.identity !== null || defaultGenerator(column.default) === 'sequence';
 }
 
+/** A value the database generates and nobody chooses. */
 function isRandomKey(column: Column): boolean {
-  return RANDOM_UUID_DEFAULT.test(column.default ?? '');
+  return defaultGenerator(column.default) === 'uuid';
 }
 
 interface Key {
@@ -65,7 +64,8 @@ export const uniqueWithoutTenant = defineRule({
       if (!scope.length || !canWrite(catalog, plan.role, relation)) continue;
       for (const key of keysOf(relation)) {
         const named = key.columns.filter((column): column is string => column !== null);
-        const expressionMentions = key.columns.includes(null) && scope.every((column) => new RegExp(`(^|[^A-Za-z0-9_$])"?${column.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?([^A-Za-z0-9_$]|$)`).test(key.definition));
+        const mentioned = key.columns.includes(null) ? keyColumnsMentioned(key.definition, key.kind === 'unique index' ? 'index' : 'constraint') : null;
+        const expressionMentions = mentioned !== null && scope.every((column) => mentioned.has(column));
         if (scope.every((column) => named.includes(column)) || expressionMentions) continue;
         const columns = named.map((name) => columnOf(relation, name)).filter((column): column is Column => Boolean(column));
         // Generated keys: every column from a sequence, or any column a random UUID (the whole key is then unguessable).
@@ -100,11 +100,11 @@ function keyFix(relation: Relation, key: Key, scope: string[]): string {
     case 'unique constraint':
       return `alter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} unique (${prefix}, ${columns});`;
     case 'exclusion constraint': {
-      const definition = key.definition.replace(/\(/, `(${scope.map((column) => `${ident(column)} WITH =`).join(', ')}, `);
+      const definition = prefixKeyList(key.definition, scope.map((column) => `${ident(column)} WITH =`).join(', '));
       return `-- a gist exclusion on a scalar tenant column needs: create extension if not exists btree_gist;\nalter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} ${definition};`;
     }
     case 'unique index': {
-      const definition = key.definition.replace(/( USING \w+ )\(/, `$1(${prefix}, `);
+      const definition = prefixKeyList(key.definition, prefix);
       return `drop index ${qualifiedIdent(`${relation.schema}.${key.name}`)};\n${definition};`;
     }
   }

@@ -1,6 +1,6 @@
 import { relationObject } from '../findings.js';
 import { ident, relationIdent } from '../sql.js';
-import { openPolicies, WRITE_CLAUSES, type OpenPolicy } from './policy-analysis.js';
+import { openPolicies, WRITE_CLAUSES, type OpenPolicy } from '../analysis/queries.js';
 import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -26,12 +26,12 @@ export const withCheckMissingTenant = defineRule({
       'applies. Fix: a WITH CHECK that repeats the tenant predicate.',
     confirmedBy: ['foreign-insert', 'tenant-reassignment'],
   },
-  evaluate({ catalog, plan }, report) {
-    const scope = { catalog, plan };
+  evaluate({ catalog, plan, analysis }, report) {
+    const scope = { catalog, plan, analysis };
     return catalog.relations
       .filter((relation) => relation.rlsEnabled && isTenantOwned(scope, relation))
       .flatMap((relation) => {
-        const open = openPolicies(scope, relation, WRITE_CLAUSES, ['always-true', 'row-predicate'], rowCommandsOf(scope, relation));
+        const open = openPolicies(analysis, relation, WRITE_CLAUSES, ['always-true', 'row-predicate', 'non-equality'], rowCommandsOf(scope, relation));
         if (!open.length) return [];
         const commands = new Set(open.flatMap((entry) => entry.uses.map((use) => use.command)));
         const effects = [

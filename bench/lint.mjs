@@ -39,7 +39,7 @@ try {
   const scenario = scenarioSchema.parse({ role: 'app_user' });
   const phases = { introspection: [], analysis: [], planning: [], rules: [] };
   await loadParser();
-  const perRule = new Map(RULES.map((rule) => [rule.id, []]));
+  const perRule = new Map(RULES.map((rule) => [rule.meta.id, []]));
   let findings = [];
   for (let round = 0; round < rounds; round += 1) {
     await client.query('begin read only');
@@ -61,7 +61,7 @@ try {
     for (const rule of RULES) {
       const ruleStarted = performance.now();
       findings.push(...rule.evaluate({ catalog, plan, analysis }));
-      perRule.get(rule.id).push(performance.now() - ruleStarted);
+      perRule.get(rule.meta.id).push(performance.now() - ruleStarted);
     }
     phases.rules.push(performance.now() - rulesStarted);
   }

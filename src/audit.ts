@@ -486,6 +486,10 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const error = failure instanceof AuditTimeout ? failure : session.expiredReason ? new AuditTimeout(session.expiredReason) : null;
     if (!error) throw failure;
     // What was done so far: rule findings as they stand (nothing refuted them), the probes that ran.
+    inconclusive.add({
+      reason: `${error.message}: ${seeded ? 'not every probe ran' : 'seeding had not finished'}, so what did not run proves nothing`,
+      hint: 'raise --timeout (e.g. --timeout 2h), or audit fewer tenants or rows (--tenants, --rows)',
+    });
     const partial = buildReport('run', scenario, prepared, seeded, seedNumber, probes, [...probeFindings, ...ruleFindings], startedAt, timings, inconclusive);
     const ran = new Set(probes.map((probe) => probe.check)).size;
     partial.notes.push(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`);

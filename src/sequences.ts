@@ -6,6 +6,7 @@
  * and after, it reads every sequence, and the report lists any that moved.
  */
 import { routineIndex, routinesSql, OPERATORS_SQL, SequenceUse, VIEWS_SQL } from './analysis/effects.js';
+import { isSequenceDefault } from './analysis/constraints.js';
 import { loadParser } from './analysis/parse.js';
 import type { Catalog } from './catalog/types.js';
 import type { TenancyPlan } from './plan/tenancy.js';
@@ -30,8 +31,8 @@ export function movedSequences(before: SequenceValues, after: SequenceValues): s
   return moved;
 }
 
-/** A column default the audit fills itself on a live database: identity, or a default that calls nextval. */
-const filledByAudit = (column: { identity: string | null; default: string | null }) => column.identity !== null || /\bnextval\(/.test(column.default ?? '');
+/** A column default the audit fills itself on a live database, as the seeder decides: identity, or a default that calls nextval. */
+const filledByAudit = (column: { identity: string | null; default: string | null }) => column.identity !== null || isSequenceDefault(column.default);
 
 /**
  * Why writing the audited relations could advance a sequence other than through the column defaults the

@@ -165,7 +165,15 @@ describe('a live database (--database-url): user SQL is contained', () => {
     await app.connect();
     try {
       const run = await audit();
-      expect(run.code).not.toBe(2);
+      // Functions that were not called may leak: the run proved nothing about them (the weak tasks policies fail it anyway).
+      expect(run.code).toBe(1);
+      const reasons = run.report!.summary.inconclusive.map((entry) => entry.relation);
+      expect(reasons).toEqual(expect.arrayContaining(['export_notes()', 'kill_app()', 'lock_tenant()', 'next_invoice()', 'dynamic_notes(integer)', 'log_remote()']));
+      expect(reasons).not.toContain('my_notes()');
+      expect(run.report!.summary.inconclusive.find((entry) => entry.relation === 'kill_app()')).toMatchObject({
+        reason: expect.stringMatching(/function-leak did not call kill_app\(\) on this live database: .*pg_terminate_backend/),
+        hint: 'audit a copy with --schema-from URL, where every function is called',
+      });
       const calls = run.report!.probes.filter((probe) => probe.check === 'function-leak');
       const skipped = (name: string) => calls.filter((probe) => probe.relation.startsWith(`${name}(`) && probe.outcome === 'skipped').map((probe) => probe.error);
       expect(skipped('export_notes')[0]).toMatch(/not called on a live database.*COPY/);
@@ -212,7 +220,7 @@ describe('a live database (--database-url): user SQL is contained', () => {
     process.env.DATABASE_URL = live.connectionString.replace('postgresql://postgres@', 'postgresql://postgres:env-s3cret@');
     try {
       const fromEnvironment = await runCli(['run', '--database-url', '--role', 'app_user', '--seed', '5', '--tenants', '2', '--rows', '3']);
-      expect(fromEnvironment.code).not.toBe(2);
+      expect(fromEnvironment.err).not.toMatch(/cannot connect|unexpected/);
       expect(fromEnvironment.report!.target.kind).toBe('url');
       expect(fromEnvironment.out + fromEnvironment.err + JSON.stringify(fromEnvironment.report)).not.toContain('env-s3cret');
     } finally {
@@ -323,7 +331,7 @@ describe('a live database (--database-url): user SQL is contained', () => {
       expect(await numbered()).toBe(start);
 
       const allowed = await audit('--allow-sequence-gaps');
-      expect(allowed.code).not.toBe(2);
+      expect(allowed.err).not.toMatch(/would advance sequences/);
       const moved = await numbered();
       expect(Number(moved)).toBeGreaterThan(Number(start));
       expect(allowed.report!.notes.join('\n')).toContain(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): public.invoice_numbers ${start} -> ${moved}`);

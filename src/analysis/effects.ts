@@ -163,7 +163,11 @@ function checkStatements(walker: Walker, statements: RawStmt[]): EffectVerdict {
       continue;
     }
     const allowed = walker.mode === 'sequences' ? kind === 'SelectStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' : READING.has(kind);
-    if (!allowed) return deny(kind === 'InsertStmt' || kind === 'MergeStmt' ? `it inserts rows (${kind.replace(/Stmt$/, '').toUpperCase()}), whose defaults may call nextval` : `it runs ${kind.replace(/Stmt$/, '').toUpperCase()}`);
+    if (!allowed) {
+      const command = kind.replace(/Stmt$/, '').toUpperCase();
+      if (walker.mode === 'sequences' && (kind === 'InsertStmt' || kind === 'MergeStmt')) return deny(`it inserts rows (${command}), whose defaults may call nextval`);
+      return deny(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt'].includes(kind) ? `it writes (${command})` : `it runs ${command}`);
+    }
     const verdict = checkTree(walker, statement.stmt);
     if (!verdict.free) return verdict;
   }

@@ -200,6 +200,12 @@ export const functionLeak = defineProbe({
           check: this.meta.id, relation: fn.signature, context: 'all tenants', tenant: null, sql: fn.signature, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0,
           error: `${NOT_CALLED}: ${effect.reason}`,
         });
+        // A function that was not called may leak: the run proves nothing about it.
+        context.inconclusive({
+          relation: fn.signature,
+          reason: `function-leak did not call ${fn.signature} on this live database: ${effect.reason}`,
+          hint: 'audit a copy with --schema-from URL, where every function is called',
+        });
         continue;
       }
       const returned = returnedRelation(context, fn);

@@ -388,6 +388,14 @@ export function recordWrite(
   foreignRows: number,
   error?: WriteError | string,
 ): void {
+  if (outcome === 'skipped') {
+    // Skipped for a reason that hides a possible leak (a lock another session held, no row of its own to bound it to).
+    context.inconclusive({
+      relation: target.relation.qualified,
+      reason: `${check} could not run on ${target.relation.qualified}: ${typeof error === 'string' ? error : error?.code === '55P03' ? 'another session held a lock it needed (the audit does not wait on the application)' : (error?.message ?? 'skipped')}`,
+      hint: 'run it again when the application is quiet, or audit a copy with --schema-from URL',
+    });
+  }
   context.record({
     check,
     relation: target.relation.qualified,

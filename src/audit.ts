@@ -19,6 +19,7 @@ import type { Scenario, ScenarioInput } from './scenario/schema.js';
 import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-files.js';
 import { locateObjects } from './report/locate.js';
 import { seed, type SeedOutcome } from './seed/seed.js';
+import { seedActors } from './seed/actors.js';
 import { AuditSession } from './session.js';
 import { movedSequences, readSequences, sequenceRisks } from './sequences.js';
 import { relationIdent } from './sql.js';
@@ -28,6 +29,7 @@ import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { userSqlProblem } from './analysis/statements.js';
 import { VERSION } from './version.js';
 import { Inconclusive, verdictOf, type InconclusiveReason } from './verdict.js';
+import { PRESETS } from './presets/index.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
 import { readTargets } from './probes/targets.js';
@@ -150,6 +152,9 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
   // is applied inside the audit's transaction and rolled back with it.
   const toApply = options.schemaApplied ? [] : schemaFiles;
   const commitSchema = target.disposable && !options.target;
+  // What the platform creates before any migration runs (--preset supabase): only on a database the audit
+  // owns, never on one it must leave as it was.
+  const presetSetup = scenario.preset && target.disposable && !options.schemaApplied ? PRESETS[scenario.preset].setupSql : null;
   try {
     timings.start = clock.lap();
     progress({ phase: 'target', completed: 1, total: 1 });
@@ -161,9 +166,11 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
           'Audit a copy instead: --schema-from URL --schema FILE copies the live schema, roles and grants into a throwaway cluster, applies the files there, and audits that.',
       );
     }
-    if (commitSchema && toApply.length) {
+    await loadParser();
+    if (commitSchema && (toApply.length || presetSetup)) {
       const admin = await connect(target.connectionString, DEFAULT_BOUNDS);
       try {
+        if (presetSetup) await admin.query(presetSetup);
         await applySchemaFiles(toApply, (sql) => admin.query(sql));
       } finally {
         await admin.end();
@@ -171,6 +178,7 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
     }
     session = await AuditSession.open(target.connectionString, { readOnly: readOnly && !(toApply.length && !commitSchema), bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS });
     const auditSession = session;
+    if (!commitSchema && presetSetup) await auditSession.savepoint(() => auditSession.query(presetSetup), true);
     if (!commitSchema && toApply.length) {
       // A cluster the caller owns and reuses (library): the schema is applied inside the audit's transaction and rolled back with it.
       await applySchemaFiles(toApply, (sql) => auditSession.savepoint(() => auditSession.query(sql), true));
@@ -201,10 +209,11 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
  * connection, and the "never set" probes need a connection on which nothing has set it yet.
  */
 async function checkContextSql(session: AuditSession, plan: TenancyPlan): Promise<void> {
+  if (plan.roleSwitch) return;
   try {
     await session.savepoint(
       async () => {
-        await session.query(`prepare rls_audit_context(text) as ${plan.contextSql.replace(/;\s*$/, '')}`);
+        await session.query(`prepare rls_audit_context(${plan.contextParameters.map(() => 'text').join(', ')}) as ${plan.contextSql.replace(/;\s*$/, '')}`);
         await session.query('deallocate rls_audit_context');
       },
       false,
@@ -212,7 +221,7 @@ async function checkContextSql(session: AuditSession, plan: TenancyPlan): Promis
     );
   } catch (error) {
     throw new AuditError(
-      `the context SQL failed as role ${plan.role} (${plan.contextSql}): ${errorMessage(error)}. Give the SQL the application runs to set the tenant with --context-sql, using $1 for the tenant id.`,
+      `the context SQL failed as role ${plan.role} (${plan.contextSql}): ${errorMessage(error)}. Give the SQL the application runs with --context-sql, using $tenant (or $1) for the tenant id, $user for the user id and $role for the tenant's role.`,
     );
   }
 }
@@ -223,7 +232,7 @@ async function checkContextSql(session: AuditSession, plan: TenancyPlan): Promis
  */
 async function checkUserSql(scenario: Scenario, plan: TenancyPlan): Promise<void> {
   await loadParser();
-  const contextProblem = userSqlProblem(plan.contextSql, 'context');
+  const contextProblem = plan.roleSwitch ? null : userSqlProblem(plan.contextSql, 'context');
   if (contextProblem) {
     throw new AuditError(`the context SQL (${plan.contextSql}) cannot run inside the audit's transaction: ${contextProblem}. Give one statement that sets the tenant, e.g. select set_config('app.current_tenant', $1, true).`);
   }
@@ -424,6 +433,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
         await session.savepoint(() => session.query(`refresh materialized view ${relationIdent(relation)}`), true);
       }
     }
+    const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber);
     timings.seeding = clock.lap();
     progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });
     log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);
@@ -441,6 +451,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       access: await roleAccess(session, catalog, plan.role),
       connectionString: target.connectionString,
       disposable: target.disposable,
+      actors,
       record: (probe) => probes.push(probe),
       inconclusive: (reason) => inconclusive.add(reason),
     };

@@ -72,6 +72,9 @@ interface RunFlags {
   role?: string;
   setting?: string;
   contextSql?: string;
+  preset?: 'supabase' | 'postgrest';
+  tenantTable?: string;
+  tenantKey?: string;
   tenantColumn?: string[];
   tenants?: number;
   rows?: number;
@@ -127,6 +130,9 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       .option('--role <name>', "the application's role")
       .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
       .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
+      .option('--tenant-table <name>', 'the table whose rows are the tenants, e.g. public.tenants (discovered when absent)')
+      .option('--tenant-key <column>', "the tenant table's column that identifies a tenant, when it is not the primary key")
+      .addOption(new Option('--preset <name>', 'what the platform provides and how requests carry the context: supabase, postgrest').choices(['supabase', 'postgrest']))
       .option('--database-url [url]', 'audit an existing database; nothing is left behind (everything is rolled back). Without a value: DATABASE_URL, else the PG* variables (keeps the password out of ps)')
       .option('--schema-from [url]', 'copy the schema, roles and grants of a live database (pg_dump, read-only) into the embedded cluster and audit the copy: the safe way to audit staging or production. Without a value: DATABASE_URL, else the PG* variables')
       .option('--pg-bin <dir>', 'run the embedded target from local PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin')
@@ -170,7 +176,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
   };
 
   targetOptions(program.command('run').description('seed tenants, probe every relation as the application role, run the rules, and write report.json and report.html'))
-    .option('--context-sql <sql>', 'SQL the application runs to set the tenant, with $1 for the tenant id')
+    .option('--context-sql <sql>', 'SQL the application runs to set the context: $tenant (or $1) the tenant id, $user the user id, $role the role')
     .option('--tenants <n>', 'number of tenants to seed (default 3)', integer('--tenants', 2))
     .option('--rows <n>', 'rows per tenant-owned table per tenant (default 20)', integer('--rows', 1))
     .option('--seed <n>', 'seed for the fake data and tenant ids (reproducible runs)', integer('--seed', 0))

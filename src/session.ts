@@ -105,7 +105,7 @@ export class AuditSession {
    * audit's settings what they were; otherwise the audit stops (AuditError), since nothing it measured
    * after that point could be trusted.
    */
-  async userQuery(text: string, values: unknown[] = [], what = 'user SQL'): Promise<QueryOutcome> {
+  async userQuery(text: string, values: unknown[] = [], what = 'user SQL', /** Roles the SQL may switch to (a role per tenant). */ roles: string[] = []): Promise<QueryOutcome> {
     this.checkExpired();
     const before = await this.state();
     this.queries += 1;
@@ -116,7 +116,7 @@ export class AuditSession {
     } catch (error) {
       throw new AuditError(`${what} (${text}) left the audit's transaction unusable: ${errorMessage(error)}. The audit stopped; nothing it did is kept.`);
     }
-    const changed = Object.keys(before).filter((key) => key !== 'xid' && before[key] !== after[key]);
+    const changed = Object.keys(before).filter((key) => key !== 'xid' && before[key] !== after[key] && !(key === 'current_user' && roles.includes(after[key] ?? '')));
     if (before.xid !== null && before.xid !== after.xid) changed.push('xid');
     if (changed.length) {
       const detail = changed.map((key) => (key === 'started' || key === 'xid' ? 'the transaction (it ended and another began)' : `${key} (${before[key]} -> ${after[key]})`));

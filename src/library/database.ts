@@ -11,6 +11,7 @@ import { applySchemaFiles, readSchemaFiles } from '../schema-files.js';
 import { parseScenario } from '../scenario/load.js';
 import type { Scenario, ScenarioInput } from '../scenario/schema.js';
 import { seed } from '../seed/seed.js';
+import { contextStatementOf, seedActors } from '../seed/actors.js';
 import { AuditSession } from '../session.js';
 import { openTarget, type Target } from '../target/index.js';
 import { attributeRow, tenantMatches, type AttributedRow, type SeededTenant } from './attribution.js';
@@ -90,11 +91,15 @@ export async function createAuditDatabase(input: ScenarioInput): Promise<AuditDa
         });
         const { catalog, plan } = await planned;
         const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: scenario.seed ?? 1 });
+        const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, scenario.seed ?? 1);
         const tenant = seeded.tenants.find((candidate) => tenantMatches(candidate, name));
         if (!tenant) throw new AuditError(`no seeded tenant ${name}: the tenants are ${seeded.tenants.map((entry) => `${entry.label} (${entry.id})`).join(', ')}`);
         const rows = await session.savepoint(
           async () => {
-            await session.userQuery(plan.contextSql, [tenant.id], 'the context SQL');
+            const actor = actors.primary.get(tenant.id)!;
+            const setter = contextStatementOf(plan, actor);
+            if (setter.userSql) await session.userQuery(setter.text, setter.values, 'the context SQL', actor.role ? [actor.role] : []);
+            else await session.query(setter.text);
             const transaction = await session.query('select txid_current() as id');
             const connection: TenantConnection = {
               query: async <Row extends object>(text: string, values: unknown[] = []) => {

@@ -1,10 +1,11 @@
-import { analyze } from '../analysis/index.js';
-import type { Analysis, ContextReference } from '../analysis/model.js';
 import type { Catalog, Column, Relation, RelationKind } from '../catalog/types.js';
 import { findRelation } from '../catalog/introspect.js';
 import { AuditError } from '../errors.js';
 import type { Scenario } from '../scenario/schema.js';
-import { replacePlaceholders } from '../sql.js';
+import { compileContextSql, type ContextParameter } from '../analysis/context-sql.js';
+import { analyze, type Analysis } from '../analysis/index.js';
+import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
+import { planActors, type ActorPlan } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
@@ -43,8 +44,27 @@ export interface TenantKey {
 export interface TenancyPlan {
   role: string;
   setting: string;
-  /** SQL that sets the tenant for the current transaction: `$1` is the tenant id as text. */
+  /**
+   * SQL that sets the context for the current transaction, with positional parameters: `$n` stands for
+   * `contextParameters[n - 1]` (the tenant id, the user id, the role name), each bound as text.
+   */
   contextSql: string;
+  contextParameters: ContextParameter[];
+  /**
+   * One role per tenant and no context SQL given: the audit itself runs `set local role <the tenant's role>`
+   * (contextSql then only shows it); the application's SQL is not involved.
+   */
+  roleSwitch: boolean;
+  /**
+   * Other contexts the policies could mean (further settings they compare with row columns): tried on the
+   * seeded data when this one proves nothing; empty when the context SQL was given.
+   */
+  contextAlternatives: { setting: string; contextSql: string; contextParameters: ContextParameter[] }[];
+  /** Who probes run as, and how users and roles relate to tenants. */
+  actors: ActorPlan;
+  /** The role a request without any context runs as on the platform (Supabase anon), when not the role itself. */
+  anonymousRole: string | null;
+  preset: Preset['name'] | null;
   tenantKey: TenantKey;
   tenantColumns: string[];
   relations: RelationPlan[];
@@ -67,48 +87,92 @@ function isBaseTable(relation: Relation): boolean {
   return relation.kind === 'table' || relation.kind === 'partitioned-table';
 }
 
-/** The setting a context reference reads (a custom setting, or the setting JWT claims come from), or null. */
-function settingOf(reference: ContextReference): string | null {
-  if (reference.source.kind === 'setting') return reference.source.setting;
-  if (reference.source.kind === 'jwt-claim') return reference.source.setting;
-  return null;
+/**
+ * What carries the tenant, read from the analysis model: the context source (setting, JWT claim, session
+ * function, current_user) that the most relations compare by equality with a row column. A source seen only
+ * as a flag (`current_setting('app.bypass_rls', true) = 'on'`) or a NULL test is never the tenant's.
+ */
+export interface ContextChoice {
+  /** The setting the context travels in (`role` for a role per tenant). */
+  setting: string;
+  /** Stable key of the chosen source in the analysis (`setting:app.tenant`, `role:current_user`), or null when given or assumed. */
+  key: string | null;
+  /** The JWT claim path that carries the tenant, when a claim does. */
+  claim: string[] | null;
+  /** One role per tenant: the policies compare a row column with current_user. */
+  roles: boolean;
+  /** Other settings compared by equality with row columns: tried on seeded data when the chosen one proves nothing. */
+  alternatives: string[];
 }
 
-function discoverSetting(analysis: Analysis, scenario: Scenario, notes: string[]): string {
-  if (scenario.setting) return scenario.setting;
-  // Policies per setting; a setting only ever compared with a constant (an escape hatch such as app.bypass_rls = 'on')
-  // is never the tenant setting.
-  const policies = new Map<string, Set<string>>();
+/** Row columns (by relation) that a context source is compared with by equality; a membership sub-select counts as the row's column it matches. */
+function equalityColumns(analysis: Analysis, key: string | null): Map<string, Set<string>> {
+  const columns = new Map<string, Set<string>>();
+  if (!key) return columns;
   for (const reference of analysis.contextReferences) {
-    const setting = settingOf(reference);
-    if (setting === null || reference.use.kind === 'escape') continue;
-    const seen = policies.get(setting) ?? new Set<string>();
-    seen.add(`${reference.relation}\u0000${reference.policy}`);
-    policies.set(setting, seen);
+    if (reference.key !== key || reference.use.kind !== 'equality') continue;
+    const column = reference.use.membership ? reference.use.membership.rowColumn : reference.use.relation === reference.relation ? reference.use.column : null;
+    if (!column) continue;
+    columns.set(reference.relation, new Set([...(columns.get(reference.relation) ?? []), column]));
   }
-  const ranked = [...policies].map(([name, seen]) => [name, seen.size] as const).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-  if (!ranked.length) {
-    notes.push('no policy reads a setting; assuming the tenant setting is app.current_tenant (set it with --setting)');
-    return 'app.current_tenant';
-  }
-  const preferred = ranked.find(([name]) => TENANT_SETTING_WORDS.some((word) => name.toLowerCase().includes(word))) ?? ranked[0]!;
-  notes.push(`tenant setting ${preferred[0]} read by ${preferred[1]} polic${preferred[1] === 1 ? 'y' : 'ies'} (discovered)`);
-  return preferred[0];
+  return columns;
 }
 
-const TENANT_SETTING_WORDS = ['tenant', 'org', 'account', 'workspace'];
-
-/** Columns a policy compares by equality with the tenant setting, e.g. `tenant_id` in `tenant_id = current_setting(...)::int`. */
-function policyTenantColumns(analysis: Analysis, relation: Relation, setting: string): string[] {
-  const found = new Set<string>();
-  for (const reference of analysis.contextReferences) {
-    if (reference.relation !== relation.qualified || settingOf(reference) !== setting) continue;
-    if (reference.use.kind === 'equality' && reference.use.relation === relation.qualified) found.add(reference.use.column);
+function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | null, notes: string[]): ContextChoice {
+  const equality = analysis.contextReferences.filter((reference) => reference.use.kind === 'equality');
+  const relationsBy = new Map<string, Set<string>>();
+  for (const reference of equality) relationsBy.set(reference.key, new Set([...(relationsBy.get(reference.key) ?? []), reference.relation]));
+  const sourceOf = (key: string) => equality.find((reference) => reference.key === key)!.source;
+  const ranked = [...relationsBy].sort((a, b) => b[1].size - a[1].size || a[0].localeCompare(b[0]));
+  const escapes = [...new Set(analysis.contextReferences.filter((reference) => reference.use.kind === 'escape' && reference.source.kind === 'setting').map((reference) => (reference.source as { setting: string }).setting))];
+  const settings = ranked.filter(([key]) => sourceOf(key).kind === 'setting').map(([key]) => key);
+  const settingName = (key: string) => (sourceOf(key) as { setting: string }).setting;
+  if (scenario.setting) {
+    const key = `setting:${scenario.setting}`;
+    return { setting: scenario.setting, key: relationsBy.has(key) ? key : null, claim: null, roles: false, alternatives: [] };
   }
-  return [...found];
+  if (preset) {
+    // A claim other than the user's own id carries the tenant (app_metadata.tenant_id, org_id); the user id alone otherwise.
+    const claim = ranked.map(([key]) => sourceOf(key)).find((source) => source.kind === 'jwt-claim' && !(source.path.length === 1 && source.path[0] === 'sub'));
+    const path = scenario.tenantClaim ?? (claim?.kind === 'jwt-claim' ? claim.path : preset.name === 'supabase' ? ['app_metadata', 'tenant_id'] : ['tenant_id']);
+    notes.push(`context: ${preset.name} JWT claims in ${preset.setting} (--preset ${preset.name}); the tenant travels in the claim ${path.join('.')}${claim ? ' (discovered: compared with a row column)' : ' (assumed)'}`);
+    const key = claim ? ranked.find(([candidate]) => sourceOf(candidate) === claim)![0] : (ranked.find(([candidate]) => ['function', 'jwt-claim'].includes(sourceOf(candidate).kind))?.[0] ?? null);
+    return { setting: preset.setting, key, claim: path, roles: false, alternatives: [] };
+  }
+  const [top] = ranked;
+  if (!top) {
+    notes.push(`no policy compares a setting with a row column; assuming the tenant setting is app.current_tenant (set it with --setting)${escapes.length ? `; ${escapes.join(', ')} only open rows as a flag and are never the tenant setting` : ''}`);
+    return { setting: 'app.current_tenant', key: null, claim: null, roles: false, alternatives: [] };
+  }
+  const source = sourceOf(top[0]);
+  const escapeNote = escapes.length ? `; ${escapes.join(', ')} only open rows as a flag (an escape hatch), never the tenant setting` : '';
+  if (source.kind === 'role') {
+    notes.push(`tenant = ${source.keyword}: ${top[1].size} relation(s) compare a row column with it (discovered): one database role per tenant${escapeNote}`);
+    return { setting: 'role', key: top[0], claim: null, roles: true, alternatives: [] };
+  }
+  if (source.kind === 'jwt-claim' && source.setting) {
+    notes.push(`tenant = JWT claim ${source.path.join('.')} in ${source.setting}: compared with a row column by ${top[1].size} relation(s) (discovered)${escapeNote}`);
+    return { setting: source.setting, key: top[0], claim: source.path, roles: false, alternatives: [] };
+  }
+  if (source.kind !== 'setting') {
+    throw new AuditError(
+      `the policies compare rows with ${source.kind === 'function' ? `${source.function}()` : `a JWT claim read by ${source.function}()`}: give the platform with --preset supabase / --preset postgrest, or the SQL the application runs with --context-sql`,
+    );
+  }
+  const setting = source.setting;
+  const alternatives = settings.filter((key) => key !== top[0]).map(settingName);
+  notes.push(
+    `tenant setting ${setting}: compared with a row column by ${top[1].size} relation(s) (discovered)${alternatives.length ? `; also compared: ${alternatives.join(', ')} (tried on seeded data if ${setting} proves nothing)` : ''}${escapeNote}`,
+  );
+  return { setting, key: top[0], claim: null, roles: false, alternatives };
 }
 
-function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scenario, setting: string, notes: string[]): Relation | null {
+/** Columns a policy compares with the tenant's context source, e.g. `tenant_id` in `tenant_id = current_setting(...)::int`. */
+function policyTenantColumns(analysis: Analysis, choice: ContextChoice, relation: Relation): string[] {
+  return [...(equalityColumns(analysis, choice.key).get(relation.qualified) ?? [])];
+}
+
+function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scenario, choice: ContextChoice, preset: Preset | null, notes: string[]): Relation | null {
   if (scenario.tenantTable) {
     const relation = findRelation(catalog, scenario.tenantTable);
     if (!relation) throw new AuditError(`tenant table ${scenario.tenantTable} does not exist in the audited schemas: check tenantTable / the schema files`);
@@ -118,7 +182,7 @@ function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scena
   // Count single-column foreign keys into each table from columns that look like, or are declared as, tenant columns.
   const votes = new Map<string, number>();
   for (const relation of tables) {
-    const policyColumns = policyTenantColumns(analysis, relation, setting);
+    const policyColumns = policyTenantColumns(analysis, choice, relation);
     for (const foreignKey of relation.foreignKeys) {
       const tenantish = foreignKey.columns.some(
         (column) => scenario.tenantColumn.includes(column) || (scenario.tenantColumn.length === 0 && (TENANT_NAME.test(column) || policyColumns.includes(column))),
@@ -132,6 +196,11 @@ function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scena
     notes.push(`tenant table ${ranked[0]![0]}: referenced by the tenant column of ${ranked[0]![1]} table(s) (discovered)`);
     return findRelation(catalog, ranked[0]![0]) ?? null;
   }
+  const users = preset?.usersTable ? findRelation(catalog, preset.usersTable) : undefined;
+  if (users && tables.some((relation) => relation.foreignKeys.some((foreignKey) => foreignKey.references === users.qualified))) {
+    notes.push(`tenant table ${users.qualified}: no table points at another tenant table, and tables reference the ${preset!.name} users: each user is a tenant (set tenantTable to override)`);
+    return users;
+  }
   const named = tables.find((relation) => TENANT_TABLE_NAME.test(relation.name));
   if (named) {
     notes.push(`tenant table ${named.qualified}: chosen by its name; no foreign key points at it (set tenantTable to override)`);
@@ -140,14 +209,35 @@ function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scena
   return null;
 }
 
-function keyColumnOf(relation: Relation): Column {
+/**
+ * The tenant key: the column the tenant columns reference (which need not be the primary key, e.g.
+ * `tenants.tenant_id uuid` beside `id bigint`), else the single-column primary or unique key.
+ */
+function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scenario, notes: string[]): Column {
+  if (scenario.tenantKey) {
+    const given = relation.columns.find((candidate) => candidate.name === scenario.tenantKey);
+    if (!given) throw new AuditError(`tenant key ${scenario.tenantKey} is not a column of ${relation.qualified}: check --tenant-key`);
+    return given;
+  }
+  const referenced = new Map<string, number>();
+  for (const other of catalog.relations) {
+    if (other.qualified === relation.qualified) continue;
+    for (const foreignKey of other.foreignKeys) {
+      if (foreignKey.references === relation.qualified && foreignKey.referencedColumns.length === 1) referenced.set(foreignKey.referencedColumns[0]!, (referenced.get(foreignKey.referencedColumns[0]!) ?? 0) + 1);
+    }
+  }
+  const [top] = [...referenced].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  if (top && !(relation.primaryKey?.length === 1 && relation.primaryKey[0] === top[0])) {
+    notes.push(`tenant key ${relation.qualified}.${top[0]}: the column ${top[1]} foreign key(s) reference, not the primary key (set it with --tenant-key)`);
+    return relation.columns.find((candidate) => candidate.name === top[0])!;
+  }
   const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
   const column = relation.columns.find((candidate) => candidate.name === key);
-  if (!column) throw new AuditError(`tenant table ${relation.qualified} has no single-column primary key or unique key to identify a tenant: give tenantTable / tenantColumn`);
+  if (!column) throw new AuditError(`tenant table ${relation.qualified} has no single-column primary key or unique key to identify a tenant: give the key with --tenant-key`);
   return column;
 }
 
-function discoverTenantColumns(catalog: Catalog, analysis: Analysis, scenario: Scenario, tenantTable: Relation | null, setting: string, notes: string[]): string[] {
+function discoverTenantColumns(catalog: Catalog, analysis: Analysis, scenario: Scenario, tenantTable: Relation | null, choice: ContextChoice, notes: string[]): string[] {
   if (scenario.tenantColumn.length) return scenario.tenantColumn;
   const names = new Map<string, number>();
   const vote = (name: string) => names.set(name, (names.get(name) ?? 0) + 1);
@@ -156,7 +246,7 @@ function discoverTenantColumns(catalog: Catalog, analysis: Analysis, scenario: S
     for (const foreignKey of relation.foreignKeys) {
       if (tenantTable && foreignKey.references === tenantTable.qualified && foreignKey.columns.length === 1) vote(foreignKey.columns[0]!);
     }
-    for (const column of policyTenantColumns(analysis, relation, setting)) {
+    for (const column of policyTenantColumns(analysis, choice, relation)) {
       if (TENANT_NAME.test(column) || names.has(column)) vote(column);
     }
   }
@@ -175,7 +265,14 @@ function discoverTenantColumns(catalog: Catalog, analysis: Analysis, scenario: S
  * `json_build_object('tenant_id', $1)` has a parameter type PostgreSQL can determine.
  */
 export function typedParameter(sql: string): string {
-  return replacePlaceholders(sql, (position, rest) => (position === 1 && !/^\s*::/.test(rest) ? '$1::text' : `$${position}`));
+  return compileContextSql(sql).sql;
+}
+
+/** The context SQL the application most likely runs, for a setting, a JWT claim, a role per tenant or a preset. */
+export function defaultContextSql(choice: Pick<ContextChoice, 'setting' | 'claim'>, preset: Preset | null): string {
+  if (preset) return preset.contextSql(choice.claim ?? ['tenant_id']);
+  if (choice.claim) return `select set_config('${choice.setting.replace(/'/g, "''")}', ${claimsObject(choice.claim)}::text, true)`;
+  return `select set_config('${choice.setting.replace(/'/g, "''")}', $tenant, true)`;
 }
 
 /** The application role when none is given: the one role, other than owners, granted access to tenant data. */
@@ -199,21 +296,19 @@ function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: string
   );
 }
 
-/**
- * Decide, for every relation, whether and how it belongs to a tenant, and the order to seed it in. The setting and
- * the tenant columns the policies use come from the analysis' context references (computed here when not given;
- * the parser must be loaded).
- */
+/** Decide, for every relation, whether and how it belongs to a tenant, and the order to seed it in. */
 export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Analysis = analyze(catalog, scenario.role ?? null)): TenancyPlan {
   const notes: string[] = [];
-  const setting = discoverSetting(analysis, scenario, notes);
-  const tenantTable = chooseTenantTable(catalog, analysis, scenario, setting, notes);
-  const tenantColumns = discoverTenantColumns(catalog, analysis, scenario, tenantTable, setting, notes);
+  const preset = scenario.preset ? PRESETS[scenario.preset] : null;
+  const choice = chooseContext(analysis, scenario, preset, notes);
+  const setting = choice.setting;
+  const tenantTable = chooseTenantTable(catalog, analysis, scenario, choice, preset, notes);
+  const tenantColumns = discoverTenantColumns(catalog, analysis, scenario, tenantTable, choice, notes);
   const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
 
   let tenantKey: TenantKey;
   if (tenantTable) {
-    const key = keyColumnOf(tenantTable);
+    const key = keyColumnOf(catalog, tenantTable, scenario, notes);
     tenantKey = { relation: tenantTable.qualified, column: key.name, type: key.type, baseType: key.baseType };
   } else {
     const sample = catalog.relations.flatMap((relation) => relation.columns).find((column) => tenantColumns.includes(column.name));
@@ -235,7 +330,11 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
       });
       continue;
     }
-    const column = tenantColumns.find((name) => relation.columns.some((candidate) => candidate.name === name));
+    // The column with a foreign key to the tenant table first; a relation's own single-column primary key
+    // is its tenant column only through such a foreign key (profiles.id -> auth.users, not countries.id).
+    const viaForeignKey = relation.foreignKeys.find((foreignKey) => foreignKey.references === tenantKey.relation && foreignKey.columns.length === 1 && tenantColumns.includes(foreignKey.columns[0]!))?.columns[0];
+    const ownKey = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : null;
+    const column = viaForeignKey ?? tenantColumns.find((name) => name !== ownKey && relation.columns.some((candidate) => candidate.name === name));
     if (column) {
       plans.set(relation.qualified, {
         relation: relation.qualified, kind: relation.kind, tenancy: 'direct', tenantColumn: column, path: null,
@@ -323,14 +422,36 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     }
   }
   const { order, deferred } = foreignKeyOrder([...needed], dependencies);
-  const role = scenario.role ?? discoverRole(catalog, relations, notes);
+  const presetRole = scenario.role ? null : preset?.role(catalog);
+  if (presetRole) notes.push(`application role ${presetRole} (--preset ${preset!.name}; set it with --role)`);
+  const role = scenario.role ?? presetRole ?? discoverRole(catalog, relations, notes);
   if (!catalog.roles.some((candidate) => candidate.name === role)) {
     throw new AuditError(`role ${role} does not exist in the database: create it in the schema, or give the application's role with --role`);
   }
+  const actorScenario = { ...(choice.roles && !scenario.contextSql ? { kind: 'role' as const } : {}), ...(scenario.actor ?? {}) };
+  const roleSwitch = !scenario.contextSql && actorScenario.kind === 'role';
+  const context = roleSwitch ? { sql: 'set local role <the tenant\'s role>', parameters: ['role' as const] } : compileContextSql(scenario.contextSql ?? defaultContextSql(choice, preset));
+  const actors = planActors(
+    catalog,
+    { actor: actorScenario, parameters: context.parameters, tenantTable: tenantKey.relation, usersTable: preset?.usersTable ?? scenario.actor?.usersTable ?? null },
+    notes,
+  );
+  const anonymousRole = preset?.anonymousRole(catalog) ?? null;
   return {
     role,
     setting,
-    contextSql: typedParameter(scenario.contextSql ?? `select set_config('${setting.replace(/'/g, "''")}', $1, true)`),
+    contextSql: context.sql,
+    contextParameters: context.parameters,
+    roleSwitch,
+    contextAlternatives: scenario.contextSql
+      ? []
+      : choice.alternatives.map((alternative) => {
+          const compiled = compileContextSql(defaultContextSql({ setting: alternative, claim: null }, null));
+          return { setting: alternative, contextSql: compiled.sql, contextParameters: compiled.parameters };
+        }),
+    actors,
+    anonymousRole: anonymousRole === role ? null : anonymousRole,
+    preset: preset?.name ?? null,
     tenantKey,
     tenantColumns,
     relations,

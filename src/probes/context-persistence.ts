@@ -3,8 +3,9 @@ import { functionsCalled } from '../analysis/sql-text.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from '../target/connect.js';
 import type { Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, inlineParameters, literal } from '../sql.js';
-import { attribute, describeContext, runAs, sourcesOf } from './context.js';
+import { ident, literal } from '../sql.js';
+import { actorOf, attribute, contextSetter, describeContext, runAs, sourcesOf } from './context.js';
+import { contextStatementOf } from '../seed/actors.js';
 import { plural, readTargets, shownStatement } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
 
@@ -34,13 +35,13 @@ async function observe(context: ProbeContext, tenant: Tenant): Promise<SideObser
     const read = async () =>
       (await client.query<{ value: string | null }>(`select current_setting($1, true) as value`, [context.plan.setting])).rows[0]!.value;
     await client.query('begin read only');
-    await client.query(context.plan.contextSql, [tenant.id]);
+    await client.query(contextStatementOf(context.plan, actorOf(context, tenant)).text, contextStatementOf(context.plan, actorOf(context, tenant)).values);
     await client.query('rollback');
     await client.query('begin read only');
     const afterRollback = await read();
     await client.query('commit');
     await client.query('begin read only');
-    await client.query(context.plan.contextSql, [tenant.id]);
+    await client.query(contextStatementOf(context.plan, actorOf(context, tenant)).text, contextStatementOf(context.plan, actorOf(context, tenant)).values);
     await client.query('commit');
     await client.query('begin read only');
     const afterCommit = await read();
@@ -74,7 +75,7 @@ async function visibleRows(context: ProbeContext, tenant: Tenant): Promise<{ tot
 }
 
 function setterSql(context: ProbeContext, tenant: Tenant): string {
-  return `${inlineParameters(context.plan.contextSql, [tenant.id]).replace(/;\s*$/, '')};  -- ${tenant.label}`;
+  return `${contextSetter(context, actorOf(context, tenant))}  -- ${tenant.label}`;
 }
 
 export const contextPersistence = defineProbe({

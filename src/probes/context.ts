@@ -2,14 +2,20 @@ import type { Relation } from '../catalog/types.js';
 import { AuditError } from '../errors.js';
 import type { SampleRow } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
+import { roleNameOf } from '../plan/actors.js';
+import { contextStatementOf, contextValuesOf, type Actor } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
-import type { AuditSession, QueryOutcome, RawRow } from '../session.js';
+import type { RawRow } from '../session.js';
 import { ident, inlineParameters, literal } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
-/** The tenant context a probe runs under: a tenant, or one of the ways "no tenant" really occurs. */
+/**
+ * The context a probe runs under: a tenant (as the actor that stands for it), another actor (a user in
+ * two tenants, a user in none), or one of the ways "no tenant" really occurs.
+ */
 export type ContextState =
   | { kind: 'tenant'; tenant: Tenant }
+  | { kind: 'actor'; actor: Actor }
   | { kind: 'never-set' }
   | { kind: 'empty' }
   | { kind: 'unknown-tenant'; id: string };
@@ -18,6 +24,8 @@ export function contextLabel(state: ContextState): string {
   switch (state.kind) {
     case 'tenant':
       return state.tenant.label;
+    case 'actor':
+      return state.actor.label;
     case 'never-set':
       return 'never set';
     case 'empty':
@@ -27,11 +35,62 @@ export function contextLabel(state: ContextState): string {
   }
 }
 
+/** The actor a probe "as tenant X" runs as: the tenant itself, its user, or its role. */
+export function actorOf(context: ProbeContext, tenant: Tenant): Actor {
+  return context.actors?.primary.get(tenant.id) ?? { label: tenant.label, tenants: [tenant], user: null, role: null };
+}
+
+/** The actor of a tenant id no tenant has: a user no one is, a role that does not exist. */
+function unknownActor(context: ProbeContext, id: string): Actor {
+  const { actors } = context.plan;
+  const user = actors.kind === 'user' ? (actors.membership ? unknownTenantId(actors.users!.baseType, []) : id) : null;
+  return { label: 'unknown tenant', tenants: [], user, role: actors.kind === 'role' ? roleNameOf(actors.roleTemplate!, id) : null };
+}
+
+/** Values for the context SQL's parameters ($tenant, $user, $role), in its positional order. */
+export function contextValues(context: ProbeContext, actor: Actor, tenantId: string | null = actor.tenants[0]?.id ?? null): (string | null)[] {
+  return contextValuesOf(context.plan, actor, tenantId);
+}
+
+/**
+ * Set `actor`'s context as the application does. The application's SQL (`contextSql` in the scenario) goes
+ * through userQuery, which proves after every run that it left the transaction alone; the audit's own setter
+ * (a discovered setting, a preset's claims) is a prepared statement reused on the connection, named after
+ * its text (discovery may switch to another); a role per tenant is the audit's own `set local role`.
+ */
+export async function setContext(context: ProbeContext, actor: Actor, tenantId?: string | null): Promise<void> {
+  const statement = contextStatementOf(context.plan, actor, tenantId);
+  if (!statement.userSql) await context.session.query(statement.text);
+  else if (context.scenario.contextSql !== undefined) await context.session.userQuery(statement.text, statement.values, 'the context SQL', actor.role ? [actor.role] : []);
+  else await context.session.query(statement.text, statement.values, `rls_audit_set_context_${textHash(statement.text)}`);
+}
+
+function textHash(text: string): string {
+  let hash = 0;
+  for (const char of text) hash = (Math.imul(hash, 31) + char.charCodeAt(0)) | 0;
+  return (hash >>> 0).toString(36);
+}
+
+/** The context SQL with its values inlined, for evidence a reader pastes into psql. */
+export function contextSetter(context: ProbeContext, actor: Actor, tenantId?: string | null): string {
+  const statement = contextStatementOf(context.plan, actor, tenantId);
+  return `${inlineParameters(statement.text, statement.values).replace(/;\s*$/, '')};`;
+}
+
+function describeActor(actor: Actor): string {
+  return [actor.user !== null ? `user ${actor.user}` : null, actor.role !== null ? `role ${actor.role}` : null].filter(Boolean).join(', ');
+}
+
 export function describeContext(context: ProbeContext, state: ContextState): string {
   const { setting, role } = context.plan;
   switch (state.kind) {
-    case 'tenant':
-      return `role ${role}, ${setting} = '${state.tenant.id}' (${state.tenant.label})`;
+    case 'tenant': {
+      const actor = actorOf(context, state.tenant);
+      const who = describeActor(actor);
+      return `role ${role}, ${setting} = '${state.tenant.id}' (${state.tenant.label}${who ? `; ${who}` : ''})`;
+    }
+    case 'actor':
+      return `role ${role}, ${state.actor.label} (${describeActor(state.actor) || 'no user'})`;
     case 'never-set':
       return `role ${role} on a fresh connection where ${setting} was never set (current_setting(..., true) is NULL)`;
     case 'empty':
@@ -54,9 +113,6 @@ export function unknownTenantId(baseType: string, tenants: Tenant[]): string {
   return tenants.some((tenant) => tenant.id === id) ? `${id.slice(0, -1)}7` : id;
 }
 
-function setterSql(context: ProbeContext, tenantId: string): string {
-  return `${inlineParameters(context.plan.contextSql, [tenantId]).replace(/;\s*$/, '')};`;
-}
 
 /** psql-ready SQL that reproduces `statement` under `state`. */
 export function reproduction(context: ProbeContext, state: ContextState, statement: string, params: readonly (string | number | boolean | null)[] = []): string {
@@ -64,9 +120,11 @@ export function reproduction(context: ProbeContext, state: ContextState, stateme
   const body = `${inlineParameters(statement, params).replace(/;\s*$/, '')};`;
   switch (state.kind) {
     case 'tenant':
-      return [`begin;`, role, `${setterSql(context, state.tenant.id)}  -- ${state.tenant.label}`, body, `rollback;`].join('\n');
+      return [`begin;`, role, `${contextSetter(context, actorOf(context, state.tenant))}  -- ${state.tenant.label}`, body, `rollback;`].join('\n');
+    case 'actor':
+      return [`begin;`, role, `${contextSetter(context, state.actor)}  -- ${state.actor.label}`, body, `rollback;`].join('\n');
     case 'unknown-tenant':
-      return [`begin;`, role, `${setterSql(context, state.id)}  -- no such tenant`, body, `rollback;`].join('\n');
+      return [`begin;`, role, `${contextSetter(context, unknownActor(context, state.id), state.id)}  -- no such tenant`, body, `rollback;`].join('\n');
     case 'never-set':
       return [`-- on a new connection, before anything sets ${context.plan.setting}`, `begin;`, role, body, `rollback;`].join('\n');
     case 'empty':
@@ -74,7 +132,7 @@ export function reproduction(context: ProbeContext, state: ContextState, stateme
         `-- on one connection: a request's transaction sets the tenant and ends`,
         `begin;`,
         role,
-        setterSql(context, context.tenants[0]!.id),
+        contextSetter(context, actorOf(context, context.tenants[0]!)),
         `commit;  -- ${context.plan.setting} now reads ${literal('')} on this connection`,
         `begin;`,
         role,
@@ -92,15 +150,6 @@ export interface RunResult {
   contextFailed?: boolean;
 }
 
-/**
- * Set the tenant as the application does. The audit's own setter (set_config of the discovered setting, or a
- * preset's) is a prepared statement reused on the connection; the application's SQL (`contextSql` in the
- * scenario) goes through userQuery, which proves after every run that it left the transaction alone.
- */
-export function setContext(context: ProbeContext, session: AuditSession, tenantId: string): Promise<QueryOutcome> {
-  if (context.scenario.contextSql !== undefined) return session.userQuery(context.plan.contextSql, [tenantId], 'the context SQL');
-  return session.query(context.plan.contextSql, [tenantId], 'rls_audit_set_context');
-}
 
 /**
  * Run `statement` as the application role under `state`, inside a savepoint that is rolled back.
@@ -121,11 +170,15 @@ export async function runAs(
   return session.savepoint(
     async () => {
       try {
-        if (state.kind === 'tenant' || state.kind === 'unknown-tenant') {
-          await setContext(context, session, state.kind === 'tenant' ? state.tenant.id : state.id);
+        if (state.kind === 'tenant') {
+          await setContext(context, actorOf(context, state.tenant));
+        } else if (state.kind === 'actor') {
+          await setContext(context, state.actor);
+        } else if (state.kind === 'unknown-tenant') {
+          await setContext(context, unknownActor(context, state.id), state.id);
         } else if (state.kind === 'empty') {
           // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
-          await session.savepoint(() => setContext(context, session, context.tenants[0]!.id));
+          await session.savepoint(() => setContext(context, actorOf(context, context.tenants[0]!)));
         }
       } catch (error) {
         // The context SQL broke out of the audit's transaction: the audit stops (see AuditSession.userQuery).

@@ -6,7 +6,7 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
-import { attribute, describeContext, maskRow, sourcesOf } from './context.js';
+import { actorOf, attribute, contextSetter, describeContext, maskRow, setContext, sourcesOf } from './context.js';
 import { OwnRowBuilder, CONFLICT_CODES } from './own-row.js';
 import { plural } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
@@ -215,7 +215,7 @@ export const definerTrigger = defineProbe({
           const outcome = await context.session.savepoint(async () => {
             const before = await snapshot(context, tables, skipped);
             await context.session.becomeRole(context.plan.role);
-            await context.session.userQuery(context.plan.contextSql, [tenant.id], 'the context SQL');
+            await setContext(context, actorOf(context, tenant));
             try {
               await context.session.savepoint(() => context.session.query(write.sql, write.params), true);
             } catch (error) {
@@ -244,7 +244,7 @@ export const definerTrigger = defineProbe({
           const shown = names.map(({ trigger, fn }) => `${trigger.name} (${fn.signature}, SECURITY DEFINER, owner ${fn.owner})`).join(', ');
           const touched = [...new Set(changes.map((change) => change.relation))];
           const compare = touched.map((name) => `select * from ${relationIdent(context.catalog.relations.find((candidate) => candidate.qualified === name)!)} order by 1;`);
-          const setter = `${inlineParameters(context.plan.contextSql, [tenant.id]).replace(/;\s*$/, '')};  -- ${tenant.label}`;
+          const setter = `${contextSetter(context, actorOf(context, tenant))}  -- ${tenant.label}`;
           const [first] = changes;
           findings.push(report({
             severity: 'high',

@@ -3,6 +3,7 @@ import type { Catalog } from '../catalog/types.js';
 import { findingBuilder, type CheckMeta, type CheckMetaInput, type Finding, type FindingInput } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Scenario } from '../scenario/schema.js';
+import type { Actors } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
 import type { SeedResult } from '../seed/seed.js';
 import type { AuditSession } from '../session.js';
@@ -57,6 +58,8 @@ export interface ProbeContext {
    * must not run what cannot be rolled back, such as a function that advances a sequence.
    */
   disposable: boolean;
+  /** Who "as tenant X" runs as (its user, its role), and the extra actors (a user in two tenants, in none). */
+  actors?: Actors;
   /** Results of reads in the "never set" state, taken before any context was set on the connection. */
   neverSet?: Map<string, RunResult>;
   record(probe: ProbeRecord): void;

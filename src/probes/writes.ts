@@ -8,7 +8,7 @@ import type { RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import type { RelationAccess } from './access.js';
-import { describeContext, reproduction, setContext } from './context.js';
+import { actorOf, describeContext, reproduction, setContext } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
 import { inPart } from './schedule.js';
@@ -78,13 +78,49 @@ function tenantScope(context: ProbeContext, relation: Relation, relationPlan: Re
 }
 
 /**
+ * An auto-updatable view over one tenant-owned table (the API layer of PostgREST and Supabase), as a write
+ * target: statements go to the view, rows are counted in the table. The view must show the table's row
+ * key and tenant column under their own names; the table's keys stand for the view's.
+ */
+function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege, options: { tenantTable: boolean }, seeding: Map<string, { status: string }>): WriteTarget | null {
+  if (privilege === 'truncate' || view.dependsOn.length !== 1) return null;
+  const access = context.access.get(view.qualified);
+  if (!access?.[privilege]) return null;
+  const base = context.catalog.relations.find((candidate) => candidate.qualified === view.dependsOn[0]);
+  if (!base || !isBaseTable(base)) return null;
+  const basePlan = ownership(context, base);
+  if (!basePlan || (basePlan.tenancy === 'tenant-table' && !options.tenantTable)) return null;
+  const shown = new Set(view.columns.filter((column) => base.columns.some((candidate) => candidate.name === column.name && candidate.type === column.type)).map((column) => column.name));
+  const inView = (columns: readonly (string | null)[]) => columns.every((name) => name !== null && shown.has(name));
+  const key = rowKey(base);
+  if (!inView(key) || (basePlan.tenantColumn && !shown.has(basePlan.tenantColumn))) return null;
+  const scope = tenantScope(context, base, basePlan);
+  if (!scope) return null;
+  const relation: Relation = {
+    ...view,
+    columns: base.columns.filter((column) => shown.has(column.name)),
+    primaryKey: base.primaryKey && inView(base.primaryKey) ? base.primaryKey : null,
+    constraints: base.constraints.filter((constraint) => inView(constraint.columns)),
+    foreignKeys: base.foreignKeys.filter((foreignKey) => inView(foreignKey.columns)),
+    indexes: base.indexes.filter((index) => inView(index.columns)),
+  };
+  const seeded = seeding.get(base.qualified);
+  return { relation, relationPlan: { ...basePlan, relation: view.qualified, kind: view.kind }, access, scope, reliable: !seeded || seeded.status === 'seeded' || seeded.status === 'existing' };
+}
+
+/**
  * Tenant-owned base tables (and partitions and inheritance children, which the role may write directly
- * when granted) on which the application role holds `privilege`.
+ * when granted) on which the application role holds `privilege`, and auto-updatable views over them.
  */
 export function writeTargets(context: ProbeContext, privilege: Privilege, options: { tenantTable: boolean }): WriteTarget[] {
   const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
   const targets: WriteTarget[] = [];
   for (const relation of context.catalog.relations) {
+    if (relation.kind === 'view') {
+      const target = viewTarget(context, relation, privilege, options, seeding);
+      if (target) targets.push(target);
+      continue;
+    }
     if (!isBaseTable(relation) || !inPart(context, relation.qualified)) continue;
     const access = context.access.get(relation.qualified);
     if (!access?.[privilege]) continue;
@@ -161,7 +197,8 @@ export function plainColumns(relation: Relation, relationPlan: RelationPlan): Co
 
 /** A value of `column` as `tenant` would write it: from the tenant's own seeded rows. */
 export function ownValue(context: ProbeContext, relation: Relation, tenant: Tenant, column: string): string | null | undefined {
-  const ledgerName = relation.partitionOf ?? relation.qualified;
+  // A partition's rows are seeded through its parent, a view's through the one table it shows.
+  const ledgerName = relation.partitionOf ?? (relation.kind === 'view' ? relation.dependsOn[0] : undefined) ?? relation.qualified;
   const row = context.ledger.rows(ledgerName, tenant.id).find((candidate) => candidate.values[column] !== null && candidate.values[column] !== undefined);
   return row?.values[column];
 }
@@ -308,7 +345,7 @@ export async function runWrite<T>(
       // As the administrator, before the role changes: the application role need not be able to read the row.
       if (options.cursor) await session.query(options.cursor.declare);
       await session.becomeRole(plan.role);
-      await setContext(context, session, actor.id);
+      await setContext(context, actorOf(context, actor));
       for (const sql of options.before ?? []) await session.query(sql);
       let rowCount: number;
       try {

@@ -13,6 +13,9 @@ export interface ScenarioOverrides {
   role?: string;
   setting?: string;
   contextSql?: string;
+  preset?: 'supabase' | 'postgrest';
+  tenantTable?: string;
+  tenantKey?: string;
   tenantColumn?: string[];
   tenants?: number;
   rows?: number;
@@ -92,7 +95,7 @@ export function parseScenario(input: ScenarioInput, source = 'the scenario', opt
   if ((options.requireSchema ?? true) && scenario.target.kind !== 'url' && scenario.target.schemaFrom === undefined && scenario.schema.length === 0) {
     throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario), a database to copy (--schema-from URL) or an existing database (--database-url)');
   }
-  if (options.requireRole && !scenario.role) {
+  if (options.requireRole && !scenario.role && !scenario.preset) {
     throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario)');
   }
   return scenario;
@@ -131,6 +134,9 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.role !== undefined) merged.role = overrides.role;
   if (overrides.setting !== undefined) merged.setting = overrides.setting;
   if (overrides.contextSql !== undefined) merged.contextSql = overrides.contextSql;
+  if (overrides.preset !== undefined) merged.preset = overrides.preset;
+  if (overrides.tenantTable !== undefined) merged.tenantTable = overrides.tenantTable;
+  if (overrides.tenantKey !== undefined) merged.tenantKey = overrides.tenantKey;
   if (overrides.tenantColumn?.length) merged.tenantColumn = overrides.tenantColumn;
   if (overrides.tenants !== undefined) merged.tenants = overrides.tenants;
   if (overrides.rows !== undefined) merged.rows = overrides.rows;

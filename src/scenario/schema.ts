@@ -47,10 +47,30 @@ export const scenarioSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$.]*$/, 'a custom setting looks like app.current_tenant')
       .optional(),
-    /** The SQL the application runs to set the tenant: `$1` is the tenant id (as text). */
-    contextSql: z.string().includes('$1', { message: 'must use $1 for the tenant id' }).optional(),
+    /**
+     * The SQL the application runs to set the context: `$tenant` (or `$1`) is the tenant id, `$user` the
+     * user id, `$role` the tenant's role, each as text.
+     */
+    contextSql: z.string().min(1).optional(),
+    /** What the platform provides and how its requests carry the context. */
+    preset: z.enum(['supabase', 'postgrest']).optional(),
     /** The tenant table, e.g. public.tenants; discovered when absent. */
     tenantTable: identifier.optional(),
+    /** The tenant table's column that identifies a tenant when it is not the primary key, e.g. tenant_id. */
+    tenantKey: identifier.optional(),
+    /** With a preset: the JWT claim path that carries the tenant, e.g. [app_metadata, tenant_id]. */
+    tenantClaim: z.array(identifier).min(1).optional(),
+    /** Who probes run as; discovered from the context SQL and the schema when absent. */
+    actor: z
+      .object({
+        kind: z.enum(['tenant', 'user', 'role']).optional(),
+        usersTable: identifier.optional(),
+        membershipTable: identifier.optional(),
+        /** Role name per tenant, `{tenant}` standing for the tenant id, e.g. tenant_{tenant}. */
+        roleTemplate: z.string().includes('{tenant}', { message: 'must contain {tenant}' }).optional(),
+      })
+      .strict()
+      .optional(),
     /** Column name(s) that carry the tenant in tenant-owned tables; discovered when absent. */
     tenantColumn: z.array(identifier).default([]),
     tenants: z.number().int().min(2).max(1000).default(3),

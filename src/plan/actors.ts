@@ -1,0 +1,109 @@
+import type { Catalog, Column, Relation } from '../catalog/types.js';
+import { findRelation } from '../catalog/introspect.js';
+import { AuditError } from '../errors.js';
+import type { ContextParameter } from '../analysis/context-sql.js';
+
+/**
+ * Who a probe runs as:
+ * - `tenant`: the context carries the tenant id;
+ * - `user`: the context carries a user id; users belong to tenants through a membership table, or the
+ *   users table is the tenant table (per-user apps: each user is a tenant);
+ * - `role`: one database role per tenant; the context switches to it.
+ */
+export type ActorKind = 'tenant' | 'user' | 'role';
+
+export interface UsersTable {
+  relation: string;
+  column: string;
+  type: string;
+  baseType: string;
+}
+
+export interface Membership {
+  relation: string;
+  /** Column holding the user (references the users table). */
+  userColumn: string;
+  /** Column holding the tenant (references the tenant table). */
+  tenantColumn: string;
+}
+
+export interface ActorPlan {
+  kind: ActorKind;
+  /** For `user`: the users table; the tenant table itself when each user is a tenant. */
+  users: UsersTable | null;
+  /** For `user` when users are not tenants: the table that makes a user a member of a tenant. */
+  membership: Membership | null;
+  /** For `role`: the role name of a tenant; `{tenant}` stands for the tenant id. */
+  roleTemplate: string | null;
+}
+
+export interface ActorScenario {
+  kind?: ActorKind;
+  usersTable?: string;
+  membershipTable?: string;
+  roleTemplate?: string;
+}
+
+function keyColumn(relation: Relation): Column | undefined {
+  const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
+  return relation.columns.find((column) => column.name === key);
+}
+
+/**
+ * The actor kind follows from what the context SQL carries ($role: one role per tenant; $user: users),
+ * unless the scenario says. For users, the membership table is a table with a single-column foreign key
+ * to the users table and one to the tenant table (or the one the scenario names).
+ */
+export function planActors(
+  catalog: Catalog,
+  input: { actor: ActorScenario; parameters: ContextParameter[]; tenantTable: string | null; usersTable: string | null },
+  notes: string[],
+): ActorPlan {
+  const kind: ActorKind = input.actor.kind ?? (input.parameters.includes('role') ? 'role' : input.parameters.includes('user') && input.usersTable ? 'user' : 'tenant');
+  if (kind === 'role') {
+    const roleTemplate = input.actor.roleTemplate ?? '{tenant}';
+    notes.push(`actors: one database role per tenant, named ${roleTemplate} (created by the audit inside its transaction; set actor.roleTemplate to change)`);
+    return { kind, users: null, membership: null, roleTemplate };
+  }
+  if (kind === 'tenant') return { kind, users: null, membership: null, roleTemplate: null };
+
+  const usersName = input.actor.usersTable ?? input.usersTable;
+  const usersRelation = usersName ? findRelation(catalog, usersName) : undefined;
+  if (!usersRelation) throw new AuditError(`users table ${usersName ?? '(none)'} does not exist: name it with actor.usersTable in the scenario`);
+  const key = keyColumn(usersRelation);
+  if (!key) throw new AuditError(`users table ${usersRelation.qualified} has no single-column key to identify a user`);
+  const users: UsersTable = { relation: usersRelation.qualified, column: key.name, type: key.type, baseType: key.baseType };
+  if (usersRelation.qualified === input.tenantTable) {
+    notes.push(`actors: each user of ${users.relation} is a tenant (the context carries the user id as both $user and $tenant)`);
+    return { kind, users, membership: null, roleTemplate: null };
+  }
+  const candidates = catalog.relations.filter((relation) => {
+    if (input.actor.membershipTable) return relation.qualified === findRelation(catalog, input.actor.membershipTable)?.qualified;
+    return relation.kind === 'table' || relation.kind === 'partitioned-table';
+  });
+  const memberships: Membership[] = [];
+  for (const relation of candidates) {
+    const toUsers = relation.foreignKeys.find((foreignKey) => foreignKey.references === users.relation && foreignKey.columns.length === 1);
+    const toTenants = relation.foreignKeys.find((foreignKey) => foreignKey.references === input.tenantTable && foreignKey.columns.length === 1);
+    if (toUsers && toTenants) memberships.push({ relation: relation.qualified, userColumn: toUsers.columns[0]!, tenantColumn: toTenants.columns[0]! });
+  }
+  if (memberships.length !== 1) {
+    if (input.actor.kind === 'user' || input.actor.membershipTable) {
+      throw new AuditError(
+        memberships.length
+          ? `several membership tables link ${users.relation} to ${input.tenantTable}: ${memberships.map((entry) => entry.relation).join(', ')}; name one with actor.membershipTable`
+          : `no membership table links ${users.relation} to ${input.tenantTable ?? 'a tenant table'} by foreign keys: name it with actor.membershipTable, or the tenant table with --tenant-table`,
+      );
+    }
+    notes.push(`actors: tenants (no membership table links ${users.relation} to ${input.tenantTable ?? 'a tenant table'}); the context carries no user`);
+    return { kind: 'tenant', users: null, membership: null, roleTemplate: null };
+  }
+  const membership = memberships[0]!;
+  notes.push(`actors: users of ${users.relation}, members of tenants through ${membership.relation}(${membership.userColumn}, ${membership.tenantColumn}) (discovered: foreign keys to both)`);
+  return { kind, users, membership, roleTemplate: null };
+}
+
+/** The role name of a tenant under a role template. */
+export function roleNameOf(template: string, tenantId: string): string {
+  return template.split('{tenant}').join(tenantId);
+}

@@ -1,0 +1,140 @@
+import type { Catalog, Relation } from '../catalog/types.js';
+import { AuditError, errorMessage } from '../errors.js';
+import { roleNameOf, type ActorKind } from '../plan/actors.js';
+import type { TenancyPlan } from '../plan/tenancy.js';
+import type { AuditSession } from '../session.js';
+import { ident, relationIdent } from '../sql.js';
+import type { Ledger, Tenant } from './ledger.js';
+import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
+
+/** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */
+export interface Actor {
+  /** How reports name it: `tenant A`, `user of tenant A`, `user of tenant A and tenant B`, `user of no tenant`. */
+  label: string;
+  /** The tenants whose rows it may see: one, two (a user in two tenants), or none. */
+  tenants: Tenant[];
+  user: string | null;
+  role: string | null;
+}
+
+export interface Actors {
+  kind: ActorKind;
+  /** The actor that stands for each tenant (by tenant id): what "as tenant A" means in every probe. */
+  primary: Map<string, Actor>;
+  /** A user who belongs to two tenants: must see exactly the union of their rows. */
+  multi: Actor | null;
+  /** A user who belongs to no tenant: must see no tenant row (the user-level missing context). */
+  outsider: Actor | null;
+}
+
+/** Values for the context SQL's parameters ($tenant, $user, $role), in its positional order. */
+export function contextValuesOf(plan: TenancyPlan, actor: Actor, tenantId: string | null = actor.tenants[0]?.id ?? null): (string | null)[] {
+  return plan.contextParameters.map((parameter) => (parameter === 'tenant' ? tenantId : parameter === 'user' ? actor.user : actor.role));
+}
+
+/**
+ * The statement that sets `actor`'s context: the application's context SQL with its values, or, for a role
+ * per tenant, the audit's own `set local role`.
+ */
+export function contextStatementOf(plan: TenancyPlan, actor: Actor, tenantId?: string | null): { text: string; values: (string | null)[]; userSql: boolean } {
+  if (plan.roleSwitch) return { text: `set local role ${ident(actor.role ?? plan.role)}`, values: [], userSql: false };
+  return { text: plan.contextSql, values: contextValuesOf(plan, actor, tenantId), userSql: true };
+}
+
+/** Insert one row with the given values; other required columns get generated values; returns the row as text. */
+async function insertRow(session: AuditSession, relation: Relation, given: Record<string, string | null>, ledger: Ledger, serial: { next: number }, seed: number): Promise<Record<string, string | null>> {
+  const faker = createFaker(seed + serial.next);
+  const values = new Map(Object.entries(given));
+  for (const foreignKey of relation.foreignKeys) {
+    if (foreignKey.columns.some((column) => values.has(column))) continue;
+    const nullable = foreignKey.columns.every((name) => !relation.columns.find((column) => column.name === name)?.notNull);
+    const parent = nullable ? undefined : ledger.rows(foreignKey.references)[0];
+    foreignKey.columns.forEach((name, position) => values.set(name, parent ? (parent.values[foreignKey.referencedColumns[position]!] ?? null) : null));
+  }
+  const unique = new Set<string>();
+  for (const constraint of relation.constraints) if (['primary-key', 'unique'].includes(constraint.kind)) constraint.columns.forEach((name) => unique.add(name));
+  for (const column of relation.columns) {
+    if (column.generated || column.identity || values.has(column.name) || column.default !== null) continue;
+    serial.next += 1;
+    const value = columnValue(faker, column, columnRules(column, checksOf(relation)), { serial: 9_000_000 + serial.next, canary: null, unique: unique.has(column.name) });
+    if (value !== null || column.notNull) values.set(column.name, value);
+  }
+  const columns = relation.columns.filter((column) => values.has(column.name));
+  const sql =
+    `insert into ${relationIdent(relation)} (${columns.map((column) => ident(column.name)).join(', ')}) ` +
+    `values (${columns.map((column, index) => `$${index + 1}::${column.type}`).join(', ')}) ` +
+    `returning ${relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ')}`;
+  const result = await session.savepoint(() => session.query(sql, columns.map((column) => values.get(column.name) ?? null)), true);
+  return result.rows[0]!;
+}
+
+/**
+ * Create the actors of the seeded tenants, inside the audit's transaction (so rolled back with it):
+ * - tenant: nothing to create;
+ * - user as tenant: the seeded tenant rows are the users;
+ * - user with a membership table: one user per tenant, one user in the first two tenants, one user in
+ *   none, each with exactly these memberships (the seeder's own membership rows belong to other users);
+ * - role: one role per tenant, NOLOGIN, member of the application role (so it holds its privileges).
+ */
+export async function seedActors(session: AuditSession, catalog: Catalog, plan: TenancyPlan, tenants: Tenant[], ledger: Ledger, seed: number): Promise<Actors> {
+  const { actors } = plan;
+  const primary = new Map<string, Actor>();
+  if (actors.kind === 'tenant') {
+    for (const tenant of tenants) primary.set(tenant.id, { label: tenant.label, tenants: [tenant], user: null, role: null });
+    return { kind: 'tenant', primary, multi: null, outsider: null };
+  }
+  if (actors.kind === 'role') {
+    for (const tenant of tenants) {
+      const role = roleNameOf(actors.roleTemplate!, tenant.id);
+      try {
+        await session.savepoint(async () => {
+          const exists = await session.query('select 1 from pg_roles where rolname = $1', [role]);
+          if (!exists.rows.length) await session.query(`create role ${ident(role)} nologin; grant ${ident(plan.role)} to ${ident(role)}`);
+        }, true);
+      } catch (error) {
+        throw new AuditError(`cannot create the role ${role} of ${tenant.label} (template ${actors.roleTemplate}): ${errorMessage(error)}. Give the role names with actor.roleTemplate.`);
+      }
+      primary.set(tenant.id, { label: `${tenant.label} (role ${role})`, tenants: [tenant], user: null, role });
+    }
+    return { kind: 'role', primary, multi: null, outsider: null };
+  }
+  const users = actors.users!;
+  if (!actors.membership) {
+    for (const tenant of tenants) primary.set(tenant.id, { label: `${tenant.label} (user ${tenant.id})`, tenants: [tenant], user: tenant.id, role: null });
+    return { kind: 'user', primary, multi: null, outsider: null };
+  }
+  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
+  const usersRelation = byName.get(users.relation)!;
+  const membership = byName.get(actors.membership.relation)!;
+  const ids = tenantIds(createFaker(seed + 104_729), users.baseType, tenants.length + 2, usersRelation.columns.find((column) => column.name === users.column)?.maxLength ?? null);
+  const serial = { next: 0 };
+  const memberships: { tenant: Tenant; values: Record<string, string | null> }[] = [];
+  const addUser = async (id: string, of: Tenant[]) => {
+    try {
+      const row = await insertRow(session, usersRelation, { [users.column]: id }, ledger, serial, seed);
+      ledger.add(usersRelation.qualified, usersRelation.primaryKey, [{ tenant: null, values: row }]);
+      for (const tenant of of) {
+        const member = await insertRow(session, membership, { [actors.membership!.userColumn]: id, [actors.membership!.tenantColumn]: tenant.id }, ledger, serial, seed);
+        memberships.push({ tenant, values: member });
+      }
+    } catch (error) {
+      throw new AuditError(
+        `cannot create the user ${id} in ${users.relation} with memberships in ${membership.qualified}: ${errorMessage(error)}. Name the users and membership tables with actor.usersTable / actor.membershipTable.`,
+      );
+    }
+  };
+  for (const [index, tenant] of tenants.entries()) {
+    await addUser(ids[index]!, [tenant]);
+    primary.set(tenant.id, { label: `${tenant.label} (its user)`, tenants: [tenant], user: ids[index]!, role: null });
+  }
+  const pair = tenants.slice(0, 2);
+  await addUser(ids[tenants.length]!, pair);
+  await addUser(ids[tenants.length + 1]!, []);
+  for (const entry of memberships) ledger.add(membership.qualified, membership.primaryKey, [{ tenant: entry.tenant.id, values: entry.values }]);
+  return {
+    kind: 'user',
+    primary,
+    multi: { label: `user of ${pair.map((tenant) => tenant.label).join(' and ')}`, tenants: pair, user: ids[tenants.length]!, role: null },
+    outsider: { label: 'user of no tenant', tenants: [], user: ids[tenants.length + 1]!, role: null },
+  };
+}

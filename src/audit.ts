@@ -267,6 +267,34 @@ function coverageNotes(seeded: SeedOutcome, scenario: Scenario): string[] {
 }
 
 /**
+ * Discovery by evidence: the planned context must let every tenant see its own seeded rows. When it lets
+ * none see any, each other context the policies could mean (another setting they compare with a row column)
+ * is tried on the same seeded data, and the first under which every tenant sees its own rows is kept. What
+ * was chosen and why goes into the notes; the precheck's reasons for the context kept are returned.
+ */
+async function confirmContext(context: ProbeContext, prepared: Prepared, log: (line: string) => void): Promise<InconclusiveReason[]> {
+  const planned = context.plan;
+  const first = await ownRowsPrecheck(context);
+  if (!first.blindEverywhere || !planned.contextAlternatives.length) return first.reasons;
+  for (const alternative of planned.contextAlternatives) {
+    const candidate: TenancyPlan = { ...planned, setting: alternative.setting, contextSql: alternative.contextSql, contextParameters: alternative.contextParameters, contextAlternatives: [] };
+    context.plan = candidate;
+    const trial = await ownRowsPrecheck(context, { writes: false });
+    if (!trial.reasons.length) {
+      const note = `context: ${alternative.setting} chosen on seeded data: every tenant sees its own rows on the ${trial.checked} tenant-owned table(s) checked; under ${planned.setting} no tenant saw any`;
+      candidate.notes = [...planned.notes, note];
+      prepared.plan = candidate;
+      log(note);
+      return (await ownRowsPrecheck(context)).reasons;
+    }
+  }
+  context.plan = planned;
+  return [
+    ...first.reasons.map((reason) => ({ ...reason, reason: `${reason.reason}; also tried ${planned.contextAlternatives.map((alternative) => alternative.setting).join(', ')}: no tenant saw its own rows either` })),
+  ];
+}
+
+/**
  * A probe that throws does not end the audit: it becomes an `error` record with the statement that failed
  * and the message, and the checks it would have made are inconclusive. Each probe runs in a savepoint, so
  * that a failure leaves the audit's transaction usable.
@@ -457,7 +485,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     };
     context.neverSet = await snapshotNeverSet(context, readTargets(context, (relation) => sourcesOf(context, relation)).map((target) => target.statement));
     await checkContextSql(session, plan);
-    for (const reason of await ownRowsPrecheck(context)) inconclusive.add(reason);
+    for (const reason of await confirmContext(context, prepared, log)) inconclusive.add(reason);
     // On a cluster that belongs to this run, the seed is committed and the probes run over `jobs` connections,
     // each probe in its own rolled-back savepoint; anywhere else, on the audit's one rolled-back transaction.
     const ownCluster = target.disposable && !options.target;

@@ -95,6 +95,23 @@ interface RunFlags {
   shard?: string;
 }
 
+/**
+ * `--schema a.sql b.sql scenario.yaml`: --schema takes every argument up to the next option, so a scenario
+ * file given after it is moved back to where it belongs; a .sql file given as the scenario is a schema file.
+ */
+function scenarioArgument(given: string | undefined, flags: RunFlags): string | undefined {
+  const isScenario = (entry: string) => /\.ya?ml$/i.test(entry);
+  const schema = flags.schema ?? [];
+  const scenario = given ?? schema.find(isScenario);
+  flags.schema = schema.filter((entry) => !isScenario(entry));
+  if (scenario && !isScenario(scenario)) {
+    flags.schema.push(scenario);
+    return undefined;
+  }
+  if (!flags.schema.length) delete flags.schema;
+  return scenario;
+}
+
 function overridesFrom(flags: RunFlags): ScenarioOverrides {
   const { quiet: _quiet, format: _format, databaseUrl, schemaFrom, timeout, ...rest } = flags;
   // `--schema-from` without a value: '' stands for the environment (DATABASE_URL, else PG*).
@@ -126,7 +143,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
   const targetOptions = (command: Command) =>
     command
       .argument('[scenario]', 'scenario file (YAML)')
-      .option('--schema <file>', 'SQL file applied as the superuser before the audit (repeatable, in order)', collect)
+      .option('--schema <files...>', 'SQL files, or directories of *.sql applied in name order (e.g. supabase/migrations), applied as the superuser before the audit (repeatable, in order; a shell glob works)', collect)
       .option('--role <name>', "the application's role")
       .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
       .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
@@ -185,7 +202,8 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--exhaustive', 'run the write probes as every tenant, not only the tenants that cover every policy path')
     .option('--jobs <n>', 'connections that probe in parallel on the embedded target (default: the number of cores)', integer('--jobs', 1))
     .option('--shard <i/n>', 'run part i of n of the probe plan and write a partial report; join the parts with rls-audit merge')
-    .action(async (file: string | undefined, flags: RunFlags) => {
+    .action(async (given: string | undefined, flags: RunFlags) => {
+      const file = scenarioArgument(given, flags);
       const terminal = startConsole(file, flags);
       try {
         const scenario = await loadScenario(file, overridesFrom(flags), io.cwd);
@@ -209,7 +227,8 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     });
 
   targetOptions(program.command('lint').description('run the static rules alone, read-only: no seeding, no probes'))
-    .action(async (file: string | undefined, flags: RunFlags) => {
+    .action(async (given: string | undefined, flags: RunFlags) => {
+      const file = scenarioArgument(given, flags);
       const terminal = startConsole(file, flags);
       try {
         const scenario = await loadScenario(file, overridesFrom(flags), io.cwd, false);

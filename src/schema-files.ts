@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AuditError, errorMessage } from './errors.js';
 
@@ -7,9 +7,25 @@ export interface SchemaFile {
   sql: string;
 }
 
+/** A directory stands for every `*.sql` in it, in name order (e.g. supabase/migrations). */
+async function expandDirectories(files: string[]): Promise<string[]> {
+  const expanded: string[] = [];
+  for (const file of files) {
+    const info = await stat(file).catch(() => null);
+    if (!info?.isDirectory()) {
+      expanded.push(file);
+      continue;
+    }
+    const names = (await readdir(file)).filter((name) => name.toLowerCase().endsWith('.sql')).sort();
+    if (!names.length) throw new AuditError(`schema directory ${file} holds no .sql file`);
+    expanded.push(...names.map((name) => path.join(file, name)));
+  }
+  return expanded;
+}
+
 export async function readSchemaFiles(files: string[]): Promise<SchemaFile[]> {
   return Promise.all(
-    files.map(async (file) => {
+    (await expandDirectories(files)).map(async (file) => {
       try {
         return { file, sql: await readFile(file, 'utf8') };
       } catch (error) {

@@ -124,6 +124,11 @@ describe('typedParameter', () => {
   it('binds the tenant id as text unless the SQL casts it', () => {
     expect(typedParameter("select set_config('app.tenant', $1, true)")).toBe("select set_config('app.tenant', $1::text, true)");
     expect(typedParameter('select app.set_tenant($1::uuid)')).toBe('select app.set_tenant($1::uuid)');
-    expect(typedParameter("select set_config('a', $1 , true), '$1', $10")).toBe("select set_config('a', $1::text , true), '$1', $10");
+    expect(typedParameter("select set_config('a', $1 , true), '$1'")).toBe("select set_config('a', $1::text , true), '$1'");
+    // Named parameters become positional, in the order tenant, user, role; inside a literal they are text.
+    expect(typedParameter("select set_config('c', json_build_object('sub', $user, 'org', $tenant, 'x', '$role')::text, true)")).toBe(
+      "select set_config('c', json_build_object('sub', $2::text, 'org', $1::text, 'x', '$role')::text, true)",
+    );
+    expect(() => typedParameter("select set_config('a', $2, true)")).toThrow(/not a context parameter/);
   });
 });

@@ -28,9 +28,10 @@ function ownRowsOf(context: ProbeContext, relation: Relation, tenant: Tenant): n
  * Before any probe: every tenant must see its own seeded rows on every tenant-owned table it may SELECT,
  * and must be able to insert its own row where it may INSERT. Where it cannot, the context proves nothing
  * there (a context that sets the wrong thing hides every row, which looks exactly like isolation), and the
- * run is inconclusive for that relation.
+ * run is inconclusive for that relation. `blindEverywhere` when no tenant sees its own rows on any table
+ * checked (the context sets nothing the policies read): then another candidate context is worth trying.
  */
-export async function ownRowsPrecheck(context: ProbeContext): Promise<InconclusiveReason[]> {
+export async function ownRowsPrecheck(context: ProbeContext, options: { writes?: boolean } = {}): Promise<{ reasons: InconclusiveReason[]; blindEverywhere: boolean; checked: number }> {
   const failures: { relation: string; statement: string; detail: string }[] = [];
   let checked = 0;
   for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
@@ -58,22 +59,22 @@ export async function ownRowsPrecheck(context: ProbeContext): Promise<Inconclusi
   if (checked > 1 && failures.length === checked) {
     // The context itself is wrong: one reason, not one per table.
     const first = failures[0]!;
-    return [
+    return { blindEverywhere: true, checked, reasons: [
       {
         reason:
           `no tenant sees its own rows on any of the ${checked} tenant-owned tables (${failures.map((failure) => failure.relation).join(', ')}) as ${context.plan.role} ` +
           `after \`${context.plan.contextSql}\`; e.g. ${first.statement}: ${first.detail}. Every probe proved nothing`,
         hint: 'the context SQL does not set what the policies read: give the setting with --setting, the SQL the application runs with --context-sql (with $tenant, $user, $role), or --preset supabase / --preset postgrest',
       },
-    ];
+    ] };
   }
   const reasons: InconclusiveReason[] = failures.map((failure) => ({
     relation: failure.relation,
     reason: `${failure.statement} as ${context.plan.role} after \`${context.plan.contextSql}\`: ${failure.detail}; the probes on ${failure.relation} proved nothing`,
     hint: `check the policies on ${failure.relation} for the current tenant, or give the tenant column with --tenant-column if ${failure.relation} is planned wrong`,
   }));
-  reasons.push(...(await ownInsertCheck(context)));
-  return reasons;
+  if (options.writes ?? true) reasons.push(...(await ownInsertCheck(context)));
+  return { reasons, blindEverywhere: checked > 0 && failures.length === checked, checked };
 }
 
 /** Where the role may INSERT, each tenant must be able to insert a row of its own (rolled back). */

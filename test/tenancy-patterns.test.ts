@@ -1,0 +1,106 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { atLeast, type Severity } from '../src/severity.js';
+import { FIXTURES, findingsOf, runCli } from './helpers.js';
+
+/**
+ * Real-world tenancy patterns, one schema each with a planted leak beside secure tables (the secure twin):
+ * discovery needs at most --preset and --role, the leak is found, the secure tables have nothing at or above
+ * medium, and every tenant's actor saw its own rows (no inconclusive reason).
+ */
+interface Pattern {
+  fixture: string;
+  args: string[];
+  /** What discovery must have chosen, as report.scenario fields. */
+  plan: Record<string, unknown>;
+  leak: { check: string; table: string };
+  secure: string[];
+}
+
+const PATTERNS: Pattern[] = [
+  {
+    fixture: 'supabase-teams',
+    args: ['--preset', 'supabase'],
+    plan: { role: 'authenticated', tenantKey: 'public.teams.id uuid', tenantColumns: ['team_id'] },
+    leak: { check: 'read-isolation', table: 'public.documents' },
+    secure: ['public.teams', 'public.team_members', 'public.projects'],
+  },
+  {
+    fixture: 'supabase-per-user',
+    args: ['--preset', 'supabase'],
+    plan: { role: 'authenticated', tenantKey: 'auth.users.id uuid' },
+    leak: { check: 'read-isolation', table: 'public.notes' },
+    secure: ['public.profiles', 'public.todos'],
+  },
+  {
+    fixture: 'jwt-app-metadata',
+    args: ['--preset', 'supabase'],
+    plan: { role: 'authenticated', tenantKey: 'public.tenants.id uuid' },
+    leak: { check: 'read-isolation', table: 'public.payments' },
+    secure: ['public.tenants', 'public.invoices'],
+  },
+  {
+    fixture: 'postgrest',
+    args: ['--preset', 'postgrest'],
+    plan: { role: 'api_user', tenantKey: 'data.tenants.id integer' },
+    leak: { check: 'blind-update', table: 'api.tags' },
+    secure: ['api.todos', 'data.todos'],
+  },
+  {
+    fixture: 'role-per-tenant',
+    args: ['--role', 'app_tenants'],
+    plan: { setting: 'role', tenantKey: 'public.tenants.name text' },
+    leak: { check: 'read-isolation', table: 'public.reports' },
+    secure: ['public.accounts'],
+  },
+  {
+    fixture: 'tenant-key-not-pk',
+    args: ['--role', 'app_user'],
+    plan: { setting: 'app.tenant_id', tenantKey: 'public.tenants.tenant_id uuid' },
+    leak: { check: 'read-isolation', table: 'public.milestones' },
+    secure: ['public.tenants', 'public.projects'],
+  },
+  {
+    fixture: 'escape-hatch',
+    args: ['--role', 'app_user'],
+    plan: { setting: 'app.current_company_id' },
+    leak: { check: 'spoofable-setting', table: 'public.payslips' },
+    secure: [],
+  },
+  {
+    fixture: 'escape-hatch-secure',
+    args: ['--role', 'app_user'],
+    plan: { setting: 'app.current_company_id' },
+    leak: { check: '', table: '' },
+    secure: ['public.companies', 'public.employees', 'public.payslips'],
+  },
+  {
+    fixture: 'django-int-cast',
+    args: ['--role', 'app_user'],
+    plan: { setting: 'app.tenant_id', tenantKey: 'public.tenants_tenant.id integer' },
+    leak: { check: 'read-isolation', table: 'public.orders_invoice' },
+    secure: ['public.tenants_tenant', 'public.orders_order'],
+  },
+];
+
+describe('tenancy patterns', () => {
+  it.each(PATTERNS)('$fixture: discovered, leak found, secure tables clean', async ({ fixture, args, plan, leak, secure }) => {
+    const run = await runCli(['run', '--schema', path.join(FIXTURES, 'tenancy', `${fixture}.sql`), '--seed', '7', '--quiet', ...args]);
+    expect(run.err).not.toMatch(/unexpected error/);
+    expect(run.report, run.err).not.toBeNull();
+    const report = run.report!;
+    expect(report.scenario).toMatchObject(plan);
+    expect(report.summary.inconclusive).toEqual([]);
+    if (leak.check) {
+      expect(run.code).toBe(1);
+      expect(findingsOf(run).map((finding) => [finding.check, finding.table])).toContainEqual([leak.check, leak.table]);
+    } else {
+      expect(run.code).toBe(0);
+    }
+    const onSecure = findingsOf(run).filter((finding) => secure.includes(finding.table) && atLeast(finding.severity as Severity, 'medium'));
+    expect(onSecure.map((finding) => `${finding.check} ${finding.table}: ${finding.message}`)).toEqual([]);
+    // Every tenant read its own rows of every secure table it may read, and nothing else.
+    const reads = report.probes.filter((probe) => probe.check === 'read-isolation' && secure.includes(probe.relation));
+    for (const probe of reads) expect([probe.relation, probe.context, probe.foreignRows, probe.rows > 0]).toEqual([probe.relation, probe.context, 0, true]);
+  });
+});

@@ -509,7 +509,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     probes.push(...run.records);
     Object.assign(timings.perProbe, run.perProbe);
     timings.probes = clock.lap();
-    const findings = [...probeFindings, ...reconcile(ruleFindings, probeFindings, probes, RULES)];
+    const findings = reconcile(ruleFindings, probeFindings, probes, RULES);
     const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings, inconclusive);
     if (sequencesBefore) {
       const moved = movedSequences(sequencesBefore, await readSequences(session));

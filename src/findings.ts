@@ -62,12 +62,46 @@ export interface Finding {
   fix: string;
   /** `probe` when proved on data, `rule` when read from the catalog. */
   source: 'probe' | 'rule';
-  /** For rule findings: the probe findings that confirmed it. */
-  confirmedBy?: string[];
+  /**
+   * The probe findings that prove this defect on data (a probe of the check's `confirmedBy` on the same
+   * object, or another probe whose fix is this one): one finding per defect, its proofs listed here.
+   */
+  confirmedBy?: LinkedFinding[];
+  /** Other rule findings of the same defect (the same fix), folded into this one. */
+  related?: LinkedFinding[];
+  /** Objects other than `object` that the same defect reaches (from the findings folded into this one). */
+  affected?: FindingObject[];
   /** For rule findings lowered because probes exercised the path and saw no leak. */
   refutedBy?: string;
   /** Set when the scenario accepts this finding; accepted findings do not fail the run unless expired. */
   accepted?: { reason: string; expires?: string; expired: boolean };
+}
+
+/** A finding folded into another one of the same defect: what it said and the evidence it had. */
+export interface LinkedFinding {
+  check: string;
+  source: 'probe' | 'rule';
+  severity: Severity;
+  object: FindingObject;
+  tenant?: string;
+  foreignTenant?: string;
+  message: string;
+  evidence: Evidence;
+}
+
+export function linkedFinding(finding: Finding): LinkedFinding {
+  const { check, source, severity, object, tenant, foreignTenant, message, evidence } = finding;
+  return { check, source, severity, object, ...(tenant === undefined ? {} : { tenant }), ...(foreignTenant === undefined ? {} : { foreignTenant }), message, evidence };
+}
+
+/** Two objects are the same when kind, name and owning table agree (one foreign key is not another of the same table). */
+export function sameObject(a: FindingObject, b: FindingObject): boolean {
+  return a.kind === b.kind && a.name === b.name && (a.relation ?? null) === (b.relation ?? null);
+}
+
+/** Every check that reported a defect: the finding's own and those folded into it. */
+export function checksOf(finding: Finding): string[] {
+  return [...new Set([finding.check, ...(finding.confirmedBy ?? []).map((entry) => entry.check), ...(finding.related ?? []).map((entry) => entry.check)])];
 }
 
 /** What a check is, as the report carries it: everything a renderer needs without the check's code. */

@@ -38,7 +38,7 @@ export function mergeReports(reports: Report[]): Report {
   const probeFindings = parts.flatMap(({ shard }) => shard.probeFindings);
   const records = parts.flatMap(({ report }) => report.probes);
   const ruleFindings: Finding[] = base.shard!.ruleFindings;
-  const findings = sortFindings(applyAcceptances([...probeFindings, ...reconcile(ruleFindings, probeFindings, records, RULES)], base.shard!.accept));
+  const findings = sortFindings(applyAcceptances(reconcile(ruleFindings, probeFindings, records, RULES), base.shard!.accept));
   const queries = parts.reduce((sum, { report }) => sum + report.summary.queries, 0);
   const timings = { ...base.timings, perProbe: {} as Record<string, number> };
   for (const { report } of parts) {

@@ -52,6 +52,17 @@ export function flatFinding(finding: Finding): FlatFinding {
   return { ...finding, table: objectSubject(finding.object) };
 }
 
+/**
+ * A report's findings with the findings folded into them (a defect is one finding; the probe findings that
+ * prove it are its `confirmedBy`, other rules' findings of it its `related`) listed as findings of their own.
+ */
+export function allFindings(findings: readonly Finding[]): FlatFinding[] {
+  return findings.flatMap((finding) => [
+    flatFinding(finding),
+    ...[...(finding.confirmedBy ?? []), ...(finding.related ?? [])].map((linked) => flatFinding({ ...finding, ...linked, confirmedBy: [], related: [] })),
+  ]);
+}
+
 export function findingsOf(run: CliRun, check?: string): FlatFinding[] {
-  return (run.report?.findings ?? []).filter((finding) => !check || finding.check === check).map(flatFinding);
+  return allFindings(run.report?.findings ?? []).filter((finding) => !check || finding.check === check);
 }

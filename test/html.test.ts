@@ -45,7 +45,8 @@ const findings: Finding[] = [
     accepted: { reason: `legacy ${XSS}`, expires: '2020-01-01', expired: true },
   },
   {
-    check: 'missing-context', severity: 'high', object: { kind: 'table', name: 'public.notes' }, source: 'rule', confirmedBy: ['read-isolation'],
+    check: 'missing-context', severity: 'high', object: { kind: 'table', name: 'public.notes' }, source: 'rule',
+    confirmedBy: [{ check: 'read-isolation', source: 'probe', severity: 'critical', object: { kind: 'table', name: 'public.notes' }, message: 'As acme, notes leaks.', evidence: { sql: 'select 1', context: 'As acme.' } }],
     evidence: { sql: 'select * from public.notes', context: 'As app_user with no tenant set.', rowCount: 4 },
     message: 'With no tenant set, public.notes returns every tenant\'s rows.', fix: "alter policy p on public.notes using (tenant_id = current_setting('app.tenant', true));",
   },

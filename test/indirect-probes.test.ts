@@ -4,7 +4,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { atLeast, type Severity } from '../src/severity.js';
 import { startEmbedded } from '../src/target/embedded.js';
-import { FIXTURES, findingsOf, runCli, TARGETS, type CliRun } from './helpers.js';
+import { allFindings, FIXTURES, findingsOf, runCli, TARGETS, type CliRun } from './helpers.js';
 
 /** How one fixture of a check is audited: a schema file with the fixture defaults, or a scenario YAML beside it. */
 type Source = { schema: string; extra?: string[] } | { scenario: string };
@@ -97,7 +97,7 @@ describe.each(TARGETS)('privileged paths, context handling and side channels on 
   it.each(CASES)('$check flags its vulnerable fixture', async ({ check, vulnerable, flags, spares }) => {
     const run = await audit(check, vulnerable, args);
     expect(run.err).toBe('');
-    const found = run.report!.findings.filter((finding) => finding.check === check);
+    const found = allFindings(run.report!.findings).filter((finding) => finding.check === check);
     for (const flag of flags) {
       const finding = found.find((candidate) => objectSubject(candidate.object) === flag.table);
       expect(finding, `${check} on ${flag.table}; found ${JSON.stringify(found.map((candidate) => [objectSubject(candidate.object), candidate.message]))}`).toBeDefined();
@@ -131,7 +131,7 @@ describe.each(TARGETS)('definer-trigger on $name', ({ args }) => {
   it('reports a trigger that copies another tenant\'s values into the tenant\'s own row', async () => {
     const run = await audit('definer-trigger', { schema: 'copies.sql' }, args);
     expect(run.err).toBe('');
-    const found = run.report!.findings.filter((candidate) => candidate.check === 'definer-trigger');
+    const found = allFindings(run.report!.findings).filter((candidate) => candidate.check === 'definer-trigger');
     expect(found).toHaveLength(1);
     const [finding] = found;
     expect(finding).toMatchObject({ object: { kind: 'table', name: 'public.messages' }, severity: 'high' });

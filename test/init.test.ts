@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
 import { loadScenario } from '../src/scenario/load.js';
 import type { Report } from '../src/report/model.js';
-import { ROOT } from './helpers.js';
+import { allFindings, ROOT } from './helpers.js';
 
 async function cli(args: string[], cwd: string): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -46,6 +46,6 @@ describe('rls-audit init', () => {
     expect(run.err).toMatch(/^config: \.\.\/\.\.\/rls-audit\.yaml\n/);
     expect(run.code).toBe(1);
     const report = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')) as Report;
-    expect(report.findings.filter((finding) => finding.check === 'read-isolation').map((finding) => finding.object.name)).toEqual(['public.recent_messages']);
+    expect(allFindings(report.findings).filter((finding) => finding.check === 'read-isolation').map((finding) => finding.object.name)).toEqual(['public.recent_messages']);
   });
 });

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { audit, createAuditDatabase, type AuditDatabase } from 'rls-audit/vitest';
 import { loadScenario } from '../src/scenario/load.js';
-import { ROOT } from './helpers.js';
+import { allFindings, ROOT } from './helpers.js';
 
 /** The demo scenario: the hardened chat schema plus one planted leak (a view with its owner's rights). */
 let db: AuditDatabase;
@@ -19,7 +19,7 @@ describe('createAuditDatabase and the matchers', () => {
   it('audits the same database twice, each audit in a transaction of its own; toIsolateTenants lists the finding and its fix', async () => {
     const first = await db.audit({ tenants: 2, rows: 5 });
     const second = await db.audit({ tenants: 2, rows: 5 });
-    const leaks = (report: typeof first) => report.findings.filter((finding) => finding.check === 'read-isolation').map((finding) => finding.object.name);
+    const leaks = (report: typeof first) => allFindings(report.findings).filter((finding) => finding.check === 'read-isolation').map((finding) => finding.object.name);
     expect(leaks(first)).toEqual(['public.recent_messages']);
     expect(leaks(second)).toEqual(leaks(first));
     expect(first).not.toIsolateTenants();

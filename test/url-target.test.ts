@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
-import { findingsOf, ROOT, runCli, TARGETS } from './helpers.js';
+import { allFindings, findingsOf, ROOT, runCli, TARGETS } from './helpers.js';
 
 /** Everything an audit could leave behind: rows (count and checksum per table), sequences, roles, objects, settings. */
 async function fingerprint(connectionString: string): Promise<Record<string, unknown>> {
@@ -80,7 +80,7 @@ describe.each(TARGETS)('--database-url on $name', ({ args }) => {
     const before = await fingerprint(target.connectionString);
     const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '3', '--quiet']);
     expect(run.code).toBe(1);
-    const leak = run.report!.findings.find((finding) => finding.check === 'read-isolation' && objectSubject(finding.object) === 'public.messages')!;
+    const leak = allFindings(run.report!.findings).find((finding) => finding.check === 'read-isolation' && objectSubject(finding.object) === 'public.messages')!;
     expect(leak.evidence.details).toMatch(/tenant 1 \(not seeded\)|tenant 2 \(not seeded\)/);
     expect(findingsOf(run, 'read-isolation').map((finding) => objectSubject(finding.object))).toEqual(['public.messages']);
     expect(await fingerprint(target.connectionString)).toEqual(before);

@@ -232,7 +232,8 @@ ${accepted
         accepted.expires ? ` (until ${accepted.expires})` : ''
       }: ${accepted.reason}</span>`
     : ''}
-${finding.confirmedBy?.length ? html`<span class="badge">confirmed by ${finding.confirmedBy.join(', ')}</span>` : ''}
+${finding.confirmedBy?.length ? html`<span class="badge">confirmed by ${[...new Set(finding.confirmedBy.map((entry) => `${entry.check} on ${objectLabel(entry.object)}`))].join(', ')}</span>` : ''}
+${finding.affected?.length ? html`<span class="badge">also affects ${finding.affected.map(objectLabel).join(', ')}</span>` : ''}
 ${finding.refutedBy ? html`<span class="badge">refuted by ${finding.refutedBy}</span>` : ''}
 </p>`;
 }

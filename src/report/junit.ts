@@ -61,13 +61,25 @@ function checksThatRan(report: Report): string[] {
   return unique([...report.checks.map((check) => check.id), ...report.probes.map((record) => record.check), ...report.findings.map((finding) => finding.check)]);
 }
 
+/**
+ * Each check's own findings: a defect is one finding in the report, but each check that saw it (the rule,
+ * the probes folded into it as `confirmedBy`, other rules as `related`) fails its own test case. A folded
+ * finding keeps its severity, what it said and its evidence, and shares the defect's acceptance.
+ */
+function reportedFindings(report: Report): Finding[] {
+  return report.findings.flatMap((finding) => [
+    finding,
+    ...[...(finding.confirmedBy ?? []), ...(finding.related ?? [])].map((linked) => ({ ...finding, ...linked, confirmedBy: [], related: [] })),
+  ]);
+}
+
 function suiteOf(report: Report, check: string): TestSuite {
   const own = report.probes.filter((record) => record.check === check);
   // A check reported along the way by another probe (own-rows-hidden by read-isolation) was evaluated on
   // that probe's statements: it covered the same objects.
   const group = probeGroup(report, check);
   const records = own.length || !group ? own : report.probes.filter((record) => group.includes(record.check));
-  const findings = report.findings.filter((finding) => finding.check === check);
+  const findings = reportedFindings(report).filter((finding) => finding.check === check);
   const meta = report.checks.find((entry) => entry.id === check);
   let covered: string[] = records.map((record) => record.relation);
   if (meta?.source === 'rule') {
@@ -118,7 +130,9 @@ function findingText(finding: Finding): string {
     const until = finding.accepted.expires ? ` until ${finding.accepted.expires}` : '';
     lines.push(finding.accepted.expired ? `acceptance expired${until}: ${finding.accepted.reason}` : `accepted${until}: ${finding.accepted.reason}`);
   }
-  if (finding.confirmedBy?.length) lines.push(...finding.confirmedBy.map((entry) => `confirmed by ${entry}`));
+  for (const entry of finding.confirmedBy ?? []) lines.push(`confirmed by ${entry.check} on ${objectLabel(entry.object)}: ${entry.message}`);
+  for (const entry of finding.related ?? []) lines.push(`also ${entry.check} on ${objectLabel(entry.object)}: ${entry.message}`);
+  if (finding.affected?.length) lines.push(`affects also: ${finding.affected.map(objectLabel).join(', ')}`);
   if (finding.refutedBy) lines.push(`refuted by ${finding.refutedBy}`);
   lines.push(`context: ${finding.evidence.context}`, '', '-- evidence', finding.evidence.sql, '', '-- fix', finding.fix);
   return lines.join('\n');

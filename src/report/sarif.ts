@@ -45,7 +45,9 @@ interface SarifResult {
     source: Finding['source'];
     evidenceSql: string;
     fix: string;
+    /** `check on object: message` of each probe finding that proves it. */
     confirmedBy?: string[];
+    affected?: string[];
     refutedBy?: string;
     acceptance?: NonNullable<Finding['accepted']>;
   };
@@ -126,7 +128,8 @@ function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerpri
       source: finding.source,
       evidenceSql: finding.evidence.sql,
       fix: finding.fix,
-      ...(finding.confirmedBy?.length ? { confirmedBy: finding.confirmedBy } : {}),
+      ...(finding.confirmedBy?.length ? { confirmedBy: finding.confirmedBy.map((entry) => `${entry.check} on ${objectLabel(entry.object)}: ${entry.message}`) } : {}),
+      ...(finding.affected?.length ? { affected: finding.affected.map(objectLabel) } : {}),
       ...(finding.refutedBy ? { refutedBy: finding.refutedBy } : {}),
       // An expired acceptance is no suppression: the finding is open again. Say why it is not suppressed.
       ...(accepted?.expired ? { acceptance: accepted } : {}),

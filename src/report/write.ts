@@ -1,5 +1,7 @@
 import path from 'node:path';
 import { ensureDirectory, writeNamedFile } from '../output.js';
+import { loadParser } from '../analysis/parse.js';
+import { renderFixScript } from './fix-script.js';
 import { renderHtml } from './html.js';
 import { renderJson } from './json.js';
 import { renderJunit } from './junit.js';
@@ -22,15 +24,20 @@ const OUTPUTS: Record<ReportFormat, { file: string; render: (report: Report) => 
 
 /**
  * Write the report in each requested format into `outDir` (report.json, report.html, report.sarif,
- * report.junit.xml, report.md); report.json is written whatever `formats` says. Returns the paths written.
+ * report.junit.xml, report.md); `formats` adds to report.json and report.html, which are always written, and so is fix.sql (the fixes
+ * of the open findings, merged per object). Returns the paths written.
  */
 export async function writeReports(report: Report, outDir: string, formats: readonly ReportFormat[] = DEFAULT_REPORT_FORMATS): Promise<string[]> {
   await ensureDirectory(outDir);
   const files: string[] = [];
-  for (const format of REPORT_FORMATS.filter((entry) => entry === 'json' || formats.includes(entry))) {
+  for (const format of REPORT_FORMATS.filter((entry) => DEFAULT_REPORT_FORMATS.includes(entry) || formats.includes(entry))) {
     const file = path.join(outDir, OUTPUTS[format].file);
     await writeNamedFile(file, OUTPUTS[format].render(report));
     files.push(file);
   }
+  await loadParser();
+  const fixFile = path.join(outDir, 'fix.sql');
+  await writeNamedFile(fixFile, renderFixScript(report));
+  files.push(fixFile);
   return files;
 }

@@ -1,35 +1,106 @@
-import { objectLabel, objectSubject, type Finding } from '../findings.js';
+import { linkedFinding, objectSubject, sameObject, type Finding, type FindingObject } from '../findings.js';
 import type { ProbeRecord } from '../probes/types.js';
+import { severityRank, type Severity } from '../severity.js';
 import type { Rule } from './types.js';
 
 /**
- * Tie static findings to dynamic evidence. A rule finding whose object a confirming probe flagged is
- * confirmed (and links that evidence); one whose object the confirming probes exercised without finding
- * anything is refuted and lowered to info, with the reason; otherwise it stands as it is.
+ * Tie static findings to dynamic evidence, and make one finding of each defect.
+ *
+ * - Confirmed: a rule finding whose object (the same table, view, function, role, or the same foreign key;
+ *   never another key of the same table) a probe of the rule's `confirmedBy` flagged. The probe findings
+ *   become its `confirmedBy` evidence; its severity is the worst of them.
+ * - Refuted, and lowered to info, only on positive evidence: the confirming probes ran on the object for at
+ *   least two tenants, each of which saw (or changed) rows of its own, and every one of those statements ran
+ *   without error and showed nothing of another tenant. A probe that did not run, ran on no data, or failed
+ *   proves nothing: the rule finding stands. Findings about a key or a policy are never refuted (probe
+ *   statements name only the table, not which key or policy they exercised).
+ * - One defect, one finding: findings whose fix is the same statement are the same defect (a BYPASSRLS role
+ *   seen by a rule and proven on every table, read and missing-context leaks with one policy to blame). They
+ *   become one finding: the rule finding if there is one, else the most severe; the others are its
+ *   `confirmedBy` (probes) or `related` (rules), and their objects its `affected` objects.
  */
 export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], probes: ProbeRecord[], rules: readonly Rule[]): Finding[] {
-  const byId = new Map(rules.map((rule) => [rule.meta.id, rule.meta]));
-  return ruleFindings.map((finding) => {
-    const confirmers = byId.get(finding.check)?.confirmedBy ?? [];
-    if (!confirmers.length) return finding;
-    const object = objectLabel(finding.object);
-    const subject = objectSubject(finding.object);
-    const confirming = probeFindings.filter((probe) => confirmers.includes(probe.check) && objectLabel(probe.object) === object);
-    if (confirming.length) {
-      return { ...finding, confirmedBy: confirming.map((probe) => `${probe.check} on ${objectLabel(probe.object)}: ${probe.message}`) };
-    }
-    const exercised = probes.filter((probe) => confirmers.includes(probe.check) && probe.relation === subject && probe.outcome === 'pass');
-    // Refute only on conclusive evidence: every statement that exercised the object passed (none was
-    // unreliable or inconclusive), and there is something left to lower.
-    const doubtful = probes.some((probe) => confirmers.includes(probe.check) && probe.relation === subject && probe.outcome !== 'pass');
-    // And data was there to exercise: some statement on the object returned rows (an empty partition, or a
-    // relation whose seeded rows were all filtered away, proves nothing).
-    const sawData = probes.some((probe) => probe.relation === subject && probe.rows > 0);
-    if (!exercised.length || doubtful || !sawData || finding.severity === 'info') return finding;
-    return {
-      ...finding,
-      severity: 'info',
-      refutedBy: `${[...new Set(exercised.map((probe) => probe.check))].join(', ')} ran ${exercised.length} statement${exercised.length === 1 ? '' : 's'} on ${subject} (${[...new Set(exercised.map((probe) => probe.context))].join(', ')}) and saw nothing cross a tenant boundary; lowered from ${finding.severity} to info`,
-    };
+  const confirmersOf = new Map(rules.map((rule) => [rule.meta.id, rule.meta.confirmedBy ?? []]));
+  const findings = [...ruleFindings, ...probeFindings];
+  // Union-find over findings: one component per defect.
+  const parent = findings.map((_, index) => index);
+  const root = (index: number): number => (parent[index] === index ? index : (parent[index] = root(parent[index]!)));
+  const join = (a: number, b: number) => {
+    parent[root(a)] = root(b);
+  };
+  const confirmed = new Set<number>();
+  ruleFindings.forEach((finding, ruleIndex) => {
+    const confirmers = confirmersOf.get(finding.check) ?? [];
+    probeFindings.forEach((probe, probeIndex) => {
+      if (confirmers.includes(probe.check) && sameObject(probe.object, finding.object)) {
+        join(ruleFindings.length + probeIndex, ruleIndex);
+        confirmed.add(ruleIndex);
+      }
+    });
   });
+  const byFix = new Map<string, number>();
+  findings.forEach((finding, index) => {
+    const key = finding.fix.trim();
+    if (!key) return;
+    const first = byFix.get(key);
+    if (first === undefined) byFix.set(key, index);
+    else join(index, first);
+  });
+  const components = new Map<number, number[]>();
+  findings.forEach((_, index) => components.set(root(index), [...(components.get(root(index)) ?? []), index]));
+  const merged: Finding[] = [];
+  for (const members of components.values()) {
+    const rulesIn = members.filter((index) => index < ruleFindings.length);
+    // The finding that speaks for the defect: a confirmed rule finding, any rule finding, else the worst probe finding.
+    const primaryIndex =
+      rulesIn.find((index) => confirmed.has(index)) ?? rulesIn.sort((a, b) => severityRank(findings[b]!.severity) - severityRank(findings[a]!.severity))[0] ?? worstOf(members, findings);
+    const primary = findings[primaryIndex]!;
+    const others = members.filter((index) => index !== primaryIndex).map((index) => findings[index]!);
+    if (!others.length) {
+      merged.push(primary.source === 'rule' ? refute(primary, confirmersOf.get(primary.check) ?? [], probes) : primary);
+      continue;
+    }
+    const proofs = others.filter((finding) => finding.source === 'probe');
+    const related = others.filter((finding) => finding.source === 'rule');
+    const affected: FindingObject[] = [];
+    for (const finding of others) {
+      if (!sameObject(finding.object, primary.object) && !affected.some((object) => sameObject(object, finding.object))) affected.push(finding.object);
+    }
+    merged.push({
+      ...primary,
+      severity: worst([primary.severity, ...others.map((finding) => finding.severity)]),
+      ...(proofs.length ? { confirmedBy: proofs.map(linkedFinding) } : {}),
+      ...(related.length ? { related: related.map(linkedFinding) } : {}),
+      ...(affected.length ? { affected } : {}),
+    });
+  }
+  return merged;
+}
+
+function worst(severities: Severity[]): Severity {
+  return severities.reduce((max, severity) => (severityRank(severity) > severityRank(max) ? severity : max));
+}
+
+function worstOf(members: number[], findings: Finding[]): number {
+  return members.reduce((best, index) => (severityRank(findings[index]!.severity) > severityRank(findings[best]!.severity) ? index : best));
+}
+
+/** Lower a rule finding to info when its confirming probes positively showed the object isolated. */
+function refute(finding: Finding, confirmers: string[], probes: ProbeRecord[]): Finding {
+  if (!confirmers.length || finding.severity === 'info' || finding.object.kind === 'constraint' || finding.object.kind === 'policy') return finding;
+  const subject = objectSubject(finding.object);
+  const exercised = probes.filter((probe) => confirmers.includes(probe.check) && probe.relation === subject);
+  if (!exercised.length || exercised.some((probe) => probe.outcome !== 'pass' || probe.error)) return finding;
+  // At least two tenants saw (or changed) rows of their own: the data was there and the policies let it through.
+  const ownRows = exercised.filter((probe) => probe.tenant !== null && probe.rows - probe.foreignRows > 0);
+  const tenants = new Set(ownRows.map((probe) => probe.tenant));
+  if (tenants.size < 2) return finding;
+  return {
+    ...finding,
+    severity: 'info',
+    refutedBy:
+      `${[...new Set(exercised.map((probe) => probe.check))].join(', ')} ran ${exercised.length} statement${exercised.length === 1 ? '' : 's'} on ${subject} ` +
+      `(${[...new Set(exercised.map((probe) => probe.context))].join(', ')}): ${tenants.size} tenants saw their own rows, no statement failed, and nothing crossed a tenant boundary; ` +
+      `lowered from ${finding.severity} to info`,
+  };
 }

@@ -1,0 +1,116 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allChecks } from '../src/checks.js';
+import { atLeast } from '../src/severity.js';
+import { startEmbedded } from '../src/target/embedded.js';
+import type { Target } from '../src/target/types.js';
+import { allFindings, FIXTURES, runCli, type CliRun } from './helpers.js';
+
+/**
+ * Every check ships a vulnerable fixture it must flag and a secure twin it must not (SQL, or a scenario in
+ * YAML where the check needs one). The checks below had none; their fixtures are exercised here, on one
+ * cluster: each schema goes into a database of its own (and the role app_user is created afresh), which a
+ * `--database-url` audit then reads. The merged fix.sql of the vulnerable run, applied after the schema,
+ * must clear the finding.
+ */
+const PROBED: { check: string; fixable?: false; secureAlso?: string[] }[] = [
+  { check: 'read-isolation' },
+  { check: 'missing-context' },
+  { check: 'missing-context-error' },
+  // Which policy hides the rows, and how it should read instead, is the owner's call: fix.sql says so in a comment.
+  { check: 'own-rows-hidden', fixable: false },
+  { check: 'role-bypasses-rls' },
+  // An owner holds TRUNCATE on its table whatever FORCE says: dangerous-grant still reports that.
+  { check: 'role-owns-table', secureAlso: ['dangerous-grant'] },
+];
+
+function fixtureFile(check: string, variant: 'vulnerable' | 'secure'): string | undefined {
+  return ['sql', 'yaml'].map((extension) => path.join(FIXTURES, check, `${variant}.${extension}`)).find((file) => existsSync(file));
+}
+
+describe('check fixtures', () => {
+  it('every registered check has a vulnerable fixture and a secure twin', () => {
+    const missing = allChecks().flatMap((check) => (['vulnerable', 'secure'] as const).filter((variant) => !fixtureFile(check.id, variant)).map((variant) => `${check.id}/${variant}`));
+    expect(missing).toEqual([]);
+  });
+});
+
+describe('fixtures of the probes without a test of their own', () => {
+  let target: Target;
+  let scratch: string;
+  beforeAll(async () => {
+    target = await startEmbedded();
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-check-fixtures-'));
+  });
+  afterAll(async () => {
+    await target?.close();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  let runs = 0;
+  async function audit(schemas: string[], extra: string[] = []): Promise<CliRun & { dir: string }> {
+    runs += 1;
+    const database = `fixture_${runs}`;
+    const url = new URL(target.connectionString);
+    url.pathname = `/${database}`;
+    const admin = new pg.Client({ connectionString: target.connectionString });
+    await admin.connect();
+    try {
+      await admin.query(`create database ${database}`);
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      try {
+        for (const schema of schemas) await client.query(await readFile(schema, 'utf8'));
+      } finally {
+        await client.end();
+      }
+      const out = path.join(scratch, `run-${runs}`);
+      const run = await runCli(['run', '--database-url', url.toString(), '--role', 'app_user', '--seed', '7', '--tenants', '2', '--rows', '5', '--out', out, ...extra]);
+      expect(run.err).not.toMatch(/^rls-audit: /m);
+      expect(run.code).not.toBe(2);
+      expect(run.report).not.toBeNull();
+      return { ...run, dir: out };
+    } finally {
+      await admin.query(`drop database if exists ${database} with (force)`);
+      await admin.query('drop role if exists app_user');
+      await admin.end();
+    }
+  }
+
+  it.each(PROBED)('$check: flags the vulnerable fixture; its fix.sql clears it; the secure twin is not flagged', async ({ check, fixable, secureAlso }) => {
+    const vulnerable = await audit([fixtureFile(check, 'vulnerable')!]);
+    expect(allFindings(vulnerable.report!.findings).map((finding) => finding.check)).toContain(check);
+    const script = await readFile(path.join(vulnerable.dir, 'fix.sql'), 'utf8');
+    if (fixable === false) {
+      expect(script).toContain(`-- ${check} on `);
+    } else {
+      const fixed = await audit([fixtureFile(check, 'vulnerable')!, path.join(vulnerable.dir, 'fix.sql')]);
+      expect(allFindings(fixed.report!.findings).filter((finding) => finding.check === check)).toEqual([]);
+    }
+    const secure = await audit([fixtureFile(check, 'secure')!]);
+    expect(allFindings(secure.report!.findings).filter((finding) => finding.check === check)).toEqual([]);
+    expect(secure.report!.findings.filter((finding) => atLeast(finding.severity, 'medium') && !secureAlso?.includes(finding.check))).toEqual([]);
+  });
+
+  it('the team schema with two planted bugs: each reported once with one fix, and fix.sql clears both', async () => {
+    const schema = path.join(FIXTURES, 'team-schema', 'schema.sql');
+    const run = await audit([schema]);
+    const reported = run.report!.findings.filter((finding) => atLeast(finding.severity, 'low'));
+    expect(reported.map((finding) => `${finding.check} ${finding.object.name}`).sort()).toEqual(['definer-view public.open_tasks', 'with-check-missing-tenant public.tasks']);
+    const view = reported.find((finding) => finding.check === 'definer-view')!;
+    expect(view.confirmedBy!.map((entry) => entry.check)).toContain('read-isolation');
+    const update = reported.find((finding) => finding.check === 'with-check-missing-tenant')!;
+    expect(update.confirmedBy!.map((entry) => entry.check)).toContain('tenant-reassignment');
+    // One line per defect on the terminal.
+    expect(run.out.split('\n').filter((line) => /^\s+HIGH\s/.test(line))).toHaveLength(2);
+    const script = await readFile(path.join(run.dir, 'fix.sql'), 'utf8');
+    expect(script.match(/^alter policy "tasks_update" on "public"\."tasks"$/gm)).toHaveLength(1);
+    expect(script.match(/^alter view "public"\."open_tasks" set \(security_invoker = true\);$/gm)).toHaveLength(1);
+    const fixed = await audit([schema, path.join(run.dir, 'fix.sql')]);
+    expect(fixed.report!.findings.filter((finding) => atLeast(finding.severity, 'low'))).toEqual([]);
+  });
+});

@@ -24,7 +24,9 @@ async function catalogOf(sql: string): Promise<{ catalog: Catalog; role: string 
   await admin.connect();
   await admin.query(`create database ${database}`);
   await admin.end();
-  const client = new pg.Client({ connectionString: target.connectionString.replace(/\/rls_audit$/, `/${database}`) });
+  const url = new URL(target.connectionString);
+  url.pathname = `/${database}`;
+  const client = new pg.Client({ connectionString: url.toString() });
   await client.connect();
   try {
     await client.query(sql.replace(/\bapp_user\b/g, role));

@@ -34,12 +34,12 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { check: 'foreign-insert', table: 'public.tasks', severity: 'critical', fix: /alter policy "tenant_insert" on "public"."tasks" with check \("tenant_id" = /, statement: /insert into "public"."tasks" \(/ },
-  { check: 'foreign-update', table: 'public.tasks', severity: 'critical', fix: /alter policy "edit_any" on "public"."tasks" using \("tenant_id" = /, statement: /update "public"."tasks" set "\w+" = "\w+" where "tenant_id" = '\d+'::integer and "id" = '\d+'::bigint;/ },
-  { check: 'foreign-delete', table: 'public.tasks', severity: 'critical', fix: /alter policy "delete_any" on "public"."tasks" using \("tenant_id" = /, statement: /delete from "public"."tasks" where "tenant_id" = '\d+'::integer and "id" = '\d+'::bigint;/ },
-  { check: 'blind-update', table: 'public.tasks', severity: 'high', fix: /alter policy "edit_any" on "public"."tasks" using \("tenant_id" = /, statement: /update "public"."tasks" set "title" = '[^']+'::text;/ },
-  { check: 'blind-delete', table: 'public.tasks', severity: 'high', fix: /alter policy "purge_any" on "public"."tasks" using \("tenant_id" = /, statement: /delete from "public"."tasks";/ },
-  { check: 'tenant-reassignment', table: 'public.tasks', severity: 'high', fix: /alter policy "tenant_update" on "public"."tasks" with check \("tenant_id" = /, statement: /update "public"."tasks" set "tenant_id" = '\d+'::integer, "project_id" = '\d+'::bigint;/ },
+  { check: 'foreign-insert', table: 'public.tasks', severity: 'critical', fix: /alter policy "tenant_insert" on "public"."tasks"\s+with check \("tenant_id" = /, statement: /insert into "public"."tasks" \(/ },
+  { check: 'foreign-update', table: 'public.tasks', severity: 'critical', fix: /alter policy "edit_any" on "public"."tasks"\s+using \("tenant_id" = /, statement: /update "public"."tasks" set "\w+" = "\w+" where "tenant_id" = '\d+'::integer and "id" = '\d+'::bigint;/ },
+  { check: 'foreign-delete', table: 'public.tasks', severity: 'critical', fix: /alter policy "delete_any" on "public"."tasks"\s+using \("tenant_id" = /, statement: /delete from "public"."tasks" where "tenant_id" = '\d+'::integer and "id" = '\d+'::bigint;/ },
+  { check: 'blind-update', table: 'public.tasks', severity: 'high', fix: /alter policy "edit_any" on "public"."tasks"\s+using \("tenant_id" = /, statement: /update "public"."tasks" set "title" = '[^']+'::text;/ },
+  { check: 'blind-delete', table: 'public.tasks', severity: 'high', fix: /alter policy "purge_any" on "public"."tasks"\s+using \("tenant_id" = /, statement: /delete from "public"."tasks";/ },
+  { check: 'tenant-reassignment', table: 'public.tasks', severity: 'high', fix: /alter policy "tenant_update" on "public"."tasks"\s+with check \("tenant_id" = /, statement: /update "public"."tasks" set "tenant_id" = '\d+'::integer, "project_id" = '\d+'::bigint;/ },
   { check: 'truncate', table: 'public.tasks', severity: 'high', fix: /^revoke truncate on "public"."tasks" from "app_user";$/, statement: /truncate table "public"."tasks";/ },
   { check: 'upsert-conflict', table: 'public.products', severity: 'critical', fix: /alter table "public"."products" drop constraint "products_sku_key", add constraint "products_sku_key" unique \("tenant_id", "sku"\)/, statement: /on conflict \("sku"\) do update set "\w+" = excluded\."\w+";/ },
   { check: 'cross-tenant-reference', table: 'public.tasks', severity: 'medium', fix: /foreign key \("tenant_id", "project_id"\) references "public"."projects" \("tenant_id", "id"\)/, statement: /insert into "public"."tasks" \(/ },

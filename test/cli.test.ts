@@ -87,7 +87,7 @@ describe('the installed command', () => {
     // Piped: plain lines, no progress bar, no colour.
     expect(stderr).toMatch(/^target: .*\ntenancy: /m);
     expect(stdout + stderr).not.toMatch(/\u001b\[|\u2588/);
-    expect(readdirSync(out).sort()).toEqual(['report.html', 'report.json']);
+    expect(readdirSync(out).sort()).toEqual(['fix.sql', 'report.html', 'report.json']);
   });
 
   it.skipIf(!existsSync(cli))('stops and deletes the embedded cluster on Ctrl-C', async () => {

@@ -24,7 +24,7 @@ describe('createAuditDatabase and the matchers', () => {
     expect(leaks(second)).toEqual(leaks(first));
     expect(first).not.toIsolateTenants();
     expect(() => expect(first).toIsolateTenants()).toThrow(
-      /to prove tenant isolation, but its verdict is FAIL \(fail on high and above: \d+ findings?\)\n(.*\n)*  HIGH read-isolation on public\.recent_messages: As tenant A, .*\n    fix:\n      alter view "public"\."recent_messages" set \(security_invoker/,
+      /to prove tenant isolation, but its verdict is FAIL \(fail on high and above: \d+ findings?\)\n(.*\n)*  HIGH definer-view on public\.recent_messages: .*\n    fix:\n      alter view "public"\."recent_messages" set \(security_invoker/,
     );
   });
 

@@ -55,7 +55,7 @@ describe('the published package', () => {
       (error: { code: number; stdout: string }) => error,
     );
     expect(audit.code).toBe(1);
-    expect(audit.stdout).toMatch(/read-isolation +public\.recent_messages/);
+    expect(audit.stdout).toMatch(/definer-view +public\.recent_messages/);
     // README shows this run's output: its findings and verdict are what the installed package prints.
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
     const shown = readme.slice(readme.indexOf('scenarios/demo.yaml` prints')).split('```')[1]!.split('\n');

@@ -28,7 +28,7 @@ export const blindUpdate = defineProbe({
       const { relation, relationPlan } = target;
       const columns = plainColumns(relation, relationPlan).slice(0, ATTEMPTS);
       if (!columns.length) {
-        recordWrite(context, this.meta.id, target, context.tenants[0]!, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column');
+        recordWrite(context, this.meta.id, target, context.tenants[0]!, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column', false);
         continue;
       }
       actors: for (const actor of writeActors(context, this.meta.id, relation)) {

@@ -424,8 +424,10 @@ export function recordWrite(
   rows: number,
   foreignRows: number,
   error?: WriteError | string,
+  /** False when the statement cannot exist for this relation, so skipping it hides nothing. */
+  hidesLeak = true,
 ): void {
-  if (outcome === 'skipped') {
+  if (outcome === 'skipped' && hidesLeak) {
     // Skipped for a reason that hides a possible leak (a lock another session held, no row of its own to bound it to).
     context.inconclusive({
       relation: target.relation.qualified,

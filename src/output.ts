@@ -25,9 +25,16 @@ export class Secrets {
     return this.values.size ? redact(text, this.values) : text;
   }
 
-  /** A report with every known password removed from every string in it. */
+  /**
+   * A report with every known password removed from every string in it. String by string, not over the
+   * JSON text: a password that matches part of an escape sequence (`\n`, `\u001b`) would corrupt the JSON.
+   */
   redactValue<T>(value: T): T {
-    return this.values.size ? (JSON.parse(this.redact(JSON.stringify(value))) as T) : value;
+    if (!this.values.size) return value;
+    if (typeof value === 'string') return this.redact(value) as T;
+    if (Array.isArray(value)) return value.map((item) => this.redactValue(item)) as T;
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, this.redactValue(item)])) as T;
+    return value;
   }
 }
 

@@ -30,11 +30,7 @@ export class Secrets {
    * JSON text: a password that matches part of an escape sequence (`\n`, `\u001b`) would corrupt the JSON.
    */
   redactValue<T>(value: T): T {
-    if (!this.values.size) return value;
-    if (typeof value === 'string') return this.redact(value) as T;
-    if (Array.isArray(value)) return value.map((item) => this.redactValue(item)) as T;
-    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, this.redactValue(item)])) as T;
-    return value;
+    return this.values.size ? mapStrings(value, (text) => this.redact(text)) : value;
   }
 }
 
@@ -46,14 +42,19 @@ export function terminalLine(text: string): string {
   return text.replace(LINE_BREAKS, (char) => (char === '\n' ? '\\n' : '\\r')).replace(CONTROL, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** Every string in `value` made safe for a terminal (names, messages, notes as the console prints them). */
-export function terminalSafe<T>(value: T): T {
-  if (typeof value === 'string') return terminalLine(value) as T;
-  if (Array.isArray(value)) return value.map((item) => terminalSafe(item)) as T;
+/** `value` with every string in it (at any depth of arrays and plain objects) passed through `change`. */
+function mapStrings<T>(value: T, change: (text: string) => string): T {
+  if (typeof value === 'string') return change(value) as T;
+  if (Array.isArray(value)) return value.map((item) => mapStrings(item, change)) as T;
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, terminalSafe(item)])) as T;
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, mapStrings(item, change)])) as T;
   }
   return value;
+}
+
+/** Every string in `value` made safe for a terminal (names, messages, notes as the console prints them). */
+export function terminalSafe<T>(value: T): T {
+  return mapStrings(value, terminalLine);
 }
 
 function fsProblem(error: unknown): string {

@@ -393,7 +393,7 @@ function newTimings(): Report['timings'] {
  * transaction is READ ONLY), no seeding, no probes.
  */
 export async function lint(input: ScenarioInput, options: AuditOptions = {}): Promise<Report> {
-  const scenario = parseScenario(input, 'the scenario object', { requireSchema: !options.target });
+  const scenario = await parseScenario(input, 'the scenario object', { requireSchema: !options.target });
   const startedAt = new Date().toISOString();
   const clock = new Stopwatch();
   const timings = newTimings();
@@ -416,7 +416,7 @@ export async function lint(input: ScenarioInput, options: AuditOptions = {}): Pr
  * return the report. Everything after the schema happens in one transaction that is rolled back.
  */
 export async function audit(input: ScenarioInput, options: AuditOptions = {}): Promise<Report> {
-  const scenario = parseScenario(input, 'the scenario object', { requireSchema: !options.target });
+  const scenario = await parseScenario(input, 'the scenario object', { requireSchema: !options.target });
   const log = options.log ?? (() => undefined);
   const progress = options.progress ?? (() => undefined);
   const startedAt = new Date().toISOString();

@@ -308,6 +308,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       return 2;
     }
     io.err(`rls-audit: unexpected error: ${errorMessage(error)}\n`);
+    if (process.env.RLS_AUDIT_DEBUG && error instanceof Error && error.stack) io.err(`${error.stack}\n`);
     return 2;
   }
 }

@@ -47,9 +47,11 @@ const SCHEMA = [
   ]),
 ].join('\n');
 
+/** A finding by what it says and what proves it (the evidence SQL holds generated values that depend on what ran before). */
 function shape(findings: Finding[]): string[] {
+  const linked = (list: Finding['confirmedBy']) => (list ?? []).map((link) => JSON.stringify([link.check, link.object, link.severity, link.tenant ?? null, link.foreignTenant ?? null])).sort();
   return findings
-    .map((finding) => JSON.stringify([finding.check, finding.object, finding.severity, finding.tenant ?? null, finding.foreignTenant ?? null, finding.message, [...(finding.confirmedBy ?? [])].sort(), finding.refutedBy ?? null]))
+    .map((finding) => JSON.stringify([finding.check, finding.object, finding.severity, finding.tenant ?? null, finding.foreignTenant ?? null, finding.message, linked(finding.confirmedBy), linked(finding.related), finding.refutedBy ?? null]))
     .sort();
 }
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { foreignKeyClauses, keyColumnsMentioned, oneLine, prefixKeyList, relationsNamed, triggerEvents } from '../src/analysis/sql-text.js';
-import { loadParser } from '../src/analysis/parse.js';
+import { loadParser, scanTokens } from '../src/analysis/parse.js';
 
 beforeAll(async () => {
   await loadParser();
@@ -35,5 +35,15 @@ describe('SQL text through the parser and lexer', () => {
 
   it('lists the relations SQL names, not words in its strings', () => {
     expect(relationsNamed(`select * from messages m join public.users u on u.id = m.user_id where body <> 'from projects'`)).toEqual(['messages', 'public.users']);
+  });
+
+  it('lexes control characters inside quotes and comments, with character offsets, and rejects them outside', () => {
+    const sql = `create table "evil\n  verdict: PASS\u001b[2J" (note text default 'é\u0001'); -- bell \u0007\nselect 1`;
+    const tokens = scanTokens(sql);
+    expect(tokens.map((token) => token.text)).toContain('"evil\n  verdict: PASS\u001b[2J"');
+    expect(tokens.map((token) => token.text)).toContain("'é\u0001'");
+    for (const token of tokens) expect(sql.slice(token.start, token.end)).toBe(token.text);
+    expect(tokens.at(-1)).toMatchObject({ text: '1', end: sql.length });
+    expect(() => scanTokens('select 1 \u0001 + 2')).toThrow(/control character U\+0001/);
   });
 });

@@ -22,7 +22,7 @@ import type {
   PolicyAnalysis,
   RelationAnalysis,
 } from './model.js';
-import { parseExpression, scanTokens } from './parse.js';
+import { byteToChar, parseExpression, scanTokens } from './parse.js';
 
 export type * from './model.js';
 export { loadParser } from './parse.js';
@@ -54,19 +54,6 @@ function searchSchemas(fn: FunctionInfo): string[] {
     .filter((part) => part && part !== '$user' && part !== 'pg_temp' && part !== 'pg_catalog');
 }
 
-/** Character offsets for the byte offsets the parser reports (they differ once the text has non-ASCII characters). */
-function byteToChar(text: string): (byte: number) => number {
-  if (Buffer.byteLength(text) === text.length) return (byte) => byte;
-  const offsets: number[] = [];
-  let bytes = 0;
-  for (let index = 0; index < text.length; index += 1) {
-    offsets[bytes] = index;
-    bytes += Buffer.byteLength(text[index]!);
-  }
-  offsets[bytes] = text.length;
-  return (byte) => offsets[byte] ?? text.length;
-}
-
 /** The function calls written in an expression, with their spans in the text. */
 function callSites(text: string, root: Expr): CallSite[] {
   const prefix = 'SELECT ('.length;
@@ -84,6 +71,7 @@ function callSites(text: string, root: Expr): CallSite[] {
   if (!calls.length) return [];
   const tokens = scanTokens(text);
   const toChar = byteToChar(text);
+  for (const call of calls) call.at = toChar(call.at);
   const sites: CallSite[] = [];
   for (const call of calls) {
     const first = tokens.findIndex((token) => token.start === call.at);
@@ -103,7 +91,7 @@ function callSites(text: string, root: Expr): CallSite[] {
       }
     }
     if (close < 0) continue;
-    sites.push({ name: call.name, start: toChar(call.at), end: toChar(tokens[close]!.end), inSubselect: call.inSubselect, setting: call.setting });
+    sites.push({ name: call.name, start: call.at, end: tokens[close]!.end, inSubselect: call.inSubselect, setting: call.setting });
   }
   return sites;
 }

@@ -75,12 +75,61 @@ export function parsePlpgsql(createFunction: string): unknown[] {
   }
 }
 
-/** The lexer's tokens, e.g. to find statement boundaries and comments without parsing. Throws ParseError. */
+/** Character offsets for the byte offsets the parser reports (they differ once the text has non-ASCII characters). */
+export function byteToChar(text: string): (byte: number) => number {
+  if (Buffer.byteLength(text) === text.length) return (byte) => byte;
+  const offsets: number[] = [];
+  let bytes = 0;
+  for (let index = 0; index < text.length; ) {
+    offsets[bytes] = index;
+    const codePoint = text.codePointAt(index)!;
+    const width = codePoint > 0xffff ? 2 : 1;
+    bytes += Buffer.byteLength(text.slice(index, index + width));
+    index += width;
+  }
+  offsets[bytes] = text.length;
+  return (byte) => offsets[byte] ?? text.length;
+}
+
+/** Control characters the scanner copies into its JSON unescaped (it escapes only tab, newline and return). */
+function isBareControl(code: number): boolean {
+  return code < 0x20 && code !== 0x09 && code !== 0x0a && code !== 0x0d;
+}
+
+/** Tokens inside which any character is content: quoted strings and identifiers, and comments. */
+const QUOTED = new Set(['SCONST', 'USCONST', 'BCONST', 'XCONST', 'SQL_COMMENT', 'C_COMMENT']);
+
+/**
+ * The lexer's tokens, e.g. to find statement boundaries and comments without parsing, with `start` / `end`
+ * as character offsets into `sql` and `text` sliced from it. Throws ParseError.
+ *
+ * The scanner's JSON output leaves control characters other than tab, newline and return unescaped, so
+ * they are masked with a letter (same width, and inside a quoted token or comment a letter lexes alike,
+ * even after a backslash) and the token texts are taken from the original. A control character outside
+ * a quoted token is a lexical error in PostgreSQL, and is one here.
+ */
 export function scanTokens(sql: string): ScanToken[] {
   ensureLoaded();
+  const controls: number[] = [];
+  let masked = sql;
+  for (let index = 0; index < sql.length; index += 1) if (isBareControl(sql.charCodeAt(index))) controls.push(index);
+  if (controls.length) masked = [...sql].map((char) => (char.length === 1 && isBareControl(char.charCodeAt(0)) ? 'x' : char)).join('');
+  let tokens: ScanToken[];
   try {
-    return scanSync(sql).tokens;
+    tokens = scanSync(masked).tokens;
   } catch (error) {
     throw asParseError(error);
   }
+  const toChar = byteToChar(sql);
+  tokens = tokens.map((token) => {
+    const start = toChar(token.start);
+    const end = toChar(token.end);
+    return { ...token, start, end, text: sql.slice(start, end) };
+  });
+  for (const at of controls) {
+    const token = tokens.find((candidate) => candidate.start <= at && at < candidate.end);
+    const quoted = token && (QUOTED.has(token.tokenName) || (token.tokenName === 'IDENT' || token.tokenName === 'UIDENT') && (token.text.startsWith('"') || token.text.toLowerCase().startsWith('u&"')));
+    if (!quoted) throw new ParseError(`syntax error at or near control character U+${sql.charCodeAt(at).toString(16).padStart(4, '0').toUpperCase()}`, at);
+  }
+  return tokens;
 }

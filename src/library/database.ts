@@ -51,7 +51,7 @@ export interface AuditDatabase {
  * `audit()` and `asTenant()` in a transaction of its own that is rolled back, so they can run in any order.
  */
 export async function createAuditDatabase(input: ScenarioInput): Promise<AuditDatabase> {
-  const scenario = parseScenario(input, 'the scenario given to createAuditDatabase()');
+  const scenario = await parseScenario(input, 'the scenario given to createAuditDatabase()');
   if (scenario.target.kind === 'url') {
     throw new AuditError('createAuditDatabase starts a database of its own: for an existing database, call audit() with target: { kind: "url", url }');
   }

@@ -3,6 +3,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { compileContextSql } from '../analysis/context-sql.js';
+import { loadParser, ParseError } from '../analysis/parse.js';
 import { AuditError, errorMessage } from '../errors.js';
 import { connectionFromEnvironment } from '../target/index.js';
 import { scenarioSchema, type Scenario, type ScenarioInput } from './schema.js';
@@ -82,7 +84,7 @@ export function findConfigFile(cwd = process.cwd()): string | undefined {
  * Validate a scenario given as a value (the library's `audit()` takes a partial one): the schema's
  * defaults fill what is missing; a bad field fails with its path.
  */
-export function parseScenario(input: ScenarioInput, source = 'the scenario', options: { requireRole?: boolean; requireSchema?: boolean } = {}): Scenario {
+export async function parseScenario(input: ScenarioInput, source = 'the scenario', options: { requireRole?: boolean; requireSchema?: boolean } = {}): Promise<Scenario> {
   const result = scenarioSchema.safeParse(input);
   if (!result.success) throw new AuditError(formatZodError(result.error, source));
   const scenario = result.data;
@@ -97,6 +99,16 @@ export function parseScenario(input: ScenarioInput, source = 'the scenario', opt
   }
   if (options.requireRole && !scenario.role && !scenario.preset) {
     throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario)');
+  }
+  if (scenario.contextSql !== undefined) {
+    // Read with PostgreSQL's lexer now, so a context SQL without a parameter stops before any database starts.
+    await loadParser();
+    try {
+      compileContextSql(scenario.contextSql);
+    } catch (error) {
+      if (!(error instanceof AuditError || error instanceof ParseError)) throw error;
+      throw new AuditError(`${source}: contextSql: must use $1 (or $tenant, $user, $role) for the values it sets: ${error.message}`);
+    }
   }
   return scenario;
 }
@@ -162,5 +174,5 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.pgVersion !== undefined) target.pgVersion = overrides.pgVersion;
   if (Object.keys(target).length) merged.target = target as ScenarioInput['target'];
 
-  return parseScenario(merged, file ?? 'the command line', { requireRole });
+  return await parseScenario(merged, file ?? 'the command line', { requireRole });
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,6 +36,58 @@ describe('the embedded cluster is private (issue 10, problem 7)', () => {
     const pid = readFileSync(path.join(socketDir, 'data', 'postmaster.pid'), 'utf8').split('\n');
     expect(pid[4]).toBe(socketDir);
     expect(pid[5]?.trim()).toBe('');
+  });
+});
+
+describe('initdb runs once per build: later clusters start from a copy kept in a private folder', () => {
+  let tmp: string;
+  const saved = process.env.TMPDIR;
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-template-'));
+    await chmod(tmp, 0o755); // PostgreSQL runs as an unprivileged user when the tests run as root
+    process.env.TMPDIR = tmp;
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  const folder = () => path.join(tmp, `rls-audit-templates-${process.getuid!()}`);
+  const startAndQuery = async () => {
+    const target = await startEmbedded({ pgBin: PG15_BIN });
+    try {
+      const client = new pg.Client({ connectionString: target.connectionString });
+      await client.connect();
+      const { rows } = await client.query('select current_database() as db');
+      await client.end();
+      return rows[0].db as string;
+    } finally {
+      await target.close();
+    }
+  };
+
+  it('keeps the template in a 0700 folder of this user, and starts from it', async () => {
+    expect(await startAndQuery()).toBe('rls_audit');
+    const [template, ...others] = readdirSync(folder());
+    expect(others).toEqual([]);
+    expect(statSync(folder()).mode & 0o777).toBe(0o700);
+    expect(readFileSync(path.join(folder(), template!, 'PG_VERSION'), 'utf8').trim()).toBe('15');
+    expect(await startAndQuery()).toBe('rls_audit');
+  });
+
+  it('replaces a damaged template with a fresh initdb', async () => {
+    const [template] = readdirSync(folder());
+    rmSync(path.join(folder(), template!, 'global'), { recursive: true });
+    expect(await startAndQuery()).toBe('rls_audit');
+    expect(existsSync(path.join(folder(), template!, 'global'))).toBe(true);
+  });
+
+  it('neither reads nor writes a folder others can read', async () => {
+    rmSync(folder(), { recursive: true });
+    mkdirSync(folder(), { mode: 0o755 });
+    await chmod(folder(), 0o755);
+    expect(await startAndQuery()).toBe('rls_audit');
+    expect(readdirSync(folder())).toEqual([]);
   });
 });
 

@@ -2,13 +2,24 @@ import { objectLabel, objectSubject, type Finding } from './findings.js';
 import type { Acceptance } from './scenario/schema.js';
 
 /**
- * Whether an acceptance names this finding: its check is the finding's or one folded into it (one defect is
- * one finding), and its object is that check's object, by relation (`public.notes`) or by its full name
- * (`notes_tenant_id_fkey on public.notes`: one foreign key of a table without the others).
+ * Whether an acceptance names this finding: by its fingerprint, or by check and object. The check is the
+ * finding's or one folded into it (one defect is one finding); the object is that check's object, by
+ * relation (`public.notes`) or by full name (`notes_tenant_id_fkey on public.notes`), and with `columns`
+ * only the one about exactly that set of columns (one foreign key of a table without the others).
  */
 function accepts(entry: Acceptance, finding: Finding): boolean {
+  if (entry.fingerprint !== undefined) return entry.fingerprint === finding.fingerprint;
   const reports = [finding, ...(finding.confirmedBy ?? []), ...(finding.related ?? [])];
-  return reports.some((report) => report.check === entry.check && (entry.object === objectSubject(report.object) || entry.object === objectLabel(report.object)));
+  return reports.some(
+    (report) =>
+      report.check === entry.check &&
+      (entry.object === objectSubject(report.object) || entry.object === objectLabel(report.object)) &&
+      (entry.columns === undefined || sameColumns(entry.columns, report.object.columns ?? [])),
+  );
+}
+
+function sameColumns(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((column) => b.includes(column));
 }
 
 /** Mark findings the scenario accepts; an acceptance whose expiry date has passed no longer protects. */

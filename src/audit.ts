@@ -3,7 +3,8 @@ import { applyAcceptances } from './accept.js';
 import { introspect } from './catalog/introspect.js';
 import type { Catalog } from './catalog/types.js';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
-import { objectLabel, objectSubject, type Finding } from './findings.js';
+import { fingerprintFindings, objectLabel, objectSubject, type Finding } from './findings.js';
+import { isFailing } from './baseline.js';
 import { allChecks, ruleChecks } from './checks.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
 import { roleAccess } from './probes/access.js';
@@ -23,7 +24,7 @@ import { seedActors } from './seed/actors.js';
 import { AuditSession } from './session.js';
 import { movedSequences, readSequences, sequenceRisks } from './sequences.js';
 import { relationIdent } from './sql.js';
-import { atLeast, SEVERITIES, severityRank, type Severity } from './severity.js';
+import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { userSqlProblem } from './analysis/statements.js';
@@ -113,7 +114,7 @@ export function summarize(
   for (const finding of findings) counts[finding.severity] += 1;
   const outcomes: Report['summary']['probes'] = {};
   for (const probe of probes) outcomes[probe.outcome] = (outcomes[probe.outcome] ?? 0) + 1;
-  const failing = findings.filter((finding) => atLeast(finding.severity, failOn) && (!finding.accepted || finding.accepted.expired)).length;
+  const failing = findings.filter((finding) => isFailing(finding, failOn)).length;
   return {
     verdict: verdictOf(failing, inconclusive),
     inconclusive: [...inconclusive],
@@ -354,7 +355,7 @@ function buildReport(
     }
   }
   if (seeded) notes.push(...coverageNotes(seeded, scenario));
-  const accepted = sortFindings(applyAcceptances(findings, scenario.accept));
+  const accepted = applyAcceptances(fingerprintFindings(sortFindings(findings)), scenario.accept);
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,
     tool: { name: 'rls-audit', version: VERSION },

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { audit, lint } from './audit.js';
 import { allChecks, renderChecks } from './checks.js';
+import { applyBaseline, readBaseline, type Baseline } from './baseline.js';
 import type { Report } from './report/model.js';
 import type { Scenario } from './scenario/schema.js';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
@@ -67,6 +68,9 @@ function collectFormats(value: string, previous: ReportFormat[] = []): ReportFor
   return formats;
 }
 
+const BASELINE_HELP =
+  'an earlier report.json (or SARIF) of rls-audit: fail only on findings that are new or got worse since, and list new, fixed and unchanged ones';
+
 interface RunFlags {
   schema?: string[];
   role?: string;
@@ -93,6 +97,7 @@ interface RunFlags {
   exhaustive?: boolean;
   jobs?: number;
   shard?: string;
+  baseline?: string;
 }
 
 /**
@@ -158,6 +163,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       .option('--out <dir>', 'where the reports go (default reports/<scenario name>/)')
       .option('--format <list>', `report formats, comma-separated or repeated: ${REPORT_FORMATS.join(', ')} (default json,html; json is always written)`, collectFormats)
       .addOption(new Option('--fail-on <severity>', 'exit 1 when a finding is at or above this severity (default high)').choices([...SEVERITIES]))
+      .option('--baseline <file>', BASELINE_HELP)
       .option('--quiet', 'print nothing but errors');
 
   /** Progress for the terminal; says which rls-audit.yaml is used when none was named. */
@@ -169,8 +175,11 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     return { ...terminal, log: (line: string) => terminal.log(terminalLine(line)) };
   };
 
-  const finish = async (unsafeReport: Report, scenario: Scenario, flags: RunFlags) => {
-    const report = secrets.redactValue(unsafeReport);
+  /** The baseline named by --baseline, read before the audit starts so that a wrong path costs nothing. */
+  const baselineOf = async (file: string | undefined) => (file === undefined ? undefined : readBaseline(path.resolve(io.cwd, file)));
+
+  const finish = async (unsafeReport: Report, scenario: Scenario, flags: RunFlags, baseline: Baseline | undefined) => {
+    const report = secrets.redactValue(baseline ? applyBaseline(unsafeReport, baseline) : unsafeReport);
     const outDir = scenario.out ?? path.resolve(io.cwd, 'reports', scenario.name);
     const formats = flags.format ?? DEFAULT_REPORT_FORMATS;
     const files = await writeReports(report, outDir, formats);
@@ -208,6 +217,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       try {
         const scenario = await loadScenario(file, overridesFrom(flags), io.cwd);
         secrets.addConnection(scenario.target.url);
+        const baseline = await baselineOf(flags.baseline);
         let report: Report;
         try {
           report = await audit(scenario, { log: terminal.log, progress: terminal.progress });
@@ -215,12 +225,12 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
           // The time limit: write what was done so far, then exit 2 with the reason.
           if (error instanceof AuditTimeout && error.report) {
             terminal.stop();
-            await finish(error.report as Report, scenario, flags);
+            await finish(error.report as Report, scenario, flags, baseline);
           }
           throw error;
         }
         terminal.stop();
-        await finish(report, scenario, flags);
+        await finish(report, scenario, flags, baseline);
       } finally {
         terminal.stop();
       }
@@ -233,9 +243,10 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       try {
         const scenario = await loadScenario(file, overridesFrom(flags), io.cwd, false);
         secrets.addConnection(scenario.target.url);
+        const baseline = await baselineOf(flags.baseline);
         const report = await lint(scenario, { log: terminal.log, progress: terminal.progress });
         terminal.stop();
-        await finish(report, scenario, flags);
+        await finish(report, scenario, flags, baseline);
       } finally {
         terminal.stop();
       }
@@ -270,9 +281,12 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .argument('<reports...>', 'report.json files, one per shard')
     .option('--out <dir>', 'where the merged reports go (default reports/<scenario name>/)')
     .option('--format <list>', `report formats, comma-separated or repeated: ${REPORT_FORMATS.join(', ')} (default json,html; json is always written)`, collectFormats)
+    .option('--baseline <file>', BASELINE_HELP)
     .option('--quiet', 'print nothing but errors')
-    .action(async (files: string[], flags: { out?: string; format?: ReportFormat[]; quiet?: boolean }) => {
-      const report = await mergeReportFiles(files.map((file) => path.resolve(io.cwd, file)));
+    .action(async (files: string[], flags: { out?: string; format?: ReportFormat[]; quiet?: boolean; baseline?: string }) => {
+      const baseline = await baselineOf(flags.baseline);
+      const merged = await mergeReportFiles(files.map((file) => path.resolve(io.cwd, file)));
+      const report = baseline ? applyBaseline(merged, baseline) : merged;
       const outDir = flags.out ? path.resolve(io.cwd, flags.out) : path.resolve(io.cwd, 'reports', report.scenario.name);
       const written = await writeReports(report, outDir, flags.format ?? DEFAULT_REPORT_FORMATS);
       if (!flags.quiet) io.out(colourSummary(renderConsole(report, written.map((entry) => path.relative(io.cwd, entry) || entry)), palette(io.colour ?? false)));

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Severity } from './severity.js';
 
 export type SampleRow = Record<string, string | null>;
@@ -75,6 +76,32 @@ export interface Finding {
   refutedBy?: string;
   /** Set when the scenario accepts this finding; accepted findings do not fail the run unless expired. */
   accepted?: { reason: string; expires?: string; expired: boolean };
+  /**
+   * Identifies the same problem across runs (see `fingerprintFindings`): what a baseline and an acceptance
+   * by fingerprint match on. Set on every finding of a report.
+   */
+  fingerprint?: string;
+  /**
+   * Against a baseline (`--baseline`): `unchanged` was there at the same or a worse severity and does not
+   * fail the run; `worse` was there at a milder severity; `new` was not there.
+   */
+  baseline?: 'new' | 'worse' | 'unchanged';
+}
+
+/**
+ * Fingerprints that identify the same problem across runs: the check and the object (kind, name, table,
+ * columns), never a tenant id, a seeded value, a severity or a message (they change with the seed and
+ * with the evidence). When one check reports the same object several times, the n-th of them gets the
+ * ordinal n; `findings` must be in report order (sorted), which is the same in every run.
+ */
+export function fingerprintFindings(findings: readonly Finding[]): Finding[] {
+  const seen = new Map<string, number>();
+  return findings.map((finding) => {
+    const key = `${finding.check}\u0000${finding.object.kind}\u0000${objectLabel(finding.object)}\u0000${(finding.object.columns ?? []).join(',')}`;
+    const ordinal = seen.get(key) ?? 0;
+    seen.set(key, ordinal + 1);
+    return { ...finding, fingerprint: createHash('sha256').update(`rls-audit/v1\u0000${key}\u0000${ordinal}`).digest('hex').slice(0, 32) };
+  });
 }
 
 /** A finding folded into another one of the same defect: what it said and the evidence it had. */

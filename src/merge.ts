@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { applyAcceptances } from './accept.js';
 import { sortFindings, summarize } from './audit.js';
 import { AuditError, errorMessage } from './errors.js';
-import type { Finding } from './findings.js';
+import { fingerprintFindings, type Finding } from './findings.js';
 import type { FamilyCoverage } from './probes/coverage.js';
 import { reconcile } from './rules/reconcile.js';
 import { RULES } from './rules/registry.js';
@@ -38,7 +38,7 @@ export function mergeReports(reports: Report[]): Report {
   const probeFindings = parts.flatMap(({ shard }) => shard.probeFindings);
   const records = parts.flatMap(({ report }) => report.probes);
   const ruleFindings: Finding[] = base.shard!.ruleFindings;
-  const findings = sortFindings(applyAcceptances(reconcile(ruleFindings, probeFindings, records, RULES), base.shard!.accept));
+  const findings = applyAcceptances(fingerprintFindings(sortFindings(reconcile(ruleFindings, probeFindings, records, RULES))), base.shard!.accept);
   const queries = parts.reduce((sum, { report }) => sum + report.summary.queries, 0);
   const timings = { ...base.timings, perProbe: {} as Record<string, number> };
   for (const { report } of parts) {

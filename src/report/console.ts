@@ -12,7 +12,7 @@ export function renderConsole(report: Report, files: string[] = []): string {
   else lines.push(`  ${report.tenants.length} tenants, ${report.relations.filter((relation) => relation.tenancy !== 'shared').length} tenant-owned relations, ${summary.rowsSeeded} rows seeded, ${Object.values(summary.probes).reduce((sum, count) => sum + (count ?? 0), 0)} probes, ${summary.queries} queries`);
   lines.push(`  findings: ${counts}${summary.accepted ? ` (${summary.accepted} accepted)` : ''}`);
   for (const finding of report.findings.filter((entry) => entry.severity !== 'info').slice(0, 25)) {
-    const accepted = finding.accepted ? (finding.accepted.expired ? ' [acceptance expired]' : ' [accepted]') : '';
+    const accepted = finding.accepted ? (finding.accepted.expired ? ' [acceptance expired]' : ' [accepted]') : finding.baseline && finding.baseline !== 'unchanged' ? ` [${finding.baseline}]` : '';
     const proof = finding.confirmedBy?.length ? ` [confirmed by ${finding.confirmedBy.length} probe finding${finding.confirmedBy.length === 1 ? '' : 's'}]` : finding.refutedBy ? ' [refuted by probes]' : '';
     lines.push(`  ${finding.severity.toUpperCase().padEnd(8)} ${finding.check.padEnd(24)} ${objectLabel(finding.object)}${accepted}${proof}: ${finding.message}`);
   }
@@ -27,9 +27,15 @@ export function renderConsole(report: Report, files: string[] = []): string {
   if (summary.verdict === 'inconclusive') {
     for (const note of report.notes.filter((entry) => !/not seeded|partly seeded/.test(entry))) lines.push(`  assumed: ${note}`);
   }
+  if (report.baseline) lines.push(`  ${baselineLine(report.baseline)}`);
   lines.push(`  verdict: ${summary.verdict.toUpperCase()} (fail on ${summary.failOn} and above: ${summary.failing} finding${summary.failing === 1 ? '' : 's'})`);
   for (const file of files) lines.push(`  wrote ${file}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** `baseline rls-audit.baseline.json: 1 new, 0 worse, 4 unchanged, 2 fixed`: what the ratchet compared. */
+export function baselineLine(baseline: NonNullable<Report['baseline']>): string {
+  return `baseline ${baseline.source}: ${baseline.new} new, ${baseline.worse} worse, ${baseline.unchanged} unchanged (not failing), ${baseline.fixed.length} fixed`;
 }
 
 /** Rows each tenant got, per tenant-owned relation (and leaf partition), wrapped: `public.invoices 20/20/20`. */

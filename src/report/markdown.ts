@@ -2,6 +2,7 @@ import { objectLabel, type Finding } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import { SEVERITIES, type Severity } from '../severity.js';
 import type { Report } from './model.js';
+import { baselineLine } from './console.js';
 
 /**
  * A compact Markdown summary for a pull-request comment or $GITHUB_STEP_SUMMARY: a pure function of the
@@ -127,6 +128,10 @@ export function renderMarkdown(report: Report): string {
     `| ${WORST_FIRST.map((severity) => summary.findings[severity] ?? 0).join(' | ')} |`,
     '',
   ];
+  if (report.baseline) {
+    const { fixed } = report.baseline;
+    lines.push(`Compared with ${escapeMarkdown(baselineLine(report.baseline))}.`, '', ...fixed.slice(0, 20).map((entry) => `- fixed: ${escapeMarkdown(`${entry.check} on ${entry.object}`)}`), ...(fixed.length > 20 ? [`- and ${fixed.length - 20} more fixed`] : []), ...(fixed.length ? [''] : []));
+  }
   if ((summary.inconclusive ?? []).length) {
     lines.push('### Inconclusive', '', ...(summary.inconclusive ?? []).map((entry) => `- ${escapeMarkdown(entry.reason)} Try: ${escapeMarkdown(entry.hint)}`), '');
   }

@@ -1,3 +1,4 @@
+import type { BaselineEntry } from '../baseline.js';
 import type { CheckMeta, Finding } from '../findings.js';
 import type { Acceptance } from '../scenario/schema.js';
 import type { FamilyCoverage } from '../probes/coverage.js';
@@ -68,6 +69,11 @@ export interface Report {
    */
   shard?: { index: number; count: number; ruleFindings: Finding[]; probeFindings: Finding[]; accept: Acceptance[] };
   findings: Finding[];
+  /**
+   * Set when the run was compared with a baseline (`--baseline`): how many findings are new, worse or
+   * unchanged (those do not fail the run), and the baseline's findings that are gone.
+   */
+  baseline?: { source: string; new: number; worse: number; unchanged: number; fixed: BaselineEntry[] };
   summary: {
     /** `inconclusive` (exit 2): part of the run proved nothing; `inconclusive` says what and what to try. */
     verdict: Verdict;

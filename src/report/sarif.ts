@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { objectLabel, objectSubject, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
+import { fingerprintFindings, objectLabel, objectSubject, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
 import { severityRank, type Severity } from '../severity.js';
 import type { Report } from './model.js';
 
@@ -39,6 +38,8 @@ interface SarifResult {
   message: { text: string };
   locations: { physicalLocation?: SarifPhysicalLocation; logicalLocations: SarifLogicalLocation[] }[];
   partialFingerprints: { 'rlsAudit/v1': string };
+  /** Against a baseline (`--baseline`); a finding of the baseline that is gone is listed in the JSON report. */
+  baselineState?: 'new' | 'updated' | 'unchanged';
   suppressions?: { kind: 'external'; justification: string }[];
   properties: {
     severity: Severity;
@@ -70,21 +71,6 @@ const SECURITY_SEVERITY: Record<Severity, string> = { critical: '9.5', high: '8.
 function sarifLevel(severity: Severity): SarifLevel {
   if (severity === 'critical' || severity === 'high') return 'error';
   return severity === 'medium' ? 'warning' : 'note';
-}
-
-/**
- * A fingerprint that identifies the same problem across runs: the check and the object, never a tenant id,
- * a seeded value or a message (they change with the seed). When one check reports the same object several
- * times, the n-th of them gets the ordinal n (findings are sorted the same way in every run).
- */
-function findingFingerprints(findings: readonly Finding[]): string[] {
-  const seen = new Map<string, number>();
-  return findings.map((finding) => {
-    const key = `${finding.check}\u0000${finding.object.kind}\u0000${objectLabel(finding.object)}\u0000${(finding.object.columns ?? []).join(',')}`;
-    const ordinal = seen.get(key) ?? 0;
-    seen.set(key, ordinal + 1);
-    return createHash('sha256').update(`rls-audit/v1\u0000${key}\u0000${ordinal}`).digest('hex').slice(0, 32);
-  });
 }
 
 function worst(severities: Severity[]): Severity {
@@ -122,6 +108,7 @@ function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerpri
       },
     ],
     partialFingerprints: { 'rlsAudit/v1': fingerprint },
+    ...(finding.baseline ? { baselineState: finding.baseline === 'worse' ? ('updated' as const) : finding.baseline } : {}),
     ...(accepted && !accepted.expired ? { suppressions: [{ kind: 'external' as const, justification: accepted.reason }] } : {}),
     properties: {
       severity: finding.severity,
@@ -144,7 +131,8 @@ export function toSarif(report: Report): SarifLog {
   // Rules in the order `rls-audit checks` lists them; a check id this version does not know goes last.
   const ruleIds = [...checks.map((check) => check.id).filter((id) => reported.has(id)), ...[...reported].filter((id) => !known.has(id)).sort()];
   const rules = ruleIds.map((id) => ruleOf(id, known.get(id), report.findings.filter((finding) => finding.check === id)));
-  const fingerprints = findingFingerprints(report.findings);
+  // Reports carry their fingerprints; one written before they did gets them here, computed the same way.
+  const fingerprints = fingerprintFindings(report.findings).map((finding, index) => report.findings[index]!.fingerprint ?? finding.fingerprint!);
   return {
     $schema: SARIF_SCHEMA,
     version: '2.1.0',

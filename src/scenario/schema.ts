@@ -6,15 +6,26 @@ const identifier = z.string().min(1).regex(/^[^\u0000]+$/, 'must not contain NUL
 
 export const acceptanceSchema = z
   .object({
-    check: identifier.describe('check id, e.g. existence-oracle'),
-    object: identifier.describe('relation, view, function or role the finding concerns, e.g. public.users'),
+    check: identifier.describe('check id, e.g. existence-oracle').optional(),
+    object: identifier.describe('relation, view, function or role the finding concerns, e.g. public.users').optional(),
+    /** With check and object: only the finding about exactly these columns (one foreign key of a table, not the others). */
+    columns: z.array(identifier).min(1).optional(),
+    /** Instead of check and object: the finding's fingerprint, as report.json and SARIF give it. */
+    fingerprint: z.string().regex(/^[0-9a-f]{32}$/, 'a fingerprint is the 32 hex digits of a finding in report.json or SARIF').optional(),
     reason: z.string().min(3, 'say why this finding is accepted'),
     expires: z
       .string()
       .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected a date as YYYY-MM-DD')
       .optional(),
   })
-  .strict();
+  .strict()
+  .refine((entry) => entry.fingerprint !== undefined || (entry.check !== undefined && entry.object !== undefined), {
+    message: 'name the finding by check and object (optionally columns), or by fingerprint',
+  })
+  .refine((entry) => entry.columns === undefined || (entry.check !== undefined && entry.object !== undefined), {
+    message: 'columns narrow a check and object: give those too',
+    path: ['columns'],
+  });
 
 export const unseededSchema = z
   .object({

@@ -1,0 +1,101 @@
+import { readFile } from 'node:fs/promises';
+import { AuditError, errorMessage } from './errors.js';
+import { fingerprintFindings, objectLabel, type Finding, type FindingObject } from './findings.js';
+import type { Report } from './report/model.js';
+import { atLeast, isSeverity, severityRank, type Severity } from './severity.js';
+import { verdictOf } from './verdict.js';
+
+/** What a baseline knew of one finding. */
+export interface BaselineEntry {
+  fingerprint: string;
+  check: string;
+  severity: Severity;
+  /** `notes_tenant_fkey on public.notes`, as reports name objects. */
+  object: string;
+  message: string;
+}
+
+export interface Baseline {
+  /** The file it was read from, as given. */
+  source: string;
+  entries: BaselineEntry[];
+}
+
+/**
+ * Read a baseline: a report.json of rls-audit (any run, lint or merge) or a SARIF log it wrote. A finding
+ * the baseline accepted counts as known, like any other of its findings.
+ */
+export async function readBaseline(file: string): Promise<Baseline> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new AuditError(`cannot read the baseline ${file}: ${errorMessage(error)}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new AuditError(`the baseline ${file} is not JSON (${errorMessage(error)}): give a report.json or a SARIF file that rls-audit wrote`);
+  }
+  const entries = fromReport(value) ?? fromSarif(value);
+  if (!entries) throw new AuditError(`the baseline ${file} is neither a report.json nor a SARIF log of rls-audit`);
+  return { source: file, entries };
+}
+
+function fromReport(value: unknown): BaselineEntry[] | null {
+  const report = value as Partial<Report>;
+  if (report?.tool?.name !== 'rls-audit' || !Array.isArray(report.findings)) return null;
+  // A report written before findings carried fingerprints: compute them as this version does.
+  const findings = report.findings.some((finding) => !finding.fingerprint) ? fingerprintFindings(report.findings) : report.findings;
+  return findings.map((finding) => ({ fingerprint: finding.fingerprint!, check: finding.check, severity: finding.severity, object: objectLabel(finding.object as FindingObject), message: finding.message }));
+}
+
+interface SarifLike {
+  runs?: { tool?: { driver?: { name?: string } }; results?: { ruleId?: string; message?: { text?: string }; partialFingerprints?: Record<string, string>; properties?: { severity?: string }; locations?: { logicalLocations?: { fullyQualifiedName?: string }[] }[] }[] }[];
+}
+
+function fromSarif(value: unknown): BaselineEntry[] | null {
+  const runs = (value as SarifLike)?.runs;
+  if (!Array.isArray(runs) || !runs.some((run) => run.tool?.driver?.name === 'rls-audit')) return null;
+  return runs
+    .filter((run) => run.tool?.driver?.name === 'rls-audit')
+    .flatMap((run) => run.results ?? [])
+    .filter((result) => result.partialFingerprints?.['rlsAudit/v1'])
+    .map((result) => ({
+      fingerprint: result.partialFingerprints!['rlsAudit/v1']!,
+      check: result.ruleId ?? '',
+      severity: isSeverity(result.properties?.severity) ? result.properties.severity : 'critical',
+      object: result.locations?.[0]?.logicalLocations?.[0]?.fullyQualifiedName ?? '',
+      message: result.message?.text ?? '',
+    }));
+}
+
+/** A finding fails the run: at or above `failOn`, not accepted (or its acceptance expired), not already in the baseline. */
+export function isFailing(finding: Finding, failOn: Severity): boolean {
+  return atLeast(finding.severity, failOn) && (!finding.accepted || finding.accepted.expired) && finding.baseline !== 'unchanged';
+}
+
+/**
+ * Compare a report with a baseline: each finding is `new`, `worse` (its fingerprint was there at a milder
+ * severity) or `unchanged`; the baseline's findings that are gone are listed as fixed. Only new and worse
+ * findings fail the run: a ratchet that lets a gate go green on an old schema and keeps it from getting worse.
+ */
+export function applyBaseline(report: Report, baseline: Baseline): Report {
+  const known = new Map(baseline.entries.map((entry) => [entry.fingerprint, entry]));
+  const findings = report.findings.map((finding) => {
+    const before = finding.fingerprint ? known.get(finding.fingerprint) : undefined;
+    const status: Finding['baseline'] = !before ? 'new' : severityRank(finding.severity) > severityRank(before.severity) ? 'worse' : 'unchanged';
+    return { ...finding, baseline: status };
+  });
+  const present = new Set(findings.map((finding) => finding.fingerprint));
+  const fixed = baseline.entries.filter((entry) => !present.has(entry.fingerprint));
+  const count = (status: Finding['baseline']) => findings.filter((finding) => finding.baseline === status).length;
+  const failing = findings.filter((finding) => isFailing(finding, report.summary.failOn)).length;
+  return {
+    ...report,
+    findings,
+    baseline: { source: baseline.source, new: count('new'), worse: count('worse'), unchanged: count('unchanged'), fixed },
+    summary: { ...report.summary, failing, verdict: verdictOf(failing, report.summary.inconclusive ?? []) },
+  };
+}

@@ -15,6 +15,8 @@ interface Pattern {
   plan: Record<string, unknown>;
   leak: { check: string; table: string };
   secure: string[];
+  /** Users belong to tenants through memberships: the user in two tenants and the user in none read too. */
+  members?: true;
 }
 
 const PATTERNS: Pattern[] = [
@@ -24,6 +26,7 @@ const PATTERNS: Pattern[] = [
     plan: { role: 'authenticated', tenantKey: 'public.teams.id uuid', tenantColumns: ['team_id'] },
     leak: { check: 'read-isolation', table: 'public.documents' },
     secure: ['public.teams', 'public.team_members', 'public.projects'],
+    members: true,
   },
   {
     fixture: 'supabase-per-user',
@@ -84,7 +87,7 @@ const PATTERNS: Pattern[] = [
 ];
 
 describe('tenancy patterns', () => {
-  it.each(PATTERNS)('$fixture: discovered, leak found, secure tables clean', async ({ fixture, args, plan, leak, secure }) => {
+  it.each(PATTERNS)('$fixture: discovered, leak found, secure tables clean', async ({ fixture, args, plan, leak, secure, members }) => {
     const run = await runCli(['run', '--schema', path.join(FIXTURES, 'tenancy', `${fixture}.sql`), '--seed', '7', '--quiet', ...args]);
     expect(run.err).not.toMatch(/unexpected error/);
     expect(run.report, run.err).not.toBeNull();
@@ -102,5 +105,10 @@ describe('tenancy patterns', () => {
     // Every tenant read its own rows of every secure table it may read, and nothing else.
     const reads = report.probes.filter((probe) => probe.check === 'read-isolation' && secure.includes(probe.relation));
     for (const probe of reads) expect([probe.relation, probe.context, probe.foreignRows, probe.rows > 0]).toEqual([probe.relation, probe.context, 0, true]);
+    // The user in two tenants sees exactly both tenants' rows of every secure table; the user in none sees none.
+    const extra = (check: string) => report.probes.filter((probe) => probe.check === check && secure.includes(probe.relation));
+    expect(extra('member-of-two-tenants').length).toBe(members ? secure.length : 0);
+    for (const probe of extra('member-of-two-tenants')) expect([probe.relation, probe.outcome, probe.foreignRows, probe.missingOwnRows]).toEqual([probe.relation, 'pass', 0, 0]);
+    for (const probe of extra('no-membership-user')) expect([probe.relation, probe.outcome, probe.rows]).toEqual([probe.relation, 'pass', 0]);
   });
 });

@@ -1,10 +1,9 @@
 import type { Relation } from '../catalog/types.js';
 import { inheritedBy } from '../rules/privilege-helpers.js';
-import type { Tenant } from '../seed/ledger.js';
 import type { InconclusiveReason } from '../verdict.js';
 import { attribute, runAs, sourcesOf } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
-import { readTargets, shownStatement } from './targets.js';
+import { expectedOwnRows, readTargets, shownStatement } from './targets.js';
 import type { ProbeContext } from './types.js';
 
 /**
@@ -17,11 +16,6 @@ function deniesEveryRow(context: ProbeContext, relation: Relation, command: 'SEL
   return !relation.policies.some(
     (policy) => policy.permissive && (policy.command === 'ALL' || policy.command === command) && policy.roles.some((name) => name === 'public' || roles.has(name)),
   );
-}
-
-function ownRowsOf(context: ProbeContext, relation: Relation, tenant: Tenant): number {
-  const names = [relation.qualified, ...context.catalog.relations.filter((candidate) => candidate.inheritsFrom.includes(relation.qualified)).map((candidate) => candidate.qualified)];
-  return names.reduce((sum, name) => sum + context.ledger.count(name, tenant.id), 0);
 }
 
 /**
@@ -41,7 +35,7 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
     checked += 1;
     const blind: string[] = [];
     for (const tenant of context.tenants) {
-      const expected = ownRowsOf(context, relation, tenant);
+      const expected = expectedOwnRows(context, relation.qualified, tenant) ?? 0;
       if (!expected) continue;
       const result = await runAs(context, { kind: 'tenant', tenant }, statement);
       if (result.error) {

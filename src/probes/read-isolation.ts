@@ -2,17 +2,8 @@ import { relationObject, type Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
-import { isIndirect, plural, readTargets, shownStatement } from './targets.js';
-import { defineProbe, type ProbeContext } from './types.js';
-
-/** Expected own rows of a seeded base table (and its inheritance children) for one tenant. */
-function expectedOwnRows(context: ProbeContext, relationName: string, tenant: Tenant): number | null {
-  const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName)!;
-  if (relation.kind !== 'table' && relation.kind !== 'partitioned-table') return null;
-  if (relation.partitionOf) return null;
-  const names = [relationName, ...context.catalog.relations.filter((candidate) => candidate.inheritsFrom.includes(relationName)).map((candidate) => candidate.qualified)];
-  return names.reduce((sum, name) => sum + context.ledger.count(name, tenant.id), 0);
-}
+import { expectedOwnRows, isIndirect, plural, readTargets, shownStatement } from './targets.js';
+import { defineProbe } from './types.js';
 
 export const readIsolation = defineProbe({
   meta: {

@@ -11,6 +11,7 @@ import { foreignInsert } from './foreign-insert.js';
 import { foreignUpdate } from './foreign-update.js';
 import { functionLeak } from './function-leak.js';
 import { identity } from './identity.js';
+import { membership } from './membership.js';
 import { missingContext } from './missing-context.js';
 import { readIsolation } from './read-isolation.js';
 import { roleGraph } from './role-graph.js';
@@ -29,6 +30,7 @@ export const PROBES: readonly Probe[] = [
   missingContext,
   identity,
   readIsolation,
+  membership,
   functionLeak,
   definerTrigger,
   roleGraph,

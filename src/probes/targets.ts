@@ -1,5 +1,6 @@
 import type { Relation } from '../catalog/types.js';
 import type { RelationPlan } from '../plan/tenancy.js';
+import type { Tenant } from '../seed/ledger.js';
 import { ident, relationIdent } from '../sql.js';
 import type { RelationAccess } from './access.js';
 import { inPart } from './schedule.js';
@@ -45,6 +46,17 @@ export function readTargets(context: ProbeContext, sourcesOf: (relation: Relatio
     });
   }
   return targets;
+}
+
+/**
+ * The rows of a tenant a read of this relation must show: its seeded rows, and those of its inheritance
+ * children. Null for what seeding does not fill directly (views, partitions read on their own).
+ */
+export function expectedOwnRows(context: ProbeContext, relationName: string, tenant: Tenant): number | null {
+  const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName)!;
+  if ((relation.kind !== 'table' && relation.kind !== 'partitioned-table') || relation.partitionOf) return null;
+  const names = [relationName, ...context.catalog.relations.filter((candidate) => candidate.inheritsFrom.includes(relationName)).map((candidate) => candidate.qualified)];
+  return names.reduce((sum, name) => sum + context.ledger.count(name, tenant.id), 0);
 }
 
 /** Relations that are partitions, inheritance children or views: a leak there is a path around the main policy. */

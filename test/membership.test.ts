@@ -1,3 +1,5 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { atLeast } from '../src/severity.js';
@@ -42,5 +44,29 @@ describe('the user in two tenants and the user in none', () => {
     const [a, b] = secure.report!.tenants;
     expect(clients.rows).toBe(perTenant[a!.id]! + perTenant[b!.id]!);
     expect(outsider.map((probe) => [probe.relation, probe.outcome, probe.rows])).toEqual(multi.map((probe) => [probe.relation, 'pass', 0]));
+  });
+});
+
+describe('a request without credentials runs as the platform\'s anonymous role', () => {
+  it('finds tenant rows the anon role reads, and passes when anon reads nothing of a tenant', async () => {
+    const file = path.join(FIXTURES, 'tenancy', 'supabase-anon.sql');
+    const vulnerable = await runCli(['run', '--schema', file, '--preset', 'supabase', '--seed', '7', '--quiet']);
+    const found = findingsOf(vulnerable, 'missing-context');
+    expect(found.map((finding) => [finding.table, finding.severity])).toEqual([['public.posts', 'high']]);
+    expect(found[0]!.message).toMatch(/anonymous \(anon\)/);
+    expect(found[0]!.evidence.sql).toContain('set local role "anon"');
+    expect(vulnerable.report!.probes.filter((probe) => probe.context === 'anonymous (anon)').length).toBe(3);
+
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-anon-'));
+    try {
+      const secureFile = path.join(dir, 'secure.sql');
+      await writeFile(secureFile, (await readFile(file, 'utf8')).replace('for select to anon using (true);', 'for select to anon using (false);'));
+      const secure = await runCli(['run', '--schema', secureFile, '--preset', 'supabase', '--seed', '7', '--quiet']);
+      expect(secure.code).toBe(0);
+      expect(findingsOf(secure, 'missing-context')).toEqual([]);
+      expect(secure.report!.probes.filter((probe) => probe.context === 'anonymous (anon)').map((probe) => probe.outcome)).toEqual(['pass', 'pass', 'pass']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

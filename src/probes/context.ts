@@ -18,7 +18,9 @@ export type ContextState =
   | { kind: 'actor'; actor: Actor }
   | { kind: 'never-set' }
   | { kind: 'empty' }
-  | { kind: 'unknown-tenant'; id: string };
+  | { kind: 'unknown-tenant'; id: string }
+  /** A request with no credentials at all: the platform's anonymous role (Supabase anon), no claims. */
+  | { kind: 'anonymous'; role: string };
 
 export function contextLabel(state: ContextState): string {
   switch (state.kind) {
@@ -32,6 +34,8 @@ export function contextLabel(state: ContextState): string {
       return 'empty string';
     case 'unknown-tenant':
       return 'unknown tenant';
+    case 'anonymous':
+      return `anonymous (${state.role})`;
   }
 }
 
@@ -97,6 +101,8 @@ export function describeContext(context: ProbeContext, state: ContextState): str
       return `role ${role} after a transaction that set ${setting} ended (the setting now reads '')`;
     case 'unknown-tenant':
       return `role ${role}, ${setting} = '${state.id}' (no such tenant)`;
+    case 'anonymous':
+      return `role ${state.role} (the platform's anonymous role), nothing set: a request without credentials`;
   }
 }
 
@@ -127,6 +133,8 @@ export function reproduction(context: ProbeContext, state: ContextState, stateme
       return [`begin;`, role, `${contextSetter(context, unknownActor(context, state.id), state.id)}  -- no such tenant`, body, `rollback;`].join('\n');
     case 'never-set':
       return [`-- on a new connection, before anything sets ${context.plan.setting}`, `begin;`, role, body, `rollback;`].join('\n');
+    case 'anonymous':
+      return [`-- a request without credentials, on a new connection`, `begin;`, `set local role ${ident(state.role)};`, body, `rollback;`].join('\n');
     case 'empty':
       return [
         `-- on one connection: a request's transaction sets the tenant and ends`,
@@ -198,7 +206,7 @@ export async function runAs(
       }
     },
     false,
-    [session.roleStatement(plan.role)],
+    [session.roleStatement(state.kind === 'anonymous' ? state.role : plan.role)],
   );
 }
 

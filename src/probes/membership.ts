@@ -3,7 +3,7 @@ import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
-import { expectedOwnRows, isIndirect, plural, readTargets, shownStatement, type ReadTarget } from './targets.js';
+import { expectedOwnRows, isIndirect, mayHideTenantRows, plural, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
 
 /** What one actor saw on one relation: rows by tenant, before deciding which tenants it had to see in full. */
@@ -24,7 +24,8 @@ async function readAs(context: ProbeContext, target: ReadTarget, actor: Actor): 
   const { relation, relationPlan, statement } = target;
   const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
   const result = await runAs(context, { kind: 'actor', actor }, statement, [], { name: `rls_audit_read_${relation.oid}` });
-  const reading: Reading = { target, rows: result.rows.length, seen: new Map(), foreign: new Map(), samples: [], complete: target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery };
+  const complete = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery && !mayHideTenantRows(context, relation.qualified);
+  const reading: Reading = { target, rows: result.rows.length, seen: new Map(), foreign: new Map(), samples: [], complete };
   if (result.error) return { ...reading, complete: false, error: result.error.message };
   const member = new Set(actor.tenants.map((tenant) => tenant.id));
   for (const row of result.rows) {

@@ -45,6 +45,8 @@ export const missingContext = defineProbe({
       { kind: 'empty' },
       // Of the type the seeded ids have: one that fits the policies' cast of the setting (a bigint key read as ::int).
       { kind: 'unknown-tenant', id: unknownTenantId(tenantIdType(context.plan.tenantKey.baseType, settingCasts(context.catalog, context.plan.setting)), context.tenants) },
+      // On a platform with an anonymous role (Supabase anon, PostgREST's anonymous role), a request without credentials runs as it.
+      ...(context.plan.anonymousRole ? [{ kind: 'anonymous' as const, role: context.plan.anonymousRole }] : []),
     ];
     const targets = readTargets(context, (relation) => sourcesOf(context, relation));
     const results = new Map<string, { state: ContextState; rows: number; visible: number; samples: Record<string, string | null>[]; error?: string }[]>();
@@ -59,6 +61,11 @@ export const missingContext = defineProbe({
         if (result.contextFailed && state.kind === 'unknown-tenant') {
           // The context SQL refuses an id no tenant has (a lookup, a cast): the state cannot occur this way.
           context.record({ ...base, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, error: `skipped: ${result.error!.message} for the id ${state.id}, which no tenant has` });
+          continue;
+        }
+        if (result.error?.code === '42501' && state.kind === 'anonymous') {
+          // The anonymous role may not read the relation at all: nothing to see, nothing to fail.
+          context.record({ ...base, outcome: 'no-access', rows: 0, foreignRows: 0, missingOwnRows: 0, error: result.error.message });
           continue;
         }
         if (result.error) {

@@ -2,7 +2,7 @@ import { relationObject, type Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
-import { expectedOwnRows, isIndirect, plural, readTargets, shownStatement } from './targets.js';
+import { expectedOwnRows, isIndirect, mayHideTenantRows, plural, readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';
 
 export const readIsolation = defineProbe({
@@ -60,7 +60,7 @@ export const readIsolation = defineProbe({
           }
         }
         const foreignRows = [...foreign.values()].reduce((sum, count) => sum + count, 0);
-        const expected = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery ? expectedOwnRows(context, relation.qualified, tenant) : null;
+        const expected = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery && !mayHideTenantRows(context, relation.qualified) ? expectedOwnRows(context, relation.qualified, tenant) : null;
         const missing = expected === null ? 0 : Math.max(0, expected - own);
         const outcome = foreignRows ? 'leak' : !target.reliable ? 'unreliable' : missing ? 'hidden' : 'pass';
         context.record({ ...base, outcome, rows: result.rows.length, foreignRows, missingOwnRows: missing });

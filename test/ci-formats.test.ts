@@ -1,14 +1,15 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateXML } from 'xmllint-wasm';
 import { applyAcceptances } from '../src/accept.js';
 import { summarize } from '../src/audit.js';
 import { OBJECT_KINDS, objectLabel, objectSubject, type Finding } from '../src/findings.js';
 import { allChecks, renderJunit, renderMarkdown, renderSarif, RULES, writeReports, type Report, type SarifLog } from '../src/index.js';
 import { SEVERITIES, type Severity } from '../src/severity.js';
-import { allFindings, FIXTURES, runCli, type CliRun } from './helpers.js';
+import { allFindings, FIXTURES, ROOT, runCli, type CliRun } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // A small, strict XML 1.0 reader: enough to prove the JUnit output is well-formed and to count its elements.
@@ -127,8 +128,20 @@ function parseXml(xml: string): XmlElement {
 
 const childrenNamed = (element: XmlElement, name: string) => element.children.filter((child) => child.name === name);
 
-/** Parses the JUnit document and checks that every count attribute matches the elements it counts. */
-function checkJunit(xml: string): XmlElement {
+const JUNIT_XSD = readFileSync(path.join(ROOT, 'test', 'schemas', 'junit-10.xsd'), 'utf8');
+
+/** Errors of Jenkins' junit-10.xsd (libxml2's validator, as xmllint runs it) on a JUnit document; empty when valid. */
+async function junitSchemaErrors(xml: string): Promise<string[]> {
+  const result = await validateXML({ xml: [{ fileName: 'report.junit.xml', contents: xml }], schema: [JUNIT_XSD] });
+  return result.valid ? [] : result.errors.map((error) => error.rawMessage);
+}
+
+/**
+ * Validates the JUnit document against junit-10.xsd, parses it, and checks that every count attribute
+ * matches the elements it counts.
+ */
+async function checkJunit(xml: string): Promise<XmlElement> {
+  expect(await junitSchemaErrors(xml)).toEqual([]);
   const root = parseXml(xml);
   expect(root.name).toBe('testsuites');
   let tests = 0;
@@ -149,7 +162,9 @@ function checkJunit(xml: string): XmlElement {
     failures += suiteFailures;
     skipped += suiteSkipped;
   }
-  expect(root.attributes).toMatchObject({ tests: String(tests), failures: String(failures), skipped: String(skipped), errors: '0' });
+  expect(root.attributes).toMatchObject({ tests: String(tests), failures: String(failures), errors: '0' });
+  expect(root.attributes.skipped).toBeUndefined();
+  expect(skipped).toBeGreaterThanOrEqual(0);
   return root;
 }
 
@@ -376,10 +391,10 @@ describe('SARIF', () => {
   });
 });
 
-describe('JUnit', () => {
-  it('is well-formed, with a suite per check that ran and counts that match, failing exactly the failing findings', () => {
+describe('JUnit', async () => {
+  it('is well-formed, with a suite per check that ran and counts that match, failing exactly the failing findings', async () => {
     const report = vulnerable.report!;
-    const root = checkJunit(renderJunit(report));
+    const root = await checkJunit(renderJunit(report));
     const suites = root.children.map((suite) => suite.attributes.name);
     for (const rule of RULES) expect(suites).toContain(rule.meta.id);
     for (const check of ['read-isolation', 'missing-context', 'own-rows-hidden', 'role-owns-table', 'foreign-insert']) expect(suites).toContain(check);
@@ -402,9 +417,9 @@ describe('JUnit', () => {
     expect(testCase(root, 'bypassrls-role', 'app_user')).toBeDefined();
   });
 
-  it('fails on what the scenario fails on: below failOn and accepted findings are notes, expired acceptances fail', () => {
+  it('fails on what the scenario fails on: below failOn and accepted findings are notes, expired acceptances fail', async () => {
     const critical = accepting(vulnerable.report!, [], 'critical');
-    const root = checkJunit(renderJunit(critical));
+    const root = await checkJunit(renderJunit(critical));
     const criticalObjects = new Set(allFindings(critical.findings).filter((finding) => finding.severity === 'critical').map((finding) => `${finding.check} ${objectLabel(finding.object)}`));
     expect(root.attributes.failures).toBe(String(criticalObjects.size));
     // The high findings (folded into the critical defect or not) are notes below a critical threshold.
@@ -413,7 +428,7 @@ describe('JUnit', () => {
 
     // One defect is one finding: accepting the rule accepts the probes' proofs of it as well.
     const accepted = accepting(vulnerable.report!, [{ check: 'rls-disabled', object: 'public.notes', reason: 'legacy table', expires: '2030-01-01' }]);
-    const acceptedRoot = checkJunit(renderJunit(accepted));
+    const acceptedRoot = await checkJunit(renderJunit(accepted));
     for (const check of ['rls-disabled', 'read-isolation']) {
       const entry = testCase(acceptedRoot, check, 'public.notes')!;
       expect(childrenNamed(entry, 'failure')).toEqual([]);
@@ -423,25 +438,26 @@ describe('JUnit', () => {
 
     // seed-original at failOn low: its low findings fail, its info findings do not.
     const low = accepting(original, [], 'low');
-    const lowRoot = checkJunit(renderJunit(low));
+    const lowRoot = await checkJunit(renderJunit(low));
     const lowObjects = new Set(allFindings(low.findings).filter((finding) => finding.severity !== 'info').map((finding) => `${finding.check} ${objectLabel(finding.object)}`));
     expect(lowRoot.attributes.failures).toBe(String(lowObjects.size));
-    expect(checkJunit(renderJunit(original)).attributes.failures).toBe('0');
+    expect((await checkJunit(renderJunit(original))).attributes.failures).toBe('0');
   });
 
-  it('skips test cases whose probes could not verify the object', () => {
+  it('skips test cases whose probes could not verify the object', async () => {
     const report = vulnerable.report!;
     const probes = report.probes.map((record) =>
       record.check === 'read-isolation' && record.relation === 'public.projects' ? { ...record, outcome: 'unreliable' as const } : record,
     );
-    const root = checkJunit(renderJunit({ ...report, probes }));
+    const root = await checkJunit(renderJunit({ ...report, probes }));
     const skipped = childrenNamed(testCase(root, 'read-isolation', 'public.projects')!, 'skipped')[0]!;
     expect(skipped.attributes.message).toMatch(/^not verified \(3 unreliable\)/);
     expect(root.children.find((suite) => suite.attributes.name === 'read-isolation')!.attributes.skipped).toBe('1');
-    expect(root.attributes.skipped).toBe('2'); // own-rows-hidden is judged on the same statements
+    // own-rows-hidden is judged on the same statements; the total is per suite (junit-10.xsd has no skipped on <testsuites>).
+    expect(root.children.reduce((sum, suite) => sum + Number(suite.attributes.skipped), 0)).toBe(2);
   });
 
-  it('escapes markup and strips characters XML 1.0 forbids', () => {
+  it('escapes markup and strips characters XML 1.0 forbids', async () => {
     const base = allFindings(vulnerable.report!.findings).find((finding) => finding.check === 'read-isolation')!;
     const hostile: Finding = {
       ...base,
@@ -451,15 +467,23 @@ describe('JUnit', () => {
       evidence: { ...base.evidence, sql: 'select \'\ud800\' -- lone surrogate' },
     };
     const xml = renderJunit({ ...vulnerable.report!, findings: [hostile] });
-    const root = checkJunit(xml);
+    const root = await checkJunit(xml);
     const failure = childrenNamed(testCase(root, 'read-isolation', 'public."we<ird>&\'name"')!, 'failure')[0]!;
     expect(failure.attributes.message).toBe('rows ]]> <script>alert(1)</script> & "quotes" end\nsecond line');
     expect(failure.text).toContain('select 1; --  </failure></testcase>');
     expect(xml).not.toMatch(/[\u0000\u0001\u0007\u001b\ufffe\ud800]/);
   });
 
-  it('lint: the rules alone', () => {
-    const root = checkJunit(renderJunit(linted));
+  it('the schema check is real: junit-10.xsd rejects what Jenkins rejects', async () => {
+    const xml = renderJunit(vulnerable.report!);
+    expect(await junitSchemaErrors(xml)).toEqual([]);
+    // The attribute rls-audit used to write on <testsuites>, and a test case without a name.
+    expect((await junitSchemaErrors(xml.replace('<testsuites ', '<testsuites skipped="0" '))).join('\n')).toMatch(/attribute 'skipped': The attribute 'skipped' is not allowed/);
+    expect((await junitSchemaErrors(xml.replace(/<testcase classname="([^"]*)" name="[^"]*"/, '<testcase classname="$1"'))).join('\n')).toMatch(/attribute 'name' is required/);
+  });
+
+  it('lint: the rules alone', async () => {
+    const root = await checkJunit(renderJunit(linted));
     expect(root.children.map((suite) => suite.attributes.name)).toEqual(RULES.map((rule) => rule.meta.id));
     expect(childrenNamed(testCase(root, 'rls-disabled', 'public.notes')!, 'failure')).toHaveLength(1);
     expect(readdirSync(path.join(outDir, 'lint')).sort()).toEqual(['fix.sql', 'report.html', 'report.json', 'report.junit.xml']);

@@ -3,7 +3,7 @@ import { applyAcceptances } from './accept.js';
 import { introspect } from './catalog/introspect.js';
 import type { Catalog } from './catalog/types.js';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
-import { fingerprintFindings, objectLabel, objectSubject, type Finding } from './findings.js';
+import { fingerprintFindings, objectLabel, type Finding } from './findings.js';
 import { isFailing } from './baseline.js';
 import { allChecks, ruleChecks } from './checks.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
@@ -18,7 +18,7 @@ import { REPORT_SCHEMA_VERSION, type RelationReport, type Report } from './repor
 import { parseScenario } from './scenario/load.js';
 import type { Scenario, ScenarioInput } from './scenario/schema.js';
 import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-files.js';
-import { locateObjects } from './report/locate.js';
+import { locateObjects, sourceRootUri } from './report/locate.js';
 import { seed, type SeedOutcome } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
 import { AuditSession } from './session.js';
@@ -375,7 +375,8 @@ function buildReport(
     target: { kind: target.kind, description: target.description, serverVersion: catalog.serverVersion, database: catalog.database },
     tenants: (seeded?.tenants ?? []).map((tenant) => ({ ...tenant })),
     relations: relationReports(catalog, plan, seeded),
-    locations: locateObjects(prepared.schemaFiles, accepted.map((finding) => objectSubject(finding.object))),
+    locations: locateObjects(prepared.schemaFiles, accepted),
+    ...(prepared.schemaFiles.length ? { sourceRoot: sourceRootUri() } : {}),
     notes,
     checks: command === 'lint' ? ruleChecks() : allChecks(),
     probes,

@@ -54,8 +54,14 @@ export interface Report {
   target: { kind: string; description: string; serverVersion: string; database: string };
   tenants: { id: string; label: string; canary: string }[];
   relations: RelationReport[];
-  /** Where each object a finding names is created in the schema files (empty for a url target without them). */
+  /**
+   * Where each object a finding names is created in the schema files (empty for a url target without them):
+   * keyed by the object's subject or label, and by `findingLocationKey` for a finding located elsewhere
+   * than its object (a policy's CREATE POLICY). See report/locate.ts.
+   */
   locations: Record<string, SourceLocation>;
+  /** The directory `locations` paths are relative to (the audit's working directory), as a file:// URI ending in '/'. */
+  sourceRoot?: string;
   /** How tenancy was discovered; anything the reader should know about the run. */
   notes: string[];
   /** The checks this run evaluated (rules; for `run` also probes), with everything a renderer needs to describe them. */

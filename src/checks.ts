@@ -37,9 +37,23 @@ function checkTable(checks: CheckMeta[]): string[] {
   ];
 }
 
+/** The headings of the README's check tables. */
+export const README_PROBES_HEADING = 'Probes (`run`)';
+export const README_RULES_HEADING = 'Rules (`lint` and `run`)';
+
+/** A heading's anchor as GitHub (and GitLab) make it: lower case, punctuation other than `-` and `_` dropped, spaces as `-`. */
+export function headingAnchor(heading: string): string {
+  return heading.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-');
+}
+
+/** The anchor of the README section that lists a check: the probes' table or the rules' table. */
+export function checkReadmeAnchor(check: Pick<CheckMeta, 'source'>): string {
+  return headingAnchor(check.source === 'probe' ? README_PROBES_HEADING : README_RULES_HEADING);
+}
+
 /** The README's check tables (probes, then rules), between their markers. */
 export function renderCheckTables(probes: CheckMeta[] = probeChecks(), rules: CheckMeta[] = ruleChecks()): string {
-  return [README_CHECKS_START, '### Probes (`run`)', '', ...checkTable(probes), '', '### Rules (`lint` and `run`)', '', ...checkTable(rules), README_CHECKS_END].join('\n');
+  return [README_CHECKS_START, `### ${README_PROBES_HEADING}`, '', ...checkTable(probes), '', `### ${README_RULES_HEADING}`, '', ...checkTable(rules), README_CHECKS_END].join('\n');
 }
 
 /** README text with its check tables replaced by `tables`; throws when the markers are missing. */

@@ -2,14 +2,22 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateXML } from 'xmllint-wasm';
+import { Ajv } from 'ajv';
+import { checkReadmeAnchor, headingAnchor } from '../src/checks.js';
+import { findingLocationKey } from '../src/report/locate.js';
+import { PACKAGE_README_URL, repositoryPage } from '../src/report/sarif.js';
 import { applyAcceptances } from '../src/accept.js';
 import { summarize } from '../src/audit.js';
 import { OBJECT_KINDS, objectLabel, objectSubject, type Finding } from '../src/findings.js';
 import { allChecks, renderJunit, renderMarkdown, renderSarif, RULES, writeReports, type Report, type SarifLog } from '../src/index.js';
 import { SEVERITIES, type Severity } from '../src/severity.js';
 import { allFindings, FIXTURES, ROOT, runCli, type CliRun } from './helpers.js';
+
+const addFormats = createRequire(import.meta.url)('ajv-formats') as typeof import('ajv-formats').default;
 
 // ---------------------------------------------------------------------------------------------------------
 // A small, strict XML 1.0 reader: enough to prove the JUnit output is well-formed and to count its elements.
@@ -178,8 +186,22 @@ function testCase(root: XmlElement, check: string, object: string): XmlElement |
 
 const LEVELS = ['none', 'note', 'warning', 'error'];
 
+/** The OASIS SARIF 2.1.0 schema (draft-07), with its string formats (uri, date-time) checked. */
+const validateSarifSchema = (() => {
+  // Its language-code pattern is not valid as a Unicode regular expression: ajv must compile it without the u flag.
+  const ajv = new Ajv({ allErrors: true, strict: false, unicodeRegExp: false });
+  addFormats(ajv);
+  return ajv.compile(JSON.parse(readFileSync(path.join(ROOT, 'test', 'schemas', 'sarif-schema-2.1.0.json'), 'utf8')) as object);
+})();
+
+/** Errors of the SARIF 2.1.0 schema on a log, as `path: message`; empty when valid. */
+function sarifSchemaErrors(log: unknown): string[] {
+  return validateSarifSchema(log) ? [] : (validateSarifSchema.errors ?? []).map((error) => `${error.instancePath}: ${error.message}`);
+}
+
 function checkSarif(text: string): SarifLog {
   const log = JSON.parse(text) as SarifLog;
+  expect(sarifSchemaErrors(log)).toEqual([]);
   expect(log.$schema).toBe('https://json.schemastore.org/sarif-2.1.0.json');
   expect(log.version).toBe('2.1.0');
   expect(Array.isArray(log.runs)).toBe(true);
@@ -198,6 +220,9 @@ function checkSarif(text: string): SarifLog {
     expect(Number(securitySeverity)).toBeGreaterThanOrEqual(0);
     expect(Number(securitySeverity)).toBeLessThanOrEqual(10);
     expect(rule.properties.tags).toEqual(['security', 'rls']);
+    // GitHub shows a rule's help beside each alert (and warns on every rule without it).
+    expect(rule.help.text.length).toBeGreaterThan(0);
+    expect(rule.help.markdown.length).toBeGreaterThan(0);
   }
   for (const result of run.results) {
     expect(typeof result.message.text).toBe('string');
@@ -206,6 +231,11 @@ function checkSarif(text: string): SarifLog {
     expect(run.tool.driver.rules[result.ruleIndex]!.id).toBe(result.ruleId);
     expect(result.locations.length).toBeGreaterThan(0);
     for (const location of result.locations) {
+      // File locations are relative to %SRCROOT%, which the run defines as an absolute directory URI.
+      if (location.physicalLocation) {
+        expect(location.physicalLocation.artifactLocation.uriBaseId).toBe('%SRCROOT%');
+        expect(run.originalUriBaseIds?.['%SRCROOT%'].uri).toMatch(/^file:\/\/\/.*\/$/);
+      }
       for (const logical of location.logicalLocations) {
         expect(typeof logical.fullyQualifiedName).toBe('string');
         expect(OBJECT_KINDS).toContain(logical.kind);
@@ -318,15 +348,28 @@ describe('SARIF', () => {
       message: { text: allFindings(report.findings).find((finding) => finding.check === 'rls-disabled')!.message },
       locations: [
         {
-          // The line of the fixture that creates public.notes: code scanning needs a file location.
-          physicalLocation: { artifactLocation: { uri: 'test/fixtures/rls-disabled/schema.sql' }, region: { startLine: 4 } },
+          // The statement of the fixture that creates public.notes: code scanning needs a file location.
+          physicalLocation: {
+            artifactLocation: { uri: 'test/fixtures/rls-disabled/schema.sql', uriBaseId: '%SRCROOT%' },
+            region: { startLine: 4, startColumn: 1, endLine: 4, endColumn: 118 },
+          },
           logicalLocations: [{ fullyQualifiedName: 'public.notes', kind: 'table' }],
         },
       ],
       properties: { severity: 'critical', source: 'rule' },
     });
-    // Every result points at a file and line, so GitHub's upload accepts the log.
-    for (const result of run.results) expect(result.locations[0]!.physicalLocation!.region.startLine).toBeGreaterThan(0);
+    // A policy's defect points at its CREATE POLICY (lines 8 and 9 of the fixture), its table's at CREATE TABLE.
+    const startLines = (check: string) => run.results.filter((result) => result.ruleId === check).map((result) => `${result.locations[0]!.logicalLocations[0]!.fullyQualifiedName}:${result.locations[0]!.physicalLocation!.region.startLine}`).sort();
+    expect(startLines('policy-per-row-setting')).toEqual(['public.projects:9', 'public.tenants:8']);
+    expect(startLines('missing-tenant-index')).toEqual(['public.notes:4', 'public.projects:5']);
+    // %SRCROOT% is the directory the audit ran in; every result points at a file that exists under it, so
+    // GitHub's upload accepts the log and maps it onto the checkout.
+    expect(run.originalUriBaseIds).toEqual({ '%SRCROOT%': { uri: `${pathToFileURL(ROOT).href}/`, description: { text: expect.any(String) } } });
+    for (const result of run.results) {
+      const physical = result.locations[0]!.physicalLocation!;
+      expect(physical.region.startLine).toBeGreaterThan(0);
+      expect(existsSync(fileURLToPath(new URL(physical.artifactLocation.uri, run.originalUriBaseIds!['%SRCROOT%'].uri)))).toBe(true);
+    }
     expect(rlsDisabled.properties.confirmedBy!.length).toBeGreaterThan(0);
     expect(rlsDisabled.properties.fix).toMatch(/enable row level security/);
     expect(run.tool.driver.rules.find((rule) => rule.id === 'rls-disabled')!.properties['security-severity']).toBe('9.5');
@@ -391,7 +434,91 @@ describe('SARIF', () => {
   });
 });
 
-describe('JUnit', async () => {
+describe('SARIF for GitHub code scanning', () => {
+  const README_URL = 'https://example.test/acme/rls-audit';
+
+  it('every rule has help: what the check proves, the fixes of its findings, and its README section', async () => {
+    const report = original;
+    const run = checkSarif(renderSarif(report, { readmeUrl: README_URL })).runs[0]!;
+    expect(run.tool.driver.informationUri).toBe(README_URL);
+    const readme = (await readFile(path.join(ROOT, 'README.md'), 'utf8')).split('\n');
+    const catalog = new Map(allChecks().map((check) => [check.id, check]));
+    expect(run.tool.driver.rules.length).toBeGreaterThan(1);
+    for (const rule of run.tool.driver.rules) {
+      const check = catalog.get(rule.id)!;
+      const anchor = checkReadmeAnchor(check);
+      // The link goes to a README section that lists the check: its heading, then its row before the next heading.
+      const heading = readme.findIndex((line) => /^#{1,6} /.test(line) && headingAnchor(line.replace(/^#+ /, '')) === anchor);
+      expect(heading, anchor).toBeGreaterThan(0);
+      const next = readme.findIndex((line, index) => index > heading && /^#{1,6} /.test(line));
+      expect(readme.slice(heading, next < 0 ? undefined : next).some((line) => line.startsWith(`| \`${rule.id}\` |`)), rule.id).toBe(true);
+      expect(rule.helpUri).toBe(`${README_URL}#${anchor}`);
+      expect(rule.help.markdown).toContain(`](${README_URL}#${anchor})`);
+      expect(rule.help.text).toContain(`${README_URL}#${anchor}`);
+      for (const help of [rule.help.text, rule.help.markdown]) {
+        expect(help).toContain(check.title);
+        expect(help).toContain(check.explanation);
+      }
+      // The fix of every finding of the rule (up to five distinct ones), the SQL verbatim in a code block.
+      const fixes = [...new Set(report.findings.filter((finding) => finding.check === rule.id).map((finding) => finding.fix))];
+      expect(fixes.length).toBeGreaterThan(0);
+      for (const fix of fixes.slice(0, 5)) {
+        expect(rule.help.text).toContain(fix);
+        expect(rule.help.markdown).toMatch(new RegExp(`(\`{3,})sql\\n${fix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n\\1`));
+      }
+    }
+  });
+
+  it('without a published README, links README.md relatively and leaves helpUri out (it must be absolute)', () => {
+    const log = checkSarif(renderSarif(vulnerable.report!, {}));
+    for (const rule of log.runs[0]!.tool.driver.rules) {
+      expect(rule.helpUri).toBeUndefined();
+      expect(rule.help.markdown).toMatch(/\]\(README\.md#(probes-run|rules-lint-and-run)\)\.$/);
+    }
+    // Why: the schema's helpUri is a URI, which a relative reference is not.
+    const relative = JSON.parse(renderSarif(vulnerable.report!, {})) as SarifLog;
+    relative.runs[0]!.tool.driver.rules[0]!.helpUri = 'README.md#rules-lint-and-run';
+    expect(sarifSchemaErrors(relative).join('\n')).toMatch(/helpUri: must match format "uri"/);
+  });
+
+  it('reads the README page from package.json: repository (URL or shorthand), else homepage', () => {
+    expect(repositoryPage({ type: 'git', url: 'git+https://github.com/acme/rls-audit.git' })).toBe('https://github.com/acme/rls-audit');
+    expect(repositoryPage('github:acme/rls-audit')).toBe('https://github.com/acme/rls-audit');
+    expect(repositoryPage('gitlab:acme/rls-audit')).toBe('https://gitlab.com/acme/rls-audit');
+    expect(repositoryPage('acme/rls-audit')).toBe('https://github.com/acme/rls-audit');
+    expect(repositoryPage('git://example.test/acme/rls-audit.git')).toBe('https://example.test/acme/rls-audit');
+    expect(repositoryPage({ url: 'file:../elsewhere' })).toBeUndefined();
+    expect(repositoryPage(undefined)).toBeUndefined();
+    const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { repository?: unknown; homepage?: unknown };
+    expect(PACKAGE_README_URL).toBe(repositoryPage(manifest.repository) ?? (typeof manifest.homepage === 'string' ? manifest.homepage.replace(/#.*$/, '') : undefined));
+  });
+
+  it('a finding located at its policy points at that CREATE POLICY, not at the table', () => {
+    const report = vulnerable.report!;
+    const finding = report.findings.find((entry) => entry.check === 'rls-disabled')!;
+    const atPolicy = { file: 'test/fixtures/rls-disabled/schema.sql', line: 9, column: 1, endLine: 9, endColumn: 121 };
+    const run = checkSarif(renderSarif({ ...report, locations: { ...report.locations, [findingLocationKey(finding)]: atPolicy } })).runs[0]!;
+    const result = run.results.find((entry) => entry.ruleId === 'rls-disabled')!;
+    expect(result.locations[0]!.physicalLocation!.region).toEqual({ startLine: 9, startColumn: 1, endLine: 9, endColumn: 121 });
+    expect(checkSarif(renderSarif(report)).runs[0]!.results.find((entry) => entry.ruleId === 'rls-disabled')!.locations[0]!.physicalLocation!.region.startLine).toBe(4);
+    // The other results keep their own locations.
+    const others = (log: SarifLog) => log.runs[0]!.results.filter((entry) => entry.ruleId !== 'rls-disabled').map((entry) => entry.locations);
+    expect(others({ ...checkSarif(renderSarif(report)) })).toEqual(others({ ...checkSarif(renderSarif({ ...report, locations: { ...report.locations, [findingLocationKey(finding)]: atPolicy } })) }));
+  });
+
+  it('the schema check is real: it rejects what code scanning rejects', () => {
+    const log = JSON.parse(renderSarif(vulnerable.report!)) as SarifLog;
+    expect(sarifSchemaErrors(log)).toEqual([]);
+    const broken = JSON.parse(JSON.stringify(log)) as { runs: { results: Record<string, unknown>[] }[] };
+    delete broken.runs[0]!.results[0]!.message;
+    broken.runs[0]!.results[1]!.level = 'critical';
+    const errors = sarifSchemaErrors(broken).join('\n');
+    expect(errors).toMatch(/\/runs\/0\/results\/0: must have required property 'message'/);
+    expect(errors).toMatch(/\/runs\/0\/results\/1\/level: must be equal to one of the allowed values/);
+  });
+});
+
+describe('JUnit', () => {
   it('is well-formed, with a suite per check that ran and counts that match, failing exactly the failing findings', async () => {
     const report = vulnerable.report!;
     const root = await checkJunit(renderJunit(report));

@@ -35,7 +35,7 @@ function escapeHtmlText(value: string): string {
 }
 
 /** A fenced block: the fence is longer than the longest run of backticks in the code. */
-function fenced(code: string, language: string): string {
+export function fenced(code: string, language: string): string {
   const longest = Math.max(0, ...(code.match(/`+/g) ?? []).map((run) => run.length));
   const fence = '`'.repeat(Math.max(3, longest + 1));
   return `${fence}${language}\n${code.replace(CONTROL, '').replace(/\r\n?/g, '\n')}\n${fence}`;

@@ -1,11 +1,18 @@
-import { fingerprintFindings, objectLabel, objectSubject, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
+import { readFileSync } from 'node:fs';
+import { checkReadmeAnchor } from '../checks.js';
+import { fingerprintFindings, objectLabel, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
 import { severityRank, type Severity } from '../severity.js';
+import { findingLocation } from './locate.js';
+import { fenced } from './markdown.js';
 import type { Report } from './model.js';
 
 /**
  * SARIF 2.1.0 for code-scanning dashboards: a pure function of the JSON report. One run; one rule
- * (reportingDescriptor) per check id that has a finding; one result per finding. Findings concern database
- * objects, not lines of a file, so each result has a logical location (the table, function or role).
+ * (reportingDescriptor) per check id that has a finding, with help (what the check proves, the fixes of
+ * this run's findings, a link to the check in the README); one result per finding. Findings concern
+ * database objects: each result has a logical location (the table, function or role) and, when the audit
+ * read schema files, the statement that creates the object (CREATE POLICY for a policy's defect), relative
+ * to `%SRCROOT%`, the audit's working directory.
  */
 
 export const SARIF_SCHEMA = 'https://json.schemastore.org/sarif-2.1.0.json';
@@ -22,13 +29,18 @@ interface SarifRule {
   name: string;
   shortDescription: { text: string };
   fullDescription?: { text: string };
+  help: { text: string; markdown: string };
+  helpUri?: string;
   defaultConfiguration: { level: SarifLevel };
   properties: { 'security-severity': string; severity: Severity; tags: string[] };
 }
 
+/** Paths are relative to the audit's working directory, which `originalUriBaseIds` gives as an absolute URI. */
+export const SOURCE_ROOT_ID = '%SRCROOT%';
+
 interface SarifPhysicalLocation {
-  artifactLocation: { uri: string };
-  region: { startLine: number };
+  artifactLocation: { uri: string; uriBaseId: typeof SOURCE_ROOT_ID };
+  region: { startLine: number; startColumn?: number; endLine?: number; endColumn?: number };
 }
 
 interface SarifResult {
@@ -58,7 +70,8 @@ export interface SarifLog {
   $schema: typeof SARIF_SCHEMA;
   version: '2.1.0';
   runs: {
-    tool: { driver: { name: 'rls-audit'; version: string; rules: SarifRule[] } };
+    tool: { driver: { name: 'rls-audit'; version: string; informationUri?: string; rules: SarifRule[] } };
+    originalUriBaseIds?: Record<typeof SOURCE_ROOT_ID, { uri: string; description: { text: string } }>;
     automationDetails: { id: string };
     invocations: { executionSuccessful: true; startTimeUtc: string; properties: { command: Report['command']; verdict: Report['summary']['verdict']; failOn: Severity } }[];
     results: SarifResult[];
@@ -77,23 +90,114 @@ function worst(severities: Severity[]): Severity {
   return severities.reduce((max, severity) => (severityRank(severity) > severityRank(max) ? severity : max), 'info');
 }
 
-function ruleOf(id: string, check: CheckMeta | undefined, findings: Finding[]): SarifRule {
+/** Where the README is published: the package's repository (or homepage) as an absolute URL, if package.json names one. */
+export interface SarifOptions {
+  /** Absolute URL of the page that shows README.md (its check tables' anchors are appended); absent: a relative README.md link. */
+  readmeUrl?: string;
+}
+
+/** Hosts of package.json's repository shorthands (`github:owner/repo`, or `owner/repo` alone). */
+const SHORTHAND_HOSTS = { github: 'github.com', gitlab: 'gitlab.com', bitbucket: 'bitbucket.org' } as const;
+
+/** `git+https://host/owner/repo.git`, `github:owner/repo`, `owner/repo` as the repository's web page. */
+export function repositoryPage(repository: unknown): string | undefined {
+  const url = typeof repository === 'string' ? repository : typeof repository === 'object' && repository ? (repository as { url?: unknown }).url : undefined;
+  if (typeof url !== 'string' || !url) return undefined;
+  const shorthand = /^(?:(github|gitlab|bitbucket):)?([\w.-]+\/[\w.-]+)$/.exec(url);
+  if (shorthand) return `https://${SHORTHAND_HOSTS[(shorthand[1] ?? 'github') as keyof typeof SHORTHAND_HOSTS]}/${shorthand[2]}`;
+  const page = url.replace(/^git\+/, '').replace(/^git:\/\//, 'https://').replace(/^ssh:\/\/git@/, 'https://').replace(/\.git$/, '');
+  return /^https?:\/\//.test(page) ? page : undefined;
+}
+
+/** The README's web page from package.json (`repository`, else `homepage` without its fragment), read once. */
+export const PACKAGE_README_URL: string | undefined = (() => {
+  try {
+    const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { repository?: unknown; homepage?: unknown };
+    const homepage = typeof manifest.homepage === 'string' && /^https?:\/\//.test(manifest.homepage) ? manifest.homepage.replace(/#.*$/, '') : undefined;
+    return repositoryPage(manifest.repository) ?? homepage;
+  } catch {
+    return undefined;
+  }
+})();
+
+const SOURCE_WORDS: Record<CheckMeta['source'], string> = { probe: 'a probe: proved on seeded data, as the application role', rule: 'a rule: read from the catalog' };
+
+/** How many distinct fixes a rule's help shows; the rest are in report.json and fix.sql. */
+const HELP_FIXES = 5;
+
+/** Inline code whose delimiters are longer than any backtick run inside it. */
+function inlineCode(value: string): string {
+  const longest = Math.max(0, ...(value.match(/`+/g) ?? []).map((run) => run.length));
+  const ticks = '`'.repeat(longest + 1);
+  const padded = value.startsWith('`') || value.endsWith('`') ? ` ${value} ` : value;
+  return `${ticks}${padded.replace(/[\r\n]+/g, ' ')}${ticks}`;
+}
+
+/**
+ * The rule's help, as GitHub shows it beside every alert of the check: what the check proves and why it
+ * matters, an example, the fixes of this run's findings (SQL, per object), and the check's README section.
+ */
+function helpOf(id: string, check: CheckMeta | undefined, findings: Finding[], link: { uri?: string; markdown: string; text: string }): SarifRule['help'] {
+  const byFix = new Map<string, string[]>();
+  for (const finding of findings) byFix.set(finding.fix, [...(byFix.get(finding.fix) ?? []), objectLabel(finding.object)]);
+  const fixes = [...byFix].slice(0, HELP_FIXES);
+  const more = byFix.size - fixes.length;
+  const objects = (labels: string[]) => [...new Set(labels)];
+  const text = [
+    check ? `${check.title}: ${check.summary} (${id}, ${SOURCE_WORDS[check.source]}; up to ${check.severity}.)` : `${id}: a check this version of rls-audit does not describe.`,
+    ...(check ? ['', check.explanation, '', `Example: ${check.example}`] : []),
+    '',
+    'Fix:',
+    ...fixes.flatMap(([fix, labels]) => [`-- ${objects(labels).join(', ')}`, fix, '']),
+    ...(more > 0 ? [`(${more} more fix${more === 1 ? '' : 'es'} in report.json and fix.sql)`, ''] : []),
+    `More: ${link.text}`,
+  ];
+  // The check's own texts are written in Markdown (as the README's check tables show them); names from the
+  // database are not, and are escaped or put in code spans.
+  const markdown = [
+    check ? `**${check.title}** (${inlineCode(id)}, ${SOURCE_WORDS[check.source]}; up to ${check.severity}): ${check.summary}` : `${inlineCode(id)}: a check this version of rls-audit does not describe.`,
+    ...(check ? ['', check.explanation, '', `Example: ${check.example}`] : []),
+    '',
+    '#### Fix',
+    '',
+    ...fixes.flatMap(([fix, labels]) => [`On ${objects(labels).map(inlineCode).join(', ')}:`, '', fenced(fix, 'sql'), '']),
+    ...(more > 0 ? [`${more} more fix${more === 1 ? '' : 'es'} in \`report.json\` and \`fix.sql\`.`, ''] : []),
+    link.markdown,
+  ];
+  return { text: text.join('\n'), markdown: markdown.join('\n') };
+}
+
+function ruleOf(id: string, check: CheckMeta | undefined, findings: Finding[], options: SarifOptions): SarifRule {
   // The rule's severity is that of its worst finding in this report: a rule finding refuted by the probes
   // (lowered to info) or a check's milder variant must not show up in a dashboard at the check's maximum.
   const severity = worst(findings.map((finding) => finding.severity));
+  const anchor = checkReadmeAnchor(check ?? { source: 'rule' });
+  const uri = options.readmeUrl ? `${options.readmeUrl}#${anchor}` : undefined;
+  const section = check?.source === 'probe' ? 'Probes' : 'Rules';
+  const link = uri
+    ? { uri, text: `the rls-audit README, section ${section}: ${uri}`, markdown: `See [${inlineCode(id)} in the rls-audit README](${uri}).` }
+    : { text: `the rls-audit README (README.md, section ${section}, #${anchor})`, markdown: `See [${inlineCode(id)} in the rls-audit README](README.md#${anchor}).` };
   return {
     id,
     name: id,
     shortDescription: { text: check?.title ?? id },
     ...(check ? { fullDescription: { text: check.explanation } } : {}),
+    help: helpOf(id, check, findings, link),
+    // helpUri must be an absolute URI: without a published README there is only the link in the help.
+    ...(uri ? { helpUri: uri } : {}),
     defaultConfiguration: { level: sarifLevel(severity) },
     properties: { 'security-severity': SECURITY_SEVERITY[severity], severity, tags: ['security', 'rls'] },
   };
 }
 
+/** A relative path as a URI reference: each segment percent-encoded. */
+function pathUri(file: string): string {
+  return file.split('/').map(encodeURIComponent).join('/');
+}
+
 function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerprint: string): SarifResult {
   const accepted = finding.accepted;
-  const location = report.locations[objectSubject(finding.object)];
+  const location = findingLocation(report.locations, finding);
   return {
     ruleId: finding.check,
     ruleIndex,
@@ -101,9 +205,20 @@ function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerpri
     message: { text: finding.message },
     locations: [
       {
-        // The schema file line that creates the object, when the audit applied schema files: code scanning
+        // The schema statement that creates the object, when the audit read schema files: code scanning
         // (GitHub's upload) needs a file location on every result.
-        ...(location ? { physicalLocation: { artifactLocation: { uri: location.file }, region: { startLine: location.line } } } : {}),
+        ...(location
+          ? {
+              physicalLocation: {
+                artifactLocation: { uri: pathUri(location.file), uriBaseId: SOURCE_ROOT_ID },
+                region: {
+                  startLine: location.line,
+                  ...(location.column ? { startColumn: location.column } : {}),
+                  ...(location.endLine && location.endColumn ? { endLine: location.endLine, endColumn: location.endColumn } : {}),
+                },
+              },
+            }
+          : {}),
         logicalLocations: [{ fullyQualifiedName: objectLabel(finding.object), kind: finding.object.kind }],
       },
     ],
@@ -124,13 +239,13 @@ function resultOf(report: Report, finding: Finding, ruleIndex: number, fingerpri
   };
 }
 
-export function toSarif(report: Report): SarifLog {
+export function toSarif(report: Report, options: SarifOptions = { ...(PACKAGE_README_URL ? { readmeUrl: PACKAGE_README_URL } : {}) }): SarifLog {
   const checks = report.checks;
   const known = new Map(checks.map((check) => [check.id, check]));
   const reported = new Set(report.findings.map((finding) => finding.check));
   // Rules in the order `rls-audit checks` lists them; a check id this version does not know goes last.
   const ruleIds = [...checks.map((check) => check.id).filter((id) => reported.has(id)), ...[...reported].filter((id) => !known.has(id)).sort()];
-  const rules = ruleIds.map((id) => ruleOf(id, known.get(id), report.findings.filter((finding) => finding.check === id)));
+  const rules = ruleIds.map((id) => ruleOf(id, known.get(id), report.findings.filter((finding) => finding.check === id), options));
   // Reports carry their fingerprints; one written before they did gets them here, computed the same way.
   const fingerprints = fingerprintFindings(report.findings).map((finding, index) => report.findings[index]!.fingerprint ?? finding.fingerprint!);
   return {
@@ -138,7 +253,8 @@ export function toSarif(report: Report): SarifLog {
     version: '2.1.0',
     runs: [
       {
-        tool: { driver: { name: 'rls-audit', version: report.tool.version, rules } },
+        tool: { driver: { name: 'rls-audit', version: report.tool.version, ...(options.readmeUrl ? { informationUri: options.readmeUrl } : {}), rules } },
+        ...(report.sourceRoot ? { originalUriBaseIds: { [SOURCE_ROOT_ID]: { uri: report.sourceRoot, description: { text: 'The directory the audit ran in: schema file paths are relative to it.' } } } } : {}),
         automationDetails: { id: `rls-audit/${report.scenario.name}/` },
         invocations: [
           {
@@ -153,6 +269,6 @@ export function toSarif(report: Report): SarifLog {
   };
 }
 
-export function renderSarif(report: Report): string {
-  return `${JSON.stringify(toSarif(report), null, 2)}\n`;
+export function renderSarif(report: Report, options?: SarifOptions): string {
+  return `${JSON.stringify(toSarif(report, options), null, 2)}\n`;
 }

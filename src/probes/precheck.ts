@@ -27,15 +27,24 @@ function deniesEveryRow(context: ProbeContext, relation: Relation, command: 'SEL
  */
 export async function ownRowsPrecheck(context: ProbeContext, options: { writes?: boolean } = {}): Promise<{ reasons: InconclusiveReason[]; blindEverywhere: boolean; checked: number }> {
   const failures: { relation: string; statement: string; detail: string }[] = [];
+  // Views count only where nothing else can be read (PostgREST's API schema over a private one): a view may
+  // filter its rows (`where not archived`), so one tenant seeing none of its rows there proves little alone.
+  const viewFailures: typeof failures = [];
   let checked = 0;
+  let viewsChecked = 0;
   for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
     const { relation, relationPlan, statement } = target;
-    if (!target.reliable || relation.partitionOf || (relation.kind !== 'table' && relation.kind !== 'partitioned-table')) continue;
-    if (deniesEveryRow(context, relation, 'SELECT')) continue;
-    checked += 1;
+    const table = relation.kind === 'table' || relation.kind === 'partitioned-table';
+    if (!target.reliable || relation.partitionOf || (!table && relation.kind !== 'view')) continue;
+    if (table && deniesEveryRow(context, relation, 'SELECT')) continue;
+    const expectedOf = (tenant: (typeof context.tenants)[number]) =>
+      table ? (expectedOwnRows(context, relation.qualified, tenant) ?? 0) : target.sources.reduce((sum, source) => sum + context.ledger.count(source, tenant.id), 0);
+    if (!context.tenants.some((tenant) => expectedOf(tenant) > 0)) continue;
+    if (table) checked += 1;
+    else viewsChecked += 1;
     const blind: string[] = [];
     for (const tenant of context.tenants) {
-      const expected = expectedOwnRows(context, relation.qualified, tenant) ?? 0;
+      const expected = expectedOf(tenant);
       if (!expected) continue;
       const result = await runAs(context, { kind: 'tenant', tenant }, statement);
       if (result.error) {
@@ -46,17 +55,18 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
         const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
         return owner.kind === 'tenant' && owner.tenant.id === tenant.id;
       }).length;
-      if (!own) blind.push(`${tenant.label} sees 0 of its ${expected} rows`);
+      if (!own) blind.push(`${tenant.label} sees 0 of its ${expected} rows${table ? '' : ' in the tables the view reads'}`);
     }
-    if (blind.length) failures.push({ relation: relation.qualified, statement: shownStatement(statement), detail: blind.join('; ') });
+    if (blind.length) (table ? failures : viewFailures).push({ relation: relation.qualified, statement: shownStatement(statement), detail: blind.join('; ') });
   }
-  if (checked > 1 && failures.length === checked) {
-    // The context itself is wrong: one reason, not one per table.
-    const first = failures[0]!;
-    return { blindEverywhere: true, checked, reasons: [
+  const everywhere = checked > 1 && failures.length === checked ? { failed: failures, count: checked, what: 'tenant-owned tables' } : !checked && viewsChecked > 0 && viewFailures.length === viewsChecked ? { failed: viewFailures, count: viewsChecked, what: 'views over tenant-owned tables (the only relations the role may read)' } : null;
+  if (everywhere) {
+    // The context itself is wrong: one reason, not one per relation.
+    const first = everywhere.failed[0]!;
+    return { blindEverywhere: true, checked: everywhere.count, reasons: [
       {
         reason:
-          `no tenant sees its own rows on any of the ${checked} tenant-owned tables (${failures.map((failure) => failure.relation).join(', ')}) as ${context.plan.role} ` +
+          `no tenant sees its own rows on any of the ${everywhere.count} ${everywhere.what} (${everywhere.failed.map((failure) => failure.relation).join(', ')}) as ${context.plan.role} ` +
           `after \`${context.plan.contextSql}\`; e.g. ${first.statement}: ${first.detail}. Every probe proved nothing`,
         hint: 'the context SQL does not set what the policies read: give the setting with --setting, the SQL the application runs with --context-sql (with $tenant, $user, $role), or --preset supabase / --preset postgrest',
       },

@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { audit } from '../src/audit.js';
 import type { Finding } from '../src/findings.js';
 import type { ProbeRecord } from '../src/probes/types.js';
 import { escapeHtml, renderHtml } from '../src/report/html.js';
@@ -153,13 +155,27 @@ describe('renderHtml', () => {
     expect(html).toContain("default-src 'none'");
   });
 
-  it('colours the matrix by probe outcome', () => {
-    expect(matrixCells(html, 'public.notes')).toEqual(['leak', 'pass', 'denied', 'pass', 'unreliable']);
+  it('shows a column per command family, each cell the worst outcome of its probes with links to the findings', () => {
+    // Reads: a leak beside a pass; missing context: denied beside pass and unreliable (denied is worse).
+    expect(matrixCells(html, 'public.notes')).toEqual(['leak', 'none', 'none', 'none', 'denied']);
     expect(matrixCells(html, EVIL_TABLE)).toEqual(['error', 'none', 'none', 'none', 'none']);
-    expect(html).toMatch(/<td class="cell leak" title="acme\n[^"]*2 foreign rows[^"]*">leak \(2\)<\/td>/);
+    const headers = [...html.matchAll(/<th scope="col" data-family="[a-z]+">([a-z ]+)<\/th>/g)].map((match) => match[1]);
+    expect(headers).toEqual(['read', 'insert', 'update', 'delete', 'missing context']);
+    // The leak shows its foreign rows as text (no tooltip) and links to the finding proved by it: F2, the
+    // high missing-context finding confirmed by read-isolation on public.notes.
+    expect(html).toMatch(/<td class="cell leak" data-family="read">leak \(2\) <a href="#finding-2">F2<\/a><span class="count">1\/2 statements<\/span><\/td>/);
+    expect(html).not.toMatch(/<td[^>]* title=/);
+    // The error of the probe statement is printed in the limitations and the statement log.
     expect(html).toContain('unrecognized &lt;script&gt;alert(1)&lt;/script&gt;');
-    for (const state of ['never set', 'empty string', 'unknown tenant']) expect(html).toContain(`<th scope="col" class="muted">${state}</th>`);
+    expect(html).toContain('boom &lt;script&gt;alert(1)&lt;/script&gt;');
     expect(html).toContain('class="legend"');
+  });
+
+  it('builds the filter rules from indexes only, never from a value of the report', () => {
+    const style = html.slice(html.indexOf('<style>') + '<style>'.length, html.indexOf('</style>'));
+    expect(style).toContain('#filter-severity-high:checked');
+    expect(style).toContain('#filter-check-0:checked');
+    for (const value of ['read-isolation', 'timing-oracle', 'public.notes', 'acme', '<']) expect(style).not.toContain(value);
   });
 
   it('lists shared relations apart from the matrix', () => {
@@ -202,51 +218,336 @@ describe('renderHtml', () => {
   });
 });
 
-const chromiumPath = '/usr/bin/chromium';
 
-describe('renderHtml in a browser', () => {
-  it.skipIf(!existsSync(chromiumPath))('opens offline with no requests, no dialogs, and visible sections', { timeout: 60_000 }, async () => {
-    const { chromium } = await import('playwright-core');
-    const directory = await mkdtemp(join(tmpdir(), 'rls-audit-html-'));
-    const file = join(directory, 'report.html');
-    await writeFile(file, renderHtml(report));
-    const fileUrl = pathToFileURL(file).href;
-    const browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
-    try {
-      const page = await browser.newPage();
-      const requests: string[] = [];
-      const dialogs: string[] = [];
-      const consoleErrors: string[] = [];
-      page.on('request', (request) => requests.push(request.url()));
-      page.on('dialog', (dialog) => {
-        dialogs.push(dialog.message());
-        void dialog.dismiss();
-      });
-      page.on('console', (message) => {
-        if (message.type() === 'error') consoleErrors.push(message.text());
-      });
-      await page.goto(fileUrl, { waitUntil: 'load' });
+/**
+ * A real run: the audit of a schema with a defect in each command family beside secure tables
+ * (test/fixtures/html-report), made once for this file.
+ */
+let realRun: Promise<Report> | undefined;
+function realReport(): Promise<Report> {
+  realRun ??= audit({
+    name: 'html-report',
+    schema: [fileURLToPath(new URL('./fixtures/html-report/schema.sql', import.meta.url))],
+    role: 'app_user',
+    tenants: 2,
+    rows: 5,
+    seed: 7,
+  });
+  return realRun;
+}
 
-      await expect(page.locator('#matrix').isVisible()).resolves.toBe(true);
-      await expect(page.getByRole('heading', { level: 2, name: 'Findings' }).isVisible()).resolves.toBe(true);
-      for (const name of [/^Critical/, /^High/, /^Low/, /^Info/]) {
-        await expect(page.getByRole('heading', { level: 3, name }).isVisible()).resolves.toBe(true);
+/** The markup of one of the report's top-level sections. */
+function section(html: string, id: string): string {
+  const start = html.indexOf(`<section id="${id}"`);
+  if (start < 0) throw new Error(`no section ${id}`);
+  return html.slice(start, html.indexOf('\n</section>', start));
+}
+
+const SECTION_HEADINGS = ['summary-heading', 'scope-heading', 'method-heading', 'limitations-heading', 'matrix-heading', 'findings-heading', 'passed-heading', 'statements-heading'];
+
+describe('renderHtml on a real run', () => {
+  let report: Report;
+  let html: string;
+  beforeAll(async () => {
+    report = await realReport();
+    html = renderHtml(report);
+  });
+
+  it('opens with the summary, scope, method and limitations, then the matrix, findings, passed checks and statements', () => {
+    const positions = SECTION_HEADINGS.map((id) => html.indexOf(`<h2 id="${id}">`));
+    for (const position of positions) expect(position).toBeGreaterThan(0);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+
+    expect(report.summary.verdict).toBe('fail');
+    expect(section(html, 'summary')).toContain('<span class="verdict fail">FAIL</span>');
+    expect(section(html, 'summary')).toContain(`${report.summary.failing} findings at high or above fail the run`);
+    const scope = section(html, 'scope');
+    expect(scope).toContain('<code>app_user</code>');
+    for (const tenant of report.tenants) expect(scope).toContain(`canary <code>${escapeHtml(tenant.canary)}</code>`);
+    expect(scope).toContain(`<dt>Probe statements</dt><dd>${report.probes.length}: ${report.summary.probes.leak} leak · ${report.summary.probes.pass} pass</dd>`);
+    expect(scope).toContain(`<dt>Rows seeded</dt><dd>${report.summary.rowsSeeded} `);
+    expect(scope).toMatch(/6 tenant-owned relations <span class="muted">\(6 seeded\)<\/span>, 1 shared relation/);
+    const method = section(html, 'method');
+    expect(method).toContain('rolled back');
+    expect(method).toContain('canary');
+    expect(method).toContain('<em>never set</em>');
+    expect(section(html, 'limitations')).toContain('Every tenant-owned relation was seeded for every tenant.');
+    expect(section(html, 'limitations')).toContain('tenant column tenant_id (discovered)');
+  });
+
+  it('shows a write leak behind a clean read column, and links every leak to its finding', () => {
+    const [read, insert, update, remove, missing] = matrixCells(html, 'public.tasks');
+    expect([read, update]).toEqual(['pass', 'leak']);
+    expect([insert, remove, missing]).not.toContain('leak');
+    expect(matrixCells(html, 'public.invoices')[0]).toBe('pass');
+    expect(matrixCells(html, 'public.invoices')[3]).toBe('leak');
+    expect(matrixCells(html, 'public.notes')[4]).toBe('leak');
+    expect(matrixCells(html, 'public.documents')[0]).toBe('leak');
+    expect(matrixCells(html, 'public.projects')).not.toContain('leak');
+
+    const matrix = html.slice(html.indexOf('<table id="matrix"'), html.indexOf('</table>', html.indexOf('<table id="matrix"')));
+    const rows = matrix.split('<tr>').slice(2);
+    for (const row of rows) {
+      const relation = /<code>([^<]+)<\/code>/.exec(row)![1]!;
+      for (const cell of row.match(/<td class="cell leak"[^]*?<\/td>/g) ?? []) {
+        const anchors = [...cell.matchAll(/href="#(finding-\d+)"/g)].map((match) => match[1]!);
+        expect(anchors.length, `${relation}: ${cell}`).toBeGreaterThan(0);
+        for (const anchor of anchors) {
+          const start = html.indexOf(` id="${anchor}"`);
+          expect(start, anchor).toBeGreaterThan(0);
+          expect(html.slice(start, html.indexOf('</summary>', start))).toContain(relation);
+        }
       }
-      // The payload shows as text, and hovering the attribute-injection attempt does nothing.
-      await expect(page.getByText('Tenant acme reads 2 rows of globex: <script>alert(1)</script> "quotes"').isVisible()).resolves.toBe(true);
-      await page.locator('#matrix td.cell.leak').first().hover();
-      await page.locator('#matrix thead th', { hasText: 'globex' }).hover();
-      await page.waitForTimeout(200);
-
-      expect(requests).toEqual([fileUrl]);
-      expect(dialogs).toEqual([]);
-      expect(consoleErrors).toEqual([]);
-    } finally {
-      await browser.close();
-      await rm(directory, { recursive: true, force: true });
+      // A relation with a finding says so in its row, with the finding's severity, whatever the cells show.
+      if (relation === 'public.tasks') expect(row).toMatch(/<a class="badge sev-high" href="#finding-\d+">F\d+ high<\/a>/);
     }
   });
+
+  it('groups the findings, opens those that fail the run and collapses the rest', () => {
+    const findings = [...html.matchAll(/<details class="finding [^"]*" data-severity="([a-z]+)" id="finding-(\d+)"( open)?>/g)];
+    expect(findings.length).toBe(report.findings.length);
+    for (const [, severity, , open] of findings) expect(Boolean(open), severity).toBe(severity === 'critical' || severity === 'high');
+    expect(findings.map((match) => match[2])).toEqual(findings.map((_, index) => String(index + 1)));
+  });
+
+  it('lists the checks that reported nothing, with what their probes saw', () => {
+    const passed = section(html, 'passed');
+    expect(passed).toMatch(/<tr id="check-foreign-insert"><td><code>foreign-insert<\/code><\/td><td>probe<\/td><td>[^<]+<\/td><td>\d+ pass<\/td><\/tr>/);
+    expect(passed).toContain('<tr id="check-rls-disabled">');
+    expect(passed).not.toContain('<tr id="check-permissive-always-true">');
+    expect(passed).not.toContain('<tr id="check-missing-context">');
+  });
+});
+
+const chromiumPath = '/usr/bin/chromium';
+
+/** Widths the report must read at: a desktop, a phone, and A4 portrait in print (210 mm less the 12 mm margins of @page: 186 mm = 703 px). */
+const VIEWPORTS = [
+  { name: 'desktop', width: 1280, height: 900, print: false, mobile: false },
+  { name: 'phone', width: 375, height: 740, print: false, mobile: true },
+  { name: 'print', width: 703, height: 1000, print: true, mobile: false },
+] as const;
+
+/**
+ * What breaks the layout at the current width: the page scrolls sideways, or an element reaches past the
+ * viewport without a box of its own that scrolls it (the matrix and sample tables may scroll inside theirs).
+ */
+function layoutProblems(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const problems: string[] = [];
+    const scrollWidth = document.scrollingElement!.scrollWidth;
+    if (scrollWidth > window.innerWidth) problems.push(`the page scrolls sideways: ${scrollWidth} > ${window.innerWidth}`);
+    const scrolledInside = (element: Element): boolean => {
+      for (let box = element.parentElement; box && box !== document.body; box = box.parentElement) {
+        if (getComputedStyle(box).overflowX !== 'visible') return box.getBoundingClientRect().right <= width + 1;
+      }
+      return false;
+    };
+    for (const element of document.body.querySelectorAll('*')) {
+      const rect = element.getBoundingClientRect();
+      if (!rect.width && !rect.height) continue;
+      if (rect.right <= width + 1 && rect.left >= -1) continue;
+      if (scrolledInside(element)) continue;
+      problems.push(`${element.tagName.toLowerCase()}${element.id ? `#${element.id}` : ''}.${String(element.className)} spans ${Math.round(rect.left)}..${Math.round(rect.right)} of ${width}`);
+    }
+    return problems.slice(0, 10);
+  });
+}
+
+/** Ids of the findings a reader sees. */
+function visibleFindings(page: Page): Promise<string[]> {
+  return page.$$eval('details.finding', (list) => list.filter((element) => element.checkVisibility()).map((element) => `${element.id} ${(element as HTMLElement).dataset.severity}`));
+}
+
+describe.skipIf(!existsSync(chromiumPath))('renderHtml in headless Chromium', () => {
+  let browser: Browser;
+  let directory: string;
+  let real: Report;
+  const keep = process.env.RLS_AUDIT_SCREENSHOTS;
+
+  beforeAll(async () => {
+    const { chromium } = await import('playwright-core');
+    [browser, real, directory] = await Promise.all([
+      chromium.launch({
+        executablePath: chromiumPath,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      }),
+      realReport(),
+      keep ? mkdir(keep, { recursive: true }).then(() => keep) : mkdtemp(join(tmpdir(), 'rls-audit-html-')),
+    ]);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    if (!keep && directory) await rm(directory, { recursive: true, force: true });
+  });
+
+  /** Writes the report, opens it at a viewport, and records every request, dialog and console error. */
+  async function open(name: string, report: Report, viewport: (typeof VIEWPORTS)[number]) {
+    const file = join(directory, `${name}.html`);
+    await writeFile(file, renderHtml(report));
+    const url = pathToFileURL(file).href;
+    const context = await browser.newContext({
+      viewport: { width: viewport.width, height: viewport.height },
+      isMobile: viewport.mobile,
+      hasTouch: viewport.mobile,
+    });
+    const page = await context.newPage();
+    const requests: string[] = [];
+    const dialogs: string[] = [];
+    const consoleErrors: string[] = [];
+    page.on('request', (request) => requests.push(request.url()));
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+    if (viewport.print) await page.emulateMedia({ media: 'print' });
+    await page.goto(url, { waitUntil: 'load' });
+    return { page, url, requests, dialogs, consoleErrors, close: () => context.close() };
+  }
+
+  for (const viewport of VIEWPORTS) {
+    it(`lays the report of a real run out at ${viewport.name} width (${viewport.width} px)`, async () => {
+      const { page, url, requests, close } = await open(`real-${viewport.name}`, real, viewport);
+      try {
+        expect(await layoutProblems(page)).toEqual([]);
+
+        // The sections are there, visible, in reading order.
+        const tops: number[] = [];
+        for (const id of SECTION_HEADINGS) {
+          const heading = page.locator(`#${id}`);
+          await expect(heading.isVisible(), id).resolves.toBe(true);
+          tops.push((await heading.boundingBox())!.y);
+        }
+        expect([...tops].sort((a, b) => a - b)).toEqual(tops);
+
+        // Every link in the matrix reaches a finding; every leak cell has one.
+        const links = await page.$$eval('#matrix a[href^="#"]', (anchors) =>
+          anchors.map((anchor) => ({ href: anchor.getAttribute('href')!, target: document.getElementById(anchor.getAttribute('href')!.slice(1))?.matches('details.finding') ?? false })),
+        );
+        expect(links.length).toBeGreaterThanOrEqual(5);
+        expect(links.filter((link) => !link.target)).toEqual([]);
+        expect(await page.$$eval('#matrix td.cell.leak', (cells) => cells.filter((cell) => !cell.querySelector('a[href^="#finding-"]')).length)).toBe(0);
+
+        // Evidence: on screen the findings below the threshold are collapsed; in print every one is shown.
+        const evidence = await page.$$eval('details.finding pre', (blocks) => blocks.map((block) => block.checkVisibility()));
+        expect(evidence.length).toBeGreaterThan(real.findings.length);
+        if (viewport.print) expect(evidence.every(Boolean)).toBe(true);
+        else {
+          expect(evidence.some((visible) => !visible)).toBe(true);
+          expect(evidence.some(Boolean)).toBe(true);
+        }
+        if (viewport.print) {
+          await expect(page.locator('details.statements table').first().isVisible()).resolves.toBe(true);
+          await expect(page.locator('.filters').isVisible()).resolves.toBe(false);
+        }
+
+        await page.screenshot({ path: join(directory, `real-${viewport.name}.png`), fullPage: true });
+        if (viewport.print) {
+          const pdf = join(directory, 'real-a4.pdf');
+          await page.pdf({ path: pdf, format: 'A4', preferCSSPageSize: true, printBackground: true });
+          const bytes = await readFile(pdf, 'latin1');
+          expect(bytes.startsWith('%PDF-')).toBe(true);
+          expect((bytes.match(/\/Type\s*\/Page\b/g) ?? []).length).toBeGreaterThan(1);
+        }
+        expect(requests).toEqual([url]);
+      } finally {
+        await close();
+      }
+    });
+  }
+
+  it('filters findings by severity and by check with CSS alone, and a link to a filtered finding still shows it', async () => {
+    const { page, url, requests, close } = await open('real-filter', real, VIEWPORTS[0]);
+    try {
+      const all = await visibleFindings(page);
+      expect(all).toHaveLength(real.findings.length);
+
+      await page.locator('label[for="filter-severity-high"]').click();
+      const high = await visibleFindings(page);
+      expect(high).toHaveLength(real.summary.findings.high);
+      expect(high.every((entry) => entry.endsWith(' high'))).toBe(true);
+      await expect(page.locator('#group-critical').isVisible()).resolves.toBe(false);
+      await expect(page.locator('#group-high').isVisible()).resolves.toBe(true);
+
+      await page.locator('.check-filter label', { hasText: /^permissive-always-true \(/ }).click();
+      const highPermissive = await visibleFindings(page);
+      expect(highPermissive).toHaveLength(real.findings.filter((finding) => finding.severity === 'high' && finding.check === 'permissive-always-true').length);
+      expect(highPermissive.length).toBeLessThan(high.length);
+      await expect(page.locator('.no-match').isVisible()).resolves.toBe(false);
+
+      await page.locator('label[for="filter-severity-info"]').click();
+      expect(await visibleFindings(page)).toEqual([]);
+      await expect(page.locator('.no-match').isVisible()).resolves.toBe(true);
+
+      // A matrix link to a finding the filter hides: the finding it names is shown.
+      const link = page.locator('#matrix td.cell.leak a').first();
+      const anchor = (await link.getAttribute('href'))!.slice(1);
+      await link.click();
+      await expect(page.locator(`#${anchor}`).isVisible()).resolves.toBe(true);
+
+      await page.locator('label[for="filter-severity-all"]').click();
+      await page.locator('label[for="filter-check-all"]').click();
+      expect(await visibleFindings(page)).toHaveLength(real.findings.length);
+      await expect(page.locator('.no-match').isVisible()).resolves.toBe(false);
+      expect(requests).toEqual([url]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('on a phone, a matrix cell takes the reader to its finding', async () => {
+    const { page, close } = await open('real-phone-link', real, VIEWPORTS[1]);
+    try {
+      const link = page.locator('#matrix td.cell.leak a').last();
+      const anchor = (await link.getAttribute('href'))!.slice(1);
+      await link.tap();
+      await expect.poll(() => page.evaluate((id) => {
+        const top = document.getElementById(id)!.getBoundingClientRect().top;
+        return top >= -1 && top < window.innerHeight;
+      }, anchor)).toBe(true);
+    } finally {
+      await close();
+    }
+  });
+
+  /** The hand-made report with hostile values, plus values with no place to break a line. */
+  const hostile: Report = {
+    ...report,
+    notes: [...report.notes, `unbroken ${'x'.repeat(300)}`],
+    target: { ...report.target, description: `/${'very-long-socket-directory-name'.repeat(8)}` },
+    findings: report.findings.map((finding) =>
+      finding.severity === 'critical' ? { ...finding, evidence: { ...finding.evidence, sql: `${finding.evidence.sql} -- ${'y'.repeat(300)}` } } : finding,
+    ),
+  };
+
+  for (const viewport of VIEWPORTS) {
+    it(`shows hostile values as text, with no request, dialog or broken layout, at ${viewport.name} width`, async () => {
+      const { page, url, requests, dialogs, consoleErrors, close } = await open(`hostile-${viewport.name}`, hostile, viewport);
+      try {
+        expect(await layoutProblems(page)).toEqual([]);
+        await expect(page.locator('#matrix').isVisible()).resolves.toBe(true);
+        await expect(page.getByRole('heading', { level: 2, name: 'Findings', exact: true }).isVisible()).resolves.toBe(true);
+        for (const name of [/^Critical/, /^High/, /^Low/, /^Info/]) {
+          await expect(page.getByRole('heading', { level: 3, name }).isVisible()).resolves.toBe(true);
+        }
+        // The payload shows as text, and hovering what tried to inject an attribute does nothing.
+        await expect(page.getByText('Tenant acme reads 2 rows of globex: <script>alert(1)</script> "quotes"').first().isVisible()).resolves.toBe(true);
+        if (!viewport.print) {
+          await page.locator('#matrix td.cell.leak').first().hover();
+          await page.locator('ul.tenants li', { hasText: 'globex' }).hover();
+          await page.waitForTimeout(100);
+        }
+        await page.screenshot({ path: join(directory, `hostile-${viewport.name}.png`), fullPage: true });
+        expect(requests).toEqual([url]);
+        expect(dialogs).toEqual([]);
+        expect(consoleErrors).toEqual([]);
+      } finally {
+        await close();
+      }
+    });
+  }
 });

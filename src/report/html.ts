@@ -1,12 +1,17 @@
-import { objectLabel, type Finding, type SampleRow } from '../findings.js';
+import { checksOf, objectLabel, objectSubject, type Finding, type FindingObject, type SampleRow } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
-import type { Severity } from '../severity.js';
+import { atLeast, type Severity } from '../severity.js';
 import type { RelationReport, Report } from './model.js';
 
 /**
  * The HTML report: one self-contained document (inline CSS, no script, no external requests), a pure
- * function of the JSON report. Every value comes from the database or the user, so every value is escaped:
- * the `html` template tag escapes each interpolation unless it is markup this module built itself.
+ * function of the JSON report, written for a reviewer who hands it on: a summary first (verdict, scope,
+ * method, limitations), the matrix of relations by command family, the findings (grouped, collapsible,
+ * filterable with CSS alone), the checks that found nothing, and every probe statement.
+ *
+ * Every value comes from the database or the user, so every value is escaped: the `html` template tag
+ * escapes each interpolation unless it is markup this module built itself. No value reaches the CSS: the
+ * filter rules name findings and checks by index.
  */
 
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -45,57 +50,116 @@ const OUTCOME_ORDER: ProbeOutcome[] = ['leak', 'error', 'hidden', 'denied', 'unr
 const OUTCOME_TEXT: Record<ProbeOutcome, string> = {
   leak: 'leak', hidden: 'own rows hidden', error: 'error', denied: 'denied', unreliable: 'unreliable', inconclusive: 'inconclusive', pass: 'pass', 'no-access': 'no access', skipped: 'skipped',
 };
+/** Outcomes that prove nothing either way: the limitations section lists every statement that had one. */
+const UNPROVEN_OUTCOMES: ProbeOutcome[] = ['error', 'unreliable', 'inconclusive', 'no-access', 'skipped'];
 const LEGEND: [string, string, string][] = [
-  ['leak', 'leak', 'rows of another tenant were visible'],
+  ['leak', 'leak', 'rows of another tenant were visible or changed'],
   ['error', 'error', 'the statement failed unexpectedly'],
   ['hidden', 'own rows hidden', 'nothing leaked, but the tenant saw fewer of its own rows than it owns'],
   ['denied', 'denied', 'an error instead of an empty result'],
   ['unreliable', 'unreliable', 'the data it needed could not be seeded'],
   ['inconclusive', 'inconclusive', 'it ran, but its result proves nothing either way'],
   ['pass', 'pass', 'only the expected rows'],
-  ['none', '', 'not probed'],
+  ['skipped', 'skipped / no access', 'not run, or the role has no privilege for it'],
+  ['none', 'not probed', 'no probe of this family applies to the relation'],
 ];
+
+/** The command families of the matrix, each with the probe checks whose statements it shows. */
+const FAMILIES = [
+  { id: 'read', label: 'read', checks: ['read-isolation', 'own-rows-hidden', 'role-graph', 'spoofable-setting', 'role-owns-table', 'existence-oracle', 'error-echo'] },
+  { id: 'insert', label: 'insert', checks: ['foreign-insert', 'cross-tenant-reference', 'copied-values'] },
+  { id: 'update', label: 'update', checks: ['foreign-update', 'blind-update', 'tenant-reassignment', 'upsert-conflict'] },
+  { id: 'delete', label: 'delete', checks: ['foreign-delete', 'blind-delete', 'truncate'] },
+  { id: 'missing', label: 'missing context', checks: ['missing-context', 'missing-context-error'] },
+] as const;
+type FamilyId = (typeof FAMILIES)[number]['id'];
+
+function familyOf(check: string): FamilyId | null {
+  return FAMILIES.find((family) => (family.checks as readonly string[]).includes(check))?.id ?? null;
+}
 
 const CSS = `
 :root{--fg:#1a1d21;--muted:#555d66;--line:#d5d9de;--bg:#fff;--panel:#f5f7f9;--accent:#0b57d0}
 *{box-sizing:border-box}
-body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
+body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg);overflow-wrap:break-word}
 main{max-width:1200px;margin:0 auto;padding:1.5rem}
 h1{font-size:1.6rem;margin:0 0 .25rem}h2{font-size:1.3rem;margin:2rem 0 .75rem;border-bottom:2px solid var(--line);padding-bottom:.25rem}
-h3{font-size:1.1rem;margin:1.5rem 0 .5rem}h4{font-size:1rem;margin:0 0 .4rem}
+h3{font-size:1.1rem;margin:1.25rem 0 .5rem}
 a{color:var(--accent)}
 code,pre{font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-pre{background:var(--panel);border:1px solid var(--line);border-radius:4px;padding:.6rem .75rem;overflow-x:auto;white-space:pre-wrap;word-break:break-word;margin:.3rem 0}
+code{overflow-wrap:anywhere}
+pre{background:var(--panel);border:1px solid var(--line);border-radius:4px;padding:.6rem .75rem;white-space:pre-wrap;overflow-wrap:anywhere;margin:.3rem 0;max-width:100%}
 .muted{color:var(--muted)}
-dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.75rem 0}
-dl.facts dt{font-weight:600;color:var(--muted)}dl.facts dd{margin:0}
-.verdict{display:inline-block;font-weight:700;padding:.2rem .7rem;border-radius:4px;color:#fff}
+nav.sections{display:flex;flex-wrap:wrap;gap:.25rem 1rem;margin:.75rem 0}
+dl.facts{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.25rem 1rem;margin:.75rem 0}
+dl.facts dt{font-weight:600;color:var(--muted)}dl.facts dd{margin:0;min-width:0;overflow-wrap:anywhere}
+.verdict{display:inline-block;font-weight:700;padding:.2rem .7rem;border-radius:4px;color:#fff;-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .verdict.pass{background:#1e6e32}.verdict.fail{background:#b3261e}.verdict.inconclusive{background:#8a5a00}
+.verdict-line{font-size:1.05rem}
 .counts{display:flex;flex-wrap:wrap;gap:.5rem;list-style:none;padding:0;margin:.5rem 0}
-.badge{display:inline-block;font-size:.78rem;font-weight:600;padding:.05rem .5rem;border-radius:999px;border:1px solid var(--line);background:var(--panel);margin-right:.3rem}
+.badge{display:inline-block;font-size:.78rem;font-weight:600;padding:.05rem .5rem;border-radius:.7rem;border:1px solid var(--line);background:var(--panel);margin:0 .3rem .15rem 0;overflow-wrap:anywhere}
 .sev-critical{background:#7f0000;color:#fff;border-color:#7f0000}.sev-high{background:#c62828;color:#fff;border-color:#c62828}
 .sev-medium{background:#ffb300;color:#000;border-color:#ffb300}.sev-low{background:#1565c0;color:#fff;border-color:#1565c0}
 .sev-info{background:#e0e0e0;color:#000}
+a.badge{text-decoration:none}
 .badge.accepted{background:#e8f5e9;border-color:#2e7d32;color:#1b5e20}.badge.expired{background:#fdecea;border-color:#b3261e;color:#8c1d18}
 table{border-collapse:collapse;font-size:.85rem}
 th,td{border:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top}
 thead th{background:var(--panel)}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto;max-width:100%}
+table.matrix th[scope=row]{min-width:9rem;max-width:16rem;overflow-wrap:anywhere;position:sticky;left:0;z-index:1;background:var(--bg)}
+table.matrix td.findings{min-width:6.5rem}table.matrix td.findings .badge{white-space:nowrap}
+table.matrix .relation-facts{display:block;font-weight:400;font-size:.8rem;color:var(--muted)}
 td.cell{text-align:center;min-width:5.5rem;font-weight:600;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+td.cell .count{display:block;font-weight:400;font-size:.75rem}
+td.cell a{color:inherit;font-weight:700}
 .cell.leak{background:#c62828;color:#fff}.cell.error{background:#ef6c00;color:#000}.cell.denied{background:#ffd54f;color:#000}
 .cell.unreliable{background:repeating-linear-gradient(45deg,#cfd3d7 0 5px,#eef0f2 5px 10px);color:#000}
 .cell.hidden{background:#b39ddb;color:#000}
 .cell.inconclusive{background:#e3e7ec;color:#000;font-weight:400}
 .cell.pass{background:#a5d6a7;color:#0d3b12}.cell.no-access,.cell.skipped{background:#f5f7f9;color:var(--muted);font-weight:400}
-.cell.none{background:#fff}
+.cell.none{background:#fff;color:var(--muted);font-weight:400}
 .legend{display:flex;flex-wrap:wrap;gap:.4rem 1.2rem;list-style:none;padding:0;font-size:.85rem}
-.legend .cell{display:inline-block;min-width:1.6rem;height:1.1rem;border:1px solid var(--line);vertical-align:middle;margin-right:.35rem}
-article.finding{border:1px solid var(--line);border-left:6px solid var(--line);border-radius:4px;padding:.75rem 1rem;margin:.75rem 0;break-inside:avoid}
-article.finding.critical{border-left-color:#7f0000}article.finding.high{border-left-color:#c62828}
-article.finding.medium{border-left-color:#ffb300}article.finding.low{border-left-color:#1565c0}article.finding.info{border-left-color:#9e9e9e}
+.legend .cell{display:inline-block;min-width:1.6rem;height:1.1rem;border:1px solid var(--line);vertical-align:middle;margin-right:.35rem;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.families{font-size:.85rem}
+fieldset.filter{border:1px solid var(--line);border-radius:4px;margin:.5rem 0;padding:.3rem .6rem .5rem;display:flex;flex-wrap:wrap;gap:.35rem;min-width:0}
+fieldset.filter legend{font-weight:600;color:var(--muted);padding:0 .25rem}
+.filter input{position:absolute;opacity:0;width:1px;height:1px;margin:0}
+.filter label{display:inline-block;border:1px solid var(--line);border-radius:999px;padding:.1rem .65rem;font-size:.85rem;cursor:pointer;background:var(--bg);overflow-wrap:anywhere}
+.filter input:checked+label{background:var(--accent);border-color:var(--accent);color:#fff}
+.filter input:focus-visible+label{outline:2px solid var(--accent);outline-offset:2px}
+.filter input:disabled+label{opacity:.45;cursor:default}
+.no-match{display:none;font-style:italic}
+details.severity-group{margin:.5rem 0}
+details.severity-group>summary{margin:1rem 0 .5rem;cursor:pointer}details.severity-group>summary>h3{display:inline;margin:0}
+details.finding{border:1px solid var(--line);border-left:6px solid var(--line);border-radius:4px;padding:.5rem 1rem;margin:.6rem 0;break-inside:avoid-page}
+details.finding>summary{cursor:pointer}
+details.finding[open]>summary{margin-bottom:.5rem}
+details.finding:target{outline:3px solid var(--accent);outline-offset:2px}
+.finding-title{font-weight:600}
+.finding-message{display:block;margin-top:.15rem}
+details.finding[data-severity=critical]{border-left-color:#7f0000}details.finding[data-severity=high]{border-left-color:#c62828}
+details.finding[data-severity=medium]{border-left-color:#ffb300}details.finding[data-severity=low]{border-left-color:#1565c0}details.finding[data-severity=info]{border-left-color:#9e9e9e}
 .label{font-weight:600;color:var(--muted);margin:.5rem 0 0}
-@media print{main{max-width:none;padding:0}.scroll{overflow:visible}pre{white-space:pre-wrap}a{color:inherit;text-decoration:none}
-.verdict,.badge,.cell,article.finding{-webkit-print-color-adjust:exact;print-color-adjust:exact}h2{break-after:avoid}}
+details.statements{margin:.4rem 0}details.statements>summary{cursor:pointer}
+ul.plain{padding-left:1.2rem}
+@media (max-width:640px){main{padding:1rem .75rem}dl.facts{grid-template-columns:minmax(0,1fr)}dl.facts dt{margin-top:.35rem}h1{font-size:1.35rem}}
+@page{size:A4 portrait;margin:12mm}
+@media print{
+body{font-size:11pt}main{max-width:none;padding:0}
+.scroll{overflow:visible}
+a{color:inherit;text-decoration:none}
+.filters,nav.sections{display:none}
+details::details-content{content-visibility:visible;display:block}
+details>summary{list-style:none}details>summary::-webkit-details-marker{display:none}
+code,pre{font-size:8.5pt}
+table.matrix{width:100%;font-size:8pt}table.matrix th[scope=row]{min-width:0;max-width:none;position:static}table.matrix td.findings{min-width:0}
+td.cell{min-width:0}
+table.samples,table.log{width:100%;table-layout:fixed;font-size:8pt}table.samples td,table.samples th,table.log td,table.log th{overflow-wrap:anywhere}
+.verdict,.badge,.cell,details.finding{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+h2,h3,summary{break-after:avoid}pre{break-inside:auto}
+}
 `;
 
 function formatMs(ms: number): string {
@@ -106,101 +170,285 @@ function title(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-function renderHeader(report: Report): SafeHtml {
-  const { summary, scenario, target, timings } = report;
-  const verdict = summary.verdict.toUpperCase();
-  const phases: [string, number][] = [
-    ['start', timings.start], ['schema', timings.schema], ['introspection', timings.introspection],
-    ['seeding', timings.seeding], ['probes', timings.probes], ['report', timings.report], ['total', timings.total],
-  ];
-  return html`<header>
-<h1>${report.tool.name} <span class="muted">${report.tool.version}</span></h1>
-<p><span class="verdict ${summary.verdict}">${verdict}</span>
- <span class="muted">fail on ${summary.failOn} and above: ${summary.failing} failing, ${summary.accepted} accepted</span></p>
-${(summary.inconclusive ?? []).length ? html`<ul class="inconclusive" aria-label="Why the run is inconclusive">${(summary.inconclusive ?? []).map((entry) => html`<li>${entry.reason} <span class="muted">Try: ${entry.hint}</span></li>`)}</ul>` : ''}
-<ul class="counts" aria-label="Findings per severity">${SEVERITY_ORDER.map(
-    (severity) => html`<li><a class="badge sev-${severity}" href="#severity-${severity}">${title(severity)}: ${summary.findings[severity] ?? 0}</a></li>`,
-  )}</ul>
-<dl class="facts">
-<dt>Scenario</dt><dd>${scenario.name} <span class="muted">(${report.command}, role ${scenario.role}, setting ${scenario.setting})</span></dd>
-<dt>Target</dt><dd>${target.description} <span class="muted">(${target.kind}, database ${target.database})</span></dd>
-<dt>Server</dt><dd>${target.serverVersion}</dd>
-<dt>Started</dt><dd><time datetime="${report.startedAt}">${report.startedAt}</time></dd>
-<dt>Tenants</dt><dd>${report.tenants.length} · ${summary.rowsSeeded} rows seeded · ${summary.queries} queries</dd>
-<dt>Timings</dt><dd>${phases.map(([phase, ms], index) => html`${index ? ' · ' : ''}${phase} ${formatMs(ms)}`)}</dd>
-</dl>
-</header>`;
+function plural(count: number, one: string, many = `${one}s`): string {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+/** Outcome counts, worst first, as `2 leak · 10 pass`. */
+function outcomeCounts(counts: Partial<Record<ProbeOutcome, number>>): string {
+  const parts = OUTCOME_ORDER.filter((outcome) => counts[outcome]).map((outcome) => `${counts[outcome]} ${OUTCOME_TEXT[outcome]}`);
+  return parts.length ? parts.join(' · ') : 'none';
+}
+
+function countOutcomes(records: ProbeRecord[]): Partial<Record<ProbeOutcome, number>> {
+  const counts: Partial<Record<ProbeOutcome, number>> = {};
+  for (const record of records) counts[record.outcome] = (counts[record.outcome] ?? 0) + 1;
+  return counts;
 }
 
 function worstOutcome(records: ProbeRecord[]): ProbeOutcome {
   return OUTCOME_ORDER.find((outcome) => records.some((record) => record.outcome === outcome)) ?? 'pass';
 }
 
-function cellTooltip(records: ProbeRecord[]): string {
-  return records
-    .map((record) => {
-      const parts = [`${OUTCOME_TEXT[record.outcome]}: ${record.rows} rows, ${record.foreignRows} foreign rows`];
-      if (record.missingOwnRows) parts.push(`${record.missingOwnRows} own rows missing`);
-      if (record.error) parts.push(`error: ${record.error}`);
-      return parts.join(', ');
-    })
-    .join('\n');
+/** A finding as the report numbers it (F1, F2, ... in the order shown: most severe first). */
+interface NumberedFinding {
+  finding: Finding;
+  number: number;
+  anchor: string;
+  /** Index of each of its checks in the check filter. */
+  checks: number[];
 }
 
-function renderCell(records: ProbeRecord[] | undefined, columnName: string): SafeHtml {
-  if (!records?.length) return html`<td class="cell none" title="${columnName}: not probed"></td>`;
-  const outcome = worstOutcome(records);
-  const foreignRows = records.reduce((sum, record) => sum + record.foreignRows, 0);
-  const text = outcome === 'leak' ? `leak (${foreignRows})` : OUTCOME_TEXT[outcome];
-  return html`<td class="cell ${outcome}" title="${`${columnName}\n${cellTooltip(records)}`}">${text}</td>`;
+/** Everything the sections share, computed once. */
+interface Model {
+  report: Report;
+  findings: NumberedFinding[];
+  /** Check ids that findings carry, in filter order. */
+  findingChecks: string[];
+  /** `relation\0family` to the findings that cover that cell. */
+  cellFindings: Map<string, NumberedFinding[]>;
+  /** Relation (subject) to every finding about it. */
+  subjectFindings: Map<string, NumberedFinding[]>;
+  /** Probe records per subject (relation, function, setting, role, query), in report order. */
+  records: Map<string, ProbeRecord[]>;
+}
+
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (!list) map.set(key, [value]);
+  else if (!list.includes(value)) list.push(value);
+}
+
+function buildModel(report: Report): Model {
+  const sorted = SEVERITY_ORDER.flatMap((severity) => report.findings.filter((finding) => finding.severity === severity));
+  const findingChecks = [...new Set(sorted.flatMap((finding) => checksOf(finding)))].sort();
+  const findings = sorted.map((finding, index) => ({
+    finding,
+    number: index + 1,
+    anchor: `finding-${index + 1}`,
+    checks: checksOf(finding).map((check) => findingChecks.indexOf(check)),
+  }));
+  const cellFindings = new Map<string, NumberedFinding[]>();
+  const subjectFindings = new Map<string, NumberedFinding[]>();
+  for (const numbered of findings) {
+    const { finding } = numbered;
+    const claims: { object: FindingObject; checks: string[] }[] = [
+      { object: finding.object, checks: [finding.check] },
+      ...[...(finding.confirmedBy ?? []), ...(finding.related ?? [])].map((entry) => ({ object: entry.object, checks: [entry.check] })),
+      ...(finding.affected ?? []).map((object) => ({ object, checks: checksOf(finding) })),
+    ];
+    for (const claim of claims) {
+      const subject = objectSubject(claim.object);
+      pushTo(subjectFindings, subject, numbered);
+      for (const check of claim.checks) {
+        const family = familyOf(check);
+        if (family) pushTo(cellFindings, `${subject}\u0000${family}`, numbered);
+      }
+    }
+  }
+  const records = new Map<string, ProbeRecord[]>();
+  for (const record of report.probes) pushTo(records, record.relation, record);
+  return { report, findings, findingChecks, cellFindings, subjectFindings, records };
+}
+
+function findingLink(numbered: NumberedFinding, withSeverity = false): SafeHtml {
+  return withSeverity
+    ? html`<a class="badge sev-${numbered.finding.severity}" href="#${numbered.anchor}">F${numbered.number} ${numbered.finding.severity}</a>`
+    : html`<a href="#${numbered.anchor}">F${numbered.number}</a>`;
+}
+
+function renderHeader(model: Model): SafeHtml {
+  const { report } = model;
+  return html`<header>
+<h1>Tenant isolation report: ${report.scenario.name}</h1>
+<p class="muted">${report.tool.name} ${report.tool.version} · ${report.command} · started <time datetime="${report.startedAt}">${report.startedAt}</time></p>
+<nav class="sections" aria-label="Sections"><a href="#summary-heading">Summary</a><a href="#scope-heading">Scope</a><a href="#method-heading">Method</a><a href="#limitations-heading">Limitations</a><a href="#matrix-heading">Matrix</a><a href="#findings-heading">Findings</a><a href="#passed-heading">Checks without findings</a><a href="#statements-heading">Probe statements</a></nav>
+</header>`;
+}
+
+function verdictSentence(report: Report): string {
+  const { summary } = report;
+  const failing = `${plural(summary.failing, 'finding')} at ${summary.failOn} or above`;
+  if (summary.verdict === 'fail') return `Tenant isolation does not hold: ${failing} ${summary.failing === 1 ? 'fails' : 'fail'} the run.`;
+  if (summary.verdict === 'inconclusive') {
+    return `Part of the run proved nothing, so it is not a pass: ${plural(summary.inconclusive.length, 'reason')} below. ${summary.failing ? '' : `No finding at ${summary.failOn} or above.`}`.trim();
+  }
+  return report.command === 'lint'
+    ? `No rule finding at ${summary.failOn} or above. Lint reads the catalog only: nothing was proved on data.`
+    : `Tenant isolation held: no finding at ${summary.failOn} or above, and every probe that could leak ran on seeded rows of every tenant.`;
+}
+
+function renderSummary(model: Model): SafeHtml {
+  const { report } = model;
+  const { summary } = report;
+  const reasons = summary.inconclusive ?? [];
+  return html`<section id="summary" aria-labelledby="summary-heading">
+<h2 id="summary-heading">Summary</h2>
+<p class="verdict-line"><span class="verdict ${summary.verdict}">${summary.verdict.toUpperCase()}</span> ${verdictSentence(report)}</p>
+${reasons.length
+    ? html`<p class="label">Why the run is inconclusive</p><ul class="inconclusive plain" aria-label="Why the run is inconclusive">${reasons.map(
+        (entry) => html`<li>${entry.relation ? html`<code>${entry.relation}</code>: ` : ''}${entry.reason} <span class="muted">Try: ${entry.hint}</span></li>`,
+      )}</ul>`
+    : ''}
+<ul class="counts" aria-label="Findings per severity">${SEVERITY_ORDER.map(
+    (severity) => html`<li><a class="badge sev-${severity}" href="#group-${severity}">${title(severity)}: ${summary.findings[severity] ?? 0}</a></li>`,
+  )}</ul>
+<p>Fails on <strong>${summary.failOn}</strong> and above: ${plural(summary.failing, 'failing finding')}, ${summary.accepted} accepted.
+${report.command === 'run' ? html` ${plural(report.probes.length, 'probe statement')} (${outcomeCounts(summary.probes)}) on ${plural(summary.rowsSeeded, 'seeded row')}.` : ''}</p>
+${renderBaseline(report)}
+</section>`;
+}
+
+/** The baseline comparison, when the run had one (`--baseline`); nothing otherwise. */
+function renderBaseline(report: Report): Fragment {
+  const baseline = (report as { baseline?: unknown }).baseline;
+  if (!baseline || typeof baseline !== 'object') return '';
+  const entries = Object.entries(baseline as Record<string, unknown>).filter(([, value]) => typeof value === 'number' || typeof value === 'string' || Array.isArray(value));
+  if (!entries.length) return '';
+  return html`<p class="label">Baseline</p><dl class="facts baseline">${entries.map(
+    ([key, value]) => html`<dt>${key}</dt><dd>${Array.isArray(value) ? value.length : String(value)}</dd>`,
+  )}</dl>`;
+}
+
+function renderScope(model: Model): SafeHtml {
+  const { report } = model;
+  const { scenario, target, summary, timings } = report;
+  const owned = report.relations.filter((relation) => relation.tenancy !== 'shared');
+  const shared = report.relations.filter((relation) => relation.tenancy === 'shared');
+  const seedCounts = new Map<string, number>();
+  for (const relation of owned) {
+    const status = relation.seeding?.status ?? 'not seeded';
+    seedCounts.set(status, (seedCounts.get(status) ?? 0) + 1);
+  }
+  const rules = report.checks.filter((check) => check.source === 'rule').length;
+  const probes = report.checks.filter((check) => check.source === 'probe').length;
+  const phases: [string, number][] = [
+    ['start', timings.start], ['schema', timings.schema], ['introspection', timings.introspection],
+    ['seeding', timings.seeding], ['probes', timings.probes], ['report', timings.report],
+  ];
+  return html`<section id="scope" aria-labelledby="scope-heading">
+<h2 id="scope-heading">What was tested</h2>
+<dl class="facts">
+<dt>Target</dt><dd>${target.description} <span class="muted">(${target.kind}, database ${target.database}, PostgreSQL ${target.serverVersion})</span></dd>
+<dt>Application role</dt><dd><code>${scenario.role}</code></dd>
+<dt>Tenant context</dt><dd>setting <code>${scenario.setting}</code>, set with <code>${scenario.contextSql}</code></dd>
+<dt>Tenant key</dt><dd><code>${scenario.tenantKey}</code>${scenario.tenantColumns.length ? html`, tenant column ${scenario.tenantColumns.map((column, index) => html`${index ? ', ' : ''}<code>${column}</code>`)}` : ''}</dd>
+<dt>Tenants</dt><dd>${report.tenants.length ? html`<ul class="plain tenants">${report.tenants.map(
+    (tenant) => html`<li>${tenant.label} <span class="muted">(id <code>${tenant.id}</code>, canary <code>${tenant.canary}</code>)</span></li>`,
+  )}</ul>` : 'none'}</dd>
+<dt>Relations</dt><dd>${plural(owned.length, 'tenant-owned relation')}${owned.length ? html` <span class="muted">(${[...seedCounts].map(([status, count]) => `${count} ${status}`).join(', ')})</span>` : ''}, ${plural(shared.length, 'shared relation')}</dd>
+<dt>Checks</dt><dd>${plural(rules, 'rule')}, ${plural(probes, 'probe')}</dd>
+<dt>Probe statements</dt><dd>${report.probes.length}: ${outcomeCounts(summary.probes)}</dd>
+<dt>Rows seeded</dt><dd>${summary.rowsSeeded}${scenario.seed !== null ? html` <span class="muted">(${scenario.rowsPerTenant} per tenant and relation, seed ${scenario.seed})</span>` : ''}</dd>
+<dt>Queries</dt><dd>${summary.queries}</dd>
+<dt>Duration</dt><dd>${formatMs(timings.total)} <span class="muted">(${phases.map(([phase, ms], index) => html`${index ? ' · ' : ''}${phase} ${formatMs(ms)}`)})</span></dd>
+</dl>
+</section>`;
+}
+
+function renderMethod(model: Model): SafeHtml {
+  const { report } = model;
+  const { scenario } = report;
+  const rules = report.checks.filter((check) => check.source === 'rule').length;
+  const probes = report.checks.filter((check) => check.source === 'probe').length;
+  const coverage = report.coverage ?? [];
+  return html`<section id="method" aria-labelledby="method-heading">
+<h2 id="method-heading">Method</h2>
+<ul class="plain">
+<li><strong>Static rules</strong> (${rules}): the catalog, the policies, views and functions, read with PostgreSQL's own parser, for what each policy lets the application role do per command.</li>
+${report.command === 'run'
+    ? html`<li><strong>Probes</strong> (${probes}): SQL statements run as the application role <code>${scenario.role}</code> (not a superuser, owner or BYPASSRLS role), with each tenant's context set as the application sets it, inside a transaction that was rolled back: nothing they wrote was kept.</li>
+<li><strong>Seeded data and canaries</strong>: ${plural(report.tenants.length, 'tenant')}, each with its own rows and a canary value in its text (${report.tenants.map((tenant, index) => html`${index ? ', ' : ''}<code>${tenant.canary}</code>`)}); every seeded row is in a ledger, so a row returned or changed through any table, view or function is attributed to its tenant.</li>
+<li><strong>No context</strong>: reads and writes with the tenant setting ${NO_CONTEXT_STATES.map((state, index) => html`${index ? ', ' : ''}<em>${state}</em>`)}, as those states occur in a pooled application.</li>
+<li><strong>Evidence</strong>: a rule finding is confirmed only by a probe on the same object and refuted only by a probe that ran on seeded rows of both tenants; silence is not evidence.</li>
+${coverage.length ? html`<li><strong>Write coverage</strong>: <ul class="plain">${coverage.map((entry) => html`<li><code>${entry.check}</code>: ${entry.reason}</li>`)}</ul></li>` : ''}`
+    : html`<li><strong>No probes</strong>: <code>lint</code> seeds nothing and runs no statement as the application role, so no finding is proved on data and nothing is proved safe. Run <code>rls-audit run</code> for that.</li>`}
+</ul>
+</section>`;
+}
+
+function renderLimitations(model: Model): SafeHtml {
+  const { report } = model;
+  const unproven = report.probes.filter((record) => UNPROVEN_OUTCOMES.includes(record.outcome));
+  const unseeded = report.relations.filter((relation) => relation.tenancy !== 'shared' && relation.seeding?.status !== 'seeded' && relation.seeding?.status !== 'existing');
+  const accepted = report.findings.filter((finding) => finding.accepted);
+  const reasons = report.summary.inconclusive ?? [];
+  return html`<section id="limitations" aria-labelledby="limitations-heading">
+<h2 id="limitations-heading">Limitations</h2>
+<ul class="plain limitations">
+${reasons.length ? html`<li>${plural(reasons.length, 'part')} of the run proved nothing: see <a href="#summary-heading">why the run is inconclusive</a>.</li>` : ''}
+${report.command === 'lint' ? html`<li>Static rules only: no probe ran (<code>lint</code>).</li>` : ''}
+<li>${unseeded.length
+    ? html`${plural(unseeded.length, 'tenant-owned relation')} not fully seeded, so probes on ${unseeded.length === 1 ? 'it' : 'them'} prove less: <ul class="plain unseeded">${unseeded.map(
+        (relation) => html`<li><code>${relation.name}</code>: ${relation.seeding ? relation.seeding.status : 'not seeded'}${relation.seeding?.reason ? html` (${relation.seeding.reason})` : ''}</li>`,
+      )}</ul>`
+    : report.command === 'run' ? 'Every tenant-owned relation was seeded for every tenant.' : 'Nothing was seeded.'}</li>
+<li>${unproven.length
+    ? html`${plural(unproven.length, 'probe statement')} proved nothing either way (${outcomeCounts(countOutcomes(unproven))}):
+<div class="scroll"><table class="log unproven"><thead><tr><th scope="col">Check</th><th scope="col">Object</th><th scope="col">Context</th><th scope="col">Outcome</th><th scope="col">Why</th></tr></thead>
+<tbody>${unproven.map(
+        (record) => html`<tr><td><code>${record.check}</code></td><td><code>${record.relation}</code></td><td>${record.context}</td><td>${OUTCOME_TEXT[record.outcome]}</td><td>${record.error ?? ''}</td></tr>`,
+      )}</tbody></table></div>`
+    : report.command === 'run' ? 'Every probe statement ran and proved its point (pass or leak).' : ''}</li>
+${accepted.length ? html`<li>${plural(accepted.length, 'finding')} accepted by the scenario: ${accepted.map((finding, index) => {
+    const numbered = model.findings.find((entry) => entry.finding === finding)!;
+    return html`${index ? ', ' : ''}${findingLink(numbered)}`;
+  })}.</li>` : ''}
+</ul>
+<h3 id="notes-heading">Notes</h3>
+${report.notes.length ? html`<ul class="notes plain">${report.notes.map((note) => html`<li>${note}</li>`)}</ul>` : html`<p class="muted">None.</p>`}
+</section>`;
 }
 
 function tenancyDetail(relation: RelationReport): Fragment {
   if (relation.tenantColumn) return html`column <code>${relation.tenantColumn}</code>`;
   if (relation.path) return html`<code>${relation.path}</code>`;
-  return html`<span class="muted">${relation.reason}</span>`;
+  return relation.reason;
 }
 
 function seedingDetail(relation: RelationReport): Fragment {
   const seeding = relation.seeding;
-  if (!seeding) return html`<span class="muted">not seeded</span>`;
+  if (!seeding) return 'not seeded';
   const repairs = seeding.repairs ? `, ${seeding.repairs} repairs` : '';
-  return html`<span title="${seeding.reason ?? ''}">${seeding.status} (${seeding.rows} rows${repairs})</span>${
-    seeding.reason ? html`<br><span class="muted">${seeding.reason}</span>` : ''
-  }`;
+  return html`${seeding.status} (${seeding.rows} rows${repairs})${seeding.reason ? html`: ${seeding.reason}` : ''}`;
 }
 
-function renderMatrix(report: Report): SafeHtml {
-  const cells = new Map<string, ProbeRecord[]>();
-  const add = (key: string, record: ProbeRecord) => cells.set(key, [...(cells.get(key) ?? []), record]);
-  for (const probe of report.probes) {
-    if (probe.check === 'read-isolation' && probe.tenant !== null) add(`${probe.relation}\u0000tenant\u0000${probe.tenant}`, probe);
-    if (probe.check === 'missing-context') add(`${probe.relation}\u0000state\u0000${probe.context}`, probe);
-  }
+function renderCell(model: Model, relation: string, family: (typeof FAMILIES)[number]): SafeHtml {
+  const records = (model.records.get(relation) ?? []).filter((record) => familyOf(record.check) === family.id);
+  const covering = model.cellFindings.get(`${relation}\u0000${family.id}`) ?? [];
+  const links = covering.length ? html` ${covering.map((numbered, index) => html`${index ? ' ' : ''}${findingLink(numbered)}`)}` : '';
+  if (!records.length) return html`<td class="cell none" data-family="${family.id}">not probed${links}</td>`;
+  const outcome = worstOutcome(records);
+  const worst = records.filter((record) => record.outcome === outcome);
+  const foreignRows = worst.reduce((sum, record) => sum + record.foreignRows, 0);
+  const text = outcome === 'leak' ? `leak (${foreignRows})` : OUTCOME_TEXT[outcome];
+  return html`<td class="cell ${outcome}" data-family="${family.id}">${text}${links}<span class="count">${worst.length}/${records.length} statements</span></td>`;
+}
+
+function renderMatrix(model: Model): SafeHtml {
+  const { report } = model;
   const owned = report.relations.filter((relation) => relation.tenancy !== 'shared');
   const shared = report.relations.filter((relation) => relation.tenancy === 'shared');
-  return html`<section aria-labelledby="matrix-heading">
+  return html`<section id="matrix-section" aria-labelledby="matrix-heading">
 <h2 id="matrix-heading">Tenant isolation matrix</h2>
-<p class="muted">Each cell is what one context saw when it read the relation as role ${report.scenario.role}. Hover a cell for rows, foreign rows and errors.</p>
+<p>One row per tenant-owned relation, one column per command family. A cell shows the worst outcome of that family's probe statements on the relation as role <code>${report.scenario.role}</code> (for a leak, the foreign rows seen or changed), how many statements had it, and links (F1, F2, ...) to the findings that cover it. The Findings column lists every finding about the relation, whatever the command.</p>
 <ul class="legend" aria-label="Legend">${LEGEND.map(
-    ([outcome, label, meaning]) => html`<li><span class="cell ${outcome}" aria-hidden="true"></span><strong>${label || 'blank'}</strong> ${meaning}</li>`,
+    ([outcome, label, meaning]) => html`<li><span class="cell ${outcome}" aria-hidden="true"></span><strong>${label}</strong>: ${meaning}</li>`,
   )}</ul>
 <div class="scroll" role="region" aria-labelledby="matrix-heading" tabindex="0">
 <table id="matrix" class="matrix">
-<thead><tr><th scope="col">Relation</th><th scope="col">Tenancy</th><th scope="col">Tenant column / path</th><th scope="col">RLS</th><th scope="col">Seeding</th>
-${report.tenants.map((tenant) => html`<th scope="col" title="${tenant.id}">${tenant.label}</th>`)}
-${NO_CONTEXT_STATES.map((state) => html`<th scope="col" class="muted">${state}</th>`)}</tr></thead>
-<tbody>${owned.map(
-    (relation) => html`<tr><th scope="row"><code>${relation.name}</code> <span class="muted">${relation.kind}</span></th>
-<td>${relation.tenancy}</td><td>${tenancyDetail(relation)}</td>
-<td>${relation.rlsEnabled ? 'enabled' : html`<strong>disabled</strong>`}${relation.rlsForced ? ', forced' : ', not forced'}</td>
-<td>${seedingDetail(relation)}</td>
-${report.tenants.map((tenant) => renderCell(cells.get(`${relation.name}\u0000tenant\u0000${tenant.id}`), tenant.label))}
-${NO_CONTEXT_STATES.map((state) => renderCell(cells.get(`${relation.name}\u0000state\u0000${state}`), state))}</tr>`,
-  )}</tbody>
+<thead><tr><th scope="col">Relation</th><th scope="col">Findings</th>${FAMILIES.map((family) => html`<th scope="col" data-family="${family.id}">${family.label}</th>`)}</tr></thead>
+<tbody>${owned.map((relation) => {
+    const about = model.subjectFindings.get(relation.name) ?? [];
+    return html`<tr><th scope="row"><code>${relation.name}</code> <span class="muted">${relation.kind}</span>
+<span class="relation-facts">${relation.tenancy}: ${tenancyDetail(relation)} · RLS ${relation.rlsEnabled ? 'enabled' : html`<strong>disabled</strong>`}${relation.rlsForced ? ', forced' : ', not forced'} · ${seedingDetail(relation)}</span></th>
+<td class="findings">${about.length ? about.map((numbered) => findingLink(numbered, true)) : html`<span class="muted">none</span>`}</td>
+${FAMILIES.map((family) => renderCell(model, relation.name, family))}</tr>`;
+  })}</tbody>
 </table>
 </div>
 ${owned.length ? '' : html`<p>No tenant-owned relations were found.</p>`}
+<p class="families muted">Families: ${FAMILIES.map((family, index) => html`${index ? '; ' : ''}<strong>${family.label}</strong> ${family.checks.join(', ')}`)}. Other probes (functions, settings, roles, queries, plans) are listed under <a href="#statements-heading">probe statements</a>.</p>
 ${shared.length
     ? html`<h3 id="shared-heading">Shared relations</h3>
 <p class="muted">Not tenant-owned: every tenant sees the same rows by design. These are not leaks.</p>
@@ -225,8 +473,10 @@ function renderSampleRows(rows: SampleRow[]): SafeHtml {
 
 function renderBadges(finding: Finding): SafeHtml {
   const accepted = finding.accepted;
+  const baseline = (finding as { baseline?: unknown }).baseline;
   return html`<p class="badges">
 <span class="badge sev-${finding.severity}">${finding.severity}</span><span class="badge">${finding.source}</span>
+${typeof baseline === 'string' ? html`<span class="badge baseline">${baseline === 'new' ? 'new since the baseline' : `${baseline} since the baseline`}</span>` : ''}
 ${accepted
     ? html`<span class="badge ${accepted.expired ? 'expired' : 'accepted'}">${accepted.expired ? 'acceptance expired' : 'accepted'}${
         accepted.expires ? ` (until ${accepted.expires})` : ''
@@ -238,54 +488,145 @@ ${finding.refutedBy ? html`<span class="badge">refuted by ${finding.refutedBy}</
 </p>`;
 }
 
-function renderFinding(finding: Finding, id: string): SafeHtml {
-  const { evidence } = finding;
-  return html`<article class="finding ${finding.severity}" id="${id}" aria-labelledby="${id}-heading">
-<h4 id="${id}-heading"><code>${finding.check}</code> on <code>${objectLabel(finding.object)}</code></h4>
+function renderEvidence(evidence: Finding['evidence']): SafeHtml {
+  return html`<p>${evidence.context}${evidence.rowCount !== undefined ? html` <span class="muted">(${evidence.rowCount} rows)</span>` : ''}</p>
+<pre><code>${evidence.sql}</code></pre>
+${evidence.sampleRows?.length ? renderSampleRows(evidence.sampleRows) : ''}
+${evidence.error ? html`<p class="label">Error</p><pre>${evidence.error}</pre>` : ''}
+${evidence.details ? html`<p class="label">Details</p><pre>${evidence.details}</pre>` : ''}`;
+}
+
+function renderFinding(numbered: NumberedFinding, report: Report): SafeHtml {
+  const { finding, anchor } = numbered;
+  const fingerprint = (finding as { fingerprint?: unknown }).fingerprint;
+  // Findings that fail the run are open; the rest show their one-line message and open on demand (all print open).
+  const open = atLeast(finding.severity, report.summary.failOn) && !(finding.accepted && !finding.accepted.expired);
+  const proofs = finding.confirmedBy ?? [];
+  return html`<details class="finding ${numbered.checks.map((index) => `check-${index}`).join(' ')}" data-severity="${finding.severity}" id="${anchor}"${open ? new SafeHtml(' open') : ''}>
+<summary><span class="finding-title">F${numbered.number} <span class="badge sev-${finding.severity}">${finding.severity}</span><code>${finding.check}</code> on <code>${objectLabel(finding.object)}</code></span>
+<span class="finding-message">${finding.message}</span></summary>
 ${renderBadges(finding)}
-<p>${finding.message}</p>
 ${finding.tenant || finding.foreignTenant
     ? html`<dl class="facts">${finding.tenant ? html`<dt>Tenant</dt><dd>${finding.tenant}</dd>` : ''}${
         finding.foreignTenant ? html`<dt>Foreign tenant</dt><dd>${finding.foreignTenant}</dd>` : ''
       }</dl>`
     : ''}
+${typeof fingerprint === 'string' ? html`<p class="muted">Fingerprint <code>${fingerprint}</code></p>` : ''}
 <p class="label">Evidence</p>
-<p>${evidence.context}${evidence.rowCount !== undefined ? html` <span class="muted">(${evidence.rowCount} rows)</span>` : ''}</p>
-<pre><code>${evidence.sql}</code></pre>
-${evidence.sampleRows?.length ? renderSampleRows(evidence.sampleRows) : ''}
-${evidence.error ? html`<p class="label">Error</p><pre>${evidence.error}</pre>` : ''}
-${evidence.details ? html`<p class="label">Details</p><pre>${evidence.details}</pre>` : ''}
+${renderEvidence(finding.evidence)}
+${proofs.map(
+    (entry) => html`<p class="label">Proof: <code>${entry.check}</code> on <code>${objectLabel(entry.object)}</code> (${entry.severity})</p>
+<p>${entry.message}</p>
+${renderEvidence(entry.evidence)}`,
+  )}
+${(finding.related ?? []).length ? html`<p class="label">Same defect, also reported by</p><ul class="plain">${(finding.related ?? []).map(
+    (entry) => html`<li><code>${entry.check}</code> on <code>${objectLabel(entry.object)}</code>: ${entry.message}</li>`,
+  )}</ul>` : ''}
 <p class="label">Fix</p>
 <pre><code>${finding.fix}</code></pre>
-</article>`;
+</details>`;
 }
 
-function renderFindings(report: Report): SafeHtml {
-  const groups = SEVERITY_ORDER.map((severity) => ({ severity, findings: report.findings.filter((finding) => finding.severity === severity) }));
-  let counter = 0;
-  return html`<section aria-labelledby="findings-heading">
+/**
+ * The CSS that makes the filters work without a script: a checked radio hides the findings (and the
+ * severity groups) that do not match. It names only indexes and severities, never a value from the report.
+ * Screen only: print shows every finding. Without :has() support nothing is hidden.
+ */
+function filterCss(model: Model): string {
+  const rules: string[] = [];
+  for (const severity of SEVERITY_ORDER) {
+    rules.push(`body:has(#filter-severity-${severity}:checked) details.finding:not([data-severity=${severity}]):not(:target){display:none}`);
+    rules.push(`body:has(#filter-severity-${severity}:checked) details.severity-group:not(#group-${severity}):not(:has(:target)){display:none}`);
+  }
+  model.findingChecks.forEach((_, index) => {
+    rules.push(`body:has(#filter-check-${index}:checked) details.finding:not(.check-${index}):not(:target){display:none}`);
+    rules.push(`body:has(#filter-check-${index}:checked) details.severity-group:not(:has(.check-${index})):not(:has(:target)){display:none}`);
+    for (const severity of SEVERITY_ORDER) {
+      const matches = model.findings.some((numbered) => numbered.finding.severity === severity && numbered.checks.includes(index));
+      if (!matches) rules.push(`body:has(#filter-check-${index}:checked):has(#filter-severity-${severity}:checked) .no-match{display:block}`);
+    }
+  });
+  return `@media screen{${rules.join('\n')}}`;
+}
+
+function renderFilters(model: Model): SafeHtml {
+  const checkCounts = model.findingChecks.map((_, index) => model.findings.filter((numbered) => numbered.checks.includes(index)).length);
+  return html`<div class="filters" aria-label="Filter findings">
+<fieldset class="filter severity-filter"><legend>Severity</legend>
+<input type="radio" name="filter-severity" id="filter-severity-all" checked><label for="filter-severity-all">all (${model.findings.length})</label>
+${SEVERITY_ORDER.map((severity) => {
+    const count = model.findings.filter((numbered) => numbered.finding.severity === severity).length;
+    return html`<input type="radio" name="filter-severity" id="filter-severity-${severity}"${count ? '' : new SafeHtml(' disabled')}><label for="filter-severity-${severity}">${severity} (${count})</label>`;
+  })}
+</fieldset>
+<fieldset class="filter check-filter"><legend>Check</legend>
+<input type="radio" name="filter-check" id="filter-check-all" checked><label for="filter-check-all">all checks</label>
+${model.findingChecks.map(
+    (check, index) => html`<input type="radio" name="filter-check" id="filter-check-${index}"><label for="filter-check-${index}">${check} (${checkCounts[index]})</label>`,
+  )}
+</fieldset>
+</div>`;
+}
+
+function renderFindings(model: Model): SafeHtml {
+  const { report } = model;
+  return html`<section id="findings" aria-labelledby="findings-heading">
 <h2 id="findings-heading">Findings</h2>
-${report.findings.length ? '' : html`<p>No findings.</p>`}
-${groups
-    .filter((group) => group.findings.length)
-    .map(
-      (group) => html`<section class="severity-group" aria-labelledby="severity-${group.severity}">
-<h3 id="severity-${group.severity}">${title(group.severity)} <span class="muted">(${group.findings.length})</span></h3>
-${group.findings.map((finding) => renderFinding(finding, `finding-${++counter}`))}
-</section>`,
-    )}
+${report.findings.length
+    ? html`${renderFilters(model)}
+<p class="no-match">No finding has both the severity and the check selected.</p>
+${SEVERITY_ORDER.map((severity) => {
+        const group = model.findings.filter((numbered) => numbered.finding.severity === severity);
+        if (!group.length) return '';
+        return html`<details class="severity-group" id="group-${severity}" open>
+<summary><h3 id="severity-${severity}">${title(severity)} <span class="muted">(${group.length})</span></h3></summary>
+${group.map((numbered) => renderFinding(numbered, report))}
+</details>`;
+      })}`
+    : html`<p>No findings.</p>`}
 </section>`;
 }
 
-function renderNotes(report: Report): SafeHtml {
-  return html`<section aria-labelledby="notes-heading">
-<h2 id="notes-heading">Notes</h2>
-${report.notes.length ? html`<ul>${report.notes.map((note) => html`<li>${note}</li>`)}</ul>` : html`<p class="muted">None.</p>`}
+function renderPassed(model: Model): SafeHtml {
+  const { report } = model;
+  const reported = new Set(model.findingChecks);
+  const passed = report.checks.filter((check) => !reported.has(check.id));
+  const byCheck = new Map<string, ProbeRecord[]>();
+  for (const record of report.probes) pushTo(byCheck, record.check, record);
+  return html`<section id="passed" aria-labelledby="passed-heading">
+<h2 id="passed-heading">Checks without findings</h2>
+${passed.length
+    ? html`<p>${plural(passed.length, 'check')} of ${report.checks.length} reported nothing. For a probe, its statements say whether that is a pass: a check with no statement had nothing to probe.</p>
+<div class="scroll"><table class="log passed-checks"><thead><tr><th scope="col">Check</th><th scope="col">Kind</th><th scope="col">What it finds</th><th scope="col">Statements</th></tr></thead>
+<tbody>${passed.map((check) => {
+        const records = byCheck.get(check.id) ?? [];
+        return html`<tr id="check-${check.id}"><td><code>${check.id}</code></td><td>${check.source}</td><td>${check.summary}</td><td>${check.source === 'probe' ? (records.length ? outcomeCounts(countOutcomes(records)) : 'none: nothing to probe') : 'rule: read from the catalog'}</td></tr>`;
+      })}</tbody></table></div>`
+    : html`<p class="muted">${report.checks.length ? 'Every check evaluated reported a finding.' : 'The report lists no checks.'}</p>`}
+</section>`;
+}
+
+function renderStatements(model: Model): SafeHtml {
+  const { report } = model;
+  return html`<section id="statements" aria-labelledby="statements-heading">
+<h2 id="statements-heading">Probe statements</h2>
+${report.probes.length
+    ? html`<p>Every statement a probe ran, per object: its outcome, the rows it returned or changed and of those the rows of another tenant.</p>
+${[...model.records].map(
+        ([subject, records]) => html`<details class="statements"><summary><code>${subject}</code>: ${plural(records.length, 'statement')} (${outcomeCounts(countOutcomes(records))})</summary>
+<div class="scroll"><table class="log"><thead><tr><th scope="col">Check</th><th scope="col">Family</th><th scope="col">Context</th><th scope="col">Outcome</th><th scope="col">Rows</th><th scope="col">Foreign rows</th><th scope="col">Error</th></tr></thead>
+<tbody>${records.map(
+          (record) => html`<tr><td><code>${record.check}</code></td><td>${FAMILIES.find((family) => family.id === familyOf(record.check))?.label ?? ''}</td><td>${record.context}</td><td class="cell ${record.outcome}">${OUTCOME_TEXT[record.outcome]}</td><td>${record.rows}${record.missingOwnRows ? html` <span class="muted">(${record.missingOwnRows} own rows missing)</span>` : ''}</td><td>${record.foreignRows}</td><td>${record.error ?? ''}</td></tr>`,
+        )}</tbody></table></div>
+</details>`,
+      )}`
+    : html`<p class="muted">No probe ran.</p>`}
 </section>`;
 }
 
 /** Renders the report as one self-contained HTML document. */
 export function renderHtml(report: Report): string {
+  const model = buildModel(report);
   const document = html`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -294,15 +635,19 @@ export function renderHtml(report: Report): string {
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'">
 <meta name="referrer" content="no-referrer">
 <title>${report.tool.name} ${report.summary.verdict.toUpperCase()}: ${report.scenario.name}</title>
-<style>${new SafeHtml(CSS)}</style>
+<style>${new SafeHtml(CSS)}${new SafeHtml(filterCss(model))}</style>
 </head>
 <body>
 <main>
-${renderHeader(report)}
-<nav aria-label="Sections"><a href="#matrix-heading">Matrix</a> · <a href="#findings-heading">Findings</a> · <a href="#notes-heading">Notes</a></nav>
-${renderMatrix(report)}
-${renderFindings(report)}
-${renderNotes(report)}
+${renderHeader(model)}
+${renderSummary(model)}
+${renderScope(model)}
+${renderMethod(model)}
+${renderLimitations(model)}
+${renderMatrix(model)}
+${renderFindings(model)}
+${renderPassed(model)}
+${renderStatements(model)}
 </main>
 </body>
 </html>

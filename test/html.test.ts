@@ -211,6 +211,24 @@ describe('renderHtml', () => {
     expect(html).toContain('Foreign tenant');
   });
 
+  it('shows the baseline comparison, and each finding\'s fingerprint and state against it', () => {
+    const compared = renderHtml({
+      ...report,
+      baseline: { source: `base ${XSS}.json`, new: 1, worse: 0, unchanged: 1, fixed: [{ fingerprint: 'f'.repeat(32), check: 'rls-disabled', severity: 'high', object: 'public.gone', message: `Fixed ${XSS}` }] },
+      findings: report.findings.map((finding, index) => ({ ...finding, fingerprint: String(index).padStart(32, '0'), baseline: index === 1 ? ('new' as const) : ('unchanged' as const) })),
+    });
+    const summary = section(compared, 'summary');
+    expect(summary).toContain('Compared with the baseline <code>base &lt;script&gt;alert(1)&lt;/script&gt;.json</code>: <strong>1 new</strong>, <strong>0 worse</strong>, 1 unchanged');
+    expect(summary).toContain('<code>rls-disabled</code> on <code>public.gone</code>: Fixed &lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(compared).toContain('new since the baseline');
+    expect(compared).toContain(`Fingerprint <code>${'1'.padStart(32, '0')}</code>`);
+    // The critical finding is new and open; the high one is in the baseline, does not fail the run, and is collapsed.
+    expect(compared).toMatch(/<details class="finding [^"]*" data-severity="critical" id="finding-1" open>/);
+    expect(compared).toMatch(/<details class="finding [^"]*" data-severity="high" id="finding-2">/);
+    expect(html).not.toContain('Compared with the baseline');
+    expect(html).not.toContain('since the baseline');
+  });
+
   it('renders an empty report', () => {
     const empty = renderHtml({ ...report, relations: [], probes: [], findings: [], notes: [] });
     expect(empty).toContain('No findings.');

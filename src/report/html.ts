@@ -52,6 +52,9 @@ const OUTCOME_TEXT: Record<ProbeOutcome, string> = {
 };
 /** Outcomes that prove nothing either way: the limitations section lists every statement that had one. */
 const UNPROVEN_OUTCOMES: ProbeOutcome[] = ['error', 'unreliable', 'inconclusive', 'no-access', 'skipped'];
+const BASELINE_TEXT: Record<NonNullable<Finding['baseline']>, string> = {
+  new: 'new since the baseline', worse: 'worse than in the baseline', unchanged: 'in the baseline (not failing)',
+};
 const LEGEND: [string, string, string][] = [
   ['leak', 'leak', 'rows of another tenant were visible or changed'],
   ['error', 'error', 'the statement failed unexpectedly'],
@@ -103,6 +106,7 @@ dl.facts dt{font-weight:600;color:var(--muted)}dl.facts dd{margin:0;min-width:0;
 .sev-medium{background:#ffb300;color:#000;border-color:#ffb300}.sev-low{background:#1565c0;color:#fff;border-color:#1565c0}
 .sev-info{background:#e0e0e0;color:#000}
 a.badge{text-decoration:none}
+.badge.baseline-new,.badge.baseline-worse{background:#fff3e0;border-color:#e65100;color:#7a2e00}
 .badge.accepted{background:#e8f5e9;border-color:#2e7d32;color:#1b5e20}.badge.expired{background:#fdecea;border-color:#b3261e;color:#8c1d18}
 table{border-collapse:collapse;font-size:.85rem}
 th,td{border:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top}
@@ -299,15 +303,18 @@ ${renderBaseline(report)}
 </section>`;
 }
 
-/** The baseline comparison, when the run had one (`--baseline`); nothing otherwise. */
+/** The baseline comparison, when the run had one (`--baseline`): what is new, worse, unchanged, and what was fixed. */
 function renderBaseline(report: Report): Fragment {
-  const baseline = (report as { baseline?: unknown }).baseline;
-  if (!baseline || typeof baseline !== 'object') return '';
-  const entries = Object.entries(baseline as Record<string, unknown>).filter(([, value]) => typeof value === 'number' || typeof value === 'string' || Array.isArray(value));
-  if (!entries.length) return '';
-  return html`<p class="label">Baseline</p><dl class="facts baseline">${entries.map(
-    ([key, value]) => html`<dt>${key}</dt><dd>${Array.isArray(value) ? value.length : String(value)}</dd>`,
-  )}</dl>`;
+  const { baseline } = report;
+  if (!baseline) return '';
+  return html`<div class="baseline">
+<p>Compared with the baseline <code>${baseline.source}</code>: <strong>${baseline.new} new</strong>, <strong>${baseline.worse} worse</strong>, ${baseline.unchanged} unchanged (known, not failing), ${baseline.fixed.length} fixed.</p>
+${baseline.fixed.length
+    ? html`<details class="fixed"><summary>Fixed since the baseline (${baseline.fixed.length})</summary><ul class="plain">${baseline.fixed.map(
+        (entry) => html`<li><span class="badge sev-${entry.severity}">${entry.severity}</span><code>${entry.check}</code> on <code>${entry.object}</code>: ${entry.message}</li>`,
+      )}</ul></details>`
+    : ''}
+</div>`;
 }
 
 function renderScope(model: Model): SafeHtml {
@@ -473,10 +480,10 @@ function renderSampleRows(rows: SampleRow[]): SafeHtml {
 
 function renderBadges(finding: Finding): SafeHtml {
   const accepted = finding.accepted;
-  const baseline = (finding as { baseline?: unknown }).baseline;
+  const { baseline } = finding;
   return html`<p class="badges">
 <span class="badge sev-${finding.severity}">${finding.severity}</span><span class="badge">${finding.source}</span>
-${typeof baseline === 'string' ? html`<span class="badge baseline">${baseline === 'new' ? 'new since the baseline' : `${baseline} since the baseline`}</span>` : ''}
+${baseline ? html`<span class="badge baseline-${baseline}">${BASELINE_TEXT[baseline]}</span>` : ''}
 ${accepted
     ? html`<span class="badge ${accepted.expired ? 'expired' : 'accepted'}">${accepted.expired ? 'acceptance expired' : 'accepted'}${
         accepted.expires ? ` (until ${accepted.expires})` : ''
@@ -498,12 +505,12 @@ ${evidence.details ? html`<p class="label">Details</p><pre>${evidence.details}</
 
 function renderFinding(numbered: NumberedFinding, report: Report): SafeHtml {
   const { finding, anchor } = numbered;
-  const fingerprint = (finding as { fingerprint?: unknown }).fingerprint;
   // Findings that fail the run are open; the rest show their one-line message and open on demand (all print open).
-  const open = atLeast(finding.severity, report.summary.failOn) && !(finding.accepted && !finding.accepted.expired);
+  const open = atLeast(finding.severity, report.summary.failOn) && !(finding.accepted && !finding.accepted.expired) && finding.baseline !== 'unchanged';
   const proofs = finding.confirmedBy ?? [];
   return html`<details class="finding ${numbered.checks.map((index) => `check-${index}`).join(' ')}" data-severity="${finding.severity}" id="${anchor}"${open ? new SafeHtml(' open') : ''}>
 <summary><span class="finding-title">F${numbered.number} <span class="badge sev-${finding.severity}">${finding.severity}</span><code>${finding.check}</code> on <code>${objectLabel(finding.object)}</code></span>
+${finding.baseline && finding.baseline !== 'unchanged' ? html` <span class="badge baseline-${finding.baseline}">${finding.baseline}</span>` : ''}
 <span class="finding-message">${finding.message}</span></summary>
 ${renderBadges(finding)}
 ${finding.tenant || finding.foreignTenant
@@ -511,7 +518,7 @@ ${finding.tenant || finding.foreignTenant
         finding.foreignTenant ? html`<dt>Foreign tenant</dt><dd>${finding.foreignTenant}</dd>` : ''
       }</dl>`
     : ''}
-${typeof fingerprint === 'string' ? html`<p class="muted">Fingerprint <code>${fingerprint}</code></p>` : ''}
+${finding.fingerprint ? html`<p class="muted fingerprint">Fingerprint <code>${finding.fingerprint}</code></p>` : ''}
 <p class="label">Evidence</p>
 ${renderEvidence(finding.evidence)}
 ${proofs.map(

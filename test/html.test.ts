@@ -229,6 +229,39 @@ describe('renderHtml', () => {
     expect(html).not.toContain('since the baseline');
   });
 
+  it('says what the run could not prove: unseeded relations, statements that proved nothing, accepted findings', () => {
+    const limitations = section(html, 'limitations');
+    expect(limitations).toContain(`<li><code>public.&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;</code>: partial (check failed &lt;script&gt;alert(1)&lt;/script&gt;)</li>`);
+    expect(limitations).toContain('2 probe statements proved nothing either way (1 error · 1 unreliable)');
+    expect(limitations).toContain('<td>boom &lt;script&gt;alert(1)&lt;/script&gt;</td>');
+    expect(limitations).toMatch(/1 finding accepted by the scenario: <a href="#finding-4">F4<\/a>/);
+    expect(limitations).not.toContain('<li></li>');
+  });
+
+  it('gives the reasons of an inconclusive run in the summary, and never calls it a pass', () => {
+    const inconclusive = renderHtml({
+      ...report,
+      findings: [],
+      summary: { ...report.summary, verdict: 'inconclusive', failing: 0, inconclusive: [{ relation: 'public.notes', reason: `tenant A saw none of its rows ${XSS}`, hint: 'check contextSql' }] },
+    });
+    const summary = section(inconclusive, 'summary');
+    expect(summary).toContain('<span class="verdict inconclusive">INCONCLUSIVE</span>');
+    expect(summary).toContain('<li><code>public.notes</code>: tenant A saw none of its rows &lt;script&gt;alert(1)&lt;/script&gt; <span class="muted">Try: check contextSql</span></li>');
+    expect(summary).not.toMatch(/PASS|isolation held/);
+    expect(section(inconclusive, 'limitations')).toContain('1 part of the run proved nothing');
+  });
+
+  it('says a lint report proved nothing on data', () => {
+    const linted = renderHtml({ ...report, command: 'lint', probes: [], tenants: [], scenario: { ...report.scenario, seed: null }, relations: report.relations.map((relation) => ({ ...relation, seeding: null })) });
+    expect(section(linted, 'method')).toContain('<code>lint</code> seeds nothing and runs no statement as the application role');
+    expect(section(linted, 'limitations')).toContain('Static rules only (<code>lint</code>): nothing was seeded and no probe ran.');
+    expect(section(linted, 'limitations')).not.toContain('not fully seeded');
+    expect(matrixCells(linted, 'public.notes')).toEqual(['none', 'none', 'none', 'none', 'none']);
+    // The row still shows the findings about the relation.
+    expect(linted).toContain('<td class="findings"><a class="badge sev-high" href="#finding-2">F2 high</a><a class="badge sev-low" href="#finding-3">F3 low</a></td>');
+    expect(section(linted, 'statements')).toContain('No probe ran.');
+  });
+
   it('renders an empty report', () => {
     const empty = renderHtml({ ...report, relations: [], probes: [], findings: [], notes: [] });
     expect(empty).toContain('No findings.');

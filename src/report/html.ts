@@ -376,32 +376,30 @@ ${coverage.length ? html`<li><strong>Write coverage</strong>: <ul class="plain">
 
 function renderLimitations(model: Model): SafeHtml {
   const { report } = model;
+  const probed = report.command === 'run';
   const unproven = report.probes.filter((record) => UNPROVEN_OUTCOMES.includes(record.outcome));
-  const unseeded = report.relations.filter((relation) => relation.tenancy !== 'shared' && relation.seeding?.status !== 'seeded' && relation.seeding?.status !== 'existing');
-  const accepted = report.findings.filter((finding) => finding.accepted);
+  const unseeded = probed ? report.relations.filter((relation) => relation.tenancy !== 'shared' && relation.seeding?.status !== 'seeded' && relation.seeding?.status !== 'existing') : [];
+  const accepted = model.findings.filter((numbered) => numbered.finding.accepted);
   const reasons = report.summary.inconclusive ?? [];
-  return html`<section id="limitations" aria-labelledby="limitations-heading">
-<h2 id="limitations-heading">Limitations</h2>
-<ul class="plain limitations">
-${reasons.length ? html`<li>${plural(reasons.length, 'part')} of the run proved nothing: see <a href="#summary-heading">why the run is inconclusive</a>.</li>` : ''}
-${report.command === 'lint' ? html`<li>Static rules only: no probe ran (<code>lint</code>).</li>` : ''}
-<li>${unseeded.length
-    ? html`${plural(unseeded.length, 'tenant-owned relation')} not fully seeded, so probes on ${unseeded.length === 1 ? 'it' : 'them'} prove less: <ul class="plain unseeded">${unseeded.map(
-        (relation) => html`<li><code>${relation.name}</code>: ${relation.seeding ? relation.seeding.status : 'not seeded'}${relation.seeding?.reason ? html` (${relation.seeding.reason})` : ''}</li>`,
-      )}</ul>`
-    : report.command === 'run' ? 'Every tenant-owned relation was seeded for every tenant.' : 'Nothing was seeded.'}</li>
-<li>${unproven.length
-    ? html`${plural(unproven.length, 'probe statement')} proved nothing either way (${outcomeCounts(countOutcomes(unproven))}):
+  const items: SafeHtml[] = [];
+  if (reasons.length) items.push(html`${plural(reasons.length, 'part')} of the run proved nothing: see <a href="#summary-heading">why the run is inconclusive</a>.`);
+  if (!probed) items.push(html`Static rules only (<code>lint</code>): nothing was seeded and no probe ran.`);
+  else if (unseeded.length) {
+    items.push(html`${plural(unseeded.length, 'tenant-owned relation')} not fully seeded, so probes on ${unseeded.length === 1 ? 'it' : 'them'} prove less: <ul class="plain unseeded">${unseeded.map(
+      (relation) => html`<li><code>${relation.name}</code>: ${relation.seeding ? relation.seeding.status : 'not seeded'}${relation.seeding?.reason ? html` (${relation.seeding.reason})` : ''}</li>`,
+    )}</ul>`);
+  } else items.push(html`Every tenant-owned relation was seeded for every tenant.`);
+  if (unproven.length) {
+    items.push(html`${plural(unproven.length, 'probe statement')} proved nothing either way (${outcomeCounts(countOutcomes(unproven))}):
 <div class="scroll"><table class="log unproven"><thead><tr><th scope="col">Check</th><th scope="col">Object</th><th scope="col">Context</th><th scope="col">Outcome</th><th scope="col">Why</th></tr></thead>
 <tbody>${unproven.map(
-        (record) => html`<tr><td><code>${record.check}</code></td><td><code>${record.relation}</code></td><td>${record.context}</td><td>${OUTCOME_TEXT[record.outcome]}</td><td>${record.error ?? ''}</td></tr>`,
-      )}</tbody></table></div>`
-    : report.command === 'run' ? 'Every probe statement ran and proved its point (pass or leak).' : ''}</li>
-${accepted.length ? html`<li>${plural(accepted.length, 'finding')} accepted by the scenario: ${accepted.map((finding, index) => {
-    const numbered = model.findings.find((entry) => entry.finding === finding)!;
-    return html`${index ? ', ' : ''}${findingLink(numbered)}`;
-  })}.</li>` : ''}
-</ul>
+      (record) => html`<tr><td><code>${record.check}</code></td><td><code>${record.relation}</code></td><td>${record.context}</td><td>${OUTCOME_TEXT[record.outcome]}</td><td>${record.error ?? ''}</td></tr>`,
+    )}</tbody></table></div>`);
+  } else if (probed) items.push(html`Every probe statement ran and proved its point (pass or leak).`);
+  if (accepted.length) items.push(html`${plural(accepted.length, 'finding')} accepted by the scenario: ${accepted.map((numbered, index) => html`${index ? ', ' : ''}${findingLink(numbered)}`)}.`);
+  return html`<section id="limitations" aria-labelledby="limitations-heading">
+<h2 id="limitations-heading">Limitations</h2>
+<ul class="plain limitations">${items.map((item) => html`<li>${item}</li>`)}</ul>
 <h3 id="notes-heading">Notes</h3>
 ${report.notes.length ? html`<ul class="notes plain">${report.notes.map((note) => html`<li>${note}</li>`)}</ul>` : html`<p class="muted">None.</p>`}
 </section>`;

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { audit } from '../src/audit.js';
 import type { Finding } from '../src/findings.js';
 import type { ProbeRecord } from '../src/probes/types.js';
-import { escapeHtml, renderHtml } from '../src/report/html.js';
+import { PROBES } from '../src/probes/registry.js';
+import { escapeHtml, FAMILIES, OUTSIDE_MATRIX, renderHtml } from '../src/report/html.js';
 import type { Report } from '../src/report/model.js';
 
 const XSS = '<script>alert(1)</script>';
@@ -116,6 +117,16 @@ describe('escapeHtml', () => {
     expect(escapeHtml(`<a href="x" title='y'>&</a>`)).toBe('&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;');
     expect(escapeHtml(null)).toBe('');
     expect(escapeHtml(3)).toBe('3');
+  });
+});
+
+describe('the matrix families', () => {
+  it('place every probe check in one command family, or outside the matrix on purpose', () => {
+    const placed = [...FAMILIES.flatMap((family) => family.checks as readonly string[]), ...OUTSIDE_MATRIX];
+    expect(new Set(placed).size).toBe(placed.length);
+    const probeChecks = PROBES.flatMap((probe) => [probe.meta.id, ...probe.related.map((related) => related.id)]);
+    expect(probeChecks.filter((id) => !placed.includes(id))).toEqual([]);
+    expect(placed.filter((id) => !probeChecks.includes(id))).toEqual([]);
   });
 });
 

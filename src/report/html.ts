@@ -68,14 +68,24 @@ const LEGEND: [string, string, string][] = [
 ];
 
 /** The command families of the matrix, each with the probe checks whose statements it shows. */
-const FAMILIES = [
-  { id: 'read', label: 'read', checks: ['read-isolation', 'own-rows-hidden', 'role-graph', 'spoofable-setting', 'role-owns-table', 'existence-oracle', 'error-echo'] },
+export const FAMILIES = [
+  {
+    id: 'read',
+    label: 'read',
+    checks: ['read-isolation', 'own-rows-hidden', 'member-of-two-tenants', 'no-membership-user', 'member-rows-hidden', 'role-graph', 'spoofable-setting', 'role-owns-table', 'existence-oracle', 'error-echo'],
+  },
   { id: 'insert', label: 'insert', checks: ['foreign-insert', 'cross-tenant-reference', 'copied-values'] },
   { id: 'update', label: 'update', checks: ['foreign-update', 'blind-update', 'tenant-reassignment', 'upsert-conflict'] },
   { id: 'delete', label: 'delete', checks: ['foreign-delete', 'blind-delete', 'truncate'] },
   { id: 'missing', label: 'missing context', checks: ['missing-context', 'missing-context-error'] },
 ] as const;
 type FamilyId = (typeof FAMILIES)[number]['id'];
+/**
+ * Probe checks outside the matrix: they are not about one command on one tenant-owned relation (the
+ * role itself, functions, triggers, application queries, the pooled connection, query plans). Their
+ * statements are listed under "Probe statements", their findings in the matrix row of their relation.
+ */
+export const OUTSIDE_MATRIX = ['role-bypasses-rls', 'function-leak', 'definer-trigger', 'application-query', 'context-persistence', 'seq-scan'] as const;
 
 function familyOf(check: string): FamilyId | null {
   return FAMILIES.find((family) => (family.checks as readonly string[]).includes(check))?.id ?? null;

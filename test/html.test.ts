@@ -376,6 +376,8 @@ describe('renderHtml on a real run', () => {
     const passed = section(html, 'passed');
     expect(passed).toMatch(/<tr id="check-foreign-insert"><td><code>foreign-insert<\/code><\/td><td>probe<\/td><td>[^<]+<\/td><td>\d+ pass<\/td><\/tr>/);
     expect(passed).toContain('<tr id="check-rls-disabled">');
+    // own-rows-hidden runs no statement of its own: read-isolation's statements are what it checked.
+    expect(passed).toMatch(/<tr id="check-own-rows-hidden">.*<td>\d+ leak · \d+ pass <span class="muted">\(statements of <code>read-isolation<\/code>\)<\/span><\/td><\/tr>/);
     expect(passed).not.toContain('<tr id="check-permissive-always-true">');
     expect(passed).not.toContain('<tr id="check-missing-context">');
   });

@@ -614,8 +614,12 @@ ${passed.length
     ? html`<p>${plural(passed.length, 'check')} of ${report.checks.length} reported nothing. For a probe, its statements say whether that is a pass: a check with no statement had nothing to probe.</p>
 <div class="scroll"><table class="log passed-checks"><thead><tr><th scope="col">Check</th><th scope="col">Kind</th><th scope="col">What it finds</th><th scope="col">Statements</th></tr></thead>
 <tbody>${passed.map((check) => {
-        const records = byCheck.get(check.id) ?? [];
-        return html`<tr id="check-${check.id}"><td><code>${check.id}</code></td><td>${check.source}</td><td>${check.summary}</td><td>${check.source === 'probe' ? (records.length ? outcomeCounts(countOutcomes(records)) : 'none: nothing to probe') : 'rule: read from the catalog'}</td></tr>`;
+        // A check reported along the way by another probe runs no statement of its own: that probe's are its evidence.
+        const records = byCheck.get(check.id) ?? (check.reportedBy ? byCheck.get(check.reportedBy) : undefined) ?? [];
+        const statements = check.source === 'rule' ? 'rule: read from the catalog' : records.length ? outcomeCounts(countOutcomes(records)) : 'none: nothing to probe';
+        return html`<tr id="check-${check.id}"><td><code>${check.id}</code></td><td>${check.source}</td><td>${check.summary}</td><td>${statements}${
+          check.reportedBy && records.length ? html` <span class="muted">(statements of <code>${check.reportedBy}</code>)</span>` : ''
+        }</td></tr>`;
       })}</tbody></table></div>`
     : html`<p class="muted">${report.checks.length ? 'Every check evaluated reported a finding.' : 'The report lists no checks.'}</p>`}
 </section>`;

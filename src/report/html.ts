@@ -363,6 +363,12 @@ function renderScope(model: Model): SafeHtml {
 </section>`;
 }
 
+/** The no-context states the run probed (a preset adds the anonymous role), or those it probes by default. */
+function noContextStates(report: Report): string[] {
+  const probed = [...new Set(report.probes.filter((record) => record.check === 'missing-context').map((record) => record.context))];
+  return probed.length ? probed : [...NO_CONTEXT_STATES];
+}
+
 function renderMethod(model: Model): SafeHtml {
   const { report } = model;
   const { scenario } = report;
@@ -376,7 +382,7 @@ function renderMethod(model: Model): SafeHtml {
 ${report.command === 'run'
     ? html`<li><strong>Probes</strong> (${probes}): SQL statements run as the application role <code>${scenario.role}</code> (not a superuser, owner or BYPASSRLS role), with each tenant's context set as the application sets it, inside a transaction that was rolled back: nothing they wrote was kept.</li>
 <li><strong>Seeded data and canaries</strong>: ${plural(report.tenants.length, 'tenant')}, each with its own rows and a canary value in its text (${report.tenants.map((tenant, index) => html`${index ? ', ' : ''}<code>${tenant.canary}</code>`)}); every seeded row is in a ledger, so a row returned or changed through any table, view or function is attributed to its tenant.</li>
-<li><strong>No context</strong>: reads and writes with the tenant setting ${NO_CONTEXT_STATES.map((state, index) => html`${index ? ', ' : ''}<em>${state}</em>`)}, as those states occur in a pooled application.</li>
+<li><strong>No context</strong>: reads with no tenant in the context: ${noContextStates(report).map((state, index) => html`${index ? ', ' : ''}<em>${state}</em>`)}, as those states occur in a pooled application.</li>
 <li><strong>Evidence</strong>: a rule finding is confirmed only by a probe on the same object and refuted only by a probe that ran on seeded rows of both tenants; silence is not evidence.</li>
 ${coverage.length ? html`<li><strong>Write coverage</strong>: <ul class="plain">${coverage.map((entry) => html`<li><code>${entry.check}</code>: ${entry.reason}</li>`)}</ul></li>` : ''}`
     : html`<li><strong>No probes</strong>: <code>lint</code> seeds nothing and runs no statement as the application role, so no finding is proved on data and nothing is proved safe. Run <code>rls-audit run</code> for that.</li>`}

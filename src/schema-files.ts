@@ -1,5 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { byteToChar, loadParser, parseStatements } from './analysis/parse.js';
 import { AuditError, errorMessage } from './errors.js';
 
 export interface SchemaFile {
@@ -35,17 +36,44 @@ export async function readSchemaFiles(files: string[]): Promise<SchemaFile[]> {
   );
 }
 
-/** Run each schema file as one script; an error names the file and the line, as psql would. */
+/** The statements of a script with the character offset each starts at; null when the parser rejects it (PostgreSQL then says where). */
+function statementsOf(sql: string): { text: string; start: number }[] | null {
+  let raw;
+  try {
+    raw = parseStatements(sql);
+  } catch {
+    return null;
+  }
+  const toChar = byteToChar(sql);
+  const bytes = Buffer.byteLength(sql);
+  return raw.map((statement) => {
+    const from = statement.stmt_location ?? 0;
+    const to = statement.stmt_len ? from + statement.stmt_len : bytes;
+    return { text: sql.slice(toChar(from), toChar(to)), start: toChar(from) };
+  });
+}
+
+/**
+ * Run each schema file statement by statement (split by PostgreSQL's parser), so that an error names the
+ * file and the line of the statement that failed, as psql would, for errors found while running as well as
+ * for syntax errors. A file the parser rejects runs as one script: the server then reports the position.
+ */
 export async function applySchemaFiles(files: SchemaFile[], execute: (sql: string) => Promise<unknown>, cwd = process.cwd()): Promise<void> {
+  await loadParser();
   for (const { file, sql } of files) {
-    try {
-      await execute(sql);
-    } catch (error) {
-      const failure = error as { message?: string; position?: string; internalPosition?: string; where?: string };
-      const offset = Number(failure.position ?? 0);
-      const line = offset > 0 ? sql.slice(0, offset - 1).split('\n').length : null;
-      const where = `${path.relative(cwd, file) || file}${line ? `:${line}` : ''}`;
-      throw new AuditError(`${where}: ${failure.message ?? errorMessage(error)}${failure.where ? ` (${failure.where.split('\n')[0]})` : ''}. Fix the schema file and run again.`);
+    const statements = statementsOf(sql) ?? [{ text: sql, start: 0 }];
+    for (const statement of statements) {
+      try {
+        await execute(statement.text);
+      } catch (error) {
+        const failure = error as { message?: string; position?: string; where?: string };
+        // The server's position (1-based) is within the statement; without one, the statement's first line.
+        const within = Number(failure.position ?? 0);
+        const offset = statement.start + (within > 0 ? within - 1 : statement.text.length - statement.text.trimStart().length);
+        const line = sql.slice(0, offset).split('\n').length;
+        const where = `${path.relative(cwd, file) || file}:${line}`;
+        throw new AuditError(`${where}: ${failure.message ?? errorMessage(error)}${failure.where ? ` (${failure.where.split('\n')[0]})` : ''}. Fix the schema file and run again.`);
+      }
     }
   }
 }

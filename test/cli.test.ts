@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -113,5 +113,53 @@ describe('the installed command', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code).toBe(130);
     expect(clusters()).toEqual([]);
+  });
+});
+
+describe('--schema takes several files, repeated flags, and directories of migrations', () => {
+  // Split as migrations are: the second file needs the first (order matters), the third holds the leak.
+  const parts = [
+    ['0001_tenants.sql', 'create role app_user nologin;\ncreate table tenants (id integer primary key, name text not null);\n'],
+    ['0002_notes.sql', "create table notes (tenant_id integer not null references tenants (id), body text);\nalter table notes enable row level security;\ncreate policy tenant_isolation on notes using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);\ngrant select on notes, tenants to app_user;\n"],
+    ['0010_leak.sql', 'create table files (tenant_id integer not null references tenants (id), name text);\ngrant select on files to app_user;\n'],
+  ];
+  const tables = (run: Awaited<ReturnType<typeof runCli>>) => run.report!.relations.map((relation) => relation.name).sort();
+
+  it('applies a directory in name order, several files after one flag (a shell glob), and repeated flags alike', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-migrations-'));
+    const migrations = path.join(dir, 'migrations');
+    await mkdir(migrations);
+    // Written in reverse: the directory order, not the creation order, decides.
+    for (const [name, sql] of [...parts].reverse()) await writeFile(path.join(migrations, name!), sql!);
+    await writeFile(path.join(migrations, 'README.md'), 'not SQL');
+    const files = parts.map(([name]) => path.join(migrations, name!));
+    const runs = [
+      await runCli(['lint', '--schema', migrations, '--role', 'app_user', '--quiet', '--out', path.join(dir, 'a')]),
+      await runCli(['lint', '--schema', ...files, '--role', 'app_user', '--quiet', '--out', path.join(dir, 'b')]),
+      await runCli(['lint', ...files.flatMap((file) => ['--schema', file]), '--role', 'app_user', '--quiet', '--out', path.join(dir, 'c')]),
+    ];
+    for (const run of runs) {
+      expect(run.err).toBe('');
+      expect(tables(run)).toEqual(['public.files', 'public.notes', 'public.tenants']);
+      expect(run.report!.findings.map((finding) => [finding.check, finding.object.name])).toContainEqual(['rls-disabled', 'public.files']);
+    }
+    expect(runs[0]!.report!.scenario.name).toBe('migrations');
+  });
+
+  it('an empty directory, and files out of order, say which file failed', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-migrations-'));
+    const empty = path.join(dir, 'empty');
+    await mkdir(empty);
+    const none = await runCli(['lint', '--schema', empty, '--role', 'app_user', '--quiet', '--out', path.join(dir, 'x')]);
+    expect(none.code).toBe(2);
+    expect(none.err).toMatch(/schema directory .*empty holds no \.sql file/);
+    const files = await Promise.all(parts.map(async ([name, sql]) => {
+      const file = path.join(dir, name!);
+      await writeFile(file, sql!);
+      return file;
+    }));
+    const reversed = await runCli(['lint', '--schema', files[1]!, files[0]!, '--role', 'app_user', '--quiet', '--out', path.join(dir, 'y')]);
+    expect(reversed.code).toBe(2);
+    expect(reversed.err).toMatch(/0002_notes\.sql:1: relation "tenants" does not exist/);
   });
 });

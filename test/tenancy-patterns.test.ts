@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { atLeast, type Severity } from '../src/severity.js';
-import { FIXTURES, findingsOf, runCli } from './helpers.js';
+import { FIXTURES, findingsOf, runCli, TARGETS } from './helpers.js';
 
 /**
  * Real-world tenancy patterns, one schema each with a planted leak beside secure tables (the secure twin):
@@ -86,9 +86,9 @@ const PATTERNS: Pattern[] = [
   },
 ];
 
-describe('tenancy patterns', () => {
+describe.each(TARGETS)('tenancy patterns on $name', ({ args: targetArgs }) => {
   it.each(PATTERNS)('$fixture: discovered, leak found, secure tables clean', async ({ fixture, args, plan, leak, secure, members }) => {
-    const run = await runCli(['run', '--schema', path.join(FIXTURES, 'tenancy', `${fixture}.sql`), '--seed', '7', '--quiet', ...args]);
+    const run = await runCli(['run', '--schema', path.join(FIXTURES, 'tenancy', `${fixture}.sql`), '--seed', '7', '--quiet', ...args, ...targetArgs]);
     expect(run.err).not.toMatch(/unexpected error/);
     expect(run.report, run.err).not.toBeNull();
     const report = run.report!;

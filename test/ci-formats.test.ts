@@ -14,6 +14,7 @@ import { applyAcceptances } from '../src/accept.js';
 import { summarize } from '../src/audit.js';
 import { OBJECT_KINDS, objectLabel, objectSubject, type Finding } from '../src/findings.js';
 import { allChecks, renderJunit, renderMarkdown, renderSarif, RULES, writeReports, type Report, type SarifLog } from '../src/index.js';
+import { MARKDOWN_LIMIT } from '../src/report/markdown.js';
 import { SEVERITIES, type Severity } from '../src/severity.js';
 import { allFindings, FIXTURES, ROOT, runCli, type CliRun } from './helpers.js';
 
@@ -652,6 +653,88 @@ describe('Markdown', () => {
     expect(original.summary.failing).toBe(0);
     expect(passing).toMatch(new RegExp(`^## rls-audit: ${original.summary.verdict.toUpperCase()}\n`));
     expect(renderMarkdown(linted)).not.toContain('Tenant x relation');
+  });
+
+  /** A report of `count` findings on tables of their own, severities in turn from critical to info, with long fixes. */
+  function manyFindings(count: number, relations = 0): Report {
+    const base = vulnerable.report!;
+    const template = allFindings(base.findings).find((finding) => finding.check === 'read-isolation')!;
+    const order: Severity[] = ['critical', 'high', 'medium', 'low', 'info'];
+    const findings: Finding[] = Array.from({ length: count }, (_, index) => ({
+      ...template,
+      confirmedBy: [],
+      related: [],
+      severity: order[index % order.length]!,
+      object: { kind: 'table', name: `public.table_${String(index).padStart(4, '0')}` },
+      message: `Finding ${index}: ${'tenant A reads rows of tenant B through this table, '.repeat(2)}`,
+      fix: `alter table public.table_${index} enable row level security;\n-- ${'and a long explanation of why '.repeat(8)}`,
+    }));
+    // Relations whose reads leak for every tenant: each is a row of the matrix.
+    const leaking = Array.from({ length: relations }, (_, index) => `public.leaky_${String(index).padStart(4, '0')}`);
+    return {
+      ...base,
+      findings,
+      relations: [...base.relations, ...leaking.map((name) => ({ ...base.relations[0]!, name, tenancy: 'direct' }))],
+      probes: [...base.probes, ...leaking.flatMap((relation) => base.tenants.map((tenant) => ({ check: 'read-isolation', relation, context: tenant.label, tenant: tenant.id, sql: 'select 1', outcome: 'leak' as const, rows: 9, foreignRows: 6, missingOwnRows: 0 })))],
+    };
+  }
+
+  const fenceLines = (markdown: string) => markdown.split('\n').filter((line) => /^`{3,}/.test(line)).length;
+  const lastLine = (markdown: string) => markdown.trimEnd().split('\n').pop()!;
+
+  it('stays under GitHub\'s comment limit: fixes go first, least severe first, and the last line says so', () => {
+    const report = manyFindings(150);
+    const full = renderMarkdown(report, { limit: Number.POSITIVE_INFINITY });
+    expect(full.length).toBeGreaterThan(MARKDOWN_LIMIT);
+    const markdown = renderMarkdown(report);
+    expect(markdown.length).toBeLessThanOrEqual(MARKDOWN_LIMIT);
+    // Every finding keeps its row; fixes of the least severe go first: all critical ones stay, no info one does.
+    expect(findingRows(markdown)).toHaveLength(150);
+    const fixShown = (finding: Finding) => markdown.includes(`on ${objectLabel(finding.object)}</summary>`);
+    expect(report.findings.filter((finding) => finding.severity === 'critical').every(fixShown)).toBe(true);
+    expect(report.findings.filter((finding) => finding.severity === 'info').some(fixShown)).toBe(false);
+    const rank = (finding: Finding) => SEVERITIES.indexOf(finding.severity);
+    const kept = report.findings.filter(fixShown);
+    const dropped = report.findings.filter((finding) => !fixShown(finding));
+    expect(Math.max(...dropped.map(rank))).toBeLessThanOrEqual(Math.min(...kept.map(rank)));
+    expect(lastLine(markdown)).toBe(`**Cut to fit a GitHub comment:** the fixes of ${dropped.length} findings. The full report: [report.html](report.html) and [report.json](report.json), next to this report.md.`);
+    expect(fenceLines(markdown) % 2).toBe(0);
+    expect(markdown.split('<details>').length).toBe(markdown.split('</details>').length);
+    // The same report is cut the same way every time; a report that fits is not cut at all.
+    expect(renderMarkdown(report)).toBe(markdown);
+    expect(renderMarkdown(vulnerable.report!)).not.toContain('Cut to fit');
+    expect(renderMarkdown(report, { limit: Number.POSITIVE_INFINITY })).toBe(full);
+  });
+
+  it('with many findings and relations, leaves out the matrix rows and then the least severe findings, and counts them', () => {
+    const report = manyFindings(800, 300);
+    const markdown = renderMarkdown(report);
+    expect(markdown.length).toBeLessThanOrEqual(MARKDOWN_LIMIT);
+    const listed = new Set(findingRows(markdown).map((row) => row[2]!.replace(/\\_/g, '_')));
+    const leftOut = report.findings.filter((finding) => !listed.has(objectLabel(finding.object)));
+    expect(leftOut.length).toBeGreaterThan(0);
+    expect(listed.size + leftOut.length).toBe(800);
+    // Least severe first, and among equals the later ones: what is listed is a prefix of each severity's findings.
+    const rank = (finding: Finding) => SEVERITIES.indexOf(finding.severity);
+    const shown = report.findings.filter((finding) => listed.has(objectLabel(finding.object)));
+    expect(Math.max(...leftOut.map(rank))).toBeLessThanOrEqual(Math.min(...shown.map(rank)));
+    for (const severity of SEVERITIES) {
+      const ofSeverity = report.findings.filter((finding) => finding.severity === severity);
+      const shownOfSeverity = ofSeverity.filter((finding) => listed.has(objectLabel(finding.object)));
+      expect(shownOfSeverity).toEqual(ofSeverity.slice(0, shownOfSeverity.length));
+    }
+    expect(report.findings.filter((finding) => finding.severity === 'critical').every((finding) => listed.has(objectLabel(finding.object)))).toBe(true);
+    // The matrix keeps its counts; its rows are gone before any finding's row.
+    expect(markdown).toContain('### Tenant x relation isolation');
+    expect(markdown).toContain(`\n301 relations with a cell that did not pass: see the full report.`);
+    expect(markdown).not.toContain('| Relation |');
+    const bySeverity = [...SEVERITIES].reverse().map((severity) => ({ severity, count: leftOut.filter((finding) => finding.severity === severity).length })).filter((entry) => entry.count);
+    expect(lastLine(markdown)).toBe(
+      `**Cut to fit a GitHub comment:** ${leftOut.length} findings of 800 left out (${bySeverity.map((entry) => `${entry.count} ${entry.severity}`).join(', ')}); ` +
+        `the fixes of ${listed.size} other findings; 301 relations of the matrix. The full report: [report.html](report.html) and [report.json](report.json), next to this report.md.`,
+    );
+    expect(fenceLines(markdown) % 2).toBe(0);
+    expect(markdown.split('<details>').length).toBe(markdown.split('</details>').length);
   });
 
   it('escapes table metacharacters and HTML in values, and fences fixes that contain backticks', () => {

@@ -20,13 +20,13 @@ export interface Palette {
 type Env = Record<string, string | undefined>;
 
 /**
- * Colour on a TTY unless NO_COLOR is set (and not empty) or TERM is dumb; FORCE_COLOR=1 (or empty, or
- * true) forces it even when piped and FORCE_COLOR=0 (or false) turns it off, as Node itself reads them.
+ * Colour on a TTY, never when NO_COLOR is set (and not empty: no-color.org) or TERM is dumb; FORCE_COLOR=1
+ * (or empty, or true) forces it when piped and FORCE_COLOR=0 (or false) turns it off, but NO_COLOR wins.
  */
 export function colourEnabled(stream: { isTTY?: boolean }, env: Env = process.env): boolean {
+  if (env.NO_COLOR) return false;
   const force = env.FORCE_COLOR;
   if (force !== undefined) return !['0', 'false'].includes(force.toLowerCase());
-  if (env.NO_COLOR) return false;
   if (env.TERM === 'dumb') return false;
   return Boolean(stream.isTTY);
 }

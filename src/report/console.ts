@@ -2,7 +2,7 @@ import { objectLabel } from '../findings.js';
 import { SEVERITIES } from '../severity.js';
 import type { Report } from './model.js';
 
-/** A short summary for a terminal: verdict, counts, and one line per finding at or above low. */
+/** A short summary for a terminal: verdict, counts, and one line per finding at or above low, in aligned columns. */
 export function renderConsole(report: Report, files: string[] = []): string {
   const { summary } = report;
   const lines: string[] = [];
@@ -11,10 +11,14 @@ export function renderConsole(report: Report, files: string[] = []): string {
   if (report.command === 'lint') lines.push(`  static audit of ${report.relations.length} relations (${report.relations.filter((relation) => relation.tenancy !== 'shared').length} tenant-owned), read-only`);
   else lines.push(`  ${report.tenants.length} tenants, ${report.relations.filter((relation) => relation.tenancy !== 'shared').length} tenant-owned relations, ${summary.rowsSeeded} rows seeded, ${Object.values(summary.probes).reduce((sum, count) => sum + (count ?? 0), 0)} probes, ${summary.queries} queries`);
   lines.push(`  findings: ${counts}${summary.accepted ? ` (${summary.accepted} accepted)` : ''}`);
-  for (const finding of report.findings.filter((entry) => entry.severity !== 'info').slice(0, 25)) {
+  const listed = report.findings.filter((entry) => entry.severity !== 'info').slice(0, 25);
+  // Columns as wide as their widest entry: a long check id must not push its object out of line.
+  const severityWidth = Math.max(0, ...listed.map((finding) => finding.severity.length));
+  const checkWidth = Math.max(0, ...listed.map((finding) => finding.check.length));
+  for (const finding of listed) {
     const accepted = finding.accepted ? (finding.accepted.expired ? ' [acceptance expired]' : ' [accepted]') : finding.baseline && finding.baseline !== 'unchanged' ? ` [${finding.baseline}]` : '';
     const proof = finding.confirmedBy?.length ? ` [confirmed by ${finding.confirmedBy.length} probe finding${finding.confirmedBy.length === 1 ? '' : 's'}]` : finding.refutedBy ? ' [refuted by probes]' : '';
-    lines.push(`  ${finding.severity.toUpperCase().padEnd(8)} ${finding.check.padEnd(24)} ${objectLabel(finding.object)}${accepted}${proof}: ${finding.message}`);
+    lines.push(`  ${finding.severity.toUpperCase().padEnd(severityWidth)}  ${finding.check.padEnd(checkWidth)}  ${objectLabel(finding.object)}${accepted}${proof}: ${finding.message}`);
   }
   const more = report.findings.filter((entry) => entry.severity !== 'info').length - 25;
   if (more > 0) lines.push(`  ... and ${more} more`);

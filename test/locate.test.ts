@@ -35,7 +35,7 @@ const schema = [
   'create table "Weird\u0007Name" (id integer);',
 ].join('\n');
 
-const more = ['create sequence public.invoice_numbers;', 'create table public.audit (id integer);'].join('\n');
+const more = ['create sequence public.invoice_numbers;', 'create table public.audit (id integer);', 'create table reports.notes (id integer);'].join('\n');
 
 const files = [
   { file: SCHEMA, sql: schema },
@@ -61,6 +61,10 @@ describe('locateObjects reads the schema files with the parser', () => {
         finding({ kind: 'view', name: 'public.totals' }),
         finding({ kind: 'sequence', name: 'public.notes_id_seq' }),
         finding({ kind: 'sequence', name: 'public.invoice_numbers' }),
+        // regclass leaves out the schema of a relation on the search path.
+        finding({ kind: 'sequence', name: 'invoice_numbers' }),
+        finding({ kind: 'table', name: 'monthly' }),
+        finding({ kind: 'table', name: 'notes' }),
         finding('public.audit'),
       ],
       CWD,
@@ -82,6 +86,10 @@ describe('locateObjects reads the schema files with the parser', () => {
     // A serial column's sequence is created by its table.
     expect(at('public.notes_id_seq')).toBe('db/schema.sql:4:1');
     expect(at('public.invoice_numbers')).toBe('db/more.sql:1:1');
+    expect(at('invoice_numbers')).toBe('db/more.sql:1:1');
+    expect(at('monthly')).toBe('db/schema.sql:17:1');
+    // Two schemas have a notes table: without the schema there is no telling which, so the fallback.
+    expect(at('notes')).toBe('db/schema.sql:1:undefined');
     expect(at('public.audit')).toBe('db/more.sql:2:1');
   });
 

@@ -306,6 +306,16 @@ function locateFunction(created: Created, signature: string): SourceLocation | u
   return (exact ?? (named.length === 1 ? named[0] : undefined))?.location;
 }
 
+/**
+ * A relation named without its schema (regclass prints a sequence or table that is on the search path
+ * that way): the one relation of that name the files create, in whatever schema.
+ */
+function unqualified(created: Created, kind: string, name: string): SourceLocation | undefined {
+  if (name.includes('.') || !['table', 'view', 'sequence'].includes(kind)) return undefined;
+  const matches = [...created.objects.keys()].filter((key) => !key.includes(' on ') && key.endsWith(`.${name}`) && key.indexOf('.') === key.length - name.length - 1);
+  return matches.length === 1 ? created.objects.get(matches[0]!) : undefined;
+}
+
 /** Where a fix's alternatives start (its first `-- or` comment): the statements before it are the fix. */
 function primaryFix(fix: string): string {
   try {
@@ -354,7 +364,7 @@ export function locateObjects(files: SchemaFile[], findings: readonly Pick<Findi
   const relative = (file: string) => (path.relative(cwd, file) || file).split(path.sep).join('/');
   const created = createdObjects(files, relative);
   const fallback: SourceLocation = { file: relative(files[0]!.file), line: 1 };
-  const find = (kind: string, name: string) => (kind === 'function' ? locateFunction(created, name) : created.objects.get(name));
+  const find = (kind: string, name: string) => (kind === 'function' ? locateFunction(created, name) : created.objects.get(name) ?? unqualified(created, kind, name));
   for (const finding of findings) {
     const { object } = finding;
     const subject = objectSubject(object);

@@ -1,8 +1,10 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadParser } from '../src/analysis/parse.js';
 import type { Finding, FindingObject } from '../src/findings.js';
-import { findingLocation, findingLocationKey, locateObjects, sourceRootUri } from '../src/report/locate.js';
+import { findingLocation, findingLocationKey, locateObjects, sourceRootDirectory, sourceRootUri } from '../src/report/locate.js';
 
 const CWD = '/project';
 const SCHEMA = path.join(CWD, 'db', 'schema.sql');
@@ -144,7 +146,21 @@ describe('locateObjects reads the schema files with the parser', () => {
     expect(locations['app.Weird\u0007Name']).toEqual({ file: 'db/schema.sql', line: 1 });
   });
 
-  it('gives the source root as a file URI ending in a slash', () => {
+  it('makes paths relative to the repository that holds the working directory, else to the directory', async () => {
+    const outside = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-root-'));
+    try {
+      const repository = path.join(outside, 'repo');
+      const sub = path.join(repository, 'services', 'api');
+      await mkdir(sub, { recursive: true });
+      expect(sourceRootDirectory(sub)).toBe(sub);
+      // A clone has a .git folder, a worktree a .git file: either marks the repository's root.
+      await writeFile(path.join(repository, '.git'), 'gitdir: /elsewhere\n');
+      expect(sourceRootDirectory(sub)).toBe(repository);
+      const located = locateObjects([{ file: path.join(sub, 'db', 'schema.sql'), sql: 'create table public.notes (id integer);' }], [finding('public.notes')], sourceRootDirectory(sub));
+      expect(located['public.notes']).toMatchObject({ file: 'services/api/db/schema.sql', line: 1 });
+    } finally {
+      await rm(outside, { recursive: true, force: true });
+    }
     expect(sourceRootUri('/work/my project')).toBe('file:///work/my%20project/');
     expect(sourceRootUri('/')).toBe('file:///');
   });

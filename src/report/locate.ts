@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { byteToChar, parseStatements, scanTokens, type RawStmt } from '../analysis/parse.js';
@@ -11,7 +12,7 @@ import type { SchemaFile } from '../schema-files.js';
  */
 
 export interface SourceLocation {
-  /** Path relative to the report's `sourceRoot` (the working directory of the audit), with forward slashes. */
+  /** Path relative to the report's `sourceRoot` (see sourceRootDirectory), with forward slashes. */
   file: string;
   /** 1-based line of the statement's first character. */
   line: number;
@@ -22,9 +23,23 @@ export interface SourceLocation {
   endColumn?: number;
 }
 
-/** The directory location paths are relative to, as a file:// URI ending in '/' (SARIF's `%SRCROOT%`). */
-export function sourceRootUri(cwd: string = process.cwd()): string {
-  const uri = pathToFileURL(path.resolve(cwd)).href;
+/**
+ * The directory location paths are relative to: the root of the git repository that holds the working
+ * directory (code scanning reads paths from the repository's root, also when the audit runs in a
+ * subfolder of it), else the working directory itself.
+ */
+export function sourceRootDirectory(cwd: string = process.cwd()): string {
+  const start = path.resolve(cwd);
+  for (let directory = start; ; directory = path.dirname(directory)) {
+    // `.git` is a folder in a clone, a file in a worktree or submodule.
+    if (existsSync(path.join(directory, '.git'))) return directory;
+    if (path.dirname(directory) === directory) return start;
+  }
+}
+
+/** A directory as a file:// URI ending in '/' (SARIF's `%SRCROOT%`); by default the source root. */
+export function sourceRootUri(directory: string = sourceRootDirectory()): string {
+  const uri = pathToFileURL(path.resolve(directory)).href;
   return uri.endsWith('/') ? uri : `${uri}/`;
 }
 
@@ -356,12 +371,13 @@ function policiesFixed(fix: string): string[] {
  * each finding's subject (its table, view, function, role, sequence; a policy's or constraint's table), a
  * policy or constraint by its label, and, under `findingLocationKey`, a finding whose fix changes a policy
  * at that policy's CREATE POLICY. Objects no schema statement creates point at line 1 of the first schema
- * file; with no schema files (a url target) there is nothing to point at. The parser must be loaded.
+ * file; with no schema files (a url target) there is nothing to point at. Paths are relative to `root`
+ * (the report's `sourceRoot`). The parser must be loaded.
  */
-export function locateObjects(files: SchemaFile[], findings: readonly Pick<Finding, 'check' | 'object' | 'fix'>[], cwd = process.cwd()): Record<string, SourceLocation> {
+export function locateObjects(files: SchemaFile[], findings: readonly Pick<Finding, 'check' | 'object' | 'fix'>[], root = sourceRootDirectory()): Record<string, SourceLocation> {
   const locations: Record<string, SourceLocation> = {};
   if (!files.length) return locations;
-  const relative = (file: string) => (path.relative(cwd, file) || file).split(path.sep).join('/');
+  const relative = (file: string) => (path.relative(root, path.resolve(file)) || file).split(path.sep).join('/');
   const created = createdObjects(files, relative);
   const fallback: SourceLocation = { file: relative(files[0]!.file), line: 1 };
   const find = (kind: string, name: string) => (kind === 'function' ? locateFunction(created, name) : created.objects.get(name) ?? unqualified(created, kind, name));

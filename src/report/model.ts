@@ -60,7 +60,10 @@ export interface Report {
    * than its object (a policy's CREATE POLICY). See report/locate.ts.
    */
   locations: Record<string, SourceLocation>;
-  /** The directory `locations` paths are relative to (the audit's working directory), as a file:// URI ending in '/'. */
+  /**
+   * The directory `locations` paths are relative to, as a file:// URI ending in '/': the git repository
+   * that holds the audit's working directory, else that directory.
+   */
   sourceRoot?: string;
   /** How tenancy was discovered; anything the reader should know about the run. */
   notes: string[];

@@ -12,7 +12,7 @@ import type { Report } from './model.js';
  * this run's findings, a link to the check in the README); one result per finding. Findings concern
  * database objects: each result has a logical location (the table, function or role) and, when the audit
  * read schema files, the statement that creates the object (CREATE POLICY for a policy's defect), relative
- * to `%SRCROOT%`, the audit's working directory.
+ * to `%SRCROOT%`, the repository (or directory) the audit ran in.
  */
 
 export const SARIF_SCHEMA = 'https://json.schemastore.org/sarif-2.1.0.json';
@@ -254,7 +254,7 @@ export function toSarif(report: Report, options: SarifOptions = { ...(PACKAGE_RE
     runs: [
       {
         tool: { driver: { name: 'rls-audit', version: report.tool.version, ...(options.readmeUrl ? { informationUri: options.readmeUrl } : {}), rules } },
-        ...(report.sourceRoot ? { originalUriBaseIds: { [SOURCE_ROOT_ID]: { uri: report.sourceRoot, description: { text: 'The directory the audit ran in: schema file paths are relative to it.' } } } } : {}),
+        ...(report.sourceRoot ? { originalUriBaseIds: { [SOURCE_ROOT_ID]: { uri: report.sourceRoot, description: { text: 'The repository (or, outside one, the directory) the audit ran in: schema file paths are relative to it.' } } } } : {}),
         automationDetails: { id: `rls-audit/${report.scenario.name}/` },
         invocations: [
           {

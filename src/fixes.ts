@@ -2,14 +2,53 @@ import type { Relation } from './catalog/types.js';
 import type { RelationPlan, TenancyPlan } from './plan/tenancy.js';
 import { ident, literal, qualifiedIdent, relationIdent } from './sql.js';
 
-/** The tenant id of the current transaction, read once per statement, NULL (deny) when unset or ''. */
-export function currentTenantExpression(plan: TenancyPlan): string {
-  return `(select nullif(current_setting(${literal(plan.setting)}, true), '')::${plan.tenantKey.type})`;
+/** A JSON path as PostgreSQL's `#>>` takes it: `'{app_metadata,tenant_id}'`. */
+function jsonPath(path: readonly string[]): string {
+  return literal(`{${path.map((key) => (/^[A-Za-z0-9_]+$/.test(key) ? key : `"${key.replace(/(["\\])/g, '\\$1')}"`)).join(',')}}`);
 }
 
-/** A predicate that is true for the current tenant's rows of a relation. */
+/**
+ * The tenant id of the current transaction, read once per statement, NULL (deny) when unset or '': from
+ * the current role where each tenant has one, from the JWT claim that carries it when a claim does, else
+ * from the setting.
+ */
+export function currentTenantExpression(plan: TenancyPlan): string {
+  const template = plan.actors.kind === 'role' ? plan.actors.roleTemplate : null;
+  if (template) {
+    // One role per tenant: the tenant is the current role's name (or the part of it the template leaves).
+    const [prefix = '', suffix = ''] = template.split('{tenant}');
+    const name = prefix || suffix ? `substr(current_user, ${prefix.length + 1}, length(current_user) - ${prefix.length + suffix.length})` : 'current_user';
+    return `(select ${name}::text${plan.tenantKey.type === 'text' ? '' : `::${plan.tenantKey.type}`})`;
+  }
+  const raw = `nullif(current_setting(${literal(plan.setting)}, true), '')`;
+  if (plan.tenantClaim?.length) return `(select (${raw}::json #>> ${jsonPath(plan.tenantClaim)})::${plan.tenantKey.type})`;
+  return `(select ${raw}::${plan.tenantKey.type})`;
+}
+
+/** The signed-in user of the current request, when the context carries a user: auth.uid() on Supabase, the JWT's sub otherwise. */
+function currentUserExpression(plan: TenancyPlan): string | null {
+  const users = plan.actors.users;
+  if (plan.actors.kind !== 'user' || !users) return null;
+  if (plan.preset === 'supabase') return '(select auth.uid())';
+  return `(select (nullif(current_setting(${literal(plan.setting)}, true), '')::json ->> 'sub')::${users.type})`;
+}
+
+/**
+ * A predicate that is true for the current tenant's rows of a relation: the tenant column compared with the
+ * current tenant; where users belong to tenants, with the tenants of the current user's memberships; where
+ * each user is a tenant, with the current user.
+ */
 export function tenantPredicate(plan: TenancyPlan, relationPlan: RelationPlan): string {
-  if (relationPlan.tenantColumn) return `${ident(relationPlan.tenantColumn)} = ${currentTenantExpression(plan)}`;
+  if (relationPlan.tenantColumn) {
+    const user = currentUserExpression(plan);
+    const membership = plan.actors.membership;
+    if (user && membership) {
+      // On the membership table itself a sub-select of it would recurse into its own policy: a user sees its own memberships.
+      if (relationPlan.relation === membership.relation) return `${ident(membership.userColumn)} = ${user}`;
+      return `${ident(relationPlan.tenantColumn)} in (select m.${ident(membership.tenantColumn)} from ${qualifiedIdent(membership.relation)} m where m.${ident(membership.userColumn)} = ${user})`;
+    }
+    return `${ident(relationPlan.tenantColumn)} = ${user ?? currentTenantExpression(plan)}`;
+  }
   const hop = relationPlan.path?.[0];
   if (hop) {
     const join = hop.columns.map((column, index) => `parent.${ident(hop.referencedColumns[index]!)} = ${ident(column)}`).join(' and ');

@@ -1,3 +1,5 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { atLeast, type Severity } from '../src/severity.js';
@@ -88,7 +90,9 @@ const PATTERNS: Pattern[] = [
 
 describe.each(TARGETS)('tenancy patterns on $name', ({ args: targetArgs }) => {
   it.each(PATTERNS)('$fixture: discovered, leak found, secure tables clean', async ({ fixture, args, plan, leak, secure, members }) => {
-    const run = await runCli(['run', '--schema', path.join(FIXTURES, 'tenancy', `${fixture}.sql`), '--seed', '7', '--quiet', ...args, ...targetArgs]);
+    const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-pattern-'));
+    const schema = path.join(FIXTURES, 'tenancy', `${fixture}.sql`);
+    const run = await runCli(['run', '--schema', schema, '--seed', '7', '--quiet', '--out', out, ...args, ...targetArgs]);
     expect(run.err).not.toMatch(/unexpected error/);
     expect(run.report, run.err).not.toBeNull();
     const report = run.report!;
@@ -110,5 +114,14 @@ describe.each(TARGETS)('tenancy patterns on $name', ({ args: targetArgs }) => {
     expect(extra('member-of-two-tenants').length).toBe(members ? secure.length : 0);
     for (const probe of extra('member-of-two-tenants')) expect([probe.relation, probe.outcome, probe.foreignRows, probe.missingOwnRows]).toEqual([probe.relation, 'pass', 0, 0]);
     for (const probe of extra('no-membership-user')) expect([probe.relation, probe.outcome, probe.rows]).toEqual([probe.relation, 'pass', 0]);
+    // fix.sql speaks the pattern's own context (claims, memberships, roles), applies after the schema, and
+    // leaves nothing at or above low, nor a context that proves nothing.
+    if (leak.check && !targetArgs.length) {
+      const fixed = await runCli(['run', '--schema', schema, path.join(out, 'fix.sql'), '--seed', '7', '--quiet', '--out', path.join(out, 'fixed'), ...args]);
+      expect(fixed.err).toBe('');
+      expect(findingsOf(fixed).filter((finding) => atLeast(finding.severity as Severity, 'low')).map((finding) => `${finding.check} ${finding.table}: ${finding.message}`)).toEqual([]);
+      expect(fixed.code).toBe(0);
+    }
+    await rm(out, { recursive: true, force: true });
   });
 });

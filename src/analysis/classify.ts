@@ -137,11 +137,43 @@ function claimPath(node: Expr): { base: Expr; path: string[] } | null {
   if (stripped.kind === 'op' && stripped.left && JSON_OPS.has(stripped.op)) {
     const key = stringValue(stripped.right);
     const inner = claimPath(stripped.left);
-    const keys = key !== null ? [key] : stripped.right.kind === 'array' ? stripped.right.items.map(stringValue).filter((item): item is string => item !== null) : [];
+    // `#>` and `#>>` take a path: a text[] literal ('{app_metadata,tenant_id}') or an ARRAY[...].
+    const byPath = stripped.op.startsWith('#');
+    const keys = key !== null ? (byPath ? textArrayItems(key) : [key]) : stripped.right.kind === 'array' ? stripped.right.items.map(stringValue).filter((item): item is string => item !== null) : [];
     if (inner) return { base: inner.base, path: [...inner.path, ...keys] };
     return { base: stripValue(stripped.left), path: keys };
   }
   return null;
+}
+
+/** The items of a one-dimensional array literal's text (`{a,"b c"}`), as PostgreSQL's array input reads them. */
+export function textArrayItems(text: string): string[] {
+  const body = text.trim();
+  if (!body.startsWith('{') || !body.endsWith('}')) return [text];
+  const items: string[] = [];
+  let current = '';
+  let quoted = false;
+  let started = false;
+  for (let index = 1; index < body.length - 1; index += 1) {
+    const char = body[index]!;
+    if (char === '\\') {
+      current += body[index + 1] ?? '';
+      index += 1;
+      started = true;
+    } else if (char === '"') {
+      quoted = !quoted;
+      started = true;
+    } else if (char === ',' && !quoted) {
+      items.push(started ? current : current.trim());
+      current = '';
+      started = false;
+    } else if (quoted || char.trim()) {
+      current += char;
+      started = true;
+    }
+  }
+  if (started || current || items.length) items.push(current);
+  return items;
 }
 
 function isRowColumn(env: Env, node: Expr): node is Extract<Expr, { kind: 'column' }> {

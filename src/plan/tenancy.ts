@@ -65,6 +65,8 @@ export interface TenancyPlan {
   /** The role a request without any context runs as on the platform (Supabase anon), when not the role itself. */
   anonymousRole: string | null;
   preset: Preset['name'] | null;
+  /** The JWT claim path (in `setting`) that carries the tenant, when a claim does, e.g. [app_metadata, tenant_id]. */
+  tenantClaim: string[] | null;
   tenantKey: TenantKey;
   tenantColumns: string[];
   relations: RelationPlan[];
@@ -452,6 +454,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     actors,
     anonymousRole: anonymousRole === role ? null : anonymousRole,
     preset: preset?.name ?? null,
+    tenantClaim: choice.claim,
     tenantKey,
     tenantColumns,
     relations,

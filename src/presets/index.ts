@@ -17,6 +17,11 @@ export interface Preset {
   anonymousRole(catalog: Catalog): string | null;
   /** The table of users, whose key a JWT's `sub` carries. */
   usersTable: string | null;
+  /**
+   * Schemas the platform owns (Supabase's auth, storage, ...): their functions are the platform's API, such
+   * as auth.uid(), not the application's, and are not called by function-leak.
+   */
+  platformSchemas: string[];
   /** The setting the claims travel in. */
   setting: string;
   /**
@@ -100,6 +105,7 @@ const supabase: Preset = {
   role: (catalog) => roleNamed(catalog, 'authenticated'),
   anonymousRole: (catalog) => roleNamed(catalog, 'anon'),
   usersTable: 'auth.users',
+  platformSchemas: ['auth', 'storage', 'realtime', 'extensions', 'graphql', 'graphql_public', 'vault', 'pgsodium', 'supabase_functions'],
   setting: 'request.jwt.claims',
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', 'authenticated', 'aud', 'authenticated', ` +
@@ -125,6 +131,7 @@ const postgrest: Preset = {
   },
   anonymousRole: (catalog) => roleNamed(catalog, 'web_anon') ?? roleNamed(catalog, 'anon') ?? roleNamed(catalog, 'api_anon'),
   usersTable: null,
+  platformSchemas: [],
   setting: 'request.jwt.claims',
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', current_user, ${claimObject(tenantClaim)})::text, true), ` +

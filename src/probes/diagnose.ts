@@ -1,7 +1,8 @@
 import { applyingPolicies, policyClause, settingsRead } from '../analysis/queries.js';
-import { actsAsOwner, roleInfo } from '../catalog/roles.js';
-import type { Relation } from '../catalog/types.js';
-import { isolationPolicySql, restrictiveFenceSql } from '../fixes.js';
+import { viewAnalysis } from '../analysis/index.js';
+import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
+import type { Policy, PolicyCommand, Relation } from '../catalog/types.js';
+import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import { ident, qualifiedIdent, relationIdent } from '../sql.js';
 import type { ProbeContext } from './types.js';
@@ -14,8 +15,44 @@ export interface Diagnosis {
   fix: string;
 }
 
+/**
+ * Why the owner of a definer view is exempt from the policies of what it reads, or null when it is not
+ * (then the policies that apply to the owner decide). Unknown bases (the view could not be read) count as
+ * exempt: the view's rights are the cause either way.
+ */
+function ownerExemption(context: ProbeContext, view: Relation): string | null {
+  const { catalog } = context;
+  const owner = roleInfo(catalog, view.owner);
+  if (owner?.superuser) return 'a superuser, whom no policy applies to';
+  if (owner?.bypassRls) return 'which has BYPASSRLS, so no policy applies to it';
+  const analysed = viewAnalysis(context.analysis, view.qualified);
+  if (!analysed || analysed.verdict === 'unknown') return 'who is exempt from the policies of the tables it reads, or may be (the view could not be analysed)';
+  for (const name of analysed.relations) {
+    const base = catalog.relations.find((candidate) => candidate.qualified === name);
+    if (!base || (base.kind !== 'table' && base.kind !== 'partitioned-table')) continue;
+    if (!base.rlsEnabled) return `and row-level security is disabled on ${base.qualified}, which it reads`;
+    if (actsAsOwner(catalog, base, view.owner) && !base.rlsForced) return `who owns ${base.qualified}, and owners bypass its policies unless row-level security is forced`;
+  }
+  return null;
+}
+
+/** The policies for `command` on `relations` that apply to `role`, with `name on table (using ...)` to show. */
+function ownerPolicies(context: ProbeContext, role: string, relations: string[], command: Exclude<PolicyCommand, 'ALL'>): { policy: Policy; base: Relation; text: string }[] {
+  const roles = inheritedRoles(context.catalog, role);
+  return relations.flatMap((name) => {
+    const base = context.catalog.relations.find((candidate) => candidate.qualified === name);
+    return (base?.policies ?? [])
+      .filter((policy) => (policy.command === 'ALL' || policy.command === command) && policy.roles.some((entry) => entry === 'public' || roles.has(entry)))
+      .map((policy) => ({
+        policy,
+        base: base!,
+        text: `${policy.name} on ${name} (${policy.permissive ? '' : 'restrictive, '}using ${policy.using ?? 'none'}${command !== 'SELECT' && command !== 'DELETE' ? `, with check ${policy.withCheck ?? policy.using ?? 'none'}` : ''})`,
+      }));
+  });
+}
+
 /** Read the catalog to explain a leak a probe proved, and give the fix for that cause. */
-export function diagnoseReadLeak(context: ProbeContext, relation: Relation, relationPlan: RelationPlan): Diagnosis {
+export function diagnoseReadLeak(context: ProbeContext, relation: Relation, relationPlan: RelationPlan, command: Exclude<PolicyCommand, 'ALL'> = 'SELECT'): Diagnosis {
   const { catalog, plan } = context;
   const role = roleInfo(catalog, plan.role);
   const target = relationIdent(relation);
@@ -27,13 +64,32 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
     };
   }
   if (relation.kind === 'view' && !relation.securityInvoker) {
+    const invoker =
+      catalog.serverVersionNum >= 150000
+        ? `alter view ${target} set (security_invoker = true);`
+        : `-- PostgreSQL < 15 has no security_invoker: filter inside the view, or stop granting it\nrevoke select on ${target} from ${ident(plan.role)};`;
+    const exemption = ownerExemption(context, relation);
+    if (exemption !== null) {
+      return { kind: 'view', cause: `view ${relation.qualified} runs with the rights of its owner ${relation.owner}, ${exemption}`, fix: invoker };
+    }
+    // The owner is subject to the policies of the tables the view reads: those policies, as they apply to
+    // the owner, let the rows through.
+    const bases = viewAnalysis(context.analysis, relation.qualified)?.relations ?? [];
+    const applying = ownerPolicies(context, relation.owner, bases, command);
+    const fixes = applying.flatMap(({ policy, base }) => {
+      const basePlan = plan.relations.find((entry) => entry.relation === base.qualified);
+      if (!basePlan || basePlan.tenancy === 'shared' || !policy.permissive) return [];
+      const predicate = tenantPredicate(plan, basePlan);
+      return [`alter policy ${ident(policy.name)} on ${relationIdent(base)} using (${predicate})${command === 'SELECT' || command === 'DELETE' ? '' : ` with check (${predicate})`};`];
+    });
     return {
       kind: 'view',
-      cause: `view ${relation.qualified} runs with the rights of its owner ${relation.owner}, who is exempt from the policies of the tables it reads`,
-      fix:
-        catalog.serverVersionNum >= 150000
-          ? `alter view ${target} set (security_invoker = true);`
-          : `-- PostgreSQL < 15 has no security_invoker: filter inside the view, or stop granting it\nrevoke select on ${target} from ${ident(plan.role)};`,
+      cause:
+        `view ${relation.qualified} runs with the rights of its owner ${relation.owner}, so the policies for ${relation.owner} on ${bases.join(', ') || 'the tables it reads'} decide` +
+        `${applying.length ? ` (${applying.map((entry) => entry.text).join('; ')})` : ''}, and they admit other tenants' rows`,
+      fix: fixes.length
+        ? `-- confine the policies that apply to ${relation.owner}, whose rights the view runs with:\n${fixes.join('\n')}\n-- or run the view with the caller's rights (the application role then needs privileges on ${bases.join(', ')}):\n${invoker}`
+        : `${invoker}\n-- or confine the policies for ${relation.owner} on ${bases.join(', ') || 'the tables the view reads'} to the current tenant`,
     };
   }
   if (relation.kind === 'materialized-view') {
@@ -73,7 +129,13 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
     return {
       kind: 'loose-policy',
       cause: `permissive polic${loose.length > 1 ? 'ies' : 'y'} ${loose.map((policy) => `${policy.name} (using ${policy.using ?? 'true'})`).join(', ')} ${loose.length > 1 ? 'do' : 'does'} not restrict rows to the current tenant, and permissive policies are ORed together`,
-      fix: `${loose.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')}\n-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:\n${restrictiveFenceSql(plan, relation, relationPlan)}`,
+      // Dropping a loose policy is enough when another permissive policy still lets the tenant read its rows;
+      // when it is the only one, dropping it would hide every row: confine it instead.
+      fix: `${
+        applying.some((policy) => policy.permissive && !loose.includes(policy))
+          ? loose.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')
+          : loose.map((policy) => `alter policy ${ident(policy.name)} on ${target} using (${tenantPredicate(plan, relationPlan)});`).join('\n')
+      }\n-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:\n${restrictiveFenceSql(plan, relation, relationPlan)}`,
     };
   }
   return {

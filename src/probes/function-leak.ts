@@ -4,6 +4,7 @@ import type { FunctionInfo, Relation } from '../catalog/types.js';
 import { currentTenantExpression } from '../fixes.js';
 import type { Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
+import { PRESETS } from '../presets/index.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
@@ -183,7 +184,8 @@ export const functionLeak = defineProbe({
   },
   async run(context, report) {
     const findings: Finding[] = [];
-    const candidates = context.catalog.functions.filter((fn) => fn.returnKind !== 'void' && fn.returnKind !== 'trigger');
+    const platform = new Set(context.plan.preset ? PRESETS[context.plan.preset].platformSchemas : []);
+    const candidates = context.catalog.functions.filter((fn) => fn.returnKind !== 'void' && fn.returnKind !== 'trigger' && !platform.has(fn.schema));
     if (!candidates.length) return findings;
     const { rows } = await context.session.query(
       `select p.oid::text as oid from pg_proc p

@@ -29,7 +29,10 @@ function otherSettings(context: ProbeContext, policy: Policy): string[] {
     }
   }
   found.delete(context.plan.setting);
-  return [...found];
+  // The JWT the API verified, as PostgREST and Supabase put it in every request (request.jwt.claims, and
+  // the older request.jwt.claim.sub, .role, ...): setting it forges the context itself, as setting the
+  // tenant setting would; it is the context, not an escape hatch beside it.
+  return [...found].filter((setting) => setting !== 'request.jwt.claims' && !setting.startsWith('request.jwt.claim.'));
 }
 
 /** Values to try: the usual switches, and the constants the policy compares a setting with (`= 'admin'`). */
@@ -95,7 +98,8 @@ export const spoofableSetting = defineProbe({
             const result = await runAs(context, state, statement, [], { before: [setterFor(setting, value)] });
             const base = { check: this.meta.id, relation: relation.qualified, context: `${tenant.label}, ${setting} = '${value}'`, tenant: tenant.id, sql: `${setterFor(setting, value)}; ${shownStatement(statement)}`, missingOwnRows: 0 };
             if (result.error) {
-              context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, error: result.error.message });
+              // The policy rejects the value (an invalid cast of it, say): this value opens nothing.
+              context.record({ ...base, outcome: 'pass', rows: 0, foreignRows: 0, error: result.error.message });
               continue;
             }
             const tally = tallyRows(context, tenant, result.rows, { relation: { relation, relationPlan, sources } });

@@ -490,7 +490,7 @@ function confinesToTenant(context: ProbeContext, policy: Policy, clause: 'using'
  * confine rows to the current tenant.
  */
 export function diagnoseWrite(context: ProbeContext, relation: Relation, relationPlan: RelationPlan, command: Exclude<PolicyCommand, 'ALL' | 'SELECT'>, clause: 'using' | 'check'): Diagnosis {
-  const general = diagnoseReadLeak(context, relation, relationPlan);
+  const general = diagnoseReadLeak(context, relation, relationPlan, command);
   if (general.kind !== 'loose-policy' && general.kind !== 'policies' && general.kind !== 'no-policy') return general;
   const { plan } = context;
   const target = relationIdent(relation);

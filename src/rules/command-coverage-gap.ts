@@ -62,7 +62,12 @@ export const commandCoverageGap = defineRule({
               `${restrictiveOnly.length ? ` (only restrictive policies apply to ${listWords(restrictiveOnly)}, and they never grant access alone)` : ''}: ${listWords(gaps.map((gap) => CONSEQUENCE[gap.command]))}.`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
-            fix: `${policySql.join('\n')}\n-- or, if ${plan.role} does not need ${gaps.length === 1 ? 'it' : 'them'}: revoke ${gaps.map((gap) => gap.command.toLowerCase()).join(', ')} on ${target} from ${ident(plan.role)};`,
+            fix:
+              plan.actors.membership?.relation === relation.qualified
+                ? // Memberships decide who belongs to which tenant: a policy such as user_id = auth.uid() would let anyone join any tenant.
+                  `revoke ${gaps.map((gap) => gap.command.toLowerCase()).join(', ')} on ${target} from ${ident(plan.role)};\n` +
+                  `-- ${relation.qualified} decides who belongs to which tenant: change it through a SECURITY DEFINER function that checks the caller may (an owner inviting), not through a policy on the user alone`
+                : `${policySql.join('\n')}\n-- or, if ${plan.role} does not need ${gaps.length === 1 ? 'it' : 'them'}: revoke ${gaps.map((gap) => gap.command.toLowerCase()).join(', ')} on ${target} from ${ident(plan.role)};`,
           }),
         ];
       });

@@ -77,11 +77,15 @@ function filtersByCaller(body: BodyAnalysis, tables: Set<string>): boolean {
 }
 
 function functionFix(fn: FunctionInfo, role: string, tables: Relation[], filtered: boolean): string {
+  if (filtered) {
+    // A helper that keeps only the caller's rows is the usual way for a policy to read a table whose own policy
+    // would otherwise recurse (a membership table): making it SECURITY INVOKER would break exactly that.
+    return `-- nothing to change: ${fn.signature} keeps only the caller's rows; keep it SECURITY DEFINER if a policy calls it (as invoker it would run into the policies of ${tables.map((table) => table.qualified).join(', ')} again, and recurse if one of them calls it)`;
+  }
   const lines = [
     `alter function ${fn.signature} security invoker;`,
     `-- the caller then needs the privileges the body uses, e.g.: grant select on ${tables.map((table) => table.qualified).join(', ')} to ${ident(role)};`,
   ];
   if (fn.grants.some((grant) => grant.grantee === 'public' && grant.privilege === 'EXECUTE')) lines.push(`revoke execute on function ${fn.signature} from public;`);
-  if (filtered) lines.unshift('-- the body already filters by the caller\'s tenant; security invoker lets the policies do it as well:');
   return lines.join('\n');
 }

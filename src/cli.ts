@@ -175,6 +175,14 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     return { ...terminal, log: (line: string) => terminal.log(terminalLine(line)) };
   };
 
+  /** The notes (stderr), then the summary with the files written (stdout). */
+  const printSummary = (report: Report, files: string[]) => {
+    // Names come from the database: printed as escapes, so that none can forge a line of the summary.
+    const printable = terminalSafe(report);
+    for (const line of renderNotes(printable)) io.err(`${line}\n`);
+    io.out(colourSummary(renderConsole(printable, files.map((entry) => terminalLine(path.relative(io.cwd, entry) || entry))), palette(io.colour ?? false)));
+  };
+
   /** The baseline named by --baseline, read before the audit starts so that a wrong path costs nothing. */
   const baselineOf = async (file: string | undefined) => (file === undefined ? undefined : readBaseline(path.resolve(io.cwd, file)));
 
@@ -189,10 +197,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       await appendFile(stepSummary, `${renderMarkdown(report)}\n`).catch((error: unknown) => io.err(`rls-audit: could not append to GITHUB_STEP_SUMMARY (${stepSummary}): ${errorMessage(error)}\n`));
     }
     if (!flags.quiet) {
-      // Names come from the database: printed as escapes, so that none can forge a line of the summary.
-      const printable = terminalSafe(report);
-      for (const line of renderNotes(printable)) io.err(`${line}\n`);
-      io.out(colourSummary(renderConsole(printable, files.map((entry) => terminalLine(path.relative(io.cwd, entry) || entry))), palette(io.colour ?? false)));
+      printSummary(report, files);
     } else if (report.summary.verdict === 'inconclusive') {
       // Exit 2 is never silent: --quiet still says why the run proved nothing.
       for (const entry of terminalSafe(report).summary.inconclusive) io.err(`rls-audit: inconclusive: ${entry.reason}\n  try: ${entry.hint}\n`);
@@ -289,7 +294,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       const report = baseline ? applyBaseline(merged, baseline) : merged;
       const outDir = flags.out ? path.resolve(io.cwd, flags.out) : path.resolve(io.cwd, 'reports', report.scenario.name);
       const written = await writeReports(report, outDir, flags.format ?? DEFAULT_REPORT_FORMATS);
-      if (!flags.quiet) io.out(colourSummary(renderConsole(report, written.map((entry) => path.relative(io.cwd, entry) || entry)), palette(io.colour ?? false)));
+      if (!flags.quiet) printSummary(report, written);
       exitCode = report.summary.verdict === 'fail' ? 1 : report.summary.verdict === 'inconclusive' ? 2 : 0;
     });
 

@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { byteToChar, loadParser, parseStatements } from './analysis/parse.js';
+import { loadParser, statementSpans } from './analysis/parse.js';
 import { AuditError, errorMessage } from './errors.js';
 
 export interface SchemaFile {
@@ -38,19 +38,11 @@ export async function readSchemaFiles(files: string[]): Promise<SchemaFile[]> {
 
 /** The statements of a script with the character offset each starts at; null when the parser rejects it (PostgreSQL then says where). */
 function statementsOf(sql: string): { text: string; start: number }[] | null {
-  let raw;
   try {
-    raw = parseStatements(sql);
+    return statementSpans(sql);
   } catch {
     return null;
   }
-  const toChar = byteToChar(sql);
-  const bytes = Buffer.byteLength(sql);
-  return raw.map((statement) => {
-    const from = statement.stmt_location ?? 0;
-    const to = statement.stmt_len ? from + statement.stmt_len : bytes;
-    return { text: sql.slice(toChar(from), toChar(to)), start: toChar(from) };
-  });
 }
 
 /**

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { foreignKeyClauses, keyColumnsMentioned, oneLine, prefixKeyList, relationsNamed, triggerEvents } from '../src/analysis/sql-text.js';
+import { textArrayItems } from '../src/analysis/classify.js';
 import { loadParser, scanTokens } from '../src/analysis/parse.js';
 
 beforeAll(async () => {
@@ -45,5 +46,12 @@ describe('SQL text through the parser and lexer', () => {
     for (const token of tokens) expect(sql.slice(token.start, token.end)).toBe(token.text);
     expect(tokens.at(-1)).toMatchObject({ text: '1', end: sql.length });
     expect(() => scanTokens('select 1 \u0001 + 2')).toThrow(/control character U\+0001/);
+  });
+
+  it('reads the path of #> and #>> from a text[] literal', () => {
+    expect(textArrayItems('{app_metadata,tenant_id}')).toEqual(['app_metadata', 'tenant_id']);
+    expect(textArrayItems('{"a b", c ,"x\\"y"}')).toEqual(['a b', 'c', 'x"y']);
+    expect(textArrayItems('{}')).toEqual([]);
+    expect(textArrayItems('tenant_id')).toEqual(['tenant_id']);
   });
 });

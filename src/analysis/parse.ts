@@ -91,6 +91,28 @@ export function byteToChar(text: string): (byte: number) => number {
   return (byte) => offsets[byte] ?? text.length;
 }
 
+/** One statement of a script: its parse tree, and where its text is (character offsets). */
+export interface StatementSpan {
+  raw: RawStmt;
+  start: number;
+  end: number;
+  text: string;
+}
+
+/**
+ * Parse a script and give each statement its text: the parser reports byte offsets, and a length of 0 (or
+ * none) for the last statement, which runs to the end. Throws ParseError.
+ */
+export function statementSpans(sql: string): StatementSpan[] {
+  const toChar = byteToChar(sql);
+  return parseStatements(sql).map((raw) => {
+    const from = raw.stmt_location ?? 0;
+    const start = toChar(from);
+    const end = raw.stmt_len ? toChar(from + raw.stmt_len) : sql.length;
+    return { raw, start, end, text: sql.slice(start, end) };
+  });
+}
+
 /** Control characters the scanner copies into its JSON unescaped (it escapes only tab, newline and return). */
 function isBareControl(code: number): boolean {
   return code < 0x20 && code !== 0x09 && code !== 0x0a && code !== 0x0d;

@@ -28,9 +28,6 @@ export function renderConsole(report: Report, files: string[] = []): string {
     lines.push(`  inconclusive: ${entry.reason}`);
     lines.push(`    try: ${entry.hint}`);
   }
-  if (summary.verdict === 'inconclusive') {
-    for (const note of report.notes.filter((entry) => !/not seeded|partly seeded/.test(entry))) lines.push(`  assumed: ${note}`);
-  }
   if (report.baseline) lines.push(`  ${baselineLine(report.baseline)}`);
   lines.push(`  verdict: ${summary.verdict.toUpperCase()} (fail on ${summary.failOn} and above: ${summary.failing} finding${summary.failing === 1 ? '' : 's'})`);
   for (const file of files) lines.push(`  wrote ${file}`);

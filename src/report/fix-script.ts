@@ -1,4 +1,4 @@
-import { parseStatements, scanTokens, type ScanToken } from '../analysis/parse.js';
+import { scanTokens, statementSpans, type ScanToken } from '../analysis/parse.js';
 import { objectLabel, objectSubject, type Finding } from '../findings.js';
 import { severityRank } from '../severity.js';
 import { ident } from '../sql.js';
@@ -121,13 +121,12 @@ function statementsOf(fix: string): ParsedStatement[] | null {
   const primary = fix.slice(0, primaryEnd(fix));
   let parsed;
   try {
-    parsed = parseStatements(primary);
+    parsed = statementSpans(primary);
   } catch {
     return null;
   }
-  return parsed.map((raw) => {
-    const start = raw.stmt_location ?? 0;
-    const text = primary.slice(start, start + (raw.stmt_len ?? primary.length - start)).trim();
+  return parsed.map(({ raw, text: spanned }) => {
+    const text = spanned.trim();
     const stmt = raw.stmt as Record<string, Record<string, unknown>> | undefined;
     const alter = stmt?.AlterPolicyStmt as { policy_name?: string; table?: { schemaname?: string; relname?: string } } | undefined;
     const create = stmt?.CreatePolicyStmt as { policy_name?: string; table?: { schemaname?: string; relname?: string } } | undefined;

@@ -19,10 +19,10 @@ import { parseScenario } from './scenario/load.js';
 import type { Scenario, ScenarioInput } from './scenario/schema.js';
 import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-files.js';
 import { locateObjects, sourceRootUri } from './report/locate.js';
-import { seed, type SeedOutcome } from './seed/seed.js';
+import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
 import { AuditSession } from './session.js';
-import { movedSequences, readSequences, sequenceRisks } from './sequences.js';
+import { describeRisk, movedSequences, readSequences, SEQUENCE_HINT, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
 import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
@@ -247,12 +247,12 @@ async function checkUserSql(scenario: Scenario, plan: TenancyPlan): Promise<void
  * Coverage gaps (a tenant-owned relation or partition without rows of some tenant), grouped per relation;
  * those the scenario accepts in `unseeded` are said so.
  */
-export function coverageGaps(seeded: SeedOutcome, scenario: Scenario): { relation: string; tenants: string[]; reason: string; accepted: string | null }[] {
-  const grouped = new Map<string, { relation: string; tenants: string[]; reason: string; accepted: string | null }>();
+export function coverageGaps(seeded: SeedOutcome, scenario: Scenario): { relation: string; tenants: string[]; reason: string; accepted: string | null; hint?: string }[] {
+  const grouped = new Map<string, { relation: string; tenants: string[]; reason: string; accepted: string | null; hint?: string }>();
   for (const gap of seeded.gaps) {
     const label = seeded.tenants.find((tenant) => tenant.id === gap.tenant)?.label ?? gap.tenant;
     const accepted = scenario.unseeded.find((entry) => entry.relation === gap.relation || entry.relation === gap.relation.replace(/^public\./, ''));
-    const entry = grouped.get(gap.relation) ?? { relation: gap.relation, tenants: [], reason: gap.reason, accepted: accepted?.reason ?? null };
+    const entry = grouped.get(gap.relation) ?? { relation: gap.relation, tenants: [], reason: gap.reason, accepted: accepted?.reason ?? null, ...(gap.hint ? { hint: gap.hint } : {}) };
     entry.tenants.push(label);
     grouped.set(gap.relation, entry);
   }
@@ -327,7 +327,7 @@ export function coverageReasons(seeded: SeedOutcome, scenario: Scenario): Inconc
     .map((gap) => ({
       relation: gap.relation,
       reason: `tenant-owned ${gap.relation} has no seeded row of ${gap.tenants.join(', ')}: ${gap.reason}`,
-      hint: `fix what stops the rows (the constraint or trigger named), or, if that is intended, accept it in the scenario: unseeded: [{ relation: ${gap.relation}, reason: ... }]`,
+      hint: `${gap.hint ?? 'fix what stops the rows (the constraint or trigger named)'}, or, if that is intended, accept it in the scenario: unseeded: [{ relation: ${gap.relation}, reason: ... }]`,
     }));
 }
 
@@ -444,19 +444,32 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     ruleFindings = evaluateRules(catalog, plan, analysis);
     // A live database: no sequence may move that a rollback cannot put back (see sequences.ts).
     const sequencesBefore = target.disposable ? null : await readSequences(session);
-    if (!target.disposable && !scenario.allowSequenceGaps) {
-      const risks = await sequenceRisks(session, catalog, plan);
-      if (risks.length) {
-        throw new AuditError(
-          `on this live database the audit's writes would advance sequences, which no rollback undoes (gaps in the application's numbering):\n  ${risks.join('\n  ')}\n` +
-            'Audit a copy instead (--schema-from URL), or accept the gaps with --allow-sequence-gaps.',
-        );
+    // Relations whose writes would advance a sequence are left out of seeding and of the write probes; the
+    // rest of the database is audited as usual.
+    const risks = !target.disposable && !scenario.allowSequenceGaps ? await sequenceRisks(session, catalog, plan) : [];
+    for (const relation of new Set(risks.map((risk) => risk.relation))) {
+      const causes = risks.filter((risk) => risk.relation === relation).map((risk) => `${risk.cause} (on ${risk.events.join(', ').toLowerCase()})`);
+      log(`sequences: ${relation} is not written where that would advance a sequence on this live database: ${causes.join('; ')}`);
+    }
+    const blocked: WriteBlock = (relation, event) => {
+      const risk = writeRisk(catalog, risks, relation, [event]);
+      if (!risk) return null;
+      return {
+        reason: `not ${event === 'INSERT' ? 'inserted into' : 'updated'} on this live database: that would advance a sequence, which no rollback undoes (${describeRisk(relation, risk)})`,
+        hint: SEQUENCE_HINT,
+      };
+    };
+    if (plan.actors.kind === 'user' && plan.actors.membership && plan.actors.users) {
+      for (const relation of [plan.actors.users.relation, plan.actors.membership.relation]) {
+        const block = blocked(relation, 'INSERT');
+        // Every probe acts as a user the audit creates there: without them nothing can be probed.
+        if (block) throw new AuditError(`the audit's users and memberships cannot be created in ${relation}: ${block.reason}. Try: ${block.hint}.`);
       }
     }
     // The parts of a sharded run must seed the same tenants and rows: without a seed they share a fixed one.
     seedNumber = scenario.seed ?? (scenario.shard ? 1 : Math.floor(Math.random() * 2 ** 31));
     progress({ phase: 'seeding', completed: 0, total: 1 });
-    seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable });
+    seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable, blocked });
     if (target.disposable) {
       // Materialized views were filled when the schema was applied, before any tenant existed.
       for (const relation of catalog.relations.filter((candidate) => candidate.kind === 'materialized-view')) {
@@ -481,6 +494,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       access: await roleAccess(session, catalog, plan.role),
       connectionString: target.connectionString,
       disposable: target.disposable,
+      sequenceRisks: risks,
       actors,
       record: (probe) => probes.push(probe),
       inconclusive: (reason) => inconclusive.add(reason),

@@ -2,8 +2,10 @@
  * Sequences on a database the audit does not own: nextval is not undone by a rollback, so an audit that
  * reaches one leaves a gap in the application's numbering (invoice numbers, say). Before seeding, the
  * audit finds every way its inserts and writes could advance a sequence other than the column defaults
- * it fills itself (triggers, defaults that call functions), and stops unless --allow-sequence-gaps; before
- * and after, it reads every sequence, and the report lists any that moved.
+ * it fills itself (triggers, defaults that call functions). Unless --allow-sequence-gaps, such a relation is
+ * not seeded by INSERT and no probe writes it in a way that would reach the sequence: its probes are
+ * skipped with the reason and the run is inconclusive for it, while every other relation is audited as
+ * usual. Before and after, the audit reads every sequence, and the report lists any that moved.
  */
 import { routineIndex, routinesSql, OPERATORS_SQL, SequenceUse, VIEWS_SQL } from './analysis/effects.js';
 import { isSequenceDefault } from './analysis/constraints.js';
@@ -11,6 +13,7 @@ import { loadParser } from './analysis/parse.js';
 import type { Catalog } from './catalog/types.js';
 import type { TenancyPlan } from './plan/tenancy.js';
 import type { AuditSession } from './session.js';
+import { triggerEvents, type TriggerEvent } from './analysis/sql-text.js';
 
 export type SequenceValues = Map<string, string | null>;
 
@@ -34,28 +37,104 @@ export function movedSequences(before: SequenceValues, after: SequenceValues): s
 /** A column default the audit fills itself on a live database, as the seeder decides: identity, or a default that calls nextval. */
 const filledByAudit = (column: { identity: string | null; default: string | null }) => column.identity !== null || isSequenceDefault(column.default);
 
+/** A statement kind that may fire a trigger: what a seed or probe write would run. */
+export type WriteEvent = TriggerEvent;
+
+/**
+ * One way writing a relation would advance a sequence other than through a column default the audit fills
+ * itself: the relation (as the catalog names it: a partition or child keeps its own name), the statement
+ * kinds that reach it, and the cause (`trigger number_invoice (public.number_invoice()): it calls nextval`).
+ */
+export interface SequenceRisk {
+  relation: string;
+  events: WriteEvent[];
+  cause: string;
+}
+
+const ALL_EVENTS: WriteEvent[] = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'];
+
 /**
  * Why writing the audited relations could advance a sequence other than through the column defaults the
- * audit fills itself: one line per relation and cause.
+ * audit fills itself: one entry per relation and cause. Triggers count for the events they fire on (read
+ * from their definition by the parser; all events when it cannot be read), defaults for INSERT.
  */
-export async function sequenceRisks(session: AuditSession, catalog: Catalog, plan: TenancyPlan): Promise<string[]> {
+export async function sequenceRisks(session: AuditSession, catalog: Catalog, plan: TenancyPlan): Promise<SequenceRisk[]> {
   await loadParser();
   const routines = await session.query(routinesSql(catalog.serverVersionNum));
   const operators = await session.query(OPERATORS_SQL);
   const views = await session.query(VIEWS_SQL);
   const use = new SequenceUse(routineIndex(routines.rows, operators.rows, views.rows));
   const audited = new Set(plan.relations.map((entry) => entry.relation));
-  const risks: string[] = [];
-  for (const relation of catalog.relations.filter((candidate) => audited.has(candidate.qualified) || audited.has(candidate.partitionOf ?? ''))) {
+  const risks: SequenceRisk[] = [];
+  for (const relation of catalog.relations.filter((candidate) => audited.has(candidate.qualified) || ancestors(catalog, candidate.qualified).some((name) => audited.has(name)))) {
     for (const trigger of catalog.triggers.filter((candidate) => candidate.relation === relation.qualified && candidate.enabled)) {
       const verdict = use.routine(trigger.functionOid);
-      if (!verdict.free) risks.push(`${relation.qualified}: trigger ${trigger.name} (${trigger.function}): ${verdict.reason}`);
+      if (verdict.free) continue;
+      let events: WriteEvent[];
+      try {
+        events = triggerEvents(trigger.definition);
+      } catch {
+        events = [];
+      }
+      risks.push({ relation: relation.qualified, events: events.length ? events : ALL_EVENTS, cause: `trigger ${trigger.name} (${trigger.function}): ${verdict.reason}` });
     }
     for (const column of relation.columns) {
       if (!column.default || column.generated || filledByAudit(column)) continue;
       const verdict = use.expression(column.default);
-      if (!verdict.free) risks.push(`${relation.qualified}.${column.name} default ${column.default}: ${verdict.reason}`);
+      if (!verdict.free) risks.push({ relation: relation.qualified, events: ['INSERT'], cause: `the default of ${column.name} (${column.default}): ${verdict.reason}` });
     }
   }
   return risks;
 }
+
+/** The partition parents and inheritance parents of a relation, nearest first. */
+function ancestors(catalog: Catalog, name: string): string[] {
+  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
+  const found: string[] = [];
+  let current = byName.get(name);
+  for (let depth = 0; current && depth < 16; depth += 1) {
+    const parent = current.partitionOf ?? current.inheritsFrom[0];
+    if (!parent || found.includes(parent)) break;
+    found.push(parent);
+    current = byName.get(parent);
+  }
+  return found;
+}
+
+/**
+ * The relations a write to `name` reaches: the relation, the table under an auto-updatable view, and their
+ * partitions and inheritance children (a row routed to a partition fires its triggers; an UPDATE or DELETE
+ * of a parent reaches its children's rows).
+ */
+function reached(catalog: Catalog, name: string): Set<string> {
+  const reach = new Set<string>();
+  const visit = (relationName: string, depth: number) => {
+    if (reach.has(relationName) || depth > 16) return;
+    reach.add(relationName);
+    const relation = catalog.relations.find((candidate) => candidate.qualified === relationName);
+    if (relation?.kind === 'view' && relation.dependsOn.length === 1) visit(relation.dependsOn[0]!, depth + 1);
+    for (const child of catalog.relations) if (child.partitionOf === relationName || child.inheritsFrom.includes(relationName)) visit(child.qualified, depth + 1);
+  };
+  visit(name, 0);
+  return reach;
+}
+
+/**
+ * Why a write of one of `events` to `relation` would advance a sequence on this database, or null: the
+ * first risk of a relation it reaches. `risks` is empty where sequences may move (a cluster of the run's
+ * own, --allow-sequence-gaps).
+ */
+export function writeRisk(catalog: Catalog, risks: readonly SequenceRisk[], relation: string, events: readonly WriteEvent[]): SequenceRisk | null {
+  if (!risks.length) return null;
+  const reach = reached(catalog, relation);
+  return risks.find((risk) => reach.has(risk.relation) && risk.events.some((event) => events.includes(event))) ?? null;
+}
+
+/** `public.invoices: trigger number_invoice (...): it calls nextval`, or the cause alone when it is the relation's own. */
+export function describeRisk(relation: string, risk: SequenceRisk): string {
+  return risk.relation === relation ? risk.cause : `${risk.relation} ${risk.cause}`;
+}
+
+/** What to do about a relation the audit does not write on a live database. */
+export const SEQUENCE_HINT =
+  'audit a copy instead (--schema-from URL: every relation is seeded and probed there), or accept gaps in the application\'s numbering with --allow-sequence-gaps';

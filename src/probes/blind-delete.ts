@@ -20,7 +20,7 @@ export const blindDelete = defineProbe({
   },
   async run(context, report) {
     const findings: Finding[] = [];
-    for (const target of writeTargets(context, 'delete', { tenantTable: true })) {
+    for (const target of writeTargets(context, 'delete', { tenantTable: true, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const blind = `delete from ${relationIdent(relation)}`;
       for (const actor of writeActors(context, this.meta.id, relation)) {

@@ -24,7 +24,7 @@ export const blindUpdate = defineProbe({
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
-    for (const target of writeTargets(context, 'update', { tenantTable: true })) {
+    for (const target of writeTargets(context, 'update', { tenantTable: true, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const columns = plainColumns(relation, relationPlan).slice(0, ATTEMPTS);
       if (!columns.length) {

@@ -86,7 +86,7 @@ export const crossTenantReference = defineProbe({
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
-    for (const target of writeTargets(context, 'insert', { tenantTable: false })) {
+    for (const target of writeTargets(context, 'insert', { tenantTable: false, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       for (const foreignKey of crossableKeys(context, target)) {
         const columns = foreignKey.columns.filter((column) => column !== relationPlan.tenantColumn);

@@ -7,6 +7,7 @@ import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs } from './context.js';
 import { CONFLICT_CODES, OwnRowBuilder, type RowInsert } from './own-row.js';
 import { defineProbe, type ProbeContext } from './types.js';
+import { sequenceSkip } from './writes.js';
 
 interface UniqueKey {
   name: string;
@@ -99,6 +100,7 @@ export const existenceOracle = defineProbe({
       if (relationPlan.tenancy !== 'direct' && relationPlan.tenancy !== 'fk-path') continue;
       const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationPlan.relation)!;
       if (relation.partitionOf || (relation.kind !== 'table' && relation.kind !== 'partitioned-table') || !context.access.get(relation.qualified)?.insert) continue;
+      if (sequenceSkip(context, this.meta.id, relation.qualified, ['INSERT'])) continue;
       for (const key of crossTenantKeys(context, relation, relationPlan)) {
         const held = context.ledger.rows(relation.qualified, other.id).find((row) => key.columns.every((column) => row.values[column] !== null && row.values[column] !== undefined));
         if (!held) continue;

@@ -21,7 +21,7 @@ export const foreignDelete = defineProbe({
   },
   async run(context, report) {
     const findings: Finding[] = [];
-    for (const target of writeTargets(context, 'delete', { tenantTable: true })) {
+    for (const target of writeTargets(context, 'delete', { tenantTable: true, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const key = rowKey(relation);
       const statement = `delete from ${relationIdent(relation)} where ${keyCondition(relation, key)}`;

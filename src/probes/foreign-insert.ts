@@ -36,7 +36,7 @@ export const foreignInsert = defineProbe({
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
-    for (const target of writeTargets(context, 'insert', { tenantTable: false })) {
+    for (const target of writeTargets(context, 'insert', { tenantTable: false, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       pairs: for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
         for (let attempt = 0; attempt < ATTEMPTS; attempt += 1) {

@@ -20,7 +20,7 @@ export const foreignUpdate = defineProbe({
   },
   async run(context, report) {
     const findings: Finding[] = [];
-    for (const target of writeTargets(context, 'update', { tenantTable: true })) {
+    for (const target of writeTargets(context, 'update', { tenantTable: true, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const key = rowKey(relation);
       const column = plainColumns(relation, relationPlan)[0] ?? relation.columns.find((candidate) => !candidate.generated && candidate.identity !== 'always');

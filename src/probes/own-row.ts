@@ -7,6 +7,7 @@ import { RowPlanner } from '../seed/planner.js';
 import { partitionBounds } from '../seed/seed.js';
 import { createFaker } from '../seed/values.js';
 import { ident, relationIdent } from '../sql.js';
+import { writeRisk } from '../sequences.js';
 import type { ProbeContext } from './types.js';
 
 /** An INSERT of one row, ready to execute (`params`) and to show (`values`). */
@@ -77,6 +78,8 @@ export class OwnRowBuilder {
    * required parent has no seeded row to point at.
    */
   ownRow(relation: Relation, relationPlan: RelationPlan, tenant: Tenant, overrides: Record<string, string | null> = {}): RowInsert | null {
+    // On a live database, an insert that would advance a sequence is never built (see sequences.ts).
+    if (writeRisk(this.context.catalog, this.context.sequenceRisks ?? [], relation.qualified, ['INSERT'])) return null;
     const values = new Map<string, string | null>();
     if (relationPlan.tenantColumn && relationPlan.tenancy !== 'tenant-table') values.set(relationPlan.tenantColumn, tenant.id);
     for (const foreignKey of relation.foreignKeys) {

@@ -43,7 +43,7 @@ export const tenantReassignment = defineProbe({
   },
   async run(context, report) {
     const findings: Finding[] = [];
-    for (const target of writeTargets(context, 'update', { tenantTable: false })) {
+    for (const target of writeTargets(context, 'update', { tenantTable: false, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const key = rowKey(relation);
       for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {

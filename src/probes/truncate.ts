@@ -54,7 +54,7 @@ export const truncate = defineProbe({
         fix,
       }));
     };
-    for (const target of writeTargets(context, 'truncate', { tenantTable: true })) {
+    for (const target of writeTargets(context, 'truncate', { tenantTable: true, check: this.meta.id })) {
       const { relation } = target;
       const privilegeSql = `select has_table_privilege(current_user, ${literal(relationIdent(relation))}, 'TRUNCATE')`;
       if (!context.disposable) {

@@ -7,6 +7,7 @@ import type { Actors } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
 import type { SeedResult } from '../seed/seed.js';
 import type { AuditSession } from '../session.js';
+import type { SequenceRisk } from '../sequences.js';
 import type { InconclusiveReason } from '../verdict.js';
 import type { RoleAccess } from './access.js';
 import type { RunResult } from './context.js';
@@ -58,6 +59,11 @@ export interface ProbeContext {
    * must not run what cannot be rolled back, such as a function that advances a sequence.
    */
   disposable: boolean;
+  /**
+   * On a url target without --allow-sequence-gaps: the ways writing a relation would advance a sequence
+   * (sequences.ts). Such writes are not made: seeding leaves the relation out, write probes skip it.
+   */
+  sequenceRisks?: SequenceRisk[];
   /** Who "as tenant X" runs as (its user, its role), and the extra actors (a user in two tenants, in none). */
   actors?: Actors;
   /** Results of reads in the "never set" state, taken before any context was set on the connection. */

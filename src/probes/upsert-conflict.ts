@@ -112,7 +112,7 @@ export const upsertConflict = defineProbe({
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
-    for (const target of writeTargets(context, 'insert', { tenantTable: false })) {
+    for (const target of writeTargets(context, 'insert', { tenantTable: false, check: this.meta.id, events: ['INSERT', 'UPDATE'] })) {
       const { relation, relationPlan } = target;
       const tenantColumns = relationPlan.tenantColumn ? [relationPlan.tenantColumn] : (relationPlan.path?.[0]?.columns ?? []);
       const keys = uniqueKeys(relation).filter((key) => !key.some((column) => tenantColumns.includes(column)));

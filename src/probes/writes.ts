@@ -12,6 +12,7 @@ import { actorOf, describeContext, reproduction, setContext } from './context.js
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
 import { inPart } from './schedule.js';
+import { describeRisk, SEQUENCE_HINT, writeRisk, type WriteEvent } from '../sequences.js';
 import type { ProbeContext, ProbeOutcome } from './types.js';
 
 /**
@@ -112,7 +113,74 @@ function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege,
  * Tenant-owned base tables (and partitions and inheritance children, which the role may write directly
  * when granted) on which the application role holds `privilege`, and auto-updatable views over them.
  */
-export function writeTargets(context: ProbeContext, privilege: Privilege, options: { tenantTable: boolean }): WriteTarget[] {
+export function writeTargets(context: ProbeContext, privilege: Privilege, options: WriteTargetOptions): WriteTarget[] {
+  const all = allWriteTargets(context, privilege, options);
+  // On a live database, a write that would advance a sequence is not made (see sequences.ts); TRUNCATE is
+  // never run there at all, so only its privilege is asked.
+  const events = options.events ?? (privilege === 'truncate' ? [] : [PRIVILEGE_EVENTS[privilege]]);
+  return all.filter((target) => !sequenceSkip(context, options.check, target.relation.qualified, events));
+}
+
+export interface WriteTargetOptions {
+  /** Include the tenant table itself. */
+  tenantTable: boolean;
+  /** The probe asking: a target skipped because the write would advance a sequence is recorded under it. */
+  check?: string;
+  /** The statement kinds the probe runs on each target (default: the privilege's). */
+  events?: WriteEvent[];
+}
+
+const PRIVILEGE_EVENTS: Record<Exclude<Privilege, 'truncate'>, WriteEvent> = { insert: 'INSERT', update: 'UPDATE', delete: 'DELETE' };
+
+const EVENT_SQL: Record<WriteEvent, (relation: string) => string> = {
+  INSERT: (relation) => `insert into ${relation} ...`,
+  UPDATE: (relation) => `update ${relation} ...`,
+  DELETE: (relation) => `delete from ${relation} ...`,
+  TRUNCATE: (relation) => `truncate ${relation}`,
+};
+
+/**
+ * On a database the audit does not own (and without --allow-sequence-gaps): when a write of `events` to
+ * the relation would advance a sequence, which no rollback undoes, the write is not made. The probe's
+ * statement is recorded as skipped with the reason, and the run is inconclusive for the relation (unless
+ * the scenario accepts it in `unseeded`). Returns whether the write must be skipped.
+ */
+export function sequenceSkip(context: ProbeContext, check: string | undefined, relation: string, events: readonly WriteEvent[]): boolean {
+  const risk = writeRisk(context.catalog, context.sequenceRisks ?? [], relation, events);
+  if (!risk) return false;
+  const cause = describeRisk(relation, risk);
+  const event = events.find((candidate) => risk.events.includes(candidate)) ?? events[0]!;
+  if (check) {
+    context.record({
+      check,
+      relation,
+      context: '-',
+      tenant: null,
+      sql: EVENT_SQL[event](relation),
+      outcome: 'skipped',
+      rows: 0,
+      foreignRows: 0,
+      missingOwnRows: 0,
+      error: `not run on this live database: ${event} would advance a sequence, which no rollback undoes (${cause})`,
+    });
+  }
+  if (!acceptedUnseeded(context, relation)) {
+    context.inconclusive({
+      relation,
+      reason: `${relation} was not written on this live database: writing it would advance a sequence, which no rollback undoes (${cause}); what its write probes check was not proven`,
+      hint: SEQUENCE_HINT,
+    });
+  }
+  return true;
+}
+
+/** The scenario's `unseeded` entry for a relation: the relation may stay unaudited. */
+function acceptedUnseeded(context: ProbeContext, relation: string): boolean {
+  const unqualified = relation.startsWith('public.') ? relation.slice('public.'.length) : relation;
+  return context.scenario.unseeded.some((entry) => entry.relation === relation || entry.relation === unqualified);
+}
+
+function allWriteTargets(context: ProbeContext, privilege: Privilege, options: { tenantTable: boolean }): WriteTarget[] {
   const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
   const targets: WriteTarget[] = [];
   for (const relation of context.catalog.relations) {

@@ -11,6 +11,9 @@ import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
 import { createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
 
+/** Why the seeder must not make a write of this kind to a relation (and what to try), or null. */
+export type WriteBlock = (relation: string, event: 'INSERT' | 'UPDATE') => { reason: string; hint: string } | null;
+
 export type SeedStatus = 'seeded' | 'partial' | 'failed' | 'existing';
 
 export interface PartitionCoverage {
@@ -37,6 +40,8 @@ export interface SeedResult {
   adopted: number;
   /** For a partitioned table: every leaf partition and the rows each tenant has in it. */
   partitions: PartitionCoverage[];
+  /** What to try when the relation was left unseeded on purpose (a write would advance a sequence on a live database). */
+  hint?: string;
 }
 
 /** A tenant-owned relation (or partition) in which a tenant has no row: probes on it prove nothing for that tenant. */
@@ -44,6 +49,8 @@ export interface CoverageGap {
   relation: string;
   tenant: string;
   reason: string;
+  /** What to try, when the seeder knows better than "fix the constraint" (see SeedResult.hint). */
+  hint?: string;
 }
 
 export interface SeedOutcome {
@@ -217,6 +224,8 @@ class Seeder {
     readonly ledger: Ledger,
     private readonly rowsPerTenant: number,
     private readonly explicitKeys: boolean,
+    /** Why a write of this kind to the relation must not be made, or null (a live database where it would advance a sequence). */
+    private readonly blocked: WriteBlock = () => null,
   ) {
     this.byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
     this.byOid = new Map(catalog.relations.map((relation) => [relation.oid, relation]));
@@ -231,8 +240,15 @@ class Seeder {
       const relationPlan = this.plans.get(name)!;
       const result: SeedResult = { relation: name, status: 'seeded', rows: 0, reason: null, repairs: 0, tenants: {}, adopted: 0, partitions: [] };
       this.results.push(result);
+      const blocked = this.blocked(name, 'INSERT');
       if (relationPlan.tenancy === 'shared') {
-        await this.seedShared(relation, result);
+        await this.seedShared(relation, result, blocked);
+        continue;
+      }
+      if (blocked) {
+        result.status = 'failed';
+        result.reason = blocked.reason;
+        result.hint = blocked.hint;
         continue;
       }
       await this.adopt(relation, relationPlan, result);
@@ -252,6 +268,15 @@ class Seeder {
       if (problems.length) {
         result.status = result.rows + result.adopted === 0 ? 'failed' : 'partial';
         result.reason = problems[0]!;
+        // Rows that needed a parent the seeder left out on purpose: say so, and what to try.
+        const parent = relation.foreignKeys
+          .filter((foreignKey) => !nullableKey(relation, foreignKey))
+          .map((foreignKey) => this.results.find((candidate) => candidate.relation === foreignKey.references && candidate.hint && candidate.rows === 0))
+          .find((candidate) => candidate !== undefined);
+        if (parent) {
+          result.reason = `${result.reason} (${parent.relation} was not seeded: ${parent.reason})`;
+          result.hint = parent.hint;
+        }
       }
     }
     await this.settlePending();
@@ -377,7 +402,7 @@ class Seeder {
   }
 
   /** Reuse the rows a shared table already has; insert shared rows only when it is empty. */
-  private async seedShared(relation: Relation, result: SeedResult): Promise<void> {
+  private async seedShared(relation: Relation, result: SeedResult, blocked: { reason: string; hint: string } | null): Promise<void> {
     try {
       const existing = await this.session.savepoint(() => this.session.query(`select ${relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ')} from ${relationIdent(relation)} limit 200`), true);
       if (existing.rows.length) {
@@ -388,6 +413,12 @@ class Seeder {
       }
     } catch {
       // unreadable: try to insert instead
+    }
+    if (blocked) {
+      result.status = 'failed';
+      result.reason = blocked.reason;
+      result.hint = blocked.hint;
+      return;
     }
     const problem = await this.seedTenant(relation, this.plans.get(relation.qualified)!, null, this.rowsPerTenant, result);
     if (problem) {
@@ -716,6 +747,15 @@ class Seeder {
       const key = relation.primaryKey;
       const relationPlan = this.plans.get(relation.qualified)!;
       if (!key?.length) continue;
+      const blocked = this.blocked(relation.qualified, 'UPDATE');
+      if (blocked) {
+        if (result) {
+          result.status = 'partial';
+          result.reason ??= `the cycle through ${foreignKey.name} was not closed: ${blocked.reason}`;
+          result.hint ??= blocked.hint;
+        }
+        continue;
+      }
       const assignments: { key: string[]; values: string[] }[] = [];
       const tenants: (Tenant | null)[] = relationPlan.tenancy === 'shared' ? [null] : this.ledger.tenants;
       const columns = foreignKey.columns.filter((column) => column !== relationPlan.tenantColumn || relationPlan.tenancy === 'shared');
@@ -824,7 +864,7 @@ class Seeder {
       for (const tenant of this.ledger.tenants) {
         const rows = this.ledger.count(result.relation, tenant.id);
         result.tenants[tenant.id] = rows;
-        if (!rows) this.gaps.push({ relation: result.relation, tenant: tenant.id, reason: result.reason ?? 'no row of this tenant could be inserted' });
+        if (!rows) this.gaps.push({ relation: result.relation, tenant: tenant.id, reason: result.reason ?? 'no row of this tenant could be inserted', ...(result.hint ? { hint: result.hint } : {}) });
       }
       const relation = this.byName.get(result.relation)!;
       for (const leaf of this.leaves(relation)) {
@@ -853,7 +893,15 @@ export async function seed(
   session: AuditSession,
   catalog: Catalog,
   plan: TenancyPlan,
-  options: { tenants: number; rows: number; seed: number; /** Give sequence-backed keys explicit values (the database is not ours). */ explicitKeys?: boolean },
+  options: {
+    tenants: number;
+    rows: number;
+    seed: number;
+    /** Give sequence-backed keys explicit values (the database is not ours). */
+    explicitKeys?: boolean;
+    /** Why a write of this kind to the relation must not be made: on a live database, one that would advance a sequence (sequences.ts). */
+    blocked?: WriteBlock;
+  },
 ): Promise<SeedOutcome> {
   await loadParser();
   const faker = createFaker(options.seed);
@@ -864,7 +912,7 @@ export async function seed(
   const ids = tenantIds(faker, idType, options.tenants, keyColumn?.maxLength ?? null);
   const tenants: Tenant[] = ids.map((id, index) => ({ id, label: tenantLabel(index), canary: makeCanary(faker) }));
   const ledger = new Ledger(tenants);
-  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false);
+  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false, options.blocked);
   await seeder.deferConstraints();
   await seeder.run();
   return {

@@ -311,7 +311,7 @@ describe('a live database (--database-url): user SQL is contained', () => {
     expect(await fingerprint(live.connectionString)).toEqual(before);
   });
 
-  it('stops before a trigger would advance a sequence, and lists moved sequences when gaps are allowed (problem 5)', async () => {
+  it('leaves out a table whose trigger would advance a sequence, audits the rest, and lists moved sequences when gaps are allowed (problem 5)', async () => {
     const invoices = `
       create sequence invoice_numbers;
       create table invoices (tenant_id integer not null references tenants (id), id bigint generated always as identity primary key, number text);
@@ -320,23 +320,67 @@ describe('a live database (--database-url): user SQL is contained', () => {
       alter table invoices enable row level security;
       create policy invoices_isolation on invoices using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
       grant select, insert on invoices to app_user;
-      insert into invoices (tenant_id) values (1);`;
+      grant usage on sequence invoice_numbers to app_user;
+      insert into invoices (tenant_id) values (1);
+      -- Confine the tasks policies for this test, so that no leak elsewhere decides the verdict (their blind writes are critical).
+      alter policy tasks_update on tasks using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+      alter policy tasks_delete on tasks using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);`;
     await withClient(live.connectionString, (client) => client.query(invoices));
     const numbered = () => withClient(live.connectionString, async (client) => (await client.query(`select last_value::text as value from invoice_numbers`)).rows[0]!.value as string);
+    // Not --quiet: what the terminal shows.
+    const run = (...extra: string[]) => runCli(['run', '--database-url', live.connectionString, '--role', 'app_user', '--seed', '5', '--tenants', '2', '--rows', '3', ...extra]);
+    const insertProbes = ['foreign-insert', 'upsert-conflict', 'cross-tenant-reference'];
     try {
       const start = await numbered();
-      const refused = await audit();
-      expect(refused.code).toBe(2);
-      expect(refused.err).toMatch(/would advance sequences.*\n {2}public\.invoices: trigger number_invoice \(.*\): it calls nextval\n.*--schema-from URL.*--allow-sequence-gaps/s);
+      // --fail-on critical: the high findings of the SECURITY DEFINER functions above would fail the run otherwise.
+      const skipped = await run('--fail-on', 'critical');
       expect(await numbered()).toBe(start);
+      const report = skipped.report!;
+      // invoices: not seeded, its inserting probes skipped with the reason, the run inconclusive for it.
+      expect(report.relations.find((relation) => relation.name === 'public.invoices')?.seeding).toMatchObject({
+        status: 'failed',
+        rows: 0,
+        reason: expect.stringMatching(/not inserted into on this live database: that would advance a sequence.*trigger number_invoice \(.*\): it calls nextval/),
+      });
+      const invoiceWrites = report.probes.filter((probe) => probe.relation === 'public.invoices' && insertProbes.includes(probe.check));
+      expect(invoiceWrites.map((probe) => probe.check).sort()).toEqual([...insertProbes].sort());
+      for (const probe of invoiceWrites) {
+        expect(probe.outcome).toBe('skipped');
+        expect(probe.error).toMatch(/not run on this live database: INSERT would advance a sequence, which no rollback undoes \(trigger number_invoice/);
+      }
+      const reasons = report.summary.inconclusive.filter((entry) => entry.relation === 'public.invoices');
+      expect(reasons.map((entry) => entry.reason)).toEqual(
+        expect.arrayContaining([expect.stringMatching(/tenant-owned public\.invoices has no seeded row of .*trigger number_invoice.*nextval/), expect.stringMatching(/public\.invoices was not written on this live database/)]),
+      );
+      for (const entry of reasons) expect(entry.hint).toMatch(/--schema-from URL.*--allow-sequence-gaps/);
+      // The terminal says so: the log line while running, the summary's note and inconclusive lines with what to try.
+      expect(skipped.err).toMatch(/sequences: public\.invoices is not written where that would advance a sequence on this live database: trigger number_invoice \(.*\): it calls nextval \(on insert\)/);
+      expect(skipped.out).toMatch(/note: public\.invoices was not seeded: not inserted into on this live database/);
+      expect(skipped.out).toMatch(/inconclusive: public\.invoices was not written on this live database: .*trigger number_invoice.*\n\s+try: audit a copy instead \(--schema-from URL.*--allow-sequence-gaps/);
+      expect(skipped.out).toMatch(/verdict: INCONCLUSIVE/);
+      expect(skipped.code).toBe(2);
+      // The other tables of the same database are still seeded and probed.
+      for (const name of ['public.notes', 'public.tasks']) {
+        expect(report.relations.find((relation) => relation.name === name)?.seeding?.status).toBe('seeded');
+        expect(report.probes.filter((probe) => probe.relation === name && probe.check === 'read-isolation' && probe.outcome === 'pass').length).toBeGreaterThan(0);
+      }
+      expect(report.probes.filter((probe) => probe.relation === 'public.notes' && probe.check === 'foreign-insert' && probe.outcome === 'pass').length).toBeGreaterThan(0);
+      expect(report.summary.inconclusive.some((entry) => entry.relation === 'public.notes' || entry.relation === 'public.tasks')).toBe(false);
+      expect(report.notes.join('\n')).not.toMatch(/sequences that moved/);
 
-      const allowed = await audit('--allow-sequence-gaps');
-      expect(allowed.err).not.toMatch(/would advance sequences/);
+      const allowed = await run('--allow-sequence-gaps');
+      expect(allowed.err).not.toMatch(/sequences: public\.invoices/);
       const moved = await numbered();
       expect(Number(moved)).toBeGreaterThan(Number(start));
+      expect(allowed.report!.relations.find((relation) => relation.name === 'public.invoices')?.seeding).toMatchObject({ status: 'seeded' });
+      expect(allowed.report!.probes.some((probe) => probe.relation === 'public.invoices' && probe.check === 'foreign-insert' && probe.outcome === 'pass')).toBe(true);
+      expect(allowed.report!.summary.inconclusive.some((entry) => entry.relation === 'public.invoices')).toBe(false);
       expect(allowed.report!.notes.join('\n')).toContain(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): public.invoice_numbers ${start} -> ${moved}`);
     } finally {
-      await withClient(live.connectionString, (client) => client.query('drop table invoices; drop function number_invoice(); drop sequence invoice_numbers'));
+      await withClient(live.connectionString, (client) =>
+        client.query(`drop table invoices; drop function number_invoice(); drop sequence invoice_numbers;
+          alter policy tasks_update on tasks using (true); alter policy tasks_delete on tasks using (true)`),
+      );
     }
   });
 

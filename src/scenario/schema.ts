@@ -100,7 +100,10 @@ export const scenarioSchema = z
       })
       .strict()
       .default({ kind: 'embedded', pgVersion: '17' }),
-    /** On a live database (url target), let the audit advance sequences through triggers or defaults that call nextval. */
+    /**
+     * On a live database (url target), let the audit advance sequences through triggers or defaults that call nextval;
+     * without it, the relations whose writes would do so are not seeded and not written by probes (inconclusive).
+     */
     allowSequenceGaps: z.boolean().default(false),
     /** The whole run's time limit in seconds; reached, the audit stops, writes what it has, and exits 2. */
     timeoutSeconds: z.number().int().min(1).default(1800),

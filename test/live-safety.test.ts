@@ -322,6 +322,13 @@ describe('a live database (--database-url): user SQL is contained', () => {
       grant select, insert on invoices to app_user;
       grant usage on sequence invoice_numbers to app_user;
       insert into invoices (tenant_id) values (1);
+      -- A trigger on UPDATE only: the table is seeded and inserted into, never updated.
+      create table payments (tenant_id integer not null references tenants (id), id bigint generated always as identity primary key, amount integer, revision bigint);
+      create function revise_payment() returns trigger language plpgsql as $fn$ begin new.revision := nextval('invoice_numbers'); return new; end $fn$;
+      create trigger revise_payment before update on payments for each row execute function revise_payment();
+      alter table payments enable row level security;
+      create policy payments_isolation on payments using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+      grant select, insert, update on payments to app_user;
       -- Confine the tasks policies for this test, so that no leak elsewhere decides the verdict (their blind writes are critical).
       alter policy tasks_update on tasks using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
       alter policy tasks_delete on tasks using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);`;
@@ -367,6 +374,24 @@ describe('a live database (--database-url): user SQL is contained', () => {
       expect(report.probes.filter((probe) => probe.relation === 'public.notes' && probe.check === 'foreign-insert' && probe.outcome === 'pass').length).toBeGreaterThan(0);
       expect(report.summary.inconclusive.some((entry) => entry.relation === 'public.notes' || entry.relation === 'public.tasks')).toBe(false);
       expect(report.notes.join('\n')).not.toMatch(/sequences that moved/);
+      // payments: seeded and inserted into; its update probes skipped, for the update trigger.
+      expect(report.relations.find((relation) => relation.name === 'public.payments')?.seeding?.status).toBe('seeded');
+      expect(report.probes.some((probe) => probe.relation === 'public.payments' && probe.check === 'foreign-insert' && probe.outcome === 'pass')).toBe(true);
+      const paymentUpdates = report.probes.filter((probe) => probe.relation === 'public.payments' && ['foreign-update', 'blind-update', 'tenant-reassignment'].includes(probe.check));
+      expect(paymentUpdates.length).toBeGreaterThan(0);
+      for (const probe of paymentUpdates) expect([probe.outcome, probe.error]).toEqual(['skipped', expect.stringMatching(/UPDATE would advance a sequence.*trigger revise_payment/)]);
+      expect(report.summary.inconclusive.filter((entry) => entry.relation === 'public.payments').map((entry) => entry.reason)).toEqual([
+        expect.stringMatching(/^public\.payments was not written on this live database: .*trigger revise_payment/),
+      ]);
+
+      // Accepted as unaudited in the scenario: the tables are still left out, and no longer make the run inconclusive.
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-unseeded-'));
+      await writeFile(path.join(dir, 'scenario.yaml'), 'unseeded:\n  - relation: public.invoices\n    reason: numbered by a trigger\n  - relation: payments\n    reason: revised by a trigger\n');
+      const accepted = await runCli(['run', path.join(dir, 'scenario.yaml'), '--database-url', live.connectionString, '--role', 'app_user', '--seed', '5', '--tenants', '2', '--rows', '3', '--quiet']);
+      expect(await numbered()).toBe(start);
+      expect(accepted.report!.probes.filter((probe) => probe.relation === 'public.invoices' && probe.check === 'foreign-insert').map((probe) => probe.outcome)).toEqual(['skipped']);
+      expect(accepted.report!.summary.inconclusive.filter((entry) => ['public.invoices', 'public.payments'].includes(entry.relation ?? ''))).toEqual([]);
+      rmSync(dir, { recursive: true, force: true });
 
       const allowed = await run('--allow-sequence-gaps');
       expect(allowed.err).not.toMatch(/sequences: public\.invoices/);
@@ -378,7 +403,7 @@ describe('a live database (--database-url): user SQL is contained', () => {
       expect(allowed.report!.notes.join('\n')).toContain(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): public.invoice_numbers ${start} -> ${moved}`);
     } finally {
       await withClient(live.connectionString, (client) =>
-        client.query(`drop table invoices; drop function number_invoice(); drop sequence invoice_numbers;
+        client.query(`drop table invoices, payments; drop function number_invoice(); drop function revise_payment(); drop sequence invoice_numbers;
           alter policy tasks_update on tasks using (true); alter policy tasks_delete on tasks using (true)`),
       );
     }

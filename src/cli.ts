@@ -212,7 +212,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--rows <n>', 'rows per tenant-owned table per tenant (default 20)', integer('--rows', 1))
     .option('--seed <n>', 'seed for the fake data and tenant ids (reproducible runs)', integer('--seed', 0))
     .option('--timeout <duration>', 'time limit for the whole run, e.g. 90s, 30m, 2h (default 30m); reached, the audit stops, writes what it did so far and exits 2', duration)
-    .option('--allow-sequence-gaps', "on a live database, let the audit's writes advance sequences through triggers or defaults that call nextval (a rollback does not undo nextval)")
+    .option('--allow-sequence-gaps', "on a live database, let the audit's writes advance sequences through triggers or defaults that call nextval (a rollback does not undo nextval); without it, the tables they would reach are left out of seeding and of the write probes, and the run is inconclusive")
     .option('--exhaustive', 'run the write probes as every tenant, not only the tenants that cover every policy path')
     .option('--jobs <n>', 'connections that probe in parallel on the embedded target (default: the number of cores)', integer('--jobs', 1))
     .option('--shard <i/n>', 'run part i of n of the probe plan and write a partial report; join the parts with rls-audit merge')

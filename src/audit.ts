@@ -476,7 +476,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
         await session.savepoint(() => session.query(`refresh materialized view ${relationIdent(relation)}`), true);
       }
     }
-    const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber);
+    const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable);
     timings.seeding = clock.lap();
     progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });
     log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);

@@ -2,7 +2,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { atLeast } from '../src/severity.js';
+import { startEmbedded } from '../src/target/embedded.js';
 import { FIXTURES, findingsOf, runCli } from './helpers.js';
 
 /**
@@ -66,6 +68,53 @@ describe('a request without credentials runs as the platform\'s anonymous role',
       expect(findingsOf(secure, 'missing-context')).toEqual([]);
       expect(secure.report!.probes.filter((probe) => probe.context === 'anonymous (anon)').map((probe) => probe.outcome)).toEqual(['pass', 'pass', 'pass']);
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('on a live database, the users and memberships the audit creates take no value from a sequence', () => {
+  it('leaves every sequence where it was', async () => {
+    const target = await startEmbedded();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-live-members-'));
+    const client = new pg.Client({ connectionString: target.connectionString });
+    await client.connect();
+    try {
+      const user = "nullif(current_setting('app.user_id', true), '')::bigint";
+      await client.query(`
+        create role app_user nologin;
+        create table orgs (id bigint generated always as identity primary key, name text not null);
+        create table users (id bigint generated always as identity primary key, email text not null);
+        create table memberships (id bigint generated always as identity primary key, org_id bigint not null references orgs (id), user_id bigint not null references users (id), unique (org_id, user_id));
+        create table docs (id bigint generated always as identity primary key, org_id bigint not null references orgs (id), title text not null);
+        alter table orgs enable row level security;
+        alter table memberships enable row level security;
+        alter table docs enable row level security;
+        create policy own on memberships for select using (user_id = ${user});
+        create policy member on orgs for select using (id in (select org_id from memberships where user_id = ${user}));
+        create policy member on docs using (org_id in (select org_id from memberships where user_id = ${user})) with check (org_id in (select org_id from memberships where user_id = ${user}));
+        grant select on orgs, users, memberships to app_user;
+        grant select, insert, update, delete on docs to app_user;
+        insert into orgs (name) values ('existing');
+        insert into users (email) values ('someone@example.com');
+        insert into memberships (org_id, user_id) values (1, 1);
+        insert into docs (org_id, title) values (1, 'existing');`);
+      const sequences = async () => (await client.query(`select sequencename, last_value::text from pg_sequences order by 1`)).rows;
+      const before = await sequences();
+      const scenario = path.join(dir, 'rls-audit.yaml');
+      await writeFile(
+        scenario,
+        ['role: app_user', `contextSql: "select set_config('app.user_id', $user, true)"`, 'tenantTable: public.orgs', 'actor: { kind: user, usersTable: public.users, membershipTable: public.memberships }', 'seed: 3', ''].join('\n'),
+      );
+      const run = await runCli(['run', scenario, '--database-url', target.connectionString, '--quiet', '--out', path.join(dir, 'out')]);
+      expect(run.err).not.toMatch(/unexpected error/);
+      expect(run.report!.notes.join('\n')).toMatch(/actors: users of public\.users, members of tenants through public\.memberships/);
+      expect(run.report!.probes.filter((probe) => probe.check === 'member-of-two-tenants').length).toBeGreaterThan(0);
+      expect(run.report!.summary.inconclusive).toEqual([]);
+      expect(await sequences()).toEqual(before);
+    } finally {
+      await client.end();
+      await target.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

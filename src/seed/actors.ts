@@ -1,4 +1,4 @@
-import type { Catalog, Relation } from '../catalog/types.js';
+import type { Catalog, Column, Relation } from '../catalog/types.js';
 import { AuditError, errorMessage } from '../errors.js';
 import { roleNameOf, type ActorKind } from '../plan/actors.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
@@ -6,6 +6,7 @@ import type { AuditSession } from '../session.js';
 import { ident, relationIdent } from '../sql.js';
 import type { Ledger, Tenant } from './ledger.js';
 import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
+import { isSequenceBacked } from './seed.js';
 
 /** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */
 export interface Actor {
@@ -42,7 +43,19 @@ export function contextStatementOf(plan: TenancyPlan, actor: Actor, tenantId?: s
 }
 
 /** Insert one row with the given values; other required columns get generated values; returns the row as text. */
-async function insertRow(session: AuditSession, relation: Relation, given: Record<string, string | null>, ledger: Ledger, serial: { next: number }, seed: number): Promise<Record<string, string | null>> {
+/**
+ * A key for a sequence-backed column from the middle of its type's range, counting down, instead of
+ * nextval() (which a rollback does not undo) on a database that is not ours; the seeder takes the top.
+ */
+function middleKey(column: Column, serial: { next: number }): string | null {
+  const middle: Record<string, bigint> = { int2: 16_383n, int4: 1_073_741_823n, int8: 4_611_686_018_427_387_903n };
+  const base = middle[column.baseType];
+  if (base === undefined) return null;
+  serial.next += 1;
+  return String(base - BigInt(serial.next));
+}
+
+async function insertRow(session: AuditSession, relation: Relation, given: Record<string, string | null>, ledger: Ledger, serial: { next: number }, seed: number, explicitKeys: boolean): Promise<Record<string, string | null>> {
   const faker = createFaker(seed + serial.next);
   const values = new Map(Object.entries(given));
   for (const foreignKey of relation.foreignKeys) {
@@ -54,14 +67,20 @@ async function insertRow(session: AuditSession, relation: Relation, given: Recor
   const unique = new Set<string>();
   for (const constraint of relation.constraints) if (['primary-key', 'unique'].includes(constraint.kind)) constraint.columns.forEach((name) => unique.add(name));
   for (const column of relation.columns) {
+    if (explicitKeys && !column.generated && !values.has(column.name) && isSequenceBacked(column)) {
+      const key = middleKey(column, serial);
+      if (key !== null) values.set(column.name, key);
+      continue;
+    }
     if (column.generated || column.identity || values.has(column.name) || column.default !== null) continue;
     serial.next += 1;
     const value = columnValue(faker, column, columnRules(column, checksOf(relation)), { serial: 9_000_000 + serial.next, canary: null, unique: unique.has(column.name) });
     if (value !== null || column.notNull) values.set(column.name, value);
   }
   const columns = relation.columns.filter((column) => values.has(column.name));
+  const overriding = columns.some((column) => column.identity === 'always') ? ' overriding system value' : '';
   const sql =
-    `insert into ${relationIdent(relation)} (${columns.map((column) => ident(column.name)).join(', ')}) ` +
+    `insert into ${relationIdent(relation)} (${columns.map((column) => ident(column.name)).join(', ')})${overriding} ` +
     `values (${columns.map((column, index) => `$${index + 1}::${column.type}`).join(', ')}) ` +
     `returning ${relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ')}`;
   const result = await session.savepoint(() => session.query(sql, columns.map((column) => values.get(column.name) ?? null)), true);
@@ -76,7 +95,11 @@ async function insertRow(session: AuditSession, relation: Relation, given: Recor
  *   none, each with exactly these memberships (the seeder's own membership rows belong to other users);
  * - role: one role per tenant, NOLOGIN, member of the application role (so it holds its privileges).
  */
-export async function seedActors(session: AuditSession, catalog: Catalog, plan: TenancyPlan, tenants: Tenant[], ledger: Ledger, seed: number): Promise<Actors> {
+/**
+ * With `explicitKeys` (a database that is not ours), sequence-backed keys of the users and memberships the
+ * audit creates are given, not drawn from their sequences.
+ */
+export async function seedActors(session: AuditSession, catalog: Catalog, plan: TenancyPlan, tenants: Tenant[], ledger: Ledger, seed: number, explicitKeys = false): Promise<Actors> {
   const { actors } = plan;
   const primary = new Map<string, Actor>();
   if (actors.kind === 'tenant') {
@@ -111,10 +134,10 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
   const memberships: { tenant: Tenant; values: Record<string, string | null> }[] = [];
   const addUser = async (id: string, of: Tenant[]) => {
     try {
-      const row = await insertRow(session, usersRelation, { [users.column]: id }, ledger, serial, seed);
+      const row = await insertRow(session, usersRelation, { [users.column]: id }, ledger, serial, seed, explicitKeys);
       ledger.add(usersRelation.qualified, usersRelation.primaryKey, [{ tenant: null, values: row }]);
       for (const tenant of of) {
-        const member = await insertRow(session, membership, { [actors.membership!.userColumn]: id, [actors.membership!.tenantColumn]: tenant.id }, ledger, serial, seed);
+        const member = await insertRow(session, membership, { [actors.membership!.userColumn]: id, [actors.membership!.tenantColumn]: tenant.id }, ledger, serial, seed, explicitKeys);
         memberships.push({ tenant, values: member });
       }
     } catch (error) {

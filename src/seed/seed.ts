@@ -83,7 +83,8 @@ function tenantLabel(index: number): string {
   return `tenant ${index < 26 ? LABELS[index] : `#${index + 1}`}`;
 }
 
-const isSequenceBacked = (column: Column) => column.identity !== null || isSequenceDefault(column.default);
+/** A column a sequence fills (identity, serial, a nextval default). */
+export const isSequenceBacked = (column: Column) => column.identity !== null || isSequenceDefault(column.default);
 
 /**
  * Columns the seeder fills: everything except generated columns and sequence-backed keys. Columns with

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -10,7 +11,9 @@ import type { Target } from '../src/target/types.js';
 import { main } from '../src/cli.js';
 import { connect, LIVE_BOUNDS } from '../src/target/connect.js';
 import { literal } from '../src/sql.js';
-import { allFindings, PG15_BIN, runCli } from './helpers.js';
+import { allFindings, PG15_BIN, ROOT, runCli } from './helpers.js';
+
+const CLI = path.join(ROOT, 'dist', 'cli.js');
 
 /** A libpq connection string dblink can use to reach the same database. */
 function dblinkTarget(target: Target): string {
@@ -427,6 +430,41 @@ describe('a live database (--database-url): user SQL is contained', () => {
       await expect(connect(`postgresql://u@127.0.0.1:${port}/db`, { ...LIVE_BOUNDS, connectTimeoutMs: 300 })).rejects.toThrow(/did not answer within the connect timeout/);
     } finally {
       silent.close();
+    }
+  });
+
+  it.skipIf(!existsSync(CLI))('a stopped audit (SIGSTOP) loses its session and its locks at the idle-in-transaction timeout (problem 6)', { timeout: 90_000 }, async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-stopped-'));
+    // The context SQL sleeps a little, so that the audit spends its time inside its transaction.
+    const child = spawn(process.execPath, [CLI, 'run', '--database-url', live.connectionString, '--role', 'app_user', '--tenants', '2', '--rows', '3', '--quiet', '--out', out, '--context-sql', "select set_config('app.current_tenant', $1, true), pg_sleep(0.02)"], { stdio: 'ignore' });
+    const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+    const audits = () =>
+      withClient(live.connectionString, async (client) =>
+        (await client.query(`select pid, state, (select count(*)::int from pg_locks l where l.pid = a.pid) as locks from pg_stat_activity a where application_name like 'rls-audit%' and xact_start is not null`)).rows as { pid: number; state: string; locks: number }[],
+      );
+    try {
+      let inTransaction: { pid: number; locks: number }[] = [];
+      for (const deadline = Date.now() + 30_000; !inTransaction.length && Date.now() < deadline; ) {
+        inTransaction = (await audits()).filter((session) => session.locks > 0);
+        if (!inTransaction.length) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(inTransaction.length).toBeGreaterThan(0);
+      child.kill('SIGSTOP');
+      const stopped = Date.now();
+      // The server ends the stopped audit's transaction (and session) after idle_in_transaction_session_timeout.
+      let left = await audits();
+      while (left.length && Date.now() - stopped < LIVE_BOUNDS.idleInTransactionMs + 15_000) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        left = await audits();
+      }
+      expect(left).toEqual([]);
+      expect(Date.now() - stopped).toBeLessThan(LIVE_BOUNDS.idleInTransactionMs + 15_000);
+      expect(await fingerprint(live.connectionString)).toEqual(before);
+    } finally {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+      await closed;
+      rmSync(out, { recursive: true, force: true });
     }
   });
 

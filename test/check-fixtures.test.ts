@@ -2,13 +2,10 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allChecks } from '../src/checks.js';
 import { atLeast } from '../src/severity.js';
-import { startEmbedded } from '../src/target/embedded.js';
-import type { Target } from '../src/target/types.js';
-import { allFindings, FIXTURES, runCli, type CliRun } from './helpers.js';
+import { allFindings, FIXTURES, FixtureCluster, runCli, type CliRun } from './helpers.js';
 
 /**
  * Every check ships a vulnerable fixture it must flag and a secure twin it must not (SQL, or a scenario in
@@ -40,46 +37,29 @@ describe('check fixtures', () => {
 });
 
 describe('fixtures of the probes without a test of their own', () => {
-  let target: Target;
+  let cluster: FixtureCluster;
   let scratch: string;
   beforeAll(async () => {
-    target = await startEmbedded();
+    cluster = await FixtureCluster.start();
     scratch = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-check-fixtures-'));
   });
   afterAll(async () => {
-    await target?.close();
+    await cluster?.close();
     await rm(scratch, { recursive: true, force: true });
   });
 
   let runs = 0;
   async function audit(schemas: string[], extra: string[] = []): Promise<CliRun & { dir: string }> {
-    runs += 1;
-    const database = `fixture_${runs}`;
-    const url = new URL(target.connectionString);
-    url.pathname = `/${database}`;
-    const admin = new pg.Client({ connectionString: target.connectionString });
-    await admin.connect();
-    try {
-      await admin.query(`create database ${database}`);
-      const client = new pg.Client({ connectionString: url.toString() });
-      await client.connect();
-      try {
-        for (const schema of schemas) await client.query(await readFile(schema, 'utf8'));
-      } finally {
-        await client.end();
-      }
+    return cluster.withDatabase(schemas, async ({ target }) => {
+      runs += 1;
       const out = path.join(scratch, `run-${runs}`);
-      const run = await runCli(['run', '--database-url', url.toString(), '--role', 'app_user', '--seed', '7', '--tenants', '2', '--rows', '5', '--out', out, ...extra]);
+      const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '7', '--tenants', '2', '--rows', '5', '--out', out, ...extra]);
       expect(run.err).not.toMatch(/^rls-audit: /m);
       expect(run.report).not.toBeNull();
       // Exit 2 only for an inconclusive verdict (a tenant that cannot see its own rows), never for an error.
       if (run.code === 2) expect(run.report!.summary.verdict).toBe('inconclusive');
       return { ...run, dir: out };
-    } finally {
-      await admin.query(`drop database if exists ${database} with (force)`);
-      await admin.query('drop role if exists app_user');
-      await admin.end();
-    }
+    });
   }
 
   it.each(PROBED)('$check: flags the vulnerable fixture; its fix.sql clears it; the secure twin is not flagged', async ({ check, fixable, secureAlso }) => {

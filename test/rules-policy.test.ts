@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { objectSubject, type Finding } from '../src/findings.js';
 import { atLeast, type Severity } from '../src/severity.js';
 import { renderFixScript } from '../src/report/fix-script.js';
-import { allFindings, FIXTURES, flatFinding, runCli, TARGETS, type CliRun, type FlatFinding } from './helpers.js';
+import { allFindings, FIXTURES, FixtureCluster, flatFinding, runCli, TARGETS, type CliRun, type FlatFinding } from './helpers.js';
 
 /** The coverage and policy-logic rules: each vulnerable fixture must be flagged, each secure twin must not. */
 interface Case {
@@ -77,13 +77,22 @@ afterAll(async () => {
 let outputs = 0;
 
 /** `rls-audit lint` (or `run`) on schema files; the report is written to a scratch directory and read back. */
-async function audit(command: 'lint' | 'run', schemas: string[], args: string[]): Promise<CliRun> {
+/** The cluster `lint` audits run on, one per PostgreSQL version (see FixtureCluster). */
+let cluster: FixtureCluster | undefined;
+
+async function audit(command: 'lint' | 'run', schemas: string[], args: string[]): Promise<CliRun & { dir: string }> {
+  if (command === 'lint' && cluster) {
+    const run = await cluster.lint(schemas);
+    expect(run.err).toBe('');
+    expect(run.report).not.toBeNull();
+    return run;
+  }
   outputs += 1;
   const out = path.join(scratch, `out-${outputs}`);
   const run = await runCli([command, ...schemas.flatMap((schema) => ['--schema', schema]), '--role', 'app_user', '--quiet', '--out', out, ...(command === 'run' ? ['--seed', '7'] : []), ...args]);
   expect(run.err).toBe('');
   expect(run.report).not.toBeNull();
-  return run;
+  return { ...run, dir: out };
 }
 
 const fixture = (check: string, variant: 'vulnerable' | 'secure') => path.join(FIXTURES, check, `${variant}.sql`);
@@ -91,6 +100,14 @@ const ofCheck = (run: CliRun, check: string): FlatFinding[] => allFindings(run.r
 const ours = (run: CliRun): Finding[] => run.report!.findings.filter((finding) => RULE_IDS.includes(finding.check));
 
 describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) => {
+  beforeAll(async () => {
+    cluster = await FixtureCluster.start(args);
+  });
+  afterAll(async () => {
+    await cluster?.close();
+    cluster = undefined;
+  });
+
   it('lint finds nothing in the hardened chat scenario', async () => {
     const out = path.join(scratch, `chat-${outputs++}`);
     const run = await runCli(['lint', 'scenarios/chat.yaml', '--quiet', '--out', out, ...args]);
@@ -115,7 +132,7 @@ describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) =>
     }
     // The fix is SQL for the object at hand: fix.sql (every finding's fix, merged per object), applied after
     // the schema, applies cleanly and the check no longer fires.
-    const fixFile = path.join(scratch, `out-${outputs}`, 'fix.sql');
+    const fixFile = path.join(run.dir, 'fix.sql');
     expect(await readFile(fixFile, 'utf8')).toBe(renderFixScript(run.report!));
     const fixed = await audit('lint', [fixture(check, 'vulnerable'), fixFile], args);
     expect(ofCheck(fixed, check)).toEqual([]);

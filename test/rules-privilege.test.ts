@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lint } from '../src/audit.js';
 import { analyze } from '../src/analysis/index.js';
 import { introspect } from '../src/catalog/introspect.js';
@@ -11,8 +11,7 @@ import { definerView } from '../src/rules/definer-view.js';
 import { objectSubject, type Finding } from '../src/findings.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
 import { atLeast, type Severity } from '../src/severity.js';
-import { startEmbedded } from '../src/target/embedded.js';
-import { allFindings, FIXTURES, runCli, TARGETS } from './helpers.js';
+import { allFindings, applySql, FIXTURES, FixtureCluster, runCli, TARGETS } from './helpers.js';
 
 /**
  * The privilege, integrity and performance rules: for each, the vulnerable fixture is flagged (right object, right
@@ -62,39 +61,20 @@ const CASES: Case[] = [
 
 const fixture = (rule: string, name: string) => path.join(FIXTURES, rule, `${name}.sql`);
 
-/** `rls-audit lint` through the CLI, with the report written to (and read back from) a temporary folder. */
-async function lintCli(file: string, args: string[]) {
-  const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-lint-'));
-  try {
-    return await runCli(['lint', '--schema', file, '--role', 'app_user', '--quiet', '--out', out, ...args]);
-  } finally {
-    await rm(out, { recursive: true, force: true });
-  }
-}
-
 const summary = (findings: Finding[]) => findings.map((finding) => ({ check: finding.check, table: objectSubject(finding.object), severity: finding.severity }));
 
-/** Run a finding's SQL statement by statement (CREATE INDEX CONCURRENTLY cannot run inside a multi-statement query). */
-async function execute(client: pg.Client, sql: string): Promise<void> {
-  const statements = sql
-    .split('\n')
-    .filter((line) => !line.trimStart().startsWith('--'))
-    .join('\n')
-    .split(/;\s*(?:\n|$)/)
-    .map((statement) => statement.trim())
-    .filter(Boolean);
-  for (const statement of statements) await client.query(statement);
-}
-
 describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({ args }) => {
-  const pgBin = args.includes('--pg-bin') ? args[args.indexOf('--pg-bin') + 1] : undefined;
+  // One cluster per PostgreSQL version, a database per fixture.
+  let cluster: FixtureCluster;
+  beforeAll(async () => {
+    cluster = await FixtureCluster.start(args);
+  });
+  afterAll(async () => {
+    await cluster?.close();
+  });
 
   it.each(CASES)('$rule: flags the vulnerable fixture, and its fix clears the finding', async ({ rule, flags }) => {
-    const target = await startEmbedded(pgBin ? { pgBin } : {});
-    const client = new pg.Client({ connectionString: target.connectionString });
-    await client.connect();
-    try {
-      await client.query(await readFile(fixture(rule, 'vulnerable'), 'utf8'));
+    await cluster.withDatabase([fixture(rule, 'vulnerable')], async ({ target, client }) => {
       const scenario = scenarioSchema.parse({ role: 'app_user' });
       const before = (await lint(scenario, { target })).findings.filter((finding) => finding.check === rule);
       expect(summary(before)).toEqual(expect.arrayContaining(flags.map((flag) => ({ check: rule, ...flag }))));
@@ -107,21 +87,14 @@ describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({
         const evidence = await client.query(finding.evidence.sql);
         expect(([] as pg.QueryResult[]).concat(evidence).some((result) => result.rowCount! > 0)).toBe(true);
       }
-      for (const finding of before) await execute(client, finding.fix);
+      for (const finding of before) await applySql(client, finding.fix);
       const after = (await lint(scenario, { target })).findings.filter((finding) => finding.check === rule);
       expect(summary(after)).toEqual([]);
-    } finally {
-      await client.end();
-      await target.close();
-    }
+    });
   });
 
   it('definer-view: on PostgreSQL before 15 the fix says security_invoker is missing and fences the owner instead', async () => {
-    const target = await startEmbedded(pgBin ? { pgBin } : {});
-    const client = new pg.Client({ connectionString: target.connectionString });
-    await client.connect();
-    try {
-      await client.query(await readFile(fixture('definer-view', 'vulnerable'), 'utf8'));
+    await cluster.withDatabase([fixture('definer-view', 'vulnerable')], async ({ client }) => {
       const catalog = { ...(await introspect(client)), serverVersion: '14.12', serverVersionNum: 140012 };
       const analysis = analyze(catalog, 'app_user');
       const plan = planTenancy(catalog, scenarioSchema.parse({ role: 'app_user' }), analysis);
@@ -130,14 +103,11 @@ describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({
       expect(finding.fix).toMatch(/^-- PostgreSQL 14\.12 has no security_invoker \(added in 15\)/);
       expect(finding.fix).not.toMatch(/^alter view .* set \(security_invoker/m);
       expect(finding.fix).toMatch(/^alter view "public"\."project_names" owner to </m);
-    } finally {
-      await client.end();
-      await target.close();
-    }
+    });
   });
 
   it.each(CASES)('$rule: does not flag the secure twin', async ({ rule }) => {
-    const run = await lintCli(fixture(rule, 'secure'), args);
+    const run = await cluster.lint([fixture(rule, 'secure')]);
     expect(run.err).toBe('');
     expect(run.code).toBe(0);
     expect(summary(run.report!.findings).filter((finding) => finding.check === rule)).toEqual([]);
@@ -149,7 +119,7 @@ describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({
     { rule: 'definer-function', table: 'my_projects(text)' },
     { rule: 'definer-function', table: 'count_my_projects()' },
   ])('$rule: $table filters by the caller tenant, so it is info, not high', async ({ rule, table }) => {
-    const run = await lintCli(fixture(rule, 'filtered'), args);
+    const run = await cluster.lint([fixture(rule, 'filtered')]);
     expect(run.code).toBe(0);
     expect(summary(run.report!.findings)).toContainEqual({ check: rule, table, severity: 'info' });
     expect(summary(run.report!.findings).filter((finding) => atLeast(finding.severity, 'low'))).toEqual([]);

@@ -169,9 +169,16 @@ function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | 
   return { setting, key: top[0], claim: null, roles: false, alternatives };
 }
 
+/** equalityColumns per analysis and key, computed once: planning asks for every relation. */
+const equalityCache = new WeakMap<Analysis, Map<string | null, Map<string, Set<string>>>>();
+
 /** Columns a policy compares with the tenant's context source, e.g. `tenant_id` in `tenant_id = current_setting(...)::int`. */
 function policyTenantColumns(analysis: Analysis, choice: ContextChoice, relation: Relation): string[] {
-  return [...(equalityColumns(analysis, choice.key).get(relation.qualified) ?? [])];
+  let byKey = equalityCache.get(analysis);
+  if (!byKey) equalityCache.set(analysis, (byKey = new Map()));
+  let columns = byKey.get(choice.key);
+  if (!columns) byKey.set(choice.key, (columns = equalityColumns(analysis, choice.key)));
+  return [...(columns.get(relation.qualified) ?? [])];
 }
 
 function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scenario, choice: ContextChoice, preset: Preset | null, notes: string[]): Relation | null {

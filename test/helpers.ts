@@ -139,7 +139,8 @@ export async function applySql(client: pg.Client, sql: string): Promise<void> {
   for (const statement of statementSpans(sql)) await client.query(statement.text);
 }
 
-async function withClient<T>(connectionString: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Run `work` on a connection of its own, closed afterwards. */
+export async function withClient<T>(connectionString: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString });
   await client.connect();
   try {

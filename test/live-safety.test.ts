@@ -11,7 +11,7 @@ import type { Target } from '../src/target/types.js';
 import { main } from '../src/cli.js';
 import { connect, LIVE_BOUNDS } from '../src/target/connect.js';
 import { literal } from '../src/sql.js';
-import { allFindings, PG15_BIN, ROOT, runCli } from './helpers.js';
+import { allFindings, PG15_BIN, ROOT, runCli, withClient } from './helpers.js';
 
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 
@@ -74,15 +74,6 @@ insert into notes (tenant_id, body) values (1, 'acme note'), (2, 'globex note');
 insert into audit_log (entry) values ('existing');
 `;
 
-async function withClient<T>(connectionString: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Rows, tables and sequences of the live database: what an audit must not change. */
 function fingerprint(connectionString: string): Promise<unknown> {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { AuditError, errorMessage } from './errors.js';
-import { fingerprintFindings, objectLabel, type Finding, type FindingObject } from './findings.js';
+import { fingerprintsOf, objectLabel, type Finding, type FindingObject } from './findings.js';
 import type { Report } from './report/model.js';
 import { atLeast, isSeverity, severityRank, type Severity } from './severity.js';
 import { verdictOf } from './verdict.js';
@@ -46,9 +46,8 @@ export async function readBaseline(file: string): Promise<Baseline> {
 function fromReport(value: unknown): BaselineEntry[] | null {
   const report = value as Partial<Report>;
   if (report?.tool?.name !== 'rls-audit' || !Array.isArray(report.findings)) return null;
-  // A report written before findings carried fingerprints: compute them as this version does.
-  const findings = report.findings.some((finding) => !finding.fingerprint) ? fingerprintFindings(report.findings) : report.findings;
-  return findings.map((finding) => ({ fingerprint: finding.fingerprint!, check: finding.check, severity: finding.severity, object: objectLabel(finding.object as FindingObject), message: finding.message }));
+  const fingerprints = fingerprintsOf(report.findings);
+  return report.findings.map((finding, index) => ({ fingerprint: fingerprints[index]!, check: finding.check, severity: finding.severity, object: objectLabel(finding.object as FindingObject), message: finding.message }));
 }
 
 interface SarifLike {
@@ -83,12 +82,13 @@ export function isFailing(finding: Finding, failOn: Severity): boolean {
  */
 export function applyBaseline(report: Report, baseline: Baseline): Report {
   const known = new Map(baseline.entries.map((entry) => [entry.fingerprint, entry]));
-  const findings = report.findings.map((finding) => {
-    const before = finding.fingerprint ? known.get(finding.fingerprint) : undefined;
+  const fingerprints = fingerprintsOf(report.findings);
+  const findings = report.findings.map((finding, index) => {
+    const before = known.get(fingerprints[index]!);
     const status: Finding['baseline'] = !before ? 'new' : severityRank(finding.severity) > severityRank(before.severity) ? 'worse' : 'unchanged';
-    return { ...finding, baseline: status };
+    return { ...finding, fingerprint: fingerprints[index]!, baseline: status };
   });
-  const present = new Set(findings.map((finding) => finding.fingerprint));
+  const present = new Set(fingerprints);
   const fixed = baseline.entries.filter((entry) => !present.has(entry.fingerprint));
   const count = (status: Finding['baseline']) => findings.filter((finding) => finding.baseline === status).length;
   const failing = findings.filter((finding) => isFailing(finding, report.summary.failOn)).length;

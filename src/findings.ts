@@ -89,6 +89,15 @@ export interface Finding {
 }
 
 /**
+ * Each finding's fingerprint: the one it carries, else the one `fingerprintFindings` gives it (a report
+ * written before findings carried them, or findings made up by hand).
+ */
+export function fingerprintsOf(findings: readonly Finding[]): string[] {
+  const computed = findings.every((finding) => finding.fingerprint) ? null : fingerprintFindings(findings);
+  return findings.map((finding, index) => finding.fingerprint ?? computed![index]!.fingerprint!);
+}
+
+/**
  * Fingerprints that identify the same problem across runs: the check and the object (kind, name, table,
  * columns), never a tenant id, a seeded value, a severity or a message (they change with the seed and
  * with the evidence). When one check reports the same object several times, the n-th of them gets the

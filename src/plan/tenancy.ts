@@ -169,19 +169,12 @@ function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | 
   return { setting, key: top[0], claim: null, roles: false, alternatives };
 }
 
-/** equalityColumns per analysis and key, computed once: planning asks for every relation. */
-const equalityCache = new WeakMap<Analysis, Map<string | null, Map<string, Set<string>>>>();
-
 /** Columns a policy compares with the tenant's context source, e.g. `tenant_id` in `tenant_id = current_setting(...)::int`. */
-function policyTenantColumns(analysis: Analysis, choice: ContextChoice, relation: Relation): string[] {
-  let byKey = equalityCache.get(analysis);
-  if (!byKey) equalityCache.set(analysis, (byKey = new Map()));
-  let columns = byKey.get(choice.key);
-  if (!columns) byKey.set(choice.key, (columns = equalityColumns(analysis, choice.key)));
-  return [...(columns.get(relation.qualified) ?? [])];
+function policyTenantColumns(policyColumns: Map<string, Set<string>>, relation: Relation): string[] {
+  return [...(policyColumns.get(relation.qualified) ?? [])];
 }
 
-function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scenario, choice: ContextChoice, preset: Preset | null, notes: string[]): Relation | null {
+function chooseTenantTable(catalog: Catalog, policyColumnsOf: Map<string, Set<string>>, scenario: Scenario, preset: Preset | null, notes: string[]): Relation | null {
   if (scenario.tenantTable) {
     const relation = findRelation(catalog, scenario.tenantTable);
     if (!relation) throw new AuditError(`tenant table ${scenario.tenantTable} does not exist in the audited schemas: check tenantTable / the schema files`);
@@ -191,7 +184,7 @@ function chooseTenantTable(catalog: Catalog, analysis: Analysis, scenario: Scena
   // Count single-column foreign keys into each table from columns that look like, or are declared as, tenant columns.
   const votes = new Map<string, number>();
   for (const relation of tables) {
-    const policyColumns = policyTenantColumns(analysis, choice, relation);
+    const policyColumns = policyTenantColumns(policyColumnsOf, relation);
     for (const foreignKey of relation.foreignKeys) {
       const tenantish = foreignKey.columns.some(
         (column) => scenario.tenantColumn.includes(column) || (scenario.tenantColumn.length === 0 && (TENANT_NAME.test(column) || policyColumns.includes(column))),
@@ -246,7 +239,7 @@ function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scenario, n
   return column;
 }
 
-function discoverTenantColumns(catalog: Catalog, analysis: Analysis, scenario: Scenario, tenantTable: Relation | null, choice: ContextChoice, notes: string[]): string[] {
+function discoverTenantColumns(catalog: Catalog, policyColumns: Map<string, Set<string>>, scenario: Scenario, tenantTable: Relation | null, notes: string[]): string[] {
   if (scenario.tenantColumn.length) return scenario.tenantColumn;
   const names = new Map<string, number>();
   const vote = (name: string) => names.set(name, (names.get(name) ?? 0) + 1);
@@ -255,7 +248,7 @@ function discoverTenantColumns(catalog: Catalog, analysis: Analysis, scenario: S
     for (const foreignKey of relation.foreignKeys) {
       if (tenantTable && foreignKey.references === tenantTable.qualified && foreignKey.columns.length === 1) vote(foreignKey.columns[0]!);
     }
-    for (const column of policyTenantColumns(analysis, choice, relation)) {
+    for (const column of policyTenantColumns(policyColumns, relation)) {
       if (TENANT_NAME.test(column) || names.has(column)) vote(column);
     }
   }
@@ -311,8 +304,10 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   const preset = scenario.preset ? PRESETS[scenario.preset] : null;
   const choice = chooseContext(analysis, scenario, preset, notes);
   const setting = choice.setting;
-  const tenantTable = chooseTenantTable(catalog, analysis, scenario, choice, preset, notes);
-  const tenantColumns = discoverTenantColumns(catalog, analysis, scenario, tenantTable, choice, notes);
+  // Computed once: planning asks for the columns of every relation.
+  const policyColumns = equalityColumns(analysis, choice.key);
+  const tenantTable = chooseTenantTable(catalog, policyColumns, scenario, preset, notes);
+  const tenantColumns = discoverTenantColumns(catalog, policyColumns, scenario, tenantTable, notes);
   const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
 
   let tenantKey: TenantKey;

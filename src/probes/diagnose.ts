@@ -1,6 +1,7 @@
 import { applyingPolicies, policyClause, settingsRead } from '../analysis/queries.js';
 import { viewAnalysis } from '../analysis/index.js';
-import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
+import { actsAsOwner, roleInfo } from '../catalog/roles.js';
+import { inheritedBy } from '../rules/privilege-helpers.js';
 import type { Policy, PolicyCommand, Relation } from '../catalog/types.js';
 import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
 import type { RelationPlan } from '../plan/tenancy.js';
@@ -38,7 +39,7 @@ function ownerExemption(context: ProbeContext, view: Relation): string | null {
 
 /** The policies for `command` on `relations` that apply to `role`, with `name on table (using ...)` to show. */
 function ownerPolicies(context: ProbeContext, role: string, relations: string[], command: Exclude<PolicyCommand, 'ALL'>): { policy: Policy; base: Relation; text: string }[] {
-  const roles = inheritedRoles(context.catalog, role);
+  const roles = inheritedBy(context.catalog, role);
   return relations.flatMap((name) => {
     const base = context.catalog.relations.find((candidate) => candidate.qualified === name);
     return (base?.policies ?? [])

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { checkReadmeAnchor } from '../checks.js';
-import { fingerprintFindings, objectLabel, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
+import { fingerprintsOf, objectLabel, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
 import { severityRank, type Severity } from '../severity.js';
 import { findingLocation } from './locate.js';
 import { fenced } from './markdown.js';
@@ -246,8 +246,7 @@ export function toSarif(report: Report, options: SarifOptions = { ...(PACKAGE_RE
   // Rules in the order `rls-audit checks` lists them; a check id this version does not know goes last.
   const ruleIds = [...checks.map((check) => check.id).filter((id) => reported.has(id)), ...[...reported].filter((id) => !known.has(id)).sort()];
   const rules = ruleIds.map((id) => ruleOf(id, known.get(id), report.findings.filter((finding) => finding.check === id), options));
-  // Reports carry their fingerprints; one written before they did gets them here, computed the same way.
-  const fingerprints = fingerprintFindings(report.findings).map((finding, index) => report.findings[index]!.fingerprint ?? finding.fingerprint!);
+  const fingerprints = fingerprintsOf(report.findings);
   return {
     $schema: SARIF_SCHEMA,
     version: '2.1.0',

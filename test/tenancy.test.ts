@@ -16,7 +16,7 @@ let target: Target;
 let counter = 0;
 
 /** Each schema in its own database of one cluster; role names are suffixed so they do not collide. */
-async function catalogOf(sql: string): Promise<{ catalog: Catalog; role: string }> {
+async function catalogOf(sql: string, schemas: string[] = []): Promise<{ catalog: Catalog; role: string }> {
   counter += 1;
   const database = `fixture_${counter}`;
   const role = `app_user_${counter}`;
@@ -30,7 +30,7 @@ async function catalogOf(sql: string): Promise<{ catalog: Catalog; role: string 
   await client.connect();
   try {
     await client.query(sql.replace(/\bapp_user\b/g, role));
-    return { catalog: await introspect(client), role };
+    return { catalog: await introspect(client, schemas), role };
   } finally {
     await client.end();
   }
@@ -132,5 +132,50 @@ describe('typedParameter', () => {
       "select set_config('c', json_build_object('sub', $2::text, 'org', $1::text, 'x', '$role')::text, true)",
     );
     expect(() => typedParameter("select set_config('a', $2, true)")).toThrow(/not a context parameter/);
+  });
+});
+
+describe('introspect', () => {
+  it('names key columns by attribute number (past dropped columns), and reads definitions only where checks read them', async () => {
+    const { catalog } = await catalogOf(`
+      create role app_user;
+      create schema other;
+      create table other.accounts (dropped int, tenant_id int not null, id int not null, primary key (tenant_id, id));
+      alter table other.accounts drop column dropped;
+      create table items (gone text, id int primary key, tenant_id int not null, account_id int not null, email text, note text,
+        foreign key (account_id, tenant_id) references other.accounts (id, tenant_id));
+      alter table items drop column gone;
+      create index items_tenant_idx on items (tenant_id, note);
+      create unique index items_email_key on items (tenant_id, lower(email));
+      create index items_note_partial on items (note) where note is not null;
+      create table children (id int primary key, item_id int references items (id));
+      alter table items enable row level security;
+      create policy readers on items to app_user, pg_read_all_data using (true);
+    `);
+    const items = catalog.relations.find((relation) => relation.qualified === 'public.items')!;
+    const accounts = catalog.relations.find((relation) => relation.qualified === 'other.accounts')!;
+    expect(accounts.primaryKey).toEqual(['tenant_id', 'id']);
+    expect(items.primaryKey).toEqual(['id']);
+    expect(items.foreignKeys).toEqual([expect.objectContaining({ references: 'other.accounts', columns: ['account_id', 'tenant_id'], referencedColumns: ['id', 'tenant_id'] })]);
+    expect(catalog.relations.find((relation) => relation.name === 'children')!.foreignKeys).toEqual([
+      expect.objectContaining({ references: 'public.items', columns: ['item_id'], referencedColumns: ['id'] }),
+    ]);
+    const indexes = Object.fromEntries(items.indexes.map((index) => [index.name, index]));
+    expect(indexes.items_tenant_idx).toMatchObject({ columns: ['tenant_id', 'note'], unique: false, definition: null });
+    expect(indexes.items_pkey).toMatchObject({ columns: ['id'], primary: true, definition: null });
+    expect(indexes.items_email_key).toMatchObject({ columns: ['tenant_id', null], unique: true, definition: expect.stringContaining('lower(email)') });
+    expect(indexes.items_note_partial).toMatchObject({ partial: true, definition: expect.stringContaining('WHERE (note IS NOT NULL)') });
+    expect(items.policies[0]!.roles.sort()).toEqual([expect.stringMatching(/^app_user_\d+$/), 'pg_read_all_data']);
+    expect(catalog.roles.some((role) => role.name.startsWith('pg_'))).toBe(false);
+
+    // Introspecting one schema only: the referenced table outside it is still named, with its columns.
+    const { catalog: narrow } = await catalogOf(`
+      create schema other;
+      create table other.accounts (dropped int, id int primary key);
+      alter table other.accounts drop column dropped;
+      create table items (id int primary key, account_id int references other.accounts (id));
+    `, ['public']);
+    expect(narrow.relations.map((relation) => relation.qualified)).toEqual(['public.items']);
+    expect(narrow.relations.find((relation) => relation.qualified === 'public.items')!.foreignKeys[0]).toMatchObject({ references: 'other.accounts', referencedColumns: ['id'] });
   });
 });

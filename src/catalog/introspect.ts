@@ -61,7 +61,7 @@ with cols as (
   left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
   where a.attrelid = any($1::oid[]) and a.attnum > 0 and not a.attisdropped
 )
-select c.attrelid::int as relid, c.attname as name, format_type(c.atttypid, c.atttypmod) as type, c.attnotnull as not_null,
+select c.attrelid::int as relid, c.attnum::int as attnum, c.attname as name, format_type(c.atttypid, c.atttypmod) as type, c.attnotnull as not_null,
        c.default_expr, c.attidentity as identity, c.attgenerated as generated,
        bt.typcategory = 'A' as is_array,
        coalesce(et.typname, bt.typname) as base_type, coalesce(et.typcategory, bt.typcategory) as category,
@@ -73,30 +73,35 @@ from cols c join pg_type bt on bt.oid = c.base_oid
 left join pg_type et on bt.typcategory = 'A' and et.oid = bt.typelem
 order by c.attrelid, c.attnum`;
 
+// Key columns come back as attribute numbers, named from the columns query; only a foreign key to a relation outside
+// the ones read here is named on the server.
 const CONSTRAINTS_SQL = `
 select k.conrelid::int as relid, k.conname as name, k.contype as kind, pg_get_constraintdef(k.oid) as definition, k.condeferrable as deferrable,
-       array(select a.attname::text from unnest(k.conkey) with ordinality u(attnum, ord)
-             join pg_attribute a on a.attrelid = k.conrelid and a.attnum = u.attnum order by u.ord) as columns,
-       case when k.contype = 'f' then (select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = k.confrelid) end as references,
-       array(select a.attname::text from unnest(k.confkey) with ordinality u(attnum, ord)
-             join pg_attribute a on a.attrelid = k.confrelid and a.attnum = u.attnum order by u.ord) as referenced_columns
+       coalesce(k.conkey::int[], '{}') as keys, k.confrelid::int as referenced_oid, coalesce(k.confkey::int[], '{}') as referenced_keys,
+       case when k.contype = 'f' and not k.confrelid = any($1::oid[]) then
+         (select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = k.confrelid) end as references,
+       case when k.contype = 'f' and not k.confrelid = any($1::oid[]) then
+         array(select a.attname::text from unnest(k.confkey) with ordinality u(attnum, ord)
+               join pg_attribute a on a.attrelid = k.confrelid and a.attnum = u.attnum order by u.ord) end as referenced_columns
 from pg_constraint k
 where k.conrelid = any($1::oid[]) and k.contype in ('p', 'u', 'x', 'f', 'c') and k.conparentid = 0
 order by k.conrelid, k.conname`;
 
+// pg_get_indexdef costs about as much as the rest of introspection together, so the text is read only where a check
+// reads it: unique indexes that back no constraint read here, partial indexes and expression indexes.
 const INDEXES_SQL = `
 select i.indrelid::int as relid, c.relname as name, i.indisunique as unique, i.indisprimary as primary,
-       i.indpred is not null as partial, pg_get_indexdef(i.indexrelid) as definition,
-       array(select case when u.attnum = 0 then null else a.attname::text end
-             from unnest(i.indkey[0:i.indnkeyatts - 1]) with ordinality u(attnum, ord)
-             left join pg_attribute a on a.attrelid = i.indrelid and a.attnum = u.attnum order by u.ord) as columns
+       i.indpred is not null as partial, i.indkey[0:i.indnkeyatts - 1]::int[] as keys,
+       case when (i.indisunique and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid and k.conrelid = i.indrelid and k.contype in ('p', 'u', 'x') and k.conparentid = 0))
+                 or i.indpred is not null or i.indexprs is not null
+            then pg_get_indexdef(i.indexrelid) end as definition
 from pg_index i join pg_class c on c.oid = i.indexrelid
 where i.indrelid = any($1::oid[])
 order by i.indrelid, c.relname`;
 
 const POLICIES_SQL = `
 select p.polrelid::int as relid, p.polname as name, p.polcmd as command, p.polpermissive as permissive,
-       array(select case when r = 0 then 'public' else pg_get_userbyid(r)::text end from unnest(p.polroles) r)::text[] as roles,
+       p.polroles::int[] as role_oids,
        pg_get_expr(p.polqual, p.polrelid) as using_expr, pg_get_expr(p.polwithcheck, p.polrelid) as check_expr
 from pg_policy p where p.polrelid = any($1::oid[])
 order by p.polrelid, p.polname`;
@@ -109,9 +114,9 @@ join pg_class c on c.oid = d.refobjid join pg_namespace n on n.oid = c.relnamesp
 where r.ev_class = any($1::oid[]) and d.refobjid <> r.ev_class and c.relkind in ('r', 'p', 'v', 'm', 'f')`;
 
 const ROLES_SQL = `
-select r.rolname as name, r.rolsuper as superuser, r.rolbypassrls as bypass_rls, r.rolcanlogin as can_login, r.rolinherit as inherit,
+select r.oid::int as oid, r.rolname as name, r.rolsuper as superuser, r.rolbypassrls as bypass_rls, r.rolcanlogin as can_login, r.rolinherit as inherit,
        array(select b.rolname::text from pg_auth_members m join pg_roles b on b.oid = m.roleid where m.member = r.oid order by 1)::text[] as member_of
-from pg_roles r where r.rolname !~ '^pg_' order by r.rolname`;
+from pg_roles r order by r.rolname`;
 
 const FUNCTIONS_SQL = `
 select p.oid::int as oid, n.nspname as schema, p.proname as name, p.oid::regprocedure::text as signature,
@@ -159,6 +164,7 @@ function groupBy<T>(rows: T[], key: (row: T) => number): Map<number, T[]> {
 
 interface ColumnRow {
   relid: number;
+  attnum: number;
   name: string;
   type: string;
   not_null: boolean;
@@ -221,16 +227,35 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
   const triggers = await client.query(TRIGGERS_SQL, [oids]);
 
   const columnsByRelation = groupBy(columns.rows as ColumnRow[], (row) => row.relid);
+  const attributeNames = new Map<number, Map<number, string>>();
+  for (const [relid, rows] of columnsByRelation) attributeNames.set(relid, new Map(rows.map((row) => [row.attnum, row.name])));
+  const qualifiedNames = new Map(relationRows.map((row) => [row.oid, `${row.schema}.${row.name}`]));
+  const named = (relid: number, keys: number[]): string[] => keys.map((attnum) => attributeNames.get(relid)?.get(attnum) ?? `#${attnum}`);
   const constraintsByRelation = groupBy(
-    constraints.rows as { relid: number; name: string; kind: string; definition: string; deferrable: boolean; columns: string[]; references: string | null; referenced_columns: string[] }[],
+    (
+      constraints.rows as {
+        relid: number; name: string; kind: string; definition: string; deferrable: boolean; keys: number[];
+        referenced_oid: number; referenced_keys: number[]; references: string | null; referenced_columns: string[] | null;
+      }[]
+    ).map((row) => ({
+      ...row,
+      columns: named(row.relid, row.keys),
+      references: row.kind === 'f' ? row.references ?? qualifiedNames.get(row.referenced_oid) ?? null : null,
+      referenced_columns: row.referenced_columns ?? named(row.referenced_oid, row.referenced_keys),
+    })),
     (row) => row.relid,
   );
   const indexesByRelation = groupBy(
-    indexes.rows as { relid: number; name: string; unique: boolean; primary: boolean; partial: boolean; definition: string; columns: (string | null)[] }[],
+    (indexes.rows as { relid: number; name: string; unique: boolean; primary: boolean; partial: boolean; definition: string | null; keys: number[] }[]).map(
+      (row) => ({ ...row, columns: row.keys.map((attnum) => (attnum === 0 ? null : attributeNames.get(row.relid)?.get(attnum) ?? null)) }),
+    ),
     (row) => row.relid,
   );
+  // Every role, the built-in pg_* ones too, names the roles a policy applies to; the catalog lists the others.
+  const roleRows = roles.rows as { oid: number; name: string; superuser: boolean; bypass_rls: boolean; can_login: boolean; inherit: boolean; member_of: string[] }[];
+  const roleNames = new Map(roleRows.map((role) => [role.oid, role.name]));
   const policiesByRelation = groupBy(
-    policies.rows as { relid: number; name: string; command: string; permissive: boolean; roles: string[]; using_expr: string | null; check_expr: string | null }[],
+    policies.rows as { relid: number; name: string; command: string; permissive: boolean; role_oids: number[]; using_expr: string | null; check_expr: string | null }[],
     (row) => row.relid,
   );
   const dependenciesByRelation = groupBy(dependencies.rows as { relid: number; depends_on: string }[], (row) => row.relid);
@@ -255,7 +280,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       relation: qualified,
       command: POLICY_COMMANDS[policy.command] ?? 'ALL',
       permissive: policy.permissive,
-      roles: policy.roles,
+      roles: policy.role_oids.map((oid) => (oid === 0 ? 'public' : roleNames.get(oid) ?? `role ${oid}`)),
       using: policy.using_expr,
       withCheck: policy.check_expr,
     }));
@@ -300,7 +325,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
     };
   });
 
-  const roleList: Role[] = (roles.rows as { name: string; superuser: boolean; bypass_rls: boolean; can_login: boolean; inherit: boolean; member_of: string[] }[]).map(
+  const roleList: Role[] = roleRows.filter((row) => !row.name.startsWith('pg_')).map(
     (row) => ({ name: row.name, superuser: row.superuser, bypassRls: row.bypass_rls, canLogin: row.can_login, inherit: row.inherit, memberOf: row.member_of }),
   );
 

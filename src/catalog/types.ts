@@ -50,7 +50,11 @@ export interface Index {
   unique: boolean;
   primary: boolean;
   partial: boolean;
-  definition: string;
+  /**
+   * pg_get_indexdef text of a unique index that backs no constraint, a partial index or an expression index; null for
+   * the others (a constraint's index is described by the constraint), whose text no check reads.
+   */
+  definition: string | null;
 }
 
 export interface Policy {

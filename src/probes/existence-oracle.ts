@@ -48,7 +48,7 @@ function crossTenantKeys(context: ProbeContext, relation: Relation, relationPlan
   const constraintNames = new Set(keys.map((key) => key.name));
   for (const index of relation.indexes) {
     // Expression indexes (lower(email)) are left out: which column value collides is not known here.
-    if (!index.unique || constraintNames.has(index.name) || index.columns.some((column) => column === null)) continue;
+    if (!index.unique || index.definition === null || constraintNames.has(index.name) || index.columns.some((column) => column === null)) continue;
     keys.push({ name: index.name, kind: 'unique-index', columns: index.columns as string[], definition: index.definition });
   }
   return keys.filter((key) => {

@@ -31,7 +31,9 @@ export const missingTenantIndex = defineRule({
           object: relationObject(relation),
           message: `No index on ${relation.qualified} starts with ${column}: every query filtered by the tenant policy scans all tenants' rows.`,
           sql: `select indexrelid::regclass as index, pg_get_indexdef(indexrelid) as definition from pg_index where indrelid = ${regclassLiteral(relation.qualified)};`,
-          details: relation.indexes.length ? relation.indexes.map((index) => index.definition).join('\n') : 'no indexes',
+          details: relation.indexes.length
+            ? relation.indexes.map((index) => index.definition ?? `${index.name} (${index.columns.map((name) => name ?? 'expression').join(', ')})`).join('\n')
+            : 'no indexes',
           fix: `create index ${relation.kind === 'table' ? 'concurrently ' : ''}${ident(name)} on ${relationIdent(relation)} (${ident(column)});`,
         }),
       );

@@ -31,8 +31,8 @@ function keysOf(relation: Relation): Key[] {
     else if (constraint.kind === 'exclusion') keys.push({ name: constraint.name, kind: 'exclusion constraint', columns: constraint.columns, definition: constraint.definition });
   }
   for (const index of relation.indexes) {
-    // Indexes behind a constraint carry the constraint's name: already listed.
-    if (index.unique && !constraintNames.has(index.name)) keys.push({ name: index.name, kind: 'unique index', columns: index.columns, definition: index.definition });
+    // Indexes behind a constraint carry the constraint's name and no definition of their own: already listed.
+    if (index.unique && index.definition !== null && !constraintNames.has(index.name)) keys.push({ name: index.name, kind: 'unique index', columns: index.columns, definition: index.definition });
   }
   return keys;
 }

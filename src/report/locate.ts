@@ -117,20 +117,6 @@ interface Created {
   functions: FunctionCreated[];
 }
 
-/**
- * Characters the parser's JSON output carries unescaped (control characters other than tab, newline and
- * return, which can only stand in quoted names and strings): replaced by a letter of the same byte width,
- * so offsets stay as they are. Such a name then does not match, and its object falls back to its table.
- */
-function maskControls(sql: string): string {
-  let masked = '';
-  for (const character of sql) {
-    const code = character.charCodeAt(0);
-    masked += character.length === 1 && code < 0x20 && code !== 0x09 && code !== 0x0a && code !== 0x0d ? 'x' : character;
-  }
-  return masked;
-}
-
 /** 1-based line and column of each character offset of a text. */
 function lineColumns(sql: string): (offset: number) => { line: number; column: number } {
   const lineStarts = [0];
@@ -272,7 +258,7 @@ function createdObjects(files: SchemaFile[], relative: (file: string) => string)
   for (const { file, sql } of files) {
     let statements: RawStmt[];
     try {
-      statements = parseStatements(maskControls(sql));
+      statements = parseStatements(sql);
     } catch {
       // The server ran the file; if this parser cannot read it, its objects fall back to the first line.
       continue;

@@ -73,6 +73,17 @@ describe('seeding real schemas (seed-graphs fixture)', () => {
     expect(report.notes.filter((note) => /not seeded|partly seeded/.test(note))).toEqual([]);
   });
 
+  it('attributes every row seeded for several tenants in one statement to the tenant its tenant column names', async () => {
+    const checked = ['notes', 'projects', 'users', 'invoices'];
+    for (const name of checked) {
+      const ledgerRows = seeded.ledger.rows(`public.${name}`);
+      expect(ledgerRows.length).toBeGreaterThan(0);
+      for (const row of ledgerRows) expect({ name, tenant: row.values.tenant_id }).toEqual({ name, tenant: row.tenant });
+      const inDatabase = await rows(`select tenant_id::text as tenant, count(*)::text as count from ${name} group by 1 order by 1`);
+      expect(inDatabase).toEqual(seeded.tenants.map((tenant) => ({ tenant: tenant.id, count: String(seeded.ledger.count(`public.${name}`, tenant.id)) })).sort((a, b) => a.tenant.localeCompare(b.tenant)));
+    }
+  });
+
   it('chooses tenant ids that fit the policies\u2019 ::int cast of a bigint key', () => {
     const ids = report.tenants.map((tenant) => BigInt(tenant.id));
     expect(new Set(ids).size).toBe(3);

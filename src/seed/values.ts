@@ -332,6 +332,15 @@ export function patternValue(faker: Faker, rules: ColumnRules, natural: string, 
   return null;
 }
 
+/**
+ * A surname from the locale's list. faker's person.lastName() and person.fullName() resolve a weighted
+ * template on every call, which costs ten times as much and took a tenth of the time of seeding 100,000 rows.
+ */
+function surname(faker: Faker): string {
+  const list = faker.definitions.person?.last_name?.generic;
+  return list?.length ? faker.helpers.arrayElement(list) : faker.person.lastName();
+}
+
 /** A text value shaped by the column's name, with the canary and, for unique columns, a serial. */
 function textValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string {
   const name = column.name.toLowerCase();
@@ -343,15 +352,15 @@ function textValue(faker: Faker, column: Column, rules: ColumnRules, context: Va
     return fit(context.unique ? String(context.serial).padStart(length, '0').slice(-length) : faker.string.alpha({ length, casing: 'lower' }), rules);
   }
   if (/e-?mail/.test(name)) {
-    const local = `${faker.person.firstName()}.${faker.person.lastName()}`.toLowerCase().replace(/[^a-z0-9.]/g, '');
+    const local = `${faker.person.firstName()}.${surname(faker)}`.toLowerCase().replace(/[^a-z0-9.]/g, '');
     return fit(`${local}${tag ? `.${tag}` : ''}@example.com`, rules);
   }
   let base: string;
   if (/(^|_)(first_?name|given_name)$/.test(name)) base = faker.person.firstName();
-  else if (/(^|_)(last_?name|surname|family_name)$/.test(name)) base = faker.person.lastName();
+  else if (/(^|_)(last_?name|surname|family_name)$/.test(name)) base = surname(faker);
   else if (/(^|_)(user_?name|handle|login|nick(name)?)$/.test(name)) base = faker.internet.username().replace(/[^A-Za-z0-9_.]/g, '');
   else if (/name$/.test(name) && /(company|org|tenant|account|workspace|team)/.test(name)) base = faker.company.name();
-  else if (/(^|_)(name|display_name|full_name|author|owner)$/.test(name)) base = faker.person.fullName();
+  else if (/(^|_)(name|display_name|full_name|author|owner)$/.test(name)) base = `${faker.person.firstName()} ${surname(faker)}`;
   else if (/(title|subject|headline|label|caption)/.test(name)) base = faker.lorem.sentence({ min: 3, max: 6 }).replace(/\.$/, '');
   else if (/(body|content|message|text|description|comment|note|summary|bio|details)/.test(name)) base = faker.lorem.paragraph(1);
   else if (/(url|link|website|href)/.test(name)) return fit(`${faker.internet.url()}/${tag || faker.string.alphanumeric(6)}`, rules);

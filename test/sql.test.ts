@@ -1,11 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { ident, inlineParameters, literal, qualifiedIdent } from '../src/sql.js';
+import { createRequire } from 'node:module';
+import { ident, inlineParameters, literal, qualifiedIdent, textArrayLiteral } from '../src/sql.js';
+
+/** How node-postgres serialises a parameter (an array: as a text[] literal). */
+const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue: (value: unknown) => unknown };
 
 describe('SQL text helpers', () => {
   it('always quote identifiers and escape quotes in them', () => {
     expect(ident('users')).toBe('"users"');
     expect(ident('we"ird')).toBe('"we""ird"');
     expect(qualifiedIdent('public.my table')).toBe('"public"."my table"');
+  });
+
+  it('write text[] literals exactly as node-postgres serialises an array parameter', () => {
+    const items = ['plain', 'with "quotes"', 'back\\slash', null, 'NULL', '', ' padded ', '{braces},commas', 'é\u0007'];
+    expect(textArrayLiteral(items)).toBe(prepareValue(items));
+    expect(textArrayLiteral([])).toBe('{}');
   });
 
   it('inline parameters as literals for evidence, outside string literals only', () => {

@@ -54,8 +54,8 @@ export function attributeRow(row: object, plan: TenancyPlan, ledger: Ledger): Ro
   // A seeded key is evidence only when every relation whose key the row carries agrees on the tenant.
   const byKey = new Set<string | null>();
   for (const relation of ledger.relations()) {
-    const match = ledger.findByKey(relation, values);
-    if (match) byKey.add(match.tenant);
+    const tenant = ledger.tenantByKey(relation, values);
+    if (tenant !== undefined) byKey.add(tenant);
   }
   if (byKey.size === 1) {
     const [id] = byKey;

@@ -239,11 +239,9 @@ export function attribute(row: RawRow, relationPlan: RelationPlan, relation: Rel
     }
   }
   for (const source of [relation.qualified, ...sources]) {
-    const seeded = ledger.findByKey(source, row);
-    if (seeded) {
-      if (seeded.tenant === null) return { kind: 'shared' };
-      return { kind: 'tenant', tenant: ledger.tenant(seeded.tenant)!, via: 'seeded key' };
-    }
+    const seeded = ledger.tenantByKey(source, row);
+    if (seeded === null) return { kind: 'shared' };
+    if (seeded !== undefined) return { kind: 'tenant', tenant: ledger.tenant(seeded)!, via: 'seeded key' };
   }
   const byCanary = ledger.tenantsByCanary(row);
   if (byCanary.length === 1) return { kind: 'tenant', tenant: byCanary[0]!, via: 'canary' };

@@ -16,70 +16,130 @@ export interface LedgerRow {
 
 const KEY_SEPARATOR = '\u0001';
 
+/** A row's key as one string: the value itself for a one-column key (no new string per row). */
+function keyText(columns: string[], values: Record<string, string | null>): string {
+  return columns.length === 1 ? values[columns[0]!] ?? '' : columns.map((column) => values[column] ?? '').join(KEY_SEPARATOR);
+}
+
 /** Rows per relation and tenant whose every value the ledger keeps (see `add`). */
 export const FULL_ROWS_PER_TENANT = 20;
+
+/** One tenant's rows of one relation (tenant null: shared rows). */
+interface Bucket {
+  tenant: string | null;
+  /** The first rows, with every value. */
+  full: LedgerRow[];
+  /** Columns kept for the later rows, and their values: one array per column, a row per index. */
+  columns: string[];
+  slim: (string | null)[][];
+}
 
 /**
  * Every row the seeder inserted, by relation: how any row that comes back from any query is attributed
  * to its tenant, by key or by canary.
+ *
+ * Memory stays small at a million rows: past the first rows of each tenant, a row is a value per retained
+ * column in column arrays (no object per row), and the index by key is built only for the relations whose
+ * rows are looked up by key (those whose rows carry no tenant column), when first asked.
  */
 export class Ledger {
-  private readonly rowsByRelation = new Map<string, LedgerRow[]>();
+  private readonly buckets = new Map<string, Map<string | null, Bucket>>();
   private readonly keyColumns = new Map<string, string[]>();
-  private readonly byKey = new Map<string, Map<string, LedgerRow>>();
+  private readonly byKey = new Map<string, Map<string, string | null>>();
 
   constructor(readonly tenants: Tenant[]) {}
 
   /**
-   * Record inserted rows. With `retained`, memory stays bounded: the first rows of each tenant keep every
-   * value (what probes build statements from), the others only the retained columns (keys, the tenant
-   * column, columns other tables reference): enough to attribute any returned row and to pick parents.
+   * Record inserted rows. With `retained`, the first rows of each tenant keep every value (what probes
+   * build statements from), the others only the retained columns (keys, the tenant column, columns other
+   * tables reference): enough to attribute any returned row and to pick parents.
    */
   add(relation: string, keyColumns: string[] | null, rows: LedgerRow[], retained?: ReadonlySet<string>): void {
-    const list = this.rowsByRelation.get(relation) ?? [];
-    if (retained) {
-      const kept = new Map<string | null, number>();
-      for (const row of list) kept.set(row.tenant, (kept.get(row.tenant) ?? 0) + 1);
-      rows = rows.map((row) => {
-        const count = kept.get(row.tenant) ?? 0;
-        kept.set(row.tenant, count + 1);
-        if (count < FULL_ROWS_PER_TENANT) return row;
-        const values: Record<string, string | null> = {};
-        for (const column of retained) if (column in row.values) values[column] = row.values[column]!;
-        return { tenant: row.tenant, values };
+    let buckets = this.buckets.get(relation);
+    if (!buckets) {
+      buckets = new Map();
+      this.buckets.set(relation, buckets);
+    }
+    for (const row of rows) {
+      let bucket = buckets.get(row.tenant);
+      if (!bucket) {
+        bucket = { tenant: row.tenant, full: [], columns: [], slim: [] };
+        buckets.set(row.tenant, bucket);
+      }
+      if (retained && !bucket.columns.length) {
+        bucket.columns = [...retained];
+        bucket.slim = bucket.columns.map(() => []);
+      }
+      const slimRows = bucket.slim[0]?.length ?? 0;
+      if (!bucket.columns.length || (slimRows === 0 && (!retained || bucket.full.length < FULL_ROWS_PER_TENANT))) {
+        bucket.full.push(row);
+        continue;
+      }
+      bucket.columns.forEach((column, index) => {
+        const value = row.values[column] ?? null;
+        // The tenant column holds the tenant id: one string for all its rows.
+        bucket!.slim[index]!.push(value === row.tenant ? row.tenant : value);
       });
     }
-    for (const row of rows) list.push(row);
-    this.rowsByRelation.set(relation, list);
-    if (!keyColumns?.length) return;
-    this.keyColumns.set(relation, keyColumns);
-    const index = this.byKey.get(relation) ?? new Map<string, LedgerRow>();
-    for (const row of rows) index.set(keyColumns.map((column) => row.values[column] ?? '').join(KEY_SEPARATOR), row);
-    this.byKey.set(relation, index);
+    if (keyColumns?.length) this.keyColumns.set(relation, keyColumns);
+    this.byKey.delete(relation);
   }
 
-  rows(relation: string, tenant?: string | null): LedgerRow[] {
-    const list = this.rowsByRelation.get(relation) ?? [];
-    return tenant === undefined ? list : list.filter((row) => row.tenant === tenant);
+  /**
+   * The rows of a relation (tenant by tenant, each in insertion order), or of one tenant in it. Rows past
+   * the first of each tenant are made on each call from the retained columns: reading them is fine,
+   * changing them changes nothing (see `update`).
+   */
+  rows(relation: string, tenant?: string | null): readonly LedgerRow[] {
+    const buckets = this.buckets.get(relation);
+    if (!buckets) return [];
+    if (tenant !== undefined) {
+      const bucket = buckets.get(tenant);
+      return bucket ? bucketRows(bucket) : [];
+    }
+    return [...buckets.values()].flatMap(bucketRows);
   }
 
   count(relation: string, tenant?: string | null): number {
-    return this.rows(relation, tenant).length;
+    const buckets = this.buckets.get(relation);
+    if (!buckets) return 0;
+    const size = (bucket: Bucket) => bucket.full.length + (bucket.slim[0]?.length ?? 0);
+    if (tenant !== undefined) {
+      const bucket = buckets.get(tenant);
+      return bucket ? size(bucket) : 0;
+    }
+    let total = 0;
+    for (const bucket of buckets.values()) total += size(bucket);
+    return total;
+  }
+
+  /** Change values of the `index`-th row of a tenant in a relation (an UPDATE the seeder made). */
+  update(relation: string, tenant: string | null, index: number, values: Record<string, string | null>): void {
+    const bucket = this.buckets.get(relation)?.get(tenant);
+    if (!bucket) return;
+    if (index < bucket.full.length) Object.assign(bucket.full[index]!.values, values);
+    else bucket.columns.forEach((column, position) => column in values && (bucket.slim[position]![index - bucket.full.length] = values[column]!));
+    this.byKey.delete(relation);
   }
 
   relations(): string[] {
-    return [...this.rowsByRelation.keys()];
+    return [...this.buckets.keys()];
   }
 
-  keyOf(relation: string): string[] | undefined {
-    return this.keyColumns.get(relation);
-  }
-
-  /** The seeded row of `relation` whose key matches the key columns of `row`, if any. */
-  findByKey(relation: string, row: Record<string, string | null>): LedgerRow | undefined {
+  /**
+   * The tenant of the seeded row of `relation` whose key matches the key columns of `row` (null for a
+   * shared row), or undefined when no seeded row has that key.
+   */
+  tenantByKey(relation: string, row: Record<string, string | null>): string | null | undefined {
     const columns = this.keyColumns.get(relation);
     if (!columns || !columns.every((column) => column in row)) return undefined;
-    return this.byKey.get(relation)?.get(columns.map((column) => row[column] ?? '').join(KEY_SEPARATOR));
+    let index = this.byKey.get(relation);
+    if (!index) {
+      index = new Map();
+      for (const ledgerRow of this.rows(relation)) index.set(keyText(columns, ledgerRow.values), ledgerRow.tenant);
+      this.byKey.set(relation, index);
+    }
+    return index.get(keyText(columns, row));
   }
 
   /** Tenants whose canary occurs in any value of the row. */
@@ -94,4 +154,16 @@ export class Ledger {
   tenant(id: string): Tenant | undefined {
     return this.tenants.find((tenant) => tenant.id === id);
   }
+}
+
+function bucketRows(bucket: Bucket): LedgerRow[] {
+  const slim = bucket.slim[0]?.length ?? 0;
+  if (!slim) return bucket.full;
+  const rows = bucket.full.slice();
+  for (let index = 0; index < slim; index += 1) {
+    const values: Record<string, string | null> = {};
+    bucket.columns.forEach((column, position) => (values[column] = bucket.slim[position]![index]!));
+    rows.push({ tenant: bucket.tenant, values });
+  }
+  return rows;
 }

@@ -5,7 +5,7 @@ import type { Catalog, Column, ForeignKey, Relation } from '../catalog/types.js'
 import { errorMessage } from '../errors.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession, RawRow } from '../session.js';
-import { ident, relationIdent } from '../sql.js';
+import { ident, relationIdent, textArrayLiteral } from '../sql.js';
 import { settingCasts } from './casts.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
@@ -63,12 +63,24 @@ export interface SeedOutcome {
   statements: number;
 }
 
+/**
+ * Types whose output text is the input text the seeder sends (it sends integers in decimal and fits text to
+ * its length): their values need not be read back. Not bpchar (padded), bool (t/f), dates, numerics.
+ */
+const ECHOED_TYPES = new Set(['text', 'varchar', 'int2', 'int4', 'int8']);
+
 /** Rows one seeding statement carries at most when it seeds several tenants at once. */
 const BATCH_ROWS = 5000;
 
 interface ColumnSpec {
   column: Column;
   unique: boolean;
+}
+
+/** Rows of several tenants for one insert. */
+interface PlannedGroup {
+  columns: ColumnSpec[];
+  tenants: { tenant: Tenant; rows: (string | null)[][] }[];
 }
 
 export interface Leaf {
@@ -218,6 +230,8 @@ class Seeder {
   /** Foreign keys left NULL (or deferred) while seeding a cycle, set once their parents exist. */
   private readonly pending: { relation: Relation; foreignKey: ForeignKey; deferred: boolean }[] = [];
   private readonly withTriggers: boolean;
+  /** Batches of the next relation, planned while the last insert ran (see planAhead). */
+  private planned: { relation: string; groups: PlannedGroup[] } | null = null;
   private readonly nextSerial = () => ++this.serial;
 
   constructor(
@@ -239,7 +253,7 @@ class Seeder {
   }
 
   async run(): Promise<void> {
-    for (const name of this.plan.seedOrder) {
+    for (const [position, name] of this.plan.seedOrder.entries()) {
       const relation = this.byName.get(name)!;
       const relationPlan = this.plans.get(name)!;
       const result: SeedResult = { relation: name, status: 'seeded', rows: 0, reason: null, repairs: 0, tenants: {}, adopted: 0, partitions: [] };
@@ -258,11 +272,10 @@ class Seeder {
       await this.adopt(relation, relationPlan, result);
       const problems: string[] = [];
       const leaves = this.leaves(relation);
-      const wanted = this.ledger.tenants.map((tenant) => ({
-        tenant,
-        count: (relationPlan.tenancy === 'tenant-table' ? 1 : this.capacity(relation, relationPlan, tenant)) - this.ledger.count(name, tenant.id),
-      }));
-      const batched = !leaves.length && relationPlan.tenancy !== 'tenant-table' && !this.selfReferences(relation).length ? await this.seedBatches(relation, relationPlan, wanted, result) : new Set<Tenant>();
+      const wanted = this.wanted(relation, relationPlan);
+      const planned = this.planned?.relation === name ? this.planned.groups : this.batchable(relation, relationPlan) ? this.planBatches(relation, relationPlan, wanted) : [];
+      this.planned = null;
+      const batched = await this.seedBatches(relation, planned, result, () => this.planAhead(position, relation));
       for (const { tenant, count } of wanted) {
         if (batched.has(tenant)) continue;
         if (count > 0) {
@@ -437,7 +450,7 @@ class Seeder {
   }
 
   /** Parent rows a foreign key of a row of `tenant` may point at: the same tenant's, or shared ones. */
-  private parentRows(foreignKey: ForeignKey, tenant: Tenant | null): LedgerRow[] {
+  private parentRows(foreignKey: ForeignKey, tenant: Tenant | null): readonly LedgerRow[] {
     const parentPlan = this.plans.get(foreignKey.references);
     if (!parentPlan || parentPlan.tenancy === 'shared' || !tenant) return this.ledger.rows(foreignKey.references);
     return this.ledger.rows(foreignKey.references, tenant.id);
@@ -587,23 +600,45 @@ class Seeder {
     return learned;
   }
 
-  private insertSql(relation: Relation, columns: ColumnSpec[], withTableoid: boolean): string {
+  private insertSql(relation: Relation, columns: ColumnSpec[], returned: Column[], withTableoid: boolean): string {
     const overriding = columns.some(({ column }) => column.identity === 'always') ? ' overriding system value' : '';
     const aliases = columns.map((_, index) => `c${index + 1}`);
+    const returning = [...returned.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`), ...(withTableoid ? ['tableoid::int as "rls audit tableoid"'] : [])];
     return (
       `insert into ${relationIdent(relation)} (${columns.map(({ column }) => ident(column.name)).join(', ')})${overriding} ` +
       `select ${columns.map(({ column }, index) => `u.${aliases[index]}::${column.type}`).join(', ')} ` +
       `from unnest(${columns.map((_, index) => `$${index + 1}::text[]`).join(', ')}) as u(${aliases.join(', ')}) ` +
-      `returning ${relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ')}${withTableoid ? ', tableoid::int as "rls audit tableoid"' : ''}`
+      `returning ${returning.length ? returning.join(', ') : '1 as "rls audit row"'}`
     );
   }
 
-  private async insert(relation: Relation, columns: ColumnSpec[], rows: (string | null)[][]): Promise<RawRow[]> {
+  /**
+   * Insert rows in one statement and return them as stored, every column as text. Only the columns whose
+   * stored text can differ from what was sent come back from the server (defaults, identities, types whose
+   * output is not their input, and every column of a relation with triggers); the rest, about two thirds
+   * of what seeding used to read back, are taken from the rows sent. `meanwhile` runs here once the
+   * statement is on its way to the server.
+   */
+  private async insert(relation: Relation, columns: ColumnSpec[], rows: (string | null)[][], meanwhile?: () => void): Promise<RawRow[]> {
     this.statements += 1;
-    const sql = this.insertSql(relation, columns, relation.kind === 'partitioned-table');
-    const params = columns.map((_, index) => rows.map((row) => row[index] ?? null));
-    const result = await this.session.savepoint(() => this.session.query(sql, params), true);
-    return result.rows;
+    const triggered = this.catalog.triggers.some((trigger) => trigger.enabled && trigger.relation === relation.qualified);
+    const sent = new Map(columns.map(({ column }, index) => [column.name, index]));
+    const echoed = triggered ? [] : relation.columns.filter((column) => sent.has(column.name) && !column.isArray && ECHOED_TYPES.has(column.baseType));
+    const returned = relation.columns.filter((column) => !echoed.includes(column));
+    const sql = this.insertSql(relation, columns, returned, relation.kind === 'partitioned-table');
+    const params = columns.map((_, index) => textArrayLiteral(rows.map((row) => row[index] ?? null)));
+    const result = await this.session.savepoint(() => {
+      const running = this.session.query(sql, params);
+      meanwhile?.();
+      return running;
+    }, true);
+    if (!echoed.length) return result.rows;
+    return result.rows.map((stored, index) => {
+      const values: RawRow = {};
+      for (const column of relation.columns) values[column.name] = sent.has(column.name) && echoed.includes(column) ? rows[index]![sent.get(column.name)!] ?? null : stored[column.name] ?? null;
+      if ('rls audit tableoid' in stored) values['rls audit tableoid'] = stored['rls audit tableoid']!;
+      return values;
+    });
   }
 
   /**
@@ -623,7 +658,7 @@ class Seeder {
       `from unnest($1::int[], ${columns.map((_, index) => `$${index + 2}::text[]`).join(', ')}) as u(ord, ${columns.map((_, index) => `c${index + 1}`).join(', ')})) as candidate order by "rls audit ord"`;
     try {
       this.statements += 1;
-      const result = await this.session.savepoint(() => this.session.query(sql, [rows.map((_, index) => index), ...columns.map((_, index) => rows.map((row) => row[index] ?? null))]));
+      const result = await this.session.savepoint(() => this.session.query(sql, [rows.map((_, index) => index), ...columns.map((_, index) => textArrayLiteral(rows.map((row) => row[index] ?? null)))]));
       return result.rows.map((row) => {
         const failed = readable.findIndex((_, index) => row[`ok${index}`] !== 't' && row[`ok${index}`] !== 'true');
         return failed < 0 ? null : readable[failed]!.name;
@@ -702,15 +737,26 @@ class Seeder {
     return inserted === count ? null : `${count - inserted} of ${count} rows could not be inserted: ${lastError}`;
   }
 
+  /** Rows each tenant is due in a relation: its capacity less what it has. */
+  private wanted(relation: Relation, relationPlan: RelationPlan): { tenant: Tenant; count: number }[] {
+    return this.ledger.tenants.map((tenant) => ({
+      tenant,
+      count: (relationPlan.tenancy === 'tenant-table' ? 1 : this.capacity(relation, relationPlan, tenant)) - this.ledger.count(relation.qualified, tenant.id),
+    }));
+  }
+
+  /** Whether a relation's rows can go in for several tenants at once (see planBatches). */
+  private batchable(relation: Relation, relationPlan: RelationPlan): boolean {
+    return relationPlan.tenancy !== 'tenant-table' && relationPlan.tenancy !== 'shared' && !this.leaves(relation).length && !this.selfReferences(relation).length;
+  }
+
   /**
    * The common case in one statement per group of tenants instead of one per tenant (round trips, not rows,
-   * are what seeding spends its time on): rows planned for every tenant, inserted together, and attributed
-   * in the order they went in. A group whose rows need PostgreSQL to judge a check, lack a parent, or fail
-   * is left to seedTenant, one tenant at a time, which learns from the error and retries. Returns the
-   * tenants whose rows went in.
+   * are what seeding spends its time on): rows planned for every tenant, to be inserted together and
+   * attributed in the order they went in. A group whose rows need PostgreSQL to judge a check or lack a
+   * parent is not planned; seedTenant does those one tenant at a time.
    */
-  private async seedBatches(relation: Relation, relationPlan: RelationPlan, wanted: { tenant: Tenant; count: number }[], result: SeedResult): Promise<Set<Tenant>> {
-    const done = new Set<Tenant>();
+  private planBatches(relation: Relation, relationPlan: RelationPlan, wanted: { tenant: Tenant; count: number }[]): PlannedGroup[] {
     const groups: { tenant: Tenant; count: number }[][] = [[]];
     let size = 0;
     for (const entry of wanted.filter(({ count }) => count > 0)) {
@@ -721,26 +767,55 @@ class Seeder {
       groups.at(-1)!.push(entry);
       size += entry.count;
     }
+    const planned: PlannedGroup[] = [];
     for (const group of groups.filter((candidate) => candidate.length > 1)) {
-      const built = group.map(({ tenant, count }) => ({ tenant, count, ...this.buildRows(relation, relationPlan, tenant, count, false, {}) }));
+      const built = group.map(({ tenant, count }) => ({ tenant, ...this.buildRows(relation, relationPlan, tenant, count, false, {}) }));
       const shape = (columns: ColumnSpec[]) => columns.map(({ column }) => column.name).join('\u0000');
       if (built.some((entry) => entry.problem || shape(entry.columns) !== shape(built[0]!.columns) || this.checksToJudge(relation, entry.planner).length)) continue;
+      planned.push({ columns: built[0]!.columns, tenants: built.map(({ tenant, rows }) => ({ tenant, rows })) });
+    }
+    return planned;
+  }
+
+  /**
+   * Insert the planned groups. While the last insert runs on the server, `meanwhile` plans the next
+   * relation here: both cores work. A group that fails is left to seedTenant, which learns from the error
+   * and retries. Returns the tenants whose rows went in.
+   */
+  private async seedBatches(relation: Relation, planned: PlannedGroup[], result: SeedResult, meanwhile: () => void): Promise<Set<Tenant>> {
+    const done = new Set<Tenant>();
+    for (const [index, group] of planned.entries()) {
       let inserted: RawRow[];
       try {
-        inserted = await this.insert(relation, built[0]!.columns, built.flatMap((entry) => entry.rows));
+        inserted = await this.insert(relation, group.columns, group.tenants.flatMap(({ rows }) => rows), index === planned.length - 1 ? meanwhile : undefined);
       } catch (error) {
         this.learn(relation, error);
         continue;
       }
       // INSERT ... SELECT FROM unnest returns its rows in the order they went in.
       let offset = 0;
-      for (const entry of built) {
-        this.record(relation, entry.tenant, inserted.slice(offset, offset + entry.rows.length), result);
-        offset += entry.rows.length;
-        done.add(entry.tenant);
+      for (const { tenant, rows } of group.tenants) {
+        this.record(relation, tenant, inserted.slice(offset, offset + rows.length), result);
+        offset += rows.length;
+        done.add(tenant);
       }
     }
     return done;
+  }
+
+  /**
+   * Plan the batches of the relation after `position` in the seed order, when nothing about them waits on
+   * the relation being inserted now: none of its foreign keys points there, no trigger can add rows first,
+   * and it takes no part in a deferred cycle.
+   */
+  private planAhead(position: number, current: Relation): void {
+    const name = this.plan.seedOrder[position + 1];
+    const relation = name ? this.byName.get(name) : undefined;
+    const relationPlan = name ? this.plans.get(name) : undefined;
+    if (!relation || !relationPlan || this.withTriggers || !this.batchable(relation, relationPlan) || this.blocked(relation.qualified, 'INSERT')) return;
+    if (relation.foreignKeys.some((foreignKey) => foreignKey.references === current.qualified)) return;
+    if (this.plan.deferredReferences.some((edge) => edge.from === relation.qualified || edge.to === relation.qualified)) return;
+    this.planned = { relation: relation.qualified, groups: this.planBatches(relation, relationPlan, this.wanted(relation, relationPlan)) };
   }
 
   /** The tenant table's key is the tenant id itself. */
@@ -812,12 +887,12 @@ class Seeder {
       for (const tenant of tenants) {
         const parents = this.parentRows(foreignKey, tenant);
         if (!parents.length) continue;
-        for (const row of this.ledger.rows(relation.qualified, tenant?.id ?? null)) {
+        this.ledger.rows(relation.qualified, tenant?.id ?? null).forEach((row, index) => {
           const parent = this.faker.helpers.arrayElement(parents);
           const values = columns.map((column) => parent.values[foreignKey.referencedColumns[foreignKey.columns.indexOf(column)]!] ?? '');
           assignments.push({ key: key.map((column) => row.values[column] ?? ''), values });
-          columns.forEach((column, index) => (row.values[column] = values[index]!));
-        }
+          this.ledger.update(relation.qualified, tenant?.id ?? null, index, Object.fromEntries(columns.map((column, position) => [column, values[position]!])));
+        });
       }
       if (!assignments.length) continue;
       const byName = new Map(relation.columns.map((column) => [column.name, column]));
@@ -894,7 +969,7 @@ class Seeder {
     const known = relation.primaryKey?.length ? null : new Set(this.ledger.rows(relation.qualified).map((row) => JSON.stringify(row.values)));
     const adopted: LedgerRow[] = [];
     for (const row of rows) {
-      if (known ? known.has(JSON.stringify(row)) : this.ledger.findByKey(relation.qualified, row)) continue;
+      if (known ? known.has(JSON.stringify(row)) : this.ledger.tenantByKey(relation.qualified, row) !== undefined) continue;
       const tenant = attribute(row);
       if (tenant === null) continue;
       adopted.push({ tenant, values: row });

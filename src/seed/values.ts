@@ -2,6 +2,7 @@ import { Faker, en } from '@faker-js/faker';
 import randexpModule from 'randexp';
 import { readCheck, type Atom, type CheckModel, type Comparison } from '../analysis/constraints.js';
 import type { Column, Relation } from '../catalog/types.js';
+import { textArrayLiteral } from '../sql.js';
 
 /** An end of a range of values, as PostgreSQL input text, compared in the column's type. */
 export interface RangeEnd {
@@ -488,16 +489,12 @@ export function scalarValue(faker: Faker, column: Column, rules: ColumnRules, co
   }
 }
 
-function arrayLiteral(items: (string | null)[]): string {
-  return `{${items.map((item) => (item === null ? 'NULL' : `"${item.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`)).join(',')}}`;
-}
-
 /** A value for a column of any supported type, arrays included. */
 export function columnValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string | null {
   if (!column.isArray || rules.mustBeNull) return scalarValue(faker, column, rules, context);
   const element: Column = { ...column, isArray: false, maxLength: null };
   const count = faker.number.int({ min: 1, max: 3 });
-  return arrayLiteral(Array.from({ length: count }, (_, index) => scalarValue(faker, element, { ...emptyRules(element), allowed: element.enumValues }, { ...context, serial: context.serial * 4 + index })));
+  return textArrayLiteral(Array.from({ length: count }, (_, index) => scalarValue(faker, element, { ...emptyRules(element), allowed: element.enumValues }, { ...context, serial: context.serial * 4 + index })));
 }
 
 /** The integer range a cast of the tenant id accepts, by type name. */

@@ -1,13 +1,44 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { foreignKeyClauses, keyColumnsMentioned, oneLine, prefixKeyList, relationsNamed, triggerEvents } from '../src/analysis/sql-text.js';
 import { textArrayItems } from '../src/analysis/classify.js';
-import { loadParser, scanTokens } from '../src/analysis/parse.js';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { byteToChar, loadParser, parseStatements, ParseError, scanTokens, statementSpans } from '../src/analysis/parse.js';
+import { FIXTURES } from './helpers.js';
 
 beforeAll(async () => {
   await loadParser();
 });
 
 describe('SQL text through the parser and lexer', () => {
+  it('splits a long script in chunks exactly as one parse of the whole script does', async () => {
+    const files = (await readdir(FIXTURES, { recursive: true })).filter((file) => file.endsWith('.sql')).sort();
+    // Every fixture, one after another: far more than one chunk, with function bodies, BEGIN ATOMIC, rules,
+    // dollar quotes, comments and non-ASCII text cut at every `;` that ends a line.
+    const script = (await Promise.all(files.map((file) => readFile(path.join(FIXTURES, file), 'utf8')))).join('\n');
+    expect(script.length).toBeGreaterThan(100_000);
+    const toChar = byteToChar(script);
+    const whole = parseStatements(script).map((raw) => {
+      const start = toChar(raw.stmt_location ?? 0);
+      return { start, end: raw.stmt_len ? toChar((raw.stmt_location ?? 0) + raw.stmt_len) : script.length, location: raw.stmt_location ?? 0 };
+    });
+    const spans = statementSpans(script);
+    expect(spans.map(({ start, end, raw }) => ({ start, end, location: raw.stmt_location ?? 0 }))).toEqual(whole);
+    expect(spans.every((span) => span.text === script.slice(span.start, span.end))).toBe(true);
+
+    // A body with a `;` on every line longer than a chunk, and an error at the end of a long script.
+    const body = Array.from({ length: 4000 }, (_, index) => `  perform ${index};`).join('\n');
+    const longFunction = `create function f() returns void language plpgsql as $$\nbegin\n${body}\nend;\n$$;\nselect 1;\n`;
+    expect(statementSpans(longFunction).map((span) => span.text.trim().slice(0, 15))).toEqual(['create function', 'select 1']);
+    const broken = `${'select 1;\n'.repeat(3000)}selec 2;\n`;
+    expect(() => statementSpans(broken)).toThrow(ParseError);
+    try {
+      statementSpans(broken);
+    } catch (error) {
+      expect(broken.slice((error as ParseError).position!).startsWith('selec 2')).toBe(true);
+    }
+  });
+
   it('puts pg_get_expr text on one line', () => {
     expect(oneLine(`( SELECT 1\n   FROM t\n  WHERE (a = ';'))`)).toBe(`(SELECT 1 FROM t WHERE (a = ';'))`);
   });

@@ -99,18 +99,58 @@ export interface StatementSpan {
   text: string;
 }
 
+/** Characters of a script parsed at once by statementSpans, at least. */
+const SCRIPT_CHUNK = 16_384;
+
+/** The offset just past the first `;` at or after `from` that ends a line, or the script's end. */
+function lineEndingSemicolon(sql: string, from: number): number {
+  for (let at = sql.indexOf(';', from); at >= 0; at = sql.indexOf(';', at + 1)) {
+    if (at + 1 === sql.length || sql[at + 1] === '\n' || sql[at + 1] === '\r') return at + 1;
+  }
+  return sql.length;
+}
+
 /**
  * Parse a script and give each statement its text: the parser reports byte offsets, and a length of 0 (or
  * none) for the last statement, which runs to the end. Throws ParseError.
+ *
+ * A long script is parsed in chunks of about SCRIPT_CHUNK characters that end with a `;` at the end of a
+ * line: the parser's output for a whole 100-table schema takes some 35 MB of WASM memory, which a process
+ * never gives back. A chunk that does not parse may end inside a string, comment, body or parenthesis, so it
+ * is extended to twice its length (to the next such `;`) and parsed again; only a chunk that runs to the script's end reports its
+ * error (which is then the script's own). Whatever parses cut there ends at a statement boundary.
  */
 export function statementSpans(sql: string): StatementSpan[] {
-  const toChar = byteToChar(sql);
-  return parseStatements(sql).map((raw) => {
-    const from = raw.stmt_location ?? 0;
-    const start = toChar(from);
-    const end = raw.stmt_len ? toChar(from + raw.stmt_len) : sql.length;
-    return { raw, start, end, text: sql.slice(start, end) };
-  });
+  const spans: StatementSpan[] = [];
+  for (let from = 0, bytesBefore = 0; from < sql.length; ) {
+    let end = lineEndingSemicolon(sql, Math.min(sql.length, from + SCRIPT_CHUNK));
+    let raws: RawStmt[];
+    for (;;) {
+      try {
+        raws = parseStatements(sql.slice(from, end));
+        break;
+      } catch (error) {
+        if (end < sql.length) {
+          // Twice as long each time: a function body with a `;` on every line costs a few parses, not one per line.
+          end = lineEndingSemicolon(sql, from + 2 * (end - from));
+          continue;
+        }
+        const failure = error as ParseError;
+        throw new ParseError(failure.message, failure.position === null ? null : failure.position + from);
+      }
+    }
+    const chunk = sql.slice(from, end);
+    const toChar = byteToChar(chunk);
+    for (const raw of raws) {
+      const location = raw.stmt_location ?? 0;
+      const start = from + toChar(location);
+      const stop = raw.stmt_len ? from + toChar(location + raw.stmt_len) : end;
+      spans.push({ raw: { ...raw, stmt_location: bytesBefore + location }, start, end: stop, text: sql.slice(start, stop) });
+    }
+    bytesBefore += Buffer.byteLength(chunk);
+    from = end;
+  }
+  return spans;
 }
 
 /** Control characters the scanner copies into its JSON unescaped (it escapes only tab, newline and return). */

@@ -118,7 +118,11 @@ export class Ledger {
     const bucket = this.buckets.get(relation)?.get(tenant);
     if (!bucket) return;
     if (index < bucket.full.length) Object.assign(bucket.full[index]!.values, values);
-    else bucket.columns.forEach((column, position) => column in values && (bucket.slim[position]![index - bucket.full.length] = values[column]!));
+    else {
+      bucket.columns.forEach((column, position) => {
+        if (column in values) bucket.slim[position]![index - bucket.full.length] = values[column]!;
+      });
+    }
     this.byKey.delete(relation);
   }
 

@@ -633,9 +633,11 @@ class Seeder {
       return running;
     }, true);
     if (!echoed.length) return result.rows;
+    // Per column of the relation: where its value was sent, or -1 when it came back.
+    const sentAt = relation.columns.map((column) => (echoed.includes(column) ? sent.get(column.name)! : -1));
     return result.rows.map((stored, index) => {
       const values: RawRow = {};
-      for (const column of relation.columns) values[column.name] = sent.has(column.name) && echoed.includes(column) ? rows[index]![sent.get(column.name)!] ?? null : stored[column.name] ?? null;
+      relation.columns.forEach((column, position) => (values[column.name] = sentAt[position]! >= 0 ? rows[index]![sentAt[position]!] ?? null : stored[column.name] ?? null));
       if ('rls audit tableoid' in stored) values['rls audit tableoid'] = stored['rls audit tableoid']!;
       return values;
     });

@@ -16,7 +16,7 @@ import { RULES } from './rules/registry.js';
 import type { Probe, ProbeContext, ProbeRecord } from './probes/types.js';
 import { REPORT_SCHEMA_VERSION, type RelationReport, type Report } from './report/model.js';
 import { parseScenario } from './scenario/load.js';
-import type { Scenario, ScenarioInput } from './scenario/schema.js';
+import { unseededEntry, type Scenario, type ScenarioInput } from './scenario/schema.js';
 import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-files.js';
 import { locateObjects, sourceRootUri } from './report/locate.js';
 import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
@@ -251,7 +251,7 @@ export function coverageGaps(seeded: SeedOutcome, scenario: Scenario): { relatio
   const grouped = new Map<string, { relation: string; tenants: string[]; reason: string; accepted: string | null; hint?: string }>();
   for (const gap of seeded.gaps) {
     const label = seeded.tenants.find((tenant) => tenant.id === gap.tenant)?.label ?? gap.tenant;
-    const accepted = scenario.unseeded.find((entry) => entry.relation === gap.relation || entry.relation === gap.relation.replace(/^public\./, ''));
+    const accepted = unseededEntry(scenario, gap.relation);
     const entry = grouped.get(gap.relation) ?? { relation: gap.relation, tenants: [], reason: gap.reason, accepted: accepted?.reason ?? null, ...(gap.hint ? { hint: gap.hint } : {}) };
     entry.tenants.push(label);
     grouped.set(gap.relation, entry);

@@ -1,7 +1,6 @@
 import { applyingPolicies, policyClause, settingsRead } from '../analysis/queries.js';
 import { viewAnalysis } from '../analysis/index.js';
-import { actsAsOwner, roleInfo } from '../catalog/roles.js';
-import { inheritedBy } from '../rules/privilege-helpers.js';
+import { actsAsOwner, policiesFor, roleInfo } from '../catalog/roles.js';
 import type { Policy, PolicyCommand, Relation } from '../catalog/types.js';
 import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
 import type { RelationPlan } from '../plan/tenancy.js';
@@ -39,16 +38,14 @@ function ownerExemption(context: ProbeContext, view: Relation): string | null {
 
 /** The policies for `command` on `relations` that apply to `role`, with `name on table (using ...)` to show. */
 function ownerPolicies(context: ProbeContext, role: string, relations: string[], command: Exclude<PolicyCommand, 'ALL'>): { policy: Policy; base: Relation; text: string }[] {
-  const roles = inheritedBy(context.catalog, role);
   return relations.flatMap((name) => {
     const base = context.catalog.relations.find((candidate) => candidate.qualified === name);
-    return (base?.policies ?? [])
-      .filter((policy) => (policy.command === 'ALL' || policy.command === command) && policy.roles.some((entry) => entry === 'public' || roles.has(entry)))
-      .map((policy) => ({
-        policy,
-        base: base!,
-        text: `${policy.name} on ${name} (${policy.permissive ? '' : 'restrictive, '}using ${policy.using ?? 'none'}${command !== 'SELECT' && command !== 'DELETE' ? `, with check ${policy.withCheck ?? policy.using ?? 'none'}` : ''})`,
-      }));
+    if (!base) return [];
+    return policiesFor(context.catalog, base, role, command).map((policy) => ({
+      policy,
+      base,
+      text: `${policy.name} on ${name} (${policy.permissive ? '' : 'restrictive, '}using ${policy.using ?? 'none'}${command !== 'SELECT' && command !== 'DELETE' ? `, with check ${policy.withCheck ?? policy.using ?? 'none'}` : ''})`,
+    }));
   });
 }
 

@@ -1,4 +1,4 @@
-import { actsAsOwner, inheritedRoles, policiesFor } from '../catalog/roles.js';
+import { actsAsOwner, policiesFor } from '../catalog/roles.js';
 import type { Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, relationIdent } from '../sql.js';
@@ -45,10 +45,7 @@ function causes(context: ProbeContext, role: ReachableRole, relations: string[])
     const relation = context.catalog.relations.find((candidate) => candidate.qualified === name)!;
     if (!relation.rlsForced && actsAsOwner(context.catalog, relation, role.name)) found.push(`${role.name} acts as owner (${relation.owner}) of ${name}, which does not force row-level security`);
     // Policies apply to a role and to the roles that inherit its privileges (not to members without INHERIT).
-    const inherited = inheritedRoles(context.catalog, context.plan.role);
-    const own = new Set(
-      relation.policies.filter((policy) => (policy.command === 'ALL' || policy.command === 'SELECT') && policy.roles.some((name) => name === 'public' || inherited.has(name))).map((policy) => policy.name),
-    );
+    const own = new Set(policiesFor(context.catalog, relation, context.plan.role, 'SELECT').map((policy) => policy.name));
     const wider = policiesFor(context.catalog, relation, role.name, 'SELECT').filter((policy) => !own.has(policy.name));
     if (wider.length) found.push(`polic${wider.length > 1 ? 'ies' : 'y'} ${wider.map((policy) => `${policy.name} on ${name} (to ${policy.roles.join(', ')}, using ${policy.using ?? 'true'})`).join(', ')} appl${wider.length > 1 ? 'y' : 'ies'} to ${role.name}`);
   }

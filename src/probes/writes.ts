@@ -13,6 +13,7 @@ import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
 import { inPart } from './schedule.js';
 import { describeRisk, SEQUENCE_HINT, writeRisk, type WriteEvent } from '../sequences.js';
+import { unseededEntry } from '../scenario/schema.js';
 import type { ProbeContext, ProbeOutcome } from './types.js';
 
 /**
@@ -164,7 +165,7 @@ export function sequenceSkip(context: ProbeContext, check: string | undefined, r
       error: `not run on this live database: ${event} would advance a sequence, which no rollback undoes (${cause})`,
     });
   }
-  if (!acceptedUnseeded(context, relation)) {
+  if (!unseededEntry(context.scenario, relation)) {
     context.inconclusive({
       relation,
       reason: `${relation} was not written on this live database: writing it would advance a sequence, which no rollback undoes (${cause}); what its write probes check was not proven`,
@@ -172,12 +173,6 @@ export function sequenceSkip(context: ProbeContext, check: string | undefined, r
     });
   }
   return true;
-}
-
-/** The scenario's `unseeded` entry for a relation: the relation may stay unaudited. */
-function acceptedUnseeded(context: ProbeContext, relation: string): boolean {
-  const unqualified = relation.startsWith('public.') ? relation.slice('public.'.length) : relation;
-  return context.scenario.unseeded.some((entry) => entry.relation === relation || entry.relation === unqualified);
 }
 
 function allWriteTargets(context: ProbeContext, privilege: Privilege, options: { tenantTable: boolean }): WriteTarget[] {

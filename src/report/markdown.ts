@@ -1,6 +1,6 @@
 import { objectLabel, type Finding } from '../findings.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
-import { SEVERITIES, type Severity } from '../severity.js';
+import { SEVERITIES, severityRank, worstSeverity, type Severity } from '../severity.js';
 import type { Report } from './model.js';
 import { baselineLine } from './console.js';
 
@@ -205,18 +205,12 @@ interface Piece {
   apply: (cut: Cut) => void;
 }
 
-const SEVERITY_ORDER = [...SEVERITIES];
-
 /** Findings least severe first; among equals the last in the report first (it is the least important there). */
 function leastSevereFirst(findings: readonly Finding[]): Finding[] {
   return findings
     .map((finding, index) => ({ finding, index }))
-    .sort((a, b) => SEVERITY_ORDER.indexOf(a.finding.severity) - SEVERITY_ORDER.indexOf(b.finding.severity) || b.index - a.index)
+    .sort((a, b) => severityRank(a.finding.severity) - severityRank(b.finding.severity) || b.index - a.index)
     .map(({ finding }) => finding);
-}
-
-function worstSeverity(findings: Finding[]): Severity {
-  return findings.reduce<Severity>((worst, finding) => (SEVERITY_ORDER.indexOf(finding.severity) > SEVERITY_ORDER.indexOf(worst) ? finding.severity : worst), 'info');
 }
 
 /**
@@ -226,8 +220,8 @@ function worstSeverity(findings: Finding[]): Severity {
  */
 function cuttablePieces(report: Report, model: IsolationMatrix | null): Piece[] {
   const size = (lines: string[]) => lines.reduce((sum, line) => sum + line.length + 1, 0);
-  const groups = [...fixGroups(report.findings)].map(([fix, sharing], index) => ({ fix, sharing, index, severity: worstSeverity(sharing) }));
-  groups.sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity) || b.index - a.index);
+  const groups = [...fixGroups(report.findings)].map(([fix, sharing], index) => ({ fix, sharing, index, severity: worstSeverity(sharing.map((finding) => finding.severity)) }));
+  groups.sort((a, b) => severityRank(a.severity) - severityRank(b.severity) || b.index - a.index);
   const pieces: Piece[] = groups.map(({ fix, sharing }) => ({ size: size(fixBlock(fix, sharing)), apply: (cut) => void cut.fixes.add(fix) }));
   const rows = model?.flagged ?? [];
   for (let shown = rows.length - 1; shown >= 0; shown--) pieces.push({ size: matrixRow(rows[shown]!).length + 1, apply: (cut) => void (cut.matrixRows = shown) });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { checkReadmeAnchor } from '../checks.js';
 import { fingerprintsOf, objectLabel, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
-import { severityRank, type Severity } from '../severity.js';
+import { worstSeverity, type Severity } from '../severity.js';
 import { findingLocation } from './locate.js';
 import { fenced } from './markdown.js';
 import type { Report } from './model.js';
@@ -86,10 +86,6 @@ function sarifLevel(severity: Severity): SarifLevel {
   return severity === 'medium' ? 'warning' : 'note';
 }
 
-function worst(severities: Severity[]): Severity {
-  return severities.reduce((max, severity) => (severityRank(severity) > severityRank(max) ? severity : max), 'info');
-}
-
 /** Where the README is published: the package's repository (or homepage) as an absolute URL, if package.json names one. */
 export interface SarifOptions {
   /** Absolute URL of the page that shows README.md (its check tables' anchors are appended); absent: a relative README.md link. */
@@ -170,7 +166,7 @@ function helpOf(id: string, check: CheckMeta | undefined, findings: Finding[], l
 function ruleOf(id: string, check: CheckMeta | undefined, findings: Finding[], options: SarifOptions): SarifRule {
   // The rule's severity is that of its worst finding in this report: a rule finding refuted by the probes
   // (lowered to info) or a check's milder variant must not show up in a dashboard at the check's maximum.
-  const severity = worst(findings.map((finding) => finding.severity));
+  const severity = worstSeverity(findings.map((finding) => finding.severity));
   const anchor = checkReadmeAnchor(check ?? { source: 'rule' });
   const uri = options.readmeUrl ? `${options.readmeUrl}#${anchor}` : undefined;
   const section = check?.source === 'probe' ? 'Probes' : 'Rules';

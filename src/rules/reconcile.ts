@@ -1,6 +1,6 @@
 import { linkedFinding, objectSubject, sameObject, type Finding, type FindingObject } from '../findings.js';
 import type { ProbeRecord } from '../probes/types.js';
-import { severityRank, type Severity } from '../severity.js';
+import { severityRank, worstSeverity } from '../severity.js';
 import type { Rule } from './types.js';
 
 /**
@@ -68,17 +68,13 @@ export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], pro
     }
     merged.push({
       ...primary,
-      severity: worst([primary.severity, ...others.map((finding) => finding.severity)]),
+      severity: worstSeverity([primary.severity, ...others.map((finding) => finding.severity)]),
       ...(proofs.length ? { confirmedBy: proofs.map(linkedFinding) } : {}),
       ...(related.length ? { related: related.map(linkedFinding) } : {}),
       ...(affected.length ? { affected } : {}),
     });
   }
   return merged;
-}
-
-function worst(severities: Severity[]): Severity {
-  return severities.reduce((max, severity) => (severityRank(severity) > severityRank(max) ? severity : max));
 }
 
 function worstOf(members: number[], findings: Finding[]): number {

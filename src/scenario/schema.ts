@@ -144,3 +144,9 @@ export type ScenarioInput = z.input<typeof scenarioSchema>;
 export type Acceptance = z.output<typeof acceptanceSchema>;
 export type NamedQuery = z.output<typeof namedQuerySchema>;
 export type Unseeded = z.output<typeof unseededSchema>;
+
+/** The scenario's `unseeded` entry for a relation (named qualified, or bare in public), if it has one. */
+export function unseededEntry(scenario: Pick<Scenario, 'unseeded'>, relation: string): Unseeded | undefined {
+  const unqualified = relation.startsWith('public.') ? relation.slice('public.'.length) : relation;
+  return scenario.unseeded.find((entry) => entry.relation === relation || entry.relation === unqualified);
+}

@@ -6,7 +6,8 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, literal } from '../sql.js';
 import { actorOf, attribute, contextSetter, describeContext, runAs, sourcesOf } from './context.js';
 import { contextStatementOf } from '../seed/actors.js';
-import { plural, readTargets, shownStatement } from './targets.js';
+import { plural } from '../text.js';
+import { readTargets, shownStatement } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
 
 interface SideObservation {

@@ -8,7 +8,7 @@ import type { RawRow } from '../session.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { actorOf, attribute, contextSetter, describeContext, maskRow, setContext, sourcesOf } from './context.js';
 import { OwnRowBuilder, CONFLICT_CODES } from './own-row.js';
-import { plural } from './targets.js';
+import { plural } from '../text.js';
 import { sequenceSkip } from './writes.js';
 import { defineProbe, type ProbeContext } from './types.js';
 

@@ -9,7 +9,7 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
-import { plural } from './targets.js';
+import { plural } from '../text.js';
 import { defineProbe, type ProbeContext } from './types.js';
 
 const TENANT_ARGUMENT = /(^|_)(tenant|org|organi[sz]ation|account|workspace|team|company|customer|client)(_?id)?$/i;

@@ -3,7 +3,8 @@ import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
-import { expectedOwnRows, isIndirect, mayHideTenantRows, plural, readTargets, shownStatement, type ReadTarget } from './targets.js';
+import { plural } from '../text.js';
+import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
 
 /** What one actor saw on one relation: rows by tenant, before deciding which tenants it had to see in full. */

@@ -1,7 +1,8 @@
 import { relationObject, type Finding } from '../findings.js';
 import { attribute, contextLabel, describeContext, maskRow, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from './context.js';
 import { diagnoseReadLeak, missingContextFix } from './diagnose.js';
-import { plural, readTargets, shownStatement } from './targets.js';
+import { plural } from '../text.js';
+import { readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';
 import { settingCasts } from '../seed/casts.js';
 import { tenantIdType } from '../seed/values.js';

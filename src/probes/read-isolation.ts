@@ -2,7 +2,8 @@ import { relationObject, type Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
-import { expectedOwnRows, isIndirect, mayHideTenantRows, plural, readTargets, shownStatement } from './targets.js';
+import { plural } from '../text.js';
+import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';
 
 export const readIsolation = defineProbe({

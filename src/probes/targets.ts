@@ -76,6 +76,3 @@ export function shownStatement(statement: string): string {
   return statement.replace(/ limit \d+$/, '');
 }
 
-export function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
-}

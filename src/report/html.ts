@@ -1,4 +1,5 @@
 import { checksOf, objectLabel, objectSubject, type Finding, type FindingObject, type SampleRow } from '../findings.js';
+import { plural } from '../text.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import { atLeast, type Severity } from '../severity.js';
 import type { RelationReport, Report } from './model.js';
@@ -182,10 +183,6 @@ function formatMs(ms: number): string {
 
 function title(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
-}
-
-function plural(count: number, one: string, many = `${one}s`): string {
-  return `${count} ${count === 1 ? one : many}`;
 }
 
 /** Outcome counts, worst first, as `2 leak · 10 pass`. */

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { byteToChar, parseStatements, scanTokens, type RawStmt } from '../analysis/parse.js';
+import { parseStatements, scanTokens, statementSpans, type RawStmt, type StatementSpan } from '../analysis/parse.js';
 import { objectLabel, objectSubject, type Finding } from '../findings.js';
 import type { SchemaFile } from '../schema-files.js';
 
@@ -256,22 +256,18 @@ function recordStatement(statement: Tree, at: SourceLocation, schema: string, cr
 function createdObjects(files: SchemaFile[], relative: (file: string) => string): Created {
   const created: Created = { objects: new Map(), functions: [] };
   for (const { file, sql } of files) {
-    let statements: RawStmt[];
+    let statements: StatementSpan[];
     try {
-      statements = parseStatements(sql);
+      statements = statementSpans(sql);
     } catch {
       // The server ran the file; if this parser cannot read it, its objects fall back to the first line.
       continue;
     }
-    const toChar = byteToChar(sql);
     const position = lineColumns(sql);
     let schema = 'public';
-    for (const raw of statements) {
+    for (const { raw, start, end } of statements) {
       const statement = asTree(raw.stmt);
       if (!statement) continue;
-      const startByte = raw.stmt_location ?? 0;
-      const start = toChar(startByte);
-      const end = raw.stmt_len ? toChar(startByte + raw.stmt_len) : sql.length;
       const from = position(start);
       const to = position(Math.max(start, end));
       const at: SourceLocation = { file: relative(file), line: from.line, column: from.column, endLine: to.line, endColumn: to.column };

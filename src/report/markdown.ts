@@ -1,4 +1,5 @@
 import { objectLabel, type Finding } from '../findings.js';
+import { plural } from '../text.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import { SEVERITIES, severityRank, worstSeverity, type Severity } from '../severity.js';
 import type { Report } from './model.js';
@@ -43,10 +44,6 @@ export function fenced(code: string, language: string): string {
   return `${fence}${language}\n${code.replace(CONTROL, '').replace(/\r\n?/g, '\n')}\n${fence}`;
 }
 
-function plural(count: number, word: string): string {
-  return `${count} ${word}${count === 1 ? '' : 's'}`;
-}
-
 function status(finding: Finding): string {
   if (!finding.accepted) return '';
   return finding.accepted.expired ? ' (acceptance expired)' : ' (accepted)';
@@ -61,7 +58,7 @@ function findingsTable(findings: Finding[]): string[] {
 }
 
 /** The findings that share each fix (one cause, several checks), in report order. */
-function fixGroups(findings: Finding[]): Map<string, Finding[]> {
+export function fixGroups(findings: readonly Finding[]): Map<string, Finding[]> {
   const byFix = new Map<string, Finding[]>();
   for (const finding of findings) {
     const sharing = byFix.get(finding.fix);

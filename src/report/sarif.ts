@@ -3,7 +3,7 @@ import { checkReadmeAnchor } from '../checks.js';
 import { fingerprintsOf, objectLabel, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
 import { worstSeverity, type Severity } from '../severity.js';
 import { findingLocation } from './locate.js';
-import { fenced } from './markdown.js';
+import { fenced, fixGroups } from './markdown.js';
 import type { Report } from './model.js';
 
 /**
@@ -134,11 +134,10 @@ function inlineCode(value: string): string {
  * matters, an example, the fixes of this run's findings (SQL, per object), and the check's README section.
  */
 function helpOf(id: string, check: CheckMeta | undefined, findings: Finding[], link: { uri?: string; markdown: string; text: string }): SarifRule['help'] {
-  const byFix = new Map<string, string[]>();
-  for (const finding of findings) byFix.set(finding.fix, [...(byFix.get(finding.fix) ?? []), objectLabel(finding.object)]);
-  const fixes = [...byFix].slice(0, HELP_FIXES);
+  const byFix = fixGroups(findings);
+  const fixes = [...byFix].slice(0, HELP_FIXES).map(([fix, sharing]) => [fix, sharing.map((finding) => objectLabel(finding.object))] as const);
   const more = byFix.size - fixes.length;
-  const objects = (labels: string[]) => [...new Set(labels)];
+  const objects = (labels: readonly string[]) => [...new Set(labels)];
   const text = [
     check ? `${check.title}: ${check.summary} (${id}, ${SOURCE_WORDS[check.source]}; up to ${check.severity}.)` : `${id}: a check this version of rls-audit does not describe.`,
     ...(check ? ['', check.explanation, '', `Example: ${check.example}`] : []),

@@ -6,7 +6,7 @@ import type { AuditSession } from '../session.js';
 import { ident, relationIdent } from '../sql.js';
 import type { Ledger, Tenant } from './ledger.js';
 import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
-import { isSequenceBacked } from './seed.js';
+import { isSequenceBacked, KEY_LIMITS } from './seed.js';
 
 /** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */
 export interface Actor {
@@ -48,11 +48,10 @@ export function contextStatementOf(plan: TenancyPlan, actor: Actor, tenantId?: s
  * nextval() (which a rollback does not undo) on a database that is not ours; the seeder takes the top.
  */
 function middleKey(column: Column, serial: { next: number }): string | null {
-  const middle: Record<string, bigint> = { int2: 16_383n, int4: 1_073_741_823n, int8: 4_611_686_018_427_387_903n };
-  const base = middle[column.baseType];
-  if (base === undefined) return null;
+  const limit = KEY_LIMITS[column.baseType];
+  if (limit === undefined) return null;
   serial.next += 1;
-  return String(base - BigInt(serial.next));
+  return String(limit / 2n - BigInt(serial.next));
 }
 
 async function insertRow(session: AuditSession, relation: Relation, given: Record<string, string | null>, ledger: Ledger, serial: { next: number }, seed: number, explicitKeys: boolean): Promise<Record<string, string | null>> {

@@ -69,6 +69,9 @@ export interface SeedOutcome {
  */
 const ECHOED_TYPES = new Set(['text', 'varchar', 'int2', 'int4', 'int8']);
 
+/** The largest value of each integer type a sequence-backed key can have: keys the audit gives count down from there. */
+export const KEY_LIMITS: Readonly<Record<string, bigint>> = { int2: 32_767n, int4: 2_147_483_647n, int8: 9_223_372_036_854_775_807n };
+
 /** Rows one seeding statement carries at most when it seeds several tenants at once. */
 const BATCH_ROWS = 5000;
 
@@ -567,8 +570,7 @@ class Seeder {
    * audit), and for rows that must reference themselves.
    */
   private highKey(column: Column): string | null {
-    const top: Record<string, bigint> = { int2: 32_767n, int4: 2_147_483_647n, int8: 9_223_372_036_854_775_807n };
-    const limit = top[column.baseType];
+    const limit = KEY_LIMITS[column.baseType];
     if (limit === undefined) return null;
     this.keysTaken += 1n;
     return String(limit - this.keysTaken);

@@ -273,20 +273,20 @@ function coverageNotes(seeded: SeedOutcome, scenario: Scenario): string[] {
  * is tried on the same seeded data, and the first under which every tenant sees its own rows is kept. What
  * was chosen and why goes into the notes; the precheck's reasons for the context kept are returned.
  */
-async function confirmContext(context: ProbeContext, prepared: Prepared, log: (line: string) => void): Promise<InconclusiveReason[]> {
+async function confirmContext(context: ProbeContext, prepared: Prepared, log: (line: string) => void, sessions: AuditSession[]): Promise<InconclusiveReason[]> {
   const planned = context.plan;
-  const first = await ownRowsPrecheck(context);
+  const first = await ownRowsPrecheck(context, { sessions });
   if (!first.blindEverywhere || !planned.contextAlternatives.length) return first.reasons;
   for (const alternative of planned.contextAlternatives) {
     const candidate: TenancyPlan = { ...planned, setting: alternative.setting, contextSql: alternative.contextSql, contextParameters: alternative.contextParameters, contextAlternatives: [] };
     context.plan = candidate;
-    const trial = await ownRowsPrecheck(context, { writes: false });
+    const trial = await ownRowsPrecheck(context, { writes: false, sessions });
     if (!trial.reasons.length) {
       const note = `context: ${alternative.setting} chosen on seeded data: every tenant sees its own rows on the ${trial.checked} tenant-owned table(s) checked; under ${planned.setting} no tenant saw any`;
       candidate.notes = [...planned.notes, note];
       prepared.plan = candidate;
       log(note);
-      return (await ownRowsPrecheck(context)).reasons;
+      return (await ownRowsPrecheck(context, { sessions })).reasons;
     }
   }
   context.plan = planned;
@@ -500,19 +500,20 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       inconclusive: (reason) => inconclusive.add(reason),
     };
     context.neverSet = await snapshotNeverSet(context, readTargets(context, (relation) => sourcesOf(context, relation)).map((target) => target.statement));
-    await checkContextSql(session, plan);
-    for (const reason of await confirmContext(context, prepared, log)) inconclusive.add(reason);
-    // On a cluster that belongs to this run, the seed is committed and the probes run over `jobs` connections,
-    // each probe in its own rolled-back savepoint; anywhere else, on the audit's one rolled-back transaction.
+    // On a cluster that belongs to this run, the seed is committed and the precheck and the probes run over
+    // `jobs` connections, each probe in its own rolled-back savepoint; anywhere else, on the audit's one
+    // rolled-back transaction.
     const ownCluster = target.disposable && !options.target;
     const jobs = ownCluster ? scenario.jobs : 1;
     if (ownCluster) await session.commit();
     const shard = scenario.shard ? parseShard(scenario.shard) : null;
-    const units = planUnits(PROBES, shard, jobs);
     const workers: AuditSession[] = [];
     let run: ProbeRun;
     try {
       for (let job = 1; job < jobs; job += 1) workers.push(await AuditSession.open(target.connectionString, { bounds: DEFAULT_BOUNDS }));
+      await checkContextSql(session, plan);
+      for (const reason of await confirmContext(context, prepared, log, [session, ...workers])) inconclusive.add(reason);
+      const units = planUnits(PROBES, shard, jobs);
       progress({ phase: 'probes', completed: 0, total: units.length });
       run = await runPlan(context, units, [session, ...workers], runProbe, (completed, total, probe) => progress({ phase: 'probes', completed, total, step: probe }));
     } finally {

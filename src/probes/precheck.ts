@@ -1,7 +1,10 @@
 import type { Relation } from '../catalog/types.js';
 import { inheritedBy } from '../rules/privilege-helpers.js';
 import type { InconclusiveReason } from '../verdict.js';
-import { attribute, runAs, sourcesOf } from './context.js';
+import type { AuditSession } from '../session.js';
+import { runAs, sourcesOf } from './context.js';
+import { readAsTenant } from './read-isolation.js';
+import { mapOver } from './schedule.js';
 import { OwnRowBuilder } from './own-row.js';
 import { expectedOwnRows, readTargets, shownStatement } from './targets.js';
 import type { ProbeContext } from './types.js';
@@ -25,40 +28,38 @@ function deniesEveryRow(context: ProbeContext, relation: Relation, command: 'SEL
  * run is inconclusive for that relation. `blindEverywhere` when no tenant sees its own rows on any table
  * checked (the context sets nothing the policies read): then another candidate context is worth trying.
  */
-export async function ownRowsPrecheck(context: ProbeContext, options: { writes?: boolean } = {}): Promise<{ reasons: InconclusiveReason[]; blindEverywhere: boolean; checked: number }> {
-  const failures: { relation: string; statement: string; detail: string }[] = [];
-  // Views count only where nothing else can be read (PostgREST's API schema over a private one): a view may
-  // filter its rows (`where not archived`), so one tenant seeing none of its rows there proves little alone.
-  const viewFailures: typeof failures = [];
-  let checked = 0;
-  let viewsChecked = 0;
-  for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
-    const { relation, relationPlan, statement } = target;
+export async function ownRowsPrecheck(context: ProbeContext, options: { writes?: boolean; sessions?: readonly AuditSession[] } = {}): Promise<{ reasons: InconclusiveReason[]; blindEverywhere: boolean; checked: number }> {
+  const sessions = options.sessions ?? [context.session];
+  const chosen = readTargets(context, (relation) => sourcesOf(context, relation)).flatMap((target) => {
+    const { relation } = target;
     const table = relation.kind === 'table' || relation.kind === 'partitioned-table';
-    if (!target.reliable || relation.partitionOf || (!table && relation.kind !== 'view')) continue;
-    if (table && deniesEveryRow(context, relation, 'SELECT')) continue;
-    const expectedOf = (tenant: (typeof context.tenants)[number]) =>
-      table ? (expectedOwnRows(context, relation.qualified, tenant) ?? 0) : target.sources.reduce((sum, source) => sum + context.ledger.count(source, tenant.id), 0);
-    if (!context.tenants.some((tenant) => expectedOf(tenant) > 0)) continue;
-    if (table) checked += 1;
-    else viewsChecked += 1;
+    if (!target.reliable || relation.partitionOf || (!table && relation.kind !== 'view')) return [];
+    if (table && deniesEveryRow(context, relation, 'SELECT')) return [];
+    const expected = new Map(context.tenants.map((tenant) => [tenant.id, table ? (expectedOwnRows(context, relation.qualified, tenant) ?? 0) : target.sources.reduce((sum, source) => sum + context.ledger.count(source, tenant.id), 0)]));
+    return [...expected.values()].some((count) => count > 0) ? [{ target, table, expected }] : [];
+  });
+  // The reads are kept for read-isolation, which would run the same statements under the same contexts.
+  const blinds = await mapOver(sessions, chosen, async (session, { target, table, expected }) => {
     const blind: string[] = [];
     for (const tenant of context.tenants) {
-      const expected = expectedOf(tenant);
-      if (!expected) continue;
-      const result = await runAs(context, { kind: 'tenant', tenant }, statement);
-      if (result.error) {
-        blind.push(`${tenant.label}: error ${result.error.message}`);
-        continue;
-      }
-      const own = result.rows.filter((row) => {
-        const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
-        return owner.kind === 'tenant' && owner.tenant.id === tenant.id;
-      }).length;
-      if (!own) blind.push(`${tenant.label} sees 0 of its ${expected} rows${table ? '' : ' in the tables the view reads'}`);
+      const count = expected.get(tenant.id)!;
+      if (!count) continue;
+      const read = await readAsTenant({ ...context, session }, target, tenant, true);
+      if (read.error !== undefined) blind.push(`${tenant.label}: error ${read.error}`);
+      else if (!read.own) blind.push(`${tenant.label} sees 0 of its ${count} rows${table ? '' : ' in the tables the view reads'}`);
     }
-    if (blind.length) (table ? failures : viewFailures).push({ relation: relation.qualified, statement: shownStatement(statement), detail: blind.join('; ') });
-  }
+    return blind;
+  });
+  // Views count only where nothing else can be read (PostgREST's API schema over a private one): a view may
+  // filter its rows (`where not archived`), so one tenant seeing none of its rows there proves little alone.
+  const failures: { relation: string; statement: string; detail: string }[] = [];
+  const viewFailures: typeof failures = [];
+  chosen.forEach(({ target, table }, index) => {
+    const blind = blinds[index]!;
+    if (blind.length) (table ? failures : viewFailures).push({ relation: target.relation.qualified, statement: shownStatement(target.statement), detail: blind.join('; ') });
+  });
+  const checked = chosen.filter((entry) => entry.table).length;
+  const viewsChecked = chosen.length - checked;
   const everywhere = checked > 1 && failures.length === checked ? { failed: failures, count: checked, what: 'tenant-owned tables' } : !checked && viewsChecked > 0 && viewFailures.length === viewsChecked ? { failed: viewFailures, count: viewsChecked, what: 'views over tenant-owned tables (the only relations the role may read)' } : null;
   if (everywhere) {
     // The context itself is wrong: one reason, not one per relation.
@@ -77,25 +78,28 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
     reason: `${failure.statement} as ${context.plan.role} after \`${context.plan.contextSql}\`: ${failure.detail}; the probes on ${failure.relation} proved nothing`,
     hint: `check the policies on ${failure.relation} for the current tenant, or give the tenant column with --tenant-column if ${failure.relation} is planned wrong`,
   }));
-  if (options.writes ?? true) reasons.push(...(await ownInsertCheck(context)));
+  if (options.writes ?? true) reasons.push(...(await ownInsertCheck(context, sessions)));
   return { reasons, blindEverywhere: checked > 0 && failures.length === checked, checked };
 }
 
 /** Where the role may INSERT, each tenant must be able to insert a row of its own (rolled back). */
-async function ownInsertCheck(context: ProbeContext): Promise<InconclusiveReason[]> {
+async function ownInsertCheck(context: ProbeContext, sessions: readonly AuditSession[]): Promise<InconclusiveReason[]> {
   const builder = new OwnRowBuilder(context);
-  const reasons: InconclusiveReason[] = [];
   const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
   const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
-  for (const relationPlan of context.plan.relations) {
-    if (relationPlan.tenancy !== 'direct' && relationPlan.tenancy !== 'fk-path') continue;
+  const tenant = context.tenants[0]!;
+  const rows = context.plan.relations.flatMap((relationPlan) => {
+    if (relationPlan.tenancy !== 'direct' && relationPlan.tenancy !== 'fk-path') return [];
     const relation = byName.get(relationPlan.relation)!;
-    if (relation.kind !== 'table' || relation.partitionOf || !context.access.get(relation.qualified)?.insert) continue;
-    if (seeding.get(relation.qualified)?.status !== 'seeded' || deniesEveryRow(context, relation, 'INSERT')) continue;
-    const tenant = context.tenants[0]!;
+    if (relation.kind !== 'table' || relation.partitionOf || !context.access.get(relation.qualified)?.insert) return [];
+    if (seeding.get(relation.qualified)?.status !== 'seeded' || deniesEveryRow(context, relation, 'INSERT')) return [];
     const row = builder.ownRow(relation, relationPlan, tenant);
-    if (!row) continue;
-    const result = await runAs(context, { kind: 'tenant', tenant }, row.sql, row.params);
+    return row ? [{ relation, row }] : [];
+  });
+  const results = await mapOver(sessions, rows, (session, { row }) => runAs({ ...context, session }, { kind: 'tenant', tenant }, row.sql, row.params));
+  const reasons: InconclusiveReason[] = [];
+  rows.forEach(({ relation }, index) => {
+    const result = results[index]!;
     // Only row-level security refusing a tenant's own row says the context is wrong; other errors (a
     // constraint the builder could not satisfy) are about the row, not the context.
     if (result.error?.code === '42501' && /row-level security/.test(result.error.message)) {
@@ -105,6 +109,6 @@ async function ownInsertCheck(context: ProbeContext): Promise<InconclusiveReason
         hint: `check the WITH CHECK of the INSERT policies on ${relation.qualified}, or the context (--setting, --context-sql, --preset)`,
       });
     }
-  }
+  });
   return reasons;
 }

@@ -1,10 +1,64 @@
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding, type SampleRow } from '../findings.js';
+import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { plural } from '../text.js';
-import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement } from './targets.js';
-import { defineProbe } from './types.js';
+import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
+import { defineProbe, type ProbeContext } from './types.js';
+
+/** One tenant's read of a relation, attributed: its rows, its own, other tenants' by id, samples of those. */
+export interface TenantRead {
+  error?: string;
+  rows: number;
+  own: number;
+  /** Rows of other tenants by tenant id (or the value found, for a tenant that was not seeded). */
+  foreign: Map<string, number>;
+  samples: SampleRow[];
+}
+
+/**
+ * Reads made before the probes (the own-rows precheck), for the plan they were made under, by statement and
+ * tenant: read-isolation takes them instead of running the same statement under the same context again.
+ * The seed does not change in between (every probe is rolled back).
+ */
+const earlier = new WeakMap<TenancyPlan, Map<string, TenantRead>>();
+
+/**
+ * Run a read target's statement as `tenant` and attribute every row (tenant column, seeded key, canary).
+ * `keepForLater` keeps the result for read-isolation, which then does not run it again.
+ */
+export async function readAsTenant(context: ProbeContext, target: ReadTarget, tenant: Tenant, keepForLater = false): Promise<TenantRead> {
+  const key = `${target.statement}\0${tenant.id}`;
+  const kept = earlier.get(context.plan);
+  const done = kept?.get(key);
+  if (done) {
+    if (!keepForLater) kept!.delete(key);
+    return done;
+  }
+  const { relation, relationPlan, statement } = target;
+  const result = await runAs(context, { kind: 'tenant', tenant }, statement, [], { name: `rls_audit_read_${relation.oid}` });
+  const read: TenantRead = { rows: result.rows.length, own: 0, foreign: new Map(), samples: [] };
+  if (result.error) {
+    read.error = result.error.message;
+  } else {
+    const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
+    for (const row of result.rows) {
+      const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
+      if (owner.kind === 'tenant' && owner.tenant.id === tenant.id) read.own += 1;
+      else if (owner.kind === 'tenant' || owner.kind === 'other-tenant') {
+        const id = owner.kind === 'tenant' ? owner.tenant.id : owner.value;
+        read.foreign.set(id, (read.foreign.get(id) ?? 0) + 1);
+        if (read.samples.length < 3) read.samples.push(maskRow(row, keep, context.tenants));
+      }
+    }
+  }
+  if (keepForLater) {
+    if (!kept) earlier.set(context.plan, new Map([[key, read]]));
+    else kept.set(key, read);
+  }
+  return read;
+}
 
 export const readIsolation = defineProbe({
   meta: {
@@ -37,35 +91,23 @@ export const readIsolation = defineProbe({
     const findings: Finding[] = [];
     for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
       const { relation, relationPlan, statement } = target;
-      const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
-      const leaks: { tenant: Tenant; foreign: Map<string, number>; rows: number; samples: Record<string, string | null>[] }[] = [];
+      const leaks: { tenant: Tenant; foreign: Map<string, number>; rows: number; samples: SampleRow[] }[] = [];
       const hidden: { tenant: Tenant; expected: number; seen: number; error?: string }[] = [];
       for (const tenant of context.tenants) {
-        const result = await runAs(context, { kind: 'tenant', tenant }, statement, [], { name: `rls_audit_read_${relation.oid}` });
+        const read = await readAsTenant(context, target, tenant);
         const base = { check: this.meta.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: shownStatement(statement) };
-        if (result.error) {
-          context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: result.error.message });
-          hidden.push({ tenant, expected: expectedOwnRows(context, relation.qualified, tenant) ?? 0, seen: 0, error: result.error.message });
+        if (read.error !== undefined) {
+          context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: read.error });
+          hidden.push({ tenant, expected: expectedOwnRows(context, relation.qualified, tenant) ?? 0, seen: 0, error: read.error });
           continue;
         }
-        const foreign = new Map<string, number>();
-        const samples: Record<string, string | null>[] = [];
-        let own = 0;
-        for (const row of result.rows) {
-          const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
-          if (owner.kind === 'tenant' && owner.tenant.id === tenant.id) own += 1;
-          if ((owner.kind === 'tenant' && owner.tenant.id !== tenant.id) || owner.kind === 'other-tenant') {
-            const id = owner.kind === 'tenant' ? owner.tenant.id : owner.value;
-            foreign.set(id, (foreign.get(id) ?? 0) + 1);
-            if (samples.length < 3) samples.push(maskRow(row, keep, context.tenants));
-          }
-        }
+        const { foreign, own, samples } = read;
         const foreignRows = [...foreign.values()].reduce((sum, count) => sum + count, 0);
-        const expected = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery && !mayHideTenantRows(context, relation.qualified) ? expectedOwnRows(context, relation.qualified, tenant) : null;
+        const expected = target.reliable && read.rows <= context.scenario.maxRowsPerQuery && !mayHideTenantRows(context, relation.qualified) ? expectedOwnRows(context, relation.qualified, tenant) : null;
         const missing = expected === null ? 0 : Math.max(0, expected - own);
         const outcome = foreignRows ? 'leak' : !target.reliable ? 'unreliable' : missing ? 'hidden' : 'pass';
-        context.record({ ...base, outcome, rows: result.rows.length, foreignRows, missingOwnRows: missing });
-        if (foreignRows) leaks.push({ tenant, foreign, rows: result.rows.length, samples });
+        context.record({ ...base, outcome, rows: read.rows, foreignRows, missingOwnRows: missing });
+        if (foreignRows) leaks.push({ tenant, foreign, rows: read.rows, samples });
         if (missing) hidden.push({ tenant, expected: expected!, seen: own });
       }
       if (leaks.length) {

@@ -78,6 +78,29 @@ export function parseShard(text: string): Slice | null {
   return index >= 1 && count >= 1 && index <= count ? { index: index - 1, count } : null;
 }
 
+/**
+ * Work on `items` over the sessions, each session taking the next item when it is free; the results in the
+ * items' order. The first failure stops the others from taking more and is thrown.
+ */
+export async function mapOver<T, R>(sessions: readonly AuditSession[], items: readonly T[], work: (session: AuditSession, item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async (session: AuditSession) => {
+    while (!failed && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await work(session, items[index]!);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  await Promise.all(sessions.map(worker));
+  return results;
+}
+
 interface Unit {
   probe: Probe;
   part: PlanPart | null;

@@ -13,6 +13,12 @@ export interface QueryOutcome {
   rowCount: number;
 }
 
+/** A promise whose failure is read later (or never): it does not count as an unhandled rejection meanwhile. */
+export function pending<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
 /**
  * The audit's one connection and one transaction. Seeding and every probe happen inside it; probes each
  * run in a savepoint that is rolled back; the transaction itself is rolled back at the end, so a `url`
@@ -28,6 +34,10 @@ export class AuditSession {
   private expired: string | null = null;
   /** The server process of this connection, to cancel its statement. */
   private pid = 0;
+  /** The savepoint whose rollback has been sent while its outcomes are read (see rolledBack). */
+  private closing: string | null = null;
+  /** Statements sent with sendKept whose outcome has not come back (or, failed, not been undone) yet. */
+  private readonly unsettled = new Set<Promise<unknown>>();
 
   constructor(readonly client: pg.Client) {}
 
@@ -64,7 +74,7 @@ export class AuditSession {
     current_setting('transaction_read_only') as transaction_read_only, current_setting('session_replication_role') as session_replication_role`;
 
   static async open(connection: string, options: { bounds?: Bounds; readOnly?: boolean } = {}): Promise<AuditSession> {
-    const client = await connect(connection, options.bounds ?? DEFAULT_BOUNDS);
+    const client = await connect(connection, options.bounds ?? DEFAULT_BOUNDS, 'rls-audit', true);
     const session = new AuditSession(client);
     session.pid = Number((await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid);
     await client.query(options.readOnly ? 'begin read only' : 'begin');
@@ -76,18 +86,36 @@ export class AuditSession {
    * the seed becomes visible to the other connections that probe in parallel.
    */
   async commit(): Promise<void> {
+    await this.settled();
     await this.client.query('commit');
     await this.client.query('begin');
   }
 
   /** Roll the transaction back and begin another: releases every lock it held. */
   async restart(): Promise<void> {
+    await this.settled();
     await this.client.query('rollback');
     await this.client.query('begin');
   }
 
   async query(text: string, values: unknown[] = [], name?: string): Promise<QueryOutcome> {
+    if (this.unsettled.size) await this.settled();
+    return this.dispatch(text, values, name);
+  }
+
+  /**
+   * Wait until every statement sent with sendKept has answered and, where it failed, been undone: whatever
+   * is sent after that must not meet a transaction that one of them aborted. Everything but `send` (which
+   * pipelines on purpose) waits here first.
+   */
+  async settled(): Promise<void> {
+    while (this.unsettled.size) await Promise.allSettled([...this.unsettled]);
+  }
+
+  private async dispatch(text: string, values: unknown[], name?: string): Promise<QueryOutcome> {
     this.checkExpired();
+    // It would run after the rollback, outside the savepoint it belongs to.
+    if (this.closing) throw new Error(`internal error: ${text.slice(0, 100)} was sent after the rollback of savepoint ${this.closing}`);
     this.queries += 1;
     this.lastStatement = text;
     const result = await this.client.query({ text, values, types: RAW_TYPES, ...(name ? { name } : {}) });
@@ -107,6 +135,7 @@ export class AuditSession {
    */
   async userQuery(text: string, values: unknown[] = [], what = 'user SQL', /** Roles the SQL may switch to (a role per tenant). */ roles: string[] = []): Promise<QueryOutcome> {
     this.checkExpired();
+    await this.settled();
     const before = await this.state();
     this.queries += 1;
     const result = await this.client.query({ text, values, types: RAW_TYPES, queryMode: 'extended' } as pg.QueryConfig);
@@ -133,6 +162,7 @@ export class AuditSession {
    */
   async savepoint<T>(work: () => Promise<T>, keep = false, prelude: string[] = []): Promise<T> {
     this.checkExpired();
+    await this.settled();
     const name = `rls_audit_${++this.savepoints}`;
     const undo = `rollback to savepoint ${name}; release savepoint ${name}`;
     try {
@@ -151,6 +181,94 @@ export class AuditSession {
     }
   }
 
+  /**
+   * A statement sent now, without waiting for the answers to those sent before it (the connection
+   * pipelines); its outcome is read later. Read outcomes in the order sent: after a failure, the statements
+   * that follow it in the same transaction fail too ("current transaction is aborted").
+   */
+  send(text: string, values: unknown[] = [], name?: string): Promise<QueryOutcome> {
+    return pending(this.dispatch(text, values, name));
+  }
+
+  /**
+   * What is sent until this tick ends leaves in one write: on a local socket, a system call per statement
+   * was most of the audit's own time. The stream is uncorked on the next tick, before any wait for I/O.
+   */
+  private writeTogether(): void {
+    const stream = (this.client as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } }).connection?.stream;
+    if (!stream?.cork || !stream.uncork) return;
+    stream.cork();
+    process.nextTick(() => stream.uncork!());
+  }
+
+  /**
+   * Run work in a savepoint that is rolled back, pipelined. `issue` sends its statements (`send`) and returns
+   * how to read their outcomes; the savepoint with its prelude goes before them and the rollback after, all
+   * in one write, so that the whole costs one round trip. `issue` waits only where a statement must not be
+   * sent before an earlier one has answered (the application's own SQL, which is checked after it runs). If
+   * the savepoint or its prelude fails, that error is thrown; the rollback is always waited for.
+   */
+  async rolledBack<T>(issue: () => Promise<() => Promise<T>>, prelude: string[] = []): Promise<T> {
+    this.checkExpired();
+    await this.settled();
+    const name = `rls_audit_${++this.savepoints}`;
+    this.writeTogether();
+    const opened = this.client.query([`savepoint ${name}`, ...prelude].join('; '));
+    opened.catch(() => undefined);
+    let settle: (() => Promise<T>) | null = null;
+    let failure: { error: unknown } | null = null;
+    try {
+      settle = await issue();
+    } catch (error) {
+      failure = { error };
+    }
+    const undone = this.client.query(`rollback to savepoint ${name}; release savepoint ${name}`);
+    undone.catch(() => undefined);
+    this.closing = name;
+    try {
+      await opened;
+      if (failure) throw failure.error;
+      return await settle!();
+    } finally {
+      this.closing = null;
+      await undone;
+    }
+  }
+
+  /**
+   * Send `text` in a savepoint that is kept when it succeeds, without waiting: savepoint, statement and
+   * release go out together, behind whatever was sent before. The returned reader gives the outcome; when
+   * the statement failed, it first rolls back to the savepoint, so whatever is sent after the failure is
+   * seen runs as if the statement had never been sent. When the savepoint itself could not be taken (a
+   * statement sent before it failed and aborted the transaction), the statement never ran: the reader
+   * throws that error (25P02) and undoes nothing.
+   */
+  sendKept(text: string, values: unknown[] = []): () => Promise<QueryOutcome> {
+    this.checkExpired();
+    const name = `rls_audit_${++this.savepoints}`;
+    this.writeTogether();
+    const opened = pending(this.client.query(`savepoint ${name}`));
+    const outcome = this.send(text, values);
+    const released = pending(this.client.query(`release savepoint ${name}`));
+    const settled = pending(
+      (async () => {
+        await opened;
+        try {
+          const result = await outcome;
+          await released;
+          return result;
+        } catch (error) {
+          await this.client.query(`rollback to savepoint ${name}; release savepoint ${name}`);
+          throw error;
+        }
+      })(),
+    );
+    this.unsettled.add(settled);
+    const done = () => this.unsettled.delete(settled);
+    settled.then(done, done);
+    return () => settled;
+  }
+
   /** `set local role`, for a savepoint's prelude. */
   roleStatement(role: string): string {
     return `set local role ${ident(role)}`;
@@ -162,6 +280,7 @@ export class AuditSession {
   }
 
   async end(): Promise<void> {
+    await this.settled();
     try {
       await this.client.query('rollback');
     } finally {

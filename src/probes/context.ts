@@ -5,7 +5,7 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import { roleNameOf } from '../plan/actors.js';
 import { contextStatementOf, contextValuesOf, type Actor } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
-import type { RawRow } from '../session.js';
+import { pending, type QueryOutcome, type RawRow } from '../session.js';
 import { ident, inlineParameters, literal } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
@@ -58,15 +58,23 @@ export function contextValues(context: ProbeContext, actor: Actor, tenantId: str
 
 /**
  * Set `actor`'s context as the application does. The application's SQL (`contextSql` in the scenario) goes
- * through userQuery, which proves after every run that it left the transaction alone; the audit's own setter
- * (a discovered setting, a preset's claims) is a prepared statement reused on the connection, named after
- * its text (discovery may switch to another); a role per tenant is the audit's own `set local role`.
+ * through userQuery, which proves after every run that it left the transaction alone: nothing may be sent
+ * before it has answered (`mustWait`). The audit's own setter (a discovered setting, a preset's claims) is
+ * a prepared statement reused on the connection, named after its text (discovery may switch to another); a
+ * role per tenant is the audit's own `set local role`. Both are only sent: their outcome is read later.
  */
-export async function setContext(context: ProbeContext, actor: Actor, tenantId?: string | null): Promise<void> {
+export function sendContext(context: ProbeContext, actor: Actor, tenantId?: string | null): { outcome: Promise<unknown>; mustWait: boolean } {
+  const { session } = context;
   const statement = contextStatementOf(context.plan, actor, tenantId);
-  if (!statement.userSql) await context.session.query(statement.text);
-  else if (context.scenario.contextSql !== undefined) await context.session.userQuery(statement.text, statement.values, 'the context SQL', actor.role ? [actor.role] : []);
-  else await context.session.query(statement.text, statement.values, `rls_audit_set_context_${textHash(statement.text)}`);
+  if (!statement.userSql) return { outcome: session.send(statement.text), mustWait: false };
+  if (context.scenario.contextSql !== undefined) {
+    return { outcome: pending(session.userQuery(statement.text, statement.values, 'the context SQL', actor.role ? [actor.role] : [])), mustWait: true };
+  }
+  return { outcome: session.send(statement.text, statement.values, `rls_audit_set_context_${textHash(statement.text)}`), mustWait: false };
+}
+
+export async function setContext(context: ProbeContext, actor: Actor, tenantId?: string | null): Promise<void> {
+  await sendContext(context, actor, tenantId).outcome;
 }
 
 function textHash(text: string): string {
@@ -175,39 +183,63 @@ export async function runAs(
     const snapshot = context.neverSet?.get(statement);
     if (snapshot) return snapshot;
   }
-  return session.savepoint(
-    async () => {
+  const actor = state.kind === 'tenant' ? actorOf(context, state.tenant) : state.kind === 'actor' ? state.actor : state.kind === 'unknown-tenant' ? unknownActor(context, state.id) : null;
+  // Everything is sent at once and read afterwards (one round trip), except the application's own SQL.
+  return session.rolledBack(async () => {
+    let set: Promise<unknown> | null = null;
+    if (state.kind === 'empty') {
+      // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
       try {
-        if (state.kind === 'tenant') {
-          await setContext(context, actorOf(context, state.tenant));
-        } else if (state.kind === 'actor') {
-          await setContext(context, state.actor);
-        } else if (state.kind === 'unknown-tenant') {
-          await setContext(context, unknownActor(context, state.id), state.id);
-        } else if (state.kind === 'empty') {
-          // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
-          await session.savepoint(() => setContext(context, actorOf(context, context.tenants[0]!)));
-        }
+        await session.savepoint(() => setContext(context, actorOf(context, context.tenants[0]!)));
       } catch (error) {
-        // The context SQL broke out of the audit's transaction: the audit stops (see AuditSession.userQuery).
-        if (error instanceof AuditError) throw error;
-        const failure = error as { message?: string; code?: string };
-        return { rows: [], rowCount: 0, error: { message: `the context SQL failed: ${failure.message ?? String(error)}`, code: failure.code }, contextFailed: true };
+        return async () => contextFailure(error);
       }
-      if (options.before?.length) await session.query(options.before.join('; '));
+    } else if (actor) {
+      const sent = sendContext(context, actor, state.kind === 'unknown-tenant' ? state.id : undefined);
+      set = sent.outcome;
+      if (sent.mustWait) {
+        try {
+          await set;
+        } catch (error) {
+          return async () => contextFailure(error);
+        }
+      }
+    }
+    const before = options.before?.length ? session.send(options.before.join('; ')) : null;
+    const settle = async (result: Promise<QueryOutcome>): Promise<RunResult> => {
+      if (set) {
+        try {
+          await set;
+        } catch (error) {
+          return contextFailure(error);
+        }
+      }
+      await before;
       // No savepoint of its own: an error aborts only this savepoint, which is rolled back anyway.
       try {
-        const result = options.userSql ? await session.userQuery(statement, params, options.userSql) : await session.query(statement, params, options.name);
-        return { rows: result.rows, rowCount: result.rowCount };
+        const { rows, rowCount } = await result;
+        return { rows, rowCount };
       } catch (error) {
         if (error instanceof AuditError) throw error;
         const failure = error as { message?: string; code?: string };
         return { rows: [], rowCount: 0, error: { message: failure.message ?? String(error), code: failure.code } };
       }
-    },
-    false,
-    [session.roleStatement(state.kind === 'anonymous' ? state.role : plan.role)],
-  );
+    };
+    if (options.userSql) {
+      // The application's statement is checked after it runs: nothing is sent behind it before that.
+      const outcome = await settle(pending(session.userQuery(statement, params, options.userSql)));
+      return async () => outcome;
+    }
+    const result = session.send(statement, params, options.name);
+    return () => settle(result);
+  }, [session.roleStatement(state.kind === 'anonymous' ? state.role : plan.role)]);
+}
+
+/** The context SQL failed: the statement never ran. If it broke out of the audit's transaction, the audit stops (see AuditSession.userQuery). */
+function contextFailure(error: unknown): RunResult {
+  if (error instanceof AuditError) throw error;
+  const failure = error as { message?: string; code?: string };
+  return { rows: [], rowCount: 0, error: { message: `the context SQL failed: ${failure.message ?? String(error)}`, code: failure.code }, contextFailed: true };
 }
 
 /**

@@ -98,10 +98,11 @@ export const crossTenantReference = defineProbe({
           for (let attempt = 0; attempt < ATTEMPTS; attempt += 1) {
             const row = builder.ownRow(relation, relationPlan, actor, overrides);
             if (!row) break pairs;
-            const run = await runWrite(context, target, actor, row.sql, row.params, async (phase) => ({
-              counts: await tenantCounts(context, target, marker),
-              copied: phase === 'after' ? await copiedRows(context, target, actor, victim, marker.columns, marker.values) : [],
-            }));
+            const run = await runWrite(context, target, actor, row.sql, row.params, (phase) => {
+              const counts = tenantCounts(context, target, marker);
+              const copied = phase === 'after' ? copiedRows(context, target, actor, victim, marker.columns, marker.values) : Promise.resolve([]);
+              return Promise.all([counts, copied]).then(([tally, rows]) => ({ counts: tally, copied: rows }));
+            });
             const sql = inlineParameters(row.sql, row.params);
             const referencing = (run.after.counts.marked.get(actor.id) ?? 0) - (run.before.counts.marked.get(actor.id) ?? 0);
             if (run.error || referencing <= 0) {
@@ -163,14 +164,14 @@ export const crossTenantReference = defineProbe({
  * As the administrator: rows of `actor` pointing at the given parent values whose other columns carry
  * `victim`'s canary (the foreign-key columns themselves may legitimately hold it).
  */
-async function copiedRows(context: ProbeContext, target: WriteTarget, actor: Tenant, victim: Tenant, columns: string[], values: (string | null)[]): Promise<Record<string, string | null>[]> {
+function copiedRows(context: ProbeContext, target: WriteTarget, actor: Tenant, victim: Tenant, columns: string[], values: (string | null)[]): Promise<Record<string, string | null>[]> {
   const matches = columns.map((name, index) => `r.${ident(name)} = $${index + 3}::${columnOf(target.relation, name).type}`).join(' and ');
-  const { rows } = await context.session.query(
+  const sent = context.session.send(
     `select (to_jsonb(r) - $2::text[])::text as row from ${target.scope.from} where (${target.scope.tenant})::text = $1 and ${matches}`,
     [actor.id, columns, ...values],
   );
-  return rows
+  return sent.then(({ rows }) => rows
     .map((row) => JSON.parse(row.row ?? '{}') as Record<string, unknown>)
     .filter((row) => context.ledger.tenantsByCanary(row).some((tenant) => tenant.id === victim.id))
-    .map((row) => Object.fromEntries(Object.entries(row).map(([column, value]) => [column, value === null ? null : typeof value === 'string' ? value : JSON.stringify(value)])));
+    .map((row) => Object.fromEntries(Object.entries(row).map(([column, value]) => [column, value === null ? null : typeof value === 'string' ? value : JSON.stringify(value)]))));
 }

@@ -4,11 +4,11 @@ import type { Column, Policy, PolicyCommand, Relation } from '../catalog/types.j
 import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import type { RawRow } from '../session.js';
+import { pending, type RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import type { RelationAccess } from './access.js';
-import { actorOf, describeContext, reproduction, setContext } from './context.js';
+import { actorOf, describeContext, reproduction, sendContext } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
 import { inPart } from './schedule.js';
@@ -278,22 +278,29 @@ export interface TenantCounts {
   marked: Map<string | null, number>;
 }
 
-/** As the administrator (no policy applies): how many rows each tenant has, and how many match `marker`. */
-export async function tenantCounts(context: ProbeContext, target: WriteTarget, marker?: Marker): Promise<TenantCounts> {
+/**
+ * As the administrator (no policy applies): how many rows each tenant has, and how many match `marker`.
+ * The count is sent before this returns (runWrite pipelines it with the write).
+ */
+export function tenantCounts(context: ProbeContext, target: WriteTarget, marker?: Marker): Promise<TenantCounts> {
   const params = marker?.values ?? [];
   const matches = marker
     ? marker.columns.map((name, index) => `r.${ident(name)} is not distinct from $${index + 1}::${columnOf(target.relation, name).type}`).join(' and ')
     : 'false';
-  const { rows } = await context.session.query(
+  const sent = context.session.send(
     `select (${target.scope.tenant})::text as tenant, count(*)::text as total, count(*) filter (where ${matches})::text as marked from ${target.scope.from} group by 1`,
     params,
   );
-  const counts: TenantCounts = { total: new Map(), marked: new Map() };
-  for (const row of rows) {
-    counts.total.set(row.tenant ?? null, Number(row.total));
-    counts.marked.set(row.tenant ?? null, Number(row.marked));
-  }
-  return counts;
+  return pending(
+    sent.then(({ rows }) => {
+      const counts: TenantCounts = { total: new Map(), marked: new Map() };
+      for (const row of rows) {
+        counts.total.set(row.tenant ?? null, Number(row.total));
+        counts.marked.set(row.tenant ?? null, Number(row.marked));
+      }
+      return counts;
+    }),
+  );
 }
 
 const baselines = new WeakMap<ProbeContext, Map<string, TenantCounts>>();
@@ -384,7 +391,9 @@ function referencedElsewhere(context: ProbeContext, relation: Relation, error: W
 /**
  * Run one write as the application role with `actor`'s tenant context, inside a savepoint that is rolled
  * back. `measure` runs as the administrator just before and just after the write (in the same savepoint;
- * after only when the write succeeded), so a probe sees exactly which tenants' rows the write touched;
+ * after is read only when the write succeeded), so a probe sees exactly which tenants' rows the write
+ * touched. It must send its statements before it returns (`session.send`): everything is written at once,
+ * and the savepoint's rollback follows right behind (a statement sent later is refused);
  * `baseline` stands in for the measure before when the probe already has it (every write is rolled back,
  * so the seeded state is the same).
  * When an UPDATE or DELETE is rejected only because other tables reference the rows, it is repeated with
@@ -401,25 +410,35 @@ export async function runWrite<T>(
   options: { before?: string[]; baseline?: T; cursor?: RowCursor } = {},
 ): Promise<WriteRun<T>> {
   const { session, plan } = context;
+  // Sent at once and read afterwards (one round trip), up to the application's own context SQL if any.
   const attempt = (replica: boolean) =>
-    session.savepoint(async () => {
-      if (replica) await session.query('set local session_replication_role = replica');
-      const before = options.baseline ?? (await measure('before'));
+    session.rolledBack(async () => {
+      const before = options.baseline === undefined ? pending(measure('before')) : null;
+      const ready: Promise<unknown>[] = [];
       // As the administrator, before the role changes: the application role need not be able to read the row.
-      if (options.cursor) await session.query(options.cursor.declare);
-      await session.becomeRole(plan.role);
-      await setContext(context, actorOf(context, actor));
-      for (const sql of options.before ?? []) await session.query(sql);
-      let rowCount: number;
-      try {
-        rowCount = (await session.query(statement, params)).rowCount;
-      } catch (failure) {
-        // The statement failed: nothing changed, and the enclosing savepoint is rolled back anyway.
-        return { rowCount: 0, before, after: before, replica, error: toWriteError(failure) };
-      }
-      await session.query('reset role');
-      return { rowCount, before, after: await measure('after'), replica };
-    });
+      if (options.cursor) ready.push(session.send(options.cursor.declare));
+      ready.push(session.send(session.roleStatement(plan.role)));
+      const set = sendContext(context, actorOf(context, actor));
+      ready.push(set.outcome);
+      if (set.mustWait) await set.outcome;
+      for (const sql of options.before ?? []) ready.push(session.send(sql));
+      const result = session.send(statement, params);
+      const reset = session.send('reset role');
+      const after = pending(measure('after'));
+      return async () => {
+        const measured = before ? await before : options.baseline!;
+        for (const step of ready) await step;
+        let rowCount: number;
+        try {
+          rowCount = (await result).rowCount;
+        } catch (failure) {
+          // The statement failed: nothing changed, and the enclosing savepoint is rolled back anyway.
+          return { rowCount: 0, before: measured, after: measured, replica, error: toWriteError(failure) };
+        }
+        await reset;
+        return { rowCount, before: measured, after: await after, replica };
+      };
+    }, replica ? ['set local session_replication_role = replica'] : []);
   const first = await attempt(false);
   if (first.error && referencedElsewhere(context, target.relation, first.error)) {
     const again = await attempt(true);

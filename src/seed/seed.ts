@@ -84,6 +84,8 @@ interface ColumnSpec {
 interface PlannedGroup {
   columns: ColumnSpec[];
   tenants: { tenant: Tenant; rows: (string | null)[][] }[];
+  /** The insert, when it was sent ahead (see planAhead). */
+  sent?: () => Promise<RawRow[]>;
 }
 
 export interface Leaf {
@@ -621,7 +623,14 @@ class Seeder {
    * of what seeding used to read back, are taken from the rows sent. `meanwhile` runs here once the
    * statement is on its way to the server.
    */
-  private async insert(relation: Relation, columns: ColumnSpec[], rows: (string | null)[][], meanwhile?: () => void): Promise<RawRow[]> {
+  private async insert(relation: Relation, columns: ColumnSpec[], rows: (string | null)[][]): Promise<RawRow[]> {
+    // Not behind an insert sent ahead that may still fail: its failure would abort this one.
+    await this.session.settled();
+    return this.sendInsert(relation, columns, rows)();
+  }
+
+  /** The insert of `insert`, sent now, in a savepoint of its own; the returned reader waits for the rows. */
+  private sendInsert(relation: Relation, columns: ColumnSpec[], rows: (string | null)[][]): () => Promise<RawRow[]> {
     this.statements += 1;
     const triggered = this.catalog.triggers.some((trigger) => trigger.enabled && trigger.relation === relation.qualified);
     const sent = new Map(columns.map(({ column }, index) => [column.name, index]));
@@ -629,20 +638,19 @@ class Seeder {
     const returned = relation.columns.filter((column) => !echoed.includes(column));
     const sql = this.insertSql(relation, columns, returned, relation.kind === 'partitioned-table');
     const params = columns.map((_, index) => textArrayLiteral(rows.map((row) => row[index] ?? null)));
-    const result = await this.session.savepoint(() => {
-      const running = this.session.query(sql, params);
-      meanwhile?.();
-      return running;
-    }, true);
-    if (!echoed.length) return result.rows;
-    // Per column of the relation: where its value was sent, or -1 when it came back.
-    const sentAt = relation.columns.map((column) => (echoed.includes(column) ? sent.get(column.name)! : -1));
-    return result.rows.map((stored, index) => {
-      const values: RawRow = {};
-      relation.columns.forEach((column, position) => (values[column.name] = sentAt[position]! >= 0 ? rows[index]![sentAt[position]!] ?? null : stored[column.name] ?? null));
-      if ('rls audit tableoid' in stored) values['rls audit tableoid'] = stored['rls audit tableoid']!;
-      return values;
-    });
+    const read = this.session.sendKept(sql, params);
+    return async () => {
+      const result = await read();
+      if (!echoed.length) return result.rows;
+      // Per column of the relation: where its value was sent, or -1 when it came back.
+      const sentAt = relation.columns.map((column) => (echoed.includes(column) ? sent.get(column.name)! : -1));
+      return result.rows.map((stored, index) => {
+        const values: RawRow = {};
+        relation.columns.forEach((column, position) => (values[column.name] = sentAt[position]! >= 0 ? rows[index]![sentAt[position]!] ?? null : stored[column.name] ?? null));
+        if ('rls audit tableoid' in stored) values['rls audit tableoid'] = stored['rls audit tableoid']!;
+        return values;
+      });
+    };
   }
 
   /**
@@ -783,15 +791,23 @@ class Seeder {
 
   /**
    * Insert the planned groups. While the last insert runs on the server, `meanwhile` plans the next
-   * relation here: both cores work. A group that fails is left to seedTenant, which learns from the error
-   * and retries. Returns the tenants whose rows went in.
+   * relation here and sends its inserts behind it: both cores work, and the server goes from one insert to
+   * the next without waiting for this side. A group that fails is left to seedTenant, which learns from the
+   * error and retries. Returns the tenants whose rows went in.
    */
   private async seedBatches(relation: Relation, planned: PlannedGroup[], result: SeedResult, meanwhile: () => void): Promise<Set<Tenant>> {
     const done = new Set<Tenant>();
     for (const [index, group] of planned.entries()) {
+      const rows = () => group.tenants.flatMap((entry) => entry.rows);
+      const read = group.sent ?? this.sendInsert(relation, group.columns, rows());
+      if (index === planned.length - 1) meanwhile();
       let inserted: RawRow[];
       try {
-        inserted = await this.insert(relation, group.columns, group.tenants.flatMap(({ rows }) => rows), index === planned.length - 1 ? meanwhile : undefined);
+        inserted = await read().catch((error: { code?: string }) => {
+          // Sent ahead behind an insert that failed: it never ran. Send it again.
+          if (error.code === '25P02' && group.sent) return this.insert(relation, group.columns, rows());
+          throw error;
+        });
       } catch (error) {
         this.learn(relation, error);
         continue;
@@ -808,9 +824,10 @@ class Seeder {
   }
 
   /**
-   * Plan the batches of the relation after `position` in the seed order, when nothing about them waits on
-   * the relation being inserted now: none of its foreign keys points there, no trigger can add rows first,
-   * and it takes no part in a deferred cycle.
+   * Plan the batches of the relation after `position` in the seed order and send their inserts, when
+   * nothing about them waits on the relation being inserted now: none of its foreign keys points there, no
+   * trigger can add rows first, and it takes no part in a deferred cycle. Whatever the seeder sends next
+   * waits until they have answered (AuditSession.sendKept), so none of it meets a transaction they aborted.
    */
   private planAhead(position: number, current: Relation): void {
     const name = this.plan.seedOrder[position + 1];
@@ -819,7 +836,9 @@ class Seeder {
     if (!relation || !relationPlan || this.withTriggers || !this.batchable(relation, relationPlan) || this.blocked(relation.qualified, 'INSERT')) return;
     if (relation.foreignKeys.some((foreignKey) => foreignKey.references === current.qualified)) return;
     if (this.plan.deferredReferences.some((edge) => edge.from === relation.qualified || edge.to === relation.qualified)) return;
-    this.planned = { relation: relation.qualified, groups: this.planBatches(relation, relationPlan, this.wanted(relation, relationPlan)) };
+    const groups = this.planBatches(relation, relationPlan, this.wanted(relation, relationPlan));
+    for (const group of groups) group.sent = this.sendInsert(relation, group.columns, group.tenants.flatMap((entry) => entry.rows));
+    this.planned = { relation: relation.qualified, groups };
   }
 
   /** The tenant table's key is the tenant id itself. */

@@ -157,10 +157,15 @@ export function redact(text: string, secrets: Iterable<string>): string {
   return out;
 }
 
-/** Open a connection with every wait bounded. Errors are AuditErrors that say what to check. */
-export async function connect(connection: string, bounds: Bounds = DEFAULT_BOUNDS, applicationName = 'rls-audit'): Promise<pg.Client> {
+/**
+ * Open a connection with every wait bounded. Errors are AuditErrors that say what to check. `pipeline`:
+ * each query is written when it is made, not when the one before has been answered (node-postgres'
+ * pipeline mode), so that statements sent together cost one round trip.
+ */
+export async function connect(connection: string, bounds: Bounds = DEFAULT_BOUNDS, applicationName = 'rls-audit', pipeline = false): Promise<pg.Client> {
   const client = new pg.Client({
     ...clientConfig(connection),
+    pipeline,
     application_name: applicationName,
     connectionTimeoutMillis: bounds.connectTimeoutMs,
     keepAlive: true,

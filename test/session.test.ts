@@ -1,0 +1,100 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadParser } from '../src/analysis/parse.js';
+import { introspect } from '../src/catalog/introspect.js';
+import { planTenancy } from '../src/plan/tenancy.js';
+import { scenarioSchema } from '../src/scenario/schema.js';
+import { seed } from '../src/seed/seed.js';
+import { AuditSession } from '../src/session.js';
+import { startEmbedded } from '../src/target/embedded.js';
+import type { Target } from '../src/target/types.js';
+
+/** The audit's pipelined connection: statements sent together, outcomes read in order, failures undone. */
+let target: Target;
+
+beforeAll(async () => {
+  await loadParser();
+  target = await startEmbedded();
+  const admin = new pg.Client({ connectionString: target.connectionString });
+  await admin.connect();
+  await admin.query(`
+    create table numbers (n int not null);
+    create role app_user nologin;
+    create table tenants (id int primary key, name text not null);
+    -- An expression index the catalog cannot tie to a column: the seeder's first insert of many rows per tenant fails.
+    create table a_unique (tenant_id int not null references tenants (id), id int generated always as identity primary key, note text);
+    create unique index a_one_per_tenant on a_unique ((tenant_id + 0));
+    -- Independent of a_unique: its insert is sent behind a_unique's, meets the transaction that insert aborted, and is sent again.
+    create table b_plain (tenant_id int not null references tenants (id), id int generated always as identity primary key, note text);
+    alter table a_unique enable row level security;
+    alter table b_plain enable row level security;
+    create policy a_tenant on a_unique using (tenant_id = current_setting('app.current_tenant', true)::int);
+    create policy b_tenant on b_plain using (tenant_id = current_setting('app.current_tenant', true)::int);
+    grant select, insert, update, delete on a_unique, b_plain to app_user;
+  `);
+  await admin.end();
+}, 60_000);
+
+afterAll(async () => {
+  await target?.close();
+});
+
+async function withSession<T>(work: (session: AuditSession) => Promise<T>): Promise<T> {
+  const session = await AuditSession.open(target.connectionString);
+  try {
+    return await work(session);
+  } finally {
+    await session.end();
+  }
+}
+
+describe('the pipelined session', () => {
+  it('sendKept: a statement sent behind one that failed never ran; the failure is undone before anything else is sent', async () => {
+    await withSession(async (session) => {
+      const first = session.sendKept('insert into numbers values (1)');
+      const failing = session.sendKept('insert into numbers values (null)');
+      const behind = session.sendKept('insert into numbers values (3)');
+      // Sent without reading any outcome: it waits until the failure above has been rolled back.
+      const count = await session.query('select count(*)::int as count from numbers');
+      expect(count.rows).toEqual([{ count: '1' }]);
+      expect((await first()).rowCount).toBe(1);
+      await expect(failing()).rejects.toMatchObject({ code: '23502' });
+      await expect(behind()).rejects.toMatchObject({ code: '25P02' });
+      expect((await session.sendKept('insert into numbers values (4)')()).rowCount).toBe(1);
+      expect((await session.query('select array_agg(n order by n)::text as numbers from numbers')).rows).toEqual([{ numbers: '{1,4}' }]);
+    });
+  });
+
+  it('rolledBack: statements read after one round trip, nothing kept, and nothing may be sent after the rollback', async () => {
+    await withSession(async (session) => {
+      const inserted = await session.rolledBack(async () => {
+        const insert = session.send('insert into numbers values (7), (8)');
+        const count = session.send('select count(*)::int as count from numbers');
+        return async () => [(await insert).rowCount, (await count).rows[0]!.count];
+      });
+      expect(inserted).toEqual([2, '2']);
+      expect((await session.query('select count(*)::int as count from numbers')).rows).toEqual([{ count: '0' }]);
+      await expect(session.rolledBack(async () => async () => session.send('select 1'))).rejects.toThrow(/was sent after the rollback of savepoint/);
+      // The session goes on.
+      expect((await session.query('select 1 as one')).rows).toEqual([{ one: '1' }]);
+    });
+  });
+
+  it('seeding: an insert sent ahead behind one that fails is sent again, and the ledger is what the database holds', async () => {
+    await withSession(async (session) => {
+      const catalog = await introspect(session.client);
+      const scenario = scenarioSchema.parse({ schema: ['unused.sql'], role: 'app_user', setting: 'app.current_tenant' });
+      const plan = planTenancy(catalog, scenario);
+      expect(plan.seedOrder.indexOf('public.b_plain')).toBe(plan.seedOrder.indexOf('public.a_unique') + 1);
+      const seeded = await seed(session, catalog, plan, { tenants: 3, rows: 10, seed: 3 });
+      const b = seeded.results.find((result) => result.relation === 'public.b_plain')!;
+      expect(b).toMatchObject({ status: 'seeded', rows: 30 });
+      for (const name of ['a_unique', 'b_plain']) {
+        const stored = (await session.query(`select tenant_id::text as tenant, count(*)::text as count from ${name} group by 1 order by 1`)).rows;
+        expect(stored).toEqual(seeded.tenants.map((tenant) => ({ tenant: tenant.id, count: String(seeded.ledger.count(`public.${name}`, tenant.id)) })).sort((x, y) => x.tenant!.localeCompare(y.tenant!)));
+      }
+      // One row per tenant fits the index: the seeder learned it from the failed insert.
+      expect(seeded.ledger.count('public.a_unique')).toBeGreaterThan(0);
+    });
+  });
+});

@@ -3,6 +3,7 @@ import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
+import { ident } from '../sql.js';
 import { plural } from '../text.js';
 import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
@@ -25,8 +26,24 @@ export interface TenantRead {
 const earlier = new WeakMap<TenancyPlan, Map<string, TenantRead>>();
 
 /**
+ * The column a read target's rows are attributed by, as `attribute` chooses it: the relation's tenant column,
+ * else the first of the plan's tenant columns, among the columns the statement returns. Null when none is.
+ */
+function attributionColumn(context: ProbeContext, target: ReadTarget): string | null {
+  const returned = new Set(target.access.select ? target.relation.columns.map((column) => column.name) : target.access.selectColumns);
+  const { tenantColumn } = target.relationPlan;
+  if (tenantColumn && returned.has(tenantColumn)) return tenantColumn;
+  return context.plan.tenantColumns.find((column) => returned.has(column)) ?? null;
+}
+
+/**
  * Run a read target's statement as `tenant` and attribute every row (tenant column, seeded key, canary).
  * `keepForLater` keeps the result for read-isolation, which then does not run it again.
+ *
+ * Where the rows carry a tenant column, the server counts them by its value first (the same statement,
+ * grouped): when every row is the tenant's own, that is the whole answer, and no row crosses the wire.
+ * Anything else (a row of another tenant, a NULL tenant, an error) is read again row by row and attributed
+ * here, so that findings carry samples and errors are the statement's own.
  */
 export async function readAsTenant(context: ProbeContext, target: ReadTarget, tenant: Tenant, keepForLater = false): Promise<TenantRead> {
   const key = `${target.statement}\0${tenant.id}`;
@@ -36,26 +53,46 @@ export async function readAsTenant(context: ProbeContext, target: ReadTarget, te
     if (!keepForLater) kept!.delete(key);
     return done;
   }
+  const read = (await countedRead(context, target, tenant)) ?? (await fullRead(context, target, tenant));
+  if (keepForLater) {
+    if (!kept) earlier.set(context.plan, new Map([[key, read]]));
+    else kept.set(key, read);
+  }
+  return read;
+}
+
+/** The read counted by tenant on the server; null unless every row is the tenant's own. */
+async function countedRead(context: ProbeContext, target: ReadTarget, tenant: Tenant): Promise<TenantRead | null> {
+  const column = attributionColumn(context, target);
+  if (!column) return null;
+  const counted = `select r.${ident(column)} as "tenant", count(*)::text as "rows" from (${target.statement}) as r group by 1`;
+  const result = await runAs(context, { kind: 'tenant', tenant }, counted, [], { name: `rls_audit_count_${target.relation.oid}` });
+  if (result.error) return null;
+  let own = 0;
+  for (const row of result.rows) {
+    if (row.tenant === null || context.ledger.tenant(row.tenant)?.id !== tenant.id) return null;
+    own += Number(row.rows);
+  }
+  return { rows: own, own, foreign: new Map(), samples: [] };
+}
+
+async function fullRead(context: ProbeContext, target: ReadTarget, tenant: Tenant): Promise<TenantRead> {
   const { relation, relationPlan, statement } = target;
   const result = await runAs(context, { kind: 'tenant', tenant }, statement, [], { name: `rls_audit_read_${relation.oid}` });
   const read: TenantRead = { rows: result.rows.length, own: 0, foreign: new Map(), samples: [] };
   if (result.error) {
     read.error = result.error.message;
-  } else {
-    const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
-    for (const row of result.rows) {
-      const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
-      if (owner.kind === 'tenant' && owner.tenant.id === tenant.id) read.own += 1;
-      else if (owner.kind === 'tenant' || owner.kind === 'other-tenant') {
-        const id = owner.kind === 'tenant' ? owner.tenant.id : owner.value;
-        read.foreign.set(id, (read.foreign.get(id) ?? 0) + 1);
-        if (read.samples.length < 3) read.samples.push(maskRow(row, keep, context.tenants));
-      }
-    }
+    return read;
   }
-  if (keepForLater) {
-    if (!kept) earlier.set(context.plan, new Map([[key, read]]));
-    else kept.set(key, read);
+  const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
+  for (const row of result.rows) {
+    const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
+    if (owner.kind === 'tenant' && owner.tenant.id === tenant.id) read.own += 1;
+    else if (owner.kind === 'tenant' || owner.kind === 'other-tenant') {
+      const id = owner.kind === 'tenant' ? owner.tenant.id : owner.value;
+      read.foreign.set(id, (read.foreign.get(id) ?? 0) + 1);
+      if (read.samples.length < 3) read.samples.push(maskRow(row, keep, context.tenants));
+    }
   }
   return read;
 }

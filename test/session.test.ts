@@ -4,7 +4,7 @@ import { loadParser } from '../src/analysis/parse.js';
 import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
-import { seed } from '../src/seed/seed.js';
+import { seed, storedText } from '../src/seed/seed.js';
 import { AuditSession } from '../src/session.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
@@ -95,6 +95,28 @@ describe('the pipelined session', () => {
       }
       // One row per tenant fits the index: the seeder learned it from the failed insert.
       expect(seeded.ledger.count('public.a_unique')).toBeGreaterThan(0);
+    });
+  });
+
+  it('seeding: the stored text of dates and times sent is known without reading it back, exactly as PostgreSQL prints it', async () => {
+    await withSession(async (session) => {
+      const values = ['2024-03-05T10:20:30.000Z', '2024-03-05T10:20:30.500Z', '1999-12-31T23:59:59.123Z', '0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.000Z'];
+      for (const zone of ['UTC', 'Etc/UTC', 'Europe/Berlin']) {
+        await session.query(`set local timezone = '${zone}'`);
+        const style = { iso: true, utc: zone !== 'Europe/Berlin' };
+        for (const value of values) {
+          const printed = (await session.query('select $1::text::timestamptz::text as tz, $1::text::timestamp::text as ts, $2::text::date::text as d', [value, value.slice(0, 10)])).rows[0]!;
+          expect(storedText('timestamptz', value, style) ?? printed.tz).toBe(printed.tz);
+          expect(storedText('timestamp', value, style)).toBe(printed.ts);
+          expect(storedText('date', value.slice(0, 10), style)).toBe(printed.d);
+        }
+      }
+      // What cannot be known is read back: another zone, another DateStyle, year 0 (1 BC), another shape.
+      expect(storedText('timestamptz', values[0]!, { iso: true, utc: false })).toBeUndefined();
+      expect(storedText('timestamp', values[0]!, { iso: false, utc: true })).toBeUndefined();
+      expect(storedText('timestamp', '0000-06-01T00:00:00.000Z', { iso: true, utc: true })).toBeUndefined();
+      expect(storedText('timestamptz', '2024-03-05 10:20:30+02', { iso: true, utc: true })).toBeUndefined();
+      expect(storedText('numeric', '1.50', { iso: true, utc: true })).toBeUndefined();
     });
   });
 });

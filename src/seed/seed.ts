@@ -65,9 +65,38 @@ export interface SeedOutcome {
 
 /**
  * Types whose output text is the input text the seeder sends (it sends integers in decimal and fits text to
- * its length): their values need not be read back. Not bpchar (padded), bool (t/f), dates, numerics.
+ * its length): their values need not be read back. Not bpchar (padded), bool (t/f), numerics.
  */
 const ECHOED_TYPES = new Set(['text', 'varchar', 'int2', 'int4', 'int8']);
+
+/** Session TimeZone names that mean UTC: timestamptz is then printed with `+00`. */
+const UTC_ZONES = new Set(['utc', 'etc/utc', 'uct', 'etc/uct', 'gmt', 'etc/gmt', 'gmt0', 'etc/gmt0', 'gmt+0', 'gmt-0', 'etc/gmt+0', 'etc/gmt-0', 'greenwich', 'etc/greenwich', 'universal', 'etc/universal', 'zulu', 'etc/zulu', 'z']);
+
+/** An ISO 8601 instant as the seeder writes it (toISOString), of a year PostgreSQL prints without an era. */
+const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z$/;
+
+/** How the session prints dates and times (DateStyle, TimeZone): enough to know the stored text of what is sent. */
+export interface TimeStyle {
+  iso: boolean;
+  utc: boolean;
+}
+
+/**
+ * The text PostgreSQL stores and prints for a value sent to a column of `baseType`, when that can be known
+ * here; undefined when it must be read back. Dates and times only under DateStyle ISO (timestamptz also
+ * needs a UTC session), and only in the one shape the seeder writes them in.
+ */
+export function storedText(baseType: string, value: string, style: TimeStyle): string | undefined {
+  if (ECHOED_TYPES.has(baseType)) return value;
+  if (!style.iso) return undefined;
+  if (baseType === 'date') return /^\d{4}-\d{2}-\d{2}$/.test(value) && !value.startsWith('0000') ? value : undefined;
+  if (baseType !== 'timestamp' && baseType !== 'timestamptz') return undefined;
+  if (baseType === 'timestamptz' && !style.utc) return undefined;
+  const match = ISO_INSTANT.exec(value);
+  if (!match || match[1] === '0000') return undefined;
+  const fraction = (match[7] ?? '').replace(/0+$/, '');
+  return `${match[1]}-${match[2]}-${match[3]} ${match[4]}:${match[5]}:${match[6]}${fraction ? `.${fraction}` : ''}${baseType === 'timestamptz' ? '+00' : ''}`;
+}
 
 /** The largest value of each integer type a sequence-backed key can have: keys the audit gives count down from there. */
 export const KEY_LIMITS: Readonly<Record<string, bigint>> = { int2: 32_767n, int4: 2_147_483_647n, int8: 9_223_372_036_854_775_807n };
@@ -249,6 +278,8 @@ class Seeder {
     private readonly explicitKeys: boolean,
     /** Why a write of this kind to the relation must not be made, or null (a live database where it would advance a sequence). */
     private readonly blocked: WriteBlock = () => null,
+    /** How the session prints dates and times, for storedText. */
+    private readonly timeStyle: TimeStyle = { iso: false, utc: false },
   ) {
     this.byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
     this.byOid = new Map(catalog.relations.map((relation) => [relation.oid, relation]));
@@ -634,19 +665,29 @@ class Seeder {
     this.statements += 1;
     const triggered = this.catalog.triggers.some((trigger) => trigger.enabled && trigger.relation === relation.qualified);
     const sent = new Map(columns.map(({ column }, index) => [column.name, index]));
-    const echoed = triggered ? [] : relation.columns.filter((column) => sent.has(column.name) && !column.isArray && ECHOED_TYPES.has(column.baseType));
-    const returned = relation.columns.filter((column) => !echoed.includes(column));
+    // Per column of the relation: its stored text of every row when known from the values sent, else null (read back).
+    const known = relation.columns.map((column) => {
+      const at = sent.get(column.name);
+      if (triggered || at === undefined || column.isArray) return null;
+      const texts: (string | null)[] = [];
+      for (const row of rows) {
+        const value = row[at] ?? null;
+        const text = value === null ? null : storedText(column.baseType, value, this.timeStyle);
+        if (text === undefined) return null;
+        texts.push(text);
+      }
+      return texts;
+    });
+    const returned = relation.columns.filter((_, position) => !known[position]);
     const sql = this.insertSql(relation, columns, returned, relation.kind === 'partitioned-table');
     const params = columns.map((_, index) => textArrayLiteral(rows.map((row) => row[index] ?? null)));
     const read = this.session.sendKept(sql, params);
     return async () => {
       const result = await read();
-      if (!echoed.length) return result.rows;
-      // Per column of the relation: where its value was sent, or -1 when it came back.
-      const sentAt = relation.columns.map((column) => (echoed.includes(column) ? sent.get(column.name)! : -1));
+      if (returned.length === relation.columns.length) return result.rows;
       return result.rows.map((stored, index) => {
         const values: RawRow = {};
-        relation.columns.forEach((column, position) => (values[column.name] = sentAt[position]! >= 0 ? rows[index]![sentAt[position]!] ?? null : stored[column.name] ?? null));
+        relation.columns.forEach((column, position) => (values[column.name] = known[position] ? known[position]![index]! : stored[column.name] ?? null));
         if ('rls audit tableoid' in stored) values['rls audit tableoid'] = stored['rls audit tableoid']!;
         return values;
       });
@@ -1060,7 +1101,9 @@ export async function seed(
   const ids = tenantIds(faker, idType, options.tenants, keyColumn?.maxLength ?? null);
   const tenants: Tenant[] = ids.map((id, index) => ({ id, label: tenantLabel(index), canary: makeCanary(faker) }));
   const ledger = new Ledger(tenants);
-  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false, options.blocked);
+  const settings = (await session.query(`select current_setting('DateStyle') as date_style, current_setting('TimeZone') as time_zone`)).rows[0]!;
+  const timeStyle = { iso: /^\s*iso\b/i.test(settings.date_style ?? ''), utc: UTC_ZONES.has((settings.time_zone ?? '').toLowerCase()) };
+  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false, options.blocked, timeStyle);
   await seeder.deferConstraints();
   await seeder.run();
   return {

@@ -22,12 +22,13 @@ export function pending<T>(promise: Promise<T>): Promise<T> {
 /**
  * The audit's one connection and one transaction. Seeding and every probe happen inside it; probes each
  * run in a savepoint that is rolled back; the transaction itself is rolled back at the end, so a `url`
- * target is left exactly as it was.
+ * target is left exactly as it was. The connection pipelines: a `query` is one round trip, while `send`,
+ * `rolledBack` and `sendKept` put several statements on the wire at once and read their answers after.
  */
 export class AuditSession {
   private savepoints = 0;
   queries = 0;
-  /** The last statement sent through `query`: what an unexpected failure is reported with. */
+  /** The last statement sent through `query` or `send`: what an unexpected failure is reported with. */
   lastStatement: string | null = null;
 
   /** Set when the run's time limit is reached: every later query fails at once (see expire). */

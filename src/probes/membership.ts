@@ -1,7 +1,8 @@
 import { relationObject, type Finding } from '../findings.js';
 import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
-import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
+import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
+import { attributeRows } from './read-isolation.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { plural } from '../text.js';
 import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
@@ -22,23 +23,11 @@ interface Reading {
 }
 
 async function readAs(context: ProbeContext, target: ReadTarget, actor: Actor): Promise<Reading> {
-  const { relation, relationPlan, statement } = target;
-  const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
+  const { relation, statement } = target;
   const result = await runAs(context, { kind: 'actor', actor }, statement, [], { name: `rls_audit_read_${relation.oid}` });
   const complete = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery && !mayHideTenantRows(context, relation.qualified);
-  const reading: Reading = { target, rows: result.rows.length, seen: new Map(), foreign: new Map(), samples: [], complete };
-  if (result.error) return { ...reading, complete: false, error: result.error.message };
-  const member = new Set(actor.tenants.map((tenant) => tenant.id));
-  for (const row of result.rows) {
-    const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
-    if (owner.kind === 'tenant' && member.has(owner.tenant.id)) reading.seen.set(owner.tenant.id, (reading.seen.get(owner.tenant.id) ?? 0) + 1);
-    else if (owner.kind === 'tenant' || owner.kind === 'other-tenant') {
-      const id = owner.kind === 'tenant' ? owner.tenant.id : owner.value;
-      reading.foreign.set(id, (reading.foreign.get(id) ?? 0) + 1);
-      if (reading.samples.length < 3) reading.samples.push(maskRow(row, keep, context.tenants));
-    }
-  }
-  return reading;
+  if (result.error) return { target, rows: result.rows.length, seen: new Map(), foreign: new Map(), samples: [], complete: false, error: result.error.message };
+  return { target, rows: result.rows.length, complete, ...attributeRows(context, target, result.rows, new Set(actor.tenants.map((tenant) => tenant.id))) };
 }
 
 /** Record what the actor saw, given the tenants whose rows it had to see in full; returns those it missed rows of (`tenant A: 3 of 5`). */

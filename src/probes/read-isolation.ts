@@ -1,6 +1,7 @@
 import { relationObject, type Finding, type SampleRow } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
+import type { RawRow } from '../session.js';
 import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { ident } from '../sql.js';
@@ -77,24 +78,33 @@ async function countedRead(context: ProbeContext, target: ReadTarget, tenant: Te
 }
 
 async function fullRead(context: ProbeContext, target: ReadTarget, tenant: Tenant): Promise<TenantRead> {
-  const { relation, relationPlan, statement } = target;
-  const result = await runAs(context, { kind: 'tenant', tenant }, statement, [], { name: `rls_audit_read_${relation.oid}` });
-  const read: TenantRead = { rows: result.rows.length, own: 0, foreign: new Map(), samples: [] };
-  if (result.error) {
-    read.error = result.error.message;
-    return read;
-  }
+  const result = await runAs(context, { kind: 'tenant', tenant }, target.statement, [], { name: `rls_audit_read_${target.relation.oid}` });
+  if (result.error) return { rows: result.rows.length, own: 0, foreign: new Map(), samples: [], error: result.error.message };
+  const { seen, foreign, samples } = attributeRows(context, target, result.rows, new Set([tenant.id]));
+  return { rows: result.rows.length, own: seen.get(tenant.id) ?? 0, foreign, samples };
+}
+
+/**
+ * Attribute the rows a read target returned (tenant column, seeded key, canary): rows of the `members`
+ * tenants counted by tenant, rows of any other tenant counted by tenant id (or by the unseeded value the
+ * row carries), with up to three of those masked as samples (keys and tenant columns stay readable).
+ */
+export function attributeRows(context: ProbeContext, target: ReadTarget, rows: readonly RawRow[], members: ReadonlySet<string>): { seen: Map<string, number>; foreign: Map<string, number>; samples: SampleRow[] } {
+  const { relation, relationPlan } = target;
   const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
-  for (const row of result.rows) {
+  const seen = new Map<string, number>();
+  const foreign = new Map<string, number>();
+  const samples: SampleRow[] = [];
+  for (const row of rows) {
     const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
-    if (owner.kind === 'tenant' && owner.tenant.id === tenant.id) read.own += 1;
+    if (owner.kind === 'tenant' && members.has(owner.tenant.id)) seen.set(owner.tenant.id, (seen.get(owner.tenant.id) ?? 0) + 1);
     else if (owner.kind === 'tenant' || owner.kind === 'other-tenant') {
       const id = owner.kind === 'tenant' ? owner.tenant.id : owner.value;
-      read.foreign.set(id, (read.foreign.get(id) ?? 0) + 1);
-      if (read.samples.length < 3) read.samples.push(maskRow(row, keep, context.tenants));
+      foreign.set(id, (foreign.get(id) ?? 0) + 1);
+      if (samples.length < 3) samples.push(maskRow(row, keep, context.tenants));
     }
   }
-  return read;
+  return { seen, foreign, samples };
 }
 
 export const readIsolation = defineProbe({

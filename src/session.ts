@@ -19,6 +19,11 @@ export function pending<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
+/** Undo everything since savepoint `name`, and drop it. */
+function undoSql(name: string): string {
+  return `rollback to savepoint ${name}; release savepoint ${name}`;
+}
+
 /**
  * The audit's one connection and one transaction. Seeding and every probe happen inside it; probes each
  * run in a savepoint that is rolled back; the transaction itself is rolled back at the end, so a `url`
@@ -165,7 +170,7 @@ export class AuditSession {
     this.checkExpired();
     await this.settled();
     const name = `rls_audit_${++this.savepoints}`;
-    const undo = `rollback to savepoint ${name}; release savepoint ${name}`;
+    const undo = undoSql(name);
     try {
       await this.client.query([`savepoint ${name}`, ...prelude].join('; '));
     } catch (error) {
@@ -223,7 +228,7 @@ export class AuditSession {
     } catch (error) {
       failure = { error };
     }
-    const undone = this.client.query(`rollback to savepoint ${name}; release savepoint ${name}`);
+    const undone = this.client.query(undoSql(name));
     undone.catch(() => undefined);
     this.closing = name;
     try {
@@ -259,7 +264,7 @@ export class AuditSession {
           await released;
           return result;
         } catch (error) {
-          await this.client.query(`rollback to savepoint ${name}; release savepoint ${name}`);
+          await this.client.query(undoSql(name));
           throw error;
         }
       })(),

@@ -260,9 +260,17 @@ export type Attribution =
   | { kind: 'shared' }
   | { kind: 'unattributed' };
 
+/**
+ * The column rows are attributed by: the relation's tenant column, else the first of the plan's tenant
+ * columns, among those the rows have (`has`). Undefined when they have none.
+ */
+export function attributionColumn(relationPlan: RelationPlan, tenantColumns: string[], has: (column: string) => boolean): string | undefined {
+  return relationPlan.tenantColumn && has(relationPlan.tenantColumn) ? relationPlan.tenantColumn : tenantColumns.find(has);
+}
+
 /** Which tenant a returned row belongs to: by tenant column, by seeded key, or by canary. */
 export function attribute(row: RawRow, relationPlan: RelationPlan, relation: Relation, ledger: Ledger, tenantColumns: string[], sources: string[]): Attribution {
-  const tenantColumn = relationPlan.tenantColumn && relationPlan.tenantColumn in row ? relationPlan.tenantColumn : tenantColumns.find((column) => column in row);
+  const tenantColumn = attributionColumn(relationPlan, tenantColumns, (column) => column in row);
   if (tenantColumn) {
     const value = row[tenantColumn];
     if (value !== null && value !== undefined) {

@@ -2,7 +2,7 @@ import { relationObject, type Finding, type SampleRow } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
-import { attribute, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
+import { attribute, attributionColumn, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { ident } from '../sql.js';
 import { plural } from '../text.js';
@@ -25,17 +25,6 @@ export interface TenantRead {
  * The seed does not change in between (every probe is rolled back).
  */
 const earlier = new WeakMap<TenancyPlan, Map<string, TenantRead>>();
-
-/**
- * The column a read target's rows are attributed by, as `attribute` chooses it: the relation's tenant column,
- * else the first of the plan's tenant columns, among the columns the statement returns. Null when none is.
- */
-function attributionColumn(context: ProbeContext, target: ReadTarget): string | null {
-  const returned = new Set(target.access.select ? target.relation.columns.map((column) => column.name) : target.access.selectColumns);
-  const { tenantColumn } = target.relationPlan;
-  if (tenantColumn && returned.has(tenantColumn)) return tenantColumn;
-  return context.plan.tenantColumns.find((column) => returned.has(column)) ?? null;
-}
 
 /**
  * Run a read target's statement as `tenant` and attribute every row (tenant column, seeded key, canary).
@@ -64,7 +53,8 @@ export async function readAsTenant(context: ProbeContext, target: ReadTarget, te
 
 /** The read counted by tenant on the server; null unless every row is the tenant's own. */
 async function countedRead(context: ProbeContext, target: ReadTarget, tenant: Tenant): Promise<TenantRead | null> {
-  const column = attributionColumn(context, target);
+  const returned = new Set(target.access.select ? target.relation.columns.map((column) => column.name) : target.access.selectColumns);
+  const column = attributionColumn(target.relationPlan, context.plan.tenantColumns, (name) => returned.has(name));
   if (!column) return null;
   const counted = `select r.${ident(column)} as "tenant", count(*)::text as "rows" from (${target.statement}) as r group by 1`;
   const result = await runAs(context, { kind: 'tenant', tenant }, counted, [], { name: `rls_audit_count_${target.relation.oid}` });

@@ -1,0 +1,92 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { atLeast } from '../src/severity.js';
+import { allFindings, FIXTURES, FixtureCluster, runCli, type CliRun } from './helpers.js';
+
+/**
+ * The false-alarm budget is zero: every secure fixture in test/fixtures (a file whose name says `secure`,
+ * SQL or a scenario in YAML) is audited, and none may get a finding at medium or above. A folder may hold an
+ * `expect.yaml` with `args:` (how its fixtures are audited instead of the defaults, e.g. `--preset supabase`) and
+ * `command: lint` where a run cannot prove anything without the application's own context (say why there).
+ * Schemas without a preset are audited on one shared cluster with --database-url; the others each on an
+ * embedded cluster of their own (a preset builds its platform before the schema).
+ */
+interface SecureFixture {
+  name: string;
+  file: string;
+  args: string[];
+  command: 'run' | 'lint';
+}
+
+function secureFixtures(): SecureFixture[] {
+  const found: SecureFixture[] = [];
+  const walk = (dir: string): void => {
+    const entries = readdirSync(dir, { withFileTypes: true });
+    const expectFile = path.join(dir, 'expect.yaml');
+    const expected = existsSync(expectFile) ? ((YAML.parse(readFileSync(expectFile, 'utf8')) as { args?: string[]; command?: 'run' | 'lint' } | null) ?? {}) : {};
+    const args = expected.args ?? [];
+    const command = expected.command ?? 'run';
+    const scenarios = entries.filter((entry) => entry.isFile() && /secure[^/]*\.ya?ml$/.test(entry.name) && entry.name !== 'expect.yaml');
+    // A scenario names its own schema files: those are audited through it, not alone.
+    const throughScenario = new Set(
+      scenarios.flatMap((entry) => ((YAML.parse(readFileSync(path.join(dir, entry.name), 'utf8')) as { schema?: string[] }).schema ?? []).map((schema) => path.resolve(dir, schema))),
+    );
+    for (const entry of entries) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else if (/(^|[-_.])secure([-_.][^/]*)?\.(sql|ya?ml)$/.test(entry.name) && entry.name !== 'expect.yaml' && !throughScenario.has(file)) {
+        found.push({ name: path.relative(FIXTURES, file), file, args, command });
+      }
+    }
+  };
+  walk(FIXTURES);
+  return found.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+const FIXTURE_LIST = secureFixtures();
+
+describe('no false alarm on a secure fixture', () => {
+  let cluster: FixtureCluster;
+  let scratch: string;
+  beforeAll(async () => {
+    cluster = await FixtureCluster.start();
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-secure-fixtures-'));
+  });
+  afterAll(async () => {
+    await cluster?.close();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('finds the secure fixtures', () => {
+    expect(FIXTURE_LIST.length).toBeGreaterThan(50);
+  });
+
+  let runs = 0;
+  async function audit({ file, args, command }: SecureFixture): Promise<CliRun> {
+    runs += 1;
+    const out = path.join(scratch, `run-${runs}`);
+    const common = ['--seed', '7', '--quiet', '--out', out];
+    if (command === 'lint') return runCli(['lint', '--schema', file, '--role', 'app_user', '--quiet', '--out', out, ...args]);
+    if (/\.ya?ml$/.test(file)) return runCli(['run', file, ...common, ...args]);
+    if (args.includes('--preset')) return runCli(['run', '--schema', file, ...common, ...args]);
+    return cluster.withDatabase([file], ({ target }) =>
+      runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--tenants', '2', '--rows', '5', ...common, ...args]),
+    );
+  }
+
+  it.each(FIXTURE_LIST)('$name: nothing at medium or above, and the run passes', async (fixture) => {
+    const run = await audit(fixture);
+    expect(run.err).not.toMatch(/^rls-audit: /m);
+    expect(run.report, run.err).not.toBeNull();
+    const alarms = allFindings(run.report!.findings)
+      .filter((finding) => atLeast(finding.severity, 'medium'))
+      .map((finding) => `${finding.severity} ${finding.check} ${finding.table}: ${finding.message}`);
+    expect(alarms).toEqual([]);
+    expect({ verdict: run.report!.summary.verdict, inconclusive: run.report!.summary.inconclusive }).toEqual({ verdict: 'pass', inconclusive: [] });
+    expect(run.code).toBe(0);
+  });
+});

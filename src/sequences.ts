@@ -7,12 +7,13 @@
  * skipped with the reason and the run is inconclusive for it, while every other relation is audited as
  * usual. Before and after, the audit reads every sequence, and the report lists any that moved.
  */
-import { routineIndex, routinesSql, OPERATORS_SQL, SequenceUse, VIEWS_SQL } from './analysis/effects.js';
+import { loadRoutineIndex, SequenceUse } from './analysis/effects.js';
 import { isSequenceDefault } from './analysis/constraints.js';
 import { loadParser } from './analysis/parse.js';
 import type { Catalog } from './catalog/types.js';
 import type { TenancyPlan } from './plan/tenancy.js';
 import type { AuditSession } from './session.js';
+import { KEY_LIMITS } from './seed/seed.js';
 import { triggerEvents, type TriggerEvent } from './analysis/sql-text.js';
 
 export type SequenceValues = Map<string, string | null>;
@@ -34,8 +35,14 @@ export function movedSequences(before: SequenceValues, after: SequenceValues): s
   return moved;
 }
 
-/** A column default the audit fills itself on a live database, as the seeder decides: identity, or a default that calls nextval. */
-const filledByAudit = (column: { identity: string | null; default: string | null }) => column.identity !== null || isSequenceDefault(column.default);
+/**
+ * A column the audit fills itself on a live database, with a key of its own instead of the sequence's: an
+ * identity column, or an integer column whose default calls nextval (seed.ts highKey, actors.ts middleKey).
+ * Any other default that reaches nextval (`'INV-' || nextval(...)` in a text column, a numeric key) would
+ * run on insert: it is a risk.
+ */
+const filledByAudit = (column: { identity: string | null; default: string | null; baseType: string }) =>
+  column.identity !== null || (isSequenceDefault(column.default) && KEY_LIMITS[column.baseType] !== undefined);
 
 /** A statement kind that may fire a trigger: what a seed or probe write would run. */
 export type WriteEvent = TriggerEvent;
@@ -60,10 +67,8 @@ const ALL_EVENTS: WriteEvent[] = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'];
  */
 export async function sequenceRisks(session: AuditSession, catalog: Catalog, plan: TenancyPlan): Promise<SequenceRisk[]> {
   await loadParser();
-  const routines = await session.query(routinesSql(catalog.serverVersionNum));
-  const operators = await session.query(OPERATORS_SQL);
-  const views = await session.query(VIEWS_SQL);
-  const use = new SequenceUse(routineIndex(routines.rows, operators.rows, views.rows));
+  const index = await loadRoutineIndex((sql) => session.query(sql), catalog.serverVersionNum);
+  const use = new SequenceUse(index);
   const audited = new Set(plan.relations.map((entry) => entry.relation));
   const risks: SequenceRisk[] = [];
   for (const relation of catalog.relations.filter((candidate) => audited.has(candidate.qualified) || ancestors(catalog, candidate.qualified).some((name) => audited.has(name)))) {
@@ -78,10 +83,18 @@ export async function sequenceRisks(session: AuditSession, catalog: Catalog, pla
       }
       risks.push({ relation: relation.qualified, events: events.length ? events : ALL_EVENTS, cause: `trigger ${trigger.name} (${trigger.function}): ${verdict.reason}` });
     }
+    const facts = index.relationsByName.get(relation.qualified)?.[0];
     for (const column of relation.columns) {
-      if (!column.default || column.generated || filledByAudit(column)) continue;
-      const verdict = use.expression(column.default);
-      if (!verdict.free) risks.push({ relation: relation.qualified, events: ['INSERT'], cause: `the default of ${column.name} (${column.default}): ${verdict.reason}` });
+      if (column.generated || filledByAudit(column)) continue;
+      if (column.default) {
+        const verdict = use.expression(column.default);
+        if (!verdict.free) risks.push({ relation: relation.qualified, events: ['INSERT'], cause: `the default of ${column.name} (${column.default}): ${verdict.reason}` });
+        continue;
+      }
+      // No default of its own: an INSERT that leaves it out takes its domain's default; writing it checks the domain.
+      const type = facts?.columns.find((candidate) => candidate.name === column.name)?.type;
+      const verdict = type === undefined ? { free: true as const } : use.type(type);
+      if (!verdict.free) risks.push({ relation: relation.qualified, events: ['INSERT', 'UPDATE'], cause: `the type of ${column.name} (${column.type}): ${verdict.reason}` });
     }
   }
   return risks;

@@ -22,7 +22,7 @@ import { locateObjects, sourceRootUri } from './report/locate.js';
 import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
 import { AuditSession } from './session.js';
-import { describeRisk, movedSequences, readSequences, SEQUENCE_HINT, sequenceRisks, writeRisk } from './sequences.js';
+import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
 import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
@@ -477,17 +477,18 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const sequencesBefore = target.disposable ? null : await readSequences(session);
     // Relations whose writes would advance a sequence are left out of seeding and of the write probes; the
     // rest of the database is audited as usual.
-    const risks = !target.disposable && !scenario.allowSequenceGaps ? await sequenceRisks(session, catalog, plan) : [];
+    const risks = !target.disposable ? await sequenceRisks(session, catalog, plan, scenario.allowSequenceGaps) : [];
     for (const relation of new Set(risks.map((risk) => risk.relation))) {
       const causes = risks.filter((risk) => risk.relation === relation).map((risk) => `${risk.cause} (on ${risk.events.join(', ').toLowerCase()})`);
-      log(`sequences: ${relation} is not written where that would advance a sequence on this live database: ${causes.join('; ')}`);
+      const words = risks.some((risk) => risk.relation === relation && risk.effect === 'sequence') ? 'advance a sequence' : 'act outside the transaction';
+      log(`sequences: ${relation} is not written where that would ${words} on this live database: ${causes.join('; ')}`);
     }
     const blocked: WriteBlock = (relation, event) => {
       const risk = writeRisk(catalog, risks, relation, [event]);
       if (!risk) return null;
       return {
-        reason: `not ${event === 'INSERT' ? 'inserted into' : 'updated'} on this live database: that would advance a sequence, which no rollback undoes (${describeRisk(relation, risk)})`,
-        hint: SEQUENCE_HINT,
+        reason: `not ${event === 'INSERT' ? 'inserted into' : 'updated'} on this live database: that would ${riskWords(risk)} (${describeRisk(relation, risk)})`,
+        hint: riskHint(risk),
       };
     };
     if (plan.actors.kind === 'user' && plan.actors.membership && plan.actors.users) {

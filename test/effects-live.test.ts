@@ -152,6 +152,32 @@ describe('a live database: effects behind domains, casts, user SQL and defaults 
     expect(await fingerprint(live.connectionString)).toEqual(before);
   });
 
+  it('does not seed or write a table whose column domain CHECK runs a program; audits the rest', async () => {
+    await withClient(live.connectionString, (client) =>
+      client.query(`create table labels (tenant_id integer not null references tenants (id), id integer primary key, caption checked_text);
+        alter table labels enable row level security;
+        create policy labels_isolation on labels using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+        grant select, insert, update, delete on labels to app_user`),
+    );
+    try {
+      const run = await audit('--fail-on', 'critical');
+      expect(existsSync(markers.domain)).toBe(false);
+      const relation = (name: string) => run.report!.relations.find((candidate) => candidate.name === name)?.seeding;
+      expect(relation('public.labels')).toMatchObject({
+        status: 'failed',
+        rows: 0,
+        reason: expect.stringMatching(/not inserted into on this live database: that would act outside the transaction.*the type of caption .*domain public\.checked_text, whose CHECK .*COPY/),
+      });
+      const writes = run.report!.probes.filter((probe) => probe.relation === 'public.labels' && probe.check === 'foreign-insert');
+      expect(writes.map((probe) => [probe.outcome, probe.error])).toEqual([['skipped', expect.stringMatching(/INSERT would act outside the transaction/)]]);
+      expect(run.report!.summary.inconclusive.find((entry) => entry.relation === 'public.labels')?.hint).toMatch(/--schema-from URL/);
+      expect(relation('public.notes')?.status).toBe('seeded');
+      expect(await fingerprint(live.connectionString)).toEqual(before);
+    } finally {
+      await withClient(live.connectionString, (client) => client.query('drop table labels'));
+    }
+  });
+
   it('sees every path to nextval before writing: a text default, a numeric key, a domain default; those tables are left out', async () => {
     await withClient(live.connectionString, (client) => client.query(SEQUENCES));
     const values = () => withClient(live.connectionString, async (client) => (await client.query(`select sequencename, last_value::text as value from pg_sequences order by 1`)).rows);

@@ -798,3 +798,29 @@ export class SequenceUse {
     return typeVerdict(this.walker, oid);
   }
 }
+
+/**
+ * Judges what a write of the audit (seeding, a write probe) reaches that acts outside the transaction other
+ * than a sequence (sequences are SequenceUse's): a trigger, a column default, a CHECK, a column's domain.
+ * Writes inside are allowed: the audit's transaction is rolled back.
+ */
+export class WriteEffects {
+  private readonly walker: Walker;
+
+  constructor(private readonly index: RoutineIndex) {
+    this.walker = newWalker('user', index, true);
+  }
+
+  routine(oid: number): EffectVerdict {
+    const routine = this.index.byOid.get(oid);
+    return routine ? routineVerdict(this.walker, routine) : deny('its function is not in pg_proc');
+  }
+
+  expression(expression: string): EffectVerdict {
+    return checkSql(this.walker, `SELECT ${expression}`);
+  }
+
+  type(oid: number): EffectVerdict {
+    return typeVerdict(this.walker, oid);
+  }
+}

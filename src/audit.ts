@@ -22,12 +22,13 @@ import { locateObjects, sourceRootUri } from './report/locate.js';
 import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
 import { AuditSession } from './session.js';
-import { describeRisk, movedSequences, readSequences, SEQUENCE_HINT, sequenceRisks, writeRisk } from './sequences.js';
+import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
 import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
-import { userSqlProblem } from './analysis/statements.js';
+import { contextCall, userSqlProblem } from './analysis/statements.js';
+import { loadRoutineIndex, userSqlEffects } from './analysis/effects.js';
 import { VERSION } from './version.js';
 import { Inconclusive, verdictOf, type InconclusiveReason } from './verdict.js';
 import { PRESETS } from './presets/index.js';
@@ -207,10 +208,27 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
 /**
  * The application's context setter must parse as the application role before any probe relies on it.
  * PREPARE analyses it (names, types) without running it: running it would define the setting on this
- * connection, and the "never set" probes need a connection on which nothing has set it yet.
+ * connection, and the "never set" probes need a connection on which nothing has set it yet. A CALL cannot
+ * be prepared: the procedure it names must exist with that many arguments, and the role may execute it.
  */
 async function checkContextSql(session: AuditSession, plan: TenancyPlan): Promise<void> {
   if (plan.roleSwitch) return;
+  const failed = (why: string) =>
+    new AuditError(
+      `the context SQL failed as role ${plan.role} (${plan.contextSql}): ${why}. Give the SQL the application runs with --context-sql, using $tenant (or $1) for the tenant id, $user for the user id and $role for the tenant's role.`,
+    );
+  const call = contextCall(plan.contextSql);
+  if (call) {
+    const { rows } = await session.query(
+      `select count(*)::int as n from pg_proc p
+       join pg_namespace n on n.oid = p.pronamespace
+       where p.prokind = 'p' and p.proname = $1 and ($2::text is null and n.nspname = any(current_schemas(true)) or n.nspname = $2)
+         and p.pronargs >= $3::int and p.pronargs - p.pronargdefaults <= $3::int and has_function_privilege($4, p.oid, 'EXECUTE')`,
+      [call.name, call.schema, call.arguments, plan.role],
+    );
+    if (Number(rows[0]?.n ?? 0) === 0) throw failed(`no procedure ${call.schema ? `${call.schema}.` : ''}${call.name} taking ${call.arguments} argument(s) that ${plan.role} may execute`);
+    return;
+  }
   try {
     await session.savepoint(
       async () => {
@@ -221,17 +239,19 @@ async function checkContextSql(session: AuditSession, plan: TenancyPlan): Promis
       [session.roleStatement(plan.role)],
     );
   } catch (error) {
-    throw new AuditError(
-      `the context SQL failed as role ${plan.role} (${plan.contextSql}): ${errorMessage(error)}. Give the SQL the application runs with --context-sql, using $tenant (or $1) for the tenant id, $user for the user id and $role for the tenant's role.`,
-    );
+    throw failed(errorMessage(error));
   }
 }
 
 /**
  * User SQL runs inside the audit's transaction: the context setter and each named query must be exactly
  * one statement of a kind that cannot end or reconfigure that transaction. Checked before anything runs.
+ * On a live database, everything the SQL reaches (functions, procedures, domain CHECKs, casts, operators,
+ * defaults and triggers of what it writes) must also be free of effects outside the transaction
+ * (analysis/effects.ts): dblink, advisory locks, NOTIFY, COPY, settings other than the application's own,
+ * sequences (unless --allow-sequence-gaps) and whatever cannot be read are refused.
  */
-async function checkUserSql(scenario: Scenario, plan: TenancyPlan): Promise<void> {
+async function checkUserSql(scenario: Scenario, plan: TenancyPlan, live: { session: AuditSession; catalog: Catalog } | null): Promise<void> {
   await loadParser();
   const contextProblem = plan.roleSwitch ? null : userSqlProblem(plan.contextSql, 'context');
   if (contextProblem) {
@@ -240,6 +260,17 @@ async function checkUserSql(scenario: Scenario, plan: TenancyPlan): Promise<void
   for (const query of scenario.queries) {
     const problem = userSqlProblem(query.sql, 'query');
     if (problem) throw new AuditError(`the query ${query.name} (${query.sql}) cannot run inside the audit's transaction: ${problem}. Give one SELECT, INSERT, UPDATE, DELETE or MERGE.`);
+  }
+  if (!live) return;
+  const index = await loadRoutineIndex((sql) => live.session.query(sql), live.catalog.serverVersionNum);
+  const hint = 'On a database the audit does not own, user SQL may not act outside the audit\'s transaction; audit a copy instead (--schema-from URL), where it may';
+  if (!plan.roleSwitch) {
+    const verdict = userSqlEffects(index, plan.contextSql, scenario.allowSequenceGaps);
+    if (!verdict.free) throw new AuditError(`the context SQL (${plan.contextSql}) is refused on this live database: ${verdict.reason}. ${hint}.`);
+  }
+  for (const query of scenario.queries) {
+    const verdict = userSqlEffects(index, query.sql, scenario.allowSequenceGaps);
+    if (!verdict.free) throw new AuditError(`the query ${query.name} (${query.sql}) is refused on this live database: ${verdict.reason}. ${hint}.`);
   }
 }
 
@@ -440,23 +471,24 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   const probeFindings: Finding[] = [];
   const inconclusive = new Inconclusive();
   try {
-    await checkUserSql(scenario, plan);
+    await checkUserSql(scenario, plan, target.disposable ? null : { session, catalog });
     ruleFindings = evaluateRules(catalog, plan, analysis);
     // A live database: no sequence may move that a rollback cannot put back (see sequences.ts).
     const sequencesBefore = target.disposable ? null : await readSequences(session);
     // Relations whose writes would advance a sequence are left out of seeding and of the write probes; the
     // rest of the database is audited as usual.
-    const risks = !target.disposable && !scenario.allowSequenceGaps ? await sequenceRisks(session, catalog, plan) : [];
+    const risks = !target.disposable ? await sequenceRisks(session, catalog, plan, scenario.allowSequenceGaps) : [];
     for (const relation of new Set(risks.map((risk) => risk.relation))) {
       const causes = risks.filter((risk) => risk.relation === relation).map((risk) => `${risk.cause} (on ${risk.events.join(', ').toLowerCase()})`);
-      log(`sequences: ${relation} is not written where that would advance a sequence on this live database: ${causes.join('; ')}`);
+      const words = risks.some((risk) => risk.relation === relation && risk.effect === 'sequence') ? 'advance a sequence' : 'act outside the transaction';
+      log(`sequences: ${relation} is not written where that would ${words} on this live database: ${causes.join('; ')}`);
     }
     const blocked: WriteBlock = (relation, event) => {
       const risk = writeRisk(catalog, risks, relation, [event]);
       if (!risk) return null;
       return {
-        reason: `not ${event === 'INSERT' ? 'inserted into' : 'updated'} on this live database: that would advance a sequence, which no rollback undoes (${describeRisk(relation, risk)})`,
-        hint: SEQUENCE_HINT,
+        reason: `not ${event === 'INSERT' ? 'inserted into' : 'updated'} on this live database: that would ${riskWords(risk)} (${describeRisk(relation, risk)})`,
+        hint: riskHint(risk),
       };
     };
     if (plan.actors.kind === 'user' && plan.actors.membership && plan.actors.users) {

@@ -7,12 +7,14 @@
  * skipped with the reason and the run is inconclusive for it, while every other relation is audited as
  * usual. Before and after, the audit reads every sequence, and the report lists any that moved.
  */
-import { routineIndex, routinesSql, OPERATORS_SQL, SequenceUse, VIEWS_SQL } from './analysis/effects.js';
+import { loadRoutineIndex, SequenceUse, WriteEffects } from './analysis/effects.js';
 import { isSequenceDefault } from './analysis/constraints.js';
 import { loadParser } from './analysis/parse.js';
 import type { Catalog } from './catalog/types.js';
+import type { EffectVerdict } from './analysis/effects.js';
 import type { TenancyPlan } from './plan/tenancy.js';
 import type { AuditSession } from './session.js';
+import { KEY_LIMITS } from './seed/seed.js';
 import { triggerEvents, type TriggerEvent } from './analysis/sql-text.js';
 
 export type SequenceValues = Map<string, string | null>;
@@ -34,8 +36,14 @@ export function movedSequences(before: SequenceValues, after: SequenceValues): s
   return moved;
 }
 
-/** A column default the audit fills itself on a live database, as the seeder decides: identity, or a default that calls nextval. */
-const filledByAudit = (column: { identity: string | null; default: string | null }) => column.identity !== null || isSequenceDefault(column.default);
+/**
+ * A column the audit fills itself on a live database, with a key of its own instead of the sequence's: an
+ * identity column, or an integer column whose default calls nextval (seed.ts highKey, actors.ts middleKey).
+ * Any other default that reaches nextval (`'INV-' || nextval(...)` in a text column, a numeric key) would
+ * run on insert: it is a risk.
+ */
+const filledByAudit = (column: { identity: string | null; default: string | null; baseType: string }) =>
+  column.identity !== null || (isSequenceDefault(column.default) && KEY_LIMITS[column.baseType] !== undefined);
 
 /** A statement kind that may fire a trigger: what a seed or probe write would run. */
 export type WriteEvent = TriggerEvent;
@@ -49,6 +57,13 @@ export interface SequenceRisk {
   relation: string;
   events: WriteEvent[];
   cause: string;
+  /** What the write would do: advance a sequence, or act outside the transaction (a domain CHECK, a trigger, a default or CHECK with another effect). */
+  effect: 'sequence' | 'outside';
+}
+
+/** The words for what a risky write would do, for messages: `that would ${riskWords(risk)}`. */
+export function riskWords(risk: SequenceRisk): string {
+  return risk.effect === 'sequence' ? 'advance a sequence, which no rollback undoes' : 'act outside the transaction, which no rollback undoes';
 }
 
 const ALL_EVENTS: WriteEvent[] = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'];
@@ -58,17 +73,19 @@ const ALL_EVENTS: WriteEvent[] = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'];
  * audit fills itself: one entry per relation and cause. Triggers count for the events they fire on (read
  * from their definition by the parser; all events when it cannot be read), defaults for INSERT.
  */
-export async function sequenceRisks(session: AuditSession, catalog: Catalog, plan: TenancyPlan): Promise<SequenceRisk[]> {
+export async function sequenceRisks(session: AuditSession, catalog: Catalog, plan: TenancyPlan, allowSequenceGaps = false): Promise<SequenceRisk[]> {
   await loadParser();
-  const routines = await session.query(routinesSql(catalog.serverVersionNum));
-  const operators = await session.query(OPERATORS_SQL);
-  const views = await session.query(VIEWS_SQL);
-  const use = new SequenceUse(routineIndex(routines.rows, operators.rows, views.rows));
+  const index = await loadRoutineIndex((sql) => session.query(sql), catalog.serverVersionNum);
+  const use = new SequenceUse(index);
+  // Everything else a write reaches that acts outside the transaction (COPY, dblink, NOTIFY, locks in a trigger, a domain CHECK or a default).
+  const outside = new WriteEffects(index);
+  const sequences = !allowSequenceGaps;
   const audited = new Set(plan.relations.map((entry) => entry.relation));
   const risks: SequenceRisk[] = [];
   for (const relation of catalog.relations.filter((candidate) => audited.has(candidate.qualified) || ancestors(catalog, candidate.qualified).some((name) => audited.has(name)))) {
     for (const trigger of catalog.triggers.filter((candidate) => candidate.relation === relation.qualified && candidate.enabled)) {
-      const verdict = use.routine(trigger.functionOid);
+      const effect = outside.routine(trigger.functionOid);
+      const verdict = effect.free && sequences ? use.routine(trigger.functionOid) : effect;
       if (verdict.free) continue;
       let events: WriteEvent[];
       try {
@@ -76,13 +93,26 @@ export async function sequenceRisks(session: AuditSession, catalog: Catalog, pla
       } catch {
         events = [];
       }
-      risks.push({ relation: relation.qualified, events: events.length ? events : ALL_EVENTS, cause: `trigger ${trigger.name} (${trigger.function}): ${verdict.reason}` });
+      risks.push({ relation: relation.qualified, events: events.length ? events : ALL_EVENTS, cause: `trigger ${trigger.name} (${trigger.function}): ${verdict.reason}`, effect: effect.free ? 'sequence' : 'outside' });
     }
+    const facts = index.relationsByName.get(relation.qualified)?.[0];
+    const judge = (sequenceVerdict: () => EffectVerdict, outsideVerdict: () => EffectVerdict, events: WriteEvent[], cause: string) => {
+      // Effects outside the transaction first: --allow-sequence-gaps does not allow them.
+      const effect = outsideVerdict();
+      const verdict = effect.free && sequences ? sequenceVerdict() : effect;
+      if (!verdict.free) risks.push({ relation: relation.qualified, events, cause: `${cause}: ${verdict.reason}`, effect: effect.free ? 'sequence' : 'outside' });
+    };
     for (const column of relation.columns) {
-      if (!column.default || column.generated || filledByAudit(column)) continue;
-      const verdict = use.expression(column.default);
-      if (!verdict.free) risks.push({ relation: relation.qualified, events: ['INSERT'], cause: `the default of ${column.name} (${column.default}): ${verdict.reason}` });
+      if (column.generated) continue;
+      const type = facts?.columns.find((candidate) => candidate.name === column.name)?.type;
+      if (column.default && !filledByAudit(column)) {
+        const expression = column.default;
+        judge(() => use.expression(expression), () => outside.expression(expression), ['INSERT'], `the default of ${column.name} (${expression})`);
+      }
+      // An INSERT that leaves a column without a default of its own out takes its domain's default; every write checks the domain.
+      if (type !== undefined) judge(() => (column.default ? { free: true } : use.type(type)), () => outside.type(type), ['INSERT', 'UPDATE'], `the type of ${column.name} (${column.type})`);
     }
+    for (const check of facts?.checks ?? []) judge(() => use.expression(check), () => outside.expression(check), ['INSERT', 'UPDATE'], `the CHECK (${check})`);
   }
   return risks;
 }
@@ -138,3 +168,8 @@ export function describeRisk(relation: string, risk: SequenceRisk): string {
 /** What to do about a relation the audit does not write on a live database. */
 export const SEQUENCE_HINT =
   'audit a copy instead (--schema-from URL: every relation is seeded and probed there), or accept gaps in the application\'s numbering with --allow-sequence-gaps';
+
+/** What to do about a relation left out for a risk: --allow-sequence-gaps helps only with sequences. */
+export function riskHint(risk: SequenceRisk): string {
+  return risk.effect === 'sequence' ? SEQUENCE_HINT : 'audit a copy instead (--schema-from URL: every relation is seeded and probed there)';
+}

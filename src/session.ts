@@ -77,7 +77,8 @@ export class AuditSession {
   private static readonly STATE_SQL = `select now()::text as started, pg_current_xact_id_if_assigned()::text as xid, session_user::text as session_user,
     current_user::text as current_user, current_setting('row_security') as row_security, current_setting('lock_timeout') as lock_timeout,
     current_setting('statement_timeout') as statement_timeout, current_setting('idle_in_transaction_session_timeout') as idle_in_transaction_session_timeout,
-    current_setting('transaction_read_only') as transaction_read_only, current_setting('session_replication_role') as session_replication_role`;
+    current_setting('transaction_read_only') as transaction_read_only, current_setting('session_replication_role') as session_replication_role,
+    current_setting('search_path') as search_path`;
 
   static async open(connection: string, options: { bounds?: Bounds; readOnly?: boolean } = {}): Promise<AuditSession> {
     const client = await connect(connection, options.bounds ?? DEFAULT_BOUNDS, 'rls-audit', true);

@@ -120,3 +120,17 @@ describe('the pipelined session', () => {
     });
   });
 });
+
+describe('user SQL on the audit session', () => {
+  it('stops the audit when user SQL moves search_path, which later statements would resolve names through (issue 21)', async () => {
+    const session = await AuditSession.open(target.connectionString);
+    try {
+      await expect(session.userQuery(`select set_config('search_path', 'pg_temp, public', true)`, [], 'the context SQL')).rejects.toThrow(
+        /the context SQL \(select set_config\('search_path', 'pg_temp, public', true\)\) changed search_path \("\$user", public -> pg_temp, public\).*audit stopped/,
+      );
+      expect((await session.userQuery(`select set_config('app.current_tenant', '1', true) as tenant`)).rows).toEqual([{ tenant: '1' }]);
+    } finally {
+      await session.end();
+    }
+  });
+});

@@ -17,7 +17,8 @@ export interface CompiledContextSql {
  * Read the application's context SQL with PostgreSQL's lexer: `$tenant` (or `$1`), `$user` and `$role`
  * become positional parameters; placeholders inside string literals or dollar quotes are text, not
  * parameters. A placeholder without a cast is bound as text, so that `json_build_object('sub', $user)`
- * has a type PostgreSQL can determine.
+ * has a type PostgreSQL can determine; in a CALL it is left untyped, so that the procedure's own argument
+ * types decide (`call set_tenant($1)` with set_tenant(uuid)).
  */
 export function compileContextSql(source: string): CompiledContextSql {
   const tokens = scanTokens(source);
@@ -36,10 +37,11 @@ export function compileContextSql(source: string): CompiledContextSql {
   });
   if (!uses.length) throw new AuditError(`context SQL ${source} uses no parameter: give the tenant as $tenant (or $1), the user as $user, the role as $role`);
   const parameters = NAMES.filter((name) => uses.some((use) => use.name === name));
+  const call = tokens[0]?.text.toLowerCase() === 'call';
   let sql = '';
   let at = 0;
   for (const use of uses) {
-    sql += `${source.slice(at, use.start)}$${parameters.indexOf(use.name) + 1}${use.cast ? '' : '::text'}`;
+    sql += `${source.slice(at, use.start)}$${parameters.indexOf(use.name) + 1}${use.cast || call ? '' : '::text'}`;
     at = use.end;
   }
   return { sql: sql + source.slice(at), parameters };

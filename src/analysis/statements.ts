@@ -116,3 +116,17 @@ export function userSqlProblem(sql: string, kind: UserSqlKind): string | null {
   }
   return null;
 }
+
+/** The procedure a context SQL of the form `CALL name(args)` calls, or null when it is not a CALL. */
+export function contextCall(sql: string): { schema: string | null; name: string; arguments: number } | null {
+  let statements: RawStmt[];
+  try {
+    statements = parseStatements(sql);
+  } catch {
+    return null;
+  }
+  const call = (statements[0]?.stmt as { CallStmt?: { funccall?: { funcname?: Node[]; args?: Node[] } } } | undefined)?.CallStmt?.funccall;
+  if (!call || statements.length !== 1) return null;
+  const parts = (call.funcname ?? []).map((part) => (part as { String?: { sval?: string } }).String?.sval ?? '');
+  return { schema: parts.length > 1 ? parts.at(-2)! : null, name: parts.at(-1) ?? '', arguments: call.args?.length ?? 0 };
+}

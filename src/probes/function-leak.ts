@@ -1,4 +1,4 @@
-import { functionEffects, OPERATORS_SQL, routineIndex, routinesSql, VIEWS_SQL, type EffectVerdict } from '../analysis/effects.js';
+import { functionEffects, loadRoutineIndex, type EffectVerdict } from '../analysis/effects.js';
 import { loadParser } from '../analysis/parse.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import { currentTenantExpression } from '../fixes.js';
@@ -157,10 +157,7 @@ export const NOT_CALLED = 'not called on a live database (it may act outside the
  */
 async function liveEffects(context: ProbeContext, functions: FunctionInfo[]): Promise<Map<number, EffectVerdict>> {
   await loadParser();
-  const routines = await context.session.query(routinesSql(context.catalog.serverVersionNum));
-  const operators = await context.session.query(OPERATORS_SQL);
-  const views = await context.session.query(VIEWS_SQL);
-  return functionEffects(routineIndex(routines.rows, operators.rows, views.rows), functions);
+  return functionEffects(await loadRoutineIndex((sql) => context.session.query(sql), context.catalog.serverVersionNum), functions);
 }
 
 export const functionLeak = defineProbe({

@@ -12,7 +12,7 @@ import { actorOf, describeContext, reproduction, sendContext } from './context.j
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
 import { inPart } from './schedule.js';
-import { describeRisk, SEQUENCE_HINT, writeRisk, type WriteEvent } from '../sequences.js';
+import { describeRisk, riskHint, riskWords, writeRisk, type WriteEvent } from '../sequences.js';
 import { unseededEntry } from '../scenario/schema.js';
 import type { ProbeContext, ProbeOutcome } from './types.js';
 
@@ -162,14 +162,14 @@ export function sequenceSkip(context: ProbeContext, check: string | undefined, r
       rows: 0,
       foreignRows: 0,
       missingOwnRows: 0,
-      error: `not run on this live database: ${event} would advance a sequence, which no rollback undoes (${cause})`,
+      error: `not run on this live database: ${event} would ${riskWords(risk)} (${cause})`,
     });
   }
   if (!unseededEntry(context.scenario, relation)) {
     context.inconclusive({
       relation,
-      reason: `${relation} was not written on this live database: writing it would advance a sequence, which no rollback undoes (${cause}); what its write probes check was not proven`,
-      hint: SEQUENCE_HINT,
+      reason: `${relation} was not written on this live database: writing it would ${riskWords(risk)} (${cause}); what its write probes check was not proven`,
+      hint: riskHint(risk),
     });
   }
   return true;

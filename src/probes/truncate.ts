@@ -73,7 +73,7 @@ export const truncate = defineProbe({
         const reach = truncateReach(context.catalog, context.plan.role, relation);
         const runs = holds && reach.kind !== 'blocked';
         recordWrite(context, this.meta.id, target, actor, privilegeSql, runs ? 'leak' : 'pass', asked.rowCount, 0, asked.error?.message ?? (holds && !runs ? 'held, but a referencing table the role may not truncate blocks it (CASCADE)' : undefined));
-        if (!runs || reach.kind === 'blocked') continue;
+        if (!runs) continue;
         const empties = reach.kind === 'cascade' ? `TRUNCATE ${relation.qualified} CASCADE, which empties it and ${reach.tables.map((table) => table.qualified).join(', ')}` : `TRUNCATE ${relation.qualified}, which empties it`;
         reportTruncate(relation, `the application role may run ${empties}`, {
           ...writeEvidence(context, actor, privilegeSql, []),

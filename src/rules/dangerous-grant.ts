@@ -117,7 +117,11 @@ export const dangerousGrant = defineRule({
           object: relationObject(relation),
           message: `The application role ${plan.role} holds ${privileges.join(', ')} on ${relation.qualified} (${grantees
             .map((grantee) => (grantee === plan.role ? 'granted to it' : grantee === 'public' ? 'granted to PUBLIC' : `through ${grantee}`))
-            .join(', ')}): ${privileges.map((privilege) => `${reaches.get(privilege)!.why} (${reaches.get(privilege)!.severity})`).join('; ')}.`,
+            .join(', ')}): ${
+            barrier
+              ? `${privileges.length === 1 ? 'it is' : 'they are'} out of reach: ${barrier} (info)`
+              : privileges.map((privilege) => `${reaches.get(privilege)!.why} (${reaches.get(privilege)!.severity})`).join('; ')
+          }.`,
           sql:
             `select case when a.grantee = 0 then 'public' else pg_get_userbyid(a.grantee) end as grantee, a.privilege_type ` +
             `from pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a ` +

@@ -51,9 +51,29 @@ export function checkReadmeAnchor(check: Pick<CheckMeta, 'source'>): string {
   return headingAnchor(check.source === 'probe' ? README_PROBES_HEADING : README_RULES_HEADING);
 }
 
-/** The README's check tables (probes, then rules), between their markers. */
+export const README_PRECONDITIONS_HEADING = 'What sets the severity';
+
+/** Per check that declares one, the precondition of its exploit that sets a finding's severity. */
+function preconditionList(checks: CheckMeta[]): string[] {
+  const stated = checks.filter((check) => check.precondition);
+  if (!stated.length) return [];
+  return ['', `### ${README_PRECONDITIONS_HEADING}`, '', ...stated.map((check) => `- \`${check.id}\`: ${cell(check.precondition!)}`)];
+}
+
+/** The README's check tables (probes, then rules), and what sets the severity of each check that states it, between their markers. */
 export function renderCheckTables(probes: CheckMeta[] = probeChecks(), rules: CheckMeta[] = ruleChecks()): string {
-  return [README_CHECKS_START, `### ${README_PROBES_HEADING}`, '', ...checkTable(probes), '', `### ${README_RULES_HEADING}`, '', ...checkTable(rules), README_CHECKS_END].join('\n');
+  return [
+    README_CHECKS_START,
+    `### ${README_PROBES_HEADING}`,
+    '',
+    ...checkTable(probes),
+    '',
+    `### ${README_RULES_HEADING}`,
+    '',
+    ...checkTable(rules),
+    ...preconditionList([...probes, ...rules]),
+    README_CHECKS_END,
+  ].join('\n');
 }
 
 /** README text with its check tables replaced by `tables`; throws when the markers are missing. */

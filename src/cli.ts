@@ -77,6 +77,7 @@ interface RunFlags {
   setting?: string;
   contextSql?: string;
   preset?: 'supabase' | 'postgrest';
+  api?: boolean;
   tenantTable?: string;
   tenantKey?: string;
   tenantColumn?: string[];
@@ -155,6 +156,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       .option('--tenant-table <name>', 'the table whose rows are the tenants, e.g. public.tenants (discovered when absent)')
       .option('--tenant-key <column>', "the tenant table's column that identifies a tenant, when it is not the primary key")
       .addOption(new Option('--preset <name>', 'what the platform provides and how requests carry the context: supabase, postgrest').choices(['supabase', 'postgrest']))
+      .option('--api', 'the application role is reached only through an API layer such as PostgREST (no TRUNCATE, no DDL); implied by --preset')
       .option('--database-url [url]', 'audit an existing database; nothing is left behind (everything is rolled back). Without a value: DATABASE_URL, else the PG* variables (keeps the password out of ps)')
       .option('--schema-from [url]', 'copy the schema, roles and grants of a live database (pg_dump, read-only) into the embedded cluster and audit the copy: the safe way to audit staging or production. Without a value: DATABASE_URL, else the PG* variables')
       .option('--pg-bin <dir>', 'run the embedded target from local PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin')

@@ -79,3 +79,18 @@ export function restrictiveFenceSql(plan: TenancyPlan, relation: Relation, relat
     `  with check (${predicate});`,
   ].join('\n');
 }
+
+/**
+ * The fix for a tenant table the application role owns (or whose owner's rights it inherits): FORCE keeps the
+ * policies on the owner, but only another owner takes away ALTER TABLE ... NO FORCE / DISABLE ROW LEVEL
+ * SECURITY; the application keeps the privileges it uses through the policies. owner-without-force and
+ * role-owns-table propose the same statements, so their findings are one defect.
+ */
+export function ownershipFix(plan: TenancyPlan, relation: Relation): string {
+  const table = relationIdent(relation);
+  return [
+    ...(relation.rlsForced ? [] : [`alter table ${table} force row level security;`]),
+    `alter table ${table} owner to current_user;  -- run as a role the application does not use (the one that runs migrations)`,
+    `grant select, insert, update, delete on ${table} to ${ident(plan.role)};`,
+  ].join('\n');
+}

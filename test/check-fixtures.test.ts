@@ -21,8 +21,7 @@ const PROBED: { check: string; fixable?: false; secureAlso?: string[] }[] = [
   // Which policy hides the rows, and how it should read instead, is the owner's call: fix.sql says so in a comment.
   { check: 'own-rows-hidden', fixable: false },
   { check: 'role-bypasses-rls' },
-  // An owner holds TRUNCATE on its table whatever FORCE says: dangerous-grant still reports that.
-  { check: 'role-owns-table', secureAlso: ['dangerous-grant'] },
+  { check: 'role-owns-table' },
 ];
 
 function fixtureFile(check: string, variant: 'vulnerable' | 'secure'): string | undefined {

@@ -137,6 +137,20 @@ where p.prokind = 'f' and ${SCHEMA_FILTER}
   and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
 order by signature`;
 
+const SCHEMAS_SQL = `
+select n.nspname as name, pg_get_userbyid(n.nspowner) as owner,
+       coalesce(array(select case when a.grantee = 0 then 'public' else pg_get_userbyid(a.grantee) end || ':' || a.privilege_type
+                      from aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a), '{}') as grants
+from pg_namespace n
+where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+order by n.nspname`;
+
+const DATABASE_SQL = `
+select pg_get_userbyid(d.datdba) as owner,
+       coalesce(array(select case when a.grantee = 0 then 'public' else pg_get_userbyid(a.grantee) end || ':' || a.privilege_type
+                      from aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a), '{}') as grants
+from pg_database d where d.datname = current_database()`;
+
 const TRIGGERS_SQL = `
 select t.tgname as name, n.nspname || '.' || c.relname as relation, t.tgfoid::regprocedure::text as function, t.tgfoid::int as function_oid,
        pg_get_triggerdef(t.oid) as definition, t.tgenabled <> 'D' as enabled
@@ -383,11 +397,16 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       sequenceUsers.set(match[1]!, users);
     }
   }
+  const schemaRows = (await client.query(SCHEMAS_SQL)).rows as { name: string; owner: string; grants: string[] }[];
+  const databaseRow = (await client.query(DATABASE_SQL)).rows[0] as { owner: string; grants: string[] };
   return {
     serverVersion: info.rows[0]!.version,
     serverVersionNum: Number(info.rows[0]!.num),
     database: info.rows[0]!.database,
     currentUser: info.rows[0]!.user,
+    schemas: schemaRows.map((row) => ({ name: row.name, owner: row.owner, grants: parseGrants(row.grants) })),
+    databaseOwner: databaseRow.owner,
+    databaseGrants: parseGrants(databaseRow.grants),
     relations,
     roles: roleList,
     functions: functionList,

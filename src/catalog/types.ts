@@ -155,11 +155,24 @@ export interface Trigger {
   enabled: boolean;
 }
 
+/** A schema and who may create objects in it (CREATE) or look things up in it (USAGE). */
+export interface SchemaInfo {
+  name: string;
+  owner: string;
+  /** The schema's ACL, exploded; `public` is PUBLIC. */
+  grants: Grant[];
+}
+
 export interface Catalog {
   serverVersion: string;
   serverVersionNum: number;
   database: string;
   currentUser: string;
+  /** Every schema but pg_catalog, information_schema, pg_toast and the temporary ones, with its ACL. */
+  schemas: SchemaInfo[];
+  /** The database's owner and ACL (with its defaults: CONNECT and TEMPORARY to PUBLIC unless revoked). */
+  databaseOwner: string;
+  databaseGrants: Grant[];
   relations: Relation[];
   roles: Role[];
   functions: FunctionInfo[];

@@ -65,6 +65,12 @@ export interface TenancyPlan {
   /** The role a request without any context runs as on the platform (Supabase anon), when not the role itself. */
   anonymousRole: string | null;
   preset: Preset['name'] | null;
+  /**
+   * The role is reached only through an API layer (a preset, or `api: true` in the scenario): it runs no
+   * TRUNCATE and no DDL of its own, so privileges only those use are out of its reach (unless a function it
+   * may call runs dynamic SQL).
+   */
+  apiOnly: boolean;
   /** The JWT claim path (in `setting`) that carries the tenant, when a claim does, e.g. [app_metadata, tenant_id]. */
   tenantClaim: string[] | null;
   tenantKey: TenantKey;
@@ -456,6 +462,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     actors,
     anonymousRole: anonymousRole === role ? null : anonymousRole,
     preset: preset?.name ?? null,
+    apiOnly: scenario.api ?? preset !== null,
     tenantClaim: choice.claim,
     tenantKey,
     tenantColumns,

@@ -7,7 +7,11 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
 import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters } from '../sql.js';
-import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
+import type { RawRow } from '../session.js';
+import { actorOf, describeContext, reproduction, runAs, sendContext, sourcesOf } from './context.js';
+import { ownership, tenantScope } from './writes.js';
+import { literal } from '../sql.js';
+import type { FindingInput } from '../findings.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { plural } from '../text.js';
 import { defineProbe, type ProbeContext } from './types.js';
@@ -19,7 +23,7 @@ const NUMBER_TYPES = new Set(['integer', 'bigint', 'smallint', 'numeric', 'real'
 const CALL_TIMEOUT = '5s';
 
 /** neutral: '' and 0; wildcard: '%' for free text (a search argument matches everything); null; foreign: another tenant's ids. */
-type Variant = 'neutral' | 'wildcard' | 'null' | 'foreign';
+type Variant = 'neutral' | 'wildcard' | 'null' | 'foreign' | 'keys';
 
 interface Call {
   variant: Variant;
@@ -68,7 +72,8 @@ function relationForId(context: ProbeContext, argument: string): { relation: Rel
  * Arguments for one call, or null when the function takes an argument no neutral value fits. Defaulted
  * arguments are left out (their defaults apply). `neutral`: empty text, zero, the tenant's own id and row
  * ids; `null`: NULL everywhere (functions that are not strict often read NULL as "no filter");
- * `foreign`: another tenant's id and row ids in the tenant and id arguments (a function that trusts them).
+ * `foreign`: another tenant's id and row ids in the tenant and id arguments (a function that trusts them);
+ * `keys`: the same, with a plain word in the other text arguments (a name a function may require to be non-empty).
  */
 function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant, tenant: Tenant): { values: (string | null)[]; pointed: boolean } | null {
   const count = fn.argumentTypes.length - fn.defaultArguments;
@@ -102,6 +107,10 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
       values.push(null);
       continue;
     }
+    if (variant === 'keys' && TEXT_TYPES.has(base)) {
+      values.push('rls-audit probe');
+      continue;
+    }
     if (variant === 'wildcard' && TEXT_TYPES.has(base)) {
       values.push('%');
       pointed = true;
@@ -118,6 +127,7 @@ function callStatement(context: ProbeContext, fn: FunctionInfo, count: number): 
     .map((type, index) => `$${index + 1}::${type}`)
     .join(', ')})`;
   const limit = context.scenario.maxRowsPerQuery + 1;
+  if (fn.returnKind === 'void') return `select ${call}`;
   return fn.returnKind === 'composite' ? `select * from ${call} limit ${limit}` : `select (${call})::text as ${ident(fn.name)} limit ${limit}`;
 }
 
@@ -182,7 +192,9 @@ export const functionLeak = defineProbe({
   async run(context, report) {
     const findings: Finding[] = [];
     const platform = new Set(context.plan.preset ? PRESETS[context.plan.preset].platformSchemas : []);
-    const candidates = context.catalog.functions.filter((fn) => fn.returnKind !== 'void' && fn.returnKind !== 'trigger' && !platform.has(fn.schema));
+    // Functions that return something are called for what they return; SECURITY DEFINER ones, even void, also
+    // for what they change when called with another tenant's keys.
+    const candidates = context.catalog.functions.filter((fn) => (fn.returnKind !== 'void' || fn.securityDefiner) && fn.returnKind !== 'trigger' && !platform.has(fn.schema));
     if (!candidates.length) return findings;
     const { rows } = await context.session.query(
       `select p.oid::text as oid from pg_proc p
@@ -207,6 +219,11 @@ export const functionLeak = defineProbe({
         });
         continue;
       }
+      if (fn.securityDefiner) {
+        const keyed = await keyedCalls(context, fn, this.meta.id);
+        if (keyed) findings.push(report(keyed));
+      }
+      if (fn.returnKind === 'void') continue;
       const returned = returnedRelation(context, fn);
       const leaks: { tenant: Tenant; call: Call; tally: RowTally }[] = [];
       for (const [index, tenant] of context.tenants.entries()) {
@@ -284,3 +301,135 @@ export const functionLeak = defineProbe({
     return findings;
   },
 });
+
+/** SQLSTATEs of a function that refuses a call: RAISE EXCEPTION (P0001) and insufficient privilege (42501). */
+const REFUSED = new Set(['P0001', '42501']);
+
+/**
+ * As the administrator, in one statement: rows per tenant of every tenant-owned base table (partitions and
+ * children through their parents), with a digest of their contents, so an UPDATE shows as well as an INSERT
+ * or a DELETE.
+ */
+function changeCountSql(context: ProbeContext): string | null {
+  const parts: string[] = [];
+  for (const relation of context.catalog.relations) {
+    if ((relation.kind !== 'table' && relation.kind !== 'partitioned-table') || relation.partitionOf || relation.inheritsFrom.length) continue;
+    const relationPlan = ownership(context, relation);
+    const scope = relationPlan && tenantScope(context, relation, relationPlan);
+    if (!scope) continue;
+    parts.push(
+      `select ${literal(relation.qualified)}::text as relation, (${scope.tenant})::text as tenant, count(*)::text as rows, ` +
+        `md5(string_agg(r::text, '|' order by r::text)) as digest from ${scope.from} group by 2`,
+    );
+  }
+  return parts.length ? parts.join(' union all ') : null;
+}
+
+type Census = Map<string, { rows: number; digest: string }>;
+
+function census(rows: RawRow[]): Census {
+  return new Map(rows.map((row) => [`${row.relation}\u0000${row.tenant ?? ''}`, { rows: Number(row.rows), digest: row.digest ?? '' }]));
+}
+
+/** Per relation, the rows of `tenant` that were added, removed or rewritten between two censuses. */
+function changedOf(before: Census, after: Census, tenant: Tenant): Map<string, string> {
+  const changed = new Map<string, string>();
+  for (const key of new Set([...before.keys(), ...after.keys()])) {
+    const [relation, id] = key.split('\u0000') as [string, string];
+    if (id !== tenant.id) continue;
+    const was = before.get(key);
+    const is = after.get(key);
+    if (was?.digest === is?.digest) continue;
+    const delta = (is?.rows ?? 0) - (was?.rows ?? 0);
+    changed.set(relation, delta > 0 ? `${delta} row${delta === 1 ? '' : 's'} added` : delta < 0 ? `${-delta} row${delta === -1 ? '' : 's'} removed` : 'rows rewritten');
+  }
+  return changed;
+}
+
+/**
+ * A SECURITY DEFINER function judged by calls: as one tenant's actor, with another tenant's keys in every
+ * argument that can hold one (its tenant id, the key of one of its rows from the seed ledger; a plain word in
+ * other text, neutral values elsewhere), in a rolled-back savepoint in which the administrator counts every
+ * tenant's rows before and after. What comes back is attributed (tenant column, seeded keys, canaries); what
+ * changed is compared per tenant. Rows of the caller's own tenant (or of a tenant the call creates) are not a
+ * leak. Each call is recorded with `keysOf`: reconcile lowers the definer-function finding to info when every
+ * such call ran and touched nothing of the other tenant, and keeps it (unproven) when none could be made.
+ */
+async function keyedCalls(context: ProbeContext, fn: FunctionInfo, check: string): Promise<FindingInput | null> {
+  const { session, plan } = context;
+  const [first, second] = context.tenants;
+  if (!first || !second) return null;
+  const measure = changeCountSql(context);
+  const returned = returnedRelation(context, fn);
+  for (const [tenant, keysOf] of [[first, second], [second, first]] as const) {
+    const label = `${tenant.label} with ${keysOf.label}'s keys`;
+    const args = argumentsFor(context, fn, 'keys', keysOf);
+    if (!args) {
+      context.record({ check, relation: fn.signature, context: label, tenant: tenant.id, sql: fn.signature, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, keysOf: keysOf.id, error: 'no value fits its arguments' });
+      continue;
+    }
+    const statement = callStatement(context, fn, args.values.length);
+    const sql = inlineParameters(statement, args.values);
+    const run = await session.rolledBack(async () => {
+      const before = measure ? session.send(measure) : null;
+      const ready: Promise<unknown>[] = [session.send(session.roleStatement(plan.role))];
+      const set = sendContext(context, actorOf(context, tenant));
+      ready.push(set.outcome);
+      if (set.mustWait) await set.outcome;
+      ready.push(session.send(`select set_config('statement_timeout', '${CALL_TIMEOUT}', true)`));
+      if (!context.disposable) ready.push(session.send('set local transaction_read_only = on'));
+      const call = session.send(statement, args.values);
+      const reset = session.send('reset role');
+      const after = measure ? session.send(measure) : null;
+      return async () => {
+        const counted = before ? census((await before).rows) : new Map();
+        for (const step of ready) await step;
+        try {
+          const result = await call;
+          await reset;
+          return { rows: result.rows, before: counted, after: after ? census((await after).rows) : counted };
+        } catch (failure) {
+          const error = failure as { message?: string; code?: string };
+          return { rows: [] as RawRow[], before: counted, after: counted, error: { message: error.message ?? String(failure), code: error.code } };
+        }
+      };
+    });
+    if (run.error) {
+      const refused = run.error.code !== undefined && REFUSED.has(run.error.code);
+      const readOnly = run.error.code === '25006';
+      context.record({
+        check, relation: fn.signature, context: refused ? `${label} (refused: ${run.error.message})` : label, tenant: tenant.id, sql, keysOf: keysOf.id,
+        outcome: refused ? 'pass' : readOnly ? 'skipped' : 'error', rows: 0, foreignRows: 0, missingOwnRows: 0,
+        ...(refused ? {} : { error: readOnly ? `the function writes, and the target is not disposable: not called read-write (${run.error.message})` : run.error.message }),
+      });
+      continue;
+    }
+    const tally = tallyRows(context, tenant, run.rows, fn.returnKind === 'composite' ? { relation: returned } : { canaryOnly: true });
+    const foreignReturned = tally.foreign.get(keysOf.id) ?? 0;
+    const changed = changedOf(run.before, run.after, keysOf);
+    const leak = foreignReturned > 0 || changed.size > 0;
+    context.record({ check, relation: fn.signature, context: label, tenant: tenant.id, sql, keysOf: keysOf.id, outcome: leak ? 'leak' : 'pass', rows: tally.rows, foreignRows: foreignReturned + changed.size, missingOwnRows: 0 });
+    if (!leak) continue;
+    const what = [
+      ...(foreignReturned ? [`returns ${describeForeign(context, new Map([[keysOf.id, foreignReturned]]))}`] : []),
+      ...(changed.size ? [`changes rows of ${keysOf.label} (${[...changed].map(([relation, change]) => `${relation}: ${change}`).join('; ')})`] : []),
+    ].join(' and ');
+    const shown = sql.replace(/ limit \d+$/, '');
+    return {
+      severity: 'high',
+      object: fn.signature,
+      tenant: tenant.id,
+      foreignTenant: keysOf.id,
+      message: `As ${tenant.label}, ${shown} with ${keysOf.label}'s keys ${what}: the SECURITY DEFINER function acts with the rights of ${fn.owner} on whatever keys it is given, without checking that they belong to the caller.`,
+      evidence: {
+        sql: reproduction(context, { kind: 'tenant', tenant }, shown),
+        context: describeContext(context, { kind: 'tenant', tenant }),
+        rowCount: tally.rows,
+        sampleRows: tally.samples,
+        details: `called as ${tenant.label} with ${keysOf.label}'s keys; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint`,
+      },
+      fix: fixFor(context, fn, 'foreign'),
+    };
+  }
+  return null;
+}

@@ -2,6 +2,7 @@ import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
 import type { Relation } from '../catalog/types.js';
 import { relationObject, type Evidence, type Finding } from '../findings.js';
 import { ident, literal, relationIdent } from '../sql.js';
+import { apiBarrier, truncateReach } from '../rules/privilege-helpers.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import { runAs } from './context.js';
 import { baselineCounts, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
@@ -43,6 +44,8 @@ export const truncate = defineProbe({
     const findings: Finding[] = [];
     const actor = context.tenants[0];
     if (!actor) return findings;
+    // A role reached only through an API layer sends no TRUNCATE (dangerous-grant reports the privilege as info).
+    const barrier = apiBarrier(context.catalog, context.analysis, context.plan);
     const reportTruncate = (relation: Relation, what: string, evidence: Evidence) => {
       const { cause, fix } = truncateFix(context, relation);
       findings.push(report({
@@ -57,17 +60,27 @@ export const truncate = defineProbe({
     for (const target of writeTargets(context, 'truncate', { tenantTable: true, check: this.meta.id })) {
       const { relation } = target;
       const privilegeSql = `select has_table_privilege(current_user, ${literal(relationIdent(relation))}, 'TRUNCATE')`;
+      if (barrier) {
+        recordWrite(context, this.meta.id, target, actor, `truncate table ${relationIdent(relation)}`, 'skipped', 0, 0, `not run: ${barrier}`, false);
+        continue;
+      }
       if (!context.disposable) {
         // Not the audit's own database: TRUNCATE would take an ACCESS EXCLUSIVE lock and stall the
         // application's queries on the table while it waits. The privilege, asked as the role, is the proof.
         const asked = await runAs(context, { kind: 'tenant', tenant: actor }, privilegeSql);
         const holds = asked.rows[0]?.has_table_privilege === 't';
-        recordWrite(context, this.meta.id, target, actor, privilegeSql, holds ? 'leak' : 'pass', asked.rowCount, 0, asked.error?.message);
-        if (!holds) continue;
-        reportTruncate(relation, `the application role may TRUNCATE ${relation.qualified}, which empties it`, {
+        // TRUNCATE of a table other tables reference runs only with CASCADE, which needs TRUNCATE on them too.
+        const reach = truncateReach(context.catalog, context.plan.role, relation);
+        const runs = holds && reach.kind !== 'blocked';
+        recordWrite(context, this.meta.id, target, actor, privilegeSql, runs ? 'leak' : 'pass', asked.rowCount, 0, asked.error?.message ?? (holds && !runs ? 'held, but a referencing table the role may not truncate blocks it (CASCADE)' : undefined));
+        if (!runs) continue;
+        const empties = reach.kind === 'cascade' ? `TRUNCATE ${relation.qualified} CASCADE, which empties it and ${reach.tables.map((table) => table.qualified).join(', ')}` : `TRUNCATE ${relation.qualified}, which empties it`;
+        reportTruncate(relation, `the application role may run ${empties}`, {
           ...writeEvidence(context, actor, privilegeSql, []),
           rowCount: 1,
-          details: 'TRUNCATE itself was not run: the database is not the audit\'s own, and TRUNCATE locks the table against every other query.',
+          details:
+            'TRUNCATE itself was not run: the database is not the audit\'s own, and TRUNCATE locks the table against every other query. ' +
+            (reach.kind === 'cascade' ? `Foreign keys of ${reach.tables.map((table) => table.qualified).join(', ')} reference the table, and the role may truncate those too.` : 'No foreign key references the table.'),
         });
         continue;
       }

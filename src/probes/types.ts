@@ -35,6 +35,8 @@ export interface ProbeRecord {
   foreignRows: number;
   /** Own rows the tenant should see and did not (read isolation on seeded tables). */
   missingOwnRows: number;
+  /** A call made with another tenant's keys in its arguments (function-leak): that tenant's id. */
+  keysOf?: string;
   error?: string;
 }
 

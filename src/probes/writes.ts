@@ -62,7 +62,7 @@ export function ownership(context: ProbeContext, relation: Relation): RelationPl
   return null;
 }
 
-function tenantScope(context: ProbeContext, relation: Relation, relationPlan: RelationPlan): TenantScope | null {
+export function tenantScope(context: ProbeContext, relation: Relation, relationPlan: RelationPlan): TenantScope | null {
   const base = `${relationIdent(relation)} as r`;
   if (relationPlan.tenantColumn) return { from: base, tenant: `r.${ident(relationPlan.tenantColumn)}` };
   if (!relationPlan.path?.length) return null;

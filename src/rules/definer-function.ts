@@ -10,7 +10,7 @@ export const definerFunction = defineRule({
   meta: {
     id: 'definer-function',
     title: 'A SECURITY DEFINER function reads tenant tables without their policies',
-    severity: 'high',
+    severity: 'medium',
     objectKind: 'function',
     summary: 'A SECURITY DEFINER function reads tenant tables past their policies and the application role may call it.',
     example: "SECURITY DEFINER function projects_of(integer) reads public.projects with its owner's rights.",
@@ -22,9 +22,17 @@ export const definerFunction = defineRule({
       'and the EXECUTE privilege of the application role. A function whose every statement on them ties rows to the caller\'s ' +
       'tenant by equality (directly, through a variable, or a helper that does) filters by the caller\'s tenant and is reported as ' +
       'info; `or true`, a UNION arm or NOT that widens a statement does not. SQL built at run time (EXECUTE of a non-constant ' +
-      'string) is not analysed: such a function is reported high when its owner bypasses the policies of any tenant table. The ' +
-      'function-leak probe calls it to confirm either way. Fix: make it SECURITY INVOKER, or filter by the caller\'s tenant, and ' +
+      'string) is not analysed: such a function is a candidate whenever its owner bypasses the policies of any tenant table. Static ' +
+      'text cannot tell a function that checks its caller (a membership check, an RPC that only writes rows for the caller) from one ' +
+      'that does not: the function-leak probe decides by calls. Fix: make it SECURITY INVOKER, or filter by the caller\'s tenant, and ' +
       'revoke EXECUTE from PUBLIC.',
+    precondition:
+      'Static text names candidates: medium ("unproven") until called, info when every statement on the bypassed tables keeps only ' +
+      'the caller\'s rows. In `run`, function-leak calls each candidate as one tenant with another tenant\'s keys in every argument ' +
+      'that can hold one (tenant id, keys of its rows from the seed ledger), attributes what comes back and counts, as the ' +
+      'administrator in the same rolled-back savepoint, what changed: a row of the other tenant returned or changed is high ' +
+      '(confirmed); calls as two tenants that touched nothing of the other are info (refuted); a function that could not be called ' +
+      '(effects on a live database, arguments that cannot be built) stays medium, with the reason.',
     confirmedBy: ['function-leak'],
   },
   evaluate({ catalog, plan, analysis }, report) {
@@ -49,13 +57,13 @@ export const definerFunction = defineRule({
       const filtered = !dynamic && filtersByCaller(body, new Set(tables.map((table) => table.qualified)));
       findings.push(
         report({
-          severity: filtered ? 'info' : 'high',
+          severity: filtered ? 'info' : 'medium',
           object: fn.signature,
           message: filtered
             ? `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} without their policies (${why}), but every statement on them keeps only the caller's rows.`
             : dynamic
-              ? `The SECURITY DEFINER function ${fn.signature} runs dynamic SQL, which is not analysed (${body.dynamicSql[0]}), with the rights of ${fn.owner}, who bypasses the policies of ${tables.map((table) => table.qualified).join(', ')} (${why}), and ${plan.role} may execute it: it may return or change every tenant's rows.`
-              : `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} with the rights of ${fn.owner}, bypassing their policies (${why}), and ${plan.role} may execute it: it can return or change every tenant's rows.`,
+              ? `The SECURITY DEFINER function ${fn.signature} runs dynamic SQL, which is not analysed (${body.dynamicSql[0]}), with the rights of ${fn.owner}, who bypasses the policies of ${tables.map((table) => table.qualified).join(', ')} (${why}), and ${plan.role} may execute it: it may return or change every tenant's rows unless it checks its caller, which only calls with another tenant's keys can show.`
+              : `The SECURITY DEFINER function ${fn.signature} reads ${tables.map((table) => table.qualified).join(', ')} with the rights of ${fn.owner}, bypassing their policies (${why}), and ${plan.role} may execute it: it can return or change every tenant's rows unless it checks its caller, which only calls with another tenant's keys can show.`,
           sql:
             `select p.oid::regprocedure as function, pg_get_userbyid(p.proowner) as owner, p.prosecdef, r.rolsuper, r.rolbypassrls, ` +
             `has_function_privilege(${literal(plan.role)}, p.oid, 'EXECUTE') as app_role_can_execute, p.prosrc ` +

@@ -1,7 +1,10 @@
+import { functionAnalysis } from '../analysis/index.js';
+import type { Analysis } from '../analysis/model.js';
 import { inheritedRoles, memberships } from '../catalog/roles.js';
 import type { Catalog, Column, FunctionInfo, Grant, Policy, Relation, Role } from '../catalog/types.js';
 import type { Finding } from '../findings.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
+import { PRESETS } from '../presets/index.js';
 import { ident, literal, qualifiedIdent } from '../sql.js';
 import type { RuleReport } from './types.js';
 
@@ -107,6 +110,86 @@ export function canWrite(catalog: Catalog, role: string, relation: Relation): bo
 
 export function canExecute(catalog: Catalog, role: string, fn: FunctionInfo): boolean {
   return roleHolds(catalog, role, fn.owner, fn.grants, 'EXECUTE');
+}
+
+/** Schemas in which the role, or a role it can SET ROLE to, may create objects (CREATE, or owning the schema). */
+export function creatableSchemas(catalog: Catalog, role: string): string[] {
+  const roles = reachableBy(catalog, role);
+  return catalog.schemas
+    .filter((schema) => roles.has(schema.owner) || schema.grants.some((grant) => grant.privilege === 'CREATE' && (grant.grantee === 'public' || roles.has(grant.grantee))))
+    .map((schema) => schema.name);
+}
+
+/** True when the role may create temporary objects (pg_temp functions, temporary tables): TEMPORARY on the database, PUBLIC's by default. */
+export function canCreateTemporary(catalog: Catalog, role: string): boolean {
+  const roles = reachableBy(catalog, role);
+  return roles.has(catalog.databaseOwner) || catalog.databaseGrants.some((grant) => grant.privilege === 'TEMPORARY' && (grant.grantee === 'public' || roles.has(grant.grantee)));
+}
+
+const STATIC_LANGUAGES = new Set(['sql', 'plpgsql', 'internal', 'c']);
+
+/**
+ * Application functions (not the platform's) the role may call that run SQL built at run time (EXECUTE of a
+ * non-constant string, or a procedural language such as plpython that runs any string it is given): through
+ * one, a role reached only through an API layer may run statements the API layer itself never sends.
+ */
+export function dynamicSqlFunctions(catalog: Catalog, analysis: Analysis, plan: TenancyPlan): FunctionInfo[] {
+  const platform = new Set(plan.preset ? PRESETS[plan.preset].platformSchemas : []);
+  return catalog.functions.filter((fn) => {
+    if (platform.has(fn.schema) || fn.returnKind === 'trigger' || !canExecute(catalog, plan.role, fn)) return false;
+    if (!STATIC_LANGUAGES.has(fn.language)) return true;
+    return (functionAnalysis(analysis, fn.signature)?.dynamicSql.length ?? 0) > 0;
+  });
+}
+
+/**
+ * Why the application role cannot run TRUNCATE or DDL (CREATE TRIGGER, CREATE TABLE, ALTER TABLE) at all, or
+ * null when it can: it is reached only through an API layer (a preset, or `api: true`) that sends none of
+ * them, and no function it may call runs dynamic SQL.
+ */
+export function apiBarrier(catalog: Catalog, analysis: Analysis, plan: TenancyPlan): string | null {
+  if (!plan.apiOnly) return null;
+  if (dynamicSqlFunctions(catalog, analysis, plan).length) return null;
+  const layer = plan.preset === 'supabase' ? "Supabase's REST API (PostgREST)" : plan.preset === 'postgrest' ? 'PostgREST' : 'the API layer';
+  return `${plan.role} is reached only through ${layer}, which sends no TRUNCATE and no DDL, and no function it may call runs dynamic SQL`;
+}
+
+/** The same barrier, said of one function that breaks it, for messages: why the API layer is no barrier here. */
+export function apiBreach(catalog: Catalog, analysis: Analysis, plan: TenancyPlan): string | null {
+  if (!plan.apiOnly) return null;
+  const [fn] = dynamicSqlFunctions(catalog, analysis, plan);
+  return fn ? `${plan.role} is reached through an API layer, but it may call ${fn.signature}, which runs SQL built at run time` : null;
+}
+
+/**
+ * Tables whose foreign keys reference the relation, transitively (what TRUNCATE ... CASCADE also empties),
+ * without the relation itself.
+ */
+export function referencingTables(catalog: Catalog, relation: Relation): Relation[] {
+  const found = new Map<string, Relation>();
+  const queue = [relation.qualified];
+  while (queue.length) {
+    const target = queue.shift()!;
+    for (const candidate of catalog.relations) {
+      if (candidate.qualified === relation.qualified || found.has(candidate.qualified)) continue;
+      if (!candidate.foreignKeys.some((foreignKey) => foreignKey.references === target)) continue;
+      found.set(candidate.qualified, candidate);
+      queue.push(candidate.qualified);
+    }
+  }
+  return [...found.values()];
+}
+
+/**
+ * Whether TRUNCATE of a relation the role may truncate would run: directly (nothing references it), with
+ * CASCADE (the role may truncate every referencing table too, which CASCADE empties as well), or not at all
+ * (a referencing table the role may not truncate).
+ */
+export function truncateReach(catalog: Catalog, role: string, relation: Relation): { kind: 'direct' } | { kind: 'cascade'; tables: Relation[] } | { kind: 'blocked'; tables: Relation[]; blocking: Relation[] } {
+  const tables = referencingTables(catalog, relation);
+  if (!tables.length) return { kind: 'direct' };
+  const blocking = tables.filter((table) => !roleHolds(catalog, role, table.owner, table.grants, 'TRUNCATE'));
+  return blocking.length ? { kind: 'blocked', tables, blocking } : { kind: 'cascade', tables };
 }
 
 /**

@@ -86,6 +86,7 @@ function refute(finding: Finding, confirmers: string[], probes: ProbeRecord[]): 
   if (!confirmers.length || finding.severity === 'info' || finding.object.kind === 'constraint' || finding.object.kind === 'policy') return finding;
   const subject = objectSubject(finding.object);
   const exercised = probes.filter((probe) => confirmers.includes(probe.check) && probe.relation === subject);
+  if (finding.object.kind === 'function') return refuteByCalls(finding, exercised);
   if (!exercised.length || exercised.some((probe) => probe.outcome !== 'pass' || probe.error)) return finding;
   // At least two tenants saw (or changed) rows of their own: the data was there and the policies let it through.
   const ownRows = exercised.filter((probe) => probe.tenant !== null && probe.rows - probe.foreignRows > 0);
@@ -99,4 +100,28 @@ function refute(finding: Finding, confirmers: string[], probes: ProbeRecord[]): 
       `(${[...new Set(exercised.map((probe) => probe.context))].join(', ')}): ${tenants.size} tenants saw their own rows, no statement failed, and nothing crossed a tenant boundary; ` +
       `lowered from ${finding.severity} to info`,
   };
+}
+
+/**
+ * A function is judged by calls made with another tenant's keys (function-leak's `keysOf` records): refuted
+ * when calls as at least two tenants, each with the other's keys, ran (or were refused by the function) and
+ * neither returned nor changed anything of that tenant, and no call of the probe on it leaked. Otherwise the
+ * finding stands, unproven, with the reason the calls could not decide.
+ */
+function refuteByCalls(finding: Finding, exercised: ProbeRecord[]): Finding {
+  const keyed = exercised.filter((probe) => probe.keysOf !== undefined);
+  const callers = new Set(keyed.filter((probe) => probe.outcome === 'pass' && !probe.error).map((probe) => probe.tenant));
+  const undecided = keyed.filter((probe) => probe.outcome !== 'pass' || probe.error);
+  if (keyed.length && !undecided.length && callers.size >= 2 && !exercised.some((probe) => probe.outcome === 'leak')) {
+    return {
+      ...finding,
+      severity: 'info',
+      refutedBy:
+        `${[...new Set(keyed.map((probe) => probe.check))].join(', ')} called it as ${keyed.map((probe) => probe.context).join('; ')}: ` +
+        `returned nothing of the other tenant, changed nothing of it; lowered from ${finding.severity} to info`,
+    };
+  }
+  const reasons = [...new Set([...undecided, ...exercised.filter((probe) => probe.outcome === 'skipped' && probe.keysOf === undefined)].map((probe) => `${probe.context}: ${probe.error ?? probe.outcome}`))];
+  const why = reasons.length ? reasons.slice(0, 3).join('; ') : keyed.length ? 'too few calls decided' : 'it was not called';
+  return { ...finding, message: `${finding.message.replace(/\.$/, '')}; unproven by calls (${why}).` };
 }

@@ -16,6 +16,8 @@ export interface ScenarioOverrides {
   setting?: string;
   contextSql?: string;
   preset?: 'supabase' | 'postgrest';
+  /** The role is reached only through an API layer (see `api` in the scenario). */
+  api?: boolean;
   tenantTable?: string;
   tenantKey?: string;
   tenantColumn?: string[];
@@ -147,6 +149,7 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.setting !== undefined) merged.setting = overrides.setting;
   if (overrides.contextSql !== undefined) merged.contextSql = overrides.contextSql;
   if (overrides.preset !== undefined) merged.preset = overrides.preset;
+  if (overrides.api !== undefined) merged.api = overrides.api;
   if (overrides.tenantTable !== undefined) merged.tenantTable = overrides.tenantTable;
   if (overrides.tenantKey !== undefined) merged.tenantKey = overrides.tenantKey;
   if (overrides.tenantColumn?.length) merged.tenantColumn = overrides.tenantColumn;

@@ -65,6 +65,12 @@ export const scenarioSchema = z
     contextSql: z.string().min(1).optional(),
     /** What the platform provides and how its requests carry the context. */
     preset: z.enum(['supabase', 'postgrest']).optional(),
+    /**
+     * The application role is reached only through an API layer (PostgREST, Supabase's REST API), which runs
+     * SELECT, INSERT, UPDATE, DELETE and function calls but never TRUNCATE or DDL (CREATE TRIGGER, CREATE TABLE,
+     * ALTER TABLE). Privileges only those statements use are then reported as info. Default: true with a preset.
+     */
+    api: z.boolean().optional(),
     /** The tenant table, e.g. public.tenants; discovered when absent. */
     tenantTable: identifier.optional(),
     /** The tenant table's column that identifies a tenant when it is not the primary key, e.g. tenant_id. */

@@ -10,8 +10,9 @@ import { allFindings, FIXTURES, FixtureCluster, runCli, type CliRun } from './he
 /**
  * The false-alarm budget is zero: every secure fixture in test/fixtures (a file whose name says `secure`,
  * SQL or a scenario in YAML) is audited, and none may get a finding at medium or above. A folder may hold an
- * `expect.yaml` with `args:` (how its fixtures are audited instead of the defaults, e.g. `--preset supabase`) and
- * `command: lint` where a run cannot prove anything without the application's own context (say why there).
+ * `expect.yaml` with `args:` (how its fixtures are audited instead of the defaults, e.g. `--preset supabase`),
+ * `command: lint` where a run cannot prove anything without the application's own context (say why there), and
+ * `files:` for what differs per file (a secure fixture whose name does not say so, its own args).
  * Schemas without a preset are audited on one shared cluster with --database-url; the others each on an
  * embedded cluster of their own (a preset builds its platform before the schema).
  */
@@ -22,14 +23,22 @@ interface SecureFixture {
   command: 'run' | 'lint';
 }
 
+interface FolderExpectations {
+  /** How the folder's fixtures are audited, unless a file says otherwise. */
+  args?: string[];
+  command?: 'run' | 'lint';
+  /** Per file: whether it is a secure fixture (a name with `secure` in it is), and how it is audited. */
+  files?: Record<string, { secure?: boolean; args?: string[]; command?: 'run' | 'lint' }>;
+}
+
+const SECURE_NAME = /(^|[-_.])secure([-_.][^/]*)?\.(sql|ya?ml)$/;
+
 function secureFixtures(): SecureFixture[] {
   const found: SecureFixture[] = [];
   const walk = (dir: string): void => {
     const entries = readdirSync(dir, { withFileTypes: true });
     const expectFile = path.join(dir, 'expect.yaml');
-    const expected = existsSync(expectFile) ? ((YAML.parse(readFileSync(expectFile, 'utf8')) as { args?: string[]; command?: 'run' | 'lint' } | null) ?? {}) : {};
-    const args = expected.args ?? [];
-    const command = expected.command ?? 'run';
+    const expected = existsSync(expectFile) ? ((YAML.parse(readFileSync(expectFile, 'utf8')) as FolderExpectations | null) ?? {}) : {};
     const scenarios = entries.filter((entry) => entry.isFile() && /secure[^/]*\.ya?ml$/.test(entry.name) && entry.name !== 'expect.yaml');
     // A scenario names its own schema files: those are audited through it, not alone.
     const throughScenario = new Set(
@@ -37,10 +46,14 @@ function secureFixtures(): SecureFixture[] {
     );
     for (const entry of entries) {
       const file = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(file);
-      else if (/(^|[-_.])secure([-_.][^/]*)?\.(sql|ya?ml)$/.test(entry.name) && entry.name !== 'expect.yaml' && !throughScenario.has(file)) {
-        found.push({ name: path.relative(FIXTURES, file), file, args, command });
+      if (entry.isDirectory()) {
+        walk(file);
+        continue;
       }
+      const own = expected.files?.[entry.name];
+      const secure = own?.secure ?? (SECURE_NAME.test(entry.name) && entry.name !== 'expect.yaml');
+      if (!secure || throughScenario.has(file)) continue;
+      found.push({ name: path.relative(FIXTURES, file), file, args: own?.args ?? expected.args ?? [], command: own?.command ?? expected.command ?? 'run' });
     }
   };
   walk(FIXTURES);

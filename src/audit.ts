@@ -26,6 +26,7 @@ import { describeRisk, movedSequences, readSequences, SEQUENCE_HINT, sequenceRis
 import { relationIdent } from './sql.js';
 import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
+import { describeFailure } from './target/schema-from.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { userSqlProblem } from './analysis/statements.js';
 import { VERSION } from './version.js';
@@ -331,6 +332,36 @@ export function coverageReasons(seeded: SeedOutcome, scenario: Scenario): Inconc
     }));
 }
 
+/**
+ * --schema-from: a statement of the source's dump the copy could not recreate leaves what it would have
+ * made unaudited. A policy, view, table, grant, trigger or rule of a tenant-owned relation (or of one the
+ * copy does not hold, whose tenancy is unknown), or a function (whose body may read anything), that is
+ * missing makes the run inconclusive: the copy may pass where the source leaks. Everything else the copy
+ * lacks is listed in the notes.
+ */
+export function copyReasons(target: Target, catalog: Catalog, plan: TenancyPlan): InconclusiveReason[] {
+  const known = new Set(catalog.relations.map((relation) => relation.qualified));
+  const tenantOwned = new Set(plan.relations.filter((entry) => entry.tenancy !== 'shared').map((entry) => entry.relation));
+  const reasons: InconclusiveReason[] = [];
+  for (const failure of target.copyFailures ?? []) {
+    // A view's own name is not in the copy (it failed): what decides is what it reads.
+    const named = failure.kind === 'view' ? failure.relations.slice(1) : failure.relations;
+    const concerned = named.filter((relation) => tenantOwned.has(relation) || !known.has(relation));
+    const relationBound = ['policy', 'view', 'table', 'grant', 'trigger', 'rule'].includes(failure.kind);
+    if (!(failure.kind === 'function' || (relationBound && concerned.length))) continue;
+    const { extension } = failure;
+    const what = failure.kind === 'function' ? 'its calls, and the policies and views that call it' : `what it allows on ${concerned.map((relation) => `${relation}${known.has(relation) ? '' : ' (not in the copy)'}`).join(', ')}`;
+    reasons.push({
+      ...(concerned[0] ? { relation: concerned[0] } : {}),
+      reason: `${describeFailure(failure)}; ${what} was not audited, so the copy may pass where the source leaks`,
+      hint: extension
+        ? `run with --pg-bin DIR of a PostgreSQL build that has the extension ${extension} (the copy is made there), or audit the database itself with --database-url`
+        : 'run with --pg-bin DIR of a PostgreSQL build like the source\'s (same version and extensions), or audit the database itself with --database-url',
+    });
+  }
+  return reasons;
+}
+
 function evaluateRules(catalog: Catalog, plan: TenancyPlan, analysis: Analysis): Finding[] {
   return RULES.flatMap((rule) => rule.evaluate({ catalog, plan, analysis }));
 }
@@ -403,7 +434,9 @@ export async function lint(input: ScenarioInput, options: AuditOptions = {}): Pr
   try {
     const findings = evaluateRules(prepared.catalog, prepared.plan, prepared.analysis);
     timings.probes = clock.lap();
-    const report = buildReport('lint', scenario, prepared, null, null, [], findings, startedAt, timings);
+    const inconclusive = new Inconclusive();
+    for (const reason of copyReasons(prepared.target, prepared.catalog, prepared.plan)) inconclusive.add(reason);
+    const report = buildReport('lint', scenario, prepared, null, null, [], findings, startedAt, timings, inconclusive);
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;
     return report;
@@ -439,6 +472,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   const probes: ProbeRecord[] = [];
   const probeFindings: Finding[] = [];
   const inconclusive = new Inconclusive();
+  for (const reason of copyReasons(target, catalog, plan)) inconclusive.add(reason);
   try {
     await checkUserSql(scenario, plan);
     ruleFindings = evaluateRules(catalog, plan, analysis);

@@ -306,8 +306,8 @@ async function runProbe(probe: Probe, context: ProbeContext): Promise<Finding[]>
   try {
     return await session.savepoint(() => probe.run(context), true);
   } catch (error) {
-    // User SQL that broke out of the audit's transaction stops the audit: nothing after it can be trusted.
-    if (error instanceof AuditError) throw error;
+    // User SQL that broke out of the audit's transaction, and the time limit, stop the audit: nothing after them can be trusted.
+    session.rethrowStop(error);
     const statement = session.lastStatement ?? '';
     context.record({ check: probe.meta.id, relation: '(probe)', context: '-', tenant: null, sql: statement, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: errorMessage(error) });
     context.inconclusive({
@@ -462,9 +462,14 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   // --timeout: when the run's time is up, the statement running is cancelled and every later query
   // fails; the audit then reports what it did so far (exit 2).
   const limit = scenario.timeoutSeconds;
+  const limitReason = `the audit stopped at its time limit (--timeout ${limit}s)`;
+  const deadline = clock.started + limit * 1000;
+  // Every session the audit opens: the main one, and the probe workers below.
+  const sessions: AuditSession[] = [session];
+  session.setDeadline(deadline, limitReason);
   const timer = setTimeout(() => {
-    void session.expire(`the audit stopped at its time limit (--timeout ${limit}s)`, target.connectionString, target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS);
-  }, Math.max(0, limit * 1000 - (Date.now() - clock.started)));
+    for (const each of sessions) void each.expire(limitReason, target.connectionString, target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS);
+  }, Math.max(0, deadline - Date.now()));
   timer.unref();
   let ruleFindings: Finding[] = [];
   let seeded: SeedOutcome | null = null;
@@ -544,7 +549,12 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const workers: AuditSession[] = [];
     let run: ProbeRun;
     try {
-      for (let job = 1; job < jobs; job += 1) workers.push(await AuditSession.open(target.connectionString, { bounds: DEFAULT_BOUNDS }));
+      for (let job = 1; job < jobs; job += 1) {
+        const worker = await AuditSession.open(target.connectionString, { bounds: DEFAULT_BOUNDS });
+        worker.setDeadline(deadline, limitReason);
+        workers.push(worker);
+        sessions.push(worker);
+      }
       await checkContextSql(session, plan);
       for (const reason of await confirmContext(context, prepared, log, [session, ...workers])) inconclusive.add(reason);
       const units = planUnits(PROBES, shard, jobs);
@@ -574,6 +584,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   } catch (failure) {
     // The statement that was running when time ran out fails with "canceling statement": that is the timeout too.
     const error = failure instanceof AuditTimeout ? failure : session.expiredReason ? new AuditTimeout(session.expiredReason) : null;
+
     if (!error) throw failure;
     // What was done so far: rule findings as they stand (nothing refuted them), the probes that ran.
     inconclusive.add({

@@ -27,6 +27,7 @@ import { relationIdent } from './sql.js';
 import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
 import { describeFailure } from './target/schema-from.js';
+import { isLockTimeout, lockTimeoutError } from './locks.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { userSqlProblem } from './analysis/statements.js';
 import { VERSION } from './version.js';
@@ -200,8 +201,11 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
     log(`tenancy: ${plan.relations.filter((entry) => entry.tenancy !== 'shared').length} tenant-owned relation(s), ${plan.relations.filter((entry) => entry.tenancy === 'shared').length} shared; setting ${plan.setting}`);
     return { schemaFiles, target, session, catalog, analysis, plan, close };
   } catch (error) {
+    const failure = isLockTimeout(error)
+      ? await lockTimeoutError(error, { connection: target.connectionString, bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS, doing: 'reading the catalog', statement: session?.lastStatement ?? null })
+      : error;
     await close();
-    throw error;
+    throw failure;
   }
 }
 
@@ -308,6 +312,8 @@ async function runProbe(probe: Probe, context: ProbeContext): Promise<Finding[]>
   } catch (error) {
     // User SQL that broke out of the audit's transaction, and the time limit, stop the audit: nothing after them can be trusted.
     session.rethrowStop(error);
+    // A lock the probe could not get (a migration holds the table): every probe of it would wait and fail alike; the audit stops and says which.
+    if (isLockTimeout(error)) throw error;
     const statement = session.lastStatement ?? '';
     context.record({ check: probe.meta.id, relation: '(probe)', context: '-', tenant: null, sql: statement, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: errorMessage(error) });
     context.inconclusive({
@@ -582,6 +588,15 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     timings.total = Date.now() - clock.started;
     return report;
   } catch (failure) {
+    // A lock another session holds (a migration): said with the relation, the holder and what to do.
+    if (isLockTimeout(failure) && !session.expiredReason) {
+      throw await lockTimeoutError(failure, {
+        connection: target.connectionString,
+        bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS,
+        doing: seeded ? `probing as ${plan.role}` : 'seeding its tenants\' rows',
+        statement: session.lastStatement,
+      });
+    }
     // The statement that was running when time ran out fails with "canceling statement": that is the timeout too.
     const error = failure instanceof AuditTimeout ? failure : session.expiredReason ? new AuditTimeout(session.expiredReason) : null;
 

@@ -5,6 +5,7 @@ import type { Catalog, Column, ForeignKey, Relation } from '../catalog/types.js'
 import { errorMessage } from '../errors.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession, RawRow } from '../session.js';
+import { isLockTimeout } from '../locks.js';
 import { ident, relationIdent, textArrayLiteral } from '../sql.js';
 import { settingCasts } from './casts.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
@@ -444,6 +445,16 @@ class Seeder {
     return this.plan.deferredReferences.some((edge) => edge.from === relation.qualified && edge.to === foreignKey.references);
   }
 
+  /**
+   * For the catch blocks that learn from a failed insert and retry: a stop (the time limit, an AuditError)
+   * and a lock another session holds (a migration: every retry would wait and fail alike) are not such
+   * failures and go on up.
+   */
+  private stopOn(error: unknown): void {
+    this.session.rethrowStop(error);
+    if (isLockTimeout(error)) throw error;
+  }
+
   /** Seed one tenant's rows: self-referencing tables get roots first, then children pointing at same-tenant parents. */
   private async seedTenant(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, result: SeedResult, leaves: Leaf[] = []): Promise<string | null> {
     const bounded = leaves.filter((leaf) => leaf.bounded);
@@ -472,7 +483,7 @@ class Seeder {
         return;
       }
     } catch (error) {
-      this.session.rethrowStop(error);
+      this.stopOn(error);
       // unreadable: try to insert instead
     }
     if (blocked) {
@@ -719,7 +730,7 @@ class Seeder {
         return failed < 0 ? null : readable[failed]!.name;
       });
     } catch (error) {
-      this.session.rethrowStop(error);
+      this.stopOn(error);
       // A candidate that does not even cast: let the insert report it.
       return rows.map(() => null);
     }
@@ -780,7 +791,7 @@ class Seeder {
         if (attempt > 0) result.repairs += attempt;
         return rows.length < count ? `${count - rows.length} of ${count} rows could not meet the checks` : null;
       } catch (error) {
-        this.session.rethrowStop(error);
+        this.stopOn(error);
         lastError = errorMessage(error);
         this.learn(relation, error);
       }
@@ -797,7 +808,7 @@ class Seeder {
           result.repairs += 1;
           break;
         } catch (error) {
-          this.session.rethrowStop(error);
+          this.stopOn(error);
           lastError = errorMessage(error);
           this.learn(relation, error);
         }
@@ -876,7 +887,7 @@ class Seeder {
           throw error;
         });
       } catch (error) {
-        this.session.rethrowStop(error);
+        this.stopOn(error);
         this.learn(relation, error);
         continue;
       }
@@ -999,7 +1010,7 @@ class Seeder {
           if (deferred) await this.session.query(`set constraints ${ident(relation.schema)}.${ident(foreignKey.name)} immediate`);
         }, true);
       } catch (error) {
-        this.session.rethrowStop(error);
+        this.stopOn(error);
         if (result) {
           result.status = 'partial';
           result.reason ??= `the cycle through ${foreignKey.name} could not be closed: ${errorMessage(error)}`;
@@ -1056,7 +1067,7 @@ class Seeder {
       this.statements += 1;
       rows = (await this.session.savepoint(() => this.session.query(sql, params), true)).rows;
     } catch (error) {
-      this.session.rethrowStop(error);
+      this.stopOn(error);
       return;
     }
     const known = relation.primaryKey?.length ? null : new Set(this.ledger.rows(relation.qualified).map((row) => JSON.stringify(row.values)));

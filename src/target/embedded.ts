@@ -152,8 +152,11 @@ function onSignal(signal: NodeJS.Signals): void {
     await new Promise((resolve) => setTimeout(resolve, 20));
     const left = clusters.filter((cluster) => !removeNow(cluster.dir)).map((cluster) => cluster.dir);
     for (const cluster of clusters) live.delete(cluster);
-    const what = clusters.length ? (left.length ? `; could not remove ${left.join(', ')}: remove it by hand` : '; the embedded PostgreSQL was stopped and its directory removed') : '';
-    process.stderr.write(`rls-audit: interrupted by ${signal}${what}. Nothing was reported.\n`);
+    // No cluster at the moment (between audits of a library user or a test run): exit as the signal would have, without a word.
+    if (clusters.length) {
+      const what = left.length ? `could not remove ${left.join(', ')}: remove it by hand` : 'the embedded PostgreSQL was stopped and its directory removed';
+      process.stderr.write(`rls-audit: interrupted by ${signal}; ${what}. Nothing was reported.\n`);
+    }
     process.exit(signal === 'SIGINT' ? 130 : 143);
   })();
 }

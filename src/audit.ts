@@ -26,6 +26,8 @@ import { describeRisk, movedSequences, readSequences, riskHint, riskWords, seque
 import { relationIdent } from './sql.js';
 import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
+import { describeFailure } from './target/schema-from.js';
+import { isLockTimeout, lockTimeoutError } from './locks.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { contextCall, userSqlProblem } from './analysis/statements.js';
 import { loadRoutineIndex, userSqlEffects } from './analysis/effects.js';
@@ -200,8 +202,11 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
     log(`tenancy: ${plan.relations.filter((entry) => entry.tenancy !== 'shared').length} tenant-owned relation(s), ${plan.relations.filter((entry) => entry.tenancy === 'shared').length} shared; setting ${plan.setting}`);
     return { schemaFiles, target, session, catalog, analysis, plan, close };
   } catch (error) {
+    const failure = isLockTimeout(error)
+      ? await lockTimeoutError(error, { connection: target.connectionString, bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS, doing: 'reading the catalog', statement: session?.lastStatement ?? null })
+      : error;
     await close();
-    throw error;
+    throw failure;
   }
 }
 
@@ -336,8 +341,10 @@ async function runProbe(probe: Probe, context: ProbeContext): Promise<Finding[]>
   try {
     return await session.savepoint(() => probe.run(context), true);
   } catch (error) {
-    // User SQL that broke out of the audit's transaction stops the audit: nothing after it can be trusted.
-    if (error instanceof AuditError) throw error;
+    // User SQL that broke out of the audit's transaction, and the time limit, stop the audit: nothing after them can be trusted.
+    session.rethrowStop(error);
+    // A lock the probe could not get (a migration holds the table): every probe of it would wait and fail alike; the audit stops and says which.
+    if (isLockTimeout(error)) throw error;
     const statement = session.lastStatement ?? '';
     context.record({ check: probe.meta.id, relation: '(probe)', context: '-', tenant: null, sql: statement, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: errorMessage(error) });
     context.inconclusive({
@@ -360,6 +367,36 @@ export function coverageReasons(seeded: SeedOutcome, scenario: Scenario): Inconc
       reason: `tenant-owned ${gap.relation} has no seeded row of ${gap.tenants.join(', ')}: ${gap.reason}`,
       hint: `${gap.hint ?? 'fix what stops the rows (the constraint or trigger named)'}, or, if that is intended, accept it in the scenario: unseeded: [{ relation: ${gap.relation}, reason: ... }]`,
     }));
+}
+
+/**
+ * --schema-from: a statement of the source's dump the copy could not recreate leaves what it would have
+ * made unaudited. A policy, view, table, grant, trigger or rule of a tenant-owned relation (or of one the
+ * copy does not hold, whose tenancy is unknown), or a function (whose body may read anything), that is
+ * missing makes the run inconclusive: the copy may pass where the source leaks. Everything else the copy
+ * lacks is listed in the notes.
+ */
+export function copyReasons(target: Target, catalog: Catalog, plan: TenancyPlan): InconclusiveReason[] {
+  const known = new Set(catalog.relations.map((relation) => relation.qualified));
+  const tenantOwned = new Set(plan.relations.filter((entry) => entry.tenancy !== 'shared').map((entry) => entry.relation));
+  const reasons: InconclusiveReason[] = [];
+  for (const failure of target.copyFailures ?? []) {
+    // A view's own name is not in the copy (it failed): what decides is what it reads.
+    const named = failure.kind === 'view' ? failure.relations.slice(1) : failure.relations;
+    const concerned = named.filter((relation) => tenantOwned.has(relation) || !known.has(relation));
+    const relationBound = ['policy', 'view', 'table', 'grant', 'trigger', 'rule'].includes(failure.kind);
+    if (!(failure.kind === 'function' || (relationBound && concerned.length))) continue;
+    const { extension } = failure;
+    const what = failure.kind === 'function' ? 'its calls, and the policies and views that call it' : `what it allows on ${concerned.map((relation) => `${relation}${known.has(relation) ? '' : ' (not in the copy)'}`).join(', ')}`;
+    reasons.push({
+      ...(concerned[0] ? { relation: concerned[0] } : {}),
+      reason: `${describeFailure(failure)}; ${what} was not audited, so the copy may pass where the source leaks`,
+      hint: extension
+        ? `run with --pg-bin DIR of a PostgreSQL build that has the extension ${extension} (the copy is made there), or audit the database itself with --database-url`
+        : 'run with --pg-bin DIR of a PostgreSQL build like the source\'s (same version and extensions), or audit the database itself with --database-url',
+    });
+  }
+  return reasons;
 }
 
 function evaluateRules(catalog: Catalog, plan: TenancyPlan, analysis: Analysis): Finding[] {
@@ -434,7 +471,9 @@ export async function lint(input: ScenarioInput, options: AuditOptions = {}): Pr
   try {
     const findings = evaluateRules(prepared.catalog, prepared.plan, prepared.analysis);
     timings.probes = clock.lap();
-    const report = buildReport('lint', scenario, prepared, null, null, [], findings, startedAt, timings);
+    const inconclusive = new Inconclusive();
+    for (const reason of copyReasons(prepared.target, prepared.catalog, prepared.plan)) inconclusive.add(reason);
+    const report = buildReport('lint', scenario, prepared, null, null, [], findings, startedAt, timings, inconclusive);
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;
     return report;
@@ -460,9 +499,14 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   // --timeout: when the run's time is up, the statement running is cancelled and every later query
   // fails; the audit then reports what it did so far (exit 2).
   const limit = scenario.timeoutSeconds;
+  const limitReason = `the audit stopped at its time limit (--timeout ${limit}s)`;
+  const deadline = clock.started + limit * 1000;
+  // Every session the audit opens: the main one, and the probe workers below.
+  const sessions: AuditSession[] = [session];
+  session.setDeadline(deadline, limitReason);
   const timer = setTimeout(() => {
-    void session.expire(`the audit stopped at its time limit (--timeout ${limit}s)`, target.connectionString, target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS);
-  }, Math.max(0, limit * 1000 - (Date.now() - clock.started)));
+    for (const each of sessions) void each.expire(limitReason, target.connectionString, target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS);
+  }, Math.max(0, deadline - Date.now()));
   timer.unref();
   let ruleFindings: Finding[] = [];
   let seeded: SeedOutcome | null = null;
@@ -470,6 +514,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   const probes: ProbeRecord[] = [];
   const probeFindings: Finding[] = [];
   const inconclusive = new Inconclusive();
+  for (const reason of copyReasons(target, catalog, plan)) inconclusive.add(reason);
   try {
     await checkUserSql(scenario, plan, target.disposable ? null : { session, catalog });
     ruleFindings = evaluateRules(catalog, plan, analysis);
@@ -542,7 +587,12 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const workers: AuditSession[] = [];
     let run: ProbeRun;
     try {
-      for (let job = 1; job < jobs; job += 1) workers.push(await AuditSession.open(target.connectionString, { bounds: DEFAULT_BOUNDS }));
+      for (let job = 1; job < jobs; job += 1) {
+        const worker = await AuditSession.open(target.connectionString, { bounds: DEFAULT_BOUNDS });
+        worker.setDeadline(deadline, limitReason);
+        workers.push(worker);
+        sessions.push(worker);
+      }
       await checkContextSql(session, plan);
       for (const reason of await confirmContext(context, prepared, log, [session, ...workers])) inconclusive.add(reason);
       const units = planUnits(PROBES, shard, jobs);
@@ -570,8 +620,18 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     timings.total = Date.now() - clock.started;
     return report;
   } catch (failure) {
+    // A lock another session holds (a migration): said with the relation, the holder and what to do.
+    if (isLockTimeout(failure) && !session.expiredReason) {
+      throw await lockTimeoutError(failure, {
+        connection: target.connectionString,
+        bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS,
+        doing: seeded ? `probing as ${plan.role}` : 'seeding its tenants\' rows',
+        statement: session.lastStatement,
+      });
+    }
     // The statement that was running when time ran out fails with "canceling statement": that is the timeout too.
     const error = failure instanceof AuditTimeout ? failure : session.expiredReason ? new AuditTimeout(session.expiredReason) : null;
+
     if (!error) throw failure;
     // What was done so far: rule findings as they stand (nothing refuted them), the probes that ran.
     inconclusive.add({

@@ -19,6 +19,7 @@ import { findConfigFile, loadScenario, type ScenarioOverrides } from './scenario
 import { SEVERITIES, type Severity } from './severity.js';
 import { Secrets, terminalLine, terminalSafe } from './output.js';
 import { isConnectionLost } from './target/connect.js';
+import { interruption } from './target/embedded.js';
 import { maskConnectionString } from './target/types.js';
 import { colourEnabled, colourSummary, consoleProgress, palette, renderNotes } from './terminal.js';
 import { VERSION } from './version.js';
@@ -317,6 +318,9 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (error) {
+    // Ctrl-C or SIGTERM while an embedded cluster ran: its handler is removing the cluster and says so (exit 130 / 143).
+    const signal = interruption();
+    if (signal) return signal === 'SIGINT' ? 130 : 143;
     const commanderError = error as { code?: string; exitCode?: number };
     if (commanderError.code === 'commander.helpDisplayed' || commanderError.code === 'commander.version' || commanderError.code === 'commander.help') return 0;
     if (commanderError.code?.startsWith('commander.')) return 2;

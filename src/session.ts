@@ -66,11 +66,34 @@ export class AuditSession {
 
   /** Why the audit was stopped (its time limit), or null. */
   get expiredReason(): string | null {
+    if (!this.expired && this.deadline && Date.now() >= this.deadline.at) this.expired = this.deadline.reason;
     return this.expired;
   }
 
-  private checkExpired(): void {
-    if (this.expired) throw new AuditTimeout(this.expired);
+  /**
+   * The run's time limit by the clock: checked before every statement and in the loops that plan rows, so
+   * that the limit holds even when the timer that cancels the running statement fires late (a busy event loop).
+   */
+  setDeadline(at: number, reason: string): void {
+    this.deadline = { at, reason };
+  }
+
+  private deadline: { at: number; reason: string } | null = null;
+
+  /** Throws AuditTimeout once the run's time is up. */
+  checkExpired(): void {
+    const reason = this.expiredReason;
+    if (reason) throw new AuditTimeout(reason);
+  }
+
+  /**
+   * For a catch block that treats a failed statement as something to learn from or skip: a stop (the time
+   * limit, whose cancelled statement fails with "canceling statement"; or any AuditError) is no such
+   * failure and goes on up. Returns when `error` is an ordinary statement error.
+   */
+  rethrowStop(error: unknown): void {
+    this.checkExpired();
+    if (error instanceof AuditError) throw error;
   }
 
   /** What user SQL must leave as it found: the transaction, the identity and the audit's settings. */

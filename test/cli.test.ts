@@ -4,7 +4,7 @@ import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { auditFixture, FIXTURES, ROOT, runCli } from './helpers.js';
+import { auditFixture, FIXTURES, PG15_BIN, ROOT, runCli } from './helpers.js';
 
 async function tempSchema(sql: string): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-cli-'));
@@ -88,6 +88,23 @@ describe('the installed command', () => {
     expect(stderr).toMatch(/^target: .*\ntenancy: /m);
     expect(stdout + stderr).not.toMatch(/\u001b\[|\u2588/);
     expect(readdirSync(out).sort()).toEqual(['fix.sql', 'report.html', 'report.json']);
+  });
+
+  it.skipIf(!existsSync(cli))('--timeout holds during a large seed: the run ends on its own, exit 2, saying why (issue 21)', { timeout: 120_000 }, async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-timeout-'));
+    const child = spawn(process.execPath, [cli, 'run', 'scenarios/chat.yaml', '--rows', '100000', '--timeout', '10s', '--pg-bin', PG15_BIN, '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    // A seeder that retried on the cancelled insert ran for many minutes: give it a bound well past the limit.
+    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (exitCode, exitSignal) => resolve([exitCode, exitSignal])));
+    clearTimeout(guard);
+    expect(signal).toBeNull();
+    expect(code).toBe(2);
+    expect(output).toMatch(/inconclusive: the audit stopped at its time limit \(--timeout 10s\)/);
+    expect(output).not.toMatch(/unexpected error|\n\s+at /);
+    expect(readdirSync(out)).toContain('report.json');
   });
 
   it.skipIf(!existsSync(cli))('stops and deletes the embedded cluster on Ctrl-C', async () => {

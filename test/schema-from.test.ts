@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, chownSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -137,3 +137,68 @@ describe('--schema-from: audit a copy of a live database (issue 10)', () => {
 });
 
 
+
+/**
+ * A policy that calls a function of an extension PostgreSQL 15 has and the embedded PostgreSQL 18 does not
+ * (old_snapshot was removed in 17): the copy cannot recreate it, and must not pass where the source leaks.
+ */
+const SUPPORT_DESK = `
+create extension old_snapshot;
+create role desk_app nologin;
+create table tenants (id integer primary key, name text not null);
+create table tickets (tenant_id integer not null references tenants (id), id bigserial, subject text not null, primary key (tenant_id, id));
+alter table tenants enable row level security;
+alter table tickets enable row level security;
+create policy tenants_own on tenants for select using (id = nullif(current_setting('app.current_tenant', true), '')::integer);
+create policy tickets_own on tickets using (tenant_id = nullif(current_setting('app.current_tenant', true), '')::integer);
+-- The leak: while old_snapshot_threshold is off (the default) the mapping is empty, so every tenant reads every ticket.
+create policy tickets_support on tickets for select using ((select count(*) from pg_old_snapshot_time_mapping()) = 0);
+grant execute on function pg_old_snapshot_time_mapping() to desk_app;
+grant select on tenants to desk_app;
+grant select, insert, update, delete on tickets to desk_app;
+grant usage on sequence tickets_id_seq to desk_app;
+insert into tenants values (1, 'Acme'), (2, 'Globex');
+insert into tickets (tenant_id, subject) values (1, 'printer'), (2, 'invoice');
+`;
+
+describe.skipIf(!existsSync('/usr/share/postgresql/15/extension/old_snapshot.control'))('--schema-from: what the copy cannot recreate (issue 21)', () => {
+  const source = new LoggedServer();
+  const common = ['--role', 'desk_app', '--tenant-column', 'tenant_id', '--seed', '3', '--tenants', '2', '--rows', '3'];
+
+  beforeAll(async () => {
+    await source.start();
+    const client = new pg.Client({ connectionString: source.url });
+    await client.connect();
+    await client.query(SUPPORT_DESK);
+    await client.end();
+  });
+  afterAll(async () => {
+    await source.stop();
+  });
+
+  it('is inconclusive, naming the policy, the missing extension and the remedy, where --database-url finds the leak', async () => {
+    const live = await runCli(['run', '--database-url', source.url, ...common, '--quiet']);
+    expect(live.code).toBe(1);
+    expect(allFindings(live.report!.findings).some((finding) => finding.check === 'read-isolation' && finding.object.name === 'public.tickets' && finding.severity === 'critical')).toBe(true);
+
+    const copy = await runCli(['run', '--schema-from', source.url, ...common]);
+    expect(copy.code).toBe(2);
+    expect(copy.report!.summary.verdict).toBe('inconclusive');
+    const reasons = copy.report!.summary.inconclusive;
+    const missing = reasons.find((reason) => /policy tickets_support on public\.tickets/.test(reason.reason));
+    expect(missing?.reason).toMatch(/extension old_snapshot/);
+    expect(missing?.hint).toMatch(/--pg-bin .*old_snapshot.*--database-url/);
+    // Every statement that failed is listed by object, in the report and on the terminal.
+    for (const object of ['extension old_snapshot', 'comment on extension old_snapshot', 'policy tickets_support on public.tickets', 'grant on function public.pg_old_snapshot_time_mapping']) {
+      expect(copy.report!.notes.some((note) => note.includes(`${object} was not recreated`))).toBe(true);
+      expect(copy.err).toContain(`${object} was not recreated`);
+    }
+    expect(copy.out).toMatch(/inconclusive: policy tickets_support on public\.tickets/);
+
+    // The remedy works: a copy made with PostgreSQL 15, which has the extension, finds the leak.
+    const remedied = await runCli(['run', '--schema-from', source.url, '--pg-bin', PG15_BIN, ...common, '--quiet']);
+    expect(remedied.code).toBe(1);
+    expect(remedied.report!.notes.filter((note) => /not recreated/.test(note))).toEqual([]);
+    expect(allFindings(remedied.report!.findings).some((finding) => finding.check === 'read-isolation' && finding.object.name === 'public.tickets')).toBe(true);
+  });
+});

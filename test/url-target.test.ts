@@ -72,6 +72,26 @@ describe.each(TARGETS)('--database-url on $name', ({ args }) => {
     expect(await fingerprint(target.connectionString)).toEqual(before);
   });
 
+  it('stops with exit 2 naming the table, who holds it and what to do when a migration holds ACCESS EXCLUSIVE on a tenant table (issue 21)', async () => {
+    const before = await fingerprint(target.connectionString);
+    const migration = new pg.Client({ connectionString: target.connectionString, application_name: 'the-migration' });
+    await migration.connect();
+    try {
+      await migration.query('begin');
+      await migration.query('lock table conversations in access exclusive mode');
+      const pid = (await migration.query('select pg_backend_pid() as pid')).rows[0].pid as number;
+      const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '3', '--quiet']);
+      expect(run.code).toBe(2);
+      expect(run.err).not.toMatch(/unexpected error/);
+      expect(run.err).toContain(`public.conversations is locked ACCESS EXCLUSIVE by another session (pid ${pid}, application the-migration`);
+      expect(run.err).toMatch(/a migration or maintenance .* holds it\. The audit waited for it at most 100 ms .* while reading the catalog, and stopped; nothing was committed\. Wait for the migration to finish .*then run the audit again/);
+    } finally {
+      await migration.query('rollback');
+      await migration.end();
+    }
+    expect(await fingerprint(target.connectionString)).toEqual(before);
+  });
+
   it('finds a leak of rows that were already there, and still leaves no trace', async () => {
     const client = new pg.Client({ connectionString: target.connectionString });
     await client.connect();

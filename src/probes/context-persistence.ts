@@ -104,6 +104,7 @@ export const contextPersistence = defineProbe({
     try {
       observed = await observe(context, tenant);
     } catch (error) {
+      context.session.rethrowStop(error);
       context.record({ check: this.meta.id, relation: setting, context: tenant.label, tenant: tenant.id, sql: shown, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, error: `could not run the context setter on a second connection in a read-only transaction: ${errorMessage(error)}` });
       return findings;
     }

@@ -192,6 +192,7 @@ export async function runAs(
       try {
         await session.savepoint(() => setContext(context, actorOf(context, context.tenants[0]!)));
       } catch (error) {
+        session.rethrowStop(error);
         return async () => contextFailure(error);
       }
     } else if (actor) {
@@ -201,6 +202,7 @@ export async function runAs(
         try {
           await set;
         } catch (error) {
+          session.rethrowStop(error);
           return async () => contextFailure(error);
         }
       }
@@ -211,6 +213,7 @@ export async function runAs(
         try {
           await set;
         } catch (error) {
+          session.rethrowStop(error);
           return contextFailure(error);
         }
       }
@@ -220,7 +223,7 @@ export async function runAs(
         const { rows, rowCount } = await result;
         return { rows, rowCount };
       } catch (error) {
-        if (error instanceof AuditError) throw error;
+        session.rethrowStop(error);
         const failure = error as { message?: string; code?: string };
         return { rows: [], rowCount: 0, error: { message: failure.message ?? String(error), code: failure.code } };
       }

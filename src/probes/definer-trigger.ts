@@ -221,6 +221,7 @@ export const definerTrigger = defineProbe({
             try {
               await context.session.savepoint(() => context.session.query(write.sql, write.params), true);
             } catch (error) {
+              context.session.rethrowStop(error);
               const failure = error as { message?: string; code?: string };
               return { error: failure.message ?? String(error), code: failure.code };
             }

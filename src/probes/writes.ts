@@ -432,6 +432,7 @@ export async function runWrite<T>(
         try {
           rowCount = (await result).rowCount;
         } catch (failure) {
+          session.rethrowStop(failure);
           // The statement failed: nothing changed, and the enclosing savepoint is rolled back anyway.
           return { rowCount: 0, before: measured, after: measured, replica, error: toWriteError(failure) };
         }

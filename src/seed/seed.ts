@@ -5,6 +5,7 @@ import type { Catalog, Column, ForeignKey, Relation } from '../catalog/types.js'
 import { errorMessage } from '../errors.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession, RawRow } from '../session.js';
+import { isLockTimeout } from '../locks.js';
 import { ident, relationIdent, textArrayLiteral } from '../sql.js';
 import { settingCasts } from './casts.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
@@ -444,6 +445,16 @@ class Seeder {
     return this.plan.deferredReferences.some((edge) => edge.from === relation.qualified && edge.to === foreignKey.references);
   }
 
+  /**
+   * For the catch blocks that learn from a failed insert and retry: a stop (the time limit, an AuditError)
+   * and a lock another session holds (a migration: every retry would wait and fail alike) are not such
+   * failures and go on up.
+   */
+  private stopOn(error: unknown): void {
+    this.session.rethrowStop(error);
+    if (isLockTimeout(error)) throw error;
+  }
+
   /** Seed one tenant's rows: self-referencing tables get roots first, then children pointing at same-tenant parents. */
   private async seedTenant(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, result: SeedResult, leaves: Leaf[] = []): Promise<string | null> {
     const bounded = leaves.filter((leaf) => leaf.bounded);
@@ -471,7 +482,8 @@ class Seeder {
         result.rows = existing.rows.length;
         return;
       }
-    } catch {
+    } catch (error) {
+      this.stopOn(error);
       // unreadable: try to insert instead
     }
     if (blocked) {
@@ -717,7 +729,8 @@ class Seeder {
         const failed = readable.findIndex((_, index) => row[`ok${index}`] !== 't' && row[`ok${index}`] !== 'true');
         return failed < 0 ? null : readable[failed]!.name;
       });
-    } catch {
+    } catch (error) {
+      this.stopOn(error);
       // A candidate that does not even cast: let the insert report it.
       return rows.map(() => null);
     }
@@ -736,6 +749,17 @@ class Seeder {
    * problem when fewer rows than asked went in, naming the constraint that could not be met.
    */
   private async seedRows(relation: Relation, relationPlan: RelationPlan, tenant: Tenant | null, count: number, result: SeedResult, options: { roots?: boolean; leaf?: Leaf | null }): Promise<string | null> {
+    if (count > BATCH_ROWS) {
+      // Many rows (--rows 100000) go in statements of BATCH_ROWS: the rows planned at once, the statement
+      // and its answer stay bounded, and between them the event loop runs (the time limit, signals).
+      let problem: string | null = null;
+      for (let done = 0; done < count; done += BATCH_ROWS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        this.session.checkExpired();
+        problem = (await this.seedRows(relation, relationPlan, tenant, Math.min(BATCH_ROWS, count - done), result, options)) ?? problem;
+      }
+      return problem;
+    }
     let lastError = '';
     for (let attempt = 0; attempt < 4; attempt += 1) {
       let { columns, rows, problem, planner } = this.buildRows(relation, relationPlan, tenant, count, attempt >= 2, options);
@@ -767,6 +791,7 @@ class Seeder {
         if (attempt > 0) result.repairs += attempt;
         return rows.length < count ? `${count - rows.length} of ${count} rows could not meet the checks` : null;
       } catch (error) {
+        this.stopOn(error);
         lastError = errorMessage(error);
         this.learn(relation, error);
       }
@@ -783,6 +808,7 @@ class Seeder {
           result.repairs += 1;
           break;
         } catch (error) {
+          this.stopOn(error);
           lastError = errorMessage(error);
           this.learn(relation, error);
         }
@@ -831,6 +857,7 @@ class Seeder {
       const built: ({ tenant: Tenant } & ReturnType<Seeder['buildRows']>)[] = [];
       for (const { tenant, count } of group) {
         await new Promise((resolve) => setImmediate(resolve));
+        this.session.checkExpired();
         built.push({ tenant, ...this.buildRows(relation, relationPlan, tenant, count, false, {}) });
       }
       const shape = (columns: ColumnSpec[]) => columns.map(({ column }) => column.name).join('\u0000');
@@ -860,6 +887,7 @@ class Seeder {
           throw error;
         });
       } catch (error) {
+        this.stopOn(error);
         this.learn(relation, error);
         continue;
       }
@@ -982,6 +1010,7 @@ class Seeder {
           if (deferred) await this.session.query(`set constraints ${ident(relation.schema)}.${ident(foreignKey.name)} immediate`);
         }, true);
       } catch (error) {
+        this.stopOn(error);
         if (result) {
           result.status = 'partial';
           result.reason ??= `the cycle through ${foreignKey.name} could not be closed: ${errorMessage(error)}`;
@@ -1037,7 +1066,8 @@ class Seeder {
     try {
       this.statements += 1;
       rows = (await this.session.savepoint(() => this.session.query(sql, params), true)).rows;
-    } catch {
+    } catch (error) {
+      this.stopOn(error);
       return;
     }
     const known = relation.primaryKey?.length ? null : new Set(this.ledger.rows(relation.qualified).map((row) => JSON.stringify(row.values)));

@@ -48,10 +48,16 @@ function unprivilegedUser(): { uid: number; gid: number } | undefined {
   throw new AuditError('running as root and no unprivileged user (postgres or nobody) exists to run PostgreSQL: run rls-audit as a normal user');
 }
 
-/** Run a setup program (initdb); `entry` holds it while it runs, so that a signal kills it before the directory goes. */
+/**
+ * Run a setup program (initdb); `entry` holds it while it runs, so that a signal kills it before the
+ * directory goes. In a process group of its own: initdb starts postgres processes of its own (bootstrap,
+ * single-user) that write into the directory, and a signal kills them with it; and a Ctrl-C at the terminal
+ * reaches only rls-audit, which stops initdb itself, instead of initdb removing its directory while
+ * rls-audit does too.
+ */
 function run(binary: string, args: string[], user: { uid: number; gid: number } | undefined, entry: LiveCluster): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, { ...user, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const child = spawn(binary, args, { ...user, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
     entry.child = child;
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -69,29 +75,97 @@ interface LiveCluster {
 
 const live = new Set<LiveCluster>();
 let handlersInstalled = false;
+/** Set once a signal arrived: copies in flight stop making files in directories that are being removed. */
+let stopping = false;
+let stoppedBy: NodeJS.Signals | null = null;
 
-function killAllNow(): void {
-  for (const cluster of live) {
+/**
+ * The signal that is stopping the process, once one arrived while an embedded cluster existed: its handler
+ * removes the cluster, says so and exits; whatever fails meanwhile (the killed server's connections) is not
+ * worth a message of its own.
+ */
+export function interruption(): NodeJS.Signals | null {
+  return stoppedBy;
+}
+
+/** Kill a cluster's process and everything in its process group (initdb's postgres children, postgres's backends). */
+function killGroup(child: ChildProcess | undefined): void {
+  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
     try {
-      cluster.child?.kill('SIGKILL');
+      child.kill('SIGKILL');
     } catch {
       // already gone
     }
-    rmSync(cluster.dir, { recursive: true, force: true });
   }
+}
+
+/** Remove a directory even while processes that were just killed, or copies in flight, still add files to it; never throws. */
+function removeNow(dir: string): boolean {
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 20 });
+      if (!existsSync(dir)) return true;
+    } catch {
+      // ENOTEMPTY, EBUSY: something still wrote into it; try again
+    }
+  }
+  return !existsSync(dir);
+}
+
+/** At exit (synchronous): kill every cluster's processes and remove its directory. */
+function killAllNow(): void {
+  stopping = true;
+  for (const cluster of live) killGroup(cluster.child);
+  for (const cluster of live) removeNow(cluster.dir);
   live.clear();
+}
+
+/** Wait until a killed process has exited (bounded): then nothing of it writes into the directory any more. */
+function exited(child: ChildProcess | undefined, timeoutMs: number): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/**
+ * On SIGINT, SIGTERM or SIGHUP, in whatever phase a cluster is (initdb, the copy of the template, start,
+ * the audit, the stop): kill its processes, wait for them, remove its directory, say so, and exit 130
+ * (SIGINT) or 143 (SIGTERM, SIGHUP). Signals that arrive meanwhile wait for the same cleanup.
+ */
+function onSignal(signal: NodeJS.Signals): void {
+  if (stopping) return;
+  stopping = true;
+  stoppedBy = signal;
+  const clusters = [...live];
+  void (async () => {
+    for (const cluster of clusters) killGroup(cluster.child);
+    await Promise.all(clusters.map((cluster) => exited(cluster.child, 2_000)));
+    // Copies in flight finish the file they are writing: let them, then remove.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const left = clusters.filter((cluster) => !removeNow(cluster.dir)).map((cluster) => cluster.dir);
+    for (const cluster of clusters) live.delete(cluster);
+    // No cluster at the moment (between audits of a library user or a test run): exit as the signal would have, without a word.
+    if (clusters.length) {
+      const what = left.length ? `could not remove ${left.join(', ')}: remove it by hand` : 'the embedded PostgreSQL was stopped and its directory removed';
+      process.stderr.write(`rls-audit: interrupted by ${signal}; ${what}. Nothing was reported.\n`);
+    }
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  })();
 }
 
 function installExitHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   process.on('exit', killAllNow);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      killAllNow();
-      process.exit(signal === 'SIGINT' ? 130 : 143);
-    });
-  }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
 }
 
 async function waitUntilReady(connectionString: string, child: ChildProcess, log: () => string): Promise<void> {
@@ -141,6 +215,7 @@ async function templateOf(binDir: string): Promise<string | null> {
  * PostgreSQL wants them), owned by `user` when given: about twice as fast as fs.cp's one file at a time.
  */
 async function copyTree(from: string, to: string, user: { uid: number; gid: number } | undefined): Promise<void> {
+  if (stopping) throw new Error('interrupted');
   await mkdir(to, { mode: 0o700 });
   if (user) await chown(to, user.uid, user.gid);
   const items = await readdir(from, { withFileTypes: true });
@@ -149,6 +224,7 @@ async function copyTree(from: string, to: string, user: { uid: number; gid: numb
       const source = path.join(from, item.name);
       const target = path.join(to, item.name);
       if (item.isDirectory()) return copyTree(source, target, user);
+      if (stopping) throw new Error('interrupted');
       await copyFile(source, target);
       if (user) await chown(target, user.uid, user.gid);
     }),
@@ -236,7 +312,8 @@ async function startCluster(binDir: string, localBinaries: boolean, template: st
         '-c', 'max_connections=40',
         '-c', 'log_min_messages=fatal',
       ],
-      { ...user, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+      // A process group of its own, as initdb's: a Ctrl-C reaches rls-audit, which stops it (and its backends) and removes the directory.
+      { ...user, detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
     );
     child.stderr?.on('data', (chunk: Buffer) => {
       if (log.length < 20_000) log += chunk.toString();
@@ -257,21 +334,26 @@ async function startCluster(binDir: string, localBinaries: boolean, template: st
       disposable: true,
       binDir,
       close: async () => {
-        live.delete(entry);
-        if (running.exitCode === null) {
+        // The entry stays live until the directory is gone: a signal while the server stops still removes it.
+        if (running.exitCode === null && running.signalCode === null) {
           await new Promise<void>((resolve) => {
             running.once('exit', () => resolve());
             running.kill('SIGINT');
-            setTimeout(() => running.kill('SIGKILL'), 5_000).unref();
+            setTimeout(() => killGroup(running), 5_000).unref();
           });
         }
-        rmSync(dir, { recursive: true, force: true });
+        if (stopping) return; // the signal handler removes it
+        removeNow(dir);
+        live.delete(entry);
       },
     };
   } catch (error) {
+    // A signal stopped it: the handler removes the directory, says so and exits; nothing more to say here.
+    if (stopping) await new Promise(() => undefined);
+    killGroup(entry.child);
+    await exited(entry.child, 2_000);
+    removeNow(dir);
     live.delete(entry);
-    entry.child?.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
     if (error instanceof AuditError) throw error;
     throw new AuditError(`could not start the embedded PostgreSQL from ${binDir}: ${errorMessage(error)}`);
   }

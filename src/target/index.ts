@@ -40,8 +40,8 @@ export async function openTarget(scenario: Scenario, log?: (line: string) => voi
       if (target.schemaFrom === undefined) return embedded;
       const source = target.schemaFrom || connectionFromEnvironment() || '';
       try {
-        const notes = await copySchema(source, embedded.connectionString, { pgBin: target.pgBin, log });
-        return { ...embedded, description: `${embedded.description}, holding a copy of the schema, roles and grants of ${describeConnection(source)}`, notes };
+        const copy = await copySchema(source, embedded.connectionString, { pgBin: target.pgBin, log });
+        return { ...embedded, description: `${embedded.description}, holding a copy of the schema, roles and grants of ${describeConnection(source)}`, notes: copy.notes, copyFailures: copy.failures };
       } catch (error) {
         await embedded.close();
         throw error;

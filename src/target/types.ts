@@ -1,4 +1,5 @@
 import { passwordsIn, redact } from './connect.js';
+import type { CopyFailure } from './schema-from.js';
 
 export type TargetKind = 'embedded' | 'url' | 'container';
 
@@ -15,6 +16,8 @@ export interface Target {
   binDir?: string;
   /** What the report should say about how the database was made (e.g. objects --schema-from could not copy). */
   notes?: string[];
+  /** --schema-from: the statements of the source's dump the copy could not recreate. */
+  copyFailures?: CopyFailure[];
   close(): Promise<void>;
 }
 

@@ -9,7 +9,7 @@ import { ident, relationIdent, textArrayLiteral } from '../sql.js';
 import { settingCasts } from './casts.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
-import { createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
+import { checksOf, createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
 
 /** Why the seeder must not make a write of this kind to a relation (and what to try), or null. */
 export type WriteBlock = (relation: string, event: 'INSERT' | 'UPDATE') => { reason: string; hint: string } | null;
@@ -143,14 +143,24 @@ export const isSequenceBacked = (column: Column) => column.identity !== null || 
  * meets both kinds of rows; `useDefaults` leaves them to their defaults, which a retry does when a
  * generated value broke a constraint the seeder cannot read.
  */
-function columnsToFill(relation: Relation, forced: Set<string>, useDefaults: boolean): Column[] {
+export function columnsToFill(relation: Relation, forced: Set<string>, useDefaults: boolean): Column[] {
+  const keepDefault = defaultsFirst(relation);
   return relation.columns.filter((column) => {
     if (column.generated) return false;
     if (forced.has(column.name)) return true;
     if (column.identity) return false;
-    if (column.default !== null && (useDefaults || isSequenceDefault(column.default))) return false;
+    if (column.default !== null && (useDefaults || isSequenceDefault(column.default) || keepDefault.has(column.name))) return false;
     return true;
   });
+}
+
+/**
+ * Columns with a default that a CHECK the planner cannot read reads (`scopes text[] default '{read}' check
+ * (scopes <@ allowed_scopes())`): the default, the application's own value, is tried first.
+ */
+export function defaultsFirst(relation: Relation): Set<string> {
+  const opaque = checksOf(relation).filter((check) => check.alternatives.length > 0 && check.alternatives.every((atoms) => atoms.some((atom) => atom.kind === 'opaque')));
+  return new Set(opaque.flatMap((check) => check.columns));
 }
 
 function uniqueKeys(relation: Relation): string[][] {
@@ -755,6 +765,11 @@ class Seeder {
           });
         }
         if (!kept.length) {
+          // The defaults (the application's own values) may meet what generated values did not.
+          if (attempt < 2) {
+            attempt = 1;
+            continue;
+          }
           const [name] = [...failures].sort((a, b) => b[1] - a[1])[0] ?? ['?'];
           const check = judged.find((candidate) => candidate.name === name);
           return `constraint ${name} could not be met by ${count * 4} candidate rows${check ? `: ${check.definition}` : ''}`;

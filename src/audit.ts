@@ -469,7 +469,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     // The parts of a sharded run must seed the same tenants and rows: without a seed they share a fixed one.
     seedNumber = scenario.seed ?? (scenario.shard ? 1 : Math.floor(Math.random() * 2 ** 31));
     progress({ phase: 'seeding', completed: 0, total: 1 });
-    seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable, blocked });
+    seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable, blocked, analysis });
     if (target.disposable) {
       // Materialized views were filled when the schema was applied, before any tenant existed.
       for (const relation of catalog.relations.filter((candidate) => candidate.kind === 'materialized-view')) {

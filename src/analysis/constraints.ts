@@ -76,14 +76,6 @@ function uncast(node: unknown): unknown {
   return current;
 }
 
-/** The type a cast names, without its schema: `int4`, `uuid`, `interval`. */
-export function castTypeName(node: unknown): string | null {
-  const kind = nodeKind(node);
-  if (kind?.[0] !== 'TypeCast') return null;
-  const names = stringsOf((kind[1].typeName as Obj | undefined)?.names);
-  return names[names.length - 1] ?? null;
-}
-
 function columnName(node: unknown): string | null {
   const kind = nodeKind(uncast(node));
   if (kind?.[0] !== 'ColumnRef') return null;

@@ -1,12 +1,13 @@
 import type { Faker } from '@faker-js/faker';
 import { isSequenceDefault, readPartitionBound, readPartitionKey, type Atom, type CheckModel } from '../analysis/constraints.js';
+import { analyze, settingCasts } from '../analysis/index.js';
+import type { Analysis } from '../analysis/model.js';
 import { loadParser } from '../analysis/parse.js';
 import type { Catalog, Column, ForeignKey, Relation } from '../catalog/types.js';
 import { errorMessage } from '../errors.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession, RawRow } from '../session.js';
 import { ident, relationIdent, textArrayLiteral } from '../sql.js';
-import { settingCasts } from './casts.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
 import { checksOf, createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
@@ -1115,6 +1116,8 @@ export async function seed(
     explicitKeys?: boolean;
     /** Why a write of this kind to the relation must not be made: on a live database, one that would advance a sequence (sequences.ts). */
     blocked?: WriteBlock;
+    /** The audit's analysis of the catalog (computed here when not given): how policies read the tenant setting. */
+    analysis?: Analysis;
   },
 ): Promise<SeedOutcome> {
   await loadParser();
@@ -1122,7 +1125,8 @@ export async function seed(
   const keyColumn = plan.tenantKey.relation
     ? catalog.relations.find((relation) => relation.qualified === plan.tenantKey.relation)?.columns.find((column) => column.name === plan.tenantKey.column)
     : undefined;
-  const idType = tenantIdType(plan.tenantKey.baseType, settingCasts(catalog, plan.setting));
+  const analysis = options.analysis ?? analyze(catalog, plan.role);
+  const idType = tenantIdType(plan.tenantKey.baseType, settingCasts(analysis, plan.setting));
   const ids = tenantIds(faker, idType, options.tenants, keyColumn?.maxLength ?? null);
   const tenants: Tenant[] = ids.map((id, index) => ({ id, label: tenantLabel(index), canary: makeCanary(faker) }));
   const ledger = new Ledger(tenants);

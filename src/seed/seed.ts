@@ -8,6 +8,8 @@ import { errorMessage } from '../errors.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession, RawRow } from '../session.js';
 import { ident, relationIdent, textArrayLiteral } from '../sql.js';
+import { triggerEvents } from '../analysis/sql-text.js';
+import { contextStatementOf } from './actors.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
 import { checksOf, createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
@@ -62,6 +64,8 @@ export interface SeedOutcome {
   gaps: CoverageGap[];
   rowsInserted: number;
   statements: number;
+  /** The tenant context was set on the session while seeding (insert triggers read it): the never-set state is gone there. */
+  contextSet: boolean;
 }
 
 /**
@@ -245,6 +249,31 @@ function boundAtoms(parent: Relation, leaf: Relation, siblings: Relation[]): { a
   return { atoms, bounded: false, keyColumns };
 }
 
+/**
+ * Relations with an enabled insert trigger whose function reads the tenant setting, directly or through a
+ * function it calls (as the analysis read their bodies), and the names of those triggers.
+ */
+function contextTriggers(catalog: Catalog, analysis: Analysis, setting: string): Map<string, string[]> {
+  const bodies = new Map(analysis.functions.map((body) => [body.name, body]));
+  const byOid = new Map(catalog.functions.map((fn) => [fn.oid, fn]));
+  const named = (call: string) => catalog.functions.filter((fn) => call === fn.name.toLowerCase() || call === `${fn.schema}.${fn.name}`.toLowerCase());
+  const reads = (signature: string, seen: Set<string>): boolean => {
+    if (seen.has(signature)) return false;
+    seen.add(signature);
+    const body = bodies.get(signature);
+    if (!body) return false;
+    return body.settings.includes(setting) || body.calls.some((call) => named(call).some((fn) => reads(fn.signature, seen)));
+  };
+  const found = new Map<string, string[]>();
+  for (const trigger of catalog.triggers) {
+    if (!trigger.enabled || !triggerEvents(trigger.definition).includes('INSERT')) continue;
+    const fn = byOid.get(trigger.functionOid);
+    if (!fn || !reads(fn.signature, new Set())) continue;
+    found.set(trigger.relation, [...(found.get(trigger.relation) ?? []), trigger.name]);
+  }
+  return found;
+}
+
 /** The leaf partitions of a partitioned table, with the conditions their bounds (at every level) put on a row. */
 export function partitionBounds(catalog: Catalog, relation: Relation): Leaf[] {
   if (relation.kind !== 'partitioned-table') return [];
@@ -277,6 +306,13 @@ class Seeder {
   /** Foreign keys left NULL (or deferred) while seeding a cycle, set once their parents exist. */
   private readonly pending: { relation: Relation; foreignKey: ForeignKey; deferred: boolean }[] = [];
   private readonly withTriggers: boolean;
+  /**
+   * Relations with an insert trigger that reads the tenant setting (`plan.setting`): their rows go in tenant
+   * by tenant, with that tenant's context set as the application sets it (see seedRows).
+   */
+  private readonly contextual: Map<string, string[]>;
+  /** Whether the seeder set the tenant context on the session (the never-set state is then gone there). */
+  contextSet = false;
   /** Batches of the next relation, planned while the last insert ran (see planAhead). */
   private planned: { relation: string; groups: PlannedGroup[] } | null = null;
   private readonly nextSerial = () => ++this.serial;
@@ -293,12 +329,49 @@ class Seeder {
     private readonly blocked: WriteBlock = () => null,
     /** How the session prints dates and times, for storedText. */
     private readonly timeStyle: TimeStyle = { iso: false, utc: false },
+    analysis: Analysis | null = null,
+    /** Whether the tenant context may be set while seeding (see contextual). */
+    private readonly setContext = false,
   ) {
     this.byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
     this.byOid = new Map(catalog.relations.map((relation) => [relation.oid, relation]));
     this.plans = new Map(plan.relations.map((relationPlan) => [relationPlan.relation, relationPlan]));
     const seeded = new Set(plan.seedOrder.flatMap((name) => [name, ...this.leavesOf(name).map((leaf) => leaf.qualified)]));
     this.withTriggers = catalog.triggers.some((trigger) => trigger.enabled && seeded.has(trigger.relation));
+    this.contextual = analysis ? contextTriggers(catalog, analysis, plan.setting) : new Map();
+  }
+
+  /** The insert triggers of the relation (or of its partitions) that read the tenant setting. */
+  private contextTriggers(relation: Relation): string[] {
+    return [relation.qualified, ...this.leavesOf(relation.qualified).map((leaf) => leaf.qualified)].flatMap((name) => this.contextual.get(name) ?? []);
+  }
+
+  /**
+   * Why the tenant context cannot be set while seeding the relation, whose insert triggers read it, or null
+   * when it can: only for actors that are tenants (a user or role per tenant does not exist yet), and only
+   * where the audit may set it (on a cluster of its own; see `setContext`).
+   */
+  private contextRefusal(relation: Relation): { reason: string; hint: string } | null {
+    const triggers = this.contextTriggers(relation);
+    if (!triggers.length) return null;
+    const what = `insert trigger${triggers.length > 1 ? 's' : ''} ${[...new Set(triggers)].join(', ')} read${triggers.length > 1 ? '' : 's'} ${this.plan.setting}`;
+    if (this.plan.roleSwitch || this.plan.contextParameters.some((parameter) => parameter !== 'tenant')) {
+      return { reason: `${what}, and the context names a user or role, which does not exist while seeding`, hint: 'seed these rows in the scenario\'s setup, or accept the relation in `unseeded`' };
+    }
+    if (!this.setContext) {
+      return { reason: `${what}; on a database that is not the audit's own, seeding does not set the tenant context (the never-set state would be lost)`, hint: 'audit a copy with --schema-from URL' };
+    }
+    return null;
+  }
+
+  /** Set `tenant`'s context as the application does (its context SQL, checked to leave the transaction alone). */
+  private async enterContext(relation: Relation, tenant: Tenant | null): Promise<void> {
+    if (!tenant || !this.contextTriggers(relation).length || this.contextRefusal(relation)) return;
+    const actor = { label: tenant.label, tenants: [tenant], user: null, role: null };
+    const statement = contextStatementOf(this.plan, actor, tenant.id);
+    this.statements += 1;
+    this.contextSet = true;
+    await this.session.userQuery(statement.text, statement.values, 'the context SQL');
   }
 
   async run(): Promise<void> {
@@ -347,6 +420,11 @@ class Seeder {
         if (parent) {
           result.reason = `${result.reason} (${parent.relation} was not seeded: ${parent.reason})`;
           result.hint = parent.hint;
+        }
+        const refusal = this.contextRefusal(relation);
+        if (refusal) {
+          result.reason = `${result.reason} (${refusal.reason})`;
+          result.hint ??= refusal.hint;
         }
       }
     }
@@ -777,6 +855,7 @@ class Seeder {
         }
         rows = kept.slice(0, count);
       }
+      await this.enterContext(relation, tenant);
       try {
         const inserted = await this.insert(relation, columns, rows);
         this.record(relation, tenant, inserted, result);
@@ -793,6 +872,7 @@ class Seeder {
       for (let attempt = 0; attempt < 3; attempt += 1) {
         const { columns, rows } = this.buildRows(relation, relationPlan, tenant, 1, true, options);
         this.pinTenantKey(relationPlan, tenant, columns, rows);
+        await this.enterContext(relation, tenant);
         try {
           this.record(relation, tenant, await this.insert(relation, columns, rows), result);
           inserted += 1;
@@ -817,7 +897,7 @@ class Seeder {
 
   /** Whether a relation's rows can go in for several tenants at once (see planBatches). */
   private batchable(relation: Relation, relationPlan: RelationPlan): boolean {
-    return relationPlan.tenancy !== 'tenant-table' && relationPlan.tenancy !== 'shared' && !this.leaves(relation).length && !this.selfReferences(relation).length;
+    return relationPlan.tenancy !== 'tenant-table' && relationPlan.tenancy !== 'shared' && !this.leaves(relation).length && !this.selfReferences(relation).length && !this.contextTriggers(relation).length;
   }
 
   /**
@@ -1116,8 +1196,14 @@ export async function seed(
     explicitKeys?: boolean;
     /** Why a write of this kind to the relation must not be made: on a live database, one that would advance a sequence (sequences.ts). */
     blocked?: WriteBlock;
-    /** The audit's analysis of the catalog (computed here when not given): how policies read the tenant setting. */
+    /** The audit's analysis of the catalog (computed here when not given): how policies and triggers read the tenant setting. */
     analysis?: Analysis;
+    /**
+     * Set the tenant context, as the application does, while inserting rows of a relation whose insert
+     * triggers read it. It then stays defined on the session: only where the never-set state is observed on
+     * another connection (a cluster of the audit's own, see audit.ts).
+     */
+    setContext?: boolean;
   },
 ): Promise<SeedOutcome> {
   await loadParser();
@@ -1132,7 +1218,7 @@ export async function seed(
   const ledger = new Ledger(tenants);
   const settings = (await session.query(`select current_setting('DateStyle') as date_style, current_setting('TimeZone') as time_zone`)).rows[0]!;
   const timeStyle = { iso: /^\s*iso\b/i.test(settings.date_style ?? ''), utc: UTC_ZONES.has((settings.time_zone ?? '').toLowerCase()) };
-  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false, options.blocked, timeStyle);
+  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false, options.blocked, timeStyle, analysis, options.setContext ?? false);
   await seeder.deferConstraints();
   await seeder.run();
   return {
@@ -1142,5 +1228,6 @@ export async function seed(
     gaps: seeder.gaps,
     rowsInserted: seeder.results.filter((result) => result.status !== 'existing').reduce((sum, result) => sum + result.rows, 0),
     statements: seeder.statements,
+    contextSet: seeder.contextSet,
   };
 }

@@ -546,7 +546,13 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     // The parts of a sharded run must seed the same tenants and rows: without a seed they share a fixed one.
     seedNumber = scenario.seed ?? (scenario.shard ? 1 : Math.floor(Math.random() * 2 ** 31));
     progress({ phase: 'seeding', completed: 0, total: 1 });
-    seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable, blocked });
+    // On a cluster that belongs to this run, the seed is committed and the precheck and the probes run over
+    // `jobs` connections, each probe in its own rolled-back savepoint; anywhere else, on the audit's one
+    // rolled-back transaction.
+    const ownCluster = target.disposable && !options.target;
+    // Tenant contexts set while seeding (insert triggers that read them) leave the setting defined on this
+    // connection; the never-set state is then observed on a fresh one, which only sees a committed seed.
+    seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: seedNumber, explicitKeys: !target.disposable, blocked, analysis, setContext: ownCluster });
     if (target.disposable) {
       // Materialized views were filled when the schema was applied, before any tenant existed.
       for (const relation of catalog.relations.filter((candidate) => candidate.kind === 'materialized-view')) {
@@ -576,13 +582,18 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       record: (probe) => probes.push(probe),
       inconclusive: (reason) => inconclusive.add(reason),
     };
-    context.neverSet = await snapshotNeverSet(context, readTargets(context, (relation) => sourcesOf(context, relation)).map((target) => target.statement));
-    // On a cluster that belongs to this run, the seed is committed and the precheck and the probes run over
-    // `jobs` connections, each probe in its own rolled-back savepoint; anywhere else, on the audit's one
-    // rolled-back transaction.
-    const ownCluster = target.disposable && !options.target;
     const jobs = ownCluster ? scenario.jobs : 1;
     if (ownCluster) await session.commit();
+    const neverSetStatements = readTargets(context, (relation) => sourcesOf(context, relation)).map((target) => target.statement);
+    if (seeded.contextSet) {
+      const fresh = await AuditSession.open(target.connectionString, { bounds: DEFAULT_BOUNDS });
+      try {
+        context.neverSet = await snapshotNeverSet({ ...context, session: fresh }, neverSetStatements);
+      } finally {
+        session.queries += fresh.queries;
+        await fresh.end();
+      }
+    } else context.neverSet = await snapshotNeverSet(context, neverSetStatements);
     const shard = scenario.shard ? parseShard(scenario.shard) : null;
     const workers: AuditSession[] = [];
     let run: ProbeRun;

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { analyze, clauseAnalysis, commandAnalysis, functionAnalysis, loadParser, viewAnalysis, type Analysis } from '../src/analysis/index.js';
+import { analyze, clauseAnalysis, commandAnalysis, functionAnalysis, loadParser, settingCasts, viewAnalysis, type Analysis } from '../src/analysis/index.js';
 import { introspect } from '../src/catalog/introspect.js';
 import type { Catalog, Relation } from '../src/catalog/types.js';
 import { startEmbedded } from '../src/target/embedded.js';
@@ -271,6 +271,9 @@ describe('context references', () => {
       expect.objectContaining({ key: 'setting:app.current_tenant', missingOk: true, nullif: true, castTo: null, use: { kind: 'equality', relation: 'public.t_initplan', column: 'tenant_id', membership: null } }),
     ]);
     expect(references('strict')).toEqual([expect.objectContaining({ missingOk: false, nullif: false, castTo: 'integer' })]);
+    // Read as integer either way: the tenant ids the seeder makes must fit.
+    expect(references('initplan')).toEqual([expect.objectContaining({ readAs: 'integer' })]);
+    expect(settingCasts(analysis, 'app.current_tenant')).toContain('integer');
   });
 
   it('marks an escape setting as escape, never as equality', () => {

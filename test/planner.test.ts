@@ -1,8 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readCheck, readPartitionBound, readPartitionKey } from '../src/analysis/constraints.js';
 import { loadParser } from '../src/analysis/parse.js';
-import type { Catalog, Column, Relation } from '../src/catalog/types.js';
-import { settingCasts } from '../src/seed/casts.js';
+import type { Column, Relation } from '../src/catalog/types.js';
 import { RowPlanner } from '../src/seed/planner.js';
 import { createFaker, regexFromPostgres, tenantIds, tenantIdType } from '../src/seed/values.js';
 
@@ -127,17 +126,74 @@ describe('the row planner meets whole-row constraints', () => {
 });
 
 describe('tenant ids fit the casts policies apply', () => {
-  it('reads the casts of the tenant setting and narrows the id type', () => {
-    const catalog = {
-      relations: [{ policies: [{ using: "(tenant_id = (NULLIF(current_setting('app.tenant'::text, true), ''::text))::integer)", withCheck: "(org = (current_setting('app.org'::text))::uuid)" }] }],
-    } as unknown as Catalog;
-    expect(settingCasts(catalog, 'app.tenant')).toEqual(['int4']);
-    expect(settingCasts(catalog, 'app.org')).toEqual(['uuid']);
+  it('narrows the id type to the casts of the tenant setting (read by the analysis: settingCasts)', () => {
+    expect(tenantIdType('int8', ['integer'])).toBe('int4');
     expect(tenantIdType('int8', ['int4'])).toBe('int4');
     expect(tenantIdType('text', ['uuid'])).toBe('uuid');
     expect(tenantIdType('int8', [])).toBe('int8');
     const ids = tenantIds(createFaker(2), tenantIdType('int8', ['int4']), 20);
     expect(ids.every((id) => BigInt(id) < 2n ** 31n)).toBe(true);
     expect(new Set(ids).size).toBe(20);
+  });
+});
+
+describe('array CHECKs and generated columns (seeding gaps)', () => {
+  it('reads <@, @>, && and cardinality on array columns, and the columns a check reads', () => {
+    expect(readCheck('c', "CHECK (((scopes <@ ARRAY['read'::text, 'write'::text]) AND (cardinality(scopes) > 0)))").alternatives).toEqual([
+      [{ kind: 'elements', column: 'scopes', relation: 'within', values: ['read', 'write'] }, { kind: 'cardinality', column: 'scopes', op: '>', value: 0 }],
+    ]);
+    expect(readCheck('c', "CHECK ((flags @> '{signed}'::text[]))").alternatives).toEqual([[{ kind: 'elements', column: 'flags', relation: 'contains', values: ['signed'] }]]);
+    expect(readCheck('c', "CHECK ((ARRAY['a'::text, 'b'::text] @> tags))").alternatives).toEqual([[{ kind: 'elements', column: 'tags', relation: 'within', values: ['a', 'b'] }]]);
+    expect(readCheck('c', "CHECK ((events && '{created,\"up dated\"}'::text[]))").alternatives).toEqual([[{ kind: 'elements', column: 'events', relation: 'overlaps', values: ['created', 'up dated'] }]]);
+    expect(readCheck('c', 'CHECK ((array_length(tags, 1) <= 2))').alternatives).toEqual([[{ kind: 'cardinality', column: 'tags', op: '<=', value: 2 }]]);
+    expect(readCheck('c', "CHECK ((NOT (tags && ARRAY['x'::text])))").alternatives[0]![0]!.kind).toBe('opaque');
+    expect(readCheck('c', "CHECK ((scopes <@ allowed_scopes(kind)))").columns.sort()).toEqual(['kind', 'scopes']);
+  });
+
+  it('plans arrays that meet the element and count rules', () => {
+    const target = relation(
+      [column('scopes', 'text', { isArray: true }), column('flags', 'text', { isArray: true }), column('events', 'text', { isArray: true })],
+      [
+        "CHECK (((scopes <@ ARRAY['read'::text, 'write'::text]) AND (cardinality(scopes) > 0)))",
+        "CHECK ((flags @> ARRAY['signed'::text]))",
+        "CHECK ((events && ARRAY['created'::text, 'deleted'::text]))",
+      ],
+    );
+    const elements = (literal: string | null) => literal!.slice(1, -1).split(',').filter(Boolean).map((item) => item.replace(/^"(.*)"$/, '$1'));
+    for (const row of plan(target)) {
+      const scopes = elements(row.scopes!);
+      expect(scopes.length).toBeGreaterThan(0);
+      expect(scopes.every((scope) => ['read', 'write'].includes(scope))).toBe(true);
+      expect(new Set(scopes).size).toBe(scopes.length);
+      expect(elements(row.flags!)).toContain('signed');
+      expect(elements(row.events!).some((event) => ['created', 'deleted'].includes(event))).toBe(true);
+    }
+  });
+
+  it('keeps the inputs of a generated column small enough for its value to fit its type', () => {
+    const target = relation(
+      [
+        column('quantity', 'int8'),
+        column('unit_price_cents', 'int8'),
+        column('total_cents', 'int8', { generated: true, default: '(quantity * unit_price_cents)' }),
+        column('unrelated', 'int8'),
+      ],
+      ['CHECK ((quantity > 0))', 'CHECK ((unit_price_cents >= 0))'],
+    );
+    const fill = target.columns.filter((entry) => !entry.generated);
+    const faker = createFaker(5);
+    let serial = 0;
+    const planner = new RowPlanner(target, fill, new Set());
+    let largest = 0n;
+    for (let index = 0; index < 300; index += 1) {
+      const [quantity, price] = planner.row(faker, { fixed: new Map(), serial: () => ++serial, canary: null });
+      expect(BigInt(quantity!)).toBeGreaterThan(0n);
+      expect(BigInt(price!)).toBeGreaterThanOrEqual(0n);
+      const total = BigInt(quantity!) * BigInt(price!);
+      expect(total <= 9_223_372_036_854_775_807n).toBe(true);
+      if (BigInt(quantity!) > largest) largest = BigInt(quantity!);
+    }
+    // Still large values, only not so large that their product overflows.
+    expect(largest > 1_000_000n).toBe(true);
   });
 });

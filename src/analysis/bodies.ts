@@ -25,9 +25,11 @@ export interface ParsedBody {
   dynamic: string[];
   /** Why the body could not be read, or null. */
   error: string | null;
+  /** PL/pgSQL expressions evaluated outside SQL statements (IF conditions, assignments, RETURN values, declared defaults). */
+  evaluated: Expr[];
 }
 
-const EMPTY: ParsedBody = { statements: [], inline: null, dynamic: [], error: null };
+const EMPTY: ParsedBody = { statements: [], inline: null, dynamic: [], error: null, evaluated: [] };
 
 /** A string literal, a cast of one, or a concatenation of them: the SQL an EXECUTE runs. */
 function constantString(expr: Expr): string | null {
@@ -152,7 +154,7 @@ function parseSqlBody(fn: FunctionInfo): ParsedBody {
     const value = statementValue(last);
     inline = value ? substitute(value, params, new Set()) : null;
   }
-  return { statements, inline, dynamic: [], error: null };
+  return { statements, inline, dynamic: [], error: null, evaluated: [] };
 }
 
 type Raw = Record<string, unknown>;
@@ -338,12 +340,14 @@ function parsePlpgsqlBody(fn: FunctionInfo): ParsedBody {
     }
   };
   /** Sub-selects inside an expression (an IF condition, an assignment) read relations too. */
+  const evaluated: Expr[] = [];
   const sqlReads = (value: Expr) => {
+    evaluated.push(value);
     if (walkHasSelect(value)) statements.push({ node: { SelectStmt: {} } as unknown as Node, variables: new Map(variables), expression: value });
   };
   visitStatement(root.action);
   const inline = simple && returns.length === 1 && !dynamic.length ? returns[0]! : null;
-  return { statements, inline, dynamic, error: errors.length ? `part of the body did not parse: ${errors[0]}` : null };
+  return { statements, inline, dynamic, error: errors.length ? `part of the body did not parse: ${errors[0]}` : null, evaluated: [...evaluated, ...variables.values()] };
 }
 
 function walkHasSelect(expr: Expr): boolean {
@@ -537,6 +541,7 @@ function settingsIn(parsed: ParsedBody): string[] {
     for (const value of statement.variables.values()) visitExpr(value);
   }
   if (parsed.inline) visitExpr(parsed.inline);
+  for (const value of parsed.evaluated) visitExpr(value);
   return [...found];
 }
 

@@ -738,6 +738,7 @@ interface SettingShape {
   missingOk: boolean | null;
   nullif: boolean;
   castTo: string | null;
+  readAs: string | null;
 }
 
 /** missing_ok, the nullif(…, '') guard and the non-text cast of a setting reference, from its ancestors. */
@@ -745,12 +746,14 @@ export function settingShape(node: Expr, ancestors: (Expr | Select)[]): SettingS
   const call = settingCall(node);
   let nullif = false;
   let castTo: string | null = null;
+  let readAs: string | null = null;
   let child: Expr | Select = node;
   for (let index = ancestors.length - 1; index >= 0; index -= 1) {
     const parent = ancestors[index]!;
     if (parent.kind === 'cast') {
       if (!TEXT_TYPES.has(parent.type)) {
         if (!nullif) castTo = parent.type;
+        readAs = parent.type;
         break;
       }
     } else if (parent.kind === 'call' && parent.name === 'nullif') {
@@ -765,7 +768,7 @@ export function settingShape(node: Expr, ancestors: (Expr | Select)[]): SettingS
     }
     child = parent;
   }
-  return { missingOk: call ? call.missingOk : null, nullif, castTo };
+  return { missingOk: call ? call.missingOk : null, nullif, castTo, readAs };
 }
 
 /**
@@ -799,6 +802,7 @@ export function collectReferences(env: Env, root: Expr, where: { relation: strin
           missingOk: settingNode ? (settingCall(settingNode)?.missingOk ?? null) : null,
           nullif: shape.nullif,
           castTo: settingNode ? shape.castTo : null,
+          readAs: settingNode ? shape.readAs : null,
           via,
           use: recorded?.use ?? { kind: 'other' },
           ...where,

@@ -26,6 +26,13 @@ export type Atom =
   | { kind: 'case'; column: string; form: 'lower' | 'upper' | 'trimmed' }
   /** A boolean column, or `column is true / false`. */
   | { kind: 'boolean'; column: string; value: boolean }
+  /**
+   * An array column against a constant array: its elements all among `values` (`column <@ array[...]`), all of
+   * `values` among its elements (`column @> array[...]`), or one of `values` among them (`column && array[...]`).
+   */
+  | { kind: 'elements'; column: string; relation: 'within' | 'contains' | 'overlaps'; values: string[] }
+  /** `cardinality(column) op n`, `array_length(column, 1) op n`: how many elements an array column holds. */
+  | { kind: 'cardinality'; column: string; op: Comparison; value: number }
   /** A part the planner does not read: PostgreSQL decides. */
   | { kind: 'opaque'; reason: string };
 
@@ -40,6 +47,8 @@ export interface CheckModel {
    * `[[]]` always holds; `[]` never does.
    */
   alternatives: Atom[][];
+  /** Every column the condition reads (also inside the parts the planner does not read). */
+  columns: string[];
 }
 
 const NEGATE: Record<Comparison, Comparison> = { '=': '<>', '<>': '=', '<': '>=', '<=': '>', '>': '<=', '>=': '<' };
@@ -65,14 +74,6 @@ function uncast(node: unknown): unknown {
   let current = node;
   for (let kind = nodeKind(current); kind?.[0] === 'TypeCast'; kind = nodeKind(current)) current = kind[1].arg;
   return current;
-}
-
-/** The type a cast names, without its schema: `int4`, `uuid`, `interval`. */
-export function castTypeName(node: unknown): string | null {
-  const kind = nodeKind(node);
-  if (kind?.[0] !== 'TypeCast') return null;
-  const names = stringsOf((kind[1].typeName as Obj | undefined)?.names);
-  return names[names.length - 1] ?? null;
 }
 
 function columnName(node: unknown): string | null {
@@ -110,8 +111,46 @@ function functionCall(node: unknown): { name: string; args: unknown[] } | null {
   return { name: names[names.length - 1]!.toLowerCase(), args: (kind[1].args as unknown[] | undefined) ?? [] };
 }
 
-/** Elements of `ARRAY[...]`, `(...)` lists: constants only; undefined when one is not a constant. */
+/**
+ * The elements of a one-dimensional array literal such as `{read,write}` or `{"a b",c}`; undefined when it
+ * is not one (nested, or with escapes).
+ */
+function arrayLiteral(text: string): (string | null)[] | undefined {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('{') || !trimmed.endsWith('}')) return undefined;
+  const body = trimmed.slice(1, -1);
+  if (!body.trim()) return [];
+  const items: (string | null)[] = [];
+  let index = 0;
+  while (index <= body.length) {
+    while (body[index] === ' ') index += 1;
+    let item: string | null;
+    if (body[index] === '"') {
+      const close = body.indexOf('"', index + 1);
+      if (close < 0) return undefined;
+      item = body.slice(index + 1, close);
+      if (item.includes('\\')) return undefined;
+      index = close + 1;
+      while (body[index] === ' ') index += 1;
+    } else {
+      const comma = body.indexOf(',', index);
+      const raw = body.slice(index, comma < 0 ? body.length : comma).trim();
+      if (/["{}\\]/.test(raw) || !raw) return undefined;
+      item = /^null$/i.test(raw) ? null : raw;
+      index = comma < 0 ? body.length : comma;
+    }
+    items.push(item);
+    if (index >= body.length) break;
+    if (body[index] !== ',') return undefined;
+    index += 1;
+  }
+  return items;
+}
+
+/** Elements of `ARRAY[...]`, `(...)` lists and `'{...}'` array literals: constants only; undefined when one is not a constant. */
 function constantList(node: unknown): (string | null)[] | undefined {
+  const text = constantText(node);
+  if (typeof text === 'string') return arrayLiteral(text);
   const inner = uncast(node);
   const kind = nodeKind(inner);
   const items = kind?.[0] === 'A_ArrayExpr' ? (kind[1].elements as unknown[] | undefined) ?? [] : kind?.[0] === 'List' ? (kind[1].items as unknown[] | undefined) ?? [] : Array.isArray(inner) ? inner : null;
@@ -144,6 +183,32 @@ function lengthOf(node: unknown): string | null {
   const inner = functionCall(call.args[0]);
   if (inner && ['btrim', 'trim', 'ltrim', 'rtrim'].includes(inner.name) && inner.args.length === 1) return columnName(inner.args[0]);
   return columnName(call.args[0]);
+}
+
+/** `cardinality(col)`, `array_length(col, 1)`: the array column whose elements are counted. */
+function cardinalityOf(node: unknown): string | null {
+  const call = functionCall(node);
+  if (call?.name === 'cardinality' && call.args.length === 1) return columnName(call.args[0]);
+  if (call?.name === 'array_length' && call.args.length === 2 && constantText(call.args[1]) === '1') return columnName(call.args[0]);
+  return null;
+}
+
+/** `<@`, `@>`, `&&` between an array column and a constant array, as the column's relation to the constant. */
+const ARRAY_RELATIONS: Record<string, { column: 'within' | 'contains' | 'overlaps'; flipped: 'within' | 'contains' | 'overlaps' }> = {
+  '<@': { column: 'within', flipped: 'contains' },
+  '@>': { column: 'contains', flipped: 'within' },
+  '&&': { column: 'overlaps', flipped: 'overlaps' },
+};
+
+function arrayRelation(operator: string, left: unknown, right: unknown, negated: boolean): Atom[][] {
+  const spec = ARRAY_RELATIONS[operator]!;
+  const leftColumn = columnName(left);
+  const rightColumn = columnName(right);
+  const column = leftColumn ?? rightColumn;
+  const list = leftColumn !== null ? constantList(right) : constantList(left);
+  if (column === null || !list || negated) return opaque(`an array comparison (${operator}) the planner does not read`);
+  const values = list.filter((item): item is string => item !== null);
+  return single({ kind: 'elements', column, relation: leftColumn !== null ? spec.column : spec.flipped, values });
 }
 
 function comparison(op: Comparison, left: unknown, right: unknown, negated: boolean): Atom[][] {
@@ -180,6 +245,12 @@ function comparison(op: Comparison, left: unknown, right: unknown, negated: bool
   // lower(col) = col
   const leftCall = functionCall(left);
   if (leftCall && rightColumn !== null && leftCall.args.length === 1 && columnName(leftCall.args[0]) === rightColumn) return comparison(FLIP[op], right, left, negated);
+  // cardinality(col) op n
+  const counted = cardinalityOf(left);
+  if (counted !== null && typeof rightConstant === 'string' && /^\d+$/.test(rightConstant)) {
+    return single({ kind: 'cardinality', column: counted, op: effective, value: Number(rightConstant) });
+  }
+  if (cardinalityOf(right) !== null && typeof leftConstant === 'string') return comparison(FLIP[op], right, left, negated);
   // length(col) op n
   const measured = lengthOf(left);
   if (measured !== null && typeof rightConstant === 'string' && /^\d+$/.test(rightConstant)) {
@@ -263,6 +334,7 @@ function expression(node: unknown, negated: boolean): Atom[][] {
       const spec = MATCH_OPERATORS[operator]!;
       return single({ kind: 'match', column, syntax: spec.syntax, pattern, caseInsensitive: spec.caseInsensitive, negated: spec.negated !== negated });
     }
+    if (exprKind === 'AEXPR_OP' && operator in ARRAY_RELATIONS) return arrayRelation(operator, value.lexpr, value.rexpr, negated);
     if (exprKind === 'AEXPR_SIMILAR') {
       const column = columnName(value.lexpr);
       const call = functionCall(value.rexpr);
@@ -318,15 +390,84 @@ function conditionText(definition: string): string | null {
   return null;
 }
 
+/** The columns an expression reads (the last name of every column reference). */
+function columnsRead(node: unknown, found: Set<string> = new Set()): Set<string> {
+  if (Array.isArray(node)) {
+    for (const item of node) columnsRead(item, found);
+    return found;
+  }
+  if (!node || typeof node !== 'object') return found;
+  const kind = nodeKind(node);
+  if (kind?.[0] === 'ColumnRef') {
+    const name = columnName(node);
+    if (name !== null) found.add(name);
+    return found;
+  }
+  for (const child of Object.values(node as Obj)) if (child && typeof child === 'object') columnsRead(child, found);
+  return found;
+}
+
 /** Read a CHECK constraint (relation or domain). Never throws: what cannot be parsed is one opaque atom. */
 export function readCheck(name: string, definition: string): CheckModel {
   let text: string | null = null;
   try {
     text = conditionText(definition);
-    return { name, definition, expression: text, alternatives: expression(checkExpression(definition), false) };
+    const condition = checkExpression(definition);
+    return { name, definition, expression: text, alternatives: expression(condition, false), columns: [...columnsRead(condition)] };
   } catch (error) {
-    return { name, definition, expression: text, alternatives: opaque(error instanceof Error ? error.message : String(error)) };
+    return { name, definition, expression: text, alternatives: opaque(error instanceof Error ? error.message : String(error)), columns: [] };
   }
+}
+
+/**
+ * An upper bound of the absolute value of an arithmetic expression over columns and constants, such as a
+ * generated column's `quantity * unit_price_cents`, given one for each column it reads (null: unbounded).
+ * Null when the expression is anything but `+ - * /`, casts and abs/round/coalesce/greatest/least.
+ */
+export function magnitudeBound(text: string, columnBound: (column: string) => number | null): number | null {
+  let root: unknown;
+  try {
+    root = parseExpression(text);
+  } catch {
+    return null;
+  }
+  const bound = (node: unknown): number | null => {
+    const kind = nodeKind(uncast(node));
+    if (!kind) return null;
+    const [type, value] = kind;
+    if (type === 'ColumnRef') {
+      const column = columnName(node);
+      return column === null ? null : columnBound(column);
+    }
+    if (type === 'A_Const') {
+      const number = Number(constantText(node));
+      return Number.isFinite(number) ? Math.abs(number) : null;
+    }
+    if (type === 'A_Expr' && value.kind === 'AEXPR_OP') {
+      const operator = stringsOf(value.name)[0];
+      const right = bound(value.rexpr);
+      if (right === null) return null;
+      if (!value.lexpr) return operator === '-' || operator === '+' ? right : null;
+      if (operator === '/') {
+        const divisor = Number(constantText(value.rexpr));
+        const left = bound(value.lexpr);
+        return left !== null && Number.isFinite(divisor) && Math.abs(divisor) >= 1 ? left / Math.abs(divisor) : null;
+      }
+      const left = bound(value.lexpr);
+      if (left === null) return null;
+      if (operator === '+' || operator === '-') return left + right;
+      if (operator === '*') return left * right;
+      return null;
+    }
+    if (type === 'FuncCall') {
+      const call = functionCall(node)!;
+      if (!['abs', 'round', 'trunc', 'floor', 'ceil', 'ceiling', 'coalesce', 'greatest', 'least'].includes(call.name)) return null;
+      const bounds = (['round', 'trunc'].includes(call.name) ? call.args.slice(0, 1) : call.args).map(bound);
+      return bounds.length && bounds.every((item): item is number => item !== null) ? Math.max(...bounds) : null;
+    }
+    return null;
+  };
+  return bound(root);
 }
 
 /** Columns an atom constrains. */

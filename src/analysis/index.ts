@@ -443,3 +443,12 @@ export function functionAnalysis(analysis: Analysis, signature: string): BodyAna
 export function relationReferences(analysis: Analysis, relation: string): ContextReference[] {
   return analysis.contextReferences.filter((reference) => reference.relation === relation);
 }
+
+/**
+ * The types policies read the tenant setting as (`nullif(current_setting('app.tenant', true), '')::integer`,
+ * also inside helper functions they call), so that tenant ids are valid for every one of them.
+ */
+export function settingCasts(analysis: Analysis, setting: string): string[] {
+  const types = analysis.contextReferences.filter((reference) => reference.source.kind === 'setting' && reference.source.setting === setting).map((reference) => reference.readAs);
+  return [...new Set(types.filter((type): type is string => type !== null))].sort();
+}

@@ -115,6 +115,8 @@ export interface ContextReference {
   nullif: boolean;
   /** The non-text type the raw setting text is cast to (where '' raises an error); null when not cast or guarded by nullif. */
   castTo: string | null;
+  /** The non-text type the setting's value is read as, guarded by nullif or not (`nullif(..., '')::integer`): the values it accepts. */
+  readAs: string | null;
   /** The helper function the reference was found in (e.g. `public.current_tenant_id()`), null when written in the policy. */
   via: string | null;
   use: ContextUse;

@@ -90,7 +90,8 @@ export async function createAuditDatabase(input: ScenarioInput): Promise<AuditDa
           throw error;
         });
         const { catalog, plan } = await planned;
-        const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: scenario.seed ?? 1 });
+        // Rows of tables whose insert triggers read the tenant setting go in with it set: nothing here observes the never-set state.
+        const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: scenario.seed ?? 1, setContext: true });
         const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, scenario.seed ?? 1);
         const tenant = seeded.tenants.find((candidate) => tenantMatches(candidate, name));
         if (!tenant) throw new AuditError(`no seeded tenant ${name}: the tenants are ${seeded.tenants.map((entry) => `${entry.label} (${entry.id})`).join(', ')}`);

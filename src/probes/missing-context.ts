@@ -4,7 +4,7 @@ import { diagnoseReadLeak, missingContextFix } from './diagnose.js';
 import { plural } from '../text.js';
 import { readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';
-import { settingCasts } from '../seed/casts.js';
+import { settingCasts } from '../analysis/index.js';
 import { tenantIdType } from '../seed/values.js';
 
 /**
@@ -45,7 +45,7 @@ export const missingContext = defineProbe({
       { kind: 'never-set' },
       { kind: 'empty' },
       // Of the type the seeded ids have: one that fits the policies' cast of the setting (a bigint key read as ::int).
-      { kind: 'unknown-tenant', id: unknownTenantId(tenantIdType(context.plan.tenantKey.baseType, settingCasts(context.catalog, context.plan.setting)), context.tenants) },
+      { kind: 'unknown-tenant', id: unknownTenantId(tenantIdType(context.plan.tenantKey.baseType, settingCasts(context.analysis, context.plan.setting)), context.tenants) },
       // On a platform with an anonymous role (Supabase anon, PostgREST's anonymous role), a request without credentials runs as it.
       ...(context.plan.anonymousRole ? [{ kind: 'anonymous' as const, role: context.plan.anonymousRole }] : []),
     ];

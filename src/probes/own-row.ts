@@ -4,8 +4,8 @@ import type { Column, Relation } from '../catalog/types.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { RowPlanner } from '../seed/planner.js';
-import { partitionBounds } from '../seed/seed.js';
-import { createFaker } from '../seed/values.js';
+import { defaultsFirst, partitionBounds } from '../seed/seed.js';
+import { checksOf, createFaker } from '../seed/values.js';
 import { ident, relationIdent } from '../sql.js';
 import { writeRisk } from '../sequences.js';
 import type { ProbeContext } from './types.js';
@@ -101,10 +101,16 @@ export class OwnRowBuilder {
     }
     for (const [name, value] of Object.entries(overrides)) values.set(name, value);
     // The other columns come from the seeder's planner, which meets the CHECK constraints (also between
-    // columns) and keeps a partitioned table's row inside a partition.
-    const fill = relation.columns.filter((column) => !column.generated && (values.has(column.name) || (column.default === null && !sequenceFilled(column))));
-    const planned = this.planner(relation, fill).row(this.faker, { fixed: values, serial: () => ++this.serial, canary: tenant.canary });
-    fill.forEach((column, index) => values.set(column.name, planned[index] ?? null));
+    // columns) and keeps a partitioned table's row inside a partition. A column with a default is left to it,
+    // as the application leaves it, unless a CHECK reads it: then the planner fills it as it does for seeded
+    // rows (`due_on >= issued_on` with issued_on defaulting to today), except where the default is what the
+    // seeder tries first (a CHECK the planner cannot read).
+    const checked = new Set(checksOf(relation).flatMap((check) => check.columns));
+    const defaultFirst = defaultsFirst(relation);
+    const planned = (column: Column) => !sequenceFilled(column) && (column.default === null || (checked.has(column.name) && !defaultFirst.has(column.name)));
+    const fill = relation.columns.filter((column) => !column.generated && (values.has(column.name) || planned(column)));
+    const row = this.planner(relation, fill).row(this.faker, { fixed: values, serial: () => ++this.serial, canary: tenant.canary });
+    fill.forEach((column, index) => values.set(column.name, row[index] ?? null));
     const columns = relation.columns.filter((column) => values.has(column.name));
     const overriding = columns.some((column) => column.identity === 'always') ? ' overriding system value' : '';
     return {

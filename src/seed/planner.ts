@@ -6,9 +6,9 @@
  * What the planner cannot read (opaque atoms) is left to PostgreSQL: see `needsDatabase`.
  */
 import type { Faker } from '@faker-js/faker';
-import type { Atom, CheckModel, Comparison } from '../analysis/constraints.js';
+import { magnitudeBound, type Atom, type CheckModel, type Comparison } from '../analysis/constraints.js';
 import type { Column } from '../catalog/types.js';
-import { applyAtom, checksOf, columnValue, copyRules, emptyRules, epochOf, holds, isNumeric, isTemporal, type ColumnRules } from './values.js';
+import { applyAtom, checksOf, columnValue, copyRules, emptyRules, epochOf, holds, isNumeric, isTemporal, numberRange, typeLimit, type ColumnRules } from './values.js';
 import type { Relation } from '../catalog/types.js';
 
 type RowAtom = Extract<Atom, { kind: 'columns' } | { kind: 'nonnulls' }>;
@@ -108,6 +108,54 @@ export class RowPlanner {
       const readable = check.alternatives.filter((atoms) => !atoms.some((atom) => atom.kind === 'opaque'));
       if (readable.length === 1) this.apply(this.baseRules, readable[0]!);
       else if (readable.length > 1) this.choices.push({ ...check, alternatives: readable });
+    }
+    for (const column of relation.columns) if (column.generated && column.default) this.boundInputs(column, column.default);
+  }
+
+  /**
+   * Keep the inputs of a generated column small enough for its value to fit its type: `quantity *
+   * unit_price_cents` in bigint overflows when both are drawn from all of bigint. The numeric columns the
+   * seeder fills get one common cap, the largest under which the expression's bound stays within half the
+   * type's range; never below what their CHECKs demand.
+   */
+  private boundInputs(generated: Column, expression: string): void {
+    const limit = typeLimit(generated);
+    if (limit === null) return;
+    const read = new Set<string>();
+    if (magnitudeBound(expression, (name) => (read.add(name), 1)) === null) return;
+    // The columns the seeder fills are capped; the others (defaults, identities) count with their type's range.
+    const widest = (name: string): number | null => {
+      const column = this.byName.get(name);
+      if (!column || !isNumeric(column)) return null;
+      const rules = this.baseRules.get(name);
+      if (!rules) return typeLimit(column) ?? Infinity;
+      const [min, max] = numberRange(column, rules);
+      return Math.max(Math.abs(min), Math.abs(max));
+    };
+    const fits = (cap: number) => {
+      const bound = magnitudeBound(expression, (name) => {
+        const value = widest(name);
+        return value === null ? null : this.baseRules.has(name) ? Math.min(value, cap) : value;
+      });
+      return bound !== null && bound <= limit / 2;
+    };
+    if (fits(Infinity) || !fits(1)) return;
+    let low = 1;
+    let high = 1e18;
+    for (let step = 0; step < 200 && high / low > 1.01; step += 1) {
+      const middle = Math.sqrt(low * high);
+      if (fits(middle)) low = middle;
+      else high = middle;
+    }
+    const cap = Math.floor(low);
+    for (const name of read) {
+      const rules = this.baseRules.get(name);
+      const column = this.byName.get(name);
+      if (!rules || !column || (widest(name) ?? 0) <= cap) continue;
+      const [min] = numberRange(column, rules);
+      if (min > cap) continue;
+      rules.max = Math.min(rules.max ?? Infinity, cap);
+      if (min < -cap) rules.min = -cap;
     }
   }
 

@@ -1,5 +1,7 @@
 import type { Faker } from '@faker-js/faker';
 import { isSequenceDefault, readPartitionBound, readPartitionKey, type Atom, type CheckModel } from '../analysis/constraints.js';
+import { analyze, settingCasts } from '../analysis/index.js';
+import type { Analysis } from '../analysis/model.js';
 import { loadParser } from '../analysis/parse.js';
 import type { Catalog, Column, ForeignKey, Relation } from '../catalog/types.js';
 import { errorMessage } from '../errors.js';
@@ -7,10 +9,11 @@ import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession, RawRow } from '../session.js';
 import { isLockTimeout } from '../locks.js';
 import { ident, relationIdent, textArrayLiteral } from '../sql.js';
-import { settingCasts } from './casts.js';
+import { triggerEvents } from '../analysis/sql-text.js';
+import { contextStatementOf } from './actors.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
-import { createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
+import { checksOf, createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
 
 /** Why the seeder must not make a write of this kind to a relation (and what to try), or null. */
 export type WriteBlock = (relation: string, event: 'INSERT' | 'UPDATE') => { reason: string; hint: string } | null;
@@ -62,6 +65,8 @@ export interface SeedOutcome {
   gaps: CoverageGap[];
   rowsInserted: number;
   statements: number;
+  /** The tenant context was set on the session while seeding (insert triggers read it): the never-set state is gone there. */
+  contextSet: boolean;
 }
 
 /**
@@ -144,14 +149,24 @@ export const isSequenceBacked = (column: Column) => column.identity !== null || 
  * meets both kinds of rows; `useDefaults` leaves them to their defaults, which a retry does when a
  * generated value broke a constraint the seeder cannot read.
  */
-function columnsToFill(relation: Relation, forced: Set<string>, useDefaults: boolean): Column[] {
+export function columnsToFill(relation: Relation, forced: Set<string>, useDefaults: boolean): Column[] {
+  const keepDefault = defaultsFirst(relation);
   return relation.columns.filter((column) => {
     if (column.generated) return false;
     if (forced.has(column.name)) return true;
     if (column.identity) return false;
-    if (column.default !== null && (useDefaults || isSequenceDefault(column.default))) return false;
+    if (column.default !== null && (useDefaults || isSequenceDefault(column.default) || keepDefault.has(column.name))) return false;
     return true;
   });
+}
+
+/**
+ * Columns with a default that a CHECK the planner cannot read reads (`scopes text[] default '{read}' check
+ * (scopes <@ allowed_scopes())`): the default, the application's own value, is tried first.
+ */
+export function defaultsFirst(relation: Relation): Set<string> {
+  const opaque = checksOf(relation).filter((check) => check.alternatives.length > 0 && check.alternatives.every((atoms) => atoms.some((atom) => atom.kind === 'opaque')));
+  return new Set(opaque.flatMap((check) => check.columns));
 }
 
 function uniqueKeys(relation: Relation): string[][] {
@@ -235,6 +250,31 @@ function boundAtoms(parent: Relation, leaf: Relation, siblings: Relation[]): { a
   return { atoms, bounded: false, keyColumns };
 }
 
+/**
+ * Relations with an enabled insert trigger whose function reads the tenant setting, directly or through a
+ * function it calls (as the analysis read their bodies), and the names of those triggers.
+ */
+function contextTriggers(catalog: Catalog, analysis: Analysis, setting: string): Map<string, string[]> {
+  const bodies = new Map(analysis.functions.map((body) => [body.name, body]));
+  const byOid = new Map(catalog.functions.map((fn) => [fn.oid, fn]));
+  const named = (call: string) => catalog.functions.filter((fn) => call === fn.name.toLowerCase() || call === `${fn.schema}.${fn.name}`.toLowerCase());
+  const reads = (signature: string, seen: Set<string>): boolean => {
+    if (seen.has(signature)) return false;
+    seen.add(signature);
+    const body = bodies.get(signature);
+    if (!body) return false;
+    return body.settings.includes(setting) || body.calls.some((call) => named(call).some((fn) => reads(fn.signature, seen)));
+  };
+  const found = new Map<string, string[]>();
+  for (const trigger of catalog.triggers) {
+    if (!trigger.enabled || !triggerEvents(trigger.definition).includes('INSERT')) continue;
+    const fn = byOid.get(trigger.functionOid);
+    if (!fn || !reads(fn.signature, new Set())) continue;
+    found.set(trigger.relation, [...(found.get(trigger.relation) ?? []), trigger.name]);
+  }
+  return found;
+}
+
 /** The leaf partitions of a partitioned table, with the conditions their bounds (at every level) put on a row. */
 export function partitionBounds(catalog: Catalog, relation: Relation): Leaf[] {
   if (relation.kind !== 'partitioned-table') return [];
@@ -267,6 +307,13 @@ class Seeder {
   /** Foreign keys left NULL (or deferred) while seeding a cycle, set once their parents exist. */
   private readonly pending: { relation: Relation; foreignKey: ForeignKey; deferred: boolean }[] = [];
   private readonly withTriggers: boolean;
+  /**
+   * Relations with an insert trigger that reads the tenant setting (`plan.setting`): their rows go in tenant
+   * by tenant, with that tenant's context set as the application sets it (see seedRows).
+   */
+  private readonly contextual: Map<string, string[]>;
+  /** Whether the seeder set the tenant context on the session (the never-set state is then gone there). */
+  contextSet = false;
   /** Batches of the next relation, planned while the last insert ran (see planAhead). */
   private planned: { relation: string; groups: PlannedGroup[] } | null = null;
   private readonly nextSerial = () => ++this.serial;
@@ -283,12 +330,49 @@ class Seeder {
     private readonly blocked: WriteBlock = () => null,
     /** How the session prints dates and times, for storedText. */
     private readonly timeStyle: TimeStyle = { iso: false, utc: false },
+    analysis: Analysis | null = null,
+    /** Whether the tenant context may be set while seeding (see contextual). */
+    private readonly setContext = false,
   ) {
     this.byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
     this.byOid = new Map(catalog.relations.map((relation) => [relation.oid, relation]));
     this.plans = new Map(plan.relations.map((relationPlan) => [relationPlan.relation, relationPlan]));
     const seeded = new Set(plan.seedOrder.flatMap((name) => [name, ...this.leavesOf(name).map((leaf) => leaf.qualified)]));
     this.withTriggers = catalog.triggers.some((trigger) => trigger.enabled && seeded.has(trigger.relation));
+    this.contextual = analysis ? contextTriggers(catalog, analysis, plan.setting) : new Map();
+  }
+
+  /** The insert triggers of the relation (or of its partitions) that read the tenant setting. */
+  private contextTriggers(relation: Relation): string[] {
+    return [relation.qualified, ...this.leavesOf(relation.qualified).map((leaf) => leaf.qualified)].flatMap((name) => this.contextual.get(name) ?? []);
+  }
+
+  /**
+   * Why the tenant context cannot be set while seeding the relation, whose insert triggers read it, or null
+   * when it can: only for actors that are tenants (a user or role per tenant does not exist yet), and only
+   * where the audit may set it (on a cluster of its own; see `setContext`).
+   */
+  private contextRefusal(relation: Relation): { reason: string; hint: string } | null {
+    const triggers = this.contextTriggers(relation);
+    if (!triggers.length) return null;
+    const what = `insert trigger${triggers.length > 1 ? 's' : ''} ${[...new Set(triggers)].join(', ')} read${triggers.length > 1 ? '' : 's'} ${this.plan.setting}`;
+    if (this.plan.roleSwitch || this.plan.contextParameters.some((parameter) => parameter !== 'tenant')) {
+      return { reason: `${what}, and the context names a user or role, which does not exist while seeding`, hint: 'seed these rows in the scenario\'s setup, or accept the relation in `unseeded`' };
+    }
+    if (!this.setContext) {
+      return { reason: `${what}; on a database that is not the audit's own, seeding does not set the tenant context (the never-set state would be lost)`, hint: 'audit a copy with --schema-from URL' };
+    }
+    return null;
+  }
+
+  /** Set `tenant`'s context as the application does (its context SQL, checked to leave the transaction alone). */
+  private async enterContext(relation: Relation, tenant: Tenant | null): Promise<void> {
+    if (!tenant || !this.contextTriggers(relation).length || this.contextRefusal(relation)) return;
+    const actor = { label: tenant.label, tenants: [tenant], user: null, role: null };
+    const statement = contextStatementOf(this.plan, actor, tenant.id);
+    this.statements += 1;
+    this.contextSet = true;
+    await this.session.userQuery(statement.text, statement.values, 'the context SQL');
   }
 
   async run(): Promise<void> {
@@ -337,6 +421,11 @@ class Seeder {
         if (parent) {
           result.reason = `${result.reason} (${parent.relation} was not seeded: ${parent.reason})`;
           result.hint = parent.hint;
+        }
+        const refusal = this.contextRefusal(relation);
+        if (refusal) {
+          result.reason = `${result.reason} (${refusal.reason})`;
+          result.hint ??= refusal.hint;
         }
       }
     }
@@ -779,12 +868,18 @@ class Seeder {
           });
         }
         if (!kept.length) {
+          // The defaults (the application's own values) may meet what generated values did not.
+          if (attempt < 2) {
+            attempt = 1;
+            continue;
+          }
           const [name] = [...failures].sort((a, b) => b[1] - a[1])[0] ?? ['?'];
           const check = judged.find((candidate) => candidate.name === name);
           return `constraint ${name} could not be met by ${count * 4} candidate rows${check ? `: ${check.definition}` : ''}`;
         }
         rows = kept.slice(0, count);
       }
+      await this.enterContext(relation, tenant);
       try {
         const inserted = await this.insert(relation, columns, rows);
         this.record(relation, tenant, inserted, result);
@@ -802,6 +897,7 @@ class Seeder {
       for (let attempt = 0; attempt < 3; attempt += 1) {
         const { columns, rows } = this.buildRows(relation, relationPlan, tenant, 1, true, options);
         this.pinTenantKey(relationPlan, tenant, columns, rows);
+        await this.enterContext(relation, tenant);
         try {
           this.record(relation, tenant, await this.insert(relation, columns, rows), result);
           inserted += 1;
@@ -827,7 +923,7 @@ class Seeder {
 
   /** Whether a relation's rows can go in for several tenants at once (see planBatches). */
   private batchable(relation: Relation, relationPlan: RelationPlan): boolean {
-    return relationPlan.tenancy !== 'tenant-table' && relationPlan.tenancy !== 'shared' && !this.leaves(relation).length && !this.selfReferences(relation).length;
+    return relationPlan.tenancy !== 'tenant-table' && relationPlan.tenancy !== 'shared' && !this.leaves(relation).length && !this.selfReferences(relation).length && !this.contextTriggers(relation).length;
   }
 
   /**
@@ -1130,6 +1226,14 @@ export async function seed(
     explicitKeys?: boolean;
     /** Why a write of this kind to the relation must not be made: on a live database, one that would advance a sequence (sequences.ts). */
     blocked?: WriteBlock;
+    /** The audit's analysis of the catalog (computed here when not given): how policies and triggers read the tenant setting. */
+    analysis?: Analysis;
+    /**
+     * Set the tenant context, as the application does, while inserting rows of a relation whose insert
+     * triggers read it. It then stays defined on the session: only where the never-set state is observed on
+     * another connection (a cluster of the audit's own, see audit.ts).
+     */
+    setContext?: boolean;
   },
 ): Promise<SeedOutcome> {
   await loadParser();
@@ -1137,13 +1241,14 @@ export async function seed(
   const keyColumn = plan.tenantKey.relation
     ? catalog.relations.find((relation) => relation.qualified === plan.tenantKey.relation)?.columns.find((column) => column.name === plan.tenantKey.column)
     : undefined;
-  const idType = tenantIdType(plan.tenantKey.baseType, settingCasts(catalog, plan.setting));
+  const analysis = options.analysis ?? analyze(catalog, plan.role);
+  const idType = tenantIdType(plan.tenantKey.baseType, settingCasts(analysis, plan.setting));
   const ids = tenantIds(faker, idType, options.tenants, keyColumn?.maxLength ?? null);
   const tenants: Tenant[] = ids.map((id, index) => ({ id, label: tenantLabel(index), canary: makeCanary(faker) }));
   const ledger = new Ledger(tenants);
   const settings = (await session.query(`select current_setting('DateStyle') as date_style, current_setting('TimeZone') as time_zone`)).rows[0]!;
   const timeStyle = { iso: /^\s*iso\b/i.test(settings.date_style ?? ''), utc: UTC_ZONES.has((settings.time_zone ?? '').toLowerCase()) };
-  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false, options.blocked, timeStyle);
+  const seeder = new Seeder(session, catalog, plan, faker, ledger, options.rows, options.explicitKeys ?? false, options.blocked, timeStyle, analysis, options.setContext ?? false);
   await seeder.deferConstraints();
   await seeder.run();
   return {
@@ -1153,5 +1258,6 @@ export async function seed(
     gaps: seeder.gaps,
     rowsInserted: seeder.results.filter((result) => result.status !== 'existing').reduce((sum, result) => sum + result.rows, 0),
     statements: seeder.statements,
+    contextSet: seeder.contextSet,
   };
 }

@@ -45,6 +45,16 @@ export interface ColumnRules {
   mustBeSet: boolean;
   /** A boolean column that must be true or false. */
   boolean: boolean | null;
+  /** An array column: what its elements may be (`<@`), must include (`@>`), must share with each list (`&&`), and how many. */
+  elements: ElementRules;
+}
+
+export interface ElementRules {
+  within: string[] | null;
+  required: string[];
+  overlaps: string[][];
+  minCount: number | null;
+  maxCount: number | null;
 }
 
 export function emptyRules(column: Column): ColumnRules {
@@ -52,11 +62,16 @@ export function emptyRules(column: Column): ColumnRules {
     allowed: column.enumValues ? [...column.enumValues] : null, excluded: [], min: null, max: null, low: null, high: null,
     minLength: null, maxLength: column.maxLength, nonEmpty: false, lowercase: false, uppercase: false, patterns: [],
     mustBeNull: false, mustBeSet: false, boolean: null,
+    elements: { within: null, required: [], overlaps: [], minCount: null, maxCount: null },
   };
 }
 
 export function copyRules(rules: ColumnRules): ColumnRules {
-  return { ...rules, allowed: rules.allowed ? [...rules.allowed] : null, excluded: [...rules.excluded], patterns: [...rules.patterns] };
+  const { elements } = rules;
+  return {
+    ...rules, allowed: rules.allowed ? [...rules.allowed] : null, excluded: [...rules.excluded], patterns: [...rules.patterns],
+    elements: { ...elements, within: elements.within ? [...elements.within] : null, required: [...elements.required], overlaps: elements.overlaps.map((list) => [...list]) },
+  };
 }
 
 /** randexp is CommonJS whose module.exports is the class; its typings describe an ES default export. */
@@ -205,9 +220,34 @@ export function applyAtom(rules: ColumnRules, column: Column, atom: Atom): boole
       if (rules.boolean !== null && rules.boolean !== atom.value) return false;
       rules.boolean = atom.value;
       return true;
+    case 'elements': {
+      const elements = rules.elements;
+      if (atom.relation === 'within') elements.within = elements.within ? elements.within.filter((value) => atom.values.includes(value)) : [...atom.values];
+      else if (atom.relation === 'contains') elements.required.push(...atom.values.filter((value) => !elements.required.includes(value)));
+      else elements.overlaps.push([...atom.values]);
+      return elementsPossible(elements);
+    }
+    case 'cardinality': {
+      const elements = rules.elements;
+      const { op, value } = atom;
+      if (op === '>=' || op === '>' || op === '=') elements.minCount = Math.max(elements.minCount ?? 0, op === '>' ? value + 1 : value);
+      if (op === '<=' || op === '<' || op === '=') elements.maxCount = Math.min(elements.maxCount ?? Infinity, op === '<' ? value - 1 : value);
+      if (op === '<>' && value === 0) elements.minCount = Math.max(elements.minCount ?? 0, 1);
+      return elementsPossible(elements);
+    }
     default:
       return true;
   }
+}
+
+/** Whether some array meets the element rules: the required elements allowed, every overlap reachable, the counts in order. */
+function elementsPossible(elements: ElementRules): boolean {
+  const { within, required, overlaps, minCount, maxCount } = elements;
+  if (within && required.some((value) => !within.includes(value))) return false;
+  if (within && overlaps.some((list) => !list.some((value) => within.includes(value)))) return false;
+  if (overlaps.some((list) => !list.length)) return false;
+  if (maxCount !== null && (maxCount < (minCount ?? 0) || maxCount < required.length)) return false;
+  return !(within && minCount !== null && minCount > within.length);
 }
 
 function restrictAllowed(rules: ColumnRules, values: string[]): boolean {
@@ -382,8 +422,8 @@ function textValue(faker: Faker, column: Column, rules: ColumnRules, context: Va
   return fit(`${base.slice(0, maxBase).trimEnd()}${tag ? ` ${tag}` : ''}`, rules);
 }
 
-function numberValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string {
-  const integer = column.baseType in INTEGER_RANGES;
+/** The range numbers of a column are generated in: the rules' bounds, else one shaped by the column's name and type. */
+export function numberRange(column: Column, rules: ColumnRules): [number, number] {
   const [typeMin, typeMax] = INTEGER_RANGES[column.baseType] ?? [0, 1_000_000];
   let min = rules.min ?? (/(count|qty|quantity|age|position|rank|priority|score|amount|price|total)/i.test(column.name) ? 1 : typeMin);
   let max = rules.max ?? (/(priority|rating|stars)/i.test(column.name) && min <= 5 ? 5 : rules.min === null && min === 1 ? 1000 : typeMax);
@@ -394,6 +434,20 @@ function numberValue(faker: Faker, column: Column, rules: ColumnRules, context: 
     min = Math.max(min, -limit);
   }
   if (min > max) max = min;
+  return [min, max];
+}
+
+/** The largest absolute value a numeric column's type holds (integers, numeric(p, s)); null when there is no practical limit. */
+export function typeLimit(column: Column): number | null {
+  const integers: Record<string, number> = { int2: 32_767, int4: 2_147_483_647, int8: 9_223_372_036_854_775_807 };
+  if (column.baseType in integers) return integers[column.baseType]!;
+  if (column.baseType === 'numeric' && column.numericPrecision !== null) return 10 ** (column.numericPrecision - (column.numericScale ?? 0));
+  return null;
+}
+
+function numberValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string {
+  const integer = column.baseType in INTEGER_RANGES;
+  const [min, max] = numberRange(column, rules);
   const scale = Math.min(column.numericScale ?? 2, 6);
   for (let attempt = 0; attempt < 8; attempt += 1) {
     let value: string;
@@ -497,8 +551,28 @@ export function scalarValue(faker: Faker, column: Column, rules: ColumnRules, co
 export function columnValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string | null {
   if (!column.isArray || rules.mustBeNull) return scalarValue(faker, column, rules, context);
   const element: Column = { ...column, isArray: false, maxLength: null };
-  const count = faker.number.int({ min: 1, max: 3 });
-  return textArrayLiteral(Array.from({ length: count }, (_, index) => scalarValue(faker, element, { ...emptyRules(element), allowed: element.enumValues }, { ...context, serial: context.serial * 4 + index })));
+  const { within, required, overlaps, minCount, maxCount } = rules.elements;
+  // The elements the CHECKs ask for (`@>`, one of each `&&` list), then generated ones up to the count.
+  const chosen: string[] = [...required];
+  for (const list of overlaps) {
+    if (list.some((value) => chosen.includes(value))) continue;
+    const candidates = list.filter((value) => !within || within.includes(value));
+    if (candidates.length) chosen.push(faker.helpers.arrayElement(candidates));
+  }
+  const low = Math.max(1, minCount ?? 0, chosen.length);
+  const high = Math.max(low, Math.min(maxCount ?? Infinity, chosen.length + 3, within ? Math.max(within.length, chosen.length) : Infinity));
+  const count = faker.number.int({ min: low, max: Math.max(low, Math.min(high, low + 2)) });
+  const values: (string | null)[] = [...chosen];
+  const spare = within ? faker.helpers.shuffle(within.filter((value) => !chosen.includes(value))) : null;
+  for (let index = 0; values.length < count; index += 1) {
+    if (spare) {
+      if (!spare.length) break;
+      values.push(spare.pop()!);
+      continue;
+    }
+    values.push(scalarValue(faker, element, { ...emptyRules(element), allowed: element.enumValues }, { ...context, serial: context.serial * 4 + index }));
+  }
+  return textArrayLiteral(values);
 }
 
 /** The integer range a cast of the tenant id accepts, by type name. */

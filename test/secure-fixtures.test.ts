@@ -12,7 +12,7 @@ import { allFindings, FIXTURES, FixtureCluster, runCli, type CliRun } from './he
  * SQL or a scenario in YAML) is audited, and none may get a finding at medium or above. A folder may hold an
  * `expect.yaml` with `args:` (how its fixtures are audited instead of the defaults, e.g. `--preset supabase`),
  * `command: lint` where a run cannot prove anything without the application's own context (say why there), and
- * `files:` for what differs per file (a secure fixture whose name does not say so, its own args).
+ * `target: embedded` where the run needs a cluster of its own, and `files:` for what differs per file (a secure fixture whose name does not say so, its own args).
  * Schemas without a preset are audited on one shared cluster with --database-url; the others each on an
  * embedded cluster of their own (a preset builds its platform before the schema).
  */
@@ -21,12 +21,15 @@ interface SecureFixture {
   file: string;
   args: string[];
   command: 'run' | 'lint';
+  target: 'embedded' | 'shared';
 }
 
 interface FolderExpectations {
   /** How the folder's fixtures are audited, unless a file says otherwise. */
   args?: string[];
   command?: 'run' | 'lint';
+  /** `embedded` where the run needs a cluster of its own (seeding with the context set is done only there). */
+  target?: 'embedded' | 'shared';
   /** Per file: whether it is a secure fixture (a name with `secure` in it is), and how it is audited. */
   files?: Record<string, { secure?: boolean; args?: string[]; command?: 'run' | 'lint' }>;
 }
@@ -53,7 +56,7 @@ function secureFixtures(): SecureFixture[] {
       const own = expected.files?.[entry.name];
       const secure = own?.secure ?? (SECURE_NAME.test(entry.name) && entry.name !== 'expect.yaml');
       if (!secure || throughScenario.has(file)) continue;
-      found.push({ name: path.relative(FIXTURES, file), file, args: own?.args ?? expected.args ?? [], command: own?.command ?? expected.command ?? 'run' });
+      found.push({ name: path.relative(FIXTURES, file), file, args: own?.args ?? expected.args ?? [], command: own?.command ?? expected.command ?? 'run', target: expected.target ?? 'shared' });
     }
   };
   walk(FIXTURES);
@@ -79,13 +82,14 @@ describe('no false alarm on a secure fixture', () => {
   });
 
   let runs = 0;
-  async function audit({ file, args, command }: SecureFixture): Promise<CliRun> {
+  async function audit({ file, args, command, target }: SecureFixture): Promise<CliRun> {
     runs += 1;
     const out = path.join(scratch, `run-${runs}`);
     const common = ['--seed', '7', '--quiet', '--out', out];
     if (command === 'lint') return runCli(['lint', '--schema', file, '--role', 'app_user', '--quiet', '--out', out, ...args]);
     if (/\.ya?ml$/.test(file)) return runCli(['run', file, ...common, ...args]);
     if (args.includes('--preset')) return runCli(['run', '--schema', file, ...common, ...args]);
+    if (target === 'embedded') return runCli(['run', '--schema', file, '--role', 'app_user', ...common, ...args]);
     return cluster.withDatabase([file], ({ target }) =>
       runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--tenants', '2', '--rows', '5', ...common, ...args]),
     );

@@ -203,7 +203,8 @@ function sourcesOf(env: Env, root: Expr | Select): Sources {
   visitNodes(root, (node, ancestors) => {
     if (node.kind === 'select') return;
     if (node.kind === 'column') {
-      const inSubselect = ancestors.some((ancestor) => ancestor.kind === 'select');
+      // A sub-select without FROM (`(select f(team_id))`) has no columns of its own: its columns are the row's.
+      const inSubselect = ancestors.some((ancestor) => ancestor.kind === 'select' && (ancestor.from.length > 0 || ancestor.setOperation !== null));
       if (!inSubselect ? isRowColumn(env, node) : node.qualifier !== null && env.rowNames.has(node.qualifier)) sources.row = true;
       return;
     }
@@ -341,7 +342,18 @@ function equalityUse(env: Env, value: Value): ContextUse {
   return { kind: 'equality', relation: relation?.qualified ?? '(unknown)', column, membership: env.membership };
 }
 
+function isBooleanLiteral(node: Expr): node is Extract<Expr, { kind: 'literal' }> {
+  return node.kind === 'literal' && node.type === 'boolean';
+}
+
 function compareAtom(env: Env, op: string, leftNode: Expr, rightNode: Expr): Atom {
+  // A condition compared with a boolean constant (`is_member_of(team_id) = true`) is that condition, or its negation.
+  if (op === '=' || op === '<>' || op === '!=') {
+    for (const [condition, constant] of [[leftNode, rightNode], [rightNode, leftNode]] as const) {
+      if (!isBooleanLiteral(constant) || isBooleanLiteral(condition)) continue;
+      return (constant.value === 'true') === (op === '=') ? classifyAtom(env, condition) : classifyAtom(env, { kind: 'not', arg: condition });
+    }
+  }
   const left = valueOf(env, leftNode);
   const right = valueOf(env, rightNode);
   const pairs: [Value, Value][] = [
@@ -524,6 +536,13 @@ function classifyAtom(env: Env, node: Expr): Atom {
       return atom('row-predicate');
     case 'inlined':
       return classifyAtom(env, node.body);
+    case 'subquery': {
+      // `(select is_member_of(team_id))`, the form Supabase advises for helpers: evaluated once per statement, it
+      // means what its one value means.
+      const select = node.subquery;
+      if (!select.setOperation && !select.from.length && !select.where && select.targets.length === 1 && !select.other.length) return classifyAtom(env, select.targets[0]!);
+      return fallbackAtom(env, node);
+    }
     case 'and': {
       const parts = node.args.map((arg) => classifyAtom(env, arg));
       if (parts.some((part) => part.kind === 'dead')) return atom('dead');

@@ -8,7 +8,7 @@
  */
 import type { Catalog, FunctionInfo, Relation } from '../catalog/types.js';
 import { childrenOf, render, someNode, visitNodes, type Expr, type Select } from './expression.js';
-import type { Branch, BranchKind, Clause, ContextReference, ContextSource, ContextUse, Membership, OpenKind } from './model.js';
+import type { Branch, BranchKind, Clause, ContextReference, ContextSource, ContextUse, Membership, OpenKind, RowFlag } from './model.js';
 
 /** What the classifier needs from the rest of the analysis (kept as an interface so there is no import cycle). */
 export interface Scope {
@@ -726,6 +726,58 @@ function reasonFor(env: Env, conjunction: Expr[], kind: BranchKind): string {
   return conjunction.map(render).join(' AND ');
 }
 
+const PUBLIC_FLAG = /(^|_)(public|published|shared|listed|global)$/i;
+const PRIVATE_FLAG = /(^|_)(private|unlisted|hidden|secret)$/i;
+const VISIBILITY_COLUMN = /(^|_)(visibility|privacy|access|audience|sharing)$/i;
+const PUBLIC_VALUE = /^(public|everyone|all|global|shared)$/i;
+
+/** The row's column a node reads (through casts), with its catalog column, or null. */
+function flagColumn(env: Env, node: Expr): { name: string; type: string } | null {
+  const inner = node.kind === 'cast' ? node.arg : node;
+  if (inner.kind !== 'column' || !isRowColumn(env, inner)) return null;
+  const column = columnRelation(env, inner)?.columns.find((candidate) => candidate.name === inner.name);
+  return column ? { name: column.name, type: column.baseType } : null;
+}
+
+function literalOf(node: Expr): Extract<Expr, { kind: 'literal' }> | null {
+  const inner = node.kind === 'cast' ? node.arg : node;
+  return inner.kind === 'literal' && inner.value !== null ? inner : null;
+}
+
+/**
+ * A condition that admits a row by a visibility flag of its own: a boolean column named like `is_public` that is
+ * true, one named like `private` that is false, or a column named like `visibility` equal to `'public'`.
+ */
+function rowFlag(env: Env, node: Expr): RowFlag | null {
+  const boolean = (column: { name: string; type: string } | null, value: boolean): RowFlag | null => {
+    if (!column || column.type !== 'bool') return null;
+    if (value && PUBLIC_FLAG.test(column.name)) return { column: column.name, value: 'true' };
+    if (!value && PRIVATE_FLAG.test(column.name)) return { column: column.name, value: 'false' };
+    return null;
+  };
+  switch (node.kind) {
+    case 'column':
+      return boolean(flagColumn(env, node), true);
+    case 'not':
+      return boolean(flagColumn(env, node.arg), false);
+    case 'bool-test':
+      return node.test === 'TRUE' ? boolean(flagColumn(env, node.arg), true) : node.test === 'FALSE' ? boolean(flagColumn(env, node.arg), false) : null;
+    case 'op': {
+      if (node.op !== '=' || !node.left) return null;
+      for (const [columnNode, valueNode] of [[node.left, node.right], [node.right, node.left]] as const) {
+        const column = flagColumn(env, columnNode);
+        const literal = literalOf(valueNode);
+        if (!column || !literal) continue;
+        if (literal.type === 'boolean') return boolean(column, literal.value === 'true');
+        if (literal.type === 'string' && VISIBILITY_COLUMN.test(column.name) && PUBLIC_VALUE.test(literal.value!)) return { column: column.name, value: literal.value! };
+      }
+      return null;
+    }
+    default:
+      return null;
+  }
+}
+
 /** Classify every branch of an expression. */
 export function analyzeExpr(env: Env, root: Expr): Branch[] {
   return branchesOf(root).map((conjunction) => {
@@ -735,11 +787,13 @@ export function analyzeExpr(env: Env, root: Expr): Branch[] {
     else if (atoms.some((part) => part.kind === 'confined')) result = atom('confined');
     else result = combine(atoms, env.clause);
     const kind: BranchKind = result.kind === 'context-check' ? 'always-true' : result.kind;
+    const flags = kind === 'row-predicate' ? conjunction.map((node) => rowFlag(env, node)) : [];
     return {
       text: conjunction.map(render).join(' AND '),
       kind,
       settings: result.settings,
       reason: kind === 'confined' || kind === 'dead' ? '' : reasonFor(env, conjunction, kind),
+      publicFlags: flags.length && flags.every((flag) => flag !== null) ? (flags as RowFlag[]) : null,
     };
   });
 }

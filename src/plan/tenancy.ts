@@ -4,6 +4,7 @@ import { AuditError } from '../errors.js';
 import type { Scenario } from '../scenario/schema.js';
 import { compileContextSql, type ContextParameter } from '../analysis/context-sql.js';
 import { analyze, type Analysis } from '../analysis/index.js';
+import type { RowFlag } from '../analysis/model.js';
 import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
 import { planActors, type ActorPlan } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
@@ -29,6 +30,11 @@ export interface RelationPlan {
   path: PathHop[] | null;
   /** Why this tenancy was decided, in a sentence. */
   reason: string;
+  /**
+   * Rows every tenant may read by design: a permissive SELECT policy admits a row when all flags of one entry
+   * hold (`or is_public`). Probes count such rows as public, not as another tenant's; the seed gives them both values.
+   */
+  publicRows?: RowFlag[][];
 }
 
 export interface TenantKey {
@@ -298,6 +304,23 @@ function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: string
   );
 }
 
+/** Per relation, the visibility flags under which a permissive SELECT policy admits any tenant's row (`or is_public`). */
+function publicRowsOf(analysis: Analysis): Map<string, RowFlag[][]> {
+  const byRelation = new Map<string, RowFlag[][]>();
+  for (const entry of analysis.policies) {
+    const { policy } = entry;
+    if (!policy.permissive || (policy.command !== 'SELECT' && policy.command !== 'ALL')) continue;
+    for (const branch of entry.using?.branches ?? []) {
+      if (!branch.publicFlags) continue;
+      const known = byRelation.get(policy.relation) ?? [];
+      const key = JSON.stringify(branch.publicFlags);
+      if (!known.some((flags) => JSON.stringify(flags) === key)) known.push(branch.publicFlags);
+      byRelation.set(policy.relation, known);
+    }
+  }
+  return byRelation;
+}
+
 /** Decide, for every relation, whether and how it belongs to a tenant, and the order to seed it in. */
 export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Analysis = analyze(catalog, scenario.role ?? null)): TenancyPlan {
   const notes: string[] = [];
@@ -387,13 +410,15 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
       }
     }
   }
-  const relations = catalog.relations.map(
-    (relation) =>
-      plans.get(relation.qualified) ?? {
-        relation: relation.qualified, kind: relation.kind, tenancy: 'shared' as const, tenantColumn: null, path: null,
-        reason: 'no tenant column and no foreign-key path to tenant data: shared by all tenants',
-      },
-  );
+  const published = publicRowsOf(analysis);
+  const relations = catalog.relations.map((relation): RelationPlan => {
+    const plan = plans.get(relation.qualified) ?? {
+      relation: relation.qualified, kind: relation.kind, tenancy: 'shared' as const, tenantColumn: null, path: null,
+      reason: 'no tenant column and no foreign-key path to tenant data: shared by all tenants',
+    };
+    const flags = published.get(relation.qualified);
+    return flags && plan.tenancy !== 'shared' ? { ...plan, publicRows: flags } : plan;
+  });
   if (!relations.some((plan) => plan.tenancy === 'direct' || plan.tenancy === 'fk-path')) {
     throw new AuditError(
       'no tenant-owned table found: no table has a tenant column or a foreign-key path to the tenant table. Give the tenant column with --tenant-column NAME.',

@@ -35,6 +35,8 @@ export interface ProbeRecord {
   foreignRows: number;
   /** Own rows the tenant should see and did not (read isolation on seeded tables). */
   missingOwnRows: number;
+  /** Other tenants' rows seen that are public by design (a row flag such as is_public): not counted in foreignRows. */
+  publicRows?: number;
   error?: string;
 }
 

@@ -29,7 +29,7 @@ import { openTarget, type Target } from './target/index.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { userSqlProblem } from './analysis/statements.js';
 import { VERSION } from './version.js';
-import { Inconclusive, verdictOf, type InconclusiveReason } from './verdict.js';
+import { Inconclusive, restsOnStaticFindings, verdictOf, type InconclusiveReason } from './verdict.js';
 import { PRESETS } from './presets/index.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
@@ -114,9 +114,12 @@ export function summarize(
   for (const finding of findings) counts[finding.severity] += 1;
   const outcomes: Report['summary']['probes'] = {};
   for (const probe of probes) outcomes[probe.outcome] = (outcomes[probe.outcome] ?? 0) + 1;
-  const failing = findings.filter((finding) => isFailing(finding, failOn)).length;
+  const failingFindings = findings.filter((finding) => isFailing(finding, failOn));
+  const failing = failingFindings.length;
+  const staticOnly = restsOnStaticFindings(failingFindings, inconclusive);
   return {
     verdict: verdictOf(failing, inconclusive),
+    ...(staticOnly ? { staticOnly } : {}),
     inconclusive: [...inconclusive],
     failOn,
     findings: counts,

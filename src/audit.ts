@@ -32,7 +32,7 @@ import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { contextCall, userSqlProblem } from './analysis/statements.js';
 import { loadRoutineIndex, userSqlEffects } from './analysis/effects.js';
 import { VERSION } from './version.js';
-import { Inconclusive, verdictOf, type InconclusiveReason } from './verdict.js';
+import { Inconclusive, restsOnStaticFindings, verdictOf, type InconclusiveReason } from './verdict.js';
 import { PRESETS } from './presets/index.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
@@ -117,9 +117,12 @@ export function summarize(
   for (const finding of findings) counts[finding.severity] += 1;
   const outcomes: Report['summary']['probes'] = {};
   for (const probe of probes) outcomes[probe.outcome] = (outcomes[probe.outcome] ?? 0) + 1;
-  const failing = findings.filter((finding) => isFailing(finding, failOn)).length;
+  const failingFindings = findings.filter((finding) => isFailing(finding, failOn));
+  const failing = failingFindings.length;
+  const staticOnly = restsOnStaticFindings(failingFindings, inconclusive);
   return {
     verdict: verdictOf(failing, inconclusive),
+    ...(staticOnly ? { staticOnly } : {}),
     inconclusive: [...inconclusive],
     failOn,
     findings: counts,

@@ -3,7 +3,7 @@ import { AuditError, errorMessage } from './errors.js';
 import { fingerprintsOf, objectLabel, type Finding, type FindingObject } from './findings.js';
 import type { Report } from './report/model.js';
 import { atLeast, isSeverity, severityRank, type Severity } from './severity.js';
-import { verdictOf } from './verdict.js';
+import { restsOnStaticFindings, verdictOf } from './verdict.js';
 
 /** What a baseline knew of one finding. */
 export interface BaselineEntry {
@@ -91,11 +91,14 @@ export function applyBaseline(report: Report, baseline: Baseline): Report {
   const present = new Set(fingerprints);
   const fixed = baseline.entries.filter((entry) => !present.has(entry.fingerprint));
   const count = (status: Finding['baseline']) => findings.filter((finding) => finding.baseline === status).length;
-  const failing = findings.filter((finding) => isFailing(finding, report.summary.failOn)).length;
+  const failingFindings = findings.filter((finding) => isFailing(finding, report.summary.failOn));
+  const failing = failingFindings.length;
+  const { staticOnly: _previous, ...summary } = report.summary;
+  const staticOnly = restsOnStaticFindings(failingFindings, report.summary.inconclusive ?? []);
   return {
     ...report,
     findings,
     baseline: { source: baseline.source, new: count('new'), worse: count('worse'), unchanged: count('unchanged'), fixed },
-    summary: { ...report.summary, failing, verdict: verdictOf(failing, report.summary.inconclusive ?? []) },
+    summary: { ...summary, failing, verdict: verdictOf(failing, report.summary.inconclusive ?? []), ...(staticOnly ? { staticOnly } : {}) },
   };
 }

@@ -1,3 +1,5 @@
+import type { Finding } from './findings.js';
+
 /**
  * Why a run proved nothing about part of the database: the verdict is then `inconclusive` (exit 2), never
  * `pass`. Every stage adds its reasons through `Inconclusive.add`; the CLI prints them.
@@ -9,6 +11,11 @@ export interface InconclusiveReason {
   reason: string;
   /** What to try next: the flag or scenario key that most likely fixes it. */
   hint: string;
+  /**
+   * Set when the reason is the context itself: no tenant saw its own rows, so the dynamic half of the run proved
+   * nothing. A short account of what was seen (`no tenant saw its own rows on public.a, public.b`).
+   */
+  context?: string;
 }
 
 export type Verdict = 'pass' | 'fail' | 'inconclusive';
@@ -30,4 +37,26 @@ export class Inconclusive {
 export function verdictOf(failing: number, reasons: readonly InconclusiveReason[]): Verdict {
   if (failing) return 'fail';
   return reasons.length ? 'inconclusive' : 'pass';
+}
+
+/** The reason that says the context showed no tenant its rows, if any: it comes first wherever the verdict is shown. */
+export function brokenContext(reasons: readonly InconclusiveReason[]): InconclusiveReason | undefined {
+  return reasons.find((reason) => reason.context !== undefined);
+}
+
+/**
+ * The verdict as a reader must take it: a run that fails on findings no probe proved while the context showed no
+ * tenant its rows says so (`FAIL (static findings only; the context showed no tenant its rows: ...)`), never a bare FAIL.
+ */
+export function verdictLabel(summary: { verdict: Verdict; failOn: string; failing: number; inconclusive?: readonly InconclusiveReason[]; staticOnly?: boolean }): string {
+  const broken = brokenContext(summary.inconclusive ?? []);
+  if (summary.verdict === 'fail' && broken && summary.staticOnly) return `FAIL (static findings only; the context showed no tenant its rows: ${broken.context})`;
+  const counted = `fail on ${summary.failOn} and above: ${summary.failing} finding${summary.failing === 1 ? '' : 's'}`;
+  if (summary.verdict === 'inconclusive' && broken) return `INCONCLUSIVE (the context showed no tenant its rows: ${broken.context}; ${counted})`;
+  return `${summary.verdict.toUpperCase()} (${counted})`;
+}
+
+/** True when findings fail the run, the context showed no tenant its rows, and no failing finding was proved by a probe. */
+export function restsOnStaticFindings(failing: readonly Finding[], reasons: readonly InconclusiveReason[]): boolean {
+  return failing.length > 0 && brokenContext(reasons) !== undefined && failing.every((finding) => finding.source === 'rule' && !finding.confirmedBy?.length);
 }

@@ -171,9 +171,9 @@ describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) =>
     }
   });
 
-  it('run confirms `or published` even when the column defaults to false: defaulted columns are seeded with varied values', async () => {
-    const schema = (await readFile(fixture('permissive-always-true', 'vulnerable'), 'utf8')).replace('published boolean not null,', 'published boolean not null default false,');
-    const file = path.join(scratch, `unpublished-${outputs}.sql`);
+  it('run confirms `or pinned` even when the column defaults to false: defaulted columns are seeded with varied values', async () => {
+    const schema = (await readFile(fixture('permissive-always-true', 'vulnerable'), 'utf8')).replace('pinned boolean not null,', 'pinned boolean not null default false,');
+    const file = path.join(scratch, `unpinned-${outputs}.sql`);
     await writeFile(file, schema);
     const run = await audit('run', [file], args);
     const posts = ofCheck(run, 'permissive-always-true').find((finding) => objectSubject(finding.object) === 'public.posts');
@@ -184,8 +184,8 @@ describe.each(TARGETS)('coverage and policy-logic rules on $name', ({ args }) =>
     // The permissive branch `status = 'archived'` reads as widening, but a CHECK allows no archived row: the probes
     // read posts as every tenant, see their own rows only, and the finding is lowered with the reason.
     const schema = (await readFile(fixture('permissive-always-true', 'vulnerable'), 'utf8'))
-      .replace('published boolean not null,', "status text not null check (status in ('draft', 'live')),")
-      .replace(' or published)', " or status = 'archived')");
+      .replace('pinned boolean not null,', "status text not null check (status in ('draft', 'live')),")
+      .replace(' or pinned)', " or status = 'archived')");
     const file = path.join(scratch, `archived-${outputs}.sql`);
     await writeFile(file, schema);
     const run = await audit('run', [file], args);

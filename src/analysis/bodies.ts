@@ -43,10 +43,15 @@ function constantString(expr: Expr): string | null {
   return null;
 }
 
-/** Replace parameter names (and `$n`) by `{ kind: 'param', name: '$n' }`, and variables by their values. */
+/**
+ * Replace parameter names (and `$n`) by `{ kind: 'param', name: '$n' }`, and variables by their values. A
+ * parameter qualified by its function's name (`has_role_on_account.account_id`, how a SQL body tells it from a
+ * column of the same name) is the parameter too.
+ */
 function substitute(expr: Expr, names: Map<string, Expr>, shadowed: Set<string>): Expr {
   const visit = (node: Expr): Expr => {
     if (node.kind === 'column' && node.qualifier === null && names.has(node.name) && !shadowed.has(node.name)) return names.get(node.name)!;
+    if (node.kind === 'column' && node.qualifier !== null && names.has(`${node.qualifier}.${node.name}`)) return names.get(`${node.qualifier}.${node.name}`)!;
     return mapChildren(node, visit);
   };
   return visit(expr);
@@ -107,7 +112,9 @@ export function mapChildren(node: Expr, visit: (node: Expr) => Expr): Expr {
 function parameterNames(fn: FunctionInfo): Map<string, Expr> {
   const names = new Map<string, Expr>();
   fn.argumentNames.forEach((name, index) => {
-    if (name) names.set(name, { kind: 'param', name: `$${index + 1}` });
+    if (!name) return;
+    names.set(name, { kind: 'param', name: `$${index + 1}` });
+    names.set(`${fn.name}.${name}`, { kind: 'param', name: `$${index + 1}` });
   });
   return names;
 }

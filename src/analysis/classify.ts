@@ -8,7 +8,7 @@
  */
 import type { Catalog, FunctionInfo, Relation } from '../catalog/types.js';
 import { childrenOf, render, someNode, visitNodes, type Expr, type Select } from './expression.js';
-import type { Branch, BranchKind, Clause, ContextReference, ContextSource, ContextUse, Membership, OpenKind } from './model.js';
+import type { Branch, BranchKind, Clause, ContextReference, ContextSource, ContextUse, Membership, OpenKind, RowFlag } from './model.js';
 
 /** What the classifier needs from the rest of the analysis (kept as an interface so there is no import cycle). */
 export interface Scope {
@@ -203,7 +203,8 @@ function sourcesOf(env: Env, root: Expr | Select): Sources {
   visitNodes(root, (node, ancestors) => {
     if (node.kind === 'select') return;
     if (node.kind === 'column') {
-      const inSubselect = ancestors.some((ancestor) => ancestor.kind === 'select');
+      // A sub-select without FROM (`(select f(team_id))`) has no columns of its own: its columns are the row's.
+      const inSubselect = ancestors.some((ancestor) => ancestor.kind === 'select' && (ancestor.from.length > 0 || ancestor.setOperation !== null));
       if (!inSubselect ? isRowColumn(env, node) : node.qualifier !== null && env.rowNames.has(node.qualifier)) sources.row = true;
       return;
     }
@@ -341,7 +342,18 @@ function equalityUse(env: Env, value: Value): ContextUse {
   return { kind: 'equality', relation: relation?.qualified ?? '(unknown)', column, membership: env.membership };
 }
 
+function isBooleanLiteral(node: Expr): node is Extract<Expr, { kind: 'literal' }> {
+  return node.kind === 'literal' && node.type === 'boolean';
+}
+
 function compareAtom(env: Env, op: string, leftNode: Expr, rightNode: Expr): Atom {
+  // A condition compared with a boolean constant (`is_member_of(team_id) = true`) is that condition, or its negation.
+  if (op === '=' || op === '<>' || op === '!=') {
+    for (const [condition, constant] of [[leftNode, rightNode], [rightNode, leftNode]] as const) {
+      if (!isBooleanLiteral(constant) || isBooleanLiteral(condition)) continue;
+      return (constant.value === 'true') === (op === '=') ? classifyAtom(env, condition) : classifyAtom(env, { kind: 'not', arg: condition });
+    }
+  }
   const left = valueOf(env, leftNode);
   const right = valueOf(env, rightNode);
   const pairs: [Value, Value][] = [
@@ -524,6 +536,13 @@ function classifyAtom(env: Env, node: Expr): Atom {
       return atom('row-predicate');
     case 'inlined':
       return classifyAtom(env, node.body);
+    case 'subquery': {
+      // `(select is_member_of(team_id))`, the form Supabase advises for helpers: evaluated once per statement, it
+      // means what its one value means.
+      const select = node.subquery;
+      if (!select.setOperation && !select.from.length && !select.where && select.targets.length === 1 && !select.other.length) return classifyAtom(env, select.targets[0]!);
+      return fallbackAtom(env, node);
+    }
     case 'and': {
       const parts = node.args.map((arg) => classifyAtom(env, arg));
       if (parts.some((part) => part.kind === 'dead')) return atom('dead');
@@ -707,6 +726,58 @@ function reasonFor(env: Env, conjunction: Expr[], kind: BranchKind): string {
   return conjunction.map(render).join(' AND ');
 }
 
+const PUBLIC_FLAG = /(^|_)(public|published|shared|listed|global)$/i;
+const PRIVATE_FLAG = /(^|_)(private|unlisted|hidden|secret)$/i;
+const VISIBILITY_COLUMN = /(^|_)(visibility|privacy|access|audience|sharing)$/i;
+const PUBLIC_VALUE = /^(public|everyone|all|global|shared)$/i;
+
+/** The row's column a node reads (through casts), with its catalog column, or null. */
+function flagColumn(env: Env, node: Expr): { name: string; type: string } | null {
+  const inner = node.kind === 'cast' ? node.arg : node;
+  if (inner.kind !== 'column' || !isRowColumn(env, inner)) return null;
+  const column = columnRelation(env, inner)?.columns.find((candidate) => candidate.name === inner.name);
+  return column ? { name: column.name, type: column.baseType } : null;
+}
+
+function literalOf(node: Expr): Extract<Expr, { kind: 'literal' }> | null {
+  const inner = node.kind === 'cast' ? node.arg : node;
+  return inner.kind === 'literal' && inner.value !== null ? inner : null;
+}
+
+/**
+ * A condition that admits a row by a visibility flag of its own: a boolean column named like `is_public` that is
+ * true, one named like `private` that is false, or a column named like `visibility` equal to `'public'`.
+ */
+function rowFlag(env: Env, node: Expr): RowFlag | null {
+  const boolean = (column: { name: string; type: string } | null, value: boolean): RowFlag | null => {
+    if (!column || column.type !== 'bool') return null;
+    if (value && PUBLIC_FLAG.test(column.name)) return { column: column.name, value: 'true' };
+    if (!value && PRIVATE_FLAG.test(column.name)) return { column: column.name, value: 'false' };
+    return null;
+  };
+  switch (node.kind) {
+    case 'column':
+      return boolean(flagColumn(env, node), true);
+    case 'not':
+      return boolean(flagColumn(env, node.arg), false);
+    case 'bool-test':
+      return node.test === 'TRUE' ? boolean(flagColumn(env, node.arg), true) : node.test === 'FALSE' ? boolean(flagColumn(env, node.arg), false) : null;
+    case 'op': {
+      if (node.op !== '=' || !node.left) return null;
+      for (const [columnNode, valueNode] of [[node.left, node.right], [node.right, node.left]] as const) {
+        const column = flagColumn(env, columnNode);
+        const literal = literalOf(valueNode);
+        if (!column || !literal) continue;
+        if (literal.type === 'boolean') return boolean(column, literal.value === 'true');
+        if (literal.type === 'string' && VISIBILITY_COLUMN.test(column.name) && PUBLIC_VALUE.test(literal.value!)) return { column: column.name, value: literal.value! };
+      }
+      return null;
+    }
+    default:
+      return null;
+  }
+}
+
 /** Classify every branch of an expression. */
 export function analyzeExpr(env: Env, root: Expr): Branch[] {
   return branchesOf(root).map((conjunction) => {
@@ -716,11 +787,13 @@ export function analyzeExpr(env: Env, root: Expr): Branch[] {
     else if (atoms.some((part) => part.kind === 'confined')) result = atom('confined');
     else result = combine(atoms, env.clause);
     const kind: BranchKind = result.kind === 'context-check' ? 'always-true' : result.kind;
+    const flags = kind === 'row-predicate' ? conjunction.map((node) => rowFlag(env, node)) : [];
     return {
       text: conjunction.map(render).join(' AND '),
       kind,
       settings: result.settings,
       reason: kind === 'confined' || kind === 'dead' ? '' : reasonFor(env, conjunction, kind),
+      publicFlags: flags.length && flags.every((flag) => flag !== null) ? (flags as RowFlag[]) : null,
     };
   });
 }

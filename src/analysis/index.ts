@@ -322,6 +322,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
     const fence = restrictiveAnalyses.find((entry) => entry.analysis.verdict === 'confined')?.policy ?? null;
     const open: OpenPath[] = [];
     const unknown: { policy: Policy; branch: Branch }[] = [];
+    const published: { policy: Policy; branch: Branch }[] = [];
     if (!fence) {
       for (const policy of permissive) {
         const analysis = expression(relation, policy, clauseText(policy, clause)!, clause, visiting);
@@ -331,6 +332,11 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
             continue;
           }
           if (!isOpenKind(branch.kind)) continue;
+          // Rows a tenant published (`or is_public`) are everyone's to read by design; writing them is not.
+          if (command === 'SELECT' && clause === 'using' && branch.publicFlags) {
+            published.push({ policy, branch });
+            continue;
+          }
           let kind: OpenKind = branch.kind;
           for (const entry of restrictiveAnalyses) {
             const loose = entry.analysis.branches.filter((candidate) => isOpenKind(candidate.kind) || candidate.kind === 'unknown');
@@ -342,7 +348,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
         }
       }
     }
-    return { command, clause, policies, fence, open, unknown, verdict: open.length ? 'open' : unknown.length ? 'unknown' : 'confined' };
+    return { command, clause, policies, fence, open, unknown, published, verdict: open.length ? 'open' : unknown.length ? 'unknown' : 'confined' };
   };
 
   const confinedReads = new Map<string, boolean>();
@@ -353,7 +359,8 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
     if (visiting.has(relation.qualified) || !rlsApplies(relation)) return false;
     const reads = commandClause(relation, 'SELECT', 'using', visiting);
     // No permissive policy: the role reads nothing, which is confined too.
-    const result = reads.open.every((path) => path.kind === 'fail-open' || path.kind === 'escape-setting') && !reads.unknown.length;
+    // Published rows are other tenants' too: a sub-select over them is not confined.
+    const result = reads.open.every((path) => path.kind === 'fail-open' || path.kind === 'escape-setting') && !reads.unknown.length && !reads.published.length;
     if (visiting.size <= 1) confinedReads.set(relation.qualified, result);
     return result;
   };

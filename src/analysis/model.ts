@@ -32,6 +32,18 @@ export interface Branch {
   settings: string[];
   /** The fragment that decides the kind, e.g. the `IS NULL` test of a fail-open branch, or why it is unknown. */
   reason: string;
+  /**
+   * For a `row-predicate` branch decided by visibility flags of the row alone (`is_public`, `private = false`,
+   * `visibility = 'public'`): the conditions, all of which admit the row. Such rows are public by design when
+   * read (SELECT); writes they open are still open. null otherwise.
+   */
+  publicFlags: RowFlag[] | null;
+}
+
+/** A row flag that makes a row visible to every tenant: `column = value` (value as PostgreSQL prints it: `true`, `false`, `public`). */
+export interface RowFlag {
+  column: string;
+  value: string;
 }
 
 export type Verdict = 'confined' | 'open' | 'unknown';
@@ -167,6 +179,8 @@ export interface CommandClauseAnalysis {
   open: OpenPath[];
   /** Permissive branches that could not be decided (and were not fenced). */
   unknown: { policy: Policy; branch: Branch }[];
+  /** SELECT only: permissive branches that admit rows by a visibility flag (`or is_public`): public by design, not open. */
+  published: { policy: Policy; branch: Branch }[];
   /** confined: nothing opens and nothing is unknown; open: `open` is not empty; unknown otherwise. No permissive policy: confined (no rows). */
   verdict: Verdict;
 }

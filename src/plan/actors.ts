@@ -51,12 +51,20 @@ function keyColumn(relation: Relation): Column | undefined {
 
 /**
  * The actor kind follows from what the context SQL carries ($role: one role per tenant; $user: users),
- * unless the scenario says. For users, the membership table is a table with a single-column foreign key
- * to the users table and one to the tenant table (or the one the scenario names).
+ * unless the scenario says. For users, the membership table is the table with single-column foreign keys to
+ * the users table and to the tenant table that the policies join with the user identity (the most used when
+ * several are), else the only table with such foreign keys (or the one the scenario names).
  */
 export function planActors(
   catalog: Catalog,
-  input: { actor: ActorScenario; parameters: ContextParameter[]; tenantTable: string | null; usersTable: string | null },
+  input: {
+    actor: ActorScenario;
+    parameters: ContextParameter[];
+    tenantTable: string | null;
+    usersTable: string | null;
+    /** Tables the policies join with the user identity, most used first (see policyMemberships). */
+    policyMemberships?: { relation: string; userColumn: string; uses: number }[];
+  },
   notes: string[],
 ): ActorPlan {
   const kind: ActorKind = input.actor.kind ?? (input.parameters.includes('role') ? 'role' : input.parameters.includes('user') && input.usersTable ? 'user' : 'tenant');
@@ -81,12 +89,30 @@ export function planActors(
     if (input.actor.membershipTable) return relation.qualified === findRelation(catalog, input.actor.membershipTable)?.qualified;
     return relation.kind === 'table' || relation.kind === 'partitioned-table';
   });
-  const memberships: Membership[] = [];
+  const linked: Membership[] = [];
   for (const relation of candidates) {
     const toUsers = relation.foreignKeys.find((foreignKey) => foreignKey.references === users.relation && foreignKey.columns.length === 1);
     const toTenants = relation.foreignKeys.find((foreignKey) => foreignKey.references === input.tenantTable && foreignKey.columns.length === 1);
-    if (toUsers && toTenants) memberships.push({ relation: relation.qualified, userColumn: toUsers.columns[0]!, tenantColumn: toTenants.columns[0]! });
+    if (toUsers && toTenants) linked.push({ relation: relation.qualified, userColumn: toUsers.columns[0]!, tenantColumn: toTenants.columns[0]! });
   }
+  // Any table with foreign keys to both is only a candidate: the membership table is the one the policies join
+  // with the user identity; among several, the one most policy clauses join.
+  const joined = input.actor.membershipTable ? [] : (input.policyMemberships ?? []).flatMap((entry) => {
+    const match = linked.find((candidate) => candidate.relation === entry.relation && candidate.userColumn === entry.userColumn);
+    return match ? [{ membership: match, uses: entry.uses }] : [];
+  });
+  if (joined.length) {
+    const [chosen, ...others] = joined;
+    const skipped = linked.filter((candidate) => candidate.relation !== chosen!.membership.relation).map((candidate) => candidate.relation);
+    notes.push(
+      `actors: users of ${users.relation}, members of tenants through ${chosen!.membership.relation}(${chosen!.membership.userColumn}, ${chosen!.membership.tenantColumn}) ` +
+        `(discovered: the policies join it with the user identity in ${chosen!.uses} clause${chosen!.uses === 1 ? '' : 's'}` +
+        `${others.length ? `; also joined: ${others.map((entry) => `${entry.membership.relation} (${entry.uses})`).join(', ')}` : ''}` +
+        `${skipped.length ? `; ${skipped.join(', ')} also ${skipped.length === 1 ? 'has' : 'have'} foreign keys to both but ${skipped.length === 1 ? 'is' : 'are'} not the policies' membership` : ''}; set actor.membershipTable to override)`,
+    );
+    return { kind, users, membership: chosen!.membership, roleTemplate: null };
+  }
+  const memberships = linked;
   if (memberships.length !== 1) {
     if (input.actor.kind === 'user' || input.actor.membershipTable) {
       throw new AuditError(

@@ -4,6 +4,7 @@ import { AuditError } from '../errors.js';
 import type { Scenario } from '../scenario/schema.js';
 import { compileContextSql, type ContextParameter } from '../analysis/context-sql.js';
 import { analyze, type Analysis } from '../analysis/index.js';
+import type { RowFlag } from '../analysis/model.js';
 import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
 import { planActors, type ActorPlan } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
@@ -29,6 +30,11 @@ export interface RelationPlan {
   path: PathHop[] | null;
   /** Why this tenancy was decided, in a sentence. */
   reason: string;
+  /**
+   * Rows every tenant may read by design: a permissive SELECT policy admits a row when all flags of one entry
+   * hold (`or is_public`). Probes count such rows as public, not as another tenant's; the seed gives them both values.
+   */
+  publicRows?: RowFlag[][];
 }
 
 export interface TenantKey {
@@ -126,6 +132,34 @@ function equalityColumns(analysis: Analysis, key: string | null): Map<string, Se
   return columns;
 }
 
+/**
+ * Tables the policies (and the helper functions they call) join with the user identity in a membership
+ * sub-select (`team_id in (select team_id from team_members where user_id = auth.uid())`), with the column
+ * compared with the identity, the column the row is matched against (when known), and how many policy clauses do so.
+ */
+export interface PolicyMembership {
+  relation: string;
+  userColumn: string;
+  tenantColumn: string | null;
+  uses: number;
+}
+
+export function policyMemberships(analysis: Analysis, key: string | null): PolicyMembership[] {
+  if (!key) return [];
+  const byTable = new Map<string, PolicyMembership & { clauses: Set<string> }>();
+  for (const reference of analysis.contextReferences) {
+    if (reference.key !== key || reference.use.kind !== 'equality' || !reference.use.membership) continue;
+    const { membership, relation, column } = reference.use;
+    if (relation !== membership.table || column === '(expression)') continue;
+    const entry = byTable.get(membership.table) ?? { relation: membership.table, userColumn: column, tenantColumn: null, uses: 0, clauses: new Set<string>() };
+    if (membership.column !== '(expression)') entry.tenantColumn ??= membership.column;
+    entry.clauses.add(`${reference.relation}\0${reference.policy}\0${reference.clause}`);
+    entry.uses = entry.clauses.size;
+    byTable.set(membership.table, entry);
+  }
+  return [...byTable.values()].map(({ clauses: _clauses, ...entry }) => entry).sort((a, b) => b.uses - a.uses || a.relation.localeCompare(b.relation));
+}
+
 function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | null, notes: string[]): ContextChoice {
   const equality = analysis.contextReferences.filter((reference) => reference.use.kind === 'equality');
   const relationsBy = new Map<string, Set<string>>();
@@ -180,11 +214,34 @@ function policyTenantColumns(policyColumns: Map<string, Set<string>>, relation: 
   return [...(policyColumns.get(relation.qualified) ?? [])];
 }
 
-function chooseTenantTable(catalog: Catalog, policyColumnsOf: Map<string, Set<string>>, scenario: Scenario, preset: Preset | null, notes: string[]): Relation | null {
+function chooseTenantTable(
+  catalog: Catalog,
+  policyColumnsOf: Map<string, Set<string>>,
+  scenario: Scenario,
+  preset: Preset | null,
+  memberships: PolicyMembership[],
+  notes: string[],
+): Relation | null {
   if (scenario.tenantTable) {
     const relation = findRelation(catalog, scenario.tenantTable);
     if (!relation) throw new AuditError(`tenant table ${scenario.tenantTable} does not exist in the audited schemas: check tenantTable / the schema files`);
     return relation;
+  }
+  // Users belong to tenants through the table the policies join with the user identity: the tenant table is the
+  // one it links users to, whatever other tables have foreign keys to both (profiles.active_team_id, documents.owner_id).
+  const users = preset?.usersTable ? findRelation(catalog, preset.usersTable) : undefined;
+  if (users && !scenario.actor?.membershipTable) {
+    for (const membership of memberships) {
+      const relation = findRelation(catalog, membership.relation);
+      if (!relation?.foreignKeys.some((foreignKey) => foreignKey.references === users.qualified && foreignKey.columns.length === 1 && foreignKey.columns[0] === membership.userColumn)) continue;
+      const link = relation.foreignKeys.find(
+        (foreignKey) => foreignKey.references !== users.qualified && foreignKey.references !== relation.qualified && foreignKey.columns.length === 1 && (membership.tenantColumn === null || foreignKey.columns[0] === membership.tenantColumn),
+      );
+      const tenantTable = link ? findRelation(catalog, link.references) : undefined;
+      if (!tenantTable) continue;
+      notes.push(`tenant table ${tenantTable.qualified}: the policies join ${relation.qualified} with the user identity (${membership.uses} polic${membership.uses === 1 ? 'y clause' : 'y clauses'}), and ${relation.qualified}.${link!.columns[0]} references it (discovered)`);
+      return tenantTable;
+    }
   }
   const tables = catalog.relations.filter(isBaseTable);
   // Count single-column foreign keys into each table from columns that look like, or are declared as, tenant columns.
@@ -204,7 +261,6 @@ function chooseTenantTable(catalog: Catalog, policyColumnsOf: Map<string, Set<st
     notes.push(`tenant table ${ranked[0]![0]}: referenced by the tenant column of ${ranked[0]![1]} table(s) (discovered)`);
     return findRelation(catalog, ranked[0]![0]) ?? null;
   }
-  const users = preset?.usersTable ? findRelation(catalog, preset.usersTable) : undefined;
   if (users && tables.some((relation) => relation.foreignKeys.some((foreignKey) => foreignKey.references === users.qualified))) {
     notes.push(`tenant table ${users.qualified}: no table points at another tenant table, and tables reference the ${preset!.name} users: each user is a tenant (set tenantTable to override)`);
     return users;
@@ -304,6 +360,23 @@ function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: string
   );
 }
 
+/** Per relation, the visibility flags under which a permissive SELECT policy admits any tenant's row (`or is_public`). */
+function publicRowsOf(analysis: Analysis): Map<string, RowFlag[][]> {
+  const byRelation = new Map<string, RowFlag[][]>();
+  for (const entry of analysis.policies) {
+    const { policy } = entry;
+    if (!policy.permissive || (policy.command !== 'SELECT' && policy.command !== 'ALL')) continue;
+    for (const branch of entry.using?.branches ?? []) {
+      if (!branch.publicFlags) continue;
+      const known = byRelation.get(policy.relation) ?? [];
+      const key = JSON.stringify(branch.publicFlags);
+      if (!known.some((flags) => JSON.stringify(flags) === key)) known.push(branch.publicFlags);
+      byRelation.set(policy.relation, known);
+    }
+  }
+  return byRelation;
+}
+
 /** Decide, for every relation, whether and how it belongs to a tenant, and the order to seed it in. */
 export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Analysis = analyze(catalog, scenario.role ?? null)): TenancyPlan {
   const notes: string[] = [];
@@ -312,7 +385,8 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   const setting = choice.setting;
   // Computed once: planning asks for the columns of every relation.
   const policyColumns = equalityColumns(analysis, choice.key);
-  const tenantTable = chooseTenantTable(catalog, policyColumns, scenario, preset, notes);
+  const memberships = policyMemberships(analysis, choice.key);
+  const tenantTable = chooseTenantTable(catalog, policyColumns, scenario, preset, memberships, notes);
   const tenantColumns = discoverTenantColumns(catalog, policyColumns, scenario, tenantTable, notes);
   const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
 
@@ -393,13 +467,15 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
       }
     }
   }
-  const relations = catalog.relations.map(
-    (relation) =>
-      plans.get(relation.qualified) ?? {
-        relation: relation.qualified, kind: relation.kind, tenancy: 'shared' as const, tenantColumn: null, path: null,
-        reason: 'no tenant column and no foreign-key path to tenant data: shared by all tenants',
-      },
-  );
+  const published = publicRowsOf(analysis);
+  const relations = catalog.relations.map((relation): RelationPlan => {
+    const plan = plans.get(relation.qualified) ?? {
+      relation: relation.qualified, kind: relation.kind, tenancy: 'shared' as const, tenantColumn: null, path: null,
+      reason: 'no tenant column and no foreign-key path to tenant data: shared by all tenants',
+    };
+    const flags = published.get(relation.qualified);
+    return flags && plan.tenancy !== 'shared' ? { ...plan, publicRows: flags } : plan;
+  });
   if (!relations.some((plan) => plan.tenancy === 'direct' || plan.tenancy === 'fk-path')) {
     throw new AuditError(
       'no tenant-owned table found: no table has a tenant column or a foreign-key path to the tenant table. Give the tenant column with --tenant-column NAME.',
@@ -443,7 +519,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   const context = roleSwitch ? { sql: 'set local role <the tenant\'s role>', parameters: ['role' as const] } : compileContextSql(scenario.contextSql ?? defaultContextSql(choice, preset));
   const actors = planActors(
     catalog,
-    { actor: actorScenario, parameters: context.parameters, tenantTable: tenantKey.relation, usersTable: preset?.usersTable ?? scenario.actor?.usersTable ?? null },
+    { actor: actorScenario, parameters: context.parameters, tenantTable: tenantKey.relation, usersTable: preset?.usersTable ?? scenario.actor?.usersTable ?? null, policyMemberships: memberships },
     notes,
   );
   const anonymousRole = preset?.anonymousRole(catalog) ?? null;

@@ -1,7 +1,7 @@
 import type { Relation } from '../catalog/types.js';
 import { AuditError } from '../errors.js';
 import type { SampleRow } from '../findings.js';
-import type { RelationPlan } from '../plan/tenancy.js';
+import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { roleNameOf } from '../plan/actors.js';
 import { contextStatementOf, contextValuesOf, type Actor } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
@@ -290,6 +290,27 @@ export function attribute(row: RawRow, relationPlan: RelationPlan, relation: Rel
   if (byCanary.length === 1) return { kind: 'tenant', tenant: byCanary[0]!, via: 'canary' };
   if (byCanary.length > 1) return { kind: 'other-tenant', value: byCanary.map((tenant) => tenant.id).join('+') };
   return relationPlan.tenancy === 'shared' ? { kind: 'shared' } : { kind: 'unattributed' };
+}
+
+/**
+ * The visibility flag a read row is public by (`is_public = true`), when a permissive SELECT policy of its relation,
+ * or of a relation a view reads, admits every tenant's rows by it: such a row is every tenant's to read by design,
+ * not a leak. Null for any other row, and for rows that do not carry the flag columns.
+ */
+export function publicFlagOf(plan: TenancyPlan, relationPlan: RelationPlan, sources: readonly string[], row: RawRow): string | null {
+  const plans = [relationPlan, ...sources.map((source) => plan.relations.find((candidate) => candidate.relation === source)).filter((entry): entry is RelationPlan => Boolean(entry))];
+  for (const candidate of plans) {
+    for (const flags of candidate.publicRows ?? []) {
+      if (flags.every((flag) => flag.column in row && flagHolds(row[flag.column] ?? null, flag.value))) return flags.map((flag) => `${flag.column} = ${flag.value}`).join(' and ');
+    }
+  }
+  return null;
+}
+
+function flagHolds(value: string | null, expected: string): boolean {
+  if (value === null) return false;
+  if (expected === 'true' || expected === 'false') return (value === 't' || value === 'true') === (expected === 'true');
+  return value === expected;
 }
 
 /** Mask a row for evidence: keys, tenant columns and canaries stay readable, other values do not. */

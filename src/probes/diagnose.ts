@@ -121,7 +121,8 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
   const loose = applying.filter((policy) => {
     if (!policy.permissive) return false;
     const using = policyClause(context.analysis, policy, 'using');
-    return !using || using.verdict === 'unknown' || using.open.some((branch) => branch.kind !== 'fail-open');
+    // A branch that admits rows by a visibility flag (`or is_public`) shows published rows by design: not the leak.
+    return !using || using.verdict === 'unknown' || using.open.some((branch) => branch.kind !== 'fail-open' && !branch.publicFlags);
   });
   if (loose.length) {
     return {

@@ -1,5 +1,5 @@
 import { relationObject, type Finding } from '../findings.js';
-import { attribute, contextLabel, describeContext, maskRow, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from './context.js';
+import { attribute, contextLabel, describeContext, maskRow, publicFlagOf, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from './context.js';
 import { diagnoseReadLeak, missingContextFix } from './diagnose.js';
 import { plural } from '../text.js';
 import { readTargets, shownStatement } from './targets.js';
@@ -77,7 +77,8 @@ export const missingContext = defineProbe({
         const keep = new Set([...(relation.primaryKey ?? []), ...context.plan.tenantColumns]);
         const visibleRows = result.rows.filter((row) => {
           const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
-          return owner.kind !== 'shared';
+          // A row public by design (`or is_public`) is visible without a tenant too.
+          return owner.kind !== 'shared' && publicFlagOf(context.plan, relationPlan, target.sources, row) === null;
         });
         context.record({ ...base, outcome: visibleRows.length ? 'leak' : target.reliable ? 'pass' : 'unreliable', rows: result.rows.length, foreignRows: visibleRows.length, missingOwnRows: 0 });
         list.push({ state, rows: result.rows.length, visible: visibleRows.length, samples: visibleRows.slice(0, 3).map((row) => maskRow(row, keep, context.tenants)) });

@@ -52,11 +52,12 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
   });
   // Views count only where nothing else can be read (PostgREST's API schema over a private one): a view may
   // filter its rows (`where not archived`), so one tenant seeing none of its rows there proves little alone.
-  const failures: { relation: string; statement: string; detail: string }[] = [];
+  const failures: { relation: string; statement: string; detail: string; everyTenant: boolean }[] = [];
   const viewFailures: typeof failures = [];
-  chosen.forEach(({ target, table }, index) => {
+  chosen.forEach(({ target, table, expected }, index) => {
     const blind = blinds[index]!;
-    if (blind.length) (table ? failures : viewFailures).push({ relation: target.relation.qualified, statement: shownStatement(target.statement), detail: blind.join('; ') });
+    const everyTenant = blind.length === [...expected.values()].filter((count) => count > 0).length;
+    if (blind.length) (table ? failures : viewFailures).push({ relation: target.relation.qualified, statement: shownStatement(target.statement), detail: blind.join('; '), everyTenant });
   });
   const checked = chosen.filter((entry) => entry.table).length;
   const viewsChecked = chosen.length - checked;
@@ -70,10 +71,14 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
           `no tenant sees its own rows on any of the ${everywhere.count} ${everywhere.what} (${everywhere.failed.map((failure) => failure.relation).join(', ')}) as ${context.plan.role} ` +
           `after \`${context.plan.contextSql}\`; e.g. ${first.statement}: ${first.detail}. Every probe proved nothing`,
         hint: 'the context SQL does not set what the policies read: give the setting with --setting, the SQL the application runs with --context-sql (with $tenant, $user, $role), or --preset supabase / --preset postgrest',
+        context: `no tenant saw its own rows on ${everywhere.failed.map((failure) => failure.relation).join(', ')}`,
       },
     ] };
   }
+  // One table checked, and no tenant saw its rows there: the context showed no tenant its rows either.
+  const blind = checked > 0 && failures.length === checked && failures.every((failure) => failure.everyTenant);
   const reasons: InconclusiveReason[] = failures.map((failure) => ({
+    ...(blind ? { context: `no tenant saw its own rows on ${failure.relation}` } : {}),
     relation: failure.relation,
     reason: `${failure.statement} as ${context.plan.role} after \`${context.plan.contextSql}\`: ${failure.detail}; the probes on ${failure.relation} proved nothing`,
     hint: `check the policies on ${failure.relation} for the current tenant, or give the tenant column with --tenant-column if ${failure.relation} is planned wrong`,

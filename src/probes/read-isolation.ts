@@ -2,7 +2,7 @@ import { relationObject, type Finding, type SampleRow } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
-import { attribute, attributionColumn, describeContext, maskRow, reproduction, runAs, sourcesOf } from './context.js';
+import { attribute, attributionColumn, describeContext, maskRow, publicFlagOf, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { ident } from '../sql.js';
 import { plural } from '../text.js';
@@ -17,6 +17,8 @@ export interface TenantRead {
   /** Rows of other tenants by tenant id (or the value found, for a tenant that was not seeded). */
   foreign: Map<string, number>;
   samples: SampleRow[];
+  /** Other tenants' rows that are public by design (`is_public = true`), not counted as foreign. */
+  published: number;
 }
 
 /**
@@ -64,14 +66,14 @@ async function countedRead(context: ProbeContext, target: ReadTarget, tenant: Te
     if (row.tenant === null || context.ledger.tenant(row.tenant)?.id !== tenant.id) return null;
     own += Number(row.rows);
   }
-  return { rows: own, own, foreign: new Map(), samples: [] };
+  return { rows: own, own, foreign: new Map(), samples: [], published: 0 };
 }
 
 async function fullRead(context: ProbeContext, target: ReadTarget, tenant: Tenant): Promise<TenantRead> {
   const result = await runAs(context, { kind: 'tenant', tenant }, target.statement, [], { name: `rls_audit_read_${target.relation.oid}` });
-  if (result.error) return { rows: result.rows.length, own: 0, foreign: new Map(), samples: [], error: result.error.message };
-  const { seen, foreign, samples } = attributeRows(context, target, result.rows, new Set([tenant.id]));
-  return { rows: result.rows.length, own: seen.get(tenant.id) ?? 0, foreign, samples };
+  if (result.error) return { rows: result.rows.length, own: 0, foreign: new Map(), samples: [], published: 0, error: result.error.message };
+  const { seen, foreign, samples, published } = attributeRows(context, target, result.rows, new Set([tenant.id]));
+  return { rows: result.rows.length, own: seen.get(tenant.id) ?? 0, foreign, samples, published: [...published.values()].reduce((sum, count) => sum + count, 0) };
 }
 
 /**
@@ -79,22 +81,34 @@ async function fullRead(context: ProbeContext, target: ReadTarget, tenant: Tenan
  * tenants counted by tenant, rows of any other tenant counted by tenant id (or by the unseeded value the
  * row carries), with up to three of those masked as samples (keys and tenant columns stay readable).
  */
-export function attributeRows(context: ProbeContext, target: ReadTarget, rows: readonly RawRow[], members: ReadonlySet<string>): { seen: Map<string, number>; foreign: Map<string, number>; samples: SampleRow[] } {
+export function attributeRows(
+  context: ProbeContext,
+  target: ReadTarget,
+  rows: readonly RawRow[],
+  members: ReadonlySet<string>,
+): { seen: Map<string, number>; foreign: Map<string, number>; samples: SampleRow[]; published: Map<string, number> } {
   const { relation, relationPlan } = target;
   const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...context.plan.tenantColumns]);
   const seen = new Map<string, number>();
   const foreign = new Map<string, number>();
+  const published = new Map<string, number>();
   const samples: SampleRow[] = [];
   for (const row of rows) {
     const owner = attribute(row, relationPlan, relation, context.ledger, context.plan.tenantColumns, target.sources);
     if (owner.kind === 'tenant' && members.has(owner.tenant.id)) seen.set(owner.tenant.id, (seen.get(owner.tenant.id) ?? 0) + 1);
     else if (owner.kind === 'tenant' || owner.kind === 'other-tenant') {
+      // Another tenant's row that it published (`or is_public`): visible to every tenant by design.
+      const flag = publicFlagOf(context.plan, relationPlan, target.sources, row);
+      if (flag !== null) {
+        published.set(flag, (published.get(flag) ?? 0) + 1);
+        continue;
+      }
       const id = owner.kind === 'tenant' ? owner.tenant.id : owner.value;
       foreign.set(id, (foreign.get(id) ?? 0) + 1);
       if (samples.length < 3) samples.push(maskRow(row, keep, context.tenants));
     }
   }
-  return { seen, foreign, samples };
+  return { seen, foreign, samples, published };
 }
 
 export const readIsolation = defineProbe({
@@ -143,7 +157,7 @@ export const readIsolation = defineProbe({
         const expected = target.reliable && read.rows <= context.scenario.maxRowsPerQuery && !mayHideTenantRows(context, relation.qualified) ? expectedOwnRows(context, relation.qualified, tenant) : null;
         const missing = expected === null ? 0 : Math.max(0, expected - own);
         const outcome = foreignRows ? 'leak' : !target.reliable ? 'unreliable' : missing ? 'hidden' : 'pass';
-        context.record({ ...base, outcome, rows: read.rows, foreignRows, missingOwnRows: missing });
+        context.record({ ...base, outcome, rows: read.rows, foreignRows, missingOwnRows: missing, ...(read.published ? { publicRows: read.published } : {}) });
         if (foreignRows) leaks.push({ tenant, foreign, rows: read.rows, samples });
         if (missing) hidden.push({ tenant, expected: expected!, seen: own });
       }

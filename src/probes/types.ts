@@ -37,6 +37,8 @@ export interface ProbeRecord {
   missingOwnRows: number;
   /** A call made with another tenant's keys in its arguments (function-leak): that tenant's id. */
   keysOf?: string;
+  /** Other tenants' rows seen that are public by design (a row flag such as is_public): not counted in foreignRows. */
+  publicRows?: number;
   error?: string;
 }
 

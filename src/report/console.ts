@@ -1,6 +1,7 @@
 import { objectLabel } from '../findings.js';
 import { SEVERITIES } from '../severity.js';
 import type { Report } from './model.js';
+import { brokenContext, verdictLabel } from '../verdict.js';
 
 /** A short summary for a terminal: verdict, counts, and one line per finding at or above low, in aligned columns. */
 export function renderConsole(report: Report, files: string[] = []): string {
@@ -10,6 +11,12 @@ export function renderConsole(report: Report, files: string[] = []): string {
   lines.push(`rls-audit ${report.tool.version}: ${report.scenario.name} on ${report.target.description}`);
   if (report.command === 'lint') lines.push(`  static audit of ${report.relations.length} relations (${report.relations.filter((relation) => relation.tenancy !== 'shared').length} tenant-owned), read-only`);
   else lines.push(`  ${report.tenants.length} tenants, ${report.relations.filter((relation) => relation.tenancy !== 'shared').length} tenant-owned relations, ${summary.rowsSeeded} rows seeded, ${Object.values(summary.probes).reduce((sum, count) => sum + (count ?? 0), 0)} probes, ${summary.queries} queries`);
+  // A context that showed no tenant its rows makes every probe moot: said before any finding.
+  const broken = brokenContext(summary.inconclusive ?? []);
+  if (broken) {
+    lines.push(`  context: ${broken.reason}`);
+    lines.push(`    try: ${broken.hint}`);
+  }
   lines.push(`  findings: ${counts}${summary.accepted ? ` (${summary.accepted} accepted)` : ''}`);
   const listed = report.findings.filter((entry) => entry.severity !== 'info').slice(0, 25);
   // Columns as wide as their widest entry: a long check id must not push its object out of line.
@@ -24,12 +31,12 @@ export function renderConsole(report: Report, files: string[] = []): string {
   if (more > 0) lines.push(`  ... and ${more} more`);
   if (report.command === 'run') lines.push(...coverageLines(report));
   for (const note of report.notes.filter((entry) => /not seeded|partly seeded/.test(entry))) lines.push(`  note: ${note}`);
-  for (const entry of summary.inconclusive ?? []) {
+  for (const entry of (summary.inconclusive ?? []).filter((reason) => reason !== broken)) {
     lines.push(`  inconclusive: ${entry.reason}`);
     lines.push(`    try: ${entry.hint}`);
   }
   if (report.baseline) lines.push(`  ${baselineLine(report.baseline)}`);
-  lines.push(`  verdict: ${summary.verdict.toUpperCase()} (fail on ${summary.failOn} and above: ${summary.failing} finding${summary.failing === 1 ? '' : 's'})`);
+  lines.push(`  verdict: ${verdictLabel(summary)}`);
   for (const file of files) lines.push(`  wrote ${file}`);
   return `${lines.join('\n')}\n`;
 }

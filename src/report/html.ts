@@ -1,4 +1,5 @@
 import { checksOf, objectLabel, objectSubject, type Finding, type FindingObject, type SampleRow } from '../findings.js';
+import { brokenContext } from '../verdict.js';
 import { plural } from '../text.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import { atLeast, type Severity } from '../severity.js';
@@ -280,6 +281,10 @@ function renderHeader(model: Model): SafeHtml {
 function verdictSentence(report: Report): string {
   const { summary } = report;
   const failing = `${plural(summary.failing, 'finding')} at ${summary.failOn} or above`;
+  const broken = brokenContext(summary.inconclusive ?? []);
+  if (summary.verdict === 'fail' && summary.staticOnly && broken) {
+    return `Static findings only: ${failing} ${summary.failing === 1 ? 'fails' : 'fail'} the run, but the context showed no tenant its rows (${broken.context}), so no probe proved anything.`;
+  }
   if (summary.verdict === 'fail') return `Tenant isolation does not hold: ${failing} ${summary.failing === 1 ? 'fails' : 'fail'} the run.`;
   if (summary.verdict === 'inconclusive') {
     return `Part of the run proved nothing, so it is not a pass: ${plural(summary.inconclusive.length, 'reason')} below. ${summary.failing ? '' : `No finding at ${summary.failOn} or above.`}`.trim();

@@ -1,4 +1,5 @@
 import { objectLabel, type Finding } from '../findings.js';
+import { brokenContext } from '../verdict.js';
 import { plural } from '../text.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import { SEVERITIES, severityRank, worstSeverity, type Severity } from '../severity.js';
@@ -247,7 +248,7 @@ function compose(report: Report, model: IsolationMatrix | null, cut: Cut): strin
   const lines: string[] = [
     `## rls-audit: ${verdict}`,
     '',
-    `**${verdict}**: ${summary.failing ? `${plural(summary.failing, 'finding')} at or above ${summary.failOn} ${summary.failing === 1 ? 'fails' : 'fail'} the run` : `no finding at or above ${summary.failOn} fails the run`}` +
+    `**${verdict}**: ${summary.staticOnly ? `static findings only (the context showed no tenant its rows: ${escapeMarkdown(brokenContext(summary.inconclusive)?.context ?? '')}); ` : ''}${summary.failing ? `${plural(summary.failing, 'finding')} at or above ${summary.failOn} ${summary.failing === 1 ? 'fails' : 'fail'} the run` : `no finding at or above ${summary.failOn} fails the run`}` +
       `${summary.accepted ? `, ${summary.accepted} accepted` : ''}. ` +
       `Scenario ${escapeMarkdown(scenario.name)} (${report.command}, role ${escapeMarkdown(scenario.role)}), ${escapeMarkdown(report.target.description)}, PostgreSQL ${escapeMarkdown(report.target.serverVersion)}.`,
     '',

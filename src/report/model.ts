@@ -91,6 +91,11 @@ export interface Report {
     findings: Record<Severity, number>;
     /** Findings at or above failOn that are not accepted (or whose acceptance expired). */
     failing: number;
+    /**
+     * Set on a failing run whose context showed no tenant its rows (see `inconclusive[].context`) when no failing
+     * finding was proved by a probe: the verdict rests on static findings only.
+     */
+    staticOnly?: boolean;
     accepted: number;
     probes: Partial<Record<ProbeOutcome, number>>;
     rowsSeeded: number;

@@ -20,6 +20,7 @@ import { materializedViewExposed } from './materialized-view-exposed.js';
 import { nonTenantSetting } from './non-tenant-setting.js';
 import { partitionWithoutRls } from './partition-without-rls.js';
 import { permissiveAlwaysTrue } from './permissive-always-true.js';
+import { publicRows } from './public-rows.js';
 import { policyRoleScope } from './policy-role-scope.js';
 import { policyWithoutRls } from './policy-without-rls.js';
 import { rlsDisabled } from './rls-disabled.js';
@@ -41,6 +42,7 @@ export const RULES: readonly Rule[] = [
   futurePartitions,
   // Policy logic
   permissiveAlwaysTrue,
+  publicRows,
   commandCoverageGap,
   withCheckMissingTenant,
   failOpenContext,

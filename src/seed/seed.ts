@@ -614,11 +614,23 @@ class Seeder {
     useDefaults: boolean,
     options: { roots?: boolean; leaf?: Leaf | null },
   ): { columns: ColumnSpec[]; rows: (string | null)[][]; problem: string | null; planner: RowPlanner } {
-    const forced = new Map<string, (rowIndex: number) => string | null>();
+    /** Values fixed per row; `undefined` leaves the column to the planner for that row. */
+    const forced = new Map<string, (rowIndex: number) => string | null | undefined>();
     /** Columns of nullable foreign keys: a check may want them NULL (`num_nonnulls(a_id, b_id) = 1`). */
     const nullable = new Set<string>();
     let problem: string | null = null;
     if (tenant && relationPlan.tenantColumn) forced.set(relationPlan.tenantColumn, () => tenant.id);
+    // Rows public by design (`or is_public`) and rows that are not, in turn: probes must see both kinds.
+    const alternatives = relationPlan.publicRows ?? [];
+    for (const flag of new Set(alternatives.flat().map((entry) => entry.column))) {
+      if (forced.has(flag) || !relation.columns.some((column) => column.name === flag)) continue;
+      const boolean = relation.columns.find((column) => column.name === flag)!.baseType === 'bool';
+      forced.set(flag, (rowIndex) => {
+        const chosen = alternatives[Math.floor(rowIndex / 2) % alternatives.length]!.find((entry) => entry.column === flag);
+        if (rowIndex % 2 === 0 && chosen) return chosen.value;
+        return boolean ? String(alternatives.flat().find((entry) => entry.column === flag)!.value !== 'true') : undefined;
+      });
+    }
     const tenantColumn = tenant ? relationPlan.tenantColumn : null;
     // Distinct parent combinations for unique keys made of foreign keys (join tables, one-to-one links).
     const combos = new Map<ForeignKey, LedgerRow[]>();
@@ -686,7 +698,10 @@ class Seeder {
     const planner = this.plannerFor(relation, columns, options.leaf ?? null);
     const rows = Array.from({ length: count }, (_, rowIndex) => {
       const fixed = new Map<string, string | null>();
-      for (const [name, value] of forced) fixed.set(name, value(rowIndex));
+      for (const [name, value] of forced) {
+        const given = value(rowIndex);
+        if (given !== undefined) fixed.set(name, given);
+      }
       const row = planner.row(this.faker, { fixed, nullable, serial: this.nextSerial, canary: tenant?.canary ?? null });
       for (const foreignKey of selfLinks) {
         foreignKey.columns.forEach((column, position) => {

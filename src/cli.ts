@@ -257,7 +257,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
         const baseline = await baselineOf(flags.baseline);
         let report: Report;
         try {
-          report = await audit(scenario, { log: terminal.log, progress: terminal.progress });
+          report = await audit(scenario, { log: terminal.log, progress: terminal.progress, replay: flags.format?.includes('pgtap') });
         } catch (error) {
           // The time limit: write what was done so far, then exit 2 with the reason.
           if (error instanceof AuditTimeout && error.report) {
@@ -275,6 +275,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
 
   targetOptions(program.command('lint').description('run the static rules alone, read-only: no seeding, no probes'))
     .action(async (given: string | undefined, flags: RunFlags) => {
+      if (flags.format?.includes('pgtap')) throw new AuditError('--format pgtap replays the tenants a run seeded: use it with `rls-audit run`; lint seeds nothing');
       const file = scenarioArgument(given, flags);
       const { terminal, project } = await startConsole(file, flags);
       try {
@@ -325,6 +326,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--baseline <file>', BASELINE_HELP)
     .option('--quiet', 'print nothing but errors')
     .action(async (files: string[], flags: { out?: string; format?: ReportFormat[]; quiet?: boolean; baseline?: string }) => {
+      if (flags.format?.includes('pgtap')) throw new AuditError('--format pgtap replays the tenants a run seeded: use it with `rls-audit run` (unsharded)');
       const baseline = await baselineOf(flags.baseline);
       const merged = await mergeReportFiles(files.map((file) => path.resolve(io.cwd, file)));
       const report = baseline ? applyBaseline(merged, baseline) : merged;

@@ -67,6 +67,12 @@ describe('projects audited with no arguments', () => {
     expect(report.scenario.contextSql).toContain("set_config('request.jwt.claim.clinic_id', $1::text, true)");
     expect(report.probes.some((probe) => probe.context === 'anonymous (api_anonymous)')).toBe(true);
     expect(report.summary.inconclusive).toEqual([]);
+
+    const init = await cli(['init'], dir);
+    expect(init.code, init.err).toBe(0);
+    const text = await readFile(path.join(dir, 'rls-audit.yaml'), 'utf8');
+    expect(text).toMatch(/^ {2}- migrations\npreset: postgrest +#.*\nanonymousRole: api_anonymous +# .*\nauthenticator: api_login +# .*\n/m);
+    expect(text).toMatch(/^role: api_member /m);
   });
 
   it('prisma: lint finds prisma/migrations/*/migration.sql in order', async () => {

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuditDatabase, type AuditDatabase } from 'rls-audit/vitest';
 import { FIXTURES } from './helpers.js';
@@ -15,6 +16,39 @@ beforeAll(async () => {
 afterAll(() => db?.close());
 
 describe('createAuditDatabase with the supabase preset', () => {
+  it('holds what a fresh Supabase project has, and the migrations applied on it', async () => {
+    const client = new pg.Client({ connectionString: db.target.connectionString });
+    await client.connect();
+    try {
+      const one = async (sql: string) => (await client.query(sql)).rows;
+      expect(await one("select e.extname, n.nspname from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname in ('uuid-ossp', 'pgcrypto') order by 1")).toEqual([
+        { extname: 'pgcrypto', nspname: 'extensions' },
+        { extname: 'uuid-ossp', nspname: 'extensions' },
+      ]);
+      expect(await one("select setconfig from pg_db_role_setting where setrole = 'postgres'::regrole")).toEqual([{ setconfig: ['search_path="$user", public, extensions'] }]);
+      expect(await one('select pubname, schemaname, tablename from pg_publication_tables')).toEqual([{ pubname: 'supabase_realtime', schemaname: 'public', tablename: 'tasks' }]);
+      expect(await one("select relname, relrowsecurity from pg_class where oid in ('storage.objects'::regclass, 'storage.buckets'::regclass, 'auth.users'::regclass, 'auth.identities'::regclass) order by 1")).toEqual([
+        { relname: 'buckets', relrowsecurity: true },
+        { relname: 'identities', relrowsecurity: true },
+        { relname: 'objects', relrowsecurity: true },
+        { relname: 'users', relrowsecurity: true },
+      ]);
+      expect(await one("select polname from pg_policy where polrelid = 'storage.objects'::regclass")).toEqual([{ polname: "members read their organization's files" }]);
+      expect(await one("select column_name from information_schema.columns where table_schema = 'auth' and table_name = 'users' and column_name like 'raw_%' order by 1")).toEqual([{ column_name: 'raw_app_meta_data' }, { column_name: 'raw_user_meta_data' }]);
+      expect(await one("select rolname, rolinherit, rolbypassrls, rolcanlogin from pg_roles where rolname in ('anon', 'authenticated', 'service_role', 'authenticator') order by 1")).toEqual([
+        { rolname: 'anon', rolinherit: true, rolbypassrls: false, rolcanlogin: false },
+        { rolname: 'authenticated', rolinherit: true, rolbypassrls: false, rolcanlogin: false },
+        { rolname: 'authenticator', rolinherit: false, rolbypassrls: false, rolcanlogin: true },
+        { rolname: 'service_role', rolinherit: true, rolbypassrls: true, rolcanlogin: false },
+      ]);
+      // Supabase's default privileges: the API roles may use the project's tables, not auth's.
+      expect(await one("select has_table_privilege('authenticated', 'public.tasks', 'select') as tasks, has_table_privilege('authenticated', 'auth.users', 'select') as users, has_schema_privilege('anon', 'graphql_public', 'usage') as graphql")).toEqual([{ tasks: true, users: false, graphql: true }]);
+      expect(await one("select storage.foldername('org/2024/report.pdf') as folders, storage.filename('org/2024/report.pdf') as file, storage.extension('org/2024/report.pdf') as ext")).toEqual([{ folders: ['org', '2024'], file: 'report.pdf', ext: 'pdf' }]);
+    } finally {
+      await client.end();
+    }
+  });
+
   it('applies the platform before the migrations, and the project isolates its organizations', async () => {
     expect(await db.audit()).toIsolateTenants();
   });

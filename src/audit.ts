@@ -34,6 +34,7 @@ import { loadRoutineIndex, userSqlEffects } from './analysis/effects.js';
 import { VERSION } from './version.js';
 import { Inconclusive, restsOnStaticFindings, verdictOf, type InconclusiveReason } from './verdict.js';
 import { PRESETS } from './presets/index.js';
+import { buildReplay } from './report/replay.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
 import { readTargets } from './probes/targets.js';
@@ -53,6 +54,8 @@ export interface AuditOptions {
   progress?: (event: AuditProgress) => void;
   /** Called once the tenancy is planned (`rls-audit init` writes a scenario from it). */
   onPlan?: (plan: TenancyPlan, catalog: Catalog) => void;
+  /** Keep the seeded rows and the context in the report (`replay`), for `--format pgtap`. */
+  replay?: boolean;
 }
 
 /** The phases of an audit, in order; `lint` has no seeding and no probes. */
@@ -563,6 +566,9 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       }
     }
     const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable);
+    // Before any probe writes: the rows exactly as seeded.
+    const replay = options.replay ? buildReplay(catalog, plan, seeded.ledger, actors) : null;
+    if (typeof replay === 'string') throw new AuditError(`--format pgtap: ${replay}`);
     timings.seeding = clock.lap();
     progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });
     log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);
@@ -629,6 +635,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
     }
     report.coverage = familyCoverage(context);
+    if (replay) report.replay = replay;
     if (shard) report.shard = { index: shard.index + 1, count: shard.count, ruleFindings, probeFindings, accept: scenario.accept };
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;

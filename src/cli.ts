@@ -16,6 +16,7 @@ import { renderMarkdown } from './report/markdown.js';
 import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
 import { initScenario } from './scenario/init.js';
 import { findConfigFile, loadScenario, type ScenarioOverrides } from './scenario/load.js';
+import { findProjectLayout, type ProjectLayout } from './scenario/layout.js';
 import { SEVERITIES, type Severity } from './severity.js';
 import { Secrets, terminalLine, terminalSafe } from './output.js';
 import { isConnectionLost } from './target/connect.js';
@@ -169,13 +170,44 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       .option('--baseline <file>', BASELINE_HELP)
       .option('--quiet', 'print nothing but errors');
 
-  /** Progress for the terminal; says which rls-audit.yaml is used when none was named. */
-  const startConsole = (file: string | undefined, flags: RunFlags) => {
+  /**
+   * With no scenario named, no rls-audit.yaml here or above, and nothing given to audit (--schema,
+   * --database-url, --schema-from): the project in the working directory (supabase/, postgrest.conf, prisma,
+   * drizzle, db/structure.sql, migrations/), as overrides of the scenario.
+   */
+  const projectOf = async (file: string | undefined, flags: RunFlags, config: string | undefined): Promise<ProjectLayout | null> => {
+    if (file || config || flags.schema?.length || flags.databaseUrl !== undefined || flags.schemaFrom !== undefined || flags.target === 'url') return null;
+    return findProjectLayout(io.cwd);
+  };
+
+  /** A project's files and platform, under what the flags give. */
+  const withProject = (overrides: ScenarioOverrides, project: ProjectLayout | null): ScenarioOverrides =>
+    project
+      ? {
+          name: project.name,
+          schema: project.schema,
+          ...(project.preset ? { preset: project.preset } : {}),
+          ...(project.anonymousRole ? { anonymousRole: project.anonymousRole } : {}),
+          ...(project.authenticator ? { authenticator: project.authenticator } : {}),
+          ...overrides,
+        }
+      : overrides;
+
+  /** Progress for the terminal; says which rls-audit.yaml, or which project, is used when none was named. */
+  const startConsole = async (file: string | undefined, flags: RunFlags) => {
     const terminal = consoleProgress({ quiet: flags.quiet, err: io.err, stream: io.progressStream });
     const config = file ? undefined : findConfigFile(io.cwd);
     if (config) terminal.log(`config: ${path.relative(io.cwd, config) || config}`);
+    let project: ProjectLayout | null;
+    try {
+      project = await projectOf(file, flags, config);
+    } catch (error) {
+      terminal.stop();
+      throw error;
+    }
+    if (project) terminal.log(`project: ${project.description}`);
     // Lines may carry names from the database: printed as escapes, so that none can forge a line.
-    return { ...terminal, log: (line: string) => terminal.log(terminalLine(line)) };
+    return { terminal: { ...terminal, log: (line: string) => terminal.log(terminalLine(line)) }, project };
   };
 
   /** The notes (stderr), then the summary with the files written (stdout). */
@@ -221,14 +253,14 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--shard <i/n>', 'run part i of n of the probe plan and write a partial report; join the parts with rls-audit merge')
     .action(async (given: string | undefined, flags: RunFlags) => {
       const file = scenarioArgument(given, flags);
-      const terminal = startConsole(file, flags);
+      const { terminal, project } = await startConsole(file, flags);
       try {
-        const scenario = await loadScenario(file, overridesFrom(flags), io.cwd);
+        const scenario = await loadScenario(file, withProject(overridesFrom(flags), project), io.cwd);
         secrets.addConnection(scenario.target.url);
         const baseline = await baselineOf(flags.baseline);
         let report: Report;
         try {
-          report = await audit(scenario, { log: terminal.log, progress: terminal.progress });
+          report = await audit(scenario, { log: terminal.log, progress: terminal.progress, replay: flags.format?.includes('pgtap') });
         } catch (error) {
           // The time limit: write what was done so far, then exit 2 with the reason.
           if (error instanceof AuditTimeout && error.report) {
@@ -246,10 +278,11 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
 
   targetOptions(program.command('lint').description('run the static rules alone, read-only: no seeding, no probes'))
     .action(async (given: string | undefined, flags: RunFlags) => {
+      if (flags.format?.includes('pgtap')) throw new AuditError('--format pgtap replays the tenants a run seeded: use it with `rls-audit run`; lint seeds nothing');
       const file = scenarioArgument(given, flags);
-      const terminal = startConsole(file, flags);
+      const { terminal, project } = await startConsole(file, flags);
       try {
-        const scenario = await loadScenario(file, overridesFrom(flags), io.cwd, false);
+        const scenario = await loadScenario(file, withProject(overridesFrom(flags), project), io.cwd, false);
         secrets.addConnection(scenario.target.url);
         const baseline = await baselineOf(flags.baseline);
         const report = await lint(scenario, { log: terminal.log, progress: terminal.progress });
@@ -268,16 +301,20 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--role <name>', "the application's role (discovered from the grants when absent)")
     .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
     .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
+    .addOption(new Option('--preset <name>', 'what the platform provides and how requests carry the context: supabase, postgrest (found from supabase/ or postgrest.conf when absent)').choices(['supabase', 'postgrest']))
     .option('--pg-bin <dir>', 'run the embedded PostgreSQL from local binaries')
     .option('--file <path>', 'where to write the scenario', 'rls-audit.yaml')
     .option('--force', 'replace the file if it exists')
     .action(async (flags: RunFlags & { file: string; force?: boolean }) => {
       const { file, force, ...rest } = flags;
-      const scenario = await loadScenario(null, overridesFrom(rest), io.cwd, false);
+      // Without --schema or --database-url: the project in the working directory.
+      const project = await projectOf(undefined, rest, undefined);
+      if (project) io.err(`project: ${terminalLine(project.description)}\n`);
+      const scenario = await loadScenario(null, withProject(overridesFrom(rest), project), io.cwd, false);
       const written = await initScenario(scenario, {
         file: path.resolve(io.cwd, file),
         force,
-        source: flags.databaseUrl ? 'an existing database' : scenario.schema.map((entry) => path.relative(io.cwd, entry) || entry).join(', '),
+        source: flags.databaseUrl ? 'an existing database' : project ? project.description : scenario.schema.map((entry) => path.relative(io.cwd, entry) || entry).join(', '),
       });
       io.out(written.text);
       io.err(`wrote ${path.relative(io.cwd, written.file) || written.file}: check it, then run \`npx rls-audit run\`\n`);
@@ -292,6 +329,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--baseline <file>', BASELINE_HELP)
     .option('--quiet', 'print nothing but errors')
     .action(async (files: string[], flags: { out?: string; format?: ReportFormat[]; quiet?: boolean; baseline?: string }) => {
+      if (flags.format?.includes('pgtap')) throw new AuditError('--format pgtap replays the tenants a run seeded: use it with `rls-audit run` (unsharded)');
       const baseline = await baselineOf(flags.baseline);
       const merged = await mergeReportFiles(files.map((file) => path.resolve(io.cwd, file)));
       const report = baseline ? applyBaseline(merged, baseline) : merged;

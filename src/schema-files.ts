@@ -158,16 +158,38 @@ export async function applySchemaFiles(files: SchemaFile[], execute: (sql: strin
   }
 }
 
-async function runStep({ file, sql, text, start }: Step, execute: (sql: string) => Promise<unknown>, cwd: string): Promise<void> {
+/** The extension a CREATE EXTENSION statement creates, or null for any other statement. */
+function extensionCreated(raw: RawStmt | null): string | null {
+  const node = (raw?.stmt as { CreateExtensionStmt?: { extname?: string } } | undefined)?.CreateExtensionStmt;
+  return node?.extname ?? null;
+}
+
+/**
+ * The error of a CREATE EXTENSION that this PostgreSQL build cannot run: the control file is absent
+ * (58P01 before PostgreSQL 16 says so plainly; later versions say "is not available", 0A000).
+ */
+function missingExtension(raw: RawStmt | null, failure: { code?: string }): string | null {
+  const extension = extensionCreated(raw);
+  return extension && (failure.code === '58P01' || failure.code === '0A000') ? extension : null;
+}
+
+async function runStep({ file, sql, text, start, raw }: Step, execute: (sql: string) => Promise<unknown>, cwd: string): Promise<void> {
   try {
     await execute(text);
   } catch (error) {
-    const failure = error as { message?: string; position?: string; where?: string };
+    const failure = error as { message?: string; position?: string; where?: string; code?: string };
     // The server's position (1-based) is within the statement; without one, the statement's first line.
     const within = Number(failure.position ?? 0);
     const offset = start + (within > 0 ? within - 1 : text.length - text.trimStart().length);
     const line = sql.slice(0, offset).split('\n').length;
     const where = `${path.relative(cwd, file) || file}:${line}`;
+    const extension = missingExtension(raw, failure);
+    if (extension) {
+      throw new AuditError(
+        `${where}: the extension ${JSON.stringify(extension)} is not in this PostgreSQL build (${failure.message ?? errorMessage(error)}). ` +
+          `Audit with a PostgreSQL that has it: --pg-bin DIR with the bin directory of an installation where ${extension} is installed (e.g. /usr/lib/postgresql/16/bin after installing the distribution's package of it); the embedded PostgreSQL ships the contrib extensions only.`,
+      );
+    }
     throw new AuditError(`${where}: ${failure.message ?? errorMessage(error)}${failure.where ? ` (${failure.where.split('\n')[0]})` : ''}. Fix the schema file and run again.`);
   }
 }

@@ -19,7 +19,7 @@ declare module 'vitest' {
   interface Matchers<T = any> extends RlsAuditMatchers<T> {}
 }
 
-export { createAuditDatabase, type AuditDatabase, type TenantConnection, type TenantQueryResult } from './database.js';
+export { createAuditDatabase, type AuditDatabase, type SeededUser, type TenantConnection, type TenantQueryResult } from './database.js';
 export { attributeRow, type AttributedRow, type RowOwner, type SeededTenant } from './attribution.js';
 export { toBelongTo, toIsolateTenants, type MatcherResult } from './matchers.js';
 export { audit, lint } from '../audit.js';

@@ -508,7 +508,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     }
   }
   const { order, deferred } = foreignKeyOrder([...needed], dependencies);
-  const presetRole = scenario.role ? null : preset?.role(catalog);
+  const presetRole = scenario.role ? null : preset?.role(catalog, scenario);
   if (presetRole) notes.push(`application role ${presetRole} (--preset ${preset!.name}; set it with --role)`);
   const role = scenario.role ?? presetRole ?? discoverRole(catalog, relations, notes);
   if (!catalog.roles.some((candidate) => candidate.name === role)) {
@@ -522,7 +522,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     { actor: actorScenario, parameters: context.parameters, tenantTable: tenantKey.relation, usersTable: preset?.usersTable ?? scenario.actor?.usersTable ?? null, policyMemberships: memberships },
     notes,
   );
-  const anonymousRole = preset?.anonymousRole(catalog) ?? null;
+  const anonymousRole = preset?.anonymousRole(catalog, scenario) ?? null;
   return {
     role,
     setting,

@@ -3,6 +3,12 @@ import type { Catalog } from '../catalog/types.js';
 export type PresetName = 'supabase' | 'postgrest';
 export const PRESET_NAMES: readonly PresetName[] = ['supabase', 'postgrest'];
 
+/** What the project's own configuration says of its API roles (postgrest.conf: db-anon-role, the user of db-uri). */
+export interface PresetRoles {
+  anonymousRole?: string;
+  authenticator?: string;
+}
+
 /** What an ecosystem provides and how its requests carry the tenant and the user. */
 export interface Preset {
   name: PresetName;
@@ -12,9 +18,9 @@ export interface Preset {
    */
   setupSql: string | null;
   /** The role a signed-in request runs as, when the scenario gives none. */
-  role(catalog: Catalog): string | null;
+  role(catalog: Catalog, given?: PresetRoles): string | null;
   /** The role a request without a JWT runs as (the "missing context" of the platform). */
-  anonymousRole(catalog: Catalog): string | null;
+  anonymousRole(catalog: Catalog, given?: PresetRoles): string | null;
   /** The table of users, whose key a JWT's `sub` carries. */
   usersTable: string | null;
   /**
@@ -42,14 +48,26 @@ function claimObject(path: string[]): string {
 }
 
 /**
- * Supabase (facts from supabase/postgres migrations/db/init-scripts and supabase/auth migrations): roles
- * anon, authenticated (NOLOGIN, INHERIT since 2023) and service_role (BYPASSRLS); authenticator (LOGIN
- * NOINHERIT) is granted all three; every API role has USAGE on public, and default privileges in public
- * grant ALL on tables, functions and sequences to anon, authenticated and service_role. Schema auth holds
- * auth.users (id uuid primary key, email unique, raw_app_meta_data jsonb, ...) and auth.uid(), auth.role(),
- * auth.email() (a request.jwt.claim.<name> setting, else request.jwt.claims ->> name) and auth.jwt() (the
- * claims as jsonb). Tables in auth belong to supabase_auth_admin; API roles have USAGE on auth but no
- * privilege on its tables.
+ * What a fresh Supabase project holds before its migrations run. Facts (not code) from supabase/postgres
+ * (migrations/db/init-scripts, migrations/db/migrations, migrations/schema.sql), supabase/auth (migrations)
+ * and supabase/storage (migrations/tenant), as of 2025:
+ * - roles anon, authenticated (NOLOGIN; INHERIT since 2023) and service_role (BYPASSRLS); authenticator
+ *   (LOGIN NOINHERIT) is granted all three; supabase_auth_admin and supabase_storage_admin own their schemas'
+ *   tables; anon and authenticated have a short statement_timeout;
+ * - the publication supabase_realtime, empty;
+ * - schema extensions with uuid-ossp and pgcrypto; the postgres role's search_path is
+ *   "$user", public, extensions (so unqualified gen_random_bytes() resolves), as PostgREST's
+ *   db-extra-search-path is for API requests;
+ * - public: USAGE and default privileges (ALL on tables, functions, sequences) for anon, authenticated,
+ *   service_role, as for graphql_public;
+ * - auth: users (with raw_app_meta_data, raw_user_meta_data, is_anonymous, ...; RLS enabled, no policy,
+ *   no grant to the API roles), identities; auth.uid(), auth.role(), auth.email() (the
+ *   request.jwt.claim.<name> setting, else request.jwt.claims ->> name) and auth.jwt() (the claims as jsonb);
+ * - storage: buckets and objects (RLS enabled on both; ALL granted to the API roles, so that what a project
+ *   may do with files is what its policies on storage.objects allow), storage.foldername(), filename(),
+ *   extension().
+ * Extensions Supabase adds that the embedded PostgreSQL does not ship (pgjwt, pg_graphql, supabase_vault)
+ * are left out; a migration that creates one stops with a message that names it (see schema-files.ts).
  */
 const SUPABASE_SETUP = `
 do $$ begin
@@ -57,27 +75,62 @@ do $$ begin
   if not exists (select from pg_roles where rolname = 'authenticated') then create role authenticated nologin noinherit; end if;
   if not exists (select from pg_roles where rolname = 'service_role') then create role service_role nologin noinherit bypassrls; end if;
   if not exists (select from pg_roles where rolname = 'authenticator') then create role authenticator login noinherit; end if;
-  if not exists (select from pg_roles where rolname = 'supabase_auth_admin') then create role supabase_auth_admin nologin noinherit createrole; end if;
+  if not exists (select from pg_roles where rolname = 'supabase_auth_admin') then create role supabase_auth_admin login noinherit createrole noreplication; end if;
+  if not exists (select from pg_roles where rolname = 'supabase_storage_admin') then create role supabase_storage_admin login noinherit createrole noreplication; end if;
 end $$;
 alter role anon inherit;
 alter role authenticated inherit;
 alter role service_role inherit;
+alter role anon set statement_timeout = '3s';
+alter role authenticated set statement_timeout = '8s';
 grant anon, authenticated, service_role to authenticator;
+grant authenticator to supabase_storage_admin;
+create publication supabase_realtime;
 create schema if not exists extensions;
-grant usage on schema public, extensions to anon, authenticated, service_role;
+create extension if not exists "uuid-ossp" with schema extensions;
+create extension if not exists pgcrypto with schema extensions;
+grant usage on schema extensions to anon, authenticated, service_role;
+alter role current_user set search_path to "$user", public, extensions;
+set search_path to "$user", public, extensions;
+grant usage on schema public to anon, authenticated, service_role;
 alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
 alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
 alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
+create schema if not exists graphql_public;
+grant usage on schema graphql_public to anon, authenticated, service_role;
+alter default privileges in schema graphql_public grant all on tables to anon, authenticated, service_role;
+alter default privileges in schema graphql_public grant all on functions to anon, authenticated, service_role;
+alter default privileges in schema graphql_public grant all on sequences to anon, authenticated, service_role;
 create schema if not exists auth authorization supabase_auth_admin;
 create table auth.users (
-  instance_id uuid, id uuid not null unique, aud varchar(255), "role" varchar(255), email varchar(255) unique,
-  encrypted_password varchar(255), email_confirmed_at timestamptz, invited_at timestamptz, confirmation_token varchar(255),
-  confirmation_sent_at timestamptz, recovery_token varchar(255), recovery_sent_at timestamptz, last_sign_in_at timestamptz,
+  instance_id uuid, id uuid not null, aud varchar(255), "role" varchar(255), email varchar(255),
+  encrypted_password varchar(255), email_confirmed_at timestamptz, invited_at timestamptz,
+  confirmation_token varchar(255), confirmation_sent_at timestamptz, recovery_token varchar(255), recovery_sent_at timestamptz,
+  email_change_token_new varchar(255), email_change varchar(255), email_change_sent_at timestamptz, last_sign_in_at timestamptz,
   raw_app_meta_data jsonb, raw_user_meta_data jsonb, is_super_admin boolean, created_at timestamptz, updated_at timestamptz,
-  phone text unique, is_anonymous boolean not null default false,
+  phone text unique default null, phone_confirmed_at timestamptz, phone_change text default '', phone_change_token varchar(255) default '',
+  phone_change_sent_at timestamptz,
+  confirmed_at timestamptz generated always as (least(email_confirmed_at, phone_confirmed_at)) stored,
+  email_change_token_current varchar(255) default '',
+  email_change_confirm_status smallint default 0 check (email_change_confirm_status >= 0 and email_change_confirm_status <= 2),
+  banned_until timestamptz, reauthentication_token varchar(255) default '', reauthentication_sent_at timestamptz,
+  is_sso_user boolean not null default false, deleted_at timestamptz, is_anonymous boolean not null default false,
   constraint users_pkey primary key (id)
 );
+create unique index users_email_partial_key on auth.users (email) where is_sso_user = false;
+create index users_instance_id_idx on auth.users (instance_id);
+create table auth.identities (
+  provider_id text not null, user_id uuid not null references auth.users (id) on delete cascade, identity_data jsonb not null,
+  provider text not null, last_sign_in_at timestamptz, created_at timestamptz, updated_at timestamptz,
+  email text generated always as (lower(identity_data ->> 'email')) stored,
+  id uuid not null default gen_random_uuid() primary key,
+  constraint identities_provider_id_provider_unique unique (provider_id, provider)
+);
+create index identities_user_id_idx on auth.identities (user_id);
+alter table auth.users enable row level security;
+alter table auth.identities enable row level security;
 alter table auth.users owner to supabase_auth_admin;
+alter table auth.identities owner to supabase_auth_admin;
 create function auth.uid() returns uuid language sql stable as $f$
   select coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''), (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'))::uuid
 $f$;
@@ -95,6 +148,52 @@ alter function auth.role() owner to supabase_auth_admin;
 alter function auth.email() owner to supabase_auth_admin;
 alter function auth.jwt() owner to supabase_auth_admin;
 grant usage on schema auth to anon, authenticated, service_role;
+create schema if not exists storage authorization supabase_storage_admin;
+grant usage on schema storage to anon, authenticated, service_role;
+create type storage.buckettype as enum ('STANDARD', 'ANALYTICS', 'VECTOR');
+create table storage.buckets (
+  id text not null primary key, name text not null, owner uuid, created_at timestamptz default now(), updated_at timestamptz default now(),
+  public boolean default false, avif_autodetection boolean default false, file_size_limit bigint, allowed_mime_types text[], owner_id text,
+  type storage.buckettype not null default 'STANDARD'
+);
+create unique index bname on storage.buckets (name);
+create table storage.objects (
+  id uuid not null default gen_random_uuid() primary key, bucket_id text references storage.buckets (id), name text, owner uuid,
+  created_at timestamptz default now(), updated_at timestamptz default now(), last_accessed_at timestamptz default now(), metadata jsonb,
+  path_tokens text[] generated always as (string_to_array(name, '/')) stored, version text, owner_id text, user_metadata jsonb
+);
+create unique index bucketid_objname on storage.objects (bucket_id, name);
+create index name_prefix_search on storage.objects (name text_pattern_ops);
+alter table storage.buckets enable row level security;
+alter table storage.objects enable row level security;
+create function storage.foldername(name text) returns text[] language plpgsql immutable as $f$
+declare _parts text[];
+begin
+  select string_to_array(name, '/') into _parts;
+  return _parts[1 : array_length(_parts, 1) - 1];
+end
+$f$;
+create function storage.filename(name text) returns text language plpgsql immutable as $f$
+declare _parts text[];
+begin
+  select string_to_array(name, '/') into _parts;
+  return _parts[array_length(_parts, 1)];
+end
+$f$;
+create function storage.extension(name text) returns text language plpgsql immutable as $f$
+declare _parts text[]; _filename text;
+begin
+  select string_to_array(name, '/') into _parts;
+  select _parts[array_length(_parts, 1)] into _filename;
+  return reverse(split_part(reverse(_filename), '.', 1));
+end
+$f$;
+alter table storage.buckets owner to supabase_storage_admin;
+alter table storage.objects owner to supabase_storage_admin;
+alter function storage.foldername(text) owner to supabase_storage_admin;
+alter function storage.filename(text) owner to supabase_storage_admin;
+alter function storage.extension(text) owner to supabase_storage_admin;
+grant all on storage.buckets, storage.objects to anon, authenticated, service_role;
 `;
 
 const roleNamed = (catalog: Catalog, name: string) => (catalog.roles.some((role) => role.name === name) ? name : null);
@@ -114,28 +213,30 @@ const supabase: Preset = {
 };
 
 /**
- * PostgREST: the server connects as an authenticator role (LOGIN NOINHERIT) and, per request, switches
- * to the JWT's role (`set local role`), stores the claims as JSON in request.jwt.claims (PostgREST 9 and
- * later) and each claim in request.jwt.claim.<name> (before 9); a request without a JWT runs as the
- * anonymous role (db-anon-role).
+ * PostgREST: the server connects as an authenticator role (LOGIN NOINHERIT; the user of db-uri) and, per
+ * request, switches to the JWT's role (`set local role`), stores the claims as JSON in request.jwt.claims
+ * (PostgREST 9 and later) and each claim in request.jwt.claim.<name> (before 9, and what policies written
+ * for it still read); a request without a JWT runs as the anonymous role (db-anon-role).
  */
 const postgrest: Preset = {
   name: 'postgrest',
   setupSql: null,
-  role: (catalog) => {
+  role: (catalog, given = {}) => {
     // The role the authenticator switches to that is not the anonymous one.
-    const authenticator = catalog.roles.find((role) => role.name === 'authenticator');
-    const anonymous = postgrest.anonymousRole(catalog);
+    const authenticatorName = given.authenticator ?? 'authenticator';
+    const authenticator = catalog.roles.find((role) => role.name === authenticatorName);
+    const anonymous = postgrest.anonymousRole(catalog, given);
     const switched = (authenticator?.memberOf ?? []).filter((name) => name !== anonymous);
     return switched.length === 1 ? switched[0]! : null;
   },
-  anonymousRole: (catalog) => roleNamed(catalog, 'web_anon') ?? roleNamed(catalog, 'anon') ?? roleNamed(catalog, 'api_anon'),
+  anonymousRole: (catalog, given = {}) =>
+    (given.anonymousRole ? roleNamed(catalog, given.anonymousRole) : null) ?? roleNamed(catalog, 'web_anon') ?? roleNamed(catalog, 'anon') ?? roleNamed(catalog, 'api_anon'),
   usersTable: null,
   platformSchemas: [],
   setting: 'request.jwt.claims',
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', current_user, ${claimObject(tenantClaim)})::text, true), ` +
-    `set_config('request.jwt.claim.sub', coalesce($user, ''), true)` +
+    `set_config('request.jwt.claim.sub', coalesce($user, ''), true), set_config('request.jwt.claim.role', current_user, true)` +
     (tenantClaim.length === 1 ? `, set_config('request.jwt.claim.${tenantClaim[0]}', $tenant, true)` : ''),
 };
 

@@ -7,6 +7,7 @@ import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
 import type { Severity } from '../severity.js';
 import type { InconclusiveReason, Verdict } from '../verdict.js';
 import type { SourceLocation } from './locate.js';
+import type { Replay } from './replay.js';
 
 export const REPORT_SCHEMA_VERSION = 2;
 
@@ -78,6 +79,8 @@ export interface Report {
    */
   shard?: { index: number; count: number; ruleFindings: Finding[]; probeFindings: Finding[]; accept: Acceptance[] };
   findings: Finding[];
+  /** The seeded rows and the context, to recreate the tenants in a test (`run --format pgtap` only). */
+  replay?: Replay;
   /**
    * Set when the run was compared with a baseline (`--baseline`): how many findings are new, worse or
    * unchanged (those do not fail the run), and the baseline's findings that are gone.

@@ -6,11 +6,12 @@ import { renderHtml } from './html.js';
 import { renderJson } from './json.js';
 import { renderJunit } from './junit.js';
 import { renderMarkdown } from './markdown.js';
+import { renderPgtap } from './pgtap.js';
 import type { Report } from './model.js';
 import { renderSarif } from './sarif.js';
 
 /** Every report format, in the order they are written; json is canonical and always written. */
-export const REPORT_FORMATS = ['json', 'html', 'sarif', 'junit', 'markdown'] as const;
+export const REPORT_FORMATS = ['json', 'html', 'sarif', 'junit', 'markdown', 'pgtap'] as const;
 export type ReportFormat = (typeof REPORT_FORMATS)[number];
 export const DEFAULT_REPORT_FORMATS: readonly ReportFormat[] = ['json', 'html'];
 
@@ -20,11 +21,12 @@ const OUTPUTS: Record<ReportFormat, { file: string; render: (report: Report) => 
   sarif: { file: 'report.sarif', render: renderSarif },
   junit: { file: 'report.junit.xml', render: renderJunit },
   markdown: { file: 'report.md', render: renderMarkdown },
+  pgtap: { file: 'rls-audit.test.sql', render: renderPgtap },
 };
 
 /**
  * Write the report in each requested format into `outDir` (report.json, report.html, report.sarif,
- * report.junit.xml, report.md); `formats` adds to report.json and report.html, which are always written, and so is fix.sql (the fixes
+ * report.junit.xml, report.md, rls-audit.test.sql); `formats` adds to report.json and report.html, which are always written, and so is fix.sql (the fixes
  * of the open findings, merged per object). Returns the paths written.
  */
 export async function writeReports(report: Report, outDir: string, formats: readonly ReportFormat[] = DEFAULT_REPORT_FORMATS): Promise<string[]> {

@@ -47,6 +47,11 @@ export function renderInitScenario(scenario: Scenario, plan: TenancyPlan, report
     lines.push('schema:                                      # applied in order, as the superuser, on a throwaway PostgreSQL');
     for (const schemaFile of scenario.schema) lines.push(`  - ${inline(relative(schemaFile))}`);
   }
+  if (scenario.preset) {
+    lines.push(entry('preset', scenario.preset, 'what the platform creates before the migrations, and how its requests carry the user and the tenant'));
+    if (scenario.anonymousRole) lines.push(entry('anonymousRole', scenario.anonymousRole, 'requests without a JWT run as this role'));
+    if (scenario.authenticator) lines.push(entry('authenticator', scenario.authenticator, 'the role the API server logs in as'));
+  }
   if (scenario.target.kind === 'url') {
     lines.push(
       '# An existing database: the URL is not written here (it may hold a password). Give it when you run:',

@@ -11,6 +11,8 @@ import { scenarioSchema, type Scenario, type ScenarioInput } from './schema.js';
 
 /** Options from the command line; each overrides the scenario file. Paths are relative to the cwd. */
 export interface ScenarioOverrides {
+  /** The scenario's name (a project found in the directory names it). */
+  name?: string;
   schema?: string[];
   role?: string;
   setting?: string;
@@ -18,6 +20,8 @@ export interface ScenarioOverrides {
   preset?: 'supabase' | 'postgrest';
   /** The role is reached only through an API layer (see `api` in the scenario). */
   api?: boolean;
+  anonymousRole?: string;
+  authenticator?: string;
   tenantTable?: string;
   tenantKey?: string;
   tenantColumn?: string[];
@@ -97,10 +101,10 @@ export async function parseScenario(input: ScenarioInput, source = 'the scenario
     throw new AuditError(`${source}: --schema-from needs a database URL: give it, or set DATABASE_URL or the PG* variables`);
   }
   if ((options.requireSchema ?? true) && scenario.target.kind !== 'url' && scenario.target.schemaFrom === undefined && scenario.schema.length === 0) {
-    throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario), a database to copy (--schema-from URL) or an existing database (--database-url)');
+    throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario), a database to copy (--schema-from URL) or an existing database (--database-url), or run in a project directory (rls-audit.yaml, supabase/, postgrest.conf, prisma/migrations, drizzle/, db/structure.sql or migrations/)');
   }
   if (options.requireRole && !scenario.role && !scenario.preset) {
-    throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario)');
+    throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario), or run `rls-audit init` to discover it and write rls-audit.yaml');
   }
   if (scenario.contextSql !== undefined) {
     // Read with PostgreSQL's lexer now, so a context SQL without a parameter stops before any database starts.
@@ -144,12 +148,15 @@ export async function loadScenario(given: string | null | undefined, overrides: 
     // `fixtures/chat/schema.sql` names its report after the folder, not after "schema".
     merged.name = (/^(schema|init|setup|dump)$/i.test(base) ? path.basename(path.dirname(first)) : base).replace(/[^A-Za-z0-9._-]/g, '_') || 'audit';
   }
+  if (overrides.name !== undefined) merged.name = overrides.name;
   if (overrides.schema?.length) merged.schema = overrides.schema.map((entry) => path.resolve(cwd, entry));
   if (overrides.role !== undefined) merged.role = overrides.role;
   if (overrides.setting !== undefined) merged.setting = overrides.setting;
   if (overrides.contextSql !== undefined) merged.contextSql = overrides.contextSql;
   if (overrides.preset !== undefined) merged.preset = overrides.preset;
   if (overrides.api !== undefined) merged.api = overrides.api;
+  if (overrides.anonymousRole !== undefined) merged.anonymousRole = overrides.anonymousRole;
+  if (overrides.authenticator !== undefined) merged.authenticator = overrides.authenticator;
   if (overrides.tenantTable !== undefined) merged.tenantTable = overrides.tenantTable;
   if (overrides.tenantKey !== undefined) merged.tenantKey = overrides.tenantKey;
   if (overrides.tenantColumn?.length) merged.tenantColumn = overrides.tenantColumn;

@@ -71,6 +71,16 @@ export const scenarioSchema = z
      * ALTER TABLE). Privileges only those statements use are then reported as info. Default: true with a preset.
      */
     api: z.boolean().optional(),
+    /**
+     * With a preset: the role a request without a JWT runs as (PostgREST's db-anon-role); common names
+     * (web_anon, anon, api_anon) when absent.
+     */
+    anonymousRole: identifier.optional(),
+    /**
+     * With a preset: the role the API server logs in as (the user of PostgREST's db-uri); the signed-in role is
+     * the one it switches to that is not the anonymous role. `authenticator` when absent.
+     */
+    authenticator: identifier.optional(),
     /** The tenant table, e.g. public.tenants; discovered when absent. */
     tenantTable: identifier.optional(),
     /** The tenant table's column that identifies a tenant when it is not the primary key, e.g. tenant_id. */

@@ -1,0 +1,97 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PRESETS, type PresetName } from '../src/presets/index.js';
+import { applySchemaFiles, readSchemaFiles } from '../src/schema-files.js';
+import { startEmbedded } from '../src/target/embedded.js';
+import { FIXTURES, PG15_BIN, runCli } from './helpers.js';
+
+/**
+ * `--format pgtap`: the audit as a pgTAP file that pg_prove runs on a database holding the schema. It passes
+ * on a secure schema and fails, naming the relation, on its vulnerable twin. Needs PostgreSQL 15 with pgTAP
+ * and pg_prove (Debian: postgresql-15-pgtap, libtap-parser-sourcehandler-pgtap-perl; .ci/run installs them).
+ */
+const PGTAP_CONTROL = '/usr/share/postgresql/15/extension/pgtap.control';
+const missing = !existsSync(path.join(PG15_BIN, 'postgres'))
+  ? `no PostgreSQL 15 in ${PG15_BIN}`
+  : !existsSync(PGTAP_CONTROL)
+    ? `pgTAP is not installed for PostgreSQL 15 (${PGTAP_CONTROL}): apt-get install postgresql-15-pgtap`
+    : spawnSync('pg_prove', ['--version']).status !== 0
+      ? 'pg_prove is not installed: apt-get install libtap-parser-sourcehandler-pgtap-perl'
+      : null;
+
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** Audit `schema` on PostgreSQL 15 writing rls-audit.test.sql; then pg_prove it on a fresh database holding the schema. */
+async function auditAndProve(schema: string, args: string[], preset?: PresetName) {
+  const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-pgtap-'));
+  dirs.push(out);
+  const run = await runCli(['run', '--schema', schema, ...args, '--format', 'pgtap', '--pg-bin', PG15_BIN, '--tenants', '2', '--rows', '3', '--seed', '7', '--quiet', '--out', out]);
+  const testFile = path.join(out, 'rls-audit.test.sql');
+  const target = await startEmbedded({ pgBin: PG15_BIN });
+  try {
+    const client = new pg.Client({ connectionString: target.connectionString });
+    await client.connect();
+    try {
+      if (preset) await client.query(PRESETS[preset].setupSql!);
+      await applySchemaFiles(await readSchemaFiles([schema]), (sql) => client.query(sql));
+      await client.query('create extension pgtap');
+    } finally {
+      await client.end();
+    }
+    const url = new URL(target.connectionString);
+    const prove = spawnSync('pg_prove', ['-h', url.searchParams.get('host')!, '-p', url.port, '-U', decodeURIComponent(url.username), '-d', url.pathname.slice(1), testFile], { encoding: 'utf8' });
+    return { run, text: await readFile(testFile, 'utf8'), prove: { status: prove.status, output: `${prove.stdout}${prove.stderr}` } };
+  } finally {
+    await target.close();
+  }
+}
+
+describe.skipIf(missing !== null)(`--format pgtap${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  it('passes under pg_prove on a secure schema: own rows read, no other tenant read or changed, nothing without a context', async () => {
+    const { run, text, prove } = await auditAndProve(path.join(FIXTURES, 'pgtap', 'secure.sql'), ['--role', 'clinic_app']);
+    expect(run.code, run.err).toBe(0);
+    expect(text).toMatch(/^begin;\ncreate extension if not exists pgtap;\nselect plan\(\d+\);$/m);
+    expect(text).toContain("'public.patients: tenant A reads its own rows'");
+    expect(text).toContain("'public.patients: without a context reads no tenant''s row'");
+    expect(text).toMatch(/\nselect \* from finish\(\);\nrollback;\n$/);
+    expect(prove.output).toMatch(/All tests successful/);
+    expect(prove.status).toBe(0);
+  });
+
+  it('fails under pg_prove on the vulnerable twin, naming the relation and what leaked', async () => {
+    const { run, prove } = await auditAndProve(path.join(FIXTURES, 'pgtap', 'vulnerable.sql'), ['--role', 'clinic_app']);
+    expect(run.code).toBe(1);
+    expect(prove.status).not.toBe(0);
+    const failed = [...prove.output.matchAll(/# Failed test \d+: "([^"]+)"/g)].map((match) => match[1]);
+    expect(failed).toContain('public.patients: tenant A reads no row of another tenant');
+    expect(failed).toContain('public.patients: tenant B updates no row of another tenant');
+    expect(failed.filter((name) => !name!.startsWith('public.patients: '))).toEqual([]);
+  });
+
+  it('a Supabase project: the file sets the JWT claims as the preset does and passes on the platform plus migrations', async () => {
+    const migrations = path.join(FIXTURES, 'projects', 'supabase', 'supabase', 'migrations');
+    const { run, text, prove } = await auditAndProve(migrations, ['--preset', 'supabase'], 'supabase');
+    expect(run.code, run.err).toBe(0);
+    expect(text).toContain("set_config('request.jwt.claims'");
+    expect(text).toContain('set local role "anon";');
+    expect(text).toMatch(/^insert into "auth"\."users" /m);
+    expect(prove.output).toMatch(/All tests successful/);
+    expect(prove.status).toBe(0);
+  });
+});
+
+describe('--format pgtap outside run', () => {
+  it('lint refuses it: nothing was seeded', async () => {
+    const lint = await runCli(['lint', '--schema', path.join(FIXTURES, 'pgtap', 'secure.sql'), '--format', 'pgtap', '--quiet']);
+    expect(lint.code).toBe(2);
+    expect(lint.err).toMatch(/--format pgtap replays the tenants a run seeded: use it with `rls-audit run`; lint seeds nothing/);
+  });
+});

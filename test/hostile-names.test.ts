@@ -254,6 +254,7 @@ const EXPECTED_KINDS = new Set([
   'PrepareStmt',
   'DeallocateStmt',
   'DeclareCursorStmt',
+  'FetchStmt',
   'TruncateStmt',
   'LockStmt',
   'CreateRoleStmt',
@@ -330,8 +331,12 @@ describe('hostile names on a live database (--database-url): quoted, one stateme
     const context = `seed ${seed} (names: ${JSON.stringify(generated.names).slice(0, 200)}...; run output: ${run.err.slice(0, 2000)})`;
     expect(run.err, context).not.toMatch(/internal error|unexpected/i);
     expect(run.report, context).not.toBeNull();
+    // The names went through everything: every relation seeded, every probe ran, and the (correct) schema passes.
     expect(run.report!.summary.rowsSeeded, context).toBeGreaterThan(0);
-    expect(run.report!.probes.length, context).toBeGreaterThan(20);
+    expect(run.report!.probes.length, context).toBeGreaterThan(50);
+    expect(run.report!.probes.filter((probe) => probe.outcome === 'error' || probe.outcome === 'skipped'), context).toEqual([]);
+    expect(run.report!.summary.inconclusive, context).toEqual([]);
+    expect(run.code, context).toBe(0);
 
     expect(await databaseFingerprint(url), context).toEqual(before);
     const canary = await withClient(url, async (client) => (await client.query(`select entry from public.audit_log`)).rows);

@@ -205,7 +205,8 @@ export async function runAs(
         }
       }
     }
-    const before = options.before?.length ? session.send(options.before.join('; ')) : null;
+    const sentBefore = (options.before ?? []).map((sql) => session.send(sql));
+    const before = sentBefore.length ? pending((async () => { for (const sent of sentBefore) await sent; })()) : null;
     const settle = async (result: Promise<QueryOutcome>): Promise<RunResult> => {
       if (set) {
         try {

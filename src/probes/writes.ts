@@ -416,7 +416,7 @@ export async function runWrite<T>(
       const before = options.baseline === undefined ? pending(measure('before')) : null;
       const ready: Promise<unknown>[] = [];
       // As the administrator, before the role changes: the application role need not be able to read the row.
-      if (options.cursor) ready.push(session.send(options.cursor.declare));
+      if (options.cursor) ready.push(...options.cursor.statements.map((sql) => session.send(sql)));
       ready.push(session.send(session.roleStatement(plan.role)));
       const set = sendContext(context, actorOf(context, actor));
       ready.push(set.outcome);
@@ -451,8 +451,8 @@ export async function runWrite<T>(
 export const ROW_CURSOR = 'rls_audit_row';
 
 export interface RowCursor {
-  /** `declare rls_audit_row cursor for select ... where ctid = ... and tableoid = ...`, run as the administrator. */
-  declare: string;
+  /** `declare rls_audit_row cursor for select ... where ctid = ... and tableoid = ...` and `fetch rls_audit_row`, run as the administrator. */
+  statements: [string, string];
 }
 
 /**
@@ -475,7 +475,7 @@ export async function boundedWrite(context: ProbeContext, target: WriteTarget, t
   if (!row?.ctid || !row.tableoid) return undefined;
   return {
     statement: `${statement} where current of ${ROW_CURSOR}`,
-    cursor: { declare: `declare ${ROW_CURSOR} cursor for select * from ${relationIdent(target.relation)} where ctid = ${literal(row.ctid)}::tid and tableoid = ${literal(row.tableoid)}::oid; fetch ${ROW_CURSOR}` },
+    cursor: { statements: [`declare ${ROW_CURSOR} cursor for select * from ${relationIdent(target.relation)} where ctid = ${literal(row.ctid)}::tid and tableoid = ${literal(row.tableoid)}::oid`, `fetch ${ROW_CURSOR}`] },
   };
 }
 
@@ -484,7 +484,8 @@ export function writeEvidence(context: ProbeContext, actor: Tenant, statement: s
   const state = { kind: 'tenant' as const, tenant: actor };
   let sql = reproduction(context, state, [...(options.before ?? []), statement].join(';\n'), params);
   if (options.cursor) {
-    sql = sql.replace(/^begin;\n/, `begin;\n${options.cursor.declare};  -- as the superuser: one row of the other tenant, which the statement names with CURRENT OF\n`);
+    const [declare, fetch] = options.cursor.statements;
+    sql = sql.replace(/^begin;\n/, `begin;\n${declare};\n${fetch};  -- as the superuser: one row of the other tenant, which the statement names with CURRENT OF\n`);
   }
   if (options.replica) {
     sql = sql.replace(

@@ -5,8 +5,9 @@
  * database is a PostgreSQL 15 cluster of its own that logs every statement (log_statement = all, JSON lines
  * to a file); each generated database is audited with --database-url, and afterwards
  * - its fingerprint (catalog and data) is what it was, and the canary table audit_log still holds its row;
- * - every statement the audit's connections sent parses (PostgreSQL's parser) to exactly one statement of
- *   a kind the audit runs, with no comment in it; a COMMIT only ends a READ ONLY transaction.
+ * - every statement the audit's connections sent went over the extended protocol and parses (PostgreSQL's
+ *   parser) to exactly one statement of a kind the audit runs, with no comment in it; a COMMIT only ends a
+ *   READ ONLY transaction.
  * The names come from a seeded generator: a failure is reproducible from the seed it prints.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -275,6 +276,8 @@ function unexpectedStatements(entries: LogEntry[], database: string): string[] {
     if (!match) continue;
     const sql = match[1]!;
     const shown = JSON.stringify(sql).slice(0, 300);
+    // The extended protocol logs `execute <name>:`, the simple one `statement:`, which may hold several statements.
+    if (entry.message!.startsWith('statement:')) problems.push(`sent over the simple protocol: ${shown}`);
     let statements;
     try {
       statements = parseStatements(sql);
@@ -287,7 +290,7 @@ function unexpectedStatements(entries: LogEntry[], database: string): string[] {
       continue;
     }
     if (scanTokens(sql).some((token) => token.tokenName === 'SQL_COMMENT' || token.tokenName === 'C_COMMENT')) problems.push(`a comment in executed SQL: ${shown}`);
-    const node = statements[0]!.stmt as Record<string, Record<string, unknown>>;
+    const node = statements[0]!.stmt as unknown as Record<string, Record<string, unknown>>;
     const [kind] = Object.keys(node);
     if (!EXPECTED_KINDS.has(kind!)) {
       problems.push(`unexpected ${kind}: ${shown}`);

@@ -16,6 +16,15 @@ export function ident(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+/**
+ * A `--` comment for SQL people read and paste (evidence, fixes), never for SQL that is sent: a line break
+ * in `text` (a name, a tenant id, a label) would end the comment and make the rest SQL, so it is written
+ * as `\n` (and `\r`).
+ */
+export function lineComment(text: string): string {
+  return `-- ${text.replace(/\r/g, '\\r').replace(/\n/g, '\\n')}`;
+}
+
 /** `"schema"."name"` for a relation. */
 export function relationIdent(relation: Pick<Relation, 'schema' | 'name'>): string {
   return `${ident(relation.schema)}.${ident(relation.name)}`;

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
-import { loadParser, parseStatements } from '../src/analysis/parse.js';
-import { ident, inlineParameters, literal, qualifiedIdent, textArrayLiteral } from '../src/sql.js';
+import { loadParser, parseStatements, scanTokens } from '../src/analysis/parse.js';
+import { ident, inlineParameters, lineComment, literal, qualifiedIdent, textArrayLiteral } from '../src/sql.js';
 
 /** How node-postgres serialises a parameter (an array: as a text[] literal). */
 const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue: (value: unknown) => unknown };
@@ -54,6 +54,13 @@ describe('quoting for every character', () => {
     expect(literal('a\\b')).toBe("E'a\\\\b'");
     expect(literal("it's")).toBe("'it''s'");
     expect(Buffer.byteLength(longest)).toBe(63);
+  });
+
+  it('keeps a name with line breaks inside the comment of evidence a reader pastes', () => {
+    const name = "E'm\n; commit; drop table audit_log; --'\r\nx";
+    const tokens = scanTokens(`select 1;  ${lineComment(name)}\nselect 2;`);
+    expect(tokens.filter((token) => token.tokenName === 'SQL_COMMENT').map((token) => token.text)).toEqual([lineComment(name)]);
+    expect(tokens.filter((token) => token.tokenName !== 'SQL_COMMENT').map((token) => token.text)).toEqual(['select', '1', ';', 'select', '2', ';']);
   });
 
   it('refuses a NUL, which PostgreSQL cannot hold and which would end the text sent', () => {

@@ -22,7 +22,12 @@ export function ident(name: string): string {
  * as `\n` (and `\r`).
  */
 export function lineComment(text: string): string {
-  return `-- ${text.replace(/\r/g, '\\r').replace(/\n/g, '\\n')}`;
+  return `-- ${commentText(text)}`;
+}
+
+/** `text` (a name, an expression, a label) for the inside of a `--` comment: line breaks written as `\n` and `\r`. */
+export function commentText(text: string): string {
+  return text.replace(/\r/g, '\\r').replace(/\n/g, '\\n');
 }
 
 /** `"schema"."name"` for a relation. */

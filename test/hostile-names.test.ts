@@ -170,8 +170,8 @@ interface HostileDatabase {
  * A tenant schema in which every name is hostile: two schemas, a tenant table, a tenant-owned table with
  * an enum column and a CHECK, a child reached through a composite foreign key in the other schema, a view,
  * a function the application calls, a SECURITY DEFINER trigger, policies, and the application role. The
- * canary `public.audit_log` holds one row, and the table named in issue 21 is tenant-owned. 'plain' gives
- * ordinary names around that one table.
+ * canary `public.audit_log` holds one row, and the table named in issue 21 is tenant-owned, with a policy
+ * that leaks (so that findings, evidence and fixes name it). 'plain' gives ordinary names around that table.
  */
 function hostileDatabase(seed: number | 'plain'): HostileDatabase {
   const random = generator(seed === 'plain' ? 0 : seed);
@@ -231,7 +231,8 @@ function hostileDatabase(seed: number | 'plain'): HostileDatabase {
     `insert into ${n} (${q(tenantColumn)}, ${q(body)}, ${q(kind)}) values (1, ${text(name())}, ${text(labels[0]!)}), (2, ${text(name())}, ${text(labels[1]!)})`,
     `create table public.${q(ISSUE_NAME)} (tenant_id integer not null references ${t} (id), body text)`,
     `alter table public.${q(ISSUE_NAME)} enable row level security`,
-    `create policy ${q(name())} on public.${q(ISSUE_NAME)} using (tenant_id = ${setting})`,
+    // Open on purpose: findings name this table in their evidence and fixes, comments included.
+    `create policy ${q(name())} on public.${q(ISSUE_NAME)} using (true)`,
     `grant select, insert, update, delete on public.${q(ISSUE_NAME)} to ${q(role)}`,
   ];
   return {
@@ -309,6 +310,20 @@ function unexpectedStatements(entries: LogEntry[], database: string): string[] {
   return problems;
 }
 
+/** What is wrong with SQL a reader pastes or applies: it does not parse, or a name's text became a statement (COMMIT, DROP TABLE). */
+function pastedProblems(sql: string): string[] {
+  let statements;
+  try {
+    statements = parseStatements(sql);
+  } catch (error) {
+    return [`does not parse (${String(error)}): ${JSON.stringify(sql).slice(0, 300)}`];
+  }
+  return statements
+    .map((statement) => statement.stmt as unknown as Record<string, { kind?: string; removeType?: string }>)
+    .filter((node) => node.TransactionStmt?.kind === 'TRANS_STMT_COMMIT' && !/^begin;[\s\S]*commit;/.test(sql) || node.DropStmt?.removeType === 'OBJECT_TABLE')
+    .map((node) => `${JSON.stringify(node).slice(0, 200)} in ${JSON.stringify(sql).slice(0, 300)}`);
+}
+
 const CASES: (number | 'plain')[] = ['plain', 21, 4242, 90210];
 
 describe('hostile names on a live database (--database-url): quoted, one statement per message, no trace', () => {
@@ -330,16 +345,23 @@ describe('hostile names on a live database (--database-url): quoted, one stateme
     await withClient(url, (client) => client.query(generated.sql));
     const before = await databaseFingerprint(url);
 
-    const run = await runCli(['run', '--database-url', url, '--role', generated.role, '--tenant-table', generated.tenantTable, '--seed', String(index + 1), '--tenants', '2', '--rows', '2', '--quiet']);
+    const out = mkdtempSync(path.join(os.tmpdir(), 'rls-audit-hostile-report-'));
+    const run = await runCli(['run', '--database-url', url, '--role', generated.role, '--tenant-table', generated.tenantTable, '--seed', String(index + 1), '--tenants', '2', '--rows', '2', '--quiet', '--out', out]);
+    const fixScript = readFileSync(path.join(out, 'fix.sql'), 'utf8');
+    rmSync(out, { recursive: true, force: true });
     const context = `seed ${seed} (names: ${JSON.stringify(generated.names).slice(0, 200)}...; run output: ${run.err.slice(0, 2000)})`;
     expect(run.err, context).not.toMatch(/internal error|unexpected/i);
     expect(run.report, context).not.toBeNull();
-    // The names went through everything: every relation seeded, every probe ran, and the (correct) schema passes.
+    // The names went through everything: every relation seeded, every probe ran, and only the open table fails.
     expect(run.report!.summary.rowsSeeded, context).toBeGreaterThan(0);
     expect(run.report!.probes.length, context).toBeGreaterThan(50);
     expect(run.report!.probes.filter((probe) => probe.outcome === 'error' || probe.outcome === 'skipped'), context).toEqual([]);
     expect(run.report!.summary.inconclusive, context).toEqual([]);
-    expect(run.code, context).toBe(0);
+    expect(run.code, context).toBe(1);
+    expect(run.report!.findings.some((finding) => finding.object.name === `public.${ISSUE_NAME}`), context).toBe(true);
+    // What a reader pastes (evidence) or applies (fix.sql): the names stay inside their quotes and comments.
+    const pasted = [fixScript, ...run.report!.findings.flatMap((finding) => [finding.evidence.sql, finding.fix])];
+    expect(pasted.flatMap((sql) => pastedProblems(sql)), context).toEqual([]);
 
     expect(await databaseFingerprint(url), context).toEqual(before);
     const canary = await withClient(url, async (client) => (await client.query(`select entry from public.audit_log`)).rows);

@@ -5,7 +5,7 @@ import type { Finding, SampleRow } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
-import { ident, inlineParameters, lineComment, relationIdent } from '../sql.js';
+import { commentText, ident, inlineParameters, lineComment, relationIdent } from '../sql.js';
 import { actorOf, attribute, contextSetter, describeContext, maskRow, setContext, sourcesOf } from './context.js';
 import { OwnRowBuilder, CONFLICT_CODES } from './own-row.js';
 import { plural } from '../text.js';
@@ -276,7 +276,7 @@ export const definerTrigger = defineProbe({
               `-- the trigger function runs with its owner's rights, so no policy limits what it touches:`,
               ...names.map(({ fn }) => `alter function ${fn.signature} security invoker;`),
               `-- or keep it SECURITY DEFINER and restrict every statement in it to the row's tenant, e.g. ... where tenant_id = new.tenant_id`,
-              `-- (or = ${currentTenantExpression(context.plan)}), and never copy values from rows of another tenant`,
+              `-- (or = ${commentText(currentTenantExpression(context.plan))}), and never copy values from rows of another tenant`,
             ].join('\n'),
           }));
         }

@@ -6,7 +6,7 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { pending, type RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
-import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import type { RelationAccess } from './access.js';
 import { actorOf, describeContext, reproduction, sendContext } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
@@ -588,7 +588,7 @@ export function diagnoseWrite(context: ProbeContext, relation: Relation, relatio
       kind: 'loose-policy',
       cause: `permissive polic${loose.length > 1 ? 'ies' : 'y'} ${described.join(', ')} ${loose.length > 1 ? 'do' : 'does'} not confine ${rows} to the current tenant`,
       fix: [
-        `-- give every ${command} policy a ${WRITE_CLAUSE[clause]} that confines ${rows} to the current tenant:`,
+        `-- give every ${command} policy a ${WRITE_CLAUSE[clause]} that confines ${commentText(rows)} to the current tenant:`,
         ...loose.map((policy) => `alter policy ${ident(policy.name)} on ${target} ${clause === 'using' ? 'using' : 'with check'} (${predicate});`),
         `-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:`,
         restrictiveFenceSql(plan, relation, relationPlan),

@@ -1,6 +1,6 @@
 import type { Relation } from '../catalog/types.js';
 import { relationObject, type Finding } from '../findings.js';
-import { ident, literal, relationIdent } from '../sql.js';
+import { commentText, ident, literal, relationIdent } from '../sql.js';
 import { atLeast, type Severity } from '../severity.js';
 import { inheritedBy, reachableBy, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
@@ -74,7 +74,7 @@ export const dangerousGrant = defineRule({
           details: holdings.map((holding) => `${holding.privilege} via ${holding.via}`).join('\n'),
           fix: [
             ...revokes,
-            ...(owned ? [`-- ${plan.role} holds every privilege as the owner's member: alter table ${relationIdent(relation)} owner to <a role the application does not use>;`] : []),
+            ...(owned ? [`-- ${commentText(plan.role)} holds every privilege as the owner's member: alter table ${commentText(relationIdent(relation))} owner to <a role the application does not use>;`] : []),
           ].join('\n'),
         }),
       );

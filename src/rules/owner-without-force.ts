@@ -1,5 +1,5 @@
 import { relationObject } from '../findings.js';
-import { literal, relationIdent } from '../sql.js';
+import { commentText, literal, relationIdent } from '../sql.js';
 import { inheritedBy, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 
@@ -37,7 +37,7 @@ export const ownerWithoutForce = defineRule({
           details: `owner ${relation.owner}; row-level security enabled, not forced${direct ? '' : `; ${plan.role} inherits from ${relation.owner}`}`,
           fix:
             `alter table ${relationIdent(relation)} force row level security;\n` +
-            `-- better still: alter table ${relationIdent(relation)} owner to <a role the application does not use>;`,
+            `-- better still: alter table ${commentText(relationIdent(relation))} owner to <a role the application does not use>;`,
         });
       });
   },

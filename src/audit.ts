@@ -21,6 +21,7 @@ import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-fil
 import { locateObjects, sourceRootUri } from './report/locate.js';
 import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
+import { runScript } from './sent-sql.js';
 import { AuditSession } from './session.js';
 import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
@@ -180,18 +181,18 @@ async function prepare(scenario: Scenario, options: AuditOptions, timings: Repor
     if (commitSchema && (toApply.length || presetSetup)) {
       const admin = await connect(target.connectionString, DEFAULT_BOUNDS);
       try {
-        if (presetSetup) await admin.query(presetSetup);
-        await applySchemaFiles(toApply, (sql) => admin.query(sql));
+        if (presetSetup) await runScript(admin, presetSetup);
+        await applySchemaFiles(toApply, (sql) => runScript(admin, sql));
       } finally {
         await admin.end();
       }
     }
     session = await AuditSession.open(target.connectionString, { readOnly: readOnly && !(toApply.length && !commitSchema), bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS });
     const auditSession = session;
-    if (!commitSchema && presetSetup) await auditSession.savepoint(() => auditSession.query(presetSetup), true);
+    if (!commitSchema && presetSetup) await auditSession.savepoint(() => auditSession.script(presetSetup), true);
     if (!commitSchema && toApply.length) {
       // A cluster the caller owns and reuses (library): the schema is applied inside the audit's transaction and rolled back with it.
-      await applySchemaFiles(toApply, (sql) => auditSession.savepoint(() => auditSession.query(sql), true));
+      await applySchemaFiles(toApply, (sql) => auditSession.savepoint(() => auditSession.script(sql), true));
     }
     timings.schema = clock.lap();
     progress({ phase: 'schema', completed: toApply.length, total: toApply.length });

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
 import { connect, DEFAULT_BOUNDS, type Bounds } from './target/connect.js';
+import { blankComments, runScript } from './sent-sql.js';
 import { ident } from './sql.js';
 
 /** Values as PostgreSQL prints them: attribution and masking work on the exact text. */
@@ -19,9 +20,9 @@ export function pending<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
-/** Undo everything since savepoint `name`, and drop it. */
-function undoSql(name: string): string {
-  return `rollback to savepoint ${name}; release savepoint ${name}`;
+/** Undo everything since savepoint `name`, and drop it: two statements, sent together. */
+function undoSql(name: string): string[] {
+  return [`rollback to savepoint ${name}`, `release savepoint ${name}`];
 }
 
 /**
@@ -29,6 +30,9 @@ function undoSql(name: string): string {
  * run in a savepoint that is rolled back; the transaction itself is rolled back at the end, so a `url`
  * target is left exactly as it was. The connection pipelines: a `query` is one round trip, while `send`,
  * `rolledBack` and `sendKept` put several statements on the wire at once and read their answers after.
+ * Every statement is a message of its own (the extended protocol), and the connection refuses any text
+ * with a comment or a second statement in it (sent-sql.ts); statements that go together are pipelined,
+ * never joined with `;`.
  */
 export class AuditSession {
   private savepoints = 0;
@@ -101,7 +105,8 @@ export class AuditSession {
     current_user::text as current_user, current_setting('row_security') as row_security, current_setting('lock_timeout') as lock_timeout,
     current_setting('statement_timeout') as statement_timeout, current_setting('idle_in_transaction_session_timeout') as idle_in_transaction_session_timeout,
     current_setting('transaction_read_only') as transaction_read_only, current_setting('session_replication_role') as session_replication_role,
-    current_setting('search_path') as search_path`;
+    current_setting('search_path') as search_path, current_setting('client_encoding') as client_encoding,
+    current_setting('standard_conforming_strings') as standard_conforming_strings`;
 
   static async open(connection: string, options: { bounds?: Bounds; readOnly?: boolean } = {}): Promise<AuditSession> {
     const client = await connect(connection, options.bounds ?? DEFAULT_BOUNDS, 'rls-audit', true);
@@ -157,8 +162,21 @@ export class AuditSession {
   }
 
   /**
+   * The user's own script (schema files, a preset's setup) as written, in one simple-protocol message: only
+   * on a cluster the audit owns or the library's caller gave it (the audit refuses schema files on a
+   * database it does not own), never with a name or value the audit put in.
+   */
+  async script(sql: string): Promise<void> {
+    this.checkExpired();
+    await this.settled();
+    this.queries += 1;
+    this.lastStatement = sql;
+    await runScript(this.client, sql);
+  }
+
+  /**
    * Run SQL the audit did not write (the application's context setter, a named query) as one statement
-   * over the extended protocol, which runs exactly one statement. The caller has classified it
+   * over the extended protocol, which runs exactly one statement; its comments are sent as spaces. The caller has classified it
    * (analysis/statements.ts). Afterwards the transaction must be the same one, and the identity and the
    * audit's settings what they were; otherwise the audit stops (AuditError), since nothing it measured
    * after that point could be trusted.
@@ -168,7 +186,7 @@ export class AuditSession {
     await this.settled();
     const before = await this.state();
     this.queries += 1;
-    const result = await this.client.query({ text, values, types: RAW_TYPES, queryMode: 'extended' } as pg.QueryConfig);
+    const result = await this.client.query({ text: blankComments(text), values, types: RAW_TYPES });
     let after: Record<string, string | null>;
     try {
       after = await this.state();
@@ -196,17 +214,17 @@ export class AuditSession {
     const name = `rls_audit_${++this.savepoints}`;
     const undo = undoSql(name);
     try {
-      await this.client.query([`savepoint ${name}`, ...prelude].join('; '));
+      await this.pipelined([`savepoint ${name}`, ...prelude]);
     } catch (error) {
-      await this.client.query(undo);
+      await this.pipelined(undo);
       throw error;
     }
     try {
       const result = await work();
-      await this.client.query(keep ? `release savepoint ${name}` : undo);
+      await this.pipelined(keep ? [`release savepoint ${name}`] : undo);
       return result;
     } catch (error) {
-      await this.client.query(undo);
+      await this.pipelined(undo);
       throw error;
     }
   }
@@ -232,6 +250,15 @@ export class AuditSession {
   }
 
   /**
+   * Statements without parameters sent at once, each a message of its own, their answers read in order:
+   * the first failure is thrown (the statements after it in the same transaction fail with it).
+   */
+  private async pipelined(statements: readonly string[]): Promise<void> {
+    const answers = statements.map((text) => pending(this.client.query({ text, types: RAW_TYPES })));
+    for (const answer of answers) await answer;
+  }
+
+  /**
    * Run work in a savepoint that is rolled back, pipelined. `issue` sends its statements (`send`) and returns
    * how to read their outcomes; the savepoint with its prelude goes before them and the rollback after, all
    * in one write, so that the whole costs one round trip. `issue` waits only where a statement must not be
@@ -243,8 +270,7 @@ export class AuditSession {
     await this.settled();
     const name = `rls_audit_${++this.savepoints}`;
     this.writeTogether();
-    const opened = this.client.query([`savepoint ${name}`, ...prelude].join('; '));
-    opened.catch(() => undefined);
+    const opened = pending(this.pipelined([`savepoint ${name}`, ...prelude]));
     let settle: (() => Promise<T>) | null = null;
     let failure: { error: unknown } | null = null;
     try {
@@ -252,8 +278,7 @@ export class AuditSession {
     } catch (error) {
       failure = { error };
     }
-    const undone = this.client.query(undoSql(name));
-    undone.catch(() => undefined);
+    const undone = pending(this.pipelined(undoSql(name)));
     this.closing = name;
     try {
       await opened;
@@ -288,7 +313,7 @@ export class AuditSession {
           await released;
           return result;
         } catch (error) {
-          await this.client.query(undoSql(name));
+          await this.pipelined(undoSql(name));
           throw error;
         }
       })(),

@@ -1,8 +1,33 @@
 import type { Relation } from './catalog/types.js';
 
-/** Quote an identifier, always (design rule: identifiers are always quoted). */
+/** PostgreSQL holds no NUL in a name or a text value, and a NUL would end the message's text early: refused. */
+function refuseNul(text: string, what: string): void {
+  if (text.includes('\0')) throw new Error(`internal error: ${what} ${JSON.stringify(text)} holds a NUL character, which PostgreSQL cannot hold`);
+}
+
+/**
+ * Quote an identifier, always (design rule: identifiers are always quoted). Inside double quotes every
+ * character but NUL stands for itself (line breaks, `--`, `/*`, quotes, backslashes, `$$`, `;`, control and
+ * non-ASCII characters alike); a double quote is doubled. A name read from the catalog is at most 63 bytes,
+ * so PostgreSQL does not truncate it.
+ */
 export function ident(name: string): string {
+  refuseNul(name, 'the name');
   return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * A `--` comment for SQL people read and paste (evidence, fixes), never for SQL that is sent: a line break
+ * in `text` (a name, a tenant id, a label) would end the comment and make the rest SQL, so it is written
+ * as `\n` (and `\r`).
+ */
+export function lineComment(text: string): string {
+  return `-- ${commentText(text)}`;
+}
+
+/** `text` (a name, an expression, a label) for the inside of a `--` comment: line breaks written as `\n` and `\r`. */
+export function commentText(text: string): string {
+  return text.replace(/\r/g, '\\r').replace(/\n/g, '\\n');
 }
 
 /** `"schema"."name"` for a relation. */
@@ -16,7 +41,6 @@ export function qualifiedIdent(qualified: string): string {
   return dot < 0 ? ident(qualified) : `${ident(qualified.slice(0, dot))}.${ident(qualified.slice(dot + 1))}`;
 }
 
-/** A SQL string literal, for evidence SQL that a reader pastes into psql. Executed SQL uses parameters. */
 /**
  * A text[] literal (`{"a","b",NULL}`), to pass as one parameter: built with one join, where node-postgres
  * concatenates element by element (which made most of the garbage of seeding a million rows).
@@ -26,10 +50,17 @@ export function textArrayLiteral(items: readonly (string | null)[]): string {
   return `{${quoted.join(',')}}`;
 }
 
+/**
+ * A SQL string literal. A single quote is doubled; a value with a backslash is an escape string (E'...')
+ * with the backslash doubled, which reads the same whether standard_conforming_strings is on or off (with it
+ * off, a backslash in '...' would escape the quote that follows).
+ */
 export function literal(value: string | number | boolean | null): string {
   if (value === null) return 'null';
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return `'${value.replace(/'/g, "''")}'`;
+  refuseNul(value, 'the value');
+  const quoted = value.replace(/'/g, "''");
+  return value.includes('\\') ? `E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }
 
 /**

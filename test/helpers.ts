@@ -150,3 +150,38 @@ export async function withClient<T>(connectionString: string, work: (client: pg.
   }
 }
 
+
+/** The schemas a database's own objects live in (not the system's). */
+const USER_SCHEMAS = `n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'`;
+
+/**
+ * Everything an audit could leave behind in a database: rows (count and checksum per table), sequences,
+ * roles and memberships, schemas, relations, types, functions, triggers, policies, settings, prepared
+ * transactions and the audit's sessions. Two equal fingerprints: the audit left no trace.
+ */
+export async function databaseFingerprint(connectionString: string): Promise<Record<string, unknown>> {
+  return withClient(connectionString, async (client) => {
+    const print: Record<string, unknown> = {};
+    const tables = await client.query<{ name: string }>(
+      `select format('%I.%I', n.nspname, c.relname) as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+       where c.relkind in ('r', 'p', 'm') and ${USER_SCHEMAS} order by 1`,
+    );
+    for (const { name } of tables.rows) {
+      print[`rows ${name}`] = (await client.query(`select count(*)::int as n, md5(coalesce(string_agg(t::text, '|' order by t::text), '')) as sum from ${name} t`)).rows[0];
+    }
+    const sequences = await client.query<{ name: string }>(`select format('%I.%I', schemaname, sequencename) as name from pg_sequences order by 1`);
+    for (const { name } of sequences.rows) print[`sequence ${name}`] = (await client.query(`select last_value::text, is_called from ${name}`)).rows[0];
+    print.roles = (await client.query(`select rolname, rolsuper, rolbypassrls, rolcanlogin from pg_roles order by 1`)).rows;
+    print.memberships = (await client.query(`select roleid::regrole::text, member::regrole::text from pg_auth_members order by 1, 2`)).rows;
+    print.schemas = (await client.query(`select n.nspname, n.nspacl::text from pg_namespace n where ${USER_SCHEMAS} order by 1`)).rows;
+    print.objects = (await client.query(`select n.nspname, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relacl::text from pg_class c join pg_namespace n on n.oid = c.relnamespace where ${USER_SCHEMAS} order by 1, 2`)).rows;
+    print.types = (await client.query(`select t.oid::regtype::text as type, array(select enumlabel from pg_enum e where e.enumtypid = t.oid order by e.enumsortorder)::text as labels from pg_type t join pg_namespace n on n.oid = t.typnamespace where ${USER_SCHEMAS} order by 1`)).rows;
+    print.functions = (await client.query(`select p.oid::regprocedure::text, p.prosecdef, p.proacl::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace where ${USER_SCHEMAS} order by 1`)).rows;
+    print.triggers = (await client.query(`select tgrelid::regclass::text, tgname, tgenabled from pg_trigger where not tgisinternal order by 1, 2`)).rows;
+    print.policies = (await client.query(`select polname, polrelid::regclass::text, pg_get_expr(polqual, polrelid) from pg_policy order by 1, 2`)).rows;
+    print.settings = (await client.query(`select setdatabase, setrole, setconfig::text from pg_db_role_setting order by 1, 2`)).rows;
+    print.prepared = (await client.query(`select count(*)::int from pg_prepared_xacts`)).rows;
+    print.sessions = (await client.query(`select count(*)::int from pg_stat_activity where application_name like 'rls-audit%'`)).rows;
+    return print;
+  });
+}

@@ -5,7 +5,9 @@ import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
 import { seed, storedText } from '../src/seed/seed.js';
+import { runScript, UnsafeSqlError } from '../src/sent-sql.js';
 import { AuditSession } from '../src/session.js';
+import { ident, literal } from '../src/sql.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
 
@@ -77,6 +79,26 @@ describe('the pipelined session', () => {
       await expect(session.rolledBack(async () => async () => session.send('select 1'))).rejects.toThrow(/was sent after the rollback of savepoint/);
       // The session goes on.
       expect((await session.query('select 1 as one')).rows).toEqual([{ one: '1' }]);
+    });
+  });
+
+  it('refuses, before sending, any text with a comment or a second statement, and sends the rest one statement per message', async () => {
+    await withSession(async (session) => {
+      const name = "E'm\n; commit; drop table numbers; --'";
+      for (const text of [`select 1 -- ${name}`, `select 1 /* ${name} */`, 'select 1; drop table numbers', `select 1 as "x"\n; commit; drop table numbers; --`]) {
+        await expect(session.query(text)).rejects.toThrow(/internal error: the audit refused to send SQL that (holds a comment|holds 2 statements|holds 3 statements)/);
+        expect(() => session.send(text)).not.toThrow();
+        await expect(session.send(text)).rejects.toBeInstanceOf(UnsafeSqlError);
+      }
+      // Quoted, the same characters are a name: one statement, sent.
+      expect((await session.query(`select 1 as ${ident(name)}`)).rows).toEqual([{ [name]: '1' }]);
+      expect((await session.query(`select ${literal(name)} as text, ${literal('a\\b')} as backslash`)).rows).toEqual([{ text: name, backslash: 'a\\b' }]);
+      // The connection's own query is guarded too; only the user's scripts bypass it.
+      expect(() => session.client.query('select 1; drop table numbers')).toThrow(UnsafeSqlError);
+      await expect(runScript(session.client, 'select 1; select 2')).resolves.toBeUndefined();
+      // The user's SQL goes with its comments as spaces.
+      expect((await session.userQuery('select 1 as one -- the application\'s comment')).rows).toEqual([{ one: '1' }]);
+      expect((await session.query(`select count(*)::int as n from pg_tables where tablename = 'numbers'`)).rows).toEqual([{ n: '1' }]);
     });
   });
 

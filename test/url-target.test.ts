@@ -5,36 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
-import { allFindings, findingsOf, ROOT, runCli, TARGETS } from './helpers.js';
-
-/** Everything an audit could leave behind: rows (count and checksum per table), sequences, roles, objects, settings. */
-async function fingerprint(connectionString: string): Promise<Record<string, unknown>> {
-  const client = new pg.Client({ connectionString });
-  await client.connect();
-  try {
-    const print: Record<string, unknown> = {};
-    const tables = await client.query<{ name: string }>(
-      `select format('%I.%I', n.nspname, c.relname) as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
-       where c.relkind in ('r', 'p', 'm') and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' order by 1`,
-    );
-    for (const { name } of tables.rows) {
-      print[`rows ${name}`] = (await client.query(`select count(*)::int as n, md5(coalesce(string_agg(t::text, '|' order by t::text), '')) as sum from ${name} t`)).rows[0];
-    }
-    const sequences = await client.query<{ name: string }>(`select format('%I.%I', schemaname, sequencename) as name from pg_sequences order by 1`);
-    for (const { name } of sequences.rows) print[`sequence ${name}`] = (await client.query(`select last_value::text, is_called from ${name}`)).rows[0];
-    print.roles = (await client.query(`select rolname, rolsuper, rolbypassrls, rolcanlogin from pg_roles order by 1`)).rows;
-    print.memberships = (await client.query(`select roleid::regrole::text, member::regrole::text from pg_auth_members order by 1, 2`)).rows;
-    print.objects = (await client.query(`select c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relacl::text from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' order by 1`)).rows;
-    print.functions = (await client.query(`select oid::regprocedure::text from pg_proc where pronamespace = 'public'::regnamespace order by 1`)).rows;
-    print.policies = (await client.query(`select polname, polrelid::regclass::text, pg_get_expr(polqual, polrelid) from pg_policy order by 1, 2`)).rows;
-    print.settings = (await client.query(`select setdatabase, setrole, setconfig::text from pg_db_role_setting order by 1, 2`)).rows;
-    print.prepared = (await client.query(`select count(*)::int from pg_prepared_xacts`)).rows;
-    print.sessions = (await client.query(`select count(*)::int from pg_stat_activity where application_name = 'rls-audit'`)).rows;
-    return print;
-  } finally {
-    await client.end();
-  }
-}
+import { allFindings, databaseFingerprint as fingerprint, findingsOf, ROOT, runCli, TARGETS } from './helpers.js';
 
 const PRODUCTION_ROWS = `
 insert into tenants (id, name, plan) values (1, 'Acme', 'team'), (2, 'Globex', 'free');

@@ -14,6 +14,7 @@ import type { Scenario, ScenarioInput } from '../scenario/schema.js';
 import { seed } from '../seed/seed.js';
 import { contextStatementOf, seedActors, type Actor, type Actors } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
+import { blankComments } from '../sent-sql.js';
 import { AuditSession } from '../session.js';
 import { openTarget, type Target } from '../target/index.js';
 import { attributeRow, tenantMatches, type AttributedRow, type SeededTenant } from './attribution.js';
@@ -135,8 +136,8 @@ export async function createAuditDatabase(input: ScenarioInput): Promise<AuditDa
             query: async <Row extends object>(text: string, values: unknown[] = []) => {
               const problem = userSqlProblem(text, 'query');
               if (problem) throw new AuditError(`${method} cannot run ${JSON.stringify(text)}: ${problem}`);
-              // The extended protocol runs exactly one statement.
-              const result = await session.client.query({ text, values, queryMode: 'extended' } as pg.QueryConfig);
+              // One statement over the extended protocol (the session's connection sends nothing else), comments as spaces.
+              const result = await session.client.query({ text: blankComments(text), values });
               return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
             },
           };

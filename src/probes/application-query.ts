@@ -2,7 +2,7 @@ import type { Finding } from '../findings.js';
 import { functionsCalled, relationsNamed } from '../analysis/sql-text.js';
 import type { NamedQuery } from '../scenario/schema.js';
 import type { Tenant } from '../seed/ledger.js';
-import { inlineParameters } from '../sql.js';
+import { commentText, inlineParameters } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
@@ -71,10 +71,10 @@ async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant
   if (!parts.length) {
     return {
       cause: "none of the relations it reads shows other tenants' rows on its own, so the query's own joins or functions let them through",
-      fix: `-- check how the query reaches rows of other tenants (${[...reads.relations, ...reads.functions].join(', ') || 'see its plan'})`,
+      fix: `-- check how the query reaches rows of other tenants (${commentText([...reads.relations, ...reads.functions].join(', ') || 'see its plan')})`,
     };
   }
-  return { cause: parts.map((part) => part.cause).join('; '), fix: parts.map((part) => `-- ${part.cause}\n${part.fix}`).join('\n') };
+  return { cause: parts.map((part) => part.cause).join('; '), fix: parts.map((part) => `-- ${commentText(part.cause)}\n${part.fix}`).join('\n') };
 }
 
 export const applicationQuery = defineProbe({

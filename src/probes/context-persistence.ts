@@ -3,7 +3,7 @@ import { functionsCalled } from '../analysis/sql-text.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from '../target/connect.js';
 import type { Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, literal } from '../sql.js';
+import { ident, lineComment, literal } from '../sql.js';
 import { actorOf, attribute, contextSetter, describeContext, runAs, sourcesOf } from './context.js';
 import { contextStatementOf } from '../seed/actors.js';
 import { plural } from '../text.js';
@@ -76,7 +76,7 @@ async function visibleRows(context: ProbeContext, tenant: Tenant): Promise<{ tot
 }
 
 function setterSql(context: ProbeContext, tenant: Tenant): string {
-  return `${contextSetter(context, actorOf(context, tenant))}  -- ${tenant.label}`;
+  return `${contextSetter(context, actorOf(context, tenant))}  ${lineComment(tenant.label)}`;
 }
 
 export const contextPersistence = defineProbe({
@@ -132,8 +132,8 @@ export const contextPersistence = defineProbe({
           `${ending};`,
           `begin;`,
           roleLine,
-          `select current_setting(${literal(setting)}, true);  -- still '${tenant.id}'`,
-          ...(visible.example ? [`${visible.example};  -- rows of ${tenant.label}, with no tenant set by this transaction`] : []),
+          `select current_setting(${literal(setting)}, true);  ${lineComment(`still ${literal(tenant.id)}`)}`,
+          ...(visible.example ? [`${visible.example};  ${lineComment(`rows of ${tenant.label}, with no tenant set by this transaction`)}`] : []),
           `rollback;`,
         ].join('\n'),
         context: `${describeContext(context, { kind: 'tenant', tenant })}, set by an earlier transaction on the same connection`,
@@ -143,8 +143,8 @@ export const contextPersistence = defineProbe({
       fix: [
         `-- set the tenant for the transaction only (is_local = true): it then ends with the transaction, and reads '' afterwards`,
         `select set_config(${literal(setting)}, $1, true);`,
-        `-- or, with a literal: SET LOCAL ${setting} = '...';`,
-        ...(functionsCalled(context.plan.contextSql).includes('set_config') ? [] : [`-- (${context.plan.contextSql} keeps the tenant after the transaction: change what it runs)`]),
+        lineComment(`or, with a literal: SET LOCAL ${setting} = '...';`),
+        ...(functionsCalled(context.plan.contextSql).includes('set_config') ? [] : [lineComment(`(${context.plan.contextSql} keeps the tenant after the transaction: change what it runs)`)]),
       ].join('\n'),
     }));
     return findings;

@@ -6,7 +6,7 @@ import { roleNameOf } from '../plan/actors.js';
 import { contextStatementOf, contextValuesOf, type Actor } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
 import { pending, type QueryOutcome, type RawRow } from '../session.js';
-import { ident, inlineParameters, literal } from '../sql.js';
+import { ident, inlineParameters, lineComment, literal } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
 /**
@@ -134,13 +134,13 @@ export function reproduction(context: ProbeContext, state: ContextState, stateme
   const body = `${inlineParameters(statement, params).replace(/;\s*$/, '')};`;
   switch (state.kind) {
     case 'tenant':
-      return [`begin;`, role, `${contextSetter(context, actorOf(context, state.tenant))}  -- ${state.tenant.label}`, body, `rollback;`].join('\n');
+      return [`begin;`, role, `${contextSetter(context, actorOf(context, state.tenant))}  ${lineComment(state.tenant.label)}`, body, `rollback;`].join('\n');
     case 'actor':
-      return [`begin;`, role, `${contextSetter(context, state.actor)}  -- ${state.actor.label}`, body, `rollback;`].join('\n');
+      return [`begin;`, role, `${contextSetter(context, state.actor)}  ${lineComment(state.actor.label)}`, body, `rollback;`].join('\n');
     case 'unknown-tenant':
       return [`begin;`, role, `${contextSetter(context, unknownActor(context, state.id), state.id)}  -- no such tenant`, body, `rollback;`].join('\n');
     case 'never-set':
-      return [`-- on a new connection, before anything sets ${context.plan.setting}`, `begin;`, role, body, `rollback;`].join('\n');
+      return [lineComment(`on a new connection, before anything sets ${context.plan.setting}`), `begin;`, role, body, `rollback;`].join('\n');
     case 'anonymous':
       return [`-- a request without credentials, on a new connection`, `begin;`, `set local role ${ident(state.role)};`, body, `rollback;`].join('\n');
     case 'empty':
@@ -149,7 +149,7 @@ export function reproduction(context: ProbeContext, state: ContextState, stateme
         `begin;`,
         role,
         contextSetter(context, actorOf(context, context.tenants[0]!)),
-        `commit;  -- ${context.plan.setting} now reads ${literal('')} on this connection`,
+        `commit;  ${lineComment(`${context.plan.setting} now reads ${literal('')} on this connection`)}`,
         `begin;`,
         role,
         body,
@@ -207,7 +207,8 @@ export async function runAs(
         }
       }
     }
-    const before = options.before?.length ? session.send(options.before.join('; ')) : null;
+    const sentBefore = (options.before ?? []).map((sql) => session.send(sql));
+    const before = sentBefore.length ? pending((async () => { for (const sent of sentBefore) await sent; })()) : null;
     const settle = async (result: Promise<QueryOutcome>): Promise<RunResult> => {
       if (set) {
         try {

@@ -2,7 +2,7 @@ import type { ForeignKey, Relation } from '../catalog/types.js';
 import { constraintObject, type Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
 import { writePairs } from './coverage.js';
@@ -48,7 +48,7 @@ function compositeKeyFix(context: ProbeContext, relation: Relation, relationPlan
   }
   const join = pairs.map(([column, referenced]) => `parent.${ident(referenced)} = ${ident(column)}`).join(' and ');
   return [
-    `-- ${childTenant ? `${foreignKey.references} has no tenant column to compose a key with` : `${relation.qualified} has no tenant column`}: let only parents the current tenant can see be referenced`,
+    `-- ${commentText(childTenant ? `${foreignKey.references} has no tenant column to compose a key with` : `${relation.qualified} has no tenant column`)}: let only parents the current tenant can see be referenced`,
     `create policy ${ident(`${foreignKey.name}_same_tenant`)} on ${target} as restrictive for all to ${ident(context.plan.role)}`,
     `  using (true)`,
     `  with check (${pairs.map(([column]) => `${ident(column)} is null`).join(' and ')} or exists (select 1 from ${qualifiedIdent(foreignKey.references)} parent where ${join}));`,
@@ -148,7 +148,7 @@ export const crossTenantReference = defineProbe({
                   sampleRows: copied.slice(0, 3).map((values) => maskRow(values, keep, context.tenants)),
                   details: `Read back as the administrator, the new row of ${actor.label} carries the canary of ${victim.label} outside its foreign-key columns.${triggers.length ? ` Triggers on ${relation.qualified}: ${triggers.map((trigger) => trigger.definition).join('; ')}.` : ''}`,
                 },
-                fix: `${fix}\n-- and make ${triggers.length ? `the trigger function${triggers.length > 1 ? 's' : ''} ${triggers.map((trigger) => trigger.function).join(', ')}` : 'whatever fills these columns'} read the parent only within the row's own tenant (e.g. where parent.tenant_id = new.tenant_id), without SECURITY DEFINER`,
+                fix: `${fix}\n-- and make ${commentText(triggers.length ? `the trigger function${triggers.length > 1 ? 's' : ''} ${triggers.map((trigger) => trigger.function).join(', ')}` : 'whatever fills these columns')} read the parent only within the row's own tenant (e.g. where parent.tenant_id = new.tenant_id), without SECURITY DEFINER`,
               }));
             }
             break pairs;

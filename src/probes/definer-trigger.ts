@@ -5,7 +5,7 @@ import type { Finding, SampleRow } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
-import { ident, inlineParameters, relationIdent } from '../sql.js';
+import { commentText, ident, inlineParameters, lineComment, relationIdent } from '../sql.js';
 import { actorOf, attribute, contextSetter, describeContext, maskRow, setContext, sourcesOf } from './context.js';
 import { OwnRowBuilder, CONFLICT_CODES } from './own-row.js';
 import { plural } from '../text.js';
@@ -247,7 +247,7 @@ export const definerTrigger = defineProbe({
           const shown = names.map(({ trigger, fn }) => `${trigger.name} (${fn.signature}, SECURITY DEFINER, owner ${fn.owner})`).join(', ');
           const touched = [...new Set(changes.map((change) => change.relation))];
           const compare = touched.map((name) => `select * from ${relationIdent(context.catalog.relations.find((candidate) => candidate.qualified === name)!)} order by 1;`);
-          const setter = `${contextSetter(context, actorOf(context, tenant))}  -- ${tenant.label}`;
+          const setter = `${contextSetter(context, actorOf(context, tenant))}  ${lineComment(tenant.label)}`;
           const [first] = changes;
           findings.push(report({
             severity: 'high',
@@ -264,7 +264,7 @@ export const definerTrigger = defineProbe({
                 setter,
                 `${sql};`,
                 `reset role;`,
-                `-- after: ${describeChanges(changes)}`,
+                lineComment(`after: ${describeChanges(changes)}`),
                 ...compare,
                 `rollback;`,
               ].join('\n'),
@@ -277,7 +277,7 @@ export const definerTrigger = defineProbe({
               `-- the trigger function runs with its owner's rights, so no policy limits what it touches:`,
               ...names.map(({ fn }) => `alter function ${fn.signature} security invoker;`),
               `-- or keep it SECURITY DEFINER and restrict every statement in it to the row's tenant, e.g. ... where tenant_id = new.tenant_id`,
-              `-- (or = ${currentTenantExpression(context.plan)}), and never copy values from rows of another tenant`,
+              `-- (or = ${commentText(currentTenantExpression(context.plan))}), and never copy values from rows of another tenant`,
             ].join('\n'),
           }));
         }

@@ -4,7 +4,7 @@ import { actsAsOwner, policiesFor, roleInfo } from '../catalog/roles.js';
 import type { Policy, PolicyCommand, Relation } from '../catalog/types.js';
 import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
 import type { RelationPlan } from '../plan/tenancy.js';
-import { ident, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, qualifiedIdent, relationIdent } from '../sql.js';
 import type { ProbeContext } from './types.js';
 
 export interface Diagnosis {
@@ -86,15 +86,15 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
         `view ${relation.qualified} runs with the rights of its owner ${relation.owner}, so the policies for ${relation.owner} on ${bases.join(', ') || 'the tables it reads'} decide` +
         `${applying.length ? ` (${applying.map((entry) => entry.text).join('; ')})` : ''}, and they admit other tenants' rows`,
       fix: fixes.length
-        ? `-- confine the policies that apply to ${relation.owner}, whose rights the view runs with:\n${fixes.join('\n')}\n-- or run the view with the caller's rights (the application role then needs privileges on ${bases.join(', ')}):\n${invoker}`
-        : `${invoker}\n-- or confine the policies for ${relation.owner} on ${bases.join(', ') || 'the tables the view reads'} to the current tenant`,
+        ? `-- confine the policies that apply to ${commentText(relation.owner)}, whose rights the view runs with:\n${fixes.join('\n')}\n-- or run the view with the caller's rights (the application role then needs privileges on ${commentText(bases.join(', '))}):\n${invoker}`
+        : `${invoker}\n-- or confine the policies for ${commentText(relation.owner)} on ${commentText(bases.join(', ') || 'the tables the view reads')} to the current tenant`,
     };
   }
   if (relation.kind === 'materialized-view') {
     return {
       kind: 'materialized-view',
       cause: `materialized view ${relation.qualified} stores the rows of every tenant and row-level security does not apply to materialized views`,
-      fix: `revoke select on ${target} from ${ident(plan.role)};\n-- expose it through a view that filters by tenant instead, e.g.\n-- create view ${relation.schema}.${relation.name}_for_tenant with (security_invoker = true) as select * from ${target} where ...;`,
+      fix: `revoke select on ${target} from ${ident(plan.role)};\n-- expose it through a view that filters by tenant instead, e.g.\n-- create view ${commentText(relation.schema)}.${commentText(relation.name)}_for_tenant with (security_invoker = true) as select * from ${commentText(target)} where ...;`,
     };
   }
   const parent = relation.partitionOf ?? relation.inheritsFrom[0];
@@ -102,7 +102,7 @@ export function diagnoseReadLeak(context: ProbeContext, relation: Relation, rela
     return {
       kind: 'partition',
       cause: `${relation.partitionOf ? 'partition' : 'inheritance child'} ${relation.qualified} has no row-level security of its own; the policies of ${parent} apply only to queries through ${parent}`,
-      fix: `${isolationPolicySql(plan, relation, relationPlan)}\n-- or stop direct access: revoke all on ${target} from ${ident(plan.role)};`,
+      fix: `${isolationPolicySql(plan, relation, relationPlan)}\n-- or stop direct access: revoke all on ${commentText(target)} from ${commentText(ident(plan.role))};`,
     };
   }
   if (!relation.rlsEnabled) {

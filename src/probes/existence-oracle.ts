@@ -3,7 +3,7 @@ import { defaultGenerator } from '../analysis/sql-text.js';
 import { constraintObject, type Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, inlineParameters, relationIdent } from '../sql.js';
+import { commentText, ident, inlineParameters, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs } from './context.js';
 import { CONFLICT_CODES, OwnRowBuilder, type RowInsert } from './own-row.js';
 import { defineProbe, type ProbeContext } from './types.js';
@@ -65,13 +65,13 @@ function fixFor(relation: Relation, relationPlan: RelationPlan, key: UniqueKey):
   const columns = [...scopeIdents, ...key.columns.map(ident)].join(', ');
   switch (key.kind) {
     case 'unique':
-      return `-- make the key unique per tenant: include ${scope}\nalter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} unique (${columns});`;
+      return `-- make the key unique per tenant: include ${commentText(scope)}\nalter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} unique (${columns});`;
     case 'primary-key':
-      return `-- make the key unique per tenant: include ${scope} (foreign keys that reference it must include it too)\nalter table ${target} drop constraint ${ident(key.name)}, add primary key (${columns});`;
+      return `-- make the key unique per tenant: include ${commentText(scope)} (foreign keys that reference it must include it too)\nalter table ${target} drop constraint ${ident(key.name)}, add primary key (${columns});`;
     case 'unique-index':
-      return `-- make the index unique per tenant: include ${scope}\ndrop index ${ident(relation.schema)}.${ident(key.name)};\ncreate unique index ${ident(key.name)} on ${target} (${columns});`;
+      return `-- make the index unique per tenant: include ${commentText(scope)}\ndrop index ${ident(relation.schema)}.${ident(key.name)};\ncreate unique index ${ident(key.name)} on ${target} (${columns});`;
     case 'exclusion':
-      return `-- exclude only within a tenant: add "${scope} with =" to the constraint (needs the btree_gist extension for scalar columns)\n-- currently: ${key.definition}\nalter table ${target} drop constraint ${ident(key.name)};`;
+      return `-- exclude only within a tenant: add "${commentText(scope)} with =" to the constraint (needs the btree_gist extension for scalar columns)\n-- currently: ${commentText(key.definition)}\nalter table ${target} drop constraint ${ident(key.name)};`;
   }
 }
 
@@ -146,7 +146,7 @@ export const existenceOracle = defineProbe({
               state,
               [
                 `savepoint probe;`,
-                `-- ${shownColumns} as ${other.label} holds it: fails`,
+                `-- ${commentText(shownColumns)} as ${commentText(other.label)} holds it: fails`,
                 `${inlineParameters(probe!.sql, probe!.params)};`,
                 `rollback to savepoint probe;`,
                 `-- the same row with a fresh value: succeeds`,

@@ -6,7 +6,7 @@ import type { Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, inlineParameters } from '../sql.js';
+import { commentText, ident, inlineParameters } from '../sql.js';
 import type { RawRow } from '../session.js';
 import { actorOf, describeContext, reproduction, runAs, sendContext, sourcesOf } from './context.js';
 import { ownership, tenantScope } from './writes.js';
@@ -143,15 +143,15 @@ function fixFor(context: ProbeContext, fn: FunctionInfo, variant: Variant): stri
   const signature = fn.signature;
   const lines: string[] = [];
   if (variant === 'foreign') {
-    lines.push(`-- ${signature} returns the rows of whatever tenant its arguments name: filter by the tenant of the transaction instead,`);
-    lines.push(`-- e.g. where tenant_id = ${currentTenantExpression(context.plan)}, and ignore (or drop) the tenant argument`);
+    lines.push(`-- ${commentText(signature)} returns the rows of whatever tenant its arguments name: filter by the tenant of the transaction instead,`);
+    lines.push(`-- e.g. where tenant_id = ${commentText(currentTenantExpression(context.plan))}, and ignore (or drop) the tenant argument`);
   }
   if (fn.securityDefiner) {
     lines.push(`-- let the caller's policies apply:`);
     lines.push(`alter function ${signature} security invoker;`);
-    lines.push(`-- or, if it must stay SECURITY DEFINER, filter every table it reads by ${currentTenantExpression(context.plan)}`);
+    lines.push(`-- or, if it must stay SECURITY DEFINER, filter every table it reads by ${commentText(currentTenantExpression(context.plan))}`);
   } else {
-    lines.push(`-- ${signature} runs with the caller's rights: the relations it reads leak (see their read-isolation findings); fix their policies`);
+    lines.push(`-- ${commentText(signature)} runs with the caller's rights: the relations it reads leak (see their read-isolation findings); fix their policies`);
   }
   lines.push(`-- or stop exposing it:`);
   lines.push(`revoke execute on function ${signature} from public, ${role};`);

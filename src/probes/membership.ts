@@ -7,6 +7,7 @@ import { diagnoseReadLeak } from './diagnose.js';
 import { plural } from '../text.js';
 import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
+import { commentText } from '../sql.js';
 
 /** What one actor saw on one relation: rows by tenant, before deciding which tenants it had to see in full. */
 interface Reading {
@@ -159,7 +160,7 @@ export const membership = defineProbe({
               rowCount: reading.rows,
               details: `expected every row of ${expected.map((tenant) => tenant.label).join(' and ')}${scoped ? '' : ' (other relations show this user the rows of both)'}; ${missing.join('; ')}`,
             },
-            fix: `-- the policies on ${reading.target.relation.qualified} must accept a row of any tenant the user belongs to, e.g.\n-- using (<tenant column> in (select <tenant> from <memberships> where <user> = <current user>))`,
+            fix: `-- the policies on ${commentText(reading.target.relation.qualified)} must accept a row of any tenant the user belongs to, e.g.\n-- using (<tenant column> in (select <tenant> from <memberships> where <user> = <current user>))`,
           }));
         }
       }

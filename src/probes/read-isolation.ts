@@ -4,7 +4,7 @@ import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
 import { attribute, attributionColumn, describeContext, maskRow, publicFlagOf, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
-import { ident } from '../sql.js';
+import { commentText, ident } from '../sql.js';
 import { plural } from '../text.js';
 import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
@@ -200,7 +200,7 @@ export const readIsolation = defineProbe({
             error: first.error,
             details: ownHidden.map((entry) => `${entry.tenant.label}: ${entry.error ? `error ${entry.error}` : `${entry.seen} of ${entry.expected} own rows`}`).join('; '),
           },
-          fix: `-- check the USING clauses on ${relation.qualified}: a row of the current tenant must satisfy at least one permissive and every restrictive policy\n-- and the role needs EXECUTE on any function the policies call`,
+          fix: `-- check the USING clauses on ${commentText(relation.qualified)}: a row of the current tenant must satisfy at least one permissive and every restrictive policy\n-- and the role needs EXECUTE on any function the policies call`,
         }));
       }
     }

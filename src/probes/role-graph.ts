@@ -1,7 +1,7 @@
 import { actsAsOwner, policiesFor } from '../catalog/roles.js';
 import type { Finding } from '../findings.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../sql.js';
 import { roleAccess } from './access.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
@@ -55,9 +55,9 @@ function causes(context: ProbeContext, role: ReachableRole, relations: string[])
 function fixFor(context: ProbeContext, role: ReachableRole, relations: string[]): string {
   const app = ident(context.plan.role);
   const target = ident(role.name);
-  const lines = [`-- the application role should not be able to become ${role.name}:`, `revoke ${target} from ${app};  -- or from the role through which ${context.plan.role} is a member`];
+  const lines = [`-- the application role should not be able to become ${commentText(role.name)}:`, `revoke ${target} from ${app};  -- or from the role through which ${commentText(context.plan.role)} is a member`];
   if (context.catalog.serverVersionNum >= 160000) lines.push(`-- or, to keep inheriting its privileges without being able to SET ROLE to it (PostgreSQL 16+):`, `revoke set option for ${target} from ${app};`);
-  if (role.superuser || role.bypassRls) lines.push(`-- and if ${role.name} needs no exemption from row-level security:`, `alter role ${target} nosuperuser nobypassrls;`);
+  if (role.superuser || role.bypassRls) lines.push(`-- and if ${commentText(role.name)} needs no exemption from row-level security:`, `alter role ${target} nosuperuser nobypassrls;`);
   for (const name of relations) {
     const relation = context.catalog.relations.find((candidate) => candidate.qualified === name)!;
     if (!relation.rlsForced && actsAsOwner(context.catalog, relation, role.name)) lines.push(`alter table ${relationIdent(relation)} force row level security;`);

@@ -1,7 +1,7 @@
 import { policiesFor } from '../catalog/roles.js';
 import { currentTenantExpression } from '../fixes.js';
 import { relationObject, type Finding } from '../findings.js';
-import { ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';
@@ -89,10 +89,10 @@ export const seqScan = defineProbe({
           sql: reproduction(context, state, `explain ${statement}`),
           context: describeContext(context, state),
           rowCount: Math.round(estimated),
-          details: `${plan}\n-- policies: ${predicates.join('; ') || 'none'}`,
+          details: `${plan}\n-- policies: ${commentText(predicates.join('; ') || 'none')}`,
         },
         fix: indexed
-          ? `-- compare the tenant column itself with the setting, read once per statement, so the index applies:\n-- using (${ident(column)} = ${currentTenantExpression(context.plan)})`
+          ? `-- compare the tenant column itself with the setting, read once per statement, so the index applies:\n-- using (${commentText(ident(column))} = ${commentText(currentTenantExpression(context.plan))})`
           : `create index ${ident(`${relation.name}_${column}_idx`)} on ${relationIdent(relation)} (${ident(column)});`,
       }));
     }

@@ -1,7 +1,7 @@
 import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
 import type { Relation } from '../catalog/types.js';
 import { relationObject, type Evidence, type Finding } from '../findings.js';
-import { ident, literal, relationIdent } from '../sql.js';
+import { commentText, ident, literal, relationIdent } from '../sql.js';
 import { apiBarrier, truncateReach } from '../rules/privilege-helpers.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import { runAs } from './context.js';
@@ -20,7 +20,7 @@ function truncateFix(context: ProbeContext, relation: Relation): { cause: string
   const via = grants.map((grant) => (grant.grantee === plan.role ? `granted to ${plan.role}` : grant.grantee === 'public' ? 'granted to PUBLIC' : `granted to ${grant.grantee}, whose rights ${plan.role} inherits`));
   if (actsAsOwner(catalog, relation, plan.role)) {
     via.push(relation.owner === plan.role ? `${plan.role} owns the table` : `${plan.role} inherits the rights of its owner ${relation.owner}`);
-    lines.push(`-- owners may always TRUNCATE: give the table to a role the application does not use, e.g.\n-- alter table ${relationIdent(relation)} owner to schema_owner;`);
+    lines.push(`-- owners may always TRUNCATE: give the table to a role the application does not use, e.g.\n-- alter table ${commentText(relationIdent(relation))} owner to schema_owner;`);
   }
   return { cause: via.join(' and ') || `${plan.role} holds TRUNCATE on it`, fix: lines.join('\n') || `revoke truncate on ${relationIdent(relation)} from ${ident(plan.role)};` };
 }

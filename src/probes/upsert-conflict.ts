@@ -3,7 +3,7 @@ import { defaultGenerator } from '../analysis/sql-text.js';
 import { relationObject, type Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { OwnRowBuilder, type RowInsert } from './own-row.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
@@ -33,7 +33,7 @@ function tenantKeyFix(relation: Relation, relationPlan: RelationPlan, key: strin
   const target = relationIdent(relation);
   const columns = key.map(ident).join(', ');
   if (!relationPlan.tenantColumn) {
-    return `-- ${relation.qualified} has no tenant column: add one (filled from its parent), then make the key per tenant, e.g.\n-- alter table ${target} add column tenant_id ...; create unique index on ${target} (tenant_id, ${columns});`;
+    return `-- ${commentText(relation.qualified)} has no tenant column: add one (filled from its parent), then make the key per tenant, e.g.\n-- alter table ${commentText(target)} add column tenant_id ...; create unique index on ${commentText(target)} (tenant_id, ${commentText(columns)});`;
   }
   const tenantKey = `${ident(relationPlan.tenantColumn)}, ${columns}`;
   const constraint = relation.constraints.find((candidate) => (candidate.kind === 'unique' || candidate.kind === 'primary-key') && candidate.columns.join('\u0000') === key.join('\u0000'));

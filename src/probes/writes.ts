@@ -6,7 +6,7 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { pending, type RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
-import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import type { RelationAccess } from './access.js';
 import { actorOf, describeContext, reproduction, sendContext } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
@@ -416,7 +416,7 @@ export async function runWrite<T>(
       const before = options.baseline === undefined ? pending(measure('before')) : null;
       const ready: Promise<unknown>[] = [];
       // As the administrator, before the role changes: the application role need not be able to read the row.
-      if (options.cursor) ready.push(session.send(options.cursor.declare));
+      if (options.cursor) ready.push(...options.cursor.statements.map((sql) => session.send(sql)));
       ready.push(session.send(session.roleStatement(plan.role)));
       const set = sendContext(context, actorOf(context, actor));
       ready.push(set.outcome);
@@ -452,8 +452,8 @@ export async function runWrite<T>(
 export const ROW_CURSOR = 'rls_audit_row';
 
 export interface RowCursor {
-  /** `declare rls_audit_row cursor for select ... where ctid = ... and tableoid = ...`, run as the administrator. */
-  declare: string;
+  /** `declare rls_audit_row cursor for select ... where ctid = ... and tableoid = ...` and `fetch rls_audit_row`, run as the administrator. */
+  statements: [string, string];
 }
 
 /**
@@ -476,7 +476,7 @@ export async function boundedWrite(context: ProbeContext, target: WriteTarget, t
   if (!row?.ctid || !row.tableoid) return undefined;
   return {
     statement: `${statement} where current of ${ROW_CURSOR}`,
-    cursor: { declare: `declare ${ROW_CURSOR} cursor for select * from ${relationIdent(target.relation)} where ctid = ${literal(row.ctid)}::tid and tableoid = ${literal(row.tableoid)}::oid; fetch ${ROW_CURSOR}` },
+    cursor: { statements: [`declare ${ROW_CURSOR} cursor for select * from ${relationIdent(target.relation)} where ctid = ${literal(row.ctid)}::tid and tableoid = ${literal(row.tableoid)}::oid`, `fetch ${ROW_CURSOR}`] },
   };
 }
 
@@ -485,7 +485,8 @@ export function writeEvidence(context: ProbeContext, actor: Tenant, statement: s
   const state = { kind: 'tenant' as const, tenant: actor };
   let sql = reproduction(context, state, [...(options.before ?? []), statement].join(';\n'), params);
   if (options.cursor) {
-    sql = sql.replace(/^begin;\n/, `begin;\n${options.cursor.declare};  -- as the superuser: one row of the other tenant, which the statement names with CURRENT OF\n`);
+    const [declare, fetch] = options.cursor.statements;
+    sql = sql.replace(/^begin;\n/, `begin;\n${declare};\n${fetch};  -- as the superuser: one row of the other tenant, which the statement names with CURRENT OF\n`);
   }
   if (options.replica) {
     sql = sql.replace(
@@ -588,7 +589,7 @@ export function diagnoseWrite(context: ProbeContext, relation: Relation, relatio
       kind: 'loose-policy',
       cause: `permissive polic${loose.length > 1 ? 'ies' : 'y'} ${described.join(', ')} ${loose.length > 1 ? 'do' : 'does'} not confine ${rows} to the current tenant`,
       fix: [
-        `-- give every ${command} policy a ${WRITE_CLAUSE[clause]} that confines ${rows} to the current tenant:`,
+        `-- give every ${command} policy a ${WRITE_CLAUSE[clause]} that confines ${commentText(rows)} to the current tenant:`,
         ...loose.map((policy) => `alter policy ${ident(policy.name)} on ${target} ${clause === 'using' ? 'using' : 'with check'} (${predicate});`),
         `-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:`,
         restrictiveFenceSql(plan, relation, relationPlan),

@@ -1,7 +1,7 @@
 import { scanTokens, statementSpans, type ScanToken } from '../analysis/parse.js';
 import { objectLabel, objectSubject, type Finding } from '../findings.js';
 import { severityRank } from '../severity.js';
-import { ident } from '../sql.js';
+import { commentText, ident } from '../sql.js';
 import type { Report } from './model.js';
 
 /**
@@ -223,12 +223,12 @@ export function renderFixScript(report: Report): string {
     }
   }
   const lines = [
-    `-- fix.sql: rls-audit ${report.tool.version}, ${report.command} of ${report.scenario.name} (${report.startedAt})`,
+    `-- fix.sql: rls-audit ${report.tool.version}, ${report.command} of ${commentText(report.scenario.name)} (${report.startedAt})`,
     `-- ${findings.length} open finding${findings.length === 1 ? '' : 's'}, merged per object. Apply in one transaction (psql --single-transaction -f fix.sql)`,
     '-- and re-run the audit.',
   ];
   for (const section of sections.values()) {
-    lines.push('', `-- ${section.title}: ${section.findings.join('; ')}`);
+    lines.push('', `-- ${commentText(section.title)}: ${commentText(section.findings.join('; '))}`);
     for (const step of section.steps) {
       if (step.kind === 'sql') lines.push(step.text);
       else if (step.kind === 'comment') lines.push(commentLines(step.text));

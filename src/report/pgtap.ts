@@ -1,5 +1,5 @@
 import { AuditError } from '../errors.js';
-import { ident, literal, qualifiedIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent } from '../sql.js';
 import type { Report } from './model.js';
 import type { Replay, ReplayRelation } from './replay.js';
 
@@ -72,17 +72,17 @@ export function renderPgtap(report: Report): string {
   };
 
   if (replay.setting) {
-    lines.push('', `-- No context: ${replay.setting} never set in this transaction.`, `set local role ${ident(replay.role)};`);
+    lines.push('', `-- No context: ${commentText(replay.setting)} never set in this transaction.`, `set local role ${ident(replay.role)};`);
     noContextChecks('without a context');
     lines.push('reset role;');
   }
   if (replay.anonymousRole && replay.setting) {
-    lines.push('', `-- A request without a JWT runs as ${replay.anonymousRole}.`, `set local role ${ident(replay.anonymousRole)};`);
+    lines.push('', `-- A request without a JWT runs as ${commentText(replay.anonymousRole)}.`, `set local role ${ident(replay.anonymousRole)};`);
     noContextChecks(`the anonymous role ${replay.anonymousRole}`);
     lines.push('reset role;');
   }
   for (const actor of replay.actors) {
-    lines.push('', `-- ${actor.label}${actor.user ? ` (user ${actor.user})` : actor.role ? ` (role ${actor.role})` : ''}`, ...contextOf(replay, actor));
+    lines.push('', `-- ${commentText(`${actor.label}${actor.user ? ` (user ${actor.user})` : actor.role ? ` (role ${actor.role})` : ''}`)}`, ...contextOf(replay, actor));
     for (const relation of tested) {
       const own = relation.rows.filter((row) => row.tenant === actor.tenant);
       const foreign = relation.rows.filter((row) => row.tenant !== null && row.tenant !== actor.tenant);
@@ -109,7 +109,7 @@ export function renderPgtap(report: Report): string {
 
   const roles = replay.roleSwitch ? replay.actors.filter((actor) => actor.role).map((actor) => actor.role!) : [];
   const header = [
-    `-- rls-audit ${report.tool.version}: the audit of ${report.scenario.name} as a pgTAP test, written by \`rls-audit run --format pgtap\`.`,
+    `-- rls-audit ${report.tool.version}: the audit of ${commentText(report.scenario.name)} as a pgTAP test, written by \`rls-audit run --format pgtap\`.`,
     '-- It recreates the audit\'s tenants and actors in a transaction of its own (rolled back at the end), sets each',
     "-- tenant's context the way the application does, and asserts what the audit proved: each tenant reads its own",
     "-- rows and no other tenant's, changes no other tenant's row, and no context reads nothing.",
@@ -135,7 +135,7 @@ export function renderPgtap(report: Report): string {
     'end',
     '$rls_audit_fn$;',
     '',
-    `-- The audit's tenants (${report.tenants.map((tenant) => `${tenant.label} ${tenant.id}`).join(', ')}) and actors, as seeded.`,
+    `-- The audit's tenants (${commentText(report.tenants.map((tenant) => `${tenant.label} ${tenant.id}`).join(', '))}) and actors, as seeded.`,
     ...roles.map((role) => `do ${dollarQuoted(`begin if not exists (select from pg_roles where rolname = ${literal(role)}) then create role ${ident(role)} nologin; end if; end`, 'rls_audit_do')};\ngrant ${ident(replay.role)} to ${ident(role)};`),
     ...replay.relations.map(insertOf),
   ];

@@ -5,6 +5,7 @@ import { worstSeverity, type Severity } from '../severity.js';
 import { findingLocation } from './locate.js';
 import { fenced, fixGroups } from './markdown.js';
 import type { Report } from './model.js';
+import { commentText } from '../sql.js';
 
 /**
  * SARIF 2.1.0 for code-scanning dashboards: a pure function of the JSON report. One run; one rule
@@ -143,7 +144,7 @@ function helpOf(id: string, check: CheckMeta | undefined, findings: Finding[], l
     ...(check ? ['', check.explanation, '', `Example: ${check.example}`] : []),
     '',
     'Fix:',
-    ...fixes.flatMap(([fix, labels]) => [`-- ${objects(labels).join(', ')}`, fix, '']),
+    ...fixes.flatMap(([fix, labels]) => [`-- ${commentText(objects(labels).join(', '))}`, fix, '']),
     ...(more > 0 ? [`(${more} more fix${more === 1 ? '' : 'es'} in report.json and fix.sql)`, ''] : []),
     `More: ${link.text}`,
   ];

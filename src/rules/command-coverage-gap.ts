@@ -1,5 +1,5 @@
 import { relationObject } from '../findings.js';
-import { ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../sql.js';
 import { clauseText } from '../analysis/index.js';
 import type { Command } from '../analysis/model.js';
 import { applyingPolicies, rlsApplies } from '../analysis/queries.js';
@@ -66,8 +66,8 @@ export const commandCoverageGap = defineRule({
               plan.actors.membership?.relation === relation.qualified
                 ? // Memberships decide who belongs to which tenant: a policy such as user_id = auth.uid() would let anyone join any tenant.
                   `revoke ${gaps.map((gap) => gap.command.toLowerCase()).join(', ')} on ${target} from ${ident(plan.role)};\n` +
-                  `-- ${relation.qualified} decides who belongs to which tenant: change it through a SECURITY DEFINER function that checks the caller may (an owner inviting), not through a policy on the user alone`
-                : `${policySql.join('\n')}\n-- or, if ${plan.role} does not need ${gaps.length === 1 ? 'it' : 'them'}: revoke ${gaps.map((gap) => gap.command.toLowerCase()).join(', ')} on ${target} from ${ident(plan.role)};`,
+                  `-- ${commentText(relation.qualified)} decides who belongs to which tenant: change it through a SECURITY DEFINER function that checks the caller may (an owner inviting), not through a policy on the user alone`
+                : `${policySql.join('\n')}\n-- or, if ${commentText(plan.role)} does not need ${gaps.length === 1 ? 'it' : 'them'}: revoke ${commentText(gaps.map((gap) => gap.command.toLowerCase()).join(', '))} on ${commentText(target)} from ${commentText(ident(plan.role))};`,
           }),
         ];
       });

@@ -2,7 +2,7 @@ import { functionAnalysis } from '../analysis/index.js';
 import type { BodyAnalysis } from '../analysis/model.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import type { Finding } from '../findings.js';
-import { ident, literal } from '../sql.js';
+import { commentText, ident, literal } from '../sql.js';
 import { canExecute, isBaseTable, relationNamed, relationPlanOf, rlsBypassReason } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 
@@ -88,11 +88,11 @@ function functionFix(fn: FunctionInfo, role: string, tables: Relation[], filtere
   if (filtered) {
     // A helper that keeps only the caller's rows is the usual way for a policy to read a table whose own policy
     // would otherwise recurse (a membership table): making it SECURITY INVOKER would break exactly that.
-    return `-- nothing to change: ${fn.signature} keeps only the caller's rows; keep it SECURITY DEFINER if a policy calls it (as invoker it would run into the policies of ${tables.map((table) => table.qualified).join(', ')} again, and recurse if one of them calls it)`;
+    return `-- nothing to change: ${commentText(fn.signature)} keeps only the caller's rows; keep it SECURITY DEFINER if a policy calls it (as invoker it would run into the policies of ${commentText(tables.map((table) => table.qualified).join(', '))} again, and recurse if one of them calls it)`;
   }
   const lines = [
     `alter function ${fn.signature} security invoker;`,
-    `-- the caller then needs the privileges the body uses, e.g.: grant select on ${tables.map((table) => table.qualified).join(', ')} to ${ident(role)};`,
+    `-- the caller then needs the privileges the body uses, e.g.: grant select on ${commentText(tables.map((table) => table.qualified).join(', '))} to ${commentText(ident(role))};`,
   ];
   if (fn.grants.some((grant) => grant.grantee === 'public' && grant.privilege === 'EXECUTE')) lines.push(`revoke execute on function ${fn.signature} from public;`);
   return lines.join('\n');

@@ -1,6 +1,6 @@
 import { relationObject } from '../findings.js';
 import { currentTenantExpression } from '../fixes.js';
-import { ident, literal, relationIdent } from '../sql.js';
+import { commentText, ident, literal, relationIdent } from '../sql.js';
 import { regclassLiteral } from './privilege-helpers.js';
 import { isTenantOwned, listWords, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -34,10 +34,10 @@ export const futurePartitions = defineRule({
         const predicate = tenantPredicateFor(scope, parent) ?? `<tenant column> = ${currentTenantExpression(plan)}`;
         const template =
           `-- for every new partition, in the migration that creates it:\n` +
-          `-- create table ${parent.schema}.<new_partition> partition of ${relationIdent(parent)} for values ...;\n` +
-          `-- alter table ${parent.schema}.<new_partition> enable row level security;\n` +
-          `-- alter table ${parent.schema}.<new_partition> force row level security;\n` +
-          `-- create policy tenant_isolation on ${parent.schema}.<new_partition> for all to ${ident(plan.role)} using (${predicate}) with check (${predicate});`;
+          `-- create table ${commentText(parent.schema)}.<new_partition> partition of ${commentText(relationIdent(parent))} for values ...;\n` +
+          `-- alter table ${commentText(parent.schema)}.<new_partition> enable row level security;\n` +
+          `-- alter table ${commentText(parent.schema)}.<new_partition> force row level security;\n` +
+          `-- create policy tenant_isolation on ${commentText(parent.schema)}.<new_partition> for all to ${commentText(ident(plan.role))} using (${commentText(predicate)}) with check (${commentText(predicate)});`;
         return [
           report({
             severity: 'info',
@@ -49,7 +49,7 @@ export const futurePartitions = defineRule({
               `select c.oid::regclass as child, c.relrowsecurity, c.relforcerowsecurity, has_table_privilege(${literal(plan.role)}, c.oid, 'SELECT') as can_select ` +
               `from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = ${regclassLiteral(parent.qualified)} order by 1;`,
             details: granted.map((child) => `${child.qualified}: ${child.rlsEnabled ? 'RLS enabled' : 'RLS disabled'}, ${plan.role} may ${listWords(rowCommandsOf(scope, child))}`).join('\n'),
-            fix: `${granted.map((child) => `revoke all on ${relationIdent(child)} from ${ident(plan.role)};`).join('\n')}  -- reach them through ${relationIdent(parent)}, whose policies cover every partition\n${template}`,
+            fix: `${granted.map((child) => `revoke all on ${relationIdent(child)} from ${ident(plan.role)};`).join('\n')}  -- reach them through ${commentText(relationIdent(parent))}, whose policies cover every partition\n${template}`,
           }),
         ];
       });

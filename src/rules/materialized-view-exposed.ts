@@ -1,5 +1,5 @@
 import { relationObject } from '../findings.js';
-import { ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../sql.js';
 import { isTenantOwned, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -31,7 +31,7 @@ export const materializedViewExposed = defineRule({
           ? `-- a view owned by a role that may read the materialized view, filtering by the current tenant:\n` +
             `create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};\n` +
             `grant select on ${view} to ${ident(plan.role)};`
-          : `-- ${relation.qualified} has no tenant column: add one to its query, then expose it through a view that filters on it`;
+          : `-- ${commentText(relation.qualified)} has no tenant column: add one to its query, then expose it through a view that filters on it`;
         return report({
           severity: 'high',
           object: relationObject(relation),

@@ -1,5 +1,5 @@
 import { relationObject } from '../findings.js';
-import { ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../sql.js';
 import { ALL_CLAUSES, openPolicies, type OpenPolicy } from '../analysis/queries.js';
 import { fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -47,7 +47,7 @@ export const nonTenantSetting = defineRule({
             details: policiesDetails(relation.policies),
             fix:
               `${open.map((entry) => repairPolicySql(scope, relation, entry.policy, entry.uses)).join('\n')}${fence ? `\n-- or fence every permissive policy with a restrictive one:\n${fence}` : ''}\n` +
-              `-- cross-tenant access belongs to a separate role, e.g. create policy admin_all on ${relationIdent(relation)} to ${ident('<admin role>')} using (true);`,
+              `-- cross-tenant access belongs to a separate role, e.g. create policy admin_all on ${commentText(relationIdent(relation))} to ${commentText(ident('<admin role>'))} using (true);`,
           }),
         ];
       });

@@ -1,5 +1,5 @@
 import { relationObject } from '../findings.js';
-import { ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../sql.js';
 import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -39,7 +39,7 @@ export const partitionWithoutRls = defineRule({
               `${listWords(commands.map((command) => command.toLowerCase()))} it directly: the policies of ${parent} do not apply there, so every tenant's rows in it are exposed.`,
             sql: relationStateSql(scope, relation),
             details: `${kind} of ${parent}; relrowsecurity = false${relation.policies.length ? ` (its policies ${relation.policies.map((policy) => policy.name).join(', ')} are ignored)` : ''}; ${plan.role} may ${listWords(commands)}`,
-            fix: `revoke all on ${target} from ${ident(plan.role)};  -- query ${parent} instead: its policies cover this ${kind}\n-- or protect the ${kind} itself:\n${isolationSql(scope, relation)}`,
+            fix: `revoke all on ${target} from ${ident(plan.role)};  -- query ${commentText(parent)} instead: its policies cover this ${kind}\n-- or protect the ${kind} itself:\n${isolationSql(scope, relation)}`,
           }),
         ];
       });

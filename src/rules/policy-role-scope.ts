@@ -1,5 +1,5 @@
 import { relationObject } from '../findings.js';
-import { ident, literal, relationIdent } from '../sql.js';
+import { commentText, ident, literal, relationIdent } from '../sql.js';
 import { ALL_CLAUSES, openPolicies, policyClause } from '../analysis/queries.js';
 import { inheritedBy, membershipPath, regclassLiteral } from './privilege-helpers.js';
 import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
@@ -59,8 +59,8 @@ export const policyRoleScope = defineRule({
           const via = entry.policy.roles.filter((role) => role !== 'public' && inherited.has(role));
           if (via.length) return `revoke ${via.map((role) => ident((membershipPath(catalog, plan.role, role) ?? [plan.role, role])[1]!)).join(', ')} from ${ident(plan.role)};`;
           return audience.length === 1
-            ? `alter policy ${ident(entry.policy.name)} on ${target} to ${ident(audience[0]!)};  -- the one role granted ${relation.qualified} that no policy names`
-            : `-- scope it to the role it is meant for: alter policy ${ident(entry.policy.name)} on ${target} to <that role>;`;
+            ? `alter policy ${ident(entry.policy.name)} on ${target} to ${ident(audience[0]!)};  -- the one role granted ${commentText(relation.qualified)} that no policy names`
+            : `-- scope it to the role it is meant for: alter policy ${commentText(ident(entry.policy.name))} on ${commentText(target)} to <that role>;`;
         });
         return [
           report({

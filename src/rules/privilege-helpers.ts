@@ -5,7 +5,7 @@ import type { Catalog, Column, FunctionInfo, Grant, Policy, Relation, Role } fro
 import type { Finding } from '../findings.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
-import { ident, literal, qualifiedIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent } from '../sql.js';
 import type { RuleReport } from './types.js';
 
 /**
@@ -323,7 +323,7 @@ export function elevatedRoleFindings(
         message: `The application role ${appRole} can SET ROLE to ${name}, ${label} (membership ${path.join(' -> ')}): one statement and no policy applies to it, on any table.`,
         sql,
         details: `membership chain: ${path.join(' is a member of ')}; ${name}: rolsuper=${role.superuser} rolbypassrls=${role.bypassRls}`,
-        fix: `revoke ${ident(path[1]!)} from ${ident(appRole)};\n-- or, if ${name} does not need it: alter role ${ident(name)} ${option};`,
+        fix: `revoke ${ident(path[1]!)} from ${ident(appRole)};\n-- or, if ${commentText(name)} does not need it: alter role ${commentText(ident(name))} ${option};`,
       }),
     );
   }

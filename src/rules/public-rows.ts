@@ -1,4 +1,5 @@
 import { relationObject } from '../findings.js';
+import { commentText } from '../sql.js';
 import { commandAnalysis } from '../analysis/index.js';
 import { policiesDetails, policiesSql, isTenantOwned, listWords, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -34,7 +35,7 @@ export const publicRows = defineRule({
             message: `On ${relation.qualified}, rows with ${conditions.join(' or ')} are visible to every tenant by design (policy ${listWords(policies)}).`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
-            fix: `-- nothing to fix if these rows are meant to be public; otherwise drop the flag branch from ${listWords(policies)}`,
+            fix: `-- nothing to fix if these rows are meant to be public; otherwise drop the flag branch from ${commentText(listWords(policies))}`,
           }),
         ];
       });

@@ -1,6 +1,6 @@
 import { relationObject } from '../findings.js';
 import { currentTenantExpression } from '../fixes.js';
-import { ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../sql.js';
 import { applyingPolicies, rlsApplies } from '../analysis/queries.js';
 import { isTenantOwned, listWords, relationStateSql, ROW_COMMANDS, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -41,7 +41,7 @@ export const rlsNoPolicy = defineRule({
             `${plan.role} is granted ${listWords(commands)} but every read, update and delete sees no rows and every insert is rejected (default deny).`,
           sql: relationStateSql(scope, relation),
           details: `policies: ${relation.policies.map((entry) => `${entry.name} (to ${entry.roles.join(', ')})`).join(', ') || 'none'}`,
-          fix: `${policy}\n-- or, if ${plan.role} should not use it: revoke all on ${target} from ${role};`,
+          fix: `${policy}\n-- or, if ${commentText(plan.role)} should not use it: revoke all on ${commentText(target)} from ${commentText(role)};`,
         });
       });
   },

@@ -1,5 +1,5 @@
 import type { Finding } from '../findings.js';
-import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { relationNamed, relationPlanOf } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 
@@ -48,7 +48,7 @@ export const sharedSequence = defineRule({
           message: `The sequence ${sequence} numbers ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}: every tenant's inserts into any of them advance it, so ids reveal the others' write volume.`,
           sql: `select c.oid::regclass as relation, a.attname, pg_get_expr(d.adbin, d.adrelid) as default from pg_attrdef d join pg_class c on c.oid = d.adrelid join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum where pg_get_expr(d.adbin, d.adrelid) like ${literal(`%nextval('${sequence}'%`)};`,
           details: `${sequence} is the default of ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}; tenant-owned: ${tenantOwned.join(', ')}`,
-          fix: fix.length ? fix.join('\n') : `-- give each table its own sequence or identity column instead of ${sequence}`,
+          fix: fix.length ? fix.join('\n') : `-- give each table its own sequence or identity column instead of ${commentText(sequence)}`,
         }),
       );
     }

@@ -1,7 +1,7 @@
 import { defaultGenerator, keyColumnsMentioned, prefixKeyList } from '../analysis/sql-text.js';
 import type { Column, Relation } from '../catalog/types.js';
 import { constraintObject, type Finding } from '../findings.js';
-import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { canWrite, columnOf, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 
@@ -96,7 +96,7 @@ function keyFix(relation: Relation, key: Key, scope: string[]): string {
   const columns = key.columns.filter((column): column is string => column !== null).map(ident).join(', ');
   switch (key.kind) {
     case 'primary key':
-      return `-- foreign keys that reference ${key.name} must be dropped first and re-created with ${scope.join(', ')}\nalter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} primary key (${prefix}, ${columns});`;
+      return `-- foreign keys that reference ${commentText(key.name)} must be dropped first and re-created with ${commentText(scope.join(', '))}\nalter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} primary key (${prefix}, ${columns});`;
     case 'unique constraint':
       return `alter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} unique (${prefix}, ${columns});`;
     case 'exclusion constraint': {

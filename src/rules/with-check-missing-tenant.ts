@@ -1,5 +1,5 @@
 import { relationObject } from '../findings.js';
-import { ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../sql.js';
 import { openPolicies, WRITE_CLAUSES, type OpenPolicy } from '../analysis/queries.js';
 import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -41,7 +41,7 @@ export const withCheckMissingTenant = defineRule({
         const predicate = tenantPredicateFor(scope, relation);
         const fence = fenceSql(scope, relation);
         const fixes = open.map((entry) =>
-          predicate ? `alter policy ${ident(entry.policy.name)} on ${relationIdent(relation)}\n  with check (${predicate});` : `-- give policy ${entry.policy.name} a WITH CHECK that compares the tenant column with the current tenant`,
+          predicate ? `alter policy ${ident(entry.policy.name)} on ${relationIdent(relation)}\n  with check (${predicate});` : `-- give policy ${commentText(entry.policy.name)} a WITH CHECK that compares the tenant column with the current tenant`,
         );
         return [
           report({

@@ -111,7 +111,10 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
       try {
         await session.savepoint(async () => {
           const exists = await session.query('select 1 from pg_roles where rolname = $1', [role]);
-          if (!exists.rows.length) await session.query(`create role ${ident(role)} nologin; grant ${ident(plan.role)} to ${ident(role)}`);
+          if (!exists.rows.length) {
+            await session.query(`create role ${ident(role)} nologin`);
+            await session.query(`grant ${ident(plan.role)} to ${ident(role)}`);
+          }
         }, true);
       } catch (error) {
         throw new AuditError(`cannot create the role ${role} of ${tenant.label} (template ${actors.roleTemplate}): ${errorMessage(error)}. Give the role names with actor.roleTemplate.`);

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { AuditError, errorMessage } from '../errors.js';
+import { guardClient } from '../sent-sql.js';
 
 /**
  * Every connection the audit opens goes through here, so that every wait is bounded: the connect itself,
@@ -30,7 +31,8 @@ const KEYWORDS: Record<string, keyof pg.ClientConfig | 'sslmode' | 'ignore'> = {
   connect_timeout: 'ignore',
   sslmode: 'sslmode',
   options: 'options',
-  client_encoding: 'client_encoding',
+  // node-postgres writes UTF-8, and the audit sets the server's client_encoding to match (see connect).
+  client_encoding: 'ignore',
 };
 
 /**
@@ -161,6 +163,11 @@ export function redact(text: string, secrets: Iterable<string>): string {
  * Open a connection with every wait bounded. Errors are AuditErrors that say what to check. `pipeline`:
  * each query is written when it is made, not when the one before has been answered (node-postgres'
  * pipeline mode), so that statements sent together cost one round trip.
+ *
+ * Every query of the connection is guarded (sent-sql.ts): one statement per message (the extended
+ * protocol), no comment. The client encoding is UTF8, the encoding node-postgres writes in: under
+ * another one (GBK, SJIS, BIG5 set for the role or database) the server would read a multibyte character
+ * where a quoted name or value has a backslash.
  */
 export async function connect(connection: string, bounds: Bounds = DEFAULT_BOUNDS, applicationName = 'rls-audit', pipeline = false): Promise<pg.Client> {
   const client = new pg.Client({
@@ -180,6 +187,13 @@ export async function connect(connection: string, bounds: Bounds = DEFAULT_BOUND
   } catch (error) {
     await client.end().catch(() => undefined);
     throw new AuditError(`cannot connect to the database: ${describeConnectionError(error)}. Check the URL, that the server is running, and the credentials.`);
+  }
+  try {
+    await guardClient(client);
+    await client.query(`set client_encoding to 'UTF8'`);
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw error;
   }
   return client;
 }

@@ -33,7 +33,7 @@ import { Inconclusive, verdictOf, type InconclusiveReason } from './verdict.js';
 import { PRESETS } from './presets/index.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
-import { readTargets } from './probes/targets.js';
+import { readTargets, samplingNotes } from './probes/targets.js';
 
 export interface AuditOptions {
   /** Progress lines for a console; never receives a password. */
@@ -355,6 +355,7 @@ function buildReport(
     }
   }
   if (seeded) notes.push(...coverageNotes(seeded, scenario));
+  if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan));
   const accepted = applyAcceptances(fingerprintFindings(sortFindings(findings)), scenario.accept);
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,

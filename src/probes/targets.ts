@@ -1,7 +1,7 @@
-import type { Relation } from '../catalog/types.js';
-import type { RelationPlan } from '../plan/tenancy.js';
+import type { Catalog, Relation } from '../catalog/types.js';
+import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, relationIdent } from '../sql.js';
+import { ident, literal, relationIdent, textArrayLiteral } from '../sql.js';
 import type { RelationAccess } from './access.js';
 import { inPart } from './schedule.js';
 import type { ProbeContext } from './types.js';
@@ -10,8 +10,13 @@ export interface ReadTarget {
   relation: Relation;
   relationPlan: RelationPlan;
   access: RelationAccess;
-  /** `select ... from ... limit n` as the role may run it. */
+  /**
+   * `select ... from ... limit n` as the role may run it; on a large relation that no index serves by its
+   * tenant column, the seeded rows by key and a sample of the rest (see `sampledRead`).
+   */
   statement: string;
+  /** Set when `statement` reads a sample of the relation's existing rows instead of all of them. */
+  sampled?: SampledRead;
   /** Relations whose seeded keys attribute this relation's rows. */
   sources: string[];
   /** False when seeding this relation (or what it reads) failed: results cannot pass. */
@@ -35,11 +40,17 @@ export function readTargets(context: ProbeContext, sourcesOf: (relation: Relatio
     const failed = [relation.qualified, ...sources]
       .map((name) => seeding.get(name))
       .find((result) => result && (result.status === 'failed' || result.status === 'partial'));
+    const sampled = sampledRead(context.catalog, relation, relationPlan);
+    const keyed = sampled ? seededKeyCondition(context, relation, sampled.key) : null;
+    const statement = sampled && keyed
+      ? `select ${columns} from ${relationIdent(relation)} where ${keyed} union all select ${columns} from ${relationIdent(relation)} tablesample system (${sampled.percent}) repeatable (0) where not (${keyed})`
+      : `select ${columns} from ${relationIdent(relation)}`;
     targets.push({
       relation,
       relationPlan,
       access,
-      statement: `select ${columns} from ${relationIdent(relation)} limit ${context.scenario.maxRowsPerQuery + 1}`,
+      statement: `${statement} limit ${context.scenario.maxRowsPerQuery + 1}`,
+      ...(sampled && keyed ? { sampled } : {}),
       sources,
       reliable: !failed,
       unreliableReason: failed ? `${failed.relation} was ${failed.status === 'failed' ? 'not seeded' : 'only partly seeded'}: ${failed.reason}` : null,
@@ -76,3 +87,68 @@ export function shownStatement(statement: string): string {
   return statement.replace(/ limit \d+$/, '');
 }
 
+
+/** A relation with more rows than this (estimated before the audit) is large: reads of it are bounded where no index serves them. */
+export const LARGE_RELATION_ROWS = 10_000;
+/** About how many existing rows one bounded read of a large relation samples. */
+export const SAMPLED_ROWS = 2_000;
+
+export interface SampledRead {
+  /** The primary key by which the seeded rows are read. */
+  key: string[];
+  /** The TABLESAMPLE SYSTEM percentage of the relation's pages read for its existing rows. */
+  percent: number;
+  estimatedRows: number;
+}
+
+/**
+ * On a large relation (a staging or production database) whose tenant column no index leads, every read
+ * as a tenant would scan every row of every tenant, for each tenant, context and probe: hours on a table
+ * of 100 million rows. There the reads are bounded: the seeded rows by their primary key (so that every
+ * tenant's own rows and every other audit tenant's rows are seen exactly as a full read would show them),
+ * and a TABLESAMPLE of the existing rows (attributed like any row: a pre-existing tenant's row returned to
+ * an audit tenant is a leak). The report notes the relation as sampled. Null where the read stays whole:
+ * a small relation, an index that starts with the tenant column, no tenant column or no primary key, a
+ * relation with partitions or inheritance children (whose seeded rows live in other relations).
+ */
+export function sampledRead(catalog: Catalog, relation: Relation, relationPlan: RelationPlan): SampledRead | null {
+  if (relation.kind !== 'table' || relation.partitionOf || relation.inheritsFrom.length) return null;
+  if (relation.estimatedRows <= LARGE_RELATION_ROWS || !relationPlan.tenantColumn || !relation.primaryKey?.length) return null;
+  if (catalog.relations.some((candidate) => candidate.inheritsFrom.includes(relation.qualified))) return null;
+  const column = relationPlan.tenantColumn;
+  if (relation.indexes.some((index) => !index.partial && index.columns[0] === column)) return null;
+  const percent = Math.min(100, Math.max(0.001, Number(((100 * SAMPLED_ROWS) / relation.estimatedRows).toPrecision(2))));
+  return { key: relation.primaryKey, percent, estimatedRows: relation.estimatedRows };
+}
+
+/**
+ * `"id" = any('{1,2}'::bigint[])`, or `("a", "b") in (('1'::int, '2'::int), ...)` for a composite key: the
+ * seeded rows of every audit tenant, found through the primary key's index. Values are quoted literals:
+ * the read targets' statements run without parameters. Null when the relation has no seeded row.
+ */
+function seededKeyCondition(context: ProbeContext, relation: Relation, key: string[]): string | null {
+  const rows = context.ledger.rows(relation.qualified).filter((row) => key.every((column) => row.values[column] !== null && row.values[column] !== undefined));
+  if (!rows.length) return null;
+  const typeOf = (name: string) => relation.columns.find((column) => column.name === name)!.type;
+  if (key.length === 1) {
+    const column = key[0]!;
+    return `${ident(column)} = any(${literal(textArrayLiteral(rows.map((row) => row.values[column]!)))}::${typeOf(column)}[])`;
+  }
+  const tuples = rows.map((row) => `(${key.map((column) => `${literal(row.values[column]!)}::${typeOf(column)}`).join(', ')})`);
+  return `(${key.map(ident).join(', ')}) in (${tuples.join(', ')})`;
+}
+
+/** One note per relation whose reads were sampled, for the report. */
+export function samplingNotes(catalog: Catalog, plan: TenancyPlan): string[] {
+  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
+  return plan.relations.flatMap((relationPlan) => {
+    const relation = byName.get(relationPlan.relation);
+    const sampled = relation && relationPlan.tenancy !== 'shared' ? sampledRead(catalog, relation, relationPlan) : null;
+    if (!relation || !sampled) return [];
+    return [
+      `${relation.qualified} was sampled: it holds ~${Math.round(sampled.estimatedRows)} rows and no index starts with ${relationPlan.tenantColumn} (see missing-tenant-index), ` +
+        `so each read as a tenant took the seeded rows by primary key and TABLESAMPLE SYSTEM (${sampled.percent}%) of the existing rows instead of scanning every row; ` +
+        'a leak of existing rows that the sample missed is not excluded. Index the tenant column to have them read in full.',
+    ];
+  });
+}

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { objectSubject } from '../src/findings.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
  * already there; and a row of a pre-existing tenant returned to an audit tenant must still be a leak.
  */
 const EXISTING_MESSAGES = 6000;
-const EXISTING_EVENTS = 20000;
+const EXISTING_EVENTS = 100_000;
 
 const STAGING_ROWS = `
 insert into tenants (id, name) select 1000 + t, 'tenant ' || t from generate_series(1, 20) t;
@@ -31,7 +31,7 @@ create table events (
 alter table events enable row level security;
 alter table events force row level security;
 grant select on events to app_user;
-insert into events select i, 1001 + i % 20, 'event ' || i from generate_series(1, ${EXISTING_EVENTS}) i;
+insert into events select 1000000000000 + i, 1001 + i % 20, 'event ' || i from generate_series(1, ${EXISTING_EVENTS}) i;
 `;
 
 /** Rows PostgreSQL handed to queries on the table since the cluster started (sequential and index reads). */
@@ -74,6 +74,7 @@ describe('a staging audit reads what its probes need, not every row already ther
 
   it('reads a small part of the existing rows and samples the large table no index serves', async () => {
     await client.query(`create policy event_isolation on events using (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::integer))`);
+    onTestFinished(() => client.query('drop policy event_isolation on events'));
     const before = { messages: await settledRowsRead(client, 'messages'), events: await settledRowsRead(client, 'events') };
     const run = await audit();
     const after = { messages: await settledRowsRead(client, 'messages'), events: await settledRowsRead(client, 'events') };
@@ -85,7 +86,6 @@ describe('a staging audit reads what its probes need, not every row already ther
     expect(run.report!.notes.some((note) => note.startsWith('public.events was sampled'))).toBe(true);
     expect(run.report!.notes.some((note) => note.startsWith('public.messages was sampled'))).toBe(false);
     expect(findingsOf(run, 'missing-tenant-index').map((finding) => objectSubject(finding.object))).toContain('public.events');
-    await client.query('drop policy event_isolation on events');
   });
 
   it("finds the rows of a tenant that was already there when they leak, on a table read through its index and on a sampled one", async () => {

@@ -246,7 +246,7 @@ async function measure(rows) {
 const load = () => os.loadavg().map((value) => value.toFixed(2)).join(' ');
 const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
-console.log(`staging-scale audit (chat schema, ${tenantCount} existing tenants, --database-url), PostgreSQL from ${pgBin}, ${os.cpus().length} cores, load ${load()}`);
+console.log(`\n== staging-scale audit (chat schema, ${tenantCount} existing tenants, --database-url), PostgreSQL from ${pgBin}, ${os.cpus().length} cores, load ${load()}`);
 const results = [];
 for (const rows of sizes) {
   const result = await measure(rows);

@@ -16,7 +16,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -173,7 +173,9 @@ function runAudit(url) {
 }
 
 /** pgbench as the application during the audit: each transaction reads the last 20 messages of a conversation of one tenant. */
-function startPgbench(cluster, dir) {
+async function startPgbench(cluster, dir) {
+  await mkdir(dir, { recursive: true });
+  if (user.uid !== undefined) await chown(dir, user.uid, user.gid);
   const script = path.join(dir, 'app.sql');
   const logPrefix = path.join(dir, 'pgbench');
   return writeFile(
@@ -222,8 +224,15 @@ async function measure(rows) {
     await fill(client, rows);
     const filled = Date.now() - filling;
     if (statements) await client.query('create extension pg_stat_statements').then(() => client.query('select pg_stat_statements_reset()'));
+    let quiet = null;
+    if (pgbenchClients) {
+      // The application alone first, for as long as the empty database's audit takes, to compare with.
+      const alone = await startPgbench(cluster, path.join(cluster.dir, 'alone'));
+      await new Promise((resolve) => setTimeout(resolve, 8000));
+      quiet = await alone.stop();
+    }
     const before = await settledTuplesRead(client);
-    const app = pgbenchClients ? await startPgbench(cluster, cluster.dir) : null;
+    const app = pgbenchClients ? await startPgbench(cluster, path.join(cluster.dir, 'during')) : null;
     const run = await runAudit(cluster.url);
     const latency = app ? await app.stop() : null;
     const after = await settledTuplesRead(client);
@@ -236,7 +245,7 @@ async function measure(rows) {
       );
       heaviest = top;
     }
-    return { rows, filled, run, perTable, latency, heaviest };
+    return { rows, filled, run, perTable, latency, quiet, heaviest };
   } finally {
     await client.end();
     await cluster.stop();
@@ -251,7 +260,7 @@ const results = [];
 for (const rows of sizes) {
   const result = await measure(rows);
   results.push(result);
-  const { run, perTable, latency } = result;
+  const { run, perTable, latency, quiet } = result;
   const existing = perTable.reduce((sum, table) => sum + table.live, 0);
   const read = perTable.reduce((sum, table) => sum + table.read, 0);
   const empty = results[0];
@@ -264,7 +273,9 @@ for (const rows of sizes) {
     console.log(`    ${table.name.padEnd(14)} ${String(table.live).padStart(9)} existing, ${String(table.read).padStart(10)} read (${table.seq} by sequential scan)${table.live ? `, ${(table.read / table.live).toFixed(3)} per row` : ''}`);
   }
   for (const note of run.report.notes.filter((line) => /sampl/i.test(line))) console.log(`  note: ${note}`);
-  if (latency) console.log(`  application under pgbench (${pgbenchClients} clients): ${latency.transactions} transactions, p50 ${latency.p50.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms, max ${latency.max.toFixed(2)} ms`);
+  const latencyLine = (name, entry) => `${name}: ${entry.transactions} transactions, p50 ${entry.p50.toFixed(2)} ms, p99 ${entry.p99.toFixed(2)} ms, max ${entry.max.toFixed(2)} ms`;
+  if (quiet) console.log(`  application under pgbench (${pgbenchClients} clients), ${latencyLine('alone for 8 s', quiet)}`);
+  if (latency) console.log(`  ${latencyLine('during the audit', latency)} (the rows read above include the application's)`);
   for (const statement of result.heaviest) console.log(`    ${statement.blocks.padStart(9)} blocks ${statement.ms.padStart(6)} ms ${statement.calls.padStart(5)} calls: ${statement.query}`);
 }
 console.log(`\nload at the end ${load()}`);

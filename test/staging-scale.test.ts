@@ -32,6 +32,16 @@ alter table events enable row level security;
 alter table events force row level security;
 grant select on events to app_user;
 insert into events select 1000000000000 + i, 1001 + i % 20, 'event ' || i from generate_series(1, ${EXISTING_EVENTS}) i;
+create table notes (
+  id        bigint primary key,
+  tenant_id integer not null references tenants (id),
+  body      text not null
+);
+create index notes_tenant_idx on notes (tenant_id);
+alter table notes enable row level security;
+alter table notes force row level security;
+grant select on notes to app_user;
+insert into notes select 1000000000000 + i, 1001 + i % 20, 'note ' || i from generate_series(1, ${EXISTING_EVENTS}) i;
 `;
 
 /** Rows PostgreSQL handed to queries on the table since the cluster started (sequential and index reads). */
@@ -107,5 +117,42 @@ describe('a staging audit reads what its probes need, not every row already ther
       await client.query(`drop policy message_isolation on messages`);
       await client.query(`create policy message_isolation on messages using (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::integer)) with check (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::integer))`);
     }
+  });
+});
+
+describe('a staging table whose policy keeps its tenant index from serving', () => {
+  let target: Target;
+  let client: pg.Client;
+
+  beforeAll(async () => {
+    target = await startEmbedded(existsSync(path.join(PG15_BIN, 'postgres')) ? { pgBin: PG15_BIN } : {});
+    client = new pg.Client({ connectionString: target.connectionString });
+    await client.connect();
+    await client.query(await readFile(path.join(ROOT, 'scenarios/chat/schema.sql'), 'utf8'));
+    await client.query(STAGING_ROWS);
+    await client.query('drop table events');
+    // The tenant column cast to text: the index on notes (tenant_id) cannot serve, every read scans the table.
+    // And tenant 1007's rows (pre-existing, never seeded) are shown to everyone.
+    await client.query(`create policy note_isolation on notes using (tenant_id::text = current_setting('app.current_tenant', true) or tenant_id = 1007)`);
+    await client.query('analyze');
+  });
+  afterAll(async () => {
+    await client?.end();
+    await target?.close();
+  });
+
+  it('reads the table in full once (read-isolation), samples every other read, and finds the leak of the existing rows', async () => {
+    const before = await settledRowsRead(client, 'notes');
+    const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--setting', 'app.current_tenant', '--seed', '5', '--quiet']);
+    const read = (await settledRowsRead(client, 'notes')) - before;
+    expect(run.code).toBe(1);
+    const leaks = findingsOf(run, 'read-isolation');
+    expect(leaks.map((finding) => objectSubject(finding.object))).toEqual(['public.notes']);
+    expect(leaks[0]!.foreignTenant).toBe('1007');
+    expect(leaks[0]!.evidence.sql).not.toContain('tablesample');
+    expect(run.report!.notes.find((note) => note.startsWith('public.notes was sampled'))).toContain('read it in full once');
+    // One full read, and samples: far fewer than a full read per tenant, context and probe.
+    expect(read).toBeGreaterThanOrEqual(EXISTING_EVENTS);
+    expect(read).toBeLessThan(EXISTING_EVENTS * 2);
   });
 });

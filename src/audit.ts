@@ -357,7 +357,7 @@ function buildReport(
     }
   }
   if (seeded) notes.push(...coverageNotes(seeded, scenario));
-  if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, forcedScans));
+  if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, seeded.ledger, forcedScans));
   const accepted = applyAcceptances(fingerprintFindings(sortFindings(findings)), scenario.accept);
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,

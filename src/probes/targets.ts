@@ -1,6 +1,6 @@
 import type { Catalog, Relation } from '../catalog/types.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
-import type { Tenant } from '../seed/ledger.js';
+import type { Ledger, Tenant } from '../seed/ledger.js';
 import { ident, literal, relationIdent, textArrayLiteral } from '../sql.js';
 import type { RelationAccess } from './access.js';
 import { runAs } from './context.js';
@@ -90,7 +90,6 @@ export function isIndirect(relation: Relation): boolean {
 export function shownStatement(statement: string): string {
   return statement.replace(/ limit \d+$/, '');
 }
-
 
 /** A relation with more rows than this (estimated before the audit) is large: reads of it are bounded where no index serves them. */
 export const LARGE_RELATION_ROWS = 10_000;
@@ -192,13 +191,13 @@ function seededKeyCondition(context: ProbeContext, relation: Relation, key: stri
   return `(${key.map(ident).join(', ')}) in (${tuples.join(', ')})`;
 }
 
-/** One note per relation whose reads were sampled, for the report. */
-export function samplingNotes(catalog: Catalog, plan: TenancyPlan, forcedScans?: ReadonlySet<string>): string[] {
+/** One note per relation whose reads were sampled (those with seeded rows to read by key), for the report. */
+export function samplingNotes(catalog: Catalog, plan: TenancyPlan, ledger: Ledger, forcedScans?: ReadonlySet<string>): string[] {
   const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   return plan.relations.flatMap((relationPlan) => {
     const relation = byName.get(relationPlan.relation);
     const sampled = relation && relationPlan.tenancy !== 'shared' ? sampledRead(catalog, relation, relationPlan, forcedScans) : null;
-    if (!relation || !sampled) return [];
+    if (!relation || !sampled || !ledger.count(relation.qualified)) return [];
     const bounded = `took the seeded rows by primary key and TABLESAMPLE SYSTEM (${sampled.percent}%) of the existing rows instead of scanning every row`;
     return [
       sampled.why === 'no-index'

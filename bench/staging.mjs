@@ -133,11 +133,10 @@ const TABLES = ['tenants', 'users', 'conversations', 'messages'];
 
 async function tuplesRead(client) {
   const { rows } = await client.query(
-    `select relname, seq_tup_read::int8::text as seq, coalesce(idx_tup_fetch, 0)::int8::text as idx, n_live_tup::int8::text as live
-     from pg_stat_user_tables where relname = any($1)`,
+    `select relname, seq_tup_read::int8::text as seq, coalesce(idx_tup_fetch, 0)::int8::text as idx from pg_stat_user_tables where relname = any($1)`,
     [TABLES],
   );
-  return new Map(rows.map((row) => [row.relname, { read: Number(row.seq) + Number(row.idx), seq: Number(row.seq), idx: Number(row.idx), live: Number(row.live) }]));
+  return new Map(rows.map((row) => [row.relname, { read: Number(row.seq) + Number(row.idx), seq: Number(row.seq), idx: Number(row.idx) }]));
 }
 
 /** Statistics are sent by backends when they go idle and by the collector a moment later: wait for them to settle. */
@@ -236,6 +235,9 @@ async function measure(rows) {
       await new Promise((resolve) => setTimeout(resolve, 8000));
       quiet = await alone.stop();
     }
+    // Exact row counts (n_live_tup is an estimate), read before the statistics' starting point.
+    const existing = new Map();
+    for (const name of TABLES) existing.set(name, Number((await client.query(`select count(*)::int8::text as n from ${name}`)).rows[0].n));
     const before = await settledTuplesRead(client);
     const app = pgbenchClients ? await startPgbench(cluster, path.join(cluster.dir, 'during')) : null;
     const run = await runAudit(cluster.url);
@@ -246,7 +248,7 @@ async function measure(rows) {
     for (let round = 1; round < rounds; round += 1) walls.push((await runAudit(cluster.url)).wall);
     run.wall = [...walls].sort((a, b) => a - b)[Math.floor(walls.length / 2)];
     run.walls = walls;
-    const perTable = TABLES.map((name) => ({ name, read: (after.get(name)?.read ?? 0) - (before.get(name)?.read ?? 0), seq: (after.get(name)?.seq ?? 0) - (before.get(name)?.seq ?? 0), live: before.get(name)?.live ?? 0 }));
+    const perTable = TABLES.map((name) => ({ name, read: (after.get(name)?.read ?? 0) - (before.get(name)?.read ?? 0), seq: (after.get(name)?.seq ?? 0) - (before.get(name)?.seq ?? 0), live: existing.get(name) }));
     let heaviest = [];
     if (statements) {
       const { rows: top } = await client.query(

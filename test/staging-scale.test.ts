@@ -84,7 +84,9 @@ describe('a staging audit reads what its probes need, not every row already ther
 
   it('reads a small part of the existing rows and samples the large table no index serves', async () => {
     await client.query(`create policy event_isolation on events using (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::integer))`);
-    onTestFinished(() => client.query('drop policy event_isolation on events'));
+    onTestFinished(async () => {
+      await client.query('drop policy event_isolation on events');
+    });
     const before = { messages: await settledRowsRead(client, 'messages'), events: await settledRowsRead(client, 'events') };
     const run = await audit();
     const after = { messages: await settledRowsRead(client, 'messages'), events: await settledRowsRead(client, 'events') };

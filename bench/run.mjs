@@ -9,6 +9,8 @@
  *   node bench/run.mjs --only compare       just the comparison; --tables/--tenants/--rows change its size
  *   node bench/run.mjs --rounds 3           repeat the comparison, pairs back to back, report the medians
  *   node bench/run.mjs --extra '{"jobs":1}' scenario fields for the audit side
+ *   node bench/run.mjs --only staging       just the staging-scale audit (bench/staging.mjs): the chat schema with
+ *                                           0 and 3,000,000 existing messages; --staging-rows 0,300000 changes the sizes
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -109,6 +111,16 @@ if (!only || only === 'growth') {
     { ...size, tenants: 30 },
   ]);
   console.log(`30 tenants took ${(many.timings.total / few.timings.total).toFixed(2)}x the time of 3 (probes ${(many.timings.probes / few.timings.probes).toFixed(2)}x); peak RSS at 30 tenants ${many.maxRssMB} MB`);
+}
+if (!only || only === 'staging') {
+  // Its own script prints its own lines: a run with --database-url on a database that already holds rows.
+  const args = [fileURLToPath(new URL('./staging.mjs', import.meta.url)), '--rows', option('staging-rows', '0,3000000')];
+  if (pgBin) args.push('--pg-bin', pgBin);
+  await new Promise((resolve, reject) => {
+    const staging = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    staging.on('error', reject);
+    staging.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`bench/staging.mjs exited with ${code}`))));
+  });
 }
 if (flag('sweep') || only === 'sweep') {
   await sweep('tables', [25, 50, 100, 200, 400].map((tables) => ({ tables, tenants: 10, rows: 100 })));

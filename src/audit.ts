@@ -38,7 +38,7 @@ import { PRESETS } from './presets/index.js';
 import { buildReplay } from './report/replay.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
-import { readTargets } from './probes/targets.js';
+import { forcedFullScans, readTargets, samplingNotes } from './probes/targets.js';
 
 export interface AuditOptions {
   /** Progress lines for a console; never receives a password. */
@@ -421,6 +421,8 @@ function buildReport(
   startedAt: string,
   timings: Report['timings'],
   inconclusive: Inconclusive = new Inconclusive(),
+  /** The large relations whose policy forces a full scan (their reads were sampled). */
+  forcedScans?: ReadonlySet<string>,
 ): Report {
   const { plan, catalog, target, session } = prepared;
   const notes = [...(target.notes ?? []), ...plan.notes];
@@ -430,6 +432,7 @@ function buildReport(
     }
   }
   if (seeded) notes.push(...coverageNotes(seeded, scenario));
+  if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, seeded.ledger, forcedScans));
   const accepted = applyAcceptances(fingerprintFindings(sortFindings(findings)), scenario.accept);
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,
@@ -518,6 +521,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
   let ruleFindings: Finding[] = [];
   let seeded: SeedOutcome | null = null;
   let seedNumber: number | null = null;
+  let forcedScans: ReadonlySet<string> | undefined;
   const probes: ProbeRecord[] = [];
   const probeFindings: Finding[] = [];
   const inconclusive = new Inconclusive();
@@ -592,6 +596,8 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       record: (probe) => probes.push(probe),
       inconclusive: (reason) => inconclusive.add(reason),
     };
+    context.forcedScans = await forcedFullScans(context);
+    forcedScans = context.forcedScans;
     const jobs = ownCluster ? scenario.jobs : 1;
     if (ownCluster) await session.commit();
     const neverSetStatements = readTargets(context, (relation) => sourcesOf(context, relation)).map((target) => target.statement);
@@ -630,7 +636,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     Object.assign(timings.perProbe, run.perProbe);
     timings.probes = clock.lap();
     const findings = reconcile(ruleFindings, probeFindings, probes, RULES);
-    const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings, inconclusive);
+    const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings, inconclusive, forcedScans);
     if (sequencesBefore) {
       const moved = movedSequences(sequencesBefore, await readSequences(session));
       if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
@@ -660,7 +666,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       reason: `${error.message}: ${seeded ? 'not every probe ran' : 'seeding had not finished'}, so what did not run proves nothing`,
       hint: 'raise --timeout (e.g. --timeout 2h), or audit fewer tenants or rows (--tenants, --rows)',
     });
-    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, probes, [...probeFindings, ...ruleFindings], startedAt, timings, inconclusive);
+    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, probes, [...probeFindings, ...ruleFindings], startedAt, timings, inconclusive, forcedScans);
     const ran = new Set(probes.map((probe) => probe.check)).size;
     partial.notes.push(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`);
     timings.total = Date.now() - clock.started;

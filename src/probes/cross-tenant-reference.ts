@@ -7,7 +7,7 @@ import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { ATTEMPTS, columnOf, keyCondition, quietOutcome, recordWrite, retryable, rowKey, runWrite, tenantCounts, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
+import { ATTEMPTS, columnOf, keyCondition, quietOutcome, recordWrite, retryable, rowKey, runWrite, tenantCounts, tenantIs, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
 
 /** Foreign keys from `target` to tenant-owned rows that do not decide the row's own tenant. */
 function crossableKeys(context: ProbeContext, target: WriteTarget): ForeignKey[] {
@@ -167,7 +167,7 @@ export const crossTenantReference = defineProbe({
 function copiedRows(context: ProbeContext, target: WriteTarget, actor: Tenant, victim: Tenant, columns: string[], values: (string | null)[]): Promise<Record<string, string | null>[]> {
   const matches = columns.map((name, index) => `r.${ident(name)} = $${index + 3}::${columnOf(target.relation, name).type}`).join(' and ');
   const sent = context.session.send(
-    `select (to_jsonb(r) - $2::text[])::text as row from ${target.scope.from} where (${target.scope.tenant})::text = $1 and ${matches}`,
+    `select (to_jsonb(r) - $2::text[])::text as row from ${target.scope.from} where ${tenantIs(target.scope, 1)} and ${matches}`,
     [actor.id, columns, ...values],
   );
   return sent.then(({ rows }) => rows

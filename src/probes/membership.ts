@@ -5,7 +5,7 @@ import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { attributeRows } from './read-isolation.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { plural } from '../text.js';
-import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
+import { expectedOwnRows, isIndirect, mayHideTenantRows, preparedName, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
 import { commentText } from '../sql.js';
 
@@ -25,7 +25,7 @@ interface Reading {
 
 async function readAs(context: ProbeContext, target: ReadTarget, actor: Actor): Promise<Reading> {
   const { relation, statement } = target;
-  const result = await runAs(context, { kind: 'actor', actor }, statement, [], { name: `rls_audit_read_${relation.oid}` });
+  const result = await runAs(context, { kind: 'actor', actor }, statement, [], { name: preparedName('read', target) });
   const complete = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery && !mayHideTenantRows(context, relation.qualified);
   if (result.error) return { target, rows: result.rows.length, seen: new Map(), foreign: new Map(), samples: [], complete: false, error: result.error.message };
   return { target, rows: result.rows.length, complete, ...attributeRows(context, target, result.rows, new Set(actor.tenants.map((tenant) => tenant.id))) };

@@ -6,7 +6,7 @@ import { attribute, attributionColumn, describeContext, maskRow, publicFlagOf, r
 import { diagnoseReadLeak } from './diagnose.js';
 import { commentText, ident } from '../sql.js';
 import { plural } from '../text.js';
-import { expectedOwnRows, isIndirect, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
+import { expectedOwnRows, fullReadOf, isIndirect, preparedName, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
 
 /** One tenant's read of a relation, attributed: its rows, its own, other tenants' by id, samples of those. */
@@ -45,7 +45,8 @@ export async function readAsTenant(context: ProbeContext, target: ReadTarget, te
     if (!keepForLater) kept!.delete(key);
     return done;
   }
-  const read = (await countedRead(context, target, tenant)) ?? (await fullRead(context, target, tenant));
+  // A read that scans the whole relation is made once: row by row, not counted first and read again on a leak.
+  const read = (target.scansAll ? null : await countedRead(context, target, tenant)) ?? (await fullRead(context, target, tenant));
   if (keepForLater) {
     if (!kept) earlier.set(context.plan, new Map([[key, read]]));
     else kept.set(key, read);
@@ -59,7 +60,7 @@ async function countedRead(context: ProbeContext, target: ReadTarget, tenant: Te
   const column = attributionColumn(target.relationPlan, context.plan.tenantColumns, (name) => returned.has(name));
   if (!column) return null;
   const counted = `select r.${ident(column)} as "tenant", count(*)::text as "rows" from (${target.statement}) as r group by 1`;
-  const result = await runAs(context, { kind: 'tenant', tenant }, counted, [], { name: `rls_audit_count_${target.relation.oid}` });
+  const result = await runAs(context, { kind: 'tenant', tenant }, counted, [], { name: preparedName('count', target) });
   if (result.error) return null;
   let own = 0;
   for (const row of result.rows) {
@@ -70,7 +71,7 @@ async function countedRead(context: ProbeContext, target: ReadTarget, tenant: Te
 }
 
 async function fullRead(context: ProbeContext, target: ReadTarget, tenant: Tenant): Promise<TenantRead> {
-  const result = await runAs(context, { kind: 'tenant', tenant }, target.statement, [], { name: `rls_audit_read_${target.relation.oid}` });
+  const result = await runAs(context, { kind: 'tenant', tenant }, target.statement, [], { name: preparedName('read', target) });
   if (result.error) return { rows: result.rows.length, own: 0, foreign: new Map(), samples: [], published: 0, error: result.error.message };
   const { seen, foreign, samples, published } = attributeRows(context, target, result.rows, new Set([tenant.id]));
   return { rows: result.rows.length, own: seen.get(tenant.id) ?? 0, foreign, samples, published: [...published.values()].reduce((sum, count) => sum + count, 0) };
@@ -142,11 +143,13 @@ export const readIsolation = defineProbe({
     const findings: Finding[] = [];
     for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
       const { relation, relationPlan, statement } = target;
-      const leaks: { tenant: Tenant; foreign: Map<string, number>; rows: number; samples: SampleRow[] }[] = [];
+      const leaks: { tenant: Tenant; foreign: Map<string, number>; rows: number; samples: SampleRow[]; statement: string }[] = [];
       const hidden: { tenant: Tenant; expected: number; seen: number; error?: string }[] = [];
       for (const tenant of context.tenants) {
-        const read = await readAsTenant(context, target, tenant);
-        const base = { check: this.meta.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: shownStatement(statement) };
+        // Where the policy itself forces a full scan, the other reads are sampled; this one reads the relation in full, once.
+        const used = target.sampled?.why === 'policy' && tenant === context.tenants[0] ? fullReadOf(context, target) : target;
+        const read = await readAsTenant(context, used, tenant);
+        const base = { check: this.meta.id, relation: relation.qualified, context: tenant.label, tenant: tenant.id, sql: shownStatement(used.statement) };
         if (read.error !== undefined) {
           context.record({ ...base, outcome: 'error', rows: 0, foreignRows: 0, missingOwnRows: 0, error: read.error });
           hidden.push({ tenant, expected: expectedOwnRows(context, relation.qualified, tenant) ?? 0, seen: 0, error: read.error });
@@ -158,7 +161,7 @@ export const readIsolation = defineProbe({
         const missing = expected === null ? 0 : Math.max(0, expected - own);
         const outcome = foreignRows ? 'leak' : !target.reliable ? 'unreliable' : missing ? 'hidden' : 'pass';
         context.record({ ...base, outcome, rows: read.rows, foreignRows, missingOwnRows: missing, ...(read.published ? { publicRows: read.published } : {}) });
-        if (foreignRows) leaks.push({ tenant, foreign, rows: read.rows, samples });
+        if (foreignRows) leaks.push({ tenant, foreign, rows: read.rows, samples, statement: used.statement });
         if (missing) hidden.push({ tenant, expected: expected!, seen: own });
       }
       if (leaks.length) {
@@ -172,9 +175,9 @@ export const readIsolation = defineProbe({
           object: relationObject(relation),
           tenant: first.tenant.id,
           foreignTenant,
-          message: `As ${first.tenant.label}, ${shownStatement(statement)} returns ${plural(foreignCount, 'row')} of ${name(foreignTenant)}${first.foreign.size > 1 ? ` and ${[...first.foreign.values()].slice(1).reduce((sum, count) => sum + count, 0)} of other tenants` : ''}: ${diagnosis.cause}.`,
+          message: `As ${first.tenant.label}, ${shownStatement(first.statement)} returns ${plural(foreignCount, 'row')} of ${name(foreignTenant)}${first.foreign.size > 1 ? ` and ${[...first.foreign.values()].slice(1).reduce((sum, count) => sum + count, 0)} of other tenants` : ''}: ${diagnosis.cause}.`,
           evidence: {
-            sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shownStatement(statement)),
+            sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shownStatement(first.statement)),
             context: describeContext(context, { kind: 'tenant', tenant: first.tenant }),
             rowCount: first.rows,
             sampleRows: first.samples,

@@ -9,25 +9,27 @@ import { defineProbe } from './types.js';
 /** Below this many (estimated) rows a sequential scan is as good as any index. */
 const ROW_THRESHOLD = 1000;
 
-interface PlanNode {
+export interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
+  'Index Name'?: string;
+  'Index Cond'?: string;
   Schema?: string;
   'Plan Rows'?: number;
   Filter?: string;
   Plans?: PlanNode[];
 }
 
-function nodes(plan: PlanNode): PlanNode[] {
+export function nodes(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
 }
 
-function parsePlan(text: string | null | undefined): PlanNode | null {
+export function parsePlan(text: string | null | undefined): PlanNode | null {
   if (!text) return null;
   return (JSON.parse(text) as { Plan: PlanNode }[])[0]?.Plan ?? null;
 }
 
-function firstValue(row: Record<string, string | null> | undefined): string | null {
+export function firstValue(row: Record<string, string | null> | undefined): string | null {
   return row ? Object.values(row)[0] ?? null : null;
 }
 

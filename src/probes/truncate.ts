@@ -88,7 +88,7 @@ export const truncate = defineProbe({
       let statement = '';
       for (const candidate of [`truncate table ${relationIdent(relation)}`, `truncate table ${relationIdent(relation)} cascade`]) {
         statement = candidate;
-        run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target), { before: [LOCK_TIMEOUT], baseline: await baselineCounts(context, target) });
+        run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target, undefined, { everyTenant: true }), { before: [LOCK_TIMEOUT], baseline: await baselineCounts(context, target, { everyTenant: true }) });
         // 0A000: the table is referenced by a foreign key, so it can only be truncated together with the referencing tables.
         if (run.error?.code !== '0A000') break;
       }

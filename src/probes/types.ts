@@ -70,6 +70,11 @@ export interface ProbeContext {
   sequenceRisks?: SequenceRisk[];
   /** Who "as tenant X" runs as (its user, its role), and the extra actors (a user in two tenants, in none). */
   actors?: Actors;
+  /**
+   * Large relations on which the policy keeps the tenant index from serving a tenant's read (targets.ts,
+   * forcedFullScans): their reads are sampled, and read-isolation reads each in full once.
+   */
+  forcedScans?: ReadonlySet<string>;
   /** Results of reads in the "never set" state, taken before any context was set on the connection. */
   neverSet?: Map<string, RunResult>;
   record(probe: ProbeRecord): void;

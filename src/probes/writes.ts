@@ -6,7 +6,7 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { pending, type RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
-import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent, relationIdent, textArrayLiteral } from '../sql.js';
 import type { RelationAccess } from './access.js';
 import { actorOf, describeContext, reproduction, sendContext } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
@@ -41,6 +41,26 @@ export interface TenantScope {
   from: string;
   /** Expression giving the tenant id of row `r`. */
   tenant: string;
+  /** The SQL type of `tenant` (the tenant column's), so that it is compared as itself and an index on it serves. */
+  tenantType: string | null;
+}
+
+/**
+ * `tenant = $n::type`: the rows of one tenant, compared in the tenant column's own type so that an index on it
+ * serves (a comparison of `tenant::text` reads every row of the table, the application's included).
+ */
+export function tenantIs(scope: TenantScope, position: number): string {
+  return scope.tenantType ? `${scope.tenant} = $${position}::${scope.tenantType}` : `(${scope.tenant})::text = $${position}`;
+}
+
+/** `tenant = any($n::type[])`: the rows of the given tenants (the parameter is `tenantIds(...)`), through an index where one serves. */
+export function tenantIn(scope: TenantScope, position: number): string {
+  return scope.tenantType ? `${scope.tenant} = any($${position}::${scope.tenantType}[])` : `(${scope.tenant})::text = any($${position}::text[])`;
+}
+
+/** The audit's own (seeded) tenants, as the parameter of `tenantIn`. */
+export function auditTenantIds(context: ProbeContext): string {
+  return textArrayLiteral(context.ledger.tenants.map((tenant) => tenant.id));
 }
 
 function isBaseTable(relation: Relation): boolean {
@@ -64,7 +84,8 @@ export function ownership(context: ProbeContext, relation: Relation): RelationPl
 
 export function tenantScope(context: ProbeContext, relation: Relation, relationPlan: RelationPlan): TenantScope | null {
   const base = `${relationIdent(relation)} as r`;
-  if (relationPlan.tenantColumn) return { from: base, tenant: `r.${ident(relationPlan.tenantColumn)}` };
+  const typeOf = (owner: Relation | undefined, name: string) => owner?.columns.find((column) => column.name === name)?.type ?? null;
+  if (relationPlan.tenantColumn) return { from: base, tenant: `r.${ident(relationPlan.tenantColumn)}`, tenantType: typeOf(relation, relationPlan.tenantColumn) };
   if (!relationPlan.path?.length) return null;
   const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
   let from = base;
@@ -76,7 +97,9 @@ export function tenantScope(context: ProbeContext, relation: Relation, relationP
     alias = next;
   });
   const last = plans.get(relationPlan.path[relationPlan.path.length - 1]!.references);
-  return last?.tenantColumn ? { from, tenant: `${alias}.${ident(last.tenantColumn)}` } : null;
+  if (!last?.tenantColumn) return null;
+  const owner = context.catalog.relations.find((candidate) => candidate.qualified === last.relation);
+  return { from, tenant: `${alias}.${ident(last.tenantColumn)}`, tenantType: typeOf(owner, last.tenantColumn) };
 }
 
 /**
@@ -279,16 +302,25 @@ export interface TenantCounts {
 }
 
 /**
- * As the administrator (no policy applies): how many rows each tenant has, and how many match `marker`.
+ * As the administrator (no policy applies): how many rows each of the audit's tenants has, and how many match
+ * `marker`. Only the audit's tenants are counted (through an index on the tenant column where there is one):
+ * every write probe judges a write by what it did to the rows of the audit's tenants, and counting the
+ * application's rows on a staging database would read the whole table twice per write. `everyTenant` counts
+ * every row (TRUNCATE, which only runs on a cluster of the run's own, reports whose rows it removed).
  * The count is sent before this returns (runWrite pipelines it with the write).
  */
-export function tenantCounts(context: ProbeContext, target: WriteTarget, marker?: Marker): Promise<TenantCounts> {
-  const params = marker?.values ?? [];
+export function tenantCounts(context: ProbeContext, target: WriteTarget, marker?: Marker, options: { everyTenant?: boolean } = {}): Promise<TenantCounts> {
+  const params: (string | null)[] = [...(marker?.values ?? [])];
   const matches = marker
     ? marker.columns.map((name, index) => `r.${ident(name)} is not distinct from $${index + 1}::${columnOf(target.relation, name).type}`).join(' and ')
     : 'false';
+  let where = '';
+  if (!options.everyTenant) {
+    params.push(auditTenantIds(context));
+    where = ` where ${tenantIn(target.scope, params.length)}`;
+  }
   const sent = context.session.send(
-    `select (${target.scope.tenant})::text as tenant, count(*)::text as total, count(*) filter (where ${matches})::text as marked from ${target.scope.from} group by 1`,
+    `select (${target.scope.tenant})::text as tenant, count(*)::text as total, count(*) filter (where ${matches})::text as marked from ${target.scope.from}${where} group by 1`,
     params,
   );
   return pending(
@@ -306,13 +338,14 @@ export function tenantCounts(context: ProbeContext, target: WriteTarget, marker?
 const baselines = new WeakMap<ProbeContext, Map<string, TenantCounts>>();
 
 /** Rows per tenant in the seeded state, counted once per relation and audit (writes are rolled back). */
-export async function baselineCounts(context: ProbeContext, target: WriteTarget): Promise<TenantCounts> {
+export async function baselineCounts(context: ProbeContext, target: WriteTarget, options: { everyTenant?: boolean } = {}): Promise<TenantCounts> {
   const cache = baselines.get(context) ?? new Map<string, TenantCounts>();
   baselines.set(context, cache);
-  const cached = cache.get(target.relation.qualified);
+  const key = `${options.everyTenant ? 'every' : 'audit'}\0${target.relation.qualified}`;
+  const cached = cache.get(key);
   if (cached) return cached;
-  const counts = await tenantCounts(context, target);
-  cache.set(target.relation.qualified, counts);
+  const counts = await tenantCounts(context, target, undefined, options);
+  cache.set(key, counts);
   return counts;
 }
 
@@ -345,7 +378,7 @@ export async function rowOf(context: ProbeContext, target: WriteTarget, tenant: 
   const present = columns.map((name) => (name === 'ctid' ? 'true' : `r.${ident(name)} is not null`)).join(' and ');
   const order = columns.filter((name) => name !== 'ctid').map((name) => `r.${ident(name)}`).join(', ');
   const { rows } = await context.session.query(
-    `select ${select} from ${target.scope.from} where (${target.scope.tenant})::text = $1 and ${present}${order ? ` order by ${order}` : ''} limit 1`,
+    `select ${select} from ${target.scope.from} where ${tenantIs(target.scope, 1)} and ${present}${order ? ` order by ${order}` : ''} limit 1`,
     [tenant.id],
   );
   return rows[0] ?? null;
@@ -469,7 +502,7 @@ export interface RowCursor {
 export async function boundedWrite(context: ProbeContext, target: WriteTarget, tenant: Tenant, statement: string): Promise<{ statement: string; cursor: RowCursor } | null | undefined> {
   if (context.disposable) return null;
   const { rows } = await context.session.query(
-    `select r.ctid::text as ctid, r.tableoid::int8::text as tableoid from ${target.scope.from} where (${target.scope.tenant})::text = $1 limit 1`,
+    `select r.ctid::text as ctid, r.tableoid::int8::text as tableoid from ${target.scope.from} where ${tenantIs(target.scope, 1)} limit 1`,
     [tenant.id],
   );
   const row = rows[0];

@@ -1155,13 +1155,15 @@ class Seeder {
    */
   private async adopt(relation: Relation, relationPlan: RelationPlan, result: SeedResult): Promise<void> {
     if (!this.withTriggers) return;
+    const typeOf = (owner: Relation, name: string) => owner.columns.find((column) => column.name === name)?.type ?? 'text';
     const select = relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ');
     let sql: string;
     let params: unknown[];
     let attribute: (row: RawRow) => string | null;
     if (relationPlan.tenantColumn && relationPlan.tenancy !== 'shared') {
       const column = relationPlan.tenantColumn;
-      sql = `select ${select} from ${relationIdent(relation)} where ${ident(column)}::text = any($1::text[]) limit 10000`;
+      // Compared in the column's own type, so that an index on the tenant column serves (not ::text, which reads every row).
+      sql = `select ${select} from ${relationIdent(relation)} where ${ident(column)} = any($1::${typeOf(relation, column)}[]) limit 10000`;
       params = [this.ledger.tenants.map((tenant) => tenant.id)];
       attribute = (row) => row[column] ?? null;
     } else if (relationPlan.path?.length) {
@@ -1169,7 +1171,7 @@ class Seeder {
       const parents = this.ledger.rows(hop.references);
       if (!parents.length) return;
       const owner = new Map(parents.map((parent) => [hop.referencedColumns.map((column) => parent.values[column] ?? '').join('\u0001'), parent.tenant]));
-      sql = `select ${select} from ${relationIdent(relation)} where (${hop.columns.map((column) => `${ident(column)}::text`).join(', ')}) in (select * from unnest(${hop.columns.map((_, index) => `$${index + 1}::text[]`).join(', ')})) limit 10000`;
+      sql = `select ${select} from ${relationIdent(relation)} where (${hop.columns.map((column) => ident(column)).join(', ')}) in (select * from unnest(${hop.columns.map((column, index) => `$${index + 1}::${typeOf(relation, column)}[]`).join(', ')})) limit 10000`;
       params = hop.referencedColumns.map((column) => parents.map((parent) => parent.values[column] ?? null));
       attribute = (row) => owner.get(hop.columns.map((column) => row[column] ?? '').join('\u0001')) ?? null;
     } else return;

@@ -1,0 +1,293 @@
+/**
+ * A staging audit at production scale: `rls-audit run --database-url` on the chat schema (scenarios/chat/)
+ * whose messages table already holds N rows of other tenants, for N = 0 and the given sizes. Prints, per
+ * size, the audit's time, its ratio to the empty database, and the rows PostgreSQL read in the four tables
+ * (seq_tup_read + idx_tup_fetch, from pg_stat_user_tables, before and after the audit) per existing row.
+ * Targets: within 1.5x of the empty database; at most 0.5 rows read per existing row.
+ *
+ * Each size gets a fresh cluster (initdb into a temporary directory, PostgreSQL 15 binaries by default), filled
+ * with generate_series: 200 tenants, 10 users and 50 conversations each, N messages spread over them. The
+ * audit runs in a child process (the built library: `npm run build` first). Not a test: it prints numbers.
+ *
+ *   node bench/staging.mjs [--rows 0,3000000] [--tenants 200] [--pg-bin /usr/lib/postgresql/15/bin] [--rounds 3]
+ *                                           (the audit's time is the median of --rounds runs on the same database;
+ *                                           the rows read are the first run's)
+ *                          [--pgbench 10]   also run pgbench (N clients, selects of one tenant's messages)
+ *                                           during the audit and print the application's p99 latency
+ *                          [--statements]   load pg_stat_statements and print the audit's 8 heaviest statements
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+function option(name, fallback) {
+  const at = process.argv.indexOf(`--${name}`);
+  return at > 0 ? process.argv[at + 1] : fallback;
+}
+const flag = (name) => process.argv.includes(`--${name}`);
+
+const pgBin = option('pg-bin', '/usr/lib/postgresql/15/bin');
+const sizes = option('rows', '0,3000000').split(',').map(Number);
+const tenantCount = Number(option('tenants', '200'));
+const pgbenchClients = Number(option('pgbench', '0'));
+const statements = flag('statements');
+const rounds = Number(option('rounds', '3'));
+const root = fileURLToPath(new URL('..', import.meta.url));
+const chatSchema = await readFile(path.join(root, 'scenarios/chat/schema.sql'), 'utf8');
+
+if (!existsSync(path.join(pgBin, 'initdb'))) {
+  console.error(`no initdb in ${pgBin}: give the PostgreSQL binaries with --pg-bin`);
+  process.exit(2);
+}
+
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+
+/** PostgreSQL refuses to run as root: then the cluster runs as `postgres` (or `nobody`), as the embedded target does. */
+function unprivilegedUser() {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return {};
+  for (const name of ['postgres', 'nobody']) {
+    try {
+      return { uid: Number(execFileSync('id', ['-u', name], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', name], { encoding: 'utf8' })) };
+    } catch {
+      // no such user
+    }
+  }
+  throw new Error('running as root and no postgres or nobody user to run PostgreSQL');
+}
+const user = unprivilegedUser();
+
+async function startCluster() {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-staging-'));
+  if (user.uid !== undefined) await chown(dir, user.uid, user.gid);
+  const data = path.join(dir, 'data');
+  execFileSync(path.join(pgBin, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync'], { stdio: 'ignore', ...user });
+  const port = await freePort();
+  const settings = [
+    `port = ${port}`,
+    `unix_socket_directories = '${dir}'`,
+    "listen_addresses = '127.0.0.1'",
+    'fsync = off',
+    'synchronous_commit = off',
+    'full_page_writes = off',
+    'shared_buffers = 256MB',
+    'max_wal_size = 4GB',
+    'track_counts = on',
+  ];
+  if (statements) settings.push("shared_preload_libraries = 'pg_stat_statements'", 'pg_stat_statements.track = all');
+  await writeFile(path.join(data, 'postgresql.auto.conf'), `${settings.join('\n')}\n`);
+  execFileSync(path.join(pgBin, 'pg_ctl'), ['-D', data, '-l', path.join(dir, 'log'), '-w', 'start'], { stdio: 'ignore', ...user });
+  const url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
+  return {
+    url,
+    port,
+    dir,
+    async stop() {
+      try {
+        execFileSync(path.join(pgBin, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop'], { stdio: 'ignore', ...user });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** The chat schema, with `tenants` tenants (ids 1000 and up, so the audit's own tenants never collide) and `rows` messages. */
+async function fill(client, rows) {
+  await client.query(chatSchema);
+  await client.query(`insert into tenants (id, name) select 1000 + t, 'tenant ' || t from generate_series(1, ${tenantCount}) t`);
+  await client.query(`insert into users (tenant_id, email, display_name) select 1000 + t, 'user' || u || '@t' || t || '.test', 'User ' || u from generate_series(1, ${tenantCount}) t, generate_series(1, 10) u order by t, u`);
+  await client.query(`insert into conversations (tenant_id, created_by, title) select tenant_id, id, 'Conversation ' || c from users, generate_series(1, 5) c order by tenant_id, id, c`);
+  if (rows > 0) {
+    // Foreign-key triggers off while the messages go in (the values are right by construction): minutes less at 3M.
+    await client.query('set session_replication_role = replica');
+    // Each tenant's conversations are numbered consecutively (one insert, tenants in order): message i goes
+    // to tenant 1000 + i % tenants and to one of its 50 conversations.
+    await client.query(
+      `insert into messages (tenant_id, conversation_id, author_id, body)
+       select 1000 + 1 + i % ${tenantCount}, c.first + (i / ${tenantCount}) % 50, u.first + (i / ${tenantCount}) % 10, 'message ' || i || ' of a conversation that happened'
+       from generate_series(0, ${rows - 1}) i
+       join (select tenant_id, min(id) as first from conversations group by 1) c on c.tenant_id = 1000 + 1 + i % ${tenantCount}
+       join (select tenant_id, min(id) as first from users group by 1) u on u.tenant_id = 1000 + 1 + i % ${tenantCount}`,
+    );
+  }
+  await client.query('reset session_replication_role');
+  await client.query('vacuum analyze');
+  // The fill's pages written out now, not by the checkpointer while the audit runs.
+  await client.query('checkpoint');
+}
+
+const TABLES = ['tenants', 'users', 'conversations', 'messages'];
+
+async function tuplesRead(client) {
+  const { rows } = await client.query(
+    `select relname, seq_tup_read::int8::text as seq, coalesce(idx_tup_fetch, 0)::int8::text as idx from pg_stat_user_tables where relname = any($1)`,
+    [TABLES],
+  );
+  return new Map(rows.map((row) => [row.relname, { read: Number(row.seq) + Number(row.idx), seq: Number(row.seq), idx: Number(row.idx) }]));
+}
+
+/** Statistics are sent by backends when they go idle and by the collector a moment later: wait for them to settle. */
+async function settledTuplesRead(client) {
+  let last = null;
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    await client.query('select pg_stat_clear_snapshot()');
+    const now = await tuplesRead(client);
+    const key = JSON.stringify([...now]);
+    if (key === last) return now;
+    last = key;
+    await new Promise((resolve) => setTimeout(resolve, 600));
+  }
+  return tuplesRead(client);
+}
+
+function runAudit(url) {
+  const cli = path.join(root, 'dist/cli.js');
+  const out = path.join(os.tmpdir(), `rls-audit-staging-${process.pid}`);
+  const args = [cli, 'run', '--database-url', url, '--role', 'app_user', '--setting', 'app.current_tenant', '--seed', '1', '--quiet', '--out', out];
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (chunk) => (err += chunk));
+    child.on('error', reject);
+    child.on('close', async (code) => {
+      const wall = Date.now() - started;
+      try {
+        const report = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
+        await rm(out, { recursive: true, force: true });
+        resolve({ wall, code, report });
+      } catch {
+        reject(new Error(`the audit exited with ${code} and wrote no report: ${err.trim()}`));
+      }
+    });
+  });
+}
+
+/** pgbench as the application during the audit: each transaction reads the last 20 messages of a conversation of one tenant. */
+async function startPgbench(cluster, dir) {
+  await mkdir(dir, { recursive: true });
+  if (user.uid !== undefined) await chown(dir, user.uid, user.gid);
+  const script = path.join(dir, 'app.sql');
+  const logPrefix = path.join(dir, 'pgbench');
+  return writeFile(
+    script,
+    [
+      `\\set tenant random(1001, ${1000 + tenantCount})`,
+      'begin;',
+      "select set_config('app.current_tenant', :tenant::text, true);",
+      'set local role app_user;',
+      'select id, body from messages where tenant_id = :tenant and conversation_id = (select min(id) from conversations where tenant_id = :tenant) order by created_at desc limit 20;',
+      'commit;',
+      '',
+    ].join('\n'),
+  ).then(() => {
+    const child = spawn(
+      path.join(pgBin, 'pgbench'),
+      ['-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', '-n', '-c', String(pgbenchClients), '-j', '1', '-T', '3600', '-f', script, '-l', '--log-prefix', logPrefix, 'postgres'],
+      { stdio: 'ignore', cwd: dir },
+    );
+    return {
+      async stop() {
+        child.kill('SIGINT');
+        await new Promise((resolve) => child.on('close', resolve));
+        const latencies = [];
+        for (const name of await readdir(dir)) {
+          if (!name.startsWith('pgbench.')) continue;
+          for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n')) {
+            const fields = line.trim().split(/\s+/);
+            if (fields.length >= 3) latencies.push(Number(fields[2]) / 1000);
+          }
+        }
+        latencies.sort((a, b) => a - b);
+        const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+        return { transactions: latencies.length, p50: at(0.5), p99: at(0.99), max: latencies[latencies.length - 1] ?? NaN };
+      },
+    };
+  });
+}
+
+async function measure(rows) {
+  const cluster = await startCluster();
+  const client = new pg.Client({ connectionString: cluster.url });
+  await client.connect();
+  try {
+    const filling = Date.now();
+    await fill(client, rows);
+    const filled = Date.now() - filling;
+    if (statements) await client.query('create extension pg_stat_statements').then(() => client.query('select pg_stat_statements_reset()'));
+    let quiet = null;
+    if (pgbenchClients) {
+      // The application alone first, for as long as the empty database's audit takes, to compare with.
+      const alone = await startPgbench(cluster, path.join(cluster.dir, 'alone'));
+      await new Promise((resolve) => setTimeout(resolve, 8000));
+      quiet = await alone.stop();
+    }
+    // Exact row counts (n_live_tup is an estimate), read before the statistics' starting point.
+    const existing = new Map();
+    for (const name of TABLES) existing.set(name, Number((await client.query(`select count(*)::int8::text as n from ${name}`)).rows[0].n));
+    const before = await settledTuplesRead(client);
+    const app = pgbenchClients ? await startPgbench(cluster, path.join(cluster.dir, 'during')) : null;
+    const run = await runAudit(cluster.url);
+    const latency = app ? await app.stop() : null;
+    const after = await settledTuplesRead(client);
+    // The audit leaves the database as it was: further rounds on the same cluster, for the median time.
+    const walls = [run.wall];
+    for (let round = 1; round < rounds; round += 1) walls.push((await runAudit(cluster.url)).wall);
+    run.wall = [...walls].sort((a, b) => a - b)[Math.floor(walls.length / 2)];
+    run.walls = walls;
+    const perTable = TABLES.map((name) => ({ name, read: (after.get(name)?.read ?? 0) - (before.get(name)?.read ?? 0), seq: (after.get(name)?.seq ?? 0) - (before.get(name)?.seq ?? 0), live: existing.get(name) }));
+    let heaviest = [];
+    if (statements) {
+      const { rows: top } = await client.query(
+        `select calls::text, rows::text, (shared_blks_hit + shared_blks_read)::text as blocks, round(total_exec_time)::text as ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) as query
+         from pg_stat_statements where query not like '%pg_stat%' order by shared_blks_hit + shared_blks_read desc limit 8`,
+      );
+      heaviest = top;
+    }
+    return { rows, filled, run, perTable, latency, quiet, heaviest };
+  } finally {
+    await client.end();
+    await cluster.stop();
+  }
+}
+
+const load = () => os.loadavg().map((value) => value.toFixed(2)).join(' ');
+const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+
+console.log(`\n== staging-scale audit (chat schema, ${tenantCount} existing tenants, --database-url), PostgreSQL from ${pgBin}, ${os.cpus().length} cores, load ${load()}`);
+const results = [];
+for (const rows of sizes) {
+  const result = await measure(rows);
+  results.push(result);
+  const { run, perTable, latency, quiet } = result;
+  const existing = perTable.reduce((sum, table) => sum + table.live, 0);
+  const read = perTable.reduce((sum, table) => sum + table.read, 0);
+  const empty = results[0];
+  console.log(
+    `\n${rows.toLocaleString('en')} existing messages (filled in ${s(result.filled)}): audit ${s(run.wall)} (median of ${run.walls.map(s).join(', ')}; first run's report total ${s(run.report.timings.total)}, probes ${s(run.report.timings.probes)})` +
+      `${results.length > 1 && empty.rows === 0 ? `, ${(run.wall / empty.run.wall).toFixed(2)}x the empty database` : ''}; verdict ${run.report.summary.verdict} (exit ${run.code}), ${run.report.findings.length} finding(s)`,
+  );
+  console.log(`  rows read: ${read.toLocaleString('en')} for ${existing.toLocaleString('en')} existing rows${existing ? ` = ${(read / existing).toFixed(3)} per existing row` : ''}`);
+  for (const table of perTable) {
+    console.log(`    ${table.name.padEnd(14)} ${String(table.live).padStart(9)} existing, ${String(table.read).padStart(10)} read (${table.seq} by sequential scan)${table.live ? `, ${(table.read / table.live).toFixed(3)} per row` : ''}`);
+  }
+  for (const note of run.report.notes.filter((line) => /sampl/i.test(line))) console.log(`  note: ${note}`);
+  const latencyLine = (name, entry) => `${name}: ${entry.transactions} transactions, p50 ${entry.p50.toFixed(2)} ms, p99 ${entry.p99.toFixed(2)} ms, max ${entry.max.toFixed(2)} ms`;
+  if (quiet) console.log(`  application under pgbench (${pgbenchClients} clients), ${latencyLine('alone for 8 s', quiet)}`);
+  if (latency) console.log(`  ${latencyLine('during the audit', latency)} (the rows read above include the application's)`);
+  for (const statement of result.heaviest) console.log(`    ${statement.blocks.padStart(9)} blocks ${statement.ms.padStart(6)} ms ${statement.calls.padStart(5)} calls: ${statement.query}`);
+}
+console.log(`\nload at the end ${load()}`);

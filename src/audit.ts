@@ -21,6 +21,7 @@ import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-fil
 import { locateObjects, sourceRootUri } from './report/locate.js';
 import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
+import { adoptOwnedRows } from './seed/owned.js';
 import { AuditSession } from './session.js';
 import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
@@ -509,6 +510,9 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       }
     }
     const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable);
+    for (const owned of await adoptOwnedRows(session, catalog, analysis, plan, actors, seeded.ledger, blocked)) {
+      log(`actors: ${Object.values(owned.tenants).join('/')} row(s) of ${owned.relation} per tenant belong to the tenant's user (${owned.columns.join(', ')})`);
+    }
     timings.seeding = clock.lap();
     progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });
     log(`seeded ${seeded.rowsInserted} rows for ${seeded.tenants.length} tenants`);

@@ -511,7 +511,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     }
     const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable);
     for (const owned of await adoptOwnedRows(session, catalog, analysis, plan, actors, seeded.ledger, blocked)) {
-      log(`actors: ${Object.values(owned.tenants).join('/')} row(s) of ${owned.relation} per tenant belong to the tenant's user (${owned.columns.join(', ')})`);
+      log(`actors: ${Object.values(owned.tenants).join('/')} row(s) of ${owned.relation} per tenant ${owned.relation === plan.actors.membership?.relation ? `give the tenant's users the most privileged ${owned.columns.join(', ')}` : `belong to the tenant's user (${owned.columns.join(', ')})`}`);
     }
     timings.seeding = clock.lap();
     progress({ phase: 'seeding', completed: 1, total: 1, step: `${seeded.rowsInserted} rows` });

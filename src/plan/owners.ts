@@ -48,6 +48,8 @@ export interface RoleColumn {
   column: Column;
   /** The most privileged value the column may hold. */
   top: string;
+  /** The least privileged: a value that is not a privileged word (member, viewer), else the lowest ranked. */
+  bottom: string;
 }
 
 /**
@@ -64,8 +66,8 @@ export function roleColumns(relation: Relation, referenced: (relation: string, c
       const foreignKey = relation.foreignKeys.find((candidate) => candidate.columns.length === 1 && candidate.columns[0] === column.name);
       if (foreignKey && /role|permission|level/i.test(foreignKey.references.split('.').pop()!)) values = referenced(foreignKey.references, foreignKey.referencedColumns[0]!);
     }
-    const ranked = values.filter((value) => rank(value) < PRIVILEGED.length).sort((a, b) => rank(a) - rank(b));
-    if (ranked.length) found.push({ column, top: ranked[0]! });
+    const ranked = [...values].sort((a, b) => rank(a) - rank(b));
+    if (ranked.length > 1 && rank(ranked[0]!) < PRIVILEGED.length) found.push({ column, top: ranked[0]!, bottom: ranked[ranked.length - 1]! });
   }
   return found;
 }

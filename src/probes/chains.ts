@@ -18,6 +18,8 @@ import type { ProbeContext } from './types.js';
 export interface ChainStep {
   statement: string;
   params: (string | null)[];
+  /** As the administrator, before the role changes: set the stage (a cursor over the user's own row, a role lowered). */
+  setup?: string[];
 }
 
 export interface Sight {
@@ -62,8 +64,9 @@ export async function runChain(context: ProbeContext, actor: Actor, step: ChainS
   const memberships = membershipSql(context);
   const user = actor.user;
   return session.rolledBack(async () => {
+    const ready: Promise<unknown>[] = (step.setup ?? []).map((sql) => pending(session.send(sql)));
     const ownedBefore = memberships && user !== null ? pending(session.send(memberships, [user])) : null;
-    const ready: Promise<unknown>[] = [pending(session.send(session.roleStatement(options.role ?? context.plan.role)))];
+    ready.push(pending(session.send(session.roleStatement(options.role ?? context.plan.role))));
     const set = sendContext(context, actor);
     ready.push(pending(set.outcome));
     if (set.mustWait) await set.outcome.catch(() => undefined);
@@ -144,6 +147,7 @@ export function describeOpened(context: ProbeContext, found: readonly Opened[]):
 export function chainEvidence(context: ProbeContext, actor: Actor, step: ChainStep, found: readonly Opened[], targets: readonly ReadTarget[], role?: string): string {
   const reads = found.map((entry) => targets.find((target) => target.relation.qualified === entry.relation)).filter((target): target is ReadTarget => Boolean(target));
   const body = [inlineParameters(step.statement, step.params).replace(/ limit \d+$/, ''), ...reads.map((target) => shownStatement(target.statement))].join(';\n');
-  const sql = reproduction(context, { kind: 'actor', actor }, body);
+  let sql = reproduction(context, { kind: 'actor', actor }, body);
+  if (step.setup?.length) sql = sql.replace(/^begin;\n/, `begin;\n-- as the administrator, before SET ROLE:\n${step.setup.map((line) => `${line};`).join('\n')}\n`);
   return role ? sql.replace(/^set local role .*;$/m, `set local role ${ident(role)};`) : sql;
 }

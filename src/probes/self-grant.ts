@@ -4,11 +4,11 @@ import { roleColumns, userColumns } from '../plan/owners.js';
 import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { Severity } from '../severity.js';
-import { ident, inlineParameters, relationIdent } from '../sql.js';
+import { ident, inlineParameters, literal, relationIdent } from '../sql.js';
 import { chainEvidence, chainTargets, describeOpened, opened, runChain, type ChainRun, type ChainStep } from './chains.js';
 import { actorOf, describeContext } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
-import { sequenceSkip } from './writes.js';
+import { ROW_CURSOR, sequenceSkip } from './writes.js';
 import type { ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
 
@@ -64,7 +64,6 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
   const relationPlan = plan.relations.find((entry) => entry.relation === relation.qualified);
   const list: Attempt[] = [];
   const user = actor.user!;
-  const where = `${ident(membership.userColumn)} = $2::${typeOf(relation, membership.userColumn)} and ${ident(membership.tenantColumn)} = $3::${typeOf(relation, membership.tenantColumn)}`;
   const roles = roleColumns(relation, (table, column) => context.ledger.rows(table).map((row) => row.values[column]).filter((value): value is string => typeof value === 'string'));
   if (relationPlan && context.access.get(relation.qualified)?.insert && !sequenceSkip(context, 'self-join', relation.qualified, ['INSERT'])) {
     const row = builder.ownRow(relation, relationPlan, victim, {}, { identity: tenant });
@@ -77,27 +76,31 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
     }
   }
   if (context.access.get(relation.qualified)?.update && !sequenceSkip(context, 'membership-escalation', relation.qualified, ['UPDATE'])) {
+    // The update names the user's own membership with WHERE CURRENT OF a cursor the administrator declares, as
+    // an UPDATE without WHERE would (the SELECT policies are not applied to the new row; a filter would add them).
+    const own = `select * from ${relationIdent(relation)} where ${ident(membership.userColumn)}::text = ${literal(user)} and ${ident(membership.tenantColumn)}::text = ${literal(tenant.id)}`;
+    const cursor = `declare ${ROW_CURSOR} cursor for ${own}; fetch ${ROW_CURSOR}`;
     list.push({
       check: 'membership-escalation', relation, actor, tenant, victim, grantsMembership: true,
-      step: { statement: `update ${relationIdent(relation)} set ${ident(membership.tenantColumn)} = $1::${typeOf(relation, membership.tenantColumn)} where ${where}`, params: [victim.id, user, tenant.id] },
+      step: { statement: `update ${relationIdent(relation)} set ${ident(membership.tenantColumn)} = $1::${typeOf(relation, membership.tenantColumn)} where current of ${ROW_CURSOR}`, params: [victim.id], setup: [cursor] },
       what: `update ${relation.qualified} set ${membership.tenantColumn} = ${victim.label} on its own membership of ${tenant.label}`,
     });
     for (const role of roles) {
+      // From the least privileged value (the actors are seeded with the most privileged one).
+      const lower = `update ${relationIdent(relation)} set ${ident(role.column.name)} = ${literal(role.bottom)}::${role.column.type} where ${ident(membership.userColumn)}::text = ${literal(user)} and ${ident(membership.tenantColumn)}::text = ${literal(tenant.id)}`;
       list.push({
         check: 'membership-escalation', relation, actor, tenant, victim: tenant, grantsMembership: false,
-        step: { statement: `update ${relationIdent(relation)} set ${ident(role.column.name)} = $1::${role.column.type} where ${where}`, params: [role.top, user, tenant.id] },
-        what: `update ${relation.qualified} set ${role.column.name} = '${role.top}' on its own membership of ${tenant.label}`,
+        step: { statement: `update ${relationIdent(relation)} set ${ident(role.column.name)} = $1::${role.column.type} where current of ${ROW_CURSOR}`, params: [role.top], setup: [lower, cursor] },
+        what: `update ${relation.qualified} set ${role.column.name} = '${role.top}' on its own membership of ${tenant.label} (as a ${role.bottom})`,
       });
     }
   }
   for (const pointer of pointerTables(context)) {
     if (sequenceSkip(context, 'user-pointer', pointer.relation.qualified, ['UPDATE'])) continue;
+    const cursor = `declare ${ROW_CURSOR} cursor for select * from ${relationIdent(pointer.relation)} where ${ident(pointer.userColumn)}::text = ${literal(user)}; fetch ${ROW_CURSOR}`;
     list.push({
       check: 'user-pointer', relation: pointer.relation, actor, tenant, victim, grantsMembership: false,
-      step: {
-        statement: `update ${relationIdent(pointer.relation)} set ${ident(pointer.pointer)} = $1::${typeOf(pointer.relation, pointer.pointer)} where ${ident(pointer.userColumn)} = $2::${typeOf(pointer.relation, pointer.userColumn)}`,
-        params: [victim.id, user],
-      },
+      step: { statement: `update ${relationIdent(pointer.relation)} set ${ident(pointer.pointer)} = $1::${typeOf(pointer.relation, pointer.pointer)} where current of ${ROW_CURSOR}`, params: [victim.id], setup: [cursor] },
       what: `update ${pointer.relation.qualified} set ${pointer.pointer} = ${victim.label} on its own row`,
     });
   }

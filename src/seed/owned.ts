@@ -1,9 +1,9 @@
 import type { Analysis } from '../analysis/model.js';
 import type { Catalog, Relation } from '../catalog/types.js';
-import { userColumns } from '../plan/owners.js';
+import { roleColumns, userColumns } from '../plan/owners.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession } from '../session.js';
-import { ident, relationIdent } from '../sql.js';
+import { ident, qualifiedIdent, relationIdent } from '../sql.js';
 import type { Actors } from './actors.js';
 import type { Ledger } from './ledger.js';
 import type { WriteBlock } from './seed.js';
@@ -33,6 +33,8 @@ export async function adoptOwnedRows(session: AuditSession, catalog: Catalog, an
   if (actors.kind !== 'user' || !plan.actors.membership || !plan.actors.users) return [];
   const skip = new Set([plan.actors.membership.relation, plan.actors.users.relation, plan.tenantKey.relation]);
   const adopted: OwnedRows[] = [];
+  const promoted = await promoteActors(session, catalog, plan, actors, ledger);
+  if (promoted) adopted.push(promoted);
   for (const relationPlan of plan.relations) {
     if (relationPlan.tenancy !== 'direct' || !relationPlan.tenantColumn || skip.has(relationPlan.relation)) continue;
     const relation = catalog.relations.find((candidate) => candidate.qualified === relationPlan.relation);
@@ -78,4 +80,38 @@ function uniqueColumn(relation: Relation, column: string): boolean {
     relation.constraints.some((constraint) => (constraint.kind === 'primary-key' || constraint.kind === 'unique') && constraint.columns.includes(column)) ||
     relation.indexes.some((index) => index.unique && index.columns.includes(column))
   );
+}
+
+/**
+ * The actor of a tenant stands for the whole tenant: where the membership grades its members (a role column
+ * with owner, admin, member), the actors' memberships get the most privileged value, so that what only an
+ * owner may read counts among the tenant's own rows. (membership-escalation starts from the least privileged
+ * value, inside its own savepoint.)
+ */
+async function promoteActors(session: AuditSession, catalog: Catalog, plan: TenancyPlan, actors: Actors, ledger: Ledger): Promise<OwnedRows | null> {
+  const membership = plan.actors.membership!;
+  const relation = catalog.relations.find((candidate) => candidate.qualified === membership.relation);
+  if (!relation) return null;
+  const roles = roleColumns(relation, (table, column) => ledger.rows(table).map((row) => row.values[column]).filter((value): value is string => typeof value === 'string'));
+  if (!roles.length) return null;
+  const users = [...actors.primary.values(), ...(actors.multi ? [actors.multi] : [])].map((actor) => actor.user).filter((user): user is string => user !== null);
+  const sql =
+    `update ${qualifiedIdent(relation.qualified)} set ${roles.map((role, index) => `${ident(role.column.name)} = $${index + 2}::${role.column.type}`).join(', ')} ` +
+    `where ${ident(membership.userColumn)}::text = any($1::text[]) returning ${ident(membership.tenantColumn)}::text as tenant, ${ident(membership.userColumn)}::text as member`;
+  let rows: Record<string, string | null>[];
+  try {
+    rows = (await session.savepoint(() => session.query(sql, [users, ...roles.map((role) => role.top)]), true)).rows;
+  } catch {
+    return null;
+  }
+  const changed = Object.fromEntries(roles.map((role) => [role.column.name, role.top]));
+  const tenants: Record<string, number> = {};
+  for (const row of rows) {
+    const tenant = row.tenant ?? '';
+    tenants[tenant] = (tenants[tenant] ?? 0) + 1;
+    ledger.rows(relation.qualified, tenant).forEach((entry, index) => {
+      if (entry.values[membership.userColumn] === row.member) ledger.update(relation.qualified, tenant, index, changed);
+    });
+  }
+  return rows.length ? { relation: relation.qualified, columns: roles.map((role) => role.column.name), tenants } : null;
 }

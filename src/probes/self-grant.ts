@@ -4,7 +4,7 @@ import { roleColumns, userColumns } from '../plan/owners.js';
 import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { Severity } from '../severity.js';
-import { ident, inlineParameters, literal, relationIdent } from '../sql.js';
+import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { chainEvidence, chainTargets, describeOpened, opened, runChain, type ChainRun, type ChainStep } from './chains.js';
 import { actorOf, describeContext } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
@@ -57,7 +57,7 @@ function pointerTables(context: ProbeContext): { relation: Relation; userColumn:
   return found;
 }
 
-function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: Tenant, builder: OwnRowBuilder): Attempt[] {
+function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: Tenant, builder: OwnRowBuilder, columnUpdate: boolean): Attempt[] {
   const { plan, catalog } = context;
   const membership = plan.actors.membership!;
   const relation = catalog.relations.find((candidate) => candidate.qualified === membership.relation)!;
@@ -75,7 +75,8 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
       });
     }
   }
-  if (context.access.get(relation.qualified)?.update && !sequenceSkip(context, 'membership-escalation', relation.qualified, ['UPDATE'])) {
+  // UPDATE on some columns only is tried too: the grant is what must refuse the others.
+  if ((context.access.get(relation.qualified)?.update || columnUpdate) && !sequenceSkip(context, 'membership-escalation', relation.qualified, ['UPDATE'])) {
     // The update names the user's own membership with WHERE CURRENT OF a cursor the administrator declares, as
     // an UPDATE without WHERE would (the SELECT policies are not applied to the new row; a filter would add them).
     const own = `select * from ${relationIdent(relation)} where ${ident(membership.userColumn)}::text = ${literal(user)} and ${ident(membership.tenantColumn)}::text = ${literal(tenant.id)}`;
@@ -218,12 +219,14 @@ export const selfGrant = defineProbe({
     const targets = chainTargets(context);
     const builder = new OwnRowBuilder(context);
     const reported = new Set<string>();
+    const { rows } = await context.session.query(`select has_any_column_privilege($1, $2::regclass, 'UPDATE')::text as granted`, [context.plan.role, qualifiedIdent(context.plan.actors.membership.relation)]);
+    const columnUpdate = rows[0]?.granted === 'true';
     // Two actors suffice: the policies do not tell tenants apart by their ids.
     for (const [index, tenant] of context.tenants.slice(0, 2).entries()) {
       const victim = context.tenants[(index + 1) % context.tenants.length]!;
       const actor = actorOf(context, tenant);
       if (actor.user === null || victim.id === tenant.id) continue;
-      for (const attempt of attempts(context, actor, tenant, victim, builder)) {
+      for (const attempt of attempts(context, actor, tenant, victim, builder, columnUpdate)) {
         const run = await runChain(context, actor, attempt.step, targets);
         const sql = inlineParameters(attempt.step.statement, attempt.step.params);
         const result = run.error ? null : finding(context, report, attempt, run, targets);

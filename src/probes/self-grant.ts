@@ -175,8 +175,8 @@ export const selfGrant = defineProbe({
     severity: 'high',
     objectKind: 'table',
     summary: 'A signed-in user inserts a membership of itself in a tenant it does not belong to, and then reads that tenant\'s rows.',
-    precondition: 'the context carries a user, a membership table links users to tenants, and the role may INSERT into it',
-    example: 'As the user of tenant A (its user), insert into public.team_members (team_id = tenant B, user_id = itself) succeeds (1 row); then public.projects returns 20 rows of tenant B.',
+    precondition: 'high: the context carries a user, a membership table links users to tenants, and, as a tenant\'s user, inserting a membership of itself in another tenant succeeds (a membership the user can grant itself); the reads that follow in the same savepoint show what it opened',
+    example: 'As tenant A (its user), insert into public.team_members (team_id = tenant B, user_id = itself) succeeds (1 row); then public.projects returns 20 rows of tenant B.',
     explanation:
       'With a user context and a membership table, the probe inserts, as each tenant\'s user, a membership row of the next tenant that names the user ' +
       'itself (its own id in every column that holds a user), the row a "join" button would write. A policy such as `with check (user_id = auth.uid())` ' +
@@ -189,9 +189,9 @@ export const selfGrant = defineProbe({
       title: 'A member can move its membership or raise its role',
       severity: 'high',
       objectKind: 'table',
-      precondition: 'the context carries a user, a membership table links users to tenants, and the role may UPDATE it',
+      precondition: 'high: as a tenant\'s user, an UPDATE of its own membership succeeds and, in the same savepoint, it then reads another tenant\'s rows or rows of its own tenant it could not read before (or the membership now names another tenant)',
       summary: 'A member updates its own membership row: moves it to another tenant, or sets its role to the most privileged value.',
-      example: "As the user of tenant A (its user), update public.team_members set role = 'owner' on its own membership of tenant A succeeds (1 row); then public.billing returns 5 rows of its own tenant it could not read before.",
+      example: "As tenant A (its user), update public.team_members set role = 'owner' on its own membership of tenant A succeeds (1 row); then public.billing returns 5 rows of its own tenant it could not read before.",
       explanation:
         'As each tenant\'s user, updates its own membership: the tenant column set to the next tenant (an UPDATE policy `using (user_id = auth.uid())` ' +
         'without a WITH CHECK that names the tenant moves it), and each role-like column (an enum, a CHECK list, a key of a roles table) set to its most ' +
@@ -203,9 +203,9 @@ export const selfGrant = defineProbe({
       title: 'A user can point its own row at another tenant',
       severity: 'high',
       objectKind: 'table',
-      precondition: 'the context carries a user, and the policies read the tenant from a row holding the user (profiles.active_team_id) that the role may UPDATE',
+      precondition: 'high: a policy or function reads a table holding the user and a reference to the tenant table (profiles.active_team_id); as a tenant\'s user, pointing its own row at another tenant succeeds and, in the same savepoint, it then reads that tenant\'s rows',
       summary: 'A policy takes the tenant from a column of the user\'s own row that the user may set, without checking membership.',
-      example: 'As the user of tenant A (its user), update public.profiles set active_team_id = tenant B on its own row succeeds (1 row); then public.projects returns 20 rows of tenant B.',
+      example: 'As tenant A (its user), update public.profiles set active_team_id = tenant B on its own row succeeds (1 row); then public.projects returns 20 rows of tenant B.',
       explanation:
         'Policies that choose the tenant from a pointer on the user\'s own row (`team_id = (select active_team_id from profiles where id = auth.uid())`) ' +
         'trust whatever the user stores there. For every table read by a policy or a function that holds a user and a reference to the tenant table, ' +

@@ -22,6 +22,7 @@ import { locateObjects, sourceRootUri } from './report/locate.js';
 import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
 import { runScript } from './sent-sql.js';
+import { adoptOwnedRows } from './seed/owned.js';
 import { AuditSession } from './session.js';
 import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
@@ -571,6 +572,9 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
       }
     }
     const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable);
+    for (const owned of await adoptOwnedRows(session, catalog, analysis, plan, actors, seeded.ledger, blocked)) {
+      log(`actors: ${Object.values(owned.tenants).join('/')} row(s) of ${owned.relation} per tenant ${owned.relation === plan.actors.membership?.relation ? `give the tenant's users the most privileged ${owned.columns.join(', ')}` : `belong to the tenant's user (${owned.columns.join(', ')})`}`);
+    }
     // Before any probe writes: the rows exactly as seeded.
     const replay = options.replay ? buildReplay(catalog, plan, seeded.ledger, actors) : null;
     if (typeof replay === 'string') throw new AuditError(`--format pgtap: ${replay}`);

@@ -9,6 +9,7 @@ import type { Tenant } from '../seed/ledger.js';
 import { commentText, ident, inlineParameters } from '../sql.js';
 import type { RawRow } from '../session.js';
 import { actorOf, describeContext, reproduction, runAs, sendContext, sourcesOf } from './context.js';
+import { chainEvidence, chainTargets, describeOpened, opened, runChain } from './chains.js';
 import { ownership, tenantScope } from './writes.js';
 import { literal } from '../sql.js';
 import type { FindingInput } from '../findings.js';
@@ -54,10 +55,12 @@ function neutralValue(type: string): string | null | undefined {
 const POLYMORPHIC = /^(any|anyelement|anyarray|anynonarray|anyenum|anyrange|anymultirange|anycompatible\w*|internal|cstring|"any")$/;
 
 /** The tenant-owned relation an id-like argument most likely names: `conversation_id` -> conversations. */
-function relationForId(context: ProbeContext, argument: string): { relation: Relation; column: string } | null {
+function relationForId(context: ProbeContext, argument: string, fn?: FunctionInfo): { relation: Relation; column: string } | null {
   const stem = bareName(argument).replace(/_?id$/i, '').toLowerCase();
-  if (!stem) return null;
-  const names = new Set([stem, `${stem}s`, `${stem}es`, stem.replace(/y$/, 'ies')]);
+  // A bare `id` names a row of what the function is about: accept_invitation(id) -> invitations.
+  const stems = stem ? [stem] : fn ? fn.name.toLowerCase().split('_').filter((word) => word.length > 2) : [];
+  if (!stems.length) return null;
+  const names = new Set(stems.flatMap((word) => [word, `${word}s`, `${word}es`, word.replace(/y$/, 'ies')]));
   for (const entry of context.plan.relations) {
     if (entry.tenancy === 'shared' || entry.tenancy === 'derived') continue;
     const relation = context.catalog.relations.find((candidate) => candidate.qualified === entry.relation)!;
@@ -94,7 +97,7 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
       pointed = true;
       continue;
     }
-    const target = idType && name ? relationForId(context, name) : null;
+    const target = idType && name ? relationForId(context, name, fn) : null;
     const owned = target ? context.ledger.rows(target.relation.qualified, tenant.id)[0]?.values[target.column] : undefined;
     if (owned !== undefined && owned !== null) {
       values.push(owned);
@@ -415,6 +418,31 @@ async function keyedCalls(context: ProbeContext, fn: FunctionInfo, check: string
       ...(changed.size ? [`changes rows of ${keysOf.label} (${[...changed].map(([relation, change]) => `${relation}: ${change}`).join('; ')})`] : []),
     ].join(' and ');
     const shown = sql.replace(/ limit \d+$/, '');
+    // A user who called it: did it make the caller a member of the other tenant, and what does the caller read
+    // now? The same call again, followed by a read of every tenant-owned relation in the same savepoint.
+    const actor = actorOf(context, tenant);
+    const chain = actor.user !== null && plan.actors.membership
+      ? await runChain(context, actor, { statement, params: args.values }, chainTargets(context), { prelude: [`select set_config('statement_timeout', '${CALL_TIMEOUT}', true)`] })
+      : null;
+    const joined = chain && !chain.error && chain.membershipsAfter.has(keysOf.id) && !chain.membershipsBefore.has(keysOf.id);
+    const found = chain && !chain.error ? opened(chain) : [];
+    if (joined || found.length) {
+      return {
+        severity: 'high',
+        object: fn.signature,
+        tenant: tenant.id,
+        foreignTenant: keysOf.id,
+        message: `As ${actor.label}, ${shown} with ${keysOf.label}'s keys ${what}${joined ? `: the caller is now a member of ${keysOf.label}` : ''}${found.length ? `; then ${describeOpened(context, found)}` : ''}: the ${fn.securityDefiner ? `SECURITY DEFINER function acts with the rights of ${fn.owner}` : 'function acts'} on whatever keys it is given, without checking that they belong to the caller.`,
+        evidence: {
+          sql: chainEvidence(context, actor, { statement, params: args.values }, found, chainTargets(context)),
+          context: describeContext(context, { kind: 'actor', actor }),
+          rowCount: tally.rows,
+          sampleRows: found.find((entry) => entry.foreign.size)?.samples ?? tally.samples,
+          details: `called as ${tenant.label} with ${keysOf.label}'s keys; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint; memberships of the caller before: ${[...chain!.membershipsBefore].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}, after: ${[...chain!.membershipsAfter].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}${found.length ? `; after the call ${describeOpened(context, found)}` : ''}`,
+        },
+        fix: fixFor(context, fn, 'foreign'),
+      };
+    }
     return {
       severity: 'high',
       object: fn.signature,

@@ -8,6 +8,8 @@ import { defaultsFirst, partitionBounds } from '../seed/seed.js';
 import { checksOf, createFaker } from '../seed/values.js';
 import { ident, relationIdent } from '../sql.js';
 import { writeRisk } from '../sequences.js';
+import { userColumns } from '../plan/owners.js';
+import { actorOf } from './context.js';
 import type { ProbeContext } from './types.js';
 
 /** An INSERT of one row, ready to execute (`params`) and to show (`values`). */
@@ -66,6 +68,18 @@ export class OwnRowBuilder {
     return planner;
   }
 
+  private readonly users = new Map<string, string[]>();
+
+  /** Columns of `relation` that hold a user (see plan/owners.ts). */
+  userColumns(relation: Relation): string[] {
+    let columns = this.users.get(relation.qualified);
+    if (!columns) {
+      columns = userColumns(this.context.catalog, this.context.analysis, this.context.plan, relation);
+      this.users.set(relation.qualified, columns);
+    }
+    return columns;
+  }
+
   /** The parent row a foreign key of the tenant's new row points at, or null when there is none. */
   private parent(references: string, tenant: Tenant): Record<string, string | null> | null {
     const parentPlan = this.plans.get(references);
@@ -77,11 +91,15 @@ export class OwnRowBuilder {
    * One row of `tenant` for `relation`, with `overrides` (column -> text value) applied last; null when a
    * required parent has no seeded row to point at.
    */
-  ownRow(relation: Relation, relationPlan: RelationPlan, tenant: Tenant, overrides: Record<string, string | null> = {}): RowInsert | null {
+  ownRow(relation: Relation, relationPlan: RelationPlan, tenant: Tenant, overrides: Record<string, string | null> = {}, options: { identity?: Tenant } = {}): RowInsert | null {
     // On a live database, an insert that would advance a sequence is never built (see sequences.ts).
     if (writeRisk(this.context.catalog, this.context.sequenceRisks ?? [], relation.qualified, ['INSERT'])) return null;
     const values = new Map<string, string | null>();
     if (relationPlan.tenantColumn && relationPlan.tenancy !== 'tenant-table') values.set(relationPlan.tenantColumn, tenant.id);
+    // In user tenancy, the row is the user's: its user columns hold the user of `identity` (by default the
+    // tenant's own user), as the application writes them, never a user the seeder made.
+    const user = actorOf(this.context, options.identity ?? tenant).user;
+    if (user !== null) for (const column of this.userColumns(relation)) if (!values.has(column)) values.set(column, user);
     for (const foreignKey of relation.foreignKeys) {
       const nullable = foreignKey.columns.every((name) => !relation.columns.find((column) => column.name === name)?.notNull);
       const parent = foreignKey.references === relation.qualified && nullable ? null : this.parent(foreignKey.references, tenant);

@@ -87,7 +87,7 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
   return { reasons, blindEverywhere: checked > 0 && failures.length === checked, checked };
 }
 
-/** Where the role may INSERT, each tenant must be able to insert a row of its own (rolled back). */
+/** Where the role may INSERT, each tenant must be able to insert a row of its own (rolled back; in user tenancy, under its own user). */
 async function ownInsertCheck(context: ProbeContext, sessions: readonly AuditSession[]): Promise<InconclusiveReason[]> {
   const builder = new OwnRowBuilder(context);
   const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
@@ -98,6 +98,9 @@ async function ownInsertCheck(context: ProbeContext, sessions: readonly AuditSes
     const relation = byName.get(relationPlan.relation)!;
     if (relation.kind !== 'table' || relation.partitionOf || !context.access.get(relation.qualified)?.insert) return [];
     if (seeding.get(relation.qualified)?.status !== 'seeded' || deniesEveryRow(context, relation, 'INSERT')) return [];
+    // Adding a member is an act of the tenant's owners, which a plain member may rightly be refused: the
+    // self-join probe tries it.
+    if (relation.qualified === context.plan.actors.membership?.relation) return [];
     const row = builder.ownRow(relation, relationPlan, tenant);
     return row ? [{ relation, row }] : [];
   });

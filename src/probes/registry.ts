@@ -15,6 +15,7 @@ import { membership } from './membership.js';
 import { missingContext } from './missing-context.js';
 import { readIsolation } from './read-isolation.js';
 import { roleGraph } from './role-graph.js';
+import { selfGrant } from './self-grant.js';
 import { seqScan } from './seq-scan.js';
 import { spoofableSetting } from './spoofable-setting.js';
 import { tenantReassignment } from './tenant-reassignment.js';
@@ -47,6 +48,7 @@ export const PROBES: readonly Probe[] = [
   blindUpdate,
   blindDelete,
   tenantReassignment,
+  selfGrant,
   truncate,
   upsertConflict,
   crossTenantReference,

@@ -86,12 +86,13 @@ describe('no false alarm on a secure fixture', () => {
     runs += 1;
     const out = path.join(scratch, `run-${runs}`);
     const common = ['--seed', '7', '--quiet', '--out', out];
-    if (command === 'lint') return runCli(['lint', '--schema', file, '--role', 'app_user', '--quiet', '--out', out, ...args]);
+    const role = args.includes('--role') || args.includes('--preset') ? [] : ['--role', 'app_user'];
+    if (command === 'lint') return runCli(['lint', '--schema', file, ...role, '--quiet', '--out', out, ...args]);
     if (/\.ya?ml$/.test(file)) return runCli(['run', file, ...common, ...args]);
     if (args.includes('--preset')) return runCli(['run', '--schema', file, ...common, ...args]);
-    if (target === 'embedded') return runCli(['run', '--schema', file, '--role', 'app_user', ...common, ...args]);
+    if (target === 'embedded') return runCli(['run', '--schema', file, ...role, ...common, ...args]);
     return cluster.withDatabase([file], ({ target }) =>
-      runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--tenants', '2', '--rows', '5', ...common, ...args]),
+      runCli(['run', '--database-url', target.connectionString, ...role, '--tenants', '2', '--rows', '5', ...common, ...args]),
     );
   }
 

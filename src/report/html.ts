@@ -76,8 +76,8 @@ export const FAMILIES = [
     label: 'read',
     checks: ['read-isolation', 'own-rows-hidden', 'member-of-two-tenants', 'no-membership-user', 'member-rows-hidden', 'role-graph', 'spoofable-setting', 'role-owns-table', 'existence-oracle', 'error-echo'],
   },
-  { id: 'insert', label: 'insert', checks: ['foreign-insert', 'cross-tenant-reference', 'copied-values'] },
-  { id: 'update', label: 'update', checks: ['foreign-update', 'blind-update', 'tenant-reassignment', 'upsert-conflict'] },
+  { id: 'insert', label: 'insert', checks: ['foreign-insert', 'cross-tenant-reference', 'copied-values', 'self-join'] },
+  { id: 'update', label: 'update', checks: ['foreign-update', 'blind-update', 'tenant-reassignment', 'upsert-conflict', 'membership-escalation', 'user-pointer'] },
   { id: 'delete', label: 'delete', checks: ['foreign-delete', 'blind-delete', 'truncate'] },
   { id: 'missing', label: 'missing context', checks: ['missing-context', 'missing-context-error'] },
 ] as const;

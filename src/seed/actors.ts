@@ -1,5 +1,6 @@
 import type { Catalog, Column, Relation } from '../catalog/types.js';
 import { AuditError, errorMessage } from '../errors.js';
+import { isLockTimeout } from '../locks.js';
 import { roleNameOf, type ActorKind } from '../plan/actors.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession } from '../session.js';
@@ -169,7 +170,13 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
   const multi: Actor = { label: `user of ${pair.map((tenant) => tenant.label).join(' and ')}`, tenants: pair, user: ids[tenants.length]!, role: null };
   const outsider: Actor = { label: 'user of no tenant', tenants: [], user: ids[tenants.length + 1]!, role: null };
   if (catalog.triggers.some((trigger) => trigger.enabled && [usersRelation.qualified, membership.qualified].includes(trigger.relation))) {
-    await adoptActorRows(session, catalog, plan, ledger, [...primary.values(), multi, outsider], made);
+    try {
+      await adoptActorRows(session, catalog, plan, ledger, [...primary.values(), multi, outsider], made);
+    } catch (error) {
+      // As the seeder adopts: a stop or a lock timeout ends the run; otherwise rows left unadopted count as no one's own (fails closed).
+      session.rethrowStop(error);
+      if (isLockTimeout(error)) throw error;
+    }
   }
   return { kind: 'user', primary, multi, outsider };
 }
@@ -206,13 +213,16 @@ async function adoptActorRows(session: AuditSession, catalog: Catalog, plan: Ten
       (actor.personal ??= []).push(ledger.addPersonal(row.tenant!, `tenant ${row.tenant} (made for ${who})`));
     }
   }
-  const owners = [...ledger.tenants.map((tenant) => tenant.id), ...users.flatMap((actor) => (actor.personal ?? []).map((tenant) => tenant.id))];
   const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
-  for (const name of plan.seedOrder) {
-    const relationPlan = plan.relations.find((candidate) => candidate.relation === name);
-    const relation = byName.get(name);
-    if (!relationPlan || !relation) continue;
-    const adopted = await rowsMadeByTriggers(session, relation, relationPlan, ledger, owners);
-    if (adopted?.length) ledger.add(relation.qualified, relation.primaryKey, adopted);
+  // The personal tenants first, on their own: their few rows are not cut off by the many of the seeded tenants.
+  const personal = users.flatMap((actor) => (actor.personal ?? []).map((tenant) => tenant.id));
+  for (const owners of [personal, ledger.tenants.map((tenant) => tenant.id)]) {
+    for (const name of plan.seedOrder) {
+      const relationPlan = plan.relations.find((candidate) => candidate.relation === name);
+      const relation = byName.get(name);
+      if (!relationPlan || !relation) continue;
+      const adopted = await rowsMadeByTriggers(session, relation, relationPlan, ledger, owners);
+      if (adopted?.length) ledger.add(relation.qualified, relation.primaryKey, adopted);
+    }
   }
 }

@@ -30,6 +30,35 @@ describe('trusted verdicts', () => {
     expect(findingsOf(vulnerable, 'read-isolation').map((finding) => finding.table)).toContain('public.documents');
   });
 
+  it("class 4: rows the platform makes for an actor (a personal account) are that actor's, and every other actor's foreign rows", async () => {
+    const secure = await run('personal-accounts-secure', ['--preset', 'supabase']);
+    expectClean(secure);
+    // Each user sees its tenant's rows and the personal workspace, project and task the trigger made for it alone.
+    const reads = (check: string, relation: string) => secure.report!.probes.filter((probe) => probe.check === check && probe.relation === relation);
+    for (const [relation, rows] of [['public.workspaces', 2], ['public.projects', 21], ['public.tasks', 21]] as const) {
+      expect(reads('read-isolation', relation).map((probe) => [probe.context, probe.outcome, probe.rows, probe.foreignRows])).toEqual(
+        ['tenant A', 'tenant B', 'tenant C'].map((tenant) => [tenant, 'pass', rows, 0]),
+      );
+      expect(reads('no-membership-user', relation).map((probe) => [probe.outcome, probe.rows])).toEqual([['pass', 1]]);
+    }
+
+    // Personal workspaces readable by every user: the other actors' personal workspaces are other tenants' rows.
+    const vulnerable = await run('personal-accounts-vulnerable', ['--preset', 'supabase']);
+    expect(vulnerable.code).toBe(1);
+    const leak = findingsOf(vulnerable, 'read-isolation').find((finding) => finding.table === 'public.workspaces' && finding.tenant === vulnerable.report!.tenants[0]!.id);
+    expect(leak?.severity).toBe('critical');
+    const seenByA = leak!.evidence.details!.split('; ').find((entry) => entry.startsWith('tenant A sees '))!;
+    for (const user of ['tenant B', 'tenant C', 'tenant A and tenant B', 'no tenant']) expect(seenByA).toContain(`(made for the user of ${user})`);
+    expect(seenByA).not.toContain('(made for the user of tenant A)');
+    expect(findingsOf(vulnerable).filter((finding) => finding.table !== 'public.workspaces' && atLeast(finding.severity, 'medium'))).toEqual([]);
+
+    // A trigger that makes every new user a member of every workspace: its memberships are adopted (the users are
+    // created, not refused), and the access they give is the finding.
+    const joined = await run('personal-accounts-join-all-vulnerable', ['--preset', 'supabase']);
+    expect(joined.code).toBe(1);
+    expect(findingsOf(joined, 'read-isolation').filter((finding) => finding.severity === 'critical').map((finding) => finding.table)).toEqual(expect.arrayContaining(['public.projects', 'public.tasks', 'public.workspaces']));
+  });
+
   it('class 5: membership helpers in policies are tenant checks, never settings', async () => {
     const secure = await run('membership-helper-secure', ['--preset', 'supabase']);
     expectClean(secure);

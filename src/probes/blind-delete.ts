@@ -1,5 +1,6 @@
 import { relationObject, type Finding } from '../findings.js';
 import { relationIdent } from '../sql.js';
+import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
 import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
@@ -32,7 +33,7 @@ export const blindDelete = defineProbe({
         }
         const statement = bounded?.statement ?? blind;
         const run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target), { baseline: await baselineCounts(context, target), cursor: bounded?.cursor });
-        const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && context.ledger.tenant(tenant) !== undefined && change < 0));
+        const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && !personalOf(context, actor).has(tenant) && context.ledger.tenant(tenant) !== undefined && change < 0));
         const foreignRows = [...lost.values()].reduce((sum, change) => sum - change, 0);
         if (run.error || !foreignRows) {
           recordWrite(context, this.meta.id, target, actor, statement, quietOutcome(target, run.error), run.rowCount, 0, run.error);

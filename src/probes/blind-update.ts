@@ -1,6 +1,7 @@
 import { relationObject, type Finding } from '../findings.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { OwnRowBuilder } from './own-row.js';
+import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
 import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
@@ -47,7 +48,7 @@ export const blindUpdate = defineProbe({
           const marker = { columns: [column.name], values: [value] };
           const run = await runWrite(context, target, actor, statement, [value], () => tenantCounts(context, target, marker), { cursor: bounded?.cursor });
           const sql = inlineParameters(statement, [value]);
-          const changed = new Map([...changes(run.before.marked, run.after.marked)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && context.ledger.tenant(tenant) !== undefined && change > 0));
+          const changed = new Map([...changes(run.before.marked, run.after.marked)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && !personalOf(context, actor).has(tenant) && context.ledger.tenant(tenant) !== undefined && change > 0));
           const foreignRows = [...changed.values()].reduce((sum, change) => sum + change, 0);
           if (run.error || !foreignRows) {
             recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);

@@ -44,6 +44,19 @@ export function actorOf(context: ProbeContext, tenant: Tenant): Actor {
   return context.actors?.primary.get(tenant.id) ?? { label: tenant.label, tenants: [tenant], user: null, role: null };
 }
 
+/**
+ * The tenants whose rows `actor` may see: its own, and those the platform made for it alone when the audit
+ * created it (a personal account; see `Actor.personal`). Rows of any other tenant are foreign to it.
+ */
+export function visibleTenantIds(actor: Actor): Set<string> {
+  return new Set([...actor.tenants, ...(actor.personal ?? [])].map((tenant) => tenant.id));
+}
+
+/** The tenants the platform made for the actor of `tenant` alone (see `Actor.personal`): their rows are its own to see, not foreign. */
+export function personalOf(context: ProbeContext, tenant: Tenant): Set<string> {
+  return new Set((actorOf(context, tenant).personal ?? []).map((personal) => personal.id));
+}
+
 /** The actor of a tenant id no tenant has: a user no one is, a role that does not exist. */
 function unknownActor(context: ProbeContext, id: string): Actor {
   const { actors } = context.plan;

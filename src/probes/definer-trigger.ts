@@ -6,7 +6,7 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
 import { commentText, ident, inlineParameters, lineComment, relationIdent } from '../sql.js';
-import { actorOf, attribute, contextSetter, describeContext, maskRow, setContext, sourcesOf } from './context.js';
+import { actorOf, attribute, contextSetter, describeContext, maskRow, personalOf, setContext, sourcesOf } from './context.js';
 import { OwnRowBuilder, CONFLICT_CODES } from './own-row.js';
 import { plural } from '../text.js';
 import { sequenceSkip } from './writes.js';
@@ -92,6 +92,8 @@ function minus(a: Snapshot, b: Snapshot): RawRow[] {
 /** What the write did to rows that are not the acting tenant's, table by table. */
 function changesBetween(context: ProbeContext, tables: Tracked[], before: Map<string, Snapshot>, after: Map<string, Snapshot>, tenant: Tenant): Change[] {
   const changes: Change[] = [];
+  // Rows of the tenants the platform made for the actor alone (a personal account) are its own, like the tenant's.
+  const personal = personalOf(context, tenant);
   for (const table of tables) {
     const old = before.get(table.relation.qualified);
     const now = after.get(table.relation.qualified);
@@ -110,7 +112,7 @@ function changesBetween(context: ProbeContext, tables: Tracked[], before: Map<st
     ];
     for (const [effect, row] of entries) {
       const owner = ownerOf(row);
-      if ((owner.kind === 'tenant' && owner.tenant.id !== tenant.id) || owner.kind === 'other-tenant') {
+      if ((owner.kind === 'tenant' && owner.tenant.id !== tenant.id && !personal.has(owner.tenant.id)) || owner.kind === 'other-tenant') {
         const label = owner.kind === 'tenant' ? owner.tenant.label : `tenant ${owner.value} (not seeded)`;
         changes.push({ relation: table.relation.qualified, effect, owner: label, ownerId: owner.kind === 'tenant' ? owner.tenant.id : owner.value, row: maskRow(row, keep, context.tenants) });
         continue;

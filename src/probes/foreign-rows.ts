@@ -3,7 +3,7 @@ import type { SampleRow } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
-import { attribute, maskRow } from './context.js';
+import { attribute, maskRow, personalOf } from './context.js';
 import type { ProbeContext } from './types.js';
 
 /** What a statement run as one tenant returned, attributed row by row. */
@@ -50,6 +50,7 @@ function ownerOf(context: ProbeContext, row: RawRow, options: TallyOptions): { t
 export function tallyRows(context: ProbeContext, tenant: Tenant, rows: RawRow[], options: TallyOptions = {}): RowTally {
   const keep = new Set([...context.plan.tenantColumns, ...(options.relation?.relation.primaryKey ?? []), 'id']);
   const tally: RowTally = { rows: rows.length, own: 0, foreign: new Map(), foreignRows: 0, samples: [] };
+  const personal = personalOf(context, tenant);
   for (const row of rows) {
     const owner = ownerOf(context, row, options);
     if (!owner) continue;
@@ -57,6 +58,8 @@ export function tallyRows(context: ProbeContext, tenant: Tenant, rows: RawRow[],
       tally.own += 1;
       continue;
     }
+    // A tenant the platform made for this actor alone (a personal account): its to see, neither the tenant's nor foreign.
+    if ('tenant' in owner && personal.has(owner.tenant.id)) continue;
     // Keyed by tenant id (or the value found, for a tenant that was not seeded): what findings carry.
     const id = 'tenant' in owner ? owner.tenant.id : owner.other;
     tally.foreign.set(id, (tally.foreign.get(id) ?? 0) + 1);

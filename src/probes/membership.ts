@@ -1,7 +1,7 @@
 import { relationObject, type Finding } from '../findings.js';
 import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
-import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
+import { describeContext, reproduction, runAs, sourcesOf, visibleTenantIds } from './context.js';
 import { attributeRows } from './read-isolation.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { plural } from '../text.js';
@@ -28,7 +28,7 @@ async function readAs(context: ProbeContext, target: ReadTarget, actor: Actor): 
   const result = await runAs(context, { kind: 'actor', actor }, statement, [], { name: preparedName('read', target) });
   const complete = target.reliable && result.rows.length <= context.scenario.maxRowsPerQuery && !mayHideTenantRows(context, relation.qualified);
   if (result.error) return { target, rows: result.rows.length, seen: new Map(), foreign: new Map(), samples: [], complete: false, error: result.error.message };
-  return { target, rows: result.rows.length, complete, ...attributeRows(context, target, result.rows, new Set(actor.tenants.map((tenant) => tenant.id))) };
+  return { target, rows: result.rows.length, complete, ...attributeRows(context, target, result.rows, visibleTenantIds(actor)) };
 }
 
 /** Record what the actor saw, given the tenants whose rows it had to see in full; returns those it missed rows of (`tenant A: 3 of 5`). */

@@ -2,7 +2,7 @@ import { relationObject, type Finding, type SampleRow } from '../findings.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
-import { attribute, attributionColumn, describeContext, maskRow, publicFlagOf, reproduction, runAs, sourcesOf } from './context.js';
+import { actorOf, attribute, attributionColumn, describeContext, maskRow, personalOf, publicFlagOf, reproduction, runAs, sourcesOf, visibleTenantIds } from './context.js';
 import { diagnoseReadLeak } from './diagnose.js';
 import { commentText, ident } from '../sql.js';
 import { plural } from '../text.js';
@@ -62,24 +62,28 @@ async function countedRead(context: ProbeContext, target: ReadTarget, tenant: Te
   const counted = `select r.${ident(column)} as "tenant", count(*)::text as "rows" from (${target.statement}) as r group by 1`;
   const result = await runAs(context, { kind: 'tenant', tenant }, counted, [], { name: preparedName('count', target) });
   if (result.error) return null;
+  // Rows of the tenants the platform made for this actor alone (a personal account) are its own to see, not the tenant's.
+  const personal = personalOf(context, tenant);
   let own = 0;
+  let rows = 0;
   for (const row of result.rows) {
-    if (row.tenant === null || context.ledger.tenant(row.tenant)?.id !== tenant.id) return null;
-    own += Number(row.rows);
+    if (row.tenant === null || (row.tenant !== tenant.id && !personal.has(row.tenant))) return null;
+    rows += Number(row.rows);
+    if (row.tenant === tenant.id) own += Number(row.rows);
   }
-  return { rows: own, own, foreign: new Map(), samples: [], published: 0 };
+  return { rows, own, foreign: new Map(), samples: [], published: 0 };
 }
 
 async function fullRead(context: ProbeContext, target: ReadTarget, tenant: Tenant): Promise<TenantRead> {
   const result = await runAs(context, { kind: 'tenant', tenant }, target.statement, [], { name: preparedName('read', target) });
   if (result.error) return { rows: result.rows.length, own: 0, foreign: new Map(), samples: [], published: 0, error: result.error.message };
-  const { seen, foreign, samples, published } = attributeRows(context, target, result.rows, new Set([tenant.id]));
+  const { seen, foreign, samples, published } = attributeRows(context, target, result.rows, visibleTenantIds(actorOf(context, tenant)));
   return { rows: result.rows.length, own: seen.get(tenant.id) ?? 0, foreign, samples, published: [...published.values()].reduce((sum, count) => sum + count, 0) };
 }
 
 /**
  * Attribute the rows a read target returned (tenant column, seeded key, canary): rows of the `members`
- * tenants counted by tenant, rows of any other tenant counted by tenant id (or by the unseeded value the
+ * tenants (the actor's own, with those the platform made for it alone) counted by tenant, rows of any other tenant counted by tenant id (or by the unseeded value the
  * row carries), with up to three of those masked as samples (keys and tenant columns stay readable).
  */
 export function attributeRows(

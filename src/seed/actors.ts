@@ -1,12 +1,13 @@
 import type { Catalog, Column, Relation } from '../catalog/types.js';
 import { AuditError, errorMessage } from '../errors.js';
+import { isLockTimeout } from '../locks.js';
 import { roleNameOf, type ActorKind } from '../plan/actors.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession } from '../session.js';
 import { ident, relationIdent } from '../sql.js';
 import type { Ledger, Tenant } from './ledger.js';
 import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
-import { isSequenceBacked, KEY_LIMITS } from './seed.js';
+import { isSequenceBacked, KEY_LIMITS, rowsMadeByTriggers } from './seed.js';
 
 /** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */
 export interface Actor {
@@ -16,6 +17,12 @@ export interface Actor {
   tenants: Tenant[];
   user: string | null;
   role: string | null;
+  /**
+   * Tenants the platform made for this user when the audit created it (a trigger on the users table made the
+   * tenant and the user's membership, as a personal account), which no one else belongs to: their rows are the
+   * actor's own to see, and every other actor's foreign rows. Probes never run as them.
+   */
+  personal?: Tenant[];
 }
 
 export interface Actors {
@@ -134,12 +141,19 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
   const ids = tenantIds(createFaker(seed + 104_729), users.baseType, tenants.length + 2, usersRelation.columns.find((column) => column.name === users.column)?.maxLength ?? null);
   const serial = { next: 0 };
   const memberships: { tenant: Tenant; values: Record<string, string | null> }[] = [];
+  const { userColumn, tenantColumn } = actors.membership;
+  const userType = membership.columns.find((column) => column.name === userColumn)!.type;
+  /** Memberships the platform made for each user as it was created (a trigger on the users table), by user. */
+  const made = new Map<string, Record<string, string | null>[]>();
   const addUser = async (id: string, of: Tenant[]) => {
     try {
       const row = await insertRow(session, usersRelation, { [users.column]: id }, ledger, serial, seed, explicitKeys);
       ledger.add(usersRelation.qualified, usersRelation.primaryKey, [{ tenant: null, values: row }]);
+      const platform = (await session.savepoint(() => session.query(`select ${membership.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ')} from ${relationIdent(membership)} where ${ident(userColumn)} = $1::${userType}`, [id]), true)).rows;
+      made.set(id, platform.filter((member) => !of.some((tenant) => tenant.id === member[tenantColumn])));
       for (const tenant of of) {
-        const member = await insertRow(session, membership, { [actors.membership!.userColumn]: id, [actors.membership!.tenantColumn]: tenant.id }, ledger, serial, seed, explicitKeys);
+        // A membership the platform already made is the actor's, not one to insert again (rows a trigger creates are adopted, not fought).
+        const member = platform.find((candidate) => candidate[tenantColumn] === tenant.id) ?? (await insertRow(session, membership, { [userColumn]: id, [tenantColumn]: tenant.id }, ledger, serial, seed, explicitKeys));
         memberships.push({ tenant, values: member });
       }
     } catch (error) {
@@ -156,10 +170,62 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
   await addUser(ids[tenants.length]!, pair);
   await addUser(ids[tenants.length + 1]!, []);
   for (const entry of memberships) ledger.add(membership.qualified, membership.primaryKey, [{ tenant: entry.tenant.id, values: entry.values }]);
-  return {
-    kind: 'user',
-    primary,
-    multi: { label: `user of ${pair.map((tenant) => tenant.label).join(' and ')}`, tenants: pair, user: ids[tenants.length]!, role: null },
-    outsider: { label: 'user of no tenant', tenants: [], user: ids[tenants.length + 1]!, role: null },
-  };
+  const multi: Actor = { label: `user of ${pair.map((tenant) => tenant.label).join(' and ')}`, tenants: pair, user: ids[tenants.length]!, role: null };
+  const outsider: Actor = { label: 'user of no tenant', tenants: [], user: ids[tenants.length + 1]!, role: null };
+  if (catalog.triggers.some((trigger) => trigger.enabled && [usersRelation.qualified, membership.qualified].includes(trigger.relation))) {
+    try {
+      await adoptActorRows(session, catalog, plan, ledger, [...primary.values(), multi, outsider], made);
+    } catch (error) {
+      // As the seeder adopts: a stop or a lock timeout ends the run; otherwise rows left unadopted count as no one's own (fails closed).
+      session.rethrowStop(error);
+      if (isLockTimeout(error)) throw error;
+    }
+  }
+  return { kind: 'user', primary, multi, outsider };
+}
+
+/**
+ * An actor's side effects are its own. Creating the users (and their memberships) fires the application's
+ * triggers: a basejump-style trigger on the users table makes each new user a personal account and its
+ * membership. Each such tenant, not seeded, whose only member is the user it was made for, is that user's
+ * personal tenant (`Actor.personal`, `Ledger.addPersonal`): the user seeing it is no leak, another actor
+ * seeing it is. A membership the platform made in a tenant with other members (a seeded tenant, a tenant every
+ * new user joins) stays what it is: access the probes judge. Then every row the triggers made for a seeded or
+ * personal tenant (by tenant column, or through a parent in the ledger) is adopted into the ledger, tenant-owned
+ * relations in seeding order; own-row counts stay those of the seeded tenants.
+ */
+async function adoptActorRows(session: AuditSession, catalog: Catalog, plan: TenancyPlan, ledger: Ledger, users: Actor[], made: Map<string, Record<string, string | null>[]>): Promise<void> {
+  const { membership } = plan.actors;
+  const membershipRelation = catalog.relations.find((relation) => relation.qualified === membership!.relation)!;
+  const candidates = new Map<string, Actor>();
+  for (const actor of users) {
+    for (const member of made.get(actor.user!) ?? []) {
+      const id = member[membership!.tenantColumn];
+      if (id !== null && id !== undefined && !ledger.tenants.some((tenant) => tenant.id === id)) candidates.set(id, actor);
+    }
+  }
+  if (candidates.size) {
+    const members = (await session.savepoint(
+      () => session.query(`select ${ident(membership!.tenantColumn)}::text as tenant, count(distinct ${ident(membership!.userColumn)})::text as members, min(${ident(membership!.userColumn)}::text) as member from ${relationIdent(membershipRelation)} where ${ident(membership!.tenantColumn)}::text = any($1::text[]) group by 1`, [[...candidates.keys()]]),
+      true,
+    )).rows;
+    for (const row of members) {
+      const actor = candidates.get(row.tenant!);
+      if (!actor || row.members !== '1' || row.member !== actor.user) continue;
+      const who = `the user of ${actor.tenants.length ? actor.tenants.map((tenant) => tenant.label).join(' and ') : 'no tenant'}`;
+      (actor.personal ??= []).push(ledger.addPersonal(row.tenant!, `tenant ${row.tenant} (made for ${who})`));
+    }
+  }
+  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
+  // The personal tenants first, on their own: their few rows are not cut off by the many of the seeded tenants.
+  const personal = users.flatMap((actor) => (actor.personal ?? []).map((tenant) => tenant.id));
+  for (const owners of [personal, ledger.tenants.map((tenant) => tenant.id)]) {
+    for (const name of plan.seedOrder) {
+      const relationPlan = plan.relations.find((candidate) => candidate.relation === name);
+      const relation = byName.get(name);
+      if (!relationPlan || !relation) continue;
+      const adopted = await rowsMadeByTriggers(session, relation, relationPlan, ledger, owners);
+      if (adopted?.length) ledger.add(relation.qualified, relation.primaryKey, adopted);
+    }
+  }
 }

@@ -46,8 +46,28 @@ export class Ledger {
   private readonly buckets = new Map<string, Map<string | null, Bucket>>();
   private readonly keyColumns = new Map<string, string[]>();
   private readonly byKey = new Map<string, Map<string, string | null>>();
+  /** Tenants the platform made for one actor (see `addPersonal`), by id. */
+  private readonly personal = new Map<string, Tenant>();
 
   constructor(readonly tenants: Tenant[]) {}
+
+  /**
+   * A tenant the platform made for one of the audit's actors when the audit created it (a trigger on the
+   * users table made it and the user's membership, as a personal account): only that user belongs to it.
+   * Its rows are attributed to it like any tenant's, so they are that actor's own and every other actor's
+   * foreign rows. It is not one of `tenants`: probes never run as it, and its canary (the platform's rows carry
+   * none) is never searched for.
+   */
+  addPersonal(id: string, label: string): Tenant {
+    const tenant = { id, label, canary: `\u0000${id}` };
+    this.personal.set(id, tenant);
+    return tenant;
+  }
+
+  /** Whether `id` is a tenant the platform made for an actor (see `addPersonal`). */
+  isPersonal(id: string | null): boolean {
+    return id !== null && this.personal.has(id);
+  }
 
   /**
    * Record inserted rows. With `retained`, the first rows of each tenant keep every value (what probes
@@ -155,8 +175,9 @@ export class Ledger {
     return this.tenants.filter((tenant) => text.includes(tenant.canary));
   }
 
+  /** A seeded tenant, or a tenant the platform made for an actor (see `addPersonal`). */
   tenant(id: string): Tenant | undefined {
-    return this.tenants.find((tenant) => tenant.id === id);
+    return this.tenants.find((tenant) => tenant.id === id) ?? this.personal.get(id);
   }
 }
 

@@ -1150,47 +1150,19 @@ class Seeder {
 
   /**
    * Rows of a tenant-owned relation that the seeder did not insert but that belong to its tenants (a trigger
-   * made them while other rows went in): added to the ledger, attributed by the tenant column or by the
-   * first foreign key of the relation's path. Only our tenants' rows can match: their ids are new.
+   * made them while other rows went in): added to the ledger. Only our tenants' rows can match: their ids are new.
    */
   private async adopt(relation: Relation, relationPlan: RelationPlan, result: SeedResult): Promise<void> {
     if (!this.withTriggers) return;
-    const typeOf = (owner: Relation, name: string) => owner.columns.find((column) => column.name === name)?.type ?? 'text';
-    const select = relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ');
-    let sql: string;
-    let params: unknown[];
-    let attribute: (row: RawRow) => string | null;
-    if (relationPlan.tenantColumn && relationPlan.tenancy !== 'shared') {
-      const column = relationPlan.tenantColumn;
-      // Compared in the column's own type, so that an index on the tenant column serves (not ::text, which reads every row).
-      sql = `select ${select} from ${relationIdent(relation)} where ${ident(column)} = any($1::${typeOf(relation, column)}[]) limit 10000`;
-      params = [this.ledger.tenants.map((tenant) => tenant.id)];
-      attribute = (row) => row[column] ?? null;
-    } else if (relationPlan.path?.length) {
-      const hop = relationPlan.path[0]!;
-      const parents = this.ledger.rows(hop.references);
-      if (!parents.length) return;
-      const owner = new Map(parents.map((parent) => [hop.referencedColumns.map((column) => parent.values[column] ?? '').join('\u0001'), parent.tenant]));
-      sql = `select ${select} from ${relationIdent(relation)} where (${hop.columns.map((column) => ident(column)).join(', ')}) in (select * from unnest(${hop.columns.map((column, index) => `$${index + 1}::${typeOf(relation, column)}[]`).join(', ')})) limit 10000`;
-      params = hop.referencedColumns.map((column) => parents.map((parent) => parent.values[column] ?? null));
-      attribute = (row) => owner.get(hop.columns.map((column) => row[column] ?? '').join('\u0001')) ?? null;
-    } else return;
-    let rows: RawRow[];
+    let adopted: LedgerRow[] | null;
     try {
-      this.statements += 1;
-      rows = (await this.session.savepoint(() => this.session.query(sql, params), true)).rows;
+      adopted = await rowsMadeByTriggers(this.session, relation, relationPlan, this.ledger, this.ledger.tenants.map((tenant) => tenant.id));
     } catch (error) {
       this.stopOn(error);
       return;
     }
-    const known = relation.primaryKey?.length ? null : new Set(this.ledger.rows(relation.qualified).map((row) => JSON.stringify(row.values)));
-    const adopted: LedgerRow[] = [];
-    for (const row of rows) {
-      if (known ? known.has(JSON.stringify(row)) : this.ledger.tenantByKey(relation.qualified, row) !== undefined) continue;
-      const tenant = attribute(row);
-      if (tenant === null) continue;
-      adopted.push({ tenant, values: row });
-    }
+    if (adopted === null) return;
+    this.statements += 1;
     if (!adopted.length) return;
     this.ledger.add(relation.qualified, relation.primaryKey, adopted);
     result.adopted += adopted.length;
@@ -1224,6 +1196,47 @@ class Seeder {
       }
     }
   }
+}
+
+/**
+ * Rows of a tenant-owned relation that are not in the ledger but belong to one of the `owners` tenants (a
+ * trigger made them while other rows went in), attributed by the tenant column or by the first foreign key of
+ * the relation's path (to a parent in the ledger). Only read, in a savepoint: the caller adopts them into the
+ * ledger. Null when there was nothing to ask (no tenant column, no parent in the ledger).
+ */
+export async function rowsMadeByTriggers(session: AuditSession, relation: Relation, relationPlan: RelationPlan, ledger: Ledger, owners: readonly string[]): Promise<LedgerRow[] | null> {
+  if (relationPlan.tenancy === 'shared' || !owners.length) return null;
+  const typeOf = (owner: Relation, name: string) => owner.columns.find((column) => column.name === name)?.type ?? 'text';
+  const select = relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ');
+  const wanted = new Set(owners);
+  let sql: string;
+  let params: unknown[];
+  let attribute: (row: RawRow) => string | null;
+  if (relationPlan.tenantColumn) {
+    const column = relationPlan.tenantColumn;
+    // Compared in the column's own type, so that an index on the tenant column serves (not ::text, which reads every row).
+    sql = `select ${select} from ${relationIdent(relation)} where ${ident(column)} = any($1::${typeOf(relation, column)}[]) limit 10000`;
+    params = [[...wanted]];
+    attribute = (row) => row[column] ?? null;
+  } else if (relationPlan.path?.length) {
+    const hop = relationPlan.path[0]!;
+    const parents = ledger.rows(hop.references).filter((parent) => parent.tenant !== null && wanted.has(parent.tenant));
+    if (!parents.length) return null;
+    const owner = new Map(parents.map((parent) => [hop.referencedColumns.map((column) => parent.values[column] ?? '').join('\u0001'), parent.tenant]));
+    sql = `select ${select} from ${relationIdent(relation)} where (${hop.columns.map((column) => ident(column)).join(', ')}) in (select * from unnest(${hop.columns.map((column, index) => `$${index + 1}::${typeOf(relation, column)}[]`).join(', ')})) limit 10000`;
+    params = hop.referencedColumns.map((column) => parents.map((parent) => parent.values[column] ?? null));
+    attribute = (row) => owner.get(hop.columns.map((column) => row[column] ?? '').join('\u0001')) ?? null;
+  } else return null;
+  const rows = (await session.savepoint(() => session.query(sql, params), true)).rows;
+  const known = relation.primaryKey?.length ? null : new Set(ledger.rows(relation.qualified).map((row) => JSON.stringify(row.values)));
+  const adopted: LedgerRow[] = [];
+  for (const row of rows) {
+    if (known ? known.has(JSON.stringify(row)) : ledger.tenantByKey(relation.qualified, row) !== undefined) continue;
+    const tenant = attribute(row);
+    if (tenant === null || !wanted.has(tenant)) continue;
+    adopted.push({ tenant, values: row });
+  }
+  return adopted;
 }
 
 /**

@@ -34,7 +34,7 @@ const CASES: Case[] = [
     secure: 'secure.sql',
     check: 'self-join',
     table: 'public.team_members',
-    write: /insert into "public"\."team_members" \("team_id", "user_id"\)/,
+    write: /insert into "public"\."team_members" \("team_id", "user_id"/,
     read: /select \* from "public"\."projects"/,
     message: /insert into public\.team_members \(team_id = tenant B, user_id = itself\) succeeds \(1 row\); then .*public\.projects returns 20 rows of tenant B/,
   },

@@ -80,10 +80,10 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
     // The update names the user's own membership with WHERE CURRENT OF a cursor the administrator declares, as
     // an UPDATE without WHERE would (the SELECT policies are not applied to the new row; a filter would add them).
     const own = `select * from ${relationIdent(relation)} where ${ident(membership.userColumn)}::text = ${literal(user)} and ${ident(membership.tenantColumn)}::text = ${literal(tenant.id)}`;
-    const cursor = `declare ${ROW_CURSOR} cursor for ${own}; fetch ${ROW_CURSOR}`;
+    const cursor = [`declare ${ROW_CURSOR} cursor for ${own}`, `fetch ${ROW_CURSOR}`];
     list.push({
       check: 'membership-escalation', relation, actor, tenant, victim, grantsMembership: true,
-      step: { statement: `update ${relationIdent(relation)} set ${ident(membership.tenantColumn)} = $1::${typeOf(relation, membership.tenantColumn)} where current of ${ROW_CURSOR}`, params: [victim.id], setup: [cursor] },
+      step: { statement: `update ${relationIdent(relation)} set ${ident(membership.tenantColumn)} = $1::${typeOf(relation, membership.tenantColumn)} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
       what: `update ${relation.qualified} set ${membership.tenantColumn} = ${victim.label} on its own membership of ${tenant.label}`,
     });
     for (const role of roles) {
@@ -91,17 +91,17 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
       const lower = `update ${relationIdent(relation)} set ${ident(role.column.name)} = ${literal(role.bottom)}::${role.column.type} where ${ident(membership.userColumn)}::text = ${literal(user)} and ${ident(membership.tenantColumn)}::text = ${literal(tenant.id)}`;
       list.push({
         check: 'membership-escalation', relation, actor, tenant, victim: tenant, grantsMembership: false,
-        step: { statement: `update ${relationIdent(relation)} set ${ident(role.column.name)} = $1::${role.column.type} where current of ${ROW_CURSOR}`, params: [role.top], setup: [lower, cursor] },
+        step: { statement: `update ${relationIdent(relation)} set ${ident(role.column.name)} = $1::${role.column.type} where current of ${ROW_CURSOR}`, params: [role.top], setup: [lower, ...cursor] },
         what: `update ${relation.qualified} set ${role.column.name} = '${role.top}' on its own membership of ${tenant.label} (as a ${role.bottom})`,
       });
     }
   }
   for (const pointer of pointerTables(context)) {
     if (sequenceSkip(context, 'user-pointer', pointer.relation.qualified, ['UPDATE'])) continue;
-    const cursor = `declare ${ROW_CURSOR} cursor for select * from ${relationIdent(pointer.relation)} where ${ident(pointer.userColumn)}::text = ${literal(user)}; fetch ${ROW_CURSOR}`;
+    const cursor = [`declare ${ROW_CURSOR} cursor for select * from ${relationIdent(pointer.relation)} where ${ident(pointer.userColumn)}::text = ${literal(user)}`, `fetch ${ROW_CURSOR}`];
     list.push({
       check: 'user-pointer', relation: pointer.relation, actor, tenant, victim, grantsMembership: false,
-      step: { statement: `update ${relationIdent(pointer.relation)} set ${ident(pointer.pointer)} = $1::${typeOf(pointer.relation, pointer.pointer)} where current of ${ROW_CURSOR}`, params: [victim.id], setup: [cursor] },
+      step: { statement: `update ${relationIdent(pointer.relation)} set ${ident(pointer.pointer)} = $1::${typeOf(pointer.relation, pointer.pointer)} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
       what: `update ${pointer.relation.qualified} set ${pointer.pointer} = ${victim.label} on its own row`,
     });
   }

@@ -21,7 +21,8 @@ export const foreignDelete = defineProbe({
     precondition:
       'Critical: as a tenant, a targeted `delete ... where <key> = <the next tenant\'s key>` removes a row of that tenant (counted by ' +
       'the administrator before and after; repeated with foreign-key triggers off when only a referencing key stops it): an ordinary ' +
-      'DELETE destroys another tenant\'s data. High when the relation is a partition or inheritance child deleted from directly.',
+      'DELETE destroys another tenant\'s data. High when the relation is a partition, inheritance child or view deleted from ' +
+      'directly.',
   },
   async run(context, report) {
     const findings: Finding[] = [];

@@ -35,7 +35,7 @@ export const foreignInsert = defineProbe({
     precondition:
       'Critical: as a tenant, inserting a complete, valid row that belongs to the next tenant (its tenant column and foreign keys ' +
       'pointing there) succeeds, and the administrator counts that tenant gaining the row in the same rolled-back savepoint: an ' +
-      'ordinary INSERT writes into another tenant. High when the relation is a partition or inheritance child inserted into ' +
+      'ordinary INSERT writes into another tenant. High when the relation is a partition, inheritance child or view inserted into ' +
       'directly.',
   },
   async run(context, report) {

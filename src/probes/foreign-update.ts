@@ -19,8 +19,8 @@ export const foreignUpdate = defineProbe({
       'blind-update. Fix: UPDATE policies whose USING (and WITH CHECK) confine rows to the current tenant.',
     precondition:
       'Critical: as a tenant, a targeted `update ... where <key> = <the next tenant\'s key>` changes a row the administrator ' +
-      'attributes to that tenant: an ordinary UPDATE reaches another tenant\'s row. High when the relation is a partition or ' +
-      'inheritance child updated directly.',
+      'attributes to that tenant: an ordinary UPDATE reaches another tenant\'s row. High when the relation is a partition, ' +
+      'inheritance child or view updated directly.',
   },
   async run(context, report) {
     const findings: Finding[] = [];

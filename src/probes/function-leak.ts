@@ -196,7 +196,7 @@ export const functionLeak = defineProbe({
       'attributes to another tenant (with neutral arguments, NULLs, or that tenant\'s ids); or a call with another tenant\'s keys ' +
       'changes that tenant\'s rows (counted by the administrator in the same rolled-back savepoint), or makes the calling user a ' +
       'member of that tenant or opens its rows. On a live database only functions proven free of outside effects are called; the ' +
-      'others are not reported here (definer-function keeps them at medium).',
+      'others are not reported here (a SECURITY DEFINER one stays a medium definer-function finding, unproven).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

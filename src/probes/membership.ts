@@ -102,7 +102,7 @@ export const membership = defineProbe({
     precondition:
       'Critical: the context carries a user and a membership table links users to tenants; as a seeded user who belongs to two ' +
       'tenants, a read of a table returns rows of a tenant it does not belong to. High when the relation read is a partition, ' +
-      'inheritance child or view queried directly.',
+      'inheritance child, view or materialized view queried directly.',
   },
   related: [
     {

@@ -42,8 +42,9 @@ export const truncate = defineProbe({
     precondition:
       'High: the role may TRUNCATE a tenant-owned table (has_table_privilege as the role), and, on the run\'s own cluster, TRUNCATE ' +
       '(CASCADE when foreign keys require it) run as the role in a rolled-back savepoint empties it for every tenant; on a live ' +
-      'database the privilege, asked as the role, is the evidence. Not run, and not reported here, when the role is reached only ' +
-      'through an API layer and no function it may call runs dynamic SQL (dangerous-grant reports the privilege as info).',
+      'database TRUNCATE is not run: the privilege, asked as the role, with no referencing table it may not truncate blocking ' +
+      'CASCADE, is the evidence. Not run, and not reported here, when the role is reached only through an API layer and no function ' +
+      'it may call runs dynamic SQL (dangerous-grant reports the privilege as info).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

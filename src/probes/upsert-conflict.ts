@@ -110,8 +110,8 @@ export const upsertConflict = defineProbe({
       "per tenant (include the tenant column) and confine UPDATE policies to the current tenant.",
     precondition:
       'For a unique key of a tenant-owned table without the tenant column, as a tenant, an insert carrying a key value the next ' +
-      'tenant holds: critical when `on conflict (key) do update` changes that tenant\'s row (high on a partition or inheritance ' +
-      'child); low when `on conflict (key) do nothing` silently inserts nothing while a fresh key inserts a row (an existence side ' +
+      'tenant holds: critical when `on conflict (key) do update` changes that tenant\'s row (high on a partition, inheritance child ' +
+      'or view); low when `on conflict (key) do nothing` silently inserts nothing while a fresh key inserts a row (an existence side ' +
       'channel).',
   },
   async run(context, report) {

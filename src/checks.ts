@@ -53,14 +53,12 @@ export function checkReadmeAnchor(check: Pick<CheckMeta, 'source'>): string {
 
 export const README_PRECONDITIONS_HEADING = 'What sets the severity';
 
-/** Per check that declares one, the precondition of its exploit that sets a finding's severity. */
+/** Per check, the precondition of its exploit that sets a finding's severity. */
 function preconditionList(checks: CheckMeta[]): string[] {
-  const stated = checks.filter((check) => check.precondition);
-  if (!stated.length) return [];
-  return ['', `### ${README_PRECONDITIONS_HEADING}`, '', ...stated.map((check) => `- \`${check.id}\`: ${cell(check.precondition!)}`)];
+  return ['', `### ${README_PRECONDITIONS_HEADING}`, '', ...checks.map((check) => `- \`${check.id}\`: ${cell(check.precondition)}`)];
 }
 
-/** The README's check tables (probes, then rules), and what sets the severity of each check that states it, between their markers. */
+/** The README's check tables (probes, then rules), and what sets the severity of each check, between their markers. */
 export function renderCheckTables(probes: CheckMeta[] = probeChecks(), rules: CheckMeta[] = ruleChecks()): string {
   return [
     README_CHECKS_START,

@@ -158,10 +158,10 @@ export interface CheckMeta {
   /** One paragraph: what is checked, why it matters, how it is fixed. */
   explanation: string;
   /**
-   * What sets the severity of a finding: the precondition of the exploit and how the check establishes it
-   * (design.md: each rule states its precondition and checks it). Rendered in the README.
+   * What sets the severity of a finding: the precondition of the exploit and how the check establishes it, for
+   * every severity it can report (design.md: each rule states its precondition and checks it). Rendered in the README.
    */
-  precondition?: string;
+  precondition: string;
   /** Rules: probe check ids that prove (or refute) its findings on data. */
   confirmedBy?: string[];
   /** Checks reported along the way by a probe: the id of that probe. */

@@ -36,6 +36,13 @@ describe('check fixtures', () => {
     const missing = allChecks().flatMap((check) => (['vulnerable', 'secure'] as const).filter((variant) => !has(check.id, variant)).map((variant) => `${check.id}/${variant}`));
     expect(missing).toEqual([]);
   });
+
+  it('every registered check states the precondition that sets its severity, naming its most severe level', () => {
+    const unstated = allChecks()
+      .filter((check) => !new RegExp(`\\b${check.severity}\\b`, 'i').test(check.precondition))
+      .map((check) => `${check.id} (${check.severity})`);
+    expect(unstated).toEqual([]);
+  });
 });
 
 describe('fixtures of the probes without a test of their own', () => {

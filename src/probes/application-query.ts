@@ -90,6 +90,9 @@ export const applicationQuery = defineProbe({
       'application role, once for every tenant with its context set the way the application sets it, and attributes every returned row ' +
       "through the tenant column and the canaries. A row of another tenant means a query the application really runs leaks: the fix is in " +
       'the policies (or views and functions) of what the query reads, which the finding names from the query\'s plan.',
+    precondition:
+      'Critical: a query the application really runs (the scenario\'s queries, `$tenant` bound to the tenant\'s id), run as the ' +
+      'application role with each tenant\'s context, returns a row attributed to another tenant.',
   },
   async run(context, report) {
     const findings: Finding[] = [];

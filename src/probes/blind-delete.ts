@@ -18,6 +18,9 @@ export const blindDelete = defineProbe({
       'column, so PostgreSQL applies only the DELETE policies, not the SELECT ones: a `for delete using (true)` policy next to a correct SELECT ' +
       "policy is invisible to reads and to targeted deletes, yet this statement wipes every tenant's rows. The administrator counts each tenant's " +
       'rows before and after; any other tenant losing rows is a finding (high). Fix: DELETE policies whose USING confines rows to the current tenant.',
+    precondition:
+      'High: as a tenant, a DELETE with no WHERE clause (so only the DELETE policies apply) removes rows the administrator counts as ' +
+      'another tenant\'s (a blind DELETE).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

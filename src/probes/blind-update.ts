@@ -21,6 +21,9 @@ export const blindUpdate = defineProbe({
       "a correct SELECT policy changes every tenant's rows while reads and targeted updates look fine. The administrator counts, per tenant, the rows " +
       'holding the constant before and after; any other tenant gaining some is a finding (high). Fix: UPDATE policies whose USING confines rows to ' +
       'the current tenant.',
+    precondition:
+      'High: as a tenant, an UPDATE with no WHERE clause that reads no column (so only the UPDATE policies apply) sets a plain ' +
+      'column to a constant, and the administrator counts rows of another tenant now holding it (a blind UPDATE).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

@@ -94,6 +94,10 @@ export const contextPersistence = defineProbe({
       "job, an error path, a forgotten middleware) runs as the previous tenant and sees its rows. It also checks that a rolled-back transaction " +
       "leaves the setting empty (''), the state the missing-context probe reads every relation in. Set the tenant with set_config(name, value, " +
       'true) or SET LOCAL, so it ends with the transaction.',
+    precondition:
+      'High: on a connection of its own, after a transaction that ran the application\'s context setter ended (COMMIT, or ROLLBACK), ' +
+      'the next transaction on that connection still reads the tenant in the setting: a request that sets no tenant on a pooled ' +
+      'connection runs as the previous tenant (a context that outlives its transaction).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

@@ -68,6 +68,10 @@ export const crossTenantReference = defineProbe({
       "the next tenant's parent row. Foreign-key checks ignore row-level security, so a key on (parent_id) alone accepts any tenant's parent: the " +
       "row then joins to, counts against, or cascades with another tenant's data. Success is a finding (medium). Fix: reference the parent by " +
       '(tenant_id, parent_id), a composite key that only matches a parent of the same tenant.',
+    precondition:
+      'Medium: the role may insert into a tenant-owned table whose foreign key points at another tenant-owned table, and, as a ' +
+      'tenant, a row whose key references the next tenant\'s parent row is accepted (foreign-key checks ignore row-level security): a ' +
+      'cross-tenant reference, rows that join to, count against or cascade with another tenant\'s data.',
   },
   related: [
     {
@@ -81,6 +85,9 @@ export const crossTenantReference = defineProbe({
         "Reported by cross-tenant-reference when the row written with a reference to another tenant's parent comes back carrying that tenant's " +
         "values (its canary), typically copied by a trigger (a SECURITY DEFINER one reads past the parent's policies). The acting tenant can then " +
         "read data of another tenant in its own row. Fix: the composite foreign key, and triggers that only read parents of the row's own tenant.",
+      precondition:
+        'Medium: the row inserted with a reference to another tenant\'s parent (cross-tenant-reference) comes back carrying that ' +
+        'tenant\'s canary, typically copied by a trigger: data copied across tenants, readable by the acting tenant in its own row.',
     },
   ],
   async run(context, report) {

@@ -162,6 +162,11 @@ export const definerTrigger = defineProbe({
       "the same rolled-back savepoint, compares every tenant table with its state before the write. The trigger runs with its owner's rights, " +
       "so the policies do not stop it: rows of other tenants it changes, deletes or writes, and other tenants' values it copies into the " +
       "tenant's rows, are reported. Fix the function to touch only rows of the row's own tenant (NEW.tenant_id), or make it SECURITY INVOKER.",
+    precondition:
+      'High: a tenant table has a trigger whose function is SECURITY DEFINER, and an ordinary insert, update or delete of the ' +
+      'tenant\'s own row, as the application role with the tenant set, makes that trigger change, delete or write rows of another ' +
+      'tenant, or copy another tenant\'s values into the tenant\'s rows (compared with the state before, in the same rolled-back ' +
+      'savepoint).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

@@ -45,6 +45,10 @@ export const errorEcho = defineProbe({
       "probe runs such casts on its text columns as each tenant and reports errors that carry another tenant's canary (medium: values " +
       'leak). Tables under row-level security are not affected: policies are always evaluated first. Make the view a security barrier, or ' +
       'better, filter with row-level security on the table and make the view security_invoker.',
+    precondition:
+      'Medium: a tenant-owned view the role reads is not a security barrier and shows no other tenant\'s rows to a plain read (that ' +
+      'would be read-isolation\'s finding), and, as a tenant, a failing cast of one of its text columns in a WHERE clause raises an ' +
+      'error that quotes another tenant\'s canary: values leak through error messages.',
   },
   async run(context, report) {
     const findings: Finding[] = [];

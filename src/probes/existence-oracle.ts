@@ -89,6 +89,11 @@ export const existenceOracle = defineProbe({
       'same row with a fresh value. When the first fails with a unique or exclusion violation and the second succeeds, any tenant can test ' +
       "whether a value (an email, a slug, a booking slot) exists in another tenant, without seeing the row. Keys the database fills itself " +
       '(identity, sequences, generated uuids) are not reported: a tenant does not choose them. Include the tenant column in the key.',
+    precondition:
+      'Low: a unique or exclusion key of a tenant table that leaves out the tenant column and that the tenant fills itself (not ' +
+      'identity, sequence or generated uuid), where, as one tenant, inserting a value another tenant holds fails with the violation ' +
+      'and the same row with a fresh value succeeds: a tenant learns that a value exists elsewhere without seeing the row (an ' +
+      'existence oracle).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

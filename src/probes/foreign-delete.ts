@@ -18,6 +18,11 @@ export const foreignDelete = defineProbe({
       'ordinary query: critical (high through a partition or child). When only a foreign key of another table stops the delete, it is repeated ' +
       'with foreign-key triggers off, since the policy let it through. The WHERE clause makes the SELECT policies apply as well; a loose DELETE ' +
       'policy hidden by them is reported by blind-delete. Fix: DELETE policies whose USING confines rows to the current tenant.',
+    precondition:
+      'Critical: as a tenant, a targeted `delete ... where <key> = <the next tenant\'s key>` removes a row of that tenant (counted by ' +
+      'the administrator before and after; repeated with foreign-key triggers off when only a referencing key stops it): an ordinary ' +
+      'DELETE destroys another tenant\'s data. High when the relation is a partition, inheritance child or view deleted from ' +
+      'directly.',
   },
   async run(context, report) {
     const findings: Finding[] = [];

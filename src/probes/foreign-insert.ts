@@ -32,6 +32,11 @@ export const foreignInsert = defineProbe({
       "other tenant gained the row. A policy with a USING clause but a WITH CHECK that does not name the tenant (or `with check (true)`, or a " +
       'separate permissive INSERT policy) lets any tenant plant rows in another; critical (high through a partition or child). Fix: a WITH CHECK ' +
       'that confines new rows to the current tenant.',
+    precondition:
+      'Critical: as a tenant, inserting a complete, valid row that belongs to the next tenant (its tenant column and foreign keys ' +
+      'pointing there) succeeds, and the administrator counts that tenant gaining the row in the same rolled-back savepoint: an ' +
+      'ordinary INSERT writes into another tenant. High when the relation is a partition, inheritance child or view inserted into ' +
+      'directly.',
   },
   async run(context, report) {
     const findings: Finding[] = [];

@@ -17,6 +17,10 @@ export const foreignUpdate = defineProbe({
       "Any affected row is another tenant's row changed through an ordinary query: critical (high through a partition or child). A WHERE clause " +
       'reads columns, so PostgreSQL applies the SELECT policies too; a loose UPDATE policy that only the blind form reaches is reported by ' +
       'blind-update. Fix: UPDATE policies whose USING (and WITH CHECK) confine rows to the current tenant.',
+    precondition:
+      'Critical: as a tenant, a targeted `update ... where <key> = <the next tenant\'s key>` changes a row the administrator ' +
+      'attributes to that tenant: an ordinary UPDATE reaches another tenant\'s row. High when the relation is a partition, ' +
+      'inheritance child or view updated directly.',
   },
   async run(context, report) {
     const findings: Finding[] = [];

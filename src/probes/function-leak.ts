@@ -191,6 +191,12 @@ export const functionLeak = defineProbe({
       'is called only when its parsed body (and everything it calls) provably has no effect outside the transaction: no dynamic SQL, COPY, ' +
       'writes, sequences, advisory locks, notifications, signals to other sessions, dblink or untrusted languages; the rest are reported as ' +
       '"not called on a live database" (audit a copy with --schema-from to call them), and the calls that are made are read-only.',
+    precondition:
+      'High: the role may EXECUTE a function that returns something, and a call as one tenant returns rows or values the seed ledger ' +
+      'attributes to another tenant (with neutral arguments, NULLs, or that tenant\'s ids); or a call with another tenant\'s keys ' +
+      'changes that tenant\'s rows (counted by the administrator in the same rolled-back savepoint), or makes the calling user a ' +
+      'member of that tenant or opens its rows. On a live database only functions proven free of outside effects are called; the ' +
+      'others are not reported here (a SECURITY DEFINER one stays a medium definer-function finding, unproven).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

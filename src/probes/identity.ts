@@ -26,6 +26,9 @@ export const identity = defineProbe({
     explanation:
       'Run as the application role: a superuser or a role with BYPASSRLS is exempt from every policy, so every tenant sees every row. ' +
       'Give the application an ordinary role: ALTER ROLE ... NOSUPERUSER NOBYPASSRLS.',
+    precondition:
+      'Critical: the application role itself, as the probe becomes it, is a superuser or has BYPASSRLS, so no policy applies to any ' +
+      'query the application runs; nothing but the role\'s attributes is needed.',
   },
   related: [
     {

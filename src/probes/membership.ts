@@ -99,6 +99,10 @@ export const membership = defineProbe({
       'application sets, the probe reads every tenant-owned relation the role may select from and attributes each row to its tenant. A row of any ' +
       'tenant the user does not belong to is a leak: critical on a table, high on a partition, child or view. Policies that special-case users with ' +
       'several memberships, or that pick "the" membership with LIMIT 1, are what this finds and what single-tenant users never show.',
+    precondition:
+      'Critical: the context carries a user and a membership table links users to tenants; as a seeded user who belongs to two ' +
+      'tenants, a read of a table returns rows of a tenant it does not belong to. High when the relation read is a partition, ' +
+      'inheritance child, view or materialized view queried directly.',
   },
   related: [
     {
@@ -112,6 +116,9 @@ export const membership = defineProbe({
       explanation:
         'The user-level missing context: a user who has signed up but joined no tenant (or was removed from every tenant) is seeded without memberships. ' +
         'Any tenant row it can read is a leak (high: every tenant\'s data is open to anyone who can create an account).',
+      precondition:
+        'High: as a seeded user with no membership at all (anyone who can create an account), a read of a tenant-owned relation ' +
+        'returns tenant rows: the user-level missing context fails open.',
     },
     {
       id: 'member-rows-hidden',
@@ -124,6 +131,9 @@ export const membership = defineProbe({
       explanation:
         'A policy that reads one membership of the user (LIMIT 1, a scalar sub-select, a profile\'s single team column) hides the other tenants of a user ' +
         'who belongs to several: not a leak, but the application is broken for exactly those users, and the same policy often picks the wrong tenant.',
+      precondition:
+        'Low: as a user who belongs to two tenants, a read misses rows of a tenant it belongs to (a policy reads only one membership) ' +
+        'while no other tenant\'s row is seen: the application is broken for those users, nothing leaks.',
     },
   ],
   async run(context, report) {

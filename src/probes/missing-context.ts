@@ -24,6 +24,11 @@ export const missingContext = defineProbe({
       'on a fresh connection (current_setting(..., true) is NULL), it was set by an earlier transaction that ended (it then reads the empty ' +
       "string '', not NULL), or it names a tenant that does not exist. Any visible tenant row means a request without a tenant sees data: the " +
       "policy fails open (typically `current_setting(...) is null or ...`, `coalesce(...)`, or a `= ''` branch).",
+    precondition:
+      'High: as the application role with no tenant in the context (never set on a fresh connection, set to \'\' by a transaction that ' +
+      'ended, or naming a tenant that does not exist), a read of a tenant-owned relation returns tenant rows: any request that ' +
+      'reaches the database without a tenant (a job, a forgotten code path, a pooled connection) reads them (missing context that ' +
+      'fails open). A read that raises an error instead is missing-context-error (low).',
   },
   related: [
     {
@@ -37,6 +42,10 @@ export const missingContext = defineProbe({
         "With no tenant, the relation's policy raises an error instead of returning no rows: current_setting without missing_ok fails on a fresh " +
         "connection, and ''::integer fails after a transaction-local setting ended (the empty-string trap). Nothing leaks, but requests fail in " +
         "ways that differ by connection history. Read the setting as nullif(current_setting(name, true), '').",
+      precondition:
+        'Low: with no tenant in the context, the read raises an error instead of returning no rows (current_setting without missing_ok ' +
+        'on a fresh connection, \'\'::type after a transaction-local setting ended); no row of any tenant comes back, requests fail ' +
+        'depending on the connection\'s history (missing context that raises errors).',
     },
   ],
   async run(context, report) {

@@ -129,6 +129,10 @@ export const readIsolation = defineProbe({
       'the probe sets the tenant context the way the application does, runs select * as the application role, and attributes every returned row ' +
       'to its tenant through the tenant column, the seeded keys or the per-tenant canary in text values. Any row of another tenant is a leak: ' +
       'critical on a table queried normally, high on a partition, child, view or materialized view queried directly.',
+    precondition:
+      'Critical: as a tenant, with the context set the way the application sets it, a plain select * on a table returns rows the ' +
+      'seed ledger (tenant column, keys, canaries) attributes to another tenant: an ordinary query leaks. High when the relation ' +
+      'read is a partition, inheritance child, view or materialized view queried directly.',
   },
   related: [
     {
@@ -141,6 +145,9 @@ export const readIsolation = defineProbe({
       explanation:
         'Reported by the read-isolation probe when a tenant sees fewer of its own seeded rows than it owns, or its read fails: ' +
         'a policy that hides a tenant\'s own data is a defect, not a leak.',
+      precondition:
+        'Low: as a tenant, the read shows fewer of its own seeded rows than it owns, or fails; nothing of another tenant is seen, so ' +
+        'no one gains access: the application is broken for that tenant.',
     },
   ],
   async run(context, report) {

@@ -79,6 +79,11 @@ export const roleGraph = defineProbe({
       'application role itself sees. A role that is a superuser or has BYPASSRLS (critical: one statement sheds every policy), owns tables ' +
       'that do not force row-level security, or has policies of its own that admit more rows (high) is a way around tenant isolation that ' +
       'any SQL the application runs can take. Revoke the membership, or its SET option.',
+    precondition:
+      'The application role may SET ROLE to a role it is a member of (the membership\'s SET option on PostgreSQL 16+), and as a ' +
+      'tenant after that it reads rows of another tenant it could not read as itself: critical when that role is a superuser or has ' +
+      'BYPASSRLS (one statement sheds every policy), high otherwise (it owns tables that do not force row-level security, or ' +
+      'policies of its own admit more rows).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

@@ -72,6 +72,10 @@ export const spoofableSetting = defineProbe({
       "kept it, or a function that sets it) opens every other tenant's rows at once, and nothing about the tenant context has to be " +
       'forged. Seen only in the policy text, without data to prove it, the rule non-tenant-setting reports it as medium. Give ' +
       'administrative access its own role instead (a policy TO that role), or fence the hatch with a restrictive tenant policy.',
+    precondition:
+      'High: a policy (or a function it calls) reads a setting other than the tenant setting, and, as the application role with a ' +
+      'tenant set, setting it to \'on\', \'true\', \'1\', \'yes\', \'t\' or a value the policy compares it with opens other tenants\' rows on ' +
+      'data: any session may set a custom setting. Seen only in the policy text, the rule non-tenant-setting reports it as medium.',
   },
   async run(context, report) {
     const findings: Finding[] = [];

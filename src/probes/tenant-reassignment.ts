@@ -40,6 +40,9 @@ export const tenantReassignment = defineProbe({
       "counts the other tenant's rows before and after. A row that arrives is data planted in another tenant (high): an UPDATE policy whose " +
       'WITH CHECK does not name the tenant (PostgreSQL checks new rows of an UPDATE only against WITH CHECK, or USING when there is none). ' +
       'Fix: a WITH CHECK that confines updated rows to the current tenant.',
+    precondition:
+      'High: as a tenant, an UPDATE of one of its own rows (by key, or with no WHERE) that sets the tenant column and the ' +
+      'tenant-scoped foreign keys to the next tenant succeeds, and that tenant gains the row (a row moved to another tenant).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

@@ -39,6 +39,12 @@ export const truncate = defineProbe({
       'application role (CASCADE when foreign keys require it) in a rolled-back savepoint with a 2 s lock timeout, and counts what every tenant ' +
       'lost; against a database that is not the audit\'s own it asks the privilege as the role instead, because TRUNCATE would lock the table ' +
       'against the application. High. Fix: revoke TRUNCATE (and do not let the application own its tables).',
+    precondition:
+      'High: the role may TRUNCATE a tenant-owned table (has_table_privilege as the role), and, on the run\'s own cluster, TRUNCATE ' +
+      '(CASCADE when foreign keys require it) run as the role in a rolled-back savepoint empties it for every tenant; on a live ' +
+      'database TRUNCATE is not run: the privilege, asked as the role, with no referencing table it may not truncate blocking ' +
+      'CASCADE, is the evidence. Not run, and not reported here, when the role is reached only through an API layer and no function ' +
+      'it may call runs dynamic SQL (dangerous-grant reports the privilege as info).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

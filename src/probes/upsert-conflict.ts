@@ -108,6 +108,11 @@ export const upsertConflict = defineProbe({
       "critical (high through a partition or child): the UPDATE (and SELECT) policies admit that row. DO NOTHING that silently inserts nothing, where " +
       "a fresh key inserts a row, tells the tenant that the value exists in another tenant: an existence side channel, low. Fix: make unique keys " +
       "per tenant (include the tenant column) and confine UPDATE policies to the current tenant.",
+    precondition:
+      'For a unique key of a tenant-owned table without the tenant column, as a tenant, an insert carrying a key value the next ' +
+      'tenant holds: critical when `on conflict (key) do update` changes that tenant\'s row (high on a partition, inheritance child ' +
+      'or view); low when `on conflict (key) do nothing` silently inserts nothing while a fresh key inserts a row (an existence side ' +
+      'channel).',
   },
   async run(context, report) {
     const findings: Finding[] = [];

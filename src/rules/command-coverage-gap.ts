@@ -28,6 +28,9 @@ export const commandCoverageGap = defineRule({
       'can do, not a leak (hence info), and often the sign of a policy written FOR SELECT where FOR ALL was meant. Reported ' +
       'for tenant-owned relations that have at least one policy for the role (none at all is rls-no-policy). Fix: add a tenant ' +
       'policy for the command, or revoke the privilege.',
+    precondition:
+      'Info: the role is granted a command on a tenant-owned table that has policies for it, but no permissive policy covers that ' +
+      'command: rows are denied (default deny), nothing leaks, the application cannot do what it was granted.',
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };

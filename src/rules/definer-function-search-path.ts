@@ -17,6 +17,10 @@ export const definerFunctionSearchPath = defineRule({
       'table or function of the same name first and have the owner run it with the owner\'s rights: a way around row-level security ' +
       'and often to the owner\'s role. Pin the path in the function: ALTER FUNCTION ... SET search_path = pg_catalog, <schema>, pg_temp ' +
       '(pg_temp last, so it is searched last).',
+    precondition:
+      'Medium: a SECURITY DEFINER function (trigger functions included) has no fixed search_path, so a caller who can create objects ' +
+      'in a schema on its path, or in pg_temp (every session can), can have the owner run its table or function with the owner\'s ' +
+      'rights; seen only statically (no probe calls it).',
   },
   evaluate({ catalog }, report) {
     const findings: Finding[] = [];

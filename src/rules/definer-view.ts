@@ -72,6 +72,11 @@ export const definerView = defineRule({
       'the view sees every tenant. PostgreSQL 15 added the security_invoker option, which makes the view read as the caller; on ' +
       'older versions, give the view to a role that does not bypass RLS and force RLS on the tables it reads. A view that filters by ' +
       'the caller\'s tenant itself is reported as info.',
+    precondition:
+      'The role may select a view that is not security_invoker and reads a tenant table without its policies (its owner is a ' +
+      'superuser, has BYPASSRLS, or owns a table that does not force row-level security): high, every caller sees every tenant ' +
+      'through it (a definer view); info when every query in its definition keeps only the caller\'s rows. read-isolation confirms it ' +
+      'on data.',
     confirmedBy: ['read-isolation'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -20,6 +20,10 @@ export const failOpenContext = defineRule({
       'without a tenant (a background job, a code path that forgot to set it, a pool) reads or writes every tenant\'s rows. ' +
       'Not reported when a restrictive tenant policy without such a branch applies. Fix: compare with ' +
       "`(select nullif(current_setting(name, true), '')::type)`, which is NULL, and so matches nothing, when the tenant is missing.",
+    precondition:
+      'High: a policy branch that applies to the role is true when the tenant setting is missing (is null, = \'\', coalesce, a column ' +
+      'compared with itself) and no restrictive tenant policy without such a branch applies: any request without a tenant reads or ' +
+      'writes every tenant\'s rows (missing context that fails open). missing-context confirms it on data.',
     confirmedBy: ['missing-context'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -55,6 +55,10 @@ export const foreignKeyWithoutTenant = defineRule({
       "(tenant_id, id), so the reference must stay within the tenant (the parent needs a unique key on (tenant_id, id)). A write " +
       'policy that itself requires the parent row to be visible also prevents it and is recognised. Only tables the application role ' +
       'may insert into or update are checked.',
+    precondition:
+      'Medium: a foreign key from a tenant table the role may insert into or update to another tenant table names the id alone (not ' +
+      'the tenant) and no write policy requires the parent to be visible: a row can reference another tenant\'s parent (a ' +
+      'cross-tenant reference). cross-tenant-reference proves it on data.',
     confirmedBy: ['cross-tenant-reference'],
   },
   evaluate({ catalog, plan, analysis }, report) {

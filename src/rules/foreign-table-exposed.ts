@@ -16,6 +16,9 @@ export const foreignTableExposed = defineRule({
       'the user mapping\'s credentials, not the tenant. A foreign table with tenant data that the application role may read ' +
       '(or write) exposes every tenant\'s rows. Reported for tenant-owned foreign tables (they have a tenant column) the role may ' +
       'use. Fix: revoke the privileges and expose a security-barrier view that filters by the current tenant.',
+    precondition:
+      'High: a tenant-owned foreign table (it has a tenant column) that the role may use; no policy can apply to it, so every ' +
+      'tenant\'s rows on the remote side are exposed. read-isolation confirms it on data.',
     confirmedBy: ['read-isolation'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -20,6 +20,9 @@ export const futurePartitions = defineRule({
       'partition created later is one more relation to protect, and starts unprotected. Reported once per tenant-owned parent ' +
       'whose existing partitions show that pattern. Fix: stop granting partitions directly; otherwise give every new partition ' +
       'RLS, FORCE and the tenant policy in the same migration that creates it.',
+    precondition:
+      'Info: hygiene: the role is granted privileges on existing partitions or children of a tenant-owned parent directly, so each ' +
+      'one created later starts without row-level security; what is exposed today is partition-without-rls\'s finding.',
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };

@@ -17,6 +17,9 @@ export const materializedViewExposed = defineRule({
       'the tables it was built from. Reported for materialized views that read tenant-owned relations (directly or through views) ' +
       'and that the application role may select. Fix: revoke SELECT and expose it through a view that filters by the current ' +
       'tenant (owned by a role that may read the materialized view), or replace it with a table that has row-level security.',
+    precondition:
+      'High: the role may select a materialized view that reads tenant-owned relations; row-level security cannot apply to it, so a ' +
+      'select reads every tenant\'s rows it stores. read-isolation confirms it on data.',
     confirmedBy: ['read-isolation'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -16,6 +16,9 @@ export const missingTenantIndex = defineRule({
       'column is the tenant column, PostgreSQL reads the whole table (every tenant\'s rows) and filters them, and the cost of each ' +
       'tenant\'s queries grows with the size of all tenants together. A primary key or index such as (tenant_id, id) counts; partial ' +
       'and expression indexes do not. Add an index on the tenant column, or lead existing keys with it.',
+    precondition:
+      'Info: performance: no index leads with the tenant column, so every query reads every tenant\'s rows to filter them; nothing ' +
+      'leaks.',
   },
   evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];

@@ -24,6 +24,10 @@ export const nonTenantSetting = defineRule({
       '`owner_id = current_setting(\'app.user_id\')::int`, scopes rows to a session identity like the tenant setting does and is ' +
       'not reported.) Not reported when a restrictive tenant policy applies. Fix: keep the tenant predicate in every branch (or ' +
       'fence with a restrictive tenant policy); give cross-tenant access to a separate role, not a setting.',
+    precondition:
+      'Medium: a permissive branch on a tenant-owned table admits every tenant\'s rows when a custom setting other than the tenant ' +
+      'setting has some value, and no restrictive tenant policy applies; seen only in the policy text (unproven). In `run`, ' +
+      'spoofable-setting sets the setting and, when other tenants\' rows then show, proves it (high).',
     confirmedBy: ['spoofable-setting'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -18,6 +18,10 @@ export const partitionWithoutRls = defineRule({
       "on such a partition, `select * from measurements_p0` reads every tenant's rows in it. Reported only when the role may " +
       'use the partition directly (access through the parent alone is safe). Fix: revoke the direct grants (the parent is enough), ' +
       'or enable row-level security on the partition with a tenant policy.',
+    precondition:
+      'High: a tenant-owned partition or inheritance child has no row-level security of its own and the role holds a privilege on it ' +
+      'directly, so a query that names it reads (or writes) every tenant\'s rows in it (a partition or child queried directly); not ' +
+      'reported when the role reaches it only through the parent.',
     confirmedBy: ['read-isolation'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -29,6 +29,11 @@ export const permissiveAlwaysTrue = defineRule({
       'restrictive tenant policy applies to the same commands (restrictive policies are ANDed, so the permissive one cannot ' +
       'widen access). Critical when it opens reads, high when it opens only UPDATE or DELETE (blind writes). Fix: drop or ' +
       'rewrite the policy, or fence it with a restrictive tenant policy.',
+    precondition:
+      'A permissive policy that applies to the role on a tenant-owned table has a branch that does not confine rows to the tenant ' +
+      '(always true, a row condition unrelated to the tenant, a non-equality comparison), and no restrictive tenant policy fences ' +
+      'it: critical when it opens SELECT (ordinary reads), high when it opens only UPDATE or DELETE (blind writes). read-isolation, ' +
+      'blind-update, blind-delete, foreign-update and foreign-delete confirm it on data.',
     confirmedBy: ['read-isolation', 'blind-update', 'blind-delete', 'foreign-update', 'foreign-delete'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -19,6 +19,8 @@ export const policyPerRowSetting = defineRule({
       'result, for every row the query looks at when PostgreSQL cannot turn it into an index condition. Written as a sub-select, ' +
       '`tenant_id = (select current_setting(\'app.current_tenant\')::int)`, it becomes an initplan: evaluated once per statement, ' +
       'and its value usable for an index scan. The result is the same; only the cost differs, and it grows with table size.',
+    precondition:
+      'Info: performance: a policy calls current_setting (and casts it) per row instead of once in a sub-select; nothing leaks.',
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };

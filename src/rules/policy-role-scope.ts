@@ -22,6 +22,10 @@ export const policyRoleScope = defineRule({
       "PUBLIC on a table whose other policies name roles (so PUBLIC looks like a forgotten TO). A tenant policy scoped to PUBLIC " +
       'is fine, and a tenant policy with a flawed branch is a policy-logic finding, not this one. Fix: revoke the membership or ' +
       'scope the policy to the role it is meant for, and/or fence with a restrictive tenant policy.',
+    precondition:
+      'Medium: a permissive policy on a tenant-owned table that never ties rows to the tenant lets rows through for a command the ' +
+      'role may run, and it reaches the role through a role membership, or through PUBLIC on a table whose other policies name roles ' +
+      '(a forgotten TO); read from the catalog only.',
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };

@@ -38,6 +38,9 @@ export const policyVolatileFunction = defineRule({
       'query on the table into a full scan with a function call per row. Declare helpers that only read settings or tables STABLE, ' +
       'or call them in a sub-select, `(select current_tenant_id())`, which runs once per statement. Calls already inside a ' +
       'sub-select are not reported.',
+    precondition:
+      'Info: performance: a policy calls a VOLATILE function outside a sub-select, so it runs for every row and cannot serve as an ' +
+      'index condition; nothing leaks.',
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };

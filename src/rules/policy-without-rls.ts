@@ -19,6 +19,10 @@ export const policyWithoutRls = defineRule({
       'On a tenant-owned table the role may use this is the same exposure as rls-disabled: critical when it may select, update or ' +
       'delete, high when it may only insert; info when it holds no privilege or the table is shared. Fix: enable and force ' +
       'row-level security (the policies then apply as written; the policy-logic rules check them).',
+    precondition:
+      'Policies exist but row-level security is disabled, so they do not apply: on a tenant-owned table, critical when the role may ' +
+      'select, update or delete, high when it may only insert; info when it holds no privilege or the table is shared. In `run`, ' +
+      'read-isolation and missing-context confirm it on data.',
     confirmedBy: ['read-isolation', 'missing-context'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -17,6 +17,9 @@ export const publicGrant = defineRule({
       "role, and on none of them owning the table or bypassing RLS. Tenant data should be granted to the application's roles by name. " +
       'This rule reads the ACL of every tenant-owned table, view, materialized view and foreign table. Fix: REVOKE ... FROM PUBLIC and ' +
       'GRANT to the roles that need it.',
+    precondition:
+      'Medium: a privilege on a tenant-owned table, view, materialized view or foreign table is granted to PUBLIC, so every role in ' +
+      'the cluster, present and future, holds it; whether they see other tenants rests on every policy being written for every role.',
   },
   evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];

@@ -18,6 +18,9 @@ export const publicRows = defineRule({
       'as public rather than as another tenant\'s (the seed gives the flag both values). Reported once per table, as info, so that ' +
       'a reviewer sees which rows are public. Writes are not covered: a flag that opens UPDATE, DELETE or a WITH CHECK is reported ' +
       'by permissive-always-true and with-check-missing-tenant. Fix: none needed if the rows are meant to be public.',
+    precondition:
+      'Info: a permissive SELECT policy shows rows a flag of the row publishes (`or is_public`) to every tenant: visibility by ' +
+      'design, stated once per table the role may select; a flag that opens writes is another rule\'s finding.',
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };

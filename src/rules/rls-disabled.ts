@@ -18,6 +18,10 @@ export const rlsDisabled = defineRule({
       'info when it holds no privilege yet (the next GRANT exposes every tenant). Tables that have policies but RLS disabled are ' +
       'policy-without-rls findings, partitions and inheritance children partition-without-rls findings. Fix: enable and force ' +
       'row-level security and add a tenant policy.',
+    precondition:
+      'Row-level security is off on a tenant-owned table (not a partition or child; no policies): critical when the role may select, ' +
+      'update or delete (every ordinary query sees every tenant), high when it may only insert (it writes rows for any tenant), info ' +
+      'when it holds no privilege yet. In `run`, read-isolation and missing-context confirm it on data.',
     confirmedBy: ['read-isolation', 'missing-context'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -18,6 +18,9 @@ export const rlsNoPolicy = defineRule({
       'reads return nothing and writes are rejected. Nothing leaks, but the application cannot use a table it was granted, which ' +
       'usually means a policy was forgotten (or was written for another role). Reported only when the role holds a privilege on ' +
       'the relation and row-level security applies to it. Fix: add the policy the application needs, or revoke the grant.',
+    precondition:
+      'Info: row-level security applies to a relation the role holds a privilege on, and no policy applies to the role: default ' +
+      'deny, nothing leaks, the application cannot use the table.',
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };

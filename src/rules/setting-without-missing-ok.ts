@@ -17,6 +17,9 @@ export const settingWithoutMissingOk = defineRule({
       'never set on the connection: every query on the table then fails on a fresh connection (a new pool member, a job, psql), ' +
       'and works on a connection that set it once. Nothing leaks, but behaviour depends on connection history. Fix: ' +
       "current_setting(name, true), which returns NULL, with nullif(..., '') for the empty string a reset setting reads as.",
+    precondition:
+      'Low: a policy on a relation the role uses reads a setting with current_setting(name), without missing_ok, so a query on a ' +
+      'connection where it was never set raises an error instead of leaking (missing context that raises errors).',
     confirmedBy: ['missing-context-error', 'missing-context'],
   },
   evaluate({ catalog, plan, analysis }, report) {

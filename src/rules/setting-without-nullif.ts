@@ -18,6 +18,9 @@ export const settingWithoutNullif = defineRule({
       "raises invalid input syntax for '' on every query of a pooled connection that once served a tenant, while a fresh " +
       'connection gets NULL and an empty result. Nothing leaks. Checked for the tenant setting (the one the missing-context probe ' +
       "resets). Fix: nullif(current_setting(name, true), '')::type, best inside (select ...) so it is evaluated once per statement.",
+    precondition:
+      'Low: a policy casts current_setting(tenant setting, true) without nullif(..., \'\'), so after a transaction-local setting ends ' +
+      'every query on that pooled connection raises an error instead of leaking (missing context that raises errors).',
     confirmedBy: ['missing-context-error', 'missing-context'],
   },
   evaluate({ catalog, plan, analysis }, report) {

@@ -16,6 +16,9 @@ export const sharedSequence = defineRule({
       'show how much everyone else writes. When one sequence feeds several tables, that volume signal spans all of them, and the ' +
       'tables are coupled (resetting or exhausting one affects the others). It is hygiene, not a leak of rows: give each table its ' +
       'own identity column or sequence, or use random UUIDs where the volume matters.',
+    precondition:
+      'Info: hygiene: one sequence feeds several tables, at least one of them tenant-owned; the gaps in a tenant\'s ids show ' +
+      'everyone\'s write volume, no row leaks.',
   },
   evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];

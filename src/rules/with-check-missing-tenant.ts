@@ -24,6 +24,10 @@ export const withCheckMissingTenant = defineRule({
       'column with the current tenant, the role can insert rows into another tenant, or UPDATE one of its rows to another ' +
       "tenant's id, moving it out of reach (and into the other tenant's view). Not reported when a restrictive tenant policy " +
       'applies. Fix: a WITH CHECK that repeats the tenant predicate.',
+    precondition:
+      'High: the WITH CHECK (or USING, when there is none) of an INSERT or UPDATE policy that applies to the role does not confine ' +
+      'written rows to the tenant, and no restrictive tenant policy applies: the role can insert rows into another tenant or move ' +
+      'its rows there with UPDATE. In `run`, foreign-insert (critical on a table) and tenant-reassignment prove it on data.',
     confirmedBy: ['foreign-insert', 'tenant-reassignment'],
   },
   evaluate({ catalog, plan, analysis }, report) {

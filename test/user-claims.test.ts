@@ -1,3 +1,5 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { atLeast } from '../src/severity.js';
@@ -49,5 +51,16 @@ describe('a claim the user writes itself', () => {
     // app_metadata is not the user's to write: the probe has nothing to spoof, and the rule nothing to report.
     expect(secure.report!.probes.filter((probe) => probe.check === 'claim-spoof')).toEqual([]);
     expect(allFindings(secure.report!.findings).filter((finding) => finding.check === 'user-editable-claim')).toEqual([]);
+  });
+
+  it('a helper that reads the tenant from auth.users.raw_user_meta_data (user_metadata itself) is reported from the catalog', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-user-claims-'));
+    const run = await runCli(['lint', '--schema', path.join(FIXTURES, 'user-editable-claim', 'raw-vulnerable.sql'), '--preset', 'supabase', '--quiet', '--out', out]).finally(() => rm(out, { recursive: true, force: true }));
+    expect(run.err).not.toMatch(/unexpected error/);
+    const found = allFindings(run.report!.findings).filter((finding) => finding.check === 'user-editable-claim');
+    expect(found.map((finding) => finding.table).sort()).toEqual(['public.invoices', 'public.orgs']);
+    expect(found.every((finding) => finding.severity === 'high')).toBe(true);
+    expect(found.find((finding) => finding.table === 'public.invoices')!.message).toMatch(/policy members use invoices reads auth\.users\.raw_user_meta_data/);
+    expect(run.code).toBe(1);
   });
 });

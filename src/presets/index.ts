@@ -36,6 +36,8 @@ export interface Preset {
    * supabase.auth.updateUser({ data }) sets; app_metadata only the service role writes).
    */
   userEditableClaims: string[][];
+  /** Columns the signed-in user writes itself through the platform's API (Supabase's auth.users.raw_user_meta_data, which user_metadata is). */
+  userEditableColumns: { relation: string; column: string }[];
   /**
    * The request's context as the platform sets it: `$user` is the signed-in user (`sub`), `$tenant` the
    * tenant a claim carries (`tenantClaim`), `$role` the role claim.
@@ -218,6 +220,7 @@ const supabase: Preset = {
   platformSchemas: ['auth', 'storage', 'realtime', 'extensions', 'graphql', 'graphql_public', 'vault', 'pgsodium', 'supabase_functions'],
   setting: 'request.jwt.claims',
   userEditableClaims: [['user_metadata']],
+  userEditableColumns: [{ relation: 'auth.users', column: 'raw_user_meta_data' }],
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', 'authenticated', 'aud', 'authenticated', ` +
     `'email', $user || '@example.test', 'app_metadata', json_build_object('provider', 'email'${tenantClaim[0] === 'app_metadata' && tenantClaim.length > 1 ? `, ${claimObject(tenantClaim.slice(1))}` : ''})` +
@@ -248,6 +251,7 @@ const postgrest: Preset = {
   setting: 'request.jwt.claims',
   // What a PostgREST JWT carries is whatever its issuer signs: no claim is the user's to write by itself.
   userEditableClaims: [],
+  userEditableColumns: [],
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', current_user, ${claimObject(tenantClaim)})::text, true), ` +
     `set_config('request.jwt.claim.sub', coalesce($user, ''), true), set_config('request.jwt.claim.role', current_user, true)` +

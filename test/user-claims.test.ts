@@ -53,9 +53,21 @@ describe('a claim the user writes itself', () => {
     expect(allFindings(secure.report!.findings).filter((finding) => finding.check === 'user-editable-claim')).toEqual([]);
   });
 
-  it('a helper that reads the tenant from auth.users.raw_user_meta_data (user_metadata itself) is reported from the catalog', async () => {
+  const lint = async (file: string) => {
     const out = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-user-claims-'));
-    const run = await runCli(['lint', '--schema', path.join(FIXTURES, 'user-editable-claim', 'raw-vulnerable.sql'), '--preset', 'supabase', '--quiet', '--out', out]).finally(() => rm(out, { recursive: true, force: true }));
+    return runCli(['lint', '--schema', path.join(FIXTURES, 'user-editable-claim', file), '--preset', 'supabase', '--quiet', '--out', out]).finally(() => rm(out, { recursive: true, force: true }));
+  };
+
+  it('a role read from user_metadata is reported from the catalog', async () => {
+    const run = await lint('role-vulnerable.sql');
+    const found = allFindings(run.report!.findings).filter((finding) => finding.check === 'user-editable-claim');
+    expect(found.map((finding) => [finding.table, finding.severity])).toEqual([['public.invoices', 'high']]);
+    expect(found[0]!.message).toMatch(/policy members or admins admits rows when the JWT claim user_metadata\.role is 'admin'/);
+    expect(run.code).toBe(1);
+  });
+
+  it('a helper that reads the tenant from auth.users.raw_user_meta_data (user_metadata itself) is reported from the catalog', async () => {
+    const run = await lint('raw-vulnerable.sql');
     expect(run.err).not.toMatch(/unexpected error/);
     const found = allFindings(run.report!.findings).filter((finding) => finding.check === 'user-editable-claim');
     expect(found.map((finding) => finding.table).sort()).toEqual(['public.invoices', 'public.orgs']);

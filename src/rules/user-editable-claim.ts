@@ -68,7 +68,7 @@ export const userEditableClaimRule = defineRule({
             object: relationObject(relation),
             message:
               `On ${relation.qualified}, ${uses.map((use) => `policy ${use.policy} ${use.how}${use.via ? ` (through ${use.via})` : ''}`).join('; ')}: ` +
-              `every signed-in user sets ${listWords(claims)} itself (supabase.auth.updateUser({ data })) and so chooses which tenant it reads.`,
+              `every signed-in user sets ${listWords(claims)} itself (supabase.auth.updateUser({ data })) and so chooses what it reads.`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
             fix:

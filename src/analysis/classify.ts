@@ -300,12 +300,22 @@ function sourceOfValueNode(env: Env, node: Expr): ContextSource | null {
   if (direct) return direct;
   const claim = claimPath(node);
   if (claim) {
-    const base = referenceSource(env.scope, claim.base, env.schemas);
+    const base = referenceSource(env.scope, claim.base, env.schemas) ?? inlinedSessionFunction(env, claim.base);
     if (base?.kind === 'setting') return { kind: 'jwt-claim', setting: base.setting, function: null, path: claim.path };
     if (base?.kind === 'function') return { kind: 'jwt-claim', setting: null, function: base.function, path: claim.path };
     if (base) return base;
   }
   return null;
+}
+
+/**
+ * A session function without arguments that the analysis inlined (`auth.jwt()`, whose body reads request.jwt.claims):
+ * the claims a JSON operator reads from it are that function's claims (`auth.jwt() -> 'user_metadata' ->> 'org_id'`).
+ */
+function inlinedSessionFunction(env: Env, node: Expr): ContextSource | null {
+  if (node.kind !== 'inlined' || node.call.kind !== 'call' || node.call.args.length) return null;
+  const fn = env.scope.functionNamed(node.call.name, 0, env.schemas);
+  return fn && env.scope.readsSession(fn) ? { kind: 'function', function: node.call.name } : null;
 }
 
 function settingNames(env: Env, nodes: Expr[]): string[] {

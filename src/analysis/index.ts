@@ -6,7 +6,7 @@ import type { Catalog, FunctionInfo, Policy, Relation } from '../catalog/types.j
 import { inheritedRoles } from '../catalog/roles.js';
 import { mapChildren, parseFunctionBody, parseViewDefinition, bodyAnalysis, type ParsedBody } from './bodies.js';
 import { analyzeExpr, collectReferences, isOpenKind, OPEN_WIDTH, referenceSource, settingCall, settingShape, type Env, type Scope } from './classify.js';
-import { nodeType, nodeBody, someNode, toExpr, visitNodes, type Expr } from './expression.js';
+import { nodeType, nodeBody, someNode, toExpr, visitNodes, type Expr, type Select } from './expression.js';
 import type {
   Analysis,
   BodyAnalysis,
@@ -229,6 +229,33 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
     return [...found];
   };
 
+  /**
+   * Columns of the relations in the FROM of the sub-selects under `root`: a qualified column by the FROM item its
+   * qualifier names, an unqualified one by the innermost FROM relation that has it.
+   */
+  const subselectColumnsRead = (root: Expr, schemas: string[]): { relation: string; column: string }[] => {
+    const found = new Map<string, { relation: string; column: string }>();
+    visitNodes(root, (node, ancestors) => {
+      if (node.kind !== 'column') return;
+      const selects = ancestors.filter((ancestor): ancestor is Select => ancestor.kind === 'select').reverse();
+      for (const select of selects) {
+        const items = select.from.flatMap((item) => {
+          const relation = item.relation ? relationNamed(item.relation, schemas) : undefined;
+          return relation ? [{ item, relation }] : [];
+        });
+        const match = node.qualifier !== null
+          ? items.find(({ item, relation }) => (item.alias ?? relation.name) === node.qualifier!.split('.').pop())
+          : items.find(({ relation }) => relation.columns.some((column) => column.name === node.name));
+        if (match) {
+          found.set(`${match.relation.qualified}.${node.name}`, { relation: match.relation.qualified, column: node.name });
+          return;
+        }
+        if (node.qualifier !== null && select.from.some((item) => item.alias === node.qualifier)) return;
+      }
+    });
+    return [...found.values()];
+  };
+
   /** The row's columns an expression reads: unqualified outside sub-selects, or qualified with the relation's name. */
   const rowColumnsRead = (root: Expr, relation: Relation): string[] => {
     const found = new Set<string>();
@@ -249,7 +276,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
     if (cached) return cached;
     const entry = parsed(text);
     if (!entry.node) {
-      return { text, verdict: 'unknown', branches: [], open: [], references: [], calls: [], relations: [], rowColumns: [], parseError: entry.error };
+      return { text, verdict: 'unknown', branches: [], open: [], references: [], calls: [], relations: [], rowColumns: [], columnsRead: [], parseError: entry.error };
     }
     const schemas = [relation.schema, 'public'];
     const root = expand(entry.node, relation.name, schemas);
@@ -278,6 +305,7 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
       calls: entry.calls,
       relations: relationsRead(root, schemas),
       rowColumns: rowColumnsRead(entry.node, relation),
+      columnsRead: subselectColumnsRead(root, schemas),
       parseError: null,
     };
     if (visiting.size <= 1) expressionCache.set(cacheKey, result);

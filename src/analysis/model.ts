@@ -67,6 +67,8 @@ export interface ExpressionAnalysis {
   relations: string[];
   /** Columns of the policy's own row it reads (also as outer references inside sub-selects). */
   rowColumns: string[];
+  /** Columns of the relations its sub-selects read (helper bodies included), e.g. auth.users.raw_user_meta_data. */
+  columnsRead: { relation: string; column: string }[];
   /** Set when the text did not parse (the verdict is then `unknown`). */
   parseError: string | null;
 }

@@ -31,6 +31,14 @@ export interface Preset {
   /** The setting the claims travel in. */
   setting: string;
   /**
+   * Claims (path prefixes) the signed-in user writes itself, through the platform's own API: a policy that reads
+   * the tenant or a role from one of them trusts the user to say who it is (Supabase's user_metadata, which
+   * supabase.auth.updateUser({ data }) sets; app_metadata only the service role writes).
+   */
+  userEditableClaims: string[][];
+  /** Columns the signed-in user writes itself through the platform's API (Supabase's auth.users.raw_user_meta_data, which user_metadata is). */
+  userEditableColumns: { relation: string; column: string }[];
+  /**
    * The request's context as the platform sets it: `$user` is the signed-in user (`sub`), `$tenant` the
    * tenant a claim carries (`tenantClaim`), `$role` the role claim.
    */
@@ -196,6 +204,11 @@ alter function storage.extension(text) owner to supabase_storage_admin;
 grant all on storage.buckets, storage.objects to anon, authenticated, service_role;
 `;
 
+/** The user-editable claim (prefix) a claim path lies under, when the preset marks one. */
+export function userEditableClaim(preset: Preset, path: readonly string[]): string[] | null {
+  return preset.userEditableClaims.find((prefix) => prefix.length <= path.length && prefix.every((key, index) => path[index] === key)) ?? null;
+}
+
 const roleNamed = (catalog: Catalog, name: string) => (catalog.roles.some((role) => role.name === name) ? name : null);
 
 const supabase: Preset = {
@@ -206,6 +219,8 @@ const supabase: Preset = {
   usersTable: 'auth.users',
   platformSchemas: ['auth', 'storage', 'realtime', 'extensions', 'graphql', 'graphql_public', 'vault', 'pgsodium', 'supabase_functions'],
   setting: 'request.jwt.claims',
+  userEditableClaims: [['user_metadata']],
+  userEditableColumns: [{ relation: 'auth.users', column: 'raw_user_meta_data' }],
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', 'authenticated', 'aud', 'authenticated', ` +
     `'email', $user || '@example.test', 'app_metadata', json_build_object('provider', 'email'${tenantClaim[0] === 'app_metadata' && tenantClaim.length > 1 ? `, ${claimObject(tenantClaim.slice(1))}` : ''})` +
@@ -234,6 +249,9 @@ const postgrest: Preset = {
   usersTable: null,
   platformSchemas: [],
   setting: 'request.jwt.claims',
+  // What a PostgREST JWT carries is whatever its issuer signs: no claim is the user's to write by itself.
+  userEditableClaims: [],
+  userEditableColumns: [],
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', current_user, ${claimObject(tenantClaim)})::text, true), ` +
     `set_config('request.jwt.claim.sub', coalesce($user, ''), true), set_config('request.jwt.claim.role', current_user, true)` +

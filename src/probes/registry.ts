@@ -1,4 +1,5 @@
 import { applicationQuery } from './application-query.js';
+import { claimSpoof } from './claim-spoof.js';
 import { blindDelete } from './blind-delete.js';
 import { blindUpdate } from './blind-update.js';
 import { contextPersistence } from './context-persistence.js';
@@ -38,6 +39,7 @@ export const PROBES: readonly Probe[] = [
   applicationQuery,
   contextPersistence,
   spoofableSetting,
+  claimSpoof,
   existenceOracle,
   errorEcho,
   seqScan,

@@ -27,6 +27,7 @@ import { rlsDisabled } from './rls-disabled.js';
 import { rlsNoPolicy } from './rls-no-policy.js';
 import { settingWithoutMissingOk } from './setting-without-missing-ok.js';
 import { settingWithoutNullif } from './setting-without-nullif.js';
+import { userEditableClaimRule } from './user-editable-claim.js';
 import { withCheckMissingTenant } from './with-check-missing-tenant.js';
 import type { Rule } from './types.js';
 
@@ -49,6 +50,7 @@ export const RULES: readonly Rule[] = [
   settingWithoutMissingOk,
   settingWithoutNullif,
   nonTenantSetting,
+  userEditableClaimRule,
   policyRoleScope,
   // Privilege
   superuserRole,

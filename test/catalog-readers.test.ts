@@ -3,6 +3,7 @@ import { domainCheckOnColumn, readCheck } from '../src/analysis/constraints.js';
 import { loadParser } from '../src/analysis/parse.js';
 import { withoutTerminator } from '../src/analysis/sql-text.js';
 import { introspect } from '../src/catalog/introspect.js';
+import { inlineParameters } from '../src/sql.js';
 import type { Catalog } from '../src/catalog/types.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
@@ -86,5 +87,12 @@ describe('catalog readers on a real cluster', () => {
         ],
       },
     ]);
+  });
+});
+
+describe('parameters inlined for evidence', () => {
+  it('replaces the lexer\'s placeholders only, not $n in dollar quotes, quoted names, E strings or comments', () => {
+    expect(inlineParameters(`select $1, $$ $1 $$, "$1", E'it\\'s $1', $2 -- $1`, ['a', 'b'])).toBe(`select 'a', $$ $1 $$, "$1", E'it\\'s $1', 'b' -- $1`);
+    expect(inlineParameters('select $3', ['a'])).toBe('select $3');
   });
 });

@@ -32,6 +32,7 @@ import { describeFailure } from './target/schema-from.js';
 import { isLockTimeout, lockTimeoutError } from './locks.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from './target/connect.js';
 import { contextCall, userSqlProblem } from './analysis/statements.js';
+import { withoutTerminator } from './analysis/sql-text.js';
 import { loadRoutineIndex, userSqlEffects } from './analysis/effects.js';
 import { VERSION } from './version.js';
 import { Inconclusive, restsOnStaticFindings, verdictOf, type InconclusiveReason } from './verdict.js';
@@ -245,7 +246,7 @@ async function checkContextSql(session: AuditSession, plan: TenancyPlan): Promis
   try {
     await session.savepoint(
       async () => {
-        await session.query(`prepare rls_audit_context(${plan.contextParameters.map(() => 'text').join(', ')}) as ${plan.contextSql.replace(/;\s*$/, '')}`);
+        await session.query(`prepare rls_audit_context(${plan.contextParameters.map(() => 'text').join(', ')}) as ${withoutTerminator(plan.contextSql)}`);
         await session.query('deallocate rls_audit_context');
       },
       false,

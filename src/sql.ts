@@ -1,3 +1,4 @@
+import { ParseError, scanTokens, type ScanToken } from './analysis/parse.js';
 import type { Relation } from './catalog/types.js';
 
 /** PostgreSQL holds no NUL in a name or a text value, and a NUL would end the message's text early: refused. */
@@ -63,35 +64,24 @@ export function literal(value: string | number | boolean | null): string {
   return value.includes('\\') ? `E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }
 
-/**
- * Rewrite the `$n` placeholders of SQL, leaving string literals alone: `replace` gets the parameter
- * number and the text that follows the placeholder, and returns what stands in its place.
- */
-export function replacePlaceholders(sql: string, replace: (position: number, rest: string) => string): string {
-  let out = '';
-  let index = 0;
-  while (index < sql.length) {
-    const char = sql[index]!;
-    if (char === "'") {
-      const end = sql.indexOf("'", index + 1);
-      const stop = end < 0 ? sql.length : end + 1;
-      out += sql.slice(index, stop);
-      index = stop;
-      continue;
-    }
-    const placeholder = char === '$' ? /^\$(\d+)/.exec(sql.slice(index)) : null;
-    if (placeholder) {
-      index += placeholder[0].length;
-      out += replace(Number(placeholder[1]), sql.slice(index));
-      continue;
-    }
-    out += char;
-    index += 1;
-  }
-  return out;
-}
-
 /** Replace `$1`, `$2`, ... in SQL with literals, for evidence that can be pasted into psql. */
 export function inlineParameters(sql: string, params: readonly (string | number | boolean | null)[]): string {
-  return replacePlaceholders(sql, (position) => (position <= params.length ? literal(params[position - 1]!) : `$${position}`));
+  // The placeholders are the lexer's: `$1` in a string, a dollar quote, a quoted name or a comment is text.
+  let tokens: ScanToken[];
+  try {
+    tokens = scanTokens(sql);
+  } catch (error) {
+    if (error instanceof ParseError) return sql; // shown as written; the server reports the error where it runs
+    throw error;
+  }
+  let out = '';
+  let at = 0;
+  for (const token of tokens) {
+    if (token.tokenName !== 'PARAM') continue;
+    const position = Number(token.text.slice(1));
+    if (!(position >= 1 && position <= params.length)) continue;
+    out += sql.slice(at, token.start) + literal(params[position - 1]!);
+    at = token.end;
+  }
+  return out + sql.slice(at);
 }

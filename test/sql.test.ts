@@ -7,6 +7,7 @@ import { ident, inlineParameters, lineComment, literal, qualifiedIdent, textArra
 const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue: (value: unknown) => unknown };
 
 describe('SQL text helpers', () => {
+  beforeAll(loadParser); // inlineParameters reads placeholders with the lexer
   it('always quote identifiers and escape quotes in them', () => {
     expect(ident('users')).toBe('"users"');
     expect(ident('we"ird')).toBe('"we""ird"');

@@ -3,7 +3,7 @@
  * PostgreSQL's parse tree. The seeder plans values from this model; the parts it cannot read are `opaque`
  * atoms, which the seeder leaves to PostgreSQL to judge.
  */
-import { parseExpression, parseStatements, ParseError, scanTokens } from './parse.js';
+import { byteToChar, parseExpression, parseStatements, ParseError, scanTokens } from './parse.js';
 
 export type Comparison = '=' | '<>' | '<' | '<=' | '>' | '>=';
 
@@ -367,13 +367,62 @@ function expression(node: unknown, negated: boolean): Atom[][] {
   return opaque(type);
 }
 
+/** What `definition` is parsed in: a CHECK constraint is a clause, not a statement of its own. */
+const CHECK_PREFIX = 'ALTER TABLE rls_audit_check ADD ';
+
 /** The expression of a `CHECK (...)` definition as pg_get_constraintdef prints it. Throws ParseError. */
 function checkExpression(definition: string): unknown {
-  const statement = parseStatements(`ALTER TABLE rls_audit_check ADD ${definition}`)[0]?.stmt as Obj | undefined;
+  const statement = parseStatements(`${CHECK_PREFIX}${definition}`)[0]?.stmt as Obj | undefined;
   const command = ((statement?.AlterTableStmt as Obj | undefined)?.cmds as Obj[] | undefined)?.[0]?.AlterTableCmd as Obj | undefined;
   const constraint = (command?.def as Obj | undefined)?.Constraint as Obj | undefined;
   if (!constraint || constraint.contype !== 'CONSTR_CHECK') throw new ParseError(`not a CHECK constraint: ${definition}`, null);
   return constraint.raw_expr;
+}
+
+/** Byte offsets (into the parsed text) of the column references named `value`, alone: what a domain CHECK calls VALUE. */
+function domainValueLocations(node: unknown, found: number[] = []): number[] {
+  if (Array.isArray(node)) {
+    for (const item of node) domainValueLocations(item, found);
+    return found;
+  }
+  if (!node || typeof node !== 'object') return found;
+  const kind = nodeKind(node);
+  if (kind?.[0] === 'ColumnRef') {
+    const fields = kind[1].fields as unknown[] | undefined;
+    if (fields?.length === 1 && stringsOf(fields)[0] === 'value' && typeof kind[1].location === 'number') found.push(kind[1].location);
+    return found;
+  }
+  for (const child of Object.values(node as Obj)) if (child && typeof child === 'object') domainValueLocations(child, found);
+  return found;
+}
+
+/**
+ * A domain's CHECK (`CHECK ((VALUE > 0))`, as pg_get_constraintdef prints it) as a check on a column of the
+ * domain: each reference to the domain's value becomes `quotedColumn`. PostgreSQL reads a column reference
+ * named `value`, alone, as the value; so does this, in the parse tree: `VALUE` in a string literal, a
+ * function or a type named value stays as it is. A definition that does not parse is returned unchanged
+ * (readCheck then reads it as opaque).
+ */
+export function domainCheckOnColumn(definition: string, quotedColumn: string): string {
+  let locations: number[];
+  let tokens: ReturnType<typeof scanTokens>;
+  try {
+    locations = domainValueLocations(checkExpression(definition));
+    tokens = scanTokens(definition);
+  } catch {
+    return definition;
+  }
+  const prefixBytes = Buffer.byteLength(CHECK_PREFIX);
+  const toChar = byteToChar(definition);
+  const starts = new Set(locations.map((location) => toChar(location - prefixBytes)));
+  let text = '';
+  let at = 0;
+  for (const token of tokens) {
+    if (!starts.has(token.start)) continue;
+    text += definition.slice(at, token.start) + quotedColumn;
+    at = token.end;
+  }
+  return text + definition.slice(at);
 }
 
 /** The text inside the parentheses of `CHECK (...)`, found with the lexer (quotes and nesting respected). */

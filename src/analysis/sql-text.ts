@@ -4,7 +4,7 @@
  */
 import type { CallSite } from './model.js';
 import { nodeBody, nodeList, nodeStrings, nodeType, someNode, toExpr } from './expression.js';
-import { parseExpression, parseStatements, scanTokens, type ScanToken } from './parse.js';
+import { parseExpression, parseStatements, ParseError, scanTokens, type ScanToken } from './parse.js';
 
 /** Text on one line: runs of whitespace become one space, and `( ` becomes `(` (pg_get_expr / pg_get_viewdef layout). */
 export function oneLine(text: string): string {
@@ -21,6 +21,25 @@ export function oneLine(text: string): string {
     out += char;
   }
   return out;
+}
+
+/**
+ * `sql` without the `;` (or `;;`...) that ends it, e.g. to PREPARE it or to append a `;` of one's own; what
+ * precedes the terminator is kept as written. Read with the lexer: a `;` in a string, a quoted name or a
+ * comment is text, and a statement followed by a comment is returned as it is. Text the lexer rejects is
+ * returned as it is (the server reports the error where it runs).
+ */
+export function withoutTerminator(sql: string): string {
+  let tokens: ScanToken[];
+  try {
+    tokens = scanTokens(sql);
+  } catch (error) {
+    if (error instanceof ParseError) return sql;
+    throw error;
+  }
+  let first = tokens.length;
+  while (first > 0 && tokens[first - 1]!.text === ';') first -= 1;
+  return first === tokens.length ? sql : sql.slice(0, tokens[first]!.start);
 }
 
 /** Character offsets for byte offsets (the lexer and parser count bytes). */

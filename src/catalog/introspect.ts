@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { domainCheckOnColumn } from '../analysis/constraints.js';
+import { loadParser } from '../analysis/parse.js';
 import type {
   Catalog,
   Column,
@@ -53,7 +55,7 @@ order by n.nspname, c.relname`;
 const COLUMNS_SQL = `
 with cols as (
   select a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull, a.attidentity, a.attgenerated,
-         pg_get_expr(d.adbin, d.adrelid) as default_expr,
+         pg_get_expr(d.adbin, d.adrelid) as default_expr, d.oid as default_oid,
          case when t.typtype = 'd' then t.typbasetype else a.atttypid end as base_oid,
          case when t.typtype = 'd' then t.typtypmod else a.atttypmod end as base_typmod,
          t.typtype = 'd' as is_domain
@@ -61,8 +63,11 @@ with cols as (
   left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
   where a.attrelid = any($1::oid[]) and a.attnum > 0 and not a.attisdropped
 )
-select c.attrelid::int as relid, c.attnum::int as attnum, c.attname as name, format_type(c.atttypid, c.atttypmod) as type, c.attnotnull as not_null,
+select c.attrelid::int as relid, c.attnum::int as attnum, c.attname as name, quote_ident(c.attname) as quoted_name, format_type(c.atttypid, c.atttypmod) as type, c.attnotnull as not_null,
        c.default_expr, c.attidentity as identity, c.attgenerated as generated,
+       array(select distinct s.oid::regclass::text from pg_depend k join pg_class s on s.oid = k.refobjid and s.relkind = 'S'
+             where k.classid = 'pg_attrdef'::regclass and k.objid = c.default_oid and k.refclassid = 'pg_class'::regclass
+             order by 1) as default_sequences,
        bt.typcategory = 'A' as is_array,
        coalesce(et.typname, bt.typname) as base_type, coalesce(et.typcategory, bt.typcategory) as category,
        c.base_typmod as typmod,
@@ -180,9 +185,12 @@ interface ColumnRow {
   relid: number;
   attnum: number;
   name: string;
+  quoted_name: string;
   type: string;
   not_null: boolean;
   default_expr: string | null;
+  /** Sequences the default names (nextval('s'), in any expression), from pg_depend, as regclass prints them. */
+  default_sequences: string[];
   identity: string;
   generated: string;
   is_array: boolean;
@@ -197,7 +205,6 @@ function toColumn(row: ColumnRow): Column {
   const lengthTypes = new Set(['varchar', 'bpchar', 'bit', 'varbit']);
   const maxLength = lengthTypes.has(row.base_type) && row.typmod > 4 ? row.typmod - 4 : null;
   const numeric = row.base_type === 'numeric' && row.typmod > 4;
-  const quotedName = /^[a-z_][a-z0-9_]*$/.test(row.name) ? row.name : `"${row.name.replace(/"/g, '""')}"`;
   return {
     name: row.name,
     type: row.type,
@@ -212,7 +219,7 @@ function toColumn(row: ColumnRow): Column {
     maxLength,
     numericPrecision: numeric ? ((row.typmod - 4) >> 16) & 0xffff : null,
     numericScale: numeric ? (row.typmod - 4) & 0xffff : null,
-    domainChecks: row.domain_checks.map((check) => check.replace(/\bVALUE\b/g, quotedName)),
+    domainChecks: row.domain_checks.map((check) => domainCheckOnColumn(check, row.quoted_name)),
   };
 }
 
@@ -220,6 +227,7 @@ const CONSTRAINT_KINDS: Record<string, Constraint['kind']> = { p: 'primary-key',
 
 /** One read-only pass over pg_catalog. Pure data: no judgement about tenancy or safety. */
 export async function introspect(client: Queryable, schemas: string[] = []): Promise<Catalog> {
+  await loadParser(); // domain CHECKs are read with it
   const info = await client.query<{ version: string; num: string; database: string; user: string }>(
     `select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`,
   );
@@ -386,15 +394,16 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
     triggers.rows as { name: string; relation: string; function: string; function_oid: number; definition: string; enabled: boolean }[]
   ).map((row) => ({ name: row.name, relation: row.relation, function: row.function, functionOid: row.function_oid, definition: row.definition, enabled: row.enabled }));
 
-  const sequenceUsers = new Map<string, Set<string>>();
+  const sequenceUsers = new Map<string, { relations: Set<string>; columns: { relation: string; column: string }[] }>();
   for (const relation of relations) {
     if (relation.partitionOf || relation.inheritsFrom.length) continue;
-    for (const column of relation.columns) {
-      const match = column.default?.match(/nextval\('([^']+)'::regclass\)/);
-      if (!match) continue;
-      const users = sequenceUsers.get(match[1]!) ?? new Set<string>();
-      users.add(relation.qualified);
-      sequenceUsers.set(match[1]!, users);
+    for (const row of columnsByRelation.get(relation.oid) ?? []) {
+      for (const sequence of row.default_sequences) {
+        const users = sequenceUsers.get(sequence) ?? { relations: new Set<string>(), columns: [] };
+        users.relations.add(relation.qualified);
+        users.columns.push({ relation: relation.qualified, column: row.name });
+        sequenceUsers.set(sequence, users);
+      }
     }
   }
   const schemaRows = (await client.query(SCHEMAS_SQL)).rows as { name: string; owner: string; grants: string[] }[];
@@ -412,8 +421,9 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
     functions: functionList,
     triggers: triggerList,
     sharedSequences: [...sequenceUsers]
-      .filter(([, users]) => users.size > 1)
-      .map(([sequence, users]) => ({ sequence, relations: [...users].sort() })),
+      .filter(([, users]) => users.relations.size > 1)
+      // Relations in the order of their names (as `relations`), columns in their table's order.
+      .map(([sequence, users]) => ({ sequence, relations: [...users.relations].sort(), columns: users.columns.sort((a, b) => (a.relation < b.relation ? -1 : a.relation > b.relation ? 1 : 0)) })),
   };
 }
 

@@ -177,6 +177,9 @@ export interface Catalog {
   roles: Role[];
   functions: FunctionInfo[];
   triggers: Trigger[];
-  /** Sequences used by column defaults of more than one relation: `sequence -> relations`. */
-  sharedSequences: { sequence: string; relations: string[] }[];
+  /**
+   * Sequences named by column defaults (pg_depend) of more than one relation: the sequence as regclass prints it,
+   * the relations, and the columns whose defaults name it.
+   */
+  sharedSequences: { sequence: string; relations: string[]; columns: { relation: string; column: string }[] }[];
 }

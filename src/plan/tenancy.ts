@@ -8,6 +8,7 @@ import type { RowFlag } from '../analysis/model.js';
 import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
 import { planActors, type ActorPlan } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
+import { literal } from '../sql.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
 
@@ -335,8 +336,8 @@ export function typedParameter(sql: string): string {
 /** The context SQL the application most likely runs, for a setting, a JWT claim, a role per tenant or a preset. */
 export function defaultContextSql(choice: Pick<ContextChoice, 'setting' | 'claim'>, preset: Preset | null): string {
   if (preset) return preset.contextSql(choice.claim ?? ['tenant_id']);
-  if (choice.claim) return `select set_config('${choice.setting.replace(/'/g, "''")}', ${claimsObject(choice.claim)}::text, true)`;
-  return `select set_config('${choice.setting.replace(/'/g, "''")}', $tenant, true)`;
+  if (choice.claim) return `select set_config(${literal(choice.setting)}, ${claimsObject(choice.claim)}::text, true)`;
+  return `select set_config(${literal(choice.setting)}, $tenant, true)`;
 }
 
 /** The application role when none is given: the one role, other than owners, granted access to tenant data. */

@@ -1,3 +1,4 @@
+import { withoutTerminator } from '../analysis/sql-text.js';
 import type { Relation } from '../catalog/types.js';
 import { AuditError } from '../errors.js';
 import type { SampleRow } from '../findings.js';
@@ -99,7 +100,7 @@ function textHash(text: string): string {
 /** The context SQL with its values inlined, for evidence a reader pastes into psql. */
 export function contextSetter(context: ProbeContext, actor: Actor, tenantId?: string | null): string {
   const statement = contextStatementOf(context.plan, actor, tenantId);
-  return `${inlineParameters(statement.text, statement.values).replace(/;\s*$/, '')};`;
+  return `${withoutTerminator(inlineParameters(statement.text, statement.values))};`;
 }
 
 function describeActor(actor: Actor): string {
@@ -144,7 +145,7 @@ export function unknownTenantId(baseType: string, tenants: Tenant[]): string {
 /** psql-ready SQL that reproduces `statement` under `state`. */
 export function reproduction(context: ProbeContext, state: ContextState, statement: string, params: readonly (string | number | boolean | null)[] = []): string {
   const role = `set local role ${ident(context.plan.role)};`;
-  const body = `${inlineParameters(statement, params).replace(/;\s*$/, '')};`;
+  const body = `${withoutTerminator(inlineParameters(statement, params))};`;
   switch (state.kind) {
     case 'tenant':
       return [`begin;`, role, `${contextSetter(context, actorOf(context, state.tenant))}  ${lineComment(state.tenant.label)}`, body, `rollback;`].join('\n');

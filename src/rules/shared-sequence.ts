@@ -22,19 +22,12 @@ export const sharedSequence = defineRule({
   },
   evaluate({ catalog, plan }, report) {
     const findings: Finding[] = [];
-    for (const { sequence, relations } of catalog.sharedSequences) {
+    for (const { sequence, relations, columns: users } of catalog.sharedSequences) {
       const tenantOwned = relations.filter((name) => {
         const tenancy = relationPlanOf(plan, name)?.tenancy;
         return tenancy !== undefined && tenancy !== 'shared';
       });
       if (!tenantOwned.length) continue;
-      const users: { relation: string; column: string }[] = [];
-      for (const name of relations) {
-        const relation = relationNamed(catalog, name);
-        for (const column of relation?.columns ?? []) {
-          if (column.default?.includes(`nextval('${sequence}'`)) users.push({ relation: name, column: column.name });
-        }
-      }
       const fix = users.slice(1).flatMap(({ relation: name, column }) => {
         const relation = relationNamed(catalog, name)!;
         const own = qualifiedIdent(`${relation.schema}.${`${relation.name}_${column}_seq`.slice(0, 63)}`);
@@ -49,7 +42,7 @@ export const sharedSequence = defineRule({
           severity: 'info',
           object: sequence,
           message: `The sequence ${sequence} numbers ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}: every tenant's inserts into any of them advance it, so ids reveal the others' write volume.`,
-          sql: `select c.oid::regclass as relation, a.attname, pg_get_expr(d.adbin, d.adrelid) as default from pg_attrdef d join pg_class c on c.oid = d.adrelid join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum where pg_get_expr(d.adbin, d.adrelid) like ${literal(`%nextval('${sequence}'%`)};`,
+          sql: `select c.oid::regclass as relation, a.attname, pg_get_expr(d.adbin, d.adrelid) as default from pg_attrdef d join pg_class c on c.oid = d.adrelid join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum join pg_depend k on k.classid = 'pg_attrdef'::regclass and k.objid = d.oid and k.refclassid = 'pg_class'::regclass where k.refobjid = ${literal(sequence)}::regclass;`,
           details: `${sequence} is the default of ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}; tenant-owned: ${tenantOwned.join(', ')}`,
           fix: fix.length ? fix.join('\n') : `-- give each table its own sequence or identity column instead of ${commentText(sequence)}`,
         }),

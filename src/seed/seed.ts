@@ -9,7 +9,7 @@ import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession, RawRow } from '../session.js';
 import { isLockTimeout } from '../locks.js';
 import { ident, relationIdent, textArrayLiteral } from '../sql.js';
-import { triggerEvents } from '../analysis/sql-text.js';
+import { keyColumnsMentioned, triggerEvents } from '../analysis/sql-text.js';
 import { contextStatementOf } from './actors.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
@@ -734,14 +734,25 @@ class Seeder {
    * whose candidates PostgreSQL must judge from now on.
    */
   private learn(relation: Relation, error: unknown): void {
-    const failure = error as { code?: string; detail?: string; column?: string; constraint?: string };
+    const failure = error as { code?: string; column?: string; constraint?: string; schema?: string; table?: string };
     const learned = this.learnedFor(relation);
-    if (failure.code === '23505' && failure.detail) {
-      const key = /Key \((.*)\)=\(/.exec(failure.detail)?.[1] ?? '';
-      for (const column of relation.columns) if (new RegExp(`(^|[^A-Za-z0-9_])"?${column.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?([^A-Za-z0-9_]|$)`).test(key)) learned.unique.add(column.name);
-    }
+    if (failure.code === '23505') for (const column of this.uniqueKeyColumns(relation, failure)) learned.unique.add(column);
     if (failure.code === '23502' && failure.column) learned.fill.add(failure.column);
     if ((failure.code === '23514' || failure.code === '23P01') && failure.constraint) learned.verify.add(failure.constraint);
+  }
+
+  /**
+   * The columns of `relation` that the unique index a violation names (`constraint`, on `schema`.`table`, which
+   * may be a partition of `relation`) reads: its key columns and, from the index's definition read with the
+   * parser, the columns inside key expressions. None when the catalog has no such index.
+   */
+  private uniqueKeyColumns(relation: Relation, failure: { constraint?: string; schema?: string; table?: string }): string[] {
+    const table = this.catalog.relations.find((candidate) => candidate.schema === failure.schema && candidate.name === failure.table);
+    const index = table?.indexes.find((candidate) => candidate.name === failure.constraint);
+    if (!index) return [];
+    const named = new Set(index.columns.filter((column): column is string => column !== null));
+    if (index.definition) for (const column of keyColumnsMentioned(index.definition, 'index')) named.add(column);
+    return relation.columns.filter((column) => named.has(column.name)).map((column) => column.name);
   }
 
   private learnedFor(relation: Relation) {

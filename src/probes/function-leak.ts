@@ -228,9 +228,12 @@ export const functionLeak = defineProbe({
         });
         continue;
       }
+      // One function, one finding: a keyed call that proved it is the finding; the calls below still run and are recorded.
+      let proven = false;
       if (fn.securityDefiner) {
         const keyed = await keyedCalls(context, fn, this.meta.id);
         if (keyed) findings.push(report(keyed));
+        proven = keyed !== null;
       }
       if (fn.returnKind === 'void') continue;
       const returned = returnedRelation(context, fn);
@@ -275,7 +278,7 @@ export const functionLeak = defineProbe({
           if (tally.foreignRows) leaks.push({ tenant, call, tally });
         }
       }
-      if (!leaks.length) continue;
+      if (!leaks.length || proven) continue;
       // Prefer the plainest proof: neutral arguments over NULLs over another tenant's ids.
       const order: Variant[] = ['neutral', 'wildcard', 'null', 'foreign'];
       leaks.sort((a, b) => order.indexOf(a.call.variant) - order.indexOf(b.call.variant));

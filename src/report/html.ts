@@ -74,7 +74,7 @@ export const FAMILIES = [
   {
     id: 'read',
     label: 'read',
-    checks: ['read-isolation', 'own-rows-hidden', 'member-of-two-tenants', 'no-membership-user', 'member-rows-hidden', 'role-graph', 'spoofable-setting', 'role-owns-table', 'existence-oracle', 'error-echo'],
+    checks: ['read-isolation', 'own-rows-hidden', 'member-of-two-tenants', 'no-membership-user', 'member-rows-hidden', 'role-graph', 'spoofable-setting', 'claim-spoof', 'role-owns-table', 'existence-oracle', 'error-echo'],
   },
   { id: 'insert', label: 'insert', checks: ['foreign-insert', 'cross-tenant-reference', 'copied-values', 'self-join'] },
   { id: 'update', label: 'update', checks: ['foreign-update', 'blind-update', 'tenant-reassignment', 'upsert-conflict', 'membership-escalation', 'user-pointer'] },

@@ -21,6 +21,7 @@ import { applySchemaFiles, readSchemaFiles, type SchemaFile } from './schema-fil
 import { locateObjects, sourceRootUri } from './report/locate.js';
 import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
+import { seedIdentityLookup } from './seed/identity.js';
 import { AuditSession } from './session.js';
 import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
@@ -565,7 +566,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
         await session.savepoint(() => session.query(`refresh materialized view ${relationIdent(relation)}`), true);
       }
     }
-    const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable);
+    const actors = await seedIdentityLookup(session, catalog, plan, await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable), seeded.ledger, seedNumber, !target.disposable);
     // Before any probe writes: the rows exactly as seeded.
     const replay = options.replay ? buildReplay(catalog, plan, seeded.ledger, actors) : null;
     if (typeof replay === 'string') throw new AuditError(`--format pgtap: ${replay}`);

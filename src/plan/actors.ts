@@ -27,8 +27,29 @@ export interface Membership {
   tenantColumn: string;
 }
 
+/**
+ * The identity the policies read through a table of the application's own (found in the policies and the
+ * helpers they call): the context carries `keyColumn` of a row of `relation` whose `valueColumn` is the
+ * actor's tenant (`tenants.db_user = current_user` -> `tenants.id`; `sessions.id = <claim>` -> `sessions.user_id`).
+ * - `tenant-row`: `relation` is the tenant table: the tenant's own row holds the key (for a role per tenant,
+ *   the audit stores each role's name there);
+ * - `own-row`: a table of its own (sessions, tokens, API keys): each actor gets one row of it pointing at its
+ *   tenant (a seeded one, else one the audit inserts), whose key the context carries.
+ * All of it as the administrator, inside the audit's transaction.
+ */
+export interface IdentityLookup {
+  relation: string;
+  keyColumn: string;
+  valueColumn: string;
+  mode: 'tenant-row' | 'own-row';
+  /** How many policy clauses read the identity through it. */
+  uses: number;
+}
+
 export interface ActorPlan {
   kind: ActorKind;
+  /** The table the identity is read through, when the policies read it through one (see IdentityLookup). */
+  lookup?: IdentityLookup | null;
   /** For `user`: the users table; the tenant table itself when each user is a tenant. */
   users: UsersTable | null;
   /** For `user` when users are not tenants: the table that makes a user a member of a tenant. */

@@ -6,7 +6,7 @@ import { compileContextSql, type ContextParameter } from '../analysis/context-sq
 import { analyze, type Analysis } from '../analysis/index.js';
 import type { RowFlag } from '../analysis/model.js';
 import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
-import { planActors, type ActorPlan } from './actors.js';
+import { planActors, type ActorPlan, type IdentityLookup } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
@@ -207,6 +207,42 @@ function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | 
     `tenant setting ${setting}: compared with a row column by ${top[1].size} relation(s) (discovered)${alternatives.length ? `; also compared: ${alternatives.join(', ')} (tried on seeded data if ${setting} proves nothing)` : ''}${escapeNote}`,
   );
   return { setting, key: top[0], claim: null, roles: false, alternatives };
+}
+
+/**
+ * The table the policies read the identity through (`tenant_id = (select id from tenants where db_user =
+ * current_user)`, `author_id = (select user_id from sessions where id = <claim>)`, helpers followed): the one
+ * most policy clauses use, when its value column is the tenant key (the tenant table itself) or references it.
+ */
+export function identityLookup(catalog: Catalog, analysis: Analysis, key: string | null, tenantKey: TenantKey, notes: string[]): IdentityLookup | null {
+  if (!key) return null;
+  const byLookup = new Map<string, { table: string; keyColumn: string; valueColumn: string; clauses: Set<string> }>();
+  for (const reference of analysis.contextReferences) {
+    if (reference.key !== key || reference.use.kind !== 'equality' || !reference.use.through) continue;
+    const { through } = reference.use;
+    const id = `${through.table}\0${through.keyColumn}\0${through.valueColumn}`;
+    const entry = byLookup.get(id) ?? { ...through, clauses: new Set<string>() };
+    entry.clauses.add(`${reference.relation}\0${reference.policy}\0${reference.clause}`);
+    byLookup.set(id, entry);
+  }
+  const ranked = [...byLookup.values()].sort((a, b) => b.clauses.size - a.clauses.size || a.table.localeCompare(b.table));
+  for (const entry of ranked) {
+    const relation = findRelation(catalog, entry.table);
+    if (!relation || entry.keyColumn === entry.valueColumn) continue;
+    const where = `${entry.table}.${entry.keyColumn} -> ${entry.table}.${entry.valueColumn} (${entry.clauses.size} polic${entry.clauses.size === 1 ? 'y clause' : 'y clauses'}, helpers followed)`;
+    if (relation.qualified === tenantKey.relation) {
+      if (entry.valueColumn !== tenantKey.column) continue;
+      notes.push(`identity read through the tenant table: ${where}; each tenant's row holds the key its context carries`);
+      return { relation: relation.qualified, keyColumn: entry.keyColumn, valueColumn: entry.valueColumn, mode: 'tenant-row', uses: entry.clauses.size };
+    }
+    const toTenant = relation.foreignKeys.some(
+      (foreignKey) => foreignKey.references === tenantKey.relation && foreignKey.columns.length === 1 && foreignKey.columns[0] === entry.valueColumn && foreignKey.referencedColumns[0] === tenantKey.column,
+    );
+    if (!toTenant) continue;
+    notes.push(`identity read through ${relation.qualified}: ${where}; the audit gives each actor a row of it (as the administrator, rolled back) and puts its ${entry.keyColumn} in the context`);
+    return { relation: relation.qualified, keyColumn: entry.keyColumn, valueColumn: entry.valueColumn, mode: 'own-row', uses: entry.clauses.size };
+  }
+  return null;
 }
 
 /** Columns a policy compares with the tenant's context source, e.g. `tenant_id` in `tenant_id = current_setting(...)::int`. */
@@ -522,6 +558,9 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     { actor: actorScenario, parameters: context.parameters, tenantTable: tenantKey.relation, usersTable: preset?.usersTable ?? scenario.actor?.usersTable ?? null, policyMemberships: memberships },
     notes,
   );
+  // A context SQL of the application's own sets what it sets: the audit maps nothing for it.
+  const lookup = scenario.contextSql || actors.kind === 'user' ? null : identityLookup(catalog, analysis, choice.key, tenantKey, notes);
+  if (lookup) actors.lookup = lookup;
   const anonymousRole = preset?.anonymousRole(catalog, scenario) ?? null;
   return {
     role,

@@ -78,7 +78,7 @@ export const identity = defineProbe({
       (relation) => (relation.kind === 'table' || relation.kind === 'partitioned-table') && context.plan.relations.find((entry) => entry.relation === relation.qualified)?.tenancy !== 'shared',
     );
     for (const relation of tenantTables) {
-      const ownerSql = `select pg_has_role(current_user, ${literal(relation.owner)}, 'USAGE') as acts_as_owner, relforcerowsecurity as forced, relrowsecurity as enabled from pg_class where oid = ${literal(relationIdent(relation))}::regclass`;
+      const ownerSql = `select pg_has_role(current_user, ${literal(relation.owner)}, 'USAGE') as acts_as_owner, relforcerowsecurity as forced, relrowsecurity as enabled from pg_class where oid = ${relation.oid}`;
       const answer = await session.savepoint(async () => {
         await session.becomeRole(plan.role);
         return (await session.query(ownerSql)).rows[0]!;

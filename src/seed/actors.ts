@@ -16,6 +16,11 @@ export interface Actor {
   tenants: Tenant[];
   user: string | null;
   role: string | null;
+  /**
+   * The key of its row in the table the policies read the identity through (a session id, a tenant's
+   * db_user), when they do (plan.actors.lookup): the context carries it in place of the tenant id.
+   */
+  key?: string | null;
 }
 
 export interface Actors {
@@ -30,7 +35,9 @@ export interface Actors {
 
 /** Values for the context SQL's parameters ($tenant, $user, $role), in its positional order. */
 export function contextValuesOf(plan: TenancyPlan, actor: Actor, tenantId: string | null = actor.tenants[0]?.id ?? null): (string | null)[] {
-  return plan.contextParameters.map((parameter) => (parameter === 'tenant' ? tenantId : parameter === 'user' ? actor.user : actor.role));
+  // The identity read through a table: the context carries the actor's key there, not the tenant id.
+  const carried = plan.actors.lookup && actor.key !== undefined && (!actor.tenants.length || tenantId === actor.tenants[0]!.id) ? actor.key : tenantId;
+  return plan.contextParameters.map((parameter) => (parameter === 'tenant' ? carried : parameter === 'user' ? actor.user : actor.role));
 }
 
 /**
@@ -54,7 +61,7 @@ function middleKey(column: Column, serial: { next: number }): string | null {
   return String(limit / 2n - BigInt(serial.next));
 }
 
-async function insertRow(session: AuditSession, relation: Relation, given: Record<string, string | null>, ledger: Ledger, serial: { next: number }, seed: number, explicitKeys: boolean): Promise<Record<string, string | null>> {
+export async function insertRow(session: AuditSession, relation: Relation, given: Record<string, string | null>, ledger: Ledger, serial: { next: number }, seed: number, explicitKeys: boolean): Promise<Record<string, string | null>> {
   const faker = createFaker(seed + serial.next);
   const values = new Map(Object.entries(given));
   for (const foreignKey of relation.foreignKeys) {

@@ -6,7 +6,7 @@ import { compileContextSql, type ContextParameter } from '../analysis/context-sq
 import { analyze, type Analysis } from '../analysis/index.js';
 import type { RowFlag } from '../analysis/model.js';
 import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
-import { planActors, type ActorPlan, type IdentityLookup } from './actors.js';
+import { planActors, profileTables, type ActorPlan, type IdentityLookup } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
@@ -267,11 +267,14 @@ function chooseTenantTable(
   // one it links users to, whatever other tables have foreign keys to both (profiles.active_team_id, documents.owner_id).
   const users = preset?.usersTable ? findRelation(catalog, preset.usersTable) : undefined;
   if (users && !scenario.actor?.membershipTable) {
+    // The platform's users, or the application's users table over them (public.users.id references auth.users).
+    const userTables = new Set([users.qualified, ...profileTables(catalog, users.qualified).map((profile) => profile.relation)]);
     for (const membership of memberships) {
       const relation = findRelation(catalog, membership.relation);
-      if (!relation?.foreignKeys.some((foreignKey) => foreignKey.references === users.qualified && foreignKey.columns.length === 1 && foreignKey.columns[0] === membership.userColumn)) continue;
+      if (!relation || userTables.has(relation.qualified)) continue;
+      if (!relation.foreignKeys.some((foreignKey) => userTables.has(foreignKey.references) && foreignKey.columns.length === 1 && foreignKey.columns[0] === membership.userColumn)) continue;
       const link = relation.foreignKeys.find(
-        (foreignKey) => foreignKey.references !== users.qualified && foreignKey.references !== relation.qualified && foreignKey.columns.length === 1 && (membership.tenantColumn === null || foreignKey.columns[0] === membership.tenantColumn),
+        (foreignKey) => !userTables.has(foreignKey.references) && foreignKey.references !== relation.qualified && foreignKey.columns.length === 1 && (membership.tenantColumn === null || foreignKey.columns[0] === membership.tenantColumn),
       );
       const tenantTable = link ? findRelation(catalog, link.references) : undefined;
       if (!tenantTable) continue;

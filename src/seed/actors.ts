@@ -5,6 +5,7 @@ import type { TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession } from '../session.js';
 import { ident, relationIdent } from '../sql.js';
 import type { Ledger, Tenant } from './ledger.js';
+import { addProfile } from './identity.js';
 import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
 import { isSequenceBacked, KEY_LIMITS } from './seed.js';
 
@@ -142,6 +143,7 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
     try {
       const row = await insertRow(session, usersRelation, { [users.column]: id }, ledger, serial, seed, explicitKeys);
       ledger.add(usersRelation.qualified, usersRelation.primaryKey, [{ tenant: null, values: row }]);
+      if (actors.profile) await addProfile(session, catalog, actors.profile, id, ledger, serial, seed, explicitKeys);
       for (const tenant of of) {
         const member = await insertRow(session, membership, { [actors.membership!.userColumn]: id, [actors.membership!.tenantColumn]: tenant.id }, ledger, serial, seed, explicitKeys);
         memberships.push({ tenant, values: member });

@@ -65,3 +65,26 @@ export async function seedIdentityLookup(session: AuditSession, catalog: Catalog
   }
   return { ...actors, primary };
 }
+
+/**
+ * The application's own users row of a user the audit created (public.users over auth.users), unless
+ * something (a trigger on the platform's users) already made it.
+ */
+export async function addProfile(
+  session: AuditSession,
+  catalog: Catalog,
+  profile: { relation: string; column: string },
+  id: string,
+  ledger: Ledger,
+  serial: { next: number },
+  seed: number,
+  explicitKeys: boolean,
+): Promise<void> {
+  const relation = catalog.relations.find((candidate) => candidate.qualified === profile.relation);
+  if (!relation) return;
+  const type = relation.columns.find((column) => column.name === profile.column)?.type ?? 'text';
+  const existing = await session.query(`select 1 from ${relationIdent(relation)} where ${ident(profile.column)} = $1::${type}`, [id]);
+  if (existing.rows.length) return;
+  const row = await insertRow(session, relation, { [profile.column]: id }, ledger, serial, seed, explicitKeys);
+  ledger.add(relation.qualified, relation.primaryKey, [{ tenant: null, values: row }]);
+}

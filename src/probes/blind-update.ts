@@ -3,7 +3,7 @@ import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { OwnRowBuilder } from './own-row.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
-import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
 
 export const blindUpdate = defineProbe({
   meta: {
@@ -24,7 +24,7 @@ export const blindUpdate = defineProbe({
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
-    for (const target of writeTargets(context, 'update', { tenantTable: true, check: this.meta.id })) {
+    for (const target of writeTargets(context, 'update', { tenantTable: true, byKey: true, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const columns = plainColumns(relation, relationPlan).slice(0, ATTEMPTS);
       if (!columns.length) {
@@ -56,7 +56,7 @@ export const blindUpdate = defineProbe({
           }
           recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, foreignRows);
           const own = run.before.total.get(actor.id) ?? 0;
-          const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'using');
+          const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'UPDATE', 'using');
           findings.push(report({
             severity: 'high',
             object: relationObject(relation),

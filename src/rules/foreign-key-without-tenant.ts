@@ -53,7 +53,8 @@ export const foreignKeyWithoutTenant = defineRule({
       "that belongs to another tenant: a tenant's message can point into another tenant's conversation, and the error for an id that " +
       'does not exist anywhere tells the two cases apart. Make the key composite, (tenant_id, conversation_id) -> conversations ' +
       "(tenant_id, id), so the reference must stay within the tenant (the parent needs a unique key on (tenant_id, id)). A write " +
-      'policy that itself requires the parent row to be visible also prevents it and is recognised. Only tables the application role ' +
+      'policy that itself requires the parent row to be visible also prevents it and is recognised; so does a composite key beside the ' +
+      'single-column one (tenant_id, project_id) -> projects (tenant_id, id), which refutes the finding (info, nothing to fix). Only tables the application role ' +
       'may insert into or update are checked.',
     confirmedBy: ['cross-tenant-reference'],
   },

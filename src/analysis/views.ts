@@ -14,6 +14,8 @@ export interface ViewMapping {
   columns: Map<string, string>;
   /** The view shows every row of the table (no WHERE, DISTINCT, GROUP BY, LIMIT, set operation or join). */
   allRows: boolean;
+  /** PostgreSQL can write through it (auto-updatable: one table, no DISTINCT, GROUP BY, HAVING, LIMIT or OFFSET). */
+  updatable: boolean;
 }
 
 type Raw = Record<string, unknown>;
@@ -67,6 +69,7 @@ function computeMapping(view: Relation): ViewMapping | null {
       columns.set(view.columns[index]!.name, column);
     });
   }
-  const allRows = !select.whereClause && !select.distinctClause && !select.groupClause && !select.havingClause && !select.limitCount && !select.limitOffset && range.inh !== false;
-  return { base, columns, allRows };
+  const updatable = !select.distinctClause && !select.groupClause && !select.havingClause && !select.limitCount && !select.limitOffset;
+  const allRows = updatable && !select.whereClause && range.inh !== false;
+  return { base, columns, allRows, updatable };
 }

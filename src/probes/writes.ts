@@ -103,7 +103,13 @@ function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege,
   if (!basePlan || (basePlan.tenancy === 'tenant-table' && !options.tenantTable)) return null;
   const shape = viewShape(view, base, basePlan);
   if (!shape.key || (shape.hidesTenant && !options.byKey)) {
-    viewCoverage(context, options.check, view, shape.key ? `${view.qualified} hides ${base.qualified}.${basePlan.tenantColumn}: a row of another tenant cannot be written or moved through it (its rows are probed by key: foreign-update, foreign-delete)` : `${view.qualified} does not show ${base.qualified}'s key (${rowKey(base).join(', ')}): its rows cannot be named by key, so writes through it were not probed`, !shape.key);
+    // Said only of views PostgreSQL can write through; a hidden key hides a leak when the view is the role's only way to the table.
+    if (viewMapping(view)?.updatable) {
+      const why = shape.key
+        ? `${view.qualified} hides ${base.qualified}.${basePlan.tenantColumn}: a row cannot be written for another tenant or moved to one through it (its rows are probed by key: foreign-update, foreign-delete)`
+        : `${view.qualified} does not show ${base.qualified}'s key (${rowKey(base).join(', ')}): its rows cannot be named by key, so writes through it were not probed`;
+      viewCoverage(context, options.check, view, why, !shape.key && !context.access.get(base.qualified)?.[privilege]);
+    }
     return null;
   }
   const scope = tenantScope(context, base, basePlan);

@@ -126,6 +126,10 @@ describe('identity that lives in the database', () => {
     expect(refuted.map((finding) => finding.severity)).toEqual(['info']);
     expect(refuted[0]!.message).toMatch(/tasks_project_same_tenant .* rejects a reference to another tenant's row: refuted by the schema/);
     expect(refuted[0]!.fix).not.toMatch(/alter table/);
+    // The probe agrees: the composite key rejected every reference to another tenant's project.
+    const probes = secure.report!.probes.filter((probe) => probe.check === 'cross-tenant-reference' && probe.relation === 'public.tasks');
+    expect(probes.length).toBeGreaterThan(0);
+    expect(probes.every((probe) => probe.outcome === 'pass' && /tasks_project_same_tenant/.test(probe.error ?? ''))).toBe(true);
     const flagged = findingsOf(vulnerable, 'foreign-key-without-tenant');
     expect(flagged.map((finding) => finding.severity)).toEqual(['medium']);
     expect(flagged[0]!.fix).toMatch(/foreign key \("tenant_id", "project_id"\) references "public"\."projects" \("tenant_id", "id"\)/);

@@ -173,15 +173,37 @@ function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | 
     const key = `setting:${scenario.setting}`;
     return { setting: scenario.setting, key: relationsBy.has(key) ? key : null, claim: null, roles: false, alternatives: [] };
   }
+  // A helper the analysis could not read as one expression (a PL/pgSQL body with an exception handler): the one
+  // setting or per-claim setting its body reads is what it returns.
+  const helperReads = (key: string): string | null => {
+    const source = sourceOf(key);
+    if (source.kind !== 'function') return null;
+    const name = source.function.includes('.') ? source.function : null;
+    const bodies = analysis.functions.filter((body) => {
+      const signature = body.name.slice(0, body.name.indexOf('('));
+      return name ? signature === name : signature.split('.').pop() === source.function;
+    });
+    const settings = [...new Set(bodies.flatMap((body) => body.settings))];
+    return bodies.length === 1 && settings.length === 1 ? settings[0]! : null;
+  };
+  const followed = ranked.map(([key]) => ({ key, setting: helperReads(key) })).find((entry) => entry.setting !== null);
   if (preset) {
     // A claim other than the user's own id carries the tenant (app_metadata.tenant_id, org_id); the user id alone otherwise.
     const claim = ranked.map(([key]) => sourceOf(key)).find((source) => source.kind === 'jwt-claim' && !(source.path.length === 1 && source.path[0] === 'sub'));
-    const path = scenario.tenantClaim ?? (claim?.kind === 'jwt-claim' ? claim.path : preset.name === 'supabase' ? ['app_metadata', 'tenant_id'] : ['tenant_id']);
-    notes.push(`context: ${preset.name} JWT claims in ${preset.setting} (--preset ${preset.name}); the tenant travels in the claim ${path.join('.')}${claim ? ' (discovered: compared with a row column)' : ' (assumed)'}`);
+    const perClaim = followed?.setting?.startsWith('request.jwt.claim.') ? followed.setting.slice('request.jwt.claim.'.length) : null;
+    const helperClaim = !claim && perClaim && perClaim !== 'sub' ? [perClaim] : null;
+    const path = scenario.tenantClaim ?? (claim?.kind === 'jwt-claim' ? claim.path : helperClaim ?? (preset.name === 'supabase' ? ['app_metadata', 'tenant_id'] : ['tenant_id']));
+    notes.push(
+      `context: ${preset.name} JWT claims in ${preset.setting} (--preset ${preset.name}); the tenant travels in the claim ${path.join('.')}` +
+        `${claim ? ' (discovered: compared with a row column)' : helperClaim && !scenario.tenantClaim ? ` (discovered: read by ${(sourceOf(followed!.key) as { function: string }).function}(), which the policies compare with a row column)` : ' (assumed)'}`,
+    );
+    if (helperClaim && !scenario.tenantClaim) return { setting: preset.setting, key: followed!.key, claim: path, roles: false, alternatives: [] };
     const key = claim ? ranked.find(([candidate]) => sourceOf(candidate) === claim)![0] : (ranked.find(([candidate]) => ['function', 'jwt-claim'].includes(sourceOf(candidate).kind))?.[0] ?? null);
     return { setting: preset.setting, key, claim: path, roles: false, alternatives: [] };
   }
-  const [top] = ranked;
+  // A session helper of the catalog whose body cannot be followed to one setting gives way to a setting the policies compare directly.
+  const opaque = (key: string) => sourceOf(key).kind === 'function' && analysis.functions.some((body) => body.name.startsWith(`${(sourceOf(key) as { function: string }).function}(`)) && helperReads(key) === null;
+  const [top] = ranked[0] && opaque(ranked[0][0]) ? [ranked.find(([key]) => sourceOf(key).kind === 'setting') ?? ranked[0]] : ranked;
   if (!top) {
     notes.push(`no policy compares a setting with a row column; assuming the tenant setting is app.current_tenant (set it with --setting)${escapes.length ? `; ${escapes.join(', ')} only open rows as a flag and are never the tenant setting` : ''}`);
     return { setting: 'app.current_tenant', key: null, claim: null, roles: false, alternatives: [] };
@@ -195,6 +217,10 @@ function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | 
   if (source.kind === 'jwt-claim' && source.setting) {
     notes.push(`tenant = JWT claim ${source.path.join('.')} in ${source.setting}: compared with a row column by ${top[1].size} relation(s) (discovered)${escapeNote}`);
     return { setting: source.setting, key: top[0], claim: source.path, roles: false, alternatives: [] };
+  }
+  if (source.kind === 'function' && followed?.key === top[0] && !followed.setting!.startsWith('request.jwt.claim')) {
+    notes.push(`tenant setting ${followed.setting}: read by ${source.function}(), which ${top[1].size} relation(s) compare with a row column (discovered)${escapeNote}`);
+    return { setting: followed.setting!, key: top[0], claim: null, roles: false, alternatives: [] };
   }
   if (source.kind !== 'setting') {
     throw new AuditError(

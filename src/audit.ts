@@ -543,8 +543,14 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
         hint: riskHint(risk),
       };
     };
+    const lookup = plan.actors.lookup;
+    if (lookup && (plan.roleSwitch || lookup.mode === 'own-row')) {
+      // The actors' rows in the table the policies read the identity through: a role's name written, or a row inserted.
+      const block = blocked(lookup.relation, plan.roleSwitch ? 'UPDATE' : 'INSERT');
+      if (block) throw new AuditError(`the audit cannot give its actors their rows in ${lookup.relation} (the policies read the identity through it): ${block.reason}. Try: ${block.hint}.`);
+    }
     if (plan.actors.kind === 'user' && plan.actors.membership && plan.actors.users) {
-      for (const relation of [plan.actors.users.relation, plan.actors.membership.relation]) {
+      for (const relation of [plan.actors.users.relation, plan.actors.membership.relation, ...(plan.actors.profile ? [plan.actors.profile.relation] : [])]) {
         const block = blocked(relation, 'INSERT');
         // Every probe acts as a user the audit creates there: without them nothing can be probed.
         if (block) throw new AuditError(`the audit's users and memberships cannot be created in ${relation}: ${block.reason}. Try: ${block.hint}.`);

@@ -23,6 +23,7 @@ import { seed, type SeedOutcome, type WriteBlock } from './seed/seed.js';
 import { seedActors } from './seed/actors.js';
 import { runScript } from './sent-sql.js';
 import { adoptOwnedRows } from './seed/owned.js';
+import { seedIdentityLookup } from './seed/identity.js';
 import { AuditSession } from './session.js';
 import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
@@ -549,8 +550,14 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
         hint: riskHint(risk),
       };
     };
+    const lookup = plan.actors.lookup;
+    if (lookup && (plan.roleSwitch || lookup.mode === 'own-row')) {
+      // The actors' rows in the table the policies read the identity through: a role's name written, or a row inserted.
+      const block = blocked(lookup.relation, plan.roleSwitch ? 'UPDATE' : 'INSERT');
+      if (block) throw new AuditError(`the audit cannot give its actors their rows in ${lookup.relation} (the policies read the identity through it): ${block.reason}. Try: ${block.hint}.`);
+    }
     if (plan.actors.kind === 'user' && plan.actors.membership && plan.actors.users) {
-      for (const relation of [plan.actors.users.relation, plan.actors.membership.relation]) {
+      for (const relation of [plan.actors.users.relation, plan.actors.membership.relation, ...(plan.actors.profile ? [plan.actors.profile.relation] : [])]) {
         const block = blocked(relation, 'INSERT');
         // Every probe acts as a user the audit creates there: without them nothing can be probed.
         if (block) throw new AuditError(`the audit's users and memberships cannot be created in ${relation}: ${block.reason}. Try: ${block.hint}.`);
@@ -572,7 +579,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
         await session.savepoint(() => session.query(`refresh materialized view ${relationIdent(relation)}`), true);
       }
     }
-    const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable);
+    const actors = await seedIdentityLookup(session, catalog, plan, await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, seedNumber, !target.disposable), seeded.ledger, seedNumber, !target.disposable);
     for (const owned of await adoptOwnedRows(session, catalog, analysis, plan, actors, seeded.ledger, blocked)) {
       log(`actors: ${Object.values(owned.tenants).join('/')} row(s) of ${owned.relation} per tenant ${owned.relation === plan.actors.membership?.relation ? `give the tenant's users the most privileged ${owned.columns.join(', ')}` : `belong to the tenant's user (${owned.columns.join(', ')})`}`);
     }

@@ -193,6 +193,7 @@ function parsePlpgsqlBody(fn: FunctionInfo): ParsedBody {
   const statements: Statement[] = [];
   const dynamic: string[] = [];
   const returns: Expr[] = [];
+  const guards: { when: Expr; then: Expr }[] = [];
   let simple = true;
   const errors: string[] = [];
 
@@ -321,6 +322,21 @@ function parsePlpgsqlBody(fn: FunctionInfo): ParsedBody {
         return;
       }
       case 'PLpgSQL_stmt_if': {
+        // A guard before the one RETURN (`if auth.uid() is null then return false; end if;`): the body is then
+        // CASE WHEN guard THEN value ... ELSE <the RETURN> END, still one expression.
+        const thenBody = Array.isArray(raw.then_body) ? raw.then_body : [];
+        const guardQuery = plpgsqlQuery(raw.cond);
+        const guardReturn = thenBody.length === 1 && nodeType(thenBody[0]) === 'PLpgSQL_stmt_return' ? plpgsqlQuery((nodeBody(thenBody[0]) as Raw).expr) : null;
+        if (simple && !returns.length && !(raw.elsif_list as unknown[] | undefined)?.length && !(raw.else_body as unknown[] | undefined)?.length && guardQuery && guardReturn) {
+          const condition = expression(guardQuery);
+          const value = expression(guardReturn);
+          if (condition && value) {
+            sqlReads(condition);
+            sqlReads(value);
+            guards.push({ when: substitute(condition, variables, new Set()), then: substitute(value, variables, new Set()) });
+            return;
+          }
+        }
         for (const condition of [raw.cond, ...((raw.elsif_list as unknown[] | undefined) ?? []).map((elsif) => (nodeBody(elsif) as Raw).cond)]) {
           const query = plpgsqlQuery(condition);
           const value = query ? expression(query) : null;
@@ -353,7 +369,7 @@ function parsePlpgsqlBody(fn: FunctionInfo): ParsedBody {
     if (walkHasSelect(value)) statements.push({ node: { SelectStmt: {} } as unknown as Node, variables: new Map(variables), expression: value });
   };
   visitStatement(root.action);
-  const inline = simple && returns.length === 1 && !dynamic.length ? returns[0]! : null;
+  const inline = simple && returns.length === 1 && !dynamic.length ? (guards.length ? ({ kind: 'case', subject: null, whens: guards, otherwise: returns[0]! } as Expr) : returns[0]!) : null;
   return { statements, inline, dynamic, error: errors.length ? `part of the body did not parse: ${errors[0]}` : null, evaluated: [...evaluated, ...variables.values()] };
 }
 

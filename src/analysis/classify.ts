@@ -8,7 +8,7 @@
  */
 import type { Catalog, FunctionInfo, Relation } from '../catalog/types.js';
 import { childrenOf, render, someNode, visitNodes, type Expr, type Select } from './expression.js';
-import type { Branch, BranchKind, Clause, ContextReference, ContextSource, ContextUse, Membership, OpenKind, RowFlag } from './model.js';
+import type { Branch, BranchKind, Clause, ContextReference, ContextSource, ContextUse, IdentityLookup, Membership, OpenKind, RowFlag } from './model.js';
 
 /** What the classifier needs from the rest of the analysis (kept as an interface so there is no import cycle). */
 export interface Scope {
@@ -65,10 +65,13 @@ const JSON_OPS = new Set(['->', '->>', '#>', '#>>']);
 const TEXT_TYPES = new Set(['text', 'character varying', 'varchar', 'character', 'char', 'bpchar', 'name', '"char"', 'citext', 'unknown']);
 
 type Value =
-  /** The session's identity: settings, claims, session functions (`nodes`: the reference nodes it comes from). */
-  | { kind: 'context'; nodes: Expr[] }
-  /** The current role. */
-  | { kind: 'role'; nodes: Expr[] }
+  /**
+   * The session's identity: settings, claims, session functions (`nodes`: the reference nodes it comes from);
+   * `through`: read through a table of the application's (`(select user_id from sessions where id = <claim>)`).
+   */
+  | { kind: 'context'; nodes: Expr[]; through?: IdentityLookup }
+  /** The current role (`through`: mapped by a table, `(select id from tenants where db_user = current_user)`). */
+  | { kind: 'role'; nodes: Expr[]; through?: IdentityLookup }
   | { kind: 'column'; name: string; relation: Relation | null }
   /** coalesce(context, column): the column itself when the context is NULL. */
   | { kind: 'fallback-column'; name: string; nodes: Expr[] }
@@ -237,7 +240,9 @@ function valueOf(env: Env, node: Expr): Value {
     case 'subquery': {
       const select = node.subquery;
       if (!select.setOperation && !select.from.length && select.targets.length === 1 && !select.where) return valueOf(env, select.targets[0]!);
-      return fromSources(sourcesOf(env, node), true);
+      const value = fromSources(sourcesOf(env, node), true);
+      const through = value.kind === 'context' || value.kind === 'role' ? lookupOf(env, select) : null;
+      return through && (value.kind === 'context' || value.kind === 'role') ? { ...value, through } : value;
     }
     case 'op': {
       if (node.left && JSON_OPS.has(node.op)) {
@@ -346,10 +351,44 @@ function constantsEqual(left: Value, right: Value): boolean | null {
 
 const isRowValue = (value: Value): value is Extract<Value, { kind: 'column' }> | { kind: 'row' } => value.kind === 'column' || value.kind === 'row';
 
-function equalityUse(env: Env, value: Value): ContextUse {
+function equalityUse(env: Env, value: Value, context?: Value): ContextUse {
   const relation = value.kind === 'column' ? (value.relation ?? env.relation) : env.relation;
   const column = value.kind === 'column' ? value.name : '(expression)';
-  return { kind: 'equality', relation: relation?.qualified ?? '(unknown)', column, membership: env.membership };
+  const through = context && (context.kind === 'context' || context.kind === 'role') ? context.through : undefined;
+  return { kind: 'equality', relation: relation?.qualified ?? '(unknown)', column, membership: env.membership, ...(through ? { through } : {}) };
+}
+
+/**
+ * A scalar sub-select that maps the context through one table (`select id from tenants where db_user =
+ * current_user`, `select user_id from app_private.sessions where id = <claim>`, helpers inlined): the table,
+ * the column compared with the context and the column returned. Null for any other shape.
+ */
+function lookupOf(env: Env, raw: Select): IdentityLookup | null {
+  const select = effectiveSelect(raw);
+  if (select.setOperation || select.from.length !== 1 || select.targets.length !== 1 || !select.where) return null;
+  const item = select.from[0]!;
+  const table = item.relation ? resolveRelation(env, item.relation) : undefined;
+  if (!table) return null;
+  const names = new Set([item.alias ?? table.name, table.name]);
+  const ownColumn = (node: Expr): string | null => {
+    const stripped = node.kind === 'cast' ? node.arg : node;
+    if (stripped.kind !== 'column' || (stripped.qualifier !== null && !names.has(stripped.qualifier.split('.').pop()!))) return null;
+    return table.columns.some((column) => column.name === stripped.name) ? stripped.name : null;
+  };
+  const target = select.targets[0]!;
+  const valueColumn = ownColumn(target);
+  if (!valueColumn) return null;
+  const conditions = select.where.kind === 'and' ? select.where.args : [select.where];
+  for (const condition of conditions) {
+    if (condition.kind !== 'op' || condition.op !== '=' || !condition.left) continue;
+    for (const [column, other] of [[condition.left, condition.right], [condition.right, condition.left]] as const) {
+      const keyColumn = ownColumn(column);
+      if (!keyColumn) continue;
+      const sources = sourcesOf({ ...env, rowNames: new Set() }, other);
+      if (sources.context.length + sources.role.length && !sources.param) return { table: table.qualified, keyColumn, valueColumn };
+    }
+  }
+  return null;
 }
 
 function isBooleanLiteral(node: Expr): node is Extract<Expr, { kind: 'literal' }> {
@@ -380,7 +419,7 @@ function compareAtom(env: Env, op: string, leftNode: Expr, rightNode: Expr): Ato
         return atom('fail-open');
       }
       if (isRowValue(a) && (b.kind === 'context' || b.kind === 'role')) {
-        use(env, b.nodes, equalityUse(env, a));
+        use(env, b.nodes, equalityUse(env, a, b));
         return atom('confined');
       }
       // `= ''` is the missing context; any other constant is a flag or a magic value that opens every row.
@@ -630,7 +669,7 @@ function classifyAtom(env: Env, node: Expr): Atom {
       }
       const right = valueOf(env, node.right);
       if (node.op === '=' && node.quantifier === 'ANY' && isRowValue(left) && (right.kind === 'context' || right.kind === 'role')) {
-        use(env, right.nodes, equalityUse(env, left));
+        use(env, right.nodes, equalityUse(env, left, right));
         return atom('confined');
       }
       if (node.op === '=' && node.quantifier === 'ANY' && right.kind === 'constant') return atom('row-predicate');

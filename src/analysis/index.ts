@@ -168,6 +168,8 @@ export function analyze(catalog: Catalog, role: string | null): Analysis {
       };
       for (const statement of body.statements) visit(statement.node);
       if (!reads && body.inline) reads = someNode(body.inline, (node) => node.kind !== 'select' && referenceSource(scope, node, searchSchemas(fn)) !== null);
+      // PL/pgSQL expressions (RETURN, assignments, conditions) of a body that is not one expression.
+      if (!reads) reads = body.evaluated.some((expr) => someNode(expr, (node) => node.kind !== 'select' && referenceSource(scope, node, searchSchemas(fn)) !== null));
       sessionReaders.set(fn.oid, reads);
       return reads;
     },

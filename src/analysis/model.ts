@@ -101,11 +101,25 @@ export type ContextSource =
  * - `other`: anything else (a guard such as `<> ''`, an argument of an unknown function).
  */
 export type ContextUse =
-  | { kind: 'equality'; relation: string; column: string; membership: Membership | null }
+  | { kind: 'equality'; relation: string; column: string; membership: Membership | null; through?: IdentityLookup | null }
   | { kind: 'escape'; constant: string | null }
   | { kind: 'fail-open' }
   | { kind: 'non-equality'; relation: string; column: string; operator: string }
   | { kind: 'other' };
+
+/**
+ * The identity read through a table of the application's own: the row is compared with `valueColumn` of the
+ * row of `table` whose `keyColumn` equals the context (`tenant_id = (select id from tenants where db_user =
+ * current_user)`, `author_id = (select user_id from sessions where id = <claim>)`), often inside a helper.
+ */
+export interface IdentityLookup {
+  /** Qualified name of the table read (tenants, app_private.sessions). */
+  table: string;
+  /** Its column compared with the context (db_user, id). */
+  keyColumn: string;
+  /** Its column the row is compared with (id, user_id). */
+  valueColumn: string;
+}
 
 /** A membership sub-select: the policy's row column `rowColumn` must be among `table.column` of the rows the sub-select keeps. */
 export interface Membership {

@@ -13,6 +13,7 @@ import { parseScenario } from '../scenario/load.js';
 import type { Scenario, ScenarioInput } from '../scenario/schema.js';
 import { seed } from '../seed/seed.js';
 import { contextStatementOf, seedActors, type Actor, type Actors } from '../seed/actors.js';
+import { seedIdentityLookup } from '../seed/identity.js';
 import type { Tenant } from '../seed/ledger.js';
 import { blankComments } from '../sent-sql.js';
 import { AuditSession } from '../session.js';
@@ -124,7 +125,7 @@ export async function createAuditDatabase(input: ScenarioInput): Promise<AuditDa
       const { catalog, plan } = await planned;
       // Rows of tables whose insert triggers read the tenant setting go in with it set: nothing here observes the never-set state.
       const seeded = await seed(session, catalog, plan, { tenants: scenario.tenants, rows: scenario.rows, seed: scenario.seed ?? 1, setContext: true });
-      const actors = await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, scenario.seed ?? 1);
+      const actors = await seedIdentityLookup(session, catalog, plan, await seedActors(session, catalog, plan, seeded.tenants, seeded.ledger, scenario.seed ?? 1), seeded.ledger, scenario.seed ?? 1);
       const { actor, who } = choose(seeded.tenants, actors);
       const rows = await session.savepoint(
         async () => {

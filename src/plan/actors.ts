@@ -27,14 +27,41 @@ export interface Membership {
   tenantColumn: string;
 }
 
+/**
+ * The identity the policies read through a table of the application's own (found in the policies and the
+ * helpers they call): the context carries `keyColumn` of a row of `relation` whose `valueColumn` is the
+ * actor's tenant (`tenants.db_user = current_user` -> `tenants.id`; `sessions.id = <claim>` -> `sessions.user_id`).
+ * - `tenant-row`: `relation` is the tenant table: the tenant's own row holds the key (for a role per tenant,
+ *   the audit stores each role's name there);
+ * - `own-row`: a table of its own (sessions, tokens, API keys): each actor gets one row of it pointing at its
+ *   tenant (a seeded one, else one the audit inserts), whose key the context carries.
+ * All of it as the administrator, inside the audit's transaction.
+ */
+export interface IdentityLookup {
+  relation: string;
+  keyColumn: string;
+  valueColumn: string;
+  mode: 'tenant-row' | 'own-row';
+  /** How many policy clauses read the identity through it. */
+  uses: number;
+}
+
 export interface ActorPlan {
   kind: ActorKind;
+  /** The table the identity is read through, when the policies read it through one (see IdentityLookup). */
+  lookup?: IdentityLookup | null;
   /** For `user`: the users table; the tenant table itself when each user is a tenant. */
   users: UsersTable | null;
   /** For `user` when users are not tenants: the table that makes a user a member of a tenant. */
   membership: Membership | null;
   /** For `role`: the role name of a tenant; `{tenant}` stands for the tenant id. */
   roleTemplate: string | null;
+  /**
+   * For `user`: the application's own users table whose key is the platform user's (`public.users.id
+   * references auth.users`), through which the membership table references users; each user the audit
+   * creates gets its row there too.
+   */
+  profile?: { relation: string; column: string } | null;
 }
 
 export interface ActorScenario {
@@ -42,6 +69,19 @@ export interface ActorScenario {
   usersTable?: string;
   membershipTable?: string;
   roleTemplate?: string;
+}
+
+/**
+ * The application's own users tables over the platform's (`users`): tables whose single-column key
+ * references the users table's key (public.users, public.profiles over auth.users).
+ */
+export function profileTables(catalog: Catalog, users: string): { relation: string; column: string }[] {
+  return catalog.relations.flatMap((relation) => {
+    if (relation.qualified === users || relation.primaryKey?.length !== 1) return [];
+    const column = relation.primaryKey[0]!;
+    const own = relation.foreignKeys.some((foreignKey) => foreignKey.references === users && foreignKey.columns.length === 1 && foreignKey.columns[0] === column);
+    return own ? [{ relation: relation.qualified, column }] : [];
+  });
 }
 
 function keyColumn(relation: Relation): Column | undefined {
@@ -89,11 +129,24 @@ export function planActors(
     if (input.actor.membershipTable) return relation.qualified === findRelation(catalog, input.actor.membershipTable)?.qualified;
     return relation.kind === 'table' || relation.kind === 'partitioned-table';
   });
+  // Users are the platform's, or rows of the application's own users table over them (public.users.id references auth.users).
+  const profiles = profileTables(catalog, users.relation);
+  const profileOf = new Map<string, { relation: string; column: string } | null>();
   const linked: Membership[] = [];
   for (const relation of candidates) {
-    const toUsers = relation.foreignKeys.find((foreignKey) => foreignKey.references === users.relation && foreignKey.columns.length === 1);
+    if (profiles.some((profile) => profile.relation === relation.qualified)) continue;
+    const toUsers =
+      relation.foreignKeys.find((foreignKey) => foreignKey.references === users.relation && foreignKey.columns.length === 1) ??
+      relation.foreignKeys.find((foreignKey) => foreignKey.columns.length === 1 && profiles.some((profile) => profile.relation === foreignKey.references && profile.column === foreignKey.referencedColumns[0]));
     const toTenants = relation.foreignKeys.find((foreignKey) => foreignKey.references === input.tenantTable && foreignKey.columns.length === 1);
-    if (toUsers && toTenants) linked.push({ relation: relation.qualified, userColumn: toUsers.columns[0]!, tenantColumn: toTenants.columns[0]! });
+    if (toUsers && toTenants) {
+      linked.push({ relation: relation.qualified, userColumn: toUsers.columns[0]!, tenantColumn: toTenants.columns[0]! });
+      profileOf.set(relation.qualified, toUsers.references === users.relation ? null : profiles.find((profile) => profile.relation === toUsers.references)!);
+    }
+  }
+  const through = (membership: Membership) => {
+    const profile = profileOf.get(membership.relation) ?? null;
+    return profile ? { profile, words: ` (users of ${users.relation} through ${profile.relation}.${profile.column}, which references it; the audit gives each user its row there)` } : { profile: null, words: '' };
   }
   // Any table with foreign keys to both is only a candidate: the membership table is the one the policies join
   // with the user identity; among several, the one most policy clauses join.
@@ -108,9 +161,9 @@ export function planActors(
       `actors: users of ${users.relation}, members of tenants through ${chosen!.membership.relation}(${chosen!.membership.userColumn}, ${chosen!.membership.tenantColumn}) ` +
         `(discovered: the policies join it with the user identity in ${chosen!.uses} clause${chosen!.uses === 1 ? '' : 's'}` +
         `${others.length ? `; also joined: ${others.map((entry) => `${entry.membership.relation} (${entry.uses})`).join(', ')}` : ''}` +
-        `${skipped.length ? `; ${skipped.join(', ')} also ${skipped.length === 1 ? 'has' : 'have'} foreign keys to both but ${skipped.length === 1 ? 'is' : 'are'} not the policies' membership` : ''}; set actor.membershipTable to override)`,
+        `${skipped.length ? `; ${skipped.join(', ')} also ${skipped.length === 1 ? 'has' : 'have'} foreign keys to both but ${skipped.length === 1 ? 'is' : 'are'} not the policies' membership (tenant data)` : ''}; set actor.membershipTable to override)${through(chosen!.membership).words}`,
     );
-    return { kind, users, membership: chosen!.membership, roleTemplate: null };
+    return { kind, users, membership: chosen!.membership, roleTemplate: null, profile: through(chosen!.membership).profile };
   }
   const memberships = linked;
   if (memberships.length !== 1) {
@@ -121,12 +174,16 @@ export function planActors(
           : `no membership table links ${users.relation} to ${input.tenantTable ?? 'a tenant table'} by foreign keys: name it with actor.membershipTable, or the tenant table with --tenant-table`,
       );
     }
-    notes.push(`actors: tenants (no membership table links ${users.relation} to ${input.tenantTable ?? 'a tenant table'}); the context carries no user`);
+    notes.push(
+      memberships.length
+        ? `actors: tenants; ${memberships.map((entry) => entry.relation).join(', ')} link ${users.relation} to ${input.tenantTable} by foreign keys, but the policies join none of them with the user identity: the context carries no user (name the membership with actor.membershipTable if the application has one)`
+        : `actors: tenants (no table links ${users.relation} to ${input.tenantTable ?? 'a tenant table'} by foreign keys); the context carries no user`,
+    );
     return { kind: 'tenant', users: null, membership: null, roleTemplate: null };
   }
   const membership = memberships[0]!;
-  notes.push(`actors: users of ${users.relation}, members of tenants through ${membership.relation}(${membership.userColumn}, ${membership.tenantColumn}) (discovered: foreign keys to both)`);
-  return { kind, users, membership, roleTemplate: null };
+  notes.push(`actors: users of ${users.relation}, members of tenants through ${membership.relation}(${membership.userColumn}, ${membership.tenantColumn}) (discovered: foreign keys to both)${through(membership).words}`);
+  return { kind, users, membership, roleTemplate: null, profile: through(membership).profile };
 }
 
 /** The role name of a tenant under a role template. */

@@ -6,7 +6,7 @@ import { compileContextSql, type ContextParameter } from '../analysis/context-sq
 import { analyze, type Analysis } from '../analysis/index.js';
 import type { RowFlag } from '../analysis/model.js';
 import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
-import { planActors, type ActorPlan } from './actors.js';
+import { planActors, profileTables, type ActorPlan, type IdentityLookup } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
 import { literal } from '../sql.js';
 
@@ -174,15 +174,37 @@ function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | 
     const key = `setting:${scenario.setting}`;
     return { setting: scenario.setting, key: relationsBy.has(key) ? key : null, claim: null, roles: false, alternatives: [] };
   }
+  // A helper the analysis could not read as one expression (a PL/pgSQL body with an exception handler): the one
+  // setting or per-claim setting its body reads is what it returns.
+  const helperReads = (key: string): string | null => {
+    const source = sourceOf(key);
+    if (source.kind !== 'function') return null;
+    const name = source.function.includes('.') ? source.function : null;
+    const bodies = analysis.functions.filter((body) => {
+      const signature = body.name.slice(0, body.name.indexOf('('));
+      return name ? signature === name : signature.split('.').pop() === source.function;
+    });
+    const settings = [...new Set(bodies.flatMap((body) => body.settings))];
+    return bodies.length === 1 && settings.length === 1 ? settings[0]! : null;
+  };
+  const followed = ranked.map(([key]) => ({ key, setting: helperReads(key) })).find((entry) => entry.setting !== null);
   if (preset) {
     // A claim other than the user's own id carries the tenant (app_metadata.tenant_id, org_id); the user id alone otherwise.
     const claim = ranked.map(([key]) => sourceOf(key)).find((source) => source.kind === 'jwt-claim' && !(source.path.length === 1 && source.path[0] === 'sub'));
-    const path = scenario.tenantClaim ?? (claim?.kind === 'jwt-claim' ? claim.path : preset.name === 'supabase' ? ['app_metadata', 'tenant_id'] : ['tenant_id']);
-    notes.push(`context: ${preset.name} JWT claims in ${preset.setting} (--preset ${preset.name}); the tenant travels in the claim ${path.join('.')}${claim ? ' (discovered: compared with a row column)' : ' (assumed)'}`);
+    const perClaim = followed?.setting?.startsWith('request.jwt.claim.') ? followed.setting.slice('request.jwt.claim.'.length) : null;
+    const helperClaim = !claim && perClaim && perClaim !== 'sub' ? [perClaim] : null;
+    const path = scenario.tenantClaim ?? (claim?.kind === 'jwt-claim' ? claim.path : helperClaim ?? (preset.name === 'supabase' ? ['app_metadata', 'tenant_id'] : ['tenant_id']));
+    notes.push(
+      `context: ${preset.name} JWT claims in ${preset.setting} (--preset ${preset.name}); the tenant travels in the claim ${path.join('.')}` +
+        `${claim ? ' (discovered: compared with a row column)' : helperClaim && !scenario.tenantClaim ? ` (discovered: read by ${(sourceOf(followed!.key) as { function: string }).function}(), which the policies compare with a row column)` : ' (assumed)'}`,
+    );
+    if (helperClaim && !scenario.tenantClaim) return { setting: preset.setting, key: followed!.key, claim: path, roles: false, alternatives: [] };
     const key = claim ? ranked.find(([candidate]) => sourceOf(candidate) === claim)![0] : (ranked.find(([candidate]) => ['function', 'jwt-claim'].includes(sourceOf(candidate).kind))?.[0] ?? null);
     return { setting: preset.setting, key, claim: path, roles: false, alternatives: [] };
   }
-  const [top] = ranked;
+  // A session helper of the catalog whose body cannot be followed to one setting gives way to a setting the policies compare directly.
+  const opaque = (key: string) => sourceOf(key).kind === 'function' && analysis.functions.some((body) => body.name.startsWith(`${(sourceOf(key) as { function: string }).function}(`)) && helperReads(key) === null;
+  const [top] = ranked[0] && opaque(ranked[0][0]) ? [ranked.find(([key]) => sourceOf(key).kind === 'setting') ?? ranked[0]] : ranked;
   if (!top) {
     notes.push(`no policy compares a setting with a row column; assuming the tenant setting is app.current_tenant (set it with --setting)${escapes.length ? `; ${escapes.join(', ')} only open rows as a flag and are never the tenant setting` : ''}`);
     return { setting: 'app.current_tenant', key: null, claim: null, roles: false, alternatives: [] };
@@ -197,6 +219,10 @@ function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | 
     notes.push(`tenant = JWT claim ${source.path.join('.')} in ${source.setting}: compared with a row column by ${top[1].size} relation(s) (discovered)${escapeNote}`);
     return { setting: source.setting, key: top[0], claim: source.path, roles: false, alternatives: [] };
   }
+  if (source.kind === 'function' && followed?.key === top[0] && !followed.setting!.startsWith('request.jwt.claim')) {
+    notes.push(`tenant setting ${followed.setting}: read by ${source.function}(), which ${top[1].size} relation(s) compare with a row column (discovered)${escapeNote}`);
+    return { setting: followed.setting!, key: top[0], claim: null, roles: false, alternatives: [] };
+  }
   if (source.kind !== 'setting') {
     throw new AuditError(
       `the policies compare rows with ${source.kind === 'function' ? `${source.function}()` : `a JWT claim read by ${source.function}()`}: give the platform with --preset supabase / --preset postgrest, or the SQL the application runs with --context-sql`,
@@ -208,6 +234,42 @@ function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | 
     `tenant setting ${setting}: compared with a row column by ${top[1].size} relation(s) (discovered)${alternatives.length ? `; also compared: ${alternatives.join(', ')} (tried on seeded data if ${setting} proves nothing)` : ''}${escapeNote}`,
   );
   return { setting, key: top[0], claim: null, roles: false, alternatives };
+}
+
+/**
+ * The table the policies read the identity through (`tenant_id = (select id from tenants where db_user =
+ * current_user)`, `author_id = (select user_id from sessions where id = <claim>)`, helpers followed): the one
+ * most policy clauses use, when its value column is the tenant key (the tenant table itself) or references it.
+ */
+export function identityLookup(catalog: Catalog, analysis: Analysis, key: string | null, tenantKey: TenantKey, notes: string[]): IdentityLookup | null {
+  if (!key) return null;
+  const byLookup = new Map<string, { table: string; keyColumn: string; valueColumn: string; clauses: Set<string> }>();
+  for (const reference of analysis.contextReferences) {
+    if (reference.key !== key || reference.use.kind !== 'equality' || !reference.use.through) continue;
+    const { through } = reference.use;
+    const id = `${through.table}\0${through.keyColumn}\0${through.valueColumn}`;
+    const entry = byLookup.get(id) ?? { ...through, clauses: new Set<string>() };
+    entry.clauses.add(`${reference.relation}\0${reference.policy}\0${reference.clause}`);
+    byLookup.set(id, entry);
+  }
+  const ranked = [...byLookup.values()].sort((a, b) => b.clauses.size - a.clauses.size || a.table.localeCompare(b.table));
+  for (const entry of ranked) {
+    const relation = findRelation(catalog, entry.table);
+    if (!relation || entry.keyColumn === entry.valueColumn) continue;
+    const where = `${entry.table}.${entry.keyColumn} -> ${entry.table}.${entry.valueColumn} (${entry.clauses.size} polic${entry.clauses.size === 1 ? 'y clause' : 'y clauses'}, helpers followed)`;
+    if (relation.qualified === tenantKey.relation) {
+      if (entry.valueColumn !== tenantKey.column) continue;
+      notes.push(`identity read through the tenant table: ${where}; each tenant's row holds the key its context carries`);
+      return { relation: relation.qualified, keyColumn: entry.keyColumn, valueColumn: entry.valueColumn, mode: 'tenant-row', uses: entry.clauses.size };
+    }
+    const toTenant = relation.foreignKeys.some(
+      (foreignKey) => foreignKey.references === tenantKey.relation && foreignKey.columns.length === 1 && foreignKey.columns[0] === entry.valueColumn && foreignKey.referencedColumns[0] === tenantKey.column,
+    );
+    if (!toTenant) continue;
+    notes.push(`identity read through ${relation.qualified}: ${where}; the audit gives each actor a row of it (as the administrator, rolled back) and puts its ${entry.keyColumn} in the context`);
+    return { relation: relation.qualified, keyColumn: entry.keyColumn, valueColumn: entry.valueColumn, mode: 'own-row', uses: entry.clauses.size };
+  }
+  return null;
 }
 
 /** Columns a policy compares with the tenant's context source, e.g. `tenant_id` in `tenant_id = current_setting(...)::int`. */
@@ -232,11 +294,14 @@ function chooseTenantTable(
   // one it links users to, whatever other tables have foreign keys to both (profiles.active_team_id, documents.owner_id).
   const users = preset?.usersTable ? findRelation(catalog, preset.usersTable) : undefined;
   if (users && !scenario.actor?.membershipTable) {
+    // The platform's users, or the application's users table over them (public.users.id references auth.users).
+    const userTables = new Set([users.qualified, ...profileTables(catalog, users.qualified).map((profile) => profile.relation)]);
     for (const membership of memberships) {
       const relation = findRelation(catalog, membership.relation);
-      if (!relation?.foreignKeys.some((foreignKey) => foreignKey.references === users.qualified && foreignKey.columns.length === 1 && foreignKey.columns[0] === membership.userColumn)) continue;
+      if (!relation || userTables.has(relation.qualified)) continue;
+      if (!relation.foreignKeys.some((foreignKey) => userTables.has(foreignKey.references) && foreignKey.columns.length === 1 && foreignKey.columns[0] === membership.userColumn)) continue;
       const link = relation.foreignKeys.find(
-        (foreignKey) => foreignKey.references !== users.qualified && foreignKey.references !== relation.qualified && foreignKey.columns.length === 1 && (membership.tenantColumn === null || foreignKey.columns[0] === membership.tenantColumn),
+        (foreignKey) => !userTables.has(foreignKey.references) && foreignKey.references !== relation.qualified && foreignKey.columns.length === 1 && (membership.tenantColumn === null || foreignKey.columns[0] === membership.tenantColumn),
       );
       const tenantTable = link ? findRelation(catalog, link.references) : undefined;
       if (!tenantTable) continue;
@@ -523,6 +588,9 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     { actor: actorScenario, parameters: context.parameters, tenantTable: tenantKey.relation, usersTable: preset?.usersTable ?? scenario.actor?.usersTable ?? null, policyMemberships: memberships },
     notes,
   );
+  // A context SQL of the application's own sets what it sets: the audit maps nothing for it.
+  const lookup = scenario.contextSql || actors.kind === 'user' ? null : identityLookup(catalog, analysis, choice.key, tenantKey, notes);
+  if (lookup) actors.lookup = lookup;
   const anonymousRole = preset?.anonymousRole(catalog, scenario) ?? null;
   return {
     role,

@@ -3,7 +3,7 @@ import { relationIdent } from '../sql.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
-import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
 
 export const blindDelete = defineProbe({
   meta: {
@@ -24,8 +24,8 @@ export const blindDelete = defineProbe({
   },
   async run(context, report) {
     const findings: Finding[] = [];
-    for (const target of writeTargets(context, 'delete', { tenantTable: true, check: this.meta.id })) {
-      const { relation, relationPlan } = target;
+    for (const target of writeTargets(context, 'delete', { tenantTable: true, byKey: true, check: this.meta.id })) {
+      const { relation } = target;
       const blind = `delete from ${relationIdent(relation)}`;
       for (const actor of writeActors(context, this.meta.id, relation)) {
         const victim = context.tenants[(context.tenants.indexOf(actor) + 1) % context.tenants.length]!;
@@ -44,7 +44,7 @@ export const blindDelete = defineProbe({
         }
         recordWrite(context, this.meta.id, target, actor, statement, 'leak', run.rowCount, foreignRows);
         const own = run.before.total.get(actor.id) ?? 0;
-        const diagnosis = diagnoseWrite(context, relation, relationPlan, 'DELETE', 'using');
+        const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'DELETE', 'using');
         findings.push(report({
           severity: 'high',
           object: relationObject(relation),

@@ -4,7 +4,7 @@ import { OwnRowBuilder } from './own-row.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
-import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
 
 export const blindUpdate = defineProbe({
   meta: {
@@ -28,7 +28,7 @@ export const blindUpdate = defineProbe({
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
-    for (const target of writeTargets(context, 'update', { tenantTable: true, check: this.meta.id })) {
+    for (const target of writeTargets(context, 'update', { tenantTable: true, byKey: true, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const columns = plainColumns(relation, relationPlan).slice(0, ATTEMPTS);
       if (!columns.length) {
@@ -60,7 +60,7 @@ export const blindUpdate = defineProbe({
           }
           recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, foreignRows);
           const own = run.before.total.get(actor.id) ?? 0;
-          const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'using');
+          const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'UPDATE', 'using');
           findings.push(report({
             severity: 'high',
             object: relationObject(relation),

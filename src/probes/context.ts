@@ -62,7 +62,10 @@ export function personalOf(context: ProbeContext, tenant: Tenant): Set<string> {
 function unknownActor(context: ProbeContext, id: string): Actor {
   const { actors } = context.plan;
   const user = actors.kind === 'user' ? (actors.membership ? unknownTenantId(actors.users!.baseType, []) : id) : null;
-  return { label: 'unknown tenant', tenants: [], user, role: actors.kind === 'role' ? roleNameOf(actors.roleTemplate!, id) : null };
+  const role = actors.kind === 'role' ? roleNameOf(actors.roleTemplate!, id) : null;
+  // Read through a table: a key of its type that no row has (a session id no one holds).
+  const lookup = actors.lookup ? context.catalog.relations.find((relation) => relation.qualified === actors.lookup!.relation)?.columns.find((column) => column.name === actors.lookup!.keyColumn) : undefined;
+  return { label: 'unknown tenant', tenants: [], user, role, ...(lookup && !role ? { key: unknownTenantId(lookup.baseType, []) } : {}) };
 }
 
 /** Values for the context SQL's parameters ($tenant, $user, $role), in its positional order. */

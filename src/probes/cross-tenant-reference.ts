@@ -114,7 +114,11 @@ export const crossTenantReference = defineProbe({
             const referencing = (run.after.counts.marked.get(actor.id) ?? 0) - (run.before.counts.marked.get(actor.id) ?? 0);
             if (run.error || referencing <= 0) {
               // 23503 from this foreign key: it only accepts parents of the same tenant.
-              const held = run.error?.code === '23503' && run.error.constraint === foreignKey.name;
+              // So does a composite key beside it that includes the tenant ((tenant_id, project_id) -> projects (tenant_id, id)).
+              const guard = relation.foreignKeys.find((candidate) => candidate.name === run.error?.constraint);
+              const held =
+                run.error?.code === '23503' &&
+                (run.error.constraint === foreignKey.name || (guard !== undefined && guard.references === foreignKey.references && relationPlan.tenantColumn !== null && guard.columns.includes(relationPlan.tenantColumn)));
               recordWrite(context, this.meta.id, target, actor, sql, held ? 'pass' : quietOutcome(target, run.error), run.rowCount, 0, run.error);
               if (retryable(run.error)) continue;
               continue pairs;

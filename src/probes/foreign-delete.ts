@@ -2,7 +2,7 @@ import { relationObject, type Finding } from '../findings.js';
 import { inlineParameters, relationIdent } from '../sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import { baselineCounts, diagnoseWrite, directSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+import { baselineCounts, diagnoseWrite, writeSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
 
 export const foreignDelete = defineProbe({
   meta: {
@@ -26,8 +26,8 @@ export const foreignDelete = defineProbe({
   },
   async run(context, report) {
     const findings: Finding[] = [];
-    for (const target of writeTargets(context, 'delete', { tenantTable: true, check: this.meta.id })) {
-      const { relation, relationPlan } = target;
+    for (const target of writeTargets(context, 'delete', { tenantTable: true, byKey: true, check: this.meta.id })) {
+      const { relation } = target;
       const key = rowKey(relation);
       const statement = `delete from ${relationIdent(relation)} where ${keyCondition(relation, key)}`;
       for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
@@ -45,9 +45,9 @@ export const foreignDelete = defineProbe({
           continue;
         }
         recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, lost);
-        const diagnosis = diagnoseWrite(context, relation, relationPlan, 'DELETE', 'using');
+        const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'DELETE', 'using');
         findings.push(report({
-          severity: directSeverity(relation),
+          severity: writeSeverity(target),
           object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,

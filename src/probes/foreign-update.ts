@@ -2,7 +2,7 @@ import { relationObject, type Finding } from '../findings.js';
 import { ident, inlineParameters, literal, relationIdent } from '../sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import { diagnoseWrite, directSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, writeEvidence, writeTargets } from './writes.js';
+import { diagnoseWrite, writeSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, writeEvidence, writeTargets, writtenTable } from './writes.js';
 
 export const foreignUpdate = defineProbe({
   meta: {
@@ -24,7 +24,7 @@ export const foreignUpdate = defineProbe({
   },
   async run(context, report) {
     const findings: Finding[] = [];
-    for (const target of writeTargets(context, 'update', { tenantTable: true, check: this.meta.id })) {
+    for (const target of writeTargets(context, 'update', { tenantTable: true, byKey: true, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const key = rowKey(relation);
       const column = plainColumns(relation, relationPlan)[0] ?? relation.columns.find((candidate) => !candidate.generated && candidate.identity !== 'always');
@@ -44,9 +44,9 @@ export const foreignUpdate = defineProbe({
           continue;
         }
         recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, run.rowCount);
-        const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'using');
+        const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'UPDATE', 'using');
         findings.push(report({
-          severity: directSeverity(relation),
+          severity: writeSeverity(target),
           object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,

@@ -1,4 +1,5 @@
 import type { Catalog, Relation } from '../catalog/types.js';
+import { viewMapping } from '../analysis/views.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
 import { ident, literal, relationIdent, textArrayLiteral } from '../sql.js';
@@ -69,6 +70,10 @@ export function readTargets(context: ProbeContext, sourcesOf: (relation: Relatio
  */
 export function expectedOwnRows(context: ProbeContext, relationName: string, tenant: Tenant): number | null {
   const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName)!;
+  // A view that shows every row of the one table it reads (an API view, `select id, title from data.todo`):
+  // the tenant's rows of that table, compared per relation.
+  const mapping = relation.kind === 'view' ? viewMapping(relation) : null;
+  if (mapping?.allRows) return expectedOwnRows(context, mapping.base, tenant);
   if ((relation.kind !== 'table' && relation.kind !== 'partitioned-table') || relation.partitionOf) return null;
   const names = [relationName, ...context.catalog.relations.filter((candidate) => candidate.inheritsFrom.includes(relationName)).map((candidate) => candidate.qualified)];
   return names.reduce((sum, name) => sum + context.ledger.count(name, tenant.id), 0);
@@ -79,7 +84,9 @@ export function expectedOwnRows(context: ProbeContext, relationName: string, ten
  * its own memberships, so fewer of the tenant's rows there is no defect (a row of another tenant still is).
  */
 export function mayHideTenantRows(context: ProbeContext, relationName: string): boolean {
-  return context.plan.actors.membership?.relation === relationName;
+  const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName);
+  const shown = relation?.kind === 'view' ? viewMapping(relation)?.base : undefined;
+  return context.plan.actors.membership?.relation === relationName || (shown !== undefined && context.plan.actors.membership?.relation === shown);
 }
 
 /** Relations that are partitions, inheritance children or views: a leak there is a path around the main policy. */

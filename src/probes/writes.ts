@@ -11,6 +11,7 @@ import type { RelationAccess } from './access.js';
 import { actorOf, describeContext, reproduction, sendContext } from './context.js';
 import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
+import { viewMapping } from '../analysis/views.js';
 import { inPart } from './schedule.js';
 import { describeRisk, riskHint, riskWords, writeRisk, type WriteEvent } from '../sequences.js';
 import { unseededEntry } from '../scenario/schema.js';
@@ -34,6 +35,11 @@ export interface WriteTarget {
   scope: TenantScope;
   /** False when seeding this table failed or was partial: a probe that finds nothing proves nothing. */
   reliable: boolean;
+  /** For a view: the table it writes, and its columns by view column name (`todo_id` -> `id`). */
+  base?: Relation;
+  baseColumns?: ReadonlyMap<string, string>;
+  /** For a view: the role cannot write the table itself, so the view is its ordinary path to the rows. */
+  ordinary?: boolean;
 }
 
 export interface TenantScope {
@@ -104,33 +110,94 @@ export function tenantScope(context: ProbeContext, relation: Relation, relationP
 
 /**
  * An auto-updatable view over one tenant-owned table (the API layer of PostgREST and Supabase), as a write
- * target: statements go to the view, rows are counted in the table. The view must show the table's row
- * key and tenant column under their own names; the table's keys stand for the view's.
+ * target: statements go to the view, rows are counted in the table as the administrator. The view's columns
+ * map onto the table's through the parse tree of its definition (`select t.id as todo_id ...`), else by name
+ * and type; the table's keys stand for the view's. A view that hides the tenant or owner column (`api.todos`
+ * without owner_id) serves the probes that name rows by key (`byKey`): deleting or updating another tenant's
+ * row through it; the others cannot write another tenant's row through it, and say so (see viewCoverage).
  */
-function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege, options: { tenantTable: boolean }, seeding: Map<string, { status: string }>): WriteTarget | null {
-  if (privilege === 'truncate' || view.dependsOn.length !== 1) return null;
+function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege, options: WriteTargetOptions, seeding: Map<string, { status: string }>): WriteTarget | null {
+  if (privilege === 'truncate' || view.dependsOn.length !== 1 || !inPart(context, view.qualified)) return null;
   const access = context.access.get(view.qualified);
   if (!access?.[privilege]) return null;
   const base = context.catalog.relations.find((candidate) => candidate.qualified === view.dependsOn[0]);
   if (!base || !isBaseTable(base)) return null;
   const basePlan = ownership(context, base);
   if (!basePlan || (basePlan.tenancy === 'tenant-table' && !options.tenantTable)) return null;
-  const shown = new Set(view.columns.filter((column) => base.columns.some((candidate) => candidate.name === column.name && candidate.type === column.type)).map((column) => column.name));
-  const inView = (columns: readonly (string | null)[]) => columns.every((name) => name !== null && shown.has(name));
-  const key = rowKey(base);
-  if (!inView(key) || (basePlan.tenantColumn && !shown.has(basePlan.tenantColumn))) return null;
+  const shape = viewShape(view, base, basePlan);
+  if (!shape.key || (shape.hidesTenant && !options.byKey)) {
+    // Said only of views PostgreSQL can write through; a hidden key hides a leak when the view is the role's only way to the table.
+    if (viewMapping(view)?.updatable) {
+      const why = shape.key
+        ? `${view.qualified} hides ${base.qualified}.${basePlan.tenantColumn}: a row cannot be written for another tenant or moved to one through it (its rows are probed by key: foreign-update, foreign-delete)`
+        : `${view.qualified} does not show ${base.qualified}'s key (${rowKey(base).join(', ')}): its rows cannot be named by key, so writes through it were not probed`;
+      viewCoverage(context, options.check, view, why, !shape.key && !context.access.get(base.qualified)?.[privilege]);
+    }
+    return null;
+  }
   const scope = tenantScope(context, base, basePlan);
   if (!scope) return null;
+  const { toBase } = shape;
+  const viewName = new Map([...toBase].map(([shown, column]) => [column, shown]));
+  const rename = (columns: readonly string[]) => columns.map((column) => viewName.get(column)!);
+  const inView = (columns: readonly (string | null)[]) => columns.every((name) => name !== null && viewName.has(name));
   const relation: Relation = {
     ...view,
-    columns: base.columns.filter((column) => shown.has(column.name)),
-    primaryKey: base.primaryKey && inView(base.primaryKey) ? base.primaryKey : null,
-    constraints: base.constraints.filter((constraint) => inView(constraint.columns)),
-    foreignKeys: base.foreignKeys.filter((foreignKey) => inView(foreignKey.columns)),
-    indexes: base.indexes.filter((index) => inView(index.columns)),
+    columns: base.columns.filter((column) => viewName.has(column.name)).map((column) => ({ ...column, name: viewName.get(column.name)! })),
+    primaryKey: base.primaryKey && inView(base.primaryKey) ? rename(base.primaryKey) : null,
+    constraints: base.constraints.filter((constraint) => inView(constraint.columns)).map((constraint) => ({ ...constraint, columns: rename(constraint.columns) })),
+    foreignKeys: base.foreignKeys.filter((foreignKey) => inView(foreignKey.columns)).map((foreignKey) => ({ ...foreignKey, columns: rename(foreignKey.columns) })),
+    indexes: base.indexes.filter((index) => inView(index.columns)).map((index) => ({ ...index, columns: rename(index.columns as string[]) })),
   };
   const seeded = seeding.get(base.qualified);
-  return { relation, relationPlan: { ...basePlan, relation: view.qualified, kind: view.kind }, access, scope, reliable: !seeded || seeded.status === 'seeded' || seeded.status === 'existing' };
+  return {
+    relation,
+    relationPlan: { ...basePlan, relation: view.qualified, kind: view.kind, tenantColumn: basePlan.tenantColumn ? (viewName.get(basePlan.tenantColumn) ?? null) : null },
+    access,
+    scope,
+    reliable: !seeded || seeded.status === 'seeded' || seeded.status === 'existing',
+    base,
+    baseColumns: toBase,
+    ordinary: !context.access.get(base.qualified)?.[privilege],
+  };
+}
+
+/** How a view shows its table: view column -> table column, whether the table's row key and tenant column are among them. */
+function viewShape(view: Relation, base: Relation, basePlan: RelationPlan): { toBase: Map<string, string>; key: boolean; hidesTenant: boolean } {
+  const mapped = viewMapping(view)?.columns;
+  const toBase = new Map<string, string>();
+  for (const column of view.columns) {
+    const name = mapped ? mapped.get(column.name) : base.columns.some((candidate) => candidate.name === column.name && candidate.type === column.type) ? column.name : undefined;
+    // One view column per table column: a column shown twice is written once.
+    if (name && ![...toBase.values()].includes(name)) toBase.set(column.name, name);
+  }
+  const shown = new Set(toBase.values());
+  const key = rowKey(base);
+  return { toBase, key: key.every((column) => column !== 'ctid' && shown.has(column)), hidesTenant: Boolean(basePlan.tenantColumn && !shown.has(basePlan.tenantColumn)) };
+}
+
+/** Coverage, not silence: record once per probe and view what did not run through it and why. */
+function viewCoverage(context: ProbeContext, check: string | undefined, view: Relation, why: string, hidesLeak: boolean): void {
+  if (!check) return;
+  context.record({ check, relation: view.qualified, context: '-', tenant: null, sql: `-- not probed through ${view.qualified}`, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, error: why });
+  if (hidesLeak) {
+    context.inconclusive({
+      relation: view.qualified,
+      reason: `${check} did not run on ${view.qualified}: ${why}`,
+      hint: `grant the role access to the view's key columns, or audit writes to the table with --role for a role that writes it directly`,
+    });
+  }
+}
+
+/** What a write through the target is diagnosed on: the table itself (a view's policies are its table's). */
+export function writtenTable(context: ProbeContext, target: WriteTarget): { relation: Relation; relationPlan: RelationPlan } {
+  if (!target.base) return { relation: target.relation, relationPlan: target.relationPlan };
+  return { relation: target.base, relationPlan: ownership(context, target.base) ?? target.relationPlan };
+}
+
+/** Severity of a write to another tenant's rows through this target: an API view that is the role's only way to the table is an ordinary path. */
+export function writeSeverity(target: WriteTarget): Severity {
+  return target.ordinary ? 'critical' : directSeverity(target.relation);
 }
 
 /**
@@ -148,6 +215,8 @@ export function writeTargets(context: ProbeContext, privilege: Privilege, option
 export interface WriteTargetOptions {
   /** Include the tenant table itself. */
   tenantTable: boolean;
+  /** The probe names rows by key only: views that hide the tenant column serve too. */
+  byKey?: boolean;
   /** The probe asking: a target skipped because the write would advance a sequence is recorded under it. */
   check?: string;
   /** The statement kinds the probe runs on each target (default: the privilege's). */
@@ -198,7 +267,7 @@ export function sequenceSkip(context: ProbeContext, check: string | undefined, r
   return true;
 }
 
-function allWriteTargets(context: ProbeContext, privilege: Privilege, options: { tenantTable: boolean }): WriteTarget[] {
+function allWriteTargets(context: ProbeContext, privilege: Privilege, options: WriteTargetOptions): WriteTarget[] {
   const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
   const targets: WriteTarget[] = [];
   for (const relation of context.catalog.relations) {
@@ -312,7 +381,7 @@ export interface TenantCounts {
 export function tenantCounts(context: ProbeContext, target: WriteTarget, marker?: Marker, options: { everyTenant?: boolean } = {}): Promise<TenantCounts> {
   const params: (string | null)[] = [...(marker?.values ?? [])];
   const matches = marker
-    ? marker.columns.map((name, index) => `r.${ident(name)} is not distinct from $${index + 1}::${columnOf(target.relation, name).type}`).join(' and ')
+    ? marker.columns.map((name, index) => `r.${ident(baseColumn(target, name))} is not distinct from $${index + 1}::${columnOf(target.relation, name).type}`).join(' and ')
     : 'false';
   let where = '';
   if (!options.everyTenant) {
@@ -372,11 +441,16 @@ function tenantName(context: ProbeContext, id: string | null): string {
   return context.ledger.tenant(id)?.label ?? `tenant ${id} (not seeded)`;
 }
 
+/** The table's name of a target's column (a view may rename it). */
+function baseColumn(target: WriteTarget, name: string): string {
+  return target.baseColumns?.get(name) ?? name;
+}
+
 /** As the administrator: the given columns of one row of `tenant` (key columns non-null), or null. */
 export async function rowOf(context: ProbeContext, target: WriteTarget, tenant: Tenant, columns: string[]): Promise<RawRow | null> {
-  const select = columns.map((name) => (name === 'ctid' ? `r.ctid::text as ctid` : `r.${ident(name)}::text as ${ident(name)}`)).join(', ');
-  const present = columns.map((name) => (name === 'ctid' ? 'true' : `r.${ident(name)} is not null`)).join(' and ');
-  const order = columns.filter((name) => name !== 'ctid').map((name) => `r.${ident(name)}`).join(', ');
+  const select = columns.map((name) => (name === 'ctid' ? `r.ctid::text as ctid` : `r.${ident(baseColumn(target, name))}::text as ${ident(name)}`)).join(', ');
+  const present = columns.map((name) => (name === 'ctid' ? 'true' : `r.${ident(baseColumn(target, name))} is not null`)).join(' and ');
+  const order = columns.filter((name) => name !== 'ctid').map((name) => `r.${ident(baseColumn(target, name))}`).join(', ');
   const { rows } = await context.session.query(
     `select ${select} from ${target.scope.from} where ${tenantIs(target.scope, 1)} and ${present}${order ? ` order by ${order}` : ''} limit 1`,
     [tenant.id],

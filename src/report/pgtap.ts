@@ -32,7 +32,7 @@ function insertOf(relation: ReplayRelation): string {
 function contextOf(replay: Replay, actor: Replay['actors'][number]): string[] {
   if (replay.roleSwitch) return [`set local role ${ident(actor.role!)};`];
   const values = replay.contextParameters.map((parameter) => {
-    const value = parameter === 'tenant' ? actor.tenant : parameter === 'user' ? actor.user : actor.role;
+    const value = parameter === 'tenant' ? (actor.key !== undefined ? actor.key : actor.tenant) : parameter === 'user' ? actor.user : actor.role;
     return `${literal(value)}::text`;
   });
   const execute = `execute ${dollarQuoted(replay.contextSql, 'rls_audit_context')}${values.length ? ` using ${values.join(', ')}` : ''};`;

@@ -34,8 +34,11 @@ export interface Replay {
   setting: string | null;
   anonymousRole: string | null;
   relations: ReplayRelation[];
-  /** The actor of each tenant: the user (`$user`) or role (`$role`) the context carries. */
-  actors: { tenant: string; label: string; user: string | null; role: string | null }[];
+  /**
+   * The actor of each tenant: the user (`$user`) or role (`$role`) the context carries, and the key of its row
+   * in the table the policies read the identity through (a session id), which `$tenant` carries instead.
+   */
+  actors: { tenant: string; label: string; user: string | null; role: string | null; key?: string | null }[];
 }
 
 /**
@@ -76,6 +79,12 @@ export function buildReplay(catalog: Catalog, plan: TenancyPlan, ledger: Ledger,
     setting: plan.roleSwitch || !plan.setting.includes('.') ? null : plan.setting,
     anonymousRole: plan.anonymousRole,
     relations,
-    actors: [...actors.primary.entries()].map(([tenant, actor]) => ({ tenant, label: actor.tenants[0]?.label ?? actor.label, user: actor.user, role: actor.role })),
+    actors: [...actors.primary.entries()].map(([tenant, actor]) => ({
+      tenant,
+      label: actor.tenants[0]?.label ?? actor.label,
+      user: actor.user,
+      role: actor.role,
+      ...(plan.actors.lookup && actor.key !== undefined ? { key: actor.key } : {}),
+    })),
   };
 }

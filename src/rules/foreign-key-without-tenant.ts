@@ -53,7 +53,8 @@ export const foreignKeyWithoutTenant = defineRule({
       "that belongs to another tenant: a tenant's message can point into another tenant's conversation, and the error for an id that " +
       'does not exist anywhere tells the two cases apart. Make the key composite, (tenant_id, conversation_id) -> conversations ' +
       "(tenant_id, id), so the reference must stay within the tenant (the parent needs a unique key on (tenant_id, id)). A write " +
-      'policy that itself requires the parent row to be visible also prevents it and is recognised. Only tables the application role ' +
+      'policy that itself requires the parent row to be visible also prevents it and is recognised; so does a composite key beside the ' +
+      'single-column one (tenant_id, project_id) -> projects (tenant_id, id), which refutes the finding (info, nothing to fix). Only tables the application role ' +
       'may insert into or update are checked.',
     precondition:
       'Medium: a foreign key from a tenant table the role may insert into or update to another tenant table names the id alone (not ' +
@@ -74,6 +75,28 @@ export const foreignKeyWithoutTenant = defineRule({
         const parentTenant = parentPlan.tenantColumn;
         const scoped = foreignKey.columns.some((column, index) => column === tenantColumn && foreignKey.referencedColumns[index] === parentTenant);
         if (scoped || policiesCheckParent(catalog, analysis, relation, plan.role, foreignKey)) continue;
+        // A composite key beside it (tenant_id, project_id) -> projects (tenant_id, id) rejects the reference the
+        // single-column key would accept: refuted by the schema itself; the fix exists already.
+        const guard = relation.foreignKeys.find(
+          (other) =>
+            other !== foreignKey &&
+            other.references === foreignKey.references &&
+            other.columns.some((column, index) => column === tenantColumn && other.referencedColumns[index] === parentTenant) &&
+            foreignKey.columns.every((column, index) => other.columns.some((candidate, position) => candidate === column && other.referencedColumns[position] === foreignKey.referencedColumns[index])),
+        );
+        if (guard) {
+          findings.push(
+            report({
+              severity: 'info',
+              object: constraintObject(relation.qualified, foreignKey.name, foreignKey.columns),
+              message: `The foreign key ${foreignKey.name} on ${relation.qualified} (${foreignKey.columns.join(', ')}) -> ${parent.qualified} (${foreignKey.referencedColumns.join(', ')}) does not include ${tenantColumn}, but ${guard.name} (${guard.columns.join(', ')}) -> ${parent.qualified} (${guard.referencedColumns.join(', ')}) rejects a reference to another tenant's row: refuted by the schema; ${foreignKey.name} is redundant.`,
+              sql: `select conname, pg_get_constraintdef(oid) as definition from pg_constraint where conrelid = ${regclassLiteral(relation.qualified)} and conname in (${literal(foreignKey.name)}, ${literal(guard.name)});`,
+              details: `${foreignKey.definition}\n${guard.definition}`,
+              fix: `-- nothing to fix: ${guard.name} keeps the reference within the tenant; ${foreignKey.name} may be dropped as redundant`,
+            }),
+          );
+          continue;
+        }
         findings.push(
           report({
             severity: 'medium',

@@ -6,6 +6,7 @@ import type { TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession } from '../session.js';
 import { ident, relationIdent } from '../sql.js';
 import type { Ledger, Tenant } from './ledger.js';
+import { addProfile } from './identity.js';
 import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
 import { isSequenceBacked, KEY_LIMITS, rowsMadeByTriggers } from './seed.js';
 
@@ -23,6 +24,11 @@ export interface Actor {
    * actor's own to see, and every other actor's foreign rows. Probes never run as them.
    */
   personal?: Tenant[];
+  /**
+   * The key of its row in the table the policies read the identity through (a session id, a tenant's
+   * db_user), when they do (plan.actors.lookup): the context carries it in place of the tenant id.
+   */
+  key?: string | null;
 }
 
 export interface Actors {
@@ -37,7 +43,9 @@ export interface Actors {
 
 /** Values for the context SQL's parameters ($tenant, $user, $role), in its positional order. */
 export function contextValuesOf(plan: TenancyPlan, actor: Actor, tenantId: string | null = actor.tenants[0]?.id ?? null): (string | null)[] {
-  return plan.contextParameters.map((parameter) => (parameter === 'tenant' ? tenantId : parameter === 'user' ? actor.user : actor.role));
+  // The identity read through a table: the context carries the actor's key there, not the tenant id.
+  const carried = plan.actors.lookup && actor.key !== undefined && (!actor.tenants.length || tenantId === actor.tenants[0]!.id) ? actor.key : tenantId;
+  return plan.contextParameters.map((parameter) => (parameter === 'tenant' ? carried : parameter === 'user' ? actor.user : actor.role));
 }
 
 /**
@@ -61,7 +69,7 @@ function middleKey(column: Column, serial: { next: number }): string | null {
   return String(limit / 2n - BigInt(serial.next));
 }
 
-async function insertRow(session: AuditSession, relation: Relation, given: Record<string, string | null>, ledger: Ledger, serial: { next: number }, seed: number, explicitKeys: boolean): Promise<Record<string, string | null>> {
+export async function insertRow(session: AuditSession, relation: Relation, given: Record<string, string | null>, ledger: Ledger, serial: { next: number }, seed: number, explicitKeys: boolean): Promise<Record<string, string | null>> {
   const faker = createFaker(seed + serial.next);
   const values = new Map(Object.entries(given));
   for (const foreignKey of relation.foreignKeys) {
@@ -149,6 +157,7 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
     try {
       const row = await insertRow(session, usersRelation, { [users.column]: id }, ledger, serial, seed, explicitKeys);
       ledger.add(usersRelation.qualified, usersRelation.primaryKey, [{ tenant: null, values: row }]);
+      if (actors.profile) await addProfile(session, catalog, actors.profile, id, ledger, serial, seed, explicitKeys);
       const platform = (await session.savepoint(() => session.query(`select ${membership.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ')} from ${relationIdent(membership)} where ${ident(userColumn)} = $1::${userType}`, [id]), true)).rows;
       made.set(id, platform.filter((member) => !of.some((tenant) => tenant.id === member[tenantColumn])));
       for (const tenant of of) {

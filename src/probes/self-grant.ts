@@ -8,7 +8,7 @@ import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from 
 import { chainEvidence, chainTargets, describeOpened, opened, runChain, type ChainRun, type ChainStep } from './chains.js';
 import { actorOf, describeContext } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
-import { ROW_CURSOR, sequenceSkip } from './writes.js';
+import { columnOf, ROW_CURSOR, sequenceSkip } from './writes.js';
 import type { ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
 
@@ -31,10 +31,6 @@ interface Attempt {
   what: string;
   /** The step changes memberships (self-join, move): a membership gained in the victim tenant is itself the finding. */
   grantsMembership: boolean;
-}
-
-function typeOf(relation: Relation, column: string): string {
-  return relation.columns.find((candidate) => candidate.name === column)!.type;
 }
 
 /** Tables (not the membership table) with a user column and a column naming a tenant, read by a policy or a function: where a user's row may choose its tenant. */
@@ -83,7 +79,7 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
     const cursor = [`declare ${ROW_CURSOR} cursor for ${own}`, `fetch ${ROW_CURSOR}`];
     list.push({
       check: 'membership-escalation', relation, actor, tenant, victim, grantsMembership: true,
-      step: { statement: `update ${relationIdent(relation)} set ${ident(membership.tenantColumn)} = $1::${typeOf(relation, membership.tenantColumn)} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
+      step: { statement: `update ${relationIdent(relation)} set ${ident(membership.tenantColumn)} = $1::${columnOf(relation, membership.tenantColumn).type} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
       what: `update ${relation.qualified} set ${membership.tenantColumn} = ${victim.label} on its own membership of ${tenant.label}`,
     });
     for (const role of roles) {
@@ -101,7 +97,7 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
     const cursor = [`declare ${ROW_CURSOR} cursor for select * from ${relationIdent(pointer.relation)} where ${ident(pointer.userColumn)}::text = ${literal(user)}`, `fetch ${ROW_CURSOR}`];
     list.push({
       check: 'user-pointer', relation: pointer.relation, actor, tenant, victim, grantsMembership: false,
-      step: { statement: `update ${relationIdent(pointer.relation)} set ${ident(pointer.pointer)} = $1::${typeOf(pointer.relation, pointer.pointer)} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
+      step: { statement: `update ${relationIdent(pointer.relation)} set ${ident(pointer.pointer)} = $1::${columnOf(pointer.relation, pointer.pointer).type} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
       what: `update ${pointer.relation.qualified} set ${pointer.pointer} = ${victim.label} on its own row`,
     });
   }

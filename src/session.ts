@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
 import { connect, DEFAULT_BOUNDS, type Bounds } from './target/connect.js';
+import { pagedQuery } from './target/paged.js';
 import { blankComments, runScript } from './sent-sql.js';
 import { ident } from './sql.js';
 
@@ -155,6 +156,13 @@ export class AuditSession {
     this.lastStatement = text;
     const result = await this.client.query({ text, values, types: RAW_TYPES, ...(name ? { name } : {}) });
     return { rows: result.rows as RawRow[], rowCount: result.rowCount ?? 0 };
+  }
+
+  /** A read whose result may be large, in pages through a cursor (target/paged.ts says why). */
+  async queryPaged(text: string, values: unknown[] = []): Promise<QueryOutcome> {
+    if (this.unsettled.size) await this.settled();
+    const result = await pagedQuery((page, pageValues = []) => this.dispatch(page, pageValues), text, values);
+    return { rows: result.rows, rowCount: result.rows.length };
   }
 
   private async state(): Promise<Record<string, string | null>> {

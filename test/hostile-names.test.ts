@@ -259,6 +259,7 @@ const EXPECTED_KINDS = new Set([
   'DeallocateStmt',
   'DeclareCursorStmt',
   'FetchStmt',
+  'ClosePortalStmt',
   'CreateRoleStmt',
   'GrantRoleStmt',
 ]);

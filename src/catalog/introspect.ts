@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { domainCheckOnColumn } from '../analysis/constraints.js';
 import { loadParser } from '../analysis/parse.js';
+import { pagedQuery } from '../target/paged.js';
 import type {
   Catalog,
   Column,
@@ -228,25 +229,26 @@ const CONSTRAINT_KINDS: Record<string, Constraint['kind']> = { p: 'primary-key',
 /** One read-only pass over pg_catalog. Pure data: no judgement about tenancy or safety. */
 export async function introspect(client: Queryable, schemas: string[] = []): Promise<Catalog> {
   await loadParser(); // domain CHECKs are read with it
+  // Each read in pages (target/paged.ts): one connection answers one query at a time, in sequence.
+  const paged = (text: string, values?: unknown[]) => pagedQuery((page, pageValues) => client.query(page, pageValues), text, values);
   const info = await client.query<{ version: string; num: string; database: string; user: string }>(
     `select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`,
   );
-  const relationRows = (await client.query(RELATIONS_SQL, [schemas])).rows as {
+  const relationRows = (await paged(RELATIONS_SQL, [schemas])).rows as {
     oid: number; schema: string; name: string; kind: string; owner: string; rls_enabled: boolean; rls_forced: boolean;
     is_partition: boolean; partition_bound: string | null; partition_key: string | null; parents: string[]; view_definition: string | null; options: string[]; estimated_rows: number; grants: string[];
   }[];
   const oids = relationRows.map((row) => row.oid);
-  // One connection answers one query at a time: ask in sequence.
-  const columns = await client.query(COLUMNS_SQL, [oids]);
-  const constraints = await client.query(CONSTRAINTS_SQL, [oids]);
-  const indexes = await client.query(INDEXES_SQL, [oids]);
-  const policies = await client.query(POLICIES_SQL, [oids]);
-  const dependencies = await client.query(DEPENDENCIES_SQL, [oids]);
-  const roles = await client.query(ROLES_SQL);
+  const columns = await paged(COLUMNS_SQL, [oids]);
+  const constraints = await paged(CONSTRAINTS_SQL, [oids]);
+  const indexes = await paged(INDEXES_SQL, [oids]);
+  const policies = await paged(POLICIES_SQL, [oids]);
+  const dependencies = await paged(DEPENDENCIES_SQL, [oids]);
+  const roles = await paged(ROLES_SQL);
   // SQL-standard bodies (BEGIN ATOMIC, PostgreSQL 14+) leave prosrc empty; their text is in prosqlbody.
   const sqlBody = Number(info.rows[0]!.num) >= 140000 ? 'coalesce(pg_get_function_sqlbody(p.oid), p.prosrc)' : 'p.prosrc';
-  const functions = await client.query(FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]);
-  const triggers = await client.query(TRIGGERS_SQL, [oids]);
+  const functions = await paged(FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]);
+  const triggers = await paged(TRIGGERS_SQL, [oids]);
 
   const columnsByRelation = groupBy(columns.rows as ColumnRow[], (row) => row.relid);
   const attributeNames = new Map<number, Map<number, string>>();
@@ -406,7 +408,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       }
     }
   }
-  const schemaRows = (await client.query(SCHEMAS_SQL)).rows as { name: string; owner: string; grants: string[] }[];
+  const schemaRows = (await paged(SCHEMAS_SQL)).rows as { name: string; owner: string; grants: string[] }[];
   const databaseRow = (await client.query(DATABASE_SQL)).rows[0] as { owner: string; grants: string[] };
   return {
     serverVersion: info.rows[0]!.version,

@@ -402,6 +402,7 @@ interface Collector {
   schemas: string[];
   accesses: BodyAccess[];
   calls: Set<string>;
+  unqualified: Set<string>;
 }
 
 function newEnv(collector: Collector, aliases: Map<string, Relation>): Env {
@@ -460,6 +461,7 @@ function selectAccesses(collector: Collector, raw: Select, variables: Map<string
   // Inside a statement that is confined, a sub-select only filters the caller's rows.
   const reason = outerReason === null ? null : ownReason;
   for (const item of raw.from) {
+    if (item.relation && !item.subquery && !item.relation.includes('.')) collector.unqualified.add(item.relation);
     if (item.relation) {
       const relation = collector.scope.relationNamed(item.relation, collector.schemas);
       if (relation) collector.accesses.push({ relation: relation.qualified, command, confined: reason === null, reason: reason ?? '' });
@@ -494,6 +496,7 @@ function statementAccesses(collector: Collector, statement: Statement): void {
     const range = nodeBody({ RangeVar: raw.relation }) as Raw;
     const name = [range.schemaname, range.relname].filter(Boolean).join('.');
     const alias = (range.alias as { aliasname?: string } | undefined)?.aliasname ?? String(range.relname ?? '');
+    if (!range.schemaname && range.relname) collector.unqualified.add(String(range.relname));
     return { relation: collector.scope.relationNamed(name, collector.schemas), alias };
   };
   switch (type) {
@@ -570,7 +573,7 @@ function settingsIn(parsed: ParsedBody): string[] {
 
 /** Analyse a parsed body: accesses, verdict, reason. */
 export function bodyAnalysis(scope: Scope, name: string, kind: 'view' | 'function', parsed: ParsedBody, schemas: string[]): BodyAnalysis {
-  const collector: Collector = { scope, schemas, accesses: [], calls: new Set() };
+  const collector: Collector = { scope, schemas, accesses: [], calls: new Set(), unqualified: new Set() };
   for (const statement of parsed.statements) statementAccesses(collector, statement);
   const open = collector.accesses.find((access) => !access.confined);
   let verdict: BodyAnalysis['verdict'] = 'confined';
@@ -593,6 +596,7 @@ export function bodyAnalysis(scope: Scope, name: string, kind: 'view' | 'functio
     settings: settingsIn(parsed),
     accesses: collector.accesses,
     relations: [...new Set(collector.accesses.map((access) => access.relation))],
+    unqualified: [...collector.unqualified],
     dynamicSql: parsed.dynamic,
     calls: [...collector.calls],
   };

@@ -238,6 +238,11 @@ export interface BodyAnalysis {
   accesses: BodyAccess[];
   /** Relations it reads or writes, qualified, in order of appearance (without duplicates). */
   relations: string[];
+  /**
+   * Relations named without their schema, as written: a caller's temporary table of that name comes first
+   * (pg_temp is searched before the path for relations, whatever the path says).
+   */
+  unqualified: string[];
   /** EXECUTE statements whose SQL is not a constant. */
   dynamicSql: string[];
   /** Functions it calls (lower-cased names as written). */

@@ -1,4 +1,3 @@
-import { analyze, type Analysis } from '../analysis/index.js';
 import { parseExpression, type Node } from '../analysis/parse.js';
 import type { Relation } from '../catalog/types.js';
 import type { Tenant } from '../seed/ledger.js';
@@ -114,17 +113,6 @@ export function constantsIn(expression: string): string[] {
   return constants;
 }
 
-/** The audit's analysis model; computed once here when the context does not carry it (a library caller's context). */
-const analyses = new WeakMap<object, Analysis>();
-function analysisOf(context: ProbeContext): Analysis {
-  let analysis = context.analysis ?? analyses.get(context.ledger);
-  if (!analysis) {
-    analysis = analyze(context.catalog, context.plan.role);
-    analyses.set(context.ledger, analysis);
-  }
-  return analysis;
-}
-
 /**
  * Why a relation's policies are not tenant-symmetric, with the constants that may name tenants; null when they
  * are. From the analysis model, branch by branch: a branch that ties rows to the context (`confined`), opens them
@@ -134,12 +122,7 @@ function analysisOf(context: ProbeContext): Analysis {
  * cannot decide may.
  */
 function asymmetry(context: ProbeContext, relation: Relation): { reason: string; constants: string[] } | null {
-  let analysis: Analysis;
-  try {
-    analysis = analysisOf(context);
-  } catch (error) {
-    return { reason: `the policies could not be analysed (${error instanceof Error ? error.message : String(error)})`, constants: [] };
-  }
+  const analysis = context.analysis;
   let reason: string | null = null;
   const constants: string[] = [];
   for (const entry of analysis.policies) {

@@ -130,8 +130,8 @@ export async function createAuditDatabase(input: ScenarioInput): Promise<AuditDa
       const rows = await session.savepoint(
         async () => {
           const setter = contextStatementOf(plan, actor);
-          if (setter.userSql) await session.userQuery(setter.text, setter.values, 'the context SQL', actor.role ? [actor.role] : []);
-          else await session.query(setter.text);
+          if (setter.origin === 'application') await session.userQuery(setter.text, setter.values, 'the context SQL', actor.role ? [actor.role] : []);
+          else await session.query(setter.text, setter.values);
           const transaction = await session.query('select txid_current() as id');
           const connection: TenantConnection = {
             query: async <Row extends object>(text: string, values: unknown[] = []) => {

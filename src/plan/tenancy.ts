@@ -63,6 +63,12 @@ export interface TenancyPlan {
    */
   roleSwitch: boolean;
   /**
+   * Whose SQL contextSql is: the application's (given in the scenario), which runs only through userQuery, so
+   * that every run proves it left the transaction alone; or the audit's own (a discovered setting, a preset's
+   * claims, a role switch).
+   */
+  contextOrigin: 'application' | 'audit';
+  /**
    * Other contexts the policies could mean (further settings they compare with row columns): tried on the
    * seeded data when this one proves nothing; empty when the context SQL was given.
    */
@@ -598,6 +604,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     contextSql: context.sql,
     contextParameters: context.parameters,
     roleSwitch,
+    contextOrigin: scenario.contextSql ? 'application' : 'audit',
     contextAlternatives: scenario.contextSql
       ? []
       : choice.alternatives.map((alternative) => {

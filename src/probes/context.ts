@@ -83,10 +83,10 @@ export function contextValues(context: ProbeContext, actor: Actor, tenantId: str
 export function sendContext(context: ProbeContext, actor: Actor, tenantId?: string | null): { outcome: Promise<unknown>; mustWait: boolean } {
   const { session } = context;
   const statement = contextStatementOf(context.plan, actor, tenantId);
-  if (!statement.userSql) return { outcome: session.send(statement.text), mustWait: false };
-  if (context.scenario.contextSql !== undefined) {
+  if (statement.origin === 'application') {
     return { outcome: pending(session.userQuery(statement.text, statement.values, 'the context SQL', actor.role ? [actor.role] : [])), mustWait: true };
   }
+  if (!statement.values.length) return { outcome: session.send(statement.text), mustWait: false };
   return { outcome: session.send(statement.text, statement.values, `rls_audit_set_context_${textHash(statement.text)}`), mustWait: false };
 }
 

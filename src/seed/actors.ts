@@ -52,9 +52,9 @@ export function contextValuesOf(plan: TenancyPlan, actor: Actor, tenantId: strin
  * The statement that sets `actor`'s context: the application's context SQL with its values, or, for a role
  * per tenant, the audit's own `set local role`.
  */
-export function contextStatementOf(plan: TenancyPlan, actor: Actor, tenantId?: string | null): { text: string; values: (string | null)[]; userSql: boolean } {
-  if (plan.roleSwitch) return { text: `set local role ${ident(actor.role ?? plan.role)}`, values: [], userSql: false };
-  return { text: plan.contextSql, values: contextValuesOf(plan, actor, tenantId), userSql: true };
+export function contextStatementOf(plan: TenancyPlan, actor: Actor, tenantId?: string | null): { text: string; values: (string | null)[]; origin: TenancyPlan['contextOrigin'] } {
+  if (plan.roleSwitch) return { text: `set local role ${ident(actor.role ?? plan.role)}`, values: [], origin: 'audit' };
+  return { text: plan.contextSql, values: contextValuesOf(plan, actor, tenantId), origin: plan.contextOrigin };
 }
 
 /** Insert one row with the given values; other required columns get generated values; returns the row as text. */

@@ -282,7 +282,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       const file = scenarioArgument(given, flags);
       const { terminal, project } = await startConsole(file, flags);
       try {
-        const scenario = await loadScenario(file, withProject(overridesFrom(flags), project), io.cwd, false);
+        const scenario = await loadScenario(file, withProject(overridesFrom(flags), project), io.cwd);
         secrets.addConnection(scenario.target.url);
         const baseline = await baselineOf(flags.baseline);
         const report = await lint(scenario, { log: terminal.log, progress: terminal.progress });
@@ -310,7 +310,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       // Without --schema or --database-url: the project in the working directory.
       const project = await projectOf(undefined, rest, undefined);
       if (project) io.err(`project: ${terminalLine(project.description)}\n`);
-      const scenario = await loadScenario(null, withProject(overridesFrom(rest), project), io.cwd, false);
+      const scenario = await loadScenario(null, withProject(overridesFrom(rest), project), io.cwd);
       const written = await initScenario(scenario, {
         file: path.resolve(io.cwd, file),
         force,

@@ -189,6 +189,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
           ...(project.preset ? { preset: project.preset } : {}),
           ...(project.anonymousRole ? { anonymousRole: project.anonymousRole } : {}),
           ...(project.authenticator ? { authenticator: project.authenticator } : {}),
+          ...(project.exposedSchemas?.length ? { apiSchemas: project.exposedSchemas } : {}),
           ...overrides,
         }
       : overrides;

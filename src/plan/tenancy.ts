@@ -78,6 +78,8 @@ export interface TenancyPlan {
    * may call runs dynamic SQL).
    */
   apiOnly: boolean;
+  /** With apiOnly: the schemas the API layer exposes (null: all); see plan/api-reach.ts. */
+  apiSchemas: string[] | null;
   /** The JWT claim path (in `setting`) that carries the tenant, when a claim does, e.g. [app_metadata, tenant_id]. */
   tenantClaim: string[] | null;
   tenantKey: TenantKey;
@@ -660,6 +662,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
     anonymousRole: anonymousRole === role ? null : anonymousRole,
     preset: preset?.name ?? null,
     apiOnly: scenario.api ?? preset !== null,
+    apiSchemas: (scenario.api ?? preset !== null) ? (scenario.apiSchemas ?? null) : null,
     tenantClaim: choice.claim,
     tenantKey,
     tenantColumns,

@@ -22,6 +22,7 @@ export interface ScenarioOverrides {
   api?: boolean;
   anonymousRole?: string;
   authenticator?: string;
+  apiSchemas?: string[];
   tenantTable?: string;
   tenantKey?: string;
   tenantColumn?: string[];
@@ -156,6 +157,7 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.api !== undefined) merged.api = overrides.api;
   if (overrides.anonymousRole !== undefined) merged.anonymousRole = overrides.anonymousRole;
   if (overrides.authenticator !== undefined) merged.authenticator = overrides.authenticator;
+  if (overrides.apiSchemas !== undefined) merged.apiSchemas = overrides.apiSchemas;
   if (overrides.tenantTable !== undefined) merged.tenantTable = overrides.tenantTable;
   if (overrides.tenantKey !== undefined) merged.tenantKey = overrides.tenantKey;
   if (overrides.tenantColumn?.length) merged.tenantColumn = overrides.tenantColumn;

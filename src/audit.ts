@@ -6,6 +6,7 @@ import { AuditError, AuditTimeout, errorMessage } from './errors.js';
 import { fingerprintFindings, objectLabel, type Finding } from './findings.js';
 import { isFailing } from './baseline.js';
 import { allChecks, ruleChecks } from './checks.js';
+import { apiReach, applyApiReach } from './plan/api-reach.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
 import { roleAccess } from './probes/access.js';
 import { familyCoverage } from './probes/coverage.js';
@@ -436,7 +437,16 @@ function buildReport(
   }
   if (seeded) notes.push(...coverageNotes(seeded, scenario));
   if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, seeded.ledger, forcedScans));
-  const accepted = applyAcceptances(fingerprintFindings(sortFindings(findings)), scenario.accept);
+  const reach = apiReach(catalog, prepared.analysis, plan);
+  if (plan.apiSchemas) {
+    const outside = reach ? catalog.relations.filter((relation) => reach.unreachableRelations.has(relation.qualified) && plan.relations.some((entry) => entry.relation === relation.qualified && entry.tenancy !== 'shared')) : [];
+    notes.push(
+      reach
+        ? `the API exposes ${plan.apiSchemas.join(', ')} (apiSchemas): ${outside.length ? `${outside.map((relation) => relation.qualified).join(', ')} ${outside.length === 1 ? 'is' : 'are'} reached by nothing exposed there, so findings on ${outside.length === 1 ? 'it' : 'them'} are info` : 'every tenant-owned relation is reached from there'}`
+        : `the API exposes ${plan.apiSchemas.join(', ')} (apiSchemas), but a function it may reach runs dynamic SQL or could not be read: every relation counts as reachable`,
+    );
+  }
+  const accepted = applyAcceptances(fingerprintFindings(sortFindings(applyApiReach(findings, reach))), scenario.accept);
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,
     tool: { name: 'rls-audit', version: VERSION },

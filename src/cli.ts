@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { audit, lint } from './audit.js';
@@ -189,6 +189,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
           ...(project.preset ? { preset: project.preset } : {}),
           ...(project.anonymousRole ? { anonymousRole: project.anonymousRole } : {}),
           ...(project.authenticator ? { authenticator: project.authenticator } : {}),
+          ...(project.exposedSchemas?.length ? { apiSchemas: project.exposedSchemas } : {}),
           ...overrides,
         }
       : overrides;
@@ -207,7 +208,19 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     }
     if (project) terminal.log(`project: ${project.description}`);
     // Lines may carry names from the database: printed as escapes, so that none can forge a line.
-    return { terminal: { ...terminal, log: (line: string) => terminal.log(terminalLine(line)) }, project };
+    return { terminal: { ...terminal, log: (line: string) => terminal.log(terminalLine(line)) }, project, config };
+  };
+
+  /**
+   * Where `--format pgtap` writes its test: in a Supabase project (supabase/config.toml beside the scenario that
+   * was found, or in the working directory) audited with the preset, supabase/tests/rls-audit.test.sql, which
+   * `supabase test db` runs; with --out (or out: in the scenario) or elsewhere, the report folder.
+   */
+  const pgtapFile = (scenario: Scenario, flags: RunFlags, file: string | undefined, config: string | undefined): string | undefined => {
+    if (scenario.preset !== 'supabase' || flags.out !== undefined || scenario.out !== undefined || !flags.format?.includes('pgtap')) return undefined;
+    const root = file ? path.dirname(path.resolve(io.cwd, file)) : config ? path.dirname(config) : io.cwd;
+    const configToml = path.join(root, 'supabase', 'config.toml');
+    return existsSync(configToml) && statSync(configToml).isFile() ? path.join(root, 'supabase', 'tests', 'rls-audit.test.sql') : undefined;
   };
 
   /** The notes (stderr), then the summary with the files written (stdout). */
@@ -221,11 +234,11 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
   /** The baseline named by --baseline, read before the audit starts so that a wrong path costs nothing. */
   const baselineOf = async (file: string | undefined) => (file === undefined ? undefined : readBaseline(path.resolve(io.cwd, file)));
 
-  const finish = async (unsafeReport: Report, scenario: Scenario, flags: RunFlags, baseline: Baseline | undefined) => {
+  const finish = async (unsafeReport: Report, scenario: Scenario, flags: RunFlags, baseline: Baseline | undefined, pgtap?: string) => {
     const report = secrets.redactValue(baseline ? applyBaseline(unsafeReport, baseline) : unsafeReport);
     const outDir = scenario.out ?? path.resolve(io.cwd, 'reports', scenario.name);
     const formats = flags.format ?? DEFAULT_REPORT_FORMATS;
-    const files = await writeReports(report, outDir, formats);
+    const files = await writeReports(report, outDir, formats, pgtap ? { pgtap } : {});
     const stepSummary = process.env.GITHUB_STEP_SUMMARY;
     if (stepSummary && formats.includes('markdown')) {
       // GitHub Actions shows this file on the run's summary page; a failure to append must not hide the verdict.
@@ -253,11 +266,12 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .option('--shard <i/n>', 'run part i of n of the probe plan and write a partial report; join the parts with rls-audit merge')
     .action(async (given: string | undefined, flags: RunFlags) => {
       const file = scenarioArgument(given, flags);
-      const { terminal, project } = await startConsole(file, flags);
+      const { terminal, project, config } = await startConsole(file, flags);
       try {
         const scenario = await loadScenario(file, withProject(overridesFrom(flags), project), io.cwd);
         secrets.addConnection(scenario.target.url);
         const baseline = await baselineOf(flags.baseline);
+        const pgtap = pgtapFile(scenario, flags, file, config);
         let report: Report;
         try {
           report = await audit(scenario, { log: terminal.log, progress: terminal.progress, replay: flags.format?.includes('pgtap') });
@@ -265,12 +279,12 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
           // The time limit: write what was done so far, then exit 2 with the reason.
           if (error instanceof AuditTimeout && error.report) {
             terminal.stop();
-            await finish(error.report as Report, scenario, flags, baseline);
+            await finish(error.report as Report, scenario, flags, baseline, pgtap);
           }
           throw error;
         }
         terminal.stop();
-        await finish(report, scenario, flags, baseline);
+        await finish(report, scenario, flags, baseline, pgtap);
       } finally {
         terminal.stop();
       }
@@ -282,7 +296,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       const file = scenarioArgument(given, flags);
       const { terminal, project } = await startConsole(file, flags);
       try {
-        const scenario = await loadScenario(file, withProject(overridesFrom(flags), project), io.cwd, false);
+        const scenario = await loadScenario(file, withProject(overridesFrom(flags), project), io.cwd);
         secrets.addConnection(scenario.target.url);
         const baseline = await baselineOf(flags.baseline);
         const report = await lint(scenario, { log: terminal.log, progress: terminal.progress });
@@ -310,7 +324,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       // Without --schema or --database-url: the project in the working directory.
       const project = await projectOf(undefined, rest, undefined);
       if (project) io.err(`project: ${terminalLine(project.description)}\n`);
-      const scenario = await loadScenario(null, withProject(overridesFrom(rest), project), io.cwd, false);
+      const scenario = await loadScenario(null, withProject(overridesFrom(rest), project), io.cwd);
       const written = await initScenario(scenario, {
         file: path.resolve(io.cwd, file),
         force,

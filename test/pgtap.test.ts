@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli.js';
 import { PRESETS, type PresetName } from '../src/presets/index.js';
 import { applySchemaFiles, readSchemaFiles } from '../src/schema-files.js';
 import { startEmbedded } from '../src/target/embedded.js';
@@ -35,6 +36,11 @@ async function auditAndProve(schema: string, args: string[], preset?: PresetName
   dirs.push(out);
   const run = await runCli(['run', '--schema', schema, ...args, '--format', 'pgtap', '--pg-bin', PG15_BIN, '--tenants', '2', '--rows', '3', '--seed', '7', '--quiet', '--out', out]);
   const testFile = path.join(out, 'rls-audit.test.sql');
+  return { run, ...(await prove(testFile, schema, preset)) };
+}
+
+/** pg_prove `testFile` on a fresh PostgreSQL 15 holding the platform (a preset's) and `schema`. */
+async function prove(testFile: string, schema: string, preset?: PresetName) {
   const target = await startEmbedded({ pgBin: PG15_BIN });
   try {
     const client = new pg.Client({ connectionString: target.connectionString });
@@ -48,7 +54,7 @@ async function auditAndProve(schema: string, args: string[], preset?: PresetName
     }
     const url = new URL(target.connectionString);
     const prove = spawnSync('pg_prove', ['-h', url.searchParams.get('host')!, '-p', url.port, '-U', decodeURIComponent(url.username), '-d', url.pathname.slice(1), testFile], { encoding: 'utf8' });
-    return { run, text: await readFile(testFile, 'utf8'), prove: { status: prove.status, output: `${prove.stdout}${prove.stderr}` } };
+    return { text: await readFile(testFile, 'utf8'), prove: { status: prove.status, output: `${prove.stdout}${prove.stderr}` } };
   } finally {
     await target.close();
   }
@@ -85,6 +91,49 @@ describe.skipIf(missing !== null)(`--format pgtap${missing ? ` (skipped: ${missi
     expect(text).toMatch(/^insert into "auth"\."users" /m);
     expect(prove.output).toMatch(/All tests successful/);
     expect(prove.status).toBe(0);
+  });
+});
+
+/** The CLI run in `cwd` as a user runs it there: no --out added (runCli adds one). */
+async function cliIn(args: string[], cwd: string): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(args, { out: (text) => (out += text), err: (text) => (err += text), cwd });
+  return { code, out, err };
+}
+
+describe.skipIf(missing !== null)(`--format pgtap in a Supabase project${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  it('with no other argument, the test goes in supabase/tests/ (where supabase test db runs it), passes there, and fails on a leaking migration', async () => {
+    const parent = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-pgtap-project-'));
+    dirs.push(parent);
+    const dir = path.join(parent, 'shop');
+    await cp(path.join(FIXTURES, 'projects', 'supabase'), dir, { recursive: true });
+    const args = ['run', '--format', 'pgtap', '--pg-bin', PG15_BIN, '--tenants', '2', '--rows', '3', '--seed', '7'];
+    const run = await cliIn(args, dir);
+    expect(run.code, run.err).toBe(0);
+    const testFile = path.join(dir, 'supabase', 'tests', 'rls-audit.test.sql');
+    expect(run.out).toContain('wrote supabase/tests/rls-audit.test.sql');
+    expect(existsSync(path.join(dir, 'reports', 'shop', 'rls-audit.test.sql'))).toBe(false);
+    const migrations = path.join(dir, 'supabase', 'migrations');
+    const secure = await prove(testFile, migrations, 'supabase');
+    expect(secure.prove.output).toMatch(/All tests successful/);
+    expect(secure.prove.status).toBe(0);
+
+    // A migration whose policy lets every signed-in user read every organization's invoices.
+    await writeFile(
+      path.join(migrations, '20240401090000_invoices.sql'),
+      'create table public.invoices (id uuid primary key default extensions.uuid_generate_v4(), org_id uuid not null references public.organizations (id) on delete cascade, total_cents integer not null);\n' +
+        'alter table public.invoices enable row level security;\n' +
+        "create policy \"signed-in users read invoices\" on public.invoices for select to authenticated using ((select auth.role()) = 'authenticated');\n",
+    );
+    const leaking = await cliIn(args, dir);
+    expect(leaking.code, leaking.err).toBe(1);
+    const vulnerable = await prove(testFile, migrations, 'supabase');
+    expect(vulnerable.prove.status).not.toBe(0);
+    const failed = [...vulnerable.prove.output.matchAll(/# Failed test \d+: "([^"]+)"/g)].map((match) => match[1]!);
+    expect(failed.length).toBeGreaterThan(0);
+    expect(failed.filter((name) => !name.startsWith('public.invoices: '))).toEqual([]);
+    expect(failed.some((name) => /^public\.invoices: .* reads no row of another tenant$/.test(name))).toBe(true);
   });
 });
 

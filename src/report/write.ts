@@ -27,13 +27,21 @@ const OUTPUTS: Record<ReportFormat, { file: string; render: (report: Report) => 
 /**
  * Write the report in each requested format into `outDir` (report.json, report.html, report.sarif,
  * report.junit.xml, report.md, rls-audit.test.sql); `formats` adds to report.json and report.html, which are always written, and so is fix.sql (the fixes
- * of the open findings, merged per object). Returns the paths written.
+ * of the open findings, merged per object). `files` puts a format elsewhere than `outDir` (the pgTAP test in a
+ * Supabase project's supabase/tests/). Returns the paths written.
  */
-export async function writeReports(report: Report, outDir: string, formats: readonly ReportFormat[] = DEFAULT_REPORT_FORMATS): Promise<string[]> {
+export async function writeReports(
+  report: Report,
+  outDir: string,
+  formats: readonly ReportFormat[] = DEFAULT_REPORT_FORMATS,
+  placed: Partial<Record<ReportFormat, string>> = {},
+): Promise<string[]> {
   await ensureDirectory(outDir);
   const files: string[] = [];
   for (const format of REPORT_FORMATS.filter((entry) => DEFAULT_REPORT_FORMATS.includes(entry) || formats.includes(entry))) {
-    const file = path.join(outDir, OUTPUTS[format].file);
+    const elsewhere = placed[format];
+    if (elsewhere) await ensureDirectory(path.dirname(elsewhere));
+    const file = elsewhere ?? path.join(outDir, OUTPUTS[format].file);
     await writeNamedFile(file, OUTPUTS[format].render(report));
     files.push(file);
   }

@@ -52,6 +52,7 @@ export function renderInitScenario(scenario: Scenario, plan: TenancyPlan, report
     if (scenario.anonymousRole) lines.push(entry('anonymousRole', scenario.anonymousRole, 'requests without a JWT run as this role'));
     if (scenario.authenticator) lines.push(entry('authenticator', scenario.authenticator, 'the role the API server logs in as'));
   }
+  if (scenario.apiSchemas) lines.push(entry('apiSchemas', scenario.apiSchemas, 'what the API exposes; findings on what nothing there reaches are info'));
   if (scenario.target.kind === 'url') {
     lines.push(
       '# An existing database: the URL is not written here (it may hold a password). Give it when you run:',

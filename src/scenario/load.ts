@@ -22,6 +22,7 @@ export interface ScenarioOverrides {
   api?: boolean;
   anonymousRole?: string;
   authenticator?: string;
+  apiSchemas?: string[];
   tenantTable?: string;
   tenantKey?: string;
   tenantColumn?: string[];
@@ -90,7 +91,7 @@ export function findConfigFile(cwd = process.cwd()): string | undefined {
  * Validate a scenario given as a value (the library's `audit()` takes a partial one): the schema's
  * defaults fill what is missing; a bad field fails with its path.
  */
-export async function parseScenario(input: ScenarioInput, source = 'the scenario', options: { requireRole?: boolean; requireSchema?: boolean } = {}): Promise<Scenario> {
+export async function parseScenario(input: ScenarioInput, source = 'the scenario', options: { requireSchema?: boolean } = {}): Promise<Scenario> {
   const result = scenarioSchema.safeParse(input);
   if (!result.success) throw new AuditError(formatZodError(result.error, source));
   const scenario = result.data;
@@ -102,9 +103,6 @@ export async function parseScenario(input: ScenarioInput, source = 'the scenario
   }
   if ((options.requireSchema ?? true) && scenario.target.kind !== 'url' && scenario.target.schemaFrom === undefined && scenario.schema.length === 0) {
     throw new AuditError('nothing to audit: give a schema (--schema FILE.sql or schema: in the scenario), a database to copy (--schema-from URL) or an existing database (--database-url), or run in a project directory (rls-audit.yaml, supabase/, postgrest.conf, prisma/migrations, drizzle/, db/structure.sql or migrations/)');
-  }
-  if (options.requireRole && !scenario.role && !scenario.preset) {
-    throw new AuditError('no application role: give the role the application connects as (--role NAME or role: in the scenario), or run `rls-audit init` to discover it and write rls-audit.yaml');
   }
   if (scenario.contextSql !== undefined) {
     // Read with PostgreSQL's lexer now, so a context SQL without a parameter stops before any database starts.
@@ -123,8 +121,10 @@ export async function parseScenario(input: ScenarioInput, source = 'the scenario
  * Build the validated scenario from a YAML file and command-line overrides. Without a file (undefined),
  * the nearest `rls-audit.yaml` in `cwd` or its parents is the file, when there is one; null: flags only.
  * Schema paths in the file are relative to the file; paths given as flags are relative to the cwd.
+ * Without a role (given or in the file), the plan discovers it from the grants (see planTenancy) and says
+ * which one it used and why.
  */
-export async function loadScenario(given: string | null | undefined, overrides: ScenarioOverrides = {}, cwd = process.cwd(), requireRole = true): Promise<Scenario> {
+export async function loadScenario(given: string | null | undefined, overrides: ScenarioOverrides = {}, cwd = process.cwd()): Promise<Scenario> {
   const file = given === null ? undefined : (given ?? findConfigFile(cwd));
   const raw: Record<string, unknown> = file ? await readScenarioFile(path.resolve(cwd, file)) : {};
   const baseDir = file ? path.dirname(path.resolve(cwd, file)) : cwd;
@@ -157,6 +157,7 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.api !== undefined) merged.api = overrides.api;
   if (overrides.anonymousRole !== undefined) merged.anonymousRole = overrides.anonymousRole;
   if (overrides.authenticator !== undefined) merged.authenticator = overrides.authenticator;
+  if (overrides.apiSchemas !== undefined) merged.apiSchemas = overrides.apiSchemas;
   if (overrides.tenantTable !== undefined) merged.tenantTable = overrides.tenantTable;
   if (overrides.tenantKey !== undefined) merged.tenantKey = overrides.tenantKey;
   if (overrides.tenantColumn?.length) merged.tenantColumn = overrides.tenantColumn;
@@ -184,5 +185,5 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   if (overrides.pgVersion !== undefined) target.pgVersion = overrides.pgVersion;
   if (Object.keys(target).length) merged.target = target as ScenarioInput['target'];
 
-  return await parseScenario(merged, file ?? 'the command line', { requireRole });
+  return await parseScenario(merged, file ?? 'the command line');
 }

@@ -77,6 +77,12 @@ export const scenarioSchema = z
      */
     anonymousRole: identifier.optional(),
     /**
+     * With `api` (a preset): the schemas the API layer exposes (PostgREST's db-schemas). A relation or function
+     * outside them is reached only through what is exposed (views, functions, triggers); findings on one that
+     * nothing exposed reaches are info. Absent: every schema counts as exposed.
+     */
+    apiSchemas: z.array(identifier).min(1).optional(),
+    /**
      * With a preset: the role the API server logs in as (the user of PostgREST's db-uri); the signed-in role is
      * the one it switches to that is not the anonymous role. `authenticator` when absent.
      */

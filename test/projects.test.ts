@@ -39,7 +39,7 @@ describe('projects audited with no arguments', () => {
   it('supabase: the platform before the migrations (extensions, auth, storage, realtime), then supabase/migrations in order', async () => {
     const dir = await project('supabase');
     const run = await cli(['run'], dir);
-    expect(run.err).toMatch(/^project: supabase\/ \(config\.toml, 2 migrations in supabase\/migrations\)\n/);
+    expect(run.err).toMatch(/^project: supabase\/ \(config\.toml, API schemas public, graphql_public, 2 migrations in supabase\/migrations\)\n/);
     expect(run.code, run.err).toBe(0);
     const report = await reportOf(dir, 'supabase');
     expect(report.scenario).toMatchObject({ name: 'supabase', role: 'authenticated', setting: 'request.jwt.claims', tenantKey: 'public.organizations.id uuid' });
@@ -50,10 +50,11 @@ describe('projects audited with no arguments', () => {
 
     const init = await cli(['init'], dir);
     expect(init.code, init.err).toBe(0);
-    expect(init.err).toMatch(/^project: supabase\/ \(config\.toml, 2 migrations in supabase\/migrations\)\nwrote rls-audit\.yaml/);
+    expect(init.err).toMatch(/^project: supabase\/ \(config\.toml, API schemas public, graphql_public, 2 migrations in supabase\/migrations\)\nwrote rls-audit\.yaml/);
     const text = await readFile(path.join(dir, 'rls-audit.yaml'), 'utf8');
     expect(text).toMatch(/^schema: .*\n {2}- supabase\/migrations\npreset: supabase +#/m);
     expect(text).toMatch(/^role: authenticated /m);
+    expect(text).toMatch(/^apiSchemas: \[public, graphql_public\]|^apiSchemas:\n  - public\n  - graphql_public/m);
   });
 
   it('postgrest: postgrest.conf gives the preset, the anonymous role and the authenticator; migrations/ the SQL', async () => {

@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
 import { AuditError, errorMessage } from '../errors.js';
 import type { PresetName } from '../presets/index.js';
 
@@ -14,7 +15,7 @@ export interface ProjectLayout {
   /** The SQL files (or a directory of them, applied by name), absolute, in the order the project's tool applies them. */
   schema: string[];
   preset?: PresetName;
-  /** From postgrest.conf: db-anon-role, the user of db-uri, db-schemas. */
+  /** From postgrest.conf: db-anon-role, the user of db-uri, db-schemas; exposedSchemas also from Supabase's config.toml ([api] schemas). */
   anonymousRole?: string;
   authenticator?: string;
   exposedSchemas?: string[];
@@ -40,8 +41,26 @@ async function supabaseLayout(cwd: string): Promise<Omit<ProjectLayout, 'name'> 
   const migrations = path.join(root, 'migrations');
   const schema = isDirectory(migrations) ? await sqlFilesIn(migrations) : [];
   if (!schema.length) throw new AuditError('supabase/config.toml found but supabase/migrations holds no .sql file: create the migrations (supabase migration new NAME, or supabase db diff), or give --schema FILE.sql');
+  const exposedSchemas = await supabaseApiSchemas(path.join(root, 'config.toml'));
   // The directory, which stands for its *.sql in name order: a scenario init writes keeps up with new migrations.
-  return { description: `supabase/ (config.toml, ${count(schema)} in supabase/migrations)`, schema: [migrations], preset: 'supabase' };
+  return {
+    description: `supabase/ (config.toml${exposedSchemas ? `, API schemas ${exposedSchemas.join(', ')}` : ''}, ${count(schema)} in supabase/migrations)`,
+    schema: [migrations],
+    preset: 'supabase',
+    ...(exposedSchemas ? { exposedSchemas } : {}),
+  };
+}
+
+/** The schemas Supabase's REST API exposes: `[api] schemas` of config.toml (what PostgREST gets as db-schemas). */
+async function supabaseApiSchemas(file: string): Promise<string[] | undefined> {
+  let config: Record<string, unknown>;
+  try {
+    config = parseToml(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new AuditError(`${file} is not valid TOML (${errorMessage(error)}): fix it, or give a scenario with --schema`);
+  }
+  const schemas = (config.api as { schemas?: unknown } | undefined)?.schemas;
+  return Array.isArray(schemas) && schemas.every((entry) => typeof entry === 'string') && schemas.length ? schemas : undefined;
 }
 
 /** `prisma/migrations/<timestamp>_<name>/migration.sql`, in directory order as `prisma migrate deploy` applies them. */

@@ -7,7 +7,8 @@
  * skipped with the reason and the run is inconclusive for it, while every other relation is audited as
  * usual. Before and after, the audit reads every sequence, and the report lists any that moved.
  */
-import { loadRoutineIndex, SequenceUse, WriteEffects } from './analysis/effects.js';
+import { SequenceUse, WriteEffects } from './analysis/effects.js';
+import { loadRoutineIndex } from './analysis/routine-index.js';
 import { isSequenceDefault } from './analysis/constraints.js';
 import { loadParser } from './analysis/parse.js';
 import type { Catalog } from './catalog/types.js';

@@ -3,7 +3,8 @@ import { readCheck, readPartitionBound, readPartitionKey } from '../src/analysis
 import { loadParser } from '../src/analysis/parse.js';
 import type { Column, Relation } from '../src/catalog/types.js';
 import { RowPlanner } from '../src/seed/planner.js';
-import { createFaker, regexFromPostgres, tenantIds, tenantIdType } from '../src/seed/values.js';
+import { regexFromPostgres } from '../src/seed/column-rules.js';
+import { createFaker, tenantIds, tenantIdType } from '../src/seed/values.js';
 
 beforeAll(loadParser);
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { foreignKeyClauses, keyColumnsMentioned, oneLine, prefixKeyList, relationsNamed, triggerEvents } from '../src/analysis/sql-text.js';
-import { textArrayItems } from '../src/analysis/classify.js';
+import { textArrayItems } from '../src/analysis/value-sources.js';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { byteToChar, loadParser, parseStatements, ParseError, scanTokens, statementSpans } from '../src/analysis/parse.js';

@@ -2,7 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readCheck } from '../src/analysis/constraints.js';
 import { loadParser } from '../src/analysis/parse.js';
 import type { Column } from '../src/catalog/types.js';
-import { columnRules as rulesOf, columnValue, createFaker, makeCanary, tenantIds } from '../src/seed/values.js';
+import { columnRules as rulesOf } from '../src/seed/column-rules.js';
+import { columnValue, createFaker, makeCanary, tenantIds } from '../src/seed/values.js';
 
 beforeAll(loadParser);
 

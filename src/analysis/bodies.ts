@@ -4,10 +4,11 @@
  * tenant/actor rows, and, for helpers called from policies, the body as one expression of the parameters.
  */
 import type { FunctionInfo, Relation } from '../catalog/types.js';
-import { analyzeExpr, settingCall, type Env, type Scope } from './classify.js';
+import { analyzeExpr, type Env, type Scope } from './classify.js';
 import { nodeBody, nodeList, nodeType, render, someNode, toExpr, toSelect, visitNodes, type Expr, type Select } from './expression.js';
 import type { BodyAccess, BodyAnalysis, Command } from './model.js';
 import { parseExpression, parsePlpgsql, parseStatements, scanTokens, type Node } from './parse.js';
+import { settingCall } from './value-sources.js';
 
 /** One statement of a body, with the variables it sees. */
 interface Statement {

@@ -5,7 +5,8 @@
 import type { Catalog, FunctionInfo, Policy, Relation } from '../catalog/types.js';
 import { inheritedRoles } from '../catalog/roles.js';
 import { mapChildren, parseFunctionBody, parseViewDefinition, bodyAnalysis, type ParsedBody } from './bodies.js';
-import { analyzeExpr, collectReferences, isOpenKind, OPEN_WIDTH, referenceSource, settingCall, settingShape, type Env, type Scope } from './classify.js';
+import { analyzeExpr, isOpenKind, OPEN_WIDTH, type Env, type Scope } from './classify.js';
+import { collectReferences, settingShape } from './context-references.js';
 import { nodeType, nodeBody, someNode, toExpr, visitNodes, type Expr, type Select } from './expression.js';
 import type {
   Analysis,
@@ -23,6 +24,7 @@ import type {
   RelationAnalysis,
 } from './model.js';
 import { byteToChar, parseExpression, scanTokens } from './parse.js';
+import { referenceSource, settingCall } from './value-sources.js';
 
 export type * from './model.js';
 export { loadParser } from './parse.js';

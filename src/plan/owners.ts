@@ -1,6 +1,7 @@
 import type { Analysis, ContextReference } from '../analysis/model.js';
 import type { Catalog, Column, Relation } from '../catalog/types.js';
-import { checksOf, columnRules } from '../seed/values.js';
+import { columnRules } from '../seed/column-rules.js';
+import { checksOf } from '../seed/values.js';
 import type { TenancyPlan } from './tenancy.js';
 
 /**

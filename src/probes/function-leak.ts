@@ -1,4 +1,5 @@
-import { functionEffects, loadRoutineIndex, type EffectVerdict } from '../analysis/effects.js';
+import { functionEffects, type EffectVerdict } from '../analysis/effects.js';
+import { loadRoutineIndex } from '../analysis/routine-index.js';
 import { loadParser } from '../analysis/parse.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import { currentTenantExpression } from '../fixes.js';

@@ -7,7 +7,8 @@ import type { AuditSession } from '../session.js';
 import { ident, relationIdent } from '../sql.js';
 import type { Ledger, Tenant } from './ledger.js';
 import { addProfile } from './identity.js';
-import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
+import { columnRules } from './column-rules.js';
+import { checksOf, columnValue, createFaker, tenantIds } from './values.js';
 import { isSequenceBacked, KEY_LIMITS, rowsMadeByTriggers } from './seed.js';
 
 /** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */

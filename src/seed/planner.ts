@@ -8,7 +8,8 @@
 import type { Faker } from '@faker-js/faker';
 import { magnitudeBound, type Atom, type CheckModel, type Comparison } from '../analysis/constraints.js';
 import type { Column } from '../catalog/types.js';
-import { applyAtom, checksOf, columnValue, copyRules, emptyRules, epochOf, holds, isNumeric, isTemporal, numberRange, typeLimit, type ColumnRules } from './values.js';
+import { applyAtom, copyRules, emptyRules, epochOf, holds, isNumeric, isTemporal, type ColumnRules } from './column-rules.js';
+import { checksOf, columnValue, numberRange, typeLimit } from './values.js';
 import type { Relation } from '../catalog/types.js';
 
 type RowAtom = Extract<Atom, { kind: 'columns' } | { kind: 'nonnulls' }>;

@@ -9,6 +9,7 @@
 import type { Catalog, FunctionInfo, Relation } from '../catalog/types.js';
 import { childrenOf, render, someNode, visitNodes, type Expr, type Select } from './expression.js';
 import type { Branch, BranchKind, Clause, ContextReference, ContextSource, ContextUse, IdentityLookup, Membership, OpenKind, RowFlag } from './model.js';
+import { columnOf } from '../catalog/lookup.js';
 
 /** What the classifier needs from the rest of the analysis (kept as an interface so there is no import cycle). */
 export interface Scope {
@@ -784,7 +785,7 @@ const PUBLIC_VALUE = /^(public|everyone|all|global|shared)$/i;
 function flagColumn(env: Env, node: Expr): { name: string; type: string } | null {
   const inner = node.kind === 'cast' ? node.arg : node;
   if (inner.kind !== 'column' || !isRowColumn(env, inner)) return null;
-  const column = columnRelation(env, inner)?.columns.find((candidate) => candidate.name === inner.name);
+  const column = columnOf(columnRelation(env, inner), inner.name);
   return column ? { name: column.name, type: column.baseType } : null;
 }
 

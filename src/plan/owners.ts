@@ -2,6 +2,7 @@ import type { Analysis, ContextReference } from '../analysis/model.js';
 import type { Catalog, Column, Relation } from '../catalog/types.js';
 import { checksOf, columnRules } from '../seed/values.js';
 import type { TenancyPlan } from './tenancy.js';
+import { columnOf } from '../catalog/lookup.js';
 
 /**
  * Where a row says which user it is of: the columns that reference the users table (`author_id`,
@@ -29,7 +30,7 @@ export function userColumns(catalog: Catalog, analysis: Analysis, plan: TenancyP
   for (const reference of analysis.contextReferences) {
     if (reference.use.kind !== 'equality' || reference.use.membership || reference.use.relation !== relation.qualified) continue;
     if (!isUserReference(plan, reference)) continue;
-    const column = relation.columns.find((candidate) => candidate.name === (reference.use as { column: string }).column);
+    const column = columnOf(relation, (reference.use as { column: string }).column);
     if (column && column.baseType === users.baseType && !plan.tenantColumns.includes(column.name)) columns.add(column.name);
   }
   void catalog;

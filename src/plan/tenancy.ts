@@ -1,5 +1,4 @@
 import type { Catalog, Column, Relation, RelationKind } from '../catalog/types.js';
-import { findRelation } from '../catalog/introspect.js';
 import { AuditError } from '../errors.js';
 import type { Scenario } from '../scenario/schema.js';
 import { compileContextSql, type ContextParameter } from '../analysis/context-sql.js';
@@ -9,6 +8,7 @@ import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
 import { planActors, profileTables, type ActorPlan, type IdentityLookup } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
 import { literal } from '../sql.js';
+import { columnOf, findRelation, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
 
@@ -345,7 +345,7 @@ function chooseTenantTable(
  */
 function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scenario, notes: string[]): Column {
   if (scenario.tenantKey) {
-    const given = relation.columns.find((candidate) => candidate.name === scenario.tenantKey);
+    const given = columnOf(relation, scenario.tenantKey);
     if (!given) throw new AuditError(`tenant key ${scenario.tenantKey} is not a column of ${relation.qualified}: check --tenant-key`);
     return given;
   }
@@ -359,10 +359,10 @@ function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scenario, n
   const [top] = [...referenced].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (top && !(relation.primaryKey?.length === 1 && relation.primaryKey[0] === top[0])) {
     notes.push(`tenant key ${relation.qualified}.${top[0]}: the column ${top[1]} foreign key(s) reference, not the primary key (set it with --tenant-key)`);
-    return relation.columns.find((candidate) => candidate.name === top[0])!;
+    return requireColumn(relation, top[0]);
   }
   const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
-  const column = relation.columns.find((candidate) => candidate.name === key);
+  const column = key === undefined ? undefined : columnOf(relation, key);
   if (!column) throw new AuditError(`tenant table ${relation.qualified} has no single-column primary key or unique key to identify a tenant: give the key with --tenant-key`);
   return column;
 }
@@ -411,7 +411,7 @@ function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: string
   const candidates = new Set<string>();
   for (const entry of relations) {
     if (entry.tenancy === 'shared') continue;
-    const relation = catalog.relations.find((candidate) => candidate.qualified === entry.relation)!;
+    const relation = requireRelation(catalog, entry.relation);
     for (const grant of relation.grants) if (grant.grantee !== 'public' && !owners.has(grant.grantee)) candidates.add(grant.grantee);
   }
   if (candidates.size === 1) {
@@ -569,7 +569,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   for (const name of needed) {
     const relation = byName.get(name)!;
     for (const foreignKey of relation.foreignKeys) {
-      const optional = foreignKey.columns.every((column) => !relation.columns.find((candidate) => candidate.name === column)?.notNull);
+      const optional = foreignKey.columns.every((column) => !columnOf(relation, column)?.notNull);
       dependencies.push({ from: name, to: foreignKey.references, optional });
     }
   }

@@ -8,6 +8,7 @@ import { runAs } from './context.js';
 import { inPart } from './schedule.js';
 import { firstValue, nodes, parsePlan } from './seq-scan.js';
 import type { ProbeContext } from './types.js';
+import { relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 export interface ReadTarget {
   relation: Relation;
@@ -69,7 +70,7 @@ export function readTargets(context: ProbeContext, sourcesOf: (relation: Relatio
  * children. Null for what seeding does not fill directly (views, partitions read on their own).
  */
 export function expectedOwnRows(context: ProbeContext, relationName: string, tenant: Tenant): number | null {
-  const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName)!;
+  const relation = requireRelation(context.catalog, relationName);
   // A view that shows every row of the one table it reads (an API view, `select id, title from data.todo`):
   // the tenant's rows of that table, compared per relation.
   const mapping = relation.kind === 'view' ? viewMapping(relation) : null;
@@ -84,7 +85,7 @@ export function expectedOwnRows(context: ProbeContext, relationName: string, ten
  * its own memberships, so fewer of the tenant's rows there is no defect (a row of another tenant still is).
  */
 export function mayHideTenantRows(context: ProbeContext, relationName: string): boolean {
-  const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName);
+  const relation = relationOf(context.catalog, relationName);
   const shown = relation?.kind === 'view' ? viewMapping(relation)?.base : undefined;
   return context.plan.actors.membership?.relation === relationName || (shown !== undefined && context.plan.actors.membership?.relation === shown);
 }
@@ -189,7 +190,7 @@ export async function forcedFullScans(context: ProbeContext): Promise<Set<string
 function seededKeyCondition(context: ProbeContext, relation: Relation, key: string[]): string | null {
   const rows = context.ledger.rows(relation.qualified).filter((row) => key.every((column) => row.values[column] !== null && row.values[column] !== undefined));
   if (!rows.length) return null;
-  const typeOf = (name: string) => relation.columns.find((column) => column.name === name)!.type;
+  const typeOf = (name: string) => requireColumn(relation, name).type;
   if (key.length === 1) {
     const column = key[0]!;
     return `${ident(column)} = any(${literal(textArrayLiteral(rows.map((row) => row.values[column]!)))}::${typeOf(column)}[])`;

@@ -3,7 +3,8 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { baselineCounts, boundedWrite, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { requireColumn } from '../catalog/lookup.js';
 
 /**
  * The columns that say whose a row is, with the values that make it `victim`'s: the tenant column, and
@@ -52,7 +53,7 @@ export const tenantReassignment = defineProbe({
       for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
         const moves = moveTo(context, target, victim);
         if (!moves.size) break;
-        const assignments = [...moves.keys()].map((column, index) => `${ident(column)} = $${index + 1}::${columnOf(relation, column).type}`).join(', ');
+        const assignments = [...moves.keys()].map((column, index) => `${ident(column)} = $${index + 1}::${requireColumn(relation, column).type}`).join(', ');
         const values = [...moves.values()];
         const own = await rowOf(context, target, actor, key);
         const forms = [

@@ -9,6 +9,7 @@ import type { Ledger, Tenant } from './ledger.js';
 import { addProfile } from './identity.js';
 import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
 import { isSequenceBacked, KEY_LIMITS, rowsMadeByTriggers } from './seed.js';
+import { columnOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 /** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */
 export interface Actor {
@@ -74,7 +75,7 @@ export async function insertRow(session: AuditSession, relation: Relation, given
   const values = new Map(Object.entries(given));
   for (const foreignKey of relation.foreignKeys) {
     if (foreignKey.columns.some((column) => values.has(column))) continue;
-    const nullable = foreignKey.columns.every((name) => !relation.columns.find((column) => column.name === name)?.notNull);
+    const nullable = foreignKey.columns.every((name) => !columnOf(relation, name)?.notNull);
     const parent = nullable ? undefined : ledger.rows(foreignKey.references)[0];
     foreignKey.columns.forEach((name, position) => values.set(name, parent ? (parent.values[foreignKey.referencedColumns[position]!] ?? null) : null));
   }
@@ -146,11 +147,11 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
   const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   const usersRelation = byName.get(users.relation)!;
   const membership = byName.get(actors.membership.relation)!;
-  const ids = tenantIds(createFaker(seed + 104_729), users.baseType, tenants.length + 2, usersRelation.columns.find((column) => column.name === users.column)?.maxLength ?? null);
+  const ids = tenantIds(createFaker(seed + 104_729), users.baseType, tenants.length + 2, columnOf(usersRelation, users.column)?.maxLength ?? null);
   const serial = { next: 0 };
   const memberships: { tenant: Tenant; values: Record<string, string | null> }[] = [];
   const { userColumn, tenantColumn } = actors.membership;
-  const userType = membership.columns.find((column) => column.name === userColumn)!.type;
+  const userType = requireColumn(membership, userColumn).type;
   /** Memberships the platform made for each user as it was created (a trigger on the users table), by user. */
   const made = new Map<string, Record<string, string | null>[]>();
   const addUser = async (id: string, of: Tenant[]) => {
@@ -205,7 +206,7 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
  */
 async function adoptActorRows(session: AuditSession, catalog: Catalog, plan: TenancyPlan, ledger: Ledger, users: Actor[], made: Map<string, Record<string, string | null>[]>): Promise<void> {
   const { membership } = plan.actors;
-  const membershipRelation = catalog.relations.find((relation) => relation.qualified === membership!.relation)!;
+  const membershipRelation = requireRelation(catalog, membership!.relation);
   const candidates = new Map<string, Actor>();
   for (const actor of users) {
     for (const member of made.get(actor.user!) ?? []) {

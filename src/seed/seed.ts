@@ -14,6 +14,7 @@ import { contextStatementOf } from './actors.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
 import { checksOf, createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
+import { columnOf, columnType, relationOf, requireColumn } from '../catalog/lookup.js';
 
 /** Why the seeder must not make a write of this kind to a relation (and what to try), or null. */
 export type WriteBlock = (relation: string, event: 'INSERT' | 'UPDATE') => { reason: string; hint: string } | null;
@@ -188,7 +189,7 @@ function uniqueColumns(relation: Relation): Set<string> {
 }
 
 const nullableKey = (relation: Relation, foreignKey: ForeignKey) =>
-  foreignKey.columns.some((column) => !relation.columns.find((candidate) => candidate.name === column)?.notNull);
+  foreignKey.columns.some((column) => !columnOf(relation, column)?.notNull);
 
 /** The type a column's value is cast to when PostgreSQL evaluates a check on candidate rows (domains by their base type). */
 function evaluationType(column: Column): string {
@@ -624,7 +625,7 @@ class Seeder {
     const alternatives = relationPlan.publicRows ?? [];
     for (const flag of new Set(alternatives.flat().map((entry) => entry.column))) {
       if (forced.has(flag) || !relation.columns.some((column) => column.name === flag)) continue;
-      const boolean = relation.columns.find((column) => column.name === flag)!.baseType === 'bool';
+      const boolean = requireColumn(relation, flag).baseType === 'bool';
       forced.set(flag, (rowIndex) => {
         const chosen = alternatives[Math.floor(rowIndex / 2) % alternatives.length]!.find((entry) => entry.column === flag);
         if (rowIndex % 2 === 0 && chosen) return chosen.value;
@@ -675,7 +676,7 @@ class Seeder {
       const picks = combos.get(foreignKey) ?? Array.from({ length: count }, () => this.faker.helpers.arrayElement(parents));
       foreignKey.columns.forEach((column, position) => {
         if (column === tenantColumn) return;
-        if (!relation.columns.find((candidate) => candidate.name === column)?.notNull) nullable.add(column);
+        if (!columnOf(relation, column)?.notNull) nullable.add(column);
         const referenced = foreignKey.referencedColumns[position]!;
         forced.set(column, (rowIndex) => picks[rowIndex]!.values[referenced] ?? null);
       });
@@ -747,7 +748,7 @@ class Seeder {
    * parser, the columns inside key expressions. None when the catalog has no such index.
    */
   private uniqueKeyColumns(relation: Relation, failure: { constraint?: string; schema?: string; table?: string }): string[] {
-    const table = this.catalog.relations.find((candidate) => candidate.schema === failure.schema && candidate.name === failure.table);
+    const table = failure.schema && failure.table ? relationOf(this.catalog, `${failure.schema}.${failure.table}`) : undefined;
     const index = table?.indexes.find((candidate) => candidate.name === failure.constraint);
     if (!index) return [];
     const named = new Set(index.columns.filter((column): column is string => column !== null));
@@ -1217,7 +1218,7 @@ class Seeder {
  */
 export async function rowsMadeByTriggers(session: AuditSession, relation: Relation, relationPlan: RelationPlan, ledger: Ledger, owners: readonly string[]): Promise<LedgerRow[] | null> {
   if (relationPlan.tenancy === 'shared' || !owners.length) return null;
-  const typeOf = (owner: Relation, name: string) => owner.columns.find((column) => column.name === name)?.type ?? 'text';
+  const typeOf = (owner: Relation, name: string) => columnType(owner, name) ?? 'text';
   const select = relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ');
   const wanted = new Set(owners);
   let sql: string;
@@ -1280,7 +1281,7 @@ export async function seed(
   await loadParser();
   const faker = createFaker(options.seed);
   const keyColumn = plan.tenantKey.relation
-    ? catalog.relations.find((relation) => relation.qualified === plan.tenantKey.relation)?.columns.find((column) => column.name === plan.tenantKey.column)
+    ? columnOf(relationOf(catalog, plan.tenantKey.relation), plan.tenantKey.column)
     : undefined;
   const analysis = options.analysis ?? analyze(catalog, plan.role);
   const idType = tenantIdType(plan.tenantKey.baseType, settingCasts(analysis, plan.setting));

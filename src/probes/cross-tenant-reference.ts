@@ -59,6 +59,7 @@ function compositeKeyFix(context: ProbeContext, relation: Relation, relationPlan
 export const crossTenantReference = defineProbe({
   meta: {
     id: 'cross-tenant-reference',
+    matrix: 'insert',
     title: "A tenant's row can reference another tenant's row",
     severity: 'medium',
     objectKind: 'constraint',
@@ -77,6 +78,7 @@ export const crossTenantReference = defineProbe({
   related: [
     {
       id: 'copied-values',
+      matrix: 'insert',
       title: "A write copies another tenant's values into the tenant's row",
       severity: 'medium',
       objectKind: 'constraint',
@@ -91,6 +93,7 @@ export const crossTenantReference = defineProbe({
         'tenant\'s canary, typically copied by a trigger: data copied across tenants, readable by the acting tenant in its own row.',
     },
   ],
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);

@@ -152,6 +152,7 @@ function describeChanges(changes: Change[]): string {
 export const definerTrigger = defineProbe({
   meta: {
     id: 'definer-trigger',
+    matrix: 'outside',
     title: "A SECURITY DEFINER trigger touches other tenants' rows",
     severity: 'high',
     objectKind: 'table',
@@ -169,6 +170,7 @@ export const definerTrigger = defineProbe({
       'tenant, or copy another tenant\'s values into the tenant\'s rows (compared with the state before, in the same rolled-back ' +
       'savepoint).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const functions = new Map<number, FunctionInfo>(context.catalog.functions.map((fn) => [fn.oid, fn]));

@@ -79,6 +79,7 @@ function fixFor(relation: Relation, relationPlan: RelationPlan, key: UniqueKey):
 export const existenceOracle = defineProbe({
   meta: {
     id: 'existence-oracle',
+    matrix: 'read',
     title: "A unique key reveals whether another tenant holds a value",
     severity: 'low',
     objectKind: 'constraint',
@@ -96,6 +97,7 @@ export const existenceOracle = defineProbe({
       'and the same row with a fresh value succeeds: a tenant learns that a value exists elsewhere without seeing the row (an ' +
       'existence oracle).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     if (context.tenants.length < 2) return findings;

@@ -177,6 +177,7 @@ async function liveEffects(context: ProbeContext, functions: FunctionInfo[]): Pr
 export const functionLeak = defineProbe({
   meta: {
     id: 'function-leak',
+    matrix: 'outside',
     title: "A function returns other tenants' rows",
     severity: 'high',
     objectKind: 'function',
@@ -199,6 +200,7 @@ export const functionLeak = defineProbe({
       'member of that tenant or opens its rows. On a live database only functions proven free of outside effects are called; the ' +
       'others are not reported here (a SECURITY DEFINER one stays a medium definer-function finding, unproven).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const platform = new Set(context.plan.preset ? PRESETS[context.plan.preset].platformSchemas : []);

@@ -69,6 +69,7 @@ function fixFor(context: ProbeContext, role: ReachableRole, relations: string[])
 export const roleGraph = defineProbe({
   meta: {
     id: 'role-graph',
+    matrix: 'read',
     title: "A role the application can switch to sees other tenants' rows",
     severity: 'critical',
     objectKind: 'role',
@@ -86,6 +87,7 @@ export const roleGraph = defineProbe({
       'BYPASSRLS (one statement sheds every policy), high otherwise (it owns tables that do not force row-level security, or ' +
       'policies of its own admit more rows).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const roles = await reachableRoles(context);

@@ -168,6 +168,7 @@ function finding(context: ProbeContext, report: ProbeReport, attempt: Attempt, r
 export const selfGrant = defineProbe({
   meta: {
     id: 'self-join',
+    matrix: 'insert',
     title: 'A user can add itself to another tenant',
     severity: 'high',
     objectKind: 'table',
@@ -183,6 +184,7 @@ export const selfGrant = defineProbe({
   related: [
     {
       id: 'membership-escalation',
+      matrix: 'update',
       title: 'A member can move its membership or raise its role',
       severity: 'high',
       objectKind: 'table',
@@ -197,6 +199,7 @@ export const selfGrant = defineProbe({
     },
     {
       id: 'user-pointer',
+      matrix: 'update',
       title: 'A user can point its own row at another tenant',
       severity: 'high',
       objectKind: 'table',
@@ -210,6 +213,7 @@ export const selfGrant = defineProbe({
         'in the same rolled-back savepoint (high when that tenant\'s rows come back).',
     },
   ],
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     if (context.plan.actors.kind !== 'user' || !context.plan.actors.membership || !context.actors) return findings;

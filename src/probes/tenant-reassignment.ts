@@ -30,6 +30,7 @@ function moveTo(context: ProbeContext, target: WriteTarget, victim: Tenant): Map
 export const tenantReassignment = defineProbe({
   meta: {
     id: 'tenant-reassignment',
+    matrix: 'update',
     title: 'A tenant can move its rows to another tenant',
     severity: 'high',
     objectKind: 'table',
@@ -45,6 +46,7 @@ export const tenantReassignment = defineProbe({
       'High: as a tenant, an UPDATE of one of its own rows (by key, or with no WHERE) that sets the tenant column and the ' +
       'tenant-scoped foreign keys to the next tenant succeeds, and that tenant gains the row (a row moved to another tenant).',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'update', { tenantTable: false, check: this.meta.id })) {

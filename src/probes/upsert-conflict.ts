@@ -97,6 +97,7 @@ async function upsert(context: ProbeContext, builder: OwnRowBuilder, check: stri
 export const upsertConflict = defineProbe({
   meta: {
     id: 'upsert-conflict',
+    matrix: 'update',
     title: "INSERT ... ON CONFLICT reaches another tenant's row",
     severity: 'critical',
     objectKind: 'table',
@@ -114,6 +115,7 @@ export const upsertConflict = defineProbe({
       'or view); low when `on conflict (key) do nothing` silently inserts nothing while a fresh key inserts a row (an existence side ' +
       'channel).',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);

@@ -119,22 +119,30 @@ function register(text) {
   return lines.join('\n');
 }
 
+const table = `${id.replace(/-/g, '_')}_items`;
+const tenantIs = "(select nullif(current_setting('app.current_tenant', true), '')::integer)";
 const vulnerable = `-- ${id}: the smallest schema with the defect, which the check must flag. It starts as a tenant table
--- isolated correctly: change it so that it has the defect. The role app_user is created by the test.
-create table public.${id.replace(/-/g, '_')}_items (
-  id bigint generated always as identity primary key,
-  tenant_id uuid not null,
-  title text not null
+-- isolated correctly (the default context setting, app.current_tenant): change it so that it has the defect.
+create role app_user nologin;
+create table tenants (id integer primary key, name text not null);
+alter table tenants enable row level security;
+alter table tenants force row level security;
+create policy tenant_self on tenants using (id = ${tenantIs});
+grant select on tenants to app_user;
+create table ${table} (
+  tenant_id integer not null references tenants (id),
+  id bigint generated always as identity,
+  title text not null,
+  primary key (tenant_id, id)
 );
-alter table public.${id.replace(/-/g, '_')}_items enable row level security;
-create policy tenant_isolation on public.${id.replace(/-/g, '_')}_items
-  using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)
-  with check (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);
-grant select, insert, update, delete on public.${id.replace(/-/g, '_')}_items to app_user;
+alter table ${table} enable row level security;
+alter table ${table} force row level security;
+create policy tenant_isolation on ${table} using (tenant_id = ${tenantIs}) with check (tenant_id = ${tenantIs});
+grant select, insert, update, delete on ${table} to app_user;
 `;
 
 const secure = `-- ${id}: the secure twin of vulnerable.sql, the same schema without the defect, which nothing may flag at
--- medium or above. The role app_user is created by the test.
+-- medium or above.
 ${vulnerable.split('\n').slice(2).join('\n')}`;
 
 const expectations = `# check-fixtures.test.ts runs this pair: the vulnerable fixture must be flagged, the fix.sql of its run must clear

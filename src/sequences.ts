@@ -120,14 +120,13 @@ export async function sequenceRisks(session: AuditSession, catalog: Catalog, pla
 
 /** The partition parents and inheritance parents of a relation, nearest first. */
 function ancestors(catalog: Catalog, name: string): string[] {
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   const found: string[] = [];
-  let current = byName.get(name);
+  let current = relationOf(catalog, name);
   for (let depth = 0; current && depth < 16; depth += 1) {
     const parent = current.partitionOf ?? current.inheritsFrom[0];
     if (!parent || found.includes(parent)) break;
     found.push(parent);
-    current = byName.get(parent);
+    current = relationOf(catalog, parent);
   }
   return found;
 }

@@ -8,7 +8,7 @@ import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
 import { planActors, profileTables, type ActorPlan, type IdentityLookup } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
 import { literal } from '../sql.js';
-import { columnOf, findRelation, requireColumn, requireRelation } from '../catalog/lookup.js';
+import { columnOf, findRelation, relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
 
@@ -454,7 +454,6 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   const memberships = policyMemberships(analysis, choice.key);
   const tenantTable = chooseTenantTable(catalog, policyColumns, scenario, preset, memberships, notes);
   const tenantColumns = discoverTenantColumns(catalog, policyColumns, scenario, tenantTable, notes);
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
 
   let tenantKey: TenantKey;
   if (tenantTable) {
@@ -553,7 +552,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   const needed = new Set<string>();
   const addWithParents = (name: string) => {
     if (needed.has(name)) return;
-    const relation = byName.get(name);
+    const relation = relationOf(catalog, name);
     if (!relation || !seedable(relation)) return;
     // Partitions are seeded through their partitioned parent.
     if (relation.partitionOf) return addWithParents(relation.partitionOf);
@@ -562,12 +561,12 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   };
   for (const plan of relations) if (plan.tenancy !== 'shared' && plan.tenancy !== 'derived') addWithParents(plan.relation);
   for (const plan of relations) {
-    const relation = byName.get(plan.relation)!;
+    const relation = requireRelation(catalog, plan.relation);
     if (plan.tenancy === 'derived' && relation.inheritsFrom.length && seedable(relation)) addWithParents(plan.relation);
   }
   const dependencies: Dependency[] = [];
   for (const name of needed) {
-    const relation = byName.get(name)!;
+    const relation = requireRelation(catalog, name);
     for (const foreignKey of relation.foreignKeys) {
       const optional = foreignKey.columns.every((column) => !columnOf(relation, column)?.notNull);
       dependencies.push({ from: name, to: foreignKey.references, optional });

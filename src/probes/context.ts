@@ -349,14 +349,13 @@ export function maskRow(row: RawRow, keep: Set<string>, tenants: Tenant[]): Samp
 
 /** Relations a view reads, transitively: where its rows' seeded keys are looked up. */
 export function sourcesOf(context: ProbeContext, relation: Relation): string[] {
-  const byName = new Map(context.catalog.relations.map((candidate) => [candidate.qualified, candidate]));
   const seen = new Set<string>();
   const queue = [...relation.dependsOn, ...(relation.partitionOf ? [relation.partitionOf] : []), ...relation.inheritsFrom];
   while (queue.length) {
     const name = queue.shift()!;
     if (seen.has(name)) continue;
     seen.add(name);
-    const source = byName.get(name);
+    const source = relationOf(context.catalog, name);
     if (source) queue.push(...source.dependsOn);
   }
   // Partitions hold their parent's seeded rows.

@@ -32,12 +32,11 @@ export interface ReadTarget {
 
 /** Every tenant-owned relation the application role can select from, with the statement to read it. */
 export function readTargets(context: ProbeContext, sourcesOf: (relation: Relation) => string[]): ReadTarget[] {
-  const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
   const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
   const targets: ReadTarget[] = [];
   for (const relationPlan of context.plan.relations) {
     if (relationPlan.tenancy === 'shared') continue;
-    const relation = byName.get(relationPlan.relation)!;
+    const relation = requireRelation(context.catalog, relationPlan.relation);
     if (!inPart(context, relation.qualified)) continue;
     const access = context.access.get(relation.qualified);
     if (!access || !access.selectColumns.length) continue;
@@ -165,11 +164,10 @@ export function fullReadOf(context: ProbeContext, target: ReadTarget): ReadTarge
  */
 export async function forcedFullScans(context: ProbeContext): Promise<Set<string>> {
   const forced = new Set<string>();
-  const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
   const tenant = context.tenants[0];
   if (!tenant) return forced;
   for (const relationPlan of context.plan.relations) {
-    const relation = byName.get(relationPlan.relation);
+    const relation = relationOf(context.catalog, relationPlan.relation);
     if (!relation || relationPlan.tenancy !== 'direct' || !boundable(context.catalog, relation, relationPlan) || !hasTenantIndex(relation, relationPlan.tenantColumn!)) continue;
     if (!context.access.get(relation.qualified)?.selectColumns.length) continue;
     const result = await runAs(context, { kind: 'tenant', tenant }, `explain (format json) select 1 from ${relationIdent(relation)}`, [], { before: ['set local enable_seqscan = off'] });
@@ -201,9 +199,8 @@ function seededKeyCondition(context: ProbeContext, relation: Relation, key: stri
 
 /** One note per relation whose reads were sampled (those with seeded rows to read by key), for the report. */
 export function samplingNotes(catalog: Catalog, plan: TenancyPlan, ledger: Ledger, forcedScans?: ReadonlySet<string>): string[] {
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   return plan.relations.flatMap((relationPlan) => {
-    const relation = byName.get(relationPlan.relation);
+    const relation = relationOf(catalog, relationPlan.relation);
     const sampled = relation && relationPlan.tenancy !== 'shared' ? sampledRead(catalog, relation, relationPlan, forcedScans) : null;
     if (!relation || !sampled || !ledger.count(relation.qualified)) return [];
     const bounded = `took the seeded rows by primary key and TABLESAMPLE SYSTEM (${sampled.percent}%) of the existing rows instead of scanning every row`;

@@ -77,14 +77,13 @@ function isBaseTable(relation: Relation): boolean {
 /** The tenancy of a base table: its own plan, or, for a partition or inheritance child, its parent's. */
 export function ownership(context: ProbeContext, relation: Relation): RelationPlan | null {
   const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
-  const byName = new Map(context.catalog.relations.map((candidate) => [candidate.qualified, candidate]));
   let current: Relation | undefined = relation;
   for (let depth = 0; current && depth < 16; depth += 1) {
     const entry = plans.get(current.qualified);
     if (!entry || entry.tenancy === 'shared') return null;
     if (entry.tenancy !== 'derived') return { ...entry, relation: relation.qualified, kind: relation.kind };
     const parent: string | undefined = current.partitionOf ?? current.inheritsFrom[0];
-    current = parent ? byName.get(parent) : undefined;
+    current = parent ? relationOf(context.catalog, parent) : undefined;
   }
   return null;
 }

@@ -9,7 +9,7 @@ import type { Ledger, Tenant } from './ledger.js';
 import { addProfile } from './identity.js';
 import { checksOf, columnRules, columnValue, createFaker, tenantIds } from './values.js';
 import { isSequenceBacked, KEY_LIMITS, rowsMadeByTriggers } from './seed.js';
-import { columnOf, requireColumn, requireRelation } from '../catalog/lookup.js';
+import { columnOf, relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 /** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */
 export interface Actor {
@@ -144,9 +144,8 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
     for (const tenant of tenants) primary.set(tenant.id, { label: `${tenant.label} (user ${tenant.id})`, tenants: [tenant], user: tenant.id, role: null });
     return { kind: 'user', primary, multi: null, outsider: null };
   }
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
-  const usersRelation = byName.get(users.relation)!;
-  const membership = byName.get(actors.membership.relation)!;
+  const usersRelation = requireRelation(catalog, users.relation);
+  const membership = requireRelation(catalog, actors.membership.relation);
   const ids = tenantIds(createFaker(seed + 104_729), users.baseType, tenants.length + 2, columnOf(usersRelation, users.column)?.maxLength ?? null);
   const serial = { next: 0 };
   const memberships: { tenant: Tenant; values: Record<string, string | null> }[] = [];
@@ -226,13 +225,12 @@ async function adoptActorRows(session: AuditSession, catalog: Catalog, plan: Ten
       (actor.personal ??= []).push(ledger.addPersonal(row.tenant!, `tenant ${row.tenant} (made for ${who})`));
     }
   }
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   // The personal tenants first, on their own: their few rows are not cut off by the many of the seeded tenants.
   const personal = users.flatMap((actor) => (actor.personal ?? []).map((tenant) => tenant.id));
   for (const owners of [personal, ledger.tenants.map((tenant) => tenant.id)]) {
     for (const name of plan.seedOrder) {
       const relationPlan = plan.relations.find((candidate) => candidate.relation === name);
-      const relation = byName.get(name);
+      const relation = relationOf(catalog, name);
       if (!relationPlan || !relation) continue;
       const adopted = await rowsMadeByTriggers(session, relation, relationPlan, ledger, owners);
       if (adopted?.length) ledger.add(relation.qualified, relation.primaryKey, adopted);

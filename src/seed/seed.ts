@@ -14,7 +14,7 @@ import { contextStatementOf } from './actors.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
 import { checksOf, createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
-import { columnOf, columnType, relationOf, requireColumn } from '../catalog/lookup.js';
+import { columnOf, columnType, relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 /** Why the seeder must not make a write of this kind to a relation (and what to try), or null. */
 export type WriteBlock = (relation: string, event: 'INSERT' | 'UPDATE') => { reason: string; hint: string } | null;
@@ -300,7 +300,6 @@ class Seeder {
   statements = 0;
   readonly results: SeedResult[] = [];
   readonly gaps: CoverageGap[] = [];
-  private readonly byName: Map<string, Relation>;
   private readonly byOid: Map<number, Relation>;
   private readonly plans: Map<string, RelationPlan>;
   /** Rows per leaf partition and tenant id. */
@@ -335,7 +334,6 @@ class Seeder {
     /** Whether the tenant context may be set while seeding (see contextual). */
     private readonly setContext = false,
   ) {
-    this.byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
     this.byOid = new Map(catalog.relations.map((relation) => [relation.oid, relation]));
     this.plans = new Map(plan.relations.map((relationPlan) => [relationPlan.relation, relationPlan]));
     const seeded = new Set(plan.seedOrder.flatMap((name) => [name, ...this.leavesOf(name).map((leaf) => leaf.qualified)]));
@@ -378,7 +376,7 @@ class Seeder {
 
   async run(): Promise<void> {
     for (const [position, name] of this.plan.seedOrder.entries()) {
-      const relation = this.byName.get(name)!;
+      const relation = requireRelation(this.catalog, name);
       const relationPlan = this.plans.get(name)!;
       const result: SeedResult = { relation: name, status: 'seeded', rows: 0, reason: null, repairs: 0, tenants: {}, adopted: 0, partitions: [] };
       this.results.push(result);
@@ -434,7 +432,7 @@ class Seeder {
     if (this.withTriggers) {
       for (const result of this.results) {
         const relationPlan = this.plans.get(result.relation)!;
-        if (relationPlan.tenancy !== 'shared') await this.adopt(this.byName.get(result.relation)!, relationPlan, result);
+        if (relationPlan.tenancy !== 'shared') await this.adopt(requireRelation(this.catalog, result.relation), relationPlan, result);
       }
     }
     this.coverage();
@@ -1033,7 +1031,7 @@ class Seeder {
    */
   private async planAhead(position: number, current: Relation): Promise<void> {
     const name = this.plan.seedOrder[position + 1];
-    const relation = name ? this.byName.get(name) : undefined;
+    const relation = name ? relationOf(this.catalog, name) : undefined;
     const relationPlan = name ? this.plans.get(name) : undefined;
     if (!relation || !relationPlan || this.withTriggers || !this.batchable(relation, relationPlan) || this.blocked(relation.qualified, 'INSERT')) return;
     if (relation.foreignKeys.some((foreignKey) => foreignKey.references === current.qualified)) return;
@@ -1076,7 +1074,7 @@ class Seeder {
       retained = new Set([...(relation.primaryKey ?? []), ...uniqueColumns(relation), ...this.plan.tenantColumns]);
       const tenantColumn = this.plans.get(relation.qualified)?.tenantColumn;
       if (tenantColumn) retained.add(tenantColumn);
-      for (const other of this.byName.values()) {
+      for (const other of this.catalog.relations) {
         for (const foreignKey of other.foreignKeys) if (foreignKey.references === relation.qualified) foreignKey.referencedColumns.forEach((column) => retained!.add(column));
       }
       this.retained.set(relation.qualified, retained);
@@ -1120,11 +1118,10 @@ class Seeder {
         });
       }
       if (!assignments.length) continue;
-      const byName = new Map(relation.columns.map((column) => [column.name, column]));
       const sql =
-        `update ${relationIdent(relation)} as t set ${columns.map((column, index) => `${ident(column)} = v.s${index}::${byName.get(column)!.type}`).join(', ')} ` +
+        `update ${relationIdent(relation)} as t set ${columns.map((column, index) => `${ident(column)} = v.s${index}::${requireColumn(relation, column).type}`).join(', ')} ` +
         `from unnest(${[...key, ...columns].map((_, index) => `$${index + 1}::text[]`).join(', ')}) as v(${[...key.map((_, index) => `k${index}`), ...columns.map((_, index) => `s${index}`)].join(', ')}) ` +
-        `where ${key.map((column, index) => `t.${ident(column)} = v.k${index}::${byName.get(column)!.type}`).join(' and ')}`;
+        `where ${key.map((column, index) => `t.${ident(column)} = v.k${index}::${requireColumn(relation, column).type}`).join(' and ')}`;
       const params = [...key.map((_, index) => assignments.map((entry) => entry.key[index]!)), ...columns.map((_, index) => assignments.map((entry) => entry.values[index]!))];
       try {
         this.statements += 1;
@@ -1148,7 +1145,7 @@ class Seeder {
    */
   async deferConstraints(): Promise<void> {
     for (const edge of this.plan.deferredReferences) {
-      const relation = this.byName.get(edge.from);
+      const relation = relationOf(this.catalog, edge.from);
       if (!relation) continue;
       for (const foreignKey of relation.foreignKeys) {
         if (foreignKey.references !== edge.to || nullableKey(relation, foreignKey)) continue;
@@ -1192,7 +1189,7 @@ class Seeder {
         result.tenants[tenant.id] = rows;
         if (!rows) this.gaps.push({ relation: result.relation, tenant: tenant.id, reason: result.reason ?? 'no row of this tenant could be inserted', ...(result.hint ? { hint: result.hint } : {}) });
       }
-      const relation = this.byName.get(result.relation)!;
+      const relation = requireRelation(this.catalog, result.relation);
       for (const leaf of this.leaves(relation)) {
         const counts = this.leafCounts.get(leaf.relation.qualified);
         const coverage: PartitionCoverage = { relation: leaf.relation.qualified, tenants: {}, waived: null };

@@ -1,10 +1,16 @@
 import type { CheckMeta } from './findings.js';
 import { PROBES } from './probes/registry.js';
+import type { MatrixPlacement } from './probes/types.js';
 import { RULES } from './rules/registry.js';
 
 /** The metadata of every probe and of the checks each reports along the way, in the order they run. */
 export function probeChecks(): CheckMeta[] {
   return PROBES.flatMap((probe) => [probe.meta, ...probe.related]);
+}
+
+/** Every probe check (in registry order) with its place in the HTML matrix, as its module declares it. */
+export function matrixPlacements(): { id: string; matrix: MatrixPlacement }[] {
+  return PROBES.flatMap((probe) => [probe.meta, ...probe.related].map((meta) => ({ id: meta.id, matrix: probe.matrix.get(meta.id)! })));
 }
 
 /** The metadata of every rule, in the order they are evaluated. */

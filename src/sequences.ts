@@ -17,6 +17,7 @@ import type { TenancyPlan } from './plan/tenancy.js';
 import type { AuditSession } from './session.js';
 import { KEY_LIMITS } from './seed/seed.js';
 import { triggerEvents, type TriggerEvent } from './analysis/sql-text.js';
+import { relationOf } from './catalog/lookup.js';
 
 export type SequenceValues = Map<string, string | null>;
 
@@ -120,14 +121,13 @@ export async function sequenceRisks(session: AuditSession, catalog: Catalog, pla
 
 /** The partition parents and inheritance parents of a relation, nearest first. */
 function ancestors(catalog: Catalog, name: string): string[] {
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   const found: string[] = [];
-  let current = byName.get(name);
+  let current = relationOf(catalog, name);
   for (let depth = 0; current && depth < 16; depth += 1) {
     const parent = current.partitionOf ?? current.inheritsFrom[0];
     if (!parent || found.includes(parent)) break;
     found.push(parent);
-    current = byName.get(parent);
+    current = relationOf(catalog, parent);
   }
   return found;
 }
@@ -142,7 +142,7 @@ function reached(catalog: Catalog, name: string): Set<string> {
   const visit = (relationName: string, depth: number) => {
     if (reach.has(relationName) || depth > 16) return;
     reach.add(relationName);
-    const relation = catalog.relations.find((candidate) => candidate.qualified === relationName);
+    const relation = relationOf(catalog, relationName);
     if (relation?.kind === 'view' && relation.dependsOn.length === 1) visit(relation.dependsOn[0]!, depth + 1);
     for (const child of catalog.relations) if (child.partitionOf === relationName || child.inheritsFrom.includes(relationName)) visit(child.qualified, depth + 1);
   };

@@ -1,28 +1,42 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { allChecks } from '../src/checks.js';
 import { atLeast } from '../src/severity.js';
 import { allFindings, FIXTURES, FixtureCluster, runCli, type CliRun } from './helpers.js';
 
 /**
  * Every check ships a vulnerable fixture it must flag and a secure twin it must not (SQL, or a scenario in
- * YAML where the check needs one). The checks below had none; their fixtures are exercised here, on one
- * cluster: each schema goes into a database of its own (and the role app_user is created afresh), which a
- * `--database-url` audit then reads. The merged fix.sql of the vulnerable run, applied after the schema,
- * must clear the finding.
+ * YAML where the check needs one), in test/fixtures/<check-id>/. A check whose folder's `expect.yaml` has a
+ * `pair:` entry has its pair exercised here (the others have tests of their own), on one cluster: each schema
+ * goes into a database of its own (and the role app_user is created afresh), which a `--database-url` audit
+ * then reads. The merged fix.sql of the vulnerable run, applied after the schema, must clear the finding.
+ * `pair:` may say `fixable: false` (fix.sql only names the finding in a comment) and `secureAlso:` (other
+ * checks the secure twin may report at medium or above); the folder's `args:` apply to both runs.
  */
-const PROBED: { check: string; fixable?: false; secureAlso?: string[] }[] = [
-  { check: 'read-isolation' },
-  { check: 'missing-context' },
-  { check: 'missing-context-error' },
-  // Which policy hides the rows, and how it should read instead, is the owner's call: fix.sql says so in a comment.
-  { check: 'own-rows-hidden', fixable: false },
-  { check: 'role-bypasses-rls' },
-  { check: 'role-owns-table' },
-];
+interface PairExpectations {
+  fixable?: false;
+  secureAlso?: string[];
+}
+
+interface FolderExpectations {
+  args?: string[];
+  pair?: PairExpectations | null;
+}
+
+function expectationsOf(check: string): FolderExpectations {
+  const file = path.join(FIXTURES, check, 'expect.yaml');
+  return existsSync(file) ? ((YAML.parse(readFileSync(file, 'utf8')) as FolderExpectations | null) ?? {}) : {};
+}
+
+/** The checks (in registry order) whose fixture pair this file runs: those whose expect.yaml has `pair:`. */
+const PROBED: ({ check: string; args: string[] } & PairExpectations)[] = allChecks().flatMap((meta) => {
+  const expected = expectationsOf(meta.id);
+  return expected.pair === undefined ? [] : [{ check: meta.id, args: expected.args ?? [], ...(expected.pair ?? {}) }];
+});
 
 function fixtureFile(check: string, variant: 'vulnerable' | 'secure'): string | undefined {
   return ['sql', 'yaml'].map((extension) => path.join(FIXTURES, check, `${variant}.${extension}`)).find((file) => existsSync(file));
@@ -35,6 +49,13 @@ describe('check fixtures', () => {
       Boolean(fixtureFile(check, variant)) || (existsSync(path.join(FIXTURES, check)) && readdirSync(path.join(FIXTURES, check)).some((name) => name.endsWith(`-${variant}.sql`)));
     const missing = allChecks().flatMap((check) => (['vulnerable', 'secure'] as const).filter((variant) => !has(check.id, variant)).map((variant) => `${check.id}/${variant}`));
     expect(missing).toEqual([]);
+  });
+
+  it('a `pair:` in expect.yaml is in the folder of a registered check, and this file runs it', () => {
+    const registered = new Set(allChecks().map((check) => check.id));
+    const withPair = readdirSync(FIXTURES).filter((folder) => expectationsOf(folder).pair !== undefined);
+    expect(withPair.filter((folder) => !registered.has(folder))).toEqual([]);
+    expect(PROBED.map((entry) => entry.check).sort()).toEqual(withPair.sort());
   });
 
   it('every registered check states the precondition that sets its severity, naming its most severe level', () => {
@@ -71,17 +92,17 @@ describe('fixtures of the probes without a test of their own', () => {
     });
   }
 
-  it.each(PROBED)('$check: flags the vulnerable fixture; its fix.sql clears it; the secure twin is not flagged', async ({ check, fixable, secureAlso }) => {
-    const vulnerable = await audit([fixtureFile(check, 'vulnerable')!]);
+  it.each(PROBED)('$check: flags the vulnerable fixture; its fix.sql clears it; the secure twin is not flagged', async ({ check, fixable, secureAlso, args }) => {
+    const vulnerable = await audit([fixtureFile(check, 'vulnerable')!], args);
     expect(allFindings(vulnerable.report!.findings).map((finding) => finding.check)).toContain(check);
     const script = await readFile(path.join(vulnerable.dir, 'fix.sql'), 'utf8');
     if (fixable === false) {
       expect(script).toContain(`-- ${check} on `);
     } else {
-      const fixed = await audit([fixtureFile(check, 'vulnerable')!, path.join(vulnerable.dir, 'fix.sql')]);
+      const fixed = await audit([fixtureFile(check, 'vulnerable')!, path.join(vulnerable.dir, 'fix.sql')], args);
       expect(allFindings(fixed.report!.findings).filter((finding) => finding.check === check)).toEqual([]);
     }
-    const secure = await audit([fixtureFile(check, 'secure')!]);
+    const secure = await audit([fixtureFile(check, 'secure')!], args);
     expect(allFindings(secure.report!.findings).filter((finding) => finding.check === check)).toEqual([]);
     expect(secure.report!.findings.filter((finding) => atLeast(finding.severity, 'medium') && !secureAlso?.includes(finding.check))).toEqual([]);
   });

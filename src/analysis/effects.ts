@@ -17,9 +17,6 @@ import { parseStatements, type RawStmt } from './parse.js';
 import { checkSql, checkStatements, deny, newWalker, routineVerdict, typeVerdict, type Walker } from './effect-walker.js';
 import type { RoutineIndex } from './routine-index.js';
 
-// Re-exported for audit.ts until its import moves to routine-index.js.
-export { loadRoutineIndex } from './routine-index.js';
-
 export type EffectVerdict = { free: true } | { free: false; reason: string };
 
 /**

@@ -3,6 +3,7 @@ import type { Expr } from './expression.js';
 import type { RowFlag } from './model.js';
 import type { Env } from './classify.js';
 import { columnRelation, isRowColumn } from './value-sources.js';
+import { columnOf } from '../catalog/lookup.js';
 
 const PUBLIC_FLAG = /(^|_)(public|published|shared|listed|global)$/i;
 const PRIVATE_FLAG = /(^|_)(private|unlisted|hidden|secret)$/i;
@@ -13,7 +14,7 @@ const PUBLIC_VALUE = /^(public|everyone|all|global|shared)$/i;
 function flagColumn(env: Env, node: Expr): { name: string; type: string } | null {
   const inner = node.kind === 'cast' ? node.arg : node;
   if (inner.kind !== 'column' || !isRowColumn(env, inner)) return null;
-  const column = columnRelation(env, inner)?.columns.find((candidate) => candidate.name === inner.name);
+  const column = columnOf(columnRelation(env, inner), inner.name);
   return column ? { name: column.name, type: column.baseType } : null;
 }
 

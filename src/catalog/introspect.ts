@@ -429,10 +429,3 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
   };
 }
 
-/** Look up a relation by qualified name, or by bare name when it is unambiguous. */
-export function findRelation(catalog: Catalog, name: string): Relation | undefined {
-  const exact = catalog.relations.find((relation) => relation.qualified === name);
-  if (exact) return exact;
-  const bare = catalog.relations.filter((relation) => relation.name === name);
-  return bare.length === 1 ? bare[0] : undefined;
-}

@@ -1,7 +1,7 @@
 import type { Catalog, Column, Relation } from '../catalog/types.js';
-import { findRelation } from '../catalog/introspect.js';
 import { AuditError } from '../errors.js';
 import type { ContextParameter } from '../analysis/context-sql.js';
+import { columnOf, findRelation } from '../catalog/lookup.js';
 
 /**
  * Who a probe runs as:
@@ -86,7 +86,7 @@ export function profileTables(catalog: Catalog, users: string): { relation: stri
 
 function keyColumn(relation: Relation): Column | undefined {
   const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
-  return relation.columns.find((column) => column.name === key);
+  return key === undefined ? undefined : columnOf(relation, key);
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Catalog, Column, Relation } from '../catalog/types.js';
 import { columnRules } from '../seed/column-rules.js';
 import { checksOf } from '../seed/values.js';
 import type { TenancyPlan } from './tenancy.js';
+import { columnOf } from '../catalog/lookup.js';
 
 /**
  * Where a row says which user it is of: the columns that reference the users table (`author_id`,
@@ -30,7 +31,7 @@ export function userColumns(catalog: Catalog, analysis: Analysis, plan: TenancyP
   for (const reference of analysis.contextReferences) {
     if (reference.use.kind !== 'equality' || reference.use.membership || reference.use.relation !== relation.qualified) continue;
     if (!isUserReference(plan, reference)) continue;
-    const column = relation.columns.find((candidate) => candidate.name === (reference.use as { column: string }).column);
+    const column = columnOf(relation, (reference.use as { column: string }).column);
     if (column && column.baseType === users.baseType && !plan.tenantColumns.includes(column.name)) columns.add(column.name);
   }
   void catalog;

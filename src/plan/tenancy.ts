@@ -1,5 +1,4 @@
 import type { Catalog, Column, Relation, RelationKind } from '../catalog/types.js';
-import { findRelation } from '../catalog/introspect.js';
 import { AuditError } from '../errors.js';
 import type { Scenario } from '../scenario/schema.js';
 import { compileContextSql, type ContextParameter } from '../analysis/context-sql.js';
@@ -9,6 +8,7 @@ import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
 import { planActors, profileTables, type ActorPlan, type IdentityLookup } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
 import { literal } from '../sql.js';
+import { columnOf, findRelation, relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
 
@@ -353,7 +353,7 @@ function chooseTenantTable(
  */
 function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scenario, notes: string[]): Column {
   if (scenario.tenantKey) {
-    const given = relation.columns.find((candidate) => candidate.name === scenario.tenantKey);
+    const given = columnOf(relation, scenario.tenantKey);
     if (!given) throw new AuditError(`tenant key ${scenario.tenantKey} is not a column of ${relation.qualified}: check --tenant-key`);
     return given;
   }
@@ -367,10 +367,10 @@ function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scenario, n
   const [top] = [...referenced].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (top && !(relation.primaryKey?.length === 1 && relation.primaryKey[0] === top[0])) {
     notes.push(`tenant key ${relation.qualified}.${top[0]}: the column ${top[1]} foreign key(s) reference, not the primary key (set it with --tenant-key)`);
-    return relation.columns.find((candidate) => candidate.name === top[0])!;
+    return requireColumn(relation, top[0]);
   }
   const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
-  const column = relation.columns.find((candidate) => candidate.name === key);
+  const column = key === undefined ? undefined : columnOf(relation, key);
   if (!column) throw new AuditError(`tenant table ${relation.qualified} has no single-column primary key or unique key to identify a tenant: give the key with --tenant-key`);
   return column;
 }
@@ -424,8 +424,7 @@ const DATA_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
 function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: string[]): string {
   const owners = new Set(catalog.relations.map((relation) => relation.owner));
   const roles = new Map(catalog.roles.map((role) => [role.name, role]));
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
-  const tenantData = relations.filter((entry) => entry.tenancy !== 'shared').map((entry) => byName.get(entry.relation)!);
+  const tenantData = relations.filter((entry) => entry.tenancy !== 'shared').map((entry) => requireRelation(catalog, entry.relation));
   /** Per candidate: the relations it is granted anything on, and its SELECT/INSERT/UPDATE/DELETE grants there. */
   const candidates = new Map<string, { relations: Set<string>; data: Map<string, Set<string>> }>();
   const publicGrants = new Set<string>();
@@ -514,7 +513,6 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   const memberships = policyMemberships(analysis, choice.key);
   const tenantTable = chooseTenantTable(catalog, policyColumns, scenario, preset, memberships, notes);
   const tenantColumns = discoverTenantColumns(catalog, policyColumns, scenario, tenantTable, notes);
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
 
   let tenantKey: TenantKey;
   if (tenantTable) {
@@ -613,7 +611,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   const needed = new Set<string>();
   const addWithParents = (name: string) => {
     if (needed.has(name)) return;
-    const relation = byName.get(name);
+    const relation = relationOf(catalog, name);
     if (!relation || !seedable(relation)) return;
     // Partitions are seeded through their partitioned parent.
     if (relation.partitionOf) return addWithParents(relation.partitionOf);
@@ -622,14 +620,14 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   };
   for (const plan of relations) if (plan.tenancy !== 'shared' && plan.tenancy !== 'derived') addWithParents(plan.relation);
   for (const plan of relations) {
-    const relation = byName.get(plan.relation)!;
+    const relation = requireRelation(catalog, plan.relation);
     if (plan.tenancy === 'derived' && relation.inheritsFrom.length && seedable(relation)) addWithParents(plan.relation);
   }
   const dependencies: Dependency[] = [];
   for (const name of needed) {
-    const relation = byName.get(name)!;
+    const relation = requireRelation(catalog, name);
     for (const foreignKey of relation.foreignKeys) {
-      const optional = foreignKey.columns.every((column) => !relation.columns.find((candidate) => candidate.name === column)?.notNull);
+      const optional = foreignKey.columns.every((column) => !columnOf(relation, column)?.notNull);
       dependencies.push({ from: name, to: foreignKey.references, optional });
     }
   }

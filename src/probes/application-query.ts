@@ -80,6 +80,7 @@ async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant
 export const applicationQuery = defineProbe({
   meta: {
     id: 'application-query',
+    matrix: 'outside',
     title: "An application query returns other tenants' rows",
     severity: 'critical',
     objectKind: 'query',
@@ -94,6 +95,7 @@ export const applicationQuery = defineProbe({
       'Critical: a query the application really runs (the scenario\'s queries, `$tenant` bound to the tenant\'s id), run as the ' +
       'application role with each tenant\'s context, returns a row attributed to another tenant.',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     for (const query of context.scenario.queries) {

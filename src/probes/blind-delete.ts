@@ -8,6 +8,7 @@ import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, 
 export const blindDelete = defineProbe({
   meta: {
     id: 'blind-delete',
+    matrix: 'delete',
     title: "A DELETE without WHERE removes other tenants' rows",
     severity: 'high',
     objectKind: 'table',
@@ -22,6 +23,7 @@ export const blindDelete = defineProbe({
       'High: as a tenant, a DELETE with no WHERE clause (so only the DELETE policies apply) removes rows the administrator counts as ' +
       'another tenant\'s (a blind DELETE).',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'delete', { tenantTable: true, byKey: true, check: this.meta.id })) {

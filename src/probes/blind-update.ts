@@ -9,6 +9,7 @@ import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownVal
 export const blindUpdate = defineProbe({
   meta: {
     id: 'blind-update',
+    matrix: 'update',
     title: "An UPDATE without WHERE changes other tenants' rows",
     severity: 'high',
     objectKind: 'table',
@@ -25,6 +26,7 @@ export const blindUpdate = defineProbe({
       'High: as a tenant, an UPDATE with no WHERE clause that reads no column (so only the UPDATE policies apply) sets a plain ' +
       'column to a constant, and the administrator counts rows of another tenant now holding it (a blind UPDATE).',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);

@@ -9,6 +9,7 @@ import { defineProbe } from './types.js';
 export const claimSpoof = defineProbe({
   meta: {
     id: 'claim-spoof',
+    matrix: 'read',
     title: "A tenant's user sets the claim that carries the tenant to another tenant",
     severity: 'high',
     objectKind: 'table',
@@ -25,6 +26,7 @@ export const claimSpoof = defineProbe({
     precondition:
       "high: the tenant travels in a claim the preset marks as the user's to write (Supabase user_metadata), and, as a tenant's user with only that claim set to another tenant, a read returns that tenant's rows",
   },
+  split: 'whole',
   async run(context, report) {
     const { plan } = context;
     const preset = plan.preset ? PRESETS[plan.preset] : null;

@@ -82,6 +82,7 @@ function setterSql(context: ProbeContext, tenant: Tenant): string {
 export const contextPersistence = defineProbe({
   meta: {
     id: 'context-persistence',
+    matrix: 'outside',
     title: 'The tenant context outlives its transaction',
     severity: 'high',
     objectKind: 'setting',
@@ -99,6 +100,7 @@ export const contextPersistence = defineProbe({
       'the next transaction on that connection still reads the tenant in the setting: a request that sets no tenant on a pooled ' +
       'connection runs as the previous tenant (a context that outlives its transaction).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const tenant = context.tenants[0]!;

@@ -9,6 +9,7 @@ import type { Ledger, Tenant } from '../seed/ledger.js';
 import { pending, type QueryOutcome, type RawRow } from '../session.js';
 import { ident, inlineParameters, lineComment, literal } from '../sql.js';
 import type { ProbeContext } from './types.js';
+import { columnOf, relationOf } from '../catalog/lookup.js';
 
 /**
  * The context a probe runs under: a tenant (as the actor that stands for it), another actor (a user in
@@ -64,7 +65,7 @@ function unknownActor(context: ProbeContext, id: string): Actor {
   const user = actors.kind === 'user' ? (actors.membership ? unknownTenantId(actors.users!.baseType, []) : id) : null;
   const role = actors.kind === 'role' ? roleNameOf(actors.roleTemplate!, id) : null;
   // Read through a table: a key of its type that no row has (a session id no one holds).
-  const lookup = actors.lookup ? context.catalog.relations.find((relation) => relation.qualified === actors.lookup!.relation)?.columns.find((column) => column.name === actors.lookup!.keyColumn) : undefined;
+  const lookup = actors.lookup ? columnOf(relationOf(context.catalog, actors.lookup.relation), actors.lookup.keyColumn) : undefined;
   return { label: 'unknown tenant', tenants: [], user, role, ...(lookup && !role ? { key: unknownTenantId(lookup.baseType, []) } : {}) };
 }
 
@@ -348,14 +349,13 @@ export function maskRow(row: RawRow, keep: Set<string>, tenants: Tenant[]): Samp
 
 /** Relations a view reads, transitively: where its rows' seeded keys are looked up. */
 export function sourcesOf(context: ProbeContext, relation: Relation): string[] {
-  const byName = new Map(context.catalog.relations.map((candidate) => [candidate.qualified, candidate]));
   const seen = new Set<string>();
   const queue = [...relation.dependsOn, ...(relation.partitionOf ? [relation.partitionOf] : []), ...relation.inheritsFrom];
   while (queue.length) {
     const name = queue.shift()!;
     if (seen.has(name)) continue;
     seen.add(name);
-    const source = byName.get(name);
+    const source = relationOf(context.catalog, name);
     if (source) queue.push(...source.dependsOn);
   }
   // Partitions hold their parent's seeded rows.

@@ -2,6 +2,7 @@ import { parseExpression, type Node } from '../analysis/parse.js';
 import type { Relation } from '../catalog/types.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { ProbeContext } from './types.js';
+import { requireRelation } from '../catalog/lookup.js';
 
 /**
  * Prove each fact once. The read probes run for every tenant on every relation (one cheap statement each);
@@ -218,7 +219,7 @@ export function familyCoverage(context: ProbeContext): FamilyCoverage[] {
     const reasons = [...new Set(family.everyTenant.values())];
     const parts: string[] = [];
     if (family.paired.size) {
-      const sample = relationCoverage(context, context.catalog.relations.find((relation) => relation.qualified === [...family.paired][0])!);
+      const sample = relationCoverage(context, requireRelation(context.catalog, [...family.paired][0]));
       parts.push(`on ${family.paired.size} relation(s) ${sample.why}`);
     }
     if (family.everyTenant.size) parts.push(`on ${family.everyTenant.size} relation(s) ${reasons.slice(0, 3).join('; ')}${reasons.length > 3 ? `; and ${reasons.length - 3} more reasons` : ''}`);

@@ -7,7 +7,8 @@ import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { ATTEMPTS, columnOf, keyCondition, quietOutcome, recordWrite, retryable, rowKey, runWrite, tenantCounts, tenantIs, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
+import { ATTEMPTS, keyCondition, quietOutcome, recordWrite, retryable, rowKey, runWrite, tenantCounts, tenantIs, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
+import { relationOf, requireColumn } from '../catalog/lookup.js';
 
 /** Foreign keys from `target` to tenant-owned rows that do not decide the row's own tenant. */
 function crossableKeys(context: ProbeContext, target: WriteTarget): ForeignKey[] {
@@ -29,7 +30,7 @@ function crossableKeys(context: ProbeContext, target: WriteTarget): ForeignKey[]
 function compositeKeyFix(context: ProbeContext, relation: Relation, relationPlan: RelationPlan, foreignKey: ForeignKey): string {
   const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
   const parentPlan = plans.get(foreignKey.references);
-  const parent = context.catalog.relations.find((candidate) => candidate.qualified === foreignKey.references);
+  const parent = relationOf(context.catalog, foreignKey.references);
   const target = relationIdent(relation);
   const childTenant = relationPlan.tenantColumn;
   const parentTenant = parentPlan?.tenantColumn;
@@ -58,6 +59,7 @@ function compositeKeyFix(context: ProbeContext, relation: Relation, relationPlan
 export const crossTenantReference = defineProbe({
   meta: {
     id: 'cross-tenant-reference',
+    matrix: 'insert',
     title: "A tenant's row can reference another tenant's row",
     severity: 'medium',
     objectKind: 'constraint',
@@ -76,6 +78,7 @@ export const crossTenantReference = defineProbe({
   related: [
     {
       id: 'copied-values',
+      matrix: 'insert',
       title: "A write copies another tenant's values into the tenant's row",
       severity: 'medium',
       objectKind: 'constraint',
@@ -90,6 +93,7 @@ export const crossTenantReference = defineProbe({
         'tenant\'s canary, typically copied by a trigger: data copied across tenants, readable by the acting tenant in its own row.',
     },
   ],
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
@@ -176,7 +180,7 @@ export const crossTenantReference = defineProbe({
  * `victim`'s canary (the foreign-key columns themselves may legitimately hold it).
  */
 function copiedRows(context: ProbeContext, target: WriteTarget, actor: Tenant, victim: Tenant, columns: string[], values: (string | null)[]): Promise<Record<string, string | null>[]> {
-  const matches = columns.map((name, index) => `r.${ident(name)} = $${index + 3}::${columnOf(target.relation, name).type}`).join(' and ');
+  const matches = columns.map((name, index) => `r.${ident(name)} = $${index + 3}::${requireColumn(target.relation, name).type}`).join(' and ');
   const sent = context.session.send(
     `select (to_jsonb(r) - $2::text[])::text as row from ${target.scope.from} where ${tenantIs(target.scope, 1)} and ${matches}`,
     [actor.id, columns, ...values],

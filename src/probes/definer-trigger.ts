@@ -11,6 +11,7 @@ import { OwnRowBuilder, CONFLICT_CODES } from './own-row.js';
 import { plural } from '../text.js';
 import { sequenceSkip } from './writes.js';
 import { defineProbe, type ProbeContext } from './types.js';
+import { relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 /** Above this many rows a table is not compared row by row (it is named in the details instead). */
 const SNAPSHOT_LIMIT = 20_000;
@@ -51,7 +52,7 @@ function trackedTables(context: ProbeContext): Tracked[] {
   const tracked: Tracked[] = [];
   for (const relationPlan of context.plan.relations) {
     if (relationPlan.tenancy === 'shared') continue;
-    const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationPlan.relation)!;
+    const relation = requireRelation(context.catalog, relationPlan.relation);
     if (relation.partitionOf || (relation.kind !== 'table' && relation.kind !== 'partitioned-table')) continue;
     tracked.push({ relation, relationPlan, sources: sourcesOf(context, relation), from: relation.kind === 'partitioned-table' ? relationIdent(relation) : `only ${relationIdent(relation)}` });
   }
@@ -151,6 +152,7 @@ function describeChanges(changes: Change[]): string {
 export const definerTrigger = defineProbe({
   meta: {
     id: 'definer-trigger',
+    matrix: 'outside',
     title: "A SECURITY DEFINER trigger touches other tenants' rows",
     severity: 'high',
     objectKind: 'table',
@@ -168,6 +170,7 @@ export const definerTrigger = defineProbe({
       'tenant, or copy another tenant\'s values into the tenant\'s rows (compared with the state before, in the same rolled-back ' +
       'savepoint).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const functions = new Map<number, FunctionInfo>(context.catalog.functions.map((fn) => [fn.oid, fn]));
@@ -182,7 +185,7 @@ export const definerTrigger = defineProbe({
     const builder = new OwnRowBuilder(context);
     const skipped = new Set<string>();
     for (const [relationName, triggers] of byRelation) {
-      const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName);
+      const relation = relationOf(context.catalog, relationName);
       const relationPlan = context.plan.relations.find((entry) => entry.relation === relationName);
       const access = context.access.get(relationName);
       if (!relation || !relationPlan || relationPlan.tenancy === 'shared' || !access) continue;
@@ -202,7 +205,7 @@ export const definerTrigger = defineProbe({
       for (const tenant of context.tenants) {
         if (reported) break;
         const own = key.length ? context.ledger.rows(relationName, tenant.id).slice(0, 3) : [];
-        const where = key.map((column, index) => `${ident(column)} = $${index + 1}::${relation.columns.find((candidate) => candidate.name === column)!.type}`).join(' and ');
+        const where = key.map((column, index) => `${ident(column)} = $${index + 1}::${requireColumn(relation, column).type}`).join(' and ');
         const writes: Write[] = [];
         if (kinds.has('INSERT') && access.insert && relationPlan.tenancy !== 'tenant-table') {
           for (let attempt = 0; attempt < 3; attempt += 1) {
@@ -253,7 +256,7 @@ export const definerTrigger = defineProbe({
           const names = triggers.filter(({ trigger }) => events(trigger).includes(write.kind));
           const shown = names.map(({ trigger, fn }) => `${trigger.name} (${fn.signature}, SECURITY DEFINER, owner ${fn.owner})`).join(', ');
           const touched = [...new Set(changes.map((change) => change.relation))];
-          const compare = touched.map((name) => `select * from ${relationIdent(context.catalog.relations.find((candidate) => candidate.qualified === name)!)} order by 1;`);
+          const compare = touched.map((name) => `select * from ${relationIdent(requireRelation(context.catalog, name))} order by 1;`);
           const setter = `${contextSetter(context, actorOf(context, tenant))}  ${lineComment(tenant.label)}`;
           const [first] = changes;
           findings.push(report({

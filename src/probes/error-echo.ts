@@ -32,6 +32,7 @@ function foreignInError(context: ProbeContext, message: string, tenant: Tenant):
 export const errorEcho = defineProbe({
   meta: {
     id: 'error-echo',
+    matrix: 'read',
     title: "An error message carries another tenant's values",
     severity: 'medium',
     objectKind: 'table',
@@ -50,6 +51,7 @@ export const errorEcho = defineProbe({
       'would be read-isolation\'s finding), and, as a tenant, a failing cast of one of its text columns in a WHERE clause raises an ' +
       'error that quotes another tenant\'s canary: values leak through error messages.',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const targets = readTargets(context, (relation) => sourcesOf(context, relation)).filter(

@@ -8,6 +8,7 @@ import { describeContext, reproduction, runAs } from './context.js';
 import { CONFLICT_CODES, OwnRowBuilder, type RowInsert } from './own-row.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import { sequenceSkip } from './writes.js';
+import { requireColumn, requireRelation } from '../catalog/lookup.js';
 
 interface UniqueKey {
   name: string;
@@ -53,7 +54,7 @@ function crossTenantKeys(context: ProbeContext, relation: Relation, relationPlan
   }
   return keys.filter((key) => {
     if (!key.columns.length || key.columns.some((column) => scope.has(column))) return false;
-    const columns = key.columns.map((name) => relation.columns.find((column) => column.name === name)!);
+    const columns = key.columns.map((name) => requireColumn(relation, name));
     return !columns.every(surrogate);
   });
 }
@@ -78,6 +79,7 @@ function fixFor(relation: Relation, relationPlan: RelationPlan, key: UniqueKey):
 export const existenceOracle = defineProbe({
   meta: {
     id: 'existence-oracle',
+    matrix: 'read',
     title: "A unique key reveals whether another tenant holds a value",
     severity: 'low',
     objectKind: 'constraint',
@@ -95,6 +97,7 @@ export const existenceOracle = defineProbe({
       'and the same row with a fresh value succeeds: a tenant learns that a value exists elsewhere without seeing the row (an ' +
       'existence oracle).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     if (context.tenants.length < 2) return findings;
@@ -103,7 +106,7 @@ export const existenceOracle = defineProbe({
     const state = { kind: 'tenant' as const, tenant };
     for (const relationPlan of context.plan.relations) {
       if (relationPlan.tenancy !== 'direct' && relationPlan.tenancy !== 'fk-path') continue;
-      const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationPlan.relation)!;
+      const relation = requireRelation(context.catalog, relationPlan.relation);
       if (relation.partitionOf || (relation.kind !== 'table' && relation.kind !== 'partitioned-table') || !context.access.get(relation.qualified)?.insert) continue;
       if (sequenceSkip(context, this.meta.id, relation.qualified, ['INSERT'])) continue;
       for (const key of crossTenantKeys(context, relation, relationPlan)) {

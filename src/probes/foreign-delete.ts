@@ -7,6 +7,7 @@ import { baselineCounts, diagnoseWrite, writeSeverity, keyCondition, quietOutcom
 export const foreignDelete = defineProbe({
   meta: {
     id: 'foreign-delete',
+    matrix: 'delete',
     title: "A tenant can delete another tenant's rows",
     severity: 'critical',
     objectKind: 'table',
@@ -24,6 +25,7 @@ export const foreignDelete = defineProbe({
       'DELETE destroys another tenant\'s data. High when the relation is a partition, inheritance child or view deleted from ' +
       'directly.',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'delete', { tenantTable: true, byKey: true, check: this.meta.id })) {

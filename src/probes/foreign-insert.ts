@@ -21,6 +21,7 @@ import {
 export const foreignInsert = defineProbe({
   meta: {
     id: 'foreign-insert',
+    matrix: 'insert',
     title: "A tenant can insert rows into another tenant's data",
     severity: 'critical',
     objectKind: 'table',
@@ -38,6 +39,7 @@ export const foreignInsert = defineProbe({
       'ordinary INSERT writes into another tenant. High when the relation is a partition, inheritance child or view inserted into ' +
       'directly.',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);

@@ -7,6 +7,7 @@ import { diagnoseWrite, writeSeverity, keyCondition, plainColumns, quietOutcome,
 export const foreignUpdate = defineProbe({
   meta: {
     id: 'foreign-update',
+    matrix: 'update',
     title: "A tenant can update another tenant's rows",
     severity: 'critical',
     objectKind: 'table',
@@ -22,6 +23,7 @@ export const foreignUpdate = defineProbe({
       'attributes to that tenant: an ordinary UPDATE reaches another tenant\'s row. High when the relation is a partition, ' +
       'inheritance child or view updated directly.',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'update', { tenantTable: true, byKey: true, check: this.meta.id })) {

@@ -17,6 +17,7 @@ import type { FindingInput } from '../findings.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { plural } from '../text.js';
 import { defineProbe, type ProbeContext } from './types.js';
+import { relationOf, requireRelation } from '../catalog/lookup.js';
 
 const TENANT_ARGUMENT = /(^|_)(tenant|org|organi[sz]ation|account|workspace|team|company|customer|client)(_?id)?$/i;
 const TEXT_TYPES = new Set(['text', 'character varying', 'character', 'name', 'citext']);
@@ -64,7 +65,7 @@ function relationForId(context: ProbeContext, argument: string, fn?: FunctionInf
   const names = new Set(stems.flatMap((word) => [word, `${word}s`, `${word}es`, word.replace(/y$/, 'ies')]));
   for (const entry of context.plan.relations) {
     if (entry.tenancy === 'shared' || entry.tenancy === 'derived') continue;
-    const relation = context.catalog.relations.find((candidate) => candidate.qualified === entry.relation)!;
+    const relation = requireRelation(context.catalog, entry.relation);
     if (!names.has(relation.name.toLowerCase())) continue;
     const key = (relation.primaryKey ?? []).filter((column) => !context.plan.tenantColumns.includes(column));
     if (key.length === 1) return { relation, column: key[0]! };
@@ -137,7 +138,7 @@ function callStatement(context: ProbeContext, fn: FunctionInfo, count: number): 
 
 /** The table a function returns rows of (`setof messages`), so its rows are attributed by seeded key too. */
 function returnedRelation(context: ProbeContext, fn: FunctionInfo): { relation: Relation; relationPlan: RelationPlan; sources: string[] } | undefined {
-  const relation = context.catalog.relations.find((candidate) => candidate.qualified === fn.returnType || (candidate.name === fn.returnType && candidate.schema === fn.schema));
+  const relation = relationOf(context.catalog, fn.returnType) ?? relationOf(context.catalog, `${fn.schema}.${fn.returnType}`);
   const relationPlan = relation && context.plan.relations.find((entry) => entry.relation === relation.qualified);
   return relation && relationPlan ? { relation, relationPlan, sources: sourcesOf(context, relation) } : undefined;
 }
@@ -177,6 +178,7 @@ async function liveEffects(context: ProbeContext, functions: FunctionInfo[]): Pr
 export const functionLeak = defineProbe({
   meta: {
     id: 'function-leak',
+    matrix: 'outside',
     title: "A function returns other tenants' rows",
     severity: 'high',
     objectKind: 'function',
@@ -199,6 +201,7 @@ export const functionLeak = defineProbe({
       'member of that tenant or opens its rows. On a live database only functions proven free of outside effects are called; the ' +
       'others are not reported here (a SECURITY DEFINER one stays a medium definer-function finding, unproven).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const platform = new Set(context.plan.preset ? PRESETS[context.plan.preset].platformSchemas : []);

@@ -18,6 +18,7 @@ import { defineProbe, type ProbeContext, type ProbeOutcome, type ProbeReport } f
 export const identity = defineProbe({
   meta: {
     id: 'role-bypasses-rls',
+    matrix: 'outside',
     title: 'The application role bypasses row-level security',
     severity: 'critical',
     objectKind: 'role',
@@ -33,6 +34,7 @@ export const identity = defineProbe({
   related: [
     {
       id: 'role-owns-table',
+      matrix: 'read',
       title: 'The application role owns a tenant table',
       severity: 'critical',
       objectKind: 'table',
@@ -50,6 +52,7 @@ export const identity = defineProbe({
         'owner-without-force says so, as info).',
     },
   ],
+  split: 'whole',
   async run(context, report) {
     const { session, plan } = context;
     const findings: Finding[] = [];

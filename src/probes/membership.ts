@@ -88,6 +88,7 @@ function foreignFinding(context: ProbeContext, report: ProbeReport, check: strin
 export const membership = defineProbe({
   meta: {
     id: 'member-of-two-tenants',
+    matrix: 'read',
     title: 'A user in two tenants sees a third tenant\'s rows',
     severity: 'critical',
     objectKind: 'table',
@@ -107,6 +108,7 @@ export const membership = defineProbe({
   related: [
     {
       id: 'no-membership-user',
+      matrix: 'read',
       title: 'A user who belongs to no tenant sees tenant rows',
       severity: 'high',
       objectKind: 'table',
@@ -122,6 +124,7 @@ export const membership = defineProbe({
     },
     {
       id: 'member-rows-hidden',
+      matrix: 'read',
       title: 'A user in two tenants misses rows of one of them',
       severity: 'low',
       objectKind: 'table',
@@ -136,6 +139,7 @@ export const membership = defineProbe({
         'while no other tenant\'s row is seen: the application is broken for those users, nothing leaks.',
     },
   ],
+  split: 'whole',
   async run(context, report) {
     const actors = context.actors;
     if (!actors?.multi && !actors?.outsider) return [];

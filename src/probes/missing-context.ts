@@ -14,6 +14,7 @@ import { tenantIdType } from '../seed/values.js';
 export const missingContext = defineProbe({
   meta: {
     id: 'missing-context',
+    matrix: 'missing',
     title: 'No tenant set, rows visible (fails open)',
     severity: 'high',
     objectKind: 'table',
@@ -33,6 +34,7 @@ export const missingContext = defineProbe({
   related: [
     {
       id: 'missing-context-error',
+      matrix: 'missing',
       title: 'No tenant set, queries error',
       severity: 'low',
       objectKind: 'table',
@@ -48,6 +50,7 @@ export const missingContext = defineProbe({
         'depending on the connection\'s history (missing context that raises errors).',
     },
   ],
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     const states: ContextState[] = [

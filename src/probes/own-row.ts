@@ -11,6 +11,7 @@ import { writeRisk } from '../sequences.js';
 import { userColumns } from '../plan/owners.js';
 import { actorOf } from './context.js';
 import type { ProbeContext } from './types.js';
+import { columnOf } from '../catalog/lookup.js';
 
 /** An INSERT of one row, ready to execute (`params`) and to show (`values`). */
 export interface RowInsert {
@@ -101,7 +102,7 @@ export class OwnRowBuilder {
     const user = actorOf(this.context, options.identity ?? tenant).user;
     if (user !== null) for (const column of this.userColumns(relation)) if (!values.has(column)) values.set(column, user);
     for (const foreignKey of relation.foreignKeys) {
-      const nullable = foreignKey.columns.every((name) => !relation.columns.find((column) => column.name === name)?.notNull);
+      const nullable = foreignKey.columns.every((name) => !columnOf(relation, name)?.notNull);
       const parent = foreignKey.references === relation.qualified && nullable ? null : this.parent(foreignKey.references, tenant);
       if (!parent) {
         if (!nullable) return null;

@@ -8,6 +8,7 @@ import { mapOver } from './schedule.js';
 import { OwnRowBuilder } from './own-row.js';
 import { expectedOwnRows, readTargets, shownStatement } from './targets.js';
 import type { ProbeContext } from './types.js';
+import { requireRelation } from '../catalog/lookup.js';
 
 /**
  * True when no policy for `command` applies to the role on a table with row-level security: PostgreSQL
@@ -90,12 +91,11 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
 /** Where the role may INSERT, each tenant must be able to insert a row of its own (rolled back; in user tenancy, under its own user). */
 async function ownInsertCheck(context: ProbeContext, sessions: readonly AuditSession[]): Promise<InconclusiveReason[]> {
   const builder = new OwnRowBuilder(context);
-  const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
   const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
   const tenant = context.tenants[0]!;
   const rows = context.plan.relations.flatMap((relationPlan) => {
     if (relationPlan.tenancy !== 'direct' && relationPlan.tenancy !== 'fk-path') return [];
-    const relation = byName.get(relationPlan.relation)!;
+    const relation = requireRelation(context.catalog, relationPlan.relation);
     if (relation.kind !== 'table' || relation.partitionOf || !context.access.get(relation.qualified)?.insert) return [];
     if (seeding.get(relation.qualified)?.status !== 'seeded' || deniesEveryRow(context, relation, 'INSERT')) return [];
     // Adding a member is an act of the tenant's owners, which a plain member may rightly be refused: the

@@ -119,6 +119,7 @@ export function attributeRows(
 export const readIsolation = defineProbe({
   meta: {
     id: 'read-isolation',
+    matrix: 'read',
     title: 'Other tenants\' rows are visible',
     severity: 'critical',
     objectKind: 'table',
@@ -137,6 +138,7 @@ export const readIsolation = defineProbe({
   related: [
     {
       id: 'own-rows-hidden',
+      matrix: 'read',
       title: 'A tenant cannot read its own rows',
       severity: 'low',
       objectKind: 'table',
@@ -150,6 +152,7 @@ export const readIsolation = defineProbe({
         'no one gains access: the application is broken for that tenant.',
     },
   ],
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {

@@ -7,6 +7,7 @@ import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { readTargets, shownStatement } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
+import { requireRelation } from '../catalog/lookup.js';
 
 const isTrue = (value: string | null | undefined) => value === 't' || value === 'true';
 
@@ -42,7 +43,7 @@ function causes(context: ProbeContext, role: ReachableRole, relations: string[])
   if (role.superuser) found.push(`${role.name} is a superuser`);
   else if (role.bypassRls) found.push(`${role.name} has BYPASSRLS`);
   for (const name of relations) {
-    const relation = context.catalog.relations.find((candidate) => candidate.qualified === name)!;
+    const relation = requireRelation(context.catalog, name);
     if (!relation.rlsForced && actsAsOwner(context.catalog, relation, role.name)) found.push(`${role.name} acts as owner (${relation.owner}) of ${name}, which does not force row-level security`);
     // Policies apply to a role and to the roles that inherit its privileges (not to members without INHERIT).
     const own = new Set(policiesFor(context.catalog, relation, context.plan.role, 'SELECT').map((policy) => policy.name));
@@ -59,7 +60,7 @@ function fixFor(context: ProbeContext, role: ReachableRole, relations: string[])
   if (context.catalog.serverVersionNum >= 160000) lines.push(`-- or, to keep inheriting its privileges without being able to SET ROLE to it (PostgreSQL 16+):`, `revoke set option for ${target} from ${app};`);
   if (role.superuser || role.bypassRls) lines.push(`-- and if ${commentText(role.name)} needs no exemption from row-level security:`, `alter role ${target} nosuperuser nobypassrls;`);
   for (const name of relations) {
-    const relation = context.catalog.relations.find((candidate) => candidate.qualified === name)!;
+    const relation = requireRelation(context.catalog, name);
     if (!relation.rlsForced && actsAsOwner(context.catalog, relation, role.name)) lines.push(`alter table ${relationIdent(relation)} force row level security;`);
   }
   return lines.join('\n');
@@ -68,6 +69,7 @@ function fixFor(context: ProbeContext, role: ReachableRole, relations: string[])
 export const roleGraph = defineProbe({
   meta: {
     id: 'role-graph',
+    matrix: 'read',
     title: "A role the application can switch to sees other tenants' rows",
     severity: 'critical',
     objectKind: 'role',
@@ -85,6 +87,7 @@ export const roleGraph = defineProbe({
       'BYPASSRLS (one statement sheds every policy), high otherwise (it owns tables that do not force row-level security, or ' +
       'policies of its own admit more rows).',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const roles = await reachableRoles(context);

@@ -5,10 +5,10 @@ import type { Probe, ProbeContext, ProbeRecord } from './types.js';
 /**
  * The probe plan, split: across the connections of one run (`--jobs`) and across CI jobs (`--shard i/n`).
  *
- * The families that probe relation by relation (reads, missing context, writes) are split by relation: a
- * relation's bucket is a hash of its name, so every split is deterministic and a relation's probes of one
- * family always run together. Every other probe runs whole, in one place: in one shard (by its position in
- * the registry) and on one connection.
+ * The probes that probe relation by relation (reads, missing context, writes; `split: 'relation'` in their
+ * module) are split by relation: a relation's bucket is a hash of its name, so every split is deterministic and
+ * a relation's probes of one family always run together. Every other probe (`split: 'whole'`) runs whole, in
+ * one place: in one shard (by its position in the registry) and on one connection.
  */
 
 /** One slice of a split: `index` is 0-based, of `count`. */
@@ -22,28 +22,6 @@ export interface PlanPart {
   shard: Slice | null;
   job: Slice | null;
 }
-
-/** Families whose work is one independent piece per relation (they iterate readTargets / writeTargets). */
-export const SPLIT_BY_RELATION: ReadonlySet<string> = new Set([
-  'missing-context',
-  'read-isolation',
-  'foreign-insert',
-  'foreign-update',
-  'foreign-delete',
-  'blind-update',
-  'blind-delete',
-  'tenant-reassignment',
-  'truncate',
-  'upsert-conflict',
-  'cross-tenant-reference',
-]);
-
-/**
- * Families that take an ACCESS EXCLUSIVE lock (TRUNCATE): they run after every other unit, on one connection,
- * once the other connections have ended their transactions (a read there holds its table's ACCESS SHARE lock
- * until the transaction ends, and TRUNCATE would wait for it and time out).
- */
-export const EXCLUSIVE: ReadonlySet<string> = new Set(['truncate']);
 
 /** FNV-1a: a stable 32-bit hash of a name. */
 export function bucketOf(name: string): number {
@@ -110,9 +88,9 @@ interface Unit {
 export function planUnits(probes: readonly Probe[], shard: Slice | null, jobs: number): Unit[] {
   const units: Unit[] = [];
   probes.forEach((probe, position) => {
-    if (SPLIT_BY_RELATION.has(probe.meta.id) && EXCLUSIVE.has(probe.meta.id)) {
+    if (probe.split === 'relation' && probe.exclusive) {
       units.push({ probe, part: { shard, job: null } });
-    } else if (SPLIT_BY_RELATION.has(probe.meta.id)) {
+    } else if (probe.split === 'relation') {
       for (let job = 0; job < jobs; job += 1) units.push({ probe, part: { shard, job: jobs > 1 ? { index: job, count: jobs } : null } });
     } else if (!shard || position % shard.count === shard.index) {
       units.push({ probe, part: null });
@@ -130,8 +108,8 @@ export interface ProbeRun {
 
 /**
  * Run the units over the sessions, one unit per session at a time, taking them in order (missing-context
- * comes first, so its "never set" state meets connections on which nothing has set a tenant); the EXCLUSIVE
- * families last, on the first session, after the others restarted their transactions. Findings and records
+ * comes first, so its "never set" state meets connections on which nothing has set a tenant); the exclusive
+ * probes last, on the first session, after the others restarted their transactions. Findings and records
  * come back in unit order, whatever order the units finished in.
  */
 export async function runPlan(
@@ -144,8 +122,8 @@ export async function runPlan(
   const findings: Finding[][] = units.map(() => []);
   const records: ProbeRecord[][] = units.map(() => []);
   const perProbe: Record<string, number> = {};
-  const shared = units.map((_, index) => index).filter((index) => !EXCLUSIVE.has(units[index]!.probe.meta.id));
-  const exclusive = units.map((_, index) => index).filter((index) => EXCLUSIVE.has(units[index]!.probe.meta.id));
+  const shared = units.map((_, index) => index).filter((index) => !units[index]!.probe.exclusive);
+  const exclusive = units.map((_, index) => index).filter((index) => units[index]!.probe.exclusive);
   let completed = 0;
   let failed = false;
   const worker = async (session: AuditSession, queue: number[]) => {

@@ -8,9 +8,10 @@ import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from 
 import { chainEvidence, chainTargets, describeOpened, opened, runChain, type ChainRun, type ChainStep } from './chains.js';
 import { actorOf, describeContext } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
-import { columnOf, ROW_CURSOR, sequenceSkip } from './writes.js';
+import { ROW_CURSOR, sequenceSkip } from './writes.js';
 import type { ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
+import { requireColumn, requireRelation } from '../catalog/lookup.js';
 
 /**
  * What a signed-in user can do to who it is: add itself to another tenant (self-join), move its membership
@@ -56,7 +57,7 @@ function pointerTables(context: ProbeContext): { relation: Relation; userColumn:
 function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: Tenant, builder: OwnRowBuilder, columnUpdate: boolean): Attempt[] {
   const { plan, catalog } = context;
   const membership = plan.actors.membership!;
-  const relation = catalog.relations.find((candidate) => candidate.qualified === membership.relation)!;
+  const relation = requireRelation(catalog, membership.relation);
   const relationPlan = plan.relations.find((entry) => entry.relation === relation.qualified);
   const list: Attempt[] = [];
   const user = actor.user!;
@@ -79,7 +80,7 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
     const cursor = [`declare ${ROW_CURSOR} cursor for ${own}`, `fetch ${ROW_CURSOR}`];
     list.push({
       check: 'membership-escalation', relation, actor, tenant, victim, grantsMembership: true,
-      step: { statement: `update ${relationIdent(relation)} set ${ident(membership.tenantColumn)} = $1::${columnOf(relation, membership.tenantColumn).type} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
+      step: { statement: `update ${relationIdent(relation)} set ${ident(membership.tenantColumn)} = $1::${requireColumn(relation, membership.tenantColumn).type} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
       what: `update ${relation.qualified} set ${membership.tenantColumn} = ${victim.label} on its own membership of ${tenant.label}`,
     });
     for (const role of roles) {
@@ -97,7 +98,7 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
     const cursor = [`declare ${ROW_CURSOR} cursor for select * from ${relationIdent(pointer.relation)} where ${ident(pointer.userColumn)}::text = ${literal(user)}`, `fetch ${ROW_CURSOR}`];
     list.push({
       check: 'user-pointer', relation: pointer.relation, actor, tenant, victim, grantsMembership: false,
-      step: { statement: `update ${relationIdent(pointer.relation)} set ${ident(pointer.pointer)} = $1::${columnOf(pointer.relation, pointer.pointer).type} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
+      step: { statement: `update ${relationIdent(pointer.relation)} set ${ident(pointer.pointer)} = $1::${requireColumn(pointer.relation, pointer.pointer).type} where current of ${ROW_CURSOR}`, params: [victim.id], setup: cursor },
       what: `update ${pointer.relation.qualified} set ${pointer.pointer} = ${victim.label} on its own row`,
     });
   }
@@ -167,6 +168,7 @@ function finding(context: ProbeContext, report: ProbeReport, attempt: Attempt, r
 export const selfGrant = defineProbe({
   meta: {
     id: 'self-join',
+    matrix: 'insert',
     title: 'A user can add itself to another tenant',
     severity: 'high',
     objectKind: 'table',
@@ -182,6 +184,7 @@ export const selfGrant = defineProbe({
   related: [
     {
       id: 'membership-escalation',
+      matrix: 'update',
       title: 'A member can move its membership or raise its role',
       severity: 'high',
       objectKind: 'table',
@@ -196,6 +199,7 @@ export const selfGrant = defineProbe({
     },
     {
       id: 'user-pointer',
+      matrix: 'update',
       title: 'A user can point its own row at another tenant',
       severity: 'high',
       objectKind: 'table',
@@ -209,6 +213,7 @@ export const selfGrant = defineProbe({
         'in the same rolled-back savepoint (high when that tenant\'s rows come back).',
     },
   ],
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     if (context.plan.actors.kind !== 'user' || !context.plan.actors.membership || !context.actors) return findings;

@@ -36,6 +36,7 @@ export function firstValue(row: Record<string, string | null> | undefined): stri
 export const seqScan = defineProbe({
   meta: {
     id: 'seq-scan',
+    matrix: 'outside',
     title: "A tenant's read scans every tenant's rows",
     severity: 'info',
     objectKind: 'table',
@@ -51,6 +52,7 @@ export const seqScan = defineProbe({
       'Info: performance, not a leak: on a table with a tenant column and more than the row threshold (estimated), the plan of the ' +
       'read probe\'s query, as the application role with a tenant set, still scans the whole table with sequential scans disabled.',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const tenant = context.tenants[0]!;

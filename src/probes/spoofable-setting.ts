@@ -58,6 +58,7 @@ interface Spoof {
 export const spoofableSetting = defineProbe({
   meta: {
     id: 'spoofable-setting',
+    matrix: 'read',
     title: 'A setting any session can set widens what a tenant sees',
     severity: 'high',
     objectKind: 'table',
@@ -77,6 +78,7 @@ export const spoofableSetting = defineProbe({
       'tenant set, setting it to \'on\', \'true\', \'1\', \'yes\', \'t\' or a value the policy compares it with opens other tenants\' rows on ' +
       'data: any session may set a custom setting. Seen only in the policy text, the rule non-tenant-setting reports it as medium.',
   },
+  split: 'whole',
   async run(context, report) {
     const findings: Finding[] = [];
     const targets: { target: ReadTarget; policy: Policy; settings: string[] }[] = [];

@@ -8,6 +8,7 @@ import { runAs } from './context.js';
 import { inPart } from './schedule.js';
 import { firstValue, nodes, parsePlan } from './seq-scan.js';
 import type { ProbeContext } from './types.js';
+import { relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 export interface ReadTarget {
   relation: Relation;
@@ -31,12 +32,11 @@ export interface ReadTarget {
 
 /** Every tenant-owned relation the application role can select from, with the statement to read it. */
 export function readTargets(context: ProbeContext, sourcesOf: (relation: Relation) => string[]): ReadTarget[] {
-  const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
   const seeding = new Map(context.seedResults.map((result) => [result.relation, result]));
   const targets: ReadTarget[] = [];
   for (const relationPlan of context.plan.relations) {
     if (relationPlan.tenancy === 'shared') continue;
-    const relation = byName.get(relationPlan.relation)!;
+    const relation = requireRelation(context.catalog, relationPlan.relation);
     if (!inPart(context, relation.qualified)) continue;
     const access = context.access.get(relation.qualified);
     if (!access || !access.selectColumns.length) continue;
@@ -69,7 +69,7 @@ export function readTargets(context: ProbeContext, sourcesOf: (relation: Relatio
  * children. Null for what seeding does not fill directly (views, partitions read on their own).
  */
 export function expectedOwnRows(context: ProbeContext, relationName: string, tenant: Tenant): number | null {
-  const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName)!;
+  const relation = requireRelation(context.catalog, relationName);
   // A view that shows every row of the one table it reads (an API view, `select id, title from data.todo`):
   // the tenant's rows of that table, compared per relation.
   const mapping = relation.kind === 'view' ? viewMapping(relation) : null;
@@ -84,7 +84,7 @@ export function expectedOwnRows(context: ProbeContext, relationName: string, ten
  * its own memberships, so fewer of the tenant's rows there is no defect (a row of another tenant still is).
  */
 export function mayHideTenantRows(context: ProbeContext, relationName: string): boolean {
-  const relation = context.catalog.relations.find((candidate) => candidate.qualified === relationName);
+  const relation = relationOf(context.catalog, relationName);
   const shown = relation?.kind === 'view' ? viewMapping(relation)?.base : undefined;
   return context.plan.actors.membership?.relation === relationName || (shown !== undefined && context.plan.actors.membership?.relation === shown);
 }
@@ -164,11 +164,10 @@ export function fullReadOf(context: ProbeContext, target: ReadTarget): ReadTarge
  */
 export async function forcedFullScans(context: ProbeContext): Promise<Set<string>> {
   const forced = new Set<string>();
-  const byName = new Map(context.catalog.relations.map((relation) => [relation.qualified, relation]));
   const tenant = context.tenants[0];
   if (!tenant) return forced;
   for (const relationPlan of context.plan.relations) {
-    const relation = byName.get(relationPlan.relation);
+    const relation = relationOf(context.catalog, relationPlan.relation);
     if (!relation || relationPlan.tenancy !== 'direct' || !boundable(context.catalog, relation, relationPlan) || !hasTenantIndex(relation, relationPlan.tenantColumn!)) continue;
     if (!context.access.get(relation.qualified)?.selectColumns.length) continue;
     const result = await runAs(context, { kind: 'tenant', tenant }, `explain (format json) select 1 from ${relationIdent(relation)}`, [], { before: ['set local enable_seqscan = off'] });
@@ -189,7 +188,7 @@ export async function forcedFullScans(context: ProbeContext): Promise<Set<string
 function seededKeyCondition(context: ProbeContext, relation: Relation, key: string[]): string | null {
   const rows = context.ledger.rows(relation.qualified).filter((row) => key.every((column) => row.values[column] !== null && row.values[column] !== undefined));
   if (!rows.length) return null;
-  const typeOf = (name: string) => relation.columns.find((column) => column.name === name)!.type;
+  const typeOf = (name: string) => requireColumn(relation, name).type;
   if (key.length === 1) {
     const column = key[0]!;
     return `${ident(column)} = any(${literal(textArrayLiteral(rows.map((row) => row.values[column]!)))}::${typeOf(column)}[])`;
@@ -200,9 +199,8 @@ function seededKeyCondition(context: ProbeContext, relation: Relation, key: stri
 
 /** One note per relation whose reads were sampled (those with seeded rows to read by key), for the report. */
 export function samplingNotes(catalog: Catalog, plan: TenancyPlan, ledger: Ledger, forcedScans?: ReadonlySet<string>): string[] {
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   return plan.relations.flatMap((relationPlan) => {
-    const relation = byName.get(relationPlan.relation);
+    const relation = relationOf(catalog, relationPlan.relation);
     const sampled = relation && relationPlan.tenancy !== 'shared' ? sampledRead(catalog, relation, relationPlan, forcedScans) : null;
     if (!relation || !sampled || !ledger.count(relation.qualified)) return [];
     const bounded = `took the seeded rows by primary key and TABLESAMPLE SYSTEM (${sampled.percent}%) of the existing rows instead of scanning every row`;

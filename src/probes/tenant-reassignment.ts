@@ -3,7 +3,8 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { baselineCounts, boundedWrite, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { requireColumn } from '../catalog/lookup.js';
 
 /**
  * The columns that say whose a row is, with the values that make it `victim`'s: the tenant column, and
@@ -29,6 +30,7 @@ function moveTo(context: ProbeContext, target: WriteTarget, victim: Tenant): Map
 export const tenantReassignment = defineProbe({
   meta: {
     id: 'tenant-reassignment',
+    matrix: 'update',
     title: 'A tenant can move its rows to another tenant',
     severity: 'high',
     objectKind: 'table',
@@ -44,6 +46,7 @@ export const tenantReassignment = defineProbe({
       'High: as a tenant, an UPDATE of one of its own rows (by key, or with no WHERE) that sets the tenant column and the ' +
       'tenant-scoped foreign keys to the next tenant succeeds, and that tenant gains the row (a row moved to another tenant).',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     for (const target of writeTargets(context, 'update', { tenantTable: false, check: this.meta.id })) {
@@ -52,7 +55,7 @@ export const tenantReassignment = defineProbe({
       for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
         const moves = moveTo(context, target, victim);
         if (!moves.size) break;
-        const assignments = [...moves.keys()].map((column, index) => `${ident(column)} = $${index + 1}::${columnOf(relation, column).type}`).join(', ');
+        const assignments = [...moves.keys()].map((column, index) => `${ident(column)} = $${index + 1}::${requireColumn(relation, column).type}`).join(', ');
         const values = [...moves.values()];
         const own = await rowOf(context, target, actor, key);
         const forms = [

@@ -28,6 +28,7 @@ function truncateFix(context: ProbeContext, relation: Relation): { cause: string
 export const truncate = defineProbe({
   meta: {
     id: 'truncate',
+    matrix: 'delete',
     title: 'The application role can TRUNCATE a tenant table',
     severity: 'high',
     objectKind: 'table',
@@ -46,6 +47,8 @@ export const truncate = defineProbe({
       'CASCADE, is the evidence. Not run, and not reported here, when the role is reached only through an API layer and no function ' +
       'it may call runs dynamic SQL (dangerous-grant reports the privilege as info).',
   },
+  split: 'relation',
+  exclusive: true,
   async run(context, report) {
     const findings: Finding[] = [];
     const actor = context.tenants[0];

@@ -91,24 +91,65 @@ export interface ProbeMeta extends CheckMeta {
   source: 'probe';
 }
 
+/** The command families of the HTML report's matrix, in the order of its columns. */
+export const MATRIX_FAMILIES = ['read', 'insert', 'update', 'delete', 'missing'] as const;
+export type MatrixFamily = (typeof MATRIX_FAMILIES)[number];
+
+/**
+ * Where a probe check's statements show in the HTML report: in a command family of the matrix (a column), or
+ * `outside` it, for checks not about one command on one tenant-owned relation (the role itself, functions,
+ * triggers, application queries, the pooled connection, query plans): their statements are listed under
+ * "Probe statements", their findings in the matrix row of their relation.
+ */
+export type MatrixPlacement = MatrixFamily | 'outside';
+
+/**
+ * How a probe's work is split across CI jobs (`--shard`) and the connections of one run (`--jobs`), see
+ * schedule.ts. `relation`: one independent piece per relation (it iterates readTargets / writeTargets, or
+ * checks `inPart` itself), so a relation's bucket decides where it runs; `whole`: it runs in one place.
+ */
+export type ProbeSplit = 'relation' | 'whole';
+
+/** What a probe declares about one check it reports: its metadata and its place in the matrix. */
+export type ProbeCheckInput = CheckMetaInput & { matrix: MatrixPlacement };
+
 export interface Probe {
   meta: ProbeMeta;
   /** Other checks this probe reports (e.g. a lower-severity defect found along the way). */
   related: ProbeMeta[];
+  /** Per check id (its own and its related checks'), where its statements show in the HTML matrix. */
+  matrix: ReadonlyMap<string, MatrixPlacement>;
+  split: ProbeSplit;
+  /**
+   * It takes an ACCESS EXCLUSIVE lock (TRUNCATE): it runs after every other unit, on one connection, once the
+   * other connections have ended their transactions (a read there holds its table's ACCESS SHARE lock until the
+   * transaction ends, and the lock would wait for it and time out).
+   */
+  exclusive: boolean;
   run(context: ProbeContext): Promise<Finding[]>;
 }
 
 export interface ProbeDefinition {
-  meta: CheckMetaInput;
-  related?: CheckMetaInput[];
+  meta: ProbeCheckInput;
+  related?: ProbeCheckInput[];
+  split: ProbeSplit;
+  exclusive?: boolean;
   run(this: Probe, context: ProbeContext, report: ProbeReport): Promise<Finding[]>;
 }
 
-/** Declare a probe, ESLint style: its metadata (and that of the checks it reports along the way), and a run() that reports through report(). */
+/**
+ * Declare a probe, ESLint style: its metadata (and that of the checks it reports along the way, each with its
+ * place in the HTML matrix), how its work splits, and a run() that reports through report().
+ */
 export function defineProbe(definition: ProbeDefinition): Probe {
-  const meta: ProbeMeta = { ...definition.meta, source: 'probe' };
-  const related: ProbeMeta[] = (definition.related ?? []).map((entry) => ({ ...entry, source: 'probe', reportedBy: meta.id }));
+  const { matrix: placement, ...own } = definition.meta;
+  const meta: ProbeMeta = { ...own, source: 'probe' };
+  const matrix = new Map<string, MatrixPlacement>([[meta.id, placement]]);
+  const related: ProbeMeta[] = (definition.related ?? []).map(({ matrix: relatedPlacement, ...entry }) => {
+    matrix.set(entry.id, relatedPlacement);
+    return { ...entry, source: 'probe', reportedBy: meta.id };
+  });
   const report = findingBuilder([meta, ...related]);
-  const probe: Probe = { meta, related, run: (context) => definition.run.call(probe, context, report) };
+  const probe: Probe = { meta, related, matrix, split: definition.split, exclusive: definition.exclusive ?? false, run: (context) => definition.run.call(probe, context, report) };
   return probe;
 }

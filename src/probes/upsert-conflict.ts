@@ -9,7 +9,6 @@ import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import {
   ATTEMPTS,
-  columnOf,
   diagnoseWrite,
   directSeverity,
   plainColumns,
@@ -27,6 +26,7 @@ import {
   type WriteRun,
   type WriteTarget,
 } from './writes.js';
+import { requireColumn } from '../catalog/lookup.js';
 
 /** The SQL that makes a unique key include the tenant column, so that it no longer spans tenants. */
 function tenantKeyFix(relation: Relation, relationPlan: RelationPlan, key: string[]): string {
@@ -97,6 +97,7 @@ async function upsert(context: ProbeContext, builder: OwnRowBuilder, check: stri
 export const upsertConflict = defineProbe({
   meta: {
     id: 'upsert-conflict',
+    matrix: 'update',
     title: "INSERT ... ON CONFLICT reaches another tenant's row",
     severity: 'critical',
     objectKind: 'table',
@@ -114,6 +115,7 @@ export const upsertConflict = defineProbe({
       'or view); low when `on conflict (key) do nothing` silently inserts nothing while a fresh key inserts a row (an existence side ' +
       'channel).',
   },
+  split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
     const builder = new OwnRowBuilder(context);
@@ -167,7 +169,7 @@ export const upsertConflict = defineProbe({
             }
           }
           // The side channel is only worth a finding on values a tenant chooses, in keys not scoped by a tenant-owned parent.
-          if (oracleTested || oracle || key.some((column) => scope.has(column)) || key.every((column) => surrogate(columnOf(relation, column)))) continue;
+          if (oracleTested || oracle || key.some((column) => scope.has(column)) || key.every((column) => surrogate(requireColumn(relation, column)))) continue;
           oracleTested = true;
           const taken = await upsert(context, builder, this.meta.id, target, actor, overrides, doNothing);
           if (!taken) continue;

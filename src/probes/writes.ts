@@ -16,6 +16,7 @@ import { inPart } from './schedule.js';
 import { describeRisk, riskHint, riskWords, writeRisk, type WriteEvent } from '../sequences.js';
 import { unseededEntry } from '../scenario/schema.js';
 import type { ProbeContext, ProbeOutcome } from './types.js';
+import { columnOf, columnType, relationOf, requireColumn } from '../catalog/lookup.js';
 
 /**
  * Shared machinery of the write-isolation probes (foreign-insert, foreign-update, foreign-delete,
@@ -76,21 +77,20 @@ function isBaseTable(relation: Relation): boolean {
 /** The tenancy of a base table: its own plan, or, for a partition or inheritance child, its parent's. */
 export function ownership(context: ProbeContext, relation: Relation): RelationPlan | null {
   const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
-  const byName = new Map(context.catalog.relations.map((candidate) => [candidate.qualified, candidate]));
   let current: Relation | undefined = relation;
   for (let depth = 0; current && depth < 16; depth += 1) {
     const entry = plans.get(current.qualified);
     if (!entry || entry.tenancy === 'shared') return null;
     if (entry.tenancy !== 'derived') return { ...entry, relation: relation.qualified, kind: relation.kind };
     const parent: string | undefined = current.partitionOf ?? current.inheritsFrom[0];
-    current = parent ? byName.get(parent) : undefined;
+    current = parent ? relationOf(context.catalog, parent) : undefined;
   }
   return null;
 }
 
 export function tenantScope(context: ProbeContext, relation: Relation, relationPlan: RelationPlan): TenantScope | null {
   const base = `${relationIdent(relation)} as r`;
-  const typeOf = (owner: Relation | undefined, name: string) => owner?.columns.find((column) => column.name === name)?.type ?? null;
+  const typeOf = (owner: Relation | undefined, name: string) => columnType(owner, name) ?? null;
   if (relationPlan.tenantColumn) return { from: base, tenant: `r.${ident(relationPlan.tenantColumn)}`, tenantType: typeOf(relation, relationPlan.tenantColumn) };
   if (!relationPlan.path?.length) return null;
   const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
@@ -104,7 +104,7 @@ export function tenantScope(context: ProbeContext, relation: Relation, relationP
   });
   const last = plans.get(relationPlan.path[relationPlan.path.length - 1]!.references);
   if (!last?.tenantColumn) return null;
-  const owner = context.catalog.relations.find((candidate) => candidate.qualified === last.relation);
+  const owner = relationOf(context.catalog, last.relation);
   return { from, tenant: `${alias}.${ident(last.tenantColumn)}`, tenantType: typeOf(owner, last.tenantColumn) };
 }
 
@@ -120,7 +120,7 @@ function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege,
   if (privilege === 'truncate' || view.dependsOn.length !== 1 || !inPart(context, view.qualified)) return null;
   const access = context.access.get(view.qualified);
   if (!access?.[privilege]) return null;
-  const base = context.catalog.relations.find((candidate) => candidate.qualified === view.dependsOn[0]);
+  const base = relationOf(context.catalog, view.dependsOn[0]);
   if (!base || !isBaseTable(base)) return null;
   const basePlan = ownership(context, base);
   if (!basePlan || (basePlan.tenancy === 'tenant-table' && !options.tenantTable)) return null;
@@ -294,12 +294,6 @@ export function directSeverity(relation: Relation): Severity {
   return isIndirect(relation) ? 'high' : 'critical';
 }
 
-export function columnOf(relation: Relation, name: string): Column {
-  const column = relation.columns.find((candidate) => candidate.name === name);
-  if (!column) throw new Error(`${relation.qualified} has no column ${name}`);
-  return column;
-}
-
 /** Columns whose values must be unique (primary key, unique constraints and unique indexes). */
 export function uniqueKeys(relation: Relation): string[][] {
   const keys: string[][] = [];
@@ -321,12 +315,12 @@ export function uniqueKeys(relation: Relation): string[][] {
 
 /** The columns that identify one row: the primary key, else a unique key of NOT NULL columns, else ctid. */
 export function rowKey(relation: Relation): string[] {
-  const notNull = (name: string) => relation.columns.find((column) => column.name === name)?.notNull ?? false;
+  const notNull = (name: string) => columnOf(relation, name)?.notNull ?? false;
   return uniqueKeys(relation).find((key) => key.every(notNull)) ?? ['ctid'];
 }
 
 function keyType(relation: Relation, name: string): string {
-  return name === 'ctid' ? 'tid' : columnOf(relation, name).type;
+  return name === 'ctid' ? 'tid' : requireColumn(relation, name).type;
 }
 
 /** `"a" = $1::integer and "b" = $2::text` for the key columns, numbered from `offset + 1`. */
@@ -381,7 +375,7 @@ export interface TenantCounts {
 export function tenantCounts(context: ProbeContext, target: WriteTarget, marker?: Marker, options: { everyTenant?: boolean } = {}): Promise<TenantCounts> {
   const params: (string | null)[] = [...(marker?.values ?? [])];
   const matches = marker
-    ? marker.columns.map((name, index) => `r.${ident(baseColumn(target, name))} is not distinct from $${index + 1}::${columnOf(target.relation, name).type}`).join(' and ')
+    ? marker.columns.map((name, index) => `r.${ident(baseColumn(target, name))} is not distinct from $${index + 1}::${requireColumn(target.relation, name).type}`).join(' and ')
     : 'false';
   let where = '';
   if (!options.everyTenant) {

@@ -1,7 +1,8 @@
 import { checksOf, objectLabel, objectSubject, type Finding, type FindingObject, type SampleRow } from '../findings.js';
 import { brokenContext } from '../verdict.js';
 import { plural } from '../text.js';
-import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
+import { matrixPlacements } from '../checks.js';
+import { MATRIX_FAMILIES, type MatrixFamily, type ProbeOutcome, type ProbeRecord } from '../probes/types.js';
 import { atLeast, type Severity } from '../severity.js';
 import type { RelationReport, Report } from './model.js';
 
@@ -69,28 +70,26 @@ const LEGEND: [string, string, string][] = [
   ['none', 'not probed', 'no probe of this family applies to the relation'],
 ];
 
-/** The command families of the matrix, each with the probe checks whose statements it shows. */
-export const FAMILIES = [
-  {
-    id: 'read',
-    label: 'read',
-    checks: ['read-isolation', 'own-rows-hidden', 'member-of-two-tenants', 'no-membership-user', 'member-rows-hidden', 'role-graph', 'spoofable-setting', 'claim-spoof', 'role-owns-table', 'existence-oracle', 'error-echo'],
-  },
-  { id: 'insert', label: 'insert', checks: ['foreign-insert', 'cross-tenant-reference', 'copied-values', 'self-join'] },
-  { id: 'update', label: 'update', checks: ['foreign-update', 'blind-update', 'tenant-reassignment', 'upsert-conflict', 'membership-escalation', 'user-pointer'] },
-  { id: 'delete', label: 'delete', checks: ['foreign-delete', 'blind-delete', 'truncate'] },
-  { id: 'missing', label: 'missing context', checks: ['missing-context', 'missing-context-error'] },
-] as const;
-type FamilyId = (typeof FAMILIES)[number]['id'];
-/**
- * Probe checks outside the matrix: they are not about one command on one tenant-owned relation (the
- * role itself, functions, triggers, application queries, the pooled connection, query plans). Their
- * statements are listed under "Probe statements", their findings in the matrix row of their relation.
- */
-export const OUTSIDE_MATRIX = ['role-bypasses-rls', 'function-leak', 'definer-trigger', 'application-query', 'context-persistence', 'seq-scan'] as const;
+const FAMILY_LABELS: Record<MatrixFamily, string> = { read: 'read', insert: 'insert', update: 'update', delete: 'delete', missing: 'missing context' };
 
-function familyOf(check: string): FamilyId | null {
-  return FAMILIES.find((family) => (family.checks as readonly string[]).includes(check))?.id ?? null;
+/**
+ * The command families of the matrix, each with the probe checks whose statements it shows: every probe module
+ * declares the matrix place of each check it reports (`matrix` in defineProbe).
+ */
+export const FAMILIES: readonly { id: MatrixFamily; label: string; checks: readonly string[] }[] = MATRIX_FAMILIES.map((id) => ({
+  id,
+  label: FAMILY_LABELS[id],
+  checks: matrixPlacements().filter((check) => check.matrix === id).map((check) => check.id),
+}));
+/**
+ * Probe checks outside the matrix (`matrix: 'outside'`): they are not about one command on one tenant-owned
+ * relation (the role itself, functions, triggers, application queries, the pooled connection, query plans).
+ * Their statements are listed under "Probe statements", their findings in the matrix row of their relation.
+ */
+export const OUTSIDE_MATRIX: readonly string[] = matrixPlacements().filter((check) => check.matrix === 'outside').map((check) => check.id);
+
+function familyOf(check: string): MatrixFamily | null {
+  return FAMILIES.find((family) => family.checks.includes(check))?.id ?? null;
 }
 
 const CSS = `

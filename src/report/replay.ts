@@ -3,6 +3,7 @@ import type { ContextParameter } from '../analysis/context-sql.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Actors } from '../seed/actors.js';
 import type { Ledger } from '../seed/ledger.js';
+import { relationOf } from '../catalog/lookup.js';
 
 /** The seeded rows of one relation, in the order they were inserted, with the tenant of each. */
 export interface ReplayRelation {
@@ -46,11 +47,10 @@ export interface Replay {
  * tenant only, and a row the seeder changed after inserting it (a cycle of foreign keys) replays as it ended.
  */
 export function buildReplay(catalog: Catalog, plan: TenancyPlan, ledger: Ledger, actors: Actors): Replay | string {
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   const owned = new Set(plan.relations.filter((relation) => relation.tenancy !== 'shared').map((relation) => relation.relation));
   const relations: ReplayRelation[] = [];
   for (const name of ledger.relations()) {
-    const relation = byName.get(name);
+    const relation = relationOf(catalog, name);
     if (!relation) continue;
     // Rows of a tenant the platform made for an actor (a personal account) are made again by the same trigger when the replay creates the actor.
     const rows = ledger.rows(name).filter((row) => !ledger.isPersonal(row.tenant));

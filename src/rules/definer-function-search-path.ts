@@ -3,7 +3,8 @@ import type { Finding } from '../findings.js';
 import { functionAnalysis } from '../analysis/index.js';
 import type { Analysis } from '../analysis/model.js';
 import { ident, literal } from '../sql.js';
-import { apiBarrier, canCreateTemporary, canExecute, creatableSchemas, fixedSearchPath, relationNamed, roleHolds } from './privilege-helpers.js';
+import { relationOf } from '../catalog/lookup.js';
+import { apiBarrier, canCreateTemporary, canExecute, creatableSchemas, fixedSearchPath, roleHolds } from './privilege-helpers.js';
 import { listWords } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -14,7 +15,7 @@ function howReached(catalog: Catalog, role: string, fn: FunctionInfo): string | 
   if (fn.returnKind !== 'trigger') return canExecute(catalog, role, fn) ? `${role} may call it` : null;
   const tables = catalog.triggers
     .filter((trigger) => trigger.functionOid === fn.oid && trigger.enabled)
-    .map((trigger) => relationNamed(catalog, trigger.relation))
+    .map((trigger) => relationOf(catalog, trigger.relation))
     .filter((relation) => relation && WRITES.some((privilege) => roleHolds(catalog, role, relation.owner, relation.grants, privilege)))
     .map((relation) => relation!.qualified);
   return tables.length ? `${role} fires it by writing ${listWords([...new Set(tables)])}` : null;

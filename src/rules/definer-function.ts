@@ -3,8 +3,9 @@ import type { BodyAnalysis } from '../analysis/model.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import type { Finding } from '../findings.js';
 import { commentText, ident, literal } from '../sql.js';
-import { canExecute, isBaseTable, relationNamed, relationPlanOf, rlsBypassReason } from './privilege-helpers.js';
+import { canExecute, isBaseTable, relationPlanOf, rlsBypassReason } from './privilege-helpers.js';
 import { defineRule } from './types.js';
+import { relationOf } from '../catalog/lookup.js';
 
 export const definerFunction = defineRule({
   meta: {
@@ -49,7 +50,7 @@ export const definerFunction = defineRule({
       // Dynamic SQL may reach any tenant table the owner bypasses; otherwise the tables the parsed statements touch.
       const candidates = dynamic
         ? tenantTables
-        : body.relations.map((name) => relationNamed(catalog, name)).filter((relation): relation is Relation => relation !== undefined && tenantTables.includes(relation));
+        : body.relations.map((name) => relationOf(catalog, name)).filter((relation): relation is Relation => relation !== undefined && tenantTables.includes(relation));
       const bypassed = candidates.map((table) => ({ table, reason: rlsBypassReason(catalog, fn.owner, table) ?? '' })).filter((entry) => entry.reason);
       if (!bypassed.length) continue;
       const tables = bypassed.map(({ table }) => table);

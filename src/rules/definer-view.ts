@@ -8,12 +8,12 @@ import {
   canRead,
   isBaseTable,
   regclassLiteral,
-  relationNamed,
   relationPlanOf,
   rlsBypassReason,
   roleNamed,
   } from './privilege-helpers.js';
 import { defineRule } from './types.js';
+import { relationOf } from '../catalog/lookup.js';
 
 interface Leak {
   /** The tenant table read without its policies. */
@@ -35,7 +35,7 @@ function leaksOf(catalog: Catalog, plan: TenancyPlan, view: Relation): Leak[] {
   const seen = new Set<string>();
   const walk = (relation: Relation, readAs: string, via: Relation | null) => {
     for (const name of relation.dependsOn) {
-      const dependency = relationNamed(catalog, name);
+      const dependency = relationOf(catalog, name);
       if (!dependency) continue;
       const key = `${name}:${readAs}`;
       if (seen.has(key)) continue;
@@ -130,7 +130,7 @@ function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Lea
     const needed = new Map<string, Relation>();
     const collect = (relation: Relation) => {
       for (const name of relation.dependsOn) {
-        const dependency = relationNamed(catalog, name);
+        const dependency = relationOf(catalog, name);
         if (!dependency || needed.has(name)) continue;
         if (!canRead(catalog, plan.role, dependency)) needed.set(name, dependency);
         if (dependency.kind === 'view' && dependency.securityInvoker) collect(dependency);

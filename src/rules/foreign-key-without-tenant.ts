@@ -4,8 +4,9 @@ import { foreignKeyClauses } from '../analysis/sql-text.js';
 import type { Catalog, ForeignKey, Relation } from '../catalog/types.js';
 import { constraintObject, type Finding } from '../findings.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
-import { regclassLiteral, relationNamed, relationPlanOf, roleHolds, tenantTables } from './privilege-helpers.js';
+import { regclassLiteral, relationPlanOf, roleHolds, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
+import { relationOf } from '../catalog/lookup.js';
 
 function sameColumns(a: readonly (string | null)[], b: readonly string[]): boolean {
   return a.length === b.length && b.every((column) => a.includes(column));
@@ -69,7 +70,7 @@ export const foreignKeyWithoutTenant = defineRule({
       if (relationPlan.tenancy !== 'direct' || !tenantColumn || relation.partitionOf) continue;
       if (!['INSERT', 'UPDATE'].some((privilege) => roleHolds(catalog, plan.role, relation.owner, relation.grants, privilege))) continue;
       for (const foreignKey of relation.foreignKeys) {
-        const parent = relationNamed(catalog, foreignKey.references);
+        const parent = relationOf(catalog, foreignKey.references);
         const parentPlan = relationPlanOf(plan, foreignKey.references);
         if (!parent || parentPlan?.tenancy !== 'direct' || !parentPlan.tenantColumn) continue;
         const parentTenant = parentPlan.tenantColumn;

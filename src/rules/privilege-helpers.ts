@@ -1,7 +1,7 @@
 import { functionAnalysis } from '../analysis/index.js';
 import type { Analysis } from '../analysis/model.js';
 import { inheritedRoles, memberships } from '../catalog/roles.js';
-import type { Catalog, Column, FunctionInfo, Grant, Policy, Relation, Role } from '../catalog/types.js';
+import type { Catalog, FunctionInfo, Grant, Policy, Relation, Role } from '../catalog/types.js';
 import type { Finding } from '../findings.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
@@ -15,7 +15,6 @@ import type { RuleReport } from './types.js';
 
 
 interface CatalogIndex {
-  relations: Map<string, Relation>;
   roles: Map<string, Role>;
   functionsByName: Map<string, FunctionInfo[]>;
   inherited: Map<string, Set<string>>;
@@ -36,7 +35,6 @@ function catalogIndex(catalog: Catalog): CatalogIndex {
     }
   }
   index = {
-    relations: new Map(catalog.relations.map((relation) => [relation.qualified, relation])),
     roles: new Map(catalog.roles.map((role) => [role.name, role])),
     functionsByName,
     inherited: new Map(),
@@ -55,10 +53,6 @@ export function relationPlanOf(plan: TenancyPlan, relation: string): RelationPla
     planIndexes.set(plan, index);
   }
   return index.get(relation);
-}
-
-export function relationNamed(catalog: Catalog, qualified: string): Relation | undefined {
-  return catalogIndex(catalog).relations.get(qualified);
 }
 
 export function roleNamed(catalog: Catalog, name: string): Role | undefined {
@@ -222,10 +216,6 @@ export function tenantTables(catalog: Catalog, plan: TenancyPlan): { relation: R
     if (relationPlan && relationPlan.tenancy !== 'shared') tables.push({ relation, relationPlan });
   }
   return tables;
-}
-
-export function columnOf(relation: Relation, name: string): Column | undefined {
-  return relation.columns.find((column) => column.name === name);
 }
 
 /** `schema` and `name` literals for a qualified name, for catalog queries in evidence. */

@@ -5,7 +5,8 @@ import type { Catalog, Policy, Relation } from '../catalog/types.js';
 import { currentTenantExpression, isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, relationIdent } from '../sql.js';
-import { describePolicy, inheritedBy, regclassLiteral, relationNamed, relationPlanOf } from './privilege-helpers.js';
+import { describePolicy, inheritedBy, regclassLiteral, relationPlanOf } from './privilege-helpers.js';
+import { relationOf } from '../catalog/lookup.js';
 
 /** Facts about relations shared by the coverage and policy-logic rules: tenancy, privileges, evidence SQL, fixes. */
 
@@ -90,7 +91,7 @@ function fixPlanFor(scope: AnalysisScope, relation: Relation, depth = 0): Relati
   const [column] = tenantColumnsOf(scope, relation);
   if (column) return { ...own, tenantColumn: column };
   const parentName = relation.partitionOf ?? relation.inheritsFrom[0];
-  const parent = parentName ? relationNamed(scope.catalog, parentName) : undefined;
+  const parent = parentName ? relationOf(scope.catalog, parentName) : undefined;
   if (parent && depth < 8) {
     const inherited = fixPlanFor(scope, parent, depth + 1);
     return { ...own, tenantColumn: inherited.tenantColumn, path: inherited.path };

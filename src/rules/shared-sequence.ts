@@ -1,7 +1,8 @@
 import type { Finding } from '../findings.js';
 import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
-import { relationNamed, relationPlanOf } from './privilege-helpers.js';
+import { relationPlanOf } from './privilege-helpers.js';
 import { defineRule } from './types.js';
+import { relationOf } from '../catalog/lookup.js';
 
 export const sharedSequence = defineRule({
   meta: {
@@ -29,7 +30,7 @@ export const sharedSequence = defineRule({
       });
       if (!tenantOwned.length) continue;
       const fix = users.slice(1).flatMap(({ relation: name, column }) => {
-        const relation = relationNamed(catalog, name)!;
+        const relation = relationOf(catalog, name)!;
         const own = qualifiedIdent(`${relation.schema}.${`${relation.name}_${column}_seq`.slice(0, 63)}`);
         return [
           `create sequence ${own} owned by ${relationIdent(relation)}.${ident(column)};`,

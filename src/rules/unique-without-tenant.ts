@@ -2,8 +2,9 @@ import { defaultGenerator, keyColumnsMentioned, prefixKeyList } from '../analysi
 import type { Column, Relation } from '../catalog/types.js';
 import { constraintObject, type Finding } from '../findings.js';
 import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
-import { canWrite, columnOf, regclassLiteral, tenantTables } from './privilege-helpers.js';
+import { canWrite, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
+import { columnOf } from '../catalog/lookup.js';
 
 function isSequenceKey(column: Column): boolean {
   return column.identity !== null || defaultGenerator(column.default) === 'sequence';

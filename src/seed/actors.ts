@@ -10,6 +10,7 @@ import { addProfile } from './identity.js';
 import { columnRules } from './column-rules.js';
 import { checksOf, columnValue, createFaker, tenantIds } from './values.js';
 import { isSequenceBacked, KEY_LIMITS, rowsMadeByTriggers } from './seed.js';
+import { columnOf, relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 /** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */
 export interface Actor {
@@ -75,7 +76,7 @@ export async function insertRow(session: AuditSession, relation: Relation, given
   const values = new Map(Object.entries(given));
   for (const foreignKey of relation.foreignKeys) {
     if (foreignKey.columns.some((column) => values.has(column))) continue;
-    const nullable = foreignKey.columns.every((name) => !relation.columns.find((column) => column.name === name)?.notNull);
+    const nullable = foreignKey.columns.every((name) => !columnOf(relation, name)?.notNull);
     const parent = nullable ? undefined : ledger.rows(foreignKey.references)[0];
     foreignKey.columns.forEach((name, position) => values.set(name, parent ? (parent.values[foreignKey.referencedColumns[position]!] ?? null) : null));
   }
@@ -144,14 +145,13 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
     for (const tenant of tenants) primary.set(tenant.id, { label: `${tenant.label} (user ${tenant.id})`, tenants: [tenant], user: tenant.id, role: null });
     return { kind: 'user', primary, multi: null, outsider: null };
   }
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
-  const usersRelation = byName.get(users.relation)!;
-  const membership = byName.get(actors.membership.relation)!;
-  const ids = tenantIds(createFaker(seed + 104_729), users.baseType, tenants.length + 2, usersRelation.columns.find((column) => column.name === users.column)?.maxLength ?? null);
+  const usersRelation = requireRelation(catalog, users.relation);
+  const membership = requireRelation(catalog, actors.membership.relation);
+  const ids = tenantIds(createFaker(seed + 104_729), users.baseType, tenants.length + 2, columnOf(usersRelation, users.column)?.maxLength ?? null);
   const serial = { next: 0 };
   const memberships: { tenant: Tenant; values: Record<string, string | null> }[] = [];
   const { userColumn, tenantColumn } = actors.membership;
-  const userType = membership.columns.find((column) => column.name === userColumn)!.type;
+  const userType = requireColumn(membership, userColumn).type;
   /** Memberships the platform made for each user as it was created (a trigger on the users table), by user. */
   const made = new Map<string, Record<string, string | null>[]>();
   const addUser = async (id: string, of: Tenant[]) => {
@@ -206,7 +206,7 @@ export async function seedActors(session: AuditSession, catalog: Catalog, plan: 
  */
 async function adoptActorRows(session: AuditSession, catalog: Catalog, plan: TenancyPlan, ledger: Ledger, users: Actor[], made: Map<string, Record<string, string | null>[]>): Promise<void> {
   const { membership } = plan.actors;
-  const membershipRelation = catalog.relations.find((relation) => relation.qualified === membership!.relation)!;
+  const membershipRelation = requireRelation(catalog, membership!.relation);
   const candidates = new Map<string, Actor>();
   for (const actor of users) {
     for (const member of made.get(actor.user!) ?? []) {
@@ -226,13 +226,12 @@ async function adoptActorRows(session: AuditSession, catalog: Catalog, plan: Ten
       (actor.personal ??= []).push(ledger.addPersonal(row.tenant!, `tenant ${row.tenant} (made for ${who})`));
     }
   }
-  const byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
   // The personal tenants first, on their own: their few rows are not cut off by the many of the seeded tenants.
   const personal = users.flatMap((actor) => (actor.personal ?? []).map((tenant) => tenant.id));
   for (const owners of [personal, ledger.tenants.map((tenant) => tenant.id)]) {
     for (const name of plan.seedOrder) {
       const relationPlan = plan.relations.find((candidate) => candidate.relation === name);
-      const relation = byName.get(name);
+      const relation = relationOf(catalog, name);
       if (!relationPlan || !relation) continue;
       const adopted = await rowsMadeByTriggers(session, relation, relationPlan, ledger, owners);
       if (adopted?.length) ledger.add(relation.qualified, relation.primaryKey, adopted);

@@ -5,6 +5,7 @@ import type { AuditSession } from '../session.js';
 import { ident, relationIdent } from '../sql.js';
 import { insertRow, type Actor, type Actors } from './actors.js';
 import type { Ledger } from './ledger.js';
+import { columnOf, relationOf } from '../catalog/lookup.js';
 
 /**
  * Where the policies read the identity through a table of the application's own (plan.actors.lookup), give
@@ -18,10 +19,10 @@ import type { Ledger } from './ledger.js';
 export async function seedIdentityLookup(session: AuditSession, catalog: Catalog, plan: TenancyPlan, actors: Actors, ledger: Ledger, seed: number, explicitKeys = false): Promise<Actors> {
   const lookup = plan.actors.lookup;
   if (!lookup) return actors;
-  const relation = catalog.relations.find((candidate) => candidate.qualified === lookup.relation);
+  const relation = relationOf(catalog, lookup.relation);
   if (!relation) return actors;
   const table = relationIdent(relation);
-  const keyType = relation.columns.find((column) => column.name === lookup.keyColumn)?.type ?? 'text';
+  const keyType = columnOf(relation, lookup.keyColumn)?.type ?? 'text';
   const serial = { next: 500 };
   const primary = new Map<string, Actor>();
   for (const [tenantId, actor] of actors.primary) {
@@ -36,7 +37,7 @@ export async function seedIdentityLookup(session: AuditSession, catalog: Catalog
         // The row is ours: the key column gets the role's name (or keeps its value), read back as the server stores it.
         const row = rows[index]!;
         const identity = (relation.primaryKey ?? [lookup.keyColumn]).filter((column) => row.values[column] !== undefined);
-        const where = identity.map((column, position) => `${ident(column)} = $${position + 2}::${relation.columns.find((candidate) => candidate.name === column)?.type ?? 'text'}`).join(' and ');
+        const where = identity.map((column, position) => `${ident(column)} = $${position + 2}::${columnOf(relation, column)?.type ?? 'text'}`).join(' and ');
         const result = await session.savepoint(
           () =>
             session.query(
@@ -80,9 +81,9 @@ export async function addProfile(
   seed: number,
   explicitKeys: boolean,
 ): Promise<void> {
-  const relation = catalog.relations.find((candidate) => candidate.qualified === profile.relation);
+  const relation = relationOf(catalog, profile.relation);
   if (!relation) return;
-  const type = relation.columns.find((column) => column.name === profile.column)?.type ?? 'text';
+  const type = columnOf(relation, profile.column)?.type ?? 'text';
   const existing = await session.query(`select 1 from ${relationIdent(relation)} where ${ident(profile.column)} = $1::${type}`, [id]);
   if (existing.rows.length) return;
   const row = await insertRow(session, relation, { [profile.column]: id }, ledger, serial, seed, explicitKeys);

@@ -7,6 +7,7 @@ import { ident, qualifiedIdent, relationIdent } from '../sql.js';
 import type { Actors } from './actors.js';
 import type { Ledger } from './ledger.js';
 import type { WriteBlock } from './seed.js';
+import { relationOf, requireColumn } from '../catalog/lookup.js';
 
 /** At most this many rows of each tenant become its actor's own, per table. */
 const OWNED_ROWS = 10;
@@ -37,7 +38,7 @@ export async function adoptOwnedRows(session: AuditSession, catalog: Catalog, an
   if (promoted) adopted.push(promoted);
   for (const relationPlan of plan.relations) {
     if (relationPlan.tenancy !== 'direct' || !relationPlan.tenantColumn || skip.has(relationPlan.relation)) continue;
-    const relation = catalog.relations.find((candidate) => candidate.qualified === relationPlan.relation);
+    const relation = relationOf(catalog, relationPlan.relation);
     if (!relation || (relation.kind !== 'table' && relation.kind !== 'partitioned-table') || relation.partitionOf || relation.inheritsFrom.length) continue;
     const columns = userColumns(catalog, analysis, plan, relation);
     if (!columns.length || blocked(relation.qualified, 'UPDATE')) continue;
@@ -55,7 +56,7 @@ export async function adoptOwnedRows(session: AuditSession, catalog: Catalog, an
       const sql =
         `with picked as (select r.tableoid, r.ctid, ${key.map((name) => `r.${ident(name)}::text as ${ident(`old_${name}`)}`).join(', ')} from ${relationIdent(relation)} as r ` +
         `where r.${ident(relationPlan.tenantColumn)}::text = $2 order by ${order} limit ${share}) ` +
-        `update ${relationIdent(relation)} as t set ${columns.map((column) => `${ident(column)} = $1::${relation.columns.find((candidate) => candidate.name === column)!.type}`).join(', ')} ` +
+        `update ${relationIdent(relation)} as t set ${columns.map((column) => `${ident(column)} = $1::${requireColumn(relation, column).type}`).join(', ')} ` +
         `from picked where t.tableoid = picked.tableoid and t.ctid = picked.ctid ` +
         `returning ${key.map((name) => `picked.${ident(`old_${name}`)} as ${ident(name)}`).join(', ')}`;
       let rows: Record<string, string | null>[];
@@ -90,7 +91,7 @@ function uniqueColumn(relation: Relation, column: string): boolean {
  */
 async function promoteActors(session: AuditSession, catalog: Catalog, plan: TenancyPlan, actors: Actors, ledger: Ledger): Promise<OwnedRows | null> {
   const membership = plan.actors.membership!;
-  const relation = catalog.relations.find((candidate) => candidate.qualified === membership.relation);
+  const relation = relationOf(catalog, membership.relation);
   if (!relation) return null;
   const roles = roleColumns(relation, (table, column) => ledger.rows(table).map((row) => row.values[column]).filter((value): value is string => typeof value === 'string'));
   if (!roles.length) return null;

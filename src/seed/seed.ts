@@ -14,6 +14,7 @@ import { contextStatementOf } from './actors.js';
 import { Ledger, type LedgerRow, type Tenant } from './ledger.js';
 import { RowPlanner } from './planner.js';
 import { checksOf, createFaker, makeCanary, tenantIds, tenantIdType } from './values.js';
+import { columnOf, columnType, relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 /** Why the seeder must not make a write of this kind to a relation (and what to try), or null. */
 export type WriteBlock = (relation: string, event: 'INSERT' | 'UPDATE') => { reason: string; hint: string } | null;
@@ -188,7 +189,7 @@ function uniqueColumns(relation: Relation): Set<string> {
 }
 
 const nullableKey = (relation: Relation, foreignKey: ForeignKey) =>
-  foreignKey.columns.some((column) => !relation.columns.find((candidate) => candidate.name === column)?.notNull);
+  foreignKey.columns.some((column) => !columnOf(relation, column)?.notNull);
 
 /** The type a column's value is cast to when PostgreSQL evaluates a check on candidate rows (domains by their base type). */
 function evaluationType(column: Column): string {
@@ -299,7 +300,6 @@ class Seeder {
   statements = 0;
   readonly results: SeedResult[] = [];
   readonly gaps: CoverageGap[] = [];
-  private readonly byName: Map<string, Relation>;
   private readonly byOid: Map<number, Relation>;
   private readonly plans: Map<string, RelationPlan>;
   /** Rows per leaf partition and tenant id. */
@@ -334,7 +334,6 @@ class Seeder {
     /** Whether the tenant context may be set while seeding (see contextual). */
     private readonly setContext = false,
   ) {
-    this.byName = new Map(catalog.relations.map((relation) => [relation.qualified, relation]));
     this.byOid = new Map(catalog.relations.map((relation) => [relation.oid, relation]));
     this.plans = new Map(plan.relations.map((relationPlan) => [relationPlan.relation, relationPlan]));
     const seeded = new Set(plan.seedOrder.flatMap((name) => [name, ...this.leavesOf(name).map((leaf) => leaf.qualified)]));
@@ -377,7 +376,7 @@ class Seeder {
 
   async run(): Promise<void> {
     for (const [position, name] of this.plan.seedOrder.entries()) {
-      const relation = this.byName.get(name)!;
+      const relation = requireRelation(this.catalog, name);
       const relationPlan = this.plans.get(name)!;
       const result: SeedResult = { relation: name, status: 'seeded', rows: 0, reason: null, repairs: 0, tenants: {}, adopted: 0, partitions: [] };
       this.results.push(result);
@@ -433,7 +432,7 @@ class Seeder {
     if (this.withTriggers) {
       for (const result of this.results) {
         const relationPlan = this.plans.get(result.relation)!;
-        if (relationPlan.tenancy !== 'shared') await this.adopt(this.byName.get(result.relation)!, relationPlan, result);
+        if (relationPlan.tenancy !== 'shared') await this.adopt(requireRelation(this.catalog, result.relation), relationPlan, result);
       }
     }
     this.coverage();
@@ -624,7 +623,7 @@ class Seeder {
     const alternatives = relationPlan.publicRows ?? [];
     for (const flag of new Set(alternatives.flat().map((entry) => entry.column))) {
       if (forced.has(flag) || !relation.columns.some((column) => column.name === flag)) continue;
-      const boolean = relation.columns.find((column) => column.name === flag)!.baseType === 'bool';
+      const boolean = requireColumn(relation, flag).baseType === 'bool';
       forced.set(flag, (rowIndex) => {
         const chosen = alternatives[Math.floor(rowIndex / 2) % alternatives.length]!.find((entry) => entry.column === flag);
         if (rowIndex % 2 === 0 && chosen) return chosen.value;
@@ -675,7 +674,7 @@ class Seeder {
       const picks = combos.get(foreignKey) ?? Array.from({ length: count }, () => this.faker.helpers.arrayElement(parents));
       foreignKey.columns.forEach((column, position) => {
         if (column === tenantColumn) return;
-        if (!relation.columns.find((candidate) => candidate.name === column)?.notNull) nullable.add(column);
+        if (!columnOf(relation, column)?.notNull) nullable.add(column);
         const referenced = foreignKey.referencedColumns[position]!;
         forced.set(column, (rowIndex) => picks[rowIndex]!.values[referenced] ?? null);
       });
@@ -747,7 +746,7 @@ class Seeder {
    * parser, the columns inside key expressions. None when the catalog has no such index.
    */
   private uniqueKeyColumns(relation: Relation, failure: { constraint?: string; schema?: string; table?: string }): string[] {
-    const table = this.catalog.relations.find((candidate) => candidate.schema === failure.schema && candidate.name === failure.table);
+    const table = failure.schema && failure.table ? relationOf(this.catalog, `${failure.schema}.${failure.table}`) : undefined;
     const index = table?.indexes.find((candidate) => candidate.name === failure.constraint);
     if (!index) return [];
     const named = new Set(index.columns.filter((column): column is string => column !== null));
@@ -1032,7 +1031,7 @@ class Seeder {
    */
   private async planAhead(position: number, current: Relation): Promise<void> {
     const name = this.plan.seedOrder[position + 1];
-    const relation = name ? this.byName.get(name) : undefined;
+    const relation = name ? relationOf(this.catalog, name) : undefined;
     const relationPlan = name ? this.plans.get(name) : undefined;
     if (!relation || !relationPlan || this.withTriggers || !this.batchable(relation, relationPlan) || this.blocked(relation.qualified, 'INSERT')) return;
     if (relation.foreignKeys.some((foreignKey) => foreignKey.references === current.qualified)) return;
@@ -1075,7 +1074,7 @@ class Seeder {
       retained = new Set([...(relation.primaryKey ?? []), ...uniqueColumns(relation), ...this.plan.tenantColumns]);
       const tenantColumn = this.plans.get(relation.qualified)?.tenantColumn;
       if (tenantColumn) retained.add(tenantColumn);
-      for (const other of this.byName.values()) {
+      for (const other of this.catalog.relations) {
         for (const foreignKey of other.foreignKeys) if (foreignKey.references === relation.qualified) foreignKey.referencedColumns.forEach((column) => retained!.add(column));
       }
       this.retained.set(relation.qualified, retained);
@@ -1119,11 +1118,10 @@ class Seeder {
         });
       }
       if (!assignments.length) continue;
-      const byName = new Map(relation.columns.map((column) => [column.name, column]));
       const sql =
-        `update ${relationIdent(relation)} as t set ${columns.map((column, index) => `${ident(column)} = v.s${index}::${byName.get(column)!.type}`).join(', ')} ` +
+        `update ${relationIdent(relation)} as t set ${columns.map((column, index) => `${ident(column)} = v.s${index}::${requireColumn(relation, column).type}`).join(', ')} ` +
         `from unnest(${[...key, ...columns].map((_, index) => `$${index + 1}::text[]`).join(', ')}) as v(${[...key.map((_, index) => `k${index}`), ...columns.map((_, index) => `s${index}`)].join(', ')}) ` +
-        `where ${key.map((column, index) => `t.${ident(column)} = v.k${index}::${byName.get(column)!.type}`).join(' and ')}`;
+        `where ${key.map((column, index) => `t.${ident(column)} = v.k${index}::${requireColumn(relation, column).type}`).join(' and ')}`;
       const params = [...key.map((_, index) => assignments.map((entry) => entry.key[index]!)), ...columns.map((_, index) => assignments.map((entry) => entry.values[index]!))];
       try {
         this.statements += 1;
@@ -1147,7 +1145,7 @@ class Seeder {
    */
   async deferConstraints(): Promise<void> {
     for (const edge of this.plan.deferredReferences) {
-      const relation = this.byName.get(edge.from);
+      const relation = relationOf(this.catalog, edge.from);
       if (!relation) continue;
       for (const foreignKey of relation.foreignKeys) {
         if (foreignKey.references !== edge.to || nullableKey(relation, foreignKey)) continue;
@@ -1191,7 +1189,7 @@ class Seeder {
         result.tenants[tenant.id] = rows;
         if (!rows) this.gaps.push({ relation: result.relation, tenant: tenant.id, reason: result.reason ?? 'no row of this tenant could be inserted', ...(result.hint ? { hint: result.hint } : {}) });
       }
-      const relation = this.byName.get(result.relation)!;
+      const relation = requireRelation(this.catalog, result.relation);
       for (const leaf of this.leaves(relation)) {
         const counts = this.leafCounts.get(leaf.relation.qualified);
         const coverage: PartitionCoverage = { relation: leaf.relation.qualified, tenants: {}, waived: null };
@@ -1217,7 +1215,7 @@ class Seeder {
  */
 export async function rowsMadeByTriggers(session: AuditSession, relation: Relation, relationPlan: RelationPlan, ledger: Ledger, owners: readonly string[]): Promise<LedgerRow[] | null> {
   if (relationPlan.tenancy === 'shared' || !owners.length) return null;
-  const typeOf = (owner: Relation, name: string) => owner.columns.find((column) => column.name === name)?.type ?? 'text';
+  const typeOf = (owner: Relation, name: string) => columnType(owner, name) ?? 'text';
   const select = relation.columns.map((column) => `${ident(column.name)}::text as ${ident(column.name)}`).join(', ');
   const wanted = new Set(owners);
   let sql: string;
@@ -1280,7 +1278,7 @@ export async function seed(
   await loadParser();
   const faker = createFaker(options.seed);
   const keyColumn = plan.tenantKey.relation
-    ? catalog.relations.find((relation) => relation.qualified === plan.tenantKey.relation)?.columns.find((column) => column.name === plan.tenantKey.column)
+    ? columnOf(relationOf(catalog, plan.tenantKey.relation), plan.tenantKey.column)
     : undefined;
   const analysis = options.analysis ?? analyze(catalog, plan.role);
   const idType = tenantIdType(plan.tenantKey.baseType, settingCasts(analysis, plan.setting));

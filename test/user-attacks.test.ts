@@ -142,3 +142,47 @@ describe('what a signed-in user can do to who it is', () => {
     expect(probed.every((probe) => probe.outcome !== 'leak')).toBe(true);
   });
 });
+
+/**
+ * The same RPCs as the platform's anonymous role (Supabase anon), where it holds EXECUTE: a request without
+ * credentials that reaches tenant rows is critical. The secure twins revoke EXECUTE from anon (and PUBLIC).
+ */
+const ANONYMOUS = [
+  // A check that lets a caller without a user through (meant for a service job): signed-in callers are refused, anon is not.
+  { name: 'a caller without a user let through', folder: 'anonymous-function-leak', vulnerable: 'vulnerable.sql', secure: 'secure.sql', fn: 'org_invoices(bigint)', arg: /'\d+'::bigint/ },
+  // The unchecked RPC read: EXECUTE was never revoked from anon, so it reads any team's projects too.
+  { name: 'the unchecked RPC read', folder: 'rpc-foreign-keys', vulnerable: 'read-vulnerable.sql', secure: 'read-secure.sql', fn: 'get_team_projects(uuid)', arg: /'[0-9a-f-]{36}'::uuid/ },
+];
+
+describe('the same RPCs without credentials', () => {
+  it.each(ANONYMOUS)('$name: anon reads tenant rows through $fn (critical); the twin that revokes EXECUTE from anon passes', async (entry) => {
+    const vulnerable = await audit(entry.folder, entry.vulnerable);
+    expect(vulnerable.err).not.toMatch(/unexpected error/);
+    expect(vulnerable.report!.summary.inconclusive).toEqual([]);
+    expect(vulnerable.code).toBe(1);
+    const found = allFindings(vulnerable.report!.findings).filter((finding) => finding.check === 'anonymous-function-leak');
+    expect(found.map((finding) => finding.table)).toEqual([entry.fn]);
+    const finding = found[0]!;
+    expect(finding.severity).toBe('critical');
+    expect(finding.message).toMatch(new RegExp(`^Without credentials, as anon, select \\* from "public"\\."${entry.fn.replace(/\(.*/, '')}"\\(.+\\) returns 20 rows of tenant [A-C]: anon may EXECUTE`));
+    // The call as anon, with no claims set, and the tenant rows it returned.
+    expect(finding.evidence.sql).toMatch(/^-- a request without credentials, on a new connection\nbegin;\nset local role "anon";\nselect \* from /);
+    expect(finding.evidence.sql).toMatch(entry.arg);
+    expect(finding.evidence.sql).not.toMatch(/set_config|request\.jwt/);
+    expect(finding.evidence.rowCount).toBe(20);
+    expect(finding.evidence.sampleRows!.length).toBeGreaterThan(0);
+    expect(JSON.stringify(finding.evidence.sampleRows)).toMatch(/canary of tenant [A-C]/);
+    expect(finding.evidence.details).toMatch(/with tenant A's keys: returned 20 rows of tenant A; with tenant B's keys: returned 20 rows of tenant B/);
+    expect(finding.fix).toContain(`revoke execute on function ${entry.fn} from public, "anon";`);
+
+    const secure = await audit(entry.folder, entry.secure);
+    expect(secure.report!.summary.inconclusive).toEqual([]);
+    expect(allFindings(secure.report!.findings).filter((candidate) => atLeast(candidate.severity, 'medium')).map((candidate) => `${candidate.check}: ${candidate.message}`)).toEqual([]);
+    expect(secure.code).toBe(0);
+    // anon may not EXECUTE it: it is not called as anon; the functions anon may call were, and leaked nothing.
+    const anonymous = secure.report!.probes.filter((probe) => probe.check === 'anonymous-function-leak');
+    expect(anonymous.length).toBeGreaterThan(0);
+    expect(anonymous.some((probe) => probe.relation === entry.fn)).toBe(false);
+    expect(anonymous.every((probe) => probe.outcome !== 'leak')).toBe(true);
+  });
+});

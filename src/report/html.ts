@@ -87,7 +87,7 @@ type FamilyId = (typeof FAMILIES)[number]['id'];
  * role itself, functions, triggers, application queries, the pooled connection, query plans). Their
  * statements are listed under "Probe statements", their findings in the matrix row of their relation.
  */
-export const OUTSIDE_MATRIX = ['role-bypasses-rls', 'function-leak', 'definer-trigger', 'application-query', 'context-persistence', 'seq-scan'] as const;
+export const OUTSIDE_MATRIX = ['role-bypasses-rls', 'function-leak', 'anonymous-function-leak', 'definer-trigger', 'application-query', 'context-persistence', 'seq-scan'] as const;
 
 function familyOf(check: string): FamilyId | null {
   return FAMILIES.find((family) => (family.checks as readonly string[]).includes(check))?.id ?? null;

@@ -88,9 +88,11 @@ function relationForId(context: ProbeContext, argument: string, fn?: FunctionInf
  * `foreign`: another tenant's id and row ids in the tenant and id arguments (a function that trusts them);
  * `keys`: the same, with a plain word in the other text arguments (a name a function may require to be non-empty).
  */
-function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant, tenant: Tenant): { values: (string | null)[]; pointed: boolean } | null {
+function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant, tenant: Tenant): { values: (string | null)[]; pointed: boolean; keys: string[] } | null {
   const count = fn.argumentTypes.length - fn.defaultArguments;
   const values: (string | null)[] = [];
+  /** What each keyed argument holds: `team: tenant B's id`, `member_id: the user of tenant B`. */
+  const keys: string[] = [];
   let pointed = false;
   for (let index = 0; index < count; index += 1) {
     const type = fn.argumentTypes[index]!;
@@ -104,6 +106,7 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     const idType = TEXT_TYPES.has(base) || NUMBER_TYPES.has(base) || base === 'uuid';
     if (idType && name && (TENANT_ARGUMENT.test(bareName(name)) || context.plan.tenantColumns.includes(bareName(name)))) {
       values.push(tenant.id);
+      keys.push(`${name}: ${tenant.label}'s id`);
       pointed = true;
       continue;
     }
@@ -111,6 +114,7 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     const owned = target ? context.ledger.rows(target.relation.qualified, tenant.id)[0]?.values[target.column] : undefined;
     if (owned !== undefined && owned !== null) {
       values.push(owned);
+      keys.push(`${name}: a key of ${target!.relation.qualified} of ${tenant.label}`);
       pointed = true;
       continue;
     }
@@ -118,6 +122,7 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     const user = idType && name && USER_ARGUMENT.test(bareName(name)) ? actorOf(context, tenant).user : null;
     if (user !== null && fits(user, base)) {
       values.push(user);
+      keys.push(`${name}: the user of ${tenant.label}`);
       pointed = true;
       continue;
     }
@@ -138,7 +143,7 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     }
     values.push(neutral);
   }
-  return { values, pointed };
+  return { values, pointed, keys };
 }
 
 function callStatement(context: ProbeContext, fn: FunctionInfo, count: number): string {
@@ -364,6 +369,11 @@ export const functionLeak = defineProbe({
   },
 });
 
+/** ` (member_id: the user of tenant B)`, or nothing when no argument held a key. */
+function keyed(keys: readonly string[]): string {
+  return keys.length ? ` (${keys.join(', ')})` : '';
+}
+
 /** SQLSTATEs of a function that refuses a call: RAISE EXCEPTION (P0001) and insufficient privilege (42501). */
 const REFUSED = new Set(['P0001', '42501']);
 
@@ -516,7 +526,7 @@ async function keyedCalls(context: ProbeContext, fn: FunctionInfo, check: string
           context: describeContext(context, { kind: 'actor', actor }),
           rowCount: tally.rows,
           sampleRows: found.find((entry) => entry.foreign.size)?.samples ?? tally.samples,
-          details: `called as ${tenant.label} with ${keysOf.label}'s keys; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint; memberships of the caller before: ${[...chain!.membershipsBefore].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}, after: ${[...chain!.membershipsAfter].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}${found.length ? `; after the call ${describeOpened(context, found)}` : ''}`,
+          details: `called as ${tenant.label} with ${keysOf.label}'s keys${keyed(args.keys)}; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint; memberships of the caller before: ${[...chain!.membershipsBefore].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}, after: ${[...chain!.membershipsAfter].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}${found.length ? `; after the call ${describeOpened(context, found)}` : ''}`,
         },
         fix: fixFor(context, fn, 'foreign'),
       };
@@ -532,7 +542,7 @@ async function keyedCalls(context: ProbeContext, fn: FunctionInfo, check: string
         context: describeContext(context, { kind: 'tenant', tenant }),
         rowCount: tally.rows,
         sampleRows: tally.samples,
-        details: `called as ${tenant.label} with ${keysOf.label}'s keys; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint`,
+        details: `called as ${tenant.label} with ${keysOf.label}'s keys${keyed(args.keys)}; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint`,
       },
       fix: fixFor(context, fn, 'foreign'),
     };
@@ -566,7 +576,7 @@ async function anonymousCalls(context: ProbeContext, fn: FunctionInfo, role: str
   };
   for (const tenant of context.tenants) {
     const args = argumentsFor(context, fn, 'keys', tenant);
-    if (args) add(args.pointed ? `with ${tenant.label}'s keys` : 'neutral arguments', args.values, args.pointed ? tenant : undefined);
+    if (args) add(args.pointed ? `with ${tenant.label}'s keys${keyed(args.keys)}` : 'neutral arguments', args.values, args.pointed ? tenant : undefined);
   }
   const first = context.tenants[0];
   const wildcard = first ? argumentsFor(context, fn, 'wildcard', first) : null;

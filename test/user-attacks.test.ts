@@ -103,7 +103,7 @@ const CASES: Case[] = [
     write: /select \* from "public"\."projects_of_member"\('[0-9a-f-]{36}'::uuid\)/,
     message: /with tenant B's keys returns 20 rows of tenant B/,
     // The argument that held the key: the id of tenant B's user.
-    details: /called as tenant A with tenant B's keys \(member_id: the user of tenant B\)/,
+    details: /called as tenant A with tenant B's keys \(member_id: the user of tenant B \(public\.team_members\.user_id\)\)/,
   },
   {
     name: 'invitation accept',
@@ -184,7 +184,7 @@ describe('the same RPCs without credentials', () => {
     expect(finding.evidence.rowCount).toBe(20);
     expect(finding.evidence.sampleRows!.length).toBeGreaterThan(0);
     expect(JSON.stringify(finding.evidence.sampleRows)).toMatch(/canary of tenant [A-C]/);
-    expect(finding.evidence.details).toMatch(/with tenant A's keys \((team|org): tenant A's id\): returned 20 rows of tenant A; with tenant B's keys \((team|org): tenant B's id\): returned 20 rows of tenant B/);
+    expect(finding.evidence.details).toMatch(/with tenant A's keys \((team: public\.projects\.team_id|org: public\.invoices\.org_id) of tenant A\): returned 20 rows of tenant A; with tenant B's keys \((team|org): public\.\w+\.\w+ of tenant B\): returned 20 rows of tenant B/);
     expect(finding.fix).toContain(`revoke execute on function ${entry.fn} from public, "anon";`);
 
     const secure = await audit(entry.folder, entry.secure);

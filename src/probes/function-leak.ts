@@ -1,4 +1,5 @@
 import { functionEffects, loadRoutineIndex, type EffectVerdict } from '../analysis/effects.js';
+import { functionAnalysis } from '../analysis/index.js';
 import { loadParser } from '../analysis/parse.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import { currentTenantExpression } from '../fixes.js';
@@ -104,6 +105,14 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     }
     const base = type.replace(/\(.*\)$/, '');
     const idType = TEXT_TYPES.has(base) || NUMBER_TYPES.has(base) || base === 'uuid';
+    // What the body compares it with: the value that column holds in a seeded row of the tenant.
+    const compared = idType ? comparedKey(context, fn, index, tenant, base) : null;
+    if (compared) {
+      values.push(compared.value);
+      keys.push(`${name || `$${index + 1}`}: ${compared.what}`);
+      pointed = true;
+      continue;
+    }
     if (idType && name && (TENANT_ARGUMENT.test(bareName(name)) || context.plan.tenantColumns.includes(bareName(name)))) {
       values.push(tenant.id);
       keys.push(`${name}: ${tenant.label}'s id`);
@@ -144,6 +153,27 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     values.push(neutral);
   }
   return { values, pointed, keys };
+}
+
+/**
+ * A key of `tenant` for argument `index` from what the function's body compares it with (analysis: parameterColumns):
+ * the value of that column in a seeded row of the tenant (its id in a tenant column or the tenant table's key, the
+ * key of one of its rows, the id of one of its users in a membership). Null when the body compares it with no
+ * column of a tenant-owned relation, or the body could not be read.
+ */
+function comparedKey(context: ProbeContext, fn: FunctionInfo, index: number, tenant: Tenant, base: string): { value: string; what: string } | null {
+  const columns = functionAnalysis(context.analysis, fn.signature)?.parameterColumns.filter((entry) => entry.parameter === `$${index + 1}`) ?? [];
+  const user = actorOf(context, tenant).user;
+  for (const { relation, column } of columns) {
+    const rows = context.ledger.rows(relation, tenant.id);
+    // A column that holds the tenant's user: that user (its actor), rather than whichever seeded user comes first.
+    if (user !== null && fits(user, base) && rows.some((candidate) => candidate.values[column] === user)) return { value: user, what: `the user of ${tenant.label} (${relation}.${column})` };
+    const row = rows.find((candidate) => candidate.values[column] !== undefined && candidate.values[column] !== null);
+    const value = row?.values[column];
+    if (value === undefined || value === null || !fits(value, base)) continue;
+    return { value, what: `${relation}.${column} of ${tenant.label}` };
+  }
+  return null;
 }
 
 function callStatement(context: ProbeContext, fn: FunctionInfo, count: number): string {
@@ -206,7 +236,8 @@ export const functionLeak = defineProbe({
     explanation:
       'Calls every function the application role may execute that returns something (rows, a composite, a set or a value) as each tenant, ' +
       "with neutral arguments (empty text, zero, the tenant's own ids, defaults where the function has them), with NULLs where it is not strict, " +
-      "and with another tenant's ids in its tenant, id and user arguments (a tenant id, the key of one of its rows, its user's id); that last call, " +
+      "and with another tenant's keys in every argument that can hold one: by the column its body compares it with (the value that column holds " +
+      "in a row of that tenant), else by its name (a tenant id, the key of one of its rows, its user's id); that last call, " +
       'SECURITY DEFINER or not, runs in a savepoint in which the administrator counts every tenant\'s rows before and after, and, for a ' +
       "signed-in user, the caller's memberships and what it reads afterwards. Every returned row or value is attributed through the tenant column, the " +
       "seeded keys and the canaries. A SECURITY DEFINER function runs with its owner's rights, so policies that do not apply to the owner do not " +

@@ -118,7 +118,7 @@ const CASES: Case[] = [
   },
 ];
 
-const audit = (folder: string, file: string) => runCli(['run', '--schema', path.join(FIXTURES, folder, file), '--preset', 'supabase', '--seed', '7', '--quiet']);
+const audit = (folder: string, file: string, preset = 'supabase') => runCli(['run', '--schema', path.join(FIXTURES, folder, file), '--preset', preset, '--seed', '7', '--quiet']);
 
 describe('what a signed-in user can do to who it is', () => {
   it.each(CASES)('$name: the vulnerable fixture fails with the chain, its secure twin passes', async (entry) => {
@@ -156,19 +156,21 @@ describe('what a signed-in user can do to who it is', () => {
 });
 
 /**
- * The same RPCs as the platform's anonymous role (Supabase anon), where it holds EXECUTE: a request without
- * credentials that reaches tenant rows is critical. The secure twins revoke EXECUTE from anon (and PUBLIC).
+ * The same RPCs as the platform's anonymous role (Supabase anon, PostgREST's web_anon), where it holds EXECUTE: a
+ * request without credentials that reaches tenant rows is critical. The secure twins revoke EXECUTE from it (and PUBLIC).
  */
 const ANONYMOUS = [
   // A check that lets a caller without a user through (meant for a service job): signed-in callers are refused, anon is not.
-  { name: 'a caller without a user let through', folder: 'anonymous-function-leak', vulnerable: 'vulnerable.sql', secure: 'secure.sql', fn: 'org_invoices(bigint)', arg: /'\d+'::bigint/ },
+  { name: 'a caller without a user let through', preset: 'supabase', role: 'anon', folder: 'anonymous-function-leak', vulnerable: 'vulnerable.sql', secure: 'secure.sql', schema: 'public', fn: 'org_invoices(bigint)', arg: /'\d+'::bigint/, keys: /org: public\.invoices\.org_id/ },
   // The unchecked RPC read: EXECUTE was never revoked from anon, so it reads any team's projects too.
-  { name: 'the unchecked RPC read', folder: 'rpc-foreign-keys', vulnerable: 'read-vulnerable.sql', secure: 'read-secure.sql', fn: 'get_team_projects(uuid)', arg: /'[0-9a-f-]{36}'::uuid/ },
+  { name: 'the unchecked RPC read', preset: 'supabase', role: 'anon', folder: 'rpc-foreign-keys', vulnerable: 'read-vulnerable.sql', secure: 'read-secure.sql', schema: 'public', fn: 'get_team_projects(uuid)', arg: /'[0-9a-f-]{36}'::uuid/, keys: /team: public\.projects\.team_id/ },
+  // PostgREST: a new function is executable by PUBLIC, web_anon included; a claim-less fallback lets it through.
+  { name: 'a fallback without claims (PostgREST)', preset: 'postgrest', role: 'web_anon', folder: 'anonymous-function-leak', vulnerable: 'postgrest-vulnerable.sql', secure: 'postgrest-secure.sql', schema: 'api', fn: 'api.recent_orders(integer)', arg: /'\d+'::integer/, keys: /shop: api\.orders\.shop_id/ },
 ];
 
 describe('the same RPCs without credentials', () => {
-  it.each(ANONYMOUS)('$name: anon reads tenant rows through $fn (critical); the twin that revokes EXECUTE from anon passes', async (entry) => {
-    const vulnerable = await audit(entry.folder, entry.vulnerable);
+  it.each(ANONYMOUS)('$name: $role reads tenant rows through $fn (critical); the twin that revokes EXECUTE passes', async (entry) => {
+    const vulnerable = await audit(entry.folder, entry.vulnerable, entry.preset);
     expect(vulnerable.err).not.toMatch(/unexpected error/);
     expect(vulnerable.report!.summary.inconclusive).toEqual([]);
     expect(vulnerable.code).toBe(1);
@@ -176,18 +178,20 @@ describe('the same RPCs without credentials', () => {
     expect(found.map((finding) => finding.table)).toEqual([entry.fn]);
     const finding = found[0]!;
     expect(finding.severity).toBe('critical');
-    expect(finding.message).toMatch(new RegExp(`^Without credentials, as anon, select \\* from "public"\\."${entry.fn.replace(/\(.*/, '')}"\\(.+\\) returns 20 rows of tenant [A-C]: anon may EXECUTE`));
-    // The call as anon, with no claims set, and the tenant rows it returned.
-    expect(finding.evidence.sql).toMatch(/^-- a request without credentials, on a new connection\nbegin;\nset local role "anon";\nselect \* from /);
+    const name = entry.fn.replace(/\(.*/, '').replace(/^\w+\./, '');
+    expect(finding.message).toMatch(new RegExp(`^Without credentials, as ${entry.role}, select \\* from "${entry.schema}"\\."${name}"\\(.+\\) returns 20 rows of tenant [A-C]: ${entry.role} may EXECUTE`));
+    // The call as the anonymous role, with no claims set, and the tenant rows it returned.
+    expect(finding.evidence.sql).toMatch(new RegExp(`^-- a request without credentials, on a new connection\\nbegin;\\nset local role "${entry.role}";\\nselect \\* from `));
     expect(finding.evidence.sql).toMatch(entry.arg);
     expect(finding.evidence.sql).not.toMatch(/set_config|request\.jwt/);
     expect(finding.evidence.rowCount).toBe(20);
     expect(finding.evidence.sampleRows!.length).toBeGreaterThan(0);
     expect(JSON.stringify(finding.evidence.sampleRows)).toMatch(/canary of tenant [A-C]/);
-    expect(finding.evidence.details).toMatch(/with tenant A's keys \((team: public\.projects\.team_id|org: public\.invoices\.org_id) of tenant A\): returned 20 rows of tenant A; with tenant B's keys \((team|org): public\.\w+\.\w+ of tenant B\): returned 20 rows of tenant B/);
-    expect(finding.fix).toContain(`revoke execute on function ${entry.fn} from public, "anon";`);
+    // Each tenant's key, taken from the column the body compares the argument with.
+    expect(finding.evidence.details).toMatch(new RegExp(`with tenant A's keys \\(${entry.keys.source} of tenant A\\): returned 20 rows of tenant A; with tenant B's keys \\(${entry.keys.source} of tenant B\\): returned 20 rows of tenant B`));
+    expect(finding.fix).toContain(`revoke execute on function ${entry.fn} from public, "${entry.role}";`);
 
-    const secure = await audit(entry.folder, entry.secure);
+    const secure = await audit(entry.folder, entry.secure, entry.preset);
     expect(secure.report!.summary.inconclusive).toEqual([]);
     expect(allFindings(secure.report!.findings).filter((candidate) => atLeast(candidate.severity, 'medium')).map((candidate) => `${candidate.check}: ${candidate.message}`)).toEqual([]);
     expect(secure.code).toBe(0);

@@ -116,6 +116,11 @@ begin
   return query execute format('select * from %I where tenant_id = current_setting(''app.current_tenant'', true)::int', tbl);
 end $$;
 create function f_standard() returns bigint language sql security definer begin atomic select count(*) from projects where tenant_id = current_tenant_id(); end;
+create function f_keyed(x bigint, y integer[], z uuid) returns setof projects language plpgsql security definer as $$
+begin
+  if not exists (select 1 from members m where m.user_id = z::uuid) then return; end if;
+  return query select p.* from projects p where p.id = f_keyed.x and p.tenant_id = any (y) and p.tenant_id in (select 1);
+end $$;
 create function f_standard_open() returns bigint language sql security definer begin atomic select count(*) from projects; end;
 `;
 
@@ -383,6 +388,16 @@ describe('view definitions and function bodies', () => {
   ])('function %s is %s', (signature, expected) => {
     const body = functionAnalysis(analysis, signature)!;
     expect(body.verdict, body.reason).toBe(expected);
+  });
+
+  it('names the columns each parameter is compared with (what a caller\'s argument picks rows by)', () => {
+    const columns = (signature: string) => functionAnalysis(analysis, signature)!.parameterColumns.map((entry) => `${entry.parameter} ${entry.relation}.${entry.column}`).sort();
+    expect(columns('f_param(integer)')).toEqual(['$1 public.projects.tenant_id']);
+    expect(columns('is_member_of(uuid)')).toEqual(['$1 public.members.org_id']);
+    expect(columns('is_member_plpgsql(uuid)')).toEqual(['$1 public.members.org_id']);
+    // Through a cast, a name qualified by the function's, and = any (array); a sub-select is no parameter.
+    expect(columns('f_keyed(bigint,integer[],uuid)')).toEqual(['$1 public.projects.id', '$2 public.projects.tenant_id', '$3 public.members.user_id']);
+    expect(columns('f_sql()')).toEqual([]);
   });
 
   it('says why dynamic SQL is unknown and reads constant EXECUTE strings', () => {

@@ -94,6 +94,18 @@ const CASES: Case[] = [
     details: /called as tenant A with tenant B's keys/,
   },
   {
+    name: "RPC with another tenant's user id",
+    folder: 'rpc-foreign-keys',
+    vulnerable: 'user-vulnerable.sql',
+    secure: 'user-secure.sql',
+    check: 'function-leak',
+    table: 'projects_of_member(uuid)',
+    write: /select \* from "public"\."projects_of_member"\('[0-9a-f-]{36}'::uuid\)/,
+    message: /with tenant B's keys returns 20 rows of tenant B/,
+    // The argument that held the key: the id of tenant B's user.
+    details: /called as tenant A with tenant B's keys \(member_id: the user of tenant B \(public\.team_members\.user_id\)\)/,
+  },
+  {
     name: 'invitation accept',
     folder: 'rpc-foreign-keys',
     vulnerable: 'invitation-vulnerable.sql',
@@ -106,7 +118,7 @@ const CASES: Case[] = [
   },
 ];
 
-const audit = (folder: string, file: string) => runCli(['run', '--schema', path.join(FIXTURES, folder, file), '--preset', 'supabase', '--seed', '7', '--quiet']);
+const audit = (folder: string, file: string, preset = 'supabase') => runCli(['run', '--schema', path.join(FIXTURES, folder, file), '--preset', preset, '--seed', '7', '--quiet']);
 
 describe('what a signed-in user can do to who it is', () => {
   it.each(CASES)('$name: the vulnerable fixture fails with the chain, its secure twin passes', async (entry) => {
@@ -140,5 +152,53 @@ describe('what a signed-in user can do to who it is', () => {
     const probed = secure.report!.probes.filter((probe) => probe.check === entry.check);
     expect(probed.length).toBeGreaterThan(0);
     expect(probed.every((probe) => probe.outcome !== 'leak')).toBe(true);
+  });
+});
+
+/**
+ * The same RPCs as the platform's anonymous role (Supabase anon, PostgREST's web_anon), where it holds EXECUTE: a
+ * request without credentials that reaches tenant rows is critical. The secure twins revoke EXECUTE from it (and PUBLIC).
+ */
+const ANONYMOUS = [
+  // A check that lets a caller without a user through (meant for a service job): signed-in callers are refused, anon is not.
+  { name: 'a caller without a user let through', preset: 'supabase', role: 'anon', folder: 'anonymous-function-leak', vulnerable: 'vulnerable.sql', secure: 'secure.sql', schema: 'public', fn: 'org_invoices(bigint)', arg: /'\d+'::bigint/, keys: /org: public\.invoices\.org_id/ },
+  // The unchecked RPC read: EXECUTE was never revoked from anon, so it reads any team's projects too.
+  { name: 'the unchecked RPC read', preset: 'supabase', role: 'anon', folder: 'rpc-foreign-keys', vulnerable: 'read-vulnerable.sql', secure: 'read-secure.sql', schema: 'public', fn: 'get_team_projects(uuid)', arg: /'[0-9a-f-]{36}'::uuid/, keys: /team: public\.projects\.team_id/ },
+  // PostgREST: a new function is executable by PUBLIC, web_anon included; a claim-less fallback lets it through.
+  { name: 'a fallback without claims (PostgREST)', preset: 'postgrest', role: 'web_anon', folder: 'anonymous-function-leak', vulnerable: 'postgrest-vulnerable.sql', secure: 'postgrest-secure.sql', schema: 'api', fn: 'api.recent_orders(integer)', arg: /'\d+'::integer/, keys: /shop: api\.orders\.shop_id/ },
+];
+
+describe('the same RPCs without credentials', () => {
+  it.each(ANONYMOUS)('$name: $role reads tenant rows through $fn (critical); the twin that revokes EXECUTE passes', async (entry) => {
+    const vulnerable = await audit(entry.folder, entry.vulnerable, entry.preset);
+    expect(vulnerable.err).not.toMatch(/unexpected error/);
+    expect(vulnerable.report!.summary.inconclusive).toEqual([]);
+    expect(vulnerable.code).toBe(1);
+    const found = allFindings(vulnerable.report!.findings).filter((finding) => finding.check === 'anonymous-function-leak');
+    expect(found.map((finding) => finding.table)).toEqual([entry.fn]);
+    const finding = found[0]!;
+    expect(finding.severity).toBe('critical');
+    const name = entry.fn.replace(/\(.*/, '').replace(/^\w+\./, '');
+    expect(finding.message).toMatch(new RegExp(`^Without credentials, as ${entry.role}, select \\* from "${entry.schema}"\\."${name}"\\(.+\\) returns 20 rows of tenant [A-C]: ${entry.role} may EXECUTE`));
+    // The call as the anonymous role, with no claims set, and the tenant rows it returned.
+    expect(finding.evidence.sql).toMatch(new RegExp(`^-- a request without credentials, on a new connection\\nbegin;\\nset local role "${entry.role}";\\nselect \\* from `));
+    expect(finding.evidence.sql).toMatch(entry.arg);
+    expect(finding.evidence.sql).not.toMatch(/set_config|request\.jwt/);
+    expect(finding.evidence.rowCount).toBe(20);
+    expect(finding.evidence.sampleRows!.length).toBeGreaterThan(0);
+    expect(JSON.stringify(finding.evidence.sampleRows)).toMatch(/canary of tenant [A-C]/);
+    // Each tenant's key, taken from the column the body compares the argument with.
+    expect(finding.evidence.details).toMatch(new RegExp(`with tenant A's keys \\(${entry.keys.source} of tenant A\\): returned 20 rows of tenant A; with tenant B's keys \\(${entry.keys.source} of tenant B\\): returned 20 rows of tenant B`));
+    expect(finding.fix).toContain(`revoke execute on function ${entry.fn} from public, "${entry.role}";`);
+
+    const secure = await audit(entry.folder, entry.secure, entry.preset);
+    expect(secure.report!.summary.inconclusive).toEqual([]);
+    expect(allFindings(secure.report!.findings).filter((candidate) => atLeast(candidate.severity, 'medium')).map((candidate) => `${candidate.check}: ${candidate.message}`)).toEqual([]);
+    expect(secure.code).toBe(0);
+    // anon may not EXECUTE it: it is not called as anon; the functions anon may call were, and leaked nothing.
+    const anonymous = secure.report!.probes.filter((probe) => probe.check === 'anonymous-function-leak');
+    expect(anonymous.length).toBeGreaterThan(0);
+    expect(anonymous.some((probe) => probe.relation === entry.fn)).toBe(false);
+    expect(anonymous.every((probe) => probe.outcome !== 'leak')).toBe(true);
   });
 });

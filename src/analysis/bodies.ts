@@ -6,7 +6,7 @@
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import { analyzeExpr, type Env, type Scope } from './classify.js';
 import { nodeBody, nodeList, nodeType, render, someNode, toExpr, toSelect, visitNodes, type Expr, type Select } from './expression.js';
-import type { BodyAccess, BodyAnalysis, Command } from './model.js';
+import type { BodyAccess, BodyAnalysis, Command, ParameterColumn } from './model.js';
 import { parseExpression, parsePlpgsql, parseStatements, scanTokens, type Node } from './parse.js';
 import { settingCall } from './value-sources.js';
 
@@ -404,6 +404,40 @@ interface Collector {
   accesses: BodyAccess[];
   calls: Set<string>;
   unqualified: Set<string>;
+  /** `$n` compared with `relation.column`, keyed by the three. */
+  parameters: Map<string, ParameterColumn>;
+}
+
+/**
+ * The parameters a filter compares with columns of the relations in `aliases`: `col = $n` (either side, through
+ * casts), `col in (..., $n, ...)`, `col = any($n)`. Sub-selects are left to their own statement's call.
+ */
+function parameterComparisons(collector: Collector, aliases: Map<string, Relation>, filter: Expr | null): void {
+  if (!filter) return;
+  const bare = (expr: Expr | null): Expr | null => (expr?.kind === 'cast' ? bare(expr.arg) : expr);
+  const columnOf = (expr: Expr | null): { relation: Relation; column: string } | null => {
+    const node = bare(expr);
+    if (node?.kind !== 'column') return null;
+    const candidates = node.qualifier !== null ? [aliases.get(node.qualifier)] : [...aliases.values()];
+    const found = candidates.filter((relation): relation is Relation => Boolean(relation?.columns.some((column) => column.name === node.name)));
+    return found.length === 1 ? { relation: found[0]!, column: node.name } : null;
+  };
+  const add = (column: { relation: Relation; column: string } | null, parameter: Expr | null) => {
+    const node = bare(parameter);
+    if (!column || node?.kind !== 'param') return;
+    collector.parameters.set(`${node.name}\u0000${column.relation.qualified}\u0000${column.column}`, { parameter: node.name, relation: column.relation.qualified, column: column.column });
+  };
+  visitNodes(filter, (node, ancestors) => {
+    if (ancestors.some((ancestor) => ancestor.kind === 'select')) return;
+    if (node.kind === 'op' && node.op === '=' && node.left) {
+      add(columnOf(node.left), node.right);
+      add(columnOf(node.right), node.left);
+    } else if (node.kind === 'in' && node.list) {
+      for (const item of node.list) add(columnOf(node.left), item);
+    } else if (node.kind === 'quantified' && node.op === '=' && node.quantifier === 'ANY' && node.right.kind !== 'select') {
+      add(columnOf(node.left), node.right);
+    }
+  });
 }
 
 function newEnv(collector: Collector, aliases: Map<string, Relation>): Env {
@@ -458,6 +492,7 @@ function selectAccesses(collector: Collector, raw: Select, variables: Map<string
   }
   const aliases = fromAliases(collector, raw);
   const where = raw.where ? bind(raw.where, variables, aliases) : null;
+  parameterComparisons(collector, aliases, where);
   const ownReason = filterReason(collector, aliases, where);
   // Inside a statement that is confined, a sub-select only filters the caller's rows.
   const reason = outerReason === null ? null : ownReason;
@@ -529,6 +564,7 @@ function statementAccesses(collector: Collector, statement: Statement): void {
       const extra = toSelect({ SelectStmt: { fromClause: raw.fromClause ?? raw.usingClause, targetList: [] } });
       for (const [name, other] of fromAliases(collector, extra)) aliases.set(name, other);
       const where = raw.whereClause ? bind(toExpr(raw.whereClause), statement.variables, aliases) : null;
+      parameterComparisons(collector, aliases, where);
       const reason = filterReason(collector, aliases, where);
       if (relation) collector.accesses.push({ relation: relation.qualified, command: type === 'UpdateStmt' ? 'UPDATE' : 'DELETE', confined: reason === null, reason: reason ?? '' });
       if (where) expressionAccesses(collector, where, statement.variables, reason);
@@ -574,7 +610,7 @@ function settingsIn(parsed: ParsedBody): string[] {
 
 /** Analyse a parsed body: accesses, verdict, reason. */
 export function bodyAnalysis(scope: Scope, name: string, kind: 'view' | 'function', parsed: ParsedBody, schemas: string[]): BodyAnalysis {
-  const collector: Collector = { scope, schemas, accesses: [], calls: new Set(), unqualified: new Set() };
+  const collector: Collector = { scope, schemas, accesses: [], calls: new Set(), unqualified: new Set(), parameters: new Map() };
   for (const statement of parsed.statements) statementAccesses(collector, statement);
   const open = collector.accesses.find((access) => !access.confined);
   let verdict: BodyAnalysis['verdict'] = 'confined';
@@ -600,5 +636,6 @@ export function bodyAnalysis(scope: Scope, name: string, kind: 'view' | 'functio
     unqualified: [...collector.unqualified],
     dynamicSql: parsed.dynamic,
     calls: [...collector.calls],
+    parameterColumns: [...collector.parameters.values()],
   };
 }

@@ -222,6 +222,14 @@ export interface BodyAccess {
   reason: string;
 }
 
+/** A parameter of a function (`$1`) compared with a column of a relation in one of its statements' filters. */
+export interface ParameterColumn {
+  parameter: string;
+  /** Qualified relation name. */
+  relation: string;
+  column: string;
+}
+
 /** A view definition or function body, parsed. */
 export interface BodyAnalysis {
   /** View: qualified name; function: its signature (regprocedure). */
@@ -247,6 +255,11 @@ export interface BodyAnalysis {
   dynamicSql: string[];
   /** Functions it calls (lower-cased names as written). */
   calls: string[];
+  /**
+   * Function bodies: the columns each parameter is compared with (`where p.team_id = team`, `m.user_id in (member)`,
+   * `col = any(ids)`) in the filters of its statements: what a caller's argument picks rows by.
+   */
+  parameterColumns: ParameterColumn[];
   /** Settings it reads with current_setting('name'), anywhere in the body. */
   settings: string[];
 }

@@ -1,15 +1,17 @@
 import { functionEffects, type EffectVerdict } from '../analysis/effects.js';
 import { loadRoutineIndex } from '../analysis/routine-index.js';
+import { functionAnalysis } from '../analysis/index.js';
 import { loadParser } from '../analysis/parse.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import { currentTenantExpression } from '../fixes.js';
 import type { Finding } from '../findings.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
+import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
 import { commentText, ident, inlineParameters } from '../sql.js';
 import type { RawRow } from '../session.js';
-import { actorOf, describeContext, reproduction, runAs, sendContext, sourcesOf } from './context.js';
+import { actorOf, contextLabel, describeContext, reproduction, runAs, sendContext, sourcesOf } from './context.js';
 import { chainEvidence, chainTargets, describeOpened, opened, runChain } from './chains.js';
 import { ownership, tenantScope } from './writes.js';
 import { literal } from '../sql.js';
@@ -20,6 +22,8 @@ import { defineProbe, type ProbeContext } from './types.js';
 import { relationOf, requireRelation } from '../catalog/lookup.js';
 
 const TENANT_ARGUMENT = /(^|_)(tenant|org|organi[sz]ation|account|workspace|team|company|customer|client)(_?id)?$/i;
+/** An argument that names a user: `user_id`, `p_member`, `owner_id`, `uid`. */
+const USER_ARGUMENT = /(^|_)(user|member|owner|author|assignee|invitee|uid)(_?id)?$/i;
 const TEXT_TYPES = new Set(['text', 'character varying', 'character', 'name', 'citext']);
 const NUMBER_TYPES = new Set(['integer', 'bigint', 'smallint', 'numeric', 'real', 'double precision']);
 /** Per call: a function that sleeps, locks or loops must not hold the audit up. */
@@ -54,6 +58,13 @@ function neutralValue(type: string): string | null | undefined {
   return undefined;
 }
 
+/** Whether a value (as text) is one of a type's: a user id of uuid type does not go into an integer argument. */
+function fits(value: string, base: string): boolean {
+  if (base === 'uuid') return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+  if (NUMBER_TYPES.has(base)) return /^-?\d+$/.test(value);
+  return TEXT_TYPES.has(base);
+}
+
 const POLYMORPHIC = /^(any|anyelement|anyarray|anynonarray|anyenum|anyrange|anymultirange|anycompatible\w*|internal|cstring|"any")$/;
 
 /** The tenant-owned relation an id-like argument most likely names: `conversation_id` -> conversations. */
@@ -80,9 +91,11 @@ function relationForId(context: ProbeContext, argument: string, fn?: FunctionInf
  * `foreign`: another tenant's id and row ids in the tenant and id arguments (a function that trusts them);
  * `keys`: the same, with a plain word in the other text arguments (a name a function may require to be non-empty).
  */
-function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant, tenant: Tenant): { values: (string | null)[]; pointed: boolean } | null {
+function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant, tenant: Tenant): { values: (string | null)[]; pointed: boolean; keys: string[] } | null {
   const count = fn.argumentTypes.length - fn.defaultArguments;
   const values: (string | null)[] = [];
+  /** What each keyed argument holds: `team: tenant B's id`, `member_id: the user of tenant B`. */
+  const keys: string[] = [];
   let pointed = false;
   for (let index = 0; index < count; index += 1) {
     const type = fn.argumentTypes[index]!;
@@ -94,8 +107,17 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     }
     const base = type.replace(/\(.*\)$/, '');
     const idType = TEXT_TYPES.has(base) || NUMBER_TYPES.has(base) || base === 'uuid';
+    // What the body compares it with: the value that column holds in a seeded row of the tenant.
+    const compared = idType ? comparedKey(context, fn, index, tenant, base) : null;
+    if (compared) {
+      values.push(compared.value);
+      keys.push(`${name || `$${index + 1}`}: ${compared.what}`);
+      pointed = true;
+      continue;
+    }
     if (idType && name && (TENANT_ARGUMENT.test(bareName(name)) || context.plan.tenantColumns.includes(bareName(name)))) {
       values.push(tenant.id);
+      keys.push(`${name}: ${tenant.label}'s id`);
       pointed = true;
       continue;
     }
@@ -103,6 +125,15 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     const owned = target ? context.ledger.rows(target.relation.qualified, tenant.id)[0]?.values[target.column] : undefined;
     if (owned !== undefined && owned !== null) {
       values.push(owned);
+      keys.push(`${name}: a key of ${target!.relation.qualified} of ${tenant.label}`);
+      pointed = true;
+      continue;
+    }
+    // A user of that tenant: its actor's user id, when the value fits the argument's type.
+    const user = idType && name && USER_ARGUMENT.test(bareName(name)) ? actorOf(context, tenant).user : null;
+    if (user !== null && fits(user, base)) {
+      values.push(user);
+      keys.push(`${name}: the user of ${tenant.label}`);
       pointed = true;
       continue;
     }
@@ -123,7 +154,28 @@ function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant,
     }
     values.push(neutral);
   }
-  return { values, pointed };
+  return { values, pointed, keys };
+}
+
+/**
+ * A key of `tenant` for argument `index` from what the function's body compares it with (analysis: parameterColumns):
+ * the value of that column in a seeded row of the tenant (its id in a tenant column or the tenant table's key, the
+ * key of one of its rows, the id of one of its users in a membership). Null when the body compares it with no
+ * column of a tenant-owned relation, or the body could not be read.
+ */
+function comparedKey(context: ProbeContext, fn: FunctionInfo, index: number, tenant: Tenant, base: string): { value: string; what: string } | null {
+  const columns = functionAnalysis(context.analysis, fn.signature)?.parameterColumns.filter((entry) => entry.parameter === `$${index + 1}`) ?? [];
+  const user = actorOf(context, tenant).user;
+  for (const { relation, column } of columns) {
+    const rows = context.ledger.rows(relation, tenant.id);
+    // A column that holds the tenant's user: that user (its actor), rather than whichever seeded user comes first.
+    if (user !== null && fits(user, base) && rows.some((candidate) => candidate.values[column] === user)) return { value: user, what: `the user of ${tenant.label} (${relation}.${column})` };
+    const row = rows.find((candidate) => candidate.values[column] !== undefined && candidate.values[column] !== null);
+    const value = row?.values[column];
+    if (value === undefined || value === null || !fits(value, base)) continue;
+    return { value, what: `${relation}.${column} of ${tenant.label}` };
+  }
+  return null;
 }
 
 function callStatement(context: ProbeContext, fn: FunctionInfo, count: number): string {
@@ -187,7 +239,10 @@ export const functionLeak = defineProbe({
     explanation:
       'Calls every function the application role may execute that returns something (rows, a composite, a set or a value) as each tenant, ' +
       "with neutral arguments (empty text, zero, the tenant's own ids, defaults where the function has them), with NULLs where it is not strict, " +
-      "and with another tenant's ids in its tenant and id arguments. Every returned row or value is attributed through the tenant column, the " +
+      "and with another tenant's keys in every argument that can hold one: by the column its body compares it with (the value that column holds " +
+      "in a row of that tenant), else by its name (a tenant id, the key of one of its rows, its user's id); that last call, " +
+      'SECURITY DEFINER or not, runs in a savepoint in which the administrator counts every tenant\'s rows before and after, and, for a ' +
+      "signed-in user, the caller's memberships and what it reads afterwards. Every returned row or value is attributed through the tenant column, the " +
       "seeded keys and the canaries. A SECURITY DEFINER function runs with its owner's rights, so policies that do not apply to the owner do not " +
       'protect its result: a definer function must filter by the tenant of the transaction itself, or be SECURITY INVOKER. Each call runs in a ' +
       'savepoint that is rolled back, with a short statement timeout. Against a database that is not the run\'s own (a url target) a function ' +
@@ -202,20 +257,50 @@ export const functionLeak = defineProbe({
       'others are not reported here (a SECURITY DEFINER one stays a medium definer-function finding, unproven).',
   },
   split: 'whole',
+  related: [
+    {
+      id: 'anonymous-function-leak',
+      title: 'A request without credentials reaches tenant rows through a function',
+      severity: 'critical',
+      objectKind: 'function',
+      matrix: 'outside',
+      summary: "A function the platform's anonymous role may call returns or changes tenant rows.",
+      example: `Without credentials, as anon, \`select * from "public"."get_team_projects"('5b1f…'::uuid)\` returns 20 rows of tenant B: anon may EXECUTE public.get_team_projects(uuid), and it is SECURITY DEFINER, running with the rights of postgres.`,
+      explanation:
+        "With a preset (Supabase, PostgREST), a request without a JWT runs as the platform's anonymous role (Supabase `anon`, PostgREST's " +
+        'db-anon-role). Every function that role may EXECUTE (Supabase grants EXECUTE on new functions to anon by default, and PostgreSQL to ' +
+        "PUBLIC) is called as it, with no claims: with each tenant's keys in every argument that can hold one (tenant id, the key of a " +
+        "tenant-owned row, a user id), with NULLs and with '%'. Any tenant row that comes back, or that the administrator sees changed in the " +
+        'same rolled-back savepoint, is reachable by anyone on the internet. Fix: revoke EXECUTE from the anonymous role and PUBLIC (and ' +
+        'from the default privileges), or make the function check the caller.',
+      precondition:
+        "Critical: with a preset that names an anonymous role, that role holds EXECUTE on the function (and USAGE on its schema), and a call as " +
+        "it, with no credentials, returns rows the seed ledger attributes to a tenant or changes a tenant's rows (counted by the administrator " +
+        'in the same rolled-back savepoint): a request without credentials reads or changes tenant rows through an RPC. Without a preset, or when ' +
+        'the anonymous role may not EXECUTE it, nothing is reported. On a live database only functions proven free of outside effects are called.',
+    },
+  ],
   async run(context, report) {
     const findings: Finding[] = [];
     const platform = new Set(context.plan.preset ? PRESETS[context.plan.preset].platformSchemas : []);
     // Functions that return something are called for what they return; SECURITY DEFINER ones, even void, also
     // for what they change when called with another tenant's keys.
-    const candidates = context.catalog.functions.filter((fn) => (fn.returnKind !== 'void' || fn.securityDefiner) && fn.returnKind !== 'trigger' && !platform.has(fn.schema));
+    // Functions that return something are called for what they return; the others (SECURITY DEFINER ones, and
+    // on a cluster of the run's own every one) for what they change when called with another tenant's keys.
+    const candidates = context.catalog.functions.filter((fn) => (fn.returnKind !== 'void' || fn.securityDefiner || context.disposable) && fn.returnKind !== 'trigger' && !platform.has(fn.schema));
     if (!candidates.length) return findings;
+    // The application role, and the platform's anonymous role (a request without credentials), each where it may EXECUTE.
+    const anonymousRole = context.plan.anonymousRole;
     const { rows } = await context.session.query(
-      `select p.oid::text as oid from pg_proc p
-       where p.oid = any($2::oid[]) and has_function_privilege($1, p.oid, 'EXECUTE') and has_schema_privilege($1, p.pronamespace, 'USAGE')`,
-      [context.plan.role, candidates.map((fn) => fn.oid)],
+      `select p.oid::text as oid,
+         (has_function_privilege($1, p.oid, 'EXECUTE') and has_schema_privilege($1, p.pronamespace, 'USAGE'))::text as app,
+         (case when $3::text is null then false else has_function_privilege($3::text, p.oid, 'EXECUTE') and has_schema_privilege($3::text, p.pronamespace, 'USAGE') end)::text as anonymous
+       from pg_proc p where p.oid = any($2::oid[])`,
+      [context.plan.role, candidates.map((fn) => fn.oid), anonymousRole],
     );
-    const executable = new Set(rows.map((row) => Number(row.oid)));
-    const callable = candidates.filter((candidate) => executable.has(candidate.oid));
+    const executable = new Set(rows.filter((row) => row.app === 'true').map((row) => Number(row.oid)));
+    const anonymous = new Set(rows.filter((row) => row.anonymous === 'true').map((row) => Number(row.oid)));
+    const callable = candidates.filter((candidate) => executable.has(candidate.oid) || anonymous.has(candidate.oid));
     const effects = context.disposable ? null : await liveEffects(context, callable);
     for (const fn of callable) {
       const effect = effects?.get(fn.oid);
@@ -232,13 +317,15 @@ export const functionLeak = defineProbe({
         });
         continue;
       }
-      // One function, one finding: a keyed call that proved it is the finding; the calls below still run and are recorded.
-      let proven = false;
-      if (fn.securityDefiner) {
-        const keyed = await keyedCalls(context, fn, this.meta.id);
-        if (keyed) findings.push(report(keyed));
-        proven = keyed !== null;
+      if (anonymousRole && anonymous.has(fn.oid)) {
+        const found = await anonymousCalls(context, fn, anonymousRole);
+        if (found) findings.push(report(found));
       }
+      if (!executable.has(fn.oid)) continue;
+      // One function, one finding: a keyed call that proved it is the finding; the calls below still run and are recorded.
+      const keyed = await keyedCalls(context, fn, this.meta.id);
+      if (keyed) findings.push(report(keyed));
+      const proven = keyed !== null;
       if (fn.returnKind === 'void') continue;
       const returned = returnedRelation(context, fn);
       const leaks: { tenant: Tenant; call: Call; tally: RowTally }[] = [];
@@ -318,6 +405,11 @@ export const functionLeak = defineProbe({
   },
 });
 
+/** ` (member_id: the user of tenant B)`, or nothing when no argument held a key. */
+function keyed(keys: readonly string[]): string {
+  return keys.length ? ` (${keys.join(', ')})` : '';
+}
+
 /** SQLSTATEs of a function that refuses a call: RAISE EXCEPTION (P0001) and insufficient privilege (42501). */
 const REFUSED = new Set(['P0001', '42501']);
 
@@ -362,17 +454,59 @@ function changedOf(before: Census, after: Census, tenant: Tenant): Map<string, s
   return changed;
 }
 
+interface CountedCall {
+  rows: RawRow[];
+  before: Census;
+  after: Census;
+  error?: { message: string; code?: string };
+}
+
 /**
- * A SECURITY DEFINER function judged by calls: as one tenant's actor, with another tenant's keys in every
- * argument that can hold one (its tenant id, the key of one of its rows from the seed ledger; a plain word in
- * other text, neutral values elsewhere), in a rolled-back savepoint in which the administrator counts every
+ * One call as `role` (with `actor`'s context, or none for the anonymous role), with a short statement timeout
+ * (read-only on a database that is not the run's own), in a savepoint that is rolled back, in which the
+ * administrator counts every tenant's rows before and after (`measure`).
+ */
+async function countedCall(context: ProbeContext, role: string, actor: Actor | null, measure: string | null, statement: string, values: (string | null)[]): Promise<CountedCall> {
+  const { session } = context;
+  return session.rolledBack(async () => {
+    const before = measure ? session.send(measure) : null;
+    const ready: Promise<unknown>[] = [session.send(session.roleStatement(role))];
+    if (actor) {
+      const set = sendContext(context, actor);
+      ready.push(set.outcome);
+      if (set.mustWait) await set.outcome;
+    }
+    ready.push(session.send(`select set_config('statement_timeout', '${CALL_TIMEOUT}', true)`));
+    if (!context.disposable) ready.push(session.send('set local transaction_read_only = on'));
+    const call = session.send(statement, values);
+    const reset = session.send('reset role');
+    const after = measure ? session.send(measure) : null;
+    return async () => {
+      const counted: Census = before ? census((await before).rows) : new Map();
+      for (const step of ready) await step;
+      try {
+        const result = await call;
+        await reset;
+        return { rows: result.rows, before: counted, after: after ? census((await after).rows) : counted };
+      } catch (failure) {
+        const error = failure as { message?: string; code?: string };
+        return { rows: [] as RawRow[], before: counted, after: counted, error: { message: error.message ?? String(failure), code: error.code } };
+      }
+    };
+  });
+}
+
+/**
+ * A function judged by calls (SECURITY DEFINER or not): as one tenant's actor, with another tenant's keys in every
+ * argument that can hold one (its tenant id, the key of one of its rows from the seed ledger, the id of its user; a
+ * plain word in other text, neutral values elsewhere), in a rolled-back savepoint in which the administrator counts every
  * tenant's rows before and after. What comes back is attributed (tenant column, seeded keys, canaries); what
  * changed is compared per tenant. Rows of the caller's own tenant (or of a tenant the call creates) are not a
  * leak. Each call is recorded with `keysOf`: reconcile lowers the definer-function finding to info when every
  * such call ran and touched nothing of the other tenant, and keeps it (unproven) when none could be made.
  */
 async function keyedCalls(context: ProbeContext, fn: FunctionInfo, check: string): Promise<FindingInput | null> {
-  const { session, plan } = context;
+  const { plan } = context;
   const [first, second] = context.tenants;
   if (!first || !second) return null;
   const measure = changeCountSql(context);
@@ -386,30 +520,7 @@ async function keyedCalls(context: ProbeContext, fn: FunctionInfo, check: string
     }
     const statement = callStatement(context, fn, args.values.length);
     const sql = inlineParameters(statement, args.values);
-    const run = await session.rolledBack(async () => {
-      const before = measure ? session.send(measure) : null;
-      const ready: Promise<unknown>[] = [session.send(session.roleStatement(plan.role))];
-      const set = sendContext(context, actorOf(context, tenant));
-      ready.push(set.outcome);
-      if (set.mustWait) await set.outcome;
-      ready.push(session.send(`select set_config('statement_timeout', '${CALL_TIMEOUT}', true)`));
-      if (!context.disposable) ready.push(session.send('set local transaction_read_only = on'));
-      const call = session.send(statement, args.values);
-      const reset = session.send('reset role');
-      const after = measure ? session.send(measure) : null;
-      return async () => {
-        const counted = before ? census((await before).rows) : new Map();
-        for (const step of ready) await step;
-        try {
-          const result = await call;
-          await reset;
-          return { rows: result.rows, before: counted, after: after ? census((await after).rows) : counted };
-        } catch (failure) {
-          const error = failure as { message?: string; code?: string };
-          return { rows: [] as RawRow[], before: counted, after: counted, error: { message: error.message ?? String(failure), code: error.code } };
-        }
-      };
-    });
+    const run = await countedCall(context, plan.role, actorOf(context, tenant), measure, statement, args.values);
     if (run.error) {
       const refused = run.error.code !== undefined && REFUSED.has(run.error.code);
       const readOnly = run.error.code === '25006';
@@ -451,7 +562,7 @@ async function keyedCalls(context: ProbeContext, fn: FunctionInfo, check: string
           context: describeContext(context, { kind: 'actor', actor }),
           rowCount: tally.rows,
           sampleRows: found.find((entry) => entry.foreign.size)?.samples ?? tally.samples,
-          details: `called as ${tenant.label} with ${keysOf.label}'s keys; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint; memberships of the caller before: ${[...chain!.membershipsBefore].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}, after: ${[...chain!.membershipsAfter].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}${found.length ? `; after the call ${describeOpened(context, found)}` : ''}`,
+          details: `called as ${tenant.label} with ${keysOf.label}'s keys${keyed(args.keys)}; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint; memberships of the caller before: ${[...chain!.membershipsBefore].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}, after: ${[...chain!.membershipsAfter].map((id) => context.ledger.tenant(id)?.label ?? id).join(', ') || 'none'}${found.length ? `; after the call ${describeOpened(context, found)}` : ''}`,
         },
         fix: fixFor(context, fn, 'foreign'),
       };
@@ -461,16 +572,115 @@ async function keyedCalls(context: ProbeContext, fn: FunctionInfo, check: string
       object: fn.signature,
       tenant: tenant.id,
       foreignTenant: keysOf.id,
-      message: `As ${tenant.label}, ${shown} with ${keysOf.label}'s keys ${what}: the SECURITY DEFINER function acts with the rights of ${fn.owner} on whatever keys it is given, without checking that they belong to the caller.`,
+      message: `As ${tenant.label}, ${shown} with ${keysOf.label}'s keys ${what}: the ${fn.securityDefiner ? `SECURITY DEFINER function acts with the rights of ${fn.owner}` : 'function acts, with the rights of the caller,'} on whatever keys it is given, without checking that they belong to the caller.`,
       evidence: {
         sql: reproduction(context, { kind: 'tenant', tenant }, shown),
         context: describeContext(context, { kind: 'tenant', tenant }),
         rowCount: tally.rows,
         sampleRows: tally.samples,
-        details: `called as ${tenant.label} with ${keysOf.label}'s keys; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint`,
+        details: `called as ${tenant.label} with ${keysOf.label}'s keys${keyed(args.keys)}; the administrator counted every tenant's rows before and after, in the same rolled-back savepoint`,
       },
       fix: fixFor(context, fn, 'foreign'),
     };
   }
   return null;
+}
+
+/** Whom the anonymous role's calls are attributed for: no tenant, so every tenant's row that comes back is foreign to it. */
+const NOBODY: Tenant = { id: '\u0000anonymous', label: 'the anonymous role', canary: '\u0000' };
+
+/**
+ * A function the platform's anonymous role may EXECUTE, called as that role with no credentials (no claims, no
+ * context): with each tenant's keys in every argument that can hold one, with NULLs (where it is not strict) and
+ * with '%' in its text arguments, each in a rolled-back savepoint in which the administrator counts every
+ * tenant's rows before and after. Any tenant's row that comes back, or any tenant's row changed, is the finding:
+ * a request without credentials reaches tenant data.
+ */
+async function anonymousCalls(context: ProbeContext, fn: FunctionInfo, role: string): Promise<FindingInput | null> {
+  const check = 'anonymous-function-leak';
+  const measure = changeCountSql(context);
+  const returned = returnedRelation(context, fn);
+  const state = { kind: 'anonymous' as const, role };
+  const calls: { label: string; keysOf?: Tenant; statement: string; values: (string | null)[] }[] = [];
+  const seen = new Set<string>();
+  const add = (label: string, values: (string | null)[], keysOf?: Tenant) => {
+    const statement = callStatement(context, fn, values.length);
+    const key = inlineParameters(statement, values);
+    if (seen.has(key)) return;
+    seen.add(key);
+    calls.push({ label, statement, values, ...(keysOf ? { keysOf } : {}) });
+  };
+  for (const tenant of context.tenants) {
+    const args = argumentsFor(context, fn, 'keys', tenant);
+    if (args) add(args.pointed ? `with ${tenant.label}'s keys${keyed(args.keys)}` : 'neutral arguments', args.values, args.pointed ? tenant : undefined);
+  }
+  const first = context.tenants[0];
+  const wildcard = first ? argumentsFor(context, fn, 'wildcard', first) : null;
+  if (wildcard?.pointed) add("'%' in its text arguments", wildcard.values);
+  if (!fn.strict && fn.argumentTypes.length - fn.defaultArguments > 0) {
+    const nulls = argumentsFor(context, fn, 'null', first ?? NOBODY);
+    if (nulls) add('NULL arguments', nulls.values);
+  }
+  if (!calls.length) {
+    context.record({ check, relation: fn.signature, context: contextLabel(state), tenant: null, sql: fn.signature, outcome: 'skipped', rows: 0, foreignRows: 0, missingOwnRows: 0, error: 'no value fits its arguments' });
+    return null;
+  }
+  const leaks: { label: string; shown: string; tally: RowTally; changed: Map<string, Map<string, string>> }[] = [];
+  for (const call of calls) {
+    const label = `${contextLabel(state)}, ${call.label}`;
+    const sql = inlineParameters(call.statement, call.values);
+    const run = await countedCall(context, role, null, measure, call.statement, call.values);
+    const keysOf = call.keysOf ? { keysOf: call.keysOf.id } : {};
+    if (run.error) {
+      const refused = run.error.code !== undefined && REFUSED.has(run.error.code);
+      const readOnly = run.error.code === '25006';
+      context.record({
+        check, relation: fn.signature, context: refused ? `${label} (refused: ${run.error.message})` : label, tenant: null, sql, ...keysOf,
+        outcome: refused ? 'pass' : readOnly ? 'skipped' : 'error', rows: 0, foreignRows: 0, missingOwnRows: 0,
+        ...(refused ? {} : { error: readOnly ? `the function writes, and the target is not disposable: not called read-write (${run.error.message})` : run.error.message }),
+      });
+      continue;
+    }
+    const tally = tallyRows(context, NOBODY, run.rows, fn.returnKind === 'composite' ? { relation: returned } : { canaryOnly: true });
+    const changed = new Map(context.tenants.map((tenant) => [tenant.id, changedOf(run.before, run.after, tenant)] as const).filter(([, changes]) => changes.size > 0));
+    const leak = tally.foreignRows > 0 || changed.size > 0;
+    // Rows that cannot be attributed (a count, a flag) prove nothing either way.
+    const outcome = leak ? 'leak' : tally.rows === 0 ? 'pass' : 'inconclusive';
+    context.record({ check, relation: fn.signature, context: label, tenant: null, sql, ...keysOf, outcome, rows: tally.rows, foreignRows: tally.foreignRows + changed.size, missingOwnRows: 0 });
+    if (leak) leaks.push({ label: call.label, shown: sql.replace(/ limit \d+$/, ''), tally, changed });
+  }
+  const proof = leaks[0];
+  if (!proof) return null;
+  const what = [
+    ...(proof.tally.foreignRows ? [`returns ${describeForeign(context, proof.tally.foreign)}`] : []),
+    ...[...proof.changed].map(([tenant, changes]) => `changes rows of ${context.ledger.tenant(tenant)?.label ?? tenant} (${[...changes].map(([relation, change]) => `${relation}: ${change}`).join('; ')})`),
+  ].join(' and ');
+  const [foreignTenant] = [...proof.tally.foreign.keys(), ...proof.changed.keys()];
+  return {
+    check,
+    severity: 'critical',
+    object: fn.signature,
+    ...(foreignTenant ? { foreignTenant } : {}),
+    message:
+      `Without credentials, as ${role}, ${proof.shown} ${what}: ${role} may EXECUTE ${fn.signature}, and ` +
+      `${fn.securityDefiner ? `it is SECURITY DEFINER, running with the rights of ${fn.owner}` : `the policies let ${role} through to what it reads or writes`}.`,
+    evidence: {
+      sql: reproduction(context, state, proof.shown),
+      context: describeContext(context, state),
+      rowCount: proof.tally.rows,
+      sampleRows: proof.tally.samples,
+      details:
+        `${plural(leaks.length, 'call')} of ${plural(calls.length, 'call')} as ${role} reached tenant rows: ${leaks.map((leak) => `${leak.label}: ${[
+          ...(leak.tally.foreignRows ? [`returned ${describeForeign(context, leak.tally.foreign)}`] : []),
+          ...[...leak.changed].map(([tenant, changes]) => `changed ${[...changes.values()].join(', ')} of ${context.ledger.tenant(tenant)?.label ?? tenant}`),
+        ].join(', ')}`).join('; ')}; the administrator counted every tenant's rows before and after each call, in the same rolled-back savepoint`,
+    },
+    fix: [
+      `-- a request without credentials runs as ${commentText(role)}: it must not reach tenant data through ${commentText(fn.signature)}`,
+      `revoke execute on function ${fn.signature} from public, ${ident(role)};`,
+      `-- functions created later get EXECUTE for ${commentText(role)} (and PUBLIC) from the default privileges; to stop that, as the role that creates them:`,
+      `alter default privileges in schema ${ident(fn.schema)} revoke execute on functions from ${ident(role)};`,
+      `alter default privileges revoke execute on functions from public;`,
+    ].join('\n'),
+  };
 }

@@ -1,17 +1,16 @@
 import { analyze, loadParser, type Analysis } from './analysis/index.js';
-import { applyAcceptances } from './accept.js';
 import { introspect } from './catalog/introspect.js';
 import type { Catalog } from './catalog/types.js';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
-import { fingerprintFindings, objectLabel, type Finding } from './findings.js';
-import { isFailing } from './baseline.js';
+import type { Baseline } from './baseline.js';
+import type { Finding } from './findings.js';
+import { finishFindings } from './findings/finish.js';
 import { allChecks, ruleChecks } from './checks.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
 import { roleAccess } from './probes/access.js';
 import { familyCoverage } from './probes/coverage.js';
 import { parseShard, planUnits, runPlan, type ProbeRun } from './probes/schedule.js';
 import { PROBES } from './probes/registry.js';
-import { reconcile } from './rules/reconcile.js';
 import { RULES } from './rules/registry.js';
 import type { Probe, ProbeContext, ProbeRecord } from './probes/types.js';
 import { REPORT_SCHEMA_VERSION, type RelationReport, type Report } from './report/model.js';
@@ -27,7 +26,6 @@ import { seedIdentityLookup } from './seed/identity.js';
 import { AuditSession } from './session.js';
 import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
-import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
 import { describeFailure } from './target/schema-from.js';
 import { isLockTimeout, lockTimeoutError } from './locks.js';
@@ -36,7 +34,7 @@ import { contextCall, userSqlProblem } from './analysis/statements.js';
 import { withoutTerminator } from './analysis/sql-text.js';
 import { loadRoutineIndex, userSqlEffects } from './analysis/effects.js';
 import { VERSION } from './version.js';
-import { Inconclusive, restsOnStaticFindings, verdictOf, type InconclusiveReason } from './verdict.js';
+import { Inconclusive, type InconclusiveReason } from './verdict.js';
 import { PRESETS } from './presets/index.js';
 import { buildReplay } from './report/replay.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
@@ -60,6 +58,8 @@ export interface AuditOptions {
   onPlan?: (plan: TenancyPlan, catalog: Catalog) => void;
   /** Keep the seeded rows and the context in the report (`replay`), for `--format pgtap`. */
   replay?: boolean;
+  /** Compare the findings with this baseline (`--baseline`): only new and worse findings fail the run. */
+  baseline?: Baseline;
 }
 
 /** The phases of an audit, in order; `lint` has no seeding and no probes. */
@@ -104,41 +104,6 @@ function relationReports(catalog: Catalog, plan: TenancyPlan, seeded: SeedOutcom
         : null,
     };
   });
-}
-
-export function sortFindings(findings: Finding[]): Finding[] {
-  return [...findings].sort(
-    (a, b) => severityRank(b.severity) - severityRank(a.severity) || a.check.localeCompare(b.check) || objectLabel(a.object).localeCompare(objectLabel(b.object)),
-  );
-}
-
-export function summarize(
-  findings: Finding[],
-  probes: ProbeRecord[],
-  failOn: Severity,
-  rowsSeeded: number,
-  queries: number,
-  inconclusive: readonly InconclusiveReason[] = [],
-): Report['summary'] {
-  const counts = Object.fromEntries(SEVERITIES.map((severity) => [severity, 0])) as Record<Severity, number>;
-  for (const finding of findings) counts[finding.severity] += 1;
-  const outcomes: Report['summary']['probes'] = {};
-  for (const probe of probes) outcomes[probe.outcome] = (outcomes[probe.outcome] ?? 0) + 1;
-  const failingFindings = findings.filter((finding) => isFailing(finding, failOn));
-  const failing = failingFindings.length;
-  const staticOnly = restsOnStaticFindings(failingFindings, inconclusive);
-  return {
-    verdict: verdictOf(failing, inconclusive),
-    ...(staticOnly ? { staticOnly } : {}),
-    inconclusive: [...inconclusive],
-    failOn,
-    findings: counts,
-    failing,
-    accepted: findings.filter((finding) => finding.accepted && !finding.accepted.expired).length,
-    probes: outcomes,
-    rowsSeeded,
-    queries,
-  };
 }
 
 interface Prepared {
@@ -413,16 +378,25 @@ function evaluateRules(catalog: Catalog, plan: TenancyPlan, analysis: Analysis):
   return RULES.flatMap((rule) => rule.evaluate({ catalog, plan, analysis }));
 }
 
+/** What a run found, as the finishing pipeline takes it. */
+interface Found {
+  ruleFindings: Finding[];
+  probeFindings: Finding[];
+  probes: ProbeRecord[];
+  /** False when the run stopped at its time limit before every probe ran. */
+  complete: boolean;
+}
+
 function buildReport(
   command: Report['command'],
   scenario: Scenario,
   prepared: Prepared,
   seeded: SeedOutcome | null,
   seedNumber: number | null,
-  probes: ProbeRecord[],
-  findings: Finding[],
+  found: Found,
   startedAt: string,
   timings: Report['timings'],
+  options: AuditOptions,
   inconclusive: Inconclusive = new Inconclusive(),
   /** The large relations whose policy forces a full scan (their reads were sampled). */
   forcedScans?: ReadonlySet<string>,
@@ -436,7 +410,16 @@ function buildReport(
   }
   if (seeded) notes.push(...coverageNotes(seeded, scenario));
   if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, seeded.ledger, forcedScans));
-  const accepted = applyAcceptances(fingerprintFindings(sortFindings(findings)), scenario.accept);
+  const finished = finishFindings({
+    ...found,
+    accept: scenario.accept,
+    ...(options.baseline ? { baseline: options.baseline } : {}),
+    failOn: scenario.failOn,
+    rowsSeeded: seeded?.rowsInserted ?? 0,
+    queries: session.queries,
+    inconclusive: inconclusive.reasons,
+    locate: (findings) => locateObjects(prepared.schemaFiles, findings),
+  });
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,
     tool: { name: 'rls-audit', version: VERSION },
@@ -456,13 +439,14 @@ function buildReport(
     target: { kind: target.kind, description: target.description, serverVersion: catalog.serverVersion, database: catalog.database },
     tenants: (seeded?.tenants ?? []).map((tenant) => ({ ...tenant })),
     relations: relationReports(catalog, plan, seeded),
-    locations: locateObjects(prepared.schemaFiles, accepted),
+    locations: finished.locations,
     ...(prepared.schemaFiles.length ? { sourceRoot: sourceRootUri() } : {}),
     notes,
     checks: command === 'lint' ? ruleChecks() : allChecks(),
-    probes,
-    findings: accepted,
-    summary: summarize(accepted, probes, scenario.failOn, seeded?.rowsInserted ?? 0, session.queries, inconclusive.reasons),
+    probes: found.probes,
+    findings: finished.findings,
+    summary: finished.summary,
+    ...(finished.baseline ? { baseline: finished.baseline } : {}),
     timings,
   };
 }
@@ -486,7 +470,7 @@ export async function lint(input: ScenarioInput, options: AuditOptions = {}): Pr
     timings.probes = clock.lap();
     const inconclusive = new Inconclusive();
     for (const reason of copyReasons(prepared.target, prepared.catalog, prepared.plan)) inconclusive.add(reason);
-    const report = buildReport('lint', scenario, prepared, null, null, [], findings, startedAt, timings, inconclusive);
+    const report = buildReport('lint', scenario, prepared, null, null, { ruleFindings: findings, probeFindings: [], probes: [], complete: true }, startedAt, timings, options, inconclusive);
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;
     return report;
@@ -647,8 +631,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     probes.push(...run.records);
     Object.assign(timings.perProbe, run.perProbe);
     timings.probes = clock.lap();
-    const findings = reconcile(ruleFindings, probeFindings, probes, RULES);
-    const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings, inconclusive, forcedScans);
+    const report = buildReport('run', scenario, prepared, seeded, seedNumber, { ruleFindings, probeFindings, probes, complete: true }, startedAt, timings, options, inconclusive, forcedScans);
     if (sequencesBefore) {
       const moved = movedSequences(sequencesBefore, await readSequences(session));
       if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
@@ -673,12 +656,12 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const error = failure instanceof AuditTimeout ? failure : session.expiredReason ? new AuditTimeout(session.expiredReason) : null;
 
     if (!error) throw failure;
-    // What was done so far: rule findings as they stand (nothing refuted them), the probes that ran.
+    // What was done so far: rule findings as they stand (grouped with the probes' findings, never refuted), the probes that ran.
     inconclusive.add({
       reason: `${error.message}: ${seeded ? 'not every probe ran' : 'seeding had not finished'}, so what did not run proves nothing`,
       hint: 'raise --timeout (e.g. --timeout 2h), or audit fewer tenants or rows (--tenants, --rows)',
     });
-    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, probes, [...probeFindings, ...ruleFindings], startedAt, timings, inconclusive, forcedScans);
+    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, { ruleFindings, probeFindings, probes, complete: false }, startedAt, timings, options, inconclusive, forcedScans);
     const ran = new Set(probes.map((probe) => probe.check)).size;
     partial.notes.push(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`);
     timings.total = Date.now() - clock.started;

@@ -18,8 +18,9 @@ import type { Rule } from './types.js';
  *   seen by a rule and proven on every table, read and missing-context leaks with one policy to blame). They
  *   become one finding: the rule finding if there is one, else the most severe; the others are its
  *   `confirmedBy` (probes) or `related` (rules), and their objects its `affected` objects.
+ * With `refute: false` (a run stopped before every probe ran) findings are grouped and confirmed, never lowered.
  */
-export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], probes: ProbeRecord[], rules: readonly Rule[]): Finding[] {
+export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], probes: ProbeRecord[], rules: readonly Rule[], options: { refute: boolean } = { refute: true }): Finding[] {
   const confirmersOf = new Map(rules.map((rule) => [rule.meta.id, rule.meta.confirmedBy ?? []]));
   const findings = [...ruleFindings, ...probeFindings];
   // Union-find over findings: one component per defect.
@@ -57,7 +58,7 @@ export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], pro
     const primary = findings[primaryIndex]!;
     const others = members.filter((index) => index !== primaryIndex).map((index) => findings[index]!);
     if (!others.length) {
-      merged.push(primary.source === 'rule' ? refute(primary, confirmersOf.get(primary.check) ?? [], probes) : primary);
+      merged.push(primary.source === 'rule' && options.refute ? refute(primary, confirmersOf.get(primary.check) ?? [], probes) : primary);
       continue;
     }
     const proofs = others.filter((finding) => finding.source === 'probe');

@@ -3,7 +3,8 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { baselineCounts, boundedWrite, changes, columnOf, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { baselineCounts, boundedWrite, changes, columnOf, describeTenants, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 
 /**
  * The columns that say whose a row is, with the values that make it `victim`'s: the tenant column, and
@@ -85,7 +86,7 @@ export const tenantReassignment = defineProbe({
           object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,
-          message: `As ${actor.label}, an UPDATE ${proof.form} moves ${proof.moved} row${proof.moved === 1 ? '' : 's'} of ${relation.qualified} to ${victim.label} (${describeTenants(context, proof.from)}; ${[...moves.keys()].join(', ')} rewritten): ${diagnosis.cause}.`,
+          message: `As ${actor.label}, an UPDATE ${proof.form} moves ${proof.moved} row${proof.moved === 1 ? '' : 's'} of ${relation.qualified} to ${victim.label} (${describeTenants(context, proof.from)}; ${[...moves.keys()].join(', ')} rewritten): ${diagnosis.reason}.`,
           evidence: {
             ...writeEvidence(context, actor, proof.statement, proof.params, { replica: proof.replica, cursor: proof.cursor }),
             rowCount: proof.rowCount,
@@ -94,6 +95,7 @@ export const tenantReassignment = defineProbe({
               (proof.replica ? ' Rows of other tables reference the moved rows, so PostgreSQL rejects the update at their foreign keys; the policy allowed it (repeated with foreign-key triggers off).' : ''),
           },
           fix: diagnosis.fix,
+          cause: diagnosis.cause,
         }));
         break;
       }

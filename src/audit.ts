@@ -37,6 +37,7 @@ import { VERSION } from './version.js';
 import { Inconclusive, type InconclusiveReason } from './verdict.js';
 import { PRESETS } from './presets/index.js';
 import { buildReplay } from './report/replay.js';
+import { addNote, remark, reportNotes, type Note } from './report/notes.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
 import { forcedFullScans, readTargets, samplingNotes } from './probes/targets.js';
@@ -270,12 +271,8 @@ export function coverageGaps(seeded: SeedOutcome, scenario: Scenario): { relatio
   return [...grouped.values()];
 }
 
-function coverageNotes(seeded: SeedOutcome, scenario: Scenario): string[] {
-  return coverageGaps(seeded, scenario).map((gap) =>
-    gap.accepted
-      ? `${gap.relation} not seeded for ${gap.tenants.join(', ')}, accepted by the scenario: ${gap.accepted}`
-      : `${gap.relation} not seeded for ${gap.tenants.join(', ')}: ${gap.reason}. Probes on it prove nothing for ${gap.tenants.length === 1 ? 'that tenant' : 'those tenants'}.`,
-  );
+function coverageNotes(seeded: SeedOutcome, scenario: Scenario): Note[] {
+  return coverageGaps(seeded, scenario).map((gap) => ({ kind: 'coverage', relation: gap.relation, tenants: gap.tenants, reason: gap.reason, accepted: gap.accepted }));
 }
 
 /**
@@ -402,14 +399,12 @@ function buildReport(
   forcedScans?: ReadonlySet<string>,
 ): Report {
   const { plan, catalog, target, session } = prepared;
-  const notes = [...(target.notes ?? []), ...plan.notes];
+  const notes: Note[] = [...(target.notes ?? []), ...plan.notes].map(remark);
   for (const result of seeded?.results ?? []) {
-    if (result.status === 'failed' || result.status === 'partial') {
-      notes.push(`${result.relation} was ${result.status === 'failed' ? 'not seeded' : 'partly seeded'}: ${result.reason}. Its probe results are marked unreliable, not passed.`);
-    }
+    if (result.status === 'failed' || result.status === 'partial') notes.push({ kind: 'seeding', relation: result.relation, status: result.status, reason: result.reason });
   }
   if (seeded) notes.push(...coverageNotes(seeded, scenario));
-  if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, seeded.ledger, forcedScans));
+  if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, seeded.ledger, forcedScans).map(remark));
   const finished = finishFindings({
     ...found,
     accept: scenario.accept,
@@ -441,7 +436,7 @@ function buildReport(
     relations: relationReports(catalog, plan, seeded),
     locations: finished.locations,
     ...(prepared.schemaFiles.length ? { sourceRoot: sourceRootUri() } : {}),
-    notes,
+    ...reportNotes(notes),
     checks: command === 'lint' ? ruleChecks() : allChecks(),
     probes: found.probes,
     findings: finished.findings,
@@ -634,7 +629,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const report = buildReport('run', scenario, prepared, seeded, seedNumber, { ruleFindings, probeFindings, probes, complete: true }, startedAt, timings, options, inconclusive, forcedScans);
     if (sequencesBefore) {
       const moved = movedSequences(sequencesBefore, await readSequences(session));
-      if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
+      if (moved.length) addNote(report, remark(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`));
     }
     report.coverage = familyCoverage(context);
     if (replay) report.replay = replay;
@@ -663,7 +658,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     });
     const partial = buildReport('run', scenario, prepared, seeded, seedNumber, { ruleFindings, probeFindings, probes, complete: false }, startedAt, timings, options, inconclusive, forcedScans);
     const ran = new Set(probes.map((probe) => probe.check)).size;
-    partial.notes.push(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`);
+    addNote(partial, remark(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`));
     timings.total = Date.now() - clock.started;
     error.message = `${error.message}: the report holds what was done so far (${probes.length} probe statements); nothing was committed.`;
     error.report = partial;

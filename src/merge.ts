@@ -4,6 +4,7 @@ import { AuditError, errorMessage } from './errors.js';
 import { finishFindings } from './findings/finish.js';
 import type { FamilyCoverage } from './probes/coverage.js';
 import type { Report } from './report/model.js';
+import { notesOf, remark, reportNotes, type Note } from './report/notes.js';
 
 /**
  * One report and one verdict from the reports of a sharded run (`rls-audit run --shard i/n`, one CI job each).
@@ -58,7 +59,7 @@ export function mergeReports(reports: Report[], options: { baseline?: Baseline }
   const { shard: _shard, baseline: _baseline, ...rest } = base;
   return {
     ...rest,
-    notes: [...new Set(parts.flatMap(({ report }) => report.notes)), `merged from ${count} shards`],
+    ...reportNotes([...uniqueNotes(parts.flatMap(({ report }) => notesOf(report))), remark(`merged from ${count} shards`)]),
     locations: finished.locations,
     probes: records,
     coverage: mergeCoverage(parts.map(({ report }) => report.coverage ?? [])),
@@ -67,6 +68,17 @@ export function mergeReports(reports: Report[], options: { baseline?: Baseline }
     ...(finished.baseline ? { baseline: finished.baseline } : {}),
     timings,
   };
+}
+
+/** Every part's notes, each once. */
+function uniqueNotes(notes: Note[]): Note[] {
+  const seen = new Set<string>();
+  return notes.filter((note) => {
+    const key = JSON.stringify(note);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /** Every part's reasons for an inconclusive verdict, each once. */

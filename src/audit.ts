@@ -1,18 +1,17 @@
 import { analyze, loadParser, type Analysis } from './analysis/index.js';
-import { applyAcceptances } from './accept.js';
 import { introspect } from './catalog/introspect.js';
 import type { Catalog } from './catalog/types.js';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
-import { fingerprintFindings, objectLabel, type Finding } from './findings.js';
-import { isFailing } from './baseline.js';
+import type { Baseline } from './baseline.js';
+import type { Finding } from './findings.js';
+import { finishFindings } from './findings/finish.js';
 import { allChecks, ruleChecks } from './checks.js';
-import { apiReach, applyApiReach } from './plan/api-reach.js';
+import { apiReach } from './plan/api-reach.js';
 import { planTenancy, type TenancyPlan } from './plan/tenancy.js';
 import { roleAccess } from './probes/access.js';
 import { familyCoverage } from './probes/coverage.js';
 import { parseShard, planUnits, runPlan, type ProbeRun } from './probes/schedule.js';
 import { PROBES } from './probes/registry.js';
-import { reconcile } from './rules/reconcile.js';
 import { RULES } from './rules/registry.js';
 import type { Probe, ProbeContext, ProbeRecord } from './probes/types.js';
 import { REPORT_SCHEMA_VERSION, type RelationReport, type Report } from './report/model.js';
@@ -28,7 +27,6 @@ import { seedIdentityLookup } from './seed/identity.js';
 import { AuditSession } from './session.js';
 import { describeRisk, movedSequences, readSequences, riskHint, riskWords, sequenceRisks, writeRisk } from './sequences.js';
 import { relationIdent } from './sql.js';
-import { SEVERITIES, severityRank, type Severity } from './severity.js';
 import { openTarget, type Target } from './target/index.js';
 import { describeFailure } from './target/schema-from.js';
 import { isLockTimeout, lockTimeoutError } from './locks.js';
@@ -38,9 +36,10 @@ import { withoutTerminator } from './analysis/sql-text.js';
 import { userSqlEffects } from './analysis/effects.js';
 import { loadRoutineIndex } from './analysis/routine-index.js';
 import { VERSION } from './version.js';
-import { Inconclusive, restsOnStaticFindings, verdictOf, type InconclusiveReason } from './verdict.js';
+import { Inconclusive, type InconclusiveReason } from './verdict.js';
 import { PRESETS } from './presets/index.js';
 import { buildReplay } from './report/replay.js';
+import { addNote, remark, reportNotes, type Note } from './report/notes.js';
 import { ownRowsPrecheck } from './probes/precheck.js';
 import { snapshotNeverSet, sourcesOf } from './probes/context.js';
 import { forcedFullScans, readTargets, samplingNotes } from './probes/targets.js';
@@ -62,6 +61,8 @@ export interface AuditOptions {
   onPlan?: (plan: TenancyPlan, catalog: Catalog) => void;
   /** Keep the seeded rows and the context in the report (`replay`), for `--format pgtap`. */
   replay?: boolean;
+  /** Compare the findings with this baseline (`--baseline`): only new and worse findings fail the run. */
+  baseline?: Baseline;
 }
 
 /** The phases of an audit, in order; `lint` has no seeding and no probes. */
@@ -106,41 +107,6 @@ function relationReports(catalog: Catalog, plan: TenancyPlan, seeded: SeedOutcom
         : null,
     };
   });
-}
-
-export function sortFindings(findings: Finding[]): Finding[] {
-  return [...findings].sort(
-    (a, b) => severityRank(b.severity) - severityRank(a.severity) || a.check.localeCompare(b.check) || objectLabel(a.object).localeCompare(objectLabel(b.object)),
-  );
-}
-
-export function summarize(
-  findings: Finding[],
-  probes: ProbeRecord[],
-  failOn: Severity,
-  rowsSeeded: number,
-  queries: number,
-  inconclusive: readonly InconclusiveReason[] = [],
-): Report['summary'] {
-  const counts = Object.fromEntries(SEVERITIES.map((severity) => [severity, 0])) as Record<Severity, number>;
-  for (const finding of findings) counts[finding.severity] += 1;
-  const outcomes: Report['summary']['probes'] = {};
-  for (const probe of probes) outcomes[probe.outcome] = (outcomes[probe.outcome] ?? 0) + 1;
-  const failingFindings = findings.filter((finding) => isFailing(finding, failOn));
-  const failing = failingFindings.length;
-  const staticOnly = restsOnStaticFindings(failingFindings, inconclusive);
-  return {
-    verdict: verdictOf(failing, inconclusive),
-    ...(staticOnly ? { staticOnly } : {}),
-    inconclusive: [...inconclusive],
-    failOn,
-    findings: counts,
-    failing,
-    accepted: findings.filter((finding) => finding.accepted && !finding.accepted.expired).length,
-    probes: outcomes,
-    rowsSeeded,
-    queries,
-  };
 }
 
 interface Prepared {
@@ -307,12 +273,8 @@ export function coverageGaps(seeded: SeedOutcome, scenario: Scenario): { relatio
   return [...grouped.values()];
 }
 
-function coverageNotes(seeded: SeedOutcome, scenario: Scenario): string[] {
-  return coverageGaps(seeded, scenario).map((gap) =>
-    gap.accepted
-      ? `${gap.relation} not seeded for ${gap.tenants.join(', ')}, accepted by the scenario: ${gap.accepted}`
-      : `${gap.relation} not seeded for ${gap.tenants.join(', ')}: ${gap.reason}. Probes on it prove nothing for ${gap.tenants.length === 1 ? 'that tenant' : 'those tenants'}.`,
-  );
+function coverageNotes(seeded: SeedOutcome, scenario: Scenario): Note[] {
+  return coverageGaps(seeded, scenario).map((gap) => ({ kind: 'coverage', relation: gap.relation, tenants: gap.tenants, reason: gap.reason, accepted: gap.accepted }));
 }
 
 /**
@@ -415,39 +377,58 @@ function evaluateRules(catalog: Catalog, plan: TenancyPlan, analysis: Analysis):
   return RULES.flatMap((rule) => rule.evaluate({ catalog, plan, analysis }));
 }
 
+/** What a run found, as the finishing pipeline takes it. */
+interface Found {
+  ruleFindings: Finding[];
+  probeFindings: Finding[];
+  probes: ProbeRecord[];
+  /** False when the run stopped at its time limit before every probe ran. */
+  complete: boolean;
+}
+
 function buildReport(
   command: Report['command'],
   scenario: Scenario,
   prepared: Prepared,
   seeded: SeedOutcome | null,
   seedNumber: number | null,
-  probes: ProbeRecord[],
-  findings: Finding[],
+  found: Found,
   startedAt: string,
   timings: Report['timings'],
+  options: AuditOptions,
   inconclusive: Inconclusive = new Inconclusive(),
   /** The large relations whose policy forces a full scan (their reads were sampled). */
   forcedScans?: ReadonlySet<string>,
 ): Report {
   const { plan, catalog, target, session } = prepared;
-  const notes = [...(target.notes ?? []), ...plan.notes];
+  const notes: Note[] = [...(target.notes ?? []), ...plan.notes].map(remark);
   for (const result of seeded?.results ?? []) {
-    if (result.status === 'failed' || result.status === 'partial') {
-      notes.push(`${result.relation} was ${result.status === 'failed' ? 'not seeded' : 'partly seeded'}: ${result.reason}. Its probe results are marked unreliable, not passed.`);
-    }
+    if (result.status === 'failed' || result.status === 'partial') notes.push({ kind: 'seeding', relation: result.relation, status: result.status, reason: result.reason });
   }
   if (seeded) notes.push(...coverageNotes(seeded, scenario));
-  if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, seeded.ledger, forcedScans));
+  if (seeded && command === 'run') notes.push(...samplingNotes(catalog, plan, seeded.ledger, forcedScans).map(remark));
   const reach = apiReach(catalog, prepared.analysis, plan);
   if (plan.apiSchemas) {
     const outside = reach ? catalog.relations.filter((relation) => reach.unreachableRelations.has(relation.qualified) && plan.relations.some((entry) => entry.relation === relation.qualified && entry.tenancy !== 'shared')) : [];
     notes.push(
-      reach
-        ? `the API exposes ${plan.apiSchemas.join(', ')} (apiSchemas): ${outside.length ? `${outside.map((relation) => relation.qualified).join(', ')} ${outside.length === 1 ? 'is' : 'are'} reached by nothing exposed there, so findings on ${outside.length === 1 ? 'it' : 'them'} are info` : 'every tenant-owned relation is reached from there'}`
-        : `the API exposes ${plan.apiSchemas.join(', ')} (apiSchemas), but a function it may reach runs dynamic SQL or could not be read: every relation counts as reachable`,
+      remark(
+        reach
+          ? `the API exposes ${plan.apiSchemas.join(', ')} (apiSchemas): ${outside.length ? `${outside.map((relation) => relation.qualified).join(', ')} ${outside.length === 1 ? 'is' : 'are'} reached by nothing exposed there, so findings on ${outside.length === 1 ? 'it' : 'them'} are info` : 'every tenant-owned relation is reached from there'}`
+          : `the API exposes ${plan.apiSchemas.join(', ')} (apiSchemas), but a function it may reach runs dynamic SQL or could not be read: every relation counts as reachable`,
+      ),
     );
   }
-  const accepted = applyAcceptances(fingerprintFindings(sortFindings(applyApiReach(findings, reach))), scenario.accept);
+  const finished = finishFindings({
+    ...found,
+    apiReach: reach,
+    accept: scenario.accept,
+    ...(options.baseline ? { baseline: options.baseline } : {}),
+    failOn: scenario.failOn,
+    rowsSeeded: seeded?.rowsInserted ?? 0,
+    queries: session.queries,
+    inconclusive: inconclusive.reasons,
+    locate: (findings) => locateObjects(prepared.schemaFiles, findings),
+  });
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,
     tool: { name: 'rls-audit', version: VERSION },
@@ -467,13 +448,14 @@ function buildReport(
     target: { kind: target.kind, description: target.description, serverVersion: catalog.serverVersion, database: catalog.database },
     tenants: (seeded?.tenants ?? []).map((tenant) => ({ ...tenant })),
     relations: relationReports(catalog, plan, seeded),
-    locations: locateObjects(prepared.schemaFiles, accepted),
+    locations: finished.locations,
     ...(prepared.schemaFiles.length ? { sourceRoot: sourceRootUri() } : {}),
-    notes,
+    ...reportNotes(notes),
     checks: command === 'lint' ? ruleChecks() : allChecks(),
-    probes,
-    findings: accepted,
-    summary: summarize(accepted, probes, scenario.failOn, seeded?.rowsInserted ?? 0, session.queries, inconclusive.reasons),
+    probes: found.probes,
+    findings: finished.findings,
+    summary: finished.summary,
+    ...(finished.baseline ? { baseline: finished.baseline } : {}),
     timings,
   };
 }
@@ -497,7 +479,7 @@ export async function lint(input: ScenarioInput, options: AuditOptions = {}): Pr
     timings.probes = clock.lap();
     const inconclusive = new Inconclusive();
     for (const reason of copyReasons(prepared.target, prepared.catalog, prepared.plan)) inconclusive.add(reason);
-    const report = buildReport('lint', scenario, prepared, null, null, [], findings, startedAt, timings, inconclusive);
+    const report = buildReport('lint', scenario, prepared, null, null, { ruleFindings: findings, probeFindings: [], probes: [], complete: true }, startedAt, timings, options, inconclusive);
     timings.report = clock.lap();
     timings.total = Date.now() - clock.started;
     return report;
@@ -658,11 +640,10 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     probes.push(...run.records);
     Object.assign(timings.perProbe, run.perProbe);
     timings.probes = clock.lap();
-    const findings = reconcile(ruleFindings, probeFindings, probes, RULES);
-    const report = buildReport('run', scenario, prepared, seeded, seedNumber, probes, findings, startedAt, timings, inconclusive, forcedScans);
+    const report = buildReport('run', scenario, prepared, seeded, seedNumber, { ruleFindings, probeFindings, probes, complete: true }, startedAt, timings, options, inconclusive, forcedScans);
     if (sequencesBefore) {
       const moved = movedSequences(sequencesBefore, await readSequences(session));
-      if (moved.length) report.notes.push(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`);
+      if (moved.length) addNote(report, remark(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`));
     }
     report.coverage = familyCoverage(context);
     if (replay) report.replay = replay;
@@ -684,14 +665,14 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const error = failure instanceof AuditTimeout ? failure : session.expiredReason ? new AuditTimeout(session.expiredReason) : null;
 
     if (!error) throw failure;
-    // What was done so far: rule findings as they stand (nothing refuted them), the probes that ran.
+    // What was done so far: rule findings as they stand (grouped with the probes' findings, never refuted), the probes that ran.
     inconclusive.add({
       reason: `${error.message}: ${seeded ? 'not every probe ran' : 'seeding had not finished'}, so what did not run proves nothing`,
       hint: 'raise --timeout (e.g. --timeout 2h), or audit fewer tenants or rows (--tenants, --rows)',
     });
-    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, probes, [...probeFindings, ...ruleFindings], startedAt, timings, inconclusive, forcedScans);
+    const partial = buildReport('run', scenario, prepared, seeded, seedNumber, { ruleFindings, probeFindings, probes, complete: false }, startedAt, timings, options, inconclusive, forcedScans);
     const ran = new Set(probes.map((probe) => probe.check)).size;
-    partial.notes.push(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`);
+    addNote(partial, remark(`${error.message} after ${Math.round((Date.now() - clock.started) / 1000)} s, ${seeded ? `during the probes (${ran} of ${PROBES.length} checks had run)` : 'before seeding had finished'}: this report is partial and proves nothing about what did not run. Raise --timeout, or audit fewer tenants or rows.`));
     timings.total = Date.now() - clock.started;
     error.message = `${error.message}: the report holds what was done so far (${probes.length} probe statements); nothing was committed.`;
     error.report = partial;

@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { AuditError, errorMessage } from './errors.js';
 import { fingerprintsOf, objectLabel, type Finding, type FindingObject } from './findings.js';
 import type { Report } from './report/model.js';
-import { atLeast, isSeverity, severityRank, type Severity } from './severity.js';
-import { restsOnStaticFindings, verdictOf } from './verdict.js';
+import { isSeverity, severityRank, type Severity } from './severity.js';
+import { summarize } from './verdict.js';
 
 /** What a baseline knew of one finding. */
 export interface BaselineEntry {
@@ -70,35 +70,28 @@ function fromSarif(value: unknown): BaselineEntry[] | null {
     }));
 }
 
-/** A finding fails the run: at or above `failOn`, not accepted (or its acceptance expired), not already in the baseline. */
-export function isFailing(finding: Finding, failOn: Severity): boolean {
-  return atLeast(finding.severity, failOn) && (!finding.accepted || finding.accepted.expired) && finding.baseline !== 'unchanged';
-}
-
 /**
- * Compare a report with a baseline: each finding is `new`, `worse` (its fingerprint was there at a milder
+ * Compare findings with a baseline: each finding is `new`, `worse` (its fingerprint was there at a milder
  * severity) or `unchanged`; the baseline's findings that are gone are listed as fixed. Only new and worse
  * findings fail the run: a ratchet that lets a gate go green on an old schema and keeps it from getting worse.
  */
-export function applyBaseline(report: Report, baseline: Baseline): Report {
+export function compareWithBaseline(findings: readonly Finding[], baseline: Baseline): { findings: Finding[]; section: NonNullable<Report['baseline']> } {
   const known = new Map(baseline.entries.map((entry) => [entry.fingerprint, entry]));
-  const fingerprints = fingerprintsOf(report.findings);
-  const findings = report.findings.map((finding, index) => {
+  const fingerprints = fingerprintsOf(findings);
+  const compared = findings.map((finding, index) => {
     const before = known.get(fingerprints[index]!);
     const status: Finding['baseline'] = !before ? 'new' : severityRank(finding.severity) > severityRank(before.severity) ? 'worse' : 'unchanged';
     return { ...finding, fingerprint: fingerprints[index]!, baseline: status };
   });
   const present = new Set(fingerprints);
   const fixed = baseline.entries.filter((entry) => !present.has(entry.fingerprint));
-  const count = (status: Finding['baseline']) => findings.filter((finding) => finding.baseline === status).length;
-  const failingFindings = findings.filter((finding) => isFailing(finding, report.summary.failOn));
-  const failing = failingFindings.length;
-  const { staticOnly: _previous, ...summary } = report.summary;
-  const staticOnly = restsOnStaticFindings(failingFindings, report.summary.inconclusive ?? []);
-  return {
-    ...report,
-    findings,
-    baseline: { source: baseline.source, new: count('new'), worse: count('worse'), unchanged: count('unchanged'), fixed },
-    summary: { ...summary, failing, verdict: verdictOf(failing, report.summary.inconclusive ?? []), ...(staticOnly ? { staticOnly } : {}) },
-  };
+  const count = (status: Finding['baseline']) => compared.filter((finding) => finding.baseline === status).length;
+  return { findings: compared, section: { source: baseline.source, new: count('new'), worse: count('worse'), unchanged: count('unchanged'), fixed } };
+}
+
+/** A finished report (one read back from report.json) compared with a baseline: its findings marked, its verdict decided again. */
+export function applyBaseline(report: Report, baseline: Baseline): Report {
+  const { findings, section } = compareWithBaseline(report.findings, baseline);
+  const { summary } = report;
+  return { ...report, findings, baseline: section, summary: summarize(findings, report.probes, summary.failOn, summary.rowsSeeded, summary.queries, summary.inconclusive ?? []) };
 }

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { audit, lint } from './audit.js';
 import { allChecks, renderChecks } from './checks.js';
-import { applyBaseline, readBaseline, type Baseline } from './baseline.js';
+import { readBaseline } from './baseline.js';
 import type { Report } from './report/model.js';
 import type { Scenario } from './scenario/schema.js';
 import { AuditError, AuditTimeout, errorMessage } from './errors.js';
@@ -234,8 +234,9 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
   /** The baseline named by --baseline, read before the audit starts so that a wrong path costs nothing. */
   const baselineOf = async (file: string | undefined) => (file === undefined ? undefined : readBaseline(path.resolve(io.cwd, file)));
 
-  const finish = async (unsafeReport: Report, scenario: Scenario, flags: RunFlags, baseline: Baseline | undefined, pgtap?: string) => {
-    const report = secrets.redactValue(baseline ? applyBaseline(unsafeReport, baseline) : unsafeReport);
+  /** Write and print a finished report (see findings/finish.ts); nothing here changes what it says. */
+  const finish = async (unsafeReport: Report, scenario: Scenario, flags: RunFlags, pgtap?: string) => {
+    const report = secrets.redactValue(unsafeReport);
     const outDir = scenario.out ?? path.resolve(io.cwd, 'reports', scenario.name);
     const formats = flags.format ?? DEFAULT_REPORT_FORMATS;
     const files = await writeReports(report, outDir, formats, pgtap ? { pgtap } : {});
@@ -274,17 +275,17 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
         const pgtap = pgtapFile(scenario, flags, file, config);
         let report: Report;
         try {
-          report = await audit(scenario, { log: terminal.log, progress: terminal.progress, replay: flags.format?.includes('pgtap') });
+          report = await audit(scenario, { log: terminal.log, progress: terminal.progress, replay: flags.format?.includes('pgtap'), ...(baseline ? { baseline } : {}) });
         } catch (error) {
           // The time limit: write what was done so far, then exit 2 with the reason.
           if (error instanceof AuditTimeout && error.report) {
             terminal.stop();
-            await finish(error.report as Report, scenario, flags, baseline, pgtap);
+            await finish(error.report as Report, scenario, flags, pgtap);
           }
           throw error;
         }
         terminal.stop();
-        await finish(report, scenario, flags, baseline, pgtap);
+        await finish(report, scenario, flags, pgtap);
       } finally {
         terminal.stop();
       }
@@ -299,9 +300,9 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
         const scenario = await loadScenario(file, withProject(overridesFrom(flags), project), io.cwd);
         secrets.addConnection(scenario.target.url);
         const baseline = await baselineOf(flags.baseline);
-        const report = await lint(scenario, { log: terminal.log, progress: terminal.progress });
+        const report = await lint(scenario, { log: terminal.log, progress: terminal.progress, ...(baseline ? { baseline } : {}) });
         terminal.stop();
-        await finish(report, scenario, flags, baseline);
+        await finish(report, scenario, flags);
       } finally {
         terminal.stop();
       }
@@ -345,8 +346,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .action(async (files: string[], flags: { out?: string; format?: ReportFormat[]; quiet?: boolean; baseline?: string }) => {
       if (flags.format?.includes('pgtap')) throw new AuditError('--format pgtap replays the tenants a run seeded: use it with `rls-audit run` (unsharded)');
       const baseline = await baselineOf(flags.baseline);
-      const merged = await mergeReportFiles(files.map((file) => path.resolve(io.cwd, file)));
-      const report = baseline ? applyBaseline(merged, baseline) : merged;
+      const report = await mergeReportFiles(files.map((file) => path.resolve(io.cwd, file)), baseline ? { baseline } : {});
       const outDir = flags.out ? path.resolve(io.cwd, flags.out) : path.resolve(io.cwd, 'reports', report.scenario.name);
       const written = await writeReports(report, outDir, flags.format ?? DEFAULT_REPORT_FORMATS);
       if (!flags.quiet) printSummary(report, written);

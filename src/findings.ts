@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Cause } from './findings/cause.js';
 import type { Severity } from './severity.js';
 
 export type SampleRow = Record<string, string | null>;
@@ -61,14 +62,19 @@ export interface Finding {
   message: string;
   /** SQL a user would run to fix it. */
   fix: string;
+  /**
+   * The defect this finding is a symptom of (see findings/cause.ts): findings with the same cause are one
+   * finding. Without one, a finding is a defect of its own (or confirms a rule finding on its object).
+   */
+  cause?: Cause;
   /** `probe` when proved on data, `rule` when read from the catalog. */
   source: 'probe' | 'rule';
   /**
    * The probe findings that prove this defect on data (a probe of the check's `confirmedBy` on the same
-   * object, or another probe whose fix is this one): one finding per defect, its proofs listed here.
+   * object, or another probe of the same cause): one finding per defect, its proofs listed here.
    */
   confirmedBy?: LinkedFinding[];
-  /** Other rule findings of the same defect (the same fix), folded into this one. */
+  /** Other rule findings of the same defect (the same cause), folded into this one. */
   related?: LinkedFinding[];
   /** Objects other than `object` that the same defect reaches (from the findings folded into this one). */
   affected?: FindingObject[];

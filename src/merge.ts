@@ -1,19 +1,17 @@
 import { readFile } from 'node:fs/promises';
-import { applyAcceptances } from './accept.js';
-import { sortFindings, summarize } from './audit.js';
+import type { Baseline } from './baseline.js';
 import { AuditError, errorMessage } from './errors.js';
-import { fingerprintFindings, type Finding } from './findings.js';
+import { finishFindings } from './findings/finish.js';
 import type { FamilyCoverage } from './probes/coverage.js';
-import { reconcile } from './rules/reconcile.js';
-import { RULES } from './rules/registry.js';
 import type { Report } from './report/model.js';
+import { notesOf, remark, reportNotes, type Note } from './report/notes.js';
 
 /**
  * One report and one verdict from the reports of a sharded run (`rls-audit run --shard i/n`, one CI job each).
  * Every part seeded the same tenants and rows and evaluated every rule; each ran its own share of the probes.
  * The merge joins the probe evidence and ties the rule findings to all of it, as a single run would.
  */
-export function mergeReports(reports: Report[]): Report {
+export function mergeReports(reports: Report[], options: { baseline?: Baseline } = {}): Report {
   if (!reports.length) throw new AuditError('nothing to merge: give the report.json of every shard');
   const parts = reports.map((report, position) => {
     if (!report.shard) throw new AuditError(`report ${position + 1} is not part of a sharded run (it has no shard section): merge the reports of rls-audit run --shard i/n`);
@@ -37,25 +35,50 @@ export function mergeReports(reports: Report[]): Report {
   const base = parts[0]!.report;
   const probeFindings = parts.flatMap(({ shard }) => shard.probeFindings);
   const records = parts.flatMap(({ report }) => report.probes);
-  const ruleFindings: Finding[] = base.shard!.ruleFindings;
-  const findings = applyAcceptances(fingerprintFindings(sortFindings(reconcile(ruleFindings, probeFindings, records, RULES))), base.shard!.accept);
   const queries = parts.reduce((sum, { report }) => sum + report.summary.queries, 0);
+  // The parts' locations: a merge has no schema files of its own.
+  const locations = Object.assign({}, ...parts.map(({ report }) => report.locations)) as Report['locations'];
+  const finished = finishFindings({
+    ruleFindings: base.shard!.ruleFindings,
+    probeFindings,
+    probes: records,
+    complete: true,
+    accept: base.shard!.accept,
+    ...(options.baseline ? { baseline: options.baseline } : {}),
+    failOn: base.summary.failOn,
+    rowsSeeded: base.summary.rowsSeeded,
+    queries,
+    inconclusive: inconclusiveOf(parts.map(({ report }) => report)),
+    locate: () => locations,
+  });
   const timings = { ...base.timings, perProbe: {} as Record<string, number> };
   for (const { report } of parts) {
     for (const phase of ['start', 'schema', 'introspection', 'seeding', 'probes', 'report', 'total'] as const) timings[phase] = Math.max(timings[phase], report.timings[phase]);
     for (const [probe, ms] of Object.entries(report.timings.perProbe)) timings.perProbe[probe] = (timings.perProbe[probe] ?? 0) + ms;
   }
-  const { shard: _shard, ...rest } = base;
+  const { shard: _shard, baseline: _baseline, ...rest } = base;
   return {
     ...rest,
-    notes: [...new Set(parts.flatMap(({ report }) => report.notes)), `merged from ${count} shards`],
-    locations: Object.assign({}, ...parts.map(({ report }) => report.locations)) as Report['locations'],
+    ...reportNotes([...uniqueNotes(parts.flatMap(({ report }) => notesOf(report))), remark(`merged from ${count} shards`)]),
+    locations: finished.locations,
     probes: records,
     coverage: mergeCoverage(parts.map(({ report }) => report.coverage ?? [])),
-    findings,
-    summary: summarize(findings, records, base.summary.failOn, base.summary.rowsSeeded, queries, inconclusiveOf(parts.map(({ report }) => report))),
+    findings: finished.findings,
+    summary: finished.summary,
+    ...(finished.baseline ? { baseline: finished.baseline } : {}),
     timings,
   };
+}
+
+/** Every part's notes, each once. */
+function uniqueNotes(notes: Note[]): Note[] {
+  const seen = new Set<string>();
+  return notes.filter((note) => {
+    const key = JSON.stringify(note);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /** Every part's reasons for an inconclusive verdict, each once. */
@@ -86,7 +109,7 @@ function mergeCoverage(lists: FamilyCoverage[][]): FamilyCoverage[] {
 }
 
 /** Read and merge report.json files. */
-export async function mergeReportFiles(files: string[]): Promise<Report> {
+export async function mergeReportFiles(files: string[], options: { baseline?: Baseline } = {}): Promise<Report> {
   const reports = await Promise.all(
     files.map(async (file) => {
       try {
@@ -96,5 +119,5 @@ export async function mergeReportFiles(files: string[]): Promise<Report> {
       }
     }),
   );
-  return mergeReports(reports);
+  return mergeReports(reports, options);
 }

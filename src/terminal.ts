@@ -6,6 +6,7 @@
 import cliProgress from 'cli-progress';
 import type { AuditPhase, AuditProgress } from './audit.js';
 import type { Report } from './report/model.js';
+import { isSeedingNote, notesOf, noteText } from './report/notes.js';
 
 export interface Palette {
   enabled: boolean;
@@ -122,7 +123,7 @@ export function colourSummary(text: string, colours: Palette): string {
  */
 export function renderNotes(report: Report): string[] {
   // Seeding notes are in the summary already.
-  const lines = report.notes.filter((note) => !/not seeded|partly seeded/.test(note)).map((note) => `note: ${note}`);
+  const lines = notesOf(report).filter((note) => !isSeedingNote(note)).map((note) => `note: ${noteText(note)}`);
   const unresolved = report.probes.filter((probe) => ['skipped', 'unreliable', 'inconclusive', 'error'].includes(probe.outcome));
   const byOutcome = new Map<string, typeof unresolved>();
   for (const probe of unresolved) byOutcome.set(probe.outcome, [...(byOutcome.get(probe.outcome) ?? []), probe]);

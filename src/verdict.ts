@@ -1,4 +1,7 @@
 import type { Finding } from './findings.js';
+import type { ProbeRecord } from './probes/types.js';
+import type { Report } from './report/model.js';
+import { atLeast, SEVERITIES, type Severity } from './severity.js';
 
 /**
  * Why a run proved nothing about part of the database: the verdict is then `inconclusive` (exit 2), never
@@ -59,4 +62,39 @@ export function verdictLabel(summary: { verdict: Verdict; failOn: string; failin
 /** True when findings fail the run, the context showed no tenant its rows, and no failing finding was proved by a probe. */
 export function restsOnStaticFindings(failing: readonly Finding[], reasons: readonly InconclusiveReason[]): boolean {
   return failing.length > 0 && brokenContext(reasons) !== undefined && failing.every((finding) => finding.source === 'rule' && !finding.confirmedBy?.length);
+}
+
+/** A finding fails the run: at or above `failOn`, not accepted (or its acceptance expired), not already in the baseline. */
+export function isFailing(finding: Finding, failOn: Severity): boolean {
+  return atLeast(finding.severity, failOn) && (!finding.accepted || finding.accepted.expired) && finding.baseline !== 'unchanged';
+}
+
+/** The counts and the verdict of a report's findings. */
+export function summarize(
+  findings: readonly Finding[],
+  probes: readonly ProbeRecord[],
+  failOn: Severity,
+  rowsSeeded: number,
+  queries: number,
+  inconclusive: readonly InconclusiveReason[] = [],
+): Report['summary'] {
+  const counts = Object.fromEntries(SEVERITIES.map((severity) => [severity, 0])) as Record<Severity, number>;
+  for (const finding of findings) counts[finding.severity] += 1;
+  const outcomes: Report['summary']['probes'] = {};
+  for (const probe of probes) outcomes[probe.outcome] = (outcomes[probe.outcome] ?? 0) + 1;
+  const failingFindings = findings.filter((finding) => isFailing(finding, failOn));
+  const failing = failingFindings.length;
+  const staticOnly = restsOnStaticFindings(failingFindings, inconclusive);
+  return {
+    verdict: verdictOf(failing, inconclusive),
+    ...(staticOnly ? { staticOnly } : {}),
+    inconclusive: [...inconclusive],
+    failOn,
+    findings: counts,
+    failing,
+    accepted: findings.filter((finding) => finding.accepted && !finding.accepted.expired).length,
+    probes: outcomes,
+    rowsSeeded,
+    queries,
+  };
 }

@@ -11,7 +11,7 @@ import { checkReadmeAnchor, headingAnchor } from '../src/checks.js';
 import { findingLocationKey } from '../src/report/locate.js';
 import { PACKAGE_README_URL, repositoryPage } from '../src/report/sarif.js';
 import { applyAcceptances } from '../src/accept.js';
-import { summarize } from '../src/audit.js';
+import { summarize } from '../src/verdict.js';
 import { OBJECT_KINDS, objectLabel, objectSubject, type Finding } from '../src/findings.js';
 import { allChecks, renderJunit, renderMarkdown, renderSarif, RULES, writeReports, type Report, type SarifLog } from '../src/index.js';
 import { MARKDOWN_LIMIT } from '../src/report/markdown.js';

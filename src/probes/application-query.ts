@@ -4,7 +4,7 @@ import type { NamedQuery } from '../scenario/schema.js';
 import type { Tenant } from '../seed/ledger.js';
 import { commentText, inlineParameters } from '../sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
-import { diagnoseReadLeak } from './diagnose.js';
+import { diagnoseReadLeak } from '../findings/diagnose.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { readTargets } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
@@ -49,14 +49,14 @@ async function readsOf(context: ProbeContext, query: NamedQuery, tenant: Tenant)
 }
 
 /**
- * The cause and fix, from what the query reads: every tenant-owned relation it reads that itself shows
+ * The reason and fix, from what the query reads: every tenant-owned relation it reads that itself shows
  * the tenant other tenants' rows (read the same way the read-isolation probe reads it), explained from
  * the catalog, and every SECURITY DEFINER function it calls. The query is the symptom; those are the defect.
  */
-async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant): Promise<{ cause: string; fix: string }> {
+async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant): Promise<{ reason: string; fix: string }> {
   const reads = await readsOf(context, query, tenant);
   const targets = readTargets(context, (relation) => sourcesOf(context, relation)).filter((target) => reads.relations.includes(target.relation.qualified));
-  const parts: { cause: string; fix: string }[] = [];
+  const parts: { reason: string; fix: string }[] = [];
   for (const target of targets) {
     const result = await runAs(context, { kind: 'tenant', tenant }, target.statement);
     const { relation, relationPlan, sources } = target;
@@ -66,15 +66,15 @@ async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant
   }
   for (const name of reads.functions) {
     const fn = context.catalog.functions.find((candidate) => `${candidate.schema}.${candidate.name}` === name);
-    if (fn?.securityDefiner) parts.push({ cause: `${fn.signature} is SECURITY DEFINER and runs with the rights of ${fn.owner}`, fix: `alter function ${fn.signature} security invoker;` });
+    if (fn?.securityDefiner) parts.push({ reason: `${fn.signature} is SECURITY DEFINER and runs with the rights of ${fn.owner}`, fix: `alter function ${fn.signature} security invoker;` });
   }
   if (!parts.length) {
     return {
-      cause: "none of the relations it reads shows other tenants' rows on its own, so the query's own joins or functions let them through",
+      reason: "none of the relations it reads shows other tenants' rows on its own, so the query's own joins or functions let them through",
       fix: `-- check how the query reaches rows of other tenants (${commentText([...reads.relations, ...reads.functions].join(', ') || 'see its plan')})`,
     };
   }
-  return { cause: parts.map((part) => part.cause).join('; '), fix: parts.map((part) => `-- ${commentText(part.cause)}\n${part.fix}`).join('\n') };
+  return { reason: parts.map((part) => part.reason).join('; '), fix: parts.map((part) => `-- ${commentText(part.reason)}\n${part.fix}`).join('\n') };
 }
 
 export const applicationQuery = defineProbe({
@@ -121,7 +121,7 @@ export const applicationQuery = defineProbe({
         object: query.name,
         tenant: first.tenant.id,
         foreignTenant: [...first.tally.foreign.keys()][0],
-        message: `As ${first.tenant.label}, the application's query ${query.name} returns ${describeForeign(context, first.tally.foreign)}: ${diagnosis.cause}.`,
+        message: `As ${first.tenant.label}, the application's query ${query.name} returns ${describeForeign(context, first.tally.foreign)}: ${diagnosis.reason}.`,
         evidence: {
           sql: reproduction(context, state, query.sql, first.params),
           context: describeContext(context, state),

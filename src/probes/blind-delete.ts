@@ -3,7 +3,8 @@ import { relationIdent } from '../sql.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
-import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const blindDelete = defineProbe({
   meta: {
@@ -52,7 +53,7 @@ export const blindDelete = defineProbe({
           object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: [...lost.keys()][0]!,
-          message: `As ${actor.label}, ${blind} (no WHERE) deletes ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
+          message: `As ${actor.label}, ${blind} (no WHERE) deletes ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.reason}.`,
           evidence: {
             ...writeEvidence(context, actor, statement, [], { replica: run.replica, cursor: bounded?.cursor }),
             rowCount: run.rowCount,
@@ -62,6 +63,7 @@ export const blindDelete = defineProbe({
               (run.replica ? ' Rows of other tables reference these rows, so PostgreSQL rejects the delete at the foreign key; the policy allowed it (repeated with foreign-key triggers off).' : ''),
           },
           fix: diagnosis.fix,
+          cause: diagnosis.cause,
         }));
         break;
       }

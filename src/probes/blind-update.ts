@@ -4,7 +4,8 @@ import { OwnRowBuilder } from './own-row.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
-import { ATTEMPTS, boundedWrite, changes, describeTenants, diagnoseWrite, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { ATTEMPTS, boundedWrite, changes, describeTenants, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const blindUpdate = defineProbe({
   meta: {
@@ -68,13 +69,14 @@ export const blindUpdate = defineProbe({
             object: relationObject(relation),
             tenant: actor.id,
             foreignTenant: [...changed.keys()][0]!,
-            message: `As ${actor.label}, ${blind.replace(/\$1::.*$/, '<constant>')} (no WHERE) updates ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.cause}.`,
+            message: `As ${actor.label}, ${blind.replace(/\$1::.*$/, '<constant>')} (no WHERE) updates ${run.rowCount} rows, ${foreignRows} of them other tenants' (${actor.label} owns ${own}): ${diagnosis.reason}.`,
             evidence: {
               ...writeEvidence(context, actor, statement, [value], { replica: run.replica, cursor: bounded?.cursor }),
               rowCount: run.rowCount,
               details: `Changed: ${describeTenants(context, changed)}.${bounded ? ` On this live database the statement was bounded to one row of ${victim.label} (WHERE CURRENT OF a cursor, which brings in no SELECT policy either), so that no row of the application was locked or rewritten.` : ''} PostgreSQL applies SELECT policies to an UPDATE only when it reads columns (WHERE, RETURNING, or a SET expression such as c = c), so a targeted update does not show this.`,
             },
             fix: diagnosis.fix,
+            cause: diagnosis.cause,
           }));
           break actors;
         }

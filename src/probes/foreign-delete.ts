@@ -2,7 +2,8 @@ import { relationObject, type Finding } from '../findings.js';
 import { inlineParameters, relationIdent } from '../sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import { baselineCounts, diagnoseWrite, writeSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { baselineCounts, writeSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const foreignDelete = defineProbe({
   meta: {
@@ -53,7 +54,7 @@ export const foreignDelete = defineProbe({
           object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,
-          message: `As ${actor.label}, deleting ${victim.label}'s row of ${relation.qualified} by its key succeeds: ${diagnosis.cause}.`,
+          message: `As ${actor.label}, deleting ${victim.label}'s row of ${relation.qualified} by its key succeeds: ${diagnosis.reason}.`,
           evidence: {
             ...writeEvidence(context, actor, statement, params, { replica: run.replica }),
             rowCount: run.rowCount,
@@ -62,6 +63,7 @@ export const foreignDelete = defineProbe({
               (run.replica ? ' Rows of other tables reference it, so PostgreSQL rejects the delete at the foreign key; the policy allowed it (repeated with foreign-key triggers off).' : ''),
           },
           fix: diagnosis.fix,
+          cause: diagnosis.cause,
         }));
         break;
       }

@@ -7,7 +7,6 @@ import { defineProbe } from './types.js';
 import {
   ATTEMPTS,
   baselineCounts,
-  diagnoseWrite,
   directSeverity,
   quietOutcome,
   recordWrite,
@@ -17,6 +16,7 @@ import {
   writeEvidence,
   writeTargets,
 } from './writes.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const foreignInsert = defineProbe({
   meta: {
@@ -64,7 +64,7 @@ export const foreignInsert = defineProbe({
               object: relationObject(relation),
               tenant: actor.id,
               foreignTenant: victim.id,
-              message: `As ${actor.label}, inserting a row of ${victim.label} into ${relation.qualified} succeeds (${relationPlan.tenantColumn ? `${relationPlan.tenantColumn} = ${victim.id}, ` : ''}foreign keys pointing at ${victim.label}'s rows): ${diagnosis.cause}.`,
+              message: `As ${actor.label}, inserting a row of ${victim.label} into ${relation.qualified} succeeds (${relationPlan.tenantColumn ? `${relationPlan.tenantColumn} = ${victim.id}, ` : ''}foreign keys pointing at ${victim.label}'s rows): ${diagnosis.reason}.`,
               evidence: {
                 ...writeEvidence(context, actor, row.sql, row.params, { replica: run.replica }),
                 rowCount: run.rowCount,
@@ -72,6 +72,7 @@ export const foreignInsert = defineProbe({
                 details: `${victim.label} had ${run.before.total.get(victim.id) ?? 0} rows in ${relation.qualified} before the insert and ${run.after.total.get(victim.id) ?? 0} after it.`,
               },
               fix: diagnosis.fix,
+              cause: diagnosis.cause,
             }));
             break pairs;
           }

@@ -2,7 +2,8 @@ import { relationObject, type Finding } from '../findings.js';
 import { ident, inlineParameters, literal, relationIdent } from '../sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import { diagnoseWrite, writeSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { writeSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const foreignUpdate = defineProbe({
   meta: {
@@ -52,13 +53,14 @@ export const foreignUpdate = defineProbe({
           object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,
-          message: `As ${actor.label}, updating ${victim.label}'s row of ${relation.qualified} by its key affects ${run.rowCount} row${run.rowCount === 1 ? '' : 's'}: ${diagnosis.cause}.`,
+          message: `As ${actor.label}, updating ${victim.label}'s row of ${relation.qualified} by its key affects ${run.rowCount} row${run.rowCount === 1 ? '' : 's'}: ${diagnosis.reason}.`,
           evidence: {
             ...writeEvidence(context, actor, statement, params, { replica: run.replica }),
             rowCount: run.rowCount,
             details: `The key ${key.map((name, index) => `${name} = ${literal(params[index] ?? null)}`).join(', ')} is ${victim.label}'s row (read as the administrator).`,
           },
           fix: diagnosis.fix,
+          cause: diagnosis.cause,
         }));
         break;
       }

@@ -3,6 +3,7 @@ import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
 import { ownershipFix } from '../fixes.js';
 import { relationObject, type Finding } from '../findings.js';
+import { cause } from '../findings/cause.js';
 import { apiBarrier } from '../rules/privilege-helpers.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import { describeContext, reproduction, runAs } from './context.js';
@@ -77,6 +78,7 @@ export const identity = defineProbe({
           sampleRows: [who],
         },
         fix: `alter role ${ident(plan.role)} nosuperuser nobypassrls;`,
+        cause: cause('role-bypasses-rls', { kind: 'role', name: plan.role }),
       }));
       return findings;
     }
@@ -114,6 +116,7 @@ export const identity = defineProbe({
           sampleRows: [answer],
         },
         fix: ownershipFix(plan, relation),
+        cause: cause('owner-bypass', relationObject(relation)),
       }));
     }
     return findings;
@@ -157,6 +160,7 @@ async function forcedOwner(context: ProbeContext, relation: Relation, ownerSql: 
         details: context.disposable ? 'No tenant was seeded to prove it on.' : 'ALTER TABLE was not run: the database is not the audit\'s own, and it would lock the table against the application. The ownership is the evidence.',
       },
       fix,
+      cause: cause('owner-bypass', relationObject(relation)),
     });
   }
   const count = `select count(*)::text as rows from ${relationIdent(relation)}`;

@@ -3,7 +3,7 @@ import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
 import { describeContext, reproduction, runAs, sourcesOf, visibleTenantIds } from './context.js';
 import { attributeRows } from './read-isolation.js';
-import { diagnoseReadLeak } from './diagnose.js';
+import { diagnoseReadLeak } from '../findings/diagnose.js';
 import { plural } from '../text.js';
 import { expectedOwnRows, isIndirect, mayHideTenantRows, preparedName, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
@@ -67,7 +67,7 @@ function foreignFinding(context: ProbeContext, report: ProbeReport, check: strin
     object: relationObject(relation),
     ...(actor.tenants[0] ? { tenant: actor.tenants[0].id } : {}),
     foreignTenant,
-    message: `As the ${actor.label}, ${shownStatement(statement)} returns ${plural(count, 'row')} of ${name(foreignTenant)}${reading.foreign.size > 1 ? ` and rows of ${reading.foreign.size - 1} other tenant${reading.foreign.size > 2 ? 's' : ''}` : ''}: ${why}; ${diagnosis.cause}.`,
+    message: `As the ${actor.label}, ${shownStatement(statement)} returns ${plural(count, 'row')} of ${name(foreignTenant)}${reading.foreign.size > 1 ? ` and rows of ${reading.foreign.size - 1} other tenant${reading.foreign.size > 2 ? 's' : ''}` : ''}: ${why}; ${diagnosis.reason}.`,
     evidence: {
       sql: reproduction(context, state, shownStatement(statement)),
       context: describeContext(context, state),
@@ -76,6 +76,7 @@ function foreignFinding(context: ProbeContext, report: ProbeReport, check: strin
       details: `the ${actor.label} sees ${[...reading.foreign].map(([id, rows]) => `${rows} of ${name(id)}`).join(', ')}`,
     },
     fix: diagnosis.fix,
+    cause: diagnosis.cause,
   });
 }
 

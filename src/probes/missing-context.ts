@@ -1,6 +1,6 @@
 import { relationObject, type Finding } from '../findings.js';
 import { attribute, contextLabel, describeContext, maskRow, publicFlagOf, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from './context.js';
-import { diagnoseReadLeak, missingContextFix } from './diagnose.js';
+import { diagnoseReadLeak, failsOpenCause, missingContextFix } from '../findings/diagnose.js';
 import { plural } from '../text.js';
 import { readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';
@@ -107,11 +107,11 @@ export const missingContext = defineProbe({
         // When the catalog shows a cause that has nothing to do with the setting (RLS off, a loose policy,
         // a definer view...), that cause is the finding's; otherwise the tenant policies fail open.
         const diagnosis = diagnoseReadLeak(context, relation, relationPlan);
-        const failsOpen = diagnosis.kind === 'policies';
+        const failsOpen = diagnosis.cause.kind === 'policies-admit';
         findings.push(report({
           severity: 'high',
           object: relationObject(relation),
-          message: `With no tenant (${open.map((entry) => contextLabel(entry.state)).join(', ')}), ${shown} returns ${plural(first.visible, 'tenant row')}: ${failsOpen ? 'the policy fails open when no tenant is set' : diagnosis.cause}.`,
+          message: `With no tenant (${open.map((entry) => contextLabel(entry.state)).join(', ')}), ${shown} returns ${plural(first.visible, 'tenant row')}: ${failsOpen ? 'the policy fails open when no tenant is set' : diagnosis.reason}.`,
           evidence: {
             sql: reproduction(context, first.state, shown),
             context: describeContext(context, first.state),
@@ -120,6 +120,7 @@ export const missingContext = defineProbe({
             details: list.map((entry) => `${contextLabel(entry.state)}: ${entry.error ? `error ${entry.error}` : `${entry.visible} tenant rows`}`).join('; '),
           },
           fix: failsOpen ? missingContextFix(context, relation, relationPlan) : diagnosis.fix,
+          cause: failsOpen ? failsOpenCause(context, relation) : diagnosis.cause,
         }));
       } else if (errors.length) {
         const first = errors[0]!;
@@ -138,6 +139,7 @@ export const missingContext = defineProbe({
             details: list.map((entry) => `${contextLabel(entry.state)}: ${entry.error ? `error ${entry.error}` : `${entry.visible} tenant rows`}`).join('; '),
           },
           fix: missingContextFix(context, relation, relationPlan),
+          cause: failsOpenCause(context, relation),
         }));
       }
     }

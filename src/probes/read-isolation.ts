@@ -3,7 +3,7 @@ import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../session.js';
 import { actorOf, attribute, attributionColumn, describeContext, maskRow, personalOf, publicFlagOf, reproduction, runAs, sourcesOf, visibleTenantIds } from './context.js';
-import { diagnoseReadLeak } from './diagnose.js';
+import { diagnoseReadLeak } from '../findings/diagnose.js';
 import { commentText, ident } from '../sql.js';
 import { plural } from '../text.js';
 import { expectedOwnRows, fullReadOf, isIndirect, preparedName, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
@@ -189,7 +189,7 @@ export const readIsolation = defineProbe({
           object: relationObject(relation),
           tenant: first.tenant.id,
           foreignTenant,
-          message: `As ${first.tenant.label}, ${shownStatement(first.statement)} returns ${plural(foreignCount, 'row')} of ${name(foreignTenant)}${first.foreign.size > 1 ? ` and ${[...first.foreign.values()].slice(1).reduce((sum, count) => sum + count, 0)} of other tenants` : ''}: ${diagnosis.cause}.`,
+          message: `As ${first.tenant.label}, ${shownStatement(first.statement)} returns ${plural(foreignCount, 'row')} of ${name(foreignTenant)}${first.foreign.size > 1 ? ` and ${[...first.foreign.values()].slice(1).reduce((sum, count) => sum + count, 0)} of other tenants` : ''}: ${diagnosis.reason}.`,
           evidence: {
             sql: reproduction(context, { kind: 'tenant', tenant: first.tenant }, shownStatement(first.statement)),
             context: describeContext(context, { kind: 'tenant', tenant: first.tenant }),
@@ -198,6 +198,7 @@ export const readIsolation = defineProbe({
             details: `${perTenant.join('; ')} (${leaks.length} of ${context.tenants.length} tenants affected)`,
           },
           fix: diagnosis.fix,
+          cause: diagnosis.cause,
         }));
       }
       const ownHidden = hidden.filter((entry) => entry.error || entry.seen < entry.expected);

@@ -1,5 +1,7 @@
 import type { Relation } from '../catalog/types.js';
 import { relationObject, type Finding } from '../findings.js';
+import type { Cause } from '../findings/cause.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 import { roleColumns, userColumns } from '../plan/owners.js';
 import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
@@ -162,7 +164,20 @@ function finding(context: ProbeContext, report: ProbeReport, attempt: Attempt, r
         `${found.length ? `; after the write ${describeOpened(context, found)}` : ''}`,
     },
     fix: FIXES[attempt.check](attempt, context),
+    ...causeOf(context, attempt),
   });
+}
+
+/**
+ * A membership moved to another tenant, or a row pointed at one, is an UPDATE whose WITH CHECK lets the row
+ * name another tenant: the cause tenant-reassignment's diagnosis names for the same table (one defect). A
+ * raised role or a membership inserted is a defect of its own.
+ */
+function causeOf(context: ProbeContext, attempt: Attempt): { cause?: Cause } {
+  const moves = attempt.check === 'user-pointer' || (attempt.check === 'membership-escalation' && attempt.grantsMembership);
+  const relationPlan = context.plan.relations.find((entry) => entry.relation === attempt.relation.qualified);
+  if (!moves || !relationPlan) return {};
+  return { cause: diagnoseWrite(context, attempt.relation, relationPlan, 'UPDATE', 'check').cause };
 }
 
 export const selfGrant = defineProbe({

@@ -3,8 +3,9 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { baselineCounts, boundedWrite, changes, describeTenants, diagnoseWrite, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
 import { requireColumn } from '../catalog/lookup.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 
 /**
  * The columns that say whose a row is, with the values that make it `victim`'s: the tenant column, and
@@ -88,7 +89,7 @@ export const tenantReassignment = defineProbe({
           object: relationObject(relation),
           tenant: actor.id,
           foreignTenant: victim.id,
-          message: `As ${actor.label}, an UPDATE ${proof.form} moves ${proof.moved} row${proof.moved === 1 ? '' : 's'} of ${relation.qualified} to ${victim.label} (${describeTenants(context, proof.from)}; ${[...moves.keys()].join(', ')} rewritten): ${diagnosis.cause}.`,
+          message: `As ${actor.label}, an UPDATE ${proof.form} moves ${proof.moved} row${proof.moved === 1 ? '' : 's'} of ${relation.qualified} to ${victim.label} (${describeTenants(context, proof.from)}; ${[...moves.keys()].join(', ')} rewritten): ${diagnosis.reason}.`,
           evidence: {
             ...writeEvidence(context, actor, proof.statement, proof.params, { replica: proof.replica, cursor: proof.cursor }),
             rowCount: proof.rowCount,
@@ -97,6 +98,7 @@ export const tenantReassignment = defineProbe({
               (proof.replica ? ' Rows of other tables reference the moved rows, so PostgreSQL rejects the update at their foreign keys; the policy allowed it (repeated with foreign-key triggers off).' : ''),
           },
           fix: diagnosis.fix,
+          cause: diagnosis.cause,
         }));
         break;
       }

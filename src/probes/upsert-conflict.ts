@@ -1,6 +1,7 @@
 import type { Column, Relation } from '../catalog/types.js';
 import { defaultGenerator } from '../analysis/sql-text.js';
-import { relationObject, type Finding } from '../findings.js';
+import { constraintObject, relationObject, type Finding } from '../findings.js';
+import { cause, type Cause } from '../findings/cause.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { commentText, ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
@@ -9,7 +10,6 @@ import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import {
   ATTEMPTS,
-  diagnoseWrite,
   directSeverity,
   plainColumns,
   quietOutcome,
@@ -27,6 +27,7 @@ import {
   type WriteTarget,
 } from './writes.js';
 import { requireColumn } from '../catalog/lookup.js';
+import { diagnoseWrite } from '../findings/diagnose.js';
 
 /** The SQL that makes a unique key include the tenant column, so that it no longer spans tenants. */
 function tenantKeyFix(relation: Relation, relationPlan: RelationPlan, key: string[]): string {
@@ -47,6 +48,15 @@ function tenantKeyFix(relation: Relation, relationPlan: RelationPlan, key: strin
   const index = relation.indexes.find((candidate) => candidate.unique && candidate.columns.join('\u0000') === key.join('\u0000'));
   const name = index?.name ?? `${relation.name}_${key.join('_')}_key`;
   return `drop index ${qualifiedIdent(`${relation.schema}.${name}`)};\ncreate unique index ${ident(name)} on ${target} (${tenantKey});`;
+}
+
+/** The defect of a key that spans tenants: the constraint or unique index with exactly these columns, as unique-without-tenant names it. */
+function keyCause(relation: Relation, key: string[]): Cause | undefined {
+  const same = (columns: readonly (string | null)[]) => columns.join('\u0000') === key.join('\u0000');
+  const name =
+    relation.constraints.find((candidate) => (candidate.kind === 'unique' || candidate.kind === 'primary-key') && same(candidate.columns))?.name ??
+    relation.indexes.find((candidate) => candidate.unique && same(candidate.columns))?.name;
+  return name ? cause('key-without-tenant', constraintObject(relation.qualified, name, key)) : undefined;
 }
 
 /**
@@ -155,7 +165,7 @@ export const upsertConflict = defineProbe({
                   object: relationObject(relation),
                   tenant: actor.id,
                   foreignTenant: victim.id,
-                  message: `As ${actor.label}, insert ... ${conflictTarget} do update on ${relation.qualified} with ${victim.label}'s key (${key.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ')}) changes ${victim.label}'s row: the key is unique across tenants and ${diagnosis.cause}.`,
+                  message: `As ${actor.label}, insert ... ${conflictTarget} do update on ${relation.qualified} with ${victim.label}'s key (${key.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ')}) changes ${victim.label}'s row: the key is unique across tenants and ${diagnosis.reason}.`,
                   evidence: {
                     ...writeEvidence(context, actor, statement, row.params, { replica: run.replica }),
                     rowCount: run.rowCount,
@@ -195,6 +205,7 @@ export const upsertConflict = defineProbe({
               details: `With ${victim.label}'s key (${key.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ')}): 0 rows inserted, no error. With a fresh key: 1 row inserted.${target.access.update ? ` DO UPDATE with the same key did not change ${victim.label}'s row.` : ''}`,
             },
             fix: tenantKeyFix(relation, relationPlan, key),
+            ...(keyCause(relation, key) ? { cause: keyCause(relation, key)! } : {}),
           });
         }
       }

@@ -1,15 +1,12 @@
-import { applyingPolicies, clauseConfines } from '../analysis/queries.js';
 import { defaultGenerator } from '../analysis/sql-text.js';
-import type { Column, Policy, PolicyCommand, Relation } from '../catalog/types.js';
-import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
+import type { Column, Relation } from '../catalog/types.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { pending, type RawRow } from '../session.js';
 import type { Severity } from '../severity.js';
-import { commentText, ident, literal, qualifiedIdent, relationIdent, textArrayLiteral } from '../sql.js';
+import { ident, literal, qualifiedIdent, relationIdent, textArrayLiteral } from '../sql.js';
 import type { RelationAccess } from './access.js';
 import { actorOf, describeContext, reproduction, sendContext } from './context.js';
-import { diagnoseReadLeak, type Diagnosis } from './diagnose.js';
 import { isIndirect } from './targets.js';
 import { viewMapping } from '../analysis/views.js';
 import { inPart } from './schedule.js';
@@ -646,62 +643,6 @@ export function quietOutcome(target: WriteTarget, error: WriteError | undefined)
   if (error?.code === '55P03') return 'skipped';
   if (error) return isDenied(error) ? 'pass' : 'inconclusive';
   return target.reliable ? 'pass' : 'unreliable';
-}
-
-const WRITE_CLAUSE = { using: 'USING', check: 'WITH CHECK' } as const;
-
-/** The expression a policy applies for `clause`: WITH CHECK falls back to USING, as PostgreSQL does. */
-function policyExpression(policy: Policy, clause: 'using' | 'check'): string | null {
-  if (clause === 'using') return policy.using;
-  return policy.withCheck ?? (policy.command === 'INSERT' ? null : policy.using);
-}
-
-/** `using (true)`, `with check (...)`, or `using (true) and no WITH CHECK, so USING is the check`. */
-function describeClause(policy: Policy, clause: 'using' | 'check'): string {
-  const expression = policyExpression(policy, clause);
-  if (!expression) return `without ${WRITE_CLAUSE[clause]}`;
-  if (clause === 'using') return `using (${expression})`;
-  return policy.withCheck ? `with check (${expression})` : `using (${expression}) and no WITH CHECK, so USING is the check`;
-}
-
-/** Whether a policy's clause confines rows to the current tenant or actor (every branch ties the row to the context). */
-function confinesToTenant(context: ProbeContext, policy: Policy, clause: 'using' | 'check'): boolean {
-  return clauseConfines(context.analysis, policy, clause);
-}
-
-/**
- * Read the catalog to explain a write a probe proved, and give the fix: the role, RLS or ownership cause
- * when there is one (as for reads), else the permissive policies for `command` whose `clause` does not
- * confine rows to the current tenant.
- */
-export function diagnoseWrite(context: ProbeContext, relation: Relation, relationPlan: RelationPlan, command: Exclude<PolicyCommand, 'ALL' | 'SELECT'>, clause: 'using' | 'check'): Diagnosis {
-  const general = diagnoseReadLeak(context, relation, relationPlan, command);
-  if (general.kind !== 'loose-policy' && general.kind !== 'policies' && general.kind !== 'no-policy') return general;
-  const { plan } = context;
-  const target = relationIdent(relation);
-  const applying = applyingPolicies(context.analysis, relation, command);
-  const fenced = applying.some((policy) => !policy.permissive && confinesToTenant(context, policy, clause));
-  const loose = fenced ? [] : applying.filter((policy) => policy.permissive && !confinesToTenant(context, policy, clause));
-  const rows = clause === 'using' ? 'the rows it may change' : 'the rows it may write';
-  const predicate = tenantPredicate(plan, relationPlan);
-  if (loose.length) {
-    const described = loose.map((policy) => `${policy.name} (for ${policy.command.toLowerCase()} ${describeClause(policy, clause)})`);
-    return {
-      kind: 'loose-policy',
-      cause: `permissive polic${loose.length > 1 ? 'ies' : 'y'} ${described.join(', ')} ${loose.length > 1 ? 'do' : 'does'} not confine ${rows} to the current tenant`,
-      fix: [
-        `-- give every ${command} policy a ${WRITE_CLAUSE[clause]} that confines ${commentText(rows)} to the current tenant:`,
-        ...loose.map((policy) => `alter policy ${ident(policy.name)} on ${target} ${clause === 'using' ? 'using' : 'with check'} (${predicate});`),
-        `-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:`,
-        restrictiveFenceSql(plan, relation, relationPlan),
-      ].join('\n'),
-    };
-  }
-  return {
-    kind: 'policies',
-    cause: `the ${command} policies on ${relation.qualified} (${applying.map((policy) => `${policy.name}: ${WRITE_CLAUSE[clause].toLowerCase()} ${policyExpression(policy, clause) ?? 'none'}`).join('; ') || 'none'}) admit other tenants' rows`,
-    fix: `${applying.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')}${applying.length ? '\n' : ''}${isolationPolicySql(plan, relation, relationPlan)}`,
-  };
 }
 
 /** Errors that new generated values may avoid: a unique value taken, a CHECK or type rule the generator missed. */

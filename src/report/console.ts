@@ -1,5 +1,6 @@
 import { objectLabel } from '../findings.js';
 import { SEVERITIES } from '../severity.js';
+import { isSeedingNote, notesOf, noteText } from './notes.js';
 import type { Report } from './model.js';
 import { brokenContext, verdictLabel } from '../verdict.js';
 
@@ -30,7 +31,7 @@ export function renderConsole(report: Report, files: string[] = []): string {
   const more = report.findings.filter((entry) => entry.severity !== 'info').length - 25;
   if (more > 0) lines.push(`  ... and ${more} more`);
   if (report.command === 'run') lines.push(...coverageLines(report));
-  for (const note of report.notes.filter((entry) => /not seeded|partly seeded/.test(entry))) lines.push(`  note: ${note}`);
+  for (const note of notesOf(report).filter(isSeedingNote)) lines.push(`  note: ${noteText(note)}`);
   for (const entry of (summary.inconclusive ?? []).filter((reason) => reason !== broken)) {
     lines.push(`  inconclusive: ${entry.reason}`);
     lines.push(`    try: ${entry.hint}`);

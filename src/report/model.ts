@@ -7,6 +7,7 @@ import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
 import type { Severity } from '../severity.js';
 import type { InconclusiveReason, Verdict } from '../verdict.js';
 import type { SourceLocation } from './locate.js';
+import type { Note } from './notes.js';
 import type { Replay } from './replay.js';
 
 export const REPORT_SCHEMA_VERSION = 2;
@@ -68,6 +69,8 @@ export interface Report {
   sourceRoot?: string;
   /** How tenancy was discovered; anything the reader should know about the run. */
   notes: string[];
+  /** The same notes as data (kind and what they are about): what renderers choose notes by. */
+  structuredNotes?: Note[];
   /** The checks this run evaluated (rules; for `run` also probes), with everything a renderer needs to describe them. */
   checks: CheckMeta[];
   probes: ProbeRecord[];

@@ -2,6 +2,7 @@ import { viewAnalysis } from '../analysis/index.js';
 import type { Analysis } from '../analysis/model.js';
 import type { Catalog, Relation } from '../catalog/types.js';
 import { relationObject, type Finding } from '../findings.js';
+import { cause } from '../findings/cause.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, relationIdent } from '../sql.js';
 import {
@@ -93,6 +94,7 @@ export const definerView = defineRule({
         report({
           severity: filtered ? 'info' : 'high',
           object: relationObject(view),
+          cause: cause('definer-view', relationObject(view)),
           message: filtered
             ? `The view ${view.qualified} reads ${tables.join(', ')} without their policies (${reasons.join('; ')}), but every query in its definition keeps only the caller's rows; keep it that way, or make it security_invoker.`
             : `The view ${view.qualified} reads ${tables.join(', ')} with the rights of ${view.owner}, bypassing their policies (${reasons.join('; ')}), and ${plan.role} may select from it: it returns every tenant's rows.`,

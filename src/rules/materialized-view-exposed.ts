@@ -1,4 +1,5 @@
 import { relationObject } from '../findings.js';
+import { cause } from '../findings/cause.js';
 import { commentText, ident, relationIdent } from '../sql.js';
 import { isTenantOwned, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -38,6 +39,7 @@ export const materializedViewExposed = defineRule({
         return report({
           severity: 'high',
           object: relationObject(relation),
+          cause: cause('materialized-view', relationObject(relation)),
           message: `${plan.role} may select from ${relation.qualified}, a materialized view over ${relation.dependsOn.join(', ')}: row-level security does not apply to materialized views, so it reads every tenant's rows stored in it.`,
           sql: relationStateSql(scope, relation),
           details: `materialized view reading ${relation.dependsOn.join(', ')}\n${relation.viewDefinition?.trim() ?? ''}`,

@@ -1,4 +1,5 @@
 import { relationObject } from '../findings.js';
+import { cause } from '../findings/cause.js';
 import { ownershipFix } from '../fixes.js';
 import { literal } from '../sql.js';
 import { apiBarrier, inheritedBy, regclassLiteral, tenantTables } from './privilege-helpers.js';
@@ -40,6 +41,7 @@ export const ownerWithoutForce = defineRule({
           return report({
             severity: 'critical',
             object: relationObject(relation),
+            cause: cause('owner-bypass', relationObject(relation)),
             message: `${who}, which does not force row-level security: its policies do not apply to the application.`,
             sql,
             details: `owner ${relation.owner}; row-level security enabled, not forced${direct ? '' : `; ${plan.role} inherits from ${relation.owner}`}`,
@@ -49,6 +51,7 @@ export const ownerWithoutForce = defineRule({
         return report({
           severity: barrier ? 'info' : 'high',
           object: relationObject(relation),
+          cause: cause('owner-bypass', relationObject(relation)),
           message: barrier
             ? `${who}, which forces row-level security; as owner it could turn that off, but ${barrier}.`
             : `${who}, which forces row-level security, but as owner it may run ALTER TABLE ${relation.qualified} NO FORCE ROW LEVEL SECURITY (or DISABLE it) and then read every tenant's rows.`,

@@ -1,4 +1,5 @@
 import { relationObject } from '../findings.js';
+import { cause } from '../findings/cause.js';
 import { commentText, ident, relationIdent } from '../sql.js';
 import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -38,6 +39,7 @@ export const partitionWithoutRls = defineRule({
           report({
             severity: 'high',
             object: relationObject(relation),
+            cause: cause('partition-without-rls', relationObject(relation)),
             message:
               `${relation.qualified} is ${relation.partitionOf ? 'a' : 'an'} ${kind} of ${parent} without row-level security of its own, and ${plan.role} may ` +
               `${listWords(commands.map((command) => command.toLowerCase()))} it directly: the policies of ${parent} do not apply there, so every tenant's rows in it are exposed.`,

@@ -3,6 +3,7 @@ import type { Analysis } from '../analysis/model.js';
 import { inheritedRoles, memberships } from '../catalog/roles.js';
 import type { Catalog, FunctionInfo, Grant, Policy, Relation, Role } from '../catalog/types.js';
 import type { Finding } from '../findings.js';
+import { cause } from '../findings/cause.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
 import { commentText, ident, literal, qualifiedIdent } from '../sql.js';
@@ -301,6 +302,7 @@ export function elevatedRoleFindings(
           sql,
           details: `pg_roles: ${appRole} rolsuper=${role.superuser} rolbypassrls=${role.bypassRls}`,
           fix: `alter role ${ident(appRole)} ${option};`,
+          cause: cause('role-bypasses-rls', { kind: 'role', name: appRole }),
         }),
       );
       continue;

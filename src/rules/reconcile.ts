@@ -1,4 +1,5 @@
 import { linkedFinding, objectSubject, sameObject, type Finding, type FindingObject } from '../findings.js';
+import { causeKey } from '../findings/cause.js';
 import type { ProbeRecord } from '../probes/types.js';
 import { severityRank, worstSeverity } from '../severity.js';
 import type { Rule } from './types.js';
@@ -14,12 +15,13 @@ import type { Rule } from './types.js';
  *   without error and showed nothing of another tenant. A probe that did not run, ran on no data, or failed
  *   proves nothing: the rule finding stands. Findings about a key or a policy are never refuted (probe
  *   statements name only the table, not which key or policy they exercised).
- * - One defect, one finding: findings whose fix is the same statement are the same defect (a BYPASSRLS role
- *   seen by a rule and proven on every table, read and missing-context leaks with one policy to blame). They
+ * - One defect, one finding: findings with the same cause (findings/cause.ts) are the same defect (a BYPASSRLS
+ *   role seen by a rule and proven on every table, read and missing-context leaks with one policy to blame). They
  *   become one finding: the rule finding if there is one, else the most severe; the others are its
  *   `confirmedBy` (probes) or `related` (rules), and their objects its `affected` objects.
+ * With `refute: false` (a run stopped before every probe ran) findings are grouped and confirmed, never lowered.
  */
-export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], probes: ProbeRecord[], rules: readonly Rule[]): Finding[] {
+export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], probes: ProbeRecord[], rules: readonly Rule[], options: { refute: boolean } = { refute: true }): Finding[] {
   const confirmersOf = new Map(rules.map((rule) => [rule.meta.id, rule.meta.confirmedBy ?? []]));
   const findings = [...ruleFindings, ...probeFindings];
   // Union-find over findings: one component per defect.
@@ -38,12 +40,12 @@ export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], pro
       }
     });
   });
-  const byFix = new Map<string, number>();
+  const byCause = new Map<string, number>();
   findings.forEach((finding, index) => {
-    const key = finding.fix.trim();
-    if (!key) return;
-    const first = byFix.get(key);
-    if (first === undefined) byFix.set(key, index);
+    if (!finding.cause) return;
+    const key = causeKey(finding.cause);
+    const first = byCause.get(key);
+    if (first === undefined) byCause.set(key, index);
     else join(index, first);
   });
   const components = new Map<number, number[]>();
@@ -57,7 +59,7 @@ export function reconcile(ruleFindings: Finding[], probeFindings: Finding[], pro
     const primary = findings[primaryIndex]!;
     const others = members.filter((index) => index !== primaryIndex).map((index) => findings[index]!);
     if (!others.length) {
-      merged.push(primary.source === 'rule' ? refute(primary, confirmersOf.get(primary.check) ?? [], probes) : primary);
+      merged.push(primary.source === 'rule' && options.refute ? refute(primary, confirmersOf.get(primary.check) ?? [], probes) : primary);
       continue;
     }
     const proofs = others.filter((finding) => finding.source === 'probe');

@@ -1,4 +1,5 @@
 import { relationObject } from '../findings.js';
+import { cause } from '../findings/cause.js';
 import type { Severity } from '../severity.js';
 import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -49,6 +50,7 @@ export const rlsDisabled = defineRule({
         return report({
           severity,
           object: relationObject(relation),
+          cause: cause('rls-disabled', relationObject(relation)),
           message,
           sql: relationStateSql(scope, relation),
           details: `relrowsecurity = false, no policies; ${plan.role} may ${commands.length ? listWords(commands) : 'nothing'}`,

@@ -1,6 +1,7 @@
 import { defaultGenerator, keyColumnsMentioned, prefixKeyList } from '../analysis/sql-text.js';
 import type { Column, Relation } from '../catalog/types.js';
 import { constraintObject, type Finding } from '../findings.js';
+import { cause } from '../findings/cause.js';
 import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
 import { canWrite, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
@@ -87,6 +88,7 @@ export const uniqueWithoutTenant = defineRule({
                 : `select conname, contype, pg_get_constraintdef(oid) as definition from pg_constraint where conrelid = ${regclassLiteral(relation.qualified)} and conname = ${literal(key.name)};`,
             details: key.definition,
             fix: keyFix(relation, key, scope),
+            cause: cause('key-without-tenant', constraintObject(relation.qualified, key.name, key.columns)),
           }),
         );
       }

@@ -51,7 +51,7 @@ if (new RegExp(`\\b${name}\\b`).test(registryText)) fail(`${path.relative(root, 
 
 const level = values.severity[0].toUpperCase() + values.severity.slice(1);
 const title = id.replace(/-/g, ' ').replace(/^./, (letter) => letter.toUpperCase());
-// Every string below is to be rewritten; each says what it must hold (findings.ts, CheckMeta).
+// Every string below is to be rewritten; each says what it must hold (findings/finding.ts, CheckMeta).
 const meta = (indent) =>
   [
     `id: '${id}',`,
@@ -69,7 +69,7 @@ const meta = (indent) =>
     .map((line) => `${indent}${line}`)
     .join('\n');
 
-const probeModule = `import type { Finding } from '../findings.js';
+const probeModule = `import type { Finding } from '../findings/finding.js';
 import { defineProbe } from './types.js';
 
 /** ${id}: what this probe proves, on seeded data, as the application role. */
@@ -90,7 +90,7 @@ ${meta('    ')}
 });
 `;
 
-const ruleModule = `import type { Finding } from '../findings.js';
+const ruleModule = `import type { Finding } from '../findings/finding.js';
 import { defineRule } from './types.js';
 
 /** ${id}: what this rule reads from the catalog. */

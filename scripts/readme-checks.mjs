@@ -1,6 +1,6 @@
 // Regenerate README.md's check tables from the checks' metadata (run `npm run readme:checks`, which builds first).
 import { readFile, writeFile } from 'node:fs/promises';
-import { replaceCheckTables } from '../dist/checks.js';
+import { replaceCheckTables } from '../dist/findings/checks.js';
 
 const file = new URL('../README.md', import.meta.url);
 const before = await readFile(file, 'utf8');

@@ -5,9 +5,9 @@
  * `rls-audit/vitest` adds the matchers `toIsolateTenants()` and `toBelongTo(tenant)`.
  */
 export { AUDIT_PHASES, audit, lint, type AuditOptions, type AuditPhase, type AuditProgress } from './audit.js';
-export { allChecks, renderChecks } from './checks.js';
+export { allChecks, renderChecks } from './findings/checks.js';
 export { AuditError } from './errors.js';
-export type { CheckMeta, Evidence, Finding, FindingObject, ObjectKind, SampleRow } from './findings.js';
+export type { CheckMeta, Evidence, Finding, FindingObject, ObjectKind, SampleRow } from './findings/finding.js';
 export type { Cause, CauseKind } from './findings/cause.js';
 export type { Note } from './report/notes.js';
 export { createAuditDatabase, type AuditDatabase, type SeededUser, type TenantConnection, type TenantQueryResult } from './library/database.js';
@@ -30,6 +30,6 @@ export { renderSarif, toSarif, type SarifLog, type SarifOptions } from './report
 export { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
 export { findConfigFile, loadScenario, parseScenario, type ScenarioOverrides } from './scenario/load.js';
 export { scenarioSchema, type Acceptance, type NamedQuery, type Scenario, type ScenarioInput } from './scenario/schema.js';
-export { SEVERITIES, type Severity } from './severity.js';
+export { SEVERITIES, type Severity } from './findings/severity.js';
 export { startEmbedded } from './target/embedded.js';
 export type { Target, TargetKind } from './target/types.js';

@@ -2,8 +2,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyAcceptances } from '../src/accept.js';
-import { objectSubject, type Finding } from '../src/findings.js';
+import { applyAcceptances } from '../src/findings/accept.js';
+import { objectSubject, type Finding } from '../src/findings/finding.js';
 import { allFindings, FIXTURES, runCli } from './helpers.js';
 
 const finding = (check: string, table: string): Finding => ({

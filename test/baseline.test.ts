@@ -2,8 +2,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyAcceptances } from '../src/accept.js';
-import { applyBaseline, readBaseline } from '../src/baseline.js';
+import { applyAcceptances } from '../src/findings/accept.js';
+import { applyBaseline, readBaseline } from '../src/findings/baseline.js';
 import type { Report } from '../src/report/model.js';
 import { FIXTURES, runCli, type CliRun } from './helpers.js';
 

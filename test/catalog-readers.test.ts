@@ -3,7 +3,7 @@ import { domainCheckOnColumn, readCheck } from '../src/analysis/constraints.js';
 import { loadParser } from '../src/analysis/parse.js';
 import { withoutTerminator } from '../src/analysis/sql-text.js';
 import { introspect } from '../src/catalog/introspect.js';
-import { inlineParameters } from '../src/sql.js';
+import { inlineParameters } from '../src/target/sql.js';
 import type { Catalog } from '../src/catalog/types.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { allChecks } from '../src/checks.js';
-import { atLeast } from '../src/severity.js';
+import { allChecks } from '../src/findings/checks.js';
+import { atLeast } from '../src/findings/severity.js';
 import { allFindings, FIXTURES, FixtureCluster, runCli, type CliRun } from './helpers.js';
 
 /**

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
-import { literal } from '../src/sql.js';
+import { literal } from '../src/target/sql.js';
 import { PG15_BIN, runCli, withClient } from './helpers.js';
 
 /**

@@ -9,7 +9,7 @@ import { main } from '../src/cli.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
 import type { Report } from '../src/report/model.js';
-import { objectSubject, type Finding } from '../src/findings.js';
+import { objectSubject, type Finding } from '../src/findings/finding.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures');

@@ -152,7 +152,7 @@ function hostileName(random: () => number, tag: string): string {
   return body + tag;
 }
 
-/** Quoting of the test's own (independent of src/sql.ts, which is under test). */
+/** Quoting of the test's own (independent of src/target/sql.ts, which is under test). */
 const q = (name: string) => `"${name.split('"').join('""')}"`;
 const text = (value: string) => `'${value.split("'").join("''")}'`;
 

@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { audit } from '../src/audit.js';
-import type { Finding } from '../src/findings.js';
+import type { Finding } from '../src/findings/finding.js';
 import type { ProbeRecord } from '../src/probes/types.js';
 import { PROBES } from '../src/probes/registry.js';
 import { escapeHtml, FAMILIES, OUTSIDE_MATRIX, renderHtml } from '../src/report/html.js';

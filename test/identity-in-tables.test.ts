@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { atLeast } from '../src/severity.js';
+import { atLeast } from '../src/findings/severity.js';
 import { FIXTURES, findingsOf, runCli, type CliRun } from './helpers.js';
 
 /**

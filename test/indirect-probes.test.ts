@@ -1,8 +1,8 @@
 import path from 'node:path';
-import { objectSubject } from '../src/findings.js';
+import { objectSubject } from '../src/findings/finding.js';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { atLeast, type Severity } from '../src/severity.js';
+import { atLeast, type Severity } from '../src/findings/severity.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import { allFindings, FIXTURES, findingsOf, runCli, TARGETS, type CliRun } from './helpers.js';
 

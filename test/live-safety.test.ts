@@ -10,7 +10,7 @@ import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
 import { main } from '../src/cli.js';
 import { connect, LIVE_BOUNDS } from '../src/target/connect.js';
-import { literal } from '../src/sql.js';
+import { literal } from '../src/target/sql.js';
 import { allFindings, PG15_BIN, ROOT, runCli, withClient } from './helpers.js';
 
 const CLI = path.join(ROOT, 'dist', 'cli.js');

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadParser } from '../src/analysis/parse.js';
-import type { Finding, FindingObject } from '../src/findings.js';
+import type { Finding, FindingObject } from '../src/findings/finding.js';
 import { findingLocation, findingLocationKey, locateObjects, sourceRootDirectory, sourceRootUri } from '../src/report/locate.js';
 
 const CWD = '/project';

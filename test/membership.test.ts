@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { atLeast } from '../src/severity.js';
+import { atLeast } from '../src/findings/severity.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import { FIXTURES, findingsOf, runCli } from './helpers.js';
 

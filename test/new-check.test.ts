@@ -47,7 +47,7 @@ describe('npm run new-check', () => {
     const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
     await expect(run(process.execPath, [tsc, '-p', path.join(copy, 'tsconfig.json'), '--noEmit'])).resolves.toBeDefined();
 
-    const checks = (await import(path.join(copy, 'src', 'checks.ts'))) as typeof import('../src/checks.js');
+    const checks = (await import(path.join(copy, 'src', 'findings', 'checks.ts'))) as typeof import('../src/findings/checks.js');
     const { PROBES } = (await import(path.join(copy, 'src', 'probes', 'registry.ts'))) as typeof import('../src/probes/registry.js');
     expect(checks.allChecks().filter((check) => check.id.startsWith('scratch-')).map((check) => [check.id, check.source, check.severity])).toEqual([
       ['scratch-write-probe', 'probe', 'medium'],

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
 import { PRESETS, type PresetName } from '../src/presets/index.js';
-import { applySchemaFiles, readSchemaFiles } from '../src/schema-files.js';
+import { applySchemaFiles, readSchemaFiles } from '../src/target/schema-files.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import { FIXTURES, PG15_BIN, runCli } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { allChecks, renderCheckTables, replaceCheckTables } from '../src/checks.js';
+import { allChecks, renderCheckTables, replaceCheckTables } from '../src/findings/checks.js';
 import { ROOT } from './helpers.js';
 
 describe('README', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { cause, causeKey } from '../src/findings/cause.js';
 import { finishFindings } from '../src/findings/finish.js';
-import type { Finding } from '../src/findings.js';
+import type { Finding } from '../src/findings/finding.js';
 import type { ProbeRecord } from '../src/probes/types.js';
 import { reconcile } from '../src/rules/reconcile.js';
 import { RULES } from '../src/rules/registry.js';

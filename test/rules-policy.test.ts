@@ -2,8 +2,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { objectSubject, type Finding } from '../src/findings.js';
-import { atLeast, type Severity } from '../src/severity.js';
+import { objectSubject, type Finding } from '../src/findings/finding.js';
+import { atLeast, type Severity } from '../src/findings/severity.js';
 import { renderFixScript } from '../src/report/fix-script.js';
 import { allFindings, FIXTURES, FixtureCluster, flatFinding, runCli, TARGETS, type CliRun, type FlatFinding } from './helpers.js';
 

@@ -8,9 +8,9 @@ import { analyze } from '../src/analysis/index.js';
 import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
 import { definerView } from '../src/rules/definer-view.js';
-import { objectSubject, type Finding } from '../src/findings.js';
+import { objectSubject, type Finding } from '../src/findings/finding.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
-import { atLeast, type Severity } from '../src/severity.js';
+import { atLeast, type Severity } from '../src/findings/severity.js';
 import { allFindings, applySql, FIXTURES, FixtureCluster, runCli, TARGETS } from './helpers.js';
 
 /**

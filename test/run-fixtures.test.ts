@@ -1,7 +1,7 @@
 import path from 'node:path';
-import { objectSubject } from '../src/findings.js';
+import { objectSubject } from '../src/findings/finding.js';
 import { describe, expect, it } from 'vitest';
-import { atLeast, type Severity } from '../src/severity.js';
+import { atLeast, type Severity } from '../src/findings/severity.js';
 import { auditFixture, FIXTURES, findingsOf, runCli, TARGETS } from './helpers.js';
 
 interface Expectation {

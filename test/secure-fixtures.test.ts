@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { atLeast } from '../src/severity.js';
+import { atLeast } from '../src/findings/severity.js';
 import { allFindings, FIXTURES, FixtureCluster, runCli, type CliRun } from './helpers.js';
 
 /**

@@ -9,7 +9,7 @@ import { renderConsole } from '../src/report/console.js';
 import type { Report } from '../src/report/model.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
 import { seed, type SeedOutcome } from '../src/seed/seed.js';
-import { AuditSession } from '../src/session.js';
+import { AuditSession } from '../src/target/session.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
 import { allFindings, FIXTURES } from './helpers.js';

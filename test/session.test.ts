@@ -5,9 +5,9 @@ import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
 import { seed, storedText } from '../src/seed/seed.js';
-import { runScript, UnsafeSqlError } from '../src/sent-sql.js';
-import { AuditSession } from '../src/session.js';
-import { ident, literal } from '../src/sql.js';
+import { runScript, UnsafeSqlError } from '../src/target/sent-sql.js';
+import { AuditSession } from '../src/target/session.js';
+import { ident, literal } from '../src/target/sql.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
 

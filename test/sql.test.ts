@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
 import { loadParser, parseStatements, scanTokens } from '../src/analysis/parse.js';
-import { ident, inlineParameters, lineComment, literal, qualifiedIdent, textArrayLiteral } from '../src/sql.js';
+import { ident, inlineParameters, lineComment, literal, qualifiedIdent, textArrayLiteral } from '../src/target/sql.js';
 
 /** How node-postgres serialises a parameter (an array: as a text[] literal). */
 const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue: (value: unknown) => unknown };

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { objectSubject } from '../src/findings.js';
+import { objectSubject } from '../src/findings/finding.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
 import { findingsOf, PG15_BIN, ROOT, runCli } from './helpers.js';

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { atLeast, type Severity } from '../src/severity.js';
+import { atLeast, type Severity } from '../src/findings/severity.js';
 import { FIXTURES, findingsOf, runCli, TARGETS } from './helpers.js';
 
 /**

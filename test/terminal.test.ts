@@ -4,12 +4,12 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Finding } from '../src/findings.js';
+import type { Finding } from '../src/findings/finding.js';
 import type { ProbeOutcome, ProbeRecord } from '../src/probes/types.js';
 import { renderConsole } from '../src/report/console.js';
 import type { Report } from '../src/report/model.js';
-import type { Severity } from '../src/severity.js';
-import { colourEnabled, colourSummary, palette, progressEnabled, renderNotes } from '../src/terminal.js';
+import type { Severity } from '../src/findings/severity.js';
+import { colourEnabled, colourSummary, palette, progressEnabled, renderNotes } from '../src/report/terminal.js';
 import { ROOT } from './helpers.js';
 
 const ESC = '\u001b[';

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { atLeast } from '../src/severity.js';
+import { atLeast } from '../src/findings/severity.js';
 import { allFindings, FIXTURES, PG15_BIN, runCli } from './helpers.js';
 
 /**

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { objectSubject } from '../src/findings.js';
+import { objectSubject } from '../src/findings/finding.js';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { atLeast } from '../src/severity.js';
+import { atLeast } from '../src/findings/severity.js';
 import { allFindings, FIXTURES, runCli } from './helpers.js';
 
 /**

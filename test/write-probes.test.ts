@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { objectSubject, type Finding } from '../src/findings.js';
-import { atLeast, type Severity } from '../src/severity.js';
+import { objectSubject, type Finding } from '../src/findings/finding.js';
+import { atLeast, type Severity } from '../src/findings/severity.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import { allFindings, FIXTURES, runCli, TARGETS, type CliRun } from './helpers.js';
 

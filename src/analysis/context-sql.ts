@@ -1,5 +1,5 @@
 import { AuditError } from '../errors.js';
-import { blankComments } from '../sent-sql.js';
+import { blankComments } from '../target/sent-sql.js';
 import { scanTokens } from './parse.js';
 
 /** What a context SQL placeholder stands for: `$tenant` (also `$1`), `$user`, `$role`. */

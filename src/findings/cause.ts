@@ -1,4 +1,4 @@
-import { objectLabel, type FindingObject } from '../findings.js';
+import { objectLabel, type FindingObject } from './finding.js';
 
 /**
  * Why a finding exists: the defect it is one symptom of. Rules name the cause they read in the catalog;

@@ -3,10 +3,10 @@ import { applyingPolicies, clauseConfines, policyClause, settingsRead } from '..
 import { viewAnalysis, type Analysis } from '../analysis/index.js';
 import { actsAsOwner, policiesFor, roleInfo } from '../catalog/roles.js';
 import type { Catalog, Policy, PolicyCommand, Relation } from '../catalog/types.js';
-import { relationObject } from '../findings.js';
-import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
+import { relationObject } from './finding.js';
+import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from './fixes.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
-import { commentText, ident, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { cause, type Cause } from './cause.js';
 
 /**

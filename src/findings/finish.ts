@@ -1,6 +1,6 @@
-import { applyAcceptances } from '../accept.js';
-import { compareWithBaseline, type Baseline } from '../baseline.js';
-import { fingerprintFindings, objectLabel, type Finding } from '../findings.js';
+import { applyAcceptances } from './accept.js';
+import { compareWithBaseline, type Baseline } from './baseline.js';
+import { fingerprintFindings, objectLabel, type Finding } from './finding.js';
 import { applyApiReach, type ApiReach } from '../plan/api-reach.js';
 import type { ProbeRecord } from '../probes/types.js';
 import type { SourceLocation } from '../report/locate.js';
@@ -8,8 +8,8 @@ import type { Report } from '../report/model.js';
 import { reconcile } from '../rules/reconcile.js';
 import { RULES } from '../rules/registry.js';
 import type { Acceptance } from '../scenario/schema.js';
-import { severityRank, type Severity } from '../severity.js';
-import { summarize, type InconclusiveReason } from '../verdict.js';
+import { severityRank, type Severity } from './severity.js';
+import { summarize, type InconclusiveReason } from './verdict.js';
 
 /**
  * The end of every run, in one place and in one order, for `run`, `lint`, `merge` and a run stopped by its

@@ -8,15 +8,15 @@ import { AuditError } from '../errors.js';
 import { planTenancy, type TenancyPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
 import type { Report } from '../report/model.js';
-import { applySchemaFiles, readSchemaFiles } from '../schema-files.js';
+import { applySchemaFiles, readSchemaFiles } from '../target/schema-files.js';
 import { parseScenario } from '../scenario/load.js';
 import type { Scenario, ScenarioInput } from '../scenario/schema.js';
 import { seed } from '../seed/seed.js';
 import { contextStatementOf, seedActors, type Actor, type Actors } from '../seed/actors.js';
 import { seedIdentityLookup } from '../seed/identity.js';
 import type { Tenant } from '../seed/ledger.js';
-import { blankComments } from '../sent-sql.js';
-import { AuditSession } from '../session.js';
+import { blankComments } from '../target/sent-sql.js';
+import { AuditSession } from '../target/session.js';
 import { openTarget, type Target } from '../target/index.js';
 import { attributeRow, tenantMatches, type AttributedRow, type SeededTenant } from './attribution.js';
 

@@ -1,6 +1,6 @@
-import { objectLabel, type Finding } from '../findings.js';
+import { objectLabel, type Finding } from '../findings/finding.js';
 import type { Report } from '../report/model.js';
-import { atLeast } from '../severity.js';
+import { atLeast } from '../findings/severity.js';
 import { describeOwner, tenantMatches, type AttributedRow } from './attribution.js';
 
 /** What a test framework's custom matcher returns (vitest and jest share the shape). */

@@ -1,9 +1,9 @@
 import type { Catalog, FunctionInfo } from '../catalog/types.js';
 import { functionAnalysis } from '../analysis/index.js';
 import type { Analysis } from '../analysis/model.js';
-import type { Finding, FindingObject } from '../findings.js';
+import type { Finding, FindingObject } from '../findings/finding.js';
 import { dynamicSqlFunctions } from '../rules/privilege-helpers.js';
-import { severityRank } from '../severity.js';
+import { severityRank } from '../findings/severity.js';
 import type { TenancyPlan } from './tenancy.js';
 
 /** The relations and functions the API layer cannot reach, and the sentence that says why. */

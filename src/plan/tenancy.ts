@@ -7,7 +7,7 @@ import type { RowFlag } from '../analysis/model.js';
 import { claimsObject, PRESETS, type Preset } from '../presets/index.js';
 import { planActors, profileTables, type ActorPlan, type IdentityLookup } from './actors.js';
 import { foreignKeyOrder, type Dependency } from './order.js';
-import { literal } from '../sql.js';
+import { literal } from '../target/sql.js';
 import { columnOf, findRelation, relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';

@@ -1,5 +1,5 @@
 import type { Catalog } from '../catalog/types.js';
-import type { AuditSession } from '../session.js';
+import type { AuditSession } from '../target/session.js';
 
 export interface RelationAccess {
   schemaUsage: boolean;

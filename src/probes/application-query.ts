@@ -1,8 +1,8 @@
-import type { Finding } from '../findings.js';
+import type { Finding } from '../findings/finding.js';
 import { functionsCalled, relationsNamed } from '../analysis/sql-text.js';
 import type { NamedQuery } from '../scenario/schema.js';
 import type { Tenant } from '../seed/ledger.js';
-import { commentText, inlineParameters } from '../sql.js';
+import { commentText, inlineParameters } from '../target/sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { diagnoseReadLeak } from '../findings/diagnose.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';

@@ -1,5 +1,5 @@
-import { relationObject, type Finding } from '../findings.js';
-import { relationIdent } from '../sql.js';
+import { relationObject, type Finding } from '../findings/finding.js';
+import { relationIdent } from '../target/sql.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';

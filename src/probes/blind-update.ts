@@ -1,5 +1,5 @@
-import { relationObject, type Finding } from '../findings.js';
-import { ident, inlineParameters, relationIdent } from '../sql.js';
+import { relationObject, type Finding } from '../findings/finding.js';
+import { ident, inlineParameters, relationIdent } from '../target/sql.js';
 import { OwnRowBuilder } from './own-row.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';

@@ -1,8 +1,8 @@
-import type { SampleRow } from '../findings.js';
+import type { SampleRow } from '../findings/finding.js';
 import type { Actor } from '../seed/actors.js';
-import { pending, type QueryOutcome, type RawRow } from '../session.js';
-import { ident, inlineParameters, qualifiedIdent } from '../sql.js';
-import { plural } from '../text.js';
+import { pending, type QueryOutcome, type RawRow } from '../target/session.js';
+import { ident, inlineParameters, qualifiedIdent } from '../target/sql.js';
+import { plural } from '../report/text.js';
 import { reproduction, sendContext, sourcesOf } from './context.js';
 import { attributeRows } from './read-isolation.js';
 import { readTargets, shownStatement, type ReadTarget } from './targets.js';

@@ -1,4 +1,4 @@
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import { PRESETS, userEditableClaim } from '../presets/index.js';
 import type { Actor } from '../seed/actors.js';
 import { actorOf, contextSetter, reproduction, runAs, sourcesOf } from './context.js';

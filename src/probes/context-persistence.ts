@@ -1,12 +1,12 @@
 import { errorMessage } from '../errors.js';
 import { functionsCalled } from '../analysis/sql-text.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from '../target/connect.js';
-import type { Finding } from '../findings.js';
+import type { Finding } from '../findings/finding.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, lineComment, literal } from '../sql.js';
+import { ident, lineComment, literal } from '../target/sql.js';
 import { actorOf, attribute, contextSetter, describeContext, runAs, sourcesOf } from './context.js';
 import { contextStatementOf } from '../seed/actors.js';
-import { plural } from '../text.js';
+import { plural } from '../report/text.js';
 import { readTargets, shownStatement } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
 

@@ -1,13 +1,13 @@
 import { withoutTerminator } from '../analysis/sql-text.js';
 import type { Relation } from '../catalog/types.js';
 import { AuditError } from '../errors.js';
-import type { SampleRow } from '../findings.js';
+import type { SampleRow } from '../findings/finding.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { roleNameOf } from '../plan/actors.js';
 import { contextStatementOf, contextValuesOf, type Actor } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
-import { pending, type QueryOutcome, type RawRow } from '../session.js';
-import { ident, inlineParameters, lineComment, literal } from '../sql.js';
+import { pending, type QueryOutcome, type RawRow } from '../target/session.js';
+import { ident, inlineParameters, lineComment, literal } from '../target/sql.js';
 import type { ProbeContext } from './types.js';
 import { columnOf, relationOf } from '../catalog/lookup.js';
 

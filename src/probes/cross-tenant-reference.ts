@@ -1,8 +1,8 @@
 import type { ForeignKey, Relation } from '../catalog/types.js';
-import { constraintObject, type Finding } from '../findings.js';
+import { constraintObject, type Finding } from '../findings/finding.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { commentText, ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
 import { writePairs } from './coverage.js';

@@ -1,7 +1,7 @@
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import { oneLine } from '../analysis/sql-text.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, relationIdent } from '../sql.js';
+import { ident, relationIdent } from '../target/sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { tallyRows } from './foreign-rows.js';
 import { readTargets } from './targets.js';

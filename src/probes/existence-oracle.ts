@@ -1,9 +1,9 @@
 import type { Column, Relation } from '../catalog/types.js';
 import { defaultGenerator } from '../analysis/sql-text.js';
-import { constraintObject, type Finding } from '../findings.js';
+import { constraintObject, type Finding } from '../findings/finding.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { commentText, ident, inlineParameters, relationIdent } from '../sql.js';
+import { commentText, ident, inlineParameters, relationIdent } from '../target/sql.js';
 import { describeContext, reproduction, runAs } from './context.js';
 import { CONFLICT_CODES, OwnRowBuilder, type RowInsert } from './own-row.js';
 import { defineProbe, type ProbeContext } from './types.js';

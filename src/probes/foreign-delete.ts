@@ -1,5 +1,5 @@
-import { relationObject, type Finding } from '../findings.js';
-import { inlineParameters, relationIdent } from '../sql.js';
+import { relationObject, type Finding } from '../findings/finding.js';
+import { inlineParameters, relationIdent } from '../target/sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
 import { baselineCounts, writeSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';

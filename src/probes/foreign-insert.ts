@@ -1,5 +1,5 @@
-import { relationObject, type Finding } from '../findings.js';
-import { inlineParameters } from '../sql.js';
+import { relationObject, type Finding } from '../findings/finding.js';
+import { inlineParameters } from '../target/sql.js';
 import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
 import { writePairs } from './coverage.js';

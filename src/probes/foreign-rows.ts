@@ -1,8 +1,8 @@
 import type { Relation } from '../catalog/types.js';
-import type { SampleRow } from '../findings.js';
+import type { SampleRow } from '../findings/finding.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import type { RawRow } from '../session.js';
+import type { RawRow } from '../target/session.js';
 import { attribute, maskRow, personalOf } from './context.js';
 import type { ProbeContext } from './types.js';
 

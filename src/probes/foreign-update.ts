@@ -1,5 +1,5 @@
-import { relationObject, type Finding } from '../findings.js';
-import { ident, inlineParameters, literal, relationIdent } from '../sql.js';
+import { relationObject, type Finding } from '../findings/finding.js';
+import { ident, inlineParameters, literal, relationIdent } from '../target/sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
 import { writeSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, writeEvidence, writeTargets, writtenTable } from './writes.js';

@@ -1,11 +1,11 @@
 import type { Relation } from '../catalog/types.js';
 import type { Tenant } from '../seed/ledger.js';
-import type { RawRow } from '../session.js';
-import { ownershipFix } from '../fixes.js';
-import { relationObject, type Finding } from '../findings.js';
+import type { RawRow } from '../target/session.js';
+import { ownershipFix } from '../findings/fixes.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
 import { apiBarrier } from '../rules/privilege-helpers.js';
-import { ident, literal, relationIdent } from '../sql.js';
+import { ident, literal, relationIdent } from '../target/sql.js';
 import { describeContext, reproduction, runAs } from './context.js';
 
 /** PostgreSQL prints booleans as t / f. */

@@ -1,13 +1,13 @@
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
 import { describeContext, reproduction, runAs, sourcesOf, visibleTenantIds } from './context.js';
 import { attributeRows } from './read-isolation.js';
 import { diagnoseReadLeak } from '../findings/diagnose.js';
-import { plural } from '../text.js';
+import { plural } from '../report/text.js';
 import { expectedOwnRows, isIndirect, mayHideTenantRows, preparedName, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
-import { commentText } from '../sql.js';
+import { commentText } from '../target/sql.js';
 
 /** What one actor saw on one relation: rows by tenant, before deciding which tenants it had to see in full. */
 interface Reading {

@@ -1,7 +1,7 @@
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import { attribute, contextLabel, describeContext, maskRow, publicFlagOf, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from './context.js';
 import { diagnoseReadLeak, failsOpenCause, missingContextFix } from '../findings/diagnose.js';
-import { plural } from '../text.js';
+import { plural } from '../report/text.js';
 import { readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';
 import { settingCasts } from '../analysis/index.js';

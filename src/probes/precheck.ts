@@ -1,7 +1,7 @@
 import type { Relation } from '../catalog/types.js';
 import { inheritedBy } from '../rules/privilege-helpers.js';
-import type { InconclusiveReason } from '../verdict.js';
-import type { AuditSession } from '../session.js';
+import type { InconclusiveReason } from '../findings/verdict.js';
+import type { AuditSession } from '../target/session.js';
 import { runAs, sourcesOf } from './context.js';
 import { readAsTenant } from './read-isolation.js';
 import { mapOver } from './schedule.js';

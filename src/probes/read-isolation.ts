@@ -1,11 +1,11 @@
-import { relationObject, type Finding, type SampleRow } from '../findings.js';
+import { relationObject, type Finding, type SampleRow } from '../findings/finding.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import type { RawRow } from '../session.js';
+import type { RawRow } from '../target/session.js';
 import { actorOf, attribute, attributionColumn, describeContext, maskRow, personalOf, publicFlagOf, reproduction, runAs, sourcesOf, visibleTenantIds } from './context.js';
 import { diagnoseReadLeak } from '../findings/diagnose.js';
-import { commentText, ident } from '../sql.js';
-import { plural } from '../text.js';
+import { commentText, ident } from '../target/sql.js';
+import { plural } from '../report/text.js';
 import { expectedOwnRows, fullReadOf, isIndirect, preparedName, mayHideTenantRows, readTargets, shownStatement, type ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
 

@@ -1,7 +1,7 @@
 import { actsAsOwner, policiesFor } from '../catalog/roles.js';
-import type { Finding } from '../findings.js';
+import type { Finding } from '../findings/finding.js';
 import type { Tenant } from '../seed/ledger.js';
-import { commentText, ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../target/sql.js';
 import { roleAccess } from './access.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';

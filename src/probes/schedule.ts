@@ -1,5 +1,5 @@
-import type { Finding } from '../findings.js';
-import type { AuditSession } from '../session.js';
+import type { Finding } from '../findings/finding.js';
+import type { AuditSession } from '../target/session.js';
 import type { Probe, ProbeContext, ProbeRecord } from './types.js';
 
 /**

@@ -1,12 +1,12 @@
 import type { Relation } from '../catalog/types.js';
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import type { Cause } from '../findings/cause.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 import { roleColumns, userColumns } from '../plan/owners.js';
 import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
-import type { Severity } from '../severity.js';
-import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import type { Severity } from '../findings/severity.js';
+import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { chainEvidence, chainTargets, describeOpened, opened, runChain, type ChainRun, type ChainStep } from './chains.js';
 import { actorOf, describeContext } from './context.js';
 import { OwnRowBuilder } from './own-row.js';

@@ -1,7 +1,7 @@
 import { policiesFor } from '../catalog/roles.js';
-import { currentTenantExpression } from '../fixes.js';
-import { relationObject, type Finding } from '../findings.js';
-import { commentText, ident, relationIdent } from '../sql.js';
+import { currentTenantExpression } from '../findings/fixes.js';
+import { relationObject, type Finding } from '../findings/finding.js';
+import { commentText, ident, relationIdent } from '../target/sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { readTargets, shownStatement } from './targets.js';
 import { defineProbe } from './types.js';

@@ -1,11 +1,11 @@
 import { functionAnalysis } from '../analysis/index.js';
 import { applyingPolicies, policyClause } from '../analysis/queries.js';
 import type { Policy } from '../catalog/types.js';
-import { restrictiveFenceSql } from '../fixes.js';
-import { relationObject, type Finding } from '../findings.js';
+import { restrictiveFenceSql } from '../findings/fixes.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import { functionsNamed } from '../rules/privilege-helpers.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, literal, relationIdent } from '../sql.js';
+import { ident, literal, relationIdent } from '../target/sql.js';
 import { describeContext, reproduction, runAs, sourcesOf } from './context.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { readTargets, shownStatement, type ReadTarget } from './targets.js';

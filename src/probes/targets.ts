@@ -2,7 +2,7 @@ import type { Catalog, Relation } from '../catalog/types.js';
 import { viewMapping } from '../analysis/views.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
-import { ident, literal, relationIdent, textArrayLiteral } from '../sql.js';
+import { ident, literal, relationIdent, textArrayLiteral } from '../target/sql.js';
 import type { RelationAccess } from './access.js';
 import { runAs } from './context.js';
 import { inPart } from './schedule.js';

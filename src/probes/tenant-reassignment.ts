@@ -1,6 +1,6 @@
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import type { Tenant } from '../seed/ledger.js';
-import { ident, inlineParameters, relationIdent } from '../sql.js';
+import { ident, inlineParameters, relationIdent } from '../target/sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import { baselineCounts, boundedWrite, changes, describeTenants, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';

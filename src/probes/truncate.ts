@@ -1,7 +1,7 @@
 import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
 import type { Relation } from '../catalog/types.js';
-import { relationObject, type Evidence, type Finding } from '../findings.js';
-import { commentText, ident, literal, relationIdent } from '../sql.js';
+import { relationObject, type Evidence, type Finding } from '../findings/finding.js';
+import { commentText, ident, literal, relationIdent } from '../target/sql.js';
 import { apiBarrier, truncateReach } from '../rules/privilege-helpers.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import { runAs } from './context.js';

@@ -1,14 +1,14 @@
 import type { Analysis } from '../analysis/index.js';
 import type { Catalog } from '../catalog/types.js';
-import { findingBuilder, type CheckMeta, type CheckMetaInput, type Finding, type FindingInput } from '../findings.js';
+import { findingBuilder, type CheckMeta, type CheckMetaInput, type Finding, type FindingInput } from '../findings/finding.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Scenario } from '../scenario/schema.js';
 import type { Actors } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
 import type { SeedResult } from '../seed/seed.js';
-import type { AuditSession } from '../session.js';
-import type { SequenceRisk } from '../sequences.js';
-import type { InconclusiveReason } from '../verdict.js';
+import type { AuditSession } from '../target/session.js';
+import type { SequenceRisk } from '../target/sequences.js';
+import type { InconclusiveReason } from '../findings/verdict.js';
 import type { RoleAccess } from './access.js';
 import type { RunResult } from './context.js';
 import type { PlanPart } from './schedule.js';

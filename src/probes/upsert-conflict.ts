@@ -1,10 +1,10 @@
 import type { Column, Relation } from '../catalog/types.js';
 import { defaultGenerator } from '../analysis/sql-text.js';
-import { constraintObject, relationObject, type Finding } from '../findings.js';
+import { constraintObject, relationObject, type Finding } from '../findings/finding.js';
 import { cause, type Cause } from '../findings/cause.js';
 import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
-import { commentText, ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { OwnRowBuilder, type RowInsert } from './own-row.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';

@@ -1,8 +1,8 @@
-import { objectLabel } from '../findings.js';
-import { SEVERITIES } from '../severity.js';
+import { objectLabel } from '../findings/finding.js';
+import { SEVERITIES } from '../findings/severity.js';
 import { isSeedingNote, notesOf, noteText } from './notes.js';
 import type { Report } from './model.js';
-import { brokenContext, verdictLabel } from '../verdict.js';
+import { brokenContext, verdictLabel } from '../findings/verdict.js';
 
 /** A short summary for a terminal: verdict, counts, and one line per finding at or above low, in aligned columns. */
 export function renderConsole(report: Report, files: string[] = []): string {

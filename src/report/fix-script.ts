@@ -1,7 +1,7 @@
 import { scanTokens, statementSpans, type ScanToken } from '../analysis/parse.js';
-import { objectLabel, objectSubject, type Finding } from '../findings.js';
-import { severityRank } from '../severity.js';
-import { commentText, ident } from '../sql.js';
+import { objectLabel, objectSubject, type Finding } from '../findings/finding.js';
+import { severityRank } from '../findings/severity.js';
+import { commentText, ident } from '../target/sql.js';
 import type { Report } from './model.js';
 
 /**

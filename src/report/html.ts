@@ -1,9 +1,9 @@
-import { checksOf, objectLabel, objectSubject, type Finding, type FindingObject, type SampleRow } from '../findings.js';
-import { brokenContext } from '../verdict.js';
-import { plural } from '../text.js';
-import { matrixPlacements } from '../checks.js';
+import { checksOf, objectLabel, objectSubject, type Finding, type FindingObject, type SampleRow } from '../findings/finding.js';
+import { brokenContext } from '../findings/verdict.js';
+import { plural } from './text.js';
+import { matrixPlacements } from '../findings/checks.js';
 import { MATRIX_FAMILIES, type MatrixFamily, type ProbeOutcome, type ProbeRecord } from '../probes/types.js';
-import { atLeast, type Severity } from '../severity.js';
+import { atLeast, type Severity } from '../findings/severity.js';
 import type { RelationReport, Report } from './model.js';
 
 /**

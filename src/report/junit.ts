@@ -1,6 +1,6 @@
-import { objectLabel, type Finding } from '../findings.js';
+import { objectLabel, type Finding } from '../findings/finding.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
-import { atLeast } from '../severity.js';
+import { atLeast } from '../findings/severity.js';
 import type { Report } from './model.js';
 
 /**

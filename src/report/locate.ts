@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseStatements, scanTokens, statementSpans, type RawStmt, type StatementSpan } from '../analysis/parse.js';
-import { objectLabel, objectSubject, type Finding } from '../findings.js';
-import type { SchemaFile } from '../schema-files.js';
+import { objectLabel, objectSubject, type Finding } from '../findings/finding.js';
+import type { SchemaFile } from '../target/schema-files.js';
 
 /**
  * Where the schema files create the objects findings are about, read with PostgreSQL's parser: the

@@ -1,8 +1,8 @@
-import { objectLabel, type Finding } from '../findings.js';
-import { brokenContext } from '../verdict.js';
-import { plural } from '../text.js';
+import { objectLabel, type Finding } from '../findings/finding.js';
+import { brokenContext } from '../findings/verdict.js';
+import { plural } from './text.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
-import { SEVERITIES, severityRank, worstSeverity, type Severity } from '../severity.js';
+import { SEVERITIES, severityRank, worstSeverity, type Severity } from '../findings/severity.js';
 import type { Report } from './model.js';
 import { baselineLine } from './console.js';
 

@@ -1,11 +1,11 @@
-import type { BaselineEntry } from '../baseline.js';
-import type { CheckMeta, Finding } from '../findings.js';
+import type { BaselineEntry } from '../findings/baseline.js';
+import type { CheckMeta, Finding } from '../findings/finding.js';
 import type { Acceptance } from '../scenario/schema.js';
 import type { FamilyCoverage } from '../probes/coverage.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
 import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
-import type { Severity } from '../severity.js';
-import type { InconclusiveReason, Verdict } from '../verdict.js';
+import type { Severity } from '../findings/severity.js';
+import type { InconclusiveReason, Verdict } from '../findings/verdict.js';
 import type { SourceLocation } from './locate.js';
 import type { Note } from './notes.js';
 import type { Replay } from './replay.js';

@@ -1,5 +1,5 @@
 import { AuditError } from '../errors.js';
-import { commentText, ident, literal, qualifiedIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent } from '../target/sql.js';
 import type { Report } from './model.js';
 import type { Replay, ReplayRelation } from './replay.js';
 

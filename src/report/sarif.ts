@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { checkReadmeAnchor } from '../checks.js';
-import { fingerprintsOf, objectLabel, type CheckMeta, type Finding, type ObjectKind } from '../findings.js';
-import { worstSeverity, type Severity } from '../severity.js';
+import { checkReadmeAnchor } from '../findings/checks.js';
+import { fingerprintsOf, objectLabel, type CheckMeta, type Finding, type ObjectKind } from '../findings/finding.js';
+import { worstSeverity, type Severity } from '../findings/severity.js';
 import { findingLocation } from './locate.js';
 import { fenced, fixGroups } from './markdown.js';
 import type { Report } from './model.js';
-import { commentText } from '../sql.js';
+import { commentText } from '../target/sql.js';
 
 /**
  * SARIF 2.1.0 for code-scanning dashboards: a pure function of the JSON report. One run; one rule

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { ensureDirectory, writeNamedFile } from '../output.js';
+import { ensureDirectory, writeNamedFile } from './output.js';
 import { loadParser } from '../analysis/parse.js';
 import { renderFixScript } from './fix-script.js';
 import { renderHtml } from './html.js';

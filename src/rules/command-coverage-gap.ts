@@ -1,5 +1,5 @@
-import { relationObject } from '../findings.js';
-import { commentText, ident, relationIdent } from '../sql.js';
+import { relationObject } from '../findings/finding.js';
+import { commentText, ident, relationIdent } from '../target/sql.js';
 import { clauseText } from '../analysis/index.js';
 import type { Command } from '../analysis/model.js';
 import { applyingPolicies, rlsApplies } from '../analysis/queries.js';

@@ -1,8 +1,8 @@
 import type { Catalog, Relation } from '../catalog/types.js';
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
-import { ident, literal, relationIdent } from '../sql.js';
-import { worstSeverity, type Severity } from '../severity.js';
+import { ident, literal, relationIdent } from '../target/sql.js';
+import { worstSeverity, type Severity } from '../findings/severity.js';
 import { apiBarrier, apiBreach, canCreateTemporary, creatableSchemas, reachableBy, regclassLiteral, tenantTables, truncateReach } from './privilege-helpers.js';
 import type { Analysis } from '../analysis/model.js';
 import { defineRule } from './types.js';

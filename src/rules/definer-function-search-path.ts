@@ -1,8 +1,8 @@
 import type { Catalog, FunctionInfo } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import type { Finding } from '../findings/finding.js';
 import { functionAnalysis } from '../analysis/index.js';
 import type { Analysis } from '../analysis/model.js';
-import { ident, literal } from '../sql.js';
+import { ident, literal } from '../target/sql.js';
 import { relationOf } from '../catalog/lookup.js';
 import { apiBarrier, canCreateTemporary, canExecute, creatableSchemas, fixedSearchPath, roleHolds } from './privilege-helpers.js';
 import { listWords } from './relation-facts.js';

@@ -1,8 +1,8 @@
 import { functionAnalysis } from '../analysis/index.js';
 import type { BodyAnalysis } from '../analysis/model.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
-import { commentText, ident, literal } from '../sql.js';
+import type { Finding } from '../findings/finding.js';
+import { commentText, ident, literal } from '../target/sql.js';
 import { canExecute, isBaseTable, relationPlanOf, rlsBypassReason } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 import { relationOf } from '../catalog/lookup.js';

@@ -1,10 +1,10 @@
 import { viewAnalysis } from '../analysis/index.js';
 import type { Analysis } from '../analysis/model.js';
 import type { Catalog, Relation } from '../catalog/types.js';
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
-import { ident, literal, relationIdent } from '../sql.js';
+import { ident, literal, relationIdent } from '../target/sql.js';
 import {
   canRead,
   isBaseTable,

@@ -1,4 +1,4 @@
-import { relationObject } from '../findings.js';
+import { relationObject } from '../findings/finding.js';
 import { ALL_CLAUSES, openPolicies, policyClause } from '../analysis/queries.js';
 import { fragment, isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf, tenantPolicyRewrite } from './relation-facts.js';
 import type { Policy } from '../catalog/types.js';

@@ -1,5 +1,5 @@
-import { relationObject } from '../findings.js';
-import { ident, relationIdent } from '../sql.js';
+import { relationObject } from '../findings/finding.js';
+import { ident, relationIdent } from '../target/sql.js';
 import { isTenantOwned, listWords, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 

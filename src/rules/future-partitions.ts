@@ -1,6 +1,6 @@
-import { relationObject } from '../findings.js';
-import { currentTenantExpression } from '../fixes.js';
-import { commentText, ident, literal, relationIdent } from '../sql.js';
+import { relationObject } from '../findings/finding.js';
+import { currentTenantExpression } from '../findings/fixes.js';
+import { commentText, ident, literal, relationIdent } from '../target/sql.js';
 import { regclassLiteral } from './privilege-helpers.js';
 import { isTenantOwned, listWords, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';

@@ -1,6 +1,6 @@
-import { relationObject } from '../findings.js';
+import { relationObject } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
-import { commentText, ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../target/sql.js';
 import { isTenantOwned, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 

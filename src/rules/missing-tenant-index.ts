@@ -1,5 +1,5 @@
-import { relationObject, type Finding } from '../findings.js';
-import { ident, relationIdent } from '../sql.js';
+import { relationObject, type Finding } from '../findings/finding.js';
+import { ident, relationIdent } from '../target/sql.js';
 import { regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 

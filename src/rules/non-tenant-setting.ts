@@ -1,5 +1,5 @@
-import { relationObject } from '../findings.js';
-import { commentText, ident, relationIdent } from '../sql.js';
+import { relationObject } from '../findings/finding.js';
+import { commentText, ident, relationIdent } from '../target/sql.js';
 import { ALL_CLAUSES, openPolicies, type OpenPolicy } from '../analysis/queries.js';
 import { fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';

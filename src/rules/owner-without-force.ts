@@ -1,7 +1,7 @@
-import { relationObject } from '../findings.js';
+import { relationObject } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
-import { ownershipFix } from '../fixes.js';
-import { literal } from '../sql.js';
+import { ownershipFix } from '../findings/fixes.js';
+import { literal } from '../target/sql.js';
 import { apiBarrier, inheritedBy, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 

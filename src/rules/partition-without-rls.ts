@@ -1,6 +1,6 @@
-import { relationObject } from '../findings.js';
+import { relationObject } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
-import { commentText, ident, relationIdent } from '../sql.js';
+import { commentText, ident, relationIdent } from '../target/sql.js';
 import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 

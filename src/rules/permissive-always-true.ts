@@ -1,5 +1,5 @@
-import { relationObject } from '../findings.js';
-import type { Severity } from '../severity.js';
+import { relationObject } from '../findings/finding.js';
+import type { Severity } from '../findings/severity.js';
 import { openPolicies, READ_CLAUSES, type OpenPolicy } from '../analysis/queries.js';
 import { commandVerb, fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';

@@ -1,4 +1,4 @@
-import { relationObject, type Finding } from '../findings.js';
+import { relationObject, type Finding } from '../findings/finding.js';
 import { wrapCallsInSubselect } from '../analysis/sql-text.js';
 import { alterPolicySql, describePolicy, policyEvidenceSql } from './privilege-helpers.js';
 import { expressionCalls } from './relation-facts.js';

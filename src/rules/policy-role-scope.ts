@@ -1,5 +1,5 @@
-import { relationObject } from '../findings.js';
-import { commentText, ident, literal, relationIdent } from '../sql.js';
+import { relationObject } from '../findings/finding.js';
+import { commentText, ident, literal, relationIdent } from '../target/sql.js';
 import { ALL_CLAUSES, openPolicies, policyClause } from '../analysis/queries.js';
 import { inheritedBy, membershipPath, regclassLiteral } from './privilege-helpers.js';
 import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';

@@ -1,8 +1,8 @@
 import type { CallSite } from '../analysis/model.js';
 import { wrapCallsInSubselect } from '../analysis/sql-text.js';
 import type { Catalog, FunctionInfo } from '../catalog/types.js';
-import { relationObject, type Finding } from '../findings.js';
-import { literal } from '../sql.js';
+import { relationObject, type Finding } from '../findings/finding.js';
+import { literal } from '../target/sql.js';
 import { alterPolicySql, describePolicy, functionsNamed, policyEvidenceSql } from './privilege-helpers.js';
 import { expressionCalls } from './relation-facts.js';
 import { defineRule } from './types.js';

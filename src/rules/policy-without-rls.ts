@@ -1,6 +1,6 @@
-import { relationObject } from '../findings.js';
-import { relationIdent } from '../sql.js';
-import type { Severity } from '../severity.js';
+import { relationObject } from '../findings/finding.js';
+import { relationIdent } from '../target/sql.js';
+import type { Severity } from '../findings/severity.js';
 import { regclassLiteral } from './privilege-helpers.js';
 import { isChild, isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';

@@ -2,11 +2,11 @@ import { functionAnalysis } from '../analysis/index.js';
 import type { Analysis } from '../analysis/model.js';
 import { inheritedRoles, memberships } from '../catalog/roles.js';
 import type { Catalog, FunctionInfo, Grant, Policy, Relation, Role } from '../catalog/types.js';
-import type { Finding } from '../findings.js';
+import type { Finding } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
-import { commentText, ident, literal, qualifiedIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent } from '../target/sql.js';
 import type { RuleReport } from './types.js';
 
 /**

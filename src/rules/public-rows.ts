@@ -1,5 +1,5 @@
-import { relationObject } from '../findings.js';
-import { commentText } from '../sql.js';
+import { relationObject } from '../findings/finding.js';
+import { commentText } from '../target/sql.js';
 import { commandAnalysis } from '../analysis/index.js';
 import { policiesDetails, policiesSql, isTenantOwned, listWords, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';

@@ -1,7 +1,7 @@
-import { linkedFinding, objectSubject, sameObject, type Finding, type FindingObject } from '../findings.js';
+import { linkedFinding, objectSubject, sameObject, type Finding, type FindingObject } from '../findings/finding.js';
 import { causeKey } from '../findings/cause.js';
 import type { ProbeRecord } from '../probes/types.js';
-import { severityRank, worstSeverity } from '../severity.js';
+import { severityRank, worstSeverity } from '../findings/severity.js';
 import type { Rule } from './types.js';
 
 /**

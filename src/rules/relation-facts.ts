@@ -2,9 +2,9 @@ import type { Analysis, CallSite, Command, ContextReference } from '../analysis/
 import { applyingPolicies, policyClause, type CommandClause } from '../analysis/queries.js';
 import { guardSettingCalls as guardCalls, oneLine } from '../analysis/sql-text.js';
 import type { Catalog, Policy, Relation } from '../catalog/types.js';
-import { currentTenantExpression, isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../fixes.js';
+import { currentTenantExpression, isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../findings/fixes.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
-import { ident, literal, relationIdent } from '../sql.js';
+import { ident, literal, relationIdent } from '../target/sql.js';
 import { describePolicy, inheritedBy, regclassLiteral, relationPlanOf } from './privilege-helpers.js';
 import { relationOf } from '../catalog/lookup.js';
 

@@ -1,6 +1,6 @@
-import { relationObject } from '../findings.js';
+import { relationObject } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
-import type { Severity } from '../severity.js';
+import type { Severity } from '../findings/severity.js';
 import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 

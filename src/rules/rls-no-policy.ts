@@ -1,6 +1,6 @@
-import { relationObject } from '../findings.js';
-import { currentTenantExpression } from '../fixes.js';
-import { commentText, ident, relationIdent } from '../sql.js';
+import { relationObject } from '../findings/finding.js';
+import { currentTenantExpression } from '../findings/fixes.js';
+import { commentText, ident, relationIdent } from '../target/sql.js';
 import { applyingPolicies, rlsApplies } from '../analysis/queries.js';
 import { isTenantOwned, listWords, relationStateSql, ROW_COMMANDS, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';

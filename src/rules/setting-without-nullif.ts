@@ -1,4 +1,4 @@
-import { relationObject } from '../findings.js';
+import { relationObject } from '../findings/finding.js';
 import { policySettingUses, rlsApplies } from '../analysis/queries.js';
 import { alterPolicySql } from './privilege-helpers.js';
 import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf, settingOf } from './relation-facts.js';

@@ -1,5 +1,5 @@
-import type { Finding } from '../findings.js';
-import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import type { Finding } from '../findings/finding.js';
+import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { relationPlanOf } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 import { relationOf } from '../catalog/lookup.js';

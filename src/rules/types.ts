@@ -1,6 +1,6 @@
 import type { Analysis } from '../analysis/model.js';
 import type { Catalog } from '../catalog/types.js';
-import { findingBuilder, type CheckMeta, type CheckMetaInput, type Finding, type FindingInput } from '../findings.js';
+import { findingBuilder, type CheckMeta, type CheckMetaInput, type Finding, type FindingInput } from '../findings/finding.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 
 export interface RuleContext {

@@ -1,8 +1,8 @@
 import { defaultGenerator, keyColumnsMentioned, prefixKeyList } from '../analysis/sql-text.js';
 import type { Column, Relation } from '../catalog/types.js';
-import { constraintObject, type Finding } from '../findings.js';
+import { constraintObject, type Finding } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
-import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../sql.js';
+import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { canWrite, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
 import { columnOf } from '../catalog/lookup.js';

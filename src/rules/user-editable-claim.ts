@@ -1,5 +1,5 @@
 import type { ContextReference } from '../analysis/model.js';
-import { relationObject } from '../findings.js';
+import { relationObject } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
 import { PRESETS, userEditableClaim } from '../presets/index.js';
 import { listWords, policiesDetails, policiesSql } from './relation-facts.js';

@@ -1,5 +1,5 @@
-import { relationObject } from '../findings.js';
-import { commentText, ident, relationIdent } from '../sql.js';
+import { relationObject } from '../findings/finding.js';
+import { commentText, ident, relationIdent } from '../target/sql.js';
 import { openPolicies, WRITE_CLAUSES, type OpenPolicy } from '../analysis/queries.js';
 import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
-import { SEVERITIES } from '../severity.js';
+import { SEVERITIES } from '../findings/severity.js';
 
 const identifier = z.string().min(1).regex(/^[^\u0000]+$/, 'must not contain NUL');
 

@@ -1,10 +1,10 @@
 import type { Catalog, Column, Relation } from '../catalog/types.js';
 import { AuditError, errorMessage } from '../errors.js';
-import { isLockTimeout } from '../locks.js';
+import { isLockTimeout } from '../target/locks.js';
 import { roleNameOf, type ActorKind } from '../plan/actors.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
-import type { AuditSession } from '../session.js';
-import { ident, relationIdent } from '../sql.js';
+import type { AuditSession } from '../target/session.js';
+import { ident, relationIdent } from '../target/sql.js';
 import type { Ledger, Tenant } from './ledger.js';
 import { addProfile } from './identity.js';
 import { columnRules } from './column-rules.js';

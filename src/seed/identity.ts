@@ -1,8 +1,8 @@
 import type { Catalog } from '../catalog/types.js';
 import { AuditError, errorMessage } from '../errors.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
-import type { AuditSession } from '../session.js';
-import { ident, relationIdent } from '../sql.js';
+import type { AuditSession } from '../target/session.js';
+import { ident, relationIdent } from '../target/sql.js';
 import { insertRow, type Actor, type Actors } from './actors.js';
 import type { Ledger } from './ledger.js';
 import { columnOf, relationOf } from '../catalog/lookup.js';

@@ -7,7 +7,7 @@ import { faker as english } from '@faker-js/faker/locale/en';
 import randexpModule from 'randexp';
 import { readCheck, type CheckModel } from '../analysis/constraints.js';
 import type { Column, Relation } from '../catalog/types.js';
-import { textArrayLiteral } from '../sql.js';
+import { textArrayLiteral } from '../target/sql.js';
 import { emptyRules, epochOf, INTEGER_RANGES, isText, NUMERIC_TYPES, TEMPORAL_TYPES, TEXT_TYPES, type ColumnRules } from './column-rules.js';
 
 /** randexp is CommonJS whose module.exports is the class; its typings describe an ES default export. */

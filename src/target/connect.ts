@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { AuditError, errorMessage } from '../errors.js';
-import { guardClient } from '../sent-sql.js';
+import { guardClient } from './sent-sql.js';
 
 /**
  * Every connection the audit opens goes through here, so that every wait is bounded: the connect itself,

@@ -1,5 +1,5 @@
-import { objectLabel, objectSubject, type Finding } from './findings.js';
-import type { Acceptance } from './scenario/schema.js';
+import { objectLabel, objectSubject, type Finding } from './finding.js';
+import type { Acceptance } from '../scenario/schema.js';
 
 /**
  * Whether an acceptance names this finding: by its fingerprint, or by check and object. The check is the

@@ -1,7 +1,7 @@
-import type { CheckMeta } from './findings.js';
-import { PROBES } from './probes/registry.js';
-import type { MatrixPlacement } from './probes/types.js';
-import { RULES } from './rules/registry.js';
+import type { CheckMeta } from './finding.js';
+import { PROBES } from '../probes/registry.js';
+import type { MatrixPlacement } from '../probes/types.js';
+import { RULES } from '../rules/registry.js';
 
 /** The metadata of every probe and of the checks each reports along the way, in the order they run. */
 export function probeChecks(): CheckMeta[] {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { AuditError, errorMessage } from './errors.js';
-import { fingerprintsOf, objectLabel, type Finding, type FindingObject } from './findings.js';
-import type { Report } from './report/model.js';
+import { AuditError, errorMessage } from '../errors.js';
+import { fingerprintsOf, objectLabel, type Finding, type FindingObject } from './finding.js';
+import type { Report } from '../report/model.js';
 import { isSeverity, severityRank, type Severity } from './severity.js';
 import { summarize } from './verdict.js';
 

@@ -4,9 +4,9 @@
  * reader of the summary should not miss.
  */
 import cliProgress from 'cli-progress';
-import type { AuditPhase, AuditProgress } from './audit.js';
-import type { Report } from './report/model.js';
-import { isSeedingNote, notesOf, noteText } from './report/notes.js';
+import type { AuditPhase, AuditProgress } from '../audit.js';
+import type { Report } from './model.js';
+import { isSeedingNote, notesOf, noteText } from './notes.js';
 
 export interface Palette {
   enabled: boolean;

@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { loadParser, statementSpans, type RawStmt, type StatementSpan } from './analysis/parse.js';
-import { AuditError, errorMessage } from './errors.js';
+import { loadParser, statementSpans, type RawStmt, type StatementSpan } from '../analysis/parse.js';
+import { AuditError, errorMessage } from '../errors.js';
 
 export interface SchemaFile {
   file: string;

@@ -7,17 +7,17 @@
  * skipped with the reason and the run is inconclusive for it, while every other relation is audited as
  * usual. Before and after, the audit reads every sequence, and the report lists any that moved.
  */
-import { SequenceUse, WriteEffects } from './analysis/effects.js';
-import { loadRoutineIndex } from './analysis/routine-index.js';
-import { isSequenceDefault } from './analysis/constraints.js';
-import { loadParser } from './analysis/parse.js';
-import type { Catalog } from './catalog/types.js';
-import type { EffectVerdict } from './analysis/effects.js';
-import type { TenancyPlan } from './plan/tenancy.js';
+import { SequenceUse, WriteEffects } from '../analysis/effects.js';
+import { loadRoutineIndex } from '../analysis/routine-index.js';
+import { isSequenceDefault } from '../analysis/constraints.js';
+import { loadParser } from '../analysis/parse.js';
+import type { Catalog } from '../catalog/types.js';
+import type { EffectVerdict } from '../analysis/effects.js';
+import type { TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession } from './session.js';
-import { KEY_LIMITS } from './seed/seed.js';
-import { triggerEvents, type TriggerEvent } from './analysis/sql-text.js';
-import { relationOf } from './catalog/lookup.js';
+import { KEY_LIMITS } from '../seed/seed.js';
+import { triggerEvents, type TriggerEvent } from '../analysis/sql-text.js';
+import { relationOf } from '../catalog/lookup.js';
 
 export type SequenceValues = Map<string, string | null>;
 

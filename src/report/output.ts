@@ -5,8 +5,8 @@
  */
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AuditError, errorMessage } from './errors.js';
-import { passwordsIn, redact } from './target/connect.js';
+import { AuditError, errorMessage } from '../errors.js';
+import { passwordsIn, redact } from '../target/connect.js';
 
 /** The passwords this run knows of: from the URLs it was given and the environment. */
 export class Secrets {

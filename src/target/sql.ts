@@ -1,5 +1,5 @@
-import { ParseError, scanTokens, type ScanToken } from './analysis/parse.js';
-import type { Relation } from './catalog/types.js';
+import { ParseError, scanTokens, type ScanToken } from '../analysis/parse.js';
+import type { Relation } from '../catalog/types.js';
 
 /** PostgreSQL holds no NUL in a name or a text value, and a NUL would end the message's text early: refused. */
 function refuseNul(text: string, what: string): void {

@@ -1,6 +1,6 @@
-import type { Relation } from './catalog/types.js';
-import type { RelationPlan, TenancyPlan } from './plan/tenancy.js';
-import { ident, literal, qualifiedIdent, relationIdent } from './sql.js';
+import type { Relation } from '../catalog/types.js';
+import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
+import { ident, literal, qualifiedIdent, relationIdent } from '../target/sql.js';
 
 /** A JSON path as PostgreSQL's `#>>` takes it: `'{app_metadata,tenant_id}'`. */
 function jsonPath(path: readonly string[]): string {

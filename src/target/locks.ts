@@ -3,10 +3,10 @@
  * the audit waits a moment at most for a lock and then stops, rather than make the application queue
  * behind it. Said in words: which relation, who holds it, what the audit was doing, and what to do.
  */
-import { describeDumpStatement } from './analysis/dump.js';
-import { loadParser, parseStatements } from './analysis/parse.js';
-import { AuditError, errorMessage } from './errors.js';
-import { connect, type Bounds } from './target/connect.js';
+import { describeDumpStatement } from '../analysis/dump.js';
+import { loadParser, parseStatements } from '../analysis/parse.js';
+import { AuditError, errorMessage } from '../errors.js';
+import { connect, type Bounds } from './connect.js';
 
 /** True for a statement cancelled because a lock was not granted in time (lock_timeout, NOWAIT). */
 export function isLockTimeout(error: unknown): boolean {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Cause } from './findings/cause.js';
+import type { Cause } from './cause.js';
 import type { Severity } from './severity.js';
 
 export type SampleRow = Record<string, string | null>;

@@ -1,7 +1,7 @@
 import pg from 'pg';
-import { AuditError, AuditTimeout, errorMessage } from './errors.js';
-import { connect, DEFAULT_BOUNDS, type Bounds } from './target/connect.js';
-import { pagedQuery } from './target/paged.js';
+import { AuditError, AuditTimeout, errorMessage } from '../errors.js';
+import { connect, DEFAULT_BOUNDS, type Bounds } from './connect.js';
+import { pagedQuery } from './paged.js';
 import { blankComments, runScript } from './sent-sql.js';
 import { ident } from './sql.js';
 

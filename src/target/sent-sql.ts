@@ -11,8 +11,8 @@
  * `runScript` on a cluster the audit owns; the audit refuses schema files on a database it does not own.
  */
 import type pg from 'pg';
-import { loadParser, parseStatements, scanTokens } from './analysis/parse.js';
-import { AuditError } from './errors.js';
+import { loadParser, parseStatements, scanTokens } from '../analysis/parse.js';
+import { AuditError } from '../errors.js';
 
 /** SQL the audit refused to send (it holds a comment or more than one statement): a defect of the audit. */
 export class UnsafeSqlError extends AuditError {}

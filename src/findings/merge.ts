@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import type { Baseline } from './baseline.js';
-import { AuditError, errorMessage } from './errors.js';
-import { finishFindings } from './findings/finish.js';
-import type { FamilyCoverage } from './probes/coverage.js';
-import type { Report } from './report/model.js';
-import { notesOf, remark, reportNotes, type Note } from './report/notes.js';
+import { AuditError, errorMessage } from '../errors.js';
+import { finishFindings } from './finish.js';
+import type { FamilyCoverage } from '../probes/coverage.js';
+import type { Report } from '../report/model.js';
+import { notesOf, remark, reportNotes, type Note } from '../report/notes.js';
 
 /**
  * One report and one verdict from the reports of a sharded run (`rls-audit run --shard i/n`, one CI job each).

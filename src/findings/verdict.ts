@@ -1,6 +1,6 @@
-import type { Finding } from './findings.js';
-import type { ProbeRecord } from './probes/types.js';
-import type { Report } from './report/model.js';
+import type { Finding } from './finding.js';
+import type { ProbeRecord } from '../probes/types.js';
+import type { Report } from '../report/model.js';
 import { atLeast, SEVERITIES, type Severity } from './severity.js';
 
 /**

@@ -228,25 +228,33 @@ const CONSTRAINT_KINDS: Record<string, Constraint['kind']> = { p: 'primary-key',
 /** One read-only pass over pg_catalog. Pure data: no judgement about tenancy or safety. */
 export async function introspect(client: Queryable, schemas: string[] = []): Promise<Catalog> {
   await loadParser(); // domain CHECKs are read with it
-  const info = await client.query<{ version: string; num: string; database: string; user: string }>(
-    `select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`,
-  );
-  const relationRows = (await client.query(RELATIONS_SQL, [schemas])).rows as {
+  // The queries are issued together: on a pipelined connection (the audit's) they cost one round trip per
+  // group, and a connection that is not pipelined runs them one after the other. The first failure is thrown.
+  const [info, relationResult] = await Promise.all([
+    client.query<{ version: string; num: string; database: string; user: string }>(
+      `select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`,
+    ),
+    client.query(RELATIONS_SQL, [schemas]),
+  ]);
+  const relationRows = relationResult.rows as {
     oid: number; schema: string; name: string; kind: string; owner: string; rls_enabled: boolean; rls_forced: boolean;
     is_partition: boolean; partition_bound: string | null; partition_key: string | null; parents: string[]; view_definition: string | null; options: string[]; estimated_rows: number; grants: string[];
   }[];
   const oids = relationRows.map((row) => row.oid);
-  // One connection answers one query at a time: ask in sequence.
-  const columns = await client.query(COLUMNS_SQL, [oids]);
-  const constraints = await client.query(CONSTRAINTS_SQL, [oids]);
-  const indexes = await client.query(INDEXES_SQL, [oids]);
-  const policies = await client.query(POLICIES_SQL, [oids]);
-  const dependencies = await client.query(DEPENDENCIES_SQL, [oids]);
-  const roles = await client.query(ROLES_SQL);
   // SQL-standard bodies (BEGIN ATOMIC, PostgreSQL 14+) leave prosrc empty; their text is in prosqlbody.
   const sqlBody = Number(info.rows[0]!.num) >= 140000 ? 'coalesce(pg_get_function_sqlbody(p.oid), p.prosrc)' : 'p.prosrc';
-  const functions = await client.query(FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]);
-  const triggers = await client.query(TRIGGERS_SQL, [oids]);
+  const [columns, constraints, indexes, policies, dependencies, roles, functions, triggers, schemaResult, databaseResult] = await Promise.all([
+    client.query(COLUMNS_SQL, [oids]),
+    client.query(CONSTRAINTS_SQL, [oids]),
+    client.query(INDEXES_SQL, [oids]),
+    client.query(POLICIES_SQL, [oids]),
+    client.query(DEPENDENCIES_SQL, [oids]),
+    client.query(ROLES_SQL),
+    client.query(FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]),
+    client.query(TRIGGERS_SQL, [oids]),
+    client.query(SCHEMAS_SQL),
+    client.query(DATABASE_SQL),
+  ]);
 
   const columnsByRelation = groupBy(columns.rows as ColumnRow[], (row) => row.relid);
   const attributeNames = new Map<number, Map<number, string>>();
@@ -406,8 +414,8 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       }
     }
   }
-  const schemaRows = (await client.query(SCHEMAS_SQL)).rows as { name: string; owner: string; grants: string[] }[];
-  const databaseRow = (await client.query(DATABASE_SQL)).rows[0] as { owner: string; grants: string[] };
+  const schemaRows = schemaResult.rows as { name: string; owner: string; grants: string[] }[];
+  const databaseRow = databaseResult.rows[0] as { owner: string; grants: string[] };
   return {
     serverVersion: info.rows[0]!.version,
     serverVersionNum: Number(info.rows[0]!.num),

@@ -225,16 +225,24 @@ function toColumn(row: ColumnRow): Column {
 
 const CONSTRAINT_KINDS: Record<string, Constraint['kind']> = { p: 'primary-key', u: 'unique', x: 'exclusion', f: 'foreign-key', c: 'check' };
 
+/**
+ * Run the queries in order and return their results. On a pipelined connection (the audit's, see
+ * target/connect.ts) they are all sent at once, so that they cost one round trip; on any other, one after
+ * the other (node-postgres runs one query at a time there). The first failure is thrown.
+ */
+async function inTurn(client: Queryable, queries: [string, unknown[]?][]): Promise<pg.QueryResult[]> {
+  if ((client as { pipeline?: unknown }).pipeline === true) return Promise.all(queries.map(([text, values]) => client.query(text, values)));
+  const results: pg.QueryResult[] = [];
+  for (const [text, values] of queries) results.push(await client.query(text, values));
+  return results;
+}
+
 /** One read-only pass over pg_catalog. Pure data: no judgement about tenancy or safety. */
 export async function introspect(client: Queryable, schemas: string[] = []): Promise<Catalog> {
   await loadParser(); // domain CHECKs are read with it
-  // The queries are issued together: on a pipelined connection (the audit's) they cost one round trip per
-  // group, and a connection that is not pipelined runs them one after the other. The first failure is thrown.
-  const [info, relationResult] = await Promise.all([
-    client.query<{ version: string; num: string; database: string; user: string }>(
-      `select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`,
-    ),
-    client.query(RELATIONS_SQL, [schemas]),
+  const [info, relationResult] = await inTurn(client, [
+    [`select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`],
+    [RELATIONS_SQL, [schemas]],
   ]);
   const relationRows = relationResult.rows as {
     oid: number; schema: string; name: string; kind: string; owner: string; rls_enabled: boolean; rls_forced: boolean;
@@ -243,17 +251,17 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
   const oids = relationRows.map((row) => row.oid);
   // SQL-standard bodies (BEGIN ATOMIC, PostgreSQL 14+) leave prosrc empty; their text is in prosqlbody.
   const sqlBody = Number(info.rows[0]!.num) >= 140000 ? 'coalesce(pg_get_function_sqlbody(p.oid), p.prosrc)' : 'p.prosrc';
-  const [columns, constraints, indexes, policies, dependencies, roles, functions, triggers, schemaResult, databaseResult] = await Promise.all([
-    client.query(COLUMNS_SQL, [oids]),
-    client.query(CONSTRAINTS_SQL, [oids]),
-    client.query(INDEXES_SQL, [oids]),
-    client.query(POLICIES_SQL, [oids]),
-    client.query(DEPENDENCIES_SQL, [oids]),
-    client.query(ROLES_SQL),
-    client.query(FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]),
-    client.query(TRIGGERS_SQL, [oids]),
-    client.query(SCHEMAS_SQL),
-    client.query(DATABASE_SQL),
+  const [columns, constraints, indexes, policies, dependencies, roles, functions, triggers, schemaResult, databaseResult] = await inTurn(client, [
+    [COLUMNS_SQL, [oids]],
+    [CONSTRAINTS_SQL, [oids]],
+    [INDEXES_SQL, [oids]],
+    [POLICIES_SQL, [oids]],
+    [DEPENDENCIES_SQL, [oids]],
+    [ROLES_SQL],
+    [FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]],
+    [TRIGGERS_SQL, [oids]],
+    [SCHEMAS_SQL],
+    [DATABASE_SQL],
   ]);
 
   const columnsByRelation = groupBy(columns.rows as ColumnRow[], (row) => row.relid);

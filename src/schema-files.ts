@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { loadParser, ParseError, statementChunks, type RawStmt } from './analysis/parse.js';
+import { loadParser, ParseError, statementChunks, type RawStmt, type StatementSpan } from './analysis/parse.js';
 import { AuditError, errorMessage } from './errors.js';
 
 export interface SchemaFile {
@@ -157,15 +157,20 @@ export async function applySchemaFiles(files: SchemaFile[], execute: (sql: strin
     }
   };
   for (const { file, sql } of files) {
+    const chunks = statementChunks(sql);
     let read = 0;
-    try {
-      for (const chunk of statementChunks(sql)) {
-        for (const statement of chunk.spans) await start(groups.add({ file, sql, text: statement.text, start: statement.start, raw: statement.raw }));
-        read = chunk.end;
+    for (;;) {
+      let chunk: IteratorResult<{ spans: StatementSpan[]; end: number }>;
+      try {
+        chunk = chunks.next();
+      } catch (error) {
+        if (!(error instanceof ParseError)) throw error;
+        await start(groups.add({ file, sql, text: sql.slice(read), start: read, raw: null }));
+        break;
       }
-    } catch (error) {
-      if (!(error instanceof ParseError)) throw error;
-      await start(groups.add({ file, sql, text: sql.slice(read), start: read, raw: null }));
+      if (chunk.done) break;
+      for (const statement of chunk.value.spans) await start(groups.add({ file, sql, text: statement.text, start: statement.start, raw: statement.raw }));
+      read = chunk.value.end;
     }
   }
   await start(groups.rest());

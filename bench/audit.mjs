@@ -51,6 +51,8 @@ try {
       verdict: summary.verdict,
       findings: summary.findings,
       maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+      // This process's own CPU (the client's: not the server's), from start-up to here.
+      cpuMs: Math.round((process.resourceUsage().userCPUTime + process.resourceUsage().systemCPUTime) / 1000),
     }),
   );
 } finally {

@@ -28,7 +28,8 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 const ms = (value) => `${value.toFixed(1).padStart(8)} ms`;
 
 const target = await startEmbedded(pgBin ? { pgBin } : {});
-const client = new pg.Client({ connectionString: target.connectionString });
+// Pipelined, as the audit's own session is (introspection then sends its queries together).
+const client = new pg.Client({ connectionString: target.connectionString, pipeline: true });
 try {
   await client.connect();
   const schema = generateSchema({ tables });

@@ -10,7 +10,9 @@
  *   node bench/run.mjs --rounds 3           repeat the comparison, pairs back to back, report the medians
  *   node bench/run.mjs --extra '{"jobs":1}' scenario fields for the audit side
  *   node bench/run.mjs --only staging       just the staging-scale audit (bench/staging.mjs): the chat schema with
- *                                           0 and 3,000,000 existing messages; --staging-rows 0,300000 changes the sizes
+ *                                           0 and 3,000,000 existing messages; --staging-rows 0,300000 changes the sizes;
+ *                                           the application's p99 under pgbench alone and during an audit
+ *                                           (--pgbench 4 clients, --pgbench-rate 200 transactions/s; --pgbench 0: none)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -84,6 +86,12 @@ async function compare() {
     const floor = floorName ? phase(floors, floorName) : null;
     console.log(`${name.padEnd(14)}${(floor === null ? '' : s(floor)).padStart(10)}${s(audit).padStart(12)}${(floor === null ? '' : ratio(audit, floor)).padStart(9)}`);
   }
+  const total = (runs) => median(runs.map((run) => run.timings.total));
+  const busy = os.loadavg()[0] >= os.cpus().length;
+  console.log(
+    `whole run: ${ratio(total(audits), total(floors))} the floor of this run (${s(total(floors))}), probes ${ratio(phase(audits, 'probes'), phase(floors, 'probes'))}; ` +
+      `target ${busy ? '1.4x (a busy machine: load at or above the cores)' : '1.2x (a quiet machine)'}; the audit's own CPU ${s(median(audits.map((run) => run.cpuMs)))} (median)`,
+  );
   const last = audits[audits.length - 1];
   console.log(`audit: ${last.rowsSeeded} rows seeded, ${last.queries} queries, ${last.probeRecords} probe records, verdict ${last.verdict}, peak RSS ${last.maxRssMB} MB`);
   const perProbe = Object.entries(last.timings.perProbe).sort((a, b) => b[1] - a[1]).slice(0, 8);
@@ -114,7 +122,7 @@ if (!only || only === 'growth') {
 }
 if (!only || only === 'staging') {
   // Its own script prints its own lines: a run with --database-url on a database that already holds rows.
-  const args = [fileURLToPath(new URL('./staging.mjs', import.meta.url)), '--rows', option('staging-rows', '0,3000000')];
+  const args = [fileURLToPath(new URL('./staging.mjs', import.meta.url)), '--rows', option('staging-rows', '0,3000000'), '--pgbench', option('pgbench', '4'), '--pgbench-rate', option('pgbench-rate', '200')];
   if (pgBin) args.push('--pg-bin', pgBin);
   await new Promise((resolve, reject) => {
     const staging = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });

@@ -12,8 +12,11 @@
  *   node bench/staging.mjs [--rows 0,3000000] [--tenants 200] [--pg-bin /usr/lib/postgresql/15/bin] [--rounds 3]
  *                                           (the audit's time is the median of --rounds runs on the same database;
  *                                           the rows read are the first run's)
- *                          [--pgbench 10]   also run pgbench (N clients, selects of one tenant's messages)
- *                                           during the audit and print the application's p99 latency
+ *                          [--pgbench 4]    also run pgbench as the application (N clients, a tenant's latest
+ *                                           messages), alone and then during one more audit, and print its
+ *                                           p50/p99 latency both ways; [--pgbench-rate 200] bounds it to that
+ *                                           many transactions per second (0: as fast as it can; the latency
+ *                                           is then counted from each transaction's scheduled start)
  *                          [--statements]   load pg_stat_statements and print the audit's 8 heaviest statements
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -35,6 +38,7 @@ const pgBin = option('pg-bin', '/usr/lib/postgresql/15/bin');
 const sizes = option('rows', '0,3000000').split(',').map(Number);
 const tenantCount = Number(option('tenants', '200'));
 const pgbenchClients = Number(option('pgbench', '0'));
+const pgbenchRate = Number(option('pgbench-rate', '200'));
 const statements = flag('statements');
 const rounds = Number(option('rounds', '3'));
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -196,7 +200,7 @@ async function startPgbench(cluster, dir) {
   ).then(() => {
     const child = spawn(
       path.join(pgBin, 'pgbench'),
-      ['-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', '-n', '-c', String(pgbenchClients), '-j', '1', '-T', '3600', '-f', script, '-l', '--log-prefix', logPrefix, 'postgres'],
+      ['-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', '-n', '-c', String(pgbenchClients), '-j', '1', '-T', '3600', ...(pgbenchRate > 0 ? ['-R', String(pgbenchRate)] : []), '-f', script, '-l', '--log-prefix', logPrefix, 'postgres'],
       { stdio: 'ignore', cwd: dir },
     );
     return {
@@ -228,26 +232,28 @@ async function measure(rows) {
     await fill(client, rows);
     const filled = Date.now() - filling;
     if (statements) await client.query('create extension pg_stat_statements').then(() => client.query('select pg_stat_statements_reset()'));
-    let quiet = null;
-    if (pgbenchClients) {
-      // The application alone first, for as long as the empty database's audit takes, to compare with.
-      const alone = await startPgbench(cluster, path.join(cluster.dir, 'alone'));
-      await new Promise((resolve) => setTimeout(resolve, 8000));
-      quiet = await alone.stop();
-    }
     // Exact row counts (n_live_tup is an estimate), read before the statistics' starting point.
     const existing = new Map();
     for (const name of TABLES) existing.set(name, Number((await client.query(`select count(*)::int8::text as n from ${name}`)).rows[0].n));
     const before = await settledTuplesRead(client);
-    const app = pgbenchClients ? await startPgbench(cluster, path.join(cluster.dir, 'during')) : null;
     const run = await runAudit(cluster.url);
-    const latency = app ? await app.stop() : null;
     const after = await settledTuplesRead(client);
     // The audit leaves the database as it was: further rounds on the same cluster, for the median time.
     const walls = [run.wall];
     for (let round = 1; round < rounds; round += 1) walls.push((await runAudit(cluster.url)).wall);
     run.wall = [...walls].sort((a, b) => a - b)[Math.floor(walls.length / 2)];
     run.walls = walls;
+    // The application (pgbench) alone, for as long as an audit takes, then during one more audit.
+    let quiet = null;
+    let latency = null;
+    if (pgbenchClients) {
+      const alone = await startPgbench(cluster, path.join(cluster.dir, 'alone'));
+      await new Promise((resolve) => setTimeout(resolve, Math.max(5000, run.wall)));
+      quiet = await alone.stop();
+      const app = await startPgbench(cluster, path.join(cluster.dir, 'during'));
+      const during = await runAudit(cluster.url);
+      latency = { ...(await app.stop()), wall: during.wall };
+    }
     const perTable = TABLES.map((name) => ({ name, read: (after.get(name)?.read ?? 0) - (before.get(name)?.read ?? 0), seq: (after.get(name)?.seq ?? 0) - (before.get(name)?.seq ?? 0), live: existing.get(name) }));
     let heaviest = [];
     if (statements) {
@@ -286,8 +292,10 @@ for (const rows of sizes) {
   }
   for (const note of run.report.notes.filter((line) => /sampl/i.test(line))) console.log(`  note: ${note}`);
   const latencyLine = (name, entry) => `${name}: ${entry.transactions} transactions, p50 ${entry.p50.toFixed(2)} ms, p99 ${entry.p99.toFixed(2)} ms, max ${entry.max.toFixed(2)} ms`;
-  if (quiet) console.log(`  application under pgbench (${pgbenchClients} clients), ${latencyLine('alone for 8 s', quiet)}`);
-  if (latency) console.log(`  ${latencyLine('during the audit', latency)} (the rows read above include the application's)`);
+  if (quiet && latency) {
+    console.log(`  application (pgbench, ${pgbenchClients} clients${pgbenchRate > 0 ? `, ${pgbenchRate} transactions/s` : ', unthrottled'}): ${latencyLine('alone', quiet)}`);
+    console.log(`    ${latencyLine(`during an audit (${s(latency.wall)})`, latency)}; p99 ${(latency.p99 / quiet.p99).toFixed(2)}x alone`);
+  }
   for (const statement of result.heaviest) console.log(`    ${statement.blocks.padStart(9)} blocks ${statement.ms.padStart(6)} ms ${statement.calls.padStart(5)} calls: ${statement.query}`);
 }
 console.log(`\nload at the end ${load()}`);

@@ -123,6 +123,16 @@ function lineEndingSemicolon(sql: string, from: number): number {
  */
 export function statementSpans(sql: string): StatementSpan[] {
   const spans: StatementSpan[] = [];
+  for (const chunk of statementChunks(sql)) spans.push(...chunk.spans);
+  return spans;
+}
+
+/**
+ * statementSpans one chunk at a time, as each is parsed: `end` is the character offset up to which the
+ * script has been read, so that a caller can act on a chunk (send it to the server) while the next one is
+ * parsed. The ParseError of a script the parser rejects is thrown at the chunk that runs to its end.
+ */
+export function* statementChunks(sql: string): Generator<{ spans: StatementSpan[]; end: number }> {
   for (let from = 0, bytesBefore = 0; from < sql.length; ) {
     let end = lineEndingSemicolon(sql, Math.min(sql.length, from + SCRIPT_CHUNK));
     let raws: RawStmt[];
@@ -142,6 +152,7 @@ export function statementSpans(sql: string): StatementSpan[] {
     }
     const chunk = sql.slice(from, end);
     const toChar = byteToChar(chunk);
+    const spans: StatementSpan[] = [];
     for (const raw of raws) {
       const location = raw.stmt_location ?? 0;
       const start = from + toChar(location);
@@ -150,8 +161,8 @@ export function statementSpans(sql: string): StatementSpan[] {
     }
     bytesBefore += Buffer.byteLength(chunk);
     from = end;
+    yield { spans, end };
   }
-  return spans;
 }
 
 /** Control characters the scanner copies into its JSON unescaped (it escapes only tab, newline and return). */

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { domainCheckOnColumn } from '../analysis/constraints.js';
 import { loadParser } from '../analysis/parse.js';
-import { pagedQuery } from '../target/paged.js';
+import { pagedQueries } from '../target/paged.js';
 import type {
   Catalog,
   Column,
@@ -226,29 +226,42 @@ function toColumn(row: ColumnRow): Column {
 
 const CONSTRAINT_KINDS: Record<string, Constraint['kind']> = { p: 'primary-key', u: 'unique', x: 'exclusion', f: 'foreign-key', c: 'check' };
 
+/**
+ * Run the queries in pages (target/paged.ts) and return their results in order. On a pipelined connection
+ * (the audit's, see target/connect.ts) they are all sent at once, so that a catalog that fits in a page per
+ * query costs one round trip; on any other, one after the other (node-postgres runs one query at a time
+ * there). The first failure is thrown.
+ */
+function inTurn(client: Queryable, queries: [string, unknown[]?][]): Promise<{ rows: pg.QueryResultRow[] }[]> {
+  return pagedQueries<pg.QueryResultRow>((text, values) => client.query(text, values), queries, (client as { pipeline?: unknown }).pipeline === true);
+}
+
 /** One read-only pass over pg_catalog. Pure data: no judgement about tenancy or safety. */
 export async function introspect(client: Queryable, schemas: string[] = []): Promise<Catalog> {
   await loadParser(); // domain CHECKs are read with it
-  // Each read in pages (target/paged.ts): one connection answers one query at a time, in sequence.
-  const paged = (text: string, values?: unknown[]) => pagedQuery((page, pageValues) => client.query(page, pageValues), text, values);
-  const info = await client.query<{ version: string; num: string; database: string; user: string }>(
-    `select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`,
-  );
-  const relationRows = (await paged(RELATIONS_SQL, [schemas])).rows as {
+  const [info, relationResult] = await inTurn(client, [
+    [`select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`],
+    [RELATIONS_SQL, [schemas]],
+  ]);
+  const relationRows = relationResult.rows as {
     oid: number; schema: string; name: string; kind: string; owner: string; rls_enabled: boolean; rls_forced: boolean;
     is_partition: boolean; partition_bound: string | null; partition_key: string | null; parents: string[]; view_definition: string | null; options: string[]; estimated_rows: number; grants: string[];
   }[];
   const oids = relationRows.map((row) => row.oid);
-  const columns = await paged(COLUMNS_SQL, [oids]);
-  const constraints = await paged(CONSTRAINTS_SQL, [oids]);
-  const indexes = await paged(INDEXES_SQL, [oids]);
-  const policies = await paged(POLICIES_SQL, [oids]);
-  const dependencies = await paged(DEPENDENCIES_SQL, [oids]);
-  const roles = await paged(ROLES_SQL);
   // SQL-standard bodies (BEGIN ATOMIC, PostgreSQL 14+) leave prosrc empty; their text is in prosqlbody.
   const sqlBody = Number(info.rows[0]!.num) >= 140000 ? 'coalesce(pg_get_function_sqlbody(p.oid), p.prosrc)' : 'p.prosrc';
-  const functions = await paged(FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]);
-  const triggers = await paged(TRIGGERS_SQL, [oids]);
+  const [columns, constraints, indexes, policies, dependencies, roles, functions, triggers, schemaResult, databaseResult] = await inTurn(client, [
+    [COLUMNS_SQL, [oids]],
+    [CONSTRAINTS_SQL, [oids]],
+    [INDEXES_SQL, [oids]],
+    [POLICIES_SQL, [oids]],
+    [DEPENDENCIES_SQL, [oids]],
+    [ROLES_SQL],
+    [FUNCTIONS_SQL.replace('/*SQL_BODY*/ p.prosrc', sqlBody), [schemas]],
+    [TRIGGERS_SQL, [oids]],
+    [SCHEMAS_SQL],
+    [DATABASE_SQL],
+  ]);
 
   const columnsByRelation = groupBy(columns.rows as ColumnRow[], (row) => row.relid);
   const attributeNames = new Map<number, Map<number, string>>();
@@ -408,8 +421,8 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       }
     }
   }
-  const schemaRows = (await paged(SCHEMAS_SQL)).rows as { name: string; owner: string; grants: string[] }[];
-  const databaseRow = (await client.query(DATABASE_SQL)).rows[0] as { owner: string; grants: string[] };
+  const schemaRows = schemaResult.rows as { name: string; owner: string; grants: string[] }[];
+  const databaseRow = databaseResult.rows[0] as { owner: string; grants: string[] };
   return {
     serverVersion: info.rows[0]!.version,
     serverVersionNum: Number(info.rows[0]!.num),

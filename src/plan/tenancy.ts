@@ -172,7 +172,11 @@ export function policyMemberships(analysis: Analysis, key: string | null): Polic
 function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | null, notes: string[]): ContextChoice {
   const equality = analysis.contextReferences.filter((reference) => reference.use.kind === 'equality');
   const relationsBy = new Map<string, Set<string>>();
-  for (const reference of equality) relationsBy.set(reference.key, new Set([...(relationsBy.get(reference.key) ?? []), reference.relation]));
+  for (const reference of equality) {
+    const relations = relationsBy.get(reference.key);
+    if (relations) relations.add(reference.relation);
+    else relationsBy.set(reference.key, new Set([reference.relation]));
+  }
   const sourceOf = (key: string) => equality.find((reference) => reference.key === key)!.source;
   const ranked = [...relationsBy].sort((a, b) => b[1].size - a[1].size || a[0].localeCompare(b[0]));
   const escapes = [...new Set(analysis.contextReferences.filter((reference) => reference.use.kind === 'escape' && reference.source.kind === 'setting').map((reference) => (reference.source as { setting: string }).setting))];

@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { loadParser, statementSpans, type RawStmt, type StatementSpan } from '../analysis/parse.js';
+import { loadParser, ParseError, statementChunks, type RawStmt, type StatementSpan } from '../analysis/parse.js';
 import { AuditError, errorMessage } from '../errors.js';
 
 export interface SchemaFile {
@@ -36,15 +36,6 @@ export async function readSchemaFiles(files: string[]): Promise<SchemaFile[]> {
   );
 }
 
-/** The statements of a script with the character offset each starts at; null when the parser rejects it (PostgreSQL then says where). */
-function statementsOf(sql: string): StatementSpan[] | null {
-  try {
-    return statementSpans(sql);
-  } catch {
-    return null;
-  }
-}
-
 /** One statement of a schema file, or a whole file the parser rejects (`raw` null). */
 interface Step {
   file: string;
@@ -54,9 +45,12 @@ interface Step {
   raw: RawStmt | null;
 }
 
-/** Statements sent together at most, and their characters at most. */
+/**
+ * Statements sent together at most, and their characters at most: about one chunk of the parser's
+ * (statementChunks), so that the server runs one message while the next part of the script is parsed.
+ */
 const BATCH_STATEMENTS = 500;
-const BATCH_CHARS = 1 << 20;
+const BATCH_CHARS = 1 << 14;
 
 /**
  * How a statement may share one simple-query message with others, which PostgreSQL runs as one implicit
@@ -100,62 +94,100 @@ function placement(raw: RawStmt | null): 'batch' | 'last' | 'alone' {
 /**
  * The steps in order, grouped into the messages they are sent in: statements that may share an implicit
  * transaction go together, up to a bound; the rest go one by one, as do all statements between a BEGIN and
- * its end (the script's own transaction: a failed group could not be run again inside it).
+ * its end (the script's own transaction: a failed group could not be run again inside it). Steps are added
+ * as they are parsed; `add` returns the groups that are complete.
  */
-function groupSteps(steps: Step[]): Step[][] {
-  const groups: Step[][] = [];
-  let group: Step[] = [];
-  let chars = 0;
-  let ownTransaction = false;
-  const close = () => {
-    if (group.length) groups.push(group);
-    group = [];
-    chars = 0;
-  };
-  for (const step of steps) {
+class StepGroups {
+  private group: Step[] = [];
+  private chars = 0;
+  private ownTransaction = false;
+
+  add(step: Step): Step[][] {
+    const done: Step[][] = [];
+    const close = () => {
+      if (this.group.length) done.push(this.group);
+      this.group = [];
+      this.chars = 0;
+    };
     const where = placement(step.raw);
     const transaction = (step.raw?.stmt as { TransactionStmt?: { kind?: string } } | undefined)?.TransactionStmt?.kind;
-    if (transaction) ownTransaction = transaction === 'TRANS_STMT_BEGIN' || transaction === 'TRANS_STMT_START' || (ownTransaction && !['TRANS_STMT_COMMIT', 'TRANS_STMT_ROLLBACK', 'TRANS_STMT_PREPARE'].includes(transaction));
-    if (where === 'alone' || ownTransaction || transaction) {
+    if (transaction) this.ownTransaction = transaction === 'TRANS_STMT_BEGIN' || transaction === 'TRANS_STMT_START' || (this.ownTransaction && !['TRANS_STMT_COMMIT', 'TRANS_STMT_ROLLBACK', 'TRANS_STMT_PREPARE'].includes(transaction));
+    if (where === 'alone' || this.ownTransaction || transaction) {
       close();
-      groups.push([step]);
-      continue;
+      done.push([step]);
+      return done;
     }
-    if (group.length >= BATCH_STATEMENTS || chars + step.text.length > BATCH_CHARS) close();
-    group.push(step);
-    chars += step.text.length;
+    if (this.group.length >= BATCH_STATEMENTS || this.chars + step.text.length > BATCH_CHARS) close();
+    this.group.push(step);
+    this.chars += step.text.length;
     if (where === 'last') close();
+    return done;
   }
-  close();
-  return groups;
+
+  /** The group still open, at the end of the last file. */
+  rest(): Step[][] {
+    const done = this.group.length ? [this.group] : [];
+    this.group = [];
+    return done;
+  }
 }
 
 /**
  * Run the schema files in order, as psql would, but with statements grouped into few messages: a group runs
  * as one implicit transaction, so when it fails nothing of it is kept, and it runs again statement by
  * statement (split by PostgreSQL's parser) so that the error names the file and the line of the statement
- * that failed, for errors found while running as well as for syntax errors. A file the parser rejects runs
- * as one script: the server then reports the position. `execute` runs one message and keeps its effects
- * only if all of it succeeds (on the audit's own connection, a savepoint per message).
+ * that failed, for errors found while running as well as for syntax errors. What the parser rejects (from
+ * the chunk it cannot parse to the end of its file) runs as one script: the server then reports the
+ * position. `execute` runs one message and keeps its effects only if all of it succeeds (on the audit's own
+ * connection, a savepoint per message).
+ *
+ * The server runs each group while the parser reads on: a group is sent as soon as it is complete, and the
+ * next one only once it has succeeded.
  */
 export async function applySchemaFiles(files: SchemaFile[], execute: (sql: string) => Promise<unknown>, cwd = process.cwd()): Promise<void> {
   await loadParser();
-  const steps: Step[] = files.flatMap(({ file, sql }): Step[] => {
-    const statements = statementsOf(sql);
-    return statements ? statements.map((statement) => ({ file, sql, text: statement.text, start: statement.start, raw: statement.raw })) : [{ file, sql, text: sql, start: 0, raw: null }];
-  });
-  for (const group of groupSteps(steps)) {
-    if (group.length > 1) {
-      try {
-        // A newline before each `;`: a statement may end in a line comment (the last one of a file).
-        await execute(group.map((step) => step.text).join('\n;\n'));
-        continue;
-      } catch {
-        // Rolled back whole: run it again one statement at a time to say which failed.
-      }
+  const groups = new StepGroups();
+  let running: Promise<void> = Promise.resolve();
+  const start = async (done: Step[][]) => {
+    for (const group of done) {
+      await running;
+      running = runGroup(group, execute, cwd);
+      // Its failure is awaited (and thrown) before anything else is sent; meanwhile it is not unhandled.
+      running.catch(() => undefined);
     }
-    for (const step of group) await runStep(step, execute, cwd);
+  };
+  for (const { file, sql } of files) {
+    const chunks = statementChunks(sql);
+    let read = 0;
+    for (;;) {
+      let chunk: IteratorResult<{ spans: StatementSpan[]; end: number }>;
+      try {
+        chunk = chunks.next();
+      } catch (error) {
+        if (!(error instanceof ParseError)) throw error;
+        await start(groups.add({ file, sql, text: sql.slice(read), start: read, raw: null }));
+        break;
+      }
+      if (chunk.done) break;
+      for (const statement of chunk.value.spans) await start(groups.add({ file, sql, text: statement.text, start: statement.start, raw: statement.raw }));
+      read = chunk.value.end;
+    }
   }
+  await start(groups.rest());
+  await running;
+}
+
+async function runGroup(group: Step[], execute: (sql: string) => Promise<unknown>, cwd: string): Promise<void> {
+  if (group.length > 1) {
+    try {
+      // A newline before each `;`: a statement may end in a line comment (the last one of a file).
+      await execute(group.map((step) => step.text).join('\n;\n'));
+      return;
+    } catch {
+      // Rolled back whole: run it again one statement at a time to say which failed.
+    }
+  }
+  for (const step of group) await runStep(step, execute, cwd);
 }
 
 /** The extension a CREATE EXTENSION statement creates, or null for any other statement. */

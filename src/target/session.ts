@@ -112,8 +112,9 @@ export class AuditSession {
   static async open(connection: string, options: { bounds?: Bounds; readOnly?: boolean } = {}): Promise<AuditSession> {
     const client = await connect(connection, options.bounds ?? DEFAULT_BOUNDS, 'rls-audit', true);
     const session = new AuditSession(client);
-    session.pid = Number((await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid);
-    await client.query(options.readOnly ? 'begin read only' : 'begin');
+    // One round trip: the connection is pipelined.
+    const [pid] = await Promise.all([client.query<{ pid: number }>('select pg_backend_pid() as pid'), client.query(options.readOnly ? 'begin read only' : 'begin')]);
+    session.pid = Number(pid.rows[0]!.pid);
     return session;
   }
 

@@ -1,4 +1,4 @@
-import { ParseError, scanTokens, type ScanToken } from '../analysis/parse.js';
+import { ParseError, scanTokens } from '../analysis/parse.js';
 import type { Relation } from '../catalog/types.js';
 
 /** PostgreSQL holds no NUL in a name or a text value, and a NUL would end the message's text early: refused. */
@@ -64,24 +64,38 @@ export function literal(value: string | number | boolean | null): string {
   return value.includes('\\') ? `E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }
 
+/** Where the placeholders of a statement text are (null: the lexer rejects it), by text: probes show the same statement with many values. */
+const placeholderCache = new Map<string, { start: number; end: number; position: number }[] | null>();
+const PLACEHOLDER_CACHE_ENTRIES = 4096;
+
+function placeholdersOf(sql: string): { start: number; end: number; position: number }[] | null {
+  const cached = placeholderCache.get(sql);
+  if (cached !== undefined) return cached;
+  // The placeholders are the lexer's: `$1` in a string, a dollar quote, a quoted name or a comment is text.
+  let found: { start: number; end: number; position: number }[] | null;
+  try {
+    found = scanTokens(sql)
+      .filter((token) => token.tokenName === 'PARAM')
+      .map((token) => ({ start: token.start, end: token.end, position: Number(token.text.slice(1)) }));
+  } catch (error) {
+    if (!(error instanceof ParseError)) throw error;
+    found = null;
+  }
+  if (placeholderCache.size >= PLACEHOLDER_CACHE_ENTRIES) placeholderCache.clear();
+  placeholderCache.set(sql, found);
+  return found;
+}
+
 /** Replace `$1`, `$2`, ... in SQL with literals, for evidence that can be pasted into psql. */
 export function inlineParameters(sql: string, params: readonly (string | number | boolean | null)[]): string {
-  // The placeholders are the lexer's: `$1` in a string, a dollar quote, a quoted name or a comment is text.
-  let tokens: ScanToken[];
-  try {
-    tokens = scanTokens(sql);
-  } catch (error) {
-    if (error instanceof ParseError) return sql; // shown as written; the server reports the error where it runs
-    throw error;
-  }
+  const placeholders = placeholdersOf(sql);
+  if (!placeholders) return sql; // shown as written; the server reports the error where it runs
   let out = '';
   let at = 0;
-  for (const token of tokens) {
-    if (token.tokenName !== 'PARAM') continue;
-    const position = Number(token.text.slice(1));
+  for (const { start, end, position } of placeholders) {
     if (!(position >= 1 && position <= params.length)) continue;
-    out += sql.slice(at, token.start) + literal(params[position - 1]!);
-    at = token.end;
+    out += sql.slice(at, start) + literal(params[position - 1]!);
+    at = end;
   }
   return out + sql.slice(at);
 }

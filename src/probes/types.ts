@@ -5,7 +5,7 @@ import type { TenancyPlan } from '../plan/tenancy.js';
 import type { Scenario } from '../scenario/schema.js';
 import type { Actors } from '../seed/actors.js';
 import type { Ledger, Tenant } from '../seed/ledger.js';
-import type { SeedResult } from '../seed/seed.js';
+import type { SeedResult } from '../seed/outcome.js';
 import type { AuditSession } from '../target/session.js';
 import type { SequenceRisk } from '../target/sequences.js';
 import type { InconclusiveReason } from '../findings/verdict.js';

@@ -3,7 +3,7 @@ import type { CheckMeta, Finding } from '../findings/finding.js';
 import type { Acceptance } from '../scenario/schema.js';
 import type { FamilyCoverage } from '../probes/coverage.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
-import type { PartitionCoverage, SeedStatus } from '../seed/seed.js';
+import type { PartitionCoverage, SeedStatus } from '../seed/outcome.js';
 import type { Severity } from '../findings/severity.js';
 import type { InconclusiveReason, Verdict } from '../findings/verdict.js';
 import type { SourceLocation } from './locate.js';

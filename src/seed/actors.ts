@@ -9,7 +9,8 @@ import type { Ledger, Tenant } from './ledger.js';
 import { addProfile } from './identity.js';
 import { columnRules } from './column-rules.js';
 import { checksOf, columnValue, createFaker, tenantIds } from './values.js';
-import { isSequenceBacked, KEY_LIMITS, rowsMadeByTriggers } from './seed.js';
+import { isSequenceBacked, KEY_LIMITS } from './shapes.js';
+import { rowsMadeByTriggers } from './triggers.js';
 import { columnOf, relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 
 /** Who a probe runs as: the context binds `$tenant`, `$user` and `$role` from it. */

@@ -6,7 +6,7 @@ import type { AuditSession } from '../target/session.js';
 import { ident, qualifiedIdent, relationIdent } from '../target/sql.js';
 import type { Actors } from './actors.js';
 import type { Ledger } from './ledger.js';
-import type { WriteBlock } from './seed.js';
+import type { WriteBlock } from './outcome.js';
 import { relationOf, requireColumn } from '../catalog/lookup.js';
 
 /** At most this many rows of each tenant become its actor's own, per table. */

@@ -15,7 +15,7 @@ import type { Catalog } from '../catalog/types.js';
 import type { EffectVerdict } from '../analysis/effects.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession } from './session.js';
-import { KEY_LIMITS } from '../seed/seed.js';
+import { KEY_LIMITS } from '../seed/shapes.js';
 import { triggerEvents, type TriggerEvent } from '../analysis/sql-text.js';
 import { relationOf } from '../catalog/lookup.js';
 
@@ -40,7 +40,7 @@ export function movedSequences(before: SequenceValues, after: SequenceValues): s
 
 /**
  * A column the audit fills itself on a live database, with a key of its own instead of the sequence's: an
- * identity column, or an integer column whose default calls nextval (seed.ts highKey, actors.ts middleKey).
+ * identity column, or an integer column whose default calls nextval (rows.ts highKey, actors.ts middleKey).
  * Any other default that reaches nextval (`'INV-' || nextval(...)` in a text column, a numeric key) would
  * run on insert: it is a risk.
  */

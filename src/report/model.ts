@@ -3,7 +3,7 @@ import type { CheckMeta, Finding } from '../findings/finding.js';
 import type { Acceptance } from '../scenario/schema.js';
 import type { FamilyCoverage } from '../probes/coverage.js';
 import type { ProbeOutcome, ProbeRecord } from '../probes/types.js';
-import type { PartitionCoverage, SeedStatus } from '../seed/outcome.js';
+import type { SeedResult } from '../seed/outcome.js';
 import type { Severity } from '../findings/severity.js';
 import type { InconclusiveReason, Verdict } from '../findings/verdict.js';
 import type { SourceLocation } from './locate.js';
@@ -22,18 +22,8 @@ export interface RelationReport {
   reason: string;
   rlsEnabled: boolean;
   rlsForced: boolean;
-  seeding: {
-    status: SeedStatus;
-    rows: number;
-    reason: string | null;
-    repairs: number;
-    /** Rows per tenant id, inserted and adopted from triggers (tenant-owned relations). */
-    tenants: Record<string, number>;
-    /** Rows that triggers created and the seeder adopted. */
-    adopted: number;
-    /** For a partitioned table: rows per tenant in each leaf partition. */
-    partitions: PartitionCoverage[];
-  } | null;
+  /** How the relation was seeded (tenants: rows per tenant id, inserted and adopted from triggers). */
+  seeding: Omit<SeedResult, 'relation' | 'hint'> | null;
 }
 
 export interface Report {

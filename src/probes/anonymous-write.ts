@@ -1,6 +1,7 @@
 import type { Relation } from '../catalog/types.js';
 import { cause, type Cause } from '../findings/cause.js';
 import { relationObject, type Finding } from '../findings/finding.js';
+import { plural } from '../report/text.js';
 import { commentText, ident, inlineParameters, relationIdent } from '../target/sql.js';
 import { roleAccess, type RoleAccess } from './access.js';
 import { contextLabel } from './context.js';
@@ -139,8 +140,10 @@ export async function anonymousUpdates(context: ProbeContext, report: ProbeRepor
   if (!found) return [];
   const { state, targets } = found;
   const findings: Finding[] = [];
-  // The constant is a valid value of the first tenant's own; a row is bound to it on a live database.
+  // The constant is a valid value of one tenant's own (the second's), and, on a live database, the statement is
+  // bound to a row of another (the first's), which cannot already hold it by construction of the seed.
   const source = context.tenants[0]!;
+  const donor = context.tenants[1] ?? source;
   for (const target of targets) {
     const { relation, relationPlan } = target;
     const columns = plainColumns(relation, relationPlan).slice(0, ATTEMPTS);
@@ -148,9 +151,11 @@ export async function anonymousUpdates(context: ProbeContext, report: ProbeRepor
       recordWrite(context, check, target, state, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column', false);
       continue;
     }
+    let tried = false;
     for (const column of columns) {
-      const value = ownValue(context, relation, source, column.name);
+      const value = ownValue(context, relation, donor, column.name);
       if (value === undefined || value === null) continue;
+      tried = true;
       const blind = `update ${relationIdent(relation)} set ${ident(column.name)} = $1::${column.type}`;
       const bounded = await boundedWrite(context, target, source, blind);
       if (bounded === undefined) {
@@ -175,7 +180,7 @@ export async function anonymousUpdates(context: ProbeContext, report: ProbeRepor
         severity: 'critical',
         object: relationObject(relation),
         foreignTenant: [...changed.keys()][0]!,
-        message: `Without credentials, as ${state.role}, ${blind.replace(/\$1::.*$/, '<constant>')} (no WHERE) updates ${run.rowCount} rows: ${describeTenants(context, changed)}: ${diagnosis.reason}.`,
+        message: `Without credentials, as ${state.role}, ${blind.replace(/\$1::.*$/, '<constant>')} (no WHERE) updates ${plural(run.rowCount, 'row')}: ${describeTenants(context, changed)}: ${diagnosis.reason}.`,
         evidence: {
           ...writeEvidence(context, state, statement, [value], { replica: run.replica, cursor: bounded?.cursor }),
           rowCount: run.rowCount,
@@ -189,6 +194,7 @@ export async function anonymousUpdates(context: ProbeContext, report: ProbeRepor
       }));
       break;
     }
+    if (!tried) recordWrite(context, check, target, state, `update ${relation.qualified} set ...`, 'skipped', 0, 0, `${donor.label} has no seeded value in ${columns.map((column) => column.name).join(', ')} of ${relation.qualified} to set`);
   }
   return findings;
 }
@@ -224,7 +230,7 @@ export async function anonymousDeletes(context: ProbeContext, report: ProbeRepor
       severity: 'critical',
       object: relationObject(relation),
       foreignTenant: [...lost.keys()][0]!,
-      message: `Without credentials, as ${state.role}, ${blind} (no WHERE) deletes ${run.rowCount} rows: ${describeTenants(context, lost)}: ${diagnosis.reason}.`,
+      message: `Without credentials, as ${state.role}, ${blind} (no WHERE) deletes ${plural(run.rowCount, 'row')}: ${describeTenants(context, lost)}: ${diagnosis.reason}.`,
       evidence: {
         ...writeEvidence(context, state, statement, [], { replica: run.replica, cursor: bounded?.cursor }),
         rowCount: run.rowCount,

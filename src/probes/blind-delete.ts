@@ -3,6 +3,7 @@ import { relationIdent } from '../target/sql.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
+import { ANONYMOUS_DELETE, anonymousDeletes } from './anonymous-write.js';
 import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
@@ -24,6 +25,8 @@ export const blindDelete = defineProbe({
       'High: as a tenant, a DELETE with no WHERE clause (so only the DELETE policies apply) removes rows the administrator counts as ' +
       'another tenant\'s (a blind DELETE).',
   },
+  // The same statement as the platform's anonymous role, without credentials (with a preset that names one).
+  related: [ANONYMOUS_DELETE],
   split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
@@ -68,6 +71,7 @@ export const blindDelete = defineProbe({
         break;
       }
     }
+    findings.push(...(await anonymousDeletes(context, report)));
     return findings;
   },
 });

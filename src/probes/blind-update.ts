@@ -4,6 +4,7 @@ import { OwnRowBuilder } from './own-row.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
+import { ANONYMOUS_UPDATE, anonymousUpdates } from './anonymous-write.js';
 import { ATTEMPTS, boundedWrite, changes, describeTenants, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
@@ -27,6 +28,8 @@ export const blindUpdate = defineProbe({
       'High: as a tenant, an UPDATE with no WHERE clause that reads no column (so only the UPDATE policies apply) sets a plain ' +
       'column to a constant, and the administrator counts rows of another tenant now holding it (a blind UPDATE).',
   },
+  // The same statement as the platform's anonymous role, without credentials (with a preset that names one).
+  related: [ANONYMOUS_UPDATE],
   split: 'relation',
   async run(context, report) {
     const findings: Finding[] = [];
@@ -82,6 +85,7 @@ export const blindUpdate = defineProbe({
         }
       }
     }
+    findings.push(...(await anonymousUpdates(context, report)));
     return findings;
   },
 });

@@ -5,8 +5,8 @@ import type { Tenant } from '../seed/ledger.js';
 import { pending, type RawRow } from '../target/session.js';
 import type { Severity } from '../findings/severity.js';
 import { ident, literal, qualifiedIdent, relationIdent, textArrayLiteral } from '../target/sql.js';
-import type { RelationAccess } from './access.js';
-import { actorOf, describeContext, reproduction, sendContext } from './context.js';
+import type { RelationAccess, RoleAccess } from './access.js';
+import { actorOf, contextLabel, describeContext, reproduction, sendContext, type ContextState } from './context.js';
 import { isIndirect } from './targets.js';
 import { viewMapping } from '../analysis/views.js';
 import { inPart } from './schedule.js';
@@ -115,7 +115,8 @@ export function tenantScope(context: ProbeContext, relation: Relation, relationP
  */
 function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege, options: WriteTargetOptions, seeding: Map<string, { status: string }>): WriteTarget | null {
   if (privilege === 'truncate' || view.dependsOn.length !== 1 || !inPart(context, view.qualified)) return null;
-  const access = context.access.get(view.qualified);
+  const roleAccess = options.access ?? context.access;
+  const access = roleAccess.get(view.qualified);
   if (!access?.[privilege]) return null;
   const base = relationOf(context.catalog, view.dependsOn[0]);
   if (!base || !isBaseTable(base)) return null;
@@ -128,7 +129,7 @@ function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege,
       const why = shape.key
         ? `${view.qualified} hides ${base.qualified}.${basePlan.tenantColumn}: a row cannot be written for another tenant or moved to one through it (its rows are probed by key: foreign-update, foreign-delete)`
         : `${view.qualified} does not show ${base.qualified}'s key (${rowKey(base).join(', ')}): its rows cannot be named by key, so writes through it were not probed`;
-      viewCoverage(context, options.check, view, why, !shape.key && !context.access.get(base.qualified)?.[privilege]);
+      viewCoverage(context, options.check, view, why, !shape.key && !roleAccess.get(base.qualified)?.[privilege]);
     }
     return null;
   }
@@ -155,7 +156,7 @@ function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege,
     reliable: !seeded || seeded.status === 'seeded' || seeded.status === 'existing',
     base,
     baseColumns: toBase,
-    ordinary: !context.access.get(base.qualified)?.[privilege],
+    ordinary: !roleAccess.get(base.qualified)?.[privilege],
   };
 }
 
@@ -218,6 +219,8 @@ export interface WriteTargetOptions {
   check?: string;
   /** The statement kinds the probe runs on each target (default: the privilege's). */
   events?: WriteEvent[];
+  /** Whose privileges decide the targets (default: the application role's); the platform's anonymous role's for its writes. */
+  access?: RoleAccess;
 }
 
 const PRIVILEGE_EVENTS: Record<Exclude<Privilege, 'truncate'>, WriteEvent> = { insert: 'INSERT', update: 'UPDATE', delete: 'DELETE' };
@@ -274,7 +277,7 @@ function allWriteTargets(context: ProbeContext, privilege: Privilege, options: W
       continue;
     }
     if (!isBaseTable(relation) || !inPart(context, relation.qualified)) continue;
-    const access = context.access.get(relation.qualified);
+    const access = (options.access ?? context.access).get(relation.qualified);
     if (!access?.[privilege]) continue;
     const relationPlan = ownership(context, relation);
     if (!relationPlan || (relationPlan.tenancy === 'tenant-table' && !options.tenantTable)) continue;
@@ -486,9 +489,17 @@ function referencedElsewhere(context: ProbeContext, relation: Relation, error: W
   return !context.catalog.triggers.some((trigger) => trigger.relation === relation.qualified && trigger.enabled);
 }
 
+/** A request without credentials: the platform's anonymous role, nothing set (see describeContext). */
+export type AnonymousState = Extract<ContextState, { kind: 'anonymous' }>;
+
+function isAnonymous(actor: Tenant | AnonymousState): actor is AnonymousState {
+  return 'kind' in actor && actor.kind === 'anonymous';
+}
+
 /**
- * Run one write as the application role with `actor`'s tenant context, inside a savepoint that is rolled
- * back. `measure` runs as the administrator just before and just after the write (in the same savepoint;
+ * Run one write as the application role with `actor`'s tenant context (or, for an `AnonymousState`, as the
+ * platform's anonymous role with no context at all, as a request without credentials runs), inside a
+ * savepoint that is rolled back. `measure` runs as the administrator just before and just after the write (in the same savepoint;
  * after is read only when the write succeeded), so a probe sees exactly which tenants' rows the write
  * touched. It must send its statements before it returns (`session.send`): everything is written at once,
  * and the savepoint's rollback follows right behind (a statement sent later is refused);
@@ -501,7 +512,7 @@ function referencedElsewhere(context: ProbeContext, relation: Relation, error: W
 export async function runWrite<T>(
   context: ProbeContext,
   target: WriteTarget,
-  actor: Tenant,
+  actor: Tenant | AnonymousState,
   statement: string,
   params: (string | null)[],
   measure: (phase: 'before' | 'after') => Promise<T>,
@@ -515,10 +526,14 @@ export async function runWrite<T>(
       const ready: Promise<unknown>[] = [];
       // As the administrator, before the role changes: the application role need not be able to read the row.
       if (options.cursor) ready.push(...options.cursor.statements.map((sql) => session.send(sql)));
-      ready.push(session.send(session.roleStatement(plan.role)));
-      const set = sendContext(context, actorOf(context, actor));
-      ready.push(set.outcome);
-      if (set.mustWait) await set.outcome;
+      if (isAnonymous(actor)) {
+        ready.push(session.send(session.roleStatement(actor.role)));
+      } else {
+        ready.push(session.send(session.roleStatement(plan.role)));
+        const set = sendContext(context, actorOf(context, actor));
+        ready.push(set.outcome);
+        if (set.mustWait) await set.outcome;
+      }
       for (const sql of options.before ?? []) ready.push(session.send(sql));
       const result = session.send(statement, params);
       const reset = session.send('reset role');
@@ -578,18 +593,21 @@ export async function boundedWrite(context: ProbeContext, target: WriteTarget, t
   };
 }
 
+/** The `begin;` that opens a reproduction, after the comment lines that may precede it (a request without credentials). */
+const OPENING = /^((?:--[^\n]*\n)*)begin;\n/;
+
 /** psql-ready evidence for a write: the context it ran under, the statement, rolled back. */
-export function writeEvidence(context: ProbeContext, actor: Tenant, statement: string, params: (string | null)[], options: { replica?: boolean; before?: string[]; cursor?: RowCursor } = {}): { sql: string; context: string } {
-  const state = { kind: 'tenant' as const, tenant: actor };
+export function writeEvidence(context: ProbeContext, actor: Tenant | AnonymousState, statement: string, params: (string | null)[], options: { replica?: boolean; before?: string[]; cursor?: RowCursor } = {}): { sql: string; context: string } {
+  const state: ContextState = isAnonymous(actor) ? actor : { kind: 'tenant', tenant: actor };
   let sql = reproduction(context, state, [...(options.before ?? []), statement].join(';\n'), params);
   if (options.cursor) {
     const [declare, fetch] = options.cursor.statements;
-    sql = sql.replace(/^begin;\n/, `begin;\n${declare};\n${fetch};  -- as the superuser: one row of the other tenant, which the statement names with CURRENT OF\n`);
+    sql = sql.replace(OPENING, `$1begin;\n${declare};\n${fetch};  -- as the superuser: one row of ${isAnonymous(actor) ? 'a tenant' : 'the other tenant'}, which the statement names with CURRENT OF\n`);
   }
   if (options.replica) {
     sql = sql.replace(
-      /^begin;\n/,
-      'begin;\nset local session_replication_role = replica;  -- as the superuser, before SET ROLE: only the foreign keys of tables referencing these rows rejected the statement\n',
+      OPENING,
+      '$1begin;\nset local session_replication_role = replica;  -- as the superuser, before SET ROLE: only the foreign keys of tables referencing these rows rejected the statement\n',
     );
   }
   return { sql, context: describeContext(context, state) };
@@ -600,7 +618,7 @@ export function recordWrite(
   context: ProbeContext,
   check: string,
   target: WriteTarget,
-  actor: Tenant,
+  actor: Tenant | AnonymousState,
   sql: string,
   outcome: ProbeOutcome,
   rows: number,
@@ -620,8 +638,8 @@ export function recordWrite(
   context.record({
     check,
     relation: target.relation.qualified,
-    context: actor.label,
-    tenant: actor.id,
+    context: isAnonymous(actor) ? contextLabel(actor) : actor.label,
+    tenant: isAnonymous(actor) ? null : actor.id,
     sql,
     outcome,
     rows,

@@ -103,6 +103,7 @@ const BASELINE_HELP =
 const FORMAT_HELP = `report formats, comma-separated or repeated: ${REPORT_FORMATS.join(', ')} (default json,html; json is always written)`;
 const PRESET_HELP = `what the platform provides and how requests carry the context: ${PRESET_NAMES.join(', ')}`;
 
+const REPLAYLESS_FORMATS = REPORT_FORMATS.filter((format) => format !== 'pgtap').join(',');
 const target = { run: true, lint: true } as const;
 const runOnly = { run: true } as const;
 
@@ -228,7 +229,15 @@ export const CLI_OPTIONS = [
     commands: { ...target, merge: { help: 'where the merged reports go (default reports/<scenario name>/)' } },
     scenario: { key: 'out', field: 'out', path: true, zod: z.string().min(1).optional() },
   },
-  { flag: '--format', arg: '<list>', help: FORMAT_HELP, usage: REPORT_FORMATS.join(','), commands: { ...target, merge: true }, parse: collectFormats },
+  {
+    flag: '--format',
+    arg: '<list>',
+    help: FORMAT_HELP,
+    usage: REPORT_FORMATS.join(','),
+    // pgtap replays the tenants a run seeded: lint seeds none, and a merged run's shards are gone.
+    commands: { run: true, lint: { usage: REPLAYLESS_FORMATS }, merge: { usage: REPLAYLESS_FORMATS } },
+    parse: collectFormats,
+  },
   {
     flag: '--fail-on',
     arg: '<severity>',

@@ -104,18 +104,19 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   const file = given === null ? undefined : (given ?? findConfigFile(cwd));
   const raw: Record<string, unknown> = file ? await readScenarioFile(path.resolve(cwd, file)) : {};
   const baseDir = file ? path.dirname(path.resolve(cwd, file)) : cwd;
-  if (Array.isArray(raw.schema)) {
-    raw.schema = raw.schema.map((entry) => (typeof entry === 'string' ? path.resolve(baseDir, entry) : entry));
-  } else if (typeof raw.schema === 'string') {
-    raw.schema = [path.resolve(baseDir, raw.schema)];
+  const rawTarget = raw.target && typeof raw.target === 'object' && !Array.isArray(raw.target) ? (raw.target as Record<string, unknown>) : undefined;
+  for (const { scenario: option } of SCENARIO_OPTIONS) {
+    const holder = option.in === 'target' ? rawTarget : raw;
+    if (!holder) continue;
+    let value = holder[option.field];
+    if (option.list && typeof value === 'string') value = [value];
+    if (option.path) {
+      const resolve = (entry: unknown) => (typeof entry === 'string' ? path.resolve(baseDir, entry) : entry);
+      value = Array.isArray(value) ? value.map(resolve) : resolve(value);
+    }
+    if (value !== undefined) holder[option.field] = value;
   }
-  if (typeof raw.tenantColumn === 'string') raw.tenantColumn = [raw.tenantColumn];
-  if (raw.target && typeof raw.target === 'object' && !Array.isArray(raw.target)) {
-    const target = raw.target as Record<string, unknown>;
-    if (typeof target.pgBin === 'string') target.pgBin = path.resolve(baseDir, target.pgBin);
-    if (typeof target.pgVersion === 'number') target.pgVersion = String(target.pgVersion);
-  }
-  if (typeof raw.out === 'string') raw.out = path.resolve(baseDir, raw.out);
+  if (typeof rawTarget?.pgVersion === 'number') rawTarget.pgVersion = String(rawTarget.pgVersion);
 
   const merged: ScenarioInput & Record<string, unknown> = { ...raw };
   if (!file && overrides.schema?.length) {
@@ -128,7 +129,7 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   const target: Record<string, unknown> = { ...((raw.target as Record<string, unknown> | undefined) ?? {}) };
   for (const { scenario: option } of SCENARIO_OPTIONS) {
     const value = (overrides as Record<string, unknown>)[option.key];
-    if (value === undefined || (option.nonEmpty && !(value as unknown[]).length)) continue;
+    if (value === undefined || (option.list && !(value as unknown[]).length)) continue;
     const resolved = !option.path ? value : Array.isArray(value) ? value.map((entry: string) => path.resolve(cwd, entry)) : path.resolve(cwd, value as string);
     if (option.in === 'target') {
       if (option.kind) target.kind = option.kind;

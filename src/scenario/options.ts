@@ -76,10 +76,10 @@ interface ScenarioField {
   field: string;
   in?: 'target';
   zod: z.ZodTypeAny;
-  /** A path, resolved against the working directory. */
+  /** A path: relative to the scenario file in the file, to the working directory on the command line. */
   path?: true;
-  /** A list that sets the field only when it is not empty. */
-  nonEmpty?: true;
+  /** A list: a single value in the scenario file is a list of one; an empty one on the command line sets nothing. */
+  list?: true;
   /** Also sets target.kind. */
   kind?: 'url' | 'embedded';
 }
@@ -116,7 +116,7 @@ export const CLI_OPTIONS = [
     commands: { ...target, init: { arg: '<file>', help: 'SQL file of the schema (repeatable, in order)' } },
     parse: collect,
     /** SQL files applied in order, as the bootstrap superuser. Relative to the scenario file. */
-    scenario: { key: 'schema', field: 'schema', zod: z.array(z.string().min(1)).default([]), path: true, nonEmpty: true },
+    scenario: { key: 'schema', field: 'schema', zod: z.array(z.string().min(1)).default([]), path: true, list: true },
   },
   {
     flag: '--role',
@@ -147,7 +147,7 @@ export const CLI_OPTIONS = [
     commands: { ...target, init: true },
     parse: collect,
     /** Column name(s) that carry the tenant in tenant-owned tables; discovered when absent. */
-    scenario: { key: 'tenantColumn', field: 'tenantColumn', zod: z.array(identifier).default([]), nonEmpty: true },
+    scenario: { key: 'tenantColumn', field: 'tenantColumn', zod: z.array(identifier).default([]), list: true },
   },
   {
     flag: '--tenant-table',

@@ -66,6 +66,8 @@ interface CommandVariant {
   arg?: string;
   help?: string;
   usage?: string;
+  /** In this command, listed just before that option instead of in table order. */
+  before?: `--${string}`;
 }
 
 /** Where a command-line value lands in the scenario (see applyOverrides in load.ts). */
@@ -189,7 +191,7 @@ export const CLI_OPTIONS = [
     arg: '[url]',
     help: 'audit an existing database; nothing is left behind (everything is rolled back). Without a value: DATABASE_URL, else the PG* variables (keeps the password out of ps)',
     usage: 'URL',
-    commands: { ...target, init: { arg: '<url>', help: 'read an existing database instead (read-only; the URL is not written)' } },
+    commands: { ...target, init: { arg: '<url>', help: 'read an existing database instead (read-only; the URL is not written)', before: '--role' } },
     scenario: { key: 'databaseUrl', field: 'url', in: 'target', kind: 'url', zod: z.string().min(1).optional() },
   },
   {
@@ -374,10 +376,17 @@ export const SCENARIO_OPTIONS: readonly (CliOption & { scenario: ScenarioField }
 
 /** The options of a command, in table order, each as that command spells it. */
 export function commandOptions(command: CommandName): (CliOption & CommandVariant)[] {
-  return (CLI_OPTIONS as readonly CliOption[]).flatMap((option) => {
+  const options = (CLI_OPTIONS as readonly CliOption[]).flatMap((option): (CliOption & CommandVariant)[] => {
     const variant = option.commands[command];
     return variant === undefined ? [] : [{ ...option, ...(variant === true ? {} : variant) }];
   });
+  for (const moved of options.filter((option) => option.before)) {
+    options.splice(options.indexOf(moved), 1);
+    const at = options.findIndex((option) => option.flag === moved.before);
+    if (at < 0) throw new Error(`${command} ${moved.flag}: no ${moved.before} to precede`);
+    options.splice(at, 0, moved);
+  }
+  return options;
 }
 
 /** The parsed flags' key of an option: its flag in camelCase, as commander names it. */

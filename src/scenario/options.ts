@@ -70,9 +70,9 @@ interface CommandVariant {
   before?: `--${string}`;
 }
 
-/** Where a command-line value lands in the scenario (see applyOverrides in load.ts). */
+/** Where a command-line value lands in the scenario (see loadScenario in load.ts). */
 interface ScenarioField {
-  /** The key in ScenarioOverrides (and of the parsed flags, unless `flagKey` is set in the option). */
+  /** The key in ScenarioOverrides (the parsed flag is the flag in camelCase: see flagKey). */
   key: string;
   /** The scenario field: top level, or within `target`. */
   field: string;

@@ -3,7 +3,7 @@ import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { audit, lint } from './audit.js';
 import { allChecks, renderChecks } from './findings/checks.js';
 import { readBaseline } from './findings/baseline.js';
@@ -13,11 +13,11 @@ import { AuditError, AuditTimeout, errorMessage } from './errors.js';
 import { mergeReportFiles } from './findings/merge.js';
 import { renderConsole } from './report/console.js';
 import { renderMarkdown } from './report/markdown.js';
-import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, writeReports, type ReportFormat } from './report/write.js';
+import { DEFAULT_REPORT_FORMATS, writeReports } from './report/write.js';
 import { initScenario } from './scenario/init.js';
 import { findConfigFile, loadScenario, type ScenarioOverrides } from './scenario/load.js';
+import { COMMANDS, commandOptions, flagKey, SCENARIO_OPTIONS, type CommandFlags, type CommandName } from './scenario/options.js';
 import { findProjectLayout, type ProjectLayout } from './scenario/layout.js';
-import { SEVERITIES, type Severity } from './findings/severity.js';
 import { Secrets, terminalLine, terminalSafe } from './report/output.js';
 import { isConnectionLost } from './target/connect.js';
 import { interruption } from './target/embedded.js';
@@ -43,64 +43,21 @@ const defaultIo: CliIo = {
   colour: colourEnabled(process.stdout),
 };
 
-function integer(name: string, min: number) {
-  return (value: string) => {
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return parsed;
-  };
-}
+type RunFlags = CommandFlags<'run'>;
 
-/** `90`, `90s`, `30m`, `2h` as seconds. */
-function duration(value: string): number {
-  const match = /^(\d+)\s*(s|m|h)?$/i.exec(value.trim());
-  if (!match || Number(match[1]) < 1) throw new InvalidArgumentError('a duration such as 90s, 30m or 2h');
-  return Number(match[1]) * ({ s: 1, m: 60, h: 3600 }[(match[2] ?? 's').toLowerCase() as 's' | 'm' | 'h']);
-}
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-/** `--format sarif,junit --format markdown`: comma-separated, repeatable, each value checked. */
-function collectFormats(value: string, previous: ReportFormat[] = []): ReportFormat[] {
-  const formats = [...previous];
-  for (const entry of value.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean)) {
-    if (!(REPORT_FORMATS as readonly string[]).includes(entry)) throw new InvalidArgumentError(`unknown format ${entry}: use ${REPORT_FORMATS.join(', ')}`);
-    if (!formats.includes(entry as ReportFormat)) formats.push(entry as ReportFormat);
+/** A command with its argument and its options from the option table (scenario/options.ts). */
+function declare(program: Command, name: CommandName): Command {
+  const { description, argument } = COMMANDS[name];
+  const command = program.command(name).description(description);
+  if (argument) command.argument(argument.name, argument.help);
+  for (const option of commandOptions(name)) {
+    const declared = new Option(option.arg ? `${option.flag} ${option.arg}` : option.flag, option.help);
+    if (option.choices) declared.choices(option.choices);
+    if (option.parse) declared.argParser(option.parse as (value: string, previous: unknown) => unknown);
+    if (option.defaultValue !== undefined) declared.default(option.defaultValue);
+    command.addOption(declared);
   }
-  return formats;
-}
-
-const BASELINE_HELP =
-  'an earlier report.json (or SARIF) of rls-audit: fail only on findings that are new or got worse since, and list new, fixed and unchanged ones';
-
-interface RunFlags {
-  schema?: string[];
-  role?: string;
-  setting?: string;
-  contextSql?: string;
-  preset?: 'supabase' | 'postgrest';
-  api?: boolean;
-  tenantTable?: string;
-  tenantKey?: string;
-  tenantColumn?: string[];
-  tenants?: number;
-  rows?: number;
-  databaseUrl?: string | true;
-  schemaFrom?: string | true;
-  allowSequenceGaps?: boolean;
-  timeout?: number;
-  pgBin?: string;
-  out?: string;
-  failOn?: Severity;
-  seed?: number;
-  target?: 'embedded' | 'url' | 'container';
-  pgVersion?: string;
-  quiet?: boolean;
-  format?: ReportFormat[];
-  exhaustive?: boolean;
-  jobs?: number;
-  shard?: string;
-  baseline?: string;
+  return command;
 }
 
 /**
@@ -120,17 +77,21 @@ function scenarioArgument(given: string | undefined, flags: RunFlags): string | 
   return scenario;
 }
 
+/** The scenario fields the flags set (see SCENARIO_OPTIONS), under their names in ScenarioOverrides. */
 function overridesFrom(flags: RunFlags): ScenarioOverrides {
-  const { quiet: _quiet, format: _format, databaseUrl, schemaFrom, timeout, ...rest } = flags;
+  const overrides: Record<string, unknown> = {};
+  for (const option of SCENARIO_OPTIONS) {
+    const value = (flags as Record<string, unknown>)[flagKey(option)];
+    if (value !== undefined) overrides[option.scenario.key] = value;
+  }
   // `--schema-from` without a value: '' stands for the environment (DATABASE_URL, else PG*).
-  const overrides: ScenarioOverrides = {
-    ...rest,
-    ...(schemaFrom === undefined ? {} : { schemaFrom: schemaFrom === true ? '' : schemaFrom }),
-    ...(timeout === undefined ? {} : { timeoutSeconds: timeout }),
-  };
+  if (overrides.schemaFrom === true) overrides.schemaFrom = '';
   // `--database-url` without a value: the URL comes from the environment (DATABASE_URL, else PG*).
-  if (databaseUrl === true) return { ...overrides, target: 'url' };
-  return databaseUrl === undefined ? overrides : { ...overrides, databaseUrl };
+  if (overrides.databaseUrl === true) {
+    delete overrides.databaseUrl;
+    overrides.target = 'url';
+  }
+  return overrides as ScenarioOverrides;
 }
 
 /**
@@ -147,28 +108,6 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     .version(VERSION)
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
-
-  const targetOptions = (command: Command) =>
-    command
-      .argument('[scenario]', 'scenario file (YAML)')
-      .option('--schema <files...>', 'SQL files, or directories of *.sql applied in name order (e.g. supabase/migrations), applied as the superuser before the audit (repeatable, in order; a shell glob works)', collect)
-      .option('--role <name>', "the application's role")
-      .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
-      .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
-      .option('--tenant-table <name>', 'the table whose rows are the tenants, e.g. public.tenants (discovered when absent)')
-      .option('--tenant-key <column>', "the tenant table's column that identifies a tenant, when it is not the primary key")
-      .addOption(new Option('--preset <name>', 'what the platform provides and how requests carry the context: supabase, postgrest').choices(['supabase', 'postgrest']))
-      .option('--api', 'the application role is reached only through an API layer such as PostgREST (no TRUNCATE, no DDL); implied by --preset')
-      .option('--database-url [url]', 'audit an existing database; nothing is left behind (everything is rolled back). Without a value: DATABASE_URL, else the PG* variables (keeps the password out of ps)')
-      .option('--schema-from [url]', 'copy the schema, roles and grants of a live database (pg_dump, read-only) into the embedded cluster and audit the copy: the safe way to audit staging or production. Without a value: DATABASE_URL, else the PG* variables')
-      .option('--pg-bin <dir>', 'run the embedded target from local PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin')
-      .addOption(new Option('--target <kind>', 'where the database comes from').choices(['embedded', 'url', 'container']))
-      .option('--pg-version <n>', 'PostgreSQL major version for --target container')
-      .option('--out <dir>', 'where the reports go (default reports/<scenario name>/)')
-      .option('--format <list>', `report formats, comma-separated or repeated: ${REPORT_FORMATS.join(', ')} (default json,html; json is always written)`, collectFormats)
-      .addOption(new Option('--fail-on <severity>', 'exit 1 when a finding is at or above this severity (default high)').choices([...SEVERITIES]))
-      .option('--baseline <file>', BASELINE_HELP)
-      .option('--quiet', 'print nothing but errors');
 
   /**
    * With no scenario named, no rls-audit.yaml here or above, and nothing given to audit (--schema,
@@ -255,16 +194,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
     exitCode = report.summary.verdict === 'fail' ? (report.shard ? 0 : 1) : report.summary.verdict === 'inconclusive' ? 2 : 0;
   };
 
-  targetOptions(program.command('run').description('seed tenants, probe every relation as the application role, run the rules, and write report.json and report.html'))
-    .option('--context-sql <sql>', 'SQL the application runs to set the context: $tenant (or $1) the tenant id, $user the user id, $role the role')
-    .option('--tenants <n>', 'number of tenants to seed (default 3)', integer('--tenants', 2))
-    .option('--rows <n>', 'rows per tenant-owned table per tenant (default 20)', integer('--rows', 1))
-    .option('--seed <n>', 'seed for the fake data and tenant ids (reproducible runs)', integer('--seed', 0))
-    .option('--timeout <duration>', 'time limit for the whole run, e.g. 90s, 30m, 2h (default 30m); reached, the audit stops, writes what it did so far and exits 2', duration)
-    .option('--allow-sequence-gaps', "on a live database, let the audit's writes advance sequences through triggers or defaults that call nextval (a rollback does not undo nextval); without it, the tables they would reach are left out of seeding and of the write probes, and the run is inconclusive")
-    .option('--exhaustive', 'run the write probes as every tenant, not only the tenants that cover every policy path')
-    .option('--jobs <n>', 'connections that probe in parallel on the embedded target (default: the number of cores)', integer('--jobs', 1))
-    .option('--shard <i/n>', 'run part i of n of the probe plan and write a partial report; join the parts with rls-audit merge')
+  declare(program, 'run')
     .action(async (given: string | undefined, flags: RunFlags) => {
       const file = scenarioArgument(given, flags);
       const { terminal, project, config } = await startConsole(file, flags);
@@ -291,7 +221,7 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       }
     });
 
-  targetOptions(program.command('lint').description('run the static rules alone, read-only: no seeding, no probes'))
+  declare(program, 'lint')
     .action(async (given: string | undefined, flags: RunFlags) => {
       if (flags.format?.includes('pgtap')) throw new AuditError('--format pgtap replays the tenants a run seeded: use it with `rls-audit run`; lint seeds nothing');
       const file = scenarioArgument(given, flags);
@@ -308,19 +238,8 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       }
     });
 
-  program
-    .command('init')
-    .description('discover the tenancy of a schema or database and write a commented scenario (rls-audit.yaml) to confirm')
-    .option('--schema <file>', 'SQL file of the schema (repeatable, in order)', collect)
-    .option('--database-url <url>', 'read an existing database instead (read-only; the URL is not written)')
-    .option('--role <name>', "the application's role (discovered from the grants when absent)")
-    .option('--setting <guc>', 'setting that carries the tenant (discovered from the policies when absent)')
-    .option('--tenant-column <name>', 'column that holds the tenant id (repeatable; discovered when absent)', collect)
-    .addOption(new Option('--preset <name>', 'what the platform provides and how requests carry the context: supabase, postgrest (found from supabase/ or postgrest.conf when absent)').choices(['supabase', 'postgrest']))
-    .option('--pg-bin <dir>', 'run the embedded PostgreSQL from local binaries')
-    .option('--file <path>', 'where to write the scenario', 'rls-audit.yaml')
-    .option('--force', 'replace the file if it exists')
-    .action(async (flags: RunFlags & { file: string; force?: boolean }) => {
+  declare(program, 'init')
+    .action(async (flags: CommandFlags<'init'> & { file: string }) => {
       const { file, force, ...rest } = flags;
       // Without --schema or --database-url: the project in the working directory.
       const project = await projectOf(undefined, rest, undefined);
@@ -335,15 +254,8 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       io.err(`wrote ${path.relative(io.cwd, written.file) || written.file}: check it, then run \`npx rls-audit run\`\n`);
     });
 
-  program
-    .command('merge')
-    .description('join the report.json of every shard of a run (rls-audit run --shard i/n) into one report and one verdict')
-    .argument('<reports...>', 'report.json files, one per shard')
-    .option('--out <dir>', 'where the merged reports go (default reports/<scenario name>/)')
-    .option('--format <list>', `report formats, comma-separated or repeated: ${REPORT_FORMATS.join(', ')} (default json,html; json is always written)`, collectFormats)
-    .option('--baseline <file>', BASELINE_HELP)
-    .option('--quiet', 'print nothing but errors')
-    .action(async (files: string[], flags: { out?: string; format?: ReportFormat[]; quiet?: boolean; baseline?: string }) => {
+  declare(program, 'merge')
+    .action(async (files: string[], flags: CommandFlags<'merge'>) => {
       if (flags.format?.includes('pgtap')) throw new AuditError('--format pgtap replays the tenants a run seeded: use it with `rls-audit run` (unsharded)');
       const baseline = await baselineOf(flags.baseline);
       const report = await mergeReportFiles(files.map((file) => path.resolve(io.cwd, file)), baseline ? { baseline } : {});
@@ -353,11 +265,8 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
       exitCode = report.summary.verdict === 'fail' ? 1 : report.summary.verdict === 'inconclusive' ? 2 : 0;
     });
 
-  program
-    .command('checks')
-    .description('list every check (probes and rules) with its id, severity and what it finds')
-    .option('--json', 'as JSON')
-    .action((flags: { json?: boolean }) => {
+  declare(program, 'checks')
+    .action((flags: CommandFlags<'checks'>) => {
       io.out(flags.json ? `${JSON.stringify(allChecks(), null, 2)}\n` : renderChecks(allChecks()));
     });
 

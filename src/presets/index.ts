@@ -1,7 +1,5 @@
 import type { Catalog } from '../catalog/types.js';
 
-export type PresetName = 'supabase' | 'postgrest';
-export const PRESET_NAMES: readonly PresetName[] = ['supabase', 'postgrest'];
 
 /** What the project's own configuration says of its API roles (postgrest.conf: db-anon-role, the user of db-uri). */
 export interface PresetRoles {
@@ -258,4 +256,7 @@ const postgrest: Preset = {
     (tenantClaim.length === 1 ? `, set_config('request.jwt.claim.${tenantClaim[0]}', $tenant, true)` : ''),
 };
 
-export const PRESETS: Record<PresetName, Preset> = { supabase, postgrest };
+/** Every preset, by name: the one list of preset names (the scenario's `preset`, `--preset`). */
+export const PRESETS = { supabase, postgrest };
+export type PresetName = keyof typeof PRESETS;
+export const PRESET_NAMES = Object.keys(PRESETS) as [PresetName, ...PresetName[]];

@@ -9,6 +9,7 @@ import { OwnRowBuilder } from './own-row.js';
 import { expectedOwnRows, readTargets, shownStatement } from './targets.js';
 import type { ProbeContext } from './types.js';
 import { requireRelation } from '../catalog/lookup.js';
+import { PRESET_NAMES } from '../presets/index.js';
 
 /**
  * True when no policy for `command` applies to the role on a table with row-level security: PostgreSQL
@@ -71,7 +72,7 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
         reason:
           `no tenant sees its own rows on any of the ${everywhere.count} ${everywhere.what} (${everywhere.failed.map((failure) => failure.relation).join(', ')}) as ${context.plan.role} ` +
           `after \`${context.plan.contextSql}\`; e.g. ${first.statement}: ${first.detail}. Every probe proved nothing`,
-        hint: 'the context SQL does not set what the policies read: give the setting with --setting, the SQL the application runs with --context-sql (with $tenant, $user, $role), or --preset supabase / --preset postgrest',
+        hint: `the context SQL does not set what the policies read: give the setting with --setting, the SQL the application runs with --context-sql (with $tenant, $user, $role), or ${PRESET_NAMES.map((name) => `--preset ${name}`).join(' / ')}`,
         context: `no tenant saw its own rows on ${everywhere.failed.map((failure) => failure.relation).join(', ')}`,
       },
     ] };

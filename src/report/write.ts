@@ -9,11 +9,9 @@ import { renderMarkdown } from './markdown.js';
 import { renderPgtap } from './pgtap.js';
 import type { Report } from './model.js';
 import { renderSarif } from './sarif.js';
+import { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, type ReportFormat } from './formats.js';
 
-/** Every report format, in the order they are written; json is canonical and always written. */
-export const REPORT_FORMATS = ['json', 'html', 'sarif', 'junit', 'markdown', 'pgtap'] as const;
-export type ReportFormat = (typeof REPORT_FORMATS)[number];
-export const DEFAULT_REPORT_FORMATS: readonly ReportFormat[] = ['json', 'html'];
+export { DEFAULT_REPORT_FORMATS, REPORT_FORMATS, type ReportFormat } from './formats.js';
 
 const OUTPUTS: Record<ReportFormat, { file: string; render: (report: Report) => string }> = {
   json: { file: 'report.json', render: renderJson },

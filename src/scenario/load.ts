@@ -7,42 +7,18 @@ import { compileContextSql } from '../analysis/context-sql.js';
 import { loadParser, ParseError } from '../analysis/parse.js';
 import { AuditError, errorMessage } from '../errors.js';
 import { connectionFromEnvironment } from '../target/index.js';
+import { SCENARIO_OPTIONS, type OptionOverrides } from './options.js';
 import { scenarioSchema, type Scenario, type ScenarioInput } from './schema.js';
 
-/** Options from the command line; each overrides the scenario file. Paths are relative to the cwd. */
-export interface ScenarioOverrides {
-  /** The scenario's name (a project found in the directory names it). */
-  name?: string;
-  schema?: string[];
-  role?: string;
-  setting?: string;
-  contextSql?: string;
-  preset?: 'supabase' | 'postgrest';
-  /** The role is reached only through an API layer (see `api` in the scenario). */
-  api?: boolean;
-  anonymousRole?: string;
-  authenticator?: string;
-  apiSchemas?: string[];
-  tenantTable?: string;
-  tenantKey?: string;
-  tenantColumn?: string[];
-  tenants?: number;
-  rows?: number;
-  seed?: number;
-  databaseUrl?: string;
-  allowSequenceGaps?: boolean;
-  timeoutSeconds?: number;
-  /** Copy this live database's schema into the embedded cluster ('' = from the environment). */
-  schemaFrom?: string;
-  pgBin?: string;
-  target?: 'embedded' | 'url' | 'container';
-  pgVersion?: string;
-  out?: string;
-  failOn?: Scenario['failOn'];
-  exhaustive?: boolean;
-  jobs?: number;
-  shard?: string;
-}
+/**
+ * Options from the command line (see CLI_OPTIONS in options.ts), and what a project found in the directory
+ * gives; each overrides the scenario file. Paths are relative to the cwd. `schemaFrom: ''` copies the database
+ * the environment names (DATABASE_URL, else PG*).
+ */
+export type ScenarioOverrides = OptionOverrides & Partial<Pick<Scenario, (typeof PROJECT_FIELDS)[number]>>;
+
+/** What a project found in the directory sets besides the options (see layout.ts): its name and API roles. */
+const PROJECT_FIELDS = ['name', 'anonymousRole', 'authenticator', 'apiSchemas'] as const;
 
 export function formatZodError(error: z.ZodError, source: string): string {
   const lines = error.issues.map((issue) => {
@@ -128,18 +104,19 @@ export async function loadScenario(given: string | null | undefined, overrides: 
   const file = given === null ? undefined : (given ?? findConfigFile(cwd));
   const raw: Record<string, unknown> = file ? await readScenarioFile(path.resolve(cwd, file)) : {};
   const baseDir = file ? path.dirname(path.resolve(cwd, file)) : cwd;
-  if (Array.isArray(raw.schema)) {
-    raw.schema = raw.schema.map((entry) => (typeof entry === 'string' ? path.resolve(baseDir, entry) : entry));
-  } else if (typeof raw.schema === 'string') {
-    raw.schema = [path.resolve(baseDir, raw.schema)];
+  const rawTarget = raw.target && typeof raw.target === 'object' && !Array.isArray(raw.target) ? (raw.target as Record<string, unknown>) : undefined;
+  for (const { scenario: option } of SCENARIO_OPTIONS) {
+    const holder = option.in === 'target' ? rawTarget : raw;
+    if (!holder) continue;
+    let value = holder[option.field];
+    if (option.list && typeof value === 'string') value = [value];
+    if (option.path) {
+      const resolve = (entry: unknown) => (typeof entry === 'string' ? path.resolve(baseDir, entry) : entry);
+      value = Array.isArray(value) ? value.map(resolve) : resolve(value);
+    }
+    if (value !== undefined) holder[option.field] = value;
   }
-  if (typeof raw.tenantColumn === 'string') raw.tenantColumn = [raw.tenantColumn];
-  if (raw.target && typeof raw.target === 'object' && !Array.isArray(raw.target)) {
-    const target = raw.target as Record<string, unknown>;
-    if (typeof target.pgBin === 'string') target.pgBin = path.resolve(baseDir, target.pgBin);
-    if (typeof target.pgVersion === 'number') target.pgVersion = String(target.pgVersion);
-  }
-  if (typeof raw.out === 'string') raw.out = path.resolve(baseDir, raw.out);
+  if (typeof rawTarget?.pgVersion === 'number') rawTarget.pgVersion = String(rawTarget.pgVersion);
 
   const merged: ScenarioInput & Record<string, unknown> = { ...raw };
   if (!file && overrides.schema?.length) {
@@ -148,41 +125,19 @@ export async function loadScenario(given: string | null | undefined, overrides: 
     // `fixtures/chat/schema.sql` names its report after the folder, not after "schema".
     merged.name = (/^(schema|init|setup|dump)$/i.test(base) ? path.basename(path.dirname(first)) : base).replace(/[^A-Za-z0-9._-]/g, '_') || 'audit';
   }
-  if (overrides.name !== undefined) merged.name = overrides.name;
-  if (overrides.schema?.length) merged.schema = overrides.schema.map((entry) => path.resolve(cwd, entry));
-  if (overrides.role !== undefined) merged.role = overrides.role;
-  if (overrides.setting !== undefined) merged.setting = overrides.setting;
-  if (overrides.contextSql !== undefined) merged.contextSql = overrides.contextSql;
-  if (overrides.preset !== undefined) merged.preset = overrides.preset;
-  if (overrides.api !== undefined) merged.api = overrides.api;
-  if (overrides.anonymousRole !== undefined) merged.anonymousRole = overrides.anonymousRole;
-  if (overrides.authenticator !== undefined) merged.authenticator = overrides.authenticator;
-  if (overrides.apiSchemas !== undefined) merged.apiSchemas = overrides.apiSchemas;
-  if (overrides.tenantTable !== undefined) merged.tenantTable = overrides.tenantTable;
-  if (overrides.tenantKey !== undefined) merged.tenantKey = overrides.tenantKey;
-  if (overrides.tenantColumn?.length) merged.tenantColumn = overrides.tenantColumn;
-  if (overrides.tenants !== undefined) merged.tenants = overrides.tenants;
-  if (overrides.rows !== undefined) merged.rows = overrides.rows;
-  if (overrides.seed !== undefined) merged.seed = overrides.seed;
-  if (overrides.out !== undefined) merged.out = path.resolve(cwd, overrides.out);
-  if (overrides.failOn !== undefined) merged.failOn = overrides.failOn;
-  if (overrides.allowSequenceGaps !== undefined) merged.allowSequenceGaps = overrides.allowSequenceGaps;
-  if (overrides.timeoutSeconds !== undefined) merged.timeoutSeconds = overrides.timeoutSeconds;
-  if (overrides.exhaustive !== undefined) merged.exhaustive = overrides.exhaustive;
-  if (overrides.jobs !== undefined) merged.jobs = overrides.jobs;
-  if (overrides.shard !== undefined) merged.shard = overrides.shard;
+  for (const field of PROJECT_FIELDS) if (overrides[field] !== undefined) (merged as Record<string, unknown>)[field] = overrides[field];
   const target: Record<string, unknown> = { ...((raw.target as Record<string, unknown> | undefined) ?? {}) };
-  if (overrides.databaseUrl !== undefined) {
-    target.kind = 'url';
-    target.url = overrides.databaseUrl;
+  for (const { scenario: option } of SCENARIO_OPTIONS) {
+    const value = (overrides as Record<string, unknown>)[option.key];
+    if (value === undefined || (option.list && !(value as unknown[]).length)) continue;
+    const resolved = !option.path ? value : Array.isArray(value) ? value.map((entry: string) => path.resolve(cwd, entry)) : path.resolve(cwd, value as string);
+    if (option.in === 'target') {
+      if (option.kind) target.kind = option.kind;
+      target[option.field] = resolved;
+    } else {
+      merged[option.field] = resolved;
+    }
   }
-  if (overrides.schemaFrom !== undefined) {
-    target.kind = 'embedded';
-    target.schemaFrom = overrides.schemaFrom;
-  }
-  if (overrides.pgBin !== undefined) target.pgBin = path.resolve(cwd, overrides.pgBin);
-  if (overrides.target !== undefined) target.kind = overrides.target;
-  if (overrides.pgVersion !== undefined) target.pgVersion = overrides.pgVersion;
   if (Object.keys(target).length) merged.target = target as ScenarioInput['target'];
 
   return await parseScenario(merged, file ?? 'the command line');

@@ -1,8 +1,5 @@
-import os from 'node:os';
 import { z } from 'zod';
-import { SEVERITIES } from '../findings/severity.js';
-
-const identifier = z.string().min(1).regex(/^[^\u0000]+$/, 'must not contain NUL');
+import { identifier, optionFields, optionTargetFields } from './options.js';
 
 export const acceptanceSchema = z
   .object({
@@ -49,28 +46,8 @@ export const scenarioSchema = z
       .string()
       .regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, dot, dash or underscore (it names the report folder)')
       .default('audit'),
-    /** SQL files applied in order, as the bootstrap superuser. Relative to the scenario file. */
-    schema: z.array(z.string().min(1)).default([]),
-    /** The application's role. Probes run as this role. */
-    role: identifier.optional(),
-    /** The setting that carries the tenant; discovered from the policies when absent. */
-    setting: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$.]*$/, 'a custom setting looks like app.current_tenant')
-      .optional(),
-    /**
-     * The SQL the application runs to set the context: `$tenant` (or `$1`) is the tenant id, `$user` the
-     * user id, `$role` the tenant's role, each as text.
-     */
-    contextSql: z.string().min(1).optional(),
-    /** What the platform provides and how its requests carry the context. */
-    preset: z.enum(['supabase', 'postgrest']).optional(),
-    /**
-     * The application role is reached only through an API layer (PostgREST, Supabase's REST API), which runs
-     * SELECT, INSERT, UPDATE, DELETE and function calls but never TRUNCATE or DDL (CREATE TRIGGER, CREATE TABLE,
-     * ALTER TABLE). Privileges only those statements use are then reported as info. Default: true with a preset.
-     */
-    api: z.boolean().optional(),
+    /** The fields the command line sets too (see CLI_OPTIONS in options.ts). */
+    ...optionFields,
     /**
      * With a preset: the role a request without a JWT runs as (PostgREST's db-anon-role); common names
      * (web_anon, anon, api_anon) when absent.
@@ -87,10 +64,6 @@ export const scenarioSchema = z
      * the one it switches to that is not the anonymous role. `authenticator` when absent.
      */
     authenticator: identifier.optional(),
-    /** The tenant table, e.g. public.tenants; discovered when absent. */
-    tenantTable: identifier.optional(),
-    /** The tenant table's column that identifies a tenant when it is not the primary key, e.g. tenant_id. */
-    tenantKey: identifier.optional(),
     /** With a preset: the JWT claim path that carries the tenant, e.g. [app_metadata, tenant_id]. */
     tenantClaim: z.array(identifier).min(1).optional(),
     /** Who probes run as; discovered from the context SQL and the schema when absent. */
@@ -104,54 +77,15 @@ export const scenarioSchema = z
       })
       .strict()
       .optional(),
-    /** Column name(s) that carry the tenant in tenant-owned tables; discovered when absent. */
-    tenantColumn: z.array(identifier).default([]),
-    tenants: z.number().int().min(2).max(1000).default(3),
-    rows: z.number().int().min(1).max(100_000).default(20),
-    seed: z.number().int().min(0).optional(),
     /** Schemas to audit; by default every non-system schema. */
     schemas: z.array(identifier).default([]),
     target: z
-      .object({
-        kind: z.enum(['embedded', 'url', 'container']).default('embedded'),
-        url: z.string().min(1).optional(),
-        pgBin: z.string().min(1).optional(),
-        /** Embedded target: copy the schema, roles and grants of this live database first ('' = DATABASE_URL or PG* variables). */
-        schemaFrom: z.string().optional(),
-        pgVersion: z.string().regex(/^\d+(\.\d+)?$/, 'a PostgreSQL version such as 16 or 15.8').default('17'),
-      })
+      .object({ ...optionTargetFields })
       .strict()
       .default({ kind: 'embedded', pgVersion: '17' }),
-    /**
-     * On a live database (url target), let the audit advance sequences through triggers or defaults that call nextval;
-     * without it, the relations whose writes would do so are not seeded and not written by probes (inconclusive).
-     */
-    allowSequenceGaps: z.boolean().default(false),
-    /** The whole run's time limit in seconds; reached, the audit stops, writes what it has, and exits 2. */
-    timeoutSeconds: z.number().int().min(1).default(1800),
-    out: z.string().min(1).optional(),
-    failOn: z.enum(SEVERITIES).default('high'),
     /** Cap on rows fetched by one probe query (the count is always exact). */
     maxRowsPerQuery: z.number().int().min(10).default(10_000),
     queries: z.array(namedQuerySchema).default([]),
-    /** Run the write families as every tenant, not only the few tenants that cover every policy path. */
-    exhaustive: z.boolean().default(false),
-    /** Connections that probe in parallel on a cluster that belongs to the run (a url target always uses one). */
-    jobs: z
-      .number()
-      .int()
-      .min(1)
-      .max(64)
-      .default(() => os.availableParallelism()),
-    /** Run one part of the probe plan, e.g. `2/3`; `rls-audit merge` joins the parts' reports into one. */
-    shard: z
-      .string()
-      .regex(/^\d+\/\d+$/, 'a shard looks like 2/3 (this job, of how many)')
-      .refine((text) => {
-        const [index, count] = text.split('/').map(Number);
-        return index! >= 1 && index! <= count!;
-      }, 'the shard number must be between 1 and the number of shards')
-      .optional(),
     accept: z.array(acceptanceSchema).default([]),
     /**
      * Tenant-owned relations (or partitions) that may stay without rows of some tenant, and why; any other

@@ -3,7 +3,8 @@ import { relationIdent } from '../target/sql.js';
 import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
-import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence } from './writes.js';
+import { writeTargets, writtenTable } from './write-targets.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const blindDelete = defineProbe({

@@ -4,7 +4,7 @@ import type { Tenant } from '../seed/ledger.js';
 import { literal } from '../target/sql.js';
 import type { RawRow } from '../target/session.js';
 import { sendContext } from './context.js';
-import { ownership, tenantScope } from './writes.js';
+import { ownership, tenantScope } from './write-targets.js';
 import type { ProbeContext } from './types.js';
 
 /** Per call: a function that sleeps, locks or loops must not hold the audit up. */

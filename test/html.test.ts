@@ -9,7 +9,9 @@ import { audit } from '../src/audit.js';
 import type { Finding } from '../src/findings/finding.js';
 import type { ProbeRecord } from '../src/probes/types.js';
 import { PROBES } from '../src/probes/registry.js';
-import { escapeHtml, FAMILIES, OUTSIDE_MATRIX, renderHtml } from '../src/report/html.js';
+import { renderHtml } from '../src/report/html.js';
+import { escapeHtml } from '../src/report/html-markup.js';
+import { FAMILIES, OUTSIDE_MATRIX } from '../src/report/html-model.js';
 import type { Report } from '../src/report/model.js';
 
 const XSS = '<script>alert(1)</script>';

@@ -4,7 +4,8 @@
  */
 import type { Catalog, FunctionInfo, Policy, Relation } from '../catalog/types.js';
 import { inheritedRoles } from '../catalog/roles.js';
-import { mapChildren, parseFunctionBody, parseViewDefinition, bodyAnalysis, type ParsedBody } from './bodies.js';
+import { bodyAnalysis } from './bodies.js';
+import { mapChildren, parseFunctionBody, parseViewDefinition, type ParsedBody } from './parse-bodies.js';
 import { analyzeExpr, isOpenKind, OPEN_WIDTH, type Env, type Scope } from './classify.js';
 import { collectReferences, settingShape } from './context-references.js';
 import { nodeType, nodeBody, someNode, toExpr, visitNodes, type Expr, type Select } from './expression.js';

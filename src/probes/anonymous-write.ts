@@ -12,19 +12,15 @@ import {
   boundedWrite,
   changes,
   describeTenants,
-  ownValue,
-  plainColumns,
   quietOutcome,
   recordWrite,
   retryable,
   runWrite,
   tenantCounts,
   writeEvidence,
-  writeTargets,
-  writtenTable,
   type AnonymousState,
-  type WriteTarget,
 } from './writes.js';
+import { ownValue, plainColumns, writeTargets, writtenTable, type WriteTarget } from './write-targets.js';
 
 /**
  * The blind UPDATE and blind DELETE again, as the platform's anonymous role (Supabase `anon`, PostgREST's

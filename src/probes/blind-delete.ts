@@ -4,7 +4,8 @@ import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
 import { ANONYMOUS_DELETE, anonymousDeletes } from './anonymous-write.js';
-import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence } from './writes.js';
+import { writeTargets, writtenTable } from './write-targets.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const blindDelete = defineProbe({

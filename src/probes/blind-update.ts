@@ -5,7 +5,8 @@ import { personalOf } from './context.js';
 import { writeActors } from './coverage.js';
 import { defineProbe } from './types.js';
 import { ANONYMOUS_UPDATE, anonymousUpdates } from './anonymous-write.js';
-import { ATTEMPTS, boundedWrite, changes, describeTenants, ownValue, plainColumns, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { ATTEMPTS, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence } from './writes.js';
+import { ownValue, plainColumns, writeTargets, writtenTable } from './write-targets.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const blindUpdate = defineProbe({

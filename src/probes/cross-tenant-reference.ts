@@ -7,7 +7,8 @@ import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { ATTEMPTS, keyCondition, quietOutcome, recordWrite, retryable, rowKey, runWrite, tenantCounts, tenantIs, writeEvidence, writeTargets, type WriteTarget } from './writes.js';
+import { ATTEMPTS, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence } from './writes.js';
+import { keyCondition, rowKey, tenantIs, writeTargets, type WriteTarget } from './write-targets.js';
 import { relationOf, requireColumn } from '../catalog/lookup.js';
 
 /** Foreign keys from `target` to tenant-owned rows that do not decide the row's own tenant. */

@@ -9,7 +9,7 @@ import { commentText, ident, inlineParameters, lineComment, relationIdent } from
 import { actorOf, attribute, contextSetter, describeContext, maskRow, personalOf, setContext, sourcesOf } from './context.js';
 import { OwnRowBuilder, CONFLICT_CODES } from './own-row.js';
 import { plural } from '../report/text.js';
-import { sequenceSkip } from './writes.js';
+import { sequenceSkip } from './write-targets.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import { relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 

@@ -7,7 +7,7 @@ import { commentText, ident, inlineParameters, relationIdent } from '../target/s
 import { describeContext, reproduction, runAs } from './context.js';
 import { CONFLICT_CODES, OwnRowBuilder, type RowInsert } from './own-row.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { sequenceSkip } from './writes.js';
+import { sequenceSkip } from './write-targets.js';
 import { requireColumn, requireRelation } from '../catalog/lookup.js';
 
 interface UniqueKey {

@@ -2,7 +2,8 @@ import { relationObject, type Finding } from '../findings/finding.js';
 import { inlineParameters, relationIdent } from '../target/sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import { baselineCounts, writeSeverity, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { baselineCounts, quietOutcome, recordWrite, rowOf, runWrite, tenantCounts, writeEvidence } from './writes.js';
+import { writeSeverity, keyCondition, rowKey, writeTargets, writtenTable } from './write-targets.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const foreignDelete = defineProbe({

@@ -4,18 +4,8 @@ import { maskRow } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import {
-  ATTEMPTS,
-  baselineCounts,
-  directSeverity,
-  quietOutcome,
-  recordWrite,
-  retryable,
-  runWrite,
-  tenantCounts,
-  writeEvidence,
-  writeTargets,
-} from './writes.js';
+import { ATTEMPTS, baselineCounts, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence } from './writes.js';
+import { directSeverity, writeTargets } from './write-targets.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const foreignInsert = defineProbe({

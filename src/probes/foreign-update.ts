@@ -2,7 +2,8 @@ import { relationObject, type Finding } from '../findings/finding.js';
 import { ident, inlineParameters, literal, relationIdent } from '../target/sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe } from './types.js';
-import { writeSeverity, keyCondition, plainColumns, quietOutcome, recordWrite, rowKey, rowOf, runWrite, writeEvidence, writeTargets, writtenTable } from './writes.js';
+import { quietOutcome, recordWrite, rowOf, runWrite, writeEvidence } from './writes.js';
+import { writeSeverity, keyCondition, plainColumns, rowKey, writeTargets, writtenTable } from './write-targets.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
 export const foreignUpdate = defineProbe({

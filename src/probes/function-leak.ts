@@ -1,36 +1,20 @@
 import { functionEffects, type EffectVerdict } from '../analysis/effects.js';
 import { loadRoutineIndex } from '../analysis/routine-index.js';
-import { functionAnalysis } from '../analysis/index.js';
 import { loadParser } from '../analysis/parse.js';
-import type { FunctionInfo, Relation } from '../catalog/types.js';
+import type { FunctionInfo } from '../catalog/types.js';
 import { currentTenantExpression } from '../findings/fixes.js';
 import type { Finding } from '../findings/finding.js';
-import type { RelationPlan } from '../plan/tenancy.js';
 import { PRESETS } from '../presets/index.js';
-import type { Actor } from '../seed/actors.js';
 import type { Tenant } from '../seed/ledger.js';
 import { commentText, ident, inlineParameters } from '../target/sql.js';
-import type { RawRow } from '../target/session.js';
-import { actorOf, contextLabel, describeContext, reproduction, runAs, sendContext, sourcesOf } from './context.js';
+import { actorOf, contextLabel, describeContext, reproduction, runAs } from './context.js';
 import { chainEvidence, chainTargets, describeOpened, opened, runChain } from './chains.js';
-import { ownership, tenantScope } from './writes.js';
-import { literal } from '../target/sql.js';
 import type { FindingInput } from '../findings/finding.js';
 import { describeForeign, tallyRows, type RowTally } from './foreign-rows.js';
 import { plural } from '../report/text.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { relationOf, requireRelation } from '../catalog/lookup.js';
-
-const TENANT_ARGUMENT = /(^|_)(tenant|org|organi[sz]ation|account|workspace|team|company|customer|client)(_?id)?$/i;
-/** An argument that names a user: `user_id`, `p_member`, `owner_id`, `uid`. */
-const USER_ARGUMENT = /(^|_)(user|member|owner|author|assignee|invitee|uid)(_?id)?$/i;
-const TEXT_TYPES = new Set(['text', 'character varying', 'character', 'name', 'citext']);
-const NUMBER_TYPES = new Set(['integer', 'bigint', 'smallint', 'numeric', 'real', 'double precision']);
-/** Per call: a function that sleeps, locks or loops must not hold the audit up. */
-const CALL_TIMEOUT = '5s';
-
-/** neutral: '' and 0; wildcard: '%' for free text (a search argument matches everything); null; foreign: another tenant's ids. */
-type Variant = 'neutral' | 'wildcard' | 'null' | 'foreign' | 'keys';
+import { argumentsFor, callStatement, keyed, returnedRelation, type Variant } from './function-arguments.js';
+import { CALL_TIMEOUT, changeCountSql, changedOf, countedCall, REFUSED } from './function-census.js';
 
 interface Call {
   variant: Variant;
@@ -38,161 +22,6 @@ interface Call {
   params: (string | null)[];
   /** The tenant whose ids the arguments carry (the caller, or for `foreign` another tenant). */
   argumentTenant: Tenant;
-}
-
-/** The argument name without the usual prefixes: `p_tenant_id` -> `tenant_id`. */
-function bareName(name: string): string {
-  return name.replace(/^(p_|in_|arg_|_)/i, '');
-}
-
-/** A neutral value of a type: empty text, zero, an empty array or object; undefined when there is none. */
-function neutralValue(type: string): string | null | undefined {
-  const base = type.replace(/\(.*\)$/, '');
-  if (type.endsWith('[]')) return '{}';
-  if (TEXT_TYPES.has(base)) return '';
-  if (NUMBER_TYPES.has(base)) return '0';
-  if (base === 'boolean') return 'false';
-  if (base === 'uuid') return '00000000-0000-0000-0000-000000000000';
-  if (base === 'json' || base === 'jsonb') return '{}';
-  if (base === 'date' || base.startsWith('timestamp')) return '2000-01-01';
-  return undefined;
-}
-
-/** Whether a value (as text) is one of a type's: a user id of uuid type does not go into an integer argument. */
-function fits(value: string, base: string): boolean {
-  if (base === 'uuid') return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
-  if (NUMBER_TYPES.has(base)) return /^-?\d+$/.test(value);
-  return TEXT_TYPES.has(base);
-}
-
-const POLYMORPHIC = /^(any|anyelement|anyarray|anynonarray|anyenum|anyrange|anymultirange|anycompatible\w*|internal|cstring|"any")$/;
-
-/** The tenant-owned relation an id-like argument most likely names: `conversation_id` -> conversations. */
-function relationForId(context: ProbeContext, argument: string, fn?: FunctionInfo): { relation: Relation; column: string } | null {
-  const stem = bareName(argument).replace(/_?id$/i, '').toLowerCase();
-  // A bare `id` names a row of what the function is about: accept_invitation(id) -> invitations.
-  const stems = stem ? [stem] : fn ? fn.name.toLowerCase().split('_').filter((word) => word.length > 2) : [];
-  if (!stems.length) return null;
-  const names = new Set(stems.flatMap((word) => [word, `${word}s`, `${word}es`, word.replace(/y$/, 'ies')]));
-  for (const entry of context.plan.relations) {
-    if (entry.tenancy === 'shared' || entry.tenancy === 'derived') continue;
-    const relation = requireRelation(context.catalog, entry.relation);
-    if (!names.has(relation.name.toLowerCase())) continue;
-    const key = (relation.primaryKey ?? []).filter((column) => !context.plan.tenantColumns.includes(column));
-    if (key.length === 1) return { relation, column: key[0]! };
-  }
-  return null;
-}
-
-/**
- * Arguments for one call, or null when the function takes an argument no neutral value fits. Defaulted
- * arguments are left out (their defaults apply). `neutral`: empty text, zero, the tenant's own id and row
- * ids; `null`: NULL everywhere (functions that are not strict often read NULL as "no filter");
- * `foreign`: another tenant's id and row ids in the tenant and id arguments (a function that trusts them);
- * `keys`: the same, with a plain word in the other text arguments (a name a function may require to be non-empty).
- */
-function argumentsFor(context: ProbeContext, fn: FunctionInfo, variant: Variant, tenant: Tenant): { values: (string | null)[]; pointed: boolean; keys: string[] } | null {
-  const count = fn.argumentTypes.length - fn.defaultArguments;
-  const values: (string | null)[] = [];
-  /** What each keyed argument holds: `team: tenant B's id`, `member_id: the user of tenant B`. */
-  const keys: string[] = [];
-  let pointed = false;
-  for (let index = 0; index < count; index += 1) {
-    const type = fn.argumentTypes[index]!;
-    const name = fn.argumentNames[index] ?? '';
-    if (POLYMORPHIC.test(type)) return null;
-    if (variant === 'null') {
-      values.push(null);
-      continue;
-    }
-    const base = type.replace(/\(.*\)$/, '');
-    const idType = TEXT_TYPES.has(base) || NUMBER_TYPES.has(base) || base === 'uuid';
-    // What the body compares it with: the value that column holds in a seeded row of the tenant.
-    const compared = idType ? comparedKey(context, fn, index, tenant, base) : null;
-    if (compared) {
-      values.push(compared.value);
-      keys.push(`${name || `$${index + 1}`}: ${compared.what}`);
-      pointed = true;
-      continue;
-    }
-    if (idType && name && (TENANT_ARGUMENT.test(bareName(name)) || context.plan.tenantColumns.includes(bareName(name)))) {
-      values.push(tenant.id);
-      keys.push(`${name}: ${tenant.label}'s id`);
-      pointed = true;
-      continue;
-    }
-    const target = idType && name ? relationForId(context, name, fn) : null;
-    const owned = target ? context.ledger.rows(target.relation.qualified, tenant.id)[0]?.values[target.column] : undefined;
-    if (owned !== undefined && owned !== null) {
-      values.push(owned);
-      keys.push(`${name}: a key of ${target!.relation.qualified} of ${tenant.label}`);
-      pointed = true;
-      continue;
-    }
-    // A user of that tenant: its actor's user id, when the value fits the argument's type.
-    const user = idType && name && USER_ARGUMENT.test(bareName(name)) ? actorOf(context, tenant).user : null;
-    if (user !== null && fits(user, base)) {
-      values.push(user);
-      keys.push(`${name}: the user of ${tenant.label}`);
-      pointed = true;
-      continue;
-    }
-    const neutral = neutralValue(type);
-    if (neutral === undefined) {
-      if (fn.strict) return null;
-      values.push(null);
-      continue;
-    }
-    if (variant === 'keys' && TEXT_TYPES.has(base)) {
-      values.push('rls-audit probe');
-      continue;
-    }
-    if (variant === 'wildcard' && TEXT_TYPES.has(base)) {
-      values.push('%');
-      pointed = true;
-      continue;
-    }
-    values.push(neutral);
-  }
-  return { values, pointed, keys };
-}
-
-/**
- * A key of `tenant` for argument `index` from what the function's body compares it with (analysis: parameterColumns):
- * the value of that column in a seeded row of the tenant (its id in a tenant column or the tenant table's key, the
- * key of one of its rows, the id of one of its users in a membership). Null when the body compares it with no
- * column of a tenant-owned relation, or the body could not be read.
- */
-function comparedKey(context: ProbeContext, fn: FunctionInfo, index: number, tenant: Tenant, base: string): { value: string; what: string } | null {
-  const columns = functionAnalysis(context.analysis, fn.signature)?.parameterColumns.filter((entry) => entry.parameter === `$${index + 1}`) ?? [];
-  const user = actorOf(context, tenant).user;
-  for (const { relation, column } of columns) {
-    const rows = context.ledger.rows(relation, tenant.id);
-    // A column that holds the tenant's user: that user (its actor), rather than whichever seeded user comes first.
-    if (user !== null && fits(user, base) && rows.some((candidate) => candidate.values[column] === user)) return { value: user, what: `the user of ${tenant.label} (${relation}.${column})` };
-    const row = rows.find((candidate) => candidate.values[column] !== undefined && candidate.values[column] !== null);
-    const value = row?.values[column];
-    if (value === undefined || value === null || !fits(value, base)) continue;
-    return { value, what: `${relation}.${column} of ${tenant.label}` };
-  }
-  return null;
-}
-
-function callStatement(context: ProbeContext, fn: FunctionInfo, count: number): string {
-  const call = `${ident(fn.schema)}.${ident(fn.name)}(${fn.argumentTypes
-    .slice(0, count)
-    .map((type, index) => `$${index + 1}::${type}`)
-    .join(', ')})`;
-  const limit = context.scenario.maxRowsPerQuery + 1;
-  if (fn.returnKind === 'void') return `select ${call}`;
-  return fn.returnKind === 'composite' ? `select * from ${call} limit ${limit}` : `select (${call})::text as ${ident(fn.name)} limit ${limit}`;
-}
-
-/** The table a function returns rows of (`setof messages`), so its rows are attributed by seeded key too. */
-function returnedRelation(context: ProbeContext, fn: FunctionInfo): { relation: Relation; relationPlan: RelationPlan; sources: string[] } | undefined {
-  const relation = relationOf(context.catalog, fn.returnType) ?? relationOf(context.catalog, `${fn.schema}.${fn.returnType}`);
-  const relationPlan = relation && context.plan.relations.find((entry) => entry.relation === relation.qualified);
-  return relation && relationPlan ? { relation, relationPlan, sources: sourcesOf(context, relation) } : undefined;
 }
 
 function fixFor(context: ProbeContext, fn: FunctionInfo, variant: Variant): string {
@@ -404,97 +233,6 @@ export const functionLeak = defineProbe({
     return findings;
   },
 });
-
-/** ` (member_id: the user of tenant B)`, or nothing when no argument held a key. */
-function keyed(keys: readonly string[]): string {
-  return keys.length ? ` (${keys.join(', ')})` : '';
-}
-
-/** SQLSTATEs of a function that refuses a call: RAISE EXCEPTION (P0001) and insufficient privilege (42501). */
-const REFUSED = new Set(['P0001', '42501']);
-
-/**
- * As the administrator, in one statement: rows per tenant of every tenant-owned base table (partitions and
- * children through their parents), with a digest of their contents, so an UPDATE shows as well as an INSERT
- * or a DELETE.
- */
-function changeCountSql(context: ProbeContext): string | null {
-  const parts: string[] = [];
-  for (const relation of context.catalog.relations) {
-    if ((relation.kind !== 'table' && relation.kind !== 'partitioned-table') || relation.partitionOf || relation.inheritsFrom.length) continue;
-    const relationPlan = ownership(context, relation);
-    const scope = relationPlan && tenantScope(context, relation, relationPlan);
-    if (!scope) continue;
-    parts.push(
-      `select ${literal(relation.qualified)}::text as relation, (${scope.tenant})::text as tenant, count(*)::text as rows, ` +
-        `md5(string_agg(r::text, '|' order by r::text)) as digest from ${scope.from} group by 2`,
-    );
-  }
-  return parts.length ? parts.join(' union all ') : null;
-}
-
-type Census = Map<string, { rows: number; digest: string }>;
-
-function census(rows: RawRow[]): Census {
-  return new Map(rows.map((row) => [`${row.relation}\u0000${row.tenant ?? ''}`, { rows: Number(row.rows), digest: row.digest ?? '' }]));
-}
-
-/** Per relation, the rows of `tenant` that were added, removed or rewritten between two censuses. */
-function changedOf(before: Census, after: Census, tenant: Tenant): Map<string, string> {
-  const changed = new Map<string, string>();
-  for (const key of new Set([...before.keys(), ...after.keys()])) {
-    const [relation, id] = key.split('\u0000') as [string, string];
-    if (id !== tenant.id) continue;
-    const was = before.get(key);
-    const is = after.get(key);
-    if (was?.digest === is?.digest) continue;
-    const delta = (is?.rows ?? 0) - (was?.rows ?? 0);
-    changed.set(relation, delta > 0 ? `${delta} row${delta === 1 ? '' : 's'} added` : delta < 0 ? `${-delta} row${delta === -1 ? '' : 's'} removed` : 'rows rewritten');
-  }
-  return changed;
-}
-
-interface CountedCall {
-  rows: RawRow[];
-  before: Census;
-  after: Census;
-  error?: { message: string; code?: string };
-}
-
-/**
- * One call as `role` (with `actor`'s context, or none for the anonymous role), with a short statement timeout
- * (read-only on a database that is not the run's own), in a savepoint that is rolled back, in which the
- * administrator counts every tenant's rows before and after (`measure`).
- */
-async function countedCall(context: ProbeContext, role: string, actor: Actor | null, measure: string | null, statement: string, values: (string | null)[]): Promise<CountedCall> {
-  const { session } = context;
-  return session.rolledBack(async () => {
-    const before = measure ? session.send(measure) : null;
-    const ready: Promise<unknown>[] = [session.send(session.roleStatement(role))];
-    if (actor) {
-      const set = sendContext(context, actor);
-      ready.push(set.outcome);
-      if (set.mustWait) await set.outcome;
-    }
-    ready.push(session.send(`select set_config('statement_timeout', '${CALL_TIMEOUT}', true)`));
-    if (!context.disposable) ready.push(session.send('set local transaction_read_only = on'));
-    const call = session.send(statement, values);
-    const reset = session.send('reset role');
-    const after = measure ? session.send(measure) : null;
-    return async () => {
-      const counted: Census = before ? census((await before).rows) : new Map();
-      for (const step of ready) await step;
-      try {
-        const result = await call;
-        await reset;
-        return { rows: result.rows, before: counted, after: after ? census((await after).rows) : counted };
-      } catch (failure) {
-        const error = failure as { message?: string; code?: string };
-        return { rows: [] as RawRow[], before: counted, after: counted, error: { message: error.message ?? String(failure), code: error.code } };
-      }
-    };
-  });
-}
 
 /**
  * A function judged by calls (SECURITY DEFINER or not): as one tenant's actor, with another tenant's keys in every

@@ -10,7 +10,8 @@ import { ident, inlineParameters, literal, qualifiedIdent, relationIdent } from 
 import { chainEvidence, chainTargets, describeOpened, opened, runChain, type ChainRun, type ChainStep } from './chains.js';
 import { actorOf, describeContext } from './context.js';
 import { OwnRowBuilder } from './own-row.js';
-import { ROW_CURSOR, sequenceSkip } from './writes.js';
+import { ROW_CURSOR } from './writes.js';
+import { sequenceSkip } from './write-targets.js';
 import type { ReadTarget } from './targets.js';
 import { defineProbe, type ProbeContext, type ProbeReport } from './types.js';
 import { requireColumn, requireRelation } from '../catalog/lookup.js';

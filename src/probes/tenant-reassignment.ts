@@ -3,7 +3,8 @@ import type { Tenant } from '../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../target/sql.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import { baselineCounts, boundedWrite, changes, describeTenants, keyCondition, quietOutcome, recordWrite, rowKey, rowOf, runWrite, tenantCounts, writeEvidence, writeTargets, type RowCursor, type WriteTarget } from './writes.js';
+import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, rowOf, runWrite, tenantCounts, writeEvidence, type RowCursor } from './writes.js';
+import { keyCondition, rowKey, writeTargets, type WriteTarget } from './write-targets.js';
 import { requireColumn } from '../catalog/lookup.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 

@@ -5,7 +5,8 @@ import { commentText, ident, literal, relationIdent } from '../target/sql.js';
 import { apiBarrier, truncateReach } from '../rules/privilege-helpers.js';
 import { defineProbe, type ProbeContext } from './types.js';
 import { runAs } from './context.js';
-import { baselineCounts, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence, writeTargets } from './writes.js';
+import { baselineCounts, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence } from './writes.js';
+import { writeTargets } from './write-targets.js';
 
 const LOCK_TIMEOUT = `select set_config('lock_timeout', '2s', true)`;
 

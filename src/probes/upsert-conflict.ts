@@ -8,24 +8,8 @@ import { commentText, ident, inlineParameters, literal, qualifiedIdent, relation
 import { OwnRowBuilder, type RowInsert } from './own-row.js';
 import { writePairs } from './coverage.js';
 import { defineProbe, type ProbeContext } from './types.js';
-import {
-  ATTEMPTS,
-  directSeverity,
-  plainColumns,
-  quietOutcome,
-  recordWrite,
-  retryable,
-  rowOf,
-  runWrite,
-  tenantCounts,
-  uniqueKeys,
-  writeEvidence,
-  writeTargets,
-  type Marker,
-  type TenantCounts,
-  type WriteRun,
-  type WriteTarget,
-} from './writes.js';
+import { ATTEMPTS, quietOutcome, recordWrite, retryable, rowOf, runWrite, tenantCounts, writeEvidence, type Marker, type TenantCounts, type WriteRun } from './writes.js';
+import { directSeverity, plainColumns, uniqueKeys, writeTargets, type WriteTarget } from './write-targets.js';
 import { requireColumn } from '../catalog/lookup.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 

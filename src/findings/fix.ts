@@ -1,3 +1,4 @@
+import { scanTokens } from '../analysis/parse.js';
 import { commentText } from '../target/sql.js';
 
 /**
@@ -85,6 +86,17 @@ export function renderFix(fix: Fix): string {
 /** The statements to run (no alternatives), as SQL text with the comments between them. */
 export function renderPrimary(fix: Fix): string {
   return fix.steps.map(stepLine).join('\n');
+}
+
+/**
+ * The statements to run of a finding's fix, without its alternatives, as SQL text. A finding without
+ * `fixSteps` (a report written before findings carried them, or one made by hand) has only the text, whose
+ * alternatives start at the first `-- or` comment: read with the parser (`await loadParser()` first).
+ */
+export function primaryFixText(finding: { fix: string; fixSteps?: Fix }): string {
+  if (finding.fixSteps) return renderPrimary(finding.fixSteps);
+  const alternative = scanTokens(finding.fix).find((token) => token.tokenName === 'SQL_COMMENT' && token.text.slice(2).trimStart().toLowerCase().startsWith('or '));
+  return alternative ? finding.fix.slice(0, alternative.start) : finding.fix;
 }
 
 /** The statements a fix runs before its alternatives. */

@@ -4,7 +4,8 @@ import { viewAnalysis, type Analysis } from '../analysis/index.js';
 import { actsAsOwner, policiesFor, roleInfo } from '../catalog/roles.js';
 import type { Catalog, Policy, PolicyCommand, Relation } from '../catalog/types.js';
 import { relationObject } from './finding.js';
-import { isolationPolicySql, restrictiveFenceSql, tenantPredicate } from './fixes.js';
+import { isolationPolicy, restrictiveFence, tenantPredicate } from './fixes.js';
+import { alterRole, comment, fix as makeFix, forceRls, or, orInline, policyStatement, revoke, sql, type Fix, type FixStep } from './fix.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { commentText, ident, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { cause, type Cause } from './cause.js';
@@ -19,7 +20,7 @@ export interface Diagnosis {
   cause: Cause;
   /** Why rows crossed the boundary, in a clause ("RLS is disabled on public.notes"). */
   reason: string;
-  fix: string;
+  fix: Fix;
 }
 
 /** What a diagnosis reads: the catalog, the tenancy plan and the analysis of the policies and views. */
@@ -73,17 +74,17 @@ export function diagnoseReadLeak(context: DiagnosisScope, relation: Relation, re
     return {
       cause: cause('role-bypasses-rls', { kind: 'role', name: plan.role }),
       reason: `role ${plan.role} ${role.superuser ? 'is a superuser' : 'has BYPASSRLS'}, so no policy applies to it`,
-      fix: `alter role ${ident(plan.role)} nosuperuser nobypassrls;`,
+      fix: makeFix([alterRole(ident(plan.role), 'nosuperuser nobypassrls')]),
     };
   }
   if (relation.kind === 'view' && !relation.securityInvoker) {
-    const invoker =
+    const invoker: FixStep[] =
       catalog.serverVersionNum >= 150000
-        ? `alter view ${target} set (security_invoker = true);`
-        : `-- PostgreSQL < 15 has no security_invoker: filter inside the view, or stop granting it\nrevoke select on ${target} from ${ident(plan.role)};`;
+        ? [sql(`alter view ${target} set (security_invoker = true);`)]
+        : [comment('PostgreSQL < 15 has no security_invoker: filter inside the view, or stop granting it'), revoke('select', target, ident(plan.role))];
     const exemption = ownerExemption(context, relation);
     if (exemption !== null) {
-      return { cause: cause('definer-view', table), reason: `view ${relation.qualified} runs with the rights of its owner ${relation.owner}, ${exemption}`, fix: invoker };
+      return { cause: cause('definer-view', table), reason: `view ${relation.qualified} runs with the rights of its owner ${relation.owner}, ${exemption}`, fix: makeFix(invoker) };
     }
     // The owner is subject to the policies of the tables the view reads: those policies, as they apply to
     // the owner, let the rows through.
@@ -93,7 +94,14 @@ export function diagnoseReadLeak(context: DiagnosisScope, relation: Relation, re
       const basePlan = plan.relations.find((entry) => entry.relation === base.qualified);
       if (!basePlan || basePlan.tenancy === 'shared' || !policy.permissive) return [];
       const predicate = tenantPredicate(plan, basePlan);
-      return [`alter policy ${ident(policy.name)} on ${relationIdent(base)} using (${predicate})${command === 'SELECT' || command === 'DELETE' ? '' : ` with check (${predicate})`};`];
+      return [
+        policyStatement(
+          'alter-policy',
+          { name: policy.name, table: base.qualified },
+          `alter policy ${ident(policy.name)} on ${relationIdent(base)} using (${predicate})${command === 'SELECT' || command === 'DELETE' ? '' : ` with check (${predicate})`};`,
+          relationIdent(base),
+        ),
+      ];
     });
     return {
       cause: cause('definer-view', table),
@@ -101,15 +109,22 @@ export function diagnoseReadLeak(context: DiagnosisScope, relation: Relation, re
         `view ${relation.qualified} runs with the rights of its owner ${relation.owner}, so the policies for ${relation.owner} on ${bases.join(', ') || 'the tables it reads'} decide` +
         `${applying.length ? ` (${applying.map((entry) => entry.text).join('; ')})` : ''}, and they admit other tenants' rows`,
       fix: fixes.length
-        ? `-- confine the policies that apply to ${commentText(relation.owner)}, whose rights the view runs with:\n${fixes.join('\n')}\n-- or run the view with the caller's rights (the application role then needs privileges on ${commentText(bases.join(', '))}):\n${invoker}`
-        : `${invoker}\n-- or confine the policies for ${commentText(relation.owner)} on ${commentText(bases.join(', ') || 'the tables the view reads')} to the current tenant`,
+        ? makeFix(
+            [comment(`confine the policies that apply to ${commentText(relation.owner)}, whose rights the view runs with:`), ...fixes],
+            [or(` run the view with the caller's rights (the application role then needs privileges on ${commentText(bases.join(', '))}):`, invoker)],
+          )
+        : makeFix(invoker, [or(` confine the policies for ${commentText(relation.owner)} on ${commentText(bases.join(', ') || 'the tables the view reads')} to the current tenant`, [])]),
     };
   }
   if (relation.kind === 'materialized-view') {
     return {
       cause: cause('materialized-view', table),
       reason: `materialized view ${relation.qualified} stores the rows of every tenant and row-level security does not apply to materialized views`,
-      fix: `revoke select on ${target} from ${ident(plan.role)};\n-- expose it through a view that filters by tenant instead, e.g.\n-- create view ${commentText(relation.schema)}.${commentText(relation.name)}_for_tenant with (security_invoker = true) as select * from ${commentText(target)} where ...;`,
+      fix: makeFix([
+        revoke('select', target, ident(plan.role)),
+        comment('expose it through a view that filters by tenant instead, e.g.'),
+        comment(`create view ${commentText(relation.schema)}.${commentText(relation.name)}_for_tenant with (security_invoker = true) as select * from ${commentText(target)} where ...;`),
+      ]),
     };
   }
   const parent = relation.partitionOf ?? relation.inheritsFrom[0];
@@ -117,21 +132,21 @@ export function diagnoseReadLeak(context: DiagnosisScope, relation: Relation, re
     return {
       cause: cause('partition-without-rls', table),
       reason: `${relation.partitionOf ? 'partition' : 'inheritance child'} ${relation.qualified} has no row-level security of its own; the policies of ${parent} apply only to queries through ${parent}`,
-      fix: `${isolationPolicySql(plan, relation, relationPlan)}\n-- or stop direct access: revoke all on ${commentText(target)} from ${commentText(ident(plan.role))};`,
+      fix: makeFix(isolationPolicy(plan, relation, relationPlan), [orInline(' stop direct access:', revoke('all', target, ident(plan.role)))]),
     };
   }
   if (!relation.rlsEnabled) {
-    return { cause: cause('rls-disabled', table), reason: `row-level security is disabled on ${relation.qualified}`, fix: isolationPolicySql(plan, relation, relationPlan) };
+    return { cause: cause('rls-disabled', table), reason: `row-level security is disabled on ${relation.qualified}`, fix: makeFix(isolationPolicy(plan, relation, relationPlan)) };
   }
   if (actsAsOwner(catalog, relation, plan.role) && !relation.rlsForced) {
     return {
       cause: cause('owner-bypass', table),
       reason: `role ${plan.role} ${relation.owner === plan.role ? 'owns' : `inherits ownership (through ${relation.owner}) of`} ${relation.qualified}, and owners bypass RLS unless it is forced`,
-      fix: `alter table ${target} force row level security;`,
+      fix: makeFix([forceRls(target)]),
     };
   }
   const applying = applyingPolicies(context.analysis, relation, 'SELECT');
-  if (!applying.length) return { cause: cause('no-policy', table, { command: 'SELECT' }), reason: `no policy applies to role ${plan.role}`, fix: isolationPolicySql(plan, relation, relationPlan) };
+  if (!applying.length) return { cause: cause('no-policy', table, { command: 'SELECT' }), reason: `no policy applies to role ${plan.role}`, fix: makeFix(isolationPolicy(plan, relation, relationPlan)) };
   // Permissive policies that admit rows without the tenant while it is set (a fail-open branch only matters without it).
   const loose = applying.filter((policy) => {
     if (!policy.permissive) return false;
@@ -145,17 +160,18 @@ export function diagnoseReadLeak(context: DiagnosisScope, relation: Relation, re
       reason: `permissive polic${loose.length > 1 ? 'ies' : 'y'} ${loose.map((policy) => `${policy.name} (using ${policy.using ?? 'true'})`).join(', ')} ${loose.length > 1 ? 'do' : 'does'} not restrict rows to the current tenant, and permissive policies are ORed together`,
       // Dropping a loose policy is enough when another permissive policy still lets the tenant read its rows;
       // when it is the only one, dropping it would hide every row: confine it instead.
-      fix: `${
+      fix: makeFix(
         applying.some((policy) => policy.permissive && !loose.includes(policy))
-          ? loose.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')
-          : loose.map((policy) => `alter policy ${ident(policy.name)} on ${target} using (${tenantPredicate(plan, relationPlan)});`).join('\n')
-      }\n-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:\n${restrictiveFenceSql(plan, relation, relationPlan)}`,
+          ? loose.map((policy) => dropPolicy(policy, relation))
+          : loose.map((policy) => policyStatement('alter-policy', { name: policy.name, table: relation.qualified }, `alter policy ${ident(policy.name)} on ${target} using (${tenantPredicate(plan, relationPlan)});`, target)),
+        [or(` keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:`, restrictiveFence(plan, relation, relationPlan))],
+      ),
     };
   }
   return {
     cause: cause('policies-admit', table, { command: 'SELECT', clause: 'using', policies: applying.map((policy) => policy.name) }),
     reason: `the policies on ${relation.qualified} (${applying.map((policy) => `${policy.name}: using ${policy.using ?? 'true'}`).join('; ')}) admit other tenants' rows`,
-    fix: `${applying.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')}\n${isolationPolicySql(plan, relation, relationPlan)}`,
+    fix: makeFix([...applying.map((policy) => dropPolicy(policy, relation)), ...isolationPolicy(plan, relation, relationPlan)]),
   };
 }
 
@@ -166,11 +182,20 @@ export function failsOpenCause(context: DiagnosisScope, relation: Relation): Cau
 }
 
 /** The fix for a policy that lets rows through, or errors, when the tenant setting is missing or empty. */
-export function missingContextFix(context: DiagnosisScope, relation: Relation, relationPlan: RelationPlan): string {
+export function missingContextFix(context: DiagnosisScope, relation: Relation, relationPlan: RelationPlan): Fix {
   const { plan } = context;
   const policies = relation.policies.filter((policy) => settingsRead(context.analysis, policy).includes(plan.setting));
-  const drops = policies.map((policy) => `drop policy ${ident(policy.name)} on ${qualifiedIdent(relation.qualified)};`).join('\n');
-  return `-- read the setting with missing_ok = true, turn '' into NULL, and compare: NULL matches no row\n${drops ? `${drops}\n` : ''}${isolationPolicySql(plan, relation, relationPlan)}`;
+  return makeFix([
+    comment("read the setting with missing_ok = true, turn '' into NULL, and compare: NULL matches no row"),
+    ...policies.map((policy) => policyStatement('drop-policy', { name: policy.name, table: relation.qualified }, `drop policy ${ident(policy.name)} on ${qualifiedIdent(relation.qualified)};`, qualifiedIdent(relation.qualified))),
+    ...isolationPolicy(plan, relation, relationPlan),
+  ]);
+}
+
+/** `drop policy "name" on "schema"."table";` */
+function dropPolicy(policy: Policy, relation: Relation): FixStep {
+  const target = relationIdent(relation);
+  return policyStatement('drop-policy', { name: policy.name, table: relation.qualified }, `drop policy ${ident(policy.name)} on ${target};`, target);
 }
 
 const WRITE_CLAUSE = { using: 'USING', check: 'WITH CHECK' } as const;
@@ -215,17 +240,20 @@ export function diagnoseWrite(context: DiagnosisScope, relation: Relation, relat
     return {
       cause: cause('loose-policy', table, { command, clause, policies: loose.map((policy) => policy.name) }),
       reason: `permissive polic${loose.length > 1 ? 'ies' : 'y'} ${described.join(', ')} ${loose.length > 1 ? 'do' : 'does'} not confine ${rows} to the current tenant`,
-      fix: [
-        `-- give every ${command} policy a ${WRITE_CLAUSE[clause]} that confines ${commentText(rows)} to the current tenant:`,
-        ...loose.map((policy) => `alter policy ${ident(policy.name)} on ${target} ${clause === 'using' ? 'using' : 'with check'} (${predicate});`),
-        `-- or keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:`,
-        restrictiveFenceSql(plan, relation, relationPlan),
-      ].join('\n'),
+      fix: makeFix(
+        [
+          comment(`give every ${command} policy a ${WRITE_CLAUSE[clause]} that confines ${commentText(rows)} to the current tenant:`),
+          ...loose.map((policy) =>
+            policyStatement('alter-policy', { name: policy.name, table: relation.qualified }, `alter policy ${ident(policy.name)} on ${target} ${clause === 'using' ? 'using' : 'with check'} (${predicate});`, target),
+          ),
+        ],
+        [or(` keep ${loose.length > 1 ? 'them' : 'it'} and fence every permissive policy with a restrictive one:`, restrictiveFence(plan, relation, relationPlan))],
+      ),
     };
   }
   return {
     cause: cause('policies-admit', table, { command, clause, policies: applying.map((policy) => policy.name) }),
     reason: `the ${command} policies on ${relation.qualified} (${applying.map((policy) => `${policy.name}: ${WRITE_CLAUSE[clause].toLowerCase()} ${policyExpression(policy, clause) ?? 'none'}`).join('; ') || 'none'}) admit other tenants' rows`,
-    fix: `${applying.map((policy) => `drop policy ${ident(policy.name)} on ${target};`).join('\n')}${applying.length ? '\n' : ''}${isolationPolicySql(plan, relation, relationPlan)}`,
+    fix: makeFix([...applying.map((policy) => dropPolicy(policy, relation)), ...isolationPolicy(plan, relation, relationPlan)]),
   };
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Cause } from './cause.js';
+import { renderFix, sqlFix, type Fix } from './fix.js';
 import type { Severity } from './severity.js';
 
 export type SampleRow = Record<string, string | null>;
@@ -60,8 +61,13 @@ export interface Finding {
   evidence: Evidence;
   /** One sentence a reviewer understands. */
   message: string;
-  /** SQL a user would run to fix it. */
+  /** SQL a user would run to fix it: `fixSteps` rendered (findings/fix.ts). */
   fix: string;
+  /**
+   * The fix as data: the statements to run and the alternatives. Set on every finding a check reports; a
+   * report written before findings carried it (or a finding made up by hand) has only `fix`.
+   */
+  fixSteps?: Fix;
   /**
    * The defect this finding is a symptom of (see findings/cause.ts): findings with the same cause are one
    * finding. Without one, a finding is a defect of its own (or confirms a rule finding on its object).
@@ -178,7 +184,9 @@ export interface CheckMeta {
 export type CheckMetaInput = Omit<CheckMeta, 'source' | 'reportedBy'>;
 
 /** A finding as a check reports it: id, source and the object's kind are filled in from the check's metadata. */
-export type FindingInput = Omit<Finding, 'check' | 'source' | 'object'> & {
+export type FindingInput = Omit<Finding, 'check' | 'source' | 'object' | 'fix' | 'fixSteps'> & {
+  /** The fix as data; SQL text is a fix of one untyped `sql` step. */
+  fix: Fix | string;
   /** Another check id this check declares (a related check of a probe); defaults to the check's own id. */
   check?: string;
   /** The object's name (of the declared kind), or the object itself. */
@@ -189,10 +197,11 @@ export type FindingInput = Omit<Finding, 'check' | 'source' | 'object'> & {
 export function findingBuilder(metas: readonly CheckMeta[]): (input: FindingInput) => Finding {
   const byId = new Map(metas.map((meta) => [meta.id, meta]));
   const own = metas[0]!;
-  return ({ check = own.id, object, ...rest }) => {
+  return ({ check = own.id, object, fix, ...rest }) => {
     const meta = byId.get(check);
     if (!meta) throw new Error(`check ${own.id} reported ${check}, which it does not declare`);
-    return { check, ...rest, object: typeof object === 'string' ? { kind: meta.objectKind, name: object } : object, source: meta.source };
+    const fixSteps = typeof fix === 'string' ? sqlFix(fix) : fix;
+    return { check, ...rest, object: typeof object === 'string' ? { kind: meta.objectKind, name: object } : object, fix: renderFix(fixSteps), fixSteps, source: meta.source };
   };
 }
 

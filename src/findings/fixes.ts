@@ -1,6 +1,7 @@
 import type { Relation } from '../catalog/types.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../target/sql.js';
+import { alterTable, enableRls, forceRls, grant, policyStatement, type FixStep } from './fix.js';
 
 /** A JSON path as PostgreSQL's `#>>` takes it: `'{app_metadata,tenant_id}'`. */
 function jsonPath(path: readonly string[]): string {
@@ -58,26 +59,33 @@ export function tenantPredicate(plan: TenancyPlan, relationPlan: RelationPlan): 
 }
 
 /** Enable and force RLS, and add one policy for every command that fences rows to the current tenant. */
-export function isolationPolicySql(plan: TenancyPlan, relation: Relation, relationPlan: RelationPlan): string {
+export function isolationPolicy(plan: TenancyPlan, relation: Relation, relationPlan: RelationPlan): FixStep[] {
   const target = relationIdent(relation);
   const predicate = tenantPredicate(plan, relationPlan);
   return [
-    `alter table ${target} enable row level security;`,
-    `alter table ${target} force row level security;`,
-    `create policy tenant_isolation on ${target} for all to ${ident(plan.role)}`,
-    `  using (${predicate})`,
-    `  with check (${predicate});`,
-  ].join('\n');
+    enableRls(target),
+    forceRls(target),
+    policyStatement(
+      'create-policy',
+      { name: 'tenant_isolation', table: relation.qualified },
+      [`create policy tenant_isolation on ${target} for all to ${ident(plan.role)}`, `  using (${predicate})`, `  with check (${predicate});`].join('\n'),
+      target,
+    ),
+  ];
 }
 
 /** A restrictive policy: ANDed with every permissive one, so a loose permissive policy can no longer widen access. */
-export function restrictiveFenceSql(plan: TenancyPlan, relation: Relation, relationPlan: RelationPlan): string {
+export function restrictiveFence(plan: TenancyPlan, relation: Relation, relationPlan: RelationPlan): FixStep[] {
   const predicate = tenantPredicate(plan, relationPlan);
+  const target = relationIdent(relation);
   return [
-    `create policy tenant_fence on ${relationIdent(relation)} as restrictive for all to ${ident(plan.role)}`,
-    `  using (${predicate})`,
-    `  with check (${predicate});`,
-  ].join('\n');
+    policyStatement(
+      'create-policy',
+      { name: 'tenant_fence', table: relation.qualified },
+      [`create policy tenant_fence on ${target} as restrictive for all to ${ident(plan.role)}`, `  using (${predicate})`, `  with check (${predicate});`].join('\n'),
+      target,
+    ),
+  ];
 }
 
 /**
@@ -86,11 +94,11 @@ export function restrictiveFenceSql(plan: TenancyPlan, relation: Relation, relat
  * SECURITY; the application keeps the privileges it uses through the policies. owner-without-force and
  * role-owns-table propose the same statements, so their findings are one defect.
  */
-export function ownershipFix(plan: TenancyPlan, relation: Relation): string {
+export function ownershipFix(plan: TenancyPlan, relation: Relation): FixStep[] {
   const table = relationIdent(relation);
   return [
-    ...(relation.rlsForced ? [] : [`alter table ${table} force row level security;`]),
-    `alter table ${table} owner to current_user;  -- run as a role the application does not use (the one that runs migrations)`,
-    `grant select, insert, update, delete on ${table} to ${ident(plan.role)};`,
-  ].join('\n');
+    ...(relation.rlsForced ? [] : [forceRls(table)]),
+    alterTable(table, 'owner to current_user', 'run as a role the application does not use (the one that runs migrations)'),
+    grant('select, insert, update, delete', table, ident(plan.role)),
+  ];
 }

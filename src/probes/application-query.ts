@@ -1,4 +1,5 @@
 import type { Finding } from '../findings/finding.js';
+import { alterFunction, appendFix, comment, fix as makeFix, type Fix } from '../findings/fix.js';
 import { functionsCalled, relationsNamed } from '../analysis/sql-text.js';
 import type { NamedQuery } from '../scenario/schema.js';
 import type { Tenant } from '../seed/ledger.js';
@@ -53,10 +54,10 @@ async function readsOf(context: ProbeContext, query: NamedQuery, tenant: Tenant)
  * the tenant other tenants' rows (read the same way the read-isolation probe reads it), explained from
  * the catalog, and every SECURITY DEFINER function it calls. The query is the symptom; those are the defect.
  */
-async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant): Promise<{ reason: string; fix: string }> {
+async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant): Promise<{ reason: string; fix: Fix }> {
   const reads = await readsOf(context, query, tenant);
   const targets = readTargets(context, (relation) => sourcesOf(context, relation)).filter((target) => reads.relations.includes(target.relation.qualified));
-  const parts: { reason: string; fix: string }[] = [];
+  const parts: { reason: string; fix: Fix }[] = [];
   for (const target of targets) {
     const result = await runAs(context, { kind: 'tenant', tenant }, target.statement);
     const { relation, relationPlan, sources } = target;
@@ -66,15 +67,15 @@ async function diagnose(context: ProbeContext, query: NamedQuery, tenant: Tenant
   }
   for (const name of reads.functions) {
     const fn = context.catalog.functions.find((candidate) => `${candidate.schema}.${candidate.name}` === name);
-    if (fn?.securityDefiner) parts.push({ reason: `${fn.signature} is SECURITY DEFINER and runs with the rights of ${fn.owner}`, fix: `alter function ${fn.signature} security invoker;` });
+    if (fn?.securityDefiner) parts.push({ reason: `${fn.signature} is SECURITY DEFINER and runs with the rights of ${fn.owner}`, fix: makeFix([alterFunction(fn.signature, 'security invoker')]) });
   }
   if (!parts.length) {
     return {
       reason: "none of the relations it reads shows other tenants' rows on its own, so the query's own joins or functions let them through",
-      fix: `-- check how the query reaches rows of other tenants (${commentText([...reads.relations, ...reads.functions].join(', ') || 'see its plan')})`,
+      fix: makeFix([comment(`check how the query reaches rows of other tenants (${commentText([...reads.relations, ...reads.functions].join(', ') || 'see its plan')})`)]),
     };
   }
-  return { reason: parts.map((part) => part.reason).join('; '), fix: parts.map((part) => `-- ${commentText(part.reason)}\n${part.fix}`).join('\n') };
+  return { reason: parts.map((part) => part.reason).join('; '), fix: parts.map((part) => appendFix(makeFix([comment(commentText(part.reason))]), part.fix)).reduce((all, part) => appendFix(all, part)) };
 }
 
 export const applicationQuery = defineProbe({

@@ -1,4 +1,5 @@
 import type { FunctionInfo, Relation, Trigger } from '../catalog/types.js';
+import { alterFunction, comment, fix, or } from '../findings/fix.js';
 import { triggerEvents } from '../analysis/sql-text.js';
 import { currentTenantExpression } from '../findings/fixes.js';
 import type { Finding, SampleRow } from '../findings/finding.js';
@@ -283,12 +284,14 @@ export const definerTrigger = defineProbe({
               sampleRows: changes.slice(0, 3).map((change) => ({ relation: change.relation, effect: change.effect, tenant: change.owner, ...change.row })),
               details: `${describeChanges(changes)}${skipped.size ? `; not compared (over ${SNAPSHOT_LIMIT} rows): ${[...skipped].join(', ')}` : ''}`,
             },
-            fix: [
-              `-- the trigger function runs with its owner's rights, so no policy limits what it touches:`,
-              ...names.map(({ fn }) => `alter function ${fn.signature} security invoker;`),
-              `-- or keep it SECURITY DEFINER and restrict every statement in it to the row's tenant, e.g. ... where tenant_id = new.tenant_id`,
-              `-- (or = ${commentText(currentTenantExpression(context.plan))}), and never copy values from rows of another tenant`,
-            ].join('\n'),
+            fix: fix(
+              [comment("the trigger function runs with its owner's rights, so no policy limits what it touches:"), ...names.map(({ fn }) => alterFunction(fn.signature, 'security invoker'))],
+              [
+                or(" keep it SECURITY DEFINER and restrict every statement in it to the row's tenant, e.g. ... where tenant_id = new.tenant_id", [
+                  comment(`(or = ${commentText(currentTenantExpression(context.plan))}), and never copy values from rows of another tenant`),
+                ]),
+              ],
+            ),
           }));
         }
       }

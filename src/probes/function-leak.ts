@@ -1,4 +1,5 @@
 import { functionEffects, type EffectVerdict } from '../analysis/effects.js';
+import { alterFunction, comment, fix, or, revoke, type Fix, type FixAlternative, type FixStep } from '../findings/fix.js';
 import { loadRoutineIndex } from '../analysis/routine-index.js';
 import { loadParser } from '../analysis/parse.js';
 import type { FunctionInfo } from '../catalog/types.js';
@@ -24,24 +25,23 @@ interface Call {
   argumentTenant: Tenant;
 }
 
-function fixFor(context: ProbeContext, fn: FunctionInfo, variant: Variant): string {
+function fixFor(context: ProbeContext, fn: FunctionInfo, variant: Variant): Fix {
   const role = ident(context.plan.role);
   const signature = fn.signature;
-  const lines: string[] = [];
+  const steps: FixStep[] = [];
+  const alternatives: FixAlternative[] = [];
   if (variant === 'foreign') {
-    lines.push(`-- ${commentText(signature)} returns the rows of whatever tenant its arguments name: filter by the tenant of the transaction instead,`);
-    lines.push(`-- e.g. where tenant_id = ${commentText(currentTenantExpression(context.plan))}, and ignore (or drop) the tenant argument`);
+    steps.push(comment(`${commentText(signature)} returns the rows of whatever tenant its arguments name: filter by the tenant of the transaction instead,`));
+    steps.push(comment(`e.g. where tenant_id = ${commentText(currentTenantExpression(context.plan))}, and ignore (or drop) the tenant argument`));
   }
   if (fn.securityDefiner) {
-    lines.push(`-- let the caller's policies apply:`);
-    lines.push(`alter function ${signature} security invoker;`);
-    lines.push(`-- or, if it must stay SECURITY DEFINER, filter every table it reads by ${commentText(currentTenantExpression(context.plan))}`);
+    steps.push(comment("let the caller's policies apply:"), alterFunction(signature, 'security invoker'));
+    alternatives.push(or(`, if it must stay SECURITY DEFINER, filter every table it reads by ${commentText(currentTenantExpression(context.plan))}`, []));
   } else {
-    lines.push(`-- ${commentText(signature)} runs with the caller's rights: the relations it reads leak (see their read-isolation findings); fix their policies`);
+    steps.push(comment(`${commentText(signature)} runs with the caller's rights: the relations it reads leak (see their read-isolation findings); fix their policies`));
   }
-  lines.push(`-- or stop exposing it:`);
-  lines.push(`revoke execute on function ${signature} from public, ${role};`);
-  return lines.join('\n');
+  alternatives.push(or(' stop exposing it:', [revoke('execute', `function ${signature}`, `public, ${role}`)]));
+  return fix(steps, alternatives);
 }
 
 /** Why a function was not called; the terminal lists these. */

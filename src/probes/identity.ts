@@ -2,6 +2,7 @@ import type { Relation } from '../catalog/types.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { RawRow } from '../target/session.js';
 import { ownershipFix } from '../findings/fixes.js';
+import { alterRole, fix as makeFix } from '../findings/fix.js';
 import { relationObject, type Finding } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
 import { apiBarrier } from '../rules/privilege-helpers.js';
@@ -77,7 +78,7 @@ export const identity = defineProbe({
           rowCount: 1,
           sampleRows: [who],
         },
-        fix: `alter role ${ident(plan.role)} nosuperuser nobypassrls;`,
+        fix: makeFix([alterRole(ident(plan.role), 'nosuperuser nobypassrls')]),
         cause: cause('role-bypasses-rls', { kind: 'role', name: plan.role }),
       }));
       return findings;
@@ -115,7 +116,7 @@ export const identity = defineProbe({
           rowCount: 1,
           sampleRows: [answer],
         },
-        fix: ownershipFix(plan, relation),
+        fix: makeFix(ownershipFix(plan, relation)),
         cause: cause('owner-bypass', relationObject(relation)),
       }));
     }
@@ -143,7 +144,7 @@ async function forcedOwner(context: ProbeContext, relation: Relation, ownerSql: 
   }
   const who = relation.owner === plan.role ? `The application role ${plan.role} owns ${relation.qualified}` : `The application role ${plan.role} inherits the rights of ${relation.owner}, owner of ${relation.qualified}`;
   const alter = `alter table ${relationIdent(relation)} no force row level security`;
-  const fix = ownershipFix(plan, relation);
+  const fix = makeFix(ownershipFix(plan, relation));
   const actor = context.tenants[0];
   if (!context.disposable || !actor) {
     record('leak', ownerSql, null, 1, 0);

@@ -1,4 +1,5 @@
 import { actsAsOwner, policiesFor } from '../catalog/roles.js';
+import { alterRole, appendFix, comment, fix, forceRls, or, orTrailing, revoke, type Fix, type FixStep } from '../findings/fix.js';
 import type { Finding } from '../findings/finding.js';
 import type { Tenant } from '../seed/ledger.js';
 import { commentText, ident, relationIdent } from '../target/sql.js';
@@ -53,17 +54,24 @@ function causes(context: ProbeContext, role: ReachableRole, relations: string[])
   return found;
 }
 
-function fixFor(context: ProbeContext, role: ReachableRole, relations: string[]): string {
+function fixFor(context: ProbeContext, role: ReachableRole, relations: string[]): Fix {
   const app = ident(context.plan.role);
   const target = ident(role.name);
-  const lines = [`-- the application role should not be able to become ${commentText(role.name)}:`, `revoke ${target} from ${app};  -- or from the role through which ${commentText(context.plan.role)} is a member`];
-  if (context.catalog.serverVersionNum >= 160000) lines.push(`-- or, to keep inheriting its privileges without being able to SET ROLE to it (PostgreSQL 16+):`, `revoke set option for ${target} from ${app};`);
-  if (role.superuser || role.bypassRls) lines.push(`-- and if ${commentText(role.name)} needs no exemption from row-level security:`, `alter role ${target} nosuperuser nobypassrls;`);
+  const setOption =
+    context.catalog.serverVersionNum >= 160000
+      ? [or(', to keep inheriting its privileges without being able to SET ROLE to it (PostgreSQL 16+):', [revoke(`set option for ${target}`, null, app)])]
+      : [];
+  const revoked = fix(
+    [comment(`the application role should not be able to become ${commentText(role.name)}:`), revoke(target, null, app)],
+    [orTrailing(` from the role through which ${commentText(context.plan.role)} is a member`, fix([], setOption))],
+  );
+  const more: FixStep[] = [];
+  if (role.superuser || role.bypassRls) more.push(comment(`and if ${commentText(role.name)} needs no exemption from row-level security:`), alterRole(target, 'nosuperuser nobypassrls'));
   for (const name of relations) {
     const relation = requireRelation(context.catalog, name);
-    if (!relation.rlsForced && actsAsOwner(context.catalog, relation, role.name)) lines.push(`alter table ${relationIdent(relation)} force row level security;`);
+    if (!relation.rlsForced && actsAsOwner(context.catalog, relation, role.name)) more.push(forceRls(relationIdent(relation)));
   }
-  return lines.join('\n');
+  return more.length ? appendFix(revoked, fix(more)) : revoked;
 }
 
 export const roleGraph = defineProbe({

@@ -1,4 +1,5 @@
 import type { Relation } from '../catalog/types.js';
+import { comment, fix, or, type Fix } from '../findings/fix.js';
 import { relationObject, type Finding } from '../findings/finding.js';
 import type { Cause } from '../findings/cause.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
@@ -108,7 +109,7 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
   return list;
 }
 
-const FIXES: Record<Attempt['check'], (attempt: Attempt, context: ProbeContext) => string> = {
+const FIXES: Record<Attempt['check'], (attempt: Attempt, context: ProbeContext) => Fix | string> = {
   'self-join': (attempt, context) => {
     const membership = context.plan.actors.membership!;
     return [
@@ -128,12 +129,17 @@ const FIXES: Record<Attempt['check'], (attempt: Attempt, context: ProbeContext) 
     ].join('\n');
   },
   'user-pointer': (attempt, context) =>
-    [
-      `-- the policies choose the tenant from a column the user may set: check the membership as well, e.g.`,
-      `-- using (<tenant column> = (select <pointer> from ${attempt.relation.qualified} where <user> = <current user>) and <the caller is a member of it>)`,
-      `-- or let the user point only at tenants it belongs to:`,
-      `-- alter policy ... on ${relationIdent(attempt.relation)} with check (<user> = <current user> and <pointer> in (select <tenant> from ${context.plan.actors.membership?.relation ?? '<memberships>'} where <user> = <current user>))`,
-    ].join('\n'),
+    fix(
+      [
+        comment('the policies choose the tenant from a column the user may set: check the membership as well, e.g.'),
+        comment(`using (<tenant column> = (select <pointer> from ${attempt.relation.qualified} where <user> = <current user>) and <the caller is a member of it>)`),
+      ],
+      [
+        or(' let the user point only at tenants it belongs to:', [
+          comment(`alter policy ... on ${relationIdent(attempt.relation)} with check (<user> = <current user> and <pointer> in (select <tenant> from ${context.plan.actors.membership?.relation ?? '<memberships>'} where <user> = <current user>))`),
+        ]),
+      ],
+    ),
 };
 
 function finding(context: ProbeContext, report: ProbeReport, attempt: Attempt, run: ChainRun, targets: readonly ReadTarget[]): Finding | null {

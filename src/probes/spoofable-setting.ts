@@ -1,7 +1,8 @@
 import { functionAnalysis } from '../analysis/index.js';
+import { comment, fix as makeFix, or, policyStatement } from '../findings/fix.js';
 import { applyingPolicies, policyClause } from '../analysis/queries.js';
 import type { Policy } from '../catalog/types.js';
-import { restrictiveFenceSql } from '../findings/fixes.js';
+import { restrictiveFence } from '../findings/fixes.js';
 import { relationObject, type Finding } from '../findings/finding.js';
 import { functionsNamed } from '../rules/privilege-helpers.js';
 import type { Tenant } from '../seed/ledger.js';
@@ -137,12 +138,13 @@ export const spoofableSetting = defineProbe({
           sampleRows: spoof.tally.samples,
           details: `policy ${policy.name} (${policy.permissive ? 'permissive' : 'restrictive'}, using ${policy.using ?? 'true'}); other tenants' rows without the setting: ${spoof.baseline}, with it: ${spoof.tally.foreignRows}`,
         },
-        fix: [
-          `-- do not let a setting decide who sees every tenant: give administrators a role of their own and a policy TO that role`,
-          `drop policy ${ident(policy.name)} on ${relationIdent(relation)};`,
-          `-- or keep it, fenced: a restrictive tenant policy is ANDed with every permissive one`,
-          restrictiveFenceSql(context.plan, relation, relationPlan),
-        ].join('\n'),
+        fix: makeFix(
+          [
+            comment('do not let a setting decide who sees every tenant: give administrators a role of their own and a policy TO that role'),
+            policyStatement('drop-policy', { name: policy.name, table: relation.qualified }, `drop policy ${ident(policy.name)} on ${relationIdent(relation)};`, relationIdent(relation)),
+          ],
+          [or(' keep it, fenced: a restrictive tenant policy is ANDed with every permissive one', restrictiveFence(context.plan, relation, relationPlan))],
+        ),
       }));
     }
     return findings;

@@ -1,4 +1,5 @@
 import { actsAsOwner, inheritedRoles, roleInfo } from '../catalog/roles.js';
+import { alterRole, comment, fix, revoke, type Fix, type FixStep } from '../findings/fix.js';
 import type { Relation } from '../catalog/types.js';
 import { relationObject, type Evidence, type Finding } from '../findings/finding.js';
 import { commentText, ident, literal, relationIdent } from '../target/sql.js';
@@ -11,19 +12,19 @@ import { writeTargets } from './write-targets.js';
 const LOCK_TIMEOUT = `select set_config('lock_timeout', '2s', true)`;
 
 /** Why the role may truncate, and the statements that take the privilege away. */
-function truncateFix(context: ProbeContext, relation: Relation): { cause: string; fix: string } {
+function truncateFix(context: ProbeContext, relation: Relation): { cause: string; fix: Fix } {
   const { catalog, plan } = context;
   const role = roleInfo(catalog, plan.role);
-  if (role?.superuser) return { cause: `role ${plan.role} is a superuser`, fix: `alter role ${ident(plan.role)} nosuperuser;` };
+  if (role?.superuser) return { cause: `role ${plan.role} is a superuser`, fix: fix([alterRole(ident(plan.role), 'nosuperuser')]) };
   const held = inheritedRoles(catalog, plan.role);
   const grants = relation.grants.filter((grant) => grant.privilege === 'TRUNCATE' && (grant.grantee === 'public' || held.has(grant.grantee)));
-  const lines = grants.map((grant) => `revoke truncate on ${relationIdent(relation)} from ${grant.grantee === 'public' ? 'public' : ident(grant.grantee)};`);
+  const lines: FixStep[] = grants.map((grant) => revoke('truncate', relationIdent(relation), grant.grantee === 'public' ? 'public' : ident(grant.grantee)));
   const via = grants.map((grant) => (grant.grantee === plan.role ? `granted to ${plan.role}` : grant.grantee === 'public' ? 'granted to PUBLIC' : `granted to ${grant.grantee}, whose rights ${plan.role} inherits`));
   if (actsAsOwner(catalog, relation, plan.role)) {
     via.push(relation.owner === plan.role ? `${plan.role} owns the table` : `${plan.role} inherits the rights of its owner ${relation.owner}`);
-    lines.push(`-- owners may always TRUNCATE: give the table to a role the application does not use, e.g.\n-- alter table ${commentText(relationIdent(relation))} owner to schema_owner;`);
+    lines.push(comment('owners may always TRUNCATE: give the table to a role the application does not use, e.g.'), comment(`alter table ${commentText(relationIdent(relation))} owner to schema_owner;`));
   }
-  return { cause: via.join(' and ') || `${plan.role} holds TRUNCATE on it`, fix: lines.join('\n') || `revoke truncate on ${relationIdent(relation)} from ${ident(plan.role)};` };
+  return { cause: via.join(' and ') || `${plan.role} holds TRUNCATE on it`, fix: fix(lines.length ? lines : [revoke('truncate', relationIdent(relation), ident(plan.role))]) };
 }
 
 export const truncate = defineProbe({

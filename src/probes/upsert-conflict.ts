@@ -1,4 +1,5 @@
 import type { Column, Relation } from '../catalog/types.js';
+import { alterTable, appendFix, comment, createIndex, fix as makeFix, sql, type FixStep } from '../findings/fix.js';
 import { defaultGenerator } from '../analysis/sql-text.js';
 import { constraintObject, relationObject, type Finding } from '../findings/finding.js';
 import { cause, type Cause } from '../findings/cause.js';
@@ -14,24 +15,27 @@ import { requireColumn } from '../catalog/lookup.js';
 import { diagnoseWrite } from '../findings/diagnose.js';
 
 /** The SQL that makes a unique key include the tenant column, so that it no longer spans tenants. */
-function tenantKeyFix(relation: Relation, relationPlan: RelationPlan, key: string[]): string {
+function tenantKeyFix(relation: Relation, relationPlan: RelationPlan, key: string[]): FixStep[] {
   const target = relationIdent(relation);
   const columns = key.map(ident).join(', ');
   if (!relationPlan.tenantColumn) {
-    return `-- ${commentText(relation.qualified)} has no tenant column: add one (filled from its parent), then make the key per tenant, e.g.\n-- alter table ${commentText(target)} add column tenant_id ...; create unique index on ${commentText(target)} (tenant_id, ${commentText(columns)});`;
+    return [
+      comment(`${commentText(relation.qualified)} has no tenant column: add one (filled from its parent), then make the key per tenant, e.g.`),
+      comment(`alter table ${commentText(target)} add column tenant_id ...; create unique index on ${commentText(target)} (tenant_id, ${commentText(columns)});`),
+    ];
   }
   const tenantKey = `${ident(relationPlan.tenantColumn)}, ${columns}`;
   const constraint = relation.constraints.find((candidate) => (candidate.kind === 'unique' || candidate.kind === 'primary-key') && candidate.columns.join('\u0000') === key.join('\u0000'));
   if (constraint) {
     const kind = constraint.kind === 'primary-key' ? 'primary key' : 'unique';
     return [
-      `alter table ${target} drop constraint ${ident(constraint.name)}, add constraint ${ident(constraint.name)} ${kind} (${tenantKey});`,
-      ...(constraint.kind === 'primary-key' ? ['-- foreign keys that reference this key must then include the tenant column as well'] : []),
-    ].join('\n');
+      alterTable(target, `drop constraint ${ident(constraint.name)}, add constraint ${ident(constraint.name)} ${kind} (${tenantKey})`),
+      ...(constraint.kind === 'primary-key' ? [comment('foreign keys that reference this key must then include the tenant column as well')] : []),
+    ];
   }
   const index = relation.indexes.find((candidate) => candidate.unique && candidate.columns.join('\u0000') === key.join('\u0000'));
   const name = index?.name ?? `${relation.name}_${key.join('_')}_key`;
-  return `drop index ${qualifiedIdent(`${relation.schema}.${name}`)};\ncreate unique index ${ident(name)} on ${target} (${tenantKey});`;
+  return [sql(`drop index ${qualifiedIdent(`${relation.schema}.${name}`)};`), createIndex(target, `create unique index ${ident(name)} on ${target} (${tenantKey});`)];
 }
 
 /** The defect of a key that spans tenants: the constraint or unique index with exactly these columns, as unique-without-tenant names it. */
@@ -155,7 +159,7 @@ export const upsertConflict = defineProbe({
                     rowCount: run.rowCount,
                     details: `The key belongs to ${victim.label}'s row (read as the administrator); the statement inserted no row of ${actor.label} and updated 1 row.`,
                   },
-                  fix: `${diagnosis.fix}\n-- and make the key per tenant:\n${tenantKeyFix(relation, relationPlan, key)}`,
+                  fix: appendFix(diagnosis.fix, makeFix([comment('and make the key per tenant:'), ...tenantKeyFix(relation, relationPlan, key)])),
                 }));
                 critical = true;
                 break keys;
@@ -188,7 +192,7 @@ export const upsertConflict = defineProbe({
               rowCount: 0,
               details: `With ${victim.label}'s key (${key.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ')}): 0 rows inserted, no error. With a fresh key: 1 row inserted.${target.access.update ? ` DO UPDATE with the same key did not change ${victim.label}'s row.` : ''}`,
             },
-            fix: tenantKeyFix(relation, relationPlan, key),
+            fix: makeFix(tenantKeyFix(relation, relationPlan, key)),
             ...(keyCause(relation, key) ? { cause: keyCause(relation, key)! } : {}),
           });
         }

@@ -1,4 +1,5 @@
 import { scanTokens, statementSpans, type ScanToken } from '../analysis/parse.js';
+import { primaryFixText } from '../findings/fix.js';
 import { objectLabel, objectSubject, type Finding } from '../findings/finding.js';
 import { severityRank } from '../findings/severity.js';
 import { commentText, ident } from '../target/sql.js';
@@ -8,8 +9,8 @@ import type { Report } from './model.js';
  * fix.sql: the fixes of a report's open findings merged per object into one script that applies in order.
  * A pure function of the report (the parser is the only other input: `await loadParser()` first).
  *
- * A finding's `fix` lists the statements to run first; alternatives follow a comment that starts with
- * `-- or` and are left out of the script. Statements are read with PostgreSQL's parser:
+ * A finding's fix (`fixSteps`, findings/fix.ts) lists the statements to run and, as data, the alternatives,
+ * which are left out of the script. The statements are read with PostgreSQL's parser:
  *  - the same statement proposed by several findings is written once;
  *  - every statement about one policy (ALTER POLICY, DROP POLICY + CREATE POLICY) becomes ONE coherent
  *    statement: the clauses the most severe findings ask for win, so fixes that would undo each other
@@ -105,20 +106,15 @@ function matchingParen(tokens: ScanToken[], open: number): number {
   return -1;
 }
 
-/** Where the alternatives of a fix start: the first `-- or` comment; the statements before it are the fix. */
-function primaryEnd(fix: string): number {
-  const comment = scanTokens(fix).find((token) => token.tokenName === 'SQL_COMMENT' && token.text.slice(2).trimStart().toLowerCase().startsWith('or '));
-  return comment ? comment.start : fix.length;
-}
 
 interface ParsedStatement {
   text: string;
   policy: PolicyStatement | null;
 }
 
-/** The statements of a fix before its alternatives, or null when the fix is not SQL the parser accepts. */
-function statementsOf(fix: string): ParsedStatement[] | null {
-  const primary = fix.slice(0, primaryEnd(fix));
+/** The statements of a finding's fix without its alternatives, or null when the fix is not SQL the parser accepts. */
+function statementsOf(finding: Finding): ParsedStatement[] | null {
+  const primary = primaryFixText(finding);
   let parsed;
   try {
     parsed = statementSpans(primary);
@@ -192,7 +188,7 @@ export function renderFixScript(report: Report): string {
     const section = sections.get(subject) ?? { title: subject, findings: [], steps: [] };
     sections.set(subject, section);
     section.findings.push(`${finding.severity} ${finding.check} on ${objectLabel(finding.object)}`);
-    const statements = statementsOf(finding.fix);
+    const statements = statementsOf(finding);
     if (!statements || !statements.length) {
       section.steps.push({ kind: 'comment', text: `${finding.check} on ${objectLabel(finding.object)}: no statement to run; what to do:\n${finding.fix}` });
       continue;

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
+import { primaryFixText, primaryStatements } from '../findings/fix.js';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseStatements, scanTokens, statementSpans, type RawStmt, type StatementSpan } from '../analysis/parse.js';
+import { parseStatements, statementSpans, type RawStmt, type StatementSpan } from '../analysis/parse.js';
 import { objectLabel, objectSubject, type Finding } from '../findings/finding.js';
 import type { SchemaFile } from '../target/schema-files.js';
 
@@ -313,21 +314,29 @@ function unqualified(created: Created, kind: string, name: string): SourceLocati
   return matches.length === 1 ? created.objects.get(matches[0]!) : undefined;
 }
 
-/** Where a fix's alternatives start (its first `-- or` comment): the statements before it are the fix. */
-function primaryFix(fix: string): string {
-  try {
-    const alternative = scanTokens(fix).find((token) => token.tokenName === 'SQL_COMMENT' && token.text.slice(2).trimStart().toLowerCase().startsWith('or '));
-    return alternative ? fix.slice(0, alternative.start) : fix;
-  } catch {
-    return '';
+/**
+ * The policies a finding's fix changes or drops (`alter policy`, `drop policy`; not its alternatives), as
+ * `name on schema.table` labels: from the typed steps, and from the text of untyped ones.
+ */
+function policiesFixed(finding: Pick<Finding, 'fix' | 'fixSteps'>): string[] {
+  if (!finding.fixSteps) {
+    try {
+      return policiesIn(primaryFixText(finding));
+    } catch {
+      return [];
+    }
   }
+  return primaryStatements(finding.fixSteps).flatMap((step) => {
+    if (step.kind === 'sql') return policiesIn(step.sql);
+    return (step.kind === 'alter-policy' || step.kind === 'drop-policy') && step.policy ? [`${step.policy.name} on ${step.policy.table}`] : [];
+  });
 }
 
-/** The policies a fix changes or drops (`alter policy`, `drop policy`), as `name on schema.table` labels. */
-function policiesFixed(fix: string): string[] {
+/** The policies SQL text changes or drops (`alter policy`, `drop policy`), as `name on schema.table` labels. */
+function policiesIn(sql: string): string[] {
   let statements: RawStmt[];
   try {
-    statements = parseStatements(primaryFix(fix));
+    statements = parseStatements(sql);
   } catch {
     return [];
   }
@@ -372,7 +381,7 @@ export function locateObjects(files: SchemaFile[], findings: readonly Pick<Findi
       if (own) locations[objectLabel(object)] ??= own;
     }
     if (object.kind !== 'table' && object.kind !== 'view') continue;
-    const policy = policiesFixed(finding.fix).find((label) => label.endsWith(` on ${subject}`) && created.objects.has(label));
+    const policy = policiesFixed(finding).find((label) => label.endsWith(` on ${subject}`) && created.objects.has(label));
     if (policy) locations[findingLocationKey(finding)] ??= created.objects.get(policy)!;
   }
   return locations;

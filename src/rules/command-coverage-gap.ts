@@ -1,4 +1,5 @@
 import { relationObject } from '../findings/finding.js';
+import { comment, fix, orInline, policyStatement, revoke } from '../findings/fix.js';
 import { commentText, ident, relationIdent } from '../target/sql.js';
 import { clauseText } from '../analysis/index.js';
 import type { Command } from '../analysis/model.js';
@@ -54,7 +55,7 @@ export const commandCoverageGap = defineRule({
         const policySql = gaps.map(({ command }) => {
           const name = ident(`tenant_${command.toLowerCase()}`);
           const clauses = command === 'INSERT' ? `with check (${predicate})` : command === 'UPDATE' ? `using (${predicate}) with check (${predicate})` : `using (${predicate})`;
-          return `create policy ${name} on ${target} for ${command.toLowerCase()} to ${ident(plan.role)} ${clauses};`;
+          return policyStatement('create-policy', { name: `tenant_${command.toLowerCase()}`, table: relation.qualified }, `create policy ${name} on ${target} for ${command.toLowerCase()} to ${ident(plan.role)} ${clauses};`, target);
         });
         return [
           report({
@@ -68,9 +69,13 @@ export const commandCoverageGap = defineRule({
             fix:
               plan.actors.membership?.relation === relation.qualified
                 ? // Memberships decide who belongs to which tenant: a policy such as user_id = auth.uid() would let anyone join any tenant.
-                  `revoke ${gaps.map((gap) => gap.command.toLowerCase()).join(', ')} on ${target} from ${ident(plan.role)};\n` +
-                  `-- ${commentText(relation.qualified)} decides who belongs to which tenant: change it through a SECURITY DEFINER function that checks the caller may (an owner inviting), not through a policy on the user alone`
-                : `${policySql.join('\n')}\n-- or, if ${commentText(plan.role)} does not need ${gaps.length === 1 ? 'it' : 'them'}: revoke ${commentText(gaps.map((gap) => gap.command.toLowerCase()).join(', '))} on ${commentText(target)} from ${commentText(ident(plan.role))};`,
+                  fix([
+                    revoke(gaps.map((gap) => gap.command.toLowerCase()).join(', '), target, ident(plan.role)),
+                    comment(`${commentText(relation.qualified)} decides who belongs to which tenant: change it through a SECURITY DEFINER function that checks the caller may (an owner inviting), not through a policy on the user alone`),
+                  ])
+                : fix(policySql, [
+                    orInline(`, if ${commentText(plan.role)} does not need ${gaps.length === 1 ? 'it' : 'them'}:`, revoke(gaps.map((gap) => gap.command.toLowerCase()).join(', '), target, ident(plan.role))),
+                  ]),
           }),
         ];
       });

@@ -1,4 +1,5 @@
 import type { Catalog, Relation } from '../catalog/types.js';
+import { fix, revoke } from '../findings/fix.js';
 import { relationObject, type Finding } from '../findings/finding.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, relationIdent } from '../target/sql.js';
@@ -127,7 +128,7 @@ export const dangerousGrant = defineRule({
             `from pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a ` +
             `where c.oid = ${regclassLiteral(relation.qualified)} and a.privilege_type in (${privileges.map((privilege) => literal(privilege)).join(', ')});`,
           details: holdings.map((holding) => `${holding.privilege} via ${holding.via}: ${reaches.get(holding.privilege)!.severity}`).join('\n'),
-          fix: holdings.map((holding) => `revoke ${holding.privilege.toLowerCase()} on ${relationIdent(relation)} from ${holding.via === 'public' ? 'public' : ident(holding.via)};`).join('\n'),
+          fix: fix(holdings.map((holding) => revoke(holding.privilege.toLowerCase(), relationIdent(relation), holding.via === 'public' ? 'public' : ident(holding.via)))),
         }),
       );
     }

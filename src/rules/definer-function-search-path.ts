@@ -1,4 +1,5 @@
 import type { Catalog, FunctionInfo } from '../catalog/types.js';
+import { fix, setSearchPath } from '../findings/fix.js';
 import type { Finding } from '../findings/finding.js';
 import { functionAnalysis } from '../analysis/index.js';
 import type { Analysis } from '../analysis/model.js';
@@ -79,7 +80,7 @@ export const definerFunctionSearchPath = defineRule({
           message: `The ${kind} ${fn.signature} (owner ${fn.owner}) has no fixed search_path, so it resolves names through its caller's path: ${why}.`,
           sql: `select p.oid::regprocedure as function, pg_get_userbyid(p.proowner) as owner, p.prosecdef, p.proconfig from pg_proc p where p.oid = ${literal(fn.signature)}::regprocedure;`,
           details: `proconfig: ${fn.config.length ? fn.config.join(', ') : '(none)'}`,
-          fix: `alter function ${fn.signature} set search_path = pg_catalog, ${ident(fn.schema)}, pg_temp;`,
+          fix: fix([setSearchPath(fn.signature, `pg_catalog, ${ident(fn.schema)}, pg_temp`)]),
         }),
       );
     }

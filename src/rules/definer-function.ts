@@ -1,4 +1,5 @@
 import { functionAnalysis } from '../analysis/index.js';
+import { alterFunction, comment, fix, revoke, type Fix, type FixStep } from '../findings/fix.js';
 import type { BodyAnalysis } from '../analysis/model.js';
 import type { FunctionInfo, Relation } from '../catalog/types.js';
 import type { Finding } from '../findings/finding.js';
@@ -85,16 +86,20 @@ function filtersByCaller(body: BodyAnalysis, tables: Set<string>): boolean {
   return touching.length > 0 && touching.every((access) => access.confined);
 }
 
-function functionFix(fn: FunctionInfo, role: string, tables: Relation[], filtered: boolean): string {
+function functionFix(fn: FunctionInfo, role: string, tables: Relation[], filtered: boolean): Fix {
   if (filtered) {
     // A helper that keeps only the caller's rows is the usual way for a policy to read a table whose own policy
     // would otherwise recurse (a membership table): making it SECURITY INVOKER would break exactly that.
-    return `-- nothing to change: ${commentText(fn.signature)} keeps only the caller's rows; keep it SECURITY DEFINER if a policy calls it (as invoker it would run into the policies of ${commentText(tables.map((table) => table.qualified).join(', '))} again, and recurse if one of them calls it)`;
+    return fix([
+      comment(
+        `nothing to change: ${commentText(fn.signature)} keeps only the caller's rows; keep it SECURITY DEFINER if a policy calls it (as invoker it would run into the policies of ${commentText(tables.map((table) => table.qualified).join(', '))} again, and recurse if one of them calls it)`,
+      ),
+    ]);
   }
-  const lines = [
-    `alter function ${fn.signature} security invoker;`,
-    `-- the caller then needs the privileges the body uses, e.g.: grant select on ${commentText(tables.map((table) => table.qualified).join(', '))} to ${commentText(ident(role))};`,
+  const steps: FixStep[] = [
+    alterFunction(fn.signature, 'security invoker'),
+    comment(`the caller then needs the privileges the body uses, e.g.: grant select on ${commentText(tables.map((table) => table.qualified).join(', '))} to ${commentText(ident(role))};`),
   ];
-  if (fn.grants.some((grant) => grant.grantee === 'public' && grant.privilege === 'EXECUTE')) lines.push(`revoke execute on function ${fn.signature} from public;`);
-  return lines.join('\n');
+  if (fn.grants.some((grant) => grant.grantee === 'public' && grant.privilege === 'EXECUTE')) steps.push(revoke('execute', `function ${fn.signature}`, 'public'));
+  return fix(steps);
 }

@@ -1,4 +1,5 @@
 import { viewAnalysis } from '../analysis/index.js';
+import { comment, fix, forceRls, grant, sql, type Fix, type FixStep } from '../findings/fix.js';
 import type { Analysis } from '../analysis/model.js';
 import type { Catalog, Relation } from '../catalog/types.js';
 import { relationObject, type Finding } from '../findings/finding.js';
@@ -123,7 +124,7 @@ function filtersByCaller(analysis: Analysis, view: Relation, via: Set<string>): 
   return reads.length > 0 && reads.every((access) => access.confined);
 }
 
-function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Leak[]): string {
+function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Leak[]): Fix {
   const target = relationIdent(view);
   const tables = [...new Map(leaks.map((leak) => [leak.table.qualified, leak.table])).values()];
   if (catalog.serverVersionNum >= 150000) {
@@ -139,16 +140,16 @@ function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Lea
       }
     };
     collect(view);
-    const grants = [...needed.values()].map((relation) => `grant select on ${relationIdent(relation)} to ${ident(plan.role)};`);
-    return [`alter view ${target} set (security_invoker = true);`, ...grants].join('\n');
+    const grants = [...needed.values()].map((relation) => grant('select', relationIdent(relation), ident(plan.role)));
+    return fix([sql(`alter view ${target} set (security_invoker = true);`), ...grants]);
   }
-  const lines = [
-    `-- PostgreSQL ${catalog.serverVersion} has no security_invoker (added in 15): the view always reads as its owner.`,
-    '-- Make its owner a role that does not bypass row-level security, and force RLS on the tables it reads:',
-    ...tables.filter((table) => table.rlsEnabled && !table.rlsForced).map((table) => `alter table ${relationIdent(table)} force row level security;`),
+  const lines: FixStep[] = [
+    comment(`PostgreSQL ${catalog.serverVersion} has no security_invoker (added in 15): the view always reads as its owner.`),
+    comment('Make its owner a role that does not bypass row-level security, and force RLS on the tables it reads:'),
+    ...tables.filter((table) => table.rlsEnabled && !table.rlsForced).map((table) => forceRls(relationIdent(table))),
   ];
   if (leaks.some((leak) => roleNamed(catalog, leak.readAs)?.superuser || roleNamed(catalog, leak.readAs)?.bypassRls)) {
-    lines.push(`alter view ${target} owner to <a role without SUPERUSER or BYPASSRLS that holds SELECT on ${tables.map((table) => table.qualified).join(', ')}>;`);
+    lines.push(sql(`alter view ${target} owner to <a role without SUPERUSER or BYPASSRLS that holds SELECT on ${tables.map((table) => table.qualified).join(', ')}>;`));
   }
-  return lines.join('\n');
+  return fix(lines);
 }

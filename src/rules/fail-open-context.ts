@@ -1,4 +1,5 @@
 import { relationObject } from '../findings/finding.js';
+import { fix } from '../findings/fix.js';
 import { ALL_CLAUSES, openPolicies, policyClause } from '../analysis/queries.js';
 import { fragment, isTenantOwned, listWords, policiesDetails, policiesSql, rowCommandsOf, tenantPolicyRewrite } from './relation-facts.js';
 import type { Policy } from '../catalog/types.js';
@@ -66,7 +67,7 @@ export const failOpenContext = defineRule({
               `so a request without a tenant can ${listWords(commands)} every tenant's rows.`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
-            fix: list.map((entry) => tenantPolicyRewrite(scope, relation, entry.policy)).join('\n'),
+            fix: fix(list.map((entry) => tenantPolicyRewrite(scope, relation, entry.policy))),
           }),
         ];
       });

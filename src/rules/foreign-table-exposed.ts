@@ -1,4 +1,5 @@
 import { relationObject } from '../findings/finding.js';
+import { fix, grant, revoke, sql } from '../findings/fix.js';
 import { ident, relationIdent } from '../target/sql.js';
 import { isTenantOwned, listWords, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
 import { defineRule } from './types.js';
@@ -31,15 +32,15 @@ export const foreignTableExposed = defineRule({
         const column = tenantFilterOf(scope, relation);
         const view = `${ident(relation.schema)}.${ident(`${relation.name}_for_tenant`)}`;
         const filtered = column
-          ? `create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};\ngrant select on ${view} to ${ident(plan.role)};`
-          : '';
+          ? [sql(`create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};`), grant('select', view, ident(plan.role))]
+          : [];
         return report({
           severity: 'high',
           object: relationObject(relation),
           message: `${plan.role} may ${listWords(commands.map((command) => command.toLowerCase()))} ${relation.qualified}, a foreign table with tenant data: row-level security cannot apply to foreign tables, so it reaches every tenant's rows.`,
           sql: relationStateSql(scope, relation),
           details: `foreign table; ${plan.role} may ${listWords(commands)}`,
-          fix: `revoke all on ${target} from ${ident(plan.role)};${filtered ? `\n${filtered}` : ''}`,
+          fix: fix([revoke('all', target, ident(plan.role)), ...filtered]),
         });
       });
   },

@@ -1,4 +1,5 @@
 import { relationObject } from '../findings/finding.js';
+import { comment, fix, grant, revoke, sql } from '../findings/fix.js';
 import { cause } from '../findings/cause.js';
 import { commentText, ident, relationIdent } from '../target/sql.js';
 import { isTenantOwned, relationStateSql, rowCommandsOf, tenantFilterOf } from './relation-facts.js';
@@ -32,10 +33,12 @@ export const materializedViewExposed = defineRule({
         const column = tenantFilterOf(scope, relation);
         const view = `${ident(relation.schema)}.${ident(`${relation.name}_for_tenant`)}`;
         const filtered = column
-          ? `-- a view owned by a role that may read the materialized view, filtering by the current tenant:\n` +
-            `create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};\n` +
-            `grant select on ${view} to ${ident(plan.role)};`
-          : `-- ${commentText(relation.qualified)} has no tenant column: add one to its query, then expose it through a view that filters on it`;
+          ? [
+              comment('a view owned by a role that may read the materialized view, filtering by the current tenant:'),
+              sql(`create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};`),
+              grant('select', view, ident(plan.role)),
+            ]
+          : [comment(`${commentText(relation.qualified)} has no tenant column: add one to its query, then expose it through a view that filters on it`)];
         return report({
           severity: 'high',
           object: relationObject(relation),
@@ -43,7 +46,7 @@ export const materializedViewExposed = defineRule({
           message: `${plan.role} may select from ${relation.qualified}, a materialized view over ${relation.dependsOn.join(', ')}: row-level security does not apply to materialized views, so it reads every tenant's rows stored in it.`,
           sql: relationStateSql(scope, relation),
           details: `materialized view reading ${relation.dependsOn.join(', ')}\n${relation.viewDefinition?.trim() ?? ''}`,
-          fix: `revoke select on ${target} from ${ident(plan.role)};\n${filtered}`,
+          fix: fix([revoke('select', target, ident(plan.role)), ...filtered]),
         });
       });
   },

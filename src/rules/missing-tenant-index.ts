@@ -1,4 +1,5 @@
 import { relationObject, type Finding } from '../findings/finding.js';
+import { createIndex, fix } from '../findings/fix.js';
 import { ident, relationIdent } from '../target/sql.js';
 import { regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
@@ -37,7 +38,7 @@ export const missingTenantIndex = defineRule({
           details: relation.indexes.length
             ? relation.indexes.map((index) => index.definition ?? `${index.name} (${index.columns.map((name) => name ?? 'expression').join(', ')})`).join('\n')
             : 'no indexes',
-          fix: `create index ${relation.kind === 'table' ? 'concurrently ' : ''}${ident(name)} on ${relationIdent(relation)} (${ident(column)});`,
+          fix: fix([createIndex(relationIdent(relation), `create index ${relation.kind === 'table' ? 'concurrently ' : ''}${ident(name)} on ${relationIdent(relation)} (${ident(column)});`)]),
         }),
       );
     }

@@ -1,7 +1,8 @@
 import { relationObject } from '../findings/finding.js';
+import { appendFix, comment, fix, or } from '../findings/fix.js';
 import { commentText, ident, relationIdent } from '../target/sql.js';
 import { ALL_CLAUSES, openPolicies, type OpenPolicy } from '../analysis/queries.js';
-import { fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
+import { fence as fenceOf, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicy, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 function settingsOf(entry: OpenPolicy): string[] {
@@ -39,7 +40,7 @@ export const nonTenantSetting = defineRule({
         if (!open.length) return [];
         const settings = [...new Set(open.flatMap(settingsOf))];
         const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command.toLowerCase())))];
-        const fence = fenceSql(scope, relation);
+        const fence = fenceOf(scope, relation);
         return [
           report({
             severity: 'medium',
@@ -49,9 +50,13 @@ export const nonTenantSetting = defineRule({
               `any session can set ${listWords(settings)} (set_config) and ${listWords(commands)} other tenants' rows.`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
-            fix:
-              `${open.map((entry) => repairPolicySql(scope, relation, entry.policy, entry.uses)).join('\n')}${fence ? `\n-- or fence every permissive policy with a restrictive one:\n${fence}` : ''}\n` +
-              `-- cross-tenant access belongs to a separate role, e.g. create policy admin_all on ${commentText(relationIdent(relation))} to ${commentText(ident('<admin role>'))} using (true);`,
+            fix: appendFix(
+              fix(
+                open.map((entry) => repairPolicy(scope, relation, entry.policy, entry.uses)),
+                fence ? [or(' fence every permissive policy with a restrictive one:', fence)] : [],
+              ),
+              fix([comment(`cross-tenant access belongs to a separate role, e.g. create policy admin_all on ${commentText(relationIdent(relation))} to ${commentText(ident('<admin role>'))} using (true);`)]),
+            ),
           }),
         ];
       });

@@ -1,6 +1,7 @@
 import { relationObject } from '../findings/finding.js';
 import { cause } from '../findings/cause.js';
 import { ownershipFix } from '../findings/fixes.js';
+import { fix as makeFix } from '../findings/fix.js';
 import { literal } from '../target/sql.js';
 import { apiBarrier, inheritedBy, regclassLiteral, tenantTables } from './privilege-helpers.js';
 import { defineRule } from './types.js';
@@ -45,7 +46,7 @@ export const ownerWithoutForce = defineRule({
             message: `${who}, which does not force row-level security: its policies do not apply to the application.`,
             sql,
             details: `owner ${relation.owner}; row-level security enabled, not forced${direct ? '' : `; ${plan.role} inherits from ${relation.owner}`}`,
-            fix: ownershipFix(plan, relation),
+            fix: makeFix(ownershipFix(plan, relation)),
           });
         }
         return report({
@@ -57,7 +58,7 @@ export const ownerWithoutForce = defineRule({
             : `${who}, which forces row-level security, but as owner it may run ALTER TABLE ${relation.qualified} NO FORCE ROW LEVEL SECURITY (or DISABLE it) and then read every tenant's rows.`,
           sql,
           details: `owner ${relation.owner}; row-level security enabled and forced${direct ? '' : `; ${plan.role} inherits from ${relation.owner}`}`,
-          fix: ownershipFix(plan, relation),
+          fix: makeFix(ownershipFix(plan, relation)),
         });
       });
   },

@@ -1,7 +1,8 @@
 import { relationObject } from '../findings/finding.js';
+import { fix, or, revoke } from '../findings/fix.js';
 import { cause } from '../findings/cause.js';
 import { commentText, ident, relationIdent } from '../target/sql.js';
-import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
+import { isChild, isolation, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 export const partitionWithoutRls = defineRule({
@@ -45,7 +46,7 @@ export const partitionWithoutRls = defineRule({
               `${listWords(commands.map((command) => command.toLowerCase()))} it directly: the policies of ${parent} do not apply there, so every tenant's rows in it are exposed.`,
             sql: relationStateSql(scope, relation),
             details: `${kind} of ${parent}; relrowsecurity = false${relation.policies.length ? ` (its policies ${relation.policies.map((policy) => policy.name).join(', ')} are ignored)` : ''}; ${plan.role} may ${listWords(commands)}`,
-            fix: `revoke all on ${target} from ${ident(plan.role)};  -- query ${commentText(parent)} instead: its policies cover this ${kind}\n-- or protect the ${kind} itself:\n${isolationSql(scope, relation)}`,
+            fix: fix([revoke('all', target, ident(plan.role), `query ${commentText(parent)} instead: its policies cover this ${kind}`)], [or(` protect the ${kind} itself:`, isolation(scope, relation))]),
           }),
         ];
       });

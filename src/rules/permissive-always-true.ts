@@ -1,7 +1,8 @@
 import { relationObject } from '../findings/finding.js';
+import { fix, or } from '../findings/fix.js';
 import type { Severity } from '../findings/severity.js';
 import { openPolicies, READ_CLAUSES, type OpenPolicy } from '../analysis/queries.js';
-import { commandVerb, fenceSql, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicySql, rowCommandsOf } from './relation-facts.js';
+import { commandVerb, fence as fenceOf, fragment, isTenantOwned, listWords, policiesDetails, policiesSql, repairPolicy, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 function describeOpen(entry: OpenPolicy): string {
@@ -45,7 +46,7 @@ export const permissiveAlwaysTrue = defineRule({
         if (!open.length) return [];
         const commands = [...new Set(open.flatMap((entry) => entry.uses.map((use) => use.command)))];
         const severity: Severity = commands.includes('SELECT') ? 'critical' : 'high';
-        const fence = fenceSql(scope, relation);
+        const fence = fenceOf(scope, relation);
         return [
           report({
             severity,
@@ -55,7 +56,10 @@ export const permissiveAlwaysTrue = defineRule({
               `${listWords(commands.map(commandVerb))} every tenant's rows.`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
-            fix: `${open.map((entry) => repairPolicySql(scope, relation, entry.policy, entry.uses)).join('\n')}${fence ? `\n-- or keep ${open.length === 1 ? 'it' : 'them'} and fence every permissive policy with a restrictive one:\n${fence}` : ''}`,
+            fix: fix(
+              open.map((entry) => repairPolicy(scope, relation, entry.policy, entry.uses)),
+              fence ? [or(` keep ${open.length === 1 ? 'it' : 'them'} and fence every permissive policy with a restrictive one:`, fence)] : [],
+            ),
           }),
         ];
       });

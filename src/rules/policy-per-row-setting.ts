@@ -1,6 +1,7 @@
 import { relationObject, type Finding } from '../findings/finding.js';
+import { fix } from '../findings/fix.js';
 import { wrapCallsInSubselect } from '../analysis/sql-text.js';
-import { alterPolicySql, describePolicy, policyEvidenceSql } from './privilege-helpers.js';
+import { alterPolicy, describePolicy, policyEvidenceSql } from './privilege-helpers.js';
 import { expressionCalls } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -38,7 +39,7 @@ export const policyPerRowSetting = defineRule({
             message: `The policy ${policy.name} on ${relation.qualified} calls current_setting outside a sub-select, so it is evaluated for each row rather than once per statement.`,
             sql: policyEvidenceSql(policy),
             details: describePolicy(policy),
-            fix: alterPolicySql(policy, (expression) => wrapCallsInSubselect(expression, perRowCalls(expression))),
+            fix: fix([alterPolicy(policy, (expression) => wrapCallsInSubselect(expression, perRowCalls(expression)))]),
           }),
         );
       }

@@ -1,8 +1,9 @@
 import { relationObject } from '../findings/finding.js';
+import { comment, fix, policyStatement, renderFix, revoke } from '../findings/fix.js';
 import { commentText, ident, literal, relationIdent } from '../target/sql.js';
 import { ALL_CLAUSES, openPolicies, policyClause } from '../analysis/queries.js';
 import { inheritedBy, membershipPath, regclassLiteral } from './privilege-helpers.js';
-import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
+import { fence as fenceOf, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 export const policyRoleScope = defineRule({
@@ -45,7 +46,7 @@ export const policyRoleScope = defineRule({
             !(['using', 'check'] as const).some((clause) => policyClause(analysis, entry.policy, clause)?.branches.some((branch) => branch.kind === 'confined')),
         );
         if (!open.length) return [];
-        const fence = fenceSql(scope, relation);
+        const fence = fenceOf(scope, relation);
         const target = relationIdent(relation);
         const describe = open.map((entry) => {
           const via = entry.policy.roles.filter((role) => role !== 'public' && inherited.has(role));
@@ -61,11 +62,15 @@ export const policyRoleScope = defineRule({
         );
         const fixes = open.map((entry) => {
           const via = entry.policy.roles.filter((role) => role !== 'public' && inherited.has(role));
-          if (via.length) return `revoke ${via.map((role) => ident((membershipPath(catalog, plan.role, role) ?? [plan.role, role])[1]!)).join(', ')} from ${ident(plan.role)};`;
+          if (via.length) return revoke(via.map((role) => ident((membershipPath(catalog, plan.role, role) ?? [plan.role, role])[1]!)).join(', '), null, ident(plan.role));
           return audience.length === 1
-            ? `alter policy ${ident(entry.policy.name)} on ${target} to ${ident(audience[0]!)};  -- the one role granted ${commentText(relation.qualified)} that no policy names`
-            : `-- scope it to the role it is meant for: alter policy ${commentText(ident(entry.policy.name))} on ${commentText(target)} to <that role>;`;
+            ? {
+                ...policyStatement('alter-policy', { name: entry.policy.name, table: relation.qualified }, `alter policy ${ident(entry.policy.name)} on ${target} to ${ident(audience[0]!)};`, target),
+                note: `the one role granted ${commentText(relation.qualified)} that no policy names`,
+              }
+            : comment(`scope it to the role it is meant for: alter policy ${commentText(ident(entry.policy.name))} on ${commentText(target)} to <that role>;`);
         });
+        const distinct = [...new Map(fixes.map((step) => [renderFix(fix([step])), step])).values()];
         return [
           report({
             severity: 'medium',
@@ -75,7 +80,7 @@ export const policyRoleScope = defineRule({
               `${policiesSql(relation)}\nselect r.rolname, pg_has_role(${literal(plan.role)}, r.oid, 'USAGE') as app_role_inherits from pg_roles r ` +
               `where r.oid in (select unnest(polroles) from pg_policy where polrelid = ${regclassLiteral(relation.qualified)});`,
             details: policiesDetails(relation.policies),
-            fix: `${[...new Set(fixes)].join('\n')}${fence ? `\n-- and/or fence every permissive policy with a restrictive tenant policy:\n${fence}` : ''}`,
+            fix: fix([...distinct, ...(fence ? [comment('and/or fence every permissive policy with a restrictive tenant policy:'), ...fence] : [])]),
           }),
         ];
       });

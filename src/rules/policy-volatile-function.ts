@@ -1,9 +1,10 @@
 import type { CallSite } from '../analysis/model.js';
+import { alterFunction, fix as makeFix, or } from '../findings/fix.js';
 import { wrapCallsInSubselect } from '../analysis/sql-text.js';
 import type { Catalog, FunctionInfo } from '../catalog/types.js';
 import { relationObject, type Finding } from '../findings/finding.js';
 import { literal } from '../target/sql.js';
-import { alterPolicySql, describePolicy, functionsNamed, policyEvidenceSql } from './privilege-helpers.js';
+import { alterPolicy, describePolicy, functionsNamed, policyEvidenceSql } from './privilege-helpers.js';
 import { expressionCalls } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -52,11 +53,9 @@ export const policyVolatileFunction = defineRule({
         if (!calls.length) continue;
         const names = [...new Set(calls.map((call) => call.name))];
         const userFunctions = [...new Map(calls.flatMap((call) => volatileUserFunctions(catalog, call)).map((fn) => [fn.signature, fn])).values()];
-        const fix = [
-          ...userFunctions.map((fn) => `alter function ${fn.signature} stable; -- only if it does not modify the database`),
-          ...(userFunctions.length ? ['-- or evaluate it once per statement:'] : []),
-          alterPolicySql(policy, (expression) => wrapCallsInSubselect(expression, perRowVolatile(expression))),
-        ];
+        const once = alterPolicy(policy, (expression) => wrapCallsInSubselect(expression, perRowVolatile(expression)));
+        const stable = userFunctions.map((fn) => ({ ...alterFunction(fn.signature, 'stable'), sql: `alter function ${fn.signature} stable; -- only if it does not modify the database` }));
+        const fix = stable.length ? makeFix(stable, [or(' evaluate it once per statement:', [once])]) : makeFix([once]);
         findings.push(
           report({
             severity: 'info',
@@ -64,7 +63,7 @@ export const policyVolatileFunction = defineRule({
             message: `The policy ${policy.name} on ${relation.qualified} calls the VOLATILE function${names.length > 1 ? 's' : ''} ${names.join(', ')} for every row, which rules out index scans on that predicate.`,
             sql: `${policyEvidenceSql(policy)}\nselect p.oid::regprocedure, p.provolatile from pg_proc p where p.proname in (${names.map((name) => literal(name.split('.').pop()!)).join(', ')});`,
             details: describePolicy(policy),
-            fix: fix.join('\n'),
+            fix,
           }),
         );
       }

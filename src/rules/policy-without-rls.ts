@@ -1,4 +1,5 @@
 import { relationObject } from '../findings/finding.js';
+import { enableRls, fix, forceRls } from '../findings/fix.js';
 import { relationIdent } from '../target/sql.js';
 import type { Severity } from '../findings/severity.js';
 import { regclassLiteral } from './privilege-helpers.js';
@@ -49,7 +50,7 @@ export const policyWithoutRls = defineRule({
           message: `${relation.qualified} has ${policies}, but row-level security is disabled on it, so PostgreSQL ignores ${names.length === 1 ? 'it' : 'them'}: ${consequence}`,
           sql: `select relrowsecurity, relforcerowsecurity from pg_class where oid = ${regclassLiteral(relation.qualified)};\n${policiesSql(relation)}`,
           details: policiesDetails(relation.policies),
-          fix: `alter table ${relationIdent(relation)} enable row level security;\nalter table ${relationIdent(relation)} force row level security;`,
+          fix: fix([enableRls(relationIdent(relation)), forceRls(relationIdent(relation))]),
         });
       });
   },

@@ -1,4 +1,5 @@
 import { functionAnalysis } from '../analysis/index.js';
+import { alterRole, fix, orInline, policyStatement, revoke, type FixStatement } from '../findings/fix.js';
 import type { Analysis } from '../analysis/model.js';
 import { inheritedRoles, memberships } from '../catalog/roles.js';
 import type { Catalog, FunctionInfo, Grant, Policy, Relation, Role } from '../catalog/types.js';
@@ -242,11 +243,11 @@ export function describePolicy(policy: Policy): string {
 }
 
 /** `alter policy ... using (...) with check (...)` with each present expression rewritten. */
-export function alterPolicySql(policy: Policy, rewrite: (expression: string) => string): string {
+export function alterPolicy(policy: Policy, rewrite: (expression: string) => string): FixStatement {
   const parts = [`alter policy ${ident(policy.name)} on ${qualifiedIdent(policy.relation)}`];
   if (policy.using !== null) parts.push(`  using (${rewrite(policy.using)})`);
   if (policy.withCheck !== null) parts.push(`  with check (${rewrite(policy.withCheck)})`);
-  return `${parts.join('\n')};`;
+  return policyStatement('alter-policy', { name: policy.name, table: policy.relation }, `${parts.join('\n')};`, qualifiedIdent(policy.relation));
 }
 
 /** The function's effective search_path from its proconfig, or null when it has none. */
@@ -301,7 +302,7 @@ export function elevatedRoleFindings(
           message: `The application role ${appRole} is ${label}: no row-level security policy applies to it, on any table.`,
           sql,
           details: `pg_roles: ${appRole} rolsuper=${role.superuser} rolbypassrls=${role.bypassRls}`,
-          fix: `alter role ${ident(appRole)} ${option};`,
+          fix: fix([alterRole(ident(appRole), option)]),
           cause: cause('role-bypasses-rls', { kind: 'role', name: appRole }),
         }),
       );
@@ -315,7 +316,7 @@ export function elevatedRoleFindings(
         message: `The application role ${appRole} can SET ROLE to ${name}, ${label} (membership ${path.join(' -> ')}): one statement and no policy applies to it, on any table.`,
         sql,
         details: `membership chain: ${path.join(' is a member of ')}; ${name}: rolsuper=${role.superuser} rolbypassrls=${role.bypassRls}`,
-        fix: `revoke ${ident(path[1]!)} from ${ident(appRole)};\n-- or, if ${commentText(name)} does not need it: alter role ${commentText(ident(name))} ${option};`,
+        fix: fix([revoke(ident(path[1]!), null, ident(appRole))], [orInline(`, if ${commentText(name)} does not need it:`, alterRole(ident(name), option))]),
       }),
     );
   }

@@ -1,4 +1,5 @@
 import { relationObject, type Finding } from '../findings/finding.js';
+import { fix, grant, revoke } from '../findings/fix.js';
 import { ident, relationIdent } from '../target/sql.js';
 import { regclassLiteral, relationPlanOf } from './privilege-helpers.js';
 import { defineRule } from './types.js';
@@ -36,7 +37,7 @@ export const publicGrant = defineRule({
           message: `PUBLIC, that is every role in the cluster, holds ${privileges.join(', ')} on the tenant-owned ${relation.kind.replace('-', ' ')} ${relation.qualified}.`,
           sql: `select a.privilege_type from pg_class c, aclexplode(c.relacl) a where c.oid = ${regclassLiteral(relation.qualified)} and a.grantee = 0;`,
           details: `granted to PUBLIC: ${privileges.join(', ')}`,
-          fix: `revoke ${list} on ${relationIdent(relation)} from public;\ngrant ${list} on ${relationIdent(relation)} to ${ident(plan.role)};`,
+          fix: fix([revoke(list, relationIdent(relation), 'public'), grant(list, relationIdent(relation), ident(plan.role))]),
         }),
       );
     }

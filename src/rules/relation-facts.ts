@@ -2,7 +2,8 @@ import type { Analysis, CallSite, Command, ContextReference } from '../analysis/
 import { applyingPolicies, policyClause, type CommandClause } from '../analysis/queries.js';
 import { guardSettingCalls as guardCalls, oneLine } from '../analysis/sql-text.js';
 import type { Catalog, Policy, Relation } from '../catalog/types.js';
-import { currentTenantExpression, isolationPolicySql, restrictiveFenceSql, tenantPredicate } from '../findings/fixes.js';
+import { currentTenantExpression, isolationPolicy, restrictiveFence, tenantPredicate } from '../findings/fixes.js';
+import { policyStatement, type FixStatement, type FixStep } from '../findings/fix.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { ident, literal, relationIdent } from '../target/sql.js';
 import { describePolicy, inheritedBy, regclassLiteral, relationPlanOf } from './privilege-helpers.js';
@@ -106,22 +107,22 @@ export function tenantPredicateFor(scope: AnalysisScope, relation: Relation): st
 }
 
 /** `alter policy` that replaces a policy's expressions with the tenant predicate (only the clauses its command has). */
-export function tenantPolicyRewrite(scope: AnalysisScope, relation: Relation, policy: Policy): string {
+export function tenantPolicyRewrite(scope: AnalysisScope, relation: Relation, policy: Policy): FixStatement {
   const predicate = tenantPredicateFor(scope, relation) ?? `<tenant column> = ${currentTenantExpression(scope.plan)}`;
   const clauses: string[] = [];
   if (policy.command !== 'INSERT') clauses.push(`  using (${predicate})`);
   if (policy.command === 'ALL' || policy.command === 'INSERT' || policy.command === 'UPDATE') clauses.push(`  with check (${predicate})`);
-  return `alter policy ${ident(policy.name)} on ${relationIdent(relation)}\n${clauses.join('\n')};`;
+  return policyStatement('alter-policy', { name: policy.name, table: relation.qualified }, `alter policy ${ident(policy.name)} on ${relationIdent(relation)}\n${clauses.join('\n')};`, relationIdent(relation));
 }
 
 /** A restrictive tenant policy (ANDed with every permissive one), or null when the relation has no way to its tenant. */
-export function fenceSql(scope: AnalysisScope, relation: Relation): string | null {
-  return tenantPredicateFor(scope, relation) ? restrictiveFenceSql(scope.plan, relation, fixPlanFor(scope, relation)) : null;
+export function fence(scope: AnalysisScope, relation: Relation): FixStep[] | null {
+  return tenantPredicateFor(scope, relation) ? restrictiveFence(scope.plan, relation, fixPlanFor(scope, relation)) : null;
 }
 
-/** Enable and force RLS with a tenant policy for every command (isolationPolicySql with a completed plan). */
-export function isolationSql(scope: AnalysisScope, relation: Relation): string {
-  return isolationPolicySql(scope.plan, relation, fixPlanFor(scope, relation));
+/** Enable and force RLS with a tenant policy for every command (isolationPolicy with a completed plan). */
+export function isolation(scope: AnalysisScope, relation: Relation): FixStep[] {
+  return isolationPolicy(scope.plan, relation, fixPlanFor(scope, relation));
 }
 
 /** The tenant column a view, materialized view or foreign table exposes, with the current-tenant expression to compare it to. */
@@ -135,14 +136,16 @@ export function tenantFilterOf(scope: AnalysisScope, relation: Relation): { colu
  * policies already give the role tenant access for every command it is used for, otherwise rewrite it to the
  * tenant predicate.
  */
-export function repairPolicySql(scope: AnalysisScope, relation: Relation, policy: Policy, uses: readonly CommandClause[]): string {
+export function repairPolicy(scope: AnalysisScope, relation: Relation, policy: Policy, uses: readonly CommandClause[]): FixStatement {
   const covered = uses.every(({ command, clause }) =>
     applyingPolicies(scope.analysis, relation, command).some((other) => {
       if (other === policy || !other.permissive) return false;
       return policyClause(scope.analysis, other, clause)?.branches.some((branch) => branch.kind === 'confined') ?? false;
     }),
   );
-  return covered ? `drop policy ${ident(policy.name)} on ${relationIdent(relation)};` : tenantPolicyRewrite(scope, relation, policy);
+  return covered
+    ? policyStatement('drop-policy', { name: policy.name, table: relation.qualified }, `drop policy ${ident(policy.name)} on ${relationIdent(relation)};`, relationIdent(relation))
+    : tenantPolicyRewrite(scope, relation, policy);
 }
 
 /** What a command does to other tenants' rows through an open USING clause, as a verb. */

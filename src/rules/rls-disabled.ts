@@ -1,7 +1,8 @@
 import { relationObject } from '../findings/finding.js';
+import { fix } from '../findings/fix.js';
 import { cause } from '../findings/cause.js';
 import type { Severity } from '../findings/severity.js';
-import { isChild, isolationSql, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
+import { isChild, isolation, isTenantOwned, listWords, relationStateSql, rowCommandsOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 export const rlsDisabled = defineRule({
@@ -54,7 +55,7 @@ export const rlsDisabled = defineRule({
           message,
           sql: relationStateSql(scope, relation),
           details: `relrowsecurity = false, no policies; ${plan.role} may ${commands.length ? listWords(commands) : 'nothing'}`,
-          fix: isolationSql(scope, relation),
+          fix: fix(isolation(scope, relation)),
         });
       });
   },

@@ -1,4 +1,5 @@
 import { relationObject } from '../findings/finding.js';
+import { fix, orInline, policyStatement, revoke } from '../findings/fix.js';
 import { currentTenantExpression } from '../findings/fixes.js';
 import { commentText, ident, relationIdent } from '../target/sql.js';
 import { applyingPolicies, rlsApplies } from '../analysis/queries.js';
@@ -34,8 +35,8 @@ export const rlsNoPolicy = defineRule({
         const tenantOwned = isTenantOwned(scope, relation);
         const predicate = tenantOwned ? (tenantPredicateFor(scope, relation) ?? `<tenant column> = ${currentTenantExpression(plan)}`) : null;
         const policy = predicate
-          ? `create policy tenant_isolation on ${target} for all to ${role}\n  using (${predicate})\n  with check (${predicate});`
-          : `create policy shared_read on ${target} for select to ${role} using (true);  -- a shared table every tenant may read`;
+          ? policyStatement('create-policy', { name: 'tenant_isolation', table: relation.qualified }, `create policy tenant_isolation on ${target} for all to ${role}\n  using (${predicate})\n  with check (${predicate});`, target)
+          : { ...policyStatement('create-policy', { name: 'shared_read', table: relation.qualified }, `create policy shared_read on ${target} for select to ${role} using (true);`, target), note: 'a shared table every tenant may read' };
         return report({
           severity: 'info',
           object: relationObject(relation),
@@ -44,7 +45,7 @@ export const rlsNoPolicy = defineRule({
             `${plan.role} is granted ${listWords(commands)} but every read, update and delete sees no rows and every insert is rejected (default deny).`,
           sql: relationStateSql(scope, relation),
           details: `policies: ${relation.policies.map((entry) => `${entry.name} (to ${entry.roles.join(', ')})`).join(', ') || 'none'}`,
-          fix: `${policy}\n-- or, if ${commentText(plan.role)} should not use it: revoke all on ${commentText(target)} from ${commentText(role)};`,
+          fix: fix([policy], [orInline(`, if ${commentText(plan.role)} should not use it:`, revoke('all', target, role))]),
         });
       });
   },

@@ -1,6 +1,7 @@
 import { relationObject } from '../findings/finding.js';
+import { fix } from '../findings/fix.js';
 import { policySettingUses, rlsApplies } from '../analysis/queries.js';
-import { alterPolicySql } from './privilege-helpers.js';
+import { alterPolicy } from './privilege-helpers.js';
 import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf, settingOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -41,9 +42,7 @@ export const settingWithoutMissingOk = defineRule({
               `on a connection where ${listWords(settings)} was never set, every query on ${relation.qualified} fails with "unrecognized configuration parameter".`,
             sql: policiesSql(relation),
             details: policiesDetails(offending.map((entry) => entry.policy)),
-            fix: offending
-              .map((entry) => alterPolicySql(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, entry.settings, 'strict')))
-              .join('\n'),
+            fix: fix(offending.map((entry) => alterPolicy(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, entry.settings, 'strict')))),
           }),
         ];
       });

@@ -1,6 +1,7 @@
 import { relationObject } from '../findings/finding.js';
+import { fix } from '../findings/fix.js';
 import { policySettingUses, rlsApplies } from '../analysis/queries.js';
-import { alterPolicySql } from './privilege-helpers.js';
+import { alterPolicy } from './privilege-helpers.js';
 import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf, settingOf } from './relation-facts.js';
 import { defineRule } from './types.js';
 
@@ -42,11 +43,7 @@ export const settingWithoutNullif = defineRule({
               `after a transaction that set it ends the setting reads '', and ${listWords(casts)} makes every query on ${relation.qualified} fail.`,
             sql: policiesSql(relation),
             details: policiesDetails(offending.map((entry) => entry.policy)),
-            fix: offending
-              .map((entry) =>
-                alterPolicySql(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, [plan.setting], 'unguarded')),
-              )
-              .join('\n'),
+            fix: fix(offending.map((entry) => alterPolicy(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, [plan.setting], 'unguarded')))),
           }),
         ];
       });

@@ -1,7 +1,8 @@
 import { relationObject } from '../findings/finding.js';
+import { comment, fix, or, policyStatement } from '../findings/fix.js';
 import { commentText, ident, relationIdent } from '../target/sql.js';
 import { openPolicies, WRITE_CLAUSES, type OpenPolicy } from '../analysis/queries.js';
-import { fenceSql, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
+import { fence as fenceOf, fragment, isTenantOwned, policiesDetails, policiesSql, rowCommandsOf, tenantPredicateFor } from './relation-facts.js';
 import { defineRule } from './types.js';
 
 function describeCheck(entry: OpenPolicy): string {
@@ -43,9 +44,11 @@ export const withCheckMissingTenant = defineRule({
           ...(commands.has('UPDATE') ? [`move its rows to another tenant with UPDATE`] : []),
         ];
         const predicate = tenantPredicateFor(scope, relation);
-        const fence = fenceSql(scope, relation);
+        const fence = fenceOf(scope, relation);
         const fixes = open.map((entry) =>
-          predicate ? `alter policy ${ident(entry.policy.name)} on ${relationIdent(relation)}\n  with check (${predicate});` : `-- give policy ${commentText(entry.policy.name)} a WITH CHECK that compares the tenant column with the current tenant`,
+          predicate
+            ? policyStatement('alter-policy', { name: entry.policy.name, table: relation.qualified }, `alter policy ${ident(entry.policy.name)} on ${relationIdent(relation)}\n  with check (${predicate});`, relationIdent(relation))
+            : comment(`give policy ${commentText(entry.policy.name)} a WITH CHECK that compares the tenant column with the current tenant`),
         );
         return [
           report({
@@ -54,7 +57,7 @@ export const withCheckMissingTenant = defineRule({
             message: `On ${relation.qualified}, ${open.map(describeCheck).join('; ')}: ${plan.role} can ${effects.join(' and ')}.`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
-            fix: `${fixes.join('\n')}${fence ? `\n-- or fence every permissive policy with a restrictive one:\n${fence}` : ''}`,
+            fix: fix(fixes, fence ? [or(' fence every permissive policy with a restrictive one:', fence)] : []),
           }),
         ];
       });

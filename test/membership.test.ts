@@ -57,7 +57,7 @@ describe('a request without credentials runs as the platform\'s anonymous role',
     expect(found.map((finding) => [finding.table, finding.severity])).toEqual([['public.posts', 'high']]);
     expect(found[0]!.message).toMatch(/anonymous \(anon\)/);
     expect(found[0]!.evidence.sql).toContain('set local role "anon"');
-    expect(vulnerable.report!.probes.filter((probe) => probe.context === 'anonymous (anon)').length).toBe(3);
+    expect(vulnerable.report!.probes.filter((probe) => probe.check === 'missing-context' && probe.context === 'anonymous (anon)').length).toBe(3);
 
     const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-anon-'));
     try {
@@ -66,7 +66,7 @@ describe('a request without credentials runs as the platform\'s anonymous role',
       const secure = await runCli(['run', '--schema', secureFile, '--preset', 'supabase', '--seed', '7', '--quiet']);
       expect(secure.code).toBe(0);
       expect(findingsOf(secure, 'missing-context')).toEqual([]);
-      expect(secure.report!.probes.filter((probe) => probe.context === 'anonymous (anon)').map((probe) => probe.outcome)).toEqual(['pass', 'pass', 'pass']);
+      expect(secure.report!.probes.filter((probe) => probe.check === 'missing-context' && probe.context === 'anonymous (anon)').map((probe) => probe.outcome)).toEqual(['pass', 'pass', 'pass']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

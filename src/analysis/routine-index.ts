@@ -233,14 +233,31 @@ function typeNames(facts: TypeFacts): string[] {
 }
 
 /** Query functions the index is read with: an AuditSession or a client. */
-type Query = (sql: string) => Promise<{ rows: Row[] }>;
+/** What the index is read through: the audit's session, whose reads of large results go in pages. */
+interface PagedReader {
+  queryPaged(sql: string): Promise<{ rows: Row[] }>;
+}
 
-/** Read the whole index (routines, operators, views, types and relations), as the administrator. */
-export async function loadRoutineIndex(query: Query, serverVersionNum: number): Promise<RoutineIndex> {
-  const routines = await query(routinesSql(serverVersionNum));
-  const operators = await query(OPERATORS_SQL);
-  const views = await query(VIEWS_SQL);
-  const types = await query(TYPES_SQL);
-  const relations = await query(RELATIONS_SQL);
+/** Per session: the catalog does not change inside the audit's transaction, so the index is read once. */
+const loaded = new WeakMap<PagedReader, Promise<RoutineIndex>>();
+
+/** The whole index (routines, operators, views, types and relations), read as the administrator, once per session. */
+export function loadRoutineIndex(session: PagedReader, serverVersionNum: number): Promise<RoutineIndex> {
+  let index = loaded.get(session);
+  if (!index) {
+    index = readRoutineIndex(session, serverVersionNum);
+    loaded.set(session, index);
+    // A failed read is not kept: the next caller reads again (and meets the error itself).
+    index.catch(() => loaded.delete(session));
+  }
+  return index;
+}
+
+async function readRoutineIndex(session: PagedReader, serverVersionNum: number): Promise<RoutineIndex> {
+  const routines = await session.queryPaged(routinesSql(serverVersionNum));
+  const operators = await session.queryPaged(OPERATORS_SQL);
+  const views = await session.queryPaged(VIEWS_SQL);
+  const types = await session.queryPaged(TYPES_SQL);
+  const relations = await session.queryPaged(RELATIONS_SQL);
   return routineIndex(routines.rows, operators.rows, views.rows, types.rows, relations.rows);
 }

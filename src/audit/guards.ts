@@ -72,7 +72,7 @@ export async function checkUserSql(scenario: Scenario, plan: TenancyPlan, live: 
     if (problem) throw new AuditError(`the query ${query.name} (${query.sql}) cannot run inside the audit's transaction: ${problem}. Give one SELECT, INSERT, UPDATE, DELETE or MERGE.`);
   }
   if (!live) return;
-  const index = await loadRoutineIndex((sql) => live.session.queryPaged(sql), live.catalog.serverVersionNum);
+  const index = await loadRoutineIndex(live.session, live.catalog.serverVersionNum);
   const hint = 'On a database the audit does not own, user SQL may not act outside the audit\'s transaction; audit a copy instead (--schema-from URL), where it may';
   if (!plan.roleSwitch) {
     const verdict = userSqlEffects(index, plan.contextSql, scenario.allowSequenceGaps);

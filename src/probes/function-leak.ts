@@ -53,7 +53,7 @@ export const NOT_CALLED = 'not called on a live database (it may act outside the
  */
 async function liveEffects(context: ProbeContext, functions: FunctionInfo[]): Promise<Map<number, EffectVerdict>> {
   await loadParser();
-  return functionEffects(await loadRoutineIndex((sql) => context.session.queryPaged(sql), context.catalog.serverVersionNum), functions);
+  return functionEffects(await loadRoutineIndex(context.session, context.catalog.serverVersionNum), functions);
 }
 
 export const functionLeak = defineProbe({

@@ -77,7 +77,7 @@ const ALL_EVENTS: WriteEvent[] = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'];
  */
 export async function sequenceRisks(session: AuditSession, catalog: Catalog, plan: TenancyPlan, allowSequenceGaps = false): Promise<SequenceRisk[]> {
   await loadParser();
-  const index = await loadRoutineIndex((sql) => session.queryPaged(sql), catalog.serverVersionNum);
+  const index = await loadRoutineIndex(session, catalog.serverVersionNum);
   const use = new SequenceUse(index);
   // Everything else a write reaches that acts outside the transaction (COPY, dblink, NOTIFY, locks in a trigger, a domain CHECK or a default).
   const outside = new WriteEffects(index);

@@ -272,6 +272,11 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     Object.assign(timings.perProbe, run.perProbe);
     timings.probes = clock.lap();
     const report = buildReport('run', scenario, prepared, seeded, seedNumber, { ruleFindings, probeFindings, probes, complete: true }, startedAt, timings, options, inconclusive, forcedScans);
+    const pacer = session.pacer;
+    if (pacer?.pausedMs) {
+      timings.paused = Math.round(pacer.pausedMs);
+      addNote(report, remark(`paced (--pace ${pacer.share}): on a database it does not own, the audit paused between its statements so that its connection kept the server busy at most ${Math.round(pacer.share * 100)}% of the time, and the application's queries did not queue behind it (timings.paused says how long; --pace 1 runs without pause)`));
+    }
     if (sequencesBefore) {
       const moved = movedSequences(sequencesBefore, await readSequences(session));
       if (moved.length) addNote(report, remark(`sequences that moved during the audit (by the audit's writes or by the application meanwhile): ${moved.join(', ')}`));

@@ -75,7 +75,12 @@ export async function prepare(scenario: Scenario, options: AuditOptions, timings
         await admin.end();
       }
     }
-    session = await AuditSession.open(target.connectionString, { readOnly: readOnly && !(toApply.length && !commitSchema), bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS });
+    session = await AuditSession.open(target.connectionString, {
+      readOnly: readOnly && !(toApply.length && !commitSchema),
+      bounds: target.disposable ? DEFAULT_BOUNDS : LIVE_BOUNDS,
+      // On a database it does not own, the audit leaves the server time between its statements.
+      pace: target.disposable ? 1 : scenario.pace,
+    });
     const auditSession = session;
     if (!commitSchema && presetSetup) await auditSession.savepoint(() => auditSession.script(presetSetup), true);
     if (!commitSchema && toApply.length) {

@@ -98,5 +98,5 @@ export interface Report {
     queries: number;
   };
   /** Milliseconds per phase. */
-  timings: { start: number; schema: number; introspection: number; seeding: number; probes: number; report: number; total: number; /** Milliseconds per probe. */ perProbe: Record<string, number> };
+  timings: { start: number; schema: number; introspection: number; seeding: number; probes: number; report: number; total: number; /** Milliseconds per probe. */ perProbe: Record<string, number>; /** Milliseconds the audit paused for its pace (--pace, a url target only). */ paused?: number };
 }

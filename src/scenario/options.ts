@@ -42,6 +42,14 @@ function integer(name: string, min: number) {
   };
 }
 
+function share(name: string) {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!(parsed > 0 && parsed <= 1)) throw new InvalidArgumentError(`${name} must be a share of time, greater than 0 and at most 1 (e.g. 0.5)`);
+    return parsed;
+  };
+}
+
 /** `90`, `90s`, `30m`, `2h` as seconds. */
 function duration(value: string): number {
   const match = /^(\d+)\s*(s|m|h)?$/i.exec(value.trim());
@@ -311,6 +319,18 @@ export const CLI_OPTIONS = [
     commands: runOnly,
     /** Run the write families as every tenant, not only the few tenants that cover every policy path. */
     scenario: { key: 'exhaustive', field: 'exhaustive', zod: z.boolean().default(false) },
+  },
+  {
+    flag: '--pace',
+    arg: '<share>',
+    help: "on a database the audit does not own, the share of time its connection may keep the server busy (default 0.5: it pauses as long as it worked, so the application's queries do not queue behind it; 1: no pause)",
+    commands: runOnly,
+    parse: share('--pace'),
+    /**
+     * On a url target, the share of time the audit's connection may keep the server busy (target/pace.ts); the
+     * audit pauses for the rest. 1 runs without pause. The audit's own cluster is never paced.
+     */
+    scenario: { key: 'pace', field: 'pace', zod: z.number().gt(0).max(1).default(0.5) },
   },
   {
     flag: '--jobs',

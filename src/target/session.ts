@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { AuditError, AuditTimeout, errorMessage } from '../errors.js';
 import { connect, DEFAULT_BOUNDS, type Bounds } from './connect.js';
+import { Pacer } from './pace.js';
 import { pagedQuery } from './paged.js';
 import { blankComments, runScript } from './sent-sql.js';
 import { ident } from './sql.js';
@@ -50,7 +51,35 @@ export class AuditSession {
   /** Statements sent with sendKept whose outcome has not come back (or, failed, not been undone) yet. */
   private readonly unsettled = new Set<Promise<unknown>>();
 
-  constructor(readonly client: pg.Client) {}
+  /**
+   * On a database the audit does not own: keeps the connection's share of busy time at the scenario's pace
+   * (target/pace.ts). Each query, probe, savepoint or script waits for its turn before it is sent.
+   */
+  readonly pacer: Pacer | null;
+
+  constructor(
+    readonly client: pg.Client,
+    pace = 1,
+  ) {
+    this.pacer = pace < 1 ? new Pacer(pace) : null;
+  }
+
+  /** Every statement goes to the server here: the pacer counts the time it is there. */
+  private run(config: string | pg.QueryConfig): Promise<pg.QueryResult<RawRow>> {
+    const pacer = this.pacer;
+    const result = this.client.query<RawRow>(config as pg.QueryConfig);
+    if (!pacer) return result;
+    pacer.sent();
+    const answered = () => pacer.answered();
+    result.then(answered, answered);
+    return result;
+  }
+
+  /** Wait for the pacer's turn, then for the statements sent ahead (settled). */
+  private async ready(): Promise<void> {
+    await this.pacer?.turn();
+    if (this.unsettled.size) await this.settled();
+  }
 
   /**
    * Stop the audit: the statement running now is cancelled (from a connection of its own, as psql's
@@ -109,11 +138,12 @@ export class AuditSession {
     current_setting('search_path') as search_path, current_setting('client_encoding') as client_encoding,
     current_setting('standard_conforming_strings') as standard_conforming_strings`;
 
-  static async open(connection: string, options: { bounds?: Bounds; readOnly?: boolean } = {}): Promise<AuditSession> {
+  /** `pace`: the share of time the connection may be busy on the server (1: no pause; see target/pace.ts). */
+  static async open(connection: string, options: { bounds?: Bounds; readOnly?: boolean; pace?: number } = {}): Promise<AuditSession> {
     const client = await connect(connection, options.bounds ?? DEFAULT_BOUNDS, 'rls-audit', true);
-    const session = new AuditSession(client);
+    const session = new AuditSession(client, options.pace);
     // One round trip: the connection is pipelined.
-    const [pid] = await Promise.all([client.query<{ pid: number }>('select pg_backend_pid() as pid'), client.query(options.readOnly ? 'begin read only' : 'begin')]);
+    const [pid] = await Promise.all([session.run('select pg_backend_pid() as pid'), session.run(options.readOnly ? 'begin read only' : 'begin')]);
     session.pid = Number(pid.rows[0]!.pid);
     return session;
   }
@@ -124,19 +154,19 @@ export class AuditSession {
    */
   async commit(): Promise<void> {
     await this.settled();
-    await this.client.query('commit');
-    await this.client.query('begin');
+    await this.run('commit');
+    await this.run('begin');
   }
 
   /** Roll the transaction back and begin another: releases every lock it held. */
   async restart(): Promise<void> {
     await this.settled();
-    await this.client.query('rollback');
-    await this.client.query('begin');
+    await this.run('rollback');
+    await this.run('begin');
   }
 
   async query(text: string, values: unknown[] = [], name?: string): Promise<QueryOutcome> {
-    if (this.unsettled.size) await this.settled();
+    await this.ready();
     return this.dispatch(text, values, name);
   }
 
@@ -155,19 +185,19 @@ export class AuditSession {
     if (this.closing) throw new Error(`internal error: ${text.slice(0, 100)} was sent after the rollback of savepoint ${this.closing}`);
     this.queries += 1;
     this.lastStatement = text;
-    const result = await this.client.query({ text, values, types: RAW_TYPES, ...(name ? { name } : {}) });
+    const result = await this.run({ text, values, types: RAW_TYPES, ...(name ? { name } : {}) });
     return { rows: result.rows as RawRow[], rowCount: result.rowCount ?? 0 };
   }
 
   /** A read whose result may be large, in pages through a cursor (target/paged.ts says why). */
   async queryPaged(text: string, values: unknown[] = []): Promise<QueryOutcome> {
-    if (this.unsettled.size) await this.settled();
+    await this.ready();
     const result = await pagedQuery((page, pageValues = []) => this.dispatch(page, pageValues), text, values);
     return { rows: result.rows, rowCount: result.rows.length };
   }
 
   private async state(): Promise<Record<string, string | null>> {
-    return (await this.client.query({ text: AuditSession.STATE_SQL, types: RAW_TYPES })).rows[0] as Record<string, string | null>;
+    return (await this.run({ text: AuditSession.STATE_SQL, types: RAW_TYPES })).rows[0] as Record<string, string | null>;
   }
 
   /**
@@ -177,7 +207,7 @@ export class AuditSession {
    */
   async script(sql: string): Promise<void> {
     this.checkExpired();
-    await this.settled();
+    await this.ready();
     this.queries += 1;
     this.lastStatement = sql;
     await runScript(this.client, sql);
@@ -195,7 +225,7 @@ export class AuditSession {
     await this.settled();
     const before = await this.state();
     this.queries += 1;
-    const result = await this.client.query({ text: blankComments(text), values, types: RAW_TYPES });
+    const result = await this.run({ text: blankComments(text), values, types: RAW_TYPES });
     let after: Record<string, string | null>;
     try {
       after = await this.state();
@@ -219,7 +249,7 @@ export class AuditSession {
    */
   async savepoint<T>(work: () => Promise<T>, keep = false, prelude: string[] = []): Promise<T> {
     this.checkExpired();
-    await this.settled();
+    await this.ready();
     const name = `rls_audit_${++this.savepoints}`;
     const undo = undoSql(name);
     try {
@@ -263,7 +293,7 @@ export class AuditSession {
    * the first failure is thrown (the statements after it in the same transaction fail with it).
    */
   private async pipelined(statements: readonly string[]): Promise<void> {
-    const answers = statements.map((text) => pending(this.client.query({ text, types: RAW_TYPES })));
+    const answers = statements.map((text) => pending(this.run({ text, types: RAW_TYPES })));
     for (const answer of answers) await answer;
   }
 
@@ -276,7 +306,7 @@ export class AuditSession {
    */
   async rolledBack<T>(issue: () => Promise<() => Promise<T>>, prelude: string[] = []): Promise<T> {
     this.checkExpired();
-    await this.settled();
+    await this.ready();
     const name = `rls_audit_${++this.savepoints}`;
     this.writeTogether();
     const opened = pending(this.pipelined([`savepoint ${name}`, ...prelude]));
@@ -311,9 +341,9 @@ export class AuditSession {
     this.checkExpired();
     const name = `rls_audit_${++this.savepoints}`;
     this.writeTogether();
-    const opened = pending(this.client.query(`savepoint ${name}`));
+    const opened = pending(this.run(`savepoint ${name}`));
     const outcome = this.send(text, values);
-    const released = pending(this.client.query(`release savepoint ${name}`));
+    const released = pending(this.run(`release savepoint ${name}`));
     const settled = pending(
       (async () => {
         await opened;
@@ -340,13 +370,13 @@ export class AuditSession {
 
   /** Become the application role for the rest of the current savepoint. */
   async becomeRole(role: string): Promise<void> {
-    await this.client.query(`set local role ${ident(role)}`);
+    await this.run(`set local role ${ident(role)}`);
   }
 
   async end(): Promise<void> {
     await this.settled();
     try {
-      await this.client.query('rollback');
+      await this.run('rollback');
     } finally {
       await this.client.end().catch(() => undefined);
     }

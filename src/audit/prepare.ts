@@ -39,6 +39,9 @@ export interface Prepared {
 export async function prepare(scenario: Scenario, options: AuditOptions, timings: Report['timings'], clock: Stopwatch, readOnly: boolean): Promise<Prepared & { close(): Promise<void> }> {
   const log = options.log ?? (() => undefined);
   const progress = options.progress ?? (() => undefined);
+  // The parser compiles (WASM) while the cluster starts, when this process would otherwise only wait.
+  const parser = loadParser();
+  parser.catch(() => undefined);
   const schemaFiles = await readSchemaFiles(scenario.schema);
   progress({ phase: 'target', completed: 0, total: 1 });
   const target = options.target ?? (await openTarget(scenario, log));
@@ -65,7 +68,7 @@ export async function prepare(scenario: Scenario, options: AuditOptions, timings
           'Audit a copy instead: --schema-from URL --schema FILE copies the live schema, roles and grants into a throwaway cluster, applies the files there, and audits that.',
       );
     }
-    await loadParser();
+    await parser;
     if (commitSchema && (toApply.length || presetSetup)) {
       const admin = await connect(target.connectionString, DEFAULT_BOUNDS);
       try {

@@ -1,12 +1,14 @@
-// Scaffold a new check: `npm run new-check -- <id> [--rule] [--severity <level>] [--matrix <place>] [--split relation|whole]`.
+// Scaffold a new check: `npm run new-check -- <id> [--rule] [--severity <level>] [--matrix <place>] [--split relation|whole] [--order <n>]`.
 //
-// Writes everything a check is (see README "Architecture"): its module (src/probes/<id>.ts, or src/rules/<id>.ts
-// with --rule), its line in the registry, and its fixture folder test/fixtures/<id>/ with a vulnerable fixture,
-// its secure twin and an expect.yaml that has test/check-fixtures.test.ts run the pair. The module typechecks
-// and is registered as written; its metadata, its logic and the fixtures are then to be filled in (the fixture
-// tests fail until the vulnerable fixture is flagged). `--root <dir>` writes into another copy of the project.
+// Writes everything a check is (see README "Architecture"), and nothing else: its module
+// (src/probes/checks/<id>.ts, or src/rules/checks/<id>.ts with --rule), which the registry finds there, and its
+// fixture folder test/fixtures/<id>/ with a vulnerable fixture, its secure twin and an expect.yaml that has
+// test/check-fixtures.test.ts run the pair. The module typechecks and is discovered as written, last in the
+// run order unless --order places it (the shipped checks are spaced by 10); its metadata, its logic and the
+// fixtures are then to be filled in (the fixture tests fail until the vulnerable fixture is flagged).
+// `--root <dir>` writes into another copy of the project.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,27 +29,38 @@ const { values, positionals } = parseArgs({
     severity: { type: 'string', default: 'high' },
     matrix: { type: 'string', default: 'read' },
     split: { type: 'string', default: 'whole' },
+    order: { type: 'string' },
     root: { type: 'string' },
   },
 });
 
 const id = positionals[0];
-if (!id || positionals.length !== 1) fail('usage: npm run new-check -- <id> [--rule] [--severity <level>] [--matrix <place>] [--split relation|whole]');
+if (!id || positionals.length !== 1) fail('usage: npm run new-check -- <id> [--rule] [--severity <level>] [--matrix <place>] [--split relation|whole] [--order <n>]');
 if (!/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/.test(id)) fail(`${id}: a check id is kebab-case (lower-case words joined by -)`);
 if (!SEVERITIES.includes(values.severity)) fail(`--severity is one of ${SEVERITIES.join(', ')}`);
 if (!MATRIX.includes(values.matrix)) fail(`--matrix is one of ${MATRIX.join(', ')}`);
 if (!SPLITS.includes(values.split)) fail(`--split is one of ${SPLITS.join(', ')}`);
+if (values.order !== undefined && !/^[0-9]+$/.test(values.order)) fail('--order is a whole number: the place in the run order (ascending, ties broken by id)');
 
 const root = path.resolve(values.root ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..'));
 const kind = values.rule ? 'rules' : 'probes';
 const name = id.replace(/-([a-z0-9])/g, (_, letter) => letter.toUpperCase());
-const module = path.join(root, 'src', kind, `${id}.ts`);
-const registry = path.join(root, 'src', kind, 'registry.ts');
+const checks = path.join(root, 'src', kind, 'checks');
+const module = path.join(checks, `${id}.ts`);
 const fixtures = path.join(root, 'test', 'fixtures', id);
 if (existsSync(module)) fail(`${path.relative(root, module)} exists`);
 if (existsSync(fixtures)) fail(`${path.relative(root, fixtures)} exists`);
-const registryText = await readFile(registry, 'utf8');
-if (new RegExp(`\\b${name}\\b`).test(registryText)) fail(`${path.relative(root, registry)} already names ${name}`);
+
+/** The place after the last check of its kind: the largest `order` its folder's modules declare (as this script and the shipped checks write it), plus 10. */
+async function lastOrder() {
+  let last = 0;
+  for (const file of (await readdir(checks)).filter((name) => name.endsWith('.ts'))) {
+    const declared = /^  order: ([0-9]+),$/m.exec(await readFile(path.join(checks, file), 'utf8'));
+    if (declared) last = Math.max(last, Number(declared[1]));
+  }
+  return last + 10;
+}
+const order = values.order === undefined ? await lastOrder() : Number(values.order);
 
 const level = values.severity[0].toUpperCase() + values.severity.slice(1);
 const title = id.replace(/-/g, ' ').replace(/^./, (letter) => letter.toUpperCase());
@@ -69,11 +82,13 @@ const meta = (indent) =>
     .map((line) => `${indent}${line}`)
     .join('\n');
 
-const probeModule = `import type { Finding } from '../findings/finding.js';
-import { defineProbe } from './types.js';
+const probeModule = `import type { Finding } from '../../findings/finding.js';
+import { defineProbe } from '../types.js';
 
 /** ${id}: what this probe proves, on seeded data, as the application role. */
 export const ${name} = defineProbe({
+  // Its place in the run order (ascending, ties broken by id); the shipped probes are spaced by 10.
+  order: ${order},
   meta: {
 ${meta('    ')}
   },
@@ -82,7 +97,7 @@ ${meta('    ')}
   split: '${values.split}',
   async run(_context, _report) {
     const findings: Finding[] = [];
-    // Run the statements as the application role (context.session, see context.ts runAs), record each with
+    // Run the statements as the application role (context.session, see ../context.ts runAs), record each with
     // context.record(), and report what crosses a tenant's boundary, e.g.
     // findings.push(report({ severity: '${values.severity}', object: relationObject(relation), message, evidence: { sql, context: label } }));
     return findings;
@@ -90,11 +105,13 @@ ${meta('    ')}
 });
 `;
 
-const ruleModule = `import type { Finding } from '../findings/finding.js';
-import { defineRule } from './types.js';
+const ruleModule = `import type { Finding } from '../../findings/finding.js';
+import { defineRule } from '../types.js';
 
 /** ${id}: what this rule reads from the catalog. */
 export const ${name} = defineRule({
+  // Its place in the evaluation order (ascending, ties broken by id); the shipped rules are spaced by 10.
+  order: ${order},
   meta: {
 ${meta('    ')}
   },
@@ -106,18 +123,6 @@ ${meta('    ')}
   },
 });
 `;
-
-/** The registry with the new check's import (after the last import) and its entry (last in the list). */
-function register(text) {
-  const lines = text.split('\n');
-  const lastImport = lines.reduce((last, line, index) => (line.startsWith('import ') ? index : last), -1);
-  if (lastImport < 0) fail(`${path.relative(root, registry)}: no import to follow`);
-  lines.splice(lastImport + 1, 0, `import { ${name} } from './${id}.js';`);
-  const close = lines.lastIndexOf('];');
-  if (close < 0) fail(`${path.relative(root, registry)}: no list to add to`);
-  lines.splice(close, 0, `  ${name},`);
-  return lines.join('\n');
-}
 
 const table = `${id.replace(/-/g, '_')}_items`;
 const tenantIs = "(select nullif(current_setting('app.current_tenant', true), '')::integer)";
@@ -151,12 +156,11 @@ pair: {}
 `;
 
 await writeFile(module, values.rule ? ruleModule : probeModule);
-await writeFile(registry, register(registryText));
 await mkdir(fixtures, { recursive: true });
 await writeFile(path.join(fixtures, 'vulnerable.sql'), vulnerable);
 await writeFile(path.join(fixtures, 'secure.sql'), secure);
 await writeFile(path.join(fixtures, 'expect.yaml'), expectations);
-for (const file of [module, registry, path.join(fixtures, 'vulnerable.sql'), path.join(fixtures, 'secure.sql'), path.join(fixtures, 'expect.yaml')]) {
-  console.log(`${file === registry ? 'updated' : 'wrote'} ${path.relative(root, file)}`);
+for (const file of [module, path.join(fixtures, 'vulnerable.sql'), path.join(fixtures, 'secure.sql'), path.join(fixtures, 'expect.yaml')]) {
+  console.log(`wrote ${path.relative(root, file)}`);
 }
 console.log(`then: fill in the module and the fixtures, run npx vitest run test/check-fixtures.test.ts -t ${id}, and npm run readme:checks`);

@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { PROBES } from '../src/probes/registry.js';
+import { RULES } from '../src/rules/registry.js';
 import { ROOT } from './helpers.js';
 
 const run = promisify(execFile);
@@ -38,6 +40,10 @@ describe('the published package', () => {
     const files = listing[0]!.files.map((file) => file.path);
     expect(files).toEqual(expect.arrayContaining(['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', 'dist/library/vitest.js', 'dist/library/vitest.d.ts', 'npm-shrinkwrap.json', 'scenarios/demo.yaml', 'package.json', 'README.md']));
     expect(files.filter((file) => /^(src|test|bench|reports)\/|\.map$|^package-lock\.json$/.test(file))).toEqual([]);
+    // The registries read their checks/ folders at load: every check module is in the package.
+    expect(files.filter((file) => /^dist\/(probes|rules)\/checks\/[^/]+\.js$/.test(file)).length).toBe(
+      (await readdir(path.join(ROOT, 'src', 'probes', 'checks'))).length + (await readdir(path.join(ROOT, 'src', 'rules', 'checks'))).length,
+    );
 
     // An empty project. The tarball's shrinkwrap pins the lockfile's versions, whose tarballs `npm ci` left in
     // npm's cache: --prefer-offline takes them from there instead of downloading them again.
@@ -67,5 +73,7 @@ describe('the published package', () => {
     // The library entry point loads from the installed package (the vitest one needs vitest, an optional peer).
     const { stdout: exported } = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('rls-audit'); console.log(typeof m.audit, typeof m.createAuditDatabase, typeof m.renderSarif)"], { cwd: project });
     expect(exported.trim()).toBe('function function function');
+    const { stdout: checks } = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('rls-audit'); console.log(JSON.stringify([m.PROBES.map((p) => p.meta.id), m.RULES.map((r) => r.meta.id)]))"], { cwd: project });
+    expect(JSON.parse(checks)).toEqual([PROBES.map((probe) => probe.meta.id), RULES.map((rule) => rule.meta.id)]);
   }, 300_000);
 });

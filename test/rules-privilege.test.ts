@@ -7,7 +7,7 @@ import { lint } from '../src/audit.js';
 import { analyze } from '../src/analysis/index.js';
 import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
-import { definerView } from '../src/rules/definer-view.js';
+import { definerView } from '../src/rules/checks/definer-view.js';
 import { objectSubject, type Finding } from '../src/findings/finding.js';
 import { scenarioSchema } from '../src/scenario/schema.js';
 import { atLeast, type Severity } from '../src/findings/severity.js';

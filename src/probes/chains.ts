@@ -4,7 +4,7 @@ import { pending, type QueryOutcome, type RawRow } from '../target/session.js';
 import { ident, inlineParameters, qualifiedIdent } from '../target/sql.js';
 import { plural } from '../report/text.js';
 import { reproduction, sendContext, sourcesOf } from './context.js';
-import { attributeRows } from './read-isolation.js';
+import { attributeRows } from './checks/read-isolation.js';
 import { readTargets, shownStatement, type ReadTarget } from './targets.js';
 import type { ProbeContext } from './types.js';
 

@@ -3,7 +3,7 @@ import { inheritedBy } from '../rules/privilege-helpers.js';
 import type { InconclusiveReason } from '../findings/verdict.js';
 import type { AuditSession } from '../target/session.js';
 import { runAs, sourcesOf } from './context.js';
-import { readAsTenant } from './read-isolation.js';
+import { readAsTenant } from './checks/read-isolation.js';
 import { mapOver } from './schedule.js';
 import { OwnRowBuilder } from './own-row.js';
 import { expectedOwnRows, readTargets, shownStatement } from './targets.js';

@@ -6,7 +6,7 @@ import { ident, literal, relationIdent, textArrayLiteral } from '../target/sql.j
 import type { RelationAccess } from './access.js';
 import { runAs } from './context.js';
 import { inPart } from './schedule.js';
-import { firstValue, nodes, parsePlan } from './seq-scan.js';
+import { firstValue, nodes, parsePlan } from './checks/seq-scan.js';
 import type { ProbeContext } from './types.js';
 import { relationOf, requireColumn, requireRelation } from '../catalog/lookup.js';
 

@@ -115,6 +115,8 @@ export type ProbeCheckInput = CheckMetaInput & { matrix: MatrixPlacement };
 
 export interface Probe {
   meta: ProbeMeta;
+  /** Where it runs among the probes: ascending, ties broken by id (the registry sorts by it). */
+  order: number;
   /** Other checks this probe reports (e.g. a lower-severity defect found along the way). */
   related: ProbeMeta[];
   /** Per check id (its own and its related checks'), where its statements show in the HTML matrix. */
@@ -130,6 +132,11 @@ export interface Probe {
 }
 
 export interface ProbeDefinition {
+  /**
+   * Its place in the run order, ascending (ties broken by id); the shipped probes are spaced by 10 so that a
+   * new one can state a place between two. missing-context (10) runs first.
+   */
+  order: number;
   meta: ProbeCheckInput;
   related?: ProbeCheckInput[];
   split: ProbeSplit;
@@ -137,9 +144,18 @@ export interface ProbeDefinition {
   run(this: Probe, context: ProbeContext, report: ProbeReport): Promise<Finding[]>;
 }
 
+/** Marks what defineProbe returned, so that the registry takes no other export of a check module for a probe. */
+const PROBE_BRAND = Symbol.for('rls-audit.probe');
+
+/** A value defineProbe made. */
+export function isProbe(value: unknown): value is Probe {
+  return typeof value === 'object' && value !== null && (value as { [PROBE_BRAND]?: unknown })[PROBE_BRAND] === true;
+}
+
 /**
- * Declare a probe, ESLint style: its metadata (and that of the checks it reports along the way, each with its
- * place in the HTML matrix), how its work splits, and a run() that reports through report().
+ * Declare a probe, ESLint style: its place in the run order, its metadata (and that of the checks it reports
+ * along the way, each with its place in the HTML matrix), how its work splits, and a run() that reports
+ * through report(). A module in probes/checks/ that exports one is a probe: the registry finds it there.
  */
 export function defineProbe(definition: ProbeDefinition): Probe {
   const { matrix: placement, ...own } = definition.meta;
@@ -150,6 +166,7 @@ export function defineProbe(definition: ProbeDefinition): Probe {
     return { ...entry, source: 'probe', reportedBy: meta.id };
   });
   const report = findingBuilder([meta, ...related]);
-  const probe: Probe = { meta, related, matrix, split: definition.split, exclusive: definition.exclusive ?? false, run: (context) => definition.run.call(probe, context, report) };
+  const probe: Probe = { meta, order: definition.order, related, matrix, split: definition.split, exclusive: definition.exclusive ?? false, run: (context) => definition.run.call(probe, context, report) };
+  Object.defineProperty(probe, PROBE_BRAND, { value: true });
   return probe;
 }

@@ -7,7 +7,8 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * Seconds each file took on CI (a fresh clone on a quiet 2-core machine). Vitest starts the files it knows
  * nothing about in the order of their size, which on a fresh clone put the longest file last, running alone on
  * one worker while the other had nothing left to do. Started longest first, the two workers finish together.
- * A file not listed starts first (it may be long); the numbers need only be about right.
+ * A file not listed starts first (it may be long); the numbers need only be about right. secure-fixtures'
+ * is an estimate after the audits it shares with other tests (auditedBy) left it.
  */
 const SECONDS: Record<string, number> = {
   'rules-policy.test.ts': 96,
@@ -74,14 +75,14 @@ const SECONDS: Record<string, number> = {
   'container.test.ts': 0,
 };
 
-/** Longest first: by the durations of this machine's last run where it has them all, else by SECONDS. */
+/**
+ * Longest first, by SECONDS (not by the durations vitest kept of earlier runs on this machine: a run of a
+ * single test of a file records that file as short).
+ */
 class LongestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
-    const sorted = await super.sort(files);
-    const known = files.every((spec) => this.ctx.cache.getFileTestResults(`${spec.project.name}:${path.relative(this.ctx.config.root, spec.moduleId)}`));
-    if (known) return sorted;
     const seconds = (spec: TestSpecification) => SECONDS[path.basename(spec.moduleId)] ?? Number.MAX_SAFE_INTEGER;
-    return sorted.sort((a, b) => seconds(b) - seconds(a));
+    return (await super.sort(files)).sort((a, b) => seconds(b) - seconds(a));
   }
 }
 

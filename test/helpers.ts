@@ -4,12 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { expect } from 'vitest';
 import { loadParser, statementSpans } from '../src/analysis/parse.js';
 import { main } from '../src/cli.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
 import type { Report } from '../src/report/model.js';
 import { objectSubject, type Finding } from '../src/findings/finding.js';
+import { atLeast } from '../src/findings/severity.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
@@ -69,6 +71,23 @@ export function allFindings(findings: readonly Finding[]): FlatFinding[] {
 
 export function findingsOf(run: CliRun, check?: string): FlatFinding[] {
   return allFindings(run.report?.findings ?? []).filter((finding) => !check || finding.check === check);
+}
+
+/**
+ * The false-alarm budget (secure-fixtures.test.ts): the audit of a secure fixture ended without an error, with
+ * a report, nothing at medium or above (the findings folded into others included), a conclusive pass and exit 0.
+ * A test that audits a secure fixture exactly as secure-fixtures.test.ts would (same schema, same arguments)
+ * asserts this on its own audit, and the fixture's expect.yaml names it (`auditedBy:`) so the audit runs once.
+ */
+export function expectNoFalseAlarm(run: CliRun): void {
+  expect(run.err).not.toMatch(/^rls-audit: /m);
+  expect(run.report, run.err).not.toBeNull();
+  const alarms = allFindings(run.report!.findings)
+    .filter((finding) => atLeast(finding.severity, 'medium'))
+    .map((finding) => `${finding.severity} ${finding.check} ${finding.table}: ${finding.message}`);
+  expect(alarms).toEqual([]);
+  expect({ verdict: run.report!.summary.verdict, inconclusive: run.report!.summary.inconclusive }).toEqual({ verdict: 'pass', inconclusive: [] });
+  expect(run.code).toBe(0);
 }
 
 /**

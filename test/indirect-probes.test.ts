@@ -87,10 +87,17 @@ const CASES: Case[] = [
   },
 ];
 
+/** One audit per fixture and arguments, shared by the tests that read it (context-persistence's secure scenario is read twice). */
+const audits = new Map<string, Promise<CliRun>>();
 function audit(check: string, source: Source, args: string[]): Promise<CliRun> {
   const folder = path.join(FIXTURES, check);
-  if ('scenario' in source) return runCli(['run', path.join(folder, source.scenario), '--quiet', ...args]);
-  return runCli(['run', '--schema', path.join(folder, source.schema), '--role', 'app_user', '--seed', '7', '--quiet', ...(source.extra ?? []), ...args]);
+  const command =
+    'scenario' in source
+      ? ['run', path.join(folder, source.scenario), '--quiet', ...args]
+      : ['run', '--schema', path.join(folder, source.schema), '--role', 'app_user', '--seed', '7', '--quiet', ...(source.extra ?? []), ...args];
+  const key = command.join('\u0000');
+  if (!audits.has(key)) audits.set(key, runCli(command));
+  return audits.get(key)!;
 }
 
 describe.each(TARGETS)('privileged paths, context handling and side channels on $name', ({ args }) => {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { atLeast } from '../src/findings/severity.js';
-import { FIXTURES, findingsOf, runCli, type CliRun } from './helpers.js';
+import { expectNoFalseAlarm, FIXTURES, findingsOf, runCli, type CliRun } from './helpers.js';
 
 /**
  * Trusted verdicts (issue 17): a correct app gets no finding at medium or above and exits 0; its vulnerable
@@ -21,6 +21,8 @@ describe('trusted verdicts', () => {
   it('class 3: the membership table is the one the policies join with the user, not any table with foreign keys to both', async () => {
     const secure = await run('membership-table-secure', ['--preset', 'supabase']);
     expectClean(secure);
+    // secure-fixtures.test.ts's assertions, on this audit (its expect.yaml: auditedBy).
+    expectNoFalseAlarm(secure);
     expect(secure.report!.notes.join('\n')).toMatch(/members of tenants through public\.team_members\(user_id, team_id\) \(discovered: the policies join it with the user identity/);
     expect(secure.report!.notes.join('\n')).toMatch(/public\.documents, public\.profiles also have foreign keys to both but are not the policies' membership/);
     expect(secure.report!.scenario.tenantKey).toBe('public.teams.id uuid');
@@ -33,6 +35,8 @@ describe('trusted verdicts', () => {
   it("class 4: rows the platform makes for an actor (a personal account) are that actor's, and every other actor's foreign rows", async () => {
     const secure = await run('personal-accounts-secure', ['--preset', 'supabase']);
     expectClean(secure);
+    // secure-fixtures.test.ts's assertions, on this audit (its expect.yaml: auditedBy).
+    expectNoFalseAlarm(secure);
     // Each user sees its tenant's rows and the personal workspace, project and task the trigger made for it alone.
     const reads = (check: string, relation: string) => secure.report!.probes.filter((probe) => probe.check === check && probe.relation === relation);
     for (const [relation, rows] of [['public.workspaces', 2], ['public.projects', 21], ['public.tasks', 21]] as const) {
@@ -62,6 +66,8 @@ describe('trusted verdicts', () => {
   it('class 5: membership helpers in policies are tenant checks, never settings', async () => {
     const secure = await run('membership-helper-secure', ['--preset', 'supabase']);
     expectClean(secure);
+    // secure-fixtures.test.ts's assertions, on this audit (its expect.yaml: auditedBy).
+    expectNoFalseAlarm(secure);
     expect(findingsOf(secure, 'non-tenant-setting')).toEqual([]);
     expect(findingsOf(secure, 'with-check-missing-tenant')).toEqual([]);
 

@@ -83,7 +83,8 @@ describe('fixtures of the probes without a test of their own', () => {
     return cluster.withDatabase(schemas, async ({ target }) => {
       runs += 1;
       const out = path.join(scratch, `run-${runs}`);
-      const run = await runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '7', '--tenants', '2', '--rows', '5', '--out', out, ...extra]);
+      // The test's own database: no application runs there to leave time for (--pace 1, no pause).
+      const run = await runCli(['run', '--database-url', target.connectionString, '--pace', '1', '--role', 'app_user', '--seed', '7', '--tenants', '2', '--rows', '5', '--out', out, ...extra]);
       expect(run.err).not.toMatch(/^rls-audit: /m);
       expect(run.report).not.toBeNull();
       // Exit 2 only for an inconclusive verdict (a tenant that cannot see its own rows), never for an error.

@@ -117,8 +117,9 @@ describe('no false alarm on a secure fixture', () => {
     if (/\.ya?ml$/.test(file)) return runCli(['run', file, ...common, ...args]);
     if (args.includes('--preset')) return runCli(['run', '--schema', file, ...common, ...args]);
     if (target === 'embedded') return runCli(['run', '--schema', file, ...role, ...common, ...args]);
+    // The test's own database: no application runs there to leave time for (--pace 1, no pause).
     return cluster.withDatabase([file], ({ target }) =>
-      runCli(['run', '--database-url', target.connectionString, ...role, '--tenants', '2', '--rows', '5', ...common, ...args]),
+      runCli(['run', '--database-url', target.connectionString, '--pace', '1', ...role, '--tenants', '2', '--rows', '5', ...common, ...args]),
     );
   }
 

@@ -23,6 +23,7 @@ import { isConnectionLost } from './target/connect.js';
 import { interruption } from './target/embedded.js';
 import { maskConnectionString } from './target/types.js';
 import { colourEnabled, colourSummary, consoleProgress, palette, renderNotes } from './report/terminal.js';
+import { PRESETS } from './presets/index.js';
 import { VERSION } from './version.js';
 
 export interface CliIo {
@@ -151,15 +152,17 @@ export async function main(argv: string[], given: CliIo = defaultIo): Promise<nu
   };
 
   /**
-   * Where `--format pgtap` writes its test: in a Supabase project (supabase/config.toml beside the scenario that
-   * was found, or in the working directory) audited with the preset, supabase/tests/rls-audit.test.sql, which
-   * `supabase test db` runs; with --out (or out: in the scenario) or elsewhere, the report folder.
+   * Where `--format pgtap` writes its test: in a project of the preset's platform (its `pgtapTests.marker` beside
+   * the scenario that was found, or in the working directory; supabase/config.toml), the preset's test file
+   * (supabase/tests/rls-audit.test.sql, which `supabase test db` runs); with --out (or out: in the scenario) or
+   * elsewhere, the report folder.
    */
   const pgtapFile = (scenario: Scenario, flags: RunFlags, file: string | undefined, config: string | undefined): string | undefined => {
-    if (scenario.preset !== 'supabase' || flags.out !== undefined || scenario.out !== undefined || !flags.format?.includes('pgtap')) return undefined;
+    const tests = scenario.preset ? PRESETS[scenario.preset].pgtapTests : undefined;
+    if (!tests || flags.out !== undefined || scenario.out !== undefined || !flags.format?.includes('pgtap')) return undefined;
     const root = file ? path.dirname(path.resolve(io.cwd, file)) : config ? path.dirname(config) : io.cwd;
-    const configToml = path.join(root, 'supabase', 'config.toml');
-    return existsSync(configToml) && statSync(configToml).isFile() ? path.join(root, 'supabase', 'tests', 'rls-audit.test.sql') : undefined;
+    const marker = path.join(root, ...tests.marker);
+    return existsSync(marker) && statSync(marker).isFile() ? path.join(root, ...tests.file) : undefined;
   };
 
   /** The notes (stderr), then the summary with the files written (stdout). */

@@ -1,6 +1,28 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadParser } from '../src/analysis/parse.js';
-import { appendFix, comment, enableRls, fix, forceRls, or, orInline, orTrailing, policyStatement, primaryFixText, primaryStatements, renderFix, revoke, setSearchPath } from '../src/findings/fix.js';
+import {
+  alterDefaultPrivileges,
+  alterView,
+  appendFix,
+  appStatement,
+  comment,
+  createSequence,
+  createView,
+  dropIndex,
+  dropPolicy,
+  enableRls,
+  fix,
+  forceRls,
+  or,
+  orInline,
+  orTrailing,
+  policyStatement,
+  primaryFixText,
+  primaryStatements,
+  renderFix,
+  revoke,
+  setSearchPath,
+} from '../src/findings/fix.js';
 
 beforeAll(loadParser);
 
@@ -52,5 +74,40 @@ describe('fix as data', () => {
     const literal = fix([comment('or else: nothing'), forceRls(table)]);
     expect(primaryFixText({ fix: renderFix(literal), fixSteps: literal })).toContain('force row level security');
     expect(primaryFixText({ fix: renderFix(literal) })).toBe('');
+  });
+
+  it('types each statement with the object it changes: views, indexes, sequences, default privileges, policies', () => {
+    const steps = [
+      alterView('"public"."v"', 'set (security_invoker = true)'),
+      createView('"public"."v_for_tenant"', 'with (security_barrier) as\n  select * from "public"."m" where "tenant_id" = 1'),
+      dropIndex('"public"."notes_key"'),
+      createSequence('"public"."notes_id_seq"', '"public"."notes"."id"'),
+      alterDefaultPrivileges('"public"', 'revoke execute on functions from "anon"'),
+      alterDefaultPrivileges(null, 'revoke execute on functions from public'),
+      dropPolicy({ name: 'Open all', table: 'public.notes' }, table),
+    ];
+    expect(renderFix(fix(steps))).toBe(
+      [
+        'alter view "public"."v" set (security_invoker = true);',
+        'create view "public"."v_for_tenant" with (security_barrier) as\n  select * from "public"."m" where "tenant_id" = 1;',
+        'drop index "public"."notes_key";',
+        'create sequence "public"."notes_id_seq" owned by "public"."notes"."id";',
+        'alter default privileges in schema "public" revoke execute on functions from "anon";',
+        'alter default privileges revoke execute on functions from public;',
+        `drop policy "Open all" on ${table};`,
+      ].join('\n'),
+    );
+    expect(steps.map((step) => [step.kind, step.target])).toEqual([
+      ['alter-view', '"public"."v"'],
+      ['create-view', '"public"."v_for_tenant"'],
+      ['drop-index', '"public"."notes_key"'],
+      ['create-sequence', '"public"."notes_id_seq"'],
+      ['alter-default-privileges', '"public"'],
+      ['alter-default-privileges', undefined],
+      ['drop-policy', table],
+    ]);
+    expect(steps[6]!.policy).toEqual({ name: 'Open all', table: 'public.notes' });
+    // Advice on the application's code is typed as such, not as a change to the database.
+    expect(appStatement("select set_config('app.tenant', $1, true);").kind).toBe('app-statement');
   });
 });

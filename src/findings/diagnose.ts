@@ -5,7 +5,7 @@ import { actsAsOwner, policiesFor, roleInfo } from '../catalog/roles.js';
 import type { Catalog, Policy, PolicyCommand, Relation } from '../catalog/types.js';
 import { relationObject } from './finding.js';
 import { isolationPolicy, restrictiveFence, tenantPredicate } from './fixes.js';
-import { alterRole, comment, fix as makeFix, forceRls, or, orInline, policyStatement, revoke, sql, type Fix, type FixStep } from './fix.js';
+import { alterRole, alterView, comment, dropPolicy as dropPolicyStep, fix as makeFix, forceRls, or, orInline, policyStatement, revoke, type Fix, type FixStep } from './fix.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
 import { commentText, ident, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { cause, type Cause } from './cause.js';
@@ -80,7 +80,7 @@ export function diagnoseReadLeak(context: DiagnosisScope, relation: Relation, re
   if (relation.kind === 'view' && !relation.securityInvoker) {
     const invoker: FixStep[] =
       catalog.serverVersionNum >= 150000
-        ? [sql(`alter view ${target} set (security_invoker = true);`)]
+        ? [alterView(target, 'set (security_invoker = true)')]
         : [comment('PostgreSQL < 15 has no security_invoker: filter inside the view, or stop granting it'), revoke('select', target, ident(plan.role))];
     const exemption = ownerExemption(context, relation);
     if (exemption !== null) {
@@ -187,15 +187,14 @@ export function missingContextFix(context: DiagnosisScope, relation: Relation, r
   const policies = relation.policies.filter((policy) => settingsRead(context.analysis, policy).includes(plan.setting));
   return makeFix([
     comment("read the setting with missing_ok = true, turn '' into NULL, and compare: NULL matches no row"),
-    ...policies.map((policy) => policyStatement('drop-policy', { name: policy.name, table: relation.qualified }, `drop policy ${ident(policy.name)} on ${qualifiedIdent(relation.qualified)};`, qualifiedIdent(relation.qualified))),
+    ...policies.map((policy) => dropPolicyStep({ name: policy.name, table: relation.qualified }, qualifiedIdent(relation.qualified))),
     ...isolationPolicy(plan, relation, relationPlan),
   ]);
 }
 
 /** `drop policy "name" on "schema"."table";` */
 function dropPolicy(policy: Policy, relation: Relation): FixStep {
-  const target = relationIdent(relation);
-  return policyStatement('drop-policy', { name: policy.name, table: relation.qualified }, `drop policy ${ident(policy.name)} on ${target};`, target);
+  return dropPolicyStep({ name: policy.name, table: relation.qualified }, relationIdent(relation));
 }
 
 const WRITE_CLAUSE = { using: 'USING', check: 'WITH CHECK' } as const;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Cause } from './cause.js';
-import { renderFix, sqlFix, type Fix } from './fix.js';
+import { renderFix, type Fix } from './fix.js';
 import type { Severity } from './severity.js';
 
 export type SampleRow = Record<string, string | null>;
@@ -185,8 +185,8 @@ export type CheckMetaInput = Omit<CheckMeta, 'source' | 'reportedBy'>;
 
 /** A finding as a check reports it: id, source and the object's kind are filled in from the check's metadata. */
 export type FindingInput = Omit<Finding, 'check' | 'source' | 'object' | 'fix' | 'fixSteps'> & {
-  /** The fix as data; SQL text is a fix of one untyped `sql` step. */
-  fix: Fix | string;
+  /** The fix as data (findings/fix.ts). */
+  fix: Fix;
   /** Another check id this check declares (a related check of a probe); defaults to the check's own id. */
   check?: string;
   /** The object's name (of the declared kind), or the object itself. */
@@ -200,8 +200,7 @@ export function findingBuilder(metas: readonly CheckMeta[]): (input: FindingInpu
   return ({ check = own.id, object, fix, ...rest }) => {
     const meta = byId.get(check);
     if (!meta) throw new Error(`check ${own.id} reported ${check}, which it does not declare`);
-    const fixSteps = typeof fix === 'string' ? sqlFix(fix) : fix;
-    return { check, ...rest, object: typeof object === 'string' ? { kind: meta.objectKind, name: object } : object, fix: renderFix(fixSteps), fixSteps, source: meta.source };
+    return { check, ...rest, object: typeof object === 'string' ? { kind: meta.objectKind, name: object } : object, fix: renderFix(fix), fixSteps: fix, source: meta.source };
   };
 }
 

@@ -1,5 +1,5 @@
 import { scanTokens } from '../analysis/parse.js';
-import { commentText } from '../target/sql.js';
+import { commentText, ident } from '../target/sql.js';
 
 /**
  * A fix as data: the statements to run, in order, and the alternatives a user may run instead. The SQL a
@@ -22,7 +22,11 @@ export interface FixAlternative {
   trailing?: boolean;
 }
 
-/** The kinds of change a fix statement makes. `sql` is a statement (or several) not typed further. */
+/**
+ * The kinds of change a fix statement makes. `app-statement` is not a change to the schema but the statement
+ * the application should run instead of its own (it is shown, for the application's code). `sql` is never
+ * built by a check: it is the text of a report written before fixes were typed (see sqlFix).
+ */
 export type FixStatementKind =
   | 'enable-rls'
   | 'force-rls'
@@ -31,17 +35,27 @@ export type FixStatementKind =
   | 'drop-policy'
   | 'revoke'
   | 'grant'
+  | 'alter-default-privileges'
   | 'alter-table'
+  | 'alter-view'
+  | 'create-view'
   | 'alter-role'
   | 'alter-function'
   | 'create-index'
+  | 'drop-index'
+  | 'create-sequence'
+  | 'set-sequence'
+  | 'app-statement'
   | 'sql';
 
 export interface FixStatement {
   kind: FixStatementKind;
   /** The statement as it is run, with its terminator. */
   sql: string;
-  /** The object the statement changes: a table (`"public"."notes"`), a function signature, a role. */
+  /**
+   * The object the statement changes: a table (`"public"."notes"`), a view (the one created, for create-view),
+   * a function signature, a role, an index, a sequence, the schema of default privileges (absent for all schemas).
+   */
   target?: string;
   /** For policy statements: the policy and its table (`public.notes`), unquoted. */
   policy?: { name: string; table: string };
@@ -111,9 +125,12 @@ export function fix(steps: FixStep[], alternatives: FixAlternative[] = []): Fix 
   return alternatives.length ? { steps, alternatives } : { steps };
 }
 
-/** A fix written as SQL text by a check that does not type its statements (one `sql` step). */
+/**
+ * The fix of a finding read from a report written before findings carried `fixSteps`: its text as one
+ * untyped `sql` step (report/locate.ts reads the policies it changes). No check builds one.
+ */
 export function sqlFix(text: string): Fix {
-  return { steps: [sql(text)] };
+  return { steps: [{ kind: 'sql', sql: text }] };
 }
 
 /**
@@ -150,11 +167,6 @@ function withNote<T extends FixStatement>(step: T, note: string | undefined): T 
   return note === undefined ? step : { ...step, note };
 }
 
-/** A statement of no more specific kind. */
-export function sql(text: string, note?: string): FixStatement {
-  return withNote({ kind: 'sql', sql: text }, note);
-}
-
 /** `alter table T enable row level security;` (table as an identifier). */
 export function enableRls(table: string): FixStatement {
   return { kind: 'enable-rls', sql: `alter table ${table} enable row level security;`, target: table };
@@ -169,6 +181,11 @@ export function policyStatement(kind: 'create-policy' | 'alter-policy' | 'drop-p
   return { kind, sql: text, policy, ...(target === undefined ? {} : { target }) };
 }
 
+/** `drop policy "name" on <table>;`: the policy (name and table unquoted) and its table as an identifier. */
+export function dropPolicy(policy: { name: string; table: string }, table: string): FixStatement {
+  return policyStatement('drop-policy', policy, `drop policy ${ident(policy.name)} on ${table};`, table);
+}
+
 /** `revoke <privileges> on <object> from <role>;`, or `revoke <role> from <member>;` when `on` is null. */
 export function revoke(privileges: string, on: string | null, from: string, note?: string): FixStatement {
   return withNote({ kind: 'revoke', sql: on === null ? `revoke ${privileges} from ${from};` : `revoke ${privileges} on ${on} from ${from};`, target: on ?? privileges }, note);
@@ -178,9 +195,27 @@ export function grant(privileges: string, on: string, to: string): FixStatement 
   return { kind: 'grant', sql: `grant ${privileges} on ${on} to ${to};`, target: on };
 }
 
+/**
+ * `alter default privileges [in schema <schema>] <change>;`: what objects created later get (`revoke execute on
+ * functions from public`); run as the role that creates them. `schema` as an identifier, null for every schema.
+ */
+export function alterDefaultPrivileges(schema: string | null, change: string): FixStatement {
+  return { kind: 'alter-default-privileges', sql: `alter default privileges${schema === null ? '' : ` in schema ${schema}`} ${change};`, ...(schema === null ? {} : { target: schema }) };
+}
+
 /** `alter table <table> <change>;` */
 export function alterTable(table: string, change: string, note?: string): FixStatement {
   return withNote({ kind: 'alter-table', sql: `alter table ${table} ${change};`, target: table }, note);
+}
+
+/** `alter view <view> <change>;` (view as an identifier): `set (security_invoker = true)`, `owner to ...`. */
+export function alterView(view: string, change: string): FixStatement {
+  return { kind: 'alter-view', sql: `alter view ${view} ${change};`, target: view };
+}
+
+/** `create view <view> <rest>;`: a view the fix adds (as an identifier), `rest` from its options to its query. */
+export function createView(view: string, rest: string): FixStatement {
+  return { kind: 'create-view', sql: `create view ${view} ${rest};`, target: view };
 }
 
 /** `alter role <role> <options>;` (role as an identifier). */
@@ -201,6 +236,29 @@ export function setSearchPath(signature: string, path: string): FixStatement {
 /** A CREATE INDEX statement the caller wrote, typed with its table. */
 export function createIndex(table: string, text: string): FixStatement {
   return { kind: 'create-index', sql: text, target: table };
+}
+
+/** `drop index <index>;` (the index qualified, as an identifier). */
+export function dropIndex(index: string): FixStatement {
+  return { kind: 'drop-index', sql: `drop index ${index};`, target: index };
+}
+
+/** `create sequence <sequence> owned by <column>;`: both as identifiers (`"public"."notes"."id"` for the column). */
+export function createSequence(sequence: string, ownedBy: string): FixStatement {
+  return { kind: 'create-sequence', sql: `create sequence ${sequence} owned by ${ownedBy};`, target: sequence };
+}
+
+/** A statement the caller wrote that sets a sequence's next value (`select setval(...)`), typed with the sequence. */
+export function setSequence(sequence: string, text: string): FixStatement {
+  return { kind: 'set-sequence', sql: text, target: sequence };
+}
+
+/**
+ * A statement for the application to run in place of its own (`select set_config(..., true)`): advice on the
+ * application's code, shown as the statement it should send, not a change to the database.
+ */
+export function appStatement(text: string): FixStatement {
+  return { kind: 'app-statement', sql: text };
 }
 
 /** `"name" on "schema"."table"` as the policy label the locator matches: `name on schema.table`. */

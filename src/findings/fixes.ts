@@ -1,5 +1,6 @@
 import type { Relation } from '../catalog/types.js';
 import type { RelationPlan, TenancyPlan } from '../plan/tenancy.js';
+import { PRESETS } from '../presets/index.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../target/sql.js';
 import { alterTable, enableRls, forceRls, grant, policyStatement, type FixStep } from './fix.js';
 
@@ -26,11 +27,12 @@ export function currentTenantExpression(plan: TenancyPlan): string {
   return `(select ${raw}::${plan.tenantKey.type})`;
 }
 
-/** The signed-in user of the current request, when the context carries a user: auth.uid() on Supabase, the JWT's sub otherwise. */
+/** The signed-in user of the current request, when the context carries a user: the preset's (auth.uid() on Supabase), else the JWT's sub. */
 function currentUserExpression(plan: TenancyPlan): string | null {
   const users = plan.actors.users;
   if (plan.actors.kind !== 'user' || !users) return null;
-  if (plan.preset === 'supabase') return '(select auth.uid())';
+  const platform = plan.preset ? PRESETS[plan.preset].currentUserSql : null;
+  if (platform !== null) return platform;
   return `(select (nullif(current_setting(${literal(plan.setting)}, true), '')::json ->> 'sub')::${users.type})`;
 }
 

@@ -105,7 +105,7 @@ export function chooseContext(analysis: Analysis, scenario: Scenario, preset: Pr
     const claim = ranked.map(([key]) => sourceOf(key)).find((source) => source.kind === 'jwt-claim' && !(source.path.length === 1 && source.path[0] === 'sub'));
     const perClaim = followed?.setting?.startsWith('request.jwt.claim.') ? followed.setting.slice('request.jwt.claim.'.length) : null;
     const helperClaim = !claim && perClaim && perClaim !== 'sub' ? [perClaim] : null;
-    const path = scenario.tenantClaim ?? (claim?.kind === 'jwt-claim' ? claim.path : helperClaim ?? (preset.name === 'supabase' ? ['app_metadata', 'tenant_id'] : ['tenant_id']));
+    const path = scenario.tenantClaim ?? (claim?.kind === 'jwt-claim' ? claim.path : helperClaim ?? preset.defaultTenantClaim);
     notes.push(
       `context: ${preset.name} JWT claims in ${preset.setting} (--preset ${preset.name}); the tenant travels in the claim ${path.join('.')}` +
         `${claim ? ' (discovered: compared with a row column)' : helperClaim && !scenario.tenantClaim ? ` (discovered: read by ${(sourceOf(followed!.key) as { function: string }).function}(), which the policies compare with a row column)` : ' (assumed)'}`,

@@ -41,6 +41,24 @@ export interface Preset {
    * tenant a claim carries (`tenantClaim`), `$role` the role claim.
    */
   contextSql(tenantClaim: string[]): string;
+  /**
+   * The claim path the tenant is assumed to travel in when neither the scenario (`tenantClaim`) nor the
+   * policies say which claim carries it.
+   */
+  defaultTenantClaim: string[];
+  /**
+   * SQL for the signed-in user's id in the policies a fix writes (`(select auth.uid())`), read once per
+   * statement; null: the JWT's `sub` read from `setting`.
+   */
+  currentUserSql: string | null;
+  /** How requests reach the application role, as messages name it (the API layer that sends no TRUNCATE or DDL). */
+  apiLayer: string;
+  /**
+   * Where the platform's projects keep their pgTAP tests, as paths relative to the project root: when `marker`
+   * is a file there, `--format pgtap` (without --out) writes its test to `file`, which the platform's test
+   * runner picks up. Absent: the report folder.
+   */
+  pgtapTests?: { marker: string[]; file: string[] };
 }
 
 /** `json_build_object('a', json_build_object('b', $tenant))` for the claim path a.b. */
@@ -219,6 +237,12 @@ const supabase: Preset = {
   setting: 'request.jwt.claims',
   userEditableClaims: [['user_metadata']],
   userEditableColumns: [{ relation: 'auth.users', column: 'raw_user_meta_data' }],
+  // Supabase's docs put the tenant in app_metadata, which only the service role writes.
+  defaultTenantClaim: ['app_metadata', 'tenant_id'],
+  currentUserSql: '(select auth.uid())',
+  apiLayer: "Supabase's REST API (PostgREST)",
+  // `supabase test db` runs supabase/tests/*.sql.
+  pgtapTests: { marker: ['supabase', 'config.toml'], file: ['supabase', 'tests', 'rls-audit.test.sql'] },
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', 'authenticated', 'aud', 'authenticated', ` +
     `'email', $user || '@example.test', 'app_metadata', json_build_object('provider', 'email'${tenantClaim[0] === 'app_metadata' && tenantClaim.length > 1 ? `, ${claimObject(tenantClaim.slice(1))}` : ''})` +
@@ -250,6 +274,9 @@ const postgrest: Preset = {
   // What a PostgREST JWT carries is whatever its issuer signs: no claim is the user's to write by itself.
   userEditableClaims: [],
   userEditableColumns: [],
+  defaultTenantClaim: ['tenant_id'],
+  currentUserSql: null,
+  apiLayer: 'PostgREST',
   contextSql: (tenantClaim) =>
     `select set_config('request.jwt.claims', json_build_object('sub', $user, 'role', current_user, ${claimObject(tenantClaim)})::text, true), ` +
     `set_config('request.jwt.claim.sub', coalesce($user, ''), true), set_config('request.jwt.claim.role', current_user, true)` +

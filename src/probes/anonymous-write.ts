@@ -1,6 +1,7 @@
 import type { Relation } from '../catalog/types.js';
 import { cause, type Cause } from '../findings/cause.js';
 import { relationObject, type Finding } from '../findings/finding.js';
+import { comment, dropPolicy, fix, policyStatement, revoke, type Fix } from '../findings/fix.js';
 import { plural } from '../report/text.js';
 import { commentText, ident, inlineParameters, relationIdent } from '../target/sql.js';
 import { roleAccess, type RoleAccess } from './access.js';
@@ -96,35 +97,36 @@ function anonymousPolicies(relation: Relation, command: 'UPDATE' | 'DELETE', rol
 }
 
 /** Why the anonymous role reaches the rows, and the fix: the policies that let it through given to the signed-in role, or the privilege revoked. */
-function diagnose(context: ProbeContext, target: WriteTarget, command: 'UPDATE' | 'DELETE', role: string): { reason: string; fix: string; cause: Cause } {
+function diagnose(context: ProbeContext, target: WriteTarget, command: 'UPDATE' | 'DELETE', role: string): { reason: string; fix: Fix; cause: Cause } {
   const { relation } = writtenTable(context, target);
   const table = relationIdent(relation);
   const written = relationIdent(target.relation);
   const policies = anonymousPolicies(relation, command, role);
-  const revoke = `revoke ${command.toLowerCase()} on ${written} from ${ident(role)};`;
-  const header = `-- a request without credentials runs as ${commentText(role)}: it must not ${command === 'UPDATE' ? 'change' : 'delete'} tenant rows of ${commentText(relation.qualified)}`;
+  const revoked = revoke(command.toLowerCase(), written, ident(role));
+  const header = comment(`a request without credentials runs as ${commentText(role)}: it must not ${command === 'UPDATE' ? 'change' : 'delete'} tenant rows of ${commentText(relation.qualified)}`);
   if (!relation.rlsEnabled || !policies.length) {
     return {
       reason: relation.rlsEnabled
         ? `no ${command} policy names ${role} or PUBLIC, yet ${role} reached the rows (through a role it is a member of, or as the table's owner)`
         : `row-level security is disabled on ${relation.qualified}, and ${role} holds ${command}`,
-      fix: [header, revoke].join('\n'),
+      fix: fix([header, revoked]),
       cause: cause(relation.rlsEnabled ? 'policies-admit' : 'rls-disabled', relationObject(relation), relation.rlsEnabled ? { command, clause: 'using', role } : {}),
     };
   }
   const moved = policies.map((policy) => {
     const others = policy.roles.filter((name) => name !== role && name !== 'public');
     const to = policy.roles.includes('public') ? [context.plan.role, ...others.filter((name) => name !== context.plan.role)] : others;
-    return to.length ? `alter policy ${ident(policy.name)} on ${table} to ${to.map(ident).join(', ')};` : `drop policy ${ident(policy.name)} on ${table};`;
+    const named = { name: policy.name, table: relation.qualified };
+    return to.length ? policyStatement('alter-policy', named, `alter policy ${ident(policy.name)} on ${table} to ${to.map(ident).join(', ')};`, table) : dropPolicy(named, table);
   });
   return {
     reason: `${policies.length > 1 ? 'the permissive policies' : 'the permissive policy'} ${policies.map((policy) => `${policy.name} (for ${policy.command.toLowerCase()} to ${policy.roles.join(', ')} using ${policy.using ?? 'none'})`).join(', ')} ${policies.length > 1 ? 'apply' : 'applies'} to ${role} and ${policies.length > 1 ? 'do' : 'does'} not confine the rows to the caller`,
-    fix: [
+    fix: fix([
       header,
       ...moved,
-      `-- (the signed-in role still needs a USING that confines the rows to the current tenant); or, if requests without credentials never ${command === 'UPDATE' ? 'update' : 'delete from'} it:`,
-      revoke,
-    ].join('\n'),
+      comment(`(the signed-in role still needs a USING that confines the rows to the current tenant); or, if requests without credentials never ${command === 'UPDATE' ? 'update' : 'delete from'} it:`),
+      revoked,
+    ]),
     cause: cause('loose-policy', relationObject(relation), { command, clause: 'using', policies: policies.map((policy) => policy.name) }),
   };
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { primaryFixText, primaryStatements } from '../findings/fix.js';
+import { primaryFixText, primaryStatements, sqlFix } from '../findings/fix.js';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseStatements, statementSpans, type RawStmt, type StatementSpan } from '../analysis/parse.js';
@@ -319,14 +319,16 @@ function unqualified(created: Created, kind: string, name: string): SourceLocati
  * `name on schema.table` labels: from the typed steps, and from the text of untyped ones.
  */
 function policiesFixed(finding: Pick<Finding, 'fix' | 'fixSteps'>): string[] {
-  if (!finding.fixSteps) {
+  let fix = finding.fixSteps;
+  if (!fix) {
+    // A report written before findings carried `fixSteps`: its text, up to the alternatives, as one untyped step.
     try {
-      return policiesIn(primaryFixText(finding));
+      fix = sqlFix(primaryFixText(finding));
     } catch {
       return [];
     }
   }
-  return primaryStatements(finding.fixSteps).flatMap((step) => {
+  return primaryStatements(fix).flatMap((step) => {
     if (step.kind === 'sql') return policiesIn(step.sql);
     return (step.kind === 'alter-policy' || step.kind === 'drop-policy') && step.policy ? [`${step.policy.name} on ${step.policy.table}`] : [];
   });

@@ -146,7 +146,7 @@ export function dynamicSqlFunctions(catalog: Catalog, analysis: Analysis, plan: 
 export function apiBarrier(catalog: Catalog, analysis: Analysis, plan: TenancyPlan): string | null {
   if (!plan.apiOnly) return null;
   if (dynamicSqlFunctions(catalog, analysis, plan).length) return null;
-  const layer = plan.preset === 'supabase' ? "Supabase's REST API (PostgREST)" : plan.preset === 'postgrest' ? 'PostgREST' : 'the API layer';
+  const layer = plan.preset ? PRESETS[plan.preset].apiLayer : 'the API layer';
   return `${plan.role} is reached only through ${layer}, which sends no TRUNCATE and no DDL, and no function it may call runs dynamic SQL`;
 }
 

@@ -1,4 +1,5 @@
 import { relationObject, type Finding } from '../../findings/finding.js';
+import { comment, fix } from '../../findings/fix.js';
 import { PRESETS, userEditableClaim } from '../../presets/index.js';
 import type { Actor } from '../../seed/actors.js';
 import { actorOf, contextSetter, reproduction, runAs, sourcesOf } from '../context.js';
@@ -67,9 +68,10 @@ export const claimSpoof = defineProbe({
             sampleRows: tally.samples,
             details: `claims: ${contextSetter(context, spoofer)}; rows of other tenants read: ${tally.foreignRows}`,
           },
-          fix:
-            `-- carry the tenant in app_metadata, which only the service role writes (auth.admin.updateUserById, a custom access token hook),\n` +
-            `-- and read it there in the policies of ${relation.qualified} and the helpers they call (see user-editable-claim)`,
+          fix: fix([
+            comment('carry the tenant in app_metadata, which only the service role writes (auth.admin.updateUserById, a custom access token hook),'),
+            comment(`and read it there in the policies of ${relation.qualified} and the helpers they call (see user-editable-claim)`),
+          ]),
         }));
         break;
       }

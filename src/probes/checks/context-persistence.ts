@@ -2,8 +2,9 @@ import { errorMessage } from '../../errors.js';
 import { functionsCalled } from '../../analysis/sql-text.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from '../../target/connect.js';
 import type { Finding } from '../../findings/finding.js';
+import { appStatement, comment, fix } from '../../findings/fix.js';
 import type { Tenant } from '../../seed/ledger.js';
-import { ident, lineComment, literal } from '../../target/sql.js';
+import { commentText, ident, lineComment, literal } from '../../target/sql.js';
 import { actorOf, attribute, contextSetter, describeContext, runAs, sourcesOf } from '../context.js';
 import { contextStatementOf } from '../../seed/actors.js';
 import { plural } from '../../report/text.js';
@@ -147,12 +148,13 @@ export const contextPersistence = defineProbe({
         rowCount: visible.total,
         details: `after rollback the setting reads ${observed.afterRollback === null ? 'NULL' : `'${observed.afterRollback}'`}; after commit it reads ${observed.afterCommit === null ? 'NULL' : `'${observed.afterCommit}'`}${visible.byRelation.length ? `; rows of ${tenant.label} visible with no tenant set: ${visible.byRelation.join(', ')}` : ''}`,
       },
-      fix: [
-        `-- set the tenant for the transaction only (is_local = true): it then ends with the transaction, and reads '' afterwards`,
-        `select set_config(${literal(setting)}, $1, true);`,
-        lineComment(`or, with a literal: SET LOCAL ${setting} = '...';`),
-        ...(functionsCalled(context.plan.contextSql).includes('set_config') ? [] : [lineComment(`(${context.plan.contextSql} keeps the tenant after the transaction: change what it runs)`)]),
-      ].join('\n'),
+      // Advice on the application's code: the statement it should send, not a change to the database.
+      fix: fix([
+        comment(`set the tenant for the transaction only (is_local = true): it then ends with the transaction, and reads '' afterwards`),
+        appStatement(`select set_config(${literal(setting)}, $1, true);`),
+        comment(commentText(`or, with a literal: SET LOCAL ${setting} = '...';`)),
+        ...(functionsCalled(context.plan.contextSql).includes('set_config') ? [] : [comment(commentText(`(${context.plan.contextSql} keeps the tenant after the transaction: change what it runs)`))]),
+      ]),
     }));
     return findings;
   },

@@ -1,5 +1,6 @@
 import type { ForeignKey, Relation } from '../../catalog/types.js';
 import { constraintObject, type Finding } from '../../findings/finding.js';
+import { alterTable, appendFix, comment, fix as makeFix, policyStatement, type Fix } from '../../findings/fix.js';
 import type { RelationPlan } from '../../plan/tenancy.js';
 import type { Tenant } from '../../seed/ledger.js';
 import { commentText, ident, inlineParameters, literal, qualifiedIdent, relationIdent } from '../../target/sql.js';
@@ -28,7 +29,7 @@ function crossableKeys(context: ProbeContext, target: WriteTarget): ForeignKey[]
  * The fix for a reference that crosses tenants: a composite foreign key (tenant, key) when both tables have a
  * tenant column; otherwise a restrictive policy that admits only parents the current tenant can see.
  */
-function compositeKeyFix(context: ProbeContext, relation: Relation, relationPlan: RelationPlan, foreignKey: ForeignKey): string {
+function compositeKeyFix(context: ProbeContext, relation: Relation, relationPlan: RelationPlan, foreignKey: ForeignKey): Fix {
   const plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
   const parentPlan = plans.get(foreignKey.references);
   const parent = relationOf(context.catalog, foreignKey.references);
@@ -41,20 +42,30 @@ function compositeKeyFix(context: ProbeContext, relation: Relation, relationPlan
     const hasKey = [...parent.constraints.filter((constraint) => constraint.kind === 'unique' || constraint.kind === 'primary-key').map((constraint) => constraint.columns), ...parent.indexes.filter((index) => index.unique && !index.partial).map((index) => index.columns)].some(
       (columns) => columns.length === parentKey.length && parentKey.every((column) => columns.includes(column)),
     );
-    return [
-      `-- reference the parent by (tenant, key), so the parent must belong to the same tenant:`,
-      ...(hasKey ? [] : [`alter table ${qualifiedIdent(foreignKey.references)} add unique (${parentKey.map(ident).join(', ')});`]),
-      `alter table ${target} drop constraint ${ident(foreignKey.name)},`,
-      `  add constraint ${ident(foreignKey.name)} foreign key (${[childTenant, ...pairs.map(([column]) => column)].map(ident).join(', ')}) references ${qualifiedIdent(foreignKey.references)} (${parentKey.map(ident).join(', ')});`,
-    ].join('\n');
+    return makeFix([
+      comment('reference the parent by (tenant, key), so the parent must belong to the same tenant:'),
+      ...(hasKey ? [] : [alterTable(qualifiedIdent(foreignKey.references), `add unique (${parentKey.map(ident).join(', ')})`)]),
+      alterTable(
+        target,
+        `drop constraint ${ident(foreignKey.name)},\n  add constraint ${ident(foreignKey.name)} foreign key (${[childTenant, ...pairs.map(([column]) => column)].map(ident).join(', ')}) references ${qualifiedIdent(foreignKey.references)} (${parentKey.map(ident).join(', ')})`,
+      ),
+    ]);
   }
   const join = pairs.map(([column, referenced]) => `parent.${ident(referenced)} = ${ident(column)}`).join(' and ');
-  return [
-    `-- ${commentText(childTenant ? `${foreignKey.references} has no tenant column to compose a key with` : `${relation.qualified} has no tenant column`)}: let only parents the current tenant can see be referenced`,
-    `create policy ${ident(`${foreignKey.name}_same_tenant`)} on ${target} as restrictive for all to ${ident(context.plan.role)}`,
-    `  using (true)`,
-    `  with check (${pairs.map(([column]) => `${ident(column)} is null`).join(' and ')} or exists (select 1 from ${qualifiedIdent(foreignKey.references)} parent where ${join}));`,
-  ].join('\n');
+  const policy = `${foreignKey.name}_same_tenant`;
+  return makeFix([
+    comment(`${commentText(childTenant ? `${foreignKey.references} has no tenant column to compose a key with` : `${relation.qualified} has no tenant column`)}: let only parents the current tenant can see be referenced`),
+    policyStatement(
+      'create-policy',
+      { name: policy, table: relation.qualified },
+      [
+        `create policy ${ident(policy)} on ${target} as restrictive for all to ${ident(context.plan.role)}`,
+        `  using (true)`,
+        `  with check (${pairs.map(([column]) => `${ident(column)} is null`).join(' and ')} or exists (select 1 from ${qualifiedIdent(foreignKey.references)} parent where ${join}));`,
+      ].join('\n'),
+      target,
+    ),
+  ]);
 }
 
 export const crossTenantReference = defineProbe({
@@ -165,7 +176,14 @@ export const crossTenantReference = defineProbe({
                   sampleRows: copied.slice(0, 3).map((values) => maskRow(values, keep, context.tenants)),
                   details: `Read back as the administrator, the new row of ${actor.label} carries the canary of ${victim.label} outside its foreign-key columns.${triggers.length ? ` Triggers on ${relation.qualified}: ${triggers.map((trigger) => trigger.definition).join('; ')}.` : ''}`,
                 },
-                fix: `${fix}\n-- and make ${commentText(triggers.length ? `the trigger function${triggers.length > 1 ? 's' : ''} ${triggers.map((trigger) => trigger.function).join(', ')}` : 'whatever fills these columns')} read the parent only within the row's own tenant (e.g. where parent.tenant_id = new.tenant_id), without SECURITY DEFINER`,
+                fix: appendFix(
+                  fix,
+                  makeFix([
+                    comment(
+                      `and make ${commentText(triggers.length ? `the trigger function${triggers.length > 1 ? 's' : ''} ${triggers.map((trigger) => trigger.function).join(', ')}` : 'whatever fills these columns')} read the parent only within the row's own tenant (e.g. where parent.tenant_id = new.tenant_id), without SECURITY DEFINER`,
+                    ),
+                  ]),
+                ),
               }));
             }
             break pairs;

@@ -1,4 +1,5 @@
 import { relationObject, type Finding } from '../../findings/finding.js';
+import { alterView, comment, fix } from '../../findings/fix.js';
 import { oneLine } from '../../analysis/sql-text.js';
 import type { Tenant } from '../../seed/ledger.js';
 import { ident, relationIdent } from '../../target/sql.js';
@@ -104,11 +105,11 @@ export const errorEcho = defineProbe({
           error: masked,
           details: `view definition: ${relation.viewDefinition ? oneLine(relation.viewDefinition) : '(unknown)'}`,
         },
-        fix: [
-          `-- make the view's own conditions run before any condition of the caller:`,
-          `alter view ${relationIdent(relation)} set (security_barrier = true);`,
-          `-- better: enable row-level security on the tables it reads and let the policies filter (security_invoker views, PostgreSQL 15+)`,
-        ].join('\n'),
+        fix: fix([
+          comment(`make the view's own conditions run before any condition of the caller:`),
+          alterView(relationIdent(relation), 'set (security_barrier = true)'),
+          comment('better: enable row-level security on the tables it reads and let the policies filter (security_invoker views, PostgreSQL 15+)'),
+        ]),
       }));
     }
     return findings;

@@ -1,6 +1,7 @@
 import type { Column, Relation } from '../../catalog/types.js';
 import { defaultGenerator } from '../../analysis/sql-text.js';
 import { constraintObject, type Finding } from '../../findings/finding.js';
+import { alterTable, comment, createIndex, dropIndex, fix, type Fix } from '../../findings/fix.js';
 import type { RelationPlan } from '../../plan/tenancy.js';
 import type { Tenant } from '../../seed/ledger.js';
 import { commentText, ident, inlineParameters, relationIdent } from '../../target/sql.js';
@@ -59,20 +60,31 @@ function crossTenantKeys(context: ProbeContext, relation: Relation, relationPlan
   });
 }
 
-function fixFor(relation: Relation, relationPlan: RelationPlan, key: UniqueKey): string {
+function fixFor(relation: Relation, relationPlan: RelationPlan, key: UniqueKey): Fix {
   const target = relationIdent(relation);
   const scope = relationPlan.tenantColumn ?? relationPlan.path?.[0]?.columns.join(', ') ?? 'tenant_id';
   const scopeIdents = (relationPlan.tenantColumn ? [relationPlan.tenantColumn] : relationPlan.path?.[0]?.columns ?? ['tenant_id']).map(ident);
   const columns = [...scopeIdents, ...key.columns.map(ident)].join(', ');
   switch (key.kind) {
     case 'unique':
-      return `-- make the key unique per tenant: include ${commentText(scope)}\nalter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} unique (${columns});`;
+      return fix([comment(`make the key unique per tenant: include ${commentText(scope)}`), alterTable(target, `drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} unique (${columns})`)]);
     case 'primary-key':
-      return `-- make the key unique per tenant: include ${commentText(scope)} (foreign keys that reference it must include it too)\nalter table ${target} drop constraint ${ident(key.name)}, add primary key (${columns});`;
+      return fix([
+        comment(`make the key unique per tenant: include ${commentText(scope)} (foreign keys that reference it must include it too)`),
+        alterTable(target, `drop constraint ${ident(key.name)}, add primary key (${columns})`),
+      ]);
     case 'unique-index':
-      return `-- make the index unique per tenant: include ${commentText(scope)}\ndrop index ${ident(relation.schema)}.${ident(key.name)};\ncreate unique index ${ident(key.name)} on ${target} (${columns});`;
+      return fix([
+        comment(`make the index unique per tenant: include ${commentText(scope)}`),
+        dropIndex(`${ident(relation.schema)}.${ident(key.name)}`),
+        createIndex(target, `create unique index ${ident(key.name)} on ${target} (${columns});`),
+      ]);
     case 'exclusion':
-      return `-- exclude only within a tenant: add "${commentText(scope)} with =" to the constraint (needs the btree_gist extension for scalar columns)\n-- currently: ${commentText(key.definition)}\nalter table ${target} drop constraint ${ident(key.name)};`;
+      return fix([
+        comment(`exclude only within a tenant: add "${commentText(scope)} with =" to the constraint (needs the btree_gist extension for scalar columns)`),
+        comment(`currently: ${commentText(key.definition)}`),
+        alterTable(target, `drop constraint ${ident(key.name)}`),
+      ]);
   }
 }
 

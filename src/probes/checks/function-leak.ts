@@ -1,5 +1,5 @@
 import { functionEffects, type EffectVerdict } from '../../analysis/effects.js';
-import { alterFunction, comment, fix, or, revoke, type Fix, type FixAlternative, type FixStep } from '../../findings/fix.js';
+import { alterDefaultPrivileges, alterFunction, comment, fix, or, revoke, type Fix, type FixAlternative, type FixStep } from '../../findings/fix.js';
 import { loadRoutineIndex } from '../../analysis/routine-index.js';
 import { loadParser } from '../../analysis/parse.js';
 import type { FunctionInfo } from '../../catalog/types.js';
@@ -414,12 +414,12 @@ async function anonymousCalls(context: ProbeContext, fn: FunctionInfo, role: str
           ...[...leak.changed].map(([tenant, changes]) => `changed ${[...changes.values()].join(', ')} of ${context.ledger.tenant(tenant)?.label ?? tenant}`),
         ].join(', ')}`).join('; ')}; the administrator counted every tenant's rows before and after each call, in the same rolled-back savepoint`,
     },
-    fix: [
-      `-- a request without credentials runs as ${commentText(role)}: it must not reach tenant data through ${commentText(fn.signature)}`,
-      `revoke execute on function ${fn.signature} from public, ${ident(role)};`,
-      `-- functions created later get EXECUTE for ${commentText(role)} (and PUBLIC) from the default privileges; to stop that, as the role that creates them:`,
-      `alter default privileges in schema ${ident(fn.schema)} revoke execute on functions from ${ident(role)};`,
-      `alter default privileges revoke execute on functions from public;`,
-    ].join('\n'),
+    fix: fix([
+      comment(`a request without credentials runs as ${commentText(role)}: it must not reach tenant data through ${commentText(fn.signature)}`),
+      revoke('execute', `function ${fn.signature}`, `public, ${ident(role)}`),
+      comment(`functions created later get EXECUTE for ${commentText(role)} (and PUBLIC) from the default privileges; to stop that, as the role that creates them:`),
+      alterDefaultPrivileges(ident(fn.schema), `revoke execute on functions from ${ident(role)}`),
+      alterDefaultPrivileges(null, 'revoke execute on functions from public'),
+    ]),
   };
 }

@@ -1,4 +1,5 @@
 import { relationObject, type Finding } from '../../findings/finding.js';
+import { comment, fix } from '../../findings/fix.js';
 import type { Actor } from '../../seed/actors.js';
 import type { Tenant } from '../../seed/ledger.js';
 import { describeContext, reproduction, runAs, sourcesOf, visibleTenantIds } from '../context.js';
@@ -176,7 +177,10 @@ export const membership = defineProbe({
               rowCount: reading.rows,
               details: `expected every row of ${expected.map((tenant) => tenant.label).join(' and ')}${scoped ? '' : ' (other relations show this user the rows of both)'}; ${missing.join('; ')}`,
             },
-            fix: `-- the policies on ${commentText(reading.target.relation.qualified)} must accept a row of any tenant the user belongs to, e.g.\n-- using (<tenant column> in (select <tenant> from <memberships> where <user> = <current user>))`,
+            fix: fix([
+              comment(`the policies on ${commentText(reading.target.relation.qualified)} must accept a row of any tenant the user belongs to, e.g.`),
+              comment('using (<tenant column> in (select <tenant> from <memberships> where <user> = <current user>))'),
+            ]),
           }));
         }
       }

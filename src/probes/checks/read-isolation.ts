@@ -1,4 +1,5 @@
 import { relationObject, type Finding, type SampleRow } from '../../findings/finding.js';
+import { comment, fix } from '../../findings/fix.js';
 import type { TenancyPlan } from '../../plan/tenancy.js';
 import type { Tenant } from '../../seed/ledger.js';
 import type { RawRow } from '../../target/session.js';
@@ -219,7 +220,10 @@ export const readIsolation = defineProbe({
             error: first.error,
             details: ownHidden.map((entry) => `${entry.tenant.label}: ${entry.error ? `error ${entry.error}` : `${entry.seen} of ${entry.expected} own rows`}`).join('; '),
           },
-          fix: `-- check the USING clauses on ${commentText(relation.qualified)}: a row of the current tenant must satisfy at least one permissive and every restrictive policy\n-- and the role needs EXECUTE on any function the policies call`,
+          fix: fix([
+            comment(`check the USING clauses on ${commentText(relation.qualified)}: a row of the current tenant must satisfy at least one permissive and every restrictive policy`),
+            comment('and the role needs EXECUTE on any function the policies call'),
+          ]),
         }));
       }
     }

@@ -1,5 +1,5 @@
 import type { Relation } from '../../catalog/types.js';
-import { comment, fix, or, type Fix } from '../../findings/fix.js';
+import { comment, fix, grant, or, policyStatement, revoke, type Fix } from '../../findings/fix.js';
 import { relationObject, type Finding } from '../../findings/finding.js';
 import type { Cause } from '../../findings/cause.js';
 import { diagnoseWrite } from '../../findings/diagnose.js';
@@ -109,24 +109,31 @@ function attempts(context: ProbeContext, actor: Actor, tenant: Tenant, victim: T
   return list;
 }
 
-const FIXES: Record<Attempt['check'], (attempt: Attempt, context: ProbeContext) => Fix | string> = {
+const FIXES: Record<Attempt['check'], (attempt: Attempt, context: ProbeContext) => Fix> = {
   'self-join': (attempt, context) => {
     const membership = context.plan.actors.membership!;
-    return [
-      `-- a user must not add itself to a tenant: only the tenant's owners add members (or a SECURITY DEFINER function that checks an invitation addressed to the caller)`,
-      `-- e.g. replace the INSERT policies on ${attempt.relation.qualified} with one that requires the caller to own the tenant:`,
-      `create policy owners_add_members on ${relationIdent(attempt.relation)} for insert with check (${ident(membership.tenantColumn)} in (select ${ident(membership.tenantColumn)} from ${relationIdent(attempt.relation)} where ${ident(membership.userColumn)} = <current user> and <role> = 'owner'));`,
-    ].join('\n');
+    const table = relationIdent(attempt.relation);
+    return fix([
+      comment(`a user must not add itself to a tenant: only the tenant's owners add members (or a SECURITY DEFINER function that checks an invitation addressed to the caller)`),
+      comment(`e.g. replace the INSERT policies on ${attempt.relation.qualified} with one that requires the caller to own the tenant:`),
+      policyStatement(
+        'create-policy',
+        { name: 'owners_add_members', table: attempt.relation.qualified },
+        `create policy owners_add_members on ${table} for insert with check (${ident(membership.tenantColumn)} in (select ${ident(membership.tenantColumn)} from ${table} where ${ident(membership.userColumn)} = <current user> and <role> = 'owner'));`,
+        table,
+      ),
+    ]);
   },
   'membership-escalation': (attempt, context) => {
     const membership = context.plan.actors.membership!;
-    return [
-      `-- a member must not change its own membership's tenant or role: give UPDATE only on the columns it may change, e.g.`,
-      `revoke update on ${relationIdent(attempt.relation)} from ${ident(context.plan.role)};`,
-      `grant update (<columns a member may change>) on ${relationIdent(attempt.relation)} to ${ident(context.plan.role)};`,
-      `-- and give the UPDATE policies a WITH CHECK that keeps the row in a tenant the caller belongs to:`,
-      `-- with check (${ident(membership.userColumn)} = <current user> and <the caller is a member of ${ident(membership.tenantColumn)}>)`,
-    ].join('\n');
+    const table = relationIdent(attempt.relation);
+    return fix([
+      comment(`a member must not change its own membership's tenant or role: give UPDATE only on the columns it may change, e.g.`),
+      revoke('update', table, ident(context.plan.role)),
+      grant('update (<columns a member may change>)', table, ident(context.plan.role)),
+      comment('and give the UPDATE policies a WITH CHECK that keeps the row in a tenant the caller belongs to:'),
+      comment(`with check (${ident(membership.userColumn)} = <current user> and <the caller is a member of ${ident(membership.tenantColumn)}>)`),
+    ]);
   },
   'user-pointer': (attempt, context) =>
     fix(

@@ -1,5 +1,5 @@
 import { policiesFor } from '../../catalog/roles.js';
-import { createIndex, fix } from '../../findings/fix.js';
+import { comment, createIndex, fix } from '../../findings/fix.js';
 import { currentTenantExpression } from '../../findings/fixes.js';
 import { relationObject, type Finding } from '../../findings/finding.js';
 import { commentText, ident, relationIdent } from '../../target/sql.js';
@@ -101,7 +101,10 @@ export const seqScan = defineProbe({
           details: `${plan}\n-- policies: ${commentText(predicates.join('; ') || 'none')}`,
         },
         fix: indexed
-          ? `-- compare the tenant column itself with the setting, read once per statement, so the index applies:\n-- using (${commentText(ident(column))} = ${commentText(currentTenantExpression(context.plan))})`
+          ? fix([
+              comment('compare the tenant column itself with the setting, read once per statement, so the index applies:'),
+              comment(`using (${commentText(ident(column))} = ${commentText(currentTenantExpression(context.plan))})`),
+            ])
           : fix([createIndex(relationIdent(relation), `create index ${ident(`${relation.name}_${column}_idx`)} on ${relationIdent(relation)} (${ident(column)});`)]),
       }));
     }

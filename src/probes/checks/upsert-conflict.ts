@@ -1,5 +1,5 @@
 import type { Column, Relation } from '../../catalog/types.js';
-import { alterTable, appendFix, comment, createIndex, fix as makeFix, sql, type FixStep } from '../../findings/fix.js';
+import { alterTable, appendFix, comment, createIndex, dropIndex, fix as makeFix, type FixStep } from '../../findings/fix.js';
 import { defaultGenerator } from '../../analysis/sql-text.js';
 import { constraintObject, relationObject, type Finding } from '../../findings/finding.js';
 import { cause, type Cause } from '../../findings/cause.js';
@@ -35,7 +35,7 @@ function tenantKeyFix(relation: Relation, relationPlan: RelationPlan, key: strin
   }
   const index = relation.indexes.find((candidate) => candidate.unique && candidate.columns.join('\u0000') === key.join('\u0000'));
   const name = index?.name ?? `${relation.name}_${key.join('_')}_key`;
-  return [sql(`drop index ${qualifiedIdent(`${relation.schema}.${name}`)};`), createIndex(target, `create unique index ${ident(name)} on ${target} (${tenantKey});`)];
+  return [dropIndex(qualifiedIdent(`${relation.schema}.${name}`)), createIndex(target, `create unique index ${ident(name)} on ${target} (${tenantKey});`)];
 }
 
 /** The defect of a key that spans tenants: the constraint or unique index with exactly these columns, as unique-without-tenant names it. */

@@ -1,5 +1,5 @@
 import { viewAnalysis } from '../../analysis/index.js';
-import { comment, fix, forceRls, grant, sql, type Fix, type FixStep } from '../../findings/fix.js';
+import { alterView, comment, fix, forceRls, grant, type Fix, type FixStep } from '../../findings/fix.js';
 import type { Analysis } from '../../analysis/model.js';
 import type { Catalog, Relation } from '../../catalog/types.js';
 import { relationObject, type Finding } from '../../findings/finding.js';
@@ -142,7 +142,7 @@ function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Lea
     };
     collect(view);
     const grants = [...needed.values()].map((relation) => grant('select', relationIdent(relation), ident(plan.role)));
-    return fix([sql(`alter view ${target} set (security_invoker = true);`), ...grants]);
+    return fix([alterView(target, 'set (security_invoker = true)'), ...grants]);
   }
   const lines: FixStep[] = [
     comment(`PostgreSQL ${catalog.serverVersion} has no security_invoker (added in 15): the view always reads as its owner.`),
@@ -150,7 +150,7 @@ function viewFix(catalog: Catalog, plan: TenancyPlan, view: Relation, leaks: Lea
     ...tables.filter((table) => table.rlsEnabled && !table.rlsForced).map((table) => forceRls(relationIdent(table))),
   ];
   if (leaks.some((leak) => roleNamed(catalog, leak.readAs)?.superuser || roleNamed(catalog, leak.readAs)?.bypassRls)) {
-    lines.push(sql(`alter view ${target} owner to <a role without SUPERUSER or BYPASSRLS that holds SELECT on ${tables.map((table) => table.qualified).join(', ')}>;`));
+    lines.push(alterView(target, `owner to <a role without SUPERUSER or BYPASSRLS that holds SELECT on ${tables.map((table) => table.qualified).join(', ')}>`));
   }
   return fix(lines);
 }

@@ -3,6 +3,7 @@ import { applyingPolicies, policyClause } from '../../analysis/queries.js';
 import { foreignKeyClauses } from '../../analysis/sql-text.js';
 import type { Catalog, ForeignKey, Relation } from '../../catalog/types.js';
 import { constraintObject, type Finding } from '../../findings/finding.js';
+import { alterTable, comment, fix, type Fix, type FixStep } from '../../findings/fix.js';
 import { ident, literal, qualifiedIdent, relationIdent } from '../../target/sql.js';
 import { regclassLiteral, relationPlanOf, roleHolds, tenantTables } from '../privilege-helpers.js';
 import { defineRule } from '../types.js';
@@ -94,7 +95,7 @@ export const foreignKeyWithoutTenant = defineRule({
               message: `The foreign key ${foreignKey.name} on ${relation.qualified} (${foreignKey.columns.join(', ')}) -> ${parent.qualified} (${foreignKey.referencedColumns.join(', ')}) does not include ${tenantColumn}, but ${guard.name} (${guard.columns.join(', ')}) -> ${parent.qualified} (${guard.referencedColumns.join(', ')}) rejects a reference to another tenant's row: refuted by the schema; ${foreignKey.name} is redundant.`,
               sql: `select conname, pg_get_constraintdef(oid) as definition from pg_constraint where conrelid = ${regclassLiteral(relation.qualified)} and conname in (${literal(foreignKey.name)}, ${literal(guard.name)});`,
               details: `${foreignKey.definition}\n${guard.definition}`,
-              fix: `-- nothing to fix: ${guard.name} keeps the reference within the tenant; ${foreignKey.name} may be dropped as redundant`,
+              fix: fix([comment(`nothing to fix: ${guard.name} keeps the reference within the tenant; ${foreignKey.name} may be dropped as redundant`)]),
             }),
           );
           continue;
@@ -115,19 +116,22 @@ export const foreignKeyWithoutTenant = defineRule({
   },
 });
 
-function foreignKeyFix(catalog: Catalog, relation: Relation, parent: Relation, foreignKey: ForeignKey, tenantColumn: string, parentTenant: string): string {
-  const lines: string[] = [];
+function foreignKeyFix(catalog: Catalog, relation: Relation, parent: Relation, foreignKey: ForeignKey, tenantColumn: string, parentTenant: string): Fix {
+  const steps: FixStep[] = [];
   const pairs = foreignKey.columns
     .map((column, index) => [column, foreignKey.referencedColumns[index]!] as const)
     .filter(([column, referenced]) => column !== tenantColumn && referenced !== parentTenant);
   const columns = [tenantColumn, ...pairs.map(([column]) => column)];
   const parentKey = [parentTenant, ...pairs.map(([, referenced]) => referenced)];
-  if (!hasKeyOn(parent, parentKey)) lines.push(`alter table ${relationIdent(parent)} add unique (${parentKey.map(ident).join(', ')});`);
+  if (!hasKeyOn(parent, parentKey)) steps.push(alterTable(relationIdent(parent), `add unique (${parentKey.map(ident).join(', ')})`));
   // ON DELETE SET NULL / SET DEFAULT would also clear the tenant column: limit it to the reference's own columns (PG 15+).
   const actions = foreignKeyClauses(foreignKey.definition, catalog.serverVersionNum >= 150000 ? pairs.map(([column]) => column) : null);
-  lines.push(
-    `alter table ${relationIdent(relation)} drop constraint ${ident(foreignKey.name)},\n` +
-      `  add constraint ${ident(foreignKey.name)} foreign key (${columns.map(ident).join(', ')}) references ${qualifiedIdent(parent.qualified)} (${parentKey.map(ident).join(', ')})${actions ? ` ${actions}` : ''};`,
+  steps.push(
+    alterTable(
+      relationIdent(relation),
+      `drop constraint ${ident(foreignKey.name)},\n` +
+        `  add constraint ${ident(foreignKey.name)} foreign key (${columns.map(ident).join(', ')}) references ${qualifiedIdent(parent.qualified)} (${parentKey.map(ident).join(', ')})${actions ? ` ${actions}` : ''}`,
+    ),
   );
-  return lines.join('\n');
+  return fix(steps);
 }

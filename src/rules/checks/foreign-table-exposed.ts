@@ -1,5 +1,5 @@
 import { relationObject } from '../../findings/finding.js';
-import { fix, grant, revoke, sql } from '../../findings/fix.js';
+import { createView, fix, grant, revoke } from '../../findings/fix.js';
 import { ident, relationIdent } from '../../target/sql.js';
 import { isTenantOwned, listWords, relationStateSql, rowCommandsOf, tenantFilterOf } from '../relation-facts.js';
 import { defineRule } from '../types.js';
@@ -33,7 +33,7 @@ export const foreignTableExposed = defineRule({
         const column = tenantFilterOf(scope, relation);
         const view = `${ident(relation.schema)}.${ident(`${relation.name}_for_tenant`)}`;
         const filtered = column
-          ? [sql(`create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};`), grant('select', view, ident(plan.role))]
+          ? [createView(view, `with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current}`), grant('select', view, ident(plan.role))]
           : [];
         return report({
           severity: 'high',

@@ -1,4 +1,5 @@
 import { relationObject } from '../../findings/finding.js';
+import { comment, fix, revoke } from '../../findings/fix.js';
 import { currentTenantExpression } from '../../findings/fixes.js';
 import { commentText, ident, literal, relationIdent } from '../../target/sql.js';
 import { regclassLiteral } from '../privilege-helpers.js';
@@ -36,12 +37,14 @@ export const futurePartitions = defineRule({
         const kind = parent.kind === 'partitioned-table' ? 'partitions' : 'inheritance children';
         const unprotected = granted.filter((child) => !child.rlsEnabled);
         const predicate = tenantPredicateFor(scope, parent) ?? `<tenant column> = ${currentTenantExpression(plan)}`;
-        const template =
-          `-- for every new partition, in the migration that creates it:\n` +
-          `-- create table ${commentText(parent.schema)}.<new_partition> partition of ${commentText(relationIdent(parent))} for values ...;\n` +
-          `-- alter table ${commentText(parent.schema)}.<new_partition> enable row level security;\n` +
-          `-- alter table ${commentText(parent.schema)}.<new_partition> force row level security;\n` +
-          `-- create policy tenant_isolation on ${commentText(parent.schema)}.<new_partition> for all to ${commentText(ident(plan.role))} using (${commentText(predicate)}) with check (${commentText(predicate)});`;
+        const template = [
+          comment('for every new partition, in the migration that creates it:'),
+          comment(`create table ${commentText(parent.schema)}.<new_partition> partition of ${commentText(relationIdent(parent))} for values ...;`),
+          comment(`alter table ${commentText(parent.schema)}.<new_partition> enable row level security;`),
+          comment(`alter table ${commentText(parent.schema)}.<new_partition> force row level security;`),
+          comment(`create policy tenant_isolation on ${commentText(parent.schema)}.<new_partition> for all to ${commentText(ident(plan.role))} using (${commentText(predicate)}) with check (${commentText(predicate)});`),
+        ];
+        const through = `reach them through ${commentText(relationIdent(parent))}, whose policies cover every partition`;
         return [
           report({
             severity: 'info',
@@ -53,7 +56,7 @@ export const futurePartitions = defineRule({
               `select c.oid::regclass as child, c.relrowsecurity, c.relforcerowsecurity, has_table_privilege(${literal(plan.role)}, c.oid, 'SELECT') as can_select ` +
               `from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = ${regclassLiteral(parent.qualified)} order by 1;`,
             details: granted.map((child) => `${child.qualified}: ${child.rlsEnabled ? 'RLS enabled' : 'RLS disabled'}, ${plan.role} may ${listWords(rowCommandsOf(scope, child))}`).join('\n'),
-            fix: `${granted.map((child) => `revoke all on ${relationIdent(child)} from ${ident(plan.role)};`).join('\n')}  -- reach them through ${commentText(relationIdent(parent))}, whose policies cover every partition\n${template}`,
+            fix: fix([...granted.map((child, index) => revoke('all', relationIdent(child), ident(plan.role), index === granted.length - 1 ? through : undefined)), ...template]),
           }),
         ];
       });

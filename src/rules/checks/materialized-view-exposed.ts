@@ -1,5 +1,5 @@
 import { relationObject } from '../../findings/finding.js';
-import { comment, fix, grant, revoke, sql } from '../../findings/fix.js';
+import { comment, createView, fix, grant, revoke } from '../../findings/fix.js';
 import { cause } from '../../findings/cause.js';
 import { commentText, ident, relationIdent } from '../../target/sql.js';
 import { isTenantOwned, relationStateSql, rowCommandsOf, tenantFilterOf } from '../relation-facts.js';
@@ -36,7 +36,7 @@ export const materializedViewExposed = defineRule({
         const filtered = column
           ? [
               comment('a view owned by a role that may read the materialized view, filtering by the current tenant:'),
-              sql(`create view ${view} with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current};`),
+              createView(view, `with (security_barrier) as\n  select * from ${target} where ${ident(column.column)} = ${column.current}`),
               grant('select', view, ident(plan.role)),
             ]
           : [comment(`${commentText(relation.qualified)} has no tenant column: add one to its query, then expose it through a view that filters on it`)];

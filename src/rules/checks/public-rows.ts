@@ -1,4 +1,5 @@
 import { relationObject } from '../../findings/finding.js';
+import { comment, fix } from '../../findings/fix.js';
 import { commentText } from '../../target/sql.js';
 import { commandAnalysis } from '../../analysis/index.js';
 import { policiesDetails, policiesSql, isTenantOwned, listWords, rowCommandsOf } from '../relation-facts.js';
@@ -39,7 +40,7 @@ export const publicRows = defineRule({
             message: `On ${relation.qualified}, rows with ${conditions.join(' or ')} are visible to every tenant by design (policy ${listWords(policies)}).`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
-            fix: `-- nothing to fix if these rows are meant to be public; otherwise drop the flag branch from ${commentText(listWords(policies))}`,
+            fix: fix([comment(`nothing to fix if these rows are meant to be public; otherwise drop the flag branch from ${commentText(listWords(policies))}`)]),
           }),
         ];
       });

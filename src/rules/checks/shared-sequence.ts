@@ -1,4 +1,5 @@
 import type { Finding } from '../../findings/finding.js';
+import { alterTable, comment, createSequence, fix, setSequence } from '../../findings/fix.js';
 import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../../target/sql.js';
 import { relationPlanOf } from '../privilege-helpers.js';
 import { defineRule } from '../types.js';
@@ -30,13 +31,13 @@ export const sharedSequence = defineRule({
         return tenancy !== undefined && tenancy !== 'shared';
       });
       if (!tenantOwned.length) continue;
-      const fix = users.slice(1).flatMap(({ relation: name, column }) => {
+      const steps = users.slice(1).flatMap(({ relation: name, column }) => {
         const relation = relationOf(catalog, name)!;
         const own = qualifiedIdent(`${relation.schema}.${`${relation.name}_${column}_seq`.slice(0, 63)}`);
         return [
-          `create sequence ${own} owned by ${relationIdent(relation)}.${ident(column)};`,
-          `select setval(${literal(own)}, coalesce((select max(${ident(column)}) from ${relationIdent(relation)}), 0) + 1, false);`,
-          `alter table ${relationIdent(relation)} alter column ${ident(column)} set default nextval(${literal(own)});`,
+          createSequence(own, `${relationIdent(relation)}.${ident(column)}`),
+          setSequence(own, `select setval(${literal(own)}, coalesce((select max(${ident(column)}) from ${relationIdent(relation)}), 0) + 1, false);`),
+          alterTable(relationIdent(relation), `alter column ${ident(column)} set default nextval(${literal(own)})`),
         ];
       });
       findings.push(
@@ -46,7 +47,7 @@ export const sharedSequence = defineRule({
           message: `The sequence ${sequence} numbers ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}: every tenant's inserts into any of them advance it, so ids reveal the others' write volume.`,
           sql: `select c.oid::regclass as relation, a.attname, pg_get_expr(d.adbin, d.adrelid) as default from pg_attrdef d join pg_class c on c.oid = d.adrelid join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum join pg_depend k on k.classid = 'pg_attrdef'::regclass and k.objid = d.oid and k.refclassid = 'pg_class'::regclass where k.refobjid = ${literal(sequence)}::regclass;`,
           details: `${sequence} is the default of ${users.map((user) => `${user.relation}.${user.column}`).join(', ')}; tenant-owned: ${tenantOwned.join(', ')}`,
-          fix: fix.length ? fix.join('\n') : `-- give each table its own sequence or identity column instead of ${commentText(sequence)}`,
+          fix: fix(steps.length ? steps : [comment(`give each table its own sequence or identity column instead of ${commentText(sequence)}`)]),
         }),
       );
     }

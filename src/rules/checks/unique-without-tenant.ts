@@ -1,6 +1,7 @@
 import { defaultGenerator, keyColumnsMentioned, prefixKeyList } from '../../analysis/sql-text.js';
 import type { Column, Relation } from '../../catalog/types.js';
 import { constraintObject, type Finding } from '../../findings/finding.js';
+import { alterTable, comment, createIndex, dropIndex, fix, type Fix } from '../../findings/fix.js';
 import { cause } from '../../findings/cause.js';
 import { commentText, ident, literal, qualifiedIdent, relationIdent } from '../../target/sql.js';
 import { canWrite, regclassLiteral, tenantTables } from '../privilege-helpers.js';
@@ -98,22 +99,28 @@ export const uniqueWithoutTenant = defineRule({
   },
 });
 
-function keyFix(relation: Relation, key: Key, scope: string[]): string {
+function keyFix(relation: Relation, key: Key, scope: string[]): Fix {
   const target = relationIdent(relation);
   const prefix = scope.map(ident).join(', ');
   const columns = key.columns.filter((column): column is string => column !== null).map(ident).join(', ');
   switch (key.kind) {
     case 'primary key':
-      return `-- foreign keys that reference ${commentText(key.name)} must be dropped first and re-created with ${commentText(scope.join(', '))}\nalter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} primary key (${prefix}, ${columns});`;
+      return fix([
+        comment(`foreign keys that reference ${commentText(key.name)} must be dropped first and re-created with ${commentText(scope.join(', '))}`),
+        alterTable(target, `drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} primary key (${prefix}, ${columns})`),
+      ]);
     case 'unique constraint':
-      return `alter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} unique (${prefix}, ${columns});`;
+      return fix([alterTable(target, `drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} unique (${prefix}, ${columns})`)]);
     case 'exclusion constraint': {
       const definition = prefixKeyList(key.definition, scope.map((column) => `${ident(column)} WITH =`).join(', '));
-      return `-- a gist exclusion on a scalar tenant column needs: create extension if not exists btree_gist;\nalter table ${target} drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} ${definition};`;
+      return fix([
+        comment('a gist exclusion on a scalar tenant column needs: create extension if not exists btree_gist;'),
+        alterTable(target, `drop constraint ${ident(key.name)}, add constraint ${ident(key.name)} ${definition}`),
+      ]);
     }
     case 'unique index': {
       const definition = prefixKeyList(key.definition, prefix);
-      return `drop index ${qualifiedIdent(`${relation.schema}.${key.name}`)};\n${definition};`;
+      return fix([dropIndex(qualifiedIdent(`${relation.schema}.${key.name}`)), createIndex(target, `${definition};`)]);
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { ContextReference } from '../../analysis/model.js';
 import { relationObject } from '../../findings/finding.js';
+import { comment, fix } from '../../findings/fix.js';
 import { cause } from '../../findings/cause.js';
 import { PRESETS, userEditableClaim } from '../../presets/index.js';
 import { listWords, policiesDetails, policiesSql } from '../relation-facts.js';
@@ -73,10 +74,13 @@ export const userEditableClaimRule = defineRule({
               `every signed-in user sets ${listWords(claims)} itself (supabase.auth.updateUser({ data })) and so chooses what it reads.`,
             sql: policiesSql(relation),
             details: policiesDetails(relation.policies),
-            fix:
-              `-- carry the tenant (and roles) in app_metadata, which only the service role writes (auth.admin.updateUserById, a custom access token hook),\n` +
-              `-- and read it there (auth.jwt() -> 'app_metadata' instead of ${listWords([...new Set(uses.map((use) => use.read))])}) ` +
-              `in ${where.length ? listWords(where) : `the policies ${listWords([...new Set(uses.map((use) => use.policy))])} on ${relation.qualified} and the helpers they call`}`,
+            fix: fix([
+              comment('carry the tenant (and roles) in app_metadata, which only the service role writes (auth.admin.updateUserById, a custom access token hook),'),
+              comment(
+                `and read it there (auth.jwt() -> 'app_metadata' instead of ${listWords([...new Set(uses.map((use) => use.read))])}) ` +
+                  `in ${where.length ? listWords(where) : `the policies ${listWords([...new Set(uses.map((use) => use.policy))])} on ${relation.qualified} and the helpers they call`}`,
+              ),
+            ]),
             // One helper that reads the claim is one defect, whichever tables' policies call it.
             cause: cause('user-editable-claim', where.length ? { kind: 'function', name: [...where].sort().join(', ') } : relationObject(relation), { reads: [...new Set(uses.map((use) => use.read))] }),
           }),

@@ -146,6 +146,8 @@ export interface FunctionInfo {
   grants: Grant[];
 }
 
+export type TriggerEvent = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE';
+
 export interface Trigger {
   name: string;
   relation: string;
@@ -153,6 +155,8 @@ export interface Trigger {
   functionOid: number;
   definition: string;
   enabled: boolean;
+  /** The events it fires on (pg_trigger.tgtype), in this order: INSERT, UPDATE, DELETE, TRUNCATE. */
+  events: TriggerEvent[];
 }
 
 /** A schema and who may create objects in it (CREATE) or look things up in it (USAGE). */

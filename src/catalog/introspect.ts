@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { domainCheckOnColumn } from '../analysis/constraints.js';
+import { keyColumnsMentioned } from '../analysis/sql-text.js';
 import { loadParser } from '../analysis/parse.js';
 import { pagedQueries } from '../target/paged.js';
 import type {
@@ -250,7 +251,7 @@ function inTurn(client: Queryable, queries: [string, unknown[]?][]): Promise<{ r
 
 /** One read-only pass over pg_catalog. Pure data: no judgement about tenancy or safety. */
 export async function introspect(client: Queryable, schemas: string[] = []): Promise<Catalog> {
-  await loadParser(); // domain CHECKs are read with it
+  await loadParser(); // domain CHECKs and the columns of index expressions are read with it
   const [info, relationResult] = await inTurn(client, [
     [`select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`],
     [RELATIONS_SQL, [schemas]],
@@ -340,6 +341,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       primary: index.primary,
       partial: index.partial,
       definition: index.definition,
+      mentions: [...new Set([...index.columns.filter((column): column is string => column !== null), ...(index.definition ? keyColumnsMentioned(index.definition, 'index') : [])])],
     }));
     return {
       oid: row.oid,

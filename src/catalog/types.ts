@@ -55,6 +55,8 @@ export interface Index {
    * the others (a constraint's index is described by the constraint), whose text no check reads.
    */
   definition: string | null;
+  /** Every column the index names: its key columns, and those in its expressions and predicate (read from `definition` with the parser). */
+  mentions: string[];
 }
 
 export interface Policy {

@@ -10,6 +10,7 @@ export { AuditError } from './errors.js';
 export type { CheckMeta, Evidence, Finding, FindingObject, ObjectKind, SampleRow } from './findings/finding.js';
 export type { Cause, CauseKind } from './findings/cause.js';
 export type { Note } from './report/notes.js';
+export { planNoteText, type PlanNote } from './plan/notes.js';
 export { createAuditDatabase, type AuditDatabase, type SeededUser, type TenantConnection, type TenantQueryResult } from './library/database.js';
 export { attributeRow, type AttributedRow, type RowOwner, type SeededTenant } from './library/attribution.js';
 export { toBelongTo, toIsolateTenants, type MatcherResult } from './library/matchers.js';

@@ -55,6 +55,11 @@ describe('catalog readers on a real cluster', () => {
         create table invoices (id bigint default nextval('document_seq'), number text default 'INV-' || nextval('document_seq'), c code);
         create table credit_notes (number text default 'CN-' || nextval('document_seq')::text, "order" code);
         create table lonely (id bigint default nextval('"Other Seq"'), label text default 'nextval(''document_seq''::regclass)');
+        create unique index invoices_number_key on invoices (lower(number), c) where id > 0;
+        create function "insert"() returns trigger language plpgsql as $$ begin return new; end $$;
+        create trigger t after insert or update of number on invoices for each row execute function "insert"();
+        create trigger u before delete on invoices for each row execute function "insert"();
+        create trigger v after truncate on lonely for each statement execute function "insert"();
         `,
       );
       catalog = await introspect(client);
@@ -73,6 +78,20 @@ describe('catalog readers on a real cluster', () => {
     const check = readCheck('order', creditNotes.columns.find((column) => column.name === 'order')!.domainChecks[0]!);
     expect(check.columns).toEqual(['order']);
     expect(check.alternatives[0]).toContainEqual({ kind: 'compare', column: 'order', op: '<>', value: 'VALUE' });
+  });
+
+  it('names every column an index mentions, in its expressions and predicate too', () => {
+    const index = catalog.relations.find((relation) => relation.name === 'invoices')!.indexes.find((candidate) => candidate.name === 'invoices_number_key')!;
+    expect(index.columns).toEqual([null, 'c']);
+    expect([...index.mentions].sort()).toEqual(['c', 'id', 'number']);
+  });
+
+  it('reads the events of a trigger from pg_trigger', () => {
+    expect(catalog.triggers.map((trigger) => [trigger.name, trigger.events])).toEqual([
+      ['t', ['INSERT', 'UPDATE']],
+      ['u', ['DELETE']],
+      ['v', ['TRUNCATE']],
+    ]);
   });
 
   it('finds the sequences a default names in any expression, from pg_depend', () => {

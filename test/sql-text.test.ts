@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { foreignKeyClauses, keyColumnsMentioned, oneLine, prefixKeyList, relationsNamed, triggerEvents } from '../src/analysis/sql-text.js';
+import { foreignKeyClauses, keyColumnsMentioned, oneLine, prefixKeyList, relationsNamed } from '../src/analysis/sql-text.js';
 import { textArrayItems } from '../src/analysis/value-sources.js';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -41,11 +41,6 @@ describe('SQL text through the parser and lexer', () => {
 
   it('puts pg_get_expr text on one line', () => {
     expect(oneLine(`( SELECT 1\n   FROM t\n  WHERE (a = ';'))`)).toBe(`(SELECT 1 FROM t WHERE (a = ';'))`);
-  });
-
-  it('reads the events of a trigger', () => {
-    expect(triggerEvents('CREATE TRIGGER t AFTER INSERT OR UPDATE OF status ON public.x FOR EACH ROW EXECUTE FUNCTION f()')).toEqual(['INSERT', 'UPDATE']);
-    expect(triggerEvents('CREATE TRIGGER t BEFORE DELETE ON public.x FOR EACH ROW EXECUTE FUNCTION "insert"()')).toEqual(['DELETE']);
   });
 
   it('finds the columns a key mentions, in expressions too', () => {

@@ -7,7 +7,7 @@
  * definitions and function bodies (rows of the relations in FROM).
  */
 import type { Catalog, FunctionInfo, Relation } from '../catalog/types.js';
-import { render, type Expr, type Select } from './expression.js';
+import { constantsOf, render, type Expr, type Select } from './expression.js';
 import type { Branch, BranchKind, Clause, ContextSource, ContextUse, Membership, OpenKind, RowFlag } from './model.js';
 import { equalityUse, settingNames, use } from './context-references.js';
 import { rowFlag } from './row-flags.js';
@@ -425,6 +425,7 @@ export function analyzeExpr(env: Env, root: Expr): Branch[] {
       settings: result.settings,
       reason: kind === 'confined' || kind === 'dead' ? '' : reasonFor(env, conjunction, kind),
       publicFlags: flags.length && flags.every((flag) => flag !== null) ? (flags as RowFlag[]) : null,
+      constants: conjunction.flatMap(constantsOf),
     };
   });
 }

@@ -490,6 +490,45 @@ export function render(node: Expr | Select): string {
   }
 }
 
+const SETTING_FUNCTIONS = new Set(['current_setting', 'set_config']);
+
+/**
+ * The constants an expression shows (as `render` prints it: a helper's call, not its body), other than NULL,
+ * booleans, the empty string and setting names (the first argument of current_setting / set_config, through
+ * casts): the values by which it may single out a tenant.
+ */
+export function constantsOf(node: Expr | Select): string[] {
+  const constants: string[] = [];
+  const visit = (current: Expr | Select, settingName: boolean): void => {
+    switch (current.kind) {
+      case 'literal':
+        if (!settingName && (current.type === 'string' || current.type === 'number') && current.value !== null && current.value !== '') constants.push(current.value);
+        return;
+      case 'cast':
+        return visit(current.arg, settingName);
+      case 'call': {
+        const setting = SETTING_FUNCTIONS.has(current.name.split('.').pop()!);
+        current.args.forEach((argument, index) => visit(argument, setting && index === 0));
+        return;
+      }
+      case 'inlined':
+        return visit(current.call, false);
+      case 'select': {
+        // What `render` prints of a sub-select: not GROUP BY, HAVING, LIMIT, outer-join conditions, nor a CTE's query.
+        if (current.setOperation) return current.setOperation.arms.forEach((arm) => visit(arm, false));
+        const from = current.from.flatMap((item): (Expr | Select)[] => (item.relation !== null ? [] : item.subquery ? [item.subquery] : item.call ? [item.call] : []));
+        const parts: (Expr | Select)[] = [...current.targets, ...from, ...(current.where ? [current.where] : [])];
+        for (const child of parts) visit(child, false);
+        return;
+      }
+      default:
+        for (const child of childrenOf(current)) visit(child, false);
+    }
+  };
+  visit(node, false);
+  return constants;
+}
+
 /** The parse tree node type of a raw node, e.g. `SelectStmt`. */
 export function nodeType(node: Node | unknown): string | null {
   return unwrap(node)?.[0] ?? null;

@@ -38,6 +38,11 @@ export interface Branch {
    * read (SELECT); writes they open are still open. null otherwise.
    */
   publicFlags: RowFlag[] | null;
+  /**
+   * The constants the branch shows, other than NULL, booleans, '' and setting names: the values by which it may
+   * single out a tenant (`current_setting('app.tenant') = '42'`), which coverage pairs with every other tenant.
+   */
+  constants: string[];
 }
 
 /** A row flag that makes a row visible to every tenant: `column = value` (value as PostgreSQL prints it: `true`, `false`, `public`). */

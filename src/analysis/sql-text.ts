@@ -93,23 +93,6 @@ export function guardSettingCalls(text: string, sites: CallSite[], settings: rea
   );
 }
 
-export type TriggerEvent = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE';
-
-/** The events a trigger fires on, from its definition (pg_get_triggerdef). */
-export function triggerEvents(definition: string): TriggerEvent[] {
-  const statement = parseStatements(definition)[0]?.stmt;
-  if (nodeType(statement) !== 'CreateTrigStmt') return [];
-  const events = Number(nodeBody(statement).events ?? 0);
-  // TRIGGER_TYPE_INSERT (1 << 2), DELETE (1 << 3), UPDATE (1 << 4), TRUNCATE (1 << 5).
-  const kinds: [number, TriggerEvent][] = [
-    [1 << 2, 'INSERT'],
-    [1 << 4, 'UPDATE'],
-    [1 << 3, 'DELETE'],
-    [1 << 5, 'TRUNCATE'],
-  ];
-  return kinds.filter(([bit]) => (events & bit) !== 0).map(([, kind]) => kind);
-}
-
 /** Column names a key definition mentions (plain key columns and columns inside key expressions). */
 export function keyColumnsMentioned(definition: string, kind: 'index' | 'constraint'): Set<string> {
   const sql = kind === 'index' ? definition : `alter table rls_audit_key add ${definition}`;

@@ -3,6 +3,7 @@ import { loadParser } from '../analysis/index.js';
 import type { Catalog } from '../catalog/types.js';
 import { AuditError, errorMessage } from '../errors.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
+import { planNoteText, type PlanNote } from '../plan/notes.js';
 import type { ProbeContext } from '../probes/types.js';
 import type { Scenario } from '../scenario/schema.js';
 import { AuditSession } from '../target/session.js';
@@ -98,10 +99,10 @@ export async function confirmContext(context: ProbeContext, prepared: Prepared, 
     context.plan = candidate;
     const trial = await ownRowsPrecheck(context, { writes: false, sessions });
     if (!trial.reasons.length) {
-      const note = `context: ${alternative.setting} chosen on seeded data: every tenant sees its own rows on the ${trial.checked} tenant-owned table(s) checked; under ${planned.setting} no tenant saw any`;
+      const note: PlanNote = { kind: 'context', source: 'seeded-data', setting: alternative.setting, tables: trial.checked, planned: planned.setting };
       candidate.notes = [...planned.notes, note];
       prepared.plan = candidate;
-      log(note);
+      log(planNoteText(note));
       return (await ownRowsPrecheck(context, { sessions })).reasons;
     }
   }

@@ -126,7 +126,7 @@ export function buildReport(
   forcedScans?: ReadonlySet<string>,
 ): Report {
   const { plan, catalog, target, session } = prepared;
-  const notes: Note[] = [...(target.notes ?? []), ...plan.notes].map(remark);
+  const notes: Note[] = [...(target.notes ?? []).map(remark), ...plan.notes.map((note): Note => ({ kind: 'plan', note }))];
   for (const result of seeded?.results ?? []) {
     if (result.status === 'failed' || result.status === 'partial') notes.push({ kind: 'seeding', relation: result.relation, status: result.status, reason: result.reason });
   }

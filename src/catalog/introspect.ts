@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { domainCheckOnColumn } from '../analysis/constraints.js';
+import { keyColumnsMentioned } from '../analysis/sql-text.js';
 import { loadParser } from '../analysis/parse.js';
 import { pagedQueries } from '../target/paged.js';
 import type {
@@ -16,6 +17,7 @@ import type {
   RelationKind,
   Role,
   Trigger,
+  TriggerEvent,
 } from './types.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -157,9 +159,20 @@ select pg_get_userbyid(d.datdba) as owner,
                       from aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a), '{}') as grants
 from pg_database d where d.datname = current_database()`;
 
+/** The events of a trigger from pg_trigger.tgtype: TRIGGER_TYPE_INSERT (1 << 2), DELETE (1 << 3), UPDATE (1 << 4), TRUNCATE (1 << 5). */
+function triggerEvents(type: number): TriggerEvent[] {
+  const bits: [number, TriggerEvent][] = [
+    [1 << 2, 'INSERT'],
+    [1 << 4, 'UPDATE'],
+    [1 << 3, 'DELETE'],
+    [1 << 5, 'TRUNCATE'],
+  ];
+  return bits.filter(([bit]) => (type & bit) !== 0).map(([, event]) => event);
+}
+
 const TRIGGERS_SQL = `
 select t.tgname as name, n.nspname || '.' || c.relname as relation, t.tgfoid::regprocedure::text as function, t.tgfoid::int as function_oid,
-       pg_get_triggerdef(t.oid) as definition, t.tgenabled <> 'D' as enabled
+       pg_get_triggerdef(t.oid) as definition, t.tgenabled <> 'D' as enabled, t.tgtype::int as type
 from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
 where not t.tgisinternal and t.tgrelid = any($1::oid[])
 order by relation, t.tgname`;
@@ -238,7 +251,7 @@ function inTurn(client: Queryable, queries: [string, unknown[]?][]): Promise<{ r
 
 /** One read-only pass over pg_catalog. Pure data: no judgement about tenancy or safety. */
 export async function introspect(client: Queryable, schemas: string[] = []): Promise<Catalog> {
-  await loadParser(); // domain CHECKs are read with it
+  await loadParser(); // domain CHECKs and the columns of index expressions are read with it
   const [info, relationResult] = await inTurn(client, [
     [`select current_setting('server_version') as version, current_setting('server_version_num') as num, current_database() as database, current_user as user`],
     [RELATIONS_SQL, [schemas]],
@@ -328,6 +341,7 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       primary: index.primary,
       partial: index.partial,
       definition: index.definition,
+      mentions: [...new Set([...index.columns.filter((column): column is string => column !== null), ...(index.definition ? keyColumnsMentioned(index.definition, 'index') : [])])],
     }));
     return {
       oid: row.oid,
@@ -406,8 +420,8 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
   });
 
   const triggerList: Trigger[] = (
-    triggers.rows as { name: string; relation: string; function: string; function_oid: number; definition: string; enabled: boolean }[]
-  ).map((row) => ({ name: row.name, relation: row.relation, function: row.function, functionOid: row.function_oid, definition: row.definition, enabled: row.enabled }));
+    triggers.rows as { name: string; relation: string; function: string; function_oid: number; definition: string; enabled: boolean; type: number }[]
+  ).map((row) => ({ name: row.name, relation: row.relation, function: row.function, functionOid: row.function_oid, definition: row.definition, enabled: row.enabled, events: triggerEvents(row.type) }));
 
   const sequenceUsers = new Map<string, { relations: Set<string>; columns: { relation: string; column: string }[] }>();
   for (const relation of relations) {

@@ -55,6 +55,8 @@ export interface Index {
    * the others (a constraint's index is described by the constraint), whose text no check reads.
    */
   definition: string | null;
+  /** Every column the index names: its key columns, and those in its expressions and predicate (read from `definition` with the parser). */
+  mentions: string[];
 }
 
 export interface Policy {
@@ -146,6 +148,8 @@ export interface FunctionInfo {
   grants: Grant[];
 }
 
+export type TriggerEvent = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE';
+
 export interface Trigger {
   name: string;
   relation: string;
@@ -153,6 +157,8 @@ export interface Trigger {
   functionOid: number;
   definition: string;
   enabled: boolean;
+  /** The events it fires on (pg_trigger.tgtype), in this order: INSERT, UPDATE, DELETE, TRUNCATE. */
+  events: TriggerEvent[];
 }
 
 /** A schema and who may create objects in it (CREATE) or look things up in it (USAGE). */

@@ -2,6 +2,7 @@ import type { Catalog, Column, Relation } from '../catalog/types.js';
 import { AuditError } from '../errors.js';
 import type { ContextParameter } from '../analysis/context-sql.js';
 import { columnOf, findRelation } from '../catalog/lookup.js';
+import type { PlanNote } from './notes.js';
 
 /**
  * Who a probe runs as:
@@ -105,12 +106,12 @@ export function planActors(
     /** Tables the policies join with the user identity, most used first (see policyMemberships). */
     policyMemberships?: { relation: string; userColumn: string; uses: number }[];
   },
-  notes: string[],
+  notes: PlanNote[],
 ): ActorPlan {
   const kind: ActorKind = input.actor.kind ?? (input.parameters.includes('role') ? 'role' : input.parameters.includes('user') && input.usersTable ? 'user' : 'tenant');
   if (kind === 'role') {
     const roleTemplate = input.actor.roleTemplate ?? '{tenant}';
-    notes.push(`actors: one database role per tenant, named ${roleTemplate} (created by the audit inside its transaction; set actor.roleTemplate to change)`);
+    notes.push({ kind: 'actors', mode: 'roles', roleTemplate });
     return { kind, users: null, membership: null, roleTemplate };
   }
   if (kind === 'tenant') return { kind, users: null, membership: null, roleTemplate: null };
@@ -122,7 +123,7 @@ export function planActors(
   if (!key) throw new AuditError(`users table ${usersRelation.qualified} has no single-column key to identify a user`);
   const users: UsersTable = { relation: usersRelation.qualified, column: key.name, type: key.type, baseType: key.baseType };
   if (usersRelation.qualified === input.tenantTable) {
-    notes.push(`actors: each user of ${users.relation} is a tenant (the context carries the user id as both $user and $tenant)`);
+    notes.push({ kind: 'actors', mode: 'users-are-tenants', users: users.relation });
     return { kind, users, membership: null, roleTemplate: null };
   }
   const candidates = catalog.relations.filter((relation) => {
@@ -144,10 +145,7 @@ export function planActors(
       profileOf.set(relation.qualified, toUsers.references === users.relation ? null : profiles.find((profile) => profile.relation === toUsers.references)!);
     }
   }
-  const through = (membership: Membership) => {
-    const profile = profileOf.get(membership.relation) ?? null;
-    return profile ? { profile, words: ` (users of ${users.relation} through ${profile.relation}.${profile.column}, which references it; the audit gives each user its row there)` } : { profile: null, words: '' };
-  }
+  const profileThrough = (membership: Membership) => profileOf.get(membership.relation) ?? null;
   // Any table with foreign keys to both is only a candidate: the membership table is the one the policies join
   // with the user identity; among several, the one most policy clauses join.
   const joined = input.actor.membershipTable ? [] : (input.policyMemberships ?? []).flatMap((entry) => {
@@ -157,13 +155,12 @@ export function planActors(
   if (joined.length) {
     const [chosen, ...others] = joined;
     const skipped = linked.filter((candidate) => candidate.relation !== chosen!.membership.relation).map((candidate) => candidate.relation);
-    notes.push(
-      `actors: users of ${users.relation}, members of tenants through ${chosen!.membership.relation}(${chosen!.membership.userColumn}, ${chosen!.membership.tenantColumn}) ` +
-        `(discovered: the policies join it with the user identity in ${chosen!.uses} clause${chosen!.uses === 1 ? '' : 's'}` +
-        `${others.length ? `; also joined: ${others.map((entry) => `${entry.membership.relation} (${entry.uses})`).join(', ')}` : ''}` +
-        `${skipped.length ? `; ${skipped.join(', ')} also ${skipped.length === 1 ? 'has' : 'have'} foreign keys to both but ${skipped.length === 1 ? 'is' : 'are'} not the policies' membership (tenant data)` : ''}; set actor.membershipTable to override)${through(chosen!.membership).words}`,
-    );
-    return { kind, users, membership: chosen!.membership, roleTemplate: null, profile: through(chosen!.membership).profile };
+    const profile = profileThrough(chosen!.membership);
+    notes.push({
+      kind: 'actors', mode: 'members', users: users.relation, membership: chosen!.membership, profile,
+      evidence: { by: 'policies', uses: chosen!.uses, alsoJoined: others.map((entry) => ({ relation: entry.membership.relation, uses: entry.uses })), notMembership: skipped },
+    });
+    return { kind, users, membership: chosen!.membership, roleTemplate: null, profile };
   }
   const memberships = linked;
   if (memberships.length !== 1) {
@@ -174,16 +171,13 @@ export function planActors(
           : `no membership table links ${users.relation} to ${input.tenantTable ?? 'a tenant table'} by foreign keys: name it with actor.membershipTable, or the tenant table with --tenant-table`,
       );
     }
-    notes.push(
-      memberships.length
-        ? `actors: tenants; ${memberships.map((entry) => entry.relation).join(', ')} link ${users.relation} to ${input.tenantTable} by foreign keys, but the policies join none of them with the user identity: the context carries no user (name the membership with actor.membershipTable if the application has one)`
-        : `actors: tenants (no table links ${users.relation} to ${input.tenantTable ?? 'a tenant table'} by foreign keys); the context carries no user`,
-    );
+    notes.push({ kind: 'actors', mode: 'tenants', users: users.relation, tenantTable: input.tenantTable, linked: memberships.map((entry) => entry.relation) });
     return { kind: 'tenant', users: null, membership: null, roleTemplate: null };
   }
   const membership = memberships[0]!;
-  notes.push(`actors: users of ${users.relation}, members of tenants through ${membership.relation}(${membership.userColumn}, ${membership.tenantColumn}) (discovered: foreign keys to both)${through(membership).words}`);
-  return { kind, users, membership, roleTemplate: null, profile: through(membership).profile };
+  const profile = profileThrough(membership);
+  notes.push({ kind: 'actors', mode: 'members', users: users.relation, membership, profile, evidence: { by: 'foreign-keys' } });
+  return { kind, users, membership, roleTemplate: null, profile };
 }
 
 /** The role name of a tenant under a role template. */

@@ -9,6 +9,7 @@ import type { IdentityLookup } from './actors.js';
 import { literal } from '../target/sql.js';
 import { findRelation } from '../catalog/lookup.js';
 import type { TenantKey } from './tenancy.js';
+import type { PlanNote } from './notes.js';
 
 /**
  * What carries the tenant, read from the analysis model: the context source (setting, JWT claim, session
@@ -69,7 +70,7 @@ export function policyMemberships(analysis: Analysis, key: string | null): Polic
   return [...byTable.values()].map(({ clauses: _clauses, ...entry }) => entry).sort((a, b) => b.uses - a.uses || a.relation.localeCompare(b.relation));
 }
 
-export function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | null, notes: string[]): ContextChoice {
+export function chooseContext(analysis: Analysis, scenario: Scenario, preset: Preset | null, notes: PlanNote[]): ContextChoice {
   const equality = analysis.contextReferences.filter((reference) => reference.use.kind === 'equality');
   const relationsBy = new Map<string, Set<string>>();
   for (const reference of equality) {
@@ -106,10 +107,10 @@ export function chooseContext(analysis: Analysis, scenario: Scenario, preset: Pr
     const perClaim = followed?.setting?.startsWith('request.jwt.claim.') ? followed.setting.slice('request.jwt.claim.'.length) : null;
     const helperClaim = !claim && perClaim && perClaim !== 'sub' ? [perClaim] : null;
     const path = scenario.tenantClaim ?? (claim?.kind === 'jwt-claim' ? claim.path : helperClaim ?? preset.defaultTenantClaim);
-    notes.push(
-      `context: ${preset.name} JWT claims in ${preset.setting} (--preset ${preset.name}); the tenant travels in the claim ${path.join('.')}` +
-        `${claim ? ' (discovered: compared with a row column)' : helperClaim && !scenario.tenantClaim ? ` (discovered: read by ${(sourceOf(followed!.key) as { function: string }).function}(), which the policies compare with a row column)` : ' (assumed)'}`,
-    );
+    notes.push({
+      kind: 'context', source: 'preset', preset: preset.name, setting: preset.setting, claim: path,
+      evidence: claim ? { by: 'compared' } : helperClaim && !scenario.tenantClaim ? { by: 'helper', function: (sourceOf(followed!.key) as { function: string }).function } : { by: 'assumed' },
+    });
     if (helperClaim && !scenario.tenantClaim) return { setting: preset.setting, key: followed!.key, claim: path, roles: false, alternatives: [] };
     const key = claim ? ranked.find(([candidate]) => sourceOf(candidate) === claim)![0] : (ranked.find(([candidate]) => ['function', 'jwt-claim'].includes(sourceOf(candidate).kind))?.[0] ?? null);
     return { setting: preset.setting, key, claim: path, roles: false, alternatives: [] };
@@ -118,21 +119,20 @@ export function chooseContext(analysis: Analysis, scenario: Scenario, preset: Pr
   const opaque = (key: string) => sourceOf(key).kind === 'function' && analysis.functions.some((body) => body.name.startsWith(`${(sourceOf(key) as { function: string }).function}(`)) && helperReads(key) === null;
   const [top] = ranked[0] && opaque(ranked[0][0]) ? [ranked.find(([key]) => sourceOf(key).kind === 'setting') ?? ranked[0]] : ranked;
   if (!top) {
-    notes.push(`no policy compares a setting with a row column; assuming the tenant setting is app.current_tenant (set it with --setting)${escapes.length ? `; ${escapes.join(', ')} only open rows as a flag and are never the tenant setting` : ''}`);
+    notes.push({ kind: 'setting', source: 'assumed', setting: 'app.current_tenant', escapes });
     return { setting: 'app.current_tenant', key: null, claim: null, roles: false, alternatives: [] };
   }
   const source = sourceOf(top[0]);
-  const escapeNote = escapes.length ? `; ${escapes.join(', ')} only open rows as a flag (an escape hatch), never the tenant setting` : '';
   if (source.kind === 'role') {
-    notes.push(`tenant = ${source.keyword}: ${top[1].size} relation(s) compare a row column with it (discovered): one database role per tenant${escapeNote}`);
+    notes.push({ kind: 'context', source: 'role', keyword: source.keyword, relations: top[1].size, escapes });
     return { setting: 'role', key: top[0], claim: null, roles: true, alternatives: [] };
   }
   if (source.kind === 'jwt-claim' && source.setting) {
-    notes.push(`tenant = JWT claim ${source.path.join('.')} in ${source.setting}: compared with a row column by ${top[1].size} relation(s) (discovered)${escapeNote}`);
+    notes.push({ kind: 'context', source: 'jwt-claim', path: source.path, setting: source.setting, relations: top[1].size, escapes });
     return { setting: source.setting, key: top[0], claim: source.path, roles: false, alternatives: [] };
   }
   if (source.kind === 'function' && followed?.key === top[0] && !followed.setting!.startsWith('request.jwt.claim')) {
-    notes.push(`tenant setting ${followed.setting}: read by ${source.function}(), which ${top[1].size} relation(s) compare with a row column (discovered)${escapeNote}`);
+    notes.push({ kind: 'setting', source: 'helper', setting: followed.setting!, function: source.function, relations: top[1].size, escapes });
     return { setting: followed.setting!, key: top[0], claim: null, roles: false, alternatives: [] };
   }
   if (source.kind !== 'setting') {
@@ -142,9 +142,7 @@ export function chooseContext(analysis: Analysis, scenario: Scenario, preset: Pr
   }
   const setting = source.setting;
   const alternatives = settings.filter((key) => key !== top[0]).map(settingName);
-  notes.push(
-    `tenant setting ${setting}: compared with a row column by ${top[1].size} relation(s) (discovered)${alternatives.length ? `; also compared: ${alternatives.join(', ')} (tried on seeded data if ${setting} proves nothing)` : ''}${escapeNote}`,
-  );
+  notes.push({ kind: 'setting', source: 'compared', setting, relations: top[1].size, alternatives, escapes });
   return { setting, key: top[0], claim: null, roles: false, alternatives };
 }
 /**
@@ -152,7 +150,7 @@ export function chooseContext(analysis: Analysis, scenario: Scenario, preset: Pr
  * current_user)`, `author_id = (select user_id from sessions where id = <claim>)`, helpers followed): the one
  * most policy clauses use, when its value column is the tenant key (the tenant table itself) or references it.
  */
-export function identityLookup(catalog: Catalog, analysis: Analysis, key: string | null, tenantKey: TenantKey, notes: string[]): IdentityLookup | null {
+export function identityLookup(catalog: Catalog, analysis: Analysis, key: string | null, tenantKey: TenantKey, notes: PlanNote[]): IdentityLookup | null {
   if (!key) return null;
   const byLookup = new Map<string, { table: string; keyColumn: string; valueColumn: string; clauses: Set<string> }>();
   for (const reference of analysis.contextReferences) {
@@ -167,17 +165,16 @@ export function identityLookup(catalog: Catalog, analysis: Analysis, key: string
   for (const entry of ranked) {
     const relation = findRelation(catalog, entry.table);
     if (!relation || entry.keyColumn === entry.valueColumn) continue;
-    const where = `${entry.table}.${entry.keyColumn} -> ${entry.table}.${entry.valueColumn} (${entry.clauses.size} polic${entry.clauses.size === 1 ? 'y clause' : 'y clauses'}, helpers followed)`;
     if (relation.qualified === tenantKey.relation) {
       if (entry.valueColumn !== tenantKey.column) continue;
-      notes.push(`identity read through the tenant table: ${where}; each tenant's row holds the key its context carries`);
+      notes.push({ kind: 'identity', mode: 'tenant-row', relation: entry.table, keyColumn: entry.keyColumn, valueColumn: entry.valueColumn, clauses: entry.clauses.size });
       return { relation: relation.qualified, keyColumn: entry.keyColumn, valueColumn: entry.valueColumn, mode: 'tenant-row', uses: entry.clauses.size };
     }
     const toTenant = relation.foreignKeys.some(
       (foreignKey) => foreignKey.references === tenantKey.relation && foreignKey.columns.length === 1 && foreignKey.columns[0] === entry.valueColumn && foreignKey.referencedColumns[0] === tenantKey.column,
     );
     if (!toTenant) continue;
-    notes.push(`identity read through ${relation.qualified}: ${where}; the audit gives each actor a row of it (as the administrator, rolled back) and puts its ${entry.keyColumn} in the context`);
+    notes.push({ kind: 'identity', mode: 'own-row', relation: relation.qualified, keyColumn: entry.keyColumn, valueColumn: entry.valueColumn, clauses: entry.clauses.size });
     return { relation: relation.qualified, keyColumn: entry.keyColumn, valueColumn: entry.valueColumn, mode: 'own-row', uses: entry.clauses.size };
   }
   return null;

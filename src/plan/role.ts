@@ -3,6 +3,7 @@ import type { Catalog } from '../catalog/types.js';
 import { AuditError } from '../errors.js';
 import { requireRelation } from '../catalog/lookup.js';
 import type { RelationPlan } from './tenancy.js';
+import type { PlanNote, RoleGrants } from './notes.js';
 
 const DATA_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
 
@@ -12,7 +13,7 @@ const DATA_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
  * UPDATE and DELETE on tenant-owned relations (a role without BYPASSRLS first), and the note names the others.
  * None: the run stops and says why (a run as a role that reaches nothing would prove nothing).
  */
-export function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: string[]): string {
+export function discoverRole(catalog: Catalog, relations: RelationPlan[], notes: PlanNote[]): string {
   const owners = new Set(catalog.relations.map((relation) => relation.owner));
   const roles = new Map(catalog.roles.map((role) => [role.name, role]));
   const tenantData = relations.filter((entry) => entry.tenancy !== 'shared').map((entry) => requireRelation(catalog, entry.relation));
@@ -53,25 +54,21 @@ export function discoverRole(catalog: Catalog, relations: RelationPlan[], notes:
       candidates.get(b)!.relations.size - candidates.get(a)!.relations.size ||
       a.localeCompare(b),
   );
-  const describe = (name: string) => {
+  const grantsOf = (name: string): RoleGrants => {
     const { data, relations: granted } = candidates.get(name)!;
-    const privileges = DATA_PRIVILEGES.filter((privilege) => data.has(privilege));
-    const sizes = new Set(privileges.map((privilege) => data.get(privilege)!.size));
-    const what = !privileges.length
-      ? `no SELECT, INSERT, UPDATE or DELETE (other privileges on ${granted.size})`
-      : sizes.size === 1
-        ? `${privileges.join(', ')} on ${[...sizes][0]}`
-        : privileges.map((privilege) => `${privilege} on ${data.get(privilege)!.size}`).join(', ');
-    return `${what} of ${tenantData.length} tenant-owned relation(s)${roles.get(name)?.bypassRls ? ', BYPASSRLS' : ''}`;
+    return {
+      privileges: DATA_PRIVILEGES.filter((privilege) => data.has(privilege)).map((privilege) => ({ privilege, relations: data.get(privilege)!.size })),
+      granted: granted.size,
+      tenantRelations: tenantData.length,
+      bypassRls: roles.get(name)?.bypassRls ?? false,
+    };
   };
   const [role, ...others] = ranked;
   if (!others.length) {
-    notes.push(`application role ${role}: the only role granted access to tenant data (${describe(role!)}; owners and superusers aside) (discovered; set it with --role)`);
+    notes.push({ kind: 'role', source: 'only', role: role!, grants: grantsOf(role!) });
   } else {
-    const why = roles.get(role!)?.bypassRls === roles.get(others[0]!)?.bypassRls ? 'granted the most on tenant data' : 'the one without BYPASSRLS';
-    notes.push(
-      `application role ${role}: ${why} of the ${ranked.length} roles granted access to it, ${describe(role!)}; not audited: ${others.map((name) => `${name} (${describe(name)})`).join(', ')} (discovered; audit another with --role NAME)`,
-    );
+    const why = roles.get(role!)?.bypassRls === roles.get(others[0]!)?.bypassRls ? 'most' : 'without-bypassrls';
+    notes.push({ kind: 'role', source: 'ranked', role: role!, why, candidates: ranked.length, grants: grantsOf(role!), others: others.map((name) => ({ role: name, grants: grantsOf(name) })) });
   }
   return role!;
 }

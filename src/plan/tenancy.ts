@@ -11,6 +11,7 @@ import { columnOf, relationOf, requireRelation } from '../catalog/lookup.js';
 import { chooseContext, defaultContextSql, equalityColumns, identityLookup, policyMemberships } from './context-choice.js';
 import { chooseTenantTable, discoverTenantColumns, isBaseTable, keyColumnOf } from './tenant-table.js';
 import { discoverRole } from './role.js';
+import type { PlanNote } from './notes.js';
 
 export type Tenancy = 'tenant-table' | 'direct' | 'fk-path' | 'derived' | 'shared';
 
@@ -97,8 +98,8 @@ export interface TenancyPlan {
   seedOrder: string[];
   /** Foreign keys left unset while seeding, to break a reference cycle. */
   deferredReferences: Dependency[];
-  /** How the plan was discovered: settings, columns, tables chosen and why. */
-  notes: string[];
+  /** How the plan was discovered: settings, columns, tables chosen and why (in words: `planNoteText`). */
+  notes: PlanNote[];
 }
 
 export function isTenantOwned(plan: RelationPlan): boolean {
@@ -124,7 +125,7 @@ function publicRowsOf(analysis: Analysis): Map<string, RowFlag[][]> {
 
 /** Decide, for every relation, whether and how it belongs to a tenant, and the order to seed it in. */
 export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Analysis = analyze(catalog, scenario.role ?? null)): TenancyPlan {
-  const notes: string[] = [];
+  const notes: PlanNote[] = [];
   const preset = scenario.preset ? PRESETS[scenario.preset] : null;
   const choice = chooseContext(analysis, scenario, preset, notes);
   const setting = choice.setting;
@@ -146,7 +147,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
       );
     }
     tenantKey = { relation: null, column: sample.name, type: sample.type, baseType: sample.baseType };
-    notes.push(`no tenant table; tenant ids are values of ${sample.name} (${sample.type})`);
+    notes.push({ kind: 'tenant-values', column: sample.name, type: sample.type });
   }
 
   const plans = new Map<string, RelationPlan>();
@@ -253,7 +254,7 @@ export function planTenancy(catalog: Catalog, scenario: Scenario, analysis: Anal
   }
   const { order, deferred } = foreignKeyOrder([...needed], dependencies);
   const presetRole = scenario.role ? null : preset?.role(catalog, scenario);
-  if (presetRole) notes.push(`application role ${presetRole} (--preset ${preset!.name}; set it with --role)`);
+  if (presetRole) notes.push({ kind: 'role', source: 'preset', role: presetRole, preset: preset!.name });
   const role = scenario.role ?? presetRole ?? discoverRole(catalog, relations, notes);
   if (!catalog.roles.some((candidate) => candidate.name === role)) {
     throw new AuditError(`role ${role} does not exist in the database: create it in the schema, or give the application's role with --role`);

@@ -6,6 +6,7 @@ import type { Preset } from '../presets/index.js';
 import { profileTables } from './actors.js';
 import { columnOf, findRelation, requireColumn } from '../catalog/lookup.js';
 import type { PolicyMembership } from './context-choice.js';
+import type { PlanNote } from './notes.js';
 
 const TENANT_NAME = /(^|_)(tenant|org|organi[sz]ation|account|workspace|team|company|customer|client)(_?id)?$/i;
 const TENANT_TABLE_NAME = /^(tenants?|organi[sz]ations?|orgs?|accounts?|workspaces?|companies|company|teams?|customers?|clients?)$/i;
@@ -23,7 +24,7 @@ export function chooseTenantTable(
   scenario: Scenario,
   preset: Preset | null,
   memberships: PolicyMembership[],
-  notes: string[],
+  notes: PlanNote[],
 ): Relation | null {
   if (scenario.tenantTable) {
     const relation = findRelation(catalog, scenario.tenantTable);
@@ -45,7 +46,7 @@ export function chooseTenantTable(
       );
       const tenantTable = link ? findRelation(catalog, link.references) : undefined;
       if (!tenantTable) continue;
-      notes.push(`tenant table ${tenantTable.qualified}: the policies join ${relation.qualified} with the user identity (${membership.uses} polic${membership.uses === 1 ? 'y clause' : 'y clauses'}), and ${relation.qualified}.${link!.columns[0]} references it (discovered)`);
+      notes.push({ kind: 'tenant-table', relation: tenantTable.qualified, evidence: { by: 'membership', membership: relation.qualified, column: link!.columns[0]!, uses: membership.uses } });
       return tenantTable;
     }
   }
@@ -64,16 +65,16 @@ export function chooseTenantTable(
   }
   const ranked = [...votes].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (ranked.length) {
-    notes.push(`tenant table ${ranked[0]![0]}: referenced by the tenant column of ${ranked[0]![1]} table(s) (discovered)`);
+    notes.push({ kind: 'tenant-table', relation: ranked[0]![0], evidence: { by: 'references', tables: ranked[0]![1] } });
     return findRelation(catalog, ranked[0]![0]) ?? null;
   }
   if (users && tables.some((relation) => relation.foreignKeys.some((foreignKey) => foreignKey.references === users.qualified))) {
-    notes.push(`tenant table ${users.qualified}: no table points at another tenant table, and tables reference the ${preset!.name} users: each user is a tenant (set tenantTable to override)`);
+    notes.push({ kind: 'tenant-table', relation: users.qualified, evidence: { by: 'preset-users', preset: preset!.name } });
     return users;
   }
   const named = tables.find((relation) => TENANT_TABLE_NAME.test(relation.name));
   if (named) {
-    notes.push(`tenant table ${named.qualified}: chosen by its name; no foreign key points at it (set tenantTable to override)`);
+    notes.push({ kind: 'tenant-table', relation: named.qualified, evidence: { by: 'name' } });
     return named;
   }
   return null;
@@ -83,7 +84,7 @@ export function chooseTenantTable(
  * The tenant key: the column the tenant columns reference (which need not be the primary key, e.g.
  * `tenants.tenant_id uuid` beside `id bigint`), else the single-column primary or unique key.
  */
-export function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scenario, notes: string[]): Column {
+export function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scenario, notes: PlanNote[]): Column {
   if (scenario.tenantKey) {
     const given = columnOf(relation, scenario.tenantKey);
     if (!given) throw new AuditError(`tenant key ${scenario.tenantKey} is not a column of ${relation.qualified}: check --tenant-key`);
@@ -98,7 +99,7 @@ export function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scen
   }
   const [top] = [...referenced].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (top && !(relation.primaryKey?.length === 1 && relation.primaryKey[0] === top[0])) {
-    notes.push(`tenant key ${relation.qualified}.${top[0]}: the column ${top[1]} foreign key(s) reference, not the primary key (set it with --tenant-key)`);
+    notes.push({ kind: 'tenant-key', relation: relation.qualified, column: top[0], references: top[1] });
     return requireColumn(relation, top[0]);
   }
   const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
@@ -107,7 +108,7 @@ export function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scen
   return column;
 }
 
-export function discoverTenantColumns(catalog: Catalog, policyColumns: Map<string, Set<string>>, scenario: Scenario, tenantTable: Relation | null, notes: string[]): string[] {
+export function discoverTenantColumns(catalog: Catalog, policyColumns: Map<string, Set<string>>, scenario: Scenario, tenantTable: Relation | null, notes: PlanNote[]): string[] {
   if (scenario.tenantColumn.length) return scenario.tenantColumn;
   const names = new Map<string, number>();
   const vote = (name: string) => names.set(name, (names.get(name) ?? 0) + 1);
@@ -126,6 +127,6 @@ export function discoverTenantColumns(catalog: Catalog, policyColumns: Map<strin
     }
   }
   const columns = [...names].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([name]) => name);
-  if (columns.length) notes.push(`tenant column${columns.length > 1 ? 's' : ''} ${columns.join(', ')} (discovered)`);
+  if (columns.length) notes.push({ kind: 'tenant-columns', columns });
   return columns;
 }

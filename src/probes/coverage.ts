@@ -1,4 +1,3 @@
-import { parseExpression, type Node } from '../analysis/parse.js';
 import type { Relation } from '../catalog/types.js';
 import type { Tenant } from '../seed/ledger.js';
 import type { ProbeContext } from './types.js';
@@ -74,46 +73,6 @@ function byId(tenants: Tenant[]): Tenant[] {
   });
 }
 
-const SETTING_FUNCTIONS = new Set(['current_setting', 'set_config']);
-
-/** Constants in an expression other than booleans, NULL, the empty string and setting names: candidate tenant ids. */
-export function constantsIn(expression: string): string[] {
-  let root: Node;
-  try {
-    root = parseExpression(expression);
-  } catch {
-    return [];
-  }
-  const constants: string[] = [];
-  const visit = (value: unknown, settingArgument: boolean): void => {
-    if (Array.isArray(value)) {
-      value.forEach((item) => visit(item, settingArgument));
-      return;
-    }
-    if (!value || typeof value !== 'object') return;
-    const node = value as Record<string, unknown>;
-    if ('A_Const' in node) {
-      const constant = node.A_Const as { isnull?: boolean; boolval?: unknown; sval?: { sval?: string }; ival?: { ival?: number }; fval?: { fval?: string } };
-      if (constant.isnull || constant.boolval) return;
-      const text = constant.sval?.sval ?? constant.ival?.ival ?? constant.fval?.fval ?? (constant.ival ? 0 : undefined);
-      if (text !== undefined && text !== '' && !settingArgument) constants.push(String(text));
-      return;
-    }
-    if ('FuncCall' in node) {
-      const call = node.FuncCall as { funcname?: { String?: { sval?: string } }[]; args?: unknown[] };
-      const names = call.funcname ?? [];
-      const name = names[names.length - 1]?.String?.sval ?? '';
-      // The first argument of current_setting / set_config is the setting's name, not a tenant.
-      (call.args ?? []).forEach((argument, index) => visit(argument, SETTING_FUNCTIONS.has(name) && index === 0));
-      return;
-    }
-    // A cast keeps its argument's role: current_setting('app.tenant'::text) still names a setting.
-    for (const [key, child] of Object.entries(node)) visit(child, settingArgument && (key === 'TypeCast' || key === 'arg'));
-  };
-  visit(root, false);
-  return constants;
-}
-
 /**
  * Why a relation's policies are not tenant-symmetric, with the constants that may name tenants; null when they
  * are. From the analysis model, branch by branch: a branch that ties rows to the context (`confined`), opens them
@@ -134,7 +93,7 @@ function asymmetry(context: ProbeContext, relation: Relation): { reason: string;
           reason ??= `policy ${entry.policy.name} on ${relation.qualified} is not known to be tenant-symmetric: ${branch.reason || branch.text}`;
         } else if (branch.kind === 'escape-setting' && branch.settings.includes(context.plan.setting)) {
           reason ??= `policy ${entry.policy.name} on ${relation.qualified} is not tenant-symmetric: ${branch.text} singles out a tenant`;
-          constants.push(...constantsIn(branch.text));
+          constants.push(...branch.constants);
         }
       }
     }

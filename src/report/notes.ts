@@ -1,4 +1,5 @@
 import type { Report } from './model.js';
+import { planNoteText, type PlanNote } from '../plan/notes.js';
 
 /**
  * A note of a report, as data: renderers choose notes by kind, never by their words, and put them into words
@@ -9,8 +10,10 @@ export type Note =
   | { kind: 'seeding'; relation: string; status: 'failed' | 'partial'; reason: string | null }
   /** A relation seeded for some tenants only; `accepted` is the scenario's reason when it accepts that. */
   | { kind: 'coverage'; relation: string; tenants: string[]; reason: string; accepted: string | null }
+  /** What planning chose and why (the tenant setting, table and columns, the role, the actors). */
+  | { kind: 'plan'; note: PlanNote }
   /**
-   * What the target, the plan, sampling, sequences, a time limit or a merge said, in words already.
+   * What the target, sampling, sequences, a time limit or a merge said, in words already.
    * `seeding`: a note about seeding known only by its words (a report written before notes carried data).
    */
   | { kind: 'remark'; text: string; seeding?: true };
@@ -27,6 +30,8 @@ export function noteText(note: Note): string {
       return note.accepted
         ? `${note.relation} not seeded for ${note.tenants.join(', ')}, accepted by the scenario: ${note.accepted}`
         : `${note.relation} not seeded for ${note.tenants.join(', ')}: ${note.reason}. Probes on it prove nothing for ${note.tenants.length === 1 ? 'that tenant' : 'those tenants'}.`;
+    case 'plan':
+      return planNoteText(note.note);
     case 'remark':
       return note.text;
   }

@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { lint } from '../audit.js';
 import { AuditError } from '../errors.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
+import { planNoteReason, planNoteText, type PlanNote } from '../plan/notes.js';
 import type { Report } from '../report/model.js';
 import type { Scenario } from './schema.js';
 
@@ -31,7 +32,12 @@ function entry(key: string, value: unknown, comment?: string): string {
 export function renderInitScenario(scenario: Scenario, plan: TenancyPlan, report: Report, file: string, source: string): string {
   const dir = path.dirname(file);
   const relative = (entryPath: string) => path.relative(dir, entryPath).split(path.sep).join('/') || '.';
-  const note = (pattern: RegExp) => plan.notes.find((candidate) => pattern.test(candidate));
+  // The notes that explain a value written below, said beside it (and not again as a note). An assumed setting
+  // is also a note: the reader must confirm it.
+  const roleNote = plan.notes.find((candidate) => candidate.kind === 'role');
+  const settingNote = plan.notes.find((candidate) => candidate.kind === 'setting');
+  const tableNote = plan.notes.find((candidate) => candidate.kind === 'tenant-table');
+  const besideValue = (candidate: PlanNote) => candidate === roleNote || candidate === tableNote || candidate.kind === 'tenant-columns' || (candidate === settingNote && settingNote.source !== 'assumed');
   const owned = plan.relations.filter((relation) => relation.tenancy !== 'shared');
   const shared = plan.relations.filter((relation) => relation.tenancy === 'shared');
   const width = Math.max(0, ...owned.map((relation) => relation.relation.length));
@@ -63,14 +69,14 @@ export function renderInitScenario(scenario: Scenario, plan: TenancyPlan, report
     lines.push(entry('target', { kind: scenario.target.kind, pgBin: relative(scenario.target.pgBin) }));
   }
   lines.push(
-    entry('role', plan.role, scenario.role ? 'given' : (note(/application role/)?.replace(/ \(discovered.*$/, '') ?? 'discovered')),
-    entry('setting', plan.setting, scenario.setting ? 'given' : (note(/setting/)?.replace(/^tenant setting \S+ /, '') ?? 'discovered')),
+    entry('role', plan.role, scenario.role ? 'given' : ((roleNote && planNoteReason(roleNote)) ?? 'discovered')),
+    entry('setting', plan.setting, scenario.setting ? 'given' : ((settingNote && planNoteReason(settingNote)) ?? 'discovered')),
     '# How the application sets the tenant for a transaction ($1 is the tenant id, bound as text). Replace it',
     "# with your application's own SQL if it sets the context another way (a function, JWT claims, SET ROLE).",
     entry('contextSql', plan.contextSql),
   );
   if (plan.tenantKey.relation) {
-    lines.push(entry('tenantTable', plan.tenantKey.relation, `key ${plan.tenantKey.column} (${plan.tenantKey.type}); ${note(/^tenant table/)?.replace(/^tenant table \S+: /, '') ?? 'given'}`));
+    lines.push(entry('tenantTable', plan.tenantKey.relation, `key ${plan.tenantKey.column} (${plan.tenantKey.type}); ${(tableNote && planNoteReason(tableNote)) ?? 'given'}`));
   } else {
     lines.push(`# No tenant table: tenant ids are values of ${plan.tenantKey.column} (${plan.tenantKey.type}).`);
   }
@@ -78,7 +84,7 @@ export function renderInitScenario(scenario: Scenario, plan: TenancyPlan, report
   lines.push('', `# Tenant-owned relations (${owned.length}):`);
   for (const relation of owned) lines.push(`#   ${relation.relation.padEnd(width)}  ${relation.tenancy}: ${relation.reason}`);
   if (shared.length) lines.push(`# Shared relations, never reported as leaks (${shared.length}): ${shared.map((relation) => relation.relation).join(', ')}`);
-  for (const other of plan.notes.filter((candidate) => !/^(application role|tenant setting|tenant table|tenant columns?) /.test(candidate))) lines.push(`# Note: ${other}`);
+  for (const other of plan.notes.filter((candidate) => !besideValue(candidate))) lines.push(`# Note: ${planNoteText(other)}`);
   const { findings } = report.summary;
   const static_ = Object.entries(findings).filter(([, count]) => count > 0).map(([severity, count]) => `${count} ${severity}`).reverse();
   lines.push(

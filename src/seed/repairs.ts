@@ -1,5 +1,4 @@
 import type { CheckModel } from '../analysis/constraints.js';
-import { keyColumnsMentioned } from '../analysis/sql-text.js';
 import { relationOf } from '../catalog/lookup.js';
 import type { Catalog, Relation } from '../catalog/types.js';
 import { ident, textArrayLiteral } from '../target/sql.js';
@@ -57,8 +56,7 @@ export class Lessons {
     const table = failure.schema && failure.table ? relationOf(this.catalog, `${failure.schema}.${failure.table}`) : undefined;
     const index = table?.indexes.find((candidate) => candidate.name === failure.constraint);
     if (!index) return [];
-    const named = new Set(index.columns.filter((column): column is string => column !== null));
-    if (index.definition) for (const column of keyColumnsMentioned(index.definition, 'index')) named.add(column);
+    const named = new Set(index.mentions);
     return relation.columns.filter((column) => named.has(column.name)).map((column) => column.name);
   }
 

@@ -1,5 +1,4 @@
 import type { Analysis } from '../analysis/model.js';
-import { triggerEvents } from '../analysis/sql-text.js';
 import { columnType } from '../catalog/lookup.js';
 import type { Catalog, Relation } from '../catalog/types.js';
 import type { RelationPlan } from '../plan/tenancy.js';
@@ -28,7 +27,7 @@ function contextTriggers(catalog: Catalog, analysis: Analysis, setting: string):
   };
   const found = new Map<string, string[]>();
   for (const trigger of catalog.triggers) {
-    if (!trigger.enabled || !triggerEvents(trigger.definition).includes('INSERT')) continue;
+    if (!trigger.enabled || !trigger.events.includes('INSERT')) continue;
     const fn = byOid.get(trigger.functionOid);
     if (!fn || !reads(fn.signature, new Set())) continue;
     found.set(trigger.relation, [...(found.get(trigger.relation) ?? []), trigger.name]);

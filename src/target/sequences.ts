@@ -11,12 +11,11 @@ import { SequenceUse, WriteEffects } from '../analysis/effects.js';
 import { loadRoutineIndex } from '../analysis/routine-index.js';
 import { isSequenceDefault } from '../analysis/constraints.js';
 import { loadParser } from '../analysis/parse.js';
-import type { Catalog } from '../catalog/types.js';
+import type { Catalog, TriggerEvent } from '../catalog/types.js';
 import type { EffectVerdict } from '../analysis/effects.js';
 import type { TenancyPlan } from '../plan/tenancy.js';
 import type { AuditSession } from './session.js';
 import { KEY_LIMITS } from '../seed/shapes.js';
-import { triggerEvents, type TriggerEvent } from '../analysis/sql-text.js';
 import { relationOf } from '../catalog/lookup.js';
 
 export type SequenceValues = Map<string, string | null>;
@@ -89,13 +88,7 @@ export async function sequenceRisks(session: AuditSession, catalog: Catalog, pla
       const effect = outside.routine(trigger.functionOid);
       const verdict = effect.free && sequences ? use.routine(trigger.functionOid) : effect;
       if (verdict.free) continue;
-      let events: WriteEvent[];
-      try {
-        events = triggerEvents(trigger.definition);
-      } catch {
-        events = [];
-      }
-      risks.push({ relation: relation.qualified, events: events.length ? events : ALL_EVENTS, cause: `trigger ${trigger.name} (${trigger.function}): ${verdict.reason}`, effect: effect.free ? 'sequence' : 'outside' });
+      risks.push({ relation: relation.qualified, events: trigger.events.length ? trigger.events : ALL_EVENTS, cause: `trigger ${trigger.name} (${trigger.function}): ${verdict.reason}`, effect: effect.free ? 'sequence' : 'outside' });
     }
     const facts = index.relationsByName.get(relation.qualified)?.[0];
     const judge = (sequenceVerdict: () => EffectVerdict, outsideVerdict: () => EffectVerdict, events: WriteEvent[], cause: string) => {

@@ -1,6 +1,5 @@
 import type { FunctionInfo, Relation, Trigger } from '../../catalog/types.js';
 import { alterFunction, comment, fix, or } from '../../findings/fix.js';
-import { triggerEvents } from '../../analysis/sql-text.js';
 import { currentTenantExpression } from '../../findings/fixes.js';
 import type { Finding, SampleRow } from '../../findings/finding.js';
 import type { RelationPlan } from '../../plan/tenancy.js';
@@ -127,9 +126,9 @@ function changesBetween(context: ProbeContext, tables: Tracked[], before: Map<st
   return changes;
 }
 
-/** The row events a trigger fires on, from its parsed definition (`AFTER INSERT OR UPDATE OF status ON ...`). */
+/** The row events a trigger fires on. */
 function events(trigger: Trigger): WriteKind[] {
-  return triggerEvents(trigger.definition).filter((kind): kind is WriteKind => kind !== 'TRUNCATE');
+  return trigger.events.filter((kind): kind is WriteKind => kind !== 'TRUNCATE');
 }
 
 function describeChanges(changes: Change[]): string {

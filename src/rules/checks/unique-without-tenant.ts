@@ -1,4 +1,4 @@
-import { defaultGenerator, keyColumnsMentioned, prefixKeyList } from '../../analysis/sql-text.js';
+import { defaultGenerator, prefixKeyList } from '../../analysis/sql-text.js';
 import type { Column, Relation } from '../../catalog/types.js';
 import { constraintObject, type Finding } from '../../findings/finding.js';
 import { alterTable, comment, createIndex, dropIndex, fix, type Fix } from '../../findings/fix.js';
@@ -21,6 +21,8 @@ interface Key {
   name: string;
   kind: 'primary key' | 'unique constraint' | 'exclusion constraint' | 'unique index';
   columns: (string | null)[];
+  /** Every column the key names, in its expressions too. */
+  mentions: string[];
   definition: string;
 }
 
@@ -29,13 +31,13 @@ function keysOf(relation: Relation): Key[] {
   const constraintNames = new Set<string>();
   for (const constraint of relation.constraints) {
     constraintNames.add(constraint.name);
-    if (constraint.kind === 'primary-key') keys.push({ name: constraint.name, kind: 'primary key', columns: constraint.columns, definition: constraint.definition });
-    else if (constraint.kind === 'unique') keys.push({ name: constraint.name, kind: 'unique constraint', columns: constraint.columns, definition: constraint.definition });
-    else if (constraint.kind === 'exclusion') keys.push({ name: constraint.name, kind: 'exclusion constraint', columns: constraint.columns, definition: constraint.definition });
+    if (constraint.kind === 'primary-key') keys.push({ name: constraint.name, kind: 'primary key', columns: constraint.columns, mentions: constraint.columns, definition: constraint.definition });
+    else if (constraint.kind === 'unique') keys.push({ name: constraint.name, kind: 'unique constraint', columns: constraint.columns, mentions: constraint.columns, definition: constraint.definition });
+    else if (constraint.kind === 'exclusion') keys.push({ name: constraint.name, kind: 'exclusion constraint', columns: constraint.columns, mentions: constraint.columns, definition: constraint.definition });
   }
   for (const index of relation.indexes) {
     // Indexes behind a constraint carry the constraint's name and no definition of their own: already listed.
-    if (index.unique && index.definition !== null && !constraintNames.has(index.name)) keys.push({ name: index.name, kind: 'unique index', columns: index.columns, definition: index.definition });
+    if (index.unique && index.definition !== null && !constraintNames.has(index.name)) keys.push({ name: index.name, kind: 'unique index', columns: index.columns, mentions: index.mentions, definition: index.definition });
   }
   return keys;
 }
@@ -72,7 +74,7 @@ export const uniqueWithoutTenant = defineRule({
       if (!scope.length || !canWrite(catalog, plan.role, relation)) continue;
       for (const key of keysOf(relation)) {
         const named = key.columns.filter((column): column is string => column !== null);
-        const mentioned = key.columns.includes(null) ? keyColumnsMentioned(key.definition, key.kind === 'unique index' ? 'index' : 'constraint') : null;
+        const mentioned = key.columns.includes(null) ? new Set(key.mentions) : null;
         const expressionMentions = mentioned !== null && scope.every((column) => mentioned.has(column));
         if (scope.every((column) => named.includes(column)) || expressionMentions) continue;
         const columns = named.map((name) => columnOf(relation, name)).filter((column): column is Column => Boolean(column));

@@ -18,6 +18,9 @@
  *                                           many transactions per second (0: as fast as it can; the latency
  *                                           is then counted from each transaction's scheduled start)
  *                          [--statements]   load pg_stat_statements and print the audit's 8 heaviest statements
+ *                          [--audit-args '--pace 1']  more arguments for the audit
+ *                          [--nice 10]      run the audit's process at that niceness (its client's CPU then yields to
+ *                                           pgbench on the same cores, as a client on another machine would)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -41,6 +44,8 @@ const pgbenchClients = Number(option('pgbench', '0'));
 const pgbenchRate = Number(option('pgbench-rate', '200'));
 const statements = flag('statements');
 const rounds = Number(option('rounds', '3'));
+const auditArgs = option('audit-args', '').split(' ').filter(Boolean);
+const nice = option('nice', undefined);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const chatSchema = await readFile(path.join(root, 'scenarios/chat/schema.sql'), 'utf8');
 
@@ -163,7 +168,8 @@ function runAudit(url) {
   const args = [cli, 'run', '--database-url', url, '--role', 'app_user', '--setting', 'app.current_tenant', '--seed', '1', '--quiet', '--out', out];
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const command = nice === undefined ? [process.execPath, ...args, ...auditArgs] : ['nice', '-n', nice, process.execPath, ...args, ...auditArgs];
+    const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (chunk) => (err += chunk));
     child.on('error', reject);
@@ -207,20 +213,32 @@ async function startPgbench(cluster, dir) {
       async stop() {
         child.kill('SIGINT');
         await new Promise((resolve) => child.on('close', resolve));
-        const latencies = [];
+        // Each line: client, transaction, latency (us), script, end of the transaction (epoch s, us).
+        const transactions = [];
         for (const name of await readdir(dir)) {
           if (!name.startsWith('pgbench.')) continue;
           for (const line of (await readFile(path.join(dir, name), 'utf8')).split('\n')) {
             const fields = line.trim().split(/\s+/);
-            if (fields.length >= 3) latencies.push(Number(fields[2]) / 1000);
+            if (fields.length < 6) continue;
+            const latency = Number(fields[2]) / 1000;
+            transactions.push({ latency, start: Number(fields[4]) * 1000 + Number(fields[5]) / 1000 - latency });
           }
         }
-        latencies.sort((a, b) => a - b);
-        const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-        return { transactions: latencies.length, p50: at(0.5), p99: at(0.99), max: latencies[latencies.length - 1] ?? NaN };
+        return transactions;
       },
     };
   });
+}
+
+/** p50, p99 and max latency of the transactions that started inside one of `windows` ([from, to] in epoch ms), or of all. */
+function latencyOf(transactions, windows = null) {
+  const latencies = transactions
+    .filter(({ start }) => !windows || windows.some(([from, to]) => start >= from && start <= to))
+    .map(({ latency }) => latency)
+    .sort((a, b) => a - b);
+  const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  const seconds = windows ? windows.reduce((sum, [from, to]) => sum + (to - from), 0) : NaN;
+  return { transactions: latencies.length, p50: at(0.5), p99: at(0.99), max: latencies[latencies.length - 1] ?? NaN, ms: seconds };
 }
 
 async function measure(rows) {
@@ -252,12 +270,24 @@ async function measure(rows) {
     let quiet = null;
     let latency = null;
     if (pgbenchClients) {
-      const alone = await startPgbench(cluster, path.join(cluster.dir, 'alone'));
-      await new Promise((resolve) => setTimeout(resolve, Math.max(5000, run.wall)));
-      quiet = await alone.stop();
+      // --rounds audits one after the other while pgbench runs (a few hundred transactions per audit: the p99 of
+      // one is its two or three slowest), then pgbench alone for as long.
       const app = await startPgbench(cluster, path.join(cluster.dir, 'during'));
-      const during = await runAudit(cluster.url);
-      latency = { ...(await app.stop()), wall: during.wall };
+      const processes = [];
+      const audits = [];
+      for (let round = 0; round < rounds; round += 1) {
+        const spawned = Date.now();
+        const during = await runAudit(cluster.url);
+        processes.push([spawned, spawned + during.wall]);
+        // The audit's work on the database: from its start to its report (the process also starts Node and exits).
+        const started = Date.parse(during.report.startedAt);
+        audits.push([started, started + during.report.timings.total]);
+      }
+      const transactions = await app.stop();
+      const alone = await startPgbench(cluster, path.join(cluster.dir, 'alone'));
+      await new Promise((resolve) => setTimeout(resolve, Math.max(5000, processes.reduce((sum, [from, to]) => sum + (to - from), 0))));
+      quiet = latencyOf(await alone.stop());
+      latency = { audits: latencyOf(transactions, audits), processes: latencyOf(transactions, processes), count: rounds };
     }
     const perTable = TABLES.map((name) => ({ name, read: (after.get(name)?.read ?? 0) - (before.get(name)?.read ?? 0), seq: (after.get(name)?.seq ?? 0) - (before.get(name)?.seq ?? 0), live: existing.get(name) }));
     let heaviest = [];
@@ -299,7 +329,8 @@ for (const rows of sizes) {
   const latencyLine = (name, entry) => `${name}: ${entry.transactions} transactions, p50 ${entry.p50.toFixed(2)} ms, p99 ${entry.p99.toFixed(2)} ms, max ${entry.max.toFixed(2)} ms`;
   if (quiet && latency) {
     console.log(`  application (pgbench, ${pgbenchClients} clients${pgbenchRate > 0 ? `, ${pgbenchRate} transactions/s` : ', unthrottled'}): ${latencyLine('alone', quiet)}`);
-    console.log(`    ${latencyLine(`during an audit (${s(latency.wall)})`, latency)}; p99 ${(latency.p99 / quiet.p99).toFixed(2)}x alone`);
+    console.log(`    ${latencyLine(`during ${latency.count} audits' work on the database (${s(latency.audits.ms)})`, latency.audits)}; p99 ${(latency.audits.p99 / quiet.p99).toFixed(2)}x alone`);
+    console.log(`    ${latencyLine(`while their processes ran (${s(latency.processes.ms)}, with Node's start-up and exit on the same 2 cores)`, latency.processes)}; p99 ${(latency.processes.p99 / quiet.p99).toFixed(2)}x alone`);
   }
   for (const statement of result.heaviest) console.log(`    ${statement.blocks.padStart(9)} blocks ${statement.ms.padStart(6)} ms ${statement.calls.padStart(5)} calls: ${statement.query}`);
 }

@@ -75,14 +75,14 @@ describe('--pace on a database the audit does not own', () => {
     const schema = path.join(FIXTURES, 'read-isolation', 'vulnerable.sql');
     const audit = (...extra: string[]) =>
       cluster.withDatabase([schema], ({ target }) => runCli(['run', '--database-url', target.connectionString, '--role', 'app_user', '--seed', '7', '--tenants', '2', '--rows', '5', '--quiet', ...extra]));
-    const paced = await audit('--pace', '0.25');
+    const paced = await audit('--pace', '0.05');
     const unpaced = await audit('--pace', '1');
     expect(paced.code).toBe(1);
     expect(unpaced.code).toBe(1);
     const summary = (run: typeof paced) => allFindings(run.report!.findings).map((finding) => `${finding.check} ${finding.object.name} ${finding.severity}`).sort();
     expect(summary(paced)).toEqual(summary(unpaced));
     expect(paced.report!.timings.paused).toBeGreaterThan(0);
-    expect(paced.report!.notes.filter((note) => note.startsWith('paced (--pace 0.25)'))).toHaveLength(1);
+    expect(paced.report!.notes.filter((note) => note.startsWith('paced (--pace 0.05)'))).toHaveLength(1);
     expect(unpaced.report!.timings.paused).toBeUndefined();
     expect(unpaced.report!.notes.filter((note) => note.startsWith('paced'))).toEqual([]);
     expect((await runCli(['run', '--pace', '0', '--role', 'app_user'])).err).toContain('--pace must be a share of time');

@@ -275,7 +275,7 @@ export async function audit(input: ScenarioInput, options: AuditOptions = {}): P
     const pacer = session.pacer;
     if (pacer?.pausedMs) {
       timings.paused = Math.round(pacer.pausedMs);
-      addNote(report, remark(`paced (--pace ${pacer.share}): on a database it does not own, the audit paused between its statements so that its connection kept the server busy at most ${Math.round(pacer.share * 100)}% of the time, and the application's queries did not queue behind it (timings.paused says how long; --pace 1 runs without pause)`));
+      addNote(report, remark(`paced (--pace ${pacer.share}): on a database it does not own, the audit paused between its statements so that its connection kept the server busy at most ${Math.round(pacer.share * 100)}% of the time and left it to the application in between (timings.paused says how long; --pace 1 runs without pause)`));
     }
     if (sequencesBefore) {
       const moved = movedSequences(sequencesBefore, await readSequences(session));

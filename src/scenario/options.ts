@@ -323,7 +323,7 @@ export const CLI_OPTIONS = [
   {
     flag: '--pace',
     arg: '<share>',
-    help: "on a database the audit does not own, the share of time its connection may keep the server busy (default 0.5: it pauses as long as it worked, so the application's queries do not queue behind it; 1: no pause)",
+    help: "on a database the audit does not own, the share of time its connection may keep the server busy (default 0.5: it pauses as long as it worked, leaving the server to the application in between; 1: no pause)",
     commands: runOnly,
     parse: share('--pace'),
     /**

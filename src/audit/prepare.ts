@@ -8,7 +8,7 @@ import type { Report } from '../report/model.js';
 import type { Scenario } from '../scenario/schema.js';
 import { applySchemaFiles, readSchemaFiles, type SchemaFile } from '../target/schema-files.js';
 import { runScript } from '../target/sent-sql.js';
-import { AuditSession } from '../target/session.js';
+import { AuditSession, pending } from '../target/session.js';
 import { openTarget, type Target } from '../target/index.js';
 import { isLockTimeout, lockTimeoutError } from '../target/locks.js';
 import { connect, DEFAULT_BOUNDS, LIVE_BOUNDS } from '../target/connect.js';
@@ -40,8 +40,7 @@ export async function prepare(scenario: Scenario, options: AuditOptions, timings
   const log = options.log ?? (() => undefined);
   const progress = options.progress ?? (() => undefined);
   // The parser compiles (WASM) while the cluster starts, when this process would otherwise only wait.
-  const parser = loadParser();
-  parser.catch(() => undefined);
+  const parser = pending(loadParser());
   const schemaFiles = await readSchemaFiles(scenario.schema);
   progress({ phase: 'target', completed: 0, total: 1 });
   const target = options.target ?? (await openTarget(scenario, log));

@@ -3,6 +3,7 @@
  * evidence. `planNoteText` puts a note into words, once, for the report and the terminal; `planNoteReason` gives
  * the words a scenario writes beside the value the note explains (`rls-audit init`).
  */
+import { plural } from '../report/text.js';
 
 /** Where the tenant travels when it is not one setting the policies compare (a platform's claims, the role, a claim). */
 export type ContextNote =
@@ -93,8 +94,6 @@ export type PlanNote =
   /** The table the policies read the identity through: the tenant table (`tenant-row`) or another (`own-row`). */
   | { kind: 'identity'; mode: 'tenant-row' | 'own-row'; relation: string; keyColumn: string; valueColumn: string; clauses: number };
 
-const plural = (count: number, one: string, many: string) => (count === 1 ? one : many);
-
 function escapeWords(escapes: string[]): string {
   return escapes.length ? `; ${escapes.join(', ')} only open rows as a flag (an escape hatch), never the tenant setting` : '';
 }
@@ -112,7 +111,7 @@ function grantWords(grants: RoleGrants): string {
 function tenantTableReason(evidence: TenantTableEvidence): string {
   switch (evidence.by) {
     case 'membership':
-      return `the policies join ${evidence.membership} with the user identity (${evidence.uses} ${plural(evidence.uses, 'policy clause', 'policy clauses')}), and ${evidence.membership}.${evidence.column} references it (discovered)`;
+      return `the policies join ${evidence.membership} with the user identity (${plural(evidence.uses, 'policy clause')}), and ${evidence.membership}.${evidence.column} references it (discovered)`;
     case 'references':
       return `referenced by the tenant column of ${evidence.tables} table(s) (discovered)`;
     case 'preset-users':
@@ -164,7 +163,7 @@ function actorsText(note: ActorsNote): string {
       if (evidence.by === 'foreign-keys') return `${members} (discovered: foreign keys to both)${through}`;
       const skipped = evidence.notMembership;
       return (
-        `${members} (discovered: the policies join it with the user identity in ${evidence.uses} clause${evidence.uses === 1 ? '' : 's'}` +
+        `${members} (discovered: the policies join it with the user identity in ${plural(evidence.uses, 'clause')}` +
         `${evidence.alsoJoined.length ? `; also joined: ${evidence.alsoJoined.map((entry) => `${entry.relation} (${entry.uses})`).join(', ')}` : ''}` +
         `${skipped.length ? `; ${skipped.join(', ')} also ${skipped.length === 1 ? 'has' : 'have'} foreign keys to both but ${skipped.length === 1 ? 'is' : 'are'} not the policies' membership (tenant data)` : ''}; set actor.membershipTable to override)${through}`
       );
@@ -224,7 +223,7 @@ export function planNoteText(note: PlanNote): string {
     case 'actors':
       return actorsText(note);
     case 'identity': {
-      const where = `${note.relation}.${note.keyColumn} -> ${note.relation}.${note.valueColumn} (${note.clauses} ${plural(note.clauses, 'policy clause', 'policy clauses')}, helpers followed)`;
+      const where = `${note.relation}.${note.keyColumn} -> ${note.relation}.${note.valueColumn} (${plural(note.clauses, 'policy clause')}, helpers followed)`;
       return note.mode === 'tenant-row'
         ? `identity read through the tenant table: ${where}; each tenant's row holds the key its context carries`
         : `identity read through ${note.relation}: ${where}; the audit gives each actor a row of it (as the administrator, rolled back) and puts its ${note.keyColumn} in the context`;

@@ -8,6 +8,8 @@ import { seed } from '../src/seed/seed.js';
 import { storedText } from '../src/seed/stored-text.js';
 import { runScript, UnsafeSqlError } from '../src/target/sent-sql.js';
 import { AuditSession } from '../src/target/session.js';
+import type { Finding } from '../src/findings/finding.js';
+import { inOrder, type Attempt } from '../src/probes/schedule.js';
 import { ident, literal } from '../src/target/sql.js';
 import { startEmbedded } from '../src/target/embedded.js';
 import type { Target } from '../src/target/types.js';
@@ -80,6 +82,97 @@ describe('the pipelined session', () => {
       await expect(session.rolledBack(async () => async () => session.send('select 1'))).rejects.toThrow(/was sent after the rollback of savepoint/);
       // The session goes on.
       expect((await session.query('select 1 as one')).rows).toEqual([{ one: '1' }]);
+    });
+  });
+
+  it('rolledBack units called together go out in one write, one after the other: each sees only its own work, and a failing one spoils none of the others', async () => {
+    await withSession(async (session) => {
+      const stream = (session.client as unknown as { connection: { stream: { _write: (...args: unknown[]) => unknown; _writev: (...args: unknown[]) => unknown } } }).connection.stream;
+      let writes = 0;
+      const [write, writev] = [stream._write, stream._writev];
+      stream._write = (...args) => (writes++, write.apply(stream, args));
+      stream._writev = (...args) => (writes++, writev.apply(stream, args));
+      const order: string[] = [];
+      const unit = (value: string) =>
+        session.rolledBack(async () => {
+          const insert = session.send(`insert into numbers values (${value})`);
+          const count = session.send('select count(*)::int as count from numbers');
+          return async () => {
+            await insert;
+            order.push(value);
+            return (await count).rows[0]!.count;
+          };
+        });
+      const units = ['1', '2', 'null', '4', '5'].map(unit);
+      // Called with the units outstanding: sent only once every unit is done.
+      const after = session.query('select count(*)::int as count from numbers').then((result) => (order.push('query'), result.rows[0]!.count));
+      const outcomes = await Promise.allSettled(units);
+      expect(outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : (outcome.reason as { code?: string }).code))).toEqual(['1', '1', '23502', '1', '1']);
+      expect(await after).toBe('0');
+      // Every unit's outcome was read before the query went out.
+      expect(order.slice(0, -1).sort()).toEqual(['1', '2', '4', '5']);
+      expect(order.at(-1)).toBe('query');
+      // The five units in one write, the query in a second.
+      expect(writes).toBe(2);
+      stream._write = write;
+      stream._writev = writev;
+    });
+  });
+
+  it('inOrder: attempts run at once, their records taken in order up to the first finding, and none is left running', async () => {
+    await withSession(async (session) => {
+      const recorded: number[] = [];
+      const finished: number[] = [];
+      const attempt = async (value: number): Promise<Attempt> => {
+        const count = await session.rolledBack(async () => {
+          const insert = session.send(`insert into numbers values (${value})`);
+          const read = session.send('select count(*)::int as count from numbers');
+          return async () => (await insert, (await read).rows[0]!.count);
+        });
+        finished.push(value);
+        const records = [() => recorded.push(value)];
+        return value === 2 ? { records, finding: { check: 'blind-delete', severity: 'high', message: `found by ${value} (${count} row)` } as Finding } : { records };
+      };
+      const found = await inOrder([1, 2, 3], attempt);
+      expect(found?.message).toBe('found by 2 (1 row)');
+      expect(recorded).toEqual([1, 2]);
+      // The third ran (rolled back) and was waited for: the next statement meets no unit of it.
+      expect(finished.sort()).toEqual([1, 2, 3]);
+      expect((await session.query('select count(*)::int as count from numbers')).rows).toEqual([{ count: '0' }]);
+    });
+  });
+
+  it('the savepoint a unit rolled back to is taken over by the next unit, and released before anything else is sent: what runs between units is kept', async () => {
+    await withSession(async (session) => {
+      const sent: string[] = [];
+      const query = session.client.query.bind(session.client) as (config: string | { text: string }) => Promise<unknown>;
+      (session.client as unknown as { query: typeof query }).query = (config) => (sent.push(typeof config === 'string' ? config : config.text), query(config));
+      const unit = () => session.rolledBack(async () => {
+        const insert = session.send('insert into numbers values (9)');
+        return async () => (await insert).rowCount;
+      });
+      await unit();
+      await unit();
+      await session.sendKept('insert into numbers values (10)')();
+      await unit();
+      await session.savepoint(() => session.query('insert into numbers values (11)'), true);
+      await unit();
+      expect((await session.query('select array_agg(n order by n)::text as numbers from numbers')).rows).toEqual([{ numbers: '{10,11}' }]);
+      // One savepoint for the first two units, released before the kept insert; one more for each unit after a kept write.
+      expect(sent.filter((text) => /^(savepoint|release|rollback to)/.test(text)).map((text) => text.replace(/rls_audit_\d+/, 'sp'))).toEqual([
+        'savepoint sp', 'rollback to savepoint sp', 'rollback to savepoint sp', 'release savepoint sp',
+        'savepoint sp', 'release savepoint sp',
+        'savepoint sp', 'rollback to savepoint sp', 'release savepoint sp',
+        'savepoint sp', 'release savepoint sp',
+        'savepoint sp', 'rollback to savepoint sp', 'release savepoint sp',
+      ]);
+    });
+  });
+
+  it('savepoint: the work goes out behind the savepoint without waiting, and a failing prelude is the error reported, not the work it aborted', async () => {
+    await withSession(async (session) => {
+      await expect(session.savepoint(() => session.query('select 1 as one'), false, ['set local role rls_audit_no_such_role'])).rejects.toMatchObject({ code: '22023' });
+      expect((await session.savepoint(() => session.query('select 2 as two'))).rows).toEqual([{ two: '2' }]);
     });
   });
 

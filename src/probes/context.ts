@@ -207,11 +207,20 @@ export async function runAs(
     let set: Promise<unknown> | null = null;
     if (state.kind === 'empty') {
       // A transaction-local setting that ended: set it in a nested savepoint and roll that back.
-      try {
-        await session.savepoint(() => setContext(context, actorOf(context, context.tenants[0]!)));
-      } catch (error) {
-        session.rethrowStop(error);
-        return async () => contextFailure(error);
+      const first = actorOf(context, context.tenants[0]!);
+      if (contextStatementOf(plan, first).origin === 'application') {
+        try {
+          await session.savepoint(() => setContext(context, first));
+        } catch (error) {
+          session.rethrowStop(error);
+          return async () => contextFailure(error);
+        }
+      } else {
+        // Sent with the rest and read with it: a failure is the nested savepoint's, which is rolled back.
+        session.send('savepoint rls_audit_ended');
+        set = sendContext(context, first).outcome;
+        session.send('rollback to savepoint rls_audit_ended');
+        session.send('release savepoint rls_audit_ended');
       }
     } else if (actor) {
       const sent = sendContext(context, actor, state.kind === 'unknown-tenant' ? state.id : undefined);

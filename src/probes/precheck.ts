@@ -1,7 +1,7 @@
 import type { Relation } from '../catalog/types.js';
 import { inheritedBy } from '../rules/privilege-helpers.js';
 import type { InconclusiveReason } from '../findings/verdict.js';
-import type { AuditSession } from '../target/session.js';
+import { pending, type AuditSession } from '../target/session.js';
 import { runAs, sourcesOf } from './context.js';
 import { readAsTenant } from './checks/read-isolation.js';
 import { mapOver } from './schedule.js';
@@ -43,10 +43,12 @@ export async function ownRowsPrecheck(context: ProbeContext, options: { writes?:
   // The reads are kept for read-isolation, which would run the same statements under the same contexts.
   const blinds = await mapOver(sessions, chosen, async (session, { target, table, expected }) => {
     const blind: string[] = [];
-    for (const tenant of context.tenants) {
+    // Called together: the session sends the reads one after the other without waiting (rolledBack).
+    const reads = context.tenants.map((tenant) => (expected.get(tenant.id) ? pending(readAsTenant({ ...context, session }, target, tenant, true)) : null));
+    for (const [index, tenant] of context.tenants.entries()) {
       const count = expected.get(tenant.id)!;
       if (!count) continue;
-      const read = await readAsTenant({ ...context, session }, target, tenant, true);
+      const read = await reads[index]!;
       if (read.error !== undefined) blind.push(`${tenant.label}: error ${read.error}`);
       else if (!read.own) blind.push(`${tenant.label} sees 0 of its ${count} rows${table ? '' : ' in the tables the view reads'}`);
     }

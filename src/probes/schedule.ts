@@ -1,5 +1,5 @@
 import type { Finding } from '../findings/finding.js';
-import type { AuditSession } from '../target/session.js';
+import { pending, type AuditSession } from '../target/session.js';
 import type { Probe, ProbeContext, ProbeRecord } from './types.js';
 
 /**
@@ -149,4 +149,32 @@ export async function runPlan(
     await worker(sessions[0]!, exclusive);
   }
   return { findings: findings.flat(), records: records.flat(), perProbe };
+}
+
+/** What one attempt of `inOrder` did: the probe records to keep, and its finding if it made one. */
+export interface Attempt {
+  records: (() => void)[];
+  finding?: Finding;
+}
+
+/**
+ * Try every item at once and take the attempts' records in the items' order, up to and including the first
+ * attempt with a finding, which is returned: the same outcome as trying them one by one and stopping there.
+ * The attempts' statements reach the session together, which sends units called together in one write
+ * (AuditSession.rolledBack); an attempt after the one that found has only run rolled-back work, and is
+ * waited for.
+ */
+export async function inOrder<T>(items: readonly T[], attempt: (item: T) => Promise<Attempt>): Promise<Finding | undefined> {
+  const attempts = items.map((item) => pending(attempt(item)));
+  try {
+    for (const outcome of attempts) {
+      const { records, finding } = await outcome;
+      for (const record of records) record();
+      if (finding) return finding;
+    }
+    return undefined;
+  } finally {
+    // Nothing of the attempts is left running when the probe goes on (what is sent next waits for none of them).
+    await Promise.allSettled(attempts);
+  }
 }

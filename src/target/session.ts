@@ -46,10 +46,25 @@ export class AuditSession {
   private expired: string | null = null;
   /** The server process of this connection, to cancel its statement. */
   private pid = 0;
-  /** The savepoint whose rollback has been sent while its outcomes are read (see rolledBack). */
-  private closing: string | null = null;
+  /** The savepoints of the units (rolledBack) whose rollback has been sent while their outcomes are read. */
+  private readonly closing: string[] = [];
+  /** The unit sending its statements now (from its turn to its rollback), or null. */
+  private sending: string | null = null;
+  /** The units not yet done: anything else waits for them (see idle). */
+  private readonly units = new Set<Promise<unknown>>();
+  /** Resolves when the last unit called has sent its rollback: the next one's turn. */
+  private turn: Promise<void> = Promise.resolve();
   /** Statements sent with sendKept whose outcome has not come back (or, failed, not been undone) yet. */
   private readonly unsettled = new Set<Promise<unknown>>();
+  /**
+   * A savepoint left open by the last rolledBack, holding nothing: rolled back to, not yet released. The
+   * next rolledBack takes it as its own (the state after `rollback to savepoint` is the state right after
+   * `savepoint`), so that a probe costs one bookkeeping statement instead of three; any other statement
+   * releases it first (see run), so nothing else ever runs inside it.
+   */
+  private standing: string | null = null;
+  /** The stream is corked until the next tick (see writeTogether). */
+  private corked = false;
 
   /**
    * On a database the audit does not own: keeps the connection's share of busy time at the scenario's pace
@@ -66,6 +81,13 @@ export class AuditSession {
 
   /** Every statement goes to the server here: the pacer counts the time it is there. */
   private run(config: string | pg.QueryConfig): Promise<pg.QueryResult<RawRow>> {
+    if (this.standing) {
+      // Its failure (only on a broken transaction) fails the statement behind it, which reports it.
+      const release = `release savepoint ${this.standing}`;
+      this.standing = null;
+      pending(this.run(release));
+    }
+    this.writeTogether();
     const pacer = this.pacer;
     const result = this.client.query<RawRow>(config as pg.QueryConfig);
     if (!pacer) return result;
@@ -75,10 +97,19 @@ export class AuditSession {
     return result;
   }
 
-  /** Wait for the pacer's turn, then for the statements sent ahead (settled). */
+  /** Wait for the pacer's turn, then for the statements sent ahead (idle). */
   private async ready(): Promise<void> {
     await this.pacer?.turn();
+    await this.idle();
+  }
+
+  /**
+   * Wait for the statements sent with sendKept (settled) and for the units called before (rolledBack);
+   * inside a unit that is sending (a nested savepoint), only for the former.
+   */
+  private async idle(): Promise<void> {
     if (this.unsettled.size) await this.settled();
+    while (!this.sending && this.units.size) await Promise.allSettled([...this.units]);
   }
 
   /**
@@ -153,14 +184,16 @@ export class AuditSession {
    * the seed becomes visible to the other connections that probe in parallel.
    */
   async commit(): Promise<void> {
-    await this.settled();
+    await this.idle();
+    this.standing = null;
     await this.run('commit');
     await this.run('begin');
   }
 
   /** Roll the transaction back and begin another: releases every lock it held. */
   async restart(): Promise<void> {
-    await this.settled();
+    await this.idle();
+    this.standing = null;
     await this.run('rollback');
     await this.run('begin');
   }
@@ -182,7 +215,7 @@ export class AuditSession {
   private async dispatch(text: string, values: unknown[], name?: string): Promise<QueryOutcome> {
     this.checkExpired();
     // It would run after the rollback, outside the savepoint it belongs to.
-    if (this.closing) throw new Error(`internal error: ${text.slice(0, 100)} was sent after the rollback of savepoint ${this.closing}`);
+    if (this.closing.length && !this.sending) throw new Error(`internal error: ${text.slice(0, 100)} was sent after the rollback of savepoint ${this.closing[0]}`);
     this.queries += 1;
     this.lastStatement = text;
     const result = await this.run({ text, values, types: RAW_TYPES, ...(name ? { name } : {}) });
@@ -245,26 +278,25 @@ export class AuditSession {
 
   /**
    * Run `work` in a savepoint. Keep its effects when `keep` is true and it succeeds; roll back otherwise.
-   * `prelude` statements (no parameters) run right after the savepoint is taken, in the same round trip.
+   * `prelude` statements (no parameters) run right after the savepoint is taken, in the same round trip as
+   * the work's first statement.
    */
   async savepoint<T>(work: () => Promise<T>, keep = false, prelude: string[] = []): Promise<T> {
     this.checkExpired();
     await this.ready();
     const name = `rls_audit_${++this.savepoints}`;
     const undo = undoSql(name);
-    try {
-      await this.pipelined([`savepoint ${name}`, ...prelude]);
-    } catch (error) {
-      await this.pipelined(undo);
-      throw error;
-    }
+    // Not waited for: the work's first statement goes out right behind it, in the same write.
+    const opened = pending(this.pipelined([`savepoint ${name}`, ...prelude]));
     try {
       const result = await work();
+      await opened;
       await this.pipelined(keep ? [`release savepoint ${name}`] : undo);
       return result;
     } catch (error) {
       await this.pipelined(undo);
-      throw error;
+      // When the savepoint or its prelude failed, the work failed behind it: the first failure is the one to report.
+      throw await opened.then(() => error, (failure: unknown) => failure);
     }
   }
 
@@ -280,12 +312,19 @@ export class AuditSession {
   /**
    * What is sent until this tick ends leaves in one write: on a local socket, a system call per statement
    * was most of the audit's own time. The stream is uncorked on the next tick, before any wait for I/O.
+   * Every statement goes through here (run), so statements sent in the same tick (units called together,
+   * queries started at once) share a write.
    */
   private writeTogether(): void {
+    if (this.corked) return;
     const stream = (this.client as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } }).connection?.stream;
     if (!stream?.cork || !stream.uncork) return;
+    this.corked = true;
     stream.cork();
-    process.nextTick(() => stream.uncork!());
+    process.nextTick(() => {
+      this.corked = false;
+      stream.uncork!();
+    });
   }
 
   /**
@@ -300,16 +339,42 @@ export class AuditSession {
   /**
    * Run work in a savepoint that is rolled back, pipelined. `issue` sends its statements (`send`) and returns
    * how to read their outcomes; the savepoint with its prelude goes before them and the rollback after, all
-   * in one write, so that the whole costs one round trip. `issue` waits only where a statement must not be
-   * sent before an earlier one has answered (the application's own SQL, which is checked after it runs). If
-   * the savepoint or its prelude fails, that error is thrown; the rollback is always waited for.
+   * in one write, so that the whole costs one round trip. The savepoint is left open for the next unit to
+   * take over (see standing). `issue` waits only where a statement must not be sent before an earlier one
+   * has answered (the application's own SQL, which is checked after it runs). If the savepoint or its
+   * prelude fails, that error is thrown; the rollback is always waited for.
+   *
+   * Units called together (without waiting for each other) go out one after the other, each as soon as the
+   * one before it has sent its rollback, and their outcomes are read as they come: many units, one write.
+   * Anything else sent on the session waits until every unit is done.
    */
-  async rolledBack<T>(issue: () => Promise<() => Promise<T>>, prelude: string[] = []): Promise<T> {
-    this.checkExpired();
-    await this.ready();
-    const name = `rls_audit_${++this.savepoints}`;
-    this.writeTogether();
-    const opened = pending(this.pipelined([`savepoint ${name}`, ...prelude]));
+  rolledBack<T>(issue: () => Promise<() => Promise<T>>, prelude: string[] = []): Promise<T> {
+    const unit = pending(this.unit(issue, prelude));
+    this.units.add(unit);
+    const done = () => this.units.delete(unit);
+    unit.then(done, done);
+    return unit;
+  }
+
+  private async unit<T>(issue: () => Promise<() => Promise<T>>, prelude: string[]): Promise<T> {
+    const previous = this.turn;
+    let pass!: () => void;
+    this.turn = new Promise((resolve) => (pass = resolve));
+    try {
+      await previous;
+      this.checkExpired();
+      await this.pacer?.turn();
+      if (this.unsettled.size) await this.settled();
+    } catch (error) {
+      pass();
+      throw error;
+    }
+    // The savepoint the last unit rolled back to, if nothing has run since, is this one's.
+    const name = this.standing ?? `rls_audit_${++this.savepoints}`;
+    const opening = this.standing ? prelude : [`savepoint ${name}`, ...prelude];
+    this.standing = null;
+    this.sending = name;
+    const opened = pending(this.pipelined(opening));
     let settle: (() => Promise<T>) | null = null;
     let failure: { error: unknown } | null = null;
     try {
@@ -317,14 +382,18 @@ export class AuditSession {
     } catch (error) {
       failure = { error };
     }
-    const undone = pending(this.pipelined(undoSql(name)));
-    this.closing = name;
+    const undone = pending(this.pipelined([`rollback to savepoint ${name}`]));
+    // Left open for the next unit (released by whatever else is sent first).
+    this.standing = name;
+    this.sending = null;
+    this.closing.push(name);
+    pass();
     try {
       await opened;
       if (failure) throw failure.error;
       return await settle!();
     } finally {
-      this.closing = null;
+      this.closing.splice(this.closing.indexOf(name), 1);
       await undone;
     }
   }
@@ -340,7 +409,6 @@ export class AuditSession {
   sendKept(text: string, values: unknown[] = []): () => Promise<QueryOutcome> {
     this.checkExpired();
     const name = `rls_audit_${++this.savepoints}`;
-    this.writeTogether();
     const opened = pending(this.run(`savepoint ${name}`));
     const outcome = this.send(text, values);
     const released = pending(this.run(`release savepoint ${name}`));
@@ -374,7 +442,8 @@ export class AuditSession {
   }
 
   async end(): Promise<void> {
-    await this.settled();
+    await this.idle();
+    this.standing = null;
     try {
       await this.run('rollback');
     } finally {

@@ -3,6 +3,7 @@ import { relationIdent } from '../../target/sql.js';
 import { personalOf } from '../context.js';
 import { writeActors } from '../coverage.js';
 import { defineProbe } from '../types.js';
+import { inOrder, type Attempt } from '../schedule.js';
 import { ANONYMOUS_DELETE, anonymousDeletes } from '../anonymous-write.js';
 import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, runWrite, tenantCounts, writeEvidence } from '../writes.js';
 import { writeTargets, writtenTable } from '../write-targets.js';
@@ -35,25 +36,24 @@ export const blindDelete = defineProbe({
     for (const target of writeTargets(context, 'delete', { tenantTable: true, byKey: true, check: this.meta.id })) {
       const { relation } = target;
       const blind = `delete from ${relationIdent(relation)}`;
-      for (const actor of writeActors(context, this.meta.id, relation)) {
+      const actors = writeActors(context, this.meta.id, relation);
+      const baseline = actors.length ? await baselineCounts(context, target) : null;
+      const found = await inOrder(actors, async (actor): Promise<Attempt> => {
         const victim = context.tenants[(context.tenants.indexOf(actor) + 1) % context.tenants.length]!;
         const bounded = await boundedWrite(context, target, victim, blind);
         if (bounded === undefined) {
-          recordWrite(context, this.meta.id, target, actor, blind, 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);
-          continue;
+          return { records: [() => recordWrite(context, this.meta.id, target, actor, blind, 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`)] };
         }
         const statement = bounded?.statement ?? blind;
-        const run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target), { baseline: await baselineCounts(context, target), cursor: bounded?.cursor });
+        const run = await runWrite(context, target, actor, statement, [], () => tenantCounts(context, target), { baseline: baseline!, cursor: bounded?.cursor });
         const lost = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && !personalOf(context, actor).has(tenant) && context.ledger.tenant(tenant) !== undefined && change < 0));
         const foreignRows = [...lost.values()].reduce((sum, change) => sum - change, 0);
         if (run.error || !foreignRows) {
-          recordWrite(context, this.meta.id, target, actor, statement, quietOutcome(target, run.error), run.rowCount, 0, run.error);
-          continue;
+          return { records: [() => recordWrite(context, this.meta.id, target, actor, statement, quietOutcome(target, run.error), run.rowCount, 0, run.error)] };
         }
-        recordWrite(context, this.meta.id, target, actor, statement, 'leak', run.rowCount, foreignRows);
         const own = run.before.total.get(actor.id) ?? 0;
         const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'DELETE', 'using');
-        findings.push(report({
+        const finding = report({
           severity: 'high',
           object: relationObject(relation),
           tenant: actor.id,
@@ -69,9 +69,10 @@ export const blindDelete = defineProbe({
           },
           fix: diagnosis.fix,
           cause: diagnosis.cause,
-        }));
-        break;
-      }
+        });
+        return { records: [() => recordWrite(context, this.meta.id, target, actor, statement, 'leak', run.rowCount, foreignRows)], finding };
+      });
+      if (found) findings.push(found);
     }
     findings.push(...(await anonymousDeletes(context, report)));
     return findings;

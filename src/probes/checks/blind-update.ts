@@ -4,6 +4,7 @@ import { OwnRowBuilder } from '../own-row.js';
 import { personalOf } from '../context.js';
 import { writeActors } from '../coverage.js';
 import { defineProbe } from '../types.js';
+import { inOrder, type Attempt } from '../schedule.js';
 import { ANONYMOUS_UPDATE, anonymousUpdates } from '../anonymous-write.js';
 import { ATTEMPTS, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence } from '../writes.js';
 import { ownValue, plainColumns, writeTargets, writtenTable } from '../write-targets.js';
@@ -43,8 +44,9 @@ export const blindUpdate = defineProbe({
         recordWrite(context, this.meta.id, target, context.tenants[0]!, `update ${relation.qualified} set ...`, 'skipped', 0, 0, 'no column that is not part of a key, a foreign key or the tenant column', false);
         continue;
       }
-      actors: for (const actor of writeActors(context, this.meta.id, relation)) {
+      const found = await inOrder(writeActors(context, this.meta.id, relation), async (actor): Promise<Attempt> => {
         const victim = context.tenants[(context.tenants.indexOf(actor) + 1) % context.tenants.length]!;
+        const records: (() => void)[] = [];
         for (const column of columns) {
           const generated = relationPlan.tenancy === 'tenant-table' ? undefined : builder.ownRow(relation, relationPlan, actor)?.values[column.name];
           const value = generated ?? ownValue(context, relation, actor, column.name);
@@ -52,8 +54,8 @@ export const blindUpdate = defineProbe({
           const blind = `update ${relationIdent(relation)} set ${ident(column.name)} = $1::${column.type}`;
           const bounded = await boundedWrite(context, target, victim, blind);
           if (bounded === undefined) {
-            recordWrite(context, this.meta.id, target, actor, inlineParameters(blind, [value]), 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`);
-            continue actors;
+            records.push(() => recordWrite(context, this.meta.id, target, actor, inlineParameters(blind, [value]), 'skipped', 0, 0, `${victim.label} has no seeded row in ${relation.qualified} to bound the statement to on a live database`));
+            return { records };
           }
           const statement = bounded?.statement ?? blind;
           const marker = { columns: [column.name], values: [value] };
@@ -62,14 +64,14 @@ export const blindUpdate = defineProbe({
           const changed = new Map([...changes(run.before.marked, run.after.marked)].filter(([tenant, change]) => tenant !== null && tenant !== actor.id && !personalOf(context, actor).has(tenant) && context.ledger.tenant(tenant) !== undefined && change > 0));
           const foreignRows = [...changed.values()].reduce((sum, change) => sum + change, 0);
           if (run.error || !foreignRows) {
-            recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+            records.push(() => recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error));
             if (retryable(run.error)) continue;
-            continue actors;
+            return { records };
           }
-          recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, foreignRows);
+          records.push(() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, foreignRows));
           const own = run.before.total.get(actor.id) ?? 0;
           const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'UPDATE', 'using');
-          findings.push(report({
+          const finding = report({
             severity: 'high',
             object: relationObject(relation),
             tenant: actor.id,
@@ -82,10 +84,12 @@ export const blindUpdate = defineProbe({
             },
             fix: diagnosis.fix,
             cause: diagnosis.cause,
-          }));
-          break actors;
+          });
+          return { records, finding };
         }
-      }
+        return { records };
+      });
+      if (found) findings.push(found);
     }
     findings.push(...(await anonymousUpdates(context, report)));
     return findings;

@@ -2,6 +2,7 @@ import { relationObject, type Finding } from '../../findings/finding.js';
 import { inlineParameters, relationIdent } from '../../target/sql.js';
 import { writePairs } from '../coverage.js';
 import { defineProbe } from '../types.js';
+import { inOrder, type Attempt } from '../schedule.js';
 import { baselineCounts, quietOutcome, recordWrite, rowOf, runWrite, tenantCounts, writeEvidence } from '../writes.js';
 import { writeSeverity, keyCondition, rowKey, writeTargets, writtenTable } from '../write-targets.js';
 import { diagnoseWrite } from '../../findings/diagnose.js';
@@ -35,23 +36,22 @@ export const foreignDelete = defineProbe({
       const { relation } = target;
       const key = rowKey(relation);
       const statement = `delete from ${relationIdent(relation)} where ${keyCondition(relation, key)}`;
-      for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
+      const pairs = writePairs(context, this.meta.id, target.relation);
+      const baseline = pairs.length ? await baselineCounts(context, target) : null;
+      const found = await inOrder(pairs, async ({ actor, victim }): Promise<Attempt> => {
         const row = await rowOf(context, target, victim, key);
         if (!row) {
-          recordWrite(context, this.meta.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);
-          continue;
+          return { records: [() => recordWrite(context, this.meta.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`)] };
         }
         const params = key.map((name) => row[name] ?? null);
-        const run = await runWrite(context, target, actor, statement, params, () => tenantCounts(context, target), { baseline: await baselineCounts(context, target) });
+        const run = await runWrite(context, target, actor, statement, params, () => tenantCounts(context, target), { baseline: baseline! });
         const sql = inlineParameters(statement, params);
         const lost = (run.before.total.get(victim.id) ?? 0) - (run.after.total.get(victim.id) ?? 0);
         if (run.error || lost <= 0) {
-          recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
-          continue;
+          return { records: [() => recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error)] };
         }
-        recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, lost);
         const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'DELETE', 'using');
-        findings.push(report({
+        const finding = report({
           severity: writeSeverity(target),
           object: relationObject(relation),
           tenant: actor.id,
@@ -66,9 +66,10 @@ export const foreignDelete = defineProbe({
           },
           fix: diagnosis.fix,
           cause: diagnosis.cause,
-        }));
-        break;
-      }
+        });
+        return { records: [() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, lost)], finding };
+      });
+      if (found) findings.push(found);
     }
     return findings;
   },

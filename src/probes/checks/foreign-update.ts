@@ -2,6 +2,7 @@ import { relationObject, type Finding } from '../../findings/finding.js';
 import { ident, inlineParameters, literal, relationIdent } from '../../target/sql.js';
 import { writePairs } from '../coverage.js';
 import { defineProbe } from '../types.js';
+import { inOrder, type Attempt } from '../schedule.js';
 import { quietOutcome, recordWrite, rowOf, runWrite, writeEvidence } from '../writes.js';
 import { writeSeverity, keyCondition, plainColumns, rowKey, writeTargets, writtenTable } from '../write-targets.js';
 import { diagnoseWrite } from '../../findings/diagnose.js';
@@ -35,22 +36,19 @@ export const foreignUpdate = defineProbe({
       const column = plainColumns(relation, relationPlan)[0] ?? relation.columns.find((candidate) => !candidate.generated && candidate.identity !== 'always');
       if (!column) continue;
       const statement = `update ${relationIdent(relation)} set ${ident(column.name)} = ${ident(column.name)} where ${keyCondition(relation, key)}`;
-      for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
+      const found = await inOrder(writePairs(context, this.meta.id, target.relation), async ({ actor, victim }): Promise<Attempt> => {
         const row = await rowOf(context, target, victim, key);
         if (!row) {
-          recordWrite(context, this.meta.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`);
-          continue;
+          return { records: [() => recordWrite(context, this.meta.id, target, actor, statement, 'skipped', 0, 0, `${victim.label} has no row in ${relation.qualified}`)] };
         }
         const params = key.map((name) => row[name] ?? null);
         const run = await runWrite(context, target, actor, statement, params, async () => null);
         const sql = inlineParameters(statement, params);
         if (run.error || run.rowCount === 0) {
-          recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
-          continue;
+          return { records: [() => recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error)] };
         }
-        recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, run.rowCount);
         const diagnosis = diagnoseWrite(context, writtenTable(context, target).relation, writtenTable(context, target).relationPlan, 'UPDATE', 'using');
-        findings.push(report({
+        const finding = report({
           severity: writeSeverity(target),
           object: relationObject(relation),
           tenant: actor.id,
@@ -63,9 +61,10 @@ export const foreignUpdate = defineProbe({
           },
           fix: diagnosis.fix,
           cause: diagnosis.cause,
-        }));
-        break;
-      }
+        });
+        return { records: [() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, run.rowCount)], finding };
+      });
+      if (found) findings.push(found);
     }
     return findings;
   },

@@ -1,6 +1,6 @@
 import type { Relation } from '../../catalog/types.js';
 import type { Tenant } from '../../seed/ledger.js';
-import type { RawRow } from '../../target/session.js';
+import { pending, type RawRow } from '../../target/session.js';
 import { ownershipFix } from '../../findings/fixes.js';
 import { alterRole, fix as makeFix } from '../../findings/fix.js';
 import { relationObject, type Finding } from '../../findings/finding.js';
@@ -63,10 +63,13 @@ export const identity = defineProbe({
     const whoSql =
       `select current_user as role, current_setting('is_superuser') = 'on' as superuser, ` +
       `(select rolbypassrls from pg_roles where rolname = current_user) as bypass_rls`;
-    const who = await session.savepoint(async () => {
-      await session.becomeRole(plan.role);
-      return (await session.query(whoSql)).rows[0]!;
-    });
+    // The first row of `sql` as the application role, in a unit that is rolled back.
+    const asRole = (sql: string) =>
+      session.rolledBack(async () => {
+        const read = session.send(sql);
+        return async () => (await read).rows[0]!;
+      }, [session.roleStatement(plan.role)]);
+    const who = await asRole(whoSql);
     context.record({ check: this.meta.id, relation: plan.role, context: 'identity', tenant: null, sql: whoSql, outcome: isTrue(who.superuser) || isTrue(who.bypass_rls) ? 'leak' : 'pass', rows: 1, foreignRows: 0, missingOwnRows: 0 });
     if (isTrue(who.superuser) || isTrue(who.bypass_rls)) {
       findings.push(report({
@@ -87,21 +90,21 @@ export const identity = defineProbe({
     const tenantTables = context.catalog.relations.filter(
       (relation) => (relation.kind === 'table' || relation.kind === 'partitioned-table') && context.plan.relations.find((entry) => entry.relation === relation.qualified)?.tenancy !== 'shared',
     );
-    for (const relation of tenantTables) {
-      const ownerSql = `select pg_has_role(current_user, ${literal(relation.owner)}, 'USAGE') as acts_as_owner, relforcerowsecurity as forced, relrowsecurity as enabled from pg_class where oid = ${relation.oid}`;
-      const answer = await session.savepoint(async () => {
-        await session.becomeRole(plan.role);
-        return (await session.query(ownerSql)).rows[0]!;
-      });
+    const ownerSql = (relation: Relation) =>
+      `select pg_has_role(current_user, ${literal(relation.owner)}, 'USAGE') as acts_as_owner, relforcerowsecurity as forced, relrowsecurity as enabled from pg_class where oid = ${relation.oid}`;
+    // Every table at once (the session sends them together), the answers taken in order.
+    const answers = tenantTables.map((relation) => pending(asRole(ownerSql(relation))));
+    for (const [index, relation] of tenantTables.entries()) {
+      const answer = await answers[index]!;
       const owner = isTrue(answer.acts_as_owner);
       const forced = isTrue(answer.forced);
       if (owner && forced) {
-        const finding = await forcedOwner(context, relation, ownerSql, answer, report);
+        const finding = await forcedOwner(context, relation, ownerSql(relation), answer, report);
         if (finding) findings.push(finding);
         continue;
       }
       const bypass = owner && !forced;
-      context.record({ check: 'role-owns-table', relation: relation.qualified, context: 'identity', tenant: null, sql: ownerSql, outcome: bypass ? 'leak' : 'pass', rows: 1, foreignRows: 0, missingOwnRows: 0 });
+      context.record({ check: 'role-owns-table', relation: relation.qualified, context: 'identity', tenant: null, sql: ownerSql(relation), outcome: bypass ? 'leak' : 'pass', rows: 1, foreignRows: 0, missingOwnRows: 0 });
       if (!bypass) continue;
       findings.push(report({
         check: 'role-owns-table',
@@ -112,7 +115,7 @@ export const identity = defineProbe({
             ? `The application role ${plan.role} owns ${relation.qualified}, which does not force row-level security: its policies do not apply to the application.`
             : `The application role ${plan.role} inherits the rights of ${relation.owner}, owner of ${relation.qualified}, which does not force row-level security: its policies do not apply to the application.`,
         evidence: {
-          sql: `begin;\nset local role ${ident(plan.role)};\n${ownerSql};\nrollback;`,
+          sql: `begin;\nset local role ${ident(plan.role)};\n${ownerSql(relation)};\nrollback;`,
           context: describeContext(context, state),
           rowCount: 1,
           sampleRows: [answer],

@@ -1,3 +1,4 @@
+import { pending } from '../../target/session.js';
 import { relationObject, type Finding } from '../../findings/finding.js';
 import { attribute, contextLabel, describeContext, maskRow, publicFlagOf, reproduction, runAs, sourcesOf, unknownTenantId, type ContextState } from '../context.js';
 import { diagnoseReadLeak, failsOpenCause, missingContextFix } from '../../findings/diagnose.js';
@@ -66,9 +67,11 @@ export const missingContext = defineProbe({
     const results = new Map<string, { state: ContextState; rows: number; visible: number; samples: Record<string, string | null>[]; error?: string }[]>();
     // State by state, so that "never set" runs for every relation before any tenant is ever set.
     for (const state of states) {
-      for (const target of targets) {
+      // Every relation at once (the session sends the reads together), their outcomes taken in order.
+      const runs = targets.map((target) => pending(runAs(context, state, target.statement)));
+      for (const [index, target] of targets.entries()) {
         const { relation, relationPlan, statement } = target;
-        const result = await runAs(context, state, statement);
+        const result = await runs[index]!;
         const base = { check: this.meta.id, relation: relation.qualified, context: contextLabel(state), tenant: null, sql: shownStatement(statement) };
         const list = results.get(relation.qualified) ?? [];
         results.set(relation.qualified, list);

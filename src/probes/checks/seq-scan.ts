@@ -3,6 +3,7 @@ import { comment, createIndex, fix } from '../../findings/fix.js';
 import { currentTenantExpression } from '../../findings/fixes.js';
 import { relationObject, type Finding } from '../../findings/finding.js';
 import { commentText, ident, relationIdent } from '../../target/sql.js';
+import { pending } from '../../target/session.js';
 import { describeContext, reproduction, runAs, sourcesOf } from '../context.js';
 import { readTargets, shownStatement } from '../targets.js';
 import { defineProbe } from '../types.js';
@@ -59,14 +60,23 @@ export const seqScan = defineProbe({
     const findings: Finding[] = [];
     const tenant = context.tenants[0]!;
     const state = { kind: 'tenant' as const, tenant };
-    for (const target of readTargets(context, (relation) => sourcesOf(context, relation))) {
+    const { session } = context;
+    const targets = readTargets(context, (relation) => sourcesOf(context, relation)).filter(
+      ({ relation, relationPlan, access }) => relation.kind === 'table' && relationPlan.tenancy === 'direct' && relationPlan.tenantColumn && access.select,
+    );
+    // The tables' real sizes, counted up to the threshold as the session user (no policy filter), all at once: a
+    // table the planner has never analyzed is estimated from its pages (at least ten), which overstates a small one.
+    const counts = targets.map(({ relation }) =>
+      pending(
+        session.rolledBack(async () => {
+          const read = session.send(`select count(*) from (select 1 from only ${relationIdent(relation)} limit ${ROW_THRESHOLD + 1}) as sample`);
+          return async () => Number(firstValue((await read).rows[0]));
+        }),
+      ),
+    );
+    for (const [index, target] of targets.entries()) {
       const { relation, relationPlan } = target;
-      if (relation.kind !== 'table' || relationPlan.tenancy !== 'direct' || !relationPlan.tenantColumn || !target.access.select) continue;
-      // The table's real size, counted up to the threshold as the session user (no policy filter): a table
-      // the planner has never analyzed is estimated from its pages (at least ten), which overstates a small one.
-      const counted = Number(
-        firstValue((await context.session.savepoint(() => context.session.query(`select count(*) from (select 1 from only ${relationIdent(relation)} limit ${ROW_THRESHOLD + 1}) as sample`))).rows[0]),
-      );
+      const counted = await counts[index]!;
       if (counted <= ROW_THRESHOLD) continue;
       const size = parsePlan(firstValue((await context.session.savepoint(() => context.session.query(`explain (format json) select * from only ${relationIdent(relation)}`))).rows[0]));
       const estimated = Math.max(size?.['Plan Rows'] ?? 0, counted);
@@ -84,7 +94,7 @@ export const seqScan = defineProbe({
       if (outcome !== 'leak') continue;
       const text = await runAs(context, state, `explain ${statement}`);
       const plan = text.rows.map((row) => firstValue(row)).join('\n');
-      const column = relationPlan.tenantColumn;
+      const column = relationPlan.tenantColumn!;
       const indexed = relation.indexes.some((index) => index.columns[0] === column && !index.partial);
       const predicates = policiesFor(context.catalog, relation, context.plan.role, 'SELECT').map((policy) => `${policy.name}: ${policy.using ?? 'true'}`);
       findings.push(report({

@@ -3,6 +3,8 @@ import type { Tenant } from '../../seed/ledger.js';
 import { ident, inlineParameters, relationIdent } from '../../target/sql.js';
 import { writePairs } from '../coverage.js';
 import { defineProbe, type ProbeContext } from '../types.js';
+import { inOrder, type Attempt } from '../schedule.js';
+import { pending } from '../../target/session.js';
 import { baselineCounts, boundedWrite, changes, describeTenants, quietOutcome, recordWrite, rowOf, runWrite, tenantCounts, writeEvidence, type RowCursor } from '../writes.js';
 import { keyCondition, rowKey, writeTargets, type WriteTarget } from '../write-targets.js';
 import { requireColumn } from '../../catalog/lookup.js';
@@ -55,9 +57,12 @@ export const tenantReassignment = defineProbe({
     for (const target of writeTargets(context, 'update', { tenantTable: false, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const key = rowKey(relation);
-      for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
+      const pairs = writePairs(context, this.meta.id, target.relation);
+      // Up to the first victim none of whose rows' tenant could be rewritten.
+      const movable = pairs.findIndex(({ victim }) => !moveTo(context, target, victim).size);
+      const baseline = pairs.length ? await baselineCounts(context, target) : null;
+      const found = await inOrder(movable < 0 ? pairs : pairs.slice(0, movable), async ({ actor, victim }): Promise<Attempt> => {
         const moves = moveTo(context, target, victim);
-        if (!moves.size) break;
         const assignments = [...moves.keys()].map((column, index) => `${ident(column)} = $${index + 1}::${requireColumn(relation, column).type}`).join(', ');
         const values = [...moves.values()];
         const own = await rowOf(context, target, actor, key);
@@ -69,24 +74,27 @@ export const tenantReassignment = defineProbe({
         const bounded = await boundedWrite(context, target, actor, blind);
         if (bounded !== undefined) forms.push({ form: 'without WHERE', statement: bounded?.statement ?? blind, params: values, cursor: bounded?.cursor });
         const outcomes: string[] = [];
+        const records: (() => void)[] = [];
         let proof: { statement: string; params: (string | null)[]; rowCount: number; moved: number; from: Map<string | null, number>; replica: boolean; form: string; cursor?: RowCursor } | null = null;
-        for (const { form, statement, params, cursor } of forms) {
-          const run = await runWrite(context, target, actor, statement, params, () => tenantCounts(context, target), { baseline: await baselineCounts(context, target), cursor });
+        // Both forms at once: each is rolled back, and the session sends them in one write.
+        const runs = forms.map(({ statement, params, cursor }) => pending(runWrite(context, target, actor, statement, params, () => tenantCounts(context, target), { baseline: baseline!, cursor })));
+        for (const [index, { form, statement, params, cursor }] of forms.entries()) {
+          const run = await runs[index]!;
           const moved = (run.after.total.get(victim.id) ?? 0) - (run.before.total.get(victim.id) ?? 0);
           const sql = inlineParameters(statement, params);
           if (!run.error && moved > 0) {
-            recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, moved);
+            records.push(() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, moved));
             outcomes.push(`${form}: ${moved} row${moved === 1 ? '' : 's'} moved to ${victim.label}`);
             const from = new Map([...changes(run.before.total, run.after.total)].filter(([tenant, change]) => tenant !== victim.id && change < 0));
             proof ??= { statement, params, rowCount: run.rowCount, moved, from, replica: run.replica, form, cursor };
           } else {
-            recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+            records.push(() => recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error));
             outcomes.push(`${form}: ${run.error ? `rejected (${run.error.message})` : 'no row moved'}`);
           }
         }
-        if (!proof) continue;
+        if (!proof) return { records };
         const diagnosis = diagnoseWrite(context, relation, relationPlan, 'UPDATE', 'check');
-        findings.push(report({
+        const finding = report({
           severity: 'high',
           object: relationObject(relation),
           tenant: actor.id,
@@ -101,9 +109,10 @@ export const tenantReassignment = defineProbe({
           },
           fix: diagnosis.fix,
           cause: diagnosis.cause,
-        }));
-        break;
-      }
+        });
+        return { records, finding };
+      });
+      if (found) findings.push(found);
     }
     return findings;
   },

@@ -1,5 +1,5 @@
 import type { Analysis, CallSite, Command, ContextReference } from '../analysis/model.js';
-import { applyingPolicies, policyClause, type CommandClause } from '../analysis/queries.js';
+import { applyingPolicies, policyClause, policySettingUses, rlsApplies, type CommandClause } from '../analysis/queries.js';
 import { guardSettingCalls as guardCalls, oneLine } from '../analysis/sql-text.js';
 import type { Catalog, Policy, Relation } from '../catalog/types.js';
 import { currentTenantExpression, isolationPolicy, restrictiveFence, tenantPredicate } from '../findings/fixes.js';
@@ -158,6 +158,22 @@ export function settingOf(reference: ContextReference): string | null {
   if (reference.source.kind === 'setting') return reference.source.setting;
   if (reference.source.kind === 'jwt-claim') return reference.source.setting;
   return null;
+}
+
+/**
+ * The relations the role uses under row-level security, each with its policies' setting reads that `offends`
+ * picks (policies with none left out): what setting-without-missing-ok and setting-without-nullif report.
+ */
+export function offendingSettingReads(scope: AnalysisScope, offends: (use: ContextReference) => boolean): { relation: Relation; offending: { policy: Policy; uses: ContextReference[] }[] }[] {
+  return scope.catalog.relations
+    .filter((relation) => rlsApplies(scope.analysis, relation) && rowCommandsOf(scope, relation).length)
+    .map((relation) => ({
+      relation,
+      offending: policySettingUses(scope.analysis, relation)
+        .map(({ policy, uses }) => ({ policy, uses: uses.filter(offends) }))
+        .filter((entry) => entry.uses.length),
+    }))
+    .filter((entry) => entry.offending.length);
 }
 
 /**

@@ -57,12 +57,11 @@ export const tenantReassignment = defineProbe({
     for (const target of writeTargets(context, 'update', { tenantTable: false, check: this.meta.id })) {
       const { relation, relationPlan } = target;
       const key = rowKey(relation);
-      const pairs = writePairs(context, this.meta.id, target.relation);
+      const pairs = writePairs(context, this.meta.id, target.relation).map((pair) => ({ ...pair, moves: moveTo(context, target, pair.victim) }));
       // Up to the first victim none of whose rows' tenant could be rewritten.
-      const movable = pairs.findIndex(({ victim }) => !moveTo(context, target, victim).size);
+      const movable = pairs.findIndex(({ moves }) => !moves.size);
       const baseline = pairs.length ? await baselineCounts(context, target) : null;
-      const found = await inOrder(movable < 0 ? pairs : pairs.slice(0, movable), async ({ actor, victim }): Promise<Attempt> => {
-        const moves = moveTo(context, target, victim);
+      const found = await inOrder(movable < 0 ? pairs : pairs.slice(0, movable), async ({ actor, victim, moves }): Promise<Attempt> => {
         const assignments = [...moves.keys()].map((column, index) => `${ident(column)} = $${index + 1}::${requireColumn(relation, column).type}`).join(', ');
         const values = [...moves.values()];
         const own = await rowOf(context, target, actor, key);

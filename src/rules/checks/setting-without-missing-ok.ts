@@ -1,8 +1,7 @@
 import { relationObject } from '../../findings/finding.js';
 import { fix } from '../../findings/fix.js';
-import { policySettingUses, rlsApplies } from '../../analysis/queries.js';
 import { alterPolicy } from '../privilege-helpers.js';
-import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf, settingOf } from '../relation-facts.js';
+import { guardSettingCalls, listWords, offendingSettingReads, policiesDetails, policiesSql, settingOf } from '../relation-facts.js';
 import { defineRule } from '../types.js';
 
 export const settingWithoutMissingOk = defineRule({
@@ -26,26 +25,21 @@ export const settingWithoutMissingOk = defineRule({
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };
-    return catalog.relations
-      .filter((relation) => rlsApplies(analysis, relation) && rowCommandsOf(scope, relation).length)
-      .flatMap((relation) => {
-        const offending = policySettingUses(analysis, relation)
-          .map(({ policy, uses }) => ({ policy, settings: [...new Set(uses.filter((use) => !use.missingOk).map(settingOf).filter((setting): setting is string => setting !== null))] }))
-          .filter((entry) => entry.settings.length);
-        if (!offending.length) return [];
-        const settings = [...new Set(offending.flatMap((entry) => entry.settings))];
-        return [
-          report({
-            severity: 'low',
-            object: relationObject(relation),
-            message:
-              `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} reads ${listWords(entry.settings.map((setting) => `current_setting('${setting}')`))} without missing_ok`).join('; ')}: ` +
-              `on a connection where ${listWords(settings)} was never set, every query on ${relation.qualified} fails with "unrecognized configuration parameter".`,
-            sql: policiesSql(relation),
-            details: policiesDetails(offending.map((entry) => entry.policy)),
-            fix: fix(offending.map((entry) => alterPolicy(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, entry.settings, 'strict')))),
-          }),
-        ];
-      });
+    return offendingSettingReads(scope, (use) => !use.missingOk && settingOf(use) !== null).flatMap(({ relation, offending: reads }) => {
+      const offending = reads.map(({ policy, uses }) => ({ policy, settings: [...new Set(uses.map((use) => settingOf(use)!))] }));
+      const settings = [...new Set(offending.flatMap((entry) => entry.settings))];
+      return [
+        report({
+          severity: 'low',
+          object: relationObject(relation),
+          message:
+            `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} reads ${listWords(entry.settings.map((setting) => `current_setting('${setting}')`))} without missing_ok`).join('; ')}: ` +
+            `on a connection where ${listWords(settings)} was never set, every query on ${relation.qualified} fails with "unrecognized configuration parameter".`,
+          sql: policiesSql(relation),
+          details: policiesDetails(offending.map((entry) => entry.policy)),
+          fix: fix(offending.map((entry) => alterPolicy(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, entry.settings, 'strict')))),
+        }),
+      ];
+    });
   },
 });

@@ -1,8 +1,7 @@
 import { relationObject } from '../../findings/finding.js';
 import { fix } from '../../findings/fix.js';
-import { policySettingUses, rlsApplies } from '../../analysis/queries.js';
 import { alterPolicy } from '../privilege-helpers.js';
-import { guardSettingCalls, listWords, policiesDetails, policiesSql, rowCommandsOf, settingOf } from '../relation-facts.js';
+import { guardSettingCalls, listWords, offendingSettingReads, policiesDetails, policiesSql, settingOf } from '../relation-facts.js';
 import { defineRule } from '../types.js';
 
 export const settingWithoutNullif = defineRule({
@@ -27,26 +26,20 @@ export const settingWithoutNullif = defineRule({
   },
   evaluate({ catalog, plan, analysis }, report) {
     const scope = { catalog, plan, analysis };
-    return catalog.relations
-      .filter((relation) => rlsApplies(analysis, relation) && rowCommandsOf(scope, relation).length)
-      .flatMap((relation) => {
-        const offending = policySettingUses(analysis, relation)
-          .map(({ policy, uses }) => ({ policy, uses: uses.filter((use) => settingOf(use) === plan.setting && use.missingOk && !use.nullif && use.castTo !== null) }))
-          .filter((entry) => entry.uses.length);
-        if (!offending.length) return [];
-        const casts = [...new Set(offending.flatMap((entry) => entry.uses.map((use) => `''::${use.castTo}`)))];
-        return [
-          report({
-            severity: 'low',
-            object: relationObject(relation),
-            message:
-              `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} casts ${listWords([...new Set(entry.uses.map((use) => `current_setting('${settingOf(use)}', true)`))])} to ${listWords([...new Set(entry.uses.map((use) => use.castTo!))])} without nullif(..., '')`).join('; ')}: ` +
-              `after a transaction that set it ends the setting reads '', and ${listWords(casts)} makes every query on ${relation.qualified} fail.`,
-            sql: policiesSql(relation),
-            details: policiesDetails(offending.map((entry) => entry.policy)),
-            fix: fix(offending.map((entry) => alterPolicy(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, [plan.setting], 'unguarded')))),
-          }),
-        ];
-      });
+    return offendingSettingReads(scope, (use) => settingOf(use) === plan.setting && use.missingOk === true && !use.nullif && use.castTo !== null).flatMap(({ relation, offending }) => {
+      const casts = [...new Set(offending.flatMap((entry) => entry.uses.map((use) => `''::${use.castTo}`)))];
+      return [
+        report({
+          severity: 'low',
+          object: relationObject(relation),
+          message:
+            `On ${relation.qualified}, ${offending.map((entry) => `policy ${entry.policy.name} casts ${listWords([...new Set(entry.uses.map((use) => `current_setting('${settingOf(use)}', true)`))])} to ${listWords([...new Set(entry.uses.map((use) => use.castTo!))])} without nullif(..., '')`).join('; ')}: ` +
+            `after a transaction that set it ends the setting reads '', and ${listWords(casts)} makes every query on ${relation.qualified} fail.`,
+          sql: policiesSql(relation),
+          details: policiesDetails(offending.map((entry) => entry.policy)),
+          fix: fix(offending.map((entry) => alterPolicy(entry.policy, (expression) => guardSettingCalls(scope, entry.policy, expression, [plan.setting], 'unguarded')))),
+        }),
+      ];
+    });
   },
 });

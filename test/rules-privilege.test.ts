@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lint } from '../src/audit.js';
+import { audit, lint } from '../src/audit.js';
 import { analyze } from '../src/analysis/index.js';
 import { introspect } from '../src/catalog/introspect.js';
 import { planTenancy } from '../src/plan/tenancy.js';
@@ -92,6 +92,25 @@ describe.each(TARGETS)('privilege, integrity and performance rules on $name', ({
       const after = (await lint(scenario, { target })).findings.filter((finding) => finding.check === rule);
       expect(summary(after)).toEqual([]);
     });
+  });
+
+  it("unique-without-tenant: an exclusion constraint's expression elements are shown as expressions, the tenant inside one scopes the key, and existence-oracle leaves such a key out", async () => {
+    await cluster.withDatabase([fixture('unique-without-tenant', 'exclusion-expression-vulnerable')], async ({ target, client }) => {
+      const scenario = scenarioSchema.parse({ role: 'app_user', seed: 7 });
+      const [finding, ...others] = (await lint(scenario, { target })).findings.filter((candidate) => candidate.check === 'unique-without-tenant');
+      expect(others).toEqual([]);
+      expect(finding!.message).toContain('The exclusion constraint bookings_no_overlap on public.bookings ((expression), (expression)) does not include tenant_id');
+      expect(finding!.message).not.toContain('#0');
+      // The probes ran without an error: the key was left out, not probed with a column named "#0".
+      const report = await audit(scenario, { target });
+      expect(report.probes.filter((probe) => probe.outcome === 'error')).toEqual([]);
+      expect(report.summary.verdict).toBe('pass');
+      await applySql(client, finding!.fix);
+      expect((await lint(scenario, { target })).findings.filter((candidate) => candidate.check === 'unique-without-tenant')).toEqual([]);
+    });
+    const secure = await cluster.lint([fixture('unique-without-tenant', 'exclusion-expression-secure')]);
+    expect(secure.code).toBe(0);
+    expect(summary(secure.report!.findings).filter((candidate) => candidate.check === 'unique-without-tenant')).toEqual([]);
   });
 
   it('definer-view: on PostgreSQL before 15 the fix says security_invoker is missing and fences the owner instead', async () => {

@@ -358,12 +358,12 @@ export async function introspect(client: Queryable, schemas: string[] = []): Pro
       inheritsFrom: row.is_partition ? [] : row.parents,
       columns: (columnsByRelation.get(row.oid) ?? []).map(toColumn),
       primaryKey: primary ? primary.columns : null,
-      constraints: relationConstraints.map((constraint) => ({
-        name: constraint.name,
-        kind: CONSTRAINT_KINDS[constraint.kind]!,
-        columns: constraint.columns,
-        definition: constraint.definition,
-      })),
+      constraints: relationConstraints.map((constraint): Constraint => {
+        const kind = CONSTRAINT_KINDS[constraint.kind]!;
+        // An exclusion constraint's expression element has no column (attnum 0).
+        if (kind === 'exclusion') return { name: constraint.name, kind, columns: constraint.keys.map((attnum) => (attnum === 0 ? null : attributeNames.get(row.oid)?.get(attnum) ?? null)), definition: constraint.definition };
+        return { name: constraint.name, kind, columns: constraint.columns, definition: constraint.definition };
+      }),
       foreignKeys,
       indexes: relationIndexes,
       policies: relationPolicies,

@@ -25,12 +25,16 @@ export interface Column {
   domainChecks: string[];
 }
 
-export interface Constraint {
-  name: string;
-  kind: 'primary-key' | 'unique' | 'exclusion' | 'foreign-key' | 'check';
-  columns: string[];
-  definition: string;
-}
+/** A constraint; only an exclusion constraint's elements may be expressions. */
+export type Constraint =
+  | { name: string; kind: 'primary-key' | 'unique' | 'foreign-key' | 'check'; columns: string[]; definition: string }
+  | {
+      name: string;
+      kind: 'exclusion';
+      /** Key columns in order; null for an expression element (`tstzrange(starts, ends) with &&`). */
+      columns: (string | null)[];
+      definition: string;
+    };
 
 export interface ForeignKey {
   name: string;

@@ -87,7 +87,7 @@ export function profileTables(catalog: Catalog, users: string): { relation: stri
 
 function keyColumn(relation: Relation): Column | undefined {
   const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
-  return key === undefined ? undefined : columnOf(relation, key);
+  return key === undefined || key === null ? undefined : columnOf(relation, key);
 }
 
 /**

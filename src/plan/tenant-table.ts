@@ -103,7 +103,7 @@ export function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scen
     return requireColumn(relation, top[0]);
   }
   const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
-  const column = key === undefined ? undefined : columnOf(relation, key);
+  const column = key === undefined || key === null ? undefined : columnOf(relation, key);
   if (!column) throw new AuditError(`tenant table ${relation.qualified} has no single-column primary key or unique key to identify a tenant: give the key with --tenant-key`);
   return column;
 }

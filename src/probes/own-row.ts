@@ -61,7 +61,7 @@ export class OwnRowBuilder {
     let planner = this.planners.get(key);
     if (!planner) {
       const unique = new Set<string>();
-      for (const constraint of relation.constraints) if (['primary-key', 'unique', 'exclusion'].includes(constraint.kind)) constraint.columns.forEach((name) => unique.add(name));
+      for (const constraint of relation.constraints) if (['primary-key', 'unique', 'exclusion'].includes(constraint.kind)) constraint.columns.forEach((name) => name && unique.add(name));
       for (const index of relation.indexes) if (index.unique) index.columns.forEach((name) => name && unique.add(name));
       const bounds = partitionBounds(this.context.catalog, relation).find((leaf) => leaf.bounded);
       planner = new RowPlanner(relation, fill, unique, new Set(bounds?.keyColumns ?? []), bounds?.atoms ?? []);

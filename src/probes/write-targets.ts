@@ -132,7 +132,8 @@ function viewTarget(context: ProbeContext, view: Relation, privilege: Privilege,
   if (!scope) return null;
   const { toBase } = shape;
   const viewName = new Map([...toBase].map(([shown, column]) => [column, shown]));
-  const rename = (columns: readonly string[]) => columns.map((column) => viewName.get(column)!);
+  // Only for columns inView found in the view.
+  const rename = (columns: readonly (string | null)[]) => columns.map((column) => viewName.get(column!)!);
   const inView = (columns: readonly (string | null)[]) => columns.every((name) => name !== null && viewName.has(name));
   const relation: Relation = {
     ...view,

@@ -82,7 +82,7 @@ export async function insertRow(session: AuditSession, relation: Relation, given
     foreignKey.columns.forEach((name, position) => values.set(name, parent ? (parent.values[foreignKey.referencedColumns[position]!] ?? null) : null));
   }
   const unique = new Set<string>();
-  for (const constraint of relation.constraints) if (['primary-key', 'unique'].includes(constraint.kind)) constraint.columns.forEach((name) => unique.add(name));
+  for (const constraint of relation.constraints) if (constraint.kind === 'primary-key' || constraint.kind === 'unique') constraint.columns.forEach((name) => unique.add(name));
   for (const column of relation.columns) {
     if (explicitKeys && !column.generated && !values.has(column.name) && isSequenceBacked(column)) {
       const key = middleKey(column, serial);

@@ -53,7 +53,7 @@ export function uniqueKeys(relation: Relation): string[][] {
 export function uniqueColumns(relation: Relation): Set<string> {
   const unique = new Set<string>();
   for (const constraint of relation.constraints) {
-    if (constraint.kind === 'unique' || constraint.kind === 'primary-key' || constraint.kind === 'exclusion') constraint.columns.forEach((column) => unique.add(column));
+    if (constraint.kind === 'unique' || constraint.kind === 'primary-key' || constraint.kind === 'exclusion') constraint.columns.forEach((column) => column && unique.add(column));
   }
   for (const index of relation.indexes) if (index.unique) index.columns.forEach((column) => column && unique.add(column));
   return unique;

@@ -43,8 +43,9 @@ function crossTenantKeys(context: ProbeContext, relation: Relation, relationPlan
   const scope = scopeColumns(context, relation, relationPlan);
   const keys: UniqueKey[] = [];
   for (const constraint of relation.constraints) {
-    if (constraint.kind === 'primary-key' || constraint.kind === 'unique' || constraint.kind === 'exclusion') {
-      keys.push({ name: constraint.name, kind: constraint.kind, columns: constraint.columns, definition: constraint.definition });
+    // An exclusion constraint with an expression element is left out, as expression indexes are.
+    if (constraint.kind === 'primary-key' || constraint.kind === 'unique' || (constraint.kind === 'exclusion' && constraint.columns.every((column) => column !== null))) {
+      keys.push({ name: constraint.name, kind: constraint.kind, columns: constraint.columns as string[], definition: constraint.definition });
     }
   }
   const constraintNames = new Set(keys.map((key) => key.name));

@@ -1,4 +1,4 @@
-import { defaultGenerator, prefixKeyList } from '../../analysis/sql-text.js';
+import { defaultGenerator, keyColumnsMentioned, prefixKeyList } from '../../analysis/sql-text.js';
 import type { Column, Relation } from '../../catalog/types.js';
 import { constraintObject, type Finding } from '../../findings/finding.js';
 import { alterTable, comment, createIndex, dropIndex, fix, type Fix } from '../../findings/fix.js';
@@ -33,7 +33,11 @@ function keysOf(relation: Relation): Key[] {
     constraintNames.add(constraint.name);
     if (constraint.kind === 'primary-key') keys.push({ name: constraint.name, kind: 'primary key', columns: constraint.columns, mentions: constraint.columns, definition: constraint.definition });
     else if (constraint.kind === 'unique') keys.push({ name: constraint.name, kind: 'unique constraint', columns: constraint.columns, mentions: constraint.columns, definition: constraint.definition });
-    else if (constraint.kind === 'exclusion') keys.push({ name: constraint.name, kind: 'exclusion constraint', columns: constraint.columns, mentions: constraint.columns, definition: constraint.definition });
+    else if (constraint.kind === 'exclusion') {
+      // Its expression elements name columns too (`(tenant_id::text || room) with =`): read with the parser.
+      const mentions = [...new Set([...constraint.columns.filter((column): column is string => column !== null), ...keyColumnsMentioned(constraint.definition, 'constraint')])];
+      keys.push({ name: constraint.name, kind: 'exclusion constraint', columns: constraint.columns, mentions, definition: constraint.definition });
+    }
   }
   for (const index of relation.indexes) {
     // Indexes behind a constraint carry the constraint's name and no definition of their own: already listed.

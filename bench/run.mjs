@@ -80,11 +80,14 @@ async function compare() {
     ['report', null],
     ['total', 'total'],
   ];
-  console.log(`${'phase'.padEnd(14)}${'floor'.padStart(10)}${'rls-audit'.padStart(12)}${'ratio'.padStart(9)}`);
+  // The audit's own CPU in each phase (this process, every thread): on a machine whose cores the server also needs, what the client takes from it.
+  const cpu = (name) => (name in audits[0].phaseCpu ? median(audits.map((run) => run.phaseCpu[name])) : null);
+  console.log(`${'phase'.padEnd(14)}${'floor'.padStart(10)}${'rls-audit'.padStart(12)}${'ratio'.padStart(9)}${'audit CPU'.padStart(12)}`);
   for (const [name, floorName] of rows) {
     const audit = phase(audits, name);
     const floor = floorName ? phase(floors, floorName) : null;
-    console.log(`${name.padEnd(14)}${(floor === null ? '' : s(floor)).padStart(10)}${s(audit).padStart(12)}${(floor === null ? '' : ratio(audit, floor)).padStart(9)}`);
+    const used = cpu(name);
+    console.log(`${name.padEnd(14)}${(floor === null ? '' : s(floor)).padStart(10)}${s(audit).padStart(12)}${(floor === null ? '' : ratio(audit, floor)).padStart(9)}${(used === null ? '' : s(used)).padStart(12)}`);
   }
   const total = (runs) => median(runs.map((run) => run.timings.total));
   const busy = os.loadavg()[0] >= os.cpus().length;

@@ -131,11 +131,16 @@ describe('the pipelined session', () => {
         });
         finished.push(value);
         const records = [() => recorded.push(value)];
-        return value === 2 ? { records, finding: { check: 'blind-delete', severity: 'high', message: `found by ${value} (${count} row)` } as Finding } : { records };
+        return value === 2 ? { records, findings: [{ check: 'blind-delete', severity: 'high', message: `found by ${value} (${count} row)` } as Finding] } : { records };
       };
       const found = await inOrder([1, 2, 3], attempt);
-      expect(found?.message).toBe('found by 2 (1 row)');
+      expect(found.map((finding) => finding.message)).toEqual(['found by 2 (1 row)']);
       expect(recorded).toEqual([1, 2]);
+      // An attempt marked last ends the taking as a finding does, with nothing found.
+      recorded.length = 0;
+      const none = await inOrder([4, 5, 6], async (value): Promise<Attempt> => ({ records: [() => recorded.push(value)], last: value === 5 }));
+      expect(none).toEqual([]);
+      expect(recorded).toEqual([4, 5]);
       // The third ran (rolled back) and was waited for: the next statement meets no unit of it.
       expect(finished.sort()).toEqual([1, 2, 3]);
       expect((await session.query('select count(*)::int as count from numbers')).rows).toEqual([{ count: '0' }]);

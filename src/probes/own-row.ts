@@ -13,6 +13,7 @@ import { userColumns } from '../plan/owners.js';
 import { actorOf } from './context.js';
 import type { ProbeContext } from './types.js';
 import { columnOf } from '../catalog/lookup.js';
+import { bucketOf } from './schedule.js';
 
 /** An INSERT of one row, ready to execute (`params`) and to show (`values`). */
 export interface RowInsert {
@@ -20,6 +21,12 @@ export interface RowInsert {
   params: (string | null)[];
   /** The values given, by column, as text. */
   values: Record<string, string | null>;
+}
+
+/** Which row of which attempt (see OwnRowBuilder.enter): `key` names the attempt (relation, actor, victim), `attempt` its try. */
+export interface Stream {
+  key: string;
+  attempt: number;
 }
 
 const KEY_TOPS: Record<string, bigint> = { int2: 32_767n, int4: 2_147_483_647n, int8: 9_223_372_036_854_775_807n };
@@ -37,13 +44,26 @@ function sequenceFilled(column: Column): boolean {
  */
 export class OwnRowBuilder {
   private readonly faker: Faker;
+  private readonly seed: number;
   private serial = 5_000_000;
   private keysTaken = 0n;
   private readonly plans: Map<string, RelationPlan>;
 
   constructor(private readonly context: ProbeContext) {
-    this.faker = createFaker((context.scenario.seed ?? 0) + 7919);
+    this.seed = (context.scenario.seed ?? 0) + 7919;
+    this.faker = createFaker(this.seed);
     this.plans = new Map(context.plan.relations.map((entry) => [entry.relation, entry]));
+  }
+
+  /**
+   * Make the next row depend only on `stream` (and the run's seed), not on the rows built before it: for
+   * attempts that run at once (schedule.inOrder), whose rows are built in an order no one fixes (a retry is
+   * built when its first try has answered). Each try of a stream gets other values, serials and keys.
+   */
+  private enter(stream: Stream): void {
+    this.faker.seed(this.seed + bucketOf(`${stream.key}\u0000${stream.attempt}`));
+    this.serial = 5_000_000 + stream.attempt * 1_000;
+    this.keysTaken = BigInt(stream.attempt * 100);
   }
 
   private key(column: Column): string | null {
@@ -93,9 +113,10 @@ export class OwnRowBuilder {
    * One row of `tenant` for `relation`, with `overrides` (column -> text value) applied last; null when a
    * required parent has no seeded row to point at.
    */
-  ownRow(relation: Relation, relationPlan: RelationPlan, tenant: Tenant, overrides: Record<string, string | null> = {}, options: { identity?: Tenant } = {}): RowInsert | null {
+  ownRow(relation: Relation, relationPlan: RelationPlan, tenant: Tenant, overrides: Record<string, string | null> = {}, options: { identity?: Tenant; stream?: Stream } = {}): RowInsert | null {
     // On a live database, an insert that would advance a sequence is never built (see sequences.ts).
     if (writeRisk(this.context.catalog, this.context.sequenceRisks ?? [], relation.qualified, ['INSERT'])) return null;
+    if (options.stream) this.enter(options.stream);
     const values = new Map<string, string | null>();
     if (relationPlan.tenantColumn && relationPlan.tenancy !== 'tenant-table') values.set(relationPlan.tenantColumn, tenant.id);
     // In user tenancy, the row is the user's: its user columns hold the user of `identity` (by default the

@@ -151,28 +151,31 @@ export async function runPlan(
   return { findings: findings.flat(), records: records.flat(), perProbe };
 }
 
-/** What one attempt of `inOrder` did: the probe records to keep, and its finding if it made one. */
+/** What one attempt of `inOrder` did: the probe records to keep, and its findings if it made any. */
 export interface Attempt {
   records: (() => void)[];
-  finding?: Finding;
+  findings?: Finding[];
+  /** No attempt after this one counts, even without a finding (the loop it stands for would have stopped). */
+  last?: boolean;
 }
 
 /**
  * Try every item at once and take the attempts' records in the items' order, up to and including the first
- * attempt with a finding, which is returned: the same outcome as trying them one by one and stopping there.
- * The attempts' statements reach the session together, which sends units called together in one write
- * (AuditSession.rolledBack); an attempt after the one that found has only run rolled-back work, and is
- * waited for.
+ * attempt with a finding (or marked last), whose findings are returned: the same outcome as trying them one
+ * by one and stopping there. The attempts' statements reach the session together, which sends units called
+ * together in one write (AuditSession.rolledBack); an attempt after the one that found has only run
+ * rolled-back work, and is waited for. Attempts run in no fixed order after their first await: values they
+ * generate must not depend on it (OwnRowBuilder's streams).
  */
-export async function inOrder<T>(items: readonly T[], attempt: (item: T) => Promise<Attempt>): Promise<Finding | undefined> {
+export async function inOrder<T>(items: readonly T[], attempt: (item: T) => Promise<Attempt>): Promise<Finding[]> {
   const attempts = items.map((item) => pending(attempt(item)));
   try {
     for (const outcome of attempts) {
-      const { records, finding } = await outcome;
+      const { records, findings, last } = await outcome;
       for (const record of records) record();
-      if (finding) return finding;
+      if (findings?.length || last) return findings ?? [];
     }
-    return undefined;
+    return [];
   } finally {
     // Nothing of the attempts is left running when the probe goes on (what is sent next waits for none of them).
     await Promise.allSettled(attempts);

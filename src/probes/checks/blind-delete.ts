@@ -70,9 +70,9 @@ export const blindDelete = defineProbe({
           fix: diagnosis.fix,
           cause: diagnosis.cause,
         });
-        return { records: [() => recordWrite(context, this.meta.id, target, actor, statement, 'leak', run.rowCount, foreignRows)], finding };
+        return { records: [() => recordWrite(context, this.meta.id, target, actor, statement, 'leak', run.rowCount, foreignRows)], findings: [finding] };
       });
-      if (found) findings.push(found);
+      findings.push(...found);
     }
     findings.push(...(await anonymousDeletes(context, report)));
     return findings;

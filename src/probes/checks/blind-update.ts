@@ -47,8 +47,8 @@ export const blindUpdate = defineProbe({
       const found = await inOrder(writeActors(context, this.meta.id, relation), async (actor): Promise<Attempt> => {
         const victim = context.tenants[(context.tenants.indexOf(actor) + 1) % context.tenants.length]!;
         const records: (() => void)[] = [];
-        for (const column of columns) {
-          const generated = relationPlan.tenancy === 'tenant-table' ? undefined : builder.ownRow(relation, relationPlan, actor)?.values[column.name];
+        for (const [attempt, column] of columns.entries()) {
+          const generated = relationPlan.tenancy === 'tenant-table' ? undefined : builder.ownRow(relation, relationPlan, actor, {}, { stream: { key: `${relation.qualified}\u0000${actor.id}`, attempt } })?.values[column.name];
           const value = generated ?? ownValue(context, relation, actor, column.name);
           if (value === undefined || value === null) continue;
           const blind = `update ${relationIdent(relation)} set ${ident(column.name)} = $1::${column.type}`;
@@ -85,11 +85,11 @@ export const blindUpdate = defineProbe({
             fix: diagnosis.fix,
             cause: diagnosis.cause,
           });
-          return { records, finding };
+          return { records, findings: [finding] };
         }
         return { records };
       });
-      if (found) findings.push(found);
+      findings.push(...found);
     }
     findings.push(...(await anonymousUpdates(context, report)));
     return findings;

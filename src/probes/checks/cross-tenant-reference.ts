@@ -8,6 +8,7 @@ import { maskRow } from '../context.js';
 import { OwnRowBuilder } from '../own-row.js';
 import { writePairs } from '../coverage.js';
 import { defineProbe, type ProbeContext } from '../types.js';
+import { inOrder, type Attempt } from '../schedule.js';
 import { ATTEMPTS, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence } from '../writes.js';
 import { keyCondition, rowKey, tenantIs, writeTargets, type WriteTarget } from '../write-targets.js';
 import { relationOf, requireColumn } from '../../catalog/lookup.js';
@@ -114,14 +115,15 @@ export const crossTenantReference = defineProbe({
       const { relation, relationPlan } = target;
       for (const foreignKey of crossableKeys(context, target)) {
         const columns = foreignKey.columns.filter((column) => column !== relationPlan.tenantColumn);
-        pairs: for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
+        const found = await inOrder(writePairs(context, this.meta.id, target.relation), async ({ actor, victim }): Promise<Attempt> => {
+          const records: (() => void)[] = [];
           const parent = context.ledger.rows(foreignKey.references, victim.id)[0];
-          if (!parent) continue;
+          if (!parent) return { records };
           const overrides = Object.fromEntries(columns.map((column) => [column, parent.values[foreignKey.referencedColumns[foreignKey.columns.indexOf(column)]!] ?? null]));
           const marker = { columns, values: columns.map((column) => overrides[column] ?? null) };
           for (let attempt = 0; attempt < ATTEMPTS; attempt += 1) {
-            const row = builder.ownRow(relation, relationPlan, actor, overrides);
-            if (!row) break pairs;
+            const row = builder.ownRow(relation, relationPlan, actor, overrides, { stream: { key: `${relation.qualified}\u0000${foreignKey.name}\u0000${actor.id}\u0000${victim.id}`, attempt } });
+            if (!row) return { records, last: true };
             const run = await runWrite(context, target, actor, row.sql, row.params, (phase) => {
               const counts = tenantCounts(context, target, marker);
               const copied = phase === 'after' ? copiedRows(context, target, actor, victim, marker.columns, marker.values) : Promise.resolve([]);
@@ -136,16 +138,17 @@ export const crossTenantReference = defineProbe({
               const held =
                 run.error?.code === '23503' &&
                 (run.error.constraint === foreignKey.name || (guard !== undefined && guard.references === foreignKey.references && relationPlan.tenantColumn !== null && guard.columns.includes(relationPlan.tenantColumn)));
-              recordWrite(context, this.meta.id, target, actor, sql, held ? 'pass' : quietOutcome(target, run.error), run.rowCount, 0, run.error);
+              records.push(() => recordWrite(context, this.meta.id, target, actor, sql, held ? 'pass' : quietOutcome(target, run.error), run.rowCount, 0, run.error));
               if (retryable(run.error)) continue;
-              continue pairs;
+              return { records };
             }
-            recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, referencing);
+            records.push(() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, referencing));
+            const reported: Finding[] = [];
             const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...foreignKey.columns]);
             const evidence = writeEvidence(context, actor, row.sql, row.params);
             const fix = compositeKeyFix(context, relation, relationPlan, foreignKey);
             const pointed = columns.map((column) => `${column} = ${literal(overrides[column] ?? null)}`).join(', ');
-            findings.push(report({
+            reported.push(report({
               severity: 'medium',
               object: constraintObject(relation.qualified, foreignKey.name, foreignKey.columns),
               tenant: actor.id,
@@ -163,7 +166,7 @@ export const crossTenantReference = defineProbe({
                 ? [`select * from ${relationIdent(relation)} where ${keyCondition(relation, key, row.params.length)}`]
                 : [];
               const copiedEvidence = readBack.length ? writeEvidence(context, actor, [row.sql, ...readBack].join(';\n'), [...row.params, ...key.map((column) => row.values[column] ?? null)]) : evidence;
-              findings.push(report({
+              reported.push(report({
                 check: 'copied-values',
                 severity: 'medium',
                 object: constraintObject(relation.qualified, foreignKey.name, foreignKey.columns),
@@ -186,9 +189,11 @@ export const crossTenantReference = defineProbe({
                 ),
               }));
             }
-            break pairs;
+            return { records, findings: reported };
           }
-        }
+          return { records };
+        });
+        findings.push(...found);
       }
     }
     return findings;

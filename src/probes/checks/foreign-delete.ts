@@ -67,9 +67,9 @@ export const foreignDelete = defineProbe({
           fix: diagnosis.fix,
           cause: diagnosis.cause,
         });
-        return { records: [() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, lost)], finding };
+        return { records: [() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, lost)], findings: [finding] };
       });
-      if (found) findings.push(found);
+      findings.push(...found);
     }
     return findings;
   },

@@ -4,6 +4,7 @@ import { maskRow } from '../context.js';
 import { OwnRowBuilder } from '../own-row.js';
 import { writePairs } from '../coverage.js';
 import { defineProbe } from '../types.js';
+import { inOrder, type Attempt } from '../schedule.js';
 import { ATTEMPTS, baselineCounts, quietOutcome, recordWrite, retryable, runWrite, tenantCounts, writeEvidence } from '../writes.js';
 import { directSeverity, writeTargets } from '../write-targets.js';
 import { diagnoseWrite } from '../../findings/diagnose.js';
@@ -36,21 +37,25 @@ export const foreignInsert = defineProbe({
     const builder = new OwnRowBuilder(context);
     for (const target of writeTargets(context, 'insert', { tenantTable: false, check: this.meta.id })) {
       const { relation, relationPlan } = target;
-      pairs: for (const { actor, victim } of writePairs(context, this.meta.id, target.relation)) {
+      const pairs = writePairs(context, this.meta.id, target.relation);
+      // Read before any attempt's savepoint is on the wire: the attempts below go out together.
+      const baseline = pairs.length ? await baselineCounts(context, target) : null;
+      const found = await inOrder(pairs, async ({ actor, victim }): Promise<Attempt> => {
+        const records: (() => void)[] = [];
         for (let attempt = 0; attempt < ATTEMPTS; attempt += 1) {
-          const row = builder.ownRow(relation, relationPlan, victim);
+          const row = builder.ownRow(relation, relationPlan, victim, {}, { stream: { key: `${relation.qualified}\u0000${actor.id}\u0000${victim.id}`, attempt } });
           if (!row) {
-            recordWrite(context, this.meta.id, target, actor, `insert into ${relation.qualified} ...`, 'skipped', 0, 0, `${victim.label} has no seeded parent row for a required foreign key`);
-            break pairs;
+            records.push(() => recordWrite(context, this.meta.id, target, actor, `insert into ${relation.qualified} ...`, 'skipped', 0, 0, `${victim.label} has no seeded parent row for a required foreign key`));
+            return { records, last: true };
           }
-          const run = await runWrite(context, target, actor, row.sql, row.params, () => tenantCounts(context, target), { baseline: await baselineCounts(context, target) });
+          const run = await runWrite(context, target, actor, row.sql, row.params, () => tenantCounts(context, target), { baseline: baseline! });
           const sql = inlineParameters(row.sql, row.params);
           const gained = (run.after.total.get(victim.id) ?? 0) - (run.before.total.get(victim.id) ?? 0);
           if (!run.error && gained > 0) {
-            recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, gained);
+            records.push(() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, gained));
             const diagnosis = diagnoseWrite(context, relation, relationPlan, 'INSERT', 'check');
             const keep = new Set([...(relation.primaryKey ?? []), ...(relationPlan.tenantColumn ? [relationPlan.tenantColumn] : []), ...relation.foreignKeys.flatMap((foreignKey) => foreignKey.columns)]);
-            findings.push(report({
+            const finding = report({
               severity: directSeverity(relation),
               object: relationObject(relation),
               tenant: actor.id,
@@ -64,13 +69,15 @@ export const foreignInsert = defineProbe({
               },
               fix: diagnosis.fix,
               cause: diagnosis.cause,
-            }));
-            break pairs;
+            });
+            return { records, findings: [finding] };
           }
-          recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error);
+          records.push(() => recordWrite(context, this.meta.id, target, actor, sql, quietOutcome(target, run.error), run.rowCount, 0, run.error));
           if (!retryable(run.error)) break;
         }
-      }
+        return { records };
+      });
+      findings.push(...found);
     }
     return findings;
   },

@@ -62,9 +62,9 @@ export const foreignUpdate = defineProbe({
           fix: diagnosis.fix,
           cause: diagnosis.cause,
         });
-        return { records: [() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, run.rowCount)], finding };
+        return { records: [() => recordWrite(context, this.meta.id, target, actor, sql, 'leak', run.rowCount, run.rowCount)], findings: [finding] };
       });
-      if (found) findings.push(found);
+      findings.push(...found);
     }
     return findings;
   },

@@ -109,9 +109,9 @@ export const tenantReassignment = defineProbe({
           fix: diagnosis.fix,
           cause: diagnosis.cause,
         });
-        return { records, finding };
+        return { records, findings: [finding] };
       });
-      if (found) findings.push(found);
+      findings.push(...found);
     }
     return findings;
   },

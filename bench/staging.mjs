@@ -21,6 +21,10 @@
  *                          [--audit-args '--pace 1']  more arguments for the audit
  *                          [--nice 10]      run the audit's process at that niceness (its client's CPU then yields to
  *                                           pgbench on the same cores, as a client on another machine would)
+ *                          [--split-cpus]   the server on the first CPU, the clients (the audit's process, pgbench)
+ *                                           on the others (taskset): a database server with clients on other
+ *                                           machines, as in production, where the p99 shows what the audit's
+ *                                           statements cost the application, not its client's CPU
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -46,6 +50,10 @@ const statements = flag('statements');
 const rounds = Number(option('rounds', '3'));
 const auditArgs = option('audit-args', '').split(' ').filter(Boolean);
 const nice = option('nice', undefined);
+const cpus = os.cpus().length;
+const split = flag('split-cpus') && cpus > 1 ? { server: '0', clients: `1-${cpus - 1}` } : null;
+/** The command pinned to the server's or the clients' CPUs (taskset) when --split-cpus is given. */
+const pinned = (command, which) => (split ? ['taskset', '-c', split[which], ...command] : command);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const chatSchema = await readFile(path.join(root, 'scenarios/chat/schema.sql'), 'utf8');
 
@@ -97,7 +105,9 @@ async function startCluster() {
   ];
   if (statements) settings.push("shared_preload_libraries = 'pg_stat_statements'", 'pg_stat_statements.track = all');
   await writeFile(path.join(data, 'postgresql.auto.conf'), `${settings.join('\n')}\n`);
-  execFileSync(path.join(pgBin, 'pg_ctl'), ['-D', data, '-l', path.join(dir, 'log'), '-w', 'start'], { stdio: 'ignore', ...user });
+  // The postmaster's backends inherit its CPUs.
+  const start = pinned([path.join(pgBin, 'pg_ctl'), '-D', data, '-l', path.join(dir, 'log'), '-w', 'start'], 'server');
+  execFileSync(start[0], start.slice(1), { stdio: 'ignore', ...user });
   const url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
   return {
     url,
@@ -168,7 +178,7 @@ function runAudit(url) {
   const args = [cli, 'run', '--database-url', url, '--role', 'app_user', '--setting', 'app.current_tenant', '--seed', '1', '--quiet', '--out', out];
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const command = nice === undefined ? [process.execPath, ...args, ...auditArgs] : ['nice', '-n', nice, process.execPath, ...args, ...auditArgs];
+    const command = pinned(nice === undefined ? [process.execPath, ...args, ...auditArgs] : ['nice', '-n', nice, process.execPath, ...args, ...auditArgs], 'clients');
     const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (chunk) => (err += chunk));
@@ -204,11 +214,11 @@ async function startPgbench(cluster, dir) {
       '',
     ].join('\n'),
   ).then(() => {
-    const child = spawn(
-      path.join(pgBin, 'pgbench'),
-      ['-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', '-n', '-c', String(pgbenchClients), '-j', '1', '-T', '3600', ...(pgbenchRate > 0 ? ['-R', String(pgbenchRate)] : []), '-f', script, '-l', '--log-prefix', logPrefix, 'postgres'],
-      { stdio: 'ignore', cwd: dir },
+    const command = pinned(
+      [path.join(pgBin, 'pgbench'), '-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', '-n', '-c', String(pgbenchClients), '-j', '1', '-T', '3600', ...(pgbenchRate > 0 ? ['-R', String(pgbenchRate)] : []), '-f', script, '-l', '--log-prefix', logPrefix, 'postgres'],
+      'clients',
     );
+    const child = spawn(command[0], command.slice(1), { stdio: 'ignore', cwd: dir });
     return {
       async stop() {
         child.kill('SIGINT');
@@ -270,8 +280,12 @@ async function measure(rows) {
     let quiet = null;
     let latency = null;
     if (pgbenchClients) {
-      // --rounds audits one after the other while pgbench runs (a few hundred transactions per audit: the p99 of
-      // one is its two or three slowest), then pgbench alone for as long.
+      // pgbench alone for 5 s, then --rounds audits one after the other while it runs (a few hundred transactions
+      // per audit: the p99 of one is its two or three slowest), then pgbench alone again for as long: the machine's
+      // own drift falls on both sides of the comparison.
+      const before = await startPgbench(cluster, path.join(cluster.dir, 'before'));
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      const aloneBefore = await before.stop();
       const app = await startPgbench(cluster, path.join(cluster.dir, 'during'));
       const processes = [];
       const audits = [];
@@ -286,7 +300,7 @@ async function measure(rows) {
       const transactions = await app.stop();
       const alone = await startPgbench(cluster, path.join(cluster.dir, 'alone'));
       await new Promise((resolve) => setTimeout(resolve, Math.max(5000, processes.reduce((sum, [from, to]) => sum + (to - from), 0))));
-      quiet = latencyOf(await alone.stop());
+      quiet = latencyOf([...aloneBefore, ...(await alone.stop())]);
       latency = { audits: latencyOf(transactions, audits), processes: latencyOf(transactions, processes), count: rounds };
     }
     const perTable = TABLES.map((name) => ({ name, read: (after.get(name)?.read ?? 0) - (before.get(name)?.read ?? 0), seq: (after.get(name)?.seq ?? 0) - (before.get(name)?.seq ?? 0), live: existing.get(name) }));
@@ -308,7 +322,7 @@ async function measure(rows) {
 const load = () => os.loadavg().map((value) => value.toFixed(2)).join(' ');
 const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
-console.log(`\n== staging-scale audit (chat schema, ${tenantCount} existing tenants, --database-url), PostgreSQL from ${pgBin}, ${os.cpus().length} cores, load ${load()}`);
+console.log(`\n== staging-scale audit (chat schema, ${tenantCount} existing tenants, --database-url), PostgreSQL from ${pgBin}, ${cpus} cores${split ? ` (the server on CPU ${split.server}, the audit and pgbench on ${split.clients})` : ''}, load ${load()}`);
 const results = [];
 for (const rows of sizes) {
   const result = await measure(rows);
@@ -330,7 +344,7 @@ for (const rows of sizes) {
   if (quiet && latency) {
     console.log(`  application (pgbench, ${pgbenchClients} clients${pgbenchRate > 0 ? `, ${pgbenchRate} transactions/s` : ', unthrottled'}): ${latencyLine('alone', quiet)}`);
     console.log(`    ${latencyLine(`during ${latency.count} audits' work on the database (${s(latency.audits.ms)})`, latency.audits)}; p99 ${(latency.audits.p99 / quiet.p99).toFixed(2)}x alone`);
-    console.log(`    ${latencyLine(`while their processes ran (${s(latency.processes.ms)}, with Node's start-up and exit on the same 2 cores)`, latency.processes)}; p99 ${(latency.processes.p99 / quiet.p99).toFixed(2)}x alone`);
+    console.log(`    ${latencyLine(`while their processes ran (${s(latency.processes.ms)}, with Node's start-up and exit on ${split ? `CPU ${split.clients}, the server on CPU ${split.server}` : `the same ${cpus} cores`})`, latency.processes)}; p99 ${(latency.processes.p99 / quiet.p99).toFixed(2)}x alone`);
   }
   for (const statement of result.heaviest) console.log(`    ${statement.blocks.padStart(9)} blocks ${statement.ms.padStart(6)} ms ${statement.calls.padStart(5)} calls: ${statement.query}`);
 }

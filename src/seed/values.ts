@@ -111,37 +111,101 @@ function surname(faker: Faker): string {
   return list?.length ? faker.helpers.arrayElement(list) : faker.person.lastName();
 }
 
+/** What a text column's name asks for (see textKind). */
+type TextKind =
+  | 'email' | 'first-name' | 'last-name' | 'username' | 'company' | 'person' | 'title' | 'paragraph' | 'url' | 'phone'
+  | 'city' | 'country' | 'address' | 'slug' | 'color' | 'noun' | 'words';
+
+const textKinds = new Map<string, TextKind>();
+
+/** The kind of text a column's name asks for, read once per name (the name's tests ran for every value). */
+function textKind(columnName: string): TextKind {
+  let kind = textKinds.get(columnName);
+  if (kind !== undefined) return kind;
+  const name = columnName.toLowerCase();
+  if (/e-?mail/.test(name)) kind = 'email';
+  else if (/(^|_)(first_?name|given_name)$/.test(name)) kind = 'first-name';
+  else if (/(^|_)(last_?name|surname|family_name)$/.test(name)) kind = 'last-name';
+  else if (/(^|_)(user_?name|handle|login|nick(name)?)$/.test(name)) kind = 'username';
+  else if (/name$/.test(name) && /(company|org|tenant|account|workspace|team)/.test(name)) kind = 'company';
+  else if (/(^|_)(name|display_name|full_name|author|owner)$/.test(name)) kind = 'person';
+  else if (/(title|subject|headline|label|caption)/.test(name)) kind = 'title';
+  else if (/(body|content|message|text|description|comment|note|summary|bio|details)/.test(name)) kind = 'paragraph';
+  else if (/(url|link|website|href)/.test(name)) kind = 'url';
+  else if (/(phone|mobile|fax)/.test(name)) kind = 'phone';
+  else if (/(city|town)/.test(name)) kind = 'city';
+  else if (/country/.test(name)) kind = 'country';
+  else if (/(address|street)/.test(name)) kind = 'address';
+  else if (/(slug|key|code|token|ref)$/.test(name)) kind = 'slug';
+  else if (/(color|colour)/.test(name)) kind = 'color';
+  else if (/(status|state|kind|type|category|tier|plan|role)$/.test(name)) kind = 'noun';
+  else kind = 'words';
+  textKinds.set(columnName, kind);
+  return kind;
+}
+
 /** A text value shaped by the column's name, with the canary and, for unique columns, a serial. */
 function textValue(faker: Faker, column: Column, rules: ColumnRules, context: ValueContext): string {
-  const name = column.name.toLowerCase();
-  const tag = [context.canary, context.unique ? String(context.serial) : null].filter(Boolean).join('');
+  const tag = (context.canary ?? '') + (context.unique ? String(context.serial) : '');
   const room = (rules.maxLength ?? Infinity) - (tag ? tag.length + 1 : 0);
   if (room < 3) {
     // Too short for a canary: a unique, attributable value is impossible; keep it valid.
     const length = Math.max(1, Math.min(rules.maxLength ?? 8, 8));
     return fit(context.unique ? String(context.serial).padStart(length, '0').slice(-length) : faker.string.alpha({ length, casing: 'lower' }), rules);
   }
-  if (/e-?mail/.test(name)) {
-    const local = `${faker.person.firstName()}.${surname(faker)}`.toLowerCase().replace(/[^a-z0-9.]/g, '');
-    return fit(`${local}${tag ? `.${tag}` : ''}@example.com`, rules);
-  }
   let base: string;
-  if (/(^|_)(first_?name|given_name)$/.test(name)) base = faker.person.firstName();
-  else if (/(^|_)(last_?name|surname|family_name)$/.test(name)) base = surname(faker);
-  else if (/(^|_)(user_?name|handle|login|nick(name)?)$/.test(name)) base = faker.internet.username().replace(/[^A-Za-z0-9_.]/g, '');
-  else if (/name$/.test(name) && /(company|org|tenant|account|workspace|team)/.test(name)) base = faker.company.name();
-  else if (/(^|_)(name|display_name|full_name|author|owner)$/.test(name)) base = `${faker.person.firstName()} ${surname(faker)}`;
-  else if (/(title|subject|headline|label|caption)/.test(name)) base = faker.lorem.sentence({ min: 3, max: 6 }).replace(/\.$/, '');
-  else if (/(body|content|message|text|description|comment|note|summary|bio|details)/.test(name)) base = faker.lorem.paragraph(1);
-  else if (/(url|link|website|href)/.test(name)) return fit(`${faker.internet.url()}/${tag || faker.string.alphanumeric(6)}`, rules);
-  else if (/(phone|mobile|fax)/.test(name)) base = faker.phone.number();
-  else if (/(city|town)/.test(name)) base = faker.location.city();
-  else if (/country/.test(name)) base = faker.location.country();
-  else if (/(address|street)/.test(name)) base = faker.location.streetAddress();
-  else if (/(slug|key|code|token|ref)$/.test(name)) return fit(`${faker.lorem.slug(2)}-${tag || faker.string.alphanumeric(6)}`.toLowerCase(), rules);
-  else if (/(color|colour)/.test(name)) base = faker.color.human();
-  else if (/(status|state|kind|type|category|tier|plan|role)$/.test(name)) base = faker.word.noun();
-  else base = faker.lorem.words(3);
+  switch (textKind(column.name)) {
+    case 'email': {
+      const local = `${faker.person.firstName()}.${surname(faker)}`.toLowerCase().replace(/[^a-z0-9.]/g, '');
+      return fit(`${local}${tag ? `.${tag}` : ''}@example.com`, rules);
+    }
+    case 'first-name':
+      base = faker.person.firstName();
+      break;
+    case 'last-name':
+      base = surname(faker);
+      break;
+    case 'username':
+      base = faker.internet.username().replace(/[^A-Za-z0-9_.]/g, '');
+      break;
+    case 'company':
+      base = faker.company.name();
+      break;
+    case 'person':
+      base = `${faker.person.firstName()} ${surname(faker)}`;
+      break;
+    case 'title':
+      base = faker.lorem.sentence({ min: 3, max: 6 }).replace(/\.$/, '');
+      break;
+    case 'paragraph':
+      base = faker.lorem.paragraph(1);
+      break;
+    case 'url':
+      return fit(`${faker.internet.url()}/${tag || faker.string.alphanumeric(6)}`, rules);
+    case 'phone':
+      base = faker.phone.number();
+      break;
+    case 'city':
+      base = faker.location.city();
+      break;
+    case 'country':
+      base = faker.location.country();
+      break;
+    case 'address':
+      base = faker.location.streetAddress();
+      break;
+    case 'slug':
+      return fit(`${faker.lorem.slug(2)}-${tag || faker.string.alphanumeric(6)}`.toLowerCase(), rules);
+    case 'color':
+      base = faker.color.human();
+      break;
+    case 'noun':
+      base = faker.word.noun();
+      break;
+    case 'words':
+      base = faker.lorem.words(3);
+      break;
+  }
   if (rules.lowercase) base = base.toLowerCase();
   const maxBase = Math.max(1, room);
   return fit(`${base.slice(0, maxBase).trimEnd()}${tag ? ` ${tag}` : ''}`, rules);

@@ -1,4 +1,4 @@
-import type { Catalog, Column, Relation } from './types.js';
+import type { Catalog, Column, Constraint, Relation } from './types.js';
 
 /**
  * The catalog's lookups by name: every reader of a relation or a column by its name goes through here, on an
@@ -65,4 +65,11 @@ export function requireColumn(relation: Pick<Relation, 'columns' | 'qualified'>,
 /** The type of a relation's column as format_type prints it, or undefined when the relation or column is unknown. */
 export function columnType(relation: Pick<Relation, 'columns'> | undefined, name: string): string | undefined {
   return columnOf(relation, name)?.type;
+}
+
+/** The column of the relation's single-column primary key, else of its first single-column unique constraint. */
+export function singleKeyColumn(relation: Relation): Column | undefined {
+  if (relation.primaryKey?.length === 1) return columnOf(relation, relation.primaryKey[0]!);
+  const unique = relation.constraints.find((constraint): constraint is Exclude<Constraint, { kind: 'exclusion' }> => constraint.kind === 'unique' && constraint.columns.length === 1);
+  return unique ? columnOf(relation, unique.columns[0]!) : undefined;
 }

@@ -1,7 +1,7 @@
-import type { Catalog, Column, Relation } from '../catalog/types.js';
+import type { Catalog } from '../catalog/types.js';
 import { AuditError } from '../errors.js';
 import type { ContextParameter } from '../analysis/context-sql.js';
-import { columnOf, findRelation } from '../catalog/lookup.js';
+import { findRelation, singleKeyColumn } from '../catalog/lookup.js';
 import type { PlanNote } from './notes.js';
 
 /**
@@ -85,10 +85,6 @@ export function profileTables(catalog: Catalog, users: string): { relation: stri
   });
 }
 
-function keyColumn(relation: Relation): Column | undefined {
-  const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
-  return key === undefined || key === null ? undefined : columnOf(relation, key);
-}
 
 /**
  * The actor kind follows from what the context SQL carries ($role: one role per tenant; $user: users),
@@ -119,7 +115,7 @@ export function planActors(
   const usersName = input.actor.usersTable ?? input.usersTable;
   const usersRelation = usersName ? findRelation(catalog, usersName) : undefined;
   if (!usersRelation) throw new AuditError(`users table ${usersName ?? '(none)'} does not exist: name it with actor.usersTable in the scenario`);
-  const key = keyColumn(usersRelation);
+  const key = singleKeyColumn(usersRelation);
   if (!key) throw new AuditError(`users table ${usersRelation.qualified} has no single-column key to identify a user`);
   const users: UsersTable = { relation: usersRelation.qualified, column: key.name, type: key.type, baseType: key.baseType };
   if (usersRelation.qualified === input.tenantTable) {

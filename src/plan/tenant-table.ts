@@ -4,7 +4,7 @@ import { AuditError } from '../errors.js';
 import type { Scenario } from '../scenario/schema.js';
 import type { Preset } from '../presets/index.js';
 import { profileTables } from './actors.js';
-import { columnOf, findRelation, requireColumn } from '../catalog/lookup.js';
+import { columnOf, findRelation, requireColumn, singleKeyColumn } from '../catalog/lookup.js';
 import type { PolicyMembership } from './context-choice.js';
 import type { PlanNote } from './notes.js';
 
@@ -102,8 +102,7 @@ export function keyColumnOf(catalog: Catalog, relation: Relation, scenario: Scen
     notes.push({ kind: 'tenant-key', relation: relation.qualified, column: top[0], references: top[1] });
     return requireColumn(relation, top[0]);
   }
-  const key = relation.primaryKey?.length === 1 ? relation.primaryKey[0] : relation.constraints.find((constraint) => constraint.kind === 'unique' && constraint.columns.length === 1)?.columns[0];
-  const column = key === undefined || key === null ? undefined : columnOf(relation, key);
+  const column = singleKeyColumn(relation);
   if (!column) throw new AuditError(`tenant table ${relation.qualified} has no single-column primary key or unique key to identify a tenant: give the key with --tenant-key`);
   return column;
 }

@@ -5,7 +5,7 @@ import type { RelationPlan } from '../plan/tenancy.js';
 import type { Tenant } from '../seed/ledger.js';
 import { RowPlanner } from '../seed/planner.js';
 import { partitionBounds } from '../seed/partitions.js';
-import { defaultsFirst } from '../seed/shapes.js';
+import { defaultsFirst, uniqueColumns } from '../seed/shapes.js';
 import { checksOf, createFaker } from '../seed/values.js';
 import { ident, relationIdent } from '../target/sql.js';
 import { writeRisk } from '../target/sequences.js';
@@ -80,11 +80,8 @@ export class OwnRowBuilder {
     const key = `${relation.qualified}\u0000${fill.map((column) => column.name).join(',')}`;
     let planner = this.planners.get(key);
     if (!planner) {
-      const unique = new Set<string>();
-      for (const constraint of relation.constraints) if (['primary-key', 'unique', 'exclusion'].includes(constraint.kind)) constraint.columns.forEach((name) => name && unique.add(name));
-      for (const index of relation.indexes) if (index.unique) index.columns.forEach((name) => name && unique.add(name));
       const bounds = partitionBounds(this.context.catalog, relation).find((leaf) => leaf.bounded);
-      planner = new RowPlanner(relation, fill, unique, new Set(bounds?.keyColumns ?? []), bounds?.atoms ?? []);
+      planner = new RowPlanner(relation, fill, uniqueColumns(relation), new Set(bounds?.keyColumns ?? []), bounds?.atoms ?? []);
       this.planners.set(key, planner);
     }
     return planner;

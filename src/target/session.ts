@@ -431,6 +431,14 @@ export class AuditSession {
     return () => settled;
   }
 
+  /** One statement in a unit of its own (rolledBack), `prelude` before it (e.g. the role it runs as). */
+  readRolledBack(text: string, prelude: string[] = []): Promise<QueryOutcome> {
+    return this.rolledBack(async () => {
+      const read = this.send(text);
+      return () => read;
+    }, prelude);
+  }
+
   /** `set local role`, for a savepoint's prelude. */
   roleStatement(role: string): string {
     return `set local role ${ident(role)}`;

@@ -64,11 +64,7 @@ export const identity = defineProbe({
       `select current_user as role, current_setting('is_superuser') = 'on' as superuser, ` +
       `(select rolbypassrls from pg_roles where rolname = current_user) as bypass_rls`;
     // The first row of `sql` as the application role, in a unit that is rolled back.
-    const asRole = (sql: string) =>
-      session.rolledBack(async () => {
-        const read = session.send(sql);
-        return async () => (await read).rows[0]!;
-      }, [session.roleStatement(plan.role)]);
+    const asRole = (sql: string) => session.readRolledBack(sql, [session.roleStatement(plan.role)]).then(({ rows }) => rows[0]!);
     const who = await asRole(whoSql);
     context.record({ check: this.meta.id, relation: plan.role, context: 'identity', tenant: null, sql: whoSql, outcome: isTrue(who.superuser) || isTrue(who.bypass_rls) ? 'leak' : 'pass', rows: 1, foreignRows: 0, missingOwnRows: 0 });
     if (isTrue(who.superuser) || isTrue(who.bypass_rls)) {

@@ -67,12 +67,7 @@ export const seqScan = defineProbe({
     // The tables' real sizes, counted up to the threshold as the session user (no policy filter), all at once: a
     // table the planner has never analyzed is estimated from its pages (at least ten), which overstates a small one.
     const counts = targets.map(({ relation }) =>
-      pending(
-        session.rolledBack(async () => {
-          const read = session.send(`select count(*) from (select 1 from only ${relationIdent(relation)} limit ${ROW_THRESHOLD + 1}) as sample`);
-          return async () => Number(firstValue((await read).rows[0]));
-        }),
-      ),
+      pending(session.readRolledBack(`select count(*) from (select 1 from only ${relationIdent(relation)} limit ${ROW_THRESHOLD + 1}) as sample`).then(({ rows }) => Number(firstValue(rows[0])))),
     );
     for (const [index, target] of targets.entries()) {
       const { relation, relationPlan } = target;

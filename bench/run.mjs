@@ -11,9 +11,11 @@
  *   node bench/run.mjs --extra '{"jobs":1}' scenario fields for the audit side
  *   node bench/run.mjs --only staging       just the staging-scale audit (bench/staging.mjs): the chat schema with
  *                                           0 and 3,000,000 existing messages; --staging-rows 0,300000 changes the sizes;
- *                                           the application's p99 under pgbench alone and during an audit
- *                                           (--pgbench 4 clients, --pgbench-rate 200 transactions/s; --pgbench 0: none;
- *                                           --split-cpus: the server on the first CPU, the audit and pgbench on the others)
+ *                                           the application's latency under pgbench in quiet windows, during a control
+ *                                           (a busy loop, no database work) and during audits (--pgbench 4 clients,
+ *                                           --pgbench-rate 200 transactions/s; --pgbench 0: none), pgbench on CPUs of
+ *                                           its own and the server and the audit (niceness 19) on the first
+ *                                           (bench/staging.mjs --split-cpus; --shared-cpus: everything on every core)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -128,7 +130,7 @@ if (!only || only === 'staging') {
   // Its own script prints its own lines: a run with --database-url on a database that already holds rows.
   const args = [fileURLToPath(new URL('./staging.mjs', import.meta.url)), '--rows', option('staging-rows', '0,3000000'), '--pgbench', option('pgbench', '4'), '--pgbench-rate', option('pgbench-rate', '200')];
   if (pgBin) args.push('--pg-bin', pgBin);
-  if (flag('split-cpus')) args.push('--split-cpus');
+  if (!flag('shared-cpus')) args.push('--split-cpus');
   await new Promise((resolve, reject) => {
     const staging = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
     staging.on('error', reject);

@@ -13,18 +13,25 @@
  *                                           (the audit's time is the median of --rounds runs on the same database;
  *                                           the rows read are the first run's)
  *                          [--pgbench 4]    also run pgbench as the application (N clients, a tenant's latest
- *                                           messages), alone and then during one more audit, and print its
- *                                           p50/p99 latency both ways; [--pgbench-rate 200] bounds it to that
- *                                           many transactions per second (0: as fast as it can; the latency
- *                                           is then counted from each transaction's scheduled start)
- *                          [--statements]   load pg_stat_statements and print the audit's 8 heaviest statements
+ *                                           messages) without a pause through --rounds rounds of three windows,
+ *                                           each as long as an audit: quiet, the control (one thread busy where and
+ *                                           as the audit runs, no database work: what any process there does to the
+ *                                           application on this machine), an audit. Prints the application's
+ *                                           latency (p50, p99, max) in each kind of window, the p99 of each window
+ *                                           (their spread is this machine's own), and the time its statement took
+ *                                           on the server (pg_stat_statements: a lock wait, a read from disk or a
+ *                                           changed plan would show there); [--pgbench-rate 200]
+ *                                           bounds it to that many transactions per second (0: as fast as it can;
+ *                                           the latency is then counted from each transaction's scheduled start)
+ *                          [--statements]   print the audit's 8 heaviest statements (pg_stat_statements)
  *                          [--audit-args '--pace 1']  more arguments for the audit
- *                          [--nice 10]      run the audit's process at that niceness (its client's CPU then yields to
- *                                           pgbench on the same cores, as a client on another machine would)
- *                          [--split-cpus]   the server on the first CPU, the clients (the audit's process, pgbench)
- *                                           on the others (taskset): a database server with clients on other
- *                                           machines, as in production, where the p99 shows what the audit's
- *                                           statements cost the application, not its client's CPU
+ *                          [--nice 10]      run the audit's process at that niceness
+ *                          [--split-cpus]   pgbench on CPUs of its own (all but the first), the server and the audit's
+ *                                           process on the first, the audit at niceness 19 unless --nice says
+ *                                           otherwise (taskset, nice): the application's clients on machines of
+ *                                           their own and the audit's client taking only the time the server leaves
+ *                                           idle, as when it runs on another machine; the audit's backend is not
+ *                                           niced, it competes with the application's as it would in production
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -49,11 +56,13 @@ const pgbenchRate = Number(option('pgbench-rate', '200'));
 const statements = flag('statements');
 const rounds = Number(option('rounds', '3'));
 const auditArgs = option('audit-args', '').split(' ').filter(Boolean);
-const nice = option('nice', undefined);
 const cpus = os.cpus().length;
-const split = flag('split-cpus') && cpus > 1 ? { server: '0', clients: `1-${cpus - 1}` } : null;
-/** The command pinned to the server's or the clients' CPUs (taskset) when --split-cpus is given. */
+const split = flag('split-cpus') && cpus > 1 ? { server: '0', application: `1-${cpus - 1}` } : null;
+const nice = option('nice', split ? '19' : undefined);
+/** The command pinned to the server's CPU (the server, the audit) or the application's (taskset) when --split-cpus is given. */
 const pinned = (command, which) => (split ? ['taskset', '-c', split[which], ...command] : command);
+/** A command run where and as the audit runs: on the server's CPU with --split-cpus, at --nice. */
+const asAudit = (command) => pinned(nice === undefined ? command : ['nice', '-n', nice, ...command], 'server');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const chatSchema = await readFile(path.join(root, 'scenarios/chat/schema.sql'), 'utf8');
 
@@ -103,7 +112,7 @@ async function startCluster() {
     'max_wal_size = 4GB',
     'track_counts = on',
   ];
-  if (statements) settings.push("shared_preload_libraries = 'pg_stat_statements'", 'pg_stat_statements.track = all');
+  if (statements || pgbenchClients) settings.push("shared_preload_libraries = 'pg_stat_statements'", `pg_stat_statements.track = ${statements ? 'all' : 'top'}`);
   await writeFile(path.join(data, 'postgresql.auto.conf'), `${settings.join('\n')}\n`);
   // The postmaster's backends inherit its CPUs.
   const start = pinned([path.join(pgBin, 'pg_ctl'), '-D', data, '-l', path.join(dir, 'log'), '-w', 'start'], 'server');
@@ -178,7 +187,7 @@ function runAudit(url) {
   const args = [cli, 'run', '--database-url', url, '--role', 'app_user', '--setting', 'app.current_tenant', '--seed', '1', '--quiet', '--out', out];
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const command = pinned(nice === undefined ? [process.execPath, ...args, ...auditArgs] : ['nice', '-n', nice, process.execPath, ...args, ...auditArgs], 'clients');
+    const command = asAudit([process.execPath, ...args, ...auditArgs]);
     const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (chunk) => (err += chunk));
@@ -193,6 +202,19 @@ function runAudit(url) {
         reject(new Error(`the audit exited with ${code} and wrote no report: ${err.trim()}`));
       }
     });
+  });
+}
+
+/**
+ * The control: one thread busy for `ms` and no database work, where and as the audit runs. What any process
+ * using that CPU does to the application's latency on this machine, next to what the audit does.
+ */
+function busyLoop(ms) {
+  const command = asAudit([process.execPath, '-e', `const end = Date.now() + ${ms}; while (Date.now() < end);`]);
+  return new Promise((resolve, reject) => {
+    const child = spawn(command[0], command.slice(1), { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`the busy loop exited with ${code}`))));
   });
 }
 
@@ -216,7 +238,7 @@ async function startPgbench(cluster, dir) {
   ).then(() => {
     const command = pinned(
       [path.join(pgBin, 'pgbench'), '-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', '-n', '-c', String(pgbenchClients), '-j', '1', '-T', '3600', ...(pgbenchRate > 0 ? ['-R', String(pgbenchRate)] : []), '-f', script, '-l', '--log-prefix', logPrefix, 'postgres'],
-      'clients',
+      'application',
     );
     const child = spawn(command[0], command.slice(1), { stdio: 'ignore', cwd: dir });
     return {
@@ -259,7 +281,7 @@ async function measure(rows) {
     const filling = Date.now();
     await fill(client, rows);
     const filled = Date.now() - filling;
-    if (statements) await client.query('create extension pg_stat_statements').then(() => client.query('select pg_stat_statements_reset()'));
+    if (statements || pgbenchClients) await client.query('create extension pg_stat_statements').then(() => client.query('select pg_stat_statements_reset()'));
     // Exact row counts (n_live_tup is an estimate), read before the statistics' starting point.
     const existing = new Map();
     for (const name of TABLES) existing.set(name, Number((await client.query(`select count(*)::int8::text as n from ${name}`)).rows[0].n));
@@ -276,32 +298,48 @@ async function measure(rows) {
     for (let round = 1; round < rounds; round += 1) walls.push((await runAudit(cluster.url)).wall);
     run.wall = [...walls].sort((a, b) => a - b)[Math.floor(walls.length / 2)];
     run.walls = walls;
-    // The application (pgbench) alone, for as long as an audit takes, then during one more audit.
-    let quiet = null;
+    // The application (pgbench) without a pause, and --rounds times: a quiet window as long as an audit, the
+    // control (a busy loop as long as an audit), an audit. The windows interleave, so the machine's own drift
+    // falls on every side.
     let latency = null;
     if (pgbenchClients) {
-      // pgbench alone for 5 s, then --rounds audits one after the other while it runs (a few hundred transactions
-      // per audit: the p99 of one is its two or three slowest), then pgbench alone again for as long: the machine's
-      // own drift falls on both sides of the comparison.
-      const before = await startPgbench(cluster, path.join(cluster.dir, 'before'));
-      await new Promise((resolve) => setTimeout(resolve, 5000));
-      const aloneBefore = await before.stop();
-      const app = await startPgbench(cluster, path.join(cluster.dir, 'during'));
-      const processes = [];
-      const audits = [];
+      const app = await startPgbench(cluster, path.join(cluster.dir, 'pgbench'));
+      const serverTime = { quiet: [], control: [], audits: [] };
+      const windows = { quiet: [], control: [], audits: [], processes: [] };
+      /** The application's statement on the server (pg_stat_statements) over one window. */
+      const statementTime = async () => {
+        const { rows } = await client.query(
+          "select calls::int8::text as calls, total_exec_time as total, max_exec_time as max from pg_stat_statements where query like 'select id, body from messages%'",
+        );
+        await client.query('select pg_stat_statements_reset()');
+        return rows.map((row) => ({ calls: Number(row.calls), total: row.total, max: row.max }));
+      };
+      await new Promise((resolve) => setTimeout(resolve, 2000)); // connections made, plans cached
+      await statementTime();
       for (let round = 0; round < rounds; round += 1) {
+        const quietFrom = Date.now();
+        await new Promise((resolve) => setTimeout(resolve, run.wall));
+        windows.quiet.push([quietFrom, Date.now()]);
+        serverTime.quiet.push(...(await statementTime()));
+        const loopFrom = Date.now();
+        await busyLoop(run.wall);
+        windows.control.push([loopFrom, Date.now()]);
+        serverTime.control.push(...(await statementTime()));
         const spawned = Date.now();
         const during = await runAudit(cluster.url);
-        processes.push([spawned, spawned + during.wall]);
+        windows.processes.push([spawned, spawned + during.wall]);
         // The audit's work on the database: from its start to its report (the process also starts Node and exits).
         const started = Date.parse(during.report.startedAt);
-        audits.push([started, started + during.report.timings.total]);
+        windows.audits.push([started, started + during.report.timings.total]);
+        serverTime.audits.push(...(await statementTime()));
       }
       const transactions = await app.stop();
-      const alone = await startPgbench(cluster, path.join(cluster.dir, 'alone'));
-      await new Promise((resolve) => setTimeout(resolve, Math.max(5000, processes.reduce((sum, [from, to]) => sum + (to - from), 0))));
-      quiet = latencyOf([...aloneBefore, ...(await alone.stop())]);
-      latency = { audits: latencyOf(transactions, audits), processes: latencyOf(transactions, processes), count: rounds };
+      const server = (entries) => {
+        const calls = entries.reduce((sum, entry) => sum + entry.calls, 0);
+        return { mean: entries.reduce((sum, entry) => sum + entry.total, 0) / calls, max: Math.max(...entries.map((entry) => entry.max)) };
+      };
+      const side = (name) => ({ ...latencyOf(transactions, windows[name]), each: windows[name].map((window) => latencyOf(transactions, [window]).p99), server: server(serverTime[name]) });
+      latency = { quiet: side('quiet'), control: side('control'), audits: side('audits'), processes: latencyOf(transactions, windows.processes) };
     }
     const perTable = TABLES.map((name) => ({ name, read: (after.get(name)?.read ?? 0) - (before.get(name)?.read ?? 0), seq: (after.get(name)?.seq ?? 0) - (before.get(name)?.seq ?? 0), live: existing.get(name) }));
     let heaviest = [];
@@ -312,7 +350,7 @@ async function measure(rows) {
       );
       heaviest = top;
     }
-    return { rows, filled, run, perTable, latency, quiet, heaviest };
+    return { rows, filled, run, perTable, latency, heaviest };
   } finally {
     await client.end();
     await cluster.stop();
@@ -322,12 +360,12 @@ async function measure(rows) {
 const load = () => os.loadavg().map((value) => value.toFixed(2)).join(' ');
 const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
-console.log(`\n== staging-scale audit (chat schema, ${tenantCount} existing tenants, --database-url), PostgreSQL from ${pgBin}, ${cpus} cores${split ? ` (the server on CPU ${split.server}, the audit and pgbench on ${split.clients})` : ''}, load ${load()}`);
+console.log(`\n== staging-scale audit (chat schema, ${tenantCount} existing tenants, --database-url), PostgreSQL from ${pgBin}, ${cpus} cores${split ? ` (the server and the audit on CPU ${split.server}, pgbench on ${split.application})` : ''}, load ${load()}`);
 const results = [];
 for (const rows of sizes) {
   const result = await measure(rows);
   results.push(result);
-  const { run, perTable, latency, quiet } = result;
+  const { run, perTable, latency } = result;
   const existing = perTable.reduce((sum, table) => sum + table.live, 0);
   const read = perTable.reduce((sum, table) => sum + table.read, 0);
   const empty = results[0];
@@ -340,11 +378,18 @@ for (const rows of sizes) {
     console.log(`    ${table.name.padEnd(14)} ${String(table.live).padStart(9)} existing, ${String(table.read).padStart(10)} read (${table.seq} by sequential scan)${table.live ? `, ${(table.read / table.live).toFixed(3)} per row` : ''}`);
   }
   for (const note of run.report.notes.filter((line) => /sampl/i.test(line))) console.log(`  note: ${note}`);
-  const latencyLine = (name, entry) => `${name}: ${entry.transactions} transactions, p50 ${entry.p50.toFixed(2)} ms, p99 ${entry.p99.toFixed(2)} ms, max ${entry.max.toFixed(2)} ms`;
-  if (quiet && latency) {
-    console.log(`  application (pgbench, ${pgbenchClients} clients${pgbenchRate > 0 ? `, ${pgbenchRate} transactions/s` : ', unthrottled'}): ${latencyLine('alone', quiet)}`);
-    console.log(`    ${latencyLine(`during ${latency.count} audits' work on the database (${s(latency.audits.ms)})`, latency.audits)}; p99 ${(latency.audits.p99 / quiet.p99).toFixed(2)}x alone`);
-    console.log(`    ${latencyLine(`while their processes ran (${s(latency.processes.ms)}, with Node's start-up and exit on ${split ? `CPU ${split.clients}, the server on CPU ${split.server}` : `the same ${cpus} cores`})`, latency.processes)}; p99 ${(latency.processes.p99 / quiet.p99).toFixed(2)}x alone`);
+  const latencyLine = (name, entry) => `${name} (${s(entry.ms)}): ${entry.transactions} transactions, p50 ${entry.p50.toFixed(2)} ms, p99 ${entry.p99.toFixed(2)} ms, max ${entry.max.toFixed(2)} ms`;
+  if (latency) {
+    const { quiet, control, audits, processes } = latency;
+    const each = (entry) => entry.each.map((p99) => p99.toFixed(1)).join(' ');
+    const onServer = (entry) => `its statement on the server ${(entry.server.mean * 1000).toFixed(0)} us on average, ${entry.server.max.toFixed(2)} ms at most`;
+    const where = `${nice === undefined ? '' : ` at niceness ${nice}`}${split ? ` on CPU ${split.server}` : ''}`;
+    console.log(`  application (pgbench, ${pgbenchClients} clients${pgbenchRate > 0 ? `, ${pgbenchRate} transactions/s` : ', unthrottled'}${split ? ` on CPU ${split.application}` : ''}), ${run.walls.length} rounds of a quiet window, the control and an audit:`);
+    console.log(`    ${latencyLine('quiet', quiet)}; ${onServer(quiet)}`);
+    console.log(`    ${latencyLine(`the control (a busy loop${where}, no database work)`, control)}; ${onServer(control)}; p99 ${(control.p99 / quiet.p99).toFixed(2)}x quiet`);
+    console.log(`    ${latencyLine("during the audits' work on the database", audits)}; ${onServer(audits)}; p99 ${(audits.p99 / quiet.p99).toFixed(2)}x quiet, ${(audits.p99 / control.p99).toFixed(2)}x the control`);
+    console.log(`    ${latencyLine(`while the audits' processes ran (with Node's start-up and exit${where})`, processes)}; p99 ${(processes.p99 / quiet.p99).toFixed(2)}x quiet, ${(processes.p99 / control.p99).toFixed(2)}x the control`);
+    console.log(`    p99 of each window: quiet ${each(quiet)} ms; control ${each(control)} ms; audits ${each(audits)} ms`);
   }
   for (const statement of result.heaviest) console.log(`    ${statement.blocks.padStart(9)} blocks ${statement.ms.padStart(6)} ms ${statement.calls.padStart(5)} calls: ${statement.query}`);
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { audit } from '../dist/audit.js';
 import { scenarioSchema } from '../dist/scenario/schema.js';
 import { generateSchema } from './schema.mjs';
+import { serverCpuMs } from './server-cpu.mjs';
 
 function option(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);
@@ -43,22 +44,39 @@ try {
     const usage = process.resourceUsage();
     return (usage.userCPUTime + usage.systemCPUTime) / 1000;
   };
+  // The server's CPU (every PostgreSQL process) at the same moments, up to the last probe (the cluster stops after).
+  const serverAt = {};
   const started = Date.now();
   const startCpu = cpuNow();
   // Each phase of the report's timings starts at the first event of its progress phase; the probes at the end of seeding.
-  const report = await audit(scenario, { progress: ({ phase, completed }) => (cpuAt[phase === 'seeding' && completed ? 'seeded' : phase] ??= cpuNow()) });
+  const report = await audit(scenario, {
+    progress: ({ phase, completed, total }) => {
+      const mark = phase === 'seeding' && completed ? 'seeded' : phase;
+      cpuAt[mark] ??= cpuNow();
+      serverAt[mark] ??= serverCpuMs();
+      if (phase === 'probes' && completed === total) serverAt.end = serverCpuMs();
+    },
+  });
   const endCpu = cpuNow();
   const marks = [['start', startCpu], ['schema', cpuAt.schema], ['introspection', cpuAt.catalog], ['seeding', cpuAt.seeding], ['probes', cpuAt.seeded], ['end', endCpu]];
   const phaseCpu = {};
   for (let index = 0; index + 1 < marks.length; index += 1) phaseCpu[marks[index][0]] = Math.round(marks[index + 1][1] - marks[index][1]);
   // The probes' share holds the report's few milliseconds too.
   phaseCpu.total = Math.round(endCpu - startCpu);
+  const serverCpu = {};
+  const serverMarks = [['schema', serverAt.schema], ['introspection', serverAt.catalog], ['seeding', serverAt.seeding], ['probes', serverAt.seeded], ['end', serverAt.end]];
+  for (let index = 0; index + 1 < serverMarks.length; index += 1) {
+    const [name, from] = serverMarks[index];
+    const to = serverMarks[index + 1][1];
+    if (typeof from === 'number' && typeof to === 'number') serverCpu[name] = Math.round(to - from);
+  }
   const wall = Date.now() - started;
   const { timings, summary } = report;
   console.log(
     JSON.stringify({
       timings,
       phaseCpu,
+      serverCpu,
       wall,
       rowsSeeded: summary.rowsSeeded,
       queries: summary.queries,

@@ -85,24 +85,28 @@ async function compare() {
   ];
   // The audit's own CPU in each phase (this process, every thread): on a machine whose cores the server also needs, what the client takes from it.
   const cpu = (name) => (name in audits[0].phaseCpu ? median(audits.map((run) => run.phaseCpu[name])) : null);
-  console.log(`${'phase'.padEnd(14)}${'floor'.padStart(10)}${'rls-audit'.padStart(12)}${'ratio'.padStart(9)}${'audit CPU'.padStart(12)}`);
+  // The server's CPU in each phase (every PostgreSQL process), both sides: the work the server did for each.
+  const server = (runs, name) => (name && runs.every((run) => typeof run.serverCpu?.[name] === 'number') ? median(runs.map((run) => run.serverCpu[name])) : null);
+  const cell = (ms, width) => (ms === null ? '' : s(ms)).padStart(width);
+  console.log(`${'phase'.padEnd(14)}${'floor'.padStart(10)}${'rls-audit'.padStart(12)}${'ratio'.padStart(9)}${'audit CPU'.padStart(12)}${'server CPU: floor'.padStart(20)}${'audit'.padStart(9)}`);
   for (const [name, floorName] of rows) {
     const audit = phase(audits, name);
     const floor = floorName ? phase(floors, floorName) : null;
-    const used = cpu(name);
-    console.log(`${name.padEnd(14)}${(floor === null ? '' : s(floor)).padStart(10)}${s(audit).padStart(12)}${(floor === null ? '' : ratio(audit, floor)).padStart(9)}${(used === null ? '' : s(used)).padStart(12)}`);
+    console.log(`${name.padEnd(14)}${cell(floor, 10)}${s(audit).padStart(12)}${(floor === null ? '' : ratio(audit, floor)).padStart(9)}${cell(cpu(name), 12)}${cell(server(floors, floorName), 20)}${cell(server(audits, name), 9)}`);
   }
   const total = (runs) => median(runs.map((run) => run.timings.total));
   const busy = os.loadavg()[0] >= os.cpus().length;
+  console.log(`the floor's probes: reads ${s(phase(floors, 'reads'))}, writes ${s(phase(floors, 'writes'))} (the least the write checks need: bench/floor.mjs)`);
   console.log(
     `whole run: ${ratio(total(audits), total(floors))} the floor of this run (${s(total(floors))}), probes ${ratio(phase(audits, 'probes'), phase(floors, 'probes'))}; ` +
       `target ${busy ? '1.4x (a busy machine: load at or above the cores)' : '1.2x (a quiet machine)'}; the audit's own CPU ${s(median(audits.map((run) => run.cpuMs)))} (median)`,
   );
+  console.log(`against the floor without its writes (reads only, ${s(phase(floors, 'readsTotal'))}): ${ratio(total(audits), phase(floors, 'readsTotal'))}`);
   const last = audits[audits.length - 1];
   console.log(`audit: ${last.rowsSeeded} rows seeded, ${last.queries} queries, ${last.probeRecords} probe records, verdict ${last.verdict}, peak RSS ${last.maxRssMB} MB`);
   const perProbe = Object.entries(last.timings.perProbe).sort((a, b) => b[1] - a[1]).slice(0, 8);
   console.log(`slowest probes: ${perProbe.map(([id, ms]) => `${id} ${s(ms)}`).join(', ')}`);
-  console.log(`floor: ${floors[0].rowsSeeded} rows seeded, ${floors[0].transactions} probe transactions; load after ${load()}`);
+  console.log(`floor: ${floors[0].rowsSeeded} rows seeded, ${floors[0].transactions} read and ${floors[0].writeTransactions} write transactions; load after ${load()}`);
 }
 
 async function sweep(title, sizes) {

@@ -24,6 +24,17 @@ const rows = Number(option('rows', '100'));
 const pgBin = option('pg-bin', undefined);
 const extra = JSON.parse(option('extra', '{}'));
 
+/** The time between successive marks ([phase, reading]), by the phase each starts; a phase with a mark not taken is left out. */
+function perPhase(marks) {
+  const spans = {};
+  for (let index = 0; index + 1 < marks.length; index += 1) {
+    const [name, from] = marks[index];
+    const to = marks[index + 1][1];
+    if (typeof from === 'number' && typeof to === 'number') spans[name] = Math.round(to - from);
+  }
+  return spans;
+}
+
 const dir = await mkdtemp(path.join(os.tmpdir(), 'rls-audit-bench-'));
 const schemaFile = path.join(dir, 'schema.sql');
 await writeFile(schemaFile, generateSchema({ tables }));
@@ -58,18 +69,10 @@ try {
     },
   });
   const endCpu = cpuNow();
-  const marks = [['start', startCpu], ['schema', cpuAt.schema], ['introspection', cpuAt.catalog], ['seeding', cpuAt.seeding], ['probes', cpuAt.seeded], ['end', endCpu]];
-  const phaseCpu = {};
-  for (let index = 0; index + 1 < marks.length; index += 1) phaseCpu[marks[index][0]] = Math.round(marks[index + 1][1] - marks[index][1]);
   // The probes' share holds the report's few milliseconds too.
+  const phaseCpu = perPhase([['start', startCpu], ['schema', cpuAt.schema], ['introspection', cpuAt.catalog], ['seeding', cpuAt.seeding], ['probes', cpuAt.seeded], ['end', endCpu]]);
   phaseCpu.total = Math.round(endCpu - startCpu);
-  const serverCpu = {};
-  const serverMarks = [['schema', serverAt.schema], ['introspection', serverAt.catalog], ['seeding', serverAt.seeding], ['probes', serverAt.seeded], ['end', serverAt.end]];
-  for (let index = 0; index + 1 < serverMarks.length; index += 1) {
-    const [name, from] = serverMarks[index];
-    const to = serverMarks[index + 1][1];
-    if (typeof from === 'number' && typeof to === 'number') serverCpu[name] = Math.round(to - from);
-  }
+  const serverCpu = perPhase([['schema', serverAt.schema], ['introspection', serverAt.catalog], ['seeding', serverAt.seeding], ['probes', serverAt.seeded], ['end', serverAt.end]]);
   const wall = Date.now() - started;
   const { timings, summary } = report;
   console.log(

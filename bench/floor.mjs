@@ -100,20 +100,20 @@ export function floorWriteSql({ tables, tenants, rows, role = 'app_user' }) {
   return { sql: `${lines.join('\n')}\n`, expectedErrors, transactions: lines.length };
 }
 
-/** Run a file with psql; with `errors`, the file's statements may fail, and only that many of the kinds given. */
-function psql(binary, connectionString, file, errors = null) {
+/** Run a file with psql; with `expectedErrors`, the file's statements may fail, exactly that many and only of the kinds given. */
+function psql(binary, connectionString, file, expectedErrors = null) {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, ['-X', '-q', '-v', `ON_ERROR_STOP=${errors ? 0 : 1}`, '-o', '/dev/null', '-d', connectionString, '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(binary, ['-X', '-q', '-v', `ON_ERROR_STOP=${expectedErrors ? 0 : 1}`, '-o', '/dev/null', '-d', connectionString, '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0) return reject(new Error(`psql exited with ${code}: ${stderr.trim()}`));
-      if (errors) {
+      if (expectedErrors) {
         const failures = stderr.split('\n').filter((line) => / ERROR: /.test(line));
-        const unexpected = failures.filter((line) => !errors.kinds.test(line));
-        if (unexpected.length || failures.length !== errors.count) {
-          return reject(new Error(`the floor's writes failed ${failures.length} times (expected ${errors.count}, all refused by a policy or a foreign key): ${(unexpected[0] ?? failures[0] ?? '').trim()}`));
+        const unexpected = failures.filter((line) => !expectedErrors.kinds.test(line));
+        if (unexpected.length || failures.length !== expectedErrors.count) {
+          return reject(new Error(`the floor's writes failed ${failures.length} times (expected ${expectedErrors.count}, all refused by a policy or a foreign key): ${(unexpected[0] ?? failures[0] ?? '').trim()}`));
         }
       }
       resolve();
